@@ -1,0 +1,575 @@
+"""The engine: canonical rows → facts (one row per key) → KPI values, overall, by cohort, by time.
+
+The stages stay visible: `rollup_table` (aggregates per key), `derive_columns` (row-level
+columns over the rollup), `row_table` (row tables with a lookup), and `aggregate_kpis`. Pure
+functions over polars frames; no printing, no files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from kpictl import schema as canonical
+from kpictl.errors import EmptyInputError, InputDataError, UsageError
+from kpictl.io import Sources
+from kpictl.spec import GRAINS, KpiSpec, Spec, TableSpec
+from kpictl.sqlexpr import (
+    ExpressionProblem,
+    ExpressionShape,
+    check_expression,
+    compile_sql,
+    did_you_mean,
+    referenced_names,
+    strip_literals,
+)
+
+BUCKET = "bucket"
+_GRAIN_EVERY = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
+_ORDERED_AGG = re.compile(r"\b(FIRST|LAST)\s*\(", re.IGNORECASE)
+_ATTR_CHECK = "__kpictl_distinct_"
+META_COLUMNS = ("layer", "format", "direction", "owner")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The evaluation window of a run: units whose table time falls in [since, until)."""
+
+    as_of: dt.datetime
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """What `compute` is asked for."""
+
+    by: tuple[str, ...] = ()
+    grain: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    as_of: dt.datetime | None = None
+    where: str | None = None
+    kpis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ComputeResult:
+    """KPI values of one run with the window they describe."""
+
+    table: pl.DataFrame
+    window: Window
+    dimensions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ----------------------------------------------------------------------------------------------
+# Time
+# ----------------------------------------------------------------------------------------------
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def latest_timestamp(sources: Sources) -> dt.datetime:
+    """The latest `ts` over every source: the default as-of."""
+    latest: list[dt.datetime] = []
+    for loaded in sources.by_name.values():
+        if "ts" in loaded.frame.collect_schema():
+            value = loaded.frame.select(pl.col("ts").max()).collect().item()
+            if value is not None:
+                latest.append(value)
+    if not latest:
+        raise EmptyInputError("the inputs hold no timestamps: nothing to compute")
+    return _utc(max(latest))
+
+
+def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Window:
+    """as_of (default: the latest timestamp in the data) and the window it ends."""
+    as_of = _utc(options.as_of) if options.as_of else latest_timestamp(sources)
+    since = _utc(options.since) if options.since else None
+    until = _utc(options.until) if options.until else None
+    if since is None and until is None and spec.defaults.window is not None:
+        since = as_of - spec.defaults.window
+    if since is not None and until is not None and until <= since:
+        raise UsageError(f"--until {until.isoformat()} is not after --since {since.isoformat()}")
+    return Window(as_of=as_of, since=since, until=until)
+
+
+def _literal_columns(spec: Spec, window: Window, names: Sequence[str]) -> list[pl.Expr]:
+    """Params and built-ins that `names` use, as literal columns."""
+    values: dict[str, object] = {
+        "as_of": window.as_of,
+        "window_start": window.since,
+        "window_end": window.until or window.as_of,
+    }
+    columns = []
+    for name in dict.fromkeys(names):
+        if name in canonical.BUILTIN_COLUMNS:
+            columns.append(pl.lit(values[name], dtype=canonical.UTC_TIMESTAMP).alias(name))
+        elif name in spec.params:
+            columns.append(pl.lit(spec.params[name]).alias(name))
+    return columns
+
+
+def _names_of(sqls: Sequence[str | None]) -> list[str]:
+    names: list[str] = []
+    for sql in sqls:
+        if sql:
+            names += referenced_names(compile_sql(sql))
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 1: rollup (one row per key) and derive
+# ----------------------------------------------------------------------------------------------
+
+
+def _source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
+    frame = sources[name]
+    if "ts" in frame.collect_schema():
+        frame = frame.filter(pl.col("ts") <= window.as_of)
+    return frame
+
+
+def _entry_levels(table: TableSpec, source: str) -> list[list[str]]:
+    """A source's rollup entries in passes: an entry runs after the entries it uses."""
+    level: dict[str, int] = {}
+    entries = [e for e in table.rollup if e.source == source]
+    for entry in entries:
+        same_source = [level[d] for d in entry.depends_on if d in level]
+        other_source = 1 if any(d not in level for d in entry.depends_on) else 0
+        level[entry.name] = max([*(lv + 1 for lv in same_source), other_source, 0])
+    passes: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for entry in entries:
+        passes[level[entry.name]].append(entry.name)
+    return [p for p in passes if p]
+
+
+def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window) -> pl.DataFrame:
+    """Aggregate every rollup entry per key, source by source; check attributes are constant."""
+    key = table.key
+    assert key is not None
+    entries = {e.name: e for e in table.rollup}
+    result: pl.LazyFrame | None = None
+    for position, source in enumerate(table.rollup_sources()):
+        rows = _source_rows(sources, source, window)
+        row_schema = rows.collect_schema()
+        names = [e.name for e in table.rollup if e.source == source]
+        sqls = [entries[n].sql for n in names]
+        if "ts" in row_schema and any(_ORDERED_AGG.search(strip_literals(s)) for s in sqls):
+            rows = rows.sort("ts", maintain_order=True)  # FIRST/LAST mean earliest/latest
+        literals = _literal_columns(spec, window, _names_of(sqls))
+        if literals:
+            rows = rows.with_columns(literals)
+        attrs = [a for a in table.attributes if a in row_schema] if position == 0 else []
+        source_result: pl.LazyFrame | None = None
+        for pass_names in _entry_levels(table, source):
+            needed = sorted({d for n in pass_names for d in entries[n].depends_on})
+            aggs = [compile_sql(entries[n].sql).alias(n) for n in pass_names]
+            if not needed:
+                aggs += [pl.col(a).drop_nulls().first().alias(a) for a in attrs]
+                aggs += [pl.col(a).drop_nulls().n_unique().alias(_ATTR_CHECK + a) for a in attrs]
+                attrs = []
+                scope = rows
+            else:
+                known = source_result if source_result is not None else result
+                assert known is not None
+                if result is not None and source_result is not None:
+                    known = source_result.join(
+                        result.select([key, *[c for c in needed if c not in names]]), on=key,
+                        how="left")
+                scope = rows.join(known.select([key, *needed]), on=key, how="left")
+            passed = scope.group_by(key).agg(aggs)
+            source_result = passed if source_result is None else source_result.join(
+                passed, on=key, how="left")
+        assert source_result is not None
+        if result is None:
+            result = source_result
+        else:
+            empty = _empty_values(spec, window, rows, [entries[n] for n in names], result)
+            result = result.join(source_result, on=key, how="left").with_columns(
+                [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None])
+    assert result is not None
+    facts = result.collect()
+    if facts.height == 0:
+        raise EmptyInputError(f"table {table.name!r}: no rows up to as-of "
+                              f"{window.as_of.isoformat()}")
+    _check_attributes(table, facts)
+    ordered = [key, *[n for n in entries], *[a for a in table.attributes if a in facts.columns]]
+    missing = [a for a in table.attributes if a not in facts.columns]
+    facts = facts.select(ordered)
+    if missing:
+        facts = facts.with_columns([pl.lit(None, dtype=pl.String).alias(a) for a in missing])
+    return facts
+
+
+def _empty_values(spec: Spec, window: Window, rows: pl.LazyFrame, entries: Sequence,
+                  known: pl.LazyFrame) -> dict[str, object]:
+    """Each entry's value over zero rows (COUNT → 0, TOTAL → 0, MIN → null): the fill for keys
+    a secondary source has no rows for."""
+    schema = dict(rows.collect_schema())
+    schema.update(known.collect_schema())
+    empty = pl.LazyFrame(schema=schema)
+    values: dict[str, object] = {}
+    for entry in entries:
+        value = empty.select(compile_sql(entry.sql).alias("v")).collect()
+        values[entry.name] = value.item() if value.height == 1 else None
+    return values
+
+
+def _check_attributes(table: TableSpec, facts: pl.DataFrame) -> None:
+    for attr in table.attributes:
+        check = _ATTR_CHECK + attr
+        if check not in facts.columns:
+            continue
+        varying = facts.filter(pl.col(check) > 1)
+        if varying.height:
+            example = varying.get_column(table.key or "").to_list()[0]
+            raise InputDataError(
+                f"tables.{table.name}.attributes: {attr!r} varies within a "
+                f"{table.key} ({varying.height} keys; e.g. {example!r}); an attribute must be "
+                "constant per key — aggregate it in `rollup` instead"
+            )
+
+
+def derive_columns(spec: Spec, table: TableSpec, facts: pl.DataFrame, window: Window
+                   ) -> pl.DataFrame:
+    """Add the table's `derive` columns, in order (each may use the ones above it)."""
+    literals = _literal_columns(spec, window, _names_of([d.sql for d in table.derive]))
+    frame = facts.lazy().with_columns(literals) if literals else facts.lazy()
+    for entry in table.derive:
+        frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
+    literal_names = [e.meta.output_name() for e in literals]
+    return frame.drop(literal_names).collect()
+
+
+def row_table(spec: Spec, table: TableSpec, sources: Sources, window: Window,
+              parents: Mapping[str, pl.DataFrame]) -> pl.LazyFrame:
+    """A row table: its source's rows, filtered by `where`, with the parent's attributes."""
+    assert table.from_source is not None
+    rows = _source_rows(sources, table.from_source, window)
+    if table.where:
+        literals = _literal_columns(spec, window, _names_of([table.where]))
+        rows = rows.with_columns(literals) if literals else rows
+        rows = rows.filter(compile_sql(table.where)).drop([e.meta.output_name()
+                                                          for e in literals])
+    if table.lookup:
+        parent = spec.tables[table.lookup]
+        assert parent.key is not None
+        carried = [*parent.attributes, *([parent.time] if parent.time else [])]
+        present = rows.collect_schema().names()
+        rows = rows.drop([c for c in carried if c in present and c != parent.key])
+        rows = rows.join(parents[table.lookup].lazy().select([parent.key, *carried]),
+                         on=parent.key, how="left")
+    return rows
+
+
+def build_facts(spec: Spec, sources: Sources, window: Window,
+                tables: Sequence[str] | None = None) -> dict[str, pl.LazyFrame]:
+    """Every table of the spec (or those named and what they look up): rollup + derive."""
+    wanted = set(tables or spec.tables)
+    for name in list(wanted):
+        lookup = spec.tables[name].lookup
+        if lookup:
+            wanted.add(lookup)
+    built: dict[str, pl.DataFrame] = {}
+    result: dict[str, pl.LazyFrame] = {}
+    for name, table in spec.tables.items():
+        if name not in wanted:
+            continue
+        if table.is_rollup:
+            facts = derive_columns(spec, table, rollup_table(spec, table, sources, window),
+                                   window)
+            built[name] = facts
+            result[name] = facts.lazy()
+        else:
+            result[name] = row_table(spec, table, sources, window, built)
+    return result
+
+
+def facts(spec: Spec, sources: Sources, table: str | None = None,
+          as_of: dt.datetime | None = None) -> pl.DataFrame:
+    """One table of facts (default: the first rollup table, e.g. one row per conversation)."""
+    name = table or next(n for n, t in spec.tables.items() if t.is_rollup)
+    if name not in spec.tables:
+        raise UsageError(f"no table named {name!r}{did_you_mean(name, spec.tables)}; "
+                         f"tables: {', '.join(spec.tables)}")
+    window = resolve_window(spec, sources, ComputeOptions(as_of=as_of))
+    return build_facts(spec, sources, window, [name])[name].collect()
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 2: KPI aggregation
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_float(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Duration):
+        return expr.dt.total_microseconds().cast(pl.Float64) / 1e6
+    return expr.cast(pl.Float64)
+
+
+def _grouping_sets(by: Sequence[str], grain: str | None) -> list[tuple[str, ...]]:
+    sets: list[tuple[str, ...]] = [()]
+    sets += [(d,) for d in by]
+    if grain:
+        sets.append((BUCKET,))
+        sets += [(BUCKET, d) for d in by]
+    return sets
+
+
+def _aggregate(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]
+               ) -> pl.LazyFrame:
+    if keys:
+        return frame.group_by(list(keys)).agg(aggs)
+    return frame.select(aggs)
+
+
+def _kpi_frame(spec: Spec, kpi: KpiSpec, tables: Mapping[str, pl.LazyFrame], window: Window,
+               options: ComputeOptions) -> pl.LazyFrame:
+    """The KPI's table, windowed, with --where and the KPI's `where` applied, and flags."""
+    table = spec.tables[kpi.over]
+    frame = tables[kpi.over]
+    time_col = table.time if table.is_rollup else (
+        spec.tables[table.lookup].time if table.lookup else None)
+    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, options.where]
+    literals = _literal_columns(spec, window, _names_of(sqls))
+    if literals:
+        frame = frame.with_columns(literals)
+    if time_col is not None:
+        if window.since is not None:
+            frame = frame.filter(pl.col(time_col) >= window.since)
+        if window.until is not None:
+            frame = frame.filter(pl.col(time_col) < window.until)
+        if options.grain:
+            frame = frame.with_columns(
+                pl.col(time_col).dt.truncate(_GRAIN_EVERY[options.grain]).alias(BUCKET))
+    if options.where:
+        frame = frame.filter(compile_sql(options.where))
+    if kpi.where:
+        frame = frame.filter(compile_sql(kpi.where))
+    mature = compile_sql(kpi.mature).fill_null(False) if kpi.mature else pl.lit(True)
+    return frame.with_columns(mature.alias("__mature"))
+
+
+def _kpi_queries(spec: Spec, kpi: KpiSpec, tables: Mapping[str, pl.LazyFrame], window: Window,
+                 options: ComputeOptions, sets: Sequence[tuple[str, ...]]
+                 ) -> list[pl.LazyFrame]:
+    """One lazy query per grouping set (and breakdown) giving the KPI's long-format rows."""
+    frame = _kpi_frame(spec, kpi, tables, window, options)
+    queries = []
+    for keys in sets:
+        keyed = frame.with_columns([pl.col(k).cast(pl.String) for k in keys if k != BUCKET])
+        sizes = _aggregate(keyed, keys, [
+            pl.col("__mature").sum().cast(pl.Int64).alias("n"),
+            (~pl.col("__mature")).sum().cast(pl.Int64).alias("pending"),
+        ])
+        settled = keyed.filter(pl.col("__mature"))
+        if kpi.kind == "value":
+            value = _float_expr(frame, kpi.value)
+            query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value")]), keys)
+        else:
+            num = _float_expr(frame, kpi.numerator)
+            parts = _aggregate(settled, keys, [num.alias("__num"),
+                                               _float_expr(frame, kpi.denominator).alias("__den")])
+            query = _join_on(sizes, parts, keys).with_columns(
+                _ratio("__num", "__den").alias("value"))
+            if kpi.breakdown:
+                split = _aggregate(settled, [*keys, kpi.breakdown], [num.alias("__num")])
+                split = _join_on(split, query.drop("__num", "value"), keys)
+                split = split.filter(pl.col("__num") != 0).with_columns(
+                    _ratio("__num", "__den").alias("value"),
+                    pl.lit(kpi.breakdown).alias("breakdown"),
+                    pl.col(kpi.breakdown).cast(pl.String).alias("breakdown_value"),
+                ).select([*keys, "n", "pending", "value", "breakdown", "breakdown_value"])
+                queries.append(_tag(split, kpi, keys))
+            query = query.drop("__num", "__den")
+        queries.append(_tag(query.with_columns(
+            pl.lit(None, dtype=pl.String).alias("breakdown"),
+            pl.lit(None, dtype=pl.String).alias("breakdown_value"),
+        ), kpi, keys))
+    return queries
+
+
+def _float_expr(frame: pl.LazyFrame, sql: str | None) -> pl.Expr:
+    """An aggregate as Float64 (durations as seconds)."""
+    expr = compile_sql(sql or "")
+    return _as_float(expr, frame.select(expr).collect_schema().dtypes()[0])
+
+
+def _join_on(left: pl.LazyFrame, right: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    if keys:
+        return left.join(right, on=list(keys), how="left", nulls_equal=True)
+    return left.join(right, how="cross")
+
+
+def _ratio(num: str, den: str) -> pl.Expr:
+    return pl.when(pl.col(den) != 0).then(pl.col(num) / pl.col(den)).otherwise(None)
+
+
+def _tag(query: pl.LazyFrame, kpi: KpiSpec, keys: Sequence[str]) -> pl.LazyFrame:
+    return query.with_columns(
+        pl.lit(kpi.name).alias("kpi"),
+        pl.lit(list(keys), dtype=pl.List(pl.String)).alias("grouping"),
+    )
+
+
+def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec]) -> None:
+    if options.grain is not None and options.grain not in GRAINS:
+        raise UsageError(f"--grain {options.grain}: expected one of {', '.join(GRAINS)}")
+    tables = {k.over for k in kpis if k.kind != "formula"}
+    for dim in options.by:
+        if dim == BUCKET:
+            raise UsageError("--by bucket: use --grain for time buckets")
+        if not any(dim in spec.column_types[t] for t in tables):
+            columns = {c for t in tables for c in spec.column_types[t]}
+            raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}; "
+                             f"cohort columns include: {', '.join(sorted(columns))}")
+    if options.where:
+        for table in sorted(tables):
+            try:
+                check_expression(options.where, spec.table_schema(table),
+                                 shape=ExpressionShape.ROW, dtype=pl.Boolean, what="--where")
+            except ExpressionProblem as exc:
+                raise UsageError(f"--where (on table {table!r}): {exc}") from exc
+
+
+def _selected_kpis(spec: Spec, names: Sequence[str]) -> tuple[list[KpiSpec], list[str]]:
+    """The KPIs to compute (formula inputs included) and the names to output."""
+    for name in names:
+        if name not in spec.kpis:
+            raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}; "
+                             f"KPIs: {', '.join(spec.kpis)}")
+    output = list(names) or list(spec.kpis)
+    needed = set(output)
+    stack = list(output)
+    while stack:
+        for dep in spec.kpis[stack.pop()].formula_kpis:
+            if dep not in needed:
+                needed.add(dep)
+                stack.append(dep)
+    return [k for k in spec.kpis.values() if k.name in needed], output
+
+
+def _formula_rows(kpi: KpiSpec, computed: pl.DataFrame, dims: Sequence[str]) -> pl.DataFrame:
+    base = computed.filter(pl.col("breakdown").is_null() & pl.col("kpi").is_in(kpi.formula_kpis))
+    index = ["grouping", *dims]
+    wide = base.pivot(on="kpi", index=index, values="value")
+    sizes = base.group_by(index, maintain_order=True).agg(
+        pl.col("n").min().alias("n"), pl.col("pending").max().alias("pending"))
+    for name in kpi.formula_kpis:
+        if name not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+    wide = wide.with_columns(
+        compile_sql(kpi.formula or "").cast(pl.Float64).fill_nan(None).alias("value"))
+    rows = wide.select([*index, "value"]).join(sizes, on=index, how="left", nulls_equal=True)
+    return rows.with_columns(
+        pl.lit(kpi.name).alias("kpi"),
+        pl.lit(None, dtype=pl.String).alias("breakdown"),
+        pl.lit(None, dtype=pl.String).alias("breakdown_value"),
+    )
+
+
+def run_compute(spec: Spec, sources: Sources, options: ComputeOptions | None = None
+                ) -> ComputeResult:
+    """Compute KPIs: one row per KPI × cohort (× breakdown value), with n and pending."""
+    options = options or ComputeOptions()
+    kpis, output = _selected_kpis(spec, options.kpis)
+    _check_options(spec, options, kpis)
+    window = resolve_window(spec, sources, options)
+    used_tables = sorted({k.over for k in kpis if k.kind != "formula"})
+    tables = build_facts(spec, sources, window, used_tables)
+    dims = list(options.by)
+    sets = _grouping_sets(options.by, options.grain)
+    queries: list[pl.LazyFrame] = []
+    notes: list[str] = []
+    for kpi in kpis:
+        if kpi.kind == "formula":
+            continue
+        columns = tables[kpi.over].collect_schema().names()
+        usable = [s for s in sets if all(k == BUCKET or k in columns for k in s)]
+        if len(usable) < len(sets):
+            skipped = sorted({k for s in sets for k in s if k != BUCKET and k not in columns})
+            notes.append(f"{kpi.name}: not split by {', '.join(skipped)} (not a column of "
+                         f"table {kpi.over!r})")
+        queries += _kpi_queries(spec, kpi, tables, window, options, usable)
+    frames = pl.collect_all(queries) if queries else []
+    columns = ["kpi", "grouping", *dims, *([BUCKET] if options.grain else []), "breakdown",
+               "breakdown_value", "value", "n", "pending"]
+    schema = {
+        "kpi": pl.String, "grouping": pl.List(pl.String), **dict.fromkeys(dims, pl.String),
+        **({BUCKET: canonical.UTC_TIMESTAMP} if options.grain else {}),
+        "breakdown": pl.String, "breakdown_value": pl.String, "value": pl.Float64,
+        "n": pl.Int64, "pending": pl.Int64,
+    }
+    aligned = [
+        f.with_columns([pl.lit(None, dtype=schema[c]).alias(c) for c in columns
+                        if c not in f.columns]).select(columns).cast(schema)  # type: ignore[arg-type]
+        for f in frames
+    ]
+    computed = pl.concat(aligned) if aligned else pl.DataFrame(schema=schema)
+    computed = computed.with_columns(pl.col("value").fill_nan(None))
+    for kpi in kpis:
+        if kpi.kind == "formula":
+            rows = _formula_rows(kpi, computed, [*dims, *([BUCKET] if options.grain else [])])
+            computed = pl.concat([computed, rows.select(columns).cast(schema)])  # type: ignore[arg-type]
+    table = _finish(spec, computed.filter(pl.col("kpi").is_in(output)), output, sets, dims,
+                    options.grain is not None)
+    return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes))
+
+
+def _finish(spec: Spec, computed: pl.DataFrame, output: Sequence[str],
+            sets: Sequence[tuple[str, ...]], dims: Sequence[str], grain: bool) -> pl.DataFrame:
+    """Stable order (spec order, grouping set, cohort values, breakdown) and KPI metadata."""
+    kpi_order = {name: i for i, name in enumerate(output)}
+    set_order = {"\x1f".join(s): i for i, s in enumerate(sets)}
+    meta = pl.DataFrame({
+        "kpi": list(output),
+        "layer": [spec.kpis[k].layer for k in output],
+        "format": [spec.kpis[k].format for k in output],
+        "direction": [spec.kpis[k].direction for k in output],
+        "owner": [spec.kpis[k].owner for k in output],
+    })
+    sort_cols = ["__kpi", "__set", *([BUCKET] if grain else []), *dims, "__bd", "breakdown_value"]
+    return (
+        computed.with_columns(
+            pl.col("kpi").replace_strict(kpi_order, return_dtype=pl.Int64).alias("__kpi"),
+            pl.col("grouping").list.join("\x1f").replace_strict(set_order,
+                                                                return_dtype=pl.Int64)
+            .alias("__set"),
+            pl.col("breakdown").is_not_null().alias("__bd"),
+        )
+        .sort(sort_cols, nulls_last=False, maintain_order=True)
+        .drop("__kpi", "__set", "__bd")
+        .join(meta, on="kpi", how="left", maintain_order="left")
+    )
+
+
+def compute(
+    spec: Spec,
+    sources: Sources,
+    *,
+    by: Sequence[str] = (),
+    grain: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    as_of: dt.datetime | None = None,
+    where: str | None = None,
+    kpis: Sequence[str] = (),
+) -> pl.DataFrame:
+    """KPI values as a polars DataFrame: one row per KPI × cohort (× breakdown value).
+
+    Columns: kpi, grouping (the cohort's dimensions; [] for overall), one column per `by`
+    dimension, bucket (with `grain`), breakdown, breakdown_value, value, n (units counted),
+    pending (units left out because their outcome window is still open), layer, format,
+    direction, owner.
+    """
+    options = ComputeOptions(by=tuple(by), grain=grain, since=since, until=until, as_of=as_of,
+                             where=where, kpis=tuple(kpis))
+    return run_compute(spec, sources, options).table

@@ -1,0 +1,69 @@
+"""Typed errors raised deep in the library and rendered once, at the CLI edge.
+
+Every error says what went wrong, where (file:line, KPI, column) and, when it can, how to fix it.
+The library never prints or exits; `kpictl.cli` maps these classes to exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes."""
+
+    OK = 0
+    DATA_OR_SPEC_ERROR = 1
+    USAGE_ERROR = 2
+
+
+class KpictlError(Exception):
+    """Base class of every error kpictl reports to a user."""
+
+    exit_code: ExitCode = ExitCode.DATA_OR_SPEC_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem found in a KPI spec, located at file:line."""
+
+    file: str
+    line: int | None
+    path: str  # e.g. "kpis.task_completion_rate.numerator"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.path}: {self.message}"
+
+
+class SpecError(KpictlError):
+    """The KPI spec (kpi_definitions.yaml) is invalid; carries every problem found at once."""
+
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the KPI spec:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class InputDataError(KpictlError):
+    """A log file is missing, malformed, or holds a value of the wrong type."""
+
+
+class EmptyInputError(InputDataError):
+    """The inputs hold no rows to compute on."""
+
+
+class UsageError(KpictlError):
+    """The command line asks for something that cannot be done (unknown KPI, bad --param, …)."""
+
+    exit_code = ExitCode.USAGE_ERROR

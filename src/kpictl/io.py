@@ -1,0 +1,548 @@
+"""Reading agent logs (JSONL, gzipped JSONL, Parquet) into frames in the canonical schema.
+
+A source path is a file, a glob or a folder (searched recursively; `key=value` folders become
+columns, hive-style). JSONL is parsed once per run. Every problem names the file, the line (or
+row), the column, what was expected and what was found. Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from kpictl import schema as canonical
+from kpictl.errors import EmptyInputError, InputDataError
+from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
+
+OnBadRows = Literal["error", "skip"]
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SUPPORTED_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+
+_TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d",
+)
+_EPOCH_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+_NARROW_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32)
+_ROW = "__kpictl_row"
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What was read from one input file."""
+
+    source: str
+    path: str
+    format: str
+    size_bytes: int
+    rows: int
+    skipped: int = 0
+    skipped_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """One source's rows in the canonical schema, plus what was read to get them."""
+
+    name: str
+    frame: pl.LazyFrame
+    files: tuple[FileReport, ...]
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        """Rows kept, over all files."""
+        return sum(f.rows for f in self.files)
+
+    @property
+    def skipped(self) -> int:
+        """Rows skipped (with --on-bad-rows skip), over all files."""
+        return sum(f.skipped for f in self.files)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Every loaded source of a run, by name."""
+
+    by_name: Mapping[str, LoadedSource] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> pl.LazyFrame:
+        return self.by_name[name].frame
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    @property
+    def files(self) -> list[FileReport]:
+        """Every file read, source by source."""
+        return [f for src in self.by_name.values() for f in src.files]
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """How to make one column of a source: the io layer's view of a spec column mapping."""
+
+    name: str
+    source_field: str | None = None
+    sql: str | None = None
+    type: str | None = None
+    unit: str | None = None
+    default: object = None
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """What to read for one source: paths (files, globs, folders) and column rules."""
+
+    name: str
+    paths: tuple[str, ...]
+    base_dir: Path = Path(".")
+    columns: tuple[ColumnRule, ...] = ()
+    format: str = "auto"
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding files
+# ----------------------------------------------------------------------------------------------
+
+
+def _suffix_format(path: Path, forced: str) -> str | None:
+    name = path.name.lower()
+    if forced in ("jsonl", "parquet"):
+        return forced
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def find_files(
+    pattern: str, base_dir: Path, forced: str = "auto"
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Files a path, glob or folder names, each with the root its partition folders start at.
+
+    Returns ([(file, root)], ignored files). Raises InputDataError when nothing matches.
+    """
+    expanded = Path(pattern).expanduser()
+    target = expanded if expanded.is_absolute() else base_dir / expanded
+    found: list[tuple[Path, Path]] = []
+    ignored: list[str] = []
+    if any(ch in pattern for ch in "*?["):
+        matches = sorted(Path(p) for p in glob.glob(str(target), recursive=True))
+        candidates = [(m, m.parent) for m in matches if m.is_file()]
+        for folder in (m for m in matches if m.is_dir()):
+            candidates += [(f, folder) for f in sorted(folder.rglob("*")) if f.is_file()]
+    elif target.is_dir():
+        candidates = [(f, target) for f in sorted(target.rglob("*")) if f.is_file()]
+    elif target.is_file():
+        candidates = [(target, target.parent)]
+    else:
+        raise InputDataError(f"{target}: no such file or folder")
+    for path, root in candidates:
+        if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue  # hidden files and markers such as _SUCCESS
+        if _suffix_format(path, forced) is None:
+            ignored.append(str(path))
+        else:
+            found.append((path, root))
+    if not found:
+        extra = f" (ignored: {', '.join(ignored[:5])})" if ignored else ""
+        raise InputDataError(
+            f"{target}: no log files found; expected {', '.join(SUPPORTED_SUFFIXES)}{extra}"
+        )
+    return found, ignored
+
+
+def _partition_values(path: Path, root: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for part in path.relative_to(root).parts[:-1]:
+        if "=" in part:
+            key, _, value = part.partition("=")
+            values[key] = value
+    return values
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading one file
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.name.lower().endswith(".gz") else raw
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputDataError(f"{path}: cannot read: {exc}") from exc
+
+
+def _line_numbers(data: bytes) -> list[int]:
+    """1-based line numbers of the non-blank lines (error path only)."""
+    return [i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip()]
+
+
+def _bad_json_lines(data: bytes) -> dict[int, str]:
+    """Lines that are not one JSON object each: {line number: reason} (error path only)."""
+    bad: dict[int, str] = {}
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            bad[number] = f"malformed JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+            continue
+        if not isinstance(value, dict):
+            bad[number] = f"expected a JSON object, got {type(value).__name__}"
+    return bad
+
+
+def _read_jsonl(path: Path, on_bad_rows: OnBadRows) -> tuple[pl.DataFrame, dict[int, str], bytes]:
+    """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes)."""
+    data = _read_bytes(path)
+    try:
+        return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None), {}, data
+    except Exception as exc:  # polars: ComputeError / SchemaError / panics on bad JSON
+        bad = _bad_json_lines(data)
+        if not bad:
+            raise InputDataError(
+                f"{path}: cannot read as JSONL: {first_line(exc)} (a field holds values of "
+                "incompatible kinds, e.g. an object in one line and a list in another)"
+            ) from exc
+        if on_bad_rows == "error":
+            line, reason = next(iter(bad.items()))
+            more = f" ({len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
+            raise InputDataError(
+                f"{path}:{line}: {reason}{more}; fix the file or pass --on-bad-rows skip"
+            ) from exc
+    kept = b"\n".join(
+        line for number, line in enumerate(data.split(b"\n"), start=1) if number not in bad
+    )
+    if not kept.strip():
+        return pl.DataFrame(), bad, data
+    try:
+        frame = pl.read_ndjson(io.BytesIO(kept), infer_schema_length=None)
+    except Exception as exc:
+        raise InputDataError(f"{path}: cannot read as JSONL: {first_line(exc)}") from exc
+    return frame, bad, data
+
+
+def _widen(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    casts = []
+    for name, dtype in schema.items():
+        if isinstance(dtype, _NARROW_INTS):
+            casts.append(pl.col(name).cast(pl.Int64))
+        elif isinstance(dtype, pl.Float32):
+            casts.append(pl.col(name).cast(pl.Float64))
+    return frame.with_columns(casts) if casts else frame
+
+
+# ----------------------------------------------------------------------------------------------
+# Canonical columns
+# ----------------------------------------------------------------------------------------------
+
+
+def _field_expr(source_field: str, schema: pl.Schema) -> pl.Expr | None:
+    """`a.b.c` → col(a).struct.field(b).struct.field(c); None when the field is absent."""
+    head, *rest = source_field.split(".")
+    if head not in schema:
+        return None
+    expr = pl.col(head)
+    dtype = schema[head]
+    for part in rest:
+        if not isinstance(dtype, pl.Struct) or part not in {f.name for f in dtype.fields}:
+            return None
+        expr = expr.struct.field(part)
+        dtype = next(f.dtype for f in dtype.fields if f.name == part)
+    return expr
+
+
+def _target_dtype(rule: ColumnRule | None, canonical_col: canonical.CanonicalColumn | None
+                  ) -> pl.DataType | None:
+    if rule is not None and rule.type is not None:
+        return canonical.TYPE_NAMES[rule.type]
+    return canonical_col.dtype if canonical_col is not None else None
+
+
+def _coerce(expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str | None,
+            name: str, where: str) -> tuple[pl.Expr, bool]:
+    """An expression converting `expr` to `target`; and whether the conversion can fail."""
+    if source == target:
+        return expr, False
+    if isinstance(target, pl.Datetime):
+        if isinstance(source, pl.Datetime):
+            zoned = expr if source.time_zone else expr.dt.replace_time_zone("UTC")
+            return zoned.dt.convert_time_zone("UTC").dt.cast_time_unit("us"), False
+        if isinstance(source, pl.Date):
+            return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), False
+        if source.is_numeric():
+            if unit is None:
+                raise InputDataError(
+                    f"{where}: column {name!r} holds numbers; declare their epoch unit in the "
+                    f"spec: columns: {{{name}: {{from: …, type: timestamp, unit: s|ms|us|ns}}}}"
+                )
+            factor = _EPOCH_UNITS[unit]
+            micros = (expr.cast(pl.Float64) / 1000.0) if factor is None else (
+                expr.cast(pl.Float64) * factor)
+            return micros.round(0).cast(pl.Int64).cast(pl.Datetime("us", "UTC")), False
+        if isinstance(source, pl.String):
+            text = expr.str.strip_chars()
+            parsed = pl.coalesce(
+                [text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
+                 for fmt in _TIMESTAMP_FORMATS]
+            )
+            return parsed, True
+        raise InputDataError(f"{where}: column {name!r} is {source}; expected a timestamp")
+    if isinstance(target, pl.Boolean) and isinstance(source, pl.String):
+        lowered = expr.str.strip_chars().str.to_lowercase()
+        mapped = (
+            pl.when(lowered.is_in(["true", "t", "1", "yes"])).then(True)
+            .when(lowered.is_in(["false", "f", "0", "no"])).then(False)
+            .otherwise(None)
+        )
+        return mapped, True
+    if isinstance(target, pl.Int64) and source.is_float():
+        rounded = expr.round(0)
+        return pl.when(expr == rounded).then(rounded.cast(pl.Int64)).otherwise(None), True
+    if isinstance(target, pl.String):
+        if isinstance(source, pl.Struct | pl.List):
+            raise InputDataError(f"{where}: column {name!r} is {source}; expected text")
+        return expr.cast(pl.String), False
+    if isinstance(source, pl.Struct | pl.List) or (
+        isinstance(target, pl.Int64 | pl.Float64) and isinstance(source, pl.Boolean)
+    ):
+        raise InputDataError(f"{where}: column {name!r} is {source}; expected {target}")
+    return expr.cast(target, strict=False), not (source.is_numeric() and target.is_numeric())
+
+
+def _canonical_frame(
+    frame: pl.LazyFrame, request: SourceRequest, where: str
+) -> tuple[pl.LazyFrame, list[tuple[str, pl.Expr, str]]]:
+    """Apply column rules and canonical types. Returns the frame and fallible checks.
+
+    Each check is (column, expression true where the row is bad, what was expected).
+    """
+    schema = frame.collect_schema()
+    rules = {rule.name: rule for rule in request.columns}
+    columns = canonical.CANONICAL_TABLES.get(request.name, {})
+    mapped: list[pl.Expr] = []
+    raw_values: dict[str, tuple[pl.Expr, pl.DataType]] = {}
+    for rule in request.columns:
+        if rule.sql is not None:
+            try:
+                expr = compile_sql(rule.sql)
+                dtype = frame.select(expr).collect_schema().dtypes()[0]
+            except (ExpressionProblem, Exception) as exc:
+                raise InputDataError(
+                    f"{where}: sources.{request.name}.columns.{rule.name}: {first_line(exc)}; "
+                    f"fields there: {', '.join(schema.names())}"
+                ) from exc
+        else:
+            field_name = rule.source_field or rule.name
+            found = _field_expr(field_name, schema)
+            if found is None:
+                if rule.default is None:
+                    if rule.name in columns and columns[rule.name].required:
+                        raise InputDataError(
+                            f"{where}: source {request.name!r}: field {field_name!r} (mapped to "
+                            f"{rule.name!r}) is missing{did_you_mean(field_name, schema.names())}"
+                            f"; fields there: {', '.join(schema.names())}"
+                        )
+                    continue
+                expr, dtype = pl.lit(None), pl.Null()
+            else:
+                expr = found
+                dtype = frame.select(found).collect_schema().dtypes()[0]
+        if rule.default is not None:
+            expr = expr.fill_null(pl.lit(rule.default))
+            dtype = frame.select(expr).collect_schema().dtypes()[0]
+        raw_values[rule.name] = (expr, dtype)
+    present = set(schema.names()) | set(raw_values)
+    missing = [c.name for c in columns.values() if c.required and c.name not in present]
+    if missing:
+        hints = "".join(did_you_mean(m, schema.names()) for m in missing)
+        raise InputDataError(
+            f"{where}: source {request.name!r} has no column {', '.join(map(repr, missing))}"
+            f"{hints}; columns there: {', '.join(schema.names())}. Map one in the spec: "
+            f"sources.{request.name}.columns.{missing[0]}: <field or SQL>"
+        )
+    checks: list[tuple[str, pl.Expr, str]] = []
+    for name in sorted(present):
+        rule = rules.get(name)
+        target = _target_dtype(rule, columns.get(name))
+        if name in raw_values:
+            expr, dtype = raw_values[name]
+        else:
+            expr, dtype = pl.col(name), schema[name]
+        if isinstance(dtype, pl.Null) and target is not None:
+            mapped.append(pl.lit(None, dtype=target).alias(name))
+            continue
+        if target is None:
+            if name in raw_values:
+                mapped.append(expr.alias(name))
+            continue
+        converted, fallible = _coerce(expr, dtype, target, rule.unit if rule else None, name,
+                                      where)
+        mapped.append(converted.alias(name))
+        if fallible:
+            checks.append((name, expr.is_not_null() & converted.is_null(), str(target)))
+    result = frame.with_columns(mapped) if mapped else frame
+    return result, checks
+
+
+def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping[int, str]
+            ) -> str:
+    """`file:line` for JSONL (row → its line), `file (row N)` for Parquet. Error path only."""
+    if fmt == "jsonl" and data is not None:
+        lines = [n for n in _line_numbers(data) if n not in dropped]
+        if row < len(lines):
+            return f"{path}:{lines[row]}"
+    return f"{path} (row {row + 1})"
+
+
+def _load_file(
+    path: Path, root: Path, fmt: str, request: SourceRequest, on_bad_rows: OnBadRows
+) -> tuple[pl.LazyFrame | None, FileReport]:
+    size = path.stat().st_size
+    data: bytes | None = None
+    dropped: dict[int, str] = {}
+    if fmt == "jsonl":
+        eager, dropped, data = _read_jsonl(path, on_bad_rows)
+        frame = eager.lazy()
+        rows = eager.height
+    else:
+        try:
+            frame = pl.scan_parquet(path)
+            rows = frame.select(pl.len()).collect().item()
+        except Exception as exc:
+            raise InputDataError(f"{path}: cannot read as Parquet: {first_line(exc)}") from exc
+    partitions = _partition_values(path, root)
+    schema = frame.collect_schema() if rows or fmt == "parquet" else pl.Schema()
+    extra = [pl.lit(v).alias(k) for k, v in partitions.items() if k not in schema]
+    if extra:
+        frame = frame.with_columns(extra)
+    if rows == 0:
+        report = FileReport(request.name, str(path), fmt, size, 0, len(dropped),
+                            tuple(f"line {n}: {r}" for n, r in list(dropped.items())[:5]))
+        return None, report
+    frame = _widen(frame, frame.collect_schema())
+    canonical_frame, checks = _canonical_frame(frame, request, str(path))
+    required = [c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values()
+                if c.required]
+    bad_exprs = checks or required
+    skipped_rows = 0
+    reasons = [f"line {n}: {r}" for n, r in list(dropped.items())[:5]]
+    if bad_exprs:
+        indexed = frame.with_row_index(_ROW)
+        converted, _ = _canonical_frame(indexed, request, str(path))
+        raw_flags = indexed.select(
+            pl.col(_ROW), *[bad.alias(f"bad_{i}") for i, (_, bad, _) in enumerate(checks)]
+        )
+        missing_flags = converted.select(
+            [pl.col(name).is_null().alias(f"miss_{name}") for name in required]
+        )
+        flags = pl.concat([raw_flags, missing_flags], how="horizontal")
+        flag_names = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
+        any_bad = pl.any_horizontal([pl.col(n) for n in flag_names])
+        offenders = flags.filter(any_bad).collect()
+        if offenders.height:
+            first = offenders.row(0, named=True)
+            flag = next(n for n in flag_names if first[n])
+            if flag.startswith("bad_"):
+                column, _, expected = checks[int(flag[4:])]
+                original = frame.with_row_index(_ROW).filter(pl.col(_ROW) == first[_ROW])
+                value = _original_value(original, request, column)
+                what = f"column {column!r}: expected {expected}, got {value!r}"
+            else:
+                column = flag[5:]
+                what = f"column {column!r} is empty (null): it is required"
+            where = _locate(path, fmt, first[_ROW], data, dropped)
+            if on_bad_rows == "error":
+                more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
+                raise InputDataError(f"{where}: {what}{more}; fix the data, map the column in "
+                                     "the spec, or pass --on-bad-rows skip")
+            skipped_rows = offenders.height
+            reasons.append(f"{where}: {what}" + (
+                f" and {offenders.height - 1} more" if offenders.height > 1 else ""))
+            bad_rows = offenders.get_column(_ROW)
+            canonical_frame = (
+                converted.filter(~pl.col(_ROW).is_in(bad_rows.implode())).drop(_ROW)
+            )
+    report = FileReport(
+        request.name, str(path), fmt, size, rows - skipped_rows, len(dropped) + skipped_rows,
+        tuple(reasons),
+    )
+    return canonical_frame, report
+
+
+def _original_value(row: pl.LazyFrame, request: SourceRequest, column: str) -> object:
+    rule = next((r for r in request.columns if r.name == column), None)
+    field_name = (rule.source_field if rule and rule.source_field else column)
+    expr = _field_expr(field_name, row.collect_schema())
+    if expr is None:
+        return None
+    return row.select(expr).collect().item()
+
+
+def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> LoadedSource:
+    """Read every file of one source and stack them in the canonical schema."""
+    frames: list[pl.LazyFrame] = []
+    reports: list[FileReport] = []
+    ignored: list[str] = []
+    for pattern in request.paths:
+        files, skipped_files = find_files(pattern, request.base_dir, request.format)
+        ignored += skipped_files
+        for path, root in files:
+            fmt = _suffix_format(path, request.format)
+            assert fmt is not None
+            frame, report = _load_file(path, root, fmt, request, on_bad_rows)
+            reports.append(report)
+            if frame is not None:
+                frames.append(frame)
+    if not frames:
+        names = ", ".join(r.path for r in reports) or ", ".join(request.paths)
+        raise EmptyInputError(f"source {request.name!r}: no rows in {names}")
+    combined = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    return LoadedSource(request.name, combined, tuple(reports), tuple(ignored))
+
+
+def load_frames(frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
+                requests: Mapping[str, SourceRequest] | None = None) -> Sources:
+    """Sources from in-memory frames (for notebooks and tests), canonicalised like files."""
+    loaded: dict[str, LoadedSource] = {}
+    for name, frame in frames.items():
+        lazy = frame.lazy()
+        request = (requests or {}).get(name, SourceRequest(name=name, paths=()))
+        lazy = _widen(lazy, lazy.collect_schema())
+        canonical_frame, checks = _canonical_frame(lazy, request, f"<frame {name}>")
+        if checks:
+            bad = canonical_frame.select(
+                pl.any_horizontal([b for _, b, _ in checks]).any()).collect().item()
+            if bad:
+                column = checks[0][0]
+                raise InputDataError(f"<frame {name}>: column {column!r} has values that "
+                                     f"cannot be read as {checks[0][2]}")
+        rows = lazy.select(pl.len()).collect().item()
+        loaded[name] = LoadedSource(
+            name, canonical_frame, (FileReport(name, f"<frame {name}>", "frame", 0, rows),)
+        )
+    return Sources(loaded)
+
+
+def load_requests(requests: Sequence[SourceRequest], on_bad_rows: OnBadRows = "error"
+                  ) -> Sources:
+    """Load several sources."""
+    return Sources({r.name: load_source(r, on_bad_rows) for r in requests})

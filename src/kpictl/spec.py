@@ -1,0 +1,1194 @@
+"""`kpi_definitions.yaml` → a frozen, fully validated `Spec`.
+
+The whole file is validated at load, before any data is read, and every problem is reported at
+once with `file:line`, the path of the key it concerns, what was expected and a "did you mean"
+where a name is close. See the README's "The KPI spec" section for the format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from kpictl import schema as canonical
+from kpictl.errors import SpecError, SpecProblem, UsageError
+from kpictl.sqlexpr import (
+    CheckedExpression,
+    ExpressionProblem,
+    ExpressionShape,
+    check_expression,
+    compile_sql,
+    did_you_mean,
+    referenced_names,
+)
+from kpictl.yamlmarks import YAML_QUOTING_HINT, MarkedDict, read_marked_yaml
+
+SPEC_VERSION = 1
+LAYERS = ("business_outcomes", "quality_adoption", "run_cost", "risk_compliance")
+FORMATS = ("percent", "usd", "duration", "ms", "number", "count")
+DIRECTIONS = ("higher", "lower")
+GRAINS = ("hour", "day", "week", "month")
+CORRECTIONS = ("holm", "bh", "none")
+LEVELS = ("warning", "critical", "catastrophic")
+TESTS = (
+    "proportion",
+    "welch",
+    "delta",
+    "quantile",
+    "bootstrap",
+    "mcnemar",
+    "paired_t",
+    "wilcoxon",
+)
+
+TOP_KEYS = ("version", "defaults", "params", "sources", "tables", "baselines", "kpis", "pricing")
+DEFAULT_KEYS = (
+    "owner",
+    "window",
+    "grain",
+    "baseline",
+    "cohorts",
+    "min_sample",
+    "confidence",
+    "correction",
+    "layer",
+)
+SOURCE_KEYS = ("path", "columns", "format")
+COLUMN_KEYS = ("from", "type", "unit", "default")
+ROLLUP_TABLE_KEYS = ("key", "time", "attributes", "rollup", "derive", "description")
+ROW_TABLE_KEYS = ("from", "where", "lookup", "description")
+BASELINE_KINDS = ("previous", "between", "control", "values")
+BASELINE_KEYS = (*BASELINE_KINDS, "treatment", "split", "unit", "description")
+KPI_KEYS = (
+    "description",
+    "owner",
+    "over",
+    "value",
+    "numerator",
+    "denominator",
+    "formula",
+    "where",
+    "extends",
+    "breakdown",
+    "cohorts",
+    "mature",
+    "cluster",
+    "direction",
+    "format",
+    "thresholds",
+    "layer",
+    "min_sample",
+    "test",
+    "baseline",
+)
+UNITS = {"s": "s", "ms": "ms", "us": "us", "ns": "ns"}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ----------------------------------------------------------------------------------------------
+# The typed spec
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How one canonical (or extra) column is made from a source's raw fields."""
+
+    name: str
+    source_field: str | None = None  # a raw field name, possibly dotted (struct path)
+    sql: str | None = None  # or a SQL expression over raw fields
+    type: str | None = None  # timestamp | int | float | bool | str
+    unit: str | None = None  # s | ms | us | ns, for epoch-number timestamps
+    default: Any = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One raw log source: where it is and how its fields map onto canonical columns."""
+
+    name: str
+    path: str | None
+    base_dir: Path
+    columns: tuple[ColumnMapping, ...] = ()
+    line: int | None = None
+
+    @property
+    def canonical_columns(self) -> Mapping[str, canonical.CanonicalColumn]:
+        """The canonical schema this source is mapped onto (empty for non-canonical names)."""
+        return canonical.CANONICAL_TABLES.get(self.name, {})
+
+
+@dataclass(frozen=True)
+class RollupEntry:
+    """One aggregate per key: `name: SQL` under `tables.<t>.rollup.<source>`."""
+
+    name: str
+    source: str
+    sql: str
+    depends_on: tuple[str, ...]  # earlier rollup entries it reads
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class DeriveEntry:
+    """One row-level column computed over the rolled-up table."""
+
+    name: str
+    sql: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A grain KPIs are computed over: a rollup per key, or a row table from a source."""
+
+    name: str
+    key: str | None = None
+    time: str | None = None
+    attributes: tuple[str, ...] = ()
+    rollup: tuple[RollupEntry, ...] = ()
+    derive: tuple[DeriveEntry, ...] = ()
+    from_source: str | None = None
+    where: str | None = None
+    lookup: str | None = None
+    line: int | None = None
+
+    @property
+    def is_rollup(self) -> bool:
+        """True for a table with one row per key."""
+        return self.from_source is None
+
+    def rollup_sources(self) -> tuple[str, ...]:
+        """The sources this rollup reads, in the order they are declared."""
+        seen: dict[str, None] = {}
+        for entry in self.rollup:
+            seen.setdefault(entry.source, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One alert level of a KPI: a change (pp, relative, absolute) or an absolute bound."""
+
+    level: str
+    kind: str  # "pp" | "relative" | "absolute" | "bound"
+    amount: float  # in the KPI's unit (pp → proportion units; relative → fraction)
+    operator: str | None = None  # ">" or "<" for bounds
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """What a comparison is judged against (used by `kpictl compare`)."""
+
+    name: str
+    kind: str  # previous | between | holdout | values
+    previous: dt.timedelta | None = None
+    between: tuple[dt.datetime, dt.datetime] | None = None
+    control: str | None = None
+    treatment: str | None = None
+    split: float | None = None  # intended treatment share of a holdout
+    unit: str | None = None
+    values: Mapping[str, float] = field(default_factory=dict)
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class KpiSpec:
+    """One KPI, after `extends` is resolved and defaults are applied."""
+
+    name: str
+    kind: str  # value | ratio | formula
+    over: str
+    layer: str
+    owner: str
+    direction: str
+    format: str
+    description: str = ""
+    value: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+    formula: str | None = None
+    where: str | None = None
+    mature: str | None = None
+    breakdown: str | None = None
+    cohorts: tuple[str, ...] = ()
+    cluster: str | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    min_sample: int = 0
+    test: str | None = None
+    baseline: str | None = None
+    formula_kpis: tuple[str, ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The spec's `defaults` section."""
+
+    owner: str = "unassigned"
+    window: dt.timedelta | None = None
+    grain: str = "day"
+    baseline: str | None = None
+    cohorts: tuple[str, ...] = ()
+    min_sample: int = 200
+    confidence: float = 0.95
+    correction: str = "holm"
+    layer: str = "business_outcomes"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated KPI spec."""
+
+    path: Path
+    sha256: str
+    version: int
+    defaults: Defaults
+    params: Mapping[str, bool | int | float | str]
+    sources: Mapping[str, SourceSpec]
+    tables: Mapping[str, TableSpec]
+    baselines: Mapping[str, BaselineSpec]
+    kpis: Mapping[str, KpiSpec]
+    column_types: Mapping[str, Mapping[str, pl.DataType]] = field(default_factory=dict)
+
+    def table_schema(self, table: str) -> dict[str, pl.DataType]:
+        """The columns (with types) a KPI over `table` can use, params and built-ins included."""
+        return {**self.column_types[table], **self.param_schema()}
+
+    def param_schema(self) -> dict[str, pl.DataType]:
+        """Params and built-ins as typed columns."""
+        return {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in self.params.items()}}
+
+    def with_params(self, overrides: Mapping[str, str]) -> Spec:
+        """A copy with params overridden from `--param k=v` text, coerced to the declared type."""
+        params = dict(self.params)
+        for key, text in overrides.items():
+            if key not in params:
+                raise UsageError(
+                    f"--param {key}: no such param{did_you_mean(key, params)}; "
+                    f"the spec declares: {', '.join(sorted(params)) or '(none)'}"
+                )
+            params[key] = _coerce_param(key, params[key], text)
+        return replace(self, params=params)
+
+
+def _param_dtype(value: object) -> pl.DataType:
+    if isinstance(value, bool):
+        return pl.Boolean()
+    if isinstance(value, int):
+        return pl.Int64()
+    if isinstance(value, float):
+        return pl.Float64()
+    return pl.String()
+
+
+def _coerce_param(key: str, current: object, text: str) -> bool | int | float | str:
+    try:
+        if isinstance(current, bool):
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if isinstance(current, int | float):
+            number = float(text)
+            return int(number) if isinstance(current, int) and number.is_integer() else number
+    except ValueError as exc:
+        raise UsageError(
+            f"--param {key}={text}: expected a {type(current).__name__} like {current!r}"
+        ) from exc
+    return text
+
+
+def parse_duration(text: object) -> dt.timedelta:
+    """Parse `7d`, `24h`, `90m`, `30s`, `500ms`, `2w` into a timedelta."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"expected a duration like 7d, 24h, 90m, 30s or 500ms, got {text!r}")
+    return dt.timedelta(seconds=float(match.group(1)) * _DURATION_SECONDS[match.group(2)])
+
+
+def parse_timestamp(value: object) -> dt.datetime:
+    """A date or ISO-8601 timestamp (YAML date, datetime or text) as an aware UTC datetime."""
+    if isinstance(value, dt.datetime):
+        stamp = value
+    elif isinstance(value, dt.date):
+        stamp = dt.datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        stamp = dt.datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and validation
+# ----------------------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Collects every problem of a spec file, each located at a line."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[SpecProblem] = []
+
+    def add(self, line: int | None, path: str, message: str) -> None:
+        self.items.append(SpecProblem(self.file, line, path, message))
+
+    def unknown_keys(self, node: MarkedDict, allowed: tuple[str, ...], path: str) -> None:
+        for key in node:
+            if key not in allowed:
+                self.add(
+                    node.line_of(key),
+                    f"{path}.{key}" if path else key,
+                    f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+                )
+
+
+def _line(node: object, key: str) -> int | None:
+    return node.line_of(key) if isinstance(node, MarkedDict) else None
+
+
+def _mapping(
+    problems: _Problems, parent: object, key: str, path: str, *, required: bool = False
+) -> MarkedDict | None:
+    value = parent.get(key) if isinstance(parent, dict) else None
+    if value is None:
+        if required:
+            problems.add(_line(parent, key), path, "missing: expected a mapping")
+        return None
+    if not isinstance(value, MarkedDict):
+        problems.add(_line(parent, key), path, f"expected a mapping, got {value!r}")
+        return None
+    return value
+
+
+def _names(problems: _Problems, value: object, line: int | None, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        problems.add(line, path, f"expected a list of column names, got {value!r}")
+        return ()
+    return tuple(items)
+
+
+def _sql_text(problems: _Problems, node: MarkedDict, key: str, path: str) -> str | None:
+    """An expression-position value: must be a string (catches the YAML quoting trap)."""
+    value = node.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool | int | float) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        problems.add(
+            node.line_of(key),
+            path,
+            f"expected one SQL expression (text), got {type(value).__name__} {value!r}; "
+            + YAML_QUOTING_HINT,
+        )
+        return None
+    return value
+
+
+def load_spec(path: str | Path, *, params: Mapping[str, str] | None = None) -> Spec:
+    """Read, validate and type `kpi_definitions.yaml`. Raises SpecError listing every problem."""
+    spec_path = Path(path)
+    data = read_marked_yaml(spec_path)
+    raw = spec_path.read_bytes()
+    spec = build_spec(data, spec_path, sha256=hashlib.sha256(raw).hexdigest())
+    return spec.with_params(params) if params else spec
+
+
+def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
+    """Validate parsed YAML (MarkedDicts) and build a Spec; raises SpecError with all problems."""
+    file = str(spec_path)
+    problems = _Problems(file)
+    if not isinstance(data, MarkedDict):
+        raise SpecError([SpecProblem(file, 1, "(top)", "expected a mapping of spec sections")])
+    problems.unknown_keys(data, TOP_KEYS, "")
+    version = data.get("version")
+    if version != SPEC_VERSION:
+        problems.add(
+            data.line_of("version"), "version", f"expected version: {SPEC_VERSION}, got {version!r}"
+        )
+    defaults = _build_defaults(problems, data)
+    params = _build_params(problems, data)
+    sources = _build_sources(problems, data, spec_path.parent)
+    tables, column_types = _build_tables(problems, data, sources, params)
+    kpis = _build_kpis(problems, data, defaults, tables, column_types, params)
+    baselines = _build_baselines(problems, data, kpis, tables, column_types, params)
+    if defaults.baseline is not None and defaults.baseline not in baselines:
+        problems.add(
+            _line(data.get("defaults"), "baseline"),
+            "defaults.baseline",
+            f"no baseline named {defaults.baseline!r}{did_you_mean(defaults.baseline, baselines)}",
+        )
+    for kpi in kpis.values():
+        if kpi.baseline is not None and kpi.baseline not in baselines:
+            problems.add(
+                kpi.line,
+                f"kpis.{kpi.name}.baseline",
+                f"no baseline named {kpi.baseline!r}{did_you_mean(kpi.baseline, baselines)}",
+            )
+    if problems.items:
+        raise SpecError(problems.items)
+    return Spec(
+        path=spec_path,
+        sha256=sha256,
+        version=SPEC_VERSION,
+        defaults=defaults,
+        params=params,
+        sources=sources,
+        tables=tables,
+        baselines=baselines,
+        kpis=kpis,
+        column_types=column_types,
+    )
+
+
+def _build_defaults(problems: _Problems, data: MarkedDict) -> Defaults:
+    node = _mapping(problems, data, "defaults", "defaults")
+    if node is None:
+        return Defaults()
+    problems.unknown_keys(node, DEFAULT_KEYS, "defaults")
+    result = Defaults()
+    changes: dict[str, Any] = {}
+    if "owner" in node:
+        changes["owner"] = str(node["owner"])
+    if node.get("window") not in (None, "all"):
+        try:
+            changes["window"] = parse_duration(node["window"])
+        except ValueError as exc:
+            problems.add(node.line_of("window"), "defaults.window", f"{exc} (or 'all')")
+    for key, allowed in (("grain", GRAINS), ("correction", CORRECTIONS), ("layer", LAYERS)):
+        if key in node:
+            if node[key] in allowed:
+                changes[key] = node[key]
+            else:
+                problems.add(
+                    node.line_of(key),
+                    f"defaults.{key}",
+                    f"expected one of {', '.join(allowed)}, got {node[key]!r}"
+                    + did_you_mean(str(node[key]), allowed),
+                )
+    if "baseline" in node:
+        changes["baseline"] = str(node["baseline"])
+    if "cohorts" in node:
+        changes["cohorts"] = _names(problems, node["cohorts"], node.line_of("cohorts"), "cohorts")
+    if "min_sample" in node:
+        value = node["min_sample"]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            changes["min_sample"] = value
+        else:
+            problems.add(
+                node.line_of("min_sample"),
+                "defaults.min_sample",
+                f"expected a whole number ≥ 0, got {value!r}",
+            )
+    if "confidence" in node:
+        value = node["confidence"]
+        if isinstance(value, float) and 0.5 < value < 1:
+            changes["confidence"] = value
+        else:
+            problems.add(
+                node.line_of("confidence"),
+                "defaults.confidence",
+                f"expected a number between 0.5 and 1 such as 0.95, got {value!r}",
+            )
+    return replace(result, **changes)
+
+
+def _build_params(problems: _Problems, data: MarkedDict) -> dict[str, bool | int | float | str]:
+    node = _mapping(problems, data, "params", "params")
+    params: dict[str, bool | int | float | str] = {}
+    if node is None:
+        return params
+    for key, value in node.items():
+        if not _NAME.match(key):
+            problems.add(node.line_of(key), f"params.{key}", "a param name must be an identifier")
+        elif key in canonical.BUILTIN_COLUMNS:
+            problems.add(node.line_of(key), f"params.{key}", "is a built-in column; rename it")
+        elif isinstance(value, bool | int | float | str):
+            params[key] = value
+        else:
+            problems.add(
+                node.line_of(key),
+                f"params.{key}",
+                f"expected a number, text or true/false, got {value!r}",
+            )
+    return params
+
+
+def _build_sources(
+    problems: _Problems, data: MarkedDict, base_dir: Path
+) -> dict[str, SourceSpec]:
+    node = _mapping(problems, data, "sources", "sources", required=True)
+    sources: dict[str, SourceSpec] = {}
+    if node is None:
+        return sources
+    if "events" not in node:
+        problems.add(node.line, "sources", "an `events` source is required")
+    for name, body in node.items():
+        path = f"sources.{name}"
+        if not isinstance(body, MarkedDict):
+            problems.add(node.line_of(name), path, "expected a mapping with `path` and `columns`")
+            continue
+        problems.unknown_keys(body, SOURCE_KEYS, path)
+        fmt = body.get("format", "auto")
+        if fmt not in ("auto", "jsonl", "parquet"):
+            problems.add(
+                body.line_of("format"), f"{path}.format", "expected auto, jsonl or parquet"
+            )
+        source_path = body.get("path")
+        if source_path is not None and not isinstance(source_path, str):
+            problems.add(body.line_of("path"), f"{path}.path", "expected a file, glob or folder")
+            source_path = None
+        columns = _build_columns(problems, body, path)
+        sources[name] = SourceSpec(
+            name=name, path=source_path, base_dir=base_dir, columns=columns, line=node.line_of(name)
+        )
+    return sources
+
+
+def _build_columns(problems: _Problems, body: MarkedDict, path: str) -> tuple[ColumnMapping, ...]:
+    node = _mapping(problems, body, "columns", f"{path}.columns")
+    if node is None:
+        return ()
+    mappings: list[ColumnMapping] = []
+    for name, spec in node.items():
+        cpath = f"{path}.columns.{name}"
+        line = node.line_of(name)
+        if isinstance(spec, MarkedDict):
+            problems.unknown_keys(spec, COLUMN_KEYS, cpath)
+            kind = spec.get("type")
+            if kind is not None and kind not in canonical.TYPE_NAMES:
+                problems.add(
+                    spec.line_of("type"),
+                    f"{cpath}.type",
+                    f"expected one of {', '.join(canonical.TYPE_NAMES)}, got {kind!r}",
+                )
+            unit = spec.get("unit")
+            if unit is not None and unit not in UNITS:
+                problems.add(spec.line_of("unit"), f"{cpath}.unit", "expected s, ms, us or ns")
+            source_field = spec.get("from", name)
+            if not isinstance(source_field, str):
+                problems.add(spec.line_of("from"), f"{cpath}.from", "expected a field name")
+                continue
+            mappings.append(
+                ColumnMapping(
+                    name=name,
+                    source_field=source_field if _is_field_path(source_field) else None,
+                    sql=None if _is_field_path(source_field) else source_field,
+                    type=kind,
+                    unit=unit,
+                    default=spec.get("default"),
+                    line=line,
+                )
+            )
+        elif isinstance(spec, str):
+            if _is_field_path(spec):
+                mappings.append(ColumnMapping(name=name, source_field=spec, line=line))
+            else:
+                try:
+                    compile_sql(spec)
+                except ExpressionProblem as exc:
+                    problems.add(line, cpath, str(exc))
+                    continue
+                mappings.append(ColumnMapping(name=name, sql=spec, line=line))
+        else:
+            problems.add(
+                line,
+                cpath,
+                "expected a field name, a SQL expression or {from, type, unit, default}",
+            )
+    return tuple(mappings)
+
+
+def _is_field_path(text: str) -> bool:
+    return all(_NAME.match(part) for part in text.split("."))
+
+
+def source_schema(source: SourceSpec) -> dict[str, pl.DataType]:
+    """The typed columns a source is known to have before any data is read."""
+    columns: dict[str, pl.DataType] = {
+        name: col.dtype for name, col in source.canonical_columns.items()
+    }
+    for mapping in source.columns:
+        if mapping.type is not None:
+            columns[mapping.name] = canonical.TYPE_NAMES[mapping.type]
+        else:
+            columns.setdefault(mapping.name, canonical.PASS_THROUGH_DTYPE)
+    return columns
+
+
+def _build_tables(
+    problems: _Problems,
+    data: MarkedDict,
+    sources: Mapping[str, SourceSpec],
+    params: Mapping[str, bool | int | float | str],
+) -> tuple[dict[str, TableSpec], dict[str, dict[str, pl.DataType]]]:
+    node = _mapping(problems, data, "tables", "tables", required=True)
+    tables: dict[str, TableSpec] = {}
+    column_types: dict[str, dict[str, pl.DataType]] = {}
+    if node is None:
+        return tables, column_types
+    extras = {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in params.items()}}
+    # Attribute names are pass-through columns: known to every source that carries them.
+    declared_attributes: set[str] = set()
+    for body in node.values():
+        if isinstance(body, MarkedDict) and isinstance(body.get("attributes"), list):
+            declared_attributes.update(a for a in body["attributes"] if isinstance(a, str))
+    schemas = {
+        name: {
+            **{a: canonical.PASS_THROUGH_DTYPE for a in sorted(declared_attributes)},
+            **source_schema(src),
+        }
+        for name, src in sources.items()
+    }
+    for name, body in node.items():
+        path = f"tables.{name}"
+        if not isinstance(body, MarkedDict):
+            problems.add(node.line_of(name), path, "expected a mapping")
+            continue
+        if "from" in body:
+            table = _build_row_table(problems, name, body, path, sources, schemas, extras, tables,
+                                     column_types)
+        else:
+            table = _build_rollup_table(problems, name, body, path, sources, schemas, extras)
+        if table is None:
+            continue
+        tables[name], column_types[name] = table
+    return tables, column_types
+
+
+def _check(
+    problems: _Problems,
+    line: int | None,
+    path: str,
+    sql: str | None,
+    schema: Mapping[str, pl.DataType],
+    **kwargs: Any,
+) -> CheckedExpression | None:
+    if sql is None:
+        return None
+    try:
+        return check_expression(sql, schema, **kwargs)
+    except ExpressionProblem as exc:
+        problems.add(line, path, f"{exc}  [{sql}]")
+        return None
+
+
+def _build_rollup_table(
+    problems: _Problems,
+    name: str,
+    body: MarkedDict,
+    path: str,
+    sources: Mapping[str, SourceSpec],
+    schemas: Mapping[str, dict[str, pl.DataType]],
+    extras: Mapping[str, pl.DataType],
+) -> tuple[TableSpec, dict[str, pl.DataType]] | None:
+    problems.unknown_keys(body, ROLLUP_TABLE_KEYS, path)
+    key = body.get("key")
+    if not isinstance(key, str):
+        problems.add(body.line_of("key"), f"{path}.key", "expected the key column, e.g. key: "
+                     "conversation_id")
+        return None
+    attributes = _names(problems, body.get("attributes"), body.line_of("attributes"),
+                        f"{path}.attributes")
+    rollup_node = _mapping(problems, body, "rollup", f"{path}.rollup", required=True)
+    columns: dict[str, pl.DataType] = {key: pl.String()}
+    entries: list[RollupEntry] = []
+    if rollup_node is not None:
+        for source_name, block in rollup_node.items():
+            bpath = f"{path}.rollup.{source_name}"
+            if source_name not in sources:
+                problems.add(rollup_node.line_of(source_name), bpath,
+                             f"no source named {source_name!r}{did_you_mean(source_name, sources)}")
+                continue
+            if not isinstance(block, MarkedDict):
+                problems.add(rollup_node.line_of(source_name), bpath,
+                             "expected a mapping of name: aggregate")
+                continue
+            source_cols = schemas[source_name]
+            if key not in source_cols:
+                problems.add(rollup_node.line_of(source_name), bpath,
+                             f"source {source_name!r} has no key column {key!r}; map one in "
+                             f"sources.{source_name}.columns")
+            for entry_name, _ in block.items():
+                epath = f"{bpath}.{entry_name}"
+                line = block.line_of(entry_name)
+                sql = _sql_text(problems, block, entry_name, epath)
+                if not _NAME.match(entry_name):
+                    problems.add(line, epath, "a column name must be an identifier")
+                    continue
+                if entry_name in columns or entry_name == key:
+                    problems.add(line, epath, f"{entry_name!r} is defined twice in {path}")
+                    continue
+                if sql is None:
+                    continue
+                earlier = {n: t for n, t in columns.items() if n != key}
+                scope = {**source_cols, **extras, **earlier}
+                checked = _check(problems, line, epath, sql, scope,
+                                 shape=ExpressionShape.AGGREGATE, what="a rollup entry")
+                later = _later_names(sql, block, entry_name)
+                if later:
+                    problems.add(line, epath, f"uses {', '.join(later)} defined below it: an "
+                                 "entry may only use the entries above it (reorder them)")
+                if checked is None:
+                    continue
+                depends = tuple(n for n in checked.names if n in earlier and n not in source_cols)
+                entries.append(RollupEntry(entry_name, source_name, sql, depends, line))
+                columns[entry_name] = checked.dtype
+    # Attributes are taken per key from the first source that has them.
+    first_source = entries[0].source if entries else None
+    for attr in attributes:
+        if attr in columns:
+            problems.add(body.line_of("attributes"), f"{path}.attributes",
+                         f"{attr!r} is both an attribute and a rollup entry")
+            continue
+        attr_type = schemas.get(first_source or "", {}).get(attr, canonical.PASS_THROUGH_DTYPE)
+        columns[attr] = attr_type
+    derives: list[DeriveEntry] = []
+    derive_node = _mapping(problems, body, "derive", f"{path}.derive")
+    if derive_node is not None:
+        for entry_name in derive_node:
+            epath = f"{path}.derive.{entry_name}"
+            line = derive_node.line_of(entry_name)
+            sql = _sql_text(problems, derive_node, entry_name, epath)
+            if entry_name in columns:
+                problems.add(line, epath, f"{entry_name!r} is already a column of {name}")
+                continue
+            if sql is None:
+                continue
+            later = _later_names(sql, derive_node, entry_name)
+            if later:
+                problems.add(line, epath, f"uses {', '.join(later)} defined below it (reorder)")
+            checked = _check(problems, line, epath, sql, {**columns, **extras},
+                             shape=ExpressionShape.ROW, what="a derive entry")
+            if checked is not None:
+                columns[entry_name] = checked.dtype
+                derives.append(DeriveEntry(entry_name, sql, line))
+    time = body.get("time")
+    if time is not None:
+        if time not in columns:
+            problems.add(body.line_of("time"), f"{path}.time",
+                         f"no column {time!r} in {name}{did_you_mean(str(time), columns)}")
+        elif not isinstance(columns[time], pl.Datetime):
+            problems.add(body.line_of("time"), f"{path}.time",
+                         f"{time!r} must be a timestamp, it is {columns[time]}")
+    table = TableSpec(name=name, key=key, time=time, attributes=attributes, rollup=tuple(entries),
+                      derive=tuple(derives), line=body.line)
+    return table, columns
+
+
+def _later_names(sql: str, block: MarkedDict, entry_name: str) -> list[str]:
+    """Names of entries declared after `entry_name` that its SQL references."""
+    names = list(block)
+    later = names[names.index(entry_name) + 1:]
+    try:
+        used = referenced_names(compile_sql(sql))
+    except ExpressionProblem:
+        return []
+    return [n for n in used if n in later]
+
+
+def _build_row_table(
+    problems: _Problems,
+    name: str,
+    body: MarkedDict,
+    path: str,
+    sources: Mapping[str, SourceSpec],
+    schemas: Mapping[str, dict[str, pl.DataType]],
+    extras: Mapping[str, pl.DataType],
+    tables: Mapping[str, TableSpec],
+    column_types: Mapping[str, dict[str, pl.DataType]],
+) -> tuple[TableSpec, dict[str, pl.DataType]] | None:
+    problems.unknown_keys(body, ROW_TABLE_KEYS, path)
+    source_name = body.get("from")
+    if source_name not in sources:
+        problems.add(body.line_of("from"), f"{path}.from",
+                     f"no source named {source_name!r}{did_you_mean(str(source_name), sources)}")
+        return None
+    columns = dict(schemas[source_name])
+    lookup = body.get("lookup")
+    if lookup is not None:
+        parent = tables.get(lookup)
+        if parent is None or not parent.is_rollup:
+            problems.add(body.line_of("lookup"), f"{path}.lookup",
+                         f"expected a rollup table declared above {name}"
+                         f"{did_you_mean(str(lookup), tables)}")
+            return None
+        if parent.key not in columns:
+            problems.add(body.line_of("lookup"), f"{path}.lookup",
+                         f"source {source_name!r} has no column {parent.key!r} to look up "
+                         f"{lookup!r} by")
+        parent_cols = column_types[lookup]
+        for attr in parent.attributes:
+            columns[attr] = parent_cols[attr]
+        if parent.time is not None:
+            columns[parent.time] = parent_cols[parent.time]
+    where = _sql_text(problems, body, "where", f"{path}.where")
+    _check(problems, body.line_of("where"), f"{path}.where", where, {**columns, **extras},
+           shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`where`")
+    table = TableSpec(name=name, from_source=str(source_name), where=where, lookup=lookup,
+                      line=body.line)
+    return table, columns
+
+
+def parse_threshold(level: str, raw: object, fmt: str) -> Threshold:
+    """Parse one threshold level: `2pp`, `15%`, `0.5`, `90s`, `500ms`, `"> 1%"`, `"< 0.8"`."""
+    text = str(raw).strip()
+    operator = None
+    if text[:1] in "<>":
+        operator, text = text[0], text[1:].strip()
+        if text.startswith("="):
+            raise ValueError("use > or < (bounds are exclusive)")
+    if text.endswith("pp"):
+        if operator:
+            raise ValueError("a bound is a value, not a change: write '> 1%' rather than '> 1pp'")
+        return Threshold(level, "pp", float(text[:-2]) / 100.0, None, str(raw))
+    if text.endswith("%"):
+        amount = float(text[:-1]) / 100.0
+        if operator:
+            if fmt != "percent":
+                raise ValueError("a '%' bound needs format: percent (write the plain number)")
+            return Threshold(level, "bound", amount, operator, str(raw))
+        return Threshold(level, "relative", amount, None, str(raw))
+    match = _DURATION.match(text)
+    if match and match.group(2) in ("ms", "s", "m", "h"):
+        seconds = parse_duration(text).total_seconds()
+        if fmt not in ("duration", "ms"):
+            raise ValueError("a duration threshold needs format: duration or ms")
+        amount = seconds * 1000.0 if fmt == "ms" else seconds
+    else:
+        amount = float(text)
+    if amount < 0:
+        raise ValueError("levels are magnitudes of deterioration: write them without a sign")
+    kind = "bound" if operator else "absolute"
+    return Threshold(level, kind, amount, operator, str(raw))
+
+
+def _build_kpis(
+    problems: _Problems,
+    data: MarkedDict,
+    defaults: Defaults,
+    tables: Mapping[str, TableSpec],
+    column_types: Mapping[str, dict[str, pl.DataType]],
+    params: Mapping[str, bool | int | float | str],
+) -> dict[str, KpiSpec]:
+    node = _mapping(problems, data, "kpis", "kpis", required=True)
+    kpis: dict[str, KpiSpec] = {}
+    if node is None:
+        return kpis
+    extras = {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in params.items()}}
+    resolved = _resolve_extends(problems, node)
+    default_table = next((t for t in tables.values() if t.is_rollup), None)
+    for name, (body, line) in resolved.items():
+        path = f"kpis.{name}"
+        if not _NAME.match(name):
+            problems.add(line, path, "a KPI name must be an identifier (letters, digits, _)")
+            continue
+        kinds = [k for k in ("value", "numerator", "formula") if k in body]
+        if "denominator" in body and "numerator" not in body:
+            problems.add(line, path, "`denominator` needs a `numerator`")
+        if len(kinds) != 1:
+            problems.add(line, path, "exactly one kind is needed: `value`, `numerator` + "
+                         f"`denominator`, or `formula`; found {', '.join(kinds) or 'none'}")
+            continue
+        kind = {"value": "value", "numerator": "ratio", "formula": "formula"}[kinds[0]]
+        if kind == "ratio" and "denominator" not in body:
+            problems.add(line, path, "`numerator` needs a `denominator`")
+            continue
+        over = body.get("over", default_table.name if default_table else None)
+        fmt = body.get("format", "number")
+        if fmt not in FORMATS:
+            problems.add(line, f"{path}.format", f"expected one of {', '.join(FORMATS)}, got "
+                         f"{fmt!r}{did_you_mean(str(fmt), FORMATS)}")
+            fmt = "number"
+        direction = body.get("direction", "higher")
+        if direction not in DIRECTIONS:
+            problems.add(line, f"{path}.direction", f"expected higher or lower, got {direction!r}")
+        layer = body.get("layer", defaults.layer)
+        if layer not in LAYERS:
+            problems.add(line, f"{path}.layer", f"expected one of {', '.join(LAYERS)}, got "
+                         f"{layer!r}{did_you_mean(str(layer), LAYERS)}")
+        test = body.get("test")
+        if test is not None and test not in TESTS:
+            problems.add(line, f"{path}.test", f"expected one of {', '.join(TESTS)}, got {test!r}")
+        min_sample = body.get("min_sample", defaults.min_sample)
+        if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
+            problems.add(line, f"{path}.min_sample", f"expected a whole number ≥ 0, got "
+                         f"{min_sample!r}")
+            min_sample = defaults.min_sample
+        thresholds = _build_thresholds(problems, body, line, path, fmt, direction)
+        kpi = KpiSpec(
+            name=name, kind=kind, over=str(over), layer=str(layer),
+            owner=str(body.get("owner", defaults.owner)), direction=str(direction), format=fmt,
+            description=str(body.get("description", "")).strip(),
+            value=body.get("value"), numerator=body.get("numerator"),
+            denominator=body.get("denominator"), formula=body.get("formula"),
+            where=body.get("where"), mature=body.get("mature"), breakdown=body.get("breakdown"),
+            cohorts=_names(problems, body.get("cohorts", list(defaults.cohorts)), line,
+                           f"{path}.cohorts"),
+            cluster=body.get("cluster"), thresholds=thresholds, min_sample=min_sample,
+            test=test, baseline=body.get("baseline"), line=line,
+        )
+        for key in ("value", "numerator", "denominator", "formula", "where", "mature"):
+            value = body.get(key)
+            if value is not None and not isinstance(value, str | int | float):
+                problems.add(line, f"{path}.{key}", f"expected one SQL expression (text), got "
+                             f"{value!r}; {YAML_QUOTING_HINT}")
+                kpi = replace(kpi, **{key: None})
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                kpi = replace(kpi, **{key: str(value)})
+        if kind == "formula":
+            kpis[name] = kpi
+            continue
+        if over not in tables:
+            problems.add(line, f"{path}.over", f"no table named {over!r}"
+                         f"{did_you_mean(str(over), tables)}; tables: {', '.join(tables)}")
+            continue
+        scope = {**column_types[over], **extras}
+        agg = ExpressionShape.AGGREGATE
+        for key in ("value", "numerator", "denominator"):
+            sql = getattr(kpi, key)
+            _check(problems, line, f"{path}.{key}", sql, scope, shape=agg,
+                   dtype=(pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.UInt32, pl.UInt64,
+                          pl.Boolean, pl.Duration),
+                   what=f"`{key}`")
+        for key in ("where", "mature"):
+            _check(problems, line, f"{path}.{key}", getattr(kpi, key), scope,
+                   shape=ExpressionShape.ROW, dtype=pl.Boolean, what=f"`{key}`")
+        for key in ("breakdown", "cluster"):
+            column = getattr(kpi, key)
+            if column is not None and column not in column_types[over]:
+                problems.add(line, f"{path}.{key}", f"no column {column!r} in table {over!r}"
+                             f"{did_you_mean(str(column), column_types[over])}")
+        if kpi.breakdown is not None and kind != "ratio":
+            problems.add(line, f"{path}.breakdown", "a breakdown splits a numerator: it needs "
+                         "`numerator` + `denominator`")
+        kpis[name] = kpi
+    _check_formulas(problems, kpis)
+    return kpis
+
+
+def _resolve_extends(
+    problems: _Problems, node: MarkedDict
+) -> dict[str, tuple[dict[str, Any], int | None]]:
+    """Each KPI's keys with `extends` applied (parents first), cycles reported."""
+    resolved: dict[str, tuple[dict[str, Any], int | None]] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> dict[str, Any] | None:
+        if name in resolved:
+            return resolved[name][0]
+        body = node.get(name)
+        line = node.line_of(name)
+        if not isinstance(body, MarkedDict):
+            problems.add(line, f"kpis.{name}", "expected a mapping of KPI keys")
+            return None
+        problems.unknown_keys(body, KPI_KEYS, f"kpis.{name}")
+        parent_name = body.get("extends")
+        merged: dict[str, Any] = {}
+        if parent_name is not None:
+            if parent_name in chain or parent_name == name:
+                problems.add(body.line_of("extends"), f"kpis.{name}.extends",
+                             f"cycle: {' -> '.join((*chain, name, str(parent_name)))}")
+                return None
+            if parent_name not in node:
+                problems.add(body.line_of("extends"), f"kpis.{name}.extends",
+                             f"no KPI named {parent_name!r}{did_you_mean(str(parent_name), node)}")
+                return None
+            parent = resolve(str(parent_name), (*chain, name))
+            if parent is None:
+                return None
+            merged = {k: v for k, v in parent.items() if k != "description"}
+            # A child that sets one kind replaces the parent's kind entirely.
+            if any(k in body for k in ("value", "numerator", "formula")):
+                for key in ("value", "formula"):
+                    if key not in body:
+                        merged.pop(key, None)
+                if "numerator" not in body and "value" in body or "formula" in body:
+                    merged.pop("numerator", None)
+                    merged.pop("denominator", None)
+        merged.update({k: v for k, v in body.items() if k != "extends"})
+        resolved[name] = (merged, line)
+        return merged
+
+    for kpi_name in node:
+        resolve(kpi_name, ())
+    return {name: resolved[name] for name in node if name in resolved}
+
+
+def _build_thresholds(
+    problems: _Problems, body: Mapping[str, Any], line: int | None, path: str, fmt: str,
+    direction: object,
+) -> tuple[Threshold, ...]:
+    raw = body.get("thresholds")
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        problems.add(line, f"{path}.thresholds", "expected {warning: …, critical: …, "
+                     "catastrophic: …}")
+        return ()
+    result: list[Threshold] = []
+    for level, value in raw.items():
+        tline = raw.line_of(level) if isinstance(raw, MarkedDict) else line
+        if level not in LEVELS:
+            problems.add(tline, f"{path}.thresholds.{level}",
+                         f"unknown level{did_you_mean(str(level), LEVELS)}; levels: "
+                         + ", ".join(LEVELS))
+            continue
+        try:
+            threshold = parse_threshold(level, value, fmt)
+        except ValueError as exc:
+            problems.add(tline, f"{path}.thresholds.{level}",
+                         f"{exc}; expected e.g. 2pp, 15%, 0.5, 90s, '> 1%' or '< 0.8'")
+            continue
+        if threshold.kind == "bound":
+            wrong = "<" if direction == "lower" else ">"
+            if threshold.operator == wrong:
+                problems.add(tline, f"{path}.thresholds.{level}",
+                             f"a '{wrong}' bound fires on improvement for a KPI where "
+                             f"{direction} is better")
+        result.append(threshold)
+    ordered = sorted(result, key=lambda t: LEVELS.index(t.level))
+    for kind in ("pp", "relative", "absolute"):
+        same = [t for t in ordered if t.kind == kind]
+        for lower, upper in zip(same, same[1:], strict=False):
+            if upper.amount < lower.amount:
+                problems.add(line, f"{path}.thresholds",
+                             f"levels must grow from warning to catastrophic: {lower.level} "
+                             f"{lower.text} > {upper.level} {upper.text}")
+    bounds = [t for t in ordered if t.kind == "bound"]
+    for lower, upper in zip(bounds, bounds[1:], strict=False):
+        grows = upper.amount >= lower.amount if upper.operator == ">" else (
+            upper.amount <= lower.amount)
+        if not grows:
+            problems.add(line, f"{path}.thresholds",
+                         f"bounds must get stricter from warning to catastrophic: {lower.level} "
+                         f"{lower.text}, {upper.level} {upper.text}")
+    return tuple(ordered)
+
+
+def _check_formulas(problems: _Problems, kpis: dict[str, KpiSpec]) -> None:
+    """Formulas may only use other KPIs' values, without cycles."""
+    deps: dict[str, tuple[str, ...]] = {}
+    for name, kpi in list(kpis.items()):
+        if kpi.kind != "formula" or kpi.formula is None:
+            continue
+        path = f"kpis.{name}.formula"
+        schema = {k: pl.Float64() for k in kpis if k != name}
+        checked = _check(problems, kpi.line, path, kpi.formula, schema,
+                         shape=ExpressionShape.ROW, what="a formula")
+        if checked is None:
+            del kpis[name]
+            continue
+        deps[name] = checked.names
+        kpis[name] = replace(kpi, formula_kpis=checked.names)
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        for dep in deps.get(name, ()):
+            if dep in chain:
+                problems.add(kpis[name].line, f"kpis.{name}.formula",
+                             f"cycle: {' -> '.join((*chain, dep))}")
+                return
+            visit(dep, (*chain, dep))
+
+    for name in deps:
+        visit(name, (name,))
+
+
+def _build_baselines(
+    problems: _Problems,
+    data: MarkedDict,
+    kpis: Mapping[str, KpiSpec],
+    tables: Mapping[str, TableSpec],
+    column_types: Mapping[str, dict[str, pl.DataType]],
+    params: Mapping[str, bool | int | float | str],
+) -> dict[str, BaselineSpec]:
+    node = _mapping(problems, data, "baselines", "baselines")
+    baselines: dict[str, BaselineSpec] = {}
+    if node is None:
+        return baselines
+    extras = {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in params.items()}}
+    unit_table = next((t for t in tables.values() if t.is_rollup), None)
+    for name, body in node.items():
+        path = f"baselines.{name}"
+        line = node.line_of(name)
+        if not isinstance(body, MarkedDict):
+            problems.add(line, path, "expected a mapping: {previous: 28d} | {between: [from, to]}"
+                         " | {control: SQL, treatment: SQL} | {values: {kpi: number}}")
+            continue
+        problems.unknown_keys(body, BASELINE_KEYS, path)
+        kinds = [k for k in BASELINE_KINDS if k in body]
+        if len(kinds) != 1:
+            problems.add(line, path, "exactly one of previous, between, control (+ treatment) "
+                         f"or values is needed; found {', '.join(kinds) or 'none'}")
+            continue
+        kind = kinds[0]
+        spec = BaselineSpec(name=name, kind=kind, line=line)
+        try:
+            if kind == "previous":
+                spec = replace(spec, previous=parse_duration(body["previous"]))
+            elif kind == "between":
+                bounds = body["between"]
+                if not isinstance(bounds, list) or len(bounds) != 2:
+                    raise ValueError("expected [start, end] dates")
+                start, end = (parse_timestamp(b) for b in bounds)
+                if end <= start:
+                    raise ValueError("the end must come after the start")
+                spec = replace(spec, between=(start, end))
+            elif kind == "values":
+                values = body["values"]
+                if not isinstance(values, dict):
+                    raise ValueError("expected {kpi_name: number}")
+                for kpi_name, number in values.items():
+                    if kpi_name not in kpis:
+                        problems.add(body.line_of("values"), f"{path}.values.{kpi_name}",
+                                     f"no KPI named {kpi_name!r}{did_you_mean(kpi_name, kpis)}")
+                    elif not isinstance(number, int | float) or isinstance(number, bool):
+                        problems.add(body.line_of("values"), f"{path}.values.{kpi_name}",
+                                     f"expected a number, got {number!r}")
+                spec = replace(spec, values={k: float(v) for k, v in values.items()
+                                             if isinstance(v, int | float)})
+            else:
+                spec = replace(spec, kind="holdout", control=body.get("control"),
+                               treatment=body.get("treatment"))
+                if spec.treatment is None:
+                    raise ValueError("a holdout needs both `control` and `treatment`")
+                if unit_table is not None:
+                    scope = {**column_types[unit_table.name], **extras}
+                    for key in ("control", "treatment"):
+                        _check(problems, body.line_of(key), f"{path}.{key}", body.get(key),
+                               scope, shape=ExpressionShape.ROW, dtype=pl.Boolean,
+                               what=f"`{key}`")
+                split = body.get("split")
+                if split is not None:
+                    if not isinstance(split, float) or not 0 < split < 1:
+                        raise ValueError("split is the intended treatment share, e.g. 0.85")
+                    spec = replace(spec, split=split)
+        except (ValueError, TypeError) as exc:
+            problems.add(line, path, str(exc))
+            continue
+        baselines[name] = spec
+    return baselines
+
+

@@ -1,0 +1,157 @@
+"""SQL expressions: compiled with polars (`pl.sql_expr`), checked without data.
+
+Every filter and formula in a spec is one SQL expression. There is no templating and no eval:
+params and the built-ins (`as_of`, `window_start`, `window_end`) are columns.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import polars as pl
+
+_STRING_OR_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_FORBIDDEN: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"\bSELECT\b", re.IGNORECASE),
+        "subqueries are not allowed: an expression sees one row (or one group) at a time",
+    ),
+    (
+        re.compile(
+            r"\b(NOW|CURRENT_TIMESTAMP|CURRENT_DATE|CURRENT_TIME|LOCALTIMESTAMP|LOCALTIME|"
+            r"GETDATE|SYSDATE|TODAY)\b",
+            re.IGNORECASE,
+        ),
+        "the wall clock is not allowed (results must be reproducible): use the built-in "
+        "column as_of (set with --as-of; default: the latest timestamp in the data)",
+    ),
+    (
+        re.compile(r"\b(RANDOM|RAND|UUID|GEN_RANDOM_UUID)\s*\(", re.IGNORECASE),
+        "random functions are not allowed (results must be reproducible)",
+    ),
+    (
+        re.compile(r"\{\{|\{%"),
+        "templating is not supported: params are columns, write the param's name directly",
+    ),
+)
+
+
+class ExpressionShape(Enum):
+    """Whether an expression yields one value per group or one value per row."""
+
+    AGGREGATE = "aggregate"
+    ROW = "row"
+
+
+@dataclass(frozen=True)
+class CheckedExpression:
+    """An expression that parsed and type-checked against a schema."""
+
+    sql: str
+    dtype: pl.DataType
+    shape: ExpressionShape
+    names: tuple[str, ...]
+
+
+class ExpressionProblem(Exception):
+    """An expression is invalid; the message is written for the user."""
+
+
+def strip_literals(sql: str) -> str:
+    """The SQL text with string literals and quoted identifiers blanked out."""
+    return _STRING_OR_QUOTED.sub("''", sql)
+
+
+def compile_sql(sql: str) -> pl.Expr:
+    """Compile one SQL expression to a polars expression, rejecting unsafe constructs."""
+    bare = strip_literals(sql)
+    for pattern, message in _FORBIDDEN:
+        if pattern.search(bare):
+            raise ExpressionProblem(message)
+    if ";" in bare:
+        raise ExpressionProblem("one expression only: remove the ';'")
+    try:
+        return pl.sql_expr(sql)
+    except Exception as exc:  # polars raises several SQL error classes
+        raise ExpressionProblem(f"not a valid SQL expression: {first_line(exc)}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of a (polars) error message."""
+    text = str(exc).strip()
+    return text.split("\n", 1)[0].strip() if text else type(exc).__name__
+
+
+def referenced_names(expr: pl.Expr) -> tuple[str, ...]:
+    """Column names an expression reads, deduplicated, in first-seen order."""
+    seen: dict[str, None] = {}
+    for name in expr.meta.root_names():
+        seen.setdefault(name, None)
+    return tuple(seen)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A ' (did you mean …?)' suffix when a candidate is close to name, else ''."""
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
+
+
+def check_expression(
+    sql: str,
+    schema: Mapping[str, pl.DataType],
+    *,
+    shape: ExpressionShape | None = None,
+    dtype: type[pl.DataType] | tuple[type[pl.DataType], ...] | None = None,
+    what: str = "expression",
+) -> CheckedExpression:
+    """Parse, name-check, type-check and shape-check `sql` against `schema` with no data.
+
+    Raises ExpressionProblem with a message that names unknown columns (with suggestions),
+    dtype errors, a wrong shape (aggregate vs row-level) or a wrong result type.
+    """
+    if not isinstance(sql, str) or not sql.strip():
+        raise ExpressionProblem(f"{what} must be a non-empty SQL expression (a string)")
+    expr = compile_sql(sql)
+    names = referenced_names(expr)
+    unknown = [n for n in names if n not in schema]
+    if unknown:
+        parts = [f"unknown column {n!r}{did_you_mean(n, schema)}" for n in unknown]
+        raise ExpressionProblem(
+            "; ".join(parts) + f"; available: {', '.join(sorted(schema))}"
+        )
+    frame = pl.LazyFrame(schema=dict(schema))
+    try:
+        result_schema = frame.select(expr).collect_schema()
+    except Exception as exc:
+        raise ExpressionProblem(f"does not type-check: {first_line(exc)}") from exc
+    result_dtype = next(iter(result_schema.values()))
+    try:
+        probe = pl.DataFrame(
+            {name: pl.Series(name, [None, None], dtype=dt) for name, dt in schema.items()}
+        )
+        height = probe.lazy().select(expr).collect().height
+    except Exception as exc:
+        raise ExpressionProblem(f"cannot be evaluated: {first_line(exc)}") from exc
+    found_shape = ExpressionShape.AGGREGATE if height == 1 else ExpressionShape.ROW
+    if shape is ExpressionShape.AGGREGATE and found_shape is not ExpressionShape.AGGREGATE:
+        raise ExpressionProblem(
+            f"{what} must be an aggregate (one value per group), e.g. COUNT(*), "
+            "AVG(x), SUM(x) FILTER (WHERE …), QUANTILE_CONT(x, 0.95); got a row-level expression"
+        )
+    if shape is ExpressionShape.ROW and found_shape is not ExpressionShape.ROW:
+        raise ExpressionProblem(
+            f"{what} must be row-level (one value per row); it aggregates. "
+            "Aggregates belong in rollup entries, `value`, `numerator` or `denominator`"
+        )
+    if dtype is not None and not isinstance(result_dtype, dtype):
+        wanted = (
+            " or ".join(d.__name__ for d in dtype) if isinstance(dtype, tuple) else dtype.__name__
+        )
+        raise ExpressionProblem(f"{what} must give {wanted}, but gives {result_dtype}")
+    return CheckedExpression(sql=sql, dtype=result_dtype, shape=found_shape, names=names)

@@ -1,0 +1,87 @@
+"""YAML loading that keeps the line of every mapping key, so spec errors can say `file:line`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kpictl.errors import SpecError, SpecProblem
+
+YAML_QUOTING_HINT = (
+    "in YAML, an expression that begins with { [ * & ! % @ > or |, or that contains ': ' or "
+    "' #', must be quoted, e.g. value: \"COUNT(*)\""
+)
+
+
+class MarkedDict(dict[str, Any]):
+    """A mapping from the YAML file that remembers its own line and the line of each key."""
+
+    line: int | None
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int | None:
+        """The 1-based line of `key` in the file, or the mapping's own line if absent."""
+        return self.key_lines.get(key, self.line)
+
+
+class _MarkedLoader(yaml.SafeLoader):
+    """A SafeLoader whose mappings are MarkedDicts; nothing executable is ever constructed."""
+
+
+def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedDict:
+    loader.flatten_mapping(node)
+    result = MarkedDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        key_text = str(key)
+        if key_text in result:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key_text!r} (the second would silently replace the first)",
+                key_node.start_mark,
+            )
+        result[key_text] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key_text] = key_node.start_mark.line + 1
+    return result
+
+
+_MarkedLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def load_marked_yaml(text: str, file: str) -> Any:
+    """Parse YAML text into plain Python values with MarkedDict mappings.
+
+    Raises SpecError with the file:line of a syntax error and the common quoting trap.
+    """
+    try:
+        return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise SpecError(
+            [SpecProblem(file, line, "(yaml)", f"not valid YAML: {detail}; {YAML_QUOTING_HINT}")]
+        ) from exc
+    except yaml.YAMLError as exc:  # pragma: no cover - non-marked YAML errors are rare
+        raise SpecError([SpecProblem(file, None, "(yaml)", f"not valid YAML: {exc}")]) from exc
+
+
+def read_marked_yaml(path: Path) -> Any:
+    """Read and parse a YAML file (see load_marked_yaml)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError(
+            [SpecProblem(str(path), None, "(file)", "no such spec file; pass one with -c PATH")]
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecProblem(str(path), None, "(file)", f"cannot read: {exc}")]) from exc
+    return load_marked_yaml(text, str(path))
