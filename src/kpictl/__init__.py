@@ -1,5 +1,66 @@
-"""kpictl: verified-outcome KPIs for AI agents, from agent logs, declared in YAML."""
+"""kpictl: verified-outcome KPIs for AI agents, from agent logs, declared in YAML.
+
+The Python API (each command of the CLI is a thin layer over these)::
+
+    import kpictl
+    spec = kpictl.load_spec("kpi_definitions.yaml")
+    sources = kpictl.load_sources(spec)              # or paths={"events": ["logs/"]}
+    table = kpictl.facts(spec, sources)              # one row per conversation
+    kpis = kpictl.compute(spec, sources, by=["channel"], grain="day")   # polars DataFrame
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ComputeOptions",
+    "ComputeResult",
+    "EmptyInputError",
+    "InputDataError",
+    "KpictlError",
+    "SpecError",
+    "UsageError",
+    "__version__",
+    "compute",
+    "facts",
+    "load_frames",
+    "load_sources",
+    "load_spec",
+    "run_compute",
+]
+
+if TYPE_CHECKING:
+    from kpictl.engine import ComputeOptions, ComputeResult, compute, facts, run_compute
+    from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
+    from kpictl.io import load_frames
+    from kpictl.sources import load_sources
+    from kpictl.spec import load_spec
+
+_LAZY = {
+    "ComputeOptions": "kpictl.engine",
+    "ComputeResult": "kpictl.engine",
+    "compute": "kpictl.engine",
+    "facts": "kpictl.engine",
+    "run_compute": "kpictl.engine",
+    "EmptyInputError": "kpictl.errors",
+    "InputDataError": "kpictl.errors",
+    "KpictlError": "kpictl.errors",
+    "SpecError": "kpictl.errors",
+    "UsageError": "kpictl.errors",
+    "load_frames": "kpictl.io",
+    "load_sources": "kpictl.sources",
+    "load_spec": "kpictl.spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public API lazily, so `kpictl --version` does not pay for polars."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kpictl' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

@@ -1,0 +1,358 @@
+"""The `kpictl` command line: parse arguments, call the library, render. Nothing else.
+
+This is the only module that imports typer and the only place that turns errors into exit
+codes (see `KpictlGroup.invoke`). Heavy modules (polars, rich) are imported inside commands so
+`kpictl --version` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from kpictl import __version__
+from kpictl.errors import ExitCode, KpictlError, UsageError
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from rich.console import Console
+
+    from kpictl.io import Sources
+    from kpictl.spec import Spec
+
+INTERNAL_ERROR = 70
+DEFAULT_SPEC = Path("kpi_definitions.yaml")
+
+
+class OutputFormat(str, Enum):
+    """`--format` choices."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+class Grain(str, Enum):
+    """`--grain` choices."""
+
+    hour = "hour"
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+class BadRows(str, Enum):
+    """`--on-bad-rows` choices."""
+
+    error = "error"
+    skip = "skip"
+
+
+class SampleFormat(str, Enum):
+    """`kpictl sample --format` choices."""
+
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+def _stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _is_cli_exception(exc: Exception) -> bool:
+    """Exit requests and usage errors of the CLI framework itself, which it renders."""
+    module = type(exc).__module__
+    return module.startswith(("click", "typer"))
+
+
+class KpictlGroup(TyperGroup):
+    """The one error boundary: library errors become `kpictl: error: …` and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except KpictlError as exc:
+            if ctx.meta.get("kpictl.traceback"):
+                raise
+            _stderr(f"kpictl: error: {exc.message}")
+            raise SystemExit(int(exc.exit_code)) from None
+        except Exception as exc:
+            if ctx.meta.get("kpictl.traceback") or _is_cli_exception(exc):
+                raise
+            if type(exc).__module__.startswith("polars"):
+                first = str(exc).strip().split("\n", 1)[0]
+                _stderr(f"kpictl: error: while evaluating the spec on this data: {first}")
+                raise SystemExit(int(ExitCode.DATA_OR_SPEC_ERROR)) from None
+            _stderr(f"kpictl: internal error: {type(exc).__name__}: {exc} "
+                    "(please report it; rerun with --traceback for details)")
+            raise SystemExit(INTERNAL_ERROR) from None
+
+
+app = typer.Typer(
+    cls=KpictlGroup,
+    name="kpictl",
+    help="Prove what your AI agent is worth: verified-outcome KPIs from agent logs.\n\n"
+    "KPIs are declared in kpi_definitions.yaml (filters and formulas are SQL expressions). "
+    "Exit codes: 0 ok, 1 data or spec error, 2 usage error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kpictl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    traceback: Annotated[bool, typer.Option("--traceback",
+                                            help="Show the Python stack on errors.")] = False,
+) -> None:
+    """kpictl: verified-outcome KPIs for AI agents."""
+    ctx.meta["kpictl.traceback"] = traceback
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared options
+# ----------------------------------------------------------------------------------------------
+
+SpecOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The KPI spec (YAML).", show_default=True),
+]
+SourceOption = Annotated[
+    list[str] | None,
+    typer.Option("--source", help="NAME=PATH: read source NAME from PATH (file, glob or folder) "
+                 "instead of the spec's path. Repeatable."),
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="K=V: override a param of the spec. Repeatable."),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Evaluate as of this time (ISO-8601; default: the latest "
+                 "timestamp in the data). Later rows are ignored."),
+]
+BadRowsOption = Annotated[
+    BadRows,
+    typer.Option("--on-bad-rows", help="error: stop at the first malformed row; skip: skip "
+                 "malformed rows and report how many, per file."),
+]
+PathsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Event log files, globs or folders (.jsonl, .ndjson, .jsonl.gz, "
+                   ".parquet); replace the `events` source's path. Default: the spec's paths.",
+                   show_default=False),
+]
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {item!r}: expected NAME=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _timestamp(text: str | None, option: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    from kpictl.spec import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: expected an ISO-8601 date or time such as "
+                         "2026-10-01 or 2026-10-01T12:00:00Z") from exc
+
+
+def _load(config: Path, params: list[str] | None) -> Spec:
+    from kpictl.spec import load_spec
+
+    if not config.exists() and config == DEFAULT_SPEC:
+        raise UsageError(f"no {DEFAULT_SPEC} in {Path.cwd()}: pass the spec with -c PATH")
+    return load_spec(config, params=_pairs(params, "--param"))
+
+
+def _sources(spec: Spec, paths: list[str] | None, source: list[str] | None,
+             on_bad_rows: BadRows) -> Sources:
+    from kpictl.sources import load_sources
+
+    overrides: dict[str, list[str]] = {}
+    for name, path in _pairs(source, "--source").items():
+        overrides.setdefault(name, []).append(path)
+    if paths:
+        overrides["events"] = list(paths)
+    return load_sources(spec, overrides, on_bad_rows=on_bad_rows.value)
+
+
+def _console(output: Path | None) -> tuple[Console, Any]:
+    from rich.console import Console
+
+    if output is None:
+        interactive = sys.stdout.isatty()
+        return Console(file=sys.stdout, width=None if interactive else 160,
+                       soft_wrap=False), None
+    handle = output.open("w", encoding="utf-8", newline="")
+    return Console(file=handle, width=160, no_color=True, force_terminal=False), handle
+
+
+def _report_inputs(sources: Sources) -> None:
+    for loaded in sources.by_name.values():
+        for report in loaded.files:
+            if report.skipped:
+                _stderr(f"kpictl: warning: {report.path}: skipped {report.skipped} bad row(s); "
+                        f"first: {report.skipped_reasons[0] if report.skipped_reasons else '?'}")
+        if loaded.ignored:
+            _stderr(f"kpictl: note: source {loaded.name!r}: ignored {len(loaded.ignored)} "
+                    f"file(s) that are not logs, e.g. {loaded.ignored[0]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def compute(
+    paths: PathsArgument = None,
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    by: Annotated[list[str] | None, typer.Option(
+        "--by", help="Add one row per value of this cohort column (e.g. channel, arm). "
+        "Repeatable.")] = None,
+    grain: Annotated[Grain | None, typer.Option(
+        "--grain", help="Add one row per time bucket of the table's time column.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Window start (inclusive), ISO-8601.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Window end (exclusive), ISO-8601.")] = None,
+    as_of: AsOfOption = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help="A SQL filter on the KPI tables' rows, e.g. \"channel = 'web'\".")
+    ] = None,
+    kpi: Annotated[list[str] | None, typer.Option(
+        "--kpi", help="Compute only this KPI. Repeatable.")] = None,
+    param: ParamOption = None,
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", "-f", help="table (rich), json, csv or markdown.")] = OutputFormat.table,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    on_bad_rows: BadRowsOption = BadRows.error,
+) -> None:
+    """Compute every KPI of the spec, overall and by cohort or time bucket.
+
+    Examples:
+
+      kpictl compute
+
+      kpictl compute logs/events/ --source tool_calls=logs/tool_calls/ --by channel
+
+      kpictl compute --grain day --kpi task_completion_rate --format json
+    """
+    from kpictl.engine import ComputeOptions, run_compute
+    from kpictl.render import render
+
+    spec = _load(config, param)
+    options = ComputeOptions(
+        by=tuple(by or ()), grain=grain.value if grain else None,
+        since=_timestamp(since, "--since"), until=_timestamp(until, "--until"),
+        as_of=_timestamp(as_of, "--as-of"), where=where, kpis=tuple(kpi or ()),
+    )
+    sources = _sources(spec, paths, source, on_bad_rows)
+    result = run_compute(spec, sources, options)
+    _report_inputs(sources)
+    for note in result.notes:
+        _stderr(f"kpictl: note: {note}")
+    console, handle = _console(output)
+    try:
+        render(result, output_format.value, console, sources.files)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+@app.command()
+def validate(config: SpecOption = DEFAULT_SPEC, param: ParamOption = None) -> None:
+    """Check the KPI spec without reading any data; report every problem at once (exit 1)."""
+    spec = _load(config, param)
+    typer.echo(f"{config}: ok — {len(spec.kpis)} KPIs, {len(spec.tables)} tables, "
+               f"{len(spec.sources)} sources, {len(spec.baselines)} baselines")
+
+
+@app.command()
+def facts(
+    paths: PathsArgument = None,
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    table: Annotated[str | None, typer.Option(
+        "--table", help="Which table (default: the first rollup table, e.g. conversations).")
+    ] = None,
+    as_of: AsOfOption = None,
+    param: ParamOption = None,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Write to F.parquet or F.csv.")] = Path("facts.parquet"),
+    on_bad_rows: BadRowsOption = BadRows.error,
+) -> None:
+    """Export a facts table (one row per conversation with every rollup and derive column)."""
+    from kpictl.engine import facts as build_facts
+
+    suffix = output.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise UsageError(f"--output {output}: expected a .parquet or .csv file name")
+    spec = _load(config, param)
+    sources = _sources(spec, paths, source, on_bad_rows)
+    frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
+    _report_inputs(sources)
+    if suffix == ".parquet":
+        frame.write_parquet(output)
+    else:
+        frame.write_csv(output)
+    _stderr(f"kpictl: wrote {frame.height:,} rows × {frame.width} columns to {output}")
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write events/ and "
+                                      "tool_calls/ into.")] = Path("sample_logs"),
+    conversations: Annotated[int, typer.Option(
+        "--conversations", "-n", min=1, help="How many conversations.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same "
+                                      "files).")] = 7,
+    days: Annotated[int, typer.Option("--days", min=1, help="Days the data spans.")] = 30,
+    output_format: Annotated[SampleFormat, typer.Option(
+        "--format", help="jsonl or parquet.")] = SampleFormat.jsonl,
+) -> None:
+    """Write deterministic synthetic agent logs in the canonical schema."""
+    from kpictl.sample import write_sample
+
+    written = write_sample(out, conversations=conversations, seed=seed, days=days,
+                           fmt=output_format.value)
+    for path in written:
+        _stderr(f"kpictl: wrote {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,216 @@
+"""Rendering KPI results: rich tables, JSON, CSV and Markdown. Output is deterministic."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from kpictl import __version__
+from kpictl.engine import BUCKET, ComputeResult
+from kpictl.io import FileReport
+from kpictl.spec import LAYERS
+
+LAYER_TITLES = {
+    "business_outcomes": "Business outcomes",
+    "quality_adoption": "Quality and adoption",
+    "run_cost": "Run cost",
+    "risk_compliance": "Risk and compliance",
+}
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO-8601 UTC text with a Z, or None."""
+    if value is None:
+        return None
+    text = value.astimezone(dt.UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def format_value(value: float | None, fmt: str) -> str:
+    """A KPI value with its unit: 67.89 %, $1.3122, 144.0 s, 4,080 ms, 4,099.27."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if fmt == "percent":
+        return f"{value * 100:.2f} %"
+    if fmt == "usd":
+        return f"${value:,.4f}" if abs(value) < 10 else f"${value:,.2f}"
+    if fmt == "duration":
+        return f"{value:,.1f} s"
+    if fmt == "ms":
+        return f"{value:,.0f} ms"
+    if fmt == "count":
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
+
+
+def cohort_of(row: dict[str, Any]) -> dict[str, str | None]:
+    """The cohort object of a result row: dimension → value (bucket as ISO text)."""
+    cohort: dict[str, str | None] = {}
+    for dim in row["grouping"]:
+        value = row.get(dim)
+        cohort[dim] = iso(value) if dim == BUCKET else value
+    return cohort
+
+
+def cohort_label(row: dict[str, Any]) -> str:
+    """`channel=web, bucket=2026-10-01` or `all`."""
+    cohort = cohort_of(row)
+    if not cohort:
+        return "all"
+    return ", ".join(f"{k}={_short_bucket(v) if k == BUCKET else v}" for k, v in cohort.items())
+
+
+def _short_bucket(value: str | None) -> str:
+    if value is None:
+        return "null"
+    return value.replace("T00:00:00Z", "") if value.endswith("T00:00:00Z") else value
+
+
+def result_records(result: ComputeResult) -> list[dict[str, Any]]:
+    """Result rows as plain JSON-ready objects, in the result's (stable) order."""
+    records = []
+    for row in result.table.iter_rows(named=True):
+        record: dict[str, Any] = {"kpi": row["kpi"], "cohort": cohort_of(row)}
+        if row["breakdown"] is not None:
+            record["breakdown"] = {row["breakdown"]: row["breakdown_value"]}
+        value = row["value"]
+        record["value"] = None if value is None or math.isnan(value) else value
+        record["n"] = row["n"]
+        record["pending"] = row["pending"]
+        record.update({k: row[k] for k in ("layer", "format", "direction", "owner")})
+        records.append(record)
+    return records
+
+
+def input_records(files: Sequence[FileReport]) -> list[dict[str, Any]]:
+    """What was read, per file: rows kept and skipped (with the first reasons)."""
+    return [
+        {"source": f.source, "path": f.path, "format": f.format, "rows": f.rows,
+         "skipped": f.skipped, **({"skipped_reasons": list(f.skipped_reasons)}
+                                  if f.skipped else {})}
+        for f in files
+    ]
+
+
+def to_json(result: ComputeResult, files: Sequence[FileReport] = ()) -> str:
+    """The `--format json` document."""
+    document = {
+        "kpictl_version": __version__,
+        "as_of": iso(result.window.as_of),
+        "window": {"since": iso(result.window.since), "until": iso(result.window.until)},
+        "results": result_records(result),
+        "inputs": input_records(files),
+        "notes": list(result.notes),
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
+    dims = [*result.dimensions, *([BUCKET] if BUCKET in result.table.columns else [])]
+    header = ["kpi", "cohort", *dims, "breakdown", "breakdown_value", "value", "n", "pending",
+              "layer", "format", "direction", "owner"]
+    rows = []
+    for row in result.table.iter_rows(named=True):
+        dim_values = [iso(row[d]) if d == BUCKET else row[d] for d in dims]
+        value = row["value"]
+        rows.append([
+            row["kpi"], cohort_label(row), *dim_values, row["breakdown"], row["breakdown_value"],
+            None if value is None or math.isnan(value) else repr(value), row["n"],
+            row["pending"], row["layer"], row["format"], row["direction"], row["owner"],
+        ])
+    return header, rows
+
+
+def to_csv(result: ComputeResult) -> str:
+    """The `--format csv` document: one row per result, full-precision values."""
+    header, rows = _flat_rows(result)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buffer.getvalue()
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(result: ComputeResult) -> str:
+    """The `--format markdown` document: one GitHub-flavoured table per layer."""
+    window = result.window
+    lines = [f"# KPIs as of {iso(window.as_of)}", ""]
+    if window.since or window.until:
+        lines += [f"Window: {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}", ""]
+    for layer, rows in _by_layer(result.table):
+        lines += [f"## {LAYER_TITLES.get(layer, layer)}", "",
+                  "| KPI | cohort | value | n | pending | owner |",
+                  "| --- | --- | ---: | ---: | ---: | --- |"]
+        for row in rows:
+            lines.append("| " + " | ".join(_md_escape(c) for c in (
+                _kpi_label(row), cohort_label(row), format_value(row["value"], row["format"]),
+                str(row["n"]), str(row["pending"]), row["owner"])) + " |")
+        lines.append("")
+    if result.notes:
+        lines += ["Notes:", "", *[f"- {_md_escape(n)}" for n in result.notes], ""]
+    return "\n".join(lines)
+
+
+def _kpi_label(row: dict[str, Any]) -> str:
+    if row["breakdown"] is not None:
+        return f"  └ {row['breakdown']}={row['breakdown_value']}"
+    return str(row["kpi"])
+
+
+def _by_layer(table: pl.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in table.iter_rows(named=True):
+        groups.setdefault(row["layer"], []).append(row)
+    order = {layer: i for i, layer in enumerate(LAYERS)}
+    return sorted(groups.items(), key=lambda item: order.get(item[0], len(order)))
+
+
+def render_table(result: ComputeResult, console: Console) -> None:
+    """A rich table grouped by layer, with units and n."""
+    window = result.window
+    title = f"KPIs as of {iso(window.as_of)}"
+    if window.since or window.until:
+        title += f" · window {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}"
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("KPI")
+    table.add_column("cohort")
+    table.add_column("value", justify="right")
+    table.add_column("n", justify="right")
+    table.add_column("pending", justify="right")
+    table.add_column("owner", overflow="fold")
+    for index, (layer, rows) in enumerate(_by_layer(result.table)):
+        if index:
+            table.add_section()
+        table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", "", "", "", "", "")
+        for row in rows:
+            table.add_row(
+                _kpi_label(row), cohort_label(row), format_value(row["value"], row["format"]),
+                f"{row['n']:,}", f"{row['pending']:,}" if row["pending"] else "",
+                row["owner"],
+            )
+    console.print(table)
+
+
+def render(result: ComputeResult, fmt: str, console: Console,
+           files: Sequence[FileReport] = ()) -> None:
+    """Write the result in `fmt` to the console's file."""
+    if fmt == "table":
+        render_table(result, console)
+        return
+    text = {"json": lambda: to_json(result, files), "csv": lambda: to_csv(result),
+            "markdown": lambda: to_markdown(result)}[fmt]()
+    console.file.write(text)
