@@ -295,3 +295,20 @@ def test_cohort_counts_add_up_to_overall(spec: Spec, rows: list[tuple[str, bool,
     assert math.isclose(merged, overall["value"], rel_tol=1e-12, abs_tol=1e-15)
     assert overall["value"] == sum(e for _, e, _ in rows) / len(rows)
     assert all(0.0 <= v <= 1.0 for v in main["value"])
+
+
+@pytest.mark.parametrize(("intents", "expected"), [
+    (("billing", "billing"), 0.5),  # the first is followed by a same-intent contact in 1 day
+    (("billing", "returns"), 0.0),
+    ((None, None), 0.0),  # a missing intent matches nothing, not even another missing one
+])
+def test_repeat_contact_needs_a_known_same_intent(spec: Spec, intents, expected) -> None:
+    ev = events_frame([
+        {"conversation_id": "p", "ts": at(0), "event": "message", "intent": intents[0]},
+        {"conversation_id": "q", "ts": at(24), "event": "message", "intent": intents[1]},
+        {"conversation_id": "z", "ts": at(24 * 20), "event": "message", "user_id": "u9"},
+    ])
+    sources = load_frames({"events": ev, "tool_calls": tool_frame([])})
+    row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))[
+        "repeat_contact_rate_7d"]
+    assert (row["value"], row["n"], row["pending"]) == (expected, 2, 1)

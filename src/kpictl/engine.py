@@ -555,13 +555,13 @@ def compute(
     spec: Spec,
     sources: Sources,
     *,
-    by: Sequence[str] = (),
+    by: Sequence[str] | None = (),
     grain: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     as_of: dt.datetime | None = None,
     where: str | None = None,
-    kpis: Sequence[str] = (),
+    kpis: Sequence[str] | None = (),
 ) -> pl.DataFrame:
     """KPI values as a polars DataFrame: one row per KPI × cohort (× breakdown value).
 
@@ -570,6 +570,6 @@ def compute(
     pending (units left out because their outcome window is still open), layer, format,
     direction, owner.
     """
-    options = ComputeOptions(by=tuple(by), grain=grain, since=since, until=until, as_of=as_of,
-                             where=where, kpis=tuple(kpis))
+    options = ComputeOptions(by=tuple(by or ()), grain=grain, since=since, until=until,
+                             as_of=as_of, where=where, kpis=tuple(kpis or ()))
     return run_compute(spec, sources, options).table
