@@ -343,8 +343,11 @@ def sample(
     """Write deterministic synthetic agent logs in the canonical schema."""
     from kpictl.sample import write_sample
 
-    written = write_sample(out, conversations=conversations, seed=seed, days=days,
-                           fmt=output_format.value)
+    try:
+        written = write_sample(out, conversations=conversations, seed=seed, days=days,
+                               fmt=output_format.value)
+    except ValueError as exc:
+        raise UsageError(f"kpictl sample: {exc}") from exc
     for path in written:
         _stderr(f"kpictl: wrote {path}")
 

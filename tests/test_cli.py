@@ -1,0 +1,192 @@
+"""The command line, driven through typer's runner: exit codes, stdout vs stderr, messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from kpictl import __version__
+from kpictl.cli import app
+from kpictl.engine import compute
+from kpictl.sample import write_sample
+from kpictl.sources import load_sources
+from kpictl.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "kpi_definitions.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("logs")
+    write_sample(out, conversations=300, seed=3, days=10, fmt="parquet")
+    return out
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def data_args(logs: Path) -> list[str]:
+    return [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c",
+            str(SPEC)]
+
+
+def test_version() -> None:
+    code, out, _ = run("--version")
+    assert (code, out.strip()) == (0, f"kpictl {__version__}")
+
+
+def test_compute_json_matches_the_library(logs: Path) -> None:
+    code, out, err = run("compute", *data_args(logs), "--format", "json", "--by", "arm")
+    assert code == 0, err
+    document = json.loads(out)
+    assert set(document) == {"kpictl_version", "as_of", "window", "results", "inputs", "notes"}
+    assert document["window"] == {"since": None, "until": None}
+    spec = load_spec(SPEC)
+    sources = load_sources(spec, {"events": [logs / "events"],
+                                  "tool_calls": [logs / "tool_calls"]})
+    table = compute(spec, sources, by=["arm"])
+    assert len(document["results"]) == table.height
+    for record, row in zip(document["results"], table.iter_rows(named=True), strict=True):
+        assert record["kpi"] == row["kpi"]
+        # polars sums in parallel: the last bit may differ between runs
+        assert record["value"] == pytest.approx(row["value"], rel=1e-12, nan_ok=False)
+        assert (record["n"], record["pending"]) == (row["n"], row["pending"])
+        expected_cohort = {"arm": row["arm"]} if row["grouping"] else {}
+        assert record["cohort"] == expected_cohort
+        if row["breakdown"]:
+            assert record["breakdown"] == {row["breakdown"]: row["breakdown_value"]}
+    assert [i["source"] for i in document["inputs"]] == ["events", "tool_calls"]
+    assert all(i["skipped"] == 0 for i in document["inputs"])
+
+
+def test_compute_grain_json_puts_bucket_in_cohort(logs: Path) -> None:
+    code, out, _ = run("compute", *data_args(logs), "--format", "json", "--grain", "day",
+                       "--kpi", "task_completion_rate")
+    assert code == 0
+    cohorts = [r["cohort"] for r in json.loads(out)["results"]]
+    assert cohorts[0] == {}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT00:00:00Z", c["bucket"]) for c in cohorts[1:])
+    assert len(cohorts) == 11  # overall + the 10 (or 11) days the sample spans
+    
+
+def test_compute_csv_and_markdown_and_table(logs: Path, tmp_path: Path) -> None:
+    code, out, _ = run("compute", *data_args(logs), "--format", "csv", "--kpi",
+                       "escalation_rate")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["kpi"] == "escalation_rate" and rows[0]["cohort"] == "all"
+    parts = [float(r["value"]) for r in rows if r["breakdown"]]
+    assert sum(parts) == pytest.approx(float(rows[0]["value"]), rel=1e-12)
+
+    code, out, _ = run("compute", *data_args(logs), "--format", "markdown")
+    assert code == 0
+    assert "## Business outcomes" in out and "| task_completion_rate | all |" in out
+
+    target = tmp_path / "kpis.txt"
+    code, out, _ = run("compute", *data_args(logs), "--output", str(target))
+    assert code == 0 and out == ""
+    text = target.read_text()
+    assert "Business outcomes" in text and "Risk and compliance" in text
+    assert "\x1b[" not in text  # no colour codes in files
+
+
+def test_validate_ok_and_errors(tmp_path: Path) -> None:
+    code, out, _ = run("validate", "-c", str(SPEC))
+    assert code == 0 and "ok — 16 KPIs" in out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(SPEC.read_text().replace("WHERE completed)", "WHERE complted)", 1))
+    code, out, err = run("validate", "-c", str(broken))
+    assert code == 1 and out == ""
+    assert err.startswith("kpictl: error: 1 problem in the KPI spec:")
+    assert "did you mean 'completed'" in err
+    assert re.search(rf"{re.escape(str(broken))}:\d+: kpis\.task_completion_rate\.numerator", err)
+
+
+def test_missing_default_spec_is_a_usage_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("compute")
+    assert code == 2 and "pass the spec with -c PATH" in err
+
+
+def test_usage_errors_exit_2(logs: Path) -> None:
+    code, _, err = run("compute", *data_args(logs), "--kpi", "escalaton_rate")
+    assert code == 2 and "did you mean 'escalation_rate'" in err
+    code, _, err = run("compute", *data_args(logs), "--param", "good_csat=high")
+    assert code == 2 and "--param good_csat=high: expected a int" in err
+    code, _, err = run("compute", *data_args(logs), "--since", "yesterday")
+    assert code == 2 and "--since 'yesterday'" in err
+    code, _, err = run("compute", *data_args(logs), "--source", "nope=x")
+    assert code == 2 and "no source 'nope'" in err
+    code, _, _ = run("compute", "--format", "xml")
+    assert code == 2
+
+
+def test_bad_json_line_is_located_and_skippable(tmp_path: Path, logs: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    good = pl.read_parquet(logs / "events").head(5)
+    lines = [json.dumps(r, default=str) for r in good.to_dicts()]
+    lines.insert(2, '{"conversation_id": "x", "ts": ')
+    events.write_text("\n".join(lines) + "\n")
+    before = events.read_bytes()
+    args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    code, out, err = run("compute", *args)
+    assert code == 1 and out == ""
+    assert err.startswith(f"kpictl: error: {events}:3: malformed JSON")
+    code, out, err = run("compute", *args, "--on-bad-rows", "skip", "--format", "json")
+    assert code == 0
+    assert f"kpictl: warning: {events}: skipped 1 bad row(s)" in err
+    inputs = json.loads(out)["inputs"]
+    assert inputs[0]["path"] == str(events) and inputs[0]["skipped"] == 1
+    assert inputs[0]["rows"] == 5
+    assert events.read_bytes() == before  # inputs are never modified
+
+
+def test_empty_input_exits_1(tmp_path: Path, logs: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, _, err = run("compute", str(empty), "--source", f"tool_calls={logs / 'tool_calls'}",
+                       "-c", str(SPEC))
+    assert code == 1 and "no rows" in err
+
+
+def test_facts_export(logs: Path, tmp_path: Path) -> None:
+    target = tmp_path / "conversations.parquet"
+    code, _, err = run("facts", *data_args(logs), "--output", str(target))
+    assert code == 0, err
+    frame = pl.read_parquet(target)
+    assert frame.height == 300 and {"completed", "cost_usd", "channel"} <= set(frame.columns)
+    target_csv = tmp_path / "calls.csv"
+    code, _, _ = run("facts", *data_args(logs), "--table", "tool_calls", "--output",
+                     str(target_csv))
+    assert code == 0 and pl.read_csv(target_csv).height > 0
+    code, _, err = run("facts", *data_args(logs), "--output", str(tmp_path / "x.xlsx"))
+    assert code == 2 and ".parquet or .csv" in err
+
+
+def test_sample_command_is_deterministic(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        code, _, _ = run("sample", "--conversations", "50", "--out", str(tmp_path / name),
+                         "--seed", "5")
+        assert code == 0
+    for sub in ("events/events.jsonl", "tool_calls/tool_calls.jsonl"):
+        assert (tmp_path / "one" / sub).read_bytes() == (tmp_path / "two" / sub).read_bytes()
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = ["compute", "validate", "facts", "sample"]
+    for command in commands:
+        code, out, _ = run(command, "--help")
+        assert code == 0 and len(out) > 200
+        assert f"kpictl {command}" in readme

@@ -1,0 +1,398 @@
+"""Tests of the deterministic synthetic agent logs (`kpictl.sample`)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from kpictl.sample import generate_sample, write_sample
+
+UTC_TS = pl.Datetime("us", "UTC")
+START = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC)
+DAYS = 30
+
+EVENTS_COLUMNS: list[tuple[str, pl.DataType]] = [
+    ("conversation_id", pl.String()),
+    ("ts", UTC_TS),
+    ("event", pl.String()),
+    ("role", pl.String()),
+    ("input_tokens", pl.Int64()),
+    ("output_tokens", pl.Int64()),
+    ("cost_usd", pl.Float64()),
+    ("latency_ms", pl.Float64()),
+    ("escalation_reason", pl.String()),
+    ("csat", pl.Int64()),
+    ("human_minutes", pl.Float64()),
+    ("policy_violation", pl.Boolean()),
+    ("user_id", pl.String()),
+    ("model", pl.String()),
+    ("text", pl.String()),
+    ("channel", pl.String()),
+    ("intent", pl.String()),
+    ("customer_tier", pl.String()),
+    ("region", pl.String()),
+    ("agent_version", pl.String()),
+    ("arm", pl.String()),
+]
+TOOL_CALLS_COLUMNS: list[tuple[str, pl.DataType]] = [
+    ("conversation_id", pl.String()),
+    ("ts", UTC_TS),
+    ("tool", pl.String()),
+    ("status", pl.String()),
+    ("error_type", pl.String()),
+    ("retries", pl.Int64()),
+    ("latency_ms", pl.Float64()),
+    ("cost_usd", pl.Float64()),
+]
+ATTRIBUTES = ["user_id", "channel", "intent", "customer_tier", "region", "agent_version", "arm"]
+
+
+def _mean(values: pl.Series) -> float:
+    mean = values.mean()
+    assert isinstance(mean, float)
+    return mean
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[pl.DataFrame, pl.DataFrame]:
+    return generate_sample(5000)
+
+
+@pytest.fixture(scope="module")
+def events(sample: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
+    return sample[0]
+
+
+@pytest.fixture(scope="module")
+def tool_calls(sample: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
+    return sample[1]
+
+
+@pytest.fixture(scope="module")
+def conversations(events: pl.DataFrame) -> pl.DataFrame:
+    """One row per conversation with its outcome."""
+    is_ = pl.col("event").__eq__
+    first_resolution = pl.col("ts").filter(is_("resolution")).min()
+    first_reopen = pl.col("ts").filter(is_("reopen")).min()
+    return (
+        events.group_by("conversation_id")
+        .agg(
+            pl.col("arm").first(),
+            pl.col("agent_version").first(),
+            pl.col("user_id").first(),
+            start=pl.col("ts").min(),
+            resolved_at=first_resolution,
+            reopened_at=first_reopen,
+            escalations=is_("escalation").sum(),
+            feedbacks=is_("feedback").sum(),
+        )
+        .with_columns(reopen_after=pl.col("reopened_at") - pl.col("resolved_at"))
+        .with_columns(
+            completed=pl.col("resolved_at").is_not_null()
+            & ~(pl.col("reopen_after") <= pl.duration(hours=24)).fill_null(False)
+        )
+    )
+
+
+def test_same_seed_gives_identical_frames_and_other_seeds_differ() -> None:
+    first = generate_sample(300, seed=11)
+    again = generate_sample(300, seed=11)
+    other = generate_sample(300, seed=12)
+    assert first[0].equals(again[0])
+    assert first[1].equals(again[1])
+    assert not first[0].equals(other[0])
+    assert not first[1].equals(other[1])
+
+
+def test_columns_dtypes_and_order(events: pl.DataFrame, tool_calls: pl.DataFrame) -> None:
+    assert list(events.schema.items()) == EVENTS_COLUMNS
+    assert list(tool_calls.schema.items()) == TOOL_CALLS_COLUMNS
+
+
+def test_zero_conversations_give_empty_frames_with_the_schema() -> None:
+    events, tool_calls = generate_sample(0)
+    assert events.height == 0 and tool_calls.height == 0
+    assert list(events.schema.items()) == EVENTS_COLUMNS
+    assert list(tool_calls.schema.items()) == TOOL_CALLS_COLUMNS
+
+
+def test_invalid_arguments_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="days"):
+        generate_sample(10, days=0)
+    with pytest.raises(ValueError, match="conversations"):
+        generate_sample(-1)
+    with pytest.raises(ValueError, match="do not fit"):
+        generate_sample(86_401, days=1)
+    with pytest.raises(ValueError, match="fmt"):
+        write_sample(tmp_path, conversations=10, fmt="csv")  # type: ignore[arg-type]
+
+
+def test_every_conversation_is_present_and_rows_are_sorted(
+    events: pl.DataFrame, tool_calls: pl.DataFrame
+) -> None:
+    assert events["conversation_id"].n_unique() == 5000
+    assert events["conversation_id"].min() == "c000001"
+    assert events["conversation_id"].max() == "c005000"
+    assert events.equals(events.sort("conversation_id", "ts"))
+    assert tool_calls.equals(tool_calls.sort("conversation_id", "ts"))
+
+
+def test_timestamps_are_whole_seconds_inside_the_window(
+    events: pl.DataFrame, tool_calls: pl.DataFrame
+) -> None:
+    end = START + datetime.timedelta(days=DAYS)
+    for frame in (events, tool_calls):
+        assert frame["ts"].null_count() == 0
+        assert frame.select(pl.col("ts").is_between(START, end, closed="left").all()).item()
+        assert (frame["ts"].dt.microsecond() == 0).all()
+
+
+def test_conversation_starts_with_a_user_message_and_time_strictly_increases(
+    events: pl.DataFrame,
+) -> None:
+    first = events.group_by("conversation_id").agg(pl.col("event", "role").first())
+    assert (first["event"] == "message").all()
+    assert (first["role"] == "user").all()
+    steps = events.select(pl.col("ts").diff().over("conversation_id")).to_series().drop_nulls()
+    assert (steps > datetime.timedelta(0)).all()
+
+
+def test_attributes_are_constant_per_conversation(events: pl.DataFrame) -> None:
+    distinct = events.group_by("conversation_id").agg(pl.col(ATTRIBUTES).n_unique())
+    for column in ATTRIBUTES:
+        assert distinct[column].max() == 1, column
+        assert events[column].null_count() == 0, column
+    assert set(events["channel"].unique()) == {"web", "chat", "email", "voice"}
+    assert set(events["intent"].unique()) == {
+        "billing",
+        "shipping",
+        "returns",
+        "account",
+        "technical",
+    }
+    assert set(events["customer_tier"].unique()) == {"free", "pro", "enterprise"}
+    assert set(events["region"].unique()) == {"na", "emea", "apac"}
+    assert set(events["agent_version"].unique()) == {"v1", "v2"}
+
+
+def test_tool_calls_belong_to_conversations_and_happen_after_their_start(
+    events: pl.DataFrame, tool_calls: pl.DataFrame
+) -> None:
+    starts = events.group_by("conversation_id").agg(start=pl.col("ts").min())
+    joined = tool_calls.join(starts, on="conversation_id", how="left")
+    assert joined["start"].null_count() == 0
+    assert (joined["ts"] > joined["start"]).all()
+    # tool calls and events of a conversation never share a timestamp
+    clash = tool_calls.join(events, on=["conversation_id", "ts"], how="inner")
+    assert clash.height == 0
+
+
+def test_tool_call_values(events: pl.DataFrame, tool_calls: pl.DataFrame) -> None:
+    assert set(tool_calls["status"].unique()) == {"ok", "error"}
+    errors = tool_calls.filter(pl.col("status") == "error")
+    assert 0.04 <= errors.height / tool_calls.height <= 0.11
+    assert errors["error_type"].null_count() == 0
+    assert set(errors["error_type"].unique()) <= {
+        "validation",
+        "dependency",
+        "policy_denied",
+        "timeout",
+    }
+    assert tool_calls.filter(pl.col("status") == "ok")["error_type"].null_count() == (
+        tool_calls.height - errors.height
+    )
+    assert (tool_calls["retries"] >= 0).all()
+    assert _mean(tool_calls["retries"] == 0) > 0.8
+    assert (tool_calls["latency_ms"] > 0).all() and (tool_calls["cost_usd"] >= 0).all()
+    assert set(tool_calls["tool"].unique()) == {
+        "lookup_order",
+        "refund",
+        "search_kb",
+        "update_account",
+        "transfer_to_human",
+    }
+    per_conversation = tool_calls.group_by("conversation_id").len()
+    without = 5000 - per_conversation.height
+    assert 0.01 * 5000 <= without <= 0.06 * 5000
+    assert (per_conversation["len"] >= 3).any()
+
+
+def test_agent_messages_carry_tokens_cost_latency_and_model(events: pl.DataFrame) -> None:
+    agent = events.filter(pl.col("role") == "agent")
+    others = events.filter(pl.col("role").ne_missing("agent"))
+    for column in ("input_tokens", "output_tokens", "latency_ms", "model"):
+        assert agent[column].null_count() == 0, column
+        assert others[column].null_count() == others.height, column
+    assert agent["model"].n_unique() == 2
+    assert (agent["input_tokens"] > 0).all() and (agent["output_tokens"] > 0).all()
+    assert 0 < agent["cost_usd"].null_count() < 0.02 * agent.height
+    assert (agent["cost_usd"].drop_nulls() > 0).all()
+    assert others["cost_usd"].null_count() == others.height
+    p95 = agent["latency_ms"].quantile(0.95)
+    assert p95 is not None and 1500 < p95 < 10_000
+    assert agent.select(pl.col("latency_ms").median() < p95 / 1.5).item()  # skewed
+
+
+def test_policy_violations_are_rare_and_only_on_agent_messages(events: pl.DataFrame) -> None:
+    assert events["policy_violation"].null_count() == 0
+    flagged = events.filter(pl.col("policy_violation"))
+    assert (flagged["role"] == "agent").all()
+    share = flagged["conversation_id"].n_unique() / 5000
+    assert 0.005 <= share <= 0.03
+
+
+def test_escalations_and_human_work(events: pl.DataFrame, conversations: pl.DataFrame) -> None:
+    escalated = conversations.filter(pl.col("escalations") > 0)
+    assert 0.15 <= escalated.height / 5000 <= 0.25
+    assert (conversations["escalations"] == 2).sum() > 0
+    rows = events.filter(pl.col("event") == "escalation")
+    assert rows["escalation_reason"].null_count() == 0
+    assert set(rows["escalation_reason"].unique()) == {
+        "policy_required",
+        "customer_request",
+        "low_confidence",
+        "tool_failure",
+        "out_of_scope",
+    }
+    twice = (
+        rows.group_by("conversation_id")
+        .agg(pl.col("escalation_reason"))
+        .filter(pl.col("escalation_reason").list.len() == 2)
+    )
+    assert (twice["escalation_reason"].list.n_unique() == 2).all()
+    assert events.filter(pl.col("event") != "escalation")["escalation_reason"].null_count() == (
+        events.height - rows.height
+    )
+    human = events.filter(pl.col("human_minutes").is_not_null())
+    assert human.height > 0
+    assert (human["human_minutes"] > 0).all()
+    assert (human["role"] == "human").all()
+    assert set(human["conversation_id"].unique()) <= set(escalated["conversation_id"])
+    # humans speak only after the conversation's first escalation
+    first_escalation = rows.group_by("conversation_id").agg(escalated_at=pl.col("ts").min())
+    after = human.join(first_escalation, on="conversation_id")
+    assert (after["ts"] > after["escalated_at"]).all()
+
+
+def test_treatment_beats_holdout_and_v2_beats_v1(conversations: pl.DataFrame) -> None:
+    by_arm = conversations.group_by("arm").agg(
+        pl.len(), pl.col("completed").mean(), (pl.col("escalations") > 0).mean().alias("esc")
+    )
+    arms = {row["arm"]: row for row in by_arm.iter_rows(named=True)}
+    assert set(arms) == {"treatment", "holdout"}
+    assert 0.80 <= arms["treatment"]["len"] / 5000 <= 0.90
+    assert arms["treatment"]["completed"] >= arms["holdout"]["completed"] + 0.05
+    assert arms["treatment"]["esc"] < arms["holdout"]["esc"]
+    by_version = dict(
+        conversations.group_by("agent_version").agg(pl.col("completed").mean()).iter_rows()
+    )
+    assert by_version["v2"] > by_version["v1"]
+
+
+def test_resolutions_reopens_and_feedback(
+    events: pl.DataFrame, conversations: pl.DataFrame
+) -> None:
+    resolved = _mean(conversations["resolved_at"].is_not_null())
+    assert 0.6 <= resolved <= 0.9
+    reopen_after = conversations["reopen_after"].drop_nulls()
+    assert (reopen_after > datetime.timedelta(0)).all()
+    assert (reopen_after <= datetime.timedelta(hours=24)).sum() > 0
+    assert (reopen_after > datetime.timedelta(hours=24)).sum() > 0
+    assert (events.filter(pl.col("event") == "resolution").group_by("conversation_id").len())[
+        "len"
+    ].max() == 2
+    feedback = events.filter(pl.col("event") == "feedback")
+    assert feedback["csat"].null_count() == 0
+    assert set(feedback["csat"].unique()) == {1, 2, 3, 4, 5}
+    assert events.filter(pl.col("event") != "feedback")["csat"].null_count() == (
+        events.height - feedback.height
+    )
+    assert 0.33 <= _mean(conversations["feedbacks"] > 0) <= 0.47
+    assert (conversations["feedbacks"] == 2).sum() > 0
+
+
+def test_users_come_back_but_never_start_two_conversations_at_once(
+    conversations: pl.DataFrame, events: pl.DataFrame
+) -> None:
+    users = conversations["user_id"].n_unique()
+    assert 5000 / 4 <= users <= 5000 / 2.5
+    assert conversations.group_by("user_id", "start").len()["len"].max() == 1
+    per_user = conversations.sort("user_id", "start").with_columns(
+        gap=pl.col("start").diff().over("user_id")
+    )
+    gaps = per_user["gap"].drop_nulls()
+    assert gaps.len() > 5000 / 2
+    assert _mean(gaps <= datetime.timedelta(days=7)) > 0.8
+    intents = (
+        events.group_by("conversation_id")
+        .agg(pl.col("user_id", "intent").first(), start=pl.col("ts").min())
+        .sort("user_id", "start")
+        .select(same=pl.col("intent") == pl.col("intent").shift(1).over("user_id"))
+        .to_series()
+        .drop_nulls()
+    )
+    assert _mean(intents) > 0.4  # far above the ~21 % of independent draws
+
+
+def test_some_first_messages_contain_fake_pii(events: pl.DataFrame) -> None:
+    first = events.group_by("conversation_id").agg(pl.col("text").first())["text"]
+    assert first.null_count() == 0
+    emails = _mean(first.str.contains(r"[a-z]+\.[a-z]+@example\.(com|org|net)"))
+    phones = _mean(first.str.contains(r"\+1 415 555 01\d\d"))
+    assert 0 < emails < 0.1 and 0 < phones < 0.1
+
+
+def test_write_sample_round_trips_parquet(tmp_path: Path) -> None:
+    paths = write_sample(tmp_path / "out", conversations=400, seed=5, fmt="parquet")
+    assert paths == [
+        tmp_path / "out" / "events" / "events.parquet",
+        tmp_path / "out" / "tool_calls" / "tool_calls.parquet",
+    ]
+    events, tool_calls = generate_sample(400, seed=5)
+    assert pl.read_parquet(paths[0]).equals(events)
+    assert pl.read_parquet(paths[1]).equals(tool_calls)
+
+
+def test_write_sample_round_trips_jsonl(tmp_path: Path) -> None:
+    paths = write_sample(tmp_path, conversations=400, seed=5)
+    assert paths == [
+        tmp_path / "events" / "events.jsonl",
+        tmp_path / "tool_calls" / "tool_calls.jsonl",
+    ]
+    first_line = paths[0].read_text().splitlines()[0]
+    assert '"ts":"2026-10-' in first_line and 'Z"' in first_line
+    expected = generate_sample(400, seed=5)
+    for path, frame in zip(paths, expected, strict=True):
+        schema = {
+            name: (pl.String() if name == "ts" else dtype) for name, dtype in frame.schema.items()
+        }
+        back = pl.read_ndjson(path, schema=schema).with_columns(
+            pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC")
+        )
+        assert back.equals(frame)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_written_files_are_byte_identical_for_the_same_seed(tmp_path: Path, fmt: str) -> None:
+    def digests(folder: str, seed: int) -> list[str]:
+        paths = write_sample(tmp_path / folder, conversations=200, seed=seed, fmt=fmt)  # type: ignore[arg-type]
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+    same = digests("a", 9)
+    assert same == digests("b", 9)
+    assert all(x != y for x, y in zip(same, digests("c", 10), strict=True))
+
+
+def test_other_days_and_start() -> None:
+    start = datetime.datetime(2025, 3, 1, 12, tzinfo=datetime.UTC)
+    events, tool_calls = generate_sample(1000, seed=1, days=3, start=start)
+    end = start + datetime.timedelta(days=3)
+    for frame in (events, tool_calls):
+        assert frame.select(pl.col("ts").is_between(start, end, closed="left").all()).item()
+    assert events["conversation_id"].n_unique() == 1000
+    naive = generate_sample(50, seed=1, days=3, start=start.replace(tzinfo=None))
+    assert naive[0].equals(generate_sample(50, seed=1, days=3, start=start)[0])
