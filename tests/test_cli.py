@@ -77,8 +77,8 @@ def test_compute_grain_json_puts_bucket_in_cohort(logs: Path) -> None:
     cohorts = [r["cohort"] for r in json.loads(out)["results"]]
     assert cohorts[0] == {}
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT00:00:00Z", c["bucket"]) for c in cohorts[1:])
-    assert len(cohorts) == 11  # overall + the 10 (or 11) days the sample spans
-    
+    assert len(cohorts) == 11  # overall + the 10 days the sample spans
+
 
 def test_compute_csv_and_markdown_and_table(logs: Path, tmp_path: Path) -> None:
     code, out, _ = run("compute", *data_args(logs), "--format", "csv", "--kpi",

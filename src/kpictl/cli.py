@@ -8,7 +8,7 @@ codes (see `KpictlGroup.invoke`). Heavy modules (polars, rich) are imported insi
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,7 +30,7 @@ INTERNAL_ERROR = 70
 DEFAULT_SPEC = Path("kpi_definitions.yaml")
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """`--format` choices."""
 
     table = "table"
@@ -39,7 +39,7 @@ class OutputFormat(str, Enum):
     markdown = "markdown"
 
 
-class Grain(str, Enum):
+class Grain(StrEnum):
     """`--grain` choices."""
 
     hour = "hour"
@@ -48,14 +48,14 @@ class Grain(str, Enum):
     month = "month"
 
 
-class BadRows(str, Enum):
+class BadRows(StrEnum):
     """`--on-bad-rows` choices."""
 
     error = "error"
     skip = "skip"
 
 
-class SampleFormat(str, Enum):
+class SampleFormat(StrEnum):
     """`kpictl sample --format` choices."""
 
     jsonl = "jsonl"

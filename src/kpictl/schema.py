@@ -26,7 +26,7 @@ def _columns(*cols: CanonicalColumn) -> dict[str, CanonicalColumn]:
 EVENTS = _columns(
     CanonicalColumn("conversation_id", pl.String(), True, "the task / conversation"),
     CanonicalColumn("ts", UTC_TIMESTAMP, True, "event time, normalised to UTC"),
-    CanonicalColumn("event", pl.String(), True, "message, escalation, resolution, reopen, feedback"),
+    CanonicalColumn("event", pl.String(), True, "message, escalation, resolution, reopen, …"),
     CanonicalColumn("role", pl.String(), False, "user, agent, human"),
     CanonicalColumn("input_tokens", pl.Int64(), False, "input tokens of an agent message"),
     CanonicalColumn("output_tokens", pl.Int64(), False, "output tokens of an agent message"),
