@@ -502,11 +502,12 @@ def run_compute(spec: Spec, sources: Sources, options: ComputeOptions | None = N
     frames = pl.collect_all(queries) if queries else []
     columns = ["kpi", "grouping", *dims, *([BUCKET] if options.grain else []), "breakdown",
                "breakdown_value", "value", "n", "pending"]
-    schema = {
-        "kpi": pl.String, "grouping": pl.List(pl.String), **dict.fromkeys(dims, pl.String),
+    schema: dict[str, pl.DataType] = {
+        "kpi": pl.String(), "grouping": pl.List(pl.String()),
+        **{d: pl.String() for d in dims},
         **({BUCKET: canonical.UTC_TIMESTAMP} if options.grain else {}),
-        "breakdown": pl.String, "breakdown_value": pl.String, "value": pl.Float64,
-        "n": pl.Int64, "pending": pl.Int64,
+        "breakdown": pl.String(), "breakdown_value": pl.String(), "value": pl.Float64(),
+        "n": pl.Int64(), "pending": pl.Int64(),
     }
     aligned = [
         f.with_columns([pl.lit(None, dtype=schema[c]).alias(c) for c in columns
