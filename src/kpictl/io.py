@@ -184,7 +184,8 @@ def _partition_values(path: Path, root: Path) -> dict[str, str]:
 def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
-        return gzip.decompress(raw) if path.name.lower().endswith(".gz") else raw
+        data = gzip.decompress(raw) if path.name.lower().endswith(".gz") else raw
+        return data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Windows exports)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputDataError(f"{path}: cannot read: {exc}") from exc
 
@@ -194,6 +195,11 @@ def _line_numbers(data: bytes) -> list[int]:
     return [i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip()]
 
 
+def _reject_constant(name: str) -> object:
+    """NaN and Infinity are not JSON (Python's json module accepts them, polars does not)."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value; write null", name, 0)
+
+
 def _bad_json_lines(data: bytes) -> dict[int, str]:
     """Lines that are not one JSON object each: {line number: reason} (error path only)."""
     bad: dict[int, str] = {}
@@ -201,7 +207,7 @@ def _bad_json_lines(data: bytes) -> dict[int, str]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_constant=_reject_constant)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             bad[number] = f"malformed JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
             continue
@@ -213,6 +219,8 @@ def _bad_json_lines(data: bytes) -> dict[int, str]:
 def _read_jsonl(path: Path, on_bad_rows: OnBadRows) -> tuple[pl.DataFrame, dict[int, str], bytes]:
     """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes)."""
     data = _read_bytes(path)
+    if not data.strip():  # an empty file holds no rows (reported as such by load_source)
+        return pl.DataFrame(), {}, data
     try:
         return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None), {}, data
     except Exception as exc:  # polars: ComputeError / SchemaError / panics on bad JSON
@@ -295,9 +303,19 @@ def _coerce(expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str |
                     f"spec: columns: {{{name}: {{from: …, type: timestamp, unit: s|ms|us|ns}}}}"
                 )
             factor = _EPOCH_UNITS[unit]
+            # Out-of-range values (often a wrong unit) become null, so they are reported.
+            if source.is_integer():  # exact: Float64 cannot hold every ns (or µs) epoch
+                whole = expr.cast(pl.Int64, strict=False)
+                if factor is None:
+                    micros = whole // 1000  # truncated to µs, as polars casts ns to µs
+                else:
+                    fits = whole.abs() <= (2**63 - 1) // factor
+                    micros = pl.when(fits).then(whole * factor)
+                return micros.cast(pl.Datetime("us", "UTC")), True
             micros = (expr.cast(pl.Float64) / 1000.0) if factor is None else (
                 expr.cast(pl.Float64) * factor)
-            return micros.round(0).cast(pl.Int64).cast(pl.Datetime("us", "UTC")), False
+            whole = micros.round(0).cast(pl.Int64, strict=False)
+            return whole.cast(pl.Datetime("us", "UTC")), True
         if isinstance(source, pl.String):
             text = expr.str.strip_chars()
             parsed = pl.coalesce(
@@ -326,6 +344,19 @@ def _coerce(expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str |
     ):
         raise InputDataError(f"{where}: column {name!r} is {source}; expected {target}")
     return expr.cast(target, strict=False), not (source.is_numeric() and target.is_numeric())
+
+
+def describe_dtype(dtype: pl.DataType) -> str:
+    """What a value of `dtype` looks like in a log file, for error messages."""
+    if isinstance(dtype, pl.Datetime):
+        return "a timestamp (ISO-8601 text such as 2026-10-01T12:00:00Z, or a date)"
+    if isinstance(dtype, pl.Boolean):
+        return "a boolean (true/false)"
+    if dtype.is_integer():
+        return f"a whole number ({dtype})"
+    if dtype.is_float():
+        return f"a number ({dtype})"
+    return str(dtype)
 
 
 def _canonical_frame(
@@ -398,7 +429,11 @@ def _canonical_frame(
                                       where)
         mapped.append(converted.alias(name))
         if fallible:
-            checks.append((name, expr.is_not_null() & converted.is_null(), str(target)))
+            expected = describe_dtype(target)
+            if isinstance(target, pl.Datetime) and dtype.is_numeric() and rule is not None:
+                expected = (f"an epoch time in {rule.unit} (since 1970-01-01 UTC) that fits "
+                            "a timestamp")
+            checks.append((name, expr.is_not_null() & converted.is_null(), expected))
     result = frame.with_columns(mapped) if mapped else frame
     return result, checks
 
@@ -475,6 +510,11 @@ def _load_file(
                 raise InputDataError(f"{where}: {what}{more}; fix the data, map the column in "
                                      "the spec, or pass --on-bad-rows skip")
             skipped_rows = offenders.height
+            if skipped_rows == rows:  # nothing left to read in this file
+                report = FileReport(request.name, str(path), fmt, size, 0,
+                                    len(dropped) + skipped_rows,
+                                    (*reasons, f"{where}: {what} and every other row"))
+                return None, report
             reasons.append(f"{where}: {what}" + (
                 f" and {offenders.height - 1} more" if offenders.height > 1 else ""))
             bad_rows = offenders.get_column(_ROW)
@@ -514,7 +554,9 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
                 frames.append(frame)
     if not frames:
         names = ", ".join(r.path for r in reports) or ", ".join(request.paths)
-        raise EmptyInputError(f"source {request.name!r}: no rows in {names}")
+        skipped = sum(r.skipped for r in reports)
+        why = f" ({skipped} bad rows skipped)" if skipped else ""
+        raise EmptyInputError(f"source {request.name!r}: no rows in {names}{why}")
     combined = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return LoadedSource(request.name, combined, tuple(reports), tuple(ignored))
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -305,6 +307,8 @@ def _coerce_param(key: str, current: object, text: str) -> bool | int | float | 
             raise ValueError(text)
         if isinstance(current, int | float):
             number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
             return int(number) if isinstance(current, int) and number.is_integer() else number
     except ValueError as exc:
         raise UsageError(
@@ -348,6 +352,19 @@ class _Problems:
     def __init__(self, file: str) -> None:
         self.file = file
         self.items: list[SpecProblem] = []
+        # Per table, the columns whose definition already has a problem: expressions that use
+        # them are not checked again, so one mistake is reported once, not once per use.
+        self.broken: dict[str, set[str]] = {}
+
+    def uses_broken(self, sql: object, table: str | None) -> bool:
+        """True when `sql` reads a column of `table` whose definition has a problem."""
+        broken = self.broken.get(table or "")
+        if not broken or not isinstance(sql, str):
+            return False
+        try:
+            return any(n in broken for n in referenced_names(compile_sql(sql)))
+        except ExpressionProblem:
+            return False
 
     def add(self, line: int | None, path: str, message: str) -> None:
         self.items.append(SpecProblem(self.file, line, path, message))
@@ -393,7 +410,10 @@ def _names(problems: _Problems, value: object, line: int | None, path: str) -> t
 def _sql_text(problems: _Problems, node: MarkedDict, key: str, path: str) -> str | None:
     """An expression-position value: must be a string (catches the YAML quoting trap)."""
     value = node.get(key)
-    if value is None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if key in node:
+            problems.add(node.line_of(key), path, "is empty: write one SQL expression or remove "
+                         "the key")
         return None
     if isinstance(value, bool | int | float) and not isinstance(value, bool):
         return str(value)
@@ -425,7 +445,7 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
         raise SpecError([SpecProblem(file, 1, "(top)", "expected a mapping of spec sections")])
     problems.unknown_keys(data, TOP_KEYS, "")
     version = data.get("version")
-    if version != SPEC_VERSION:
+    if type(version) is not int or version != SPEC_VERSION:
         problems.add(
             data.line_of("version"), "version", f"expected version: {SPEC_VERSION}, got {version!r}"
         )
@@ -435,14 +455,17 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
     tables, column_types = _build_tables(problems, data, sources, params)
     kpis = _build_kpis(problems, data, defaults, tables, column_types, params)
     baselines = _build_baselines(problems, data, kpis, tables, column_types, params)
-    if defaults.baseline is not None and defaults.baseline not in baselines:
+    # An invalid baseline is reported where it is declared, not again where it is used.
+    declared = set(data["baselines"]) if isinstance(data.get("baselines"), dict) else set()
+    declared |= set(baselines)
+    if defaults.baseline is not None and defaults.baseline not in declared:
         problems.add(
             _line(data.get("defaults"), "baseline"),
             "defaults.baseline",
             f"no baseline named {defaults.baseline!r}{did_you_mean(defaults.baseline, baselines)}",
         )
     for kpi in kpis.values():
-        if kpi.baseline is not None and kpi.baseline not in baselines:
+        if kpi.baseline is not None and kpi.baseline not in declared:
             problems.add(
                 kpi.line,
                 f"kpis.{kpi.name}.baseline",
@@ -545,7 +568,7 @@ def _build_sources(
     if node is None:
         return sources
     if "events" not in node:
-        problems.add(node.line, "sources", "an `events` source is required")
+        problems.add(data.line_of("sources"), "sources", "an `events` source is required")
     for name, body in node.items():
         path = f"sources.{name}"
         if not isinstance(body, MarkedDict):
@@ -716,12 +739,15 @@ def _build_rollup_table(
     rollup_node = _mapping(problems, body, "rollup", f"{path}.rollup", required=True)
     columns: dict[str, pl.DataType] = {key: pl.String()}
     entries: list[RollupEntry] = []
+    broken = problems.broken.setdefault(name, set())
     if rollup_node is not None:
         for source_name, block in rollup_node.items():
             bpath = f"{path}.rollup.{source_name}"
             if source_name not in sources:
                 problems.add(rollup_node.line_of(source_name), bpath,
                              f"no source named {source_name!r}{did_you_mean(source_name, sources)}")
+                if isinstance(block, dict):
+                    broken.update(block)
                 continue
             if not isinstance(block, MarkedDict):
                 problems.add(rollup_node.line_of(source_name), bpath,
@@ -742,17 +768,21 @@ def _build_rollup_table(
                 if entry_name in columns or entry_name == key:
                     problems.add(line, epath, f"{entry_name!r} is defined twice in {path}")
                     continue
-                if sql is None:
+                if sql is None or problems.uses_broken(sql, name):
+                    broken.add(entry_name)
                     continue
                 earlier = {n: t for n, t in columns.items() if n != key}
                 scope = {**source_cols, **extras, **earlier}
-                checked = _check(problems, line, epath, sql, scope,
-                                 shape=ExpressionShape.AGGREGATE, what="a rollup entry")
                 later = _later_names(sql, block, entry_name)
                 if later:
                     problems.add(line, epath, f"uses {', '.join(later)} defined below it: an "
                                  "entry may only use the entries above it (reorder them)")
+                    broken.add(entry_name)
+                    continue
+                checked = _check(problems, line, epath, sql, scope,
+                                 shape=ExpressionShape.AGGREGATE, what="a rollup entry")
                 if checked is None:
+                    broken.add(entry_name)
                     continue
                 depends = tuple(n for n in checked.names if n in earlier and n not in source_cols)
                 entries.append(RollupEntry(entry_name, source_name, sql, depends, line))
@@ -776,18 +806,26 @@ def _build_rollup_table(
             if entry_name in columns:
                 problems.add(line, epath, f"{entry_name!r} is already a column of {name}")
                 continue
-            if sql is None:
+            if sql is None or problems.uses_broken(sql, name):
+                broken.add(entry_name)
                 continue
             later = _later_names(sql, derive_node, entry_name)
             if later:
                 problems.add(line, epath, f"uses {', '.join(later)} defined below it (reorder)")
+                broken.add(entry_name)
+                continue
             checked = _check(problems, line, epath, sql, {**columns, **extras},
                              shape=ExpressionShape.ROW, what="a derive entry")
-            if checked is not None:
+            if checked is None:
+                broken.add(entry_name)
+            else:
                 columns[entry_name] = checked.dtype
                 derives.append(DeriveEntry(entry_name, sql, line))
     time = body.get("time")
-    if time is not None:
+    if time is not None and not isinstance(time, str):
+        problems.add(body.line_of("time"), f"{path}.time", f"expected a column name, got {time!r}")
+        time = None
+    if time is not None and time not in broken:
         if time not in columns:
             problems.add(body.line_of("time"), f"{path}.time",
                          f"no column {time!r} in {name}{did_you_mean(str(time), columns)}")
@@ -823,14 +861,14 @@ def _build_row_table(
 ) -> tuple[TableSpec, dict[str, pl.DataType]] | None:
     problems.unknown_keys(body, ROW_TABLE_KEYS, path)
     source_name = body.get("from")
-    if source_name not in sources:
+    if not isinstance(source_name, str) or source_name not in sources:
         problems.add(body.line_of("from"), f"{path}.from",
                      f"no source named {source_name!r}{did_you_mean(str(source_name), sources)}")
         return None
     columns = dict(schemas[source_name])
     lookup = body.get("lookup")
     if lookup is not None:
-        parent = tables.get(lookup)
+        parent = tables.get(lookup) if isinstance(lookup, str) else None
         if parent is None or not parent.is_rollup:
             problems.add(body.line_of("lookup"), f"{path}.lookup",
                          f"expected a rollup table declared above {name}"
@@ -840,10 +878,11 @@ def _build_row_table(
             problems.add(body.line_of("lookup"), f"{path}.lookup",
                          f"source {source_name!r} has no column {parent.key!r} to look up "
                          f"{lookup!r} by")
+        problems.broken.setdefault(name, set()).update(problems.broken.get(lookup, set()))
         parent_cols = column_types[lookup]
         for attr in parent.attributes:
-            columns[attr] = parent_cols[attr]
-        if parent.time is not None:
+            columns[attr] = parent_cols.get(attr, canonical.PASS_THROUGH_DTYPE)
+        if parent.time is not None and parent.time in parent_cols:  # else reported on parent
             columns[parent.time] = parent_cols[parent.time]
     where = _sql_text(problems, body, "where", f"{path}.where")
     _check(problems, body.line_of("where"), f"{path}.where", where, {**columns, **extras},
@@ -864,9 +903,9 @@ def parse_threshold(level: str, raw: object, fmt: str) -> Threshold:
     if text.endswith("pp"):
         if operator:
             raise ValueError("a bound is a value, not a change: write '> 1%' rather than '> 1pp'")
-        return Threshold(level, "pp", float(text[:-2]) / 100.0, None, str(raw))
+        return Threshold(level, "pp", _number(text[:-2], raw) / 100.0, None, str(raw))
     if text.endswith("%"):
-        amount = float(text[:-1]) / 100.0
+        amount = _number(text[:-1], raw) / 100.0
         if operator:
             if fmt != "percent":
                 raise ValueError("a '%' bound needs format: percent (write the plain number)")
@@ -879,11 +918,22 @@ def parse_threshold(level: str, raw: object, fmt: str) -> Threshold:
             raise ValueError("a duration threshold needs format: duration or ms")
         amount = seconds * 1000.0 if fmt == "ms" else seconds
     else:
-        amount = float(text)
+        amount = _number(text, raw)
     if amount < 0:
         raise ValueError("levels are magnitudes of deterioration: write them without a sign")
     kind = "bound" if operator else "absolute"
     return Threshold(level, kind, amount, operator, str(raw))
+
+
+def _number(text: str, raw: object) -> float:
+    """The number in a threshold's text; a ValueError that quotes the whole threshold."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"not a threshold: {raw!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"not a threshold: {raw!r}")
+    return number
 
 
 def _build_kpis(
@@ -900,45 +950,64 @@ def _build_kpis(
         return kpis
     extras = {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in params.items()}}
     resolved = _resolve_extends(problems, node)
+    declared_tables = set(data["tables"]) if isinstance(data.get("tables"), dict) else set()
     default_table = next((t for t in tables.values() if t.is_rollup), None)
-    for name, (body, line) in resolved.items():
+    formula_lines: dict[str, int | None] = {}
+    for name, (body, line, key_lines) in resolved.items():
         path = f"kpis.{name}"
+
+        def at(key: str, key_lines: dict[str, int | None] = key_lines,
+               line: int | None = line) -> int | None:
+            return key_lines.get(key, line)
+
         if not _NAME.match(name):
             problems.add(line, path, "a KPI name must be an identifier (letters, digits, _)")
             continue
         kinds = [k for k in ("value", "numerator", "formula") if k in body]
         if "denominator" in body and "numerator" not in body:
-            problems.add(line, path, "`denominator` needs a `numerator`")
+            problems.add(at("denominator"), path, "`denominator` needs a `numerator`")
+            continue
         if len(kinds) != 1:
             problems.add(line, path, "exactly one kind is needed: `value`, `numerator` + "
                          f"`denominator`, or `formula`; found {', '.join(kinds) or 'none'}")
             continue
         kind = {"value": "value", "numerator": "ratio", "formula": "formula"}[kinds[0]]
         if kind == "ratio" and "denominator" not in body:
-            problems.add(line, path, "`numerator` needs a `denominator`")
+            problems.add(at("numerator"), path, "`numerator` needs a `denominator`")
+            continue
+        names_ok = True
+        for key in ("over", "breakdown", "cluster", "baseline"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                problems.add(at(key), f"{path}.{key}", f"expected a name, got {body[key]!r}")
+                names_ok = names_ok and key != "over"
+                body = {**body, key: None}
+        if not names_ok:
             continue
         over = body.get("over", default_table.name if default_table else None)
         fmt = body.get("format", "number")
         if fmt not in FORMATS:
-            problems.add(line, f"{path}.format", f"expected one of {', '.join(FORMATS)}, got "
+            problems.add(at("format"), f"{path}.format",
+                         f"expected one of {', '.join(FORMATS)}, got "
                          f"{fmt!r}{did_you_mean(str(fmt), FORMATS)}")
             fmt = "number"
         direction = body.get("direction", "higher")
         if direction not in DIRECTIONS:
-            problems.add(line, f"{path}.direction", f"expected higher or lower, got {direction!r}")
+            problems.add(at("direction"), f"{path}.direction",
+                         f"expected higher or lower, got {direction!r}")
         layer = body.get("layer", defaults.layer)
         if layer not in LAYERS:
-            problems.add(line, f"{path}.layer", f"expected one of {', '.join(LAYERS)}, got "
+            problems.add(at("layer"), f"{path}.layer", f"expected one of {', '.join(LAYERS)}, got "
                          f"{layer!r}{did_you_mean(str(layer), LAYERS)}")
         test = body.get("test")
         if test is not None and test not in TESTS:
-            problems.add(line, f"{path}.test", f"expected one of {', '.join(TESTS)}, got {test!r}")
+            problems.add(at("test"), f"{path}.test",
+                         f"expected one of {', '.join(TESTS)}, got {test!r}")
         min_sample = body.get("min_sample", defaults.min_sample)
         if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
-            problems.add(line, f"{path}.min_sample", f"expected a whole number ≥ 0, got "
-                         f"{min_sample!r}")
+            problems.add(at("min_sample"), f"{path}.min_sample",
+                         f"expected a whole number ≥ 0, got {min_sample!r}")
             min_sample = defaults.min_sample
-        thresholds = _build_thresholds(problems, body, line, path, fmt, direction)
+        thresholds = _build_thresholds(problems, body, at("thresholds"), path, fmt, direction)
         kpi = KpiSpec(
             name=name, kind=kind, over=str(over), layer=str(layer),
             owner=str(body.get("owner", defaults.owner)), direction=str(direction), format=fmt,
@@ -946,67 +1015,95 @@ def _build_kpis(
             value=body.get("value"), numerator=body.get("numerator"),
             denominator=body.get("denominator"), formula=body.get("formula"),
             where=body.get("where"), mature=body.get("mature"), breakdown=body.get("breakdown"),
-            cohorts=_names(problems, body.get("cohorts", list(defaults.cohorts)), line,
+            cohorts=_names(problems, body.get("cohorts", list(defaults.cohorts)), at("cohorts"),
                            f"{path}.cohorts"),
             cluster=body.get("cluster"), thresholds=thresholds, min_sample=min_sample,
             test=test, baseline=body.get("baseline"), line=line,
         )
         for key in ("value", "numerator", "denominator", "formula", "where", "mature"):
             value = body.get(key)
-            if value is not None and not isinstance(value, str | int | float):
-                problems.add(line, f"{path}.{key}", f"expected one SQL expression (text), got "
+            if key in body and (value is None or (isinstance(value, str) and not value.strip())):
+                problems.add(at(key), f"{path}.{key}", "is empty: write one SQL expression or "
+                             "remove the key")
+                kpi = replace(kpi, **{key: None})
+            elif value is not None and (
+                    isinstance(value, bool) or not isinstance(value, str | int | float)):
+                problems.add(at(key), f"{path}.{key}", f"expected one SQL expression (text), got "
                              f"{value!r}; {YAML_QUOTING_HINT}")
                 kpi = replace(kpi, **{key: None})
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 kpi = replace(kpi, **{key: str(value)})
         if kind == "formula":
+            formula_lines[name] = at("formula")
             kpis[name] = kpi
             continue
         if over not in tables:
-            problems.add(line, f"{path}.over", f"no table named {over!r}"
+            if over in declared_tables:
+                continue  # the table's own problem is reported where it is declared
+            problems.add(at("over"), f"{path}.over", f"no table named {over!r}"
                          f"{did_you_mean(str(over), tables)}; tables: {', '.join(tables)}")
             continue
+        over = str(over)  # a table name (checked above)
         scope = {**column_types[over], **extras}
         agg = ExpressionShape.AGGREGATE
         for key in ("value", "numerator", "denominator"):
             sql = getattr(kpi, key)
-            _check(problems, line, f"{path}.{key}", sql, scope, shape=agg,
+            if problems.uses_broken(sql, over):
+                continue
+            _check(problems, at(key), f"{path}.{key}", sql, scope, shape=agg,
                    dtype=(pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.UInt32, pl.UInt64,
                           pl.Boolean, pl.Duration),
                    what=f"`{key}`")
         for key in ("where", "mature"):
-            _check(problems, line, f"{path}.{key}", getattr(kpi, key), scope,
+            if problems.uses_broken(getattr(kpi, key), over):
+                continue
+            _check(problems, at(key), f"{path}.{key}", getattr(kpi, key), scope,
                    shape=ExpressionShape.ROW, dtype=pl.Boolean, what=f"`{key}`")
         for key in ("breakdown", "cluster"):
             column = getattr(kpi, key)
-            if column is not None and column not in column_types[over]:
-                problems.add(line, f"{path}.{key}", f"no column {column!r} in table {over!r}"
+            if column is not None and column not in column_types[over] and column not in (
+                    problems.broken.get(over, set())):
+                problems.add(at(key), f"{path}.{key}", f"no column {column!r} in table {over!r}"
                              f"{did_you_mean(str(column), column_types[over])}")
         if kpi.breakdown is not None and kind != "ratio":
-            problems.add(line, f"{path}.breakdown", "a breakdown splits a numerator: it needs "
-                         "`numerator` + `denominator`")
+            problems.add(at("breakdown"), f"{path}.breakdown",
+                         "a breakdown splits a numerator: it needs `numerator` + `denominator`")
         kpis[name] = kpi
-    _check_formulas(problems, kpis)
+    _check_formulas(problems, kpis, formula_lines, declared=set(node))
     return kpis
 
 
 def _resolve_extends(
     problems: _Problems, node: MarkedDict
-) -> dict[str, tuple[dict[str, Any], int | None]]:
-    """Each KPI's keys with `extends` applied (parents first), cycles reported."""
-    resolved: dict[str, tuple[dict[str, Any], int | None]] = {}
+) -> dict[str, tuple[dict[str, Any], int | None, dict[str, int | None]]]:
+    """Each KPI's keys with `extends` applied (parents first), cycles reported.
 
-    def resolve(name: str, chain: tuple[str, ...]) -> dict[str, Any] | None:
+    Returns {name: (keys, line of the KPI, line of each key)}; an inherited key keeps the line
+    where the ancestor wrote it, so a problem in it points at the text to fix.
+    """
+    resolved: dict[str, tuple[dict[str, Any], int | None, dict[str, int | None]]] = {}
+    keys_checked: set[str] = set()
+
+    def resolve(
+        name: str, chain: tuple[str, ...]
+    ) -> tuple[dict[str, Any], dict[str, int | None]] | None:
         if name in resolved:
-            return resolved[name][0]
+            return resolved[name][0], resolved[name][2]
         body = node.get(name)
         line = node.line_of(name)
         if not isinstance(body, MarkedDict):
             problems.add(line, f"kpis.{name}", "expected a mapping of KPI keys")
             return None
-        problems.unknown_keys(body, KPI_KEYS, f"kpis.{name}")
+        if name not in keys_checked:
+            keys_checked.add(name)
+            problems.unknown_keys(body, KPI_KEYS, f"kpis.{name}")
         parent_name = body.get("extends")
+        if parent_name is not None and not isinstance(parent_name, str):
+            problems.add(body.line_of("extends"), f"kpis.{name}.extends",
+                         f"expected the name of another KPI, got {parent_name!r}")
+            return None
         merged: dict[str, Any] = {}
+        lines: dict[str, int | None] = {}
         if parent_name is not None:
             if parent_name in chain or parent_name == name:
                 problems.add(body.line_of("extends"), f"kpis.{name}.extends",
@@ -1016,21 +1113,24 @@ def _resolve_extends(
                 problems.add(body.line_of("extends"), f"kpis.{name}.extends",
                              f"no KPI named {parent_name!r}{did_you_mean(str(parent_name), node)}")
                 return None
-            parent = resolve(str(parent_name), (*chain, name))
-            if parent is None:
+            found = resolve(str(parent_name), (*chain, name))
+            if found is None:
                 return None
+            parent, parent_lines = found
             merged = {k: v for k, v in parent.items() if k != "description"}
+            lines = {k: v for k, v in parent_lines.items() if k in merged}
             # A child that sets one kind replaces the parent's kind entirely.
             if any(k in body for k in ("value", "numerator", "formula")):
                 for key in ("value", "formula"):
                     if key not in body:
                         merged.pop(key, None)
-                if "numerator" not in body and "value" in body or "formula" in body:
+                if ("numerator" not in body and "value" in body) or "formula" in body:
                     merged.pop("numerator", None)
                     merged.pop("denominator", None)
         merged.update({k: v for k, v in body.items() if k != "extends"})
-        resolved[name] = (merged, line)
-        return merged
+        lines.update({k: body.line_of(k) for k in body if k != "extends"})
+        resolved[name] = (merged, line, lines)
+        return merged, lines
 
     for kpi_name in node:
         resolve(kpi_name, ())
@@ -1072,13 +1172,13 @@ def _build_thresholds(
     ordered = sorted(result, key=lambda t: LEVELS.index(t.level))
     for kind in ("pp", "relative", "absolute"):
         same = [t for t in ordered if t.kind == kind]
-        for lower, upper in zip(same, same[1:], strict=False):
+        for lower, upper in itertools.pairwise(same):
             if upper.amount < lower.amount:
                 problems.add(line, f"{path}.thresholds",
                              f"levels must grow from warning to catastrophic: {lower.level} "
                              f"{lower.text} > {upper.level} {upper.text}")
     bounds = [t for t in ordered if t.kind == "bound"]
-    for lower, upper in zip(bounds, bounds[1:], strict=False):
+    for lower, upper in itertools.pairwise(bounds):
         grows = upper.amount >= lower.amount if upper.operator == ">" else (
             upper.amount <= lower.amount)
         if not grows:
@@ -1088,15 +1188,21 @@ def _build_thresholds(
     return tuple(ordered)
 
 
-def _check_formulas(problems: _Problems, kpis: dict[str, KpiSpec]) -> None:
-    """Formulas may only use other KPIs' values, without cycles."""
+def _check_formulas(
+    problems: _Problems,
+    kpis: dict[str, KpiSpec],
+    lines: Mapping[str, int | None],
+    declared: set[str],
+) -> None:
+    """Formulas may only use KPIs' values (any declared KPI, even an invalid one, so that one
+    mistake is reported once), without cycles. `lines` gives each formula's line."""
     deps: dict[str, tuple[str, ...]] = {}
     for name, kpi in list(kpis.items()):
         if kpi.kind != "formula" or kpi.formula is None:
             continue
         path = f"kpis.{name}.formula"
-        schema = {k: pl.Float64() for k in kpis if k != name}
-        checked = _check(problems, kpi.line, path, kpi.formula, schema,
+        schema = {k: pl.Float64() for k in sorted(declared | set(kpis))}
+        checked = _check(problems, lines.get(name, kpi.line), path, kpi.formula, schema,
                          shape=ExpressionShape.ROW, what="a formula")
         if checked is None:
             del kpis[name]
@@ -1107,7 +1213,7 @@ def _check_formulas(problems: _Problems, kpis: dict[str, KpiSpec]) -> None:
     def visit(name: str, chain: tuple[str, ...]) -> None:
         for dep in deps.get(name, ()):
             if dep in chain:
-                problems.add(kpis[name].line, f"kpis.{name}.formula",
+                problems.add(lines.get(name, kpis[name].line), f"kpis.{name}.formula",
                              f"cycle: {' -> '.join((*chain, dep))}")
                 return
             visit(dep, (*chain, dep))

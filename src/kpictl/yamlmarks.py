@@ -26,6 +26,10 @@ class MarkedDict(dict[str, Any]):
         return self.key_lines.get(key, self.line)
 
 
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping repeats a key, which plain YAML loaders accept silently."""
+
+
 class _MarkedLoader(yaml.SafeLoader):
     """A SafeLoader whose mappings are MarkedDicts; nothing executable is ever constructed."""
 
@@ -39,10 +43,11 @@ def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedD
         key = loader.construct_object(key_node, deep=True)
         key_text = str(key)
         if key_text in result:
-            raise yaml.constructor.ConstructorError(
+            raise _DuplicateKeyError(
                 None,
                 None,
-                f"duplicate key {key_text!r} (the second would silently replace the first)",
+                f"duplicate key {key_text!r} (the second would silently replace the first; "
+                f"the first is on line {result.key_lines[key_text]})",
                 key_node.start_mark,
             )
         result[key_text] = loader.construct_object(value_node, deep=True)
@@ -62,11 +67,13 @@ def load_marked_yaml(text: str, file: str) -> Any:
     Raises SpecError with the file:line of a syntax error and the common quoting trap.
     """
     try:
-        return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_MarkedLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        if isinstance(exc, _DuplicateKeyError):  # the quoting hint does not apply
+            raise SpecError([SpecProblem(file, line, "(yaml)", detail)]) from exc
         raise SpecError(
             [SpecProblem(file, line, "(yaml)", f"not valid YAML: {detail}; {YAML_QUOTING_HINT}")]
         ) from exc

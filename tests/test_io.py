@@ -1,0 +1,639 @@
+"""Reading agent logs: formats, folders, timestamps, column mapping, and bad input.
+
+Bad input gets a clear error, never a traceback or a silent wrong number: which file, which line
+or row, which field, what was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from conftest import JsonlWriter, SpecWriter
+from kpictl import schema
+from kpictl.errors import EmptyInputError, InputDataError, UsageError
+from kpictl.io import ColumnRule, LoadedSource, SourceRequest, find_files, load_source
+from kpictl.sources import load_sources
+from kpictl.spec import Spec, load_spec
+
+UTC = dt.UTC
+TS_RULE = ColumnRule("ts", "ts", type="timestamp")  # as the shipped spec declares it
+Rows = list[dict[str, object]]
+
+
+def events(
+    *paths: Path | str, base: Path, columns: tuple[ColumnRule, ...] = (TS_RULE,)
+) -> SourceRequest:
+    return SourceRequest("events", tuple(str(p) for p in paths), base, columns)
+
+
+def load(
+    *paths: Path | str, base: Path, columns: tuple[ColumnRule, ...] = (TS_RULE,), skip: bool = False
+) -> LoadedSource:
+    return load_source(events(*paths, base=base, columns=columns), "skip" if skip else "error")
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def load_error(
+    *paths: Path | str,
+    base: Path,
+    columns: tuple[ColumnRule, ...] = (TS_RULE,),
+    error: type[Exception] = InputDataError,
+) -> str:
+    with pytest.raises(error) as caught:
+        load(*paths, base=base, columns=columns)
+    return str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# formats and finding files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_jsonl_ndjson_gzip_and_parquet_give_identical_frames(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    plain = write_jsonl("a/events.jsonl", event_rows)
+    (tmp_path / "b").mkdir()
+    ndjson = tmp_path / "b" / "events.ndjson"
+    ndjson.write_bytes(plain.read_bytes())
+    gz = tmp_path / "b" / "events.jsonl.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    parquet = tmp_path / "b" / "events.parquet"
+    pl.DataFrame(event_rows).write_parquet(parquet)
+
+    frames = [load(p, base=tmp_path).frame.collect() for p in (plain, ndjson, gz, parquet)]
+    expected = pl.DataFrame(
+        {
+            "conversation_id": ["c1", "c1", "c2"],
+            "ts": [utc(2026, 10, 1, 10), utc(2026, 10, 1, 10, 5), utc(2026, 10, 2, 8, 30)],
+            "event": ["message", "resolution", "message"],
+            "role": ["agent", None, "user"],
+            "input_tokens": [120, None, 40],
+            "latency_ms": [850.5, None, 1200.0],
+        },
+        schema_overrides={"ts": schema.UTC_TIMESTAMP},
+    )
+    for frame in frames:
+        assert_frame_equal(frame, expected, check_column_order=False)
+
+
+def test_folder_is_read_recursively_and_partition_folders_become_columns(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    write_jsonl("logs/date=2026-10-01/part-0.jsonl", event_rows[:2])
+    write_jsonl("logs/date=2026-10-02/region=eu/part-0.jsonl", event_rows[2:])
+    loaded = load("logs", base=tmp_path)
+    frame = loaded.frame.collect()
+    assert frame.select("conversation_id", "date", "region").rows() == [
+        ("c1", "2026-10-01", None),
+        ("c1", "2026-10-01", None),
+        ("c2", "2026-10-02", "eu"),
+    ]
+    assert [(Path(f.path).relative_to(tmp_path).as_posix(), f.rows) for f in loaded.files] == [
+        ("logs/date=2026-10-01/part-0.jsonl", 2),
+        ("logs/date=2026-10-02/region=eu/part-0.jsonl", 1),
+    ]
+
+
+def test_partition_folder_does_not_replace_a_field_of_the_same_name(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    write_jsonl("logs/role=admin/part-0.jsonl", event_rows)
+    frame = load("logs", base=tmp_path).frame.collect()
+    assert frame["role"].to_list() == ["agent", None, "user"]
+
+
+def test_glob_selects_files(tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows) -> None:
+    write_jsonl("logs/2026-10-01/a.jsonl", event_rows[:1])
+    write_jsonl("logs/2026-10-02/b.jsonl", event_rows[1:])
+    write_jsonl("logs/2026-10-02/c.ndjson", ["this file is not matched by the glob"])
+    loaded = load("logs/*/*.jsonl", base=tmp_path)
+    assert loaded.rows == 3
+    assert [Path(f.path).name for f in loaded.files] == ["a.jsonl", "b.jsonl"]
+
+
+def test_other_suffixes_are_ignored_and_listed_hidden_and_markers_skipped(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    write_jsonl("logs/part-0.jsonl", event_rows)
+    for name in ("README.md", "notes.csv", "part-1.json"):
+        (tmp_path / "logs" / name).write_text("not a log")
+    for name in (".part-2.jsonl", "_SUCCESS", "_tmp/part-3.jsonl", ".cache/part-4.jsonl"):
+        (tmp_path / "logs" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "logs" / name).write_text("garbage that would not parse")
+    loaded = load("logs", base=tmp_path)
+    assert loaded.rows == 3
+    assert [Path(f.path).name for f in loaded.files] == ["part-0.jsonl"]
+    assert sorted(Path(p).name for p in loaded.ignored) == ["README.md", "notes.csv", "part-1.json"]
+
+
+def test_find_files_returns_each_file_with_its_partition_root(tmp_path: Path) -> None:
+    (tmp_path / "logs" / "date=2026-10-01").mkdir(parents=True)
+    log = tmp_path / "logs" / "date=2026-10-01" / "a.jsonl.gz"
+    log.write_bytes(gzip.compress(b"{}\n"))
+    (tmp_path / "logs" / "x.txt").write_text("x")
+    found, ignored = find_files("logs", tmp_path)
+    assert found == [(log, tmp_path / "logs")]
+    assert ignored == [str(tmp_path / "logs" / "x.txt")]
+
+
+# ---------------------------------------------------------------------------------------------
+# timestamps and types
+# ---------------------------------------------------------------------------------------------
+
+ISO_CASES = [
+    ("2026-10-01T10:00:00Z", utc(2026, 10, 1, 10)),
+    ("2026-10-01T12:00:00+02:00", utc(2026, 10, 1, 10)),
+    ("2026-10-01T03:00:00-07:00", utc(2026, 10, 1, 10)),
+    ("2026-10-01T10:00:00", utc(2026, 10, 1, 10)),  # no offset: UTC
+    ("2026-10-01 10:00:00", utc(2026, 10, 1, 10)),
+    ("2026-10-01 12:00:00+02:00", utc(2026, 10, 1, 10)),
+    ("2026-10-01T10:00:00.250Z", utc(2026, 10, 1, 10, 0, 0, 250_000)),
+    ("2026-10-01T10:00:00.123456+05:30", utc(2026, 10, 1, 4, 30, 0, 123_456)),
+    ("2026-10-01T00:30:00+01:00", utc(2026, 9, 30, 23, 30)),  # the offset moves the date
+    ("2026-10-01", utc(2026, 10, 1)),
+]
+
+
+def test_iso_timestamps_are_normalised_to_utc(tmp_path: Path, write_jsonl: JsonlWriter) -> None:
+    rows = [{"conversation_id": "c", "ts": text, "event": "message"} for text, _ in ISO_CASES]
+    frame = load(write_jsonl("e.jsonl", rows), base=tmp_path).frame.collect()
+    assert frame.schema["ts"] == pl.Datetime("us", "UTC")
+    assert frame["ts"].to_list() == [expected for _, expected in ISO_CASES]
+
+
+def test_timestamps_are_parsed_without_a_column_rule(
+    tmp_path: Path, write_jsonl: JsonlWriter
+) -> None:
+    path = write_jsonl("e.jsonl", [{"conversation_id": "c", "ts": ISO_CASES[1][0], "event": "m"}])
+    frame = load(path, base=tmp_path, columns=()).frame.collect()
+    assert frame["ts"].to_list() == [ISO_CASES[1][1]]
+
+
+@pytest.mark.parametrize(
+    ("unit", "raw", "expected"),
+    [
+        ("ms", 1_790_000_000_250, utc(2026, 9, 21, 14, 13, 20, 250_000)),
+        ("s", 1_790_000_000, utc(2026, 9, 21, 14, 13, 20)),
+        ("s", 1_790_000_000.5, utc(2026, 9, 21, 14, 13, 20, 500_000)),
+        ("us", 1_790_000_000_000_001, utc(2026, 9, 21, 14, 13, 20, 1)),
+        # integers stay exact: 2**53 + 1 µs and ns beyond Float64's precision
+        ("us", 2**53 + 1, utc(2255, 6, 5, 23, 47, 34, 740_993)),
+        ("ns", 1_790_000_000_123_456_789, utc(2026, 9, 21, 14, 13, 20, 123_456)),
+    ],
+)
+def test_epoch_numbers_with_a_declared_unit(
+    tmp_path: Path, write_jsonl: JsonlWriter, unit: str, raw: float, expected: dt.datetime
+) -> None:
+    assert dt.datetime.fromtimestamp(1_790_000_000, UTC) == utc(2026, 9, 21, 14, 13, 20)
+    path = write_jsonl("e.jsonl", [{"conversation_id": "c", "ts": raw, "event": "m"}])
+    rule = ColumnRule("ts", "ts", type="timestamp", unit=unit)
+    frame = load(path, base=tmp_path, columns=(rule,)).frame.collect()
+    assert frame["ts"].to_list() == [expected]
+
+
+def test_epoch_numbers_without_a_unit_ask_for_one(tmp_path: Path, write_jsonl: JsonlWriter) -> None:
+    path = write_jsonl("e.jsonl", [{"conversation_id": "c", "ts": 1_790_000_000_000, "event": "m"}])
+    message = load_error(path, base=tmp_path)
+    assert message == (
+        f"{path}: column 'ts' holds numbers; declare their epoch unit in the spec: "
+        "columns: {ts: {from: …, type: timestamp, unit: s|ms|us|ns}}"
+    )
+
+
+def test_epoch_out_of_range_for_its_unit_is_reported(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    # milliseconds declared as seconds: far beyond any timestamp, never a silent wrap-around
+    path = write_jsonl("e.jsonl", [{**event_rows[0], "ts": 17_900_000_000_000_000}])
+    rule = ColumnRule("ts", "ts", type="timestamp", unit="s")
+    assert load_error(path, base=tmp_path, columns=(rule,)).startswith(
+        f"{path}:1: column 'ts': expected an epoch time in s (since 1970-01-01 UTC) that fits "
+        "a timestamp, got 17900000000000000;"
+    )
+
+
+def test_native_parquet_timestamps_are_made_utc(tmp_path: Path) -> None:
+    naive = [dt.datetime(2026, 10, 1, 10), dt.datetime(2026, 10, 1, 11)]
+    base = {"conversation_id": ["c1", "c2"], "event": ["m", "m"]}
+    pl.DataFrame({**base, "ts": naive}).cast({"ts": pl.Datetime("ns")}).write_parquet(
+        tmp_path / "naive.parquet"
+    )
+    pl.DataFrame({**base, "ts": naive}).with_columns(
+        pl.col("ts").dt.replace_time_zone("Europe/Berlin")
+    ).write_parquet(tmp_path / "berlin.parquet")
+    assert load("naive.parquet", base=tmp_path).frame.collect()["ts"].to_list() == [
+        utc(2026, 10, 1, 10),
+        utc(2026, 10, 1, 11),
+    ]
+    assert load("berlin.parquet", base=tmp_path).frame.collect()["ts"].to_list() == [
+        utc(2026, 10, 1, 8),
+        utc(2026, 10, 1, 9),  # CEST is UTC+2
+    ]
+
+
+def test_narrow_parquet_numbers_are_widened(tmp_path: Path) -> None:
+    pl.DataFrame(
+        {
+            "conversation_id": ["c1", "c2"],
+            "ts": ["2026-10-01T10:00:00Z", "2026-10-01T11:00:00Z"],
+            "event": ["message", "message"],
+            "input_tokens": pl.Series([2_000_000_000, 7], dtype=pl.Int32),
+            "latency_ms": pl.Series([0.5, 1.25], dtype=pl.Float32),
+            "attempt": pl.Series([1, 2], dtype=pl.Int16),  # a pass-through column
+            "bytes": pl.Series([3, 4], dtype=pl.UInt32),
+        }
+    ).write_parquet(tmp_path / "e.parquet")
+    frame = load("e.parquet", base=tmp_path).frame.collect()
+    assert {c: frame.schema[c] for c in ("input_tokens", "latency_ms", "attempt", "bytes")} == {
+        "input_tokens": pl.Int64(),
+        "latency_ms": pl.Float64(),
+        "attempt": pl.Int64(),
+        "bytes": pl.Int64(),
+    }
+    # Int64 sums do not overflow where Int32 sums would (see kpi-spec.md, TL;DR 5).
+    assert frame["input_tokens"].sum() == 2_000_000_007
+    assert frame["latency_ms"].to_list() == [0.5, 1.25]
+
+
+# ---------------------------------------------------------------------------------------------
+# column mapping
+# ---------------------------------------------------------------------------------------------
+
+VENDOR_ROWS: Rows = [
+    {
+        "session": {"id": "s1"},
+        "session_id": "x1",
+        "created": "2026-10-01T10:00:00Z",
+        "kind": "message",
+        "cost_cents": 150,
+        "geo": {"region": "eu"},
+    },
+    {
+        "session": {"id": "s2"},
+        "session_id": "x2",
+        "created": "2026-10-01T11:00:00Z",
+        "kind": "resolution",
+        "cost_cents": 5,
+        "geo": {"region": None},
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "column", "expected"),
+    [
+        (ColumnRule("conversation_id", "session_id"), "conversation_id", ["x1", "x2"]),
+        (ColumnRule("conversation_id", "session.id"), "conversation_id", ["s1", "s2"]),
+        (ColumnRule("cost_usd", sql="cost_cents / 100.0"), "cost_usd", [1.5, 0.05]),
+        (ColumnRule("region", "geo.region", default="unknown"), "region", ["eu", "unknown"]),
+        (ColumnRule("channel", default="web"), "channel", ["web", "web"]),  # absent field
+    ],
+)
+def test_column_mapping(
+    tmp_path: Path, write_jsonl: JsonlWriter, rule: ColumnRule, column: str, expected: list
+) -> None:
+    rules = {
+        "conversation_id": ColumnRule("conversation_id", "session.id"),
+        "ts": ColumnRule("ts", "created", type="timestamp"),
+        "event": ColumnRule("event", "kind"),
+    }
+    rules[rule.name] = rule
+    path = write_jsonl("e.jsonl", VENDOR_ROWS)
+    frame = load(path, base=tmp_path, columns=tuple(rules.values())).frame.collect()
+    assert frame[column].to_list() == expected
+    assert frame["ts"].to_list() == [utc(2026, 10, 1, 10), utc(2026, 10, 1, 11)]
+    assert frame["event"].to_list() == ["message", "resolution"]
+
+
+def test_column_mapping_from_a_spec(
+    tmp_path: Path, write_spec: SpecWriter, write_jsonl: JsonlWriter
+) -> None:
+    spec = load_spec(
+        write_spec(
+            (
+                "      ts: {from: ts, type: timestamp}\n",
+                "      ts: {from: created, type: timestamp}\n"
+                "      conversation_id: session.id\n"
+                "      event: CASE kind WHEN 'resolution' THEN 'resolution' ELSE 'message' END\n"
+                "      cost_usd: {from: cost_cents / 100.0}\n"
+                "      region: {from: geo.region, default: unknown}\n",
+            )
+        )
+    )
+    events_file = write_jsonl("vendor/events.jsonl", VENDOR_ROWS)
+    calls_file = write_jsonl(
+        "vendor/calls.jsonl",
+        [{"conversation_id": "s1", "ts": "2026-10-01T10:00:01Z", "tool": "t", "status": "ok"}],
+    )
+    sources = load_sources(spec, {"events": [events_file], "tool_calls": [calls_file]})
+    frame = sources["events"].collect()
+    assert frame.select("conversation_id", "event", "cost_usd", "region").rows() == [
+        ("s1", "message", 1.5, "eu"),
+        ("s2", "resolution", 0.05, "unknown"),
+    ]
+
+
+def test_mapped_field_that_is_missing_is_named(tmp_path: Path, write_jsonl: JsonlWriter) -> None:
+    path = write_jsonl("e.jsonl", VENDOR_ROWS)
+    rules = (
+        ColumnRule("conversation_id", "sesion_id"),
+        ColumnRule("ts", "created", type="timestamp"),
+        ColumnRule("event", "kind"),
+    )
+    message = load_error(path, base=tmp_path, columns=rules)
+    assert message.startswith(
+        f"{path}: source 'events': field 'sesion_id' (mapped to 'conversation_id') is missing "
+        "(did you mean 'session_id' or 'session'?); fields there: session, session_id, created, "
+        "kind, cost_cents, geo"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# bad lines and bad values
+# ---------------------------------------------------------------------------------------------
+
+
+def test_malformed_json_line_gives_file_and_line(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    # line 1 ok, line 2 blank, line 3 broken, line 4 ok
+    path = write_jsonl("e.jsonl", [event_rows[0], "", '{"conversation_id": "c9", ', event_rows[1]])
+    message = load_error(path, base=tmp_path)
+    assert message == (
+        f"{path}:3: malformed JSON (Expecting property name enclosed in double quotes); "
+        "fix the file or pass --on-bad-rows skip"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('"text"', "expected a JSON object, got str"),
+        ("42", "expected a JSON object, got int"),
+        ('{"conversation_id": "c", "latency_ms": NaN}', "malformed JSON (NaN is not a JSON value"),
+        ('{"a": 1} {"b": 2}', "malformed JSON (Extra data)"),
+    ],
+)
+def test_line_that_is_not_one_json_object(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, line: str, reason: str
+) -> None:
+    path = write_jsonl("e.jsonl", [event_rows[0], "", "", line, event_rows[1]])
+    assert load_error(path, base=tmp_path).startswith(f"{path}:4: {reason}")
+
+
+def test_skip_drops_bad_lines_counts_them_per_file_and_keeps_the_rest(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    write_jsonl("logs/a.jsonl", [event_rows[0], "{oops", "", "[1]", event_rows[1]])
+    write_jsonl("logs/b.jsonl", event_rows[2:])
+    loaded = load("logs", base=tmp_path, skip=True)
+    assert [(Path(f.path).name, f.rows, f.skipped) for f in loaded.files] == [
+        ("a.jsonl", 2, 2),
+        ("b.jsonl", 1, 0),
+    ]
+    assert (loaded.rows, loaded.skipped) == (3, 2)
+    assert loaded.files[0].skipped_reasons == (
+        "line 2: malformed JSON (Expecting property name enclosed in double quotes)",
+        "line 4: expected a JSON object, got list",
+    )
+    assert loaded.frame.collect()["conversation_id"].to_list() == ["c1", "c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("input_tokens", "abc", "a whole number (Int64)"),
+        ("input_tokens", 1.5, "a whole number (Int64)"),
+        ("latency_ms", "fast", "a number (Float64)"),
+        ("policy_violation", "maybe", "a boolean (true/false)"),
+        ("ts", "yesterday", "a timestamp (ISO-8601 text such as 2026-10-01T12:00:00Z, or a date)"),
+        ("ts", "2026-13-01T10:00:00Z", "a timestamp (ISO-8601"),
+    ],
+)
+def test_value_of_the_wrong_type_names_column_type_value_and_line(
+    tmp_path: Path,
+    write_jsonl: JsonlWriter,
+    event_rows: Rows,
+    field: str,
+    value: object,
+    expected: str,
+) -> None:
+    bad = {**event_rows[1], field: value}
+    path = write_jsonl("e.jsonl", [event_rows[0], "", bad, event_rows[2]])
+    message = load_error(path, base=tmp_path)
+    assert message.startswith(f"{path}:3: column {field!r}: expected {expected}")
+    assert (
+        f"got {value!r}; fix the data, map the column in the spec, or pass --on-bad-rows skip"
+        in (message)
+    )
+
+
+def test_wrong_types_are_skipped_and_counted_with_skip(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    rows = [
+        event_rows[0],
+        {**event_rows[1], "input_tokens": "abc"},
+        {**event_rows[1], "ts": "yesterday"},
+        event_rows[2],
+    ]
+    path = write_jsonl("e.jsonl", rows)
+    with pytest.raises(InputDataError, match=r":2: column 'input_tokens'.*\(1 more bad rows\)"):
+        load(path, base=tmp_path)
+    loaded = load(path, base=tmp_path, skip=True)
+    assert (loaded.rows, loaded.skipped) == (2, 2)
+    assert loaded.frame.collect()["ts"].to_list() == [utc(2026, 10, 1, 10), utc(2026, 10, 2, 8, 30)]
+    (reason,) = loaded.files[0].skipped_reasons
+    assert reason.startswith(f"{path}:2: column 'input_tokens'") and reason.endswith("and 1 more")
+
+
+def test_wrong_type_in_parquet_gives_the_row(tmp_path: Path, event_rows: Rows) -> None:
+    rows = [{**r, "input_tokens": "12"} for r in event_rows]  # numbers as text
+    rows[2]["input_tokens"] = "lots"
+    pl.DataFrame(rows).write_parquet(tmp_path / "e.parquet")
+    message = load_error("e.parquet", base=tmp_path)
+    assert message.startswith(
+        f"{tmp_path / 'e.parquet'} (row 3): column 'input_tokens': expected a whole number "
+        "(Int64), got 'lots'"
+    )
+
+
+def test_missing_required_column_names_source_column_and_what_is_there(
+    tmp_path: Path, write_jsonl: JsonlWriter
+) -> None:
+    path = write_jsonl("e.jsonl", [{"conversation_id": "c", "ts": "2026-10-01", "evnt": "m"}])
+    assert load_error(path, base=tmp_path) == (
+        f"{path}: source 'events' has no column 'event' (did you mean 'evnt'?); columns there: "
+        "conversation_id, ts, evnt. Map one in the spec: sources.events.columns.event: "
+        "<field or SQL>"
+    )
+    path = write_jsonl("f.jsonl", [{"conversation_id": "c", "ts": "2026-10-01", "kind": "m"}])
+    assert load_error(path, base=tmp_path).startswith(
+        f"{path}: source 'events' has no column 'event'; columns there: conversation_id, ts, kind."
+    )
+
+
+def test_null_in_a_required_column(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    path = write_jsonl("e.jsonl", [event_rows[0], {**event_rows[1], "conversation_id": None}])
+    assert load_error(path, base=tmp_path) == (
+        f"{path}:2: column 'conversation_id' is empty (null): it is required; fix the data, "
+        "map the column in the spec, or pass --on-bad-rows skip"
+    )
+    loaded = load(path, base=tmp_path, skip=True)
+    assert (loaded.rows, loaded.skipped) == (1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# nothing to read
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_file_is_an_empty_input_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / "e.jsonl").write_text(content)
+    message = load_error("e.jsonl", base=tmp_path, error=EmptyInputError)
+    assert message == f"source 'events': no rows in {tmp_path / 'e.jsonl'}"
+
+
+def test_every_row_skipped_is_an_empty_input_error(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    path = write_jsonl("e.jsonl", [{**event_rows[0], "ts": "soon"}, "{"])
+    with pytest.raises(EmptyInputError) as caught:
+        load(path, base=tmp_path, skip=True)
+    assert str(caught.value) == f"source 'events': no rows in {path} (2 bad rows skipped)"
+
+
+def test_folder_without_log_files(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "events.csv").write_text("a,b\n")
+    assert load_error("logs", base=tmp_path) == (
+        f"{tmp_path / 'logs'}: no log files found; expected .jsonl, .ndjson, .jsonl.gz, "
+        f".ndjson.gz, .parquet, .pq (ignored: {tmp_path / 'logs' / 'events.csv'})"
+    )
+    assert load_error("logs/*.jsonl", base=tmp_path).startswith(
+        f"{tmp_path / 'logs' / '*.jsonl'}: no log files found"
+    )
+
+
+def test_nonexistent_path(tmp_path: Path) -> None:
+    assert load_error("nope/events.jsonl", base=tmp_path) == (
+        f"{tmp_path / 'nope' / 'events.jsonl'}: no such file or folder"
+    )
+
+
+def test_inputs_are_never_modified(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    write_jsonl("logs/a.jsonl", [event_rows[0], "{bad", {**event_rows[1], "ts": "soon"}])
+    (tmp_path / "logs" / "b.jsonl.gz").write_bytes(
+        gzip.compress(json.dumps(event_rows[2]).encode() + b"\n")
+    )
+    pl.DataFrame(event_rows).write_parquet(tmp_path / "logs" / "c.parquet")
+    (tmp_path / "logs" / "notes.txt").write_text("hello")
+
+    def digests() -> dict[str, str]:
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((tmp_path / "logs").iterdir())
+        }
+
+    before = digests()
+    with pytest.raises(InputDataError):
+        load("logs", base=tmp_path)
+    load("logs", base=tmp_path, skip=True).frame.collect()
+    assert digests() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# sources of a spec
+# ---------------------------------------------------------------------------------------------
+
+
+def test_load_sources_with_the_shipped_spec(
+    shipped_spec: Spec, write_jsonl: JsonlWriter, event_rows: Rows, tool_call_rows: Rows
+) -> None:
+    events_file = write_jsonl("in/events.jsonl", event_rows)
+    calls_file = write_jsonl("in/calls.jsonl", tool_call_rows)
+    sources = load_sources(shipped_spec, {"events": [events_file], "tool_calls": [calls_file]})
+    assert sorted(sources.by_name) == ["events", "tool_calls"]
+    assert [f.path for f in sources.files] == [str(events_file), str(calls_file)]
+    for name, rows in (("events", event_rows), ("tool_calls", tool_call_rows)):
+        frame = sources[name].collect()
+        assert frame.height == len(rows)
+        canonical = schema.CANONICAL_TABLES[name]
+        assert {c: frame.schema[c] for c in frame.columns} == {
+            c: canonical[c].dtype for c in frame.columns
+        }
+
+
+def test_load_sources_rejects_an_unknown_source(shipped_spec: Spec) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_sources(shipped_spec, {"event": ["x.jsonl"]})
+    assert str(caught.value) == (
+        "--source event: the spec declares no source 'event' (did you mean 'events'?); "
+        "sources: events, tool_calls"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# property: ISO text with any offset parses back to the same instant
+# ---------------------------------------------------------------------------------------------
+
+OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
+)
+AWARE = st.datetimes(
+    min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2099, 12, 31), timezones=OFFSETS
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stamps=st.lists(
+        st.tuples(
+            AWARE,
+            st.sampled_from(["T", " "]),
+            st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_iso_text_with_any_offset_parses_to_the_same_utc_instant(
+    stamps: list[tuple[dt.datetime, str, str, bool]],
+) -> None:
+    expected, lines = [], []
+    for stamp, sep, timespec, zulu in stamps:
+        if timespec == "seconds":
+            stamp = stamp.replace(microsecond=0)
+        elif timespec == "milliseconds":
+            stamp = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+        text = stamp.isoformat(sep=sep, timespec=timespec)
+        if zulu and text.endswith("+00:00"):
+            text = text[:-6] + "Z"
+        expected.append(stamp.astimezone(UTC))
+        lines.append(json.dumps({"conversation_id": "c", "ts": text, "event": "m"}))
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "e.jsonl").write_text("\n".join(lines) + "\n")
+        frame = load("e.jsonl", base=Path(folder)).frame.collect()
+    assert frame["ts"].to_list() == expected

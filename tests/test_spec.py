@@ -1,0 +1,719 @@
+"""The spec validator: every problem is reported at once, each with its file:line, the path of the
+key it concerns, what was expected and, where a name is close, "did you mean"."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import SpecWriter
+from kpictl.errors import SpecError, SpecProblem, UsageError
+from kpictl.spec import Spec, Threshold, load_spec, parse_duration, parse_threshold
+
+QUOTING_HINT = "must be quoted"
+
+
+def spec_problems(path: Path) -> list[SpecProblem]:
+    """The problems load_spec reports for the file (fails the test if it loads)."""
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    return caught.value.problems
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The 1-based number of the only line of the file that contains `needle`."""
+    hits = [n for n, line in enumerate(path.read_text().splitlines(), 1) if needle in line]
+    assert len(hits) == 1, f"{needle!r} is on lines {hits}"
+    return hits[0]
+
+
+@dataclass(frozen=True)
+class Want:
+    """One expected problem: on the line containing `on`, at `path`, saying each of `says`."""
+
+    on: str
+    path: str
+    says: tuple[str, ...]
+
+
+def check(path: Path, *wanted: Want) -> None:
+    problems = spec_problems(path)
+    assert len(problems) == len(wanted), "\n".join(map(str, problems))
+    for problem, want in zip(problems, wanted, strict=True):
+        assert problem.file == str(path)
+        assert (problem.line, problem.path) == (line_of(path, want.on), want.path), problem
+        for text in want.says:
+            assert text in problem.message, problem
+
+
+# (id, [(old, new) changes to the minimal spec], [expected problems in report order])
+CASES: list[tuple[str, list[tuple[str, str]], list[Want]]] = [
+    (
+        "unknown top-level key",
+        [("params:", "parms:\n  x: 1\nparams:")],
+        [
+            Want(
+                "parms:",
+                "parms",
+                ("unknown key (did you mean 'params'?)", "allowed: version, defaults, params"),
+            )
+        ],
+    ),
+    (
+        "unknown KPI key",
+        [
+            (
+                "    direction: higher\n    format: percent\n    thresholds: {warning: 2pp",
+                "    direcion: higher\n    format: percent\n    thresholds: {warning: 2pp",
+            )
+        ],
+        [
+            Want(
+                "direcion:",
+                "kpis.resolution_rate.direcion",
+                ("unknown key (did you mean 'direction'", "allowed: description, owner"),
+            )
+        ],
+    ),
+    (
+        "unknown table key",
+        [("    time: started_at", "    tme: started_at")],
+        [
+            Want(
+                "tme:",
+                "tables.conversations.tme",
+                ("unknown key (did you mean 'time'?)", "allowed: key, time, attributes"),
+            )
+        ],
+    ),
+    (
+        "unknown column in an expression",
+        [("value: MEDIAN(ttr_s)", "value: MEDIAN(ttr_sec)")],
+        [
+            Want(
+                "MEDIAN(ttr_sec)",
+                "kpis.ttr_p50.value",
+                (
+                    "unknown column 'ttr_sec' (did you mean 'ttr_s'?)",
+                    "available: arm, as_of, channel, conversation_id, csat",
+                    "[MEDIAN(ttr_sec)]",
+                ),
+            )
+        ],
+    ),
+    (
+        # ttr_p95 inherits the `where`: its problem points at the line the parent wrote.
+        "where is not boolean",
+        [("where: resolved\n", "where: ttr_s\n")],
+        [
+            Want("where: ttr_s", "kpis.ttr_p50.where", ("`where` must give Boolean", "Float64")),
+            Want("where: ttr_s", "kpis.ttr_p95.where", ("`where` must give Boolean", "Float64")),
+        ],
+    ),
+    (
+        "mature is not boolean",
+        [
+            (
+                "    numerator: COUNT(*) FILTER (WHERE resolved)",
+                "    mature: ttr_s + 1\n    numerator: COUNT(*) FILTER (WHERE resolved)",
+            )
+        ],
+        [
+            Want(
+                "mature: ttr_s + 1",
+                "kpis.resolution_rate.mature",
+                ("`mature` must give Boolean, but gives Float64",),
+            )
+        ],
+    ),
+    (
+        "value is not an aggregate",
+        [("value: MEDIAN(ttr_s)", "value: ttr_s")],
+        [
+            Want(
+                "value: ttr_s",
+                "kpis.ttr_p50.value",
+                ("`value` must be an aggregate", "got a row-level expression"),
+            )
+        ],
+    ),
+    (
+        "derive aggregates",
+        [("happy: csat >= good_csat", "happy: AVG(csat)")],
+        [
+            Want(
+                "happy: AVG(csat)",
+                "tables.conversations.derive.happy",
+                ("must be row-level", "it aggregates"),
+            )
+        ],
+    ),
+    (
+        "two KPI kinds",
+        [
+            (
+                "    where: resolved\n    value",
+                "    where: resolved\n    numerator: COUNT(*)\n    value",
+            )
+        ],
+        [Want("  ttr_p50:", "kpis.ttr_p50", ("exactly one kind", "found value, numerator"))],
+    ),
+    (
+        "numerator without denominator",
+        [("    denominator: COUNT(*)\n    breakdown", "    breakdown")],
+        [Want("WHERE escalated", "kpis.escalation_rate", ("`numerator` needs a `denominator`",))],
+    ),
+    (
+        "extends cycle",
+        [("  ttr_p50:\n    over", "  ttr_p50:\n    extends: ttr_p95\n    over")],
+        [
+            Want(
+                "extends: ttr_p50",
+                "kpis.ttr_p95.extends",
+                ("cycle: ttr_p50 -> ttr_p95 -> ttr_p50",),
+            ),
+            Want(
+                "extends: ttr_p95",
+                "kpis.ttr_p50.extends",
+                ("cycle: ttr_p95 -> ttr_p50 -> ttr_p95",),
+            ),
+        ],
+    ),
+    (
+        "extends an unknown KPI",
+        [("extends: ttr_p50", "extends: ttr_p5")],
+        [Want("extends: ttr_p5", "kpis.ttr_p95.extends", ("no KPI named 'ttr_p5' (did you mean",))],
+    ),
+    (
+        "formula cycle",
+        [
+            (
+                "formula: resolution_rate / (resolution_rate + escalation_rate)",
+                "formula: share_b + 1\n  share_b:\n    formula: resolved_share * 2",
+            )
+        ],
+        [
+            Want(
+                "formula: resolved_share * 2",
+                "kpis.share_b.formula",
+                ("cycle: resolved_share -> share_b -> resolved_share",),
+            ),
+            Want(
+                "formula: share_b + 1",
+                "kpis.resolved_share.formula",
+                ("cycle: share_b -> resolved_share -> share_b",),
+            ),
+        ],
+    ),
+    (
+        "formula uses itself",
+        [("resolution_rate / (resolution_rate + escalation_rate)", "resolved_share + 1")],
+        [
+            Want(
+                "formula: resolved_share + 1",
+                "kpis.resolved_share.formula",
+                ("cycle: resolved_share -> resolved_share",),
+            )
+        ],
+    ),
+    (
+        "formula uses an unknown KPI",
+        [("resolution_rate / (resolution_rate", "resolution_rat / (resolution_rate")],
+        [
+            Want(
+                "formula:",
+                "kpis.resolved_share.formula",
+                (
+                    "unknown column 'resolution_rat' (did you mean 'resolution_rate'",
+                    "available: escalation_rate, resolution_rate",
+                ),
+            )
+        ],
+    ),
+    (
+        "rollup entry uses an entry defined below it",
+        [("started_at: MIN(ts)\n", "started_at: MIN(ts)\n        first_res: MIN(resolved_at)\n")],
+        [
+            Want(
+                "first_res:",
+                "tables.conversations.rollup.events.first_res",
+                ("uses resolved_at defined below it", "reorder"),
+            )
+        ],
+    ),
+    (
+        "thresholds not monotonic",
+        [("{warning: 2pp, critical: 5pp}", "{warning: 5pp, critical: 2pp}")],
+        [
+            Want(
+                "warning: 5pp",
+                "kpis.resolution_rate.thresholds",
+                ("levels must grow from warning to catastrophic: warning 5pp > critical 2pp",),
+            )
+        ],
+    ),
+    (
+        "bad threshold text",
+        [("{warning: 2pp, critical: 5pp}", "{warning: lots, critical: 5pp}")],
+        [
+            Want(
+                "warning: lots",
+                "kpis.resolution_rate.thresholds.warning",
+                ("not a threshold: 'lots'", "expected e.g. 2pp, 15%"),
+            )
+        ],
+    ),
+    (
+        "'<' bound on a lower-is-better KPI",
+        [("{warning: 15%, critical: 30%}", "{warning: 15%, critical: '< 60s'}")],
+        [
+            Want(
+                "'< 60s'",
+                "kpis.ttr_p50.thresholds.critical",
+                ("a '<' bound fires on improvement", "lower is better"),
+            ),
+            Want("'< 60s'", "kpis.ttr_p95.thresholds.critical", ("a '<' bound",)),
+        ],
+    ),
+    (
+        "subquery",
+        [("(WHERE resolved)", "(WHERE resolved AND csat IN (SELECT 1))")],
+        [Want("SELECT 1", "kpis.resolution_rate.numerator", ("subqueries are not allowed",))],
+    ),
+    (
+        "now()",
+        [
+            (
+                "    numerator: COUNT(*) FILTER (WHERE resolved)",
+                "    mature: resolved_at < now()\n    numerator: COUNT(*) FILTER (WHERE resolved)",
+            )
+        ],
+        [Want("now()", "kpis.resolution_rate.mature", ("the wall clock is not allowed", "as_of"))],
+    ),
+    (
+        "templating",
+        [
+            (
+                "    numerator: COUNT(*) FILTER (WHERE resolved)",
+                '    mature: "csat >= {{ good_csat }}"\n'
+                "    numerator: COUNT(*) FILTER (WHERE resolved)",
+            )
+        ],
+        [
+            Want(
+                "{{ good_csat }}",
+                "kpis.resolution_rate.mature",
+                ("templating is not supported", "params are columns"),
+            )
+        ],
+    ),
+    (
+        "YAML syntax error",
+        [("    where: resolved\n", "    where: resolved: yes\n")],
+        [
+            Want(
+                "resolved: yes",
+                "(yaml)",
+                ("not valid YAML", "mapping values are not allowed here", QUOTING_HINT, "': '"),
+            )
+        ],
+    ),
+    (
+        "unquoted expression read as a mapping",
+        [("value: MEDIAN(ttr_s)", "value: {ttr_s}")],
+        [
+            Want(
+                "value: {ttr_s}",
+                "kpis.ttr_p50.value",
+                ("expected one SQL expression (text), got {'ttr_s': None}", QUOTING_HINT),
+            )
+        ],
+    ),
+    (
+        "unquoted expression read as a list",
+        [
+            (
+                "    denominator: COUNT(*)\n    breakdown",
+                "    denominator: [COUNT(*)]\n    breakdown",
+            )
+        ],
+        [
+            Want(
+                "[COUNT(*)]",
+                "kpis.escalation_rate.denominator",
+                ("expected one SQL expression (text), got ['COUNT(*)']", QUOTING_HINT),
+            )
+        ],
+    ),
+    (
+        "unquoted expression starting with * (an alias)",
+        [("value: MEDIAN(ttr_s)", "value: *ttr_s")],
+        [Want("value: *ttr_s", "(yaml)", ("found undefined alias 'ttr_s'", QUOTING_HINT))],
+    ),
+    (
+        "empty expression",
+        [("happy: csat >= good_csat", "happy:")],
+        [Want("happy:", "tables.conversations.derive.happy", ("is empty",))],
+    ),
+    (
+        "unquoted yes is a boolean, not an expression",
+        [("where: resolved\n", "where: yes\n")],
+        [
+            Want("where: yes", "kpis.ttr_p50.where", ("got True", QUOTING_HINT)),
+            Want("where: yes", "kpis.ttr_p95.where", ("got True", QUOTING_HINT)),
+        ],
+    ),
+    (
+        "unknown baseline in defaults",
+        [("baseline: prior\n", "baseline: prio\n")],
+        [
+            Want(
+                "baseline: prio",
+                "defaults.baseline",
+                ("no baseline named 'prio' (did you mean 'prior'?)",),
+            )
+        ],
+    ),
+    (
+        # Reported once, where it is declared, not again where defaults use it.
+        "baseline with two kinds",
+        [("{previous: 28d}", "{previous: 28d, between: [2026-01-01, 2026-02-01]}")],
+        [
+            Want(
+                "prior: {previous",
+                "baselines.prior",
+                ("exactly one of previous, between, control", "found previous, between"),
+            )
+        ],
+    ),
+    (
+        "between ends before it starts",
+        [
+            (
+                "  prior: {previous: 28d}\n",
+                "  prior: {previous: 28d}\n  q1: {between: [2026-03-01, 2026-01-01]}\n",
+            )
+        ],
+        [Want("q1:", "baselines.q1", ("the end must come after the start",))],
+    ),
+    (
+        "holdout without treatment",
+        [(", treatment: \"arm = 'treatment'\"", "")],
+        [
+            Want(
+                "holdout:", "baselines.holdout", ("a holdout needs both `control` and `treatment`",)
+            )
+        ],
+    ),
+    (
+        "values name an unknown KPI",
+        [
+            (
+                "  prior: {previous: 28d}\n",
+                "  prior: {previous: 28d}\n  contract: {values: {resolution_rat: 0.8}}\n",
+            )
+        ],
+        [
+            Want(
+                "contract:",
+                "baselines.contract.values.resolution_rat",
+                ("no KPI named 'resolution_rat' (did you mean 'resolution_rate'",),
+            )
+        ],
+    ),
+    (
+        "wrong version",
+        [("version: 1", "version: 2")],
+        [Want("version: 2", "version", ("expected version: 1, got 2",))],
+    ),
+    (
+        "duplicate YAML key",
+        [("  good_csat: 4\n", "  good_csat: 4\n  good_csat: 5\n")],
+        [
+            Want(
+                "good_csat: 5",
+                "(yaml)",
+                ("duplicate key 'good_csat'", "silently replace", "the first is on line 7"),
+            )
+        ],
+    ),
+    (
+        # The rollup block that reads it is reported too, but nothing built on its entries.
+        "missing events source",
+        [("  events:\n    path: logs/events/", "  evts:\n    path: logs/events/")],
+        [
+            Want("sources:", "sources", ("an `events` source is required",)),
+            Want(
+                "      events:",
+                "tables.conversations.rollup.events",
+                ("no source named 'events' (did you mean 'evts'?)",),
+            ),
+        ],
+    ),
+    (
+        "over an unknown table",
+        [("over: calls", "over: cals")],
+        [
+            Want(
+                "over: cals",
+                "kpis.tool_success.over",
+                ("no table named 'cals' (did you mean 'calls'?)", "tables: conversations, calls"),
+            )
+        ],
+    ),
+    (
+        "breakdown on a value KPI",
+        [("    value: QUANTILE_CONT", "    breakdown: channel\n    value: QUANTILE_CONT")],
+        [
+            Want(
+                "breakdown: channel",
+                "kpis.ttr_p95.breakdown",
+                ("a breakdown splits a numerator", "`numerator` + `denominator`"),
+            )
+        ],
+    ),
+    (
+        "breakdown column unknown",
+        [("breakdown: escalation_reason", "breakdown: escalation_reasn")],
+        [
+            Want(
+                "breakdown: escalation_reasn",
+                "kpis.escalation_rate.breakdown",
+                (
+                    "no column 'escalation_reasn' in table 'conversations'",
+                    "did you mean 'escalation_reason'",
+                ),
+            )
+        ],
+    ),
+    (
+        "cluster column unknown",
+        [("cluster: conversation_id", "cluster: conversation")],
+        [
+            Want(
+                "cluster: conversation",
+                "kpis.tool_success.cluster",
+                ("no column 'conversation' in table 'calls' (did you mean 'conversation_id'?)",),
+            )
+        ],
+    ),
+]
+
+
+def test_shipped_spec_loads(shipped_spec: Spec) -> None:
+    assert len(shipped_spec.kpis) == 16
+    assert shipped_spec.kpis["time_to_resolution_p95"].where == "resolved_at IS NOT NULL"
+    assert shipped_spec.kpis["containment_with_quality"].denominator == "COUNT(*)"
+    assert shipped_spec.params == {"human_cost_per_minute": 0.75, "good_csat": 4}
+
+
+def test_minimal_spec_loads(write_spec: SpecWriter) -> None:
+    spec = load_spec(write_spec())
+    assert list(spec.kpis) == [
+        "resolution_rate",
+        "escalation_rate",
+        "ttr_p50",
+        "ttr_p95",
+        "tool_success",
+        "resolved_share",
+    ]
+    assert spec.kpis["ttr_p95"].where == "resolved"  # inherited through extends
+    assert spec.kpis["resolved_share"].formula_kpis == ("resolution_rate", "escalation_rate")
+
+
+@pytest.mark.parametrize(("changes", "wanted"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_problem_is_located_and_explained(
+    write_spec: SpecWriter, changes: list[tuple[str, str]], wanted: list[Want]
+) -> None:
+    check(write_spec(*changes), *wanted)
+
+
+def test_several_problems_are_reported_at_once(write_spec: SpecWriter) -> None:
+    path = write_spec(
+        ("version: 1", "version: 3"),
+        ("    time: started_at", "    tme: started_at"),
+        ("value: MEDIAN(ttr_s)", "value: MEDIAN(ttr_sec)"),
+        ("{warning: 2pp, critical: 5pp}", "{warning: 5pp, critical: 2pp}"),
+        ("cluster: conversation_id", "cluster: conversation"),
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    problems = caught.value.problems
+    assert [(p.line, p.path) for p in problems] == [
+        (1, "version"),
+        (line_of(path, "tme:"), "tables.conversations.tme"),
+        (line_of(path, "warning: 5pp"), "kpis.resolution_rate.thresholds"),
+        (line_of(path, "MEDIAN(ttr_sec)"), "kpis.ttr_p50.value"),
+        (line_of(path, "cluster: conversation"), "kpis.tool_success.cluster"),
+    ]
+    text = str(caught.value)
+    assert text.startswith("5 problems in the KPI spec:\n")
+    assert f"  {path}:1: version: expected version: 1, got 3" in text.splitlines()
+
+
+def test_a_broken_column_is_reported_once_not_at_every_use(write_spec: SpecWriter) -> None:
+    # resolved_at is broken; resolved, ttr_s, both ttr KPIs and resolution_rate build on it.
+    path = write_spec(
+        (
+            "MIN(ts) FILTER (WHERE event = 'resolution')",
+            "MIN(tss) FILTER (WHERE event = 'resolution')",
+        )
+    )
+    check(
+        path,
+        Want(
+            "MIN(tss)",
+            "tables.conversations.rollup.events.resolved_at",
+            ("unknown column 'tss' (did you mean 'ts'?)",),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("over: calls", "over: [calls]", "kpis.tool_success.over"),
+        ("extends: ttr_p50", "extends: [ttr_p50]", "kpis.ttr_p95.extends"),
+        ("cluster: conversation_id", "cluster: {a: b}", "kpis.tool_success.cluster"),
+        ("breakdown: escalation_reason", "breakdown: [a, b]", "kpis.escalation_rate.breakdown"),
+        ("from: tool_calls", "from: [tool_calls]", "tables.calls.from"),
+        ("lookup: conversations", "lookup: {a: b}", "tables.calls.lookup"),
+        ("time: started_at", "time: [started_at]", "tables.conversations.time"),
+    ],
+)
+def test_a_list_or_mapping_where_a_name_belongs_is_a_problem_not_a_crash(
+    write_spec: SpecWriter, old: str, new: str, path: str
+) -> None:
+    spec_file = write_spec((old, new))
+    problems = spec_problems(spec_file)
+    assert [(p.line, p.path) for p in problems] == [(line_of(spec_file, new), path)]
+
+
+def test_missing_spec_file_is_a_spec_error(tmp_path: Path) -> None:
+    (problem,) = spec_problems(tmp_path / "nope.yaml")
+    assert problem.line is None and "no such spec file" in problem.message
+
+
+# ---------------------------------------------------------------------------------------------
+# --param overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def test_with_params_coerces_to_the_declared_type(shipped_spec: Spec) -> None:
+    spec = shipped_spec.with_params({"good_csat": "5", "human_cost_per_minute": "1.25"})
+    assert spec.params["good_csat"] == 5 and type(spec.params["good_csat"]) is int
+    assert spec.params["human_cost_per_minute"] == 1.25
+    assert shipped_spec.params["good_csat"] == 4  # the original is unchanged
+
+
+def test_unknown_param_is_a_usage_error_with_did_you_mean(shipped_spec: Spec) -> None:
+    with pytest.raises(UsageError) as caught:
+        shipped_spec.with_params({"good_cast": "5"})
+    assert str(caught.value) == (
+        "--param good_cast: no such param (did you mean 'good_csat'?); "
+        "the spec declares: good_csat, human_cost_per_minute"
+    )
+
+
+@pytest.mark.parametrize("text", ["high", "", "nan", "inf", "4,5"])
+def test_param_that_is_not_a_number_is_a_usage_error(shipped_spec: Spec, text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        shipped_spec.with_params({"good_csat": text})
+    assert f"--param good_csat={text}: expected a int like 4" in str(caught.value)
+
+
+def test_load_spec_applies_params(shipped_spec_path: Path) -> None:
+    assert load_spec(shipped_spec_path, params={"good_csat": "3"}).params["good_csat"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# thresholds and durations
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "kind", "amount", "operator"),
+    [
+        ("2pp", "percent", "pp", 0.02, None),
+        ("0.2pp", "percent", "pp", 0.002, None),
+        ("15%", "number", "relative", 0.15, None),
+        ("15%", "percent", "relative", 0.15, None),
+        ("> 1%", "percent", "bound", 0.01, ">"),
+        ("< 0.8", "number", "bound", 0.8, "<"),
+        ("> 10000", "ms", "bound", 10000.0, ">"),
+        (0.5, "number", "absolute", 0.5, None),
+        (3, "count", "absolute", 3.0, None),
+        ("90s", "duration", "absolute", 90.0, None),
+        ("2m", "duration", "absolute", 120.0, None),
+        ("500ms", "ms", "absolute", 500.0, None),
+        ("90s", "ms", "absolute", 90000.0, None),
+        ("> 2h", "duration", "bound", 7200.0, ">"),
+    ],
+)
+def test_parse_threshold(
+    raw: object, fmt: str, kind: str, amount: float, operator: str | None
+) -> None:
+    threshold = parse_threshold("warning", raw, fmt)
+    assert threshold == Threshold("warning", kind, pytest.approx(amount), operator, str(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "message"),
+    [
+        (">= 1", "number", "use > or < (bounds are exclusive)"),
+        ("> 1pp", "percent", "a bound is a value, not a change"),
+        ("> 1%", "number", "a '%' bound needs format: percent"),
+        ("90s", "number", "a duration threshold needs format: duration or ms"),
+        ("-1", "number", "levels are magnitudes of deterioration"),
+        ("lots", "number", "not a threshold: 'lots'"),
+        ("xpp", "percent", "not a threshold: 'xpp'"),
+        ("nan", "number", "not a threshold: 'nan'"),
+    ],
+)
+def test_parse_threshold_rejects(raw: str, fmt: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_threshold("critical", raw, fmt)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", dt.timedelta(days=7)),
+        ("24h", dt.timedelta(hours=24)),
+        ("90m", dt.timedelta(minutes=90)),
+        ("30s", dt.timedelta(seconds=30)),
+        ("500ms", dt.timedelta(milliseconds=500)),
+        ("2w", dt.timedelta(weeks=2)),
+        ("1.5h", dt.timedelta(minutes=90)),
+        (" 28d ", dt.timedelta(days=28)),
+    ],
+)
+def test_parse_duration(text: str, expected: dt.timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["7", "d", "7 days", "-1d", "1y", "", None])
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match="expected a duration like 7d, 24h"):
+        parse_duration(text)
+
+
+UNIT_KEYWORDS = {
+    "ms": "milliseconds",
+    "s": "seconds",
+    "m": "minutes",
+    "h": "hours",
+    "d": "days",
+    "w": "weeks",
+}
+
+
+@given(n=st.integers(min_value=0, max_value=100_000), unit=st.sampled_from(list(UNIT_KEYWORDS)))
+def test_parse_duration_is_n_times_the_unit(n: int, unit: str) -> None:
+    assert parse_duration(f"{n}{unit}") == dt.timedelta(**{UNIT_KEYWORDS[unit]: n})
