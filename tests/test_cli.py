@@ -123,7 +123,7 @@ def test_usage_errors_exit_2(logs: Path) -> None:
     code, _, err = run("compute", *data_args(logs), "--kpi", "escalaton_rate")
     assert code == 2 and "did you mean 'escalation_rate'" in err
     code, _, err = run("compute", *data_args(logs), "--param", "good_csat=high")
-    assert code == 2 and "--param good_csat=high: expected a int" in err
+    assert code == 2 and "--param good_csat=high: expected a whole number" in err
     code, _, err = run("compute", *data_args(logs), "--since", "yesterday")
     assert code == 2 and "--since 'yesterday'" in err
     code, _, err = run("compute", *data_args(logs), "--source", "nope=x")

@@ -624,7 +624,7 @@ def test_unknown_param_is_a_usage_error_with_did_you_mean(shipped_spec: Spec) ->
 def test_param_that_is_not_a_number_is_a_usage_error(shipped_spec: Spec, text: str) -> None:
     with pytest.raises(UsageError) as caught:
         shipped_spec.with_params({"good_csat": text})
-    assert f"--param good_csat={text}: expected a int like 4" in str(caught.value)
+    assert f"--param good_csat={text}: expected a whole number like 4" in str(caught.value)
 
 
 def test_load_spec_applies_params(shipped_spec_path: Path) -> None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -269,7 +269,7 @@ def _field_expr(source_field: str, schema: pl.Schema) -> pl.Expr | None:
     if head not in schema:
         return None
     expr = pl.col(head)
-    dtype = schema[head]
+    dtype: Any = schema[head]
     for part in rest:
         if not isinstance(dtype, pl.Struct) or part not in {f.name for f in dtype.fields}:
             return None
@@ -412,8 +412,8 @@ def _canonical_frame(
         )
     checks: list[tuple[str, pl.Expr, str]] = []
     for name in sorted(present):
-        rule = rules.get(name)
-        target = _target_dtype(rule, columns.get(name))
+        maybe_rule = rules.get(name)
+        target = _target_dtype(maybe_rule, columns.get(name))
         if name in raw_values:
             expr, dtype = raw_values[name]
         else:
@@ -425,13 +425,13 @@ def _canonical_frame(
             if name in raw_values:
                 mapped.append(expr.alias(name))
             continue
-        converted, fallible = _coerce(expr, dtype, target, rule.unit if rule else None, name,
-                                      where)
+        unit = maybe_rule.unit if maybe_rule else None
+        converted, fallible = _coerce(expr, dtype, target, unit, name, where)
         mapped.append(converted.alias(name))
         if fallible:
             expected = describe_dtype(target)
-            if isinstance(target, pl.Datetime) and dtype.is_numeric() and rule is not None:
-                expected = (f"an epoch time in {rule.unit} (since 1970-01-01 UTC) that fits "
+            if isinstance(target, pl.Datetime) and dtype.is_numeric() and maybe_rule is not None:
+                expected = (f"an epoch time in {maybe_rule.unit} (since 1970-01-01 UTC) that fits "
                             "a timestamp")
             checks.append((name, expr.is_not_null() & converted.is_null(), expected))
     result = frame.with_columns(mapped) if mapped else frame

@@ -296,6 +296,9 @@ def _param_dtype(value: object) -> pl.DataType:
     return pl.String()
 
 
+_PARAM_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
 def _coerce_param(key: str, current: object, text: str) -> bool | int | float | str:
     try:
         if isinstance(current, bool):
@@ -312,7 +315,7 @@ def _coerce_param(key: str, current: object, text: str) -> bool | int | float | 
             return int(number) if isinstance(current, int) and number.is_integer() else number
     except ValueError as exc:
         raise UsageError(
-            f"--param {key}={text}: expected a {type(current).__name__} like {current!r}"
+            f"--param {key}={text}: expected {_PARAM_KINDS[type(current)]} like {current!r}"
         ) from exc
     return text
 
@@ -1025,14 +1028,14 @@ def _build_kpis(
             if key in body and (value is None or (isinstance(value, str) and not value.strip())):
                 problems.add(at(key), f"{path}.{key}", "is empty: write one SQL expression or "
                              "remove the key")
-                kpi = replace(kpi, **{key: None})
+                kpi = _with_expression(kpi, key, None)
             elif value is not None and (
                     isinstance(value, bool) or not isinstance(value, str | int | float)):
                 problems.add(at(key), f"{path}.{key}", f"expected one SQL expression (text), got "
                              f"{value!r}; {YAML_QUOTING_HINT}")
-                kpi = replace(kpi, **{key: None})
+                kpi = _with_expression(kpi, key, None)
             elif isinstance(value, int | float) and not isinstance(value, bool):
-                kpi = replace(kpi, **{key: str(value)})
+                kpi = _with_expression(kpi, key, str(value))
         if kind == "formula":
             formula_lines[name] = at("formula")
             kpis[name] = kpi
@@ -1071,6 +1074,12 @@ def _build_kpis(
         kpis[name] = kpi
     _check_formulas(problems, kpis, formula_lines, declared=set(node))
     return kpis
+
+
+def _with_expression(kpi: KpiSpec, key: str, sql: str | None) -> KpiSpec:
+    """A copy of the KPI with one expression key replaced."""
+    changes: dict[str, Any] = {key: sql}
+    return replace(kpi, **changes)
 
 
 def _resolve_extends(
