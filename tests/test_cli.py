@@ -37,8 +37,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def data_args(logs: Path) -> list[str]:
-    return [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c",
-            str(SPEC)]
+    return [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
 
 
 def test_version() -> None:
@@ -53,8 +52,7 @@ def test_compute_json_matches_the_library(logs: Path) -> None:
     assert set(document) == {"kpictl_version", "as_of", "window", "results", "inputs", "notes"}
     assert document["window"] == {"since": None, "until": None}
     spec = load_spec(SPEC)
-    sources = load_sources(spec, {"events": [logs / "events"],
-                                  "tool_calls": [logs / "tool_calls"]})
+    sources = load_sources(spec, {"events": [logs / "events"], "tool_calls": [logs / "tool_calls"]})
     table = compute(spec, sources, by=["arm"])
     assert len(document["results"]) == table.height
     for record, row in zip(document["results"], table.iter_rows(named=True), strict=True):
@@ -71,8 +69,16 @@ def test_compute_json_matches_the_library(logs: Path) -> None:
 
 
 def test_compute_grain_json_puts_bucket_in_cohort(logs: Path) -> None:
-    code, out, _ = run("compute", *data_args(logs), "--format", "json", "--grain", "day",
-                       "--kpi", "task_completion_rate")
+    code, out, _ = run(
+        "compute",
+        *data_args(logs),
+        "--format",
+        "json",
+        "--grain",
+        "day",
+        "--kpi",
+        "task_completion_rate",
+    )
     assert code == 0
     cohorts = [r["cohort"] for r in json.loads(out)["results"]]
     assert cohorts[0] == {}
@@ -81,8 +87,7 @@ def test_compute_grain_json_puts_bucket_in_cohort(logs: Path) -> None:
 
 
 def test_compute_csv_and_markdown_and_table(logs: Path, tmp_path: Path) -> None:
-    code, out, _ = run("compute", *data_args(logs), "--format", "csv", "--kpi",
-                       "escalation_rate")
+    code, out, _ = run("compute", *data_args(logs), "--format", "csv", "--kpi", "escalation_rate")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert rows[0]["kpi"] == "escalation_rate" and rows[0]["cohort"] == "all"
@@ -155,8 +160,9 @@ def test_bad_json_line_is_located_and_skippable(tmp_path: Path, logs: Path) -> N
 def test_empty_input_exits_1(tmp_path: Path, logs: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    code, _, err = run("compute", str(empty), "--source", f"tool_calls={logs / 'tool_calls'}",
-                       "-c", str(SPEC))
+    code, _, err = run(
+        "compute", str(empty), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)
+    )
     assert code == 1 and "no rows" in err
 
 
@@ -167,8 +173,9 @@ def test_facts_export(logs: Path, tmp_path: Path) -> None:
     frame = pl.read_parquet(target)
     assert frame.height == 300 and {"completed", "cost_usd", "channel"} <= set(frame.columns)
     target_csv = tmp_path / "calls.csv"
-    code, _, _ = run("facts", *data_args(logs), "--table", "tool_calls", "--output",
-                     str(target_csv))
+    code, _, _ = run(
+        "facts", *data_args(logs), "--table", "tool_calls", "--output", str(target_csv)
+    )
     assert code == 0 and pl.read_csv(target_csv).height > 0
     code, _, err = run("facts", *data_args(logs), "--output", str(tmp_path / "x.xlsx"))
     assert code == 2 and ".parquet or .csv" in err
@@ -176,8 +183,9 @@ def test_facts_export(logs: Path, tmp_path: Path) -> None:
 
 def test_sample_command_is_deterministic(tmp_path: Path) -> None:
     for name in ("one", "two"):
-        code, _, _ = run("sample", "--conversations", "50", "--out", str(tmp_path / name),
-                         "--seed", "5")
+        code, _, _ = run(
+            "sample", "--conversations", "50", "--out", str(tmp_path / name), "--seed", "5"
+        )
         assert code == 0
     for sub in ("events/events.jsonl", "tool_calls/tool_calls.jsonl"):
         assert (tmp_path / "one" / sub).read_bytes() == (tmp_path / "two" / sub).read_bytes()

@@ -27,26 +27,55 @@ def at(hours: float) -> dt.datetime:
 def events_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
     """Canonical events; attributes default per conversation."""
     defaults: dict[str, object] = {
-        "role": None, "input_tokens": None, "output_tokens": None, "cost_usd": None,
-        "latency_ms": None, "escalation_reason": None, "csat": None, "human_minutes": None,
-        "policy_violation": None, "user_id": "u1", "channel": "web", "intent": "billing",
-        "customer_tier": "free", "region": "na", "agent_version": "v1", "arm": "treatment",
+        "role": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": None,
+        "latency_ms": None,
+        "escalation_reason": None,
+        "csat": None,
+        "human_minutes": None,
+        "policy_violation": None,
+        "user_id": "u1",
+        "channel": "web",
+        "intent": "billing",
+        "customer_tier": "free",
+        "region": "na",
+        "agent_version": "v1",
+        "arm": "treatment",
     }
     schema = {
-        "conversation_id": pl.String, "ts": pl.Datetime("us", "UTC"), "event": pl.String,
-        "role": pl.String, "input_tokens": pl.Int64, "output_tokens": pl.Int64,
-        "cost_usd": pl.Float64, "latency_ms": pl.Float64, "escalation_reason": pl.String,
-        "csat": pl.Int64, "human_minutes": pl.Float64, "policy_violation": pl.Boolean,
-        "user_id": pl.String, "channel": pl.String, "intent": pl.String,
-        "customer_tier": pl.String, "region": pl.String, "agent_version": pl.String,
+        "conversation_id": pl.String,
+        "ts": pl.Datetime("us", "UTC"),
+        "event": pl.String,
+        "role": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "latency_ms": pl.Float64,
+        "escalation_reason": pl.String,
+        "csat": pl.Int64,
+        "human_minutes": pl.Float64,
+        "policy_violation": pl.Boolean,
+        "user_id": pl.String,
+        "channel": pl.String,
+        "intent": pl.String,
+        "customer_tier": pl.String,
+        "region": pl.String,
+        "agent_version": pl.String,
         "arm": pl.String,
     }
     return pl.DataFrame([{**defaults, **row} for row in rows], schema=schema)
 
 
 def tool_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
-    schema = {"conversation_id": pl.String, "ts": pl.Datetime("us", "UTC"), "tool": pl.String,
-              "status": pl.String, "cost_usd": pl.Float64}
+    schema = {
+        "conversation_id": pl.String,
+        "ts": pl.Datetime("us", "UTC"),
+        "tool": pl.String,
+        "status": pl.String,
+        "cost_usd": pl.Float64,
+    }
     return pl.DataFrame([{"tool": "lookup", "cost_usd": None, **r} for r in rows], schema=schema)
 
 
@@ -66,43 +95,101 @@ def tiny() -> tuple[pl.DataFrame, pl.DataFrame]:
        not completed; no tool calls; csat 2.
     c: web, starts 90h, not resolved, not settled (90h > 100h - 24h): pending; violation.
     """
-    ev = events_frame([
-        {"conversation_id": "a", "ts": at(0), "event": "message", "role": "user"},
-        {"conversation_id": "a", "ts": at(0.1), "event": "message", "role": "agent",
-         "input_tokens": 10, "output_tokens": 20, "cost_usd": 0.5, "latency_ms": 100.0},
-        {"conversation_id": "a", "ts": at(0.2), "event": "message", "role": "agent",
-         "input_tokens": 5, "output_tokens": 5, "latency_ms": 300.0},
-        {"conversation_id": "a", "ts": at(1), "event": "resolution"},
-        {"conversation_id": "a", "ts": at(2), "event": "feedback", "csat": 5},
-        {"conversation_id": "a", "ts": at(31), "event": "reopen"},
-        {"conversation_id": "b", "ts": at(3), "event": "escalation",
-         "escalation_reason": "policy", "channel": "chat"},
-        {"conversation_id": "b", "ts": at(2), "event": "message", "role": "user",
-         "channel": "chat"},
-        {"conversation_id": "b", "ts": at(2.5), "event": "escalation",
-         "escalation_reason": "other", "channel": "chat"},
-        {"conversation_id": "b", "ts": at(4), "event": "message", "role": "human",
-         "human_minutes": 4.0, "channel": "chat"},
-        {"conversation_id": "b", "ts": at(5), "event": "resolution", "channel": "chat"},
-        {"conversation_id": "b", "ts": at(6), "event": "reopen", "channel": "chat"},
-        {"conversation_id": "b", "ts": at(7), "event": "feedback", "csat": 2, "channel": "chat"},
-        {"conversation_id": "c", "ts": at(90), "event": "message", "role": "user",
-         "user_id": "u2"},
-        {"conversation_id": "c", "ts": at(100), "event": "message", "role": "agent",
-         "policy_violation": True, "latency_ms": 1000.0, "user_id": "u2"},
-    ])
-    tc = tool_frame([
-        {"conversation_id": "a", "ts": at(0.15), "status": "ok", "cost_usd": 0.25},
-        {"conversation_id": "a", "ts": at(0.16), "status": "error"},
-        {"conversation_id": "c", "ts": at(95), "status": "ok"},
-    ])
+    ev = events_frame(
+        [
+            {"conversation_id": "a", "ts": at(0), "event": "message", "role": "user"},
+            {
+                "conversation_id": "a",
+                "ts": at(0.1),
+                "event": "message",
+                "role": "agent",
+                "input_tokens": 10,
+                "output_tokens": 20,
+                "cost_usd": 0.5,
+                "latency_ms": 100.0,
+            },
+            {
+                "conversation_id": "a",
+                "ts": at(0.2),
+                "event": "message",
+                "role": "agent",
+                "input_tokens": 5,
+                "output_tokens": 5,
+                "latency_ms": 300.0,
+            },
+            {"conversation_id": "a", "ts": at(1), "event": "resolution"},
+            {"conversation_id": "a", "ts": at(2), "event": "feedback", "csat": 5},
+            {"conversation_id": "a", "ts": at(31), "event": "reopen"},
+            {
+                "conversation_id": "b",
+                "ts": at(3),
+                "event": "escalation",
+                "escalation_reason": "policy",
+                "channel": "chat",
+            },
+            {
+                "conversation_id": "b",
+                "ts": at(2),
+                "event": "message",
+                "role": "user",
+                "channel": "chat",
+            },
+            {
+                "conversation_id": "b",
+                "ts": at(2.5),
+                "event": "escalation",
+                "escalation_reason": "other",
+                "channel": "chat",
+            },
+            {
+                "conversation_id": "b",
+                "ts": at(4),
+                "event": "message",
+                "role": "human",
+                "human_minutes": 4.0,
+                "channel": "chat",
+            },
+            {"conversation_id": "b", "ts": at(5), "event": "resolution", "channel": "chat"},
+            {"conversation_id": "b", "ts": at(6), "event": "reopen", "channel": "chat"},
+            {
+                "conversation_id": "b",
+                "ts": at(7),
+                "event": "feedback",
+                "csat": 2,
+                "channel": "chat",
+            },
+            {
+                "conversation_id": "c",
+                "ts": at(90),
+                "event": "message",
+                "role": "user",
+                "user_id": "u2",
+            },
+            {
+                "conversation_id": "c",
+                "ts": at(100),
+                "event": "message",
+                "role": "agent",
+                "policy_violation": True,
+                "latency_ms": 1000.0,
+                "user_id": "u2",
+            },
+        ]
+    )
+    tc = tool_frame(
+        [
+            {"conversation_id": "a", "ts": at(0.15), "status": "ok", "cost_usd": 0.25},
+            {"conversation_id": "a", "ts": at(0.16), "status": "error"},
+            {"conversation_id": "c", "ts": at(95), "status": "ok"},
+        ]
+    )
     return ev, tc
 
 
 def values(table: pl.DataFrame, cohort: list[str] | None = None) -> dict[str, dict[str, object]]:
     rows = table.filter(
-        pl.col("breakdown").is_null() & (pl.col("grouping") == pl.lit(cohort or [],
-                                                                       pl.List(pl.String)))
+        pl.col("breakdown").is_null()
+        & (pl.col("grouping") == pl.lit(cohort or [], pl.List(pl.String)))
     )
     return {r["kpi"]: r for r in rows.iter_rows(named=True)}
 
@@ -113,7 +200,9 @@ def test_default_scorecard_on_hand_computed_data(spec: Spec, tiny) -> None:
     # settled: a (resolved 1h ≤ 76h) and b (5h ≤ 76h); c pending.
     assert result["task_completion_rate"]["value"] == 0.5  # a completed, b reopened in 24 h
     assert (result["task_completion_rate"]["n"], result["task_completion_rate"]["pending"]) == (
-        2, 1)
+        2,
+        1,
+    )
     assert result["escalation_rate"]["value"] == pytest.approx(1 / 3, rel=1e-12)
     assert result["containment_rate"]["value"] == 0.5  # a contained, b escalated
     assert result["containment_with_quality"]["value"] == 0.5  # a: completed, csat 5 ≥ 4
@@ -151,20 +240,23 @@ def test_secondary_source_fills_count_and_total_with_zero(spec: Spec, tiny) -> N
 
 def test_breakdown_parts_sum_to_the_rate(spec: Spec, tiny) -> None:
     ev, tc = tiny
-    table = compute(spec, load_frames({"events": ev, "tool_calls": tc}),
-                    kpis=["escalation_rate"])
+    table = compute(spec, load_frames({"events": ev, "tool_calls": tc}), kpis=["escalation_rate"])
     parts = table.filter(pl.col("breakdown").is_not_null())
     assert parts["breakdown_value"].to_list() == ["other"]
-    assert parts["value"].sum() == pytest.approx(table.filter(
-        pl.col("breakdown").is_null())["value"].item())
+    assert parts["value"].sum() == pytest.approx(
+        table.filter(pl.col("breakdown").is_null())["value"].item()
+    )
 
 
 def test_as_of_ignores_later_rows_and_moves_maturity(spec: Spec, tiny) -> None:
     ev, tc = tiny
     # as of 30h: only a and b exist; b resolved at 5h: settled (5 ≤ 6); a resolved 1h settled.
     # a's reopen at 31h is after as-of.
-    result = run_compute(spec, load_frames({"events": ev, "tool_calls": tc}),
-                         ComputeOptions(as_of=at(30), kpis=("task_completion_rate",)))
+    result = run_compute(
+        spec,
+        load_frames({"events": ev, "tool_calls": tc}),
+        ComputeOptions(as_of=at(30), kpis=("task_completion_rate",)),
+    )
     row = values(result.table)["task_completion_rate"]
     assert (row["value"], row["n"], row["pending"]) == (0.5, 2, 0)
     assert result.window.as_of == at(30)
@@ -172,8 +264,13 @@ def test_as_of_ignores_later_rows_and_moves_maturity(spec: Spec, tiny) -> None:
 
 def test_window_since_until_by_start_time(spec: Spec, tiny) -> None:
     ev, tc = tiny
-    table = compute(spec, load_frames({"events": ev, "tool_calls": tc}), since=at(1.5),
-                    until=at(80), kpis=["escalation_rate", "tool_call_success_rate"])
+    table = compute(
+        spec,
+        load_frames({"events": ev, "tool_calls": tc}),
+        since=at(1.5),
+        until=at(80),
+        kpis=["escalation_rate", "tool_call_success_rate"],
+    )
     result = values(table)
     assert result["escalation_rate"]["value"] == 1.0  # only b starts in [1.5h, 80h)
     assert result["tool_call_success_rate"]["n"] == 0  # b has no tool calls
@@ -182,15 +279,24 @@ def test_window_since_until_by_start_time(spec: Spec, tiny) -> None:
 
 def test_by_cohort_and_grain(spec: Spec, tiny) -> None:
     ev, tc = tiny
-    table = compute(spec, load_frames({"events": ev, "tool_calls": tc}), by=["channel"],
-                    grain="day", kpis=["escalation_rate"])
+    table = compute(
+        spec,
+        load_frames({"events": ev, "tool_calls": tc}),
+        by=["channel"],
+        grain="day",
+        kpis=["escalation_rate"],
+    )
     main = table.filter(pl.col("breakdown").is_null())
     by_channel = main.filter(pl.col("grouping") == pl.lit(["channel"], pl.List(pl.String)))
     assert dict(zip(by_channel["channel"], by_channel["value"], strict=True)) == {
-        "chat": 1.0, "web": 0.0}
+        "chat": 1.0,
+        "web": 0.0,
+    }
     buckets = main.filter(pl.col("grouping") == pl.lit(["bucket"], pl.List(pl.String)))
-    assert buckets["bucket"].to_list() == [dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
-                                           dt.datetime(2026, 10, 5, tzinfo=dt.UTC)]
+    assert buckets["bucket"].to_list() == [
+        dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 10, 5, tzinfo=dt.UTC),
+    ]
     assert buckets["n"].to_list() == [2, 1]
     both = main.filter(pl.col("grouping").list.len() == 2)
     assert both.height == 3  # (day 1, chat), (day 1, web), (day 5, web)
@@ -209,8 +315,11 @@ def test_where_and_params(spec: Spec, tiny) -> None:
 def test_varying_attribute_is_an_error(spec: Spec, tiny) -> None:
     ev, tc = tiny
     ev = ev.with_columns(
-        pl.when(pl.col("event") == "feedback").then(pl.lit("email")).otherwise(pl.col("channel"))
-        .alias("channel"))
+        pl.when(pl.col("event") == "feedback")
+        .then(pl.lit("email"))
+        .otherwise(pl.col("channel"))
+        .alias("channel")
+    )
     with pytest.raises(InputDataError, match=r"'channel' varies within a conversation_id"):
         compute(spec, load_frames({"events": ev, "tool_calls": tc}))
 
@@ -260,31 +369,56 @@ def test_formula_and_duration_values(tmp_path: Path, tiny) -> None:
     path.write_text(FORMULA_SPEC)
     spec = load_spec(path)
     ev, _ = tiny
-    result = values(compute(spec, load_frames({"events": ev}), kpis=["resolved_per_escalated",
-                                                                     "ttr_median"]))
+    result = values(
+        compute(spec, load_frames({"events": ev}), kpis=["resolved_per_escalated", "ttr_median"])
+    )
     assert set(result) == {"resolved_per_escalated", "ttr_median"}
     assert result["resolved_per_escalated"]["value"] == pytest.approx((2 / 3) / (1 / 3))
     assert result["ttr_median"]["value"] == pytest.approx(7200.0)  # a Duration, as seconds
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["web", "chat", "email"]), st.booleans(),
-                          st.booleans()), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["web", "chat", "email"]), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_cohort_counts_add_up_to_overall(spec: Spec, rows: list[tuple[str, bool, bool]]) -> None:
     """Splitting by cohort and merging the parts gives the overall rate; rates stay in [0, 1]."""
     records: list[dict[str, object]] = []
     for i, (channel, escalated, resolved) in enumerate(rows):
         cid = f"c{i}"
         start = at(i)
-        records.append({"conversation_id": cid, "ts": start, "event": "message",
-                        "role": "user", "channel": channel})
+        records.append(
+            {
+                "conversation_id": cid,
+                "ts": start,
+                "event": "message",
+                "role": "user",
+                "channel": channel,
+            }
+        )
         if escalated:
-            records.append({"conversation_id": cid, "ts": start + dt.timedelta(minutes=1),
-                            "event": "escalation", "escalation_reason": "r",
-                            "channel": channel})
+            records.append(
+                {
+                    "conversation_id": cid,
+                    "ts": start + dt.timedelta(minutes=1),
+                    "event": "escalation",
+                    "escalation_reason": "r",
+                    "channel": channel,
+                }
+            )
         if resolved:
-            records.append({"conversation_id": cid, "ts": start + dt.timedelta(minutes=2),
-                            "event": "resolution", "channel": channel})
+            records.append(
+                {
+                    "conversation_id": cid,
+                    "ts": start + dt.timedelta(minutes=2),
+                    "event": "resolution",
+                    "channel": channel,
+                }
+            )
     sources = load_frames({"events": events_frame(records), "tool_calls": tool_frame([])})
     table = compute(spec, sources, by=["channel"], kpis=["escalation_rate"])
     main = table.filter(pl.col("breakdown").is_null())
@@ -297,18 +431,22 @@ def test_cohort_counts_add_up_to_overall(spec: Spec, rows: list[tuple[str, bool,
     assert all(0.0 <= v <= 1.0 for v in main["value"])
 
 
-@pytest.mark.parametrize(("intents", "expected"), [
-    (("billing", "billing"), 0.5),  # the first is followed by a same-intent contact in 1 day
-    (("billing", "returns"), 0.0),
-    ((None, None), 0.0),  # a missing intent matches nothing, not even another missing one
-])
+@pytest.mark.parametrize(
+    ("intents", "expected"),
+    [
+        (("billing", "billing"), 0.5),  # the first is followed by a same-intent contact in 1 day
+        (("billing", "returns"), 0.0),
+        ((None, None), 0.0),  # a missing intent matches nothing, not even another missing one
+    ],
+)
 def test_repeat_contact_needs_a_known_same_intent(spec: Spec, intents, expected) -> None:
-    ev = events_frame([
-        {"conversation_id": "p", "ts": at(0), "event": "message", "intent": intents[0]},
-        {"conversation_id": "q", "ts": at(24), "event": "message", "intent": intents[1]},
-        {"conversation_id": "z", "ts": at(24 * 20), "event": "message", "user_id": "u9"},
-    ])
+    ev = events_frame(
+        [
+            {"conversation_id": "p", "ts": at(0), "event": "message", "intent": intents[0]},
+            {"conversation_id": "q", "ts": at(24), "event": "message", "intent": intents[1]},
+            {"conversation_id": "z", "ts": at(24 * 20), "event": "message", "user_id": "u9"},
+        ]
+    )
     sources = load_frames({"events": ev, "tool_calls": tool_frame([])})
-    row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))[
-        "repeat_contact_rate_7d"]
+    row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))["repeat_contact_rate_7d"]
     assert (row["value"], row["n"], row["pending"]) == (expected, 2, 1)

@@ -90,8 +90,10 @@ class KpictlGroup(TyperGroup):
                 first = str(exc).strip().split("\n", 1)[0]
                 _stderr(f"kpictl: error: while evaluating the spec on this data: {first}")
                 raise SystemExit(int(ExitCode.DATA_OR_SPEC_ERROR)) from None
-            _stderr(f"kpictl: internal error: {type(exc).__name__}: {exc} "
-                    "(please report it; rerun with --traceback for details)")
+            _stderr(
+                f"kpictl: internal error: {type(exc).__name__}: {exc} "
+                "(please report it; rerun with --traceback for details)"
+            )
             raise SystemExit(INTERNAL_ERROR) from None
 
 
@@ -117,10 +119,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
-    traceback: Annotated[bool, typer.Option("--traceback",
-                                            help="Show the Python stack on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the Python stack on errors.")
+    ] = False,
 ) -> None:
     """kpictl: verified-outcome KPIs for AI agents."""
     ctx.meta["kpictl.traceback"] = traceback
@@ -136,8 +143,11 @@ SpecOption = Annotated[
 ]
 SourceOption = Annotated[
     list[str] | None,
-    typer.Option("--source", help="NAME=PATH: read source NAME from PATH (file, glob or folder) "
-                 "instead of the spec's path. Repeatable."),
+    typer.Option(
+        "--source",
+        help="NAME=PATH: read source NAME from PATH (file, glob or folder) "
+        "instead of the spec's path. Repeatable.",
+    ),
 ]
 ParamOption = Annotated[
     list[str] | None,
@@ -145,19 +155,27 @@ ParamOption = Annotated[
 ]
 AsOfOption = Annotated[
     str | None,
-    typer.Option("--as-of", help="Evaluate as of this time (ISO-8601; default: the latest "
-                 "timestamp in the data). Later rows are ignored."),
+    typer.Option(
+        "--as-of",
+        help="Evaluate as of this time (ISO-8601; default: the latest "
+        "timestamp in the data). Later rows are ignored.",
+    ),
 ]
 BadRowsOption = Annotated[
     BadRows,
-    typer.Option("--on-bad-rows", help="error: stop at the first malformed row; skip: skip "
-                 "malformed rows and report how many, per file."),
+    typer.Option(
+        "--on-bad-rows",
+        help="error: stop at the first malformed row; skip: skip "
+        "malformed rows and report how many, per file.",
+    ),
 ]
 PathsArgument = Annotated[
     list[str] | None,
-    typer.Argument(help="Event log files, globs or folders (.jsonl, .ndjson, .jsonl.gz, "
-                   ".parquet); replace the `events` source's path. Default: the spec's paths.",
-                   show_default=False),
+    typer.Argument(
+        help="Event log files, globs or folders (.jsonl, .ndjson, .jsonl.gz, "
+        ".parquet); replace the `events` source's path. Default: the spec's paths.",
+        show_default=False,
+    ),
 ]
 
 
@@ -179,8 +197,10 @@ def _timestamp(text: str | None, option: str) -> dt.datetime | None:
     try:
         return parse_timestamp(text)
     except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: expected an ISO-8601 date or time such as "
-                         "2026-10-01 or 2026-10-01T12:00:00Z") from exc
+        raise UsageError(
+            f"{option} {text!r}: expected an ISO-8601 date or time such as "
+            "2026-10-01 or 2026-10-01T12:00:00Z"
+        ) from exc
 
 
 def _load(config: Path, params: list[str] | None) -> Spec:
@@ -191,8 +211,9 @@ def _load(config: Path, params: list[str] | None) -> Spec:
     return load_spec(config, params=_pairs(params, "--param"))
 
 
-def _sources(spec: Spec, paths: list[str] | None, source: list[str] | None,
-             on_bad_rows: BadRows) -> Sources:
+def _sources(
+    spec: Spec, paths: list[str] | None, source: list[str] | None, on_bad_rows: BadRows
+) -> Sources:
     from kpictl.sources import load_sources
 
     overrides: dict[str, list[str]] = {}
@@ -208,8 +229,7 @@ def _console(output: Path | None) -> tuple[Console, Any]:
 
     if output is None:
         interactive = sys.stdout.isatty()
-        return Console(file=sys.stdout, width=None if interactive else 160,
-                       soft_wrap=False), None
+        return Console(file=sys.stdout, width=None if interactive else 160, soft_wrap=False), None
     handle = output.open("w", encoding="utf-8", newline="")
     return Console(file=handle, width=160, no_color=True, force_terminal=False), handle
 
@@ -218,11 +238,15 @@ def _report_inputs(sources: Sources) -> None:
     for loaded in sources.by_name.values():
         for report in loaded.files:
             if report.skipped:
-                _stderr(f"kpictl: warning: {report.path}: skipped {report.skipped} bad row(s); "
-                        f"first: {report.skipped_reasons[0] if report.skipped_reasons else '?'}")
+                _stderr(
+                    f"kpictl: warning: {report.path}: skipped {report.skipped} bad row(s); "
+                    f"first: {report.skipped_reasons[0] if report.skipped_reasons else '?'}"
+                )
         if loaded.ignored:
-            _stderr(f"kpictl: note: source {loaded.name!r}: ignored {len(loaded.ignored)} "
-                    f"file(s) that are not logs, e.g. {loaded.ignored[0]}")
+            _stderr(
+                f"kpictl: note: source {loaded.name!r}: ignored {len(loaded.ignored)} "
+                f"file(s) that are not logs, e.g. {loaded.ignored[0]}"
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,26 +259,40 @@ def compute(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
-    by: Annotated[list[str] | None, typer.Option(
-        "--by", help="Add one row per value of this cohort column (e.g. channel, arm). "
-        "Repeatable.")] = None,
-    grain: Annotated[Grain | None, typer.Option(
-        "--grain", help="Add one row per time bucket of the table's time column.")] = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Window start (inclusive), ISO-8601.")] = None,
-    until: Annotated[str | None, typer.Option(
-        "--until", help="Window end (exclusive), ISO-8601.")] = None,
-    as_of: AsOfOption = None,
-    where: Annotated[str | None, typer.Option(
-        "--where", help="A SQL filter on the KPI tables' rows, e.g. \"channel = 'web'\".")
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Add one row per value of this cohort column (e.g. channel, arm). Repeatable.",
+        ),
     ] = None,
-    kpi: Annotated[list[str] | None, typer.Option(
-        "--kpi", help="Compute only this KPI. Repeatable.")] = None,
+    grain: Annotated[
+        Grain | None,
+        typer.Option("--grain", help="Add one row per time bucket of the table's time column."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Window start (inclusive), ISO-8601.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Window end (exclusive), ISO-8601.")
+    ] = None,
+    as_of: AsOfOption = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where", help="A SQL filter on the KPI tables' rows, e.g. \"channel = 'web'\"."
+        ),
+    ] = None,
+    kpi: Annotated[
+        list[str] | None, typer.Option("--kpi", help="Compute only this KPI. Repeatable.")
+    ] = None,
     param: ParamOption = None,
-    output_format: Annotated[OutputFormat, typer.Option(
-        "--format", "-f", help="table (rich), json, csv or markdown.")] = OutputFormat.table,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table (rich), json, csv or markdown.")
+    ] = OutputFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
@@ -272,9 +310,13 @@ def compute(
 
     spec = _load(config, param)
     options = ComputeOptions(
-        by=tuple(by or ()), grain=grain.value if grain else None,
-        since=_timestamp(since, "--since"), until=_timestamp(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"), where=where, kpis=tuple(kpi or ()),
+        by=tuple(by or ()),
+        grain=grain.value if grain else None,
+        since=_timestamp(since, "--since"),
+        until=_timestamp(until, "--until"),
+        as_of=_timestamp(as_of, "--as-of"),
+        where=where,
+        kpis=tuple(kpi or ()),
     )
     sources = _sources(spec, paths, source, on_bad_rows)
     result = run_compute(spec, sources, options)
@@ -293,8 +335,10 @@ def compute(
 def validate(config: SpecOption = DEFAULT_SPEC, param: ParamOption = None) -> None:
     """Check the KPI spec without reading any data; report every problem at once (exit 1)."""
     spec = _load(config, param)
-    typer.echo(f"{config}: ok — {len(spec.kpis)} KPIs, {len(spec.tables)} tables, "
-               f"{len(spec.sources)} sources, {len(spec.baselines)} baselines")
+    typer.echo(
+        f"{config}: ok — {len(spec.kpis)} KPIs, {len(spec.tables)} tables, "
+        f"{len(spec.sources)} sources, {len(spec.baselines)} baselines"
+    )
 
 
 @app.command()
@@ -302,13 +346,17 @@ def facts(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
-    table: Annotated[str | None, typer.Option(
-        "--table", help="Which table (default: the first rollup table, e.g. conversations).")
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table", help="Which table (default: the first rollup table, e.g. conversations)."
+        ),
     ] = None,
     as_of: AsOfOption = None,
     param: ParamOption = None,
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", help="Write to F.parquet or F.csv.")] = Path("facts.parquet"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Write to F.parquet or F.csv.")
+    ] = Path("facts.parquet"),
     on_bad_rows: BadRowsOption = BadRows.error,
 ) -> None:
     """Export a facts table (one row per conversation with every rollup and derive column)."""
@@ -330,22 +378,25 @@ def facts(
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write events/ and "
-                                      "tool_calls/ into.")] = Path("sample_logs"),
-    conversations: Annotated[int, typer.Option(
-        "--conversations", "-n", min=1, help="How many conversations.")] = 2000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same "
-                                      "files).")] = 7,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to write events/ and tool_calls/ into.")
+    ] = Path("sample_logs"),
+    conversations: Annotated[
+        int, typer.Option("--conversations", "-n", min=1, help="How many conversations.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 7,
     days: Annotated[int, typer.Option("--days", min=1, help="Days the data spans.")] = 30,
-    output_format: Annotated[SampleFormat, typer.Option(
-        "--format", help="jsonl or parquet.")] = SampleFormat.jsonl,
+    output_format: Annotated[
+        SampleFormat, typer.Option("--format", help="jsonl or parquet.")
+    ] = SampleFormat.jsonl,
 ) -> None:
     """Write deterministic synthetic agent logs in the canonical schema."""
     from kpictl.sample import write_sample
 
     try:
-        written = write_sample(out, conversations=conversations, seed=seed, days=days,
-                               fmt=output_format.value)
+        written = write_sample(
+            out, conversations=conversations, seed=seed, days=days, fmt=output_format.value
+        )
     except ValueError as exc:
         raise UsageError(f"kpictl sample: {exc}") from exc
     for path in written:

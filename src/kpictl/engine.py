@@ -182,24 +182,29 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                 assert known is not None
                 if result is not None and source_result is not None:
                     known = source_result.join(
-                        result.select([key, *[c for c in needed if c not in names]]), on=key,
-                        how="left")
+                        result.select([key, *[c for c in needed if c not in names]]),
+                        on=key,
+                        how="left",
+                    )
                 scope = rows.join(known.select([key, *needed]), on=key, how="left")
             passed = scope.group_by(key).agg(aggs)
-            source_result = passed if source_result is None else source_result.join(
-                passed, on=key, how="left")
+            source_result = (
+                passed if source_result is None else source_result.join(passed, on=key, how="left")
+            )
         assert source_result is not None
         if result is None:
             result = source_result
         else:
             empty = _empty_values(spec, window, rows, [entries[n] for n in names], result)
             result = result.join(source_result, on=key, how="left").with_columns(
-                [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None])
+                [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None]
+            )
     assert result is not None
     facts = result.collect()
     if facts.height == 0:
-        raise EmptyInputError(f"table {table.name!r}: no rows up to as-of "
-                              f"{window.as_of.isoformat()}")
+        raise EmptyInputError(
+            f"table {table.name!r}: no rows up to as-of {window.as_of.isoformat()}"
+        )
     _check_attributes(table, facts)
     ordered = [key, *[n for n in entries], *[a for a in table.attributes if a in facts.columns]]
     missing = [a for a in table.attributes if a not in facts.columns]
@@ -209,8 +214,9 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
     return facts
 
 
-def _empty_values(spec: Spec, window: Window, rows: pl.LazyFrame, entries: Sequence,
-                  known: pl.LazyFrame) -> dict[str, object]:
+def _empty_values(
+    spec: Spec, window: Window, rows: pl.LazyFrame, entries: Sequence, known: pl.LazyFrame
+) -> dict[str, object]:
     """Each entry's value over zero rows (COUNT → 0, TOTAL → 0, MIN → null): the fill for keys
     a secondary source has no rows for."""
     schema = dict(rows.collect_schema())
@@ -238,8 +244,9 @@ def _check_attributes(table: TableSpec, facts: pl.DataFrame) -> None:
             )
 
 
-def derive_columns(spec: Spec, table: TableSpec, facts: pl.DataFrame, window: Window
-                   ) -> pl.DataFrame:
+def derive_columns(
+    spec: Spec, table: TableSpec, facts: pl.DataFrame, window: Window
+) -> pl.DataFrame:
     """Add the table's `derive` columns, in order (each may use the ones above it)."""
     literals = _literal_columns(spec, window, _names_of([d.sql for d in table.derive]))
     frame = facts.lazy().with_columns(literals) if literals else facts.lazy()
@@ -249,29 +256,35 @@ def derive_columns(spec: Spec, table: TableSpec, facts: pl.DataFrame, window: Wi
     return frame.drop(literal_names).collect()
 
 
-def row_table(spec: Spec, table: TableSpec, sources: Sources, window: Window,
-              parents: Mapping[str, pl.DataFrame]) -> pl.LazyFrame:
+def row_table(
+    spec: Spec,
+    table: TableSpec,
+    sources: Sources,
+    window: Window,
+    parents: Mapping[str, pl.DataFrame],
+) -> pl.LazyFrame:
     """A row table: its source's rows, filtered by `where`, with the parent's attributes."""
     assert table.from_source is not None
     rows = _source_rows(sources, table.from_source, window)
     if table.where:
         literals = _literal_columns(spec, window, _names_of([table.where]))
         rows = rows.with_columns(literals) if literals else rows
-        rows = rows.filter(compile_sql(table.where)).drop([e.meta.output_name()
-                                                          for e in literals])
+        rows = rows.filter(compile_sql(table.where)).drop([e.meta.output_name() for e in literals])
     if table.lookup:
         parent = spec.tables[table.lookup]
         assert parent.key is not None
         carried = [*parent.attributes, *([parent.time] if parent.time else [])]
         present = rows.collect_schema().names()
         rows = rows.drop([c for c in carried if c in present and c != parent.key])
-        rows = rows.join(parents[table.lookup].lazy().select([parent.key, *carried]),
-                         on=parent.key, how="left")
+        rows = rows.join(
+            parents[table.lookup].lazy().select([parent.key, *carried]), on=parent.key, how="left"
+        )
     return rows
 
 
-def build_facts(spec: Spec, sources: Sources, window: Window,
-                tables: Sequence[str] | None = None) -> dict[str, pl.LazyFrame]:
+def build_facts(
+    spec: Spec, sources: Sources, window: Window, tables: Sequence[str] | None = None
+) -> dict[str, pl.LazyFrame]:
     """Every table of the spec (or those named and what they look up): rollup + derive."""
     wanted = set(tables or spec.tables)
     for name in list(wanted):
@@ -284,8 +297,7 @@ def build_facts(spec: Spec, sources: Sources, window: Window,
         if name not in wanted:
             continue
         if table.is_rollup:
-            facts = derive_columns(spec, table, rollup_table(spec, table, sources, window),
-                                   window)
+            facts = derive_columns(spec, table, rollup_table(spec, table, sources, window), window)
             built[name] = facts
             result[name] = facts.lazy()
         else:
@@ -293,13 +305,16 @@ def build_facts(spec: Spec, sources: Sources, window: Window,
     return result
 
 
-def facts(spec: Spec, sources: Sources, table: str | None = None,
-          as_of: dt.datetime | None = None) -> pl.DataFrame:
+def facts(
+    spec: Spec, sources: Sources, table: str | None = None, as_of: dt.datetime | None = None
+) -> pl.DataFrame:
     """One table of facts (default: the first rollup table, e.g. one row per conversation)."""
     name = table or next(n for n, t in spec.tables.items() if t.is_rollup)
     if name not in spec.tables:
-        raise UsageError(f"no table named {name!r}{did_you_mean(name, spec.tables)}; "
-                         f"tables: {', '.join(spec.tables)}")
+        raise UsageError(
+            f"no table named {name!r}{did_you_mean(name, spec.tables)}; "
+            f"tables: {', '.join(spec.tables)}"
+        )
     window = resolve_window(spec, sources, ComputeOptions(as_of=as_of))
     return build_facts(spec, sources, window, [name])[name].collect()
 
@@ -324,20 +339,27 @@ def _grouping_sets(by: Sequence[str], grain: str | None) -> list[tuple[str, ...]
     return sets
 
 
-def _aggregate(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]
-               ) -> pl.LazyFrame:
+def _aggregate(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]) -> pl.LazyFrame:
     if keys:
         return frame.group_by(list(keys)).agg(aggs)
     return frame.select(aggs)
 
 
-def _kpi_frame(spec: Spec, kpi: KpiSpec, tables: Mapping[str, pl.LazyFrame], window: Window,
-               options: ComputeOptions) -> pl.LazyFrame:
+def _kpi_frame(
+    spec: Spec,
+    kpi: KpiSpec,
+    tables: Mapping[str, pl.LazyFrame],
+    window: Window,
+    options: ComputeOptions,
+) -> pl.LazyFrame:
     """The KPI's table, windowed, with --where and the KPI's `where` applied, and flags."""
     table = spec.tables[kpi.over]
     frame = tables[kpi.over]
-    time_col = table.time if table.is_rollup else (
-        spec.tables[table.lookup].time if table.lookup else None)
+    time_col = (
+        table.time
+        if table.is_rollup
+        else (spec.tables[table.lookup].time if table.lookup else None)
+    )
     sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, options.where]
     literals = _literal_columns(spec, window, _names_of(sqls))
     if literals:
@@ -349,7 +371,8 @@ def _kpi_frame(spec: Spec, kpi: KpiSpec, tables: Mapping[str, pl.LazyFrame], win
             frame = frame.filter(pl.col(time_col) < window.until)
         if options.grain:
             frame = frame.with_columns(
-                pl.col(time_col).dt.truncate(_GRAIN_EVERY[options.grain]).alias(BUCKET))
+                pl.col(time_col).dt.truncate(_GRAIN_EVERY[options.grain]).alias(BUCKET)
+            )
     if options.where:
         frame = frame.filter(compile_sql(options.where))
     if kpi.where:
@@ -358,42 +381,65 @@ def _kpi_frame(spec: Spec, kpi: KpiSpec, tables: Mapping[str, pl.LazyFrame], win
     return frame.with_columns(mature.alias("__mature"))
 
 
-def _kpi_queries(spec: Spec, kpi: KpiSpec, tables: Mapping[str, pl.LazyFrame], window: Window,
-                 options: ComputeOptions, sets: Sequence[tuple[str, ...]]
-                 ) -> list[pl.LazyFrame]:
+def _kpi_queries(
+    spec: Spec,
+    kpi: KpiSpec,
+    tables: Mapping[str, pl.LazyFrame],
+    window: Window,
+    options: ComputeOptions,
+    sets: Sequence[tuple[str, ...]],
+) -> list[pl.LazyFrame]:
     """One lazy query per grouping set (and breakdown) giving the KPI's long-format rows."""
     frame = _kpi_frame(spec, kpi, tables, window, options)
     queries = []
     for keys in sets:
         keyed = frame.with_columns([pl.col(k).cast(pl.String) for k in keys if k != BUCKET])
-        sizes = _aggregate(keyed, keys, [
-            pl.col("__mature").sum().cast(pl.Int64).alias("n"),
-            (~pl.col("__mature")).sum().cast(pl.Int64).alias("pending"),
-        ])
+        sizes = _aggregate(
+            keyed,
+            keys,
+            [
+                pl.col("__mature").sum().cast(pl.Int64).alias("n"),
+                (~pl.col("__mature")).sum().cast(pl.Int64).alias("pending"),
+            ],
+        )
         settled = keyed.filter(pl.col("__mature"))
         if kpi.kind == "value":
             value = _float_expr(frame, kpi.value)
             query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value")]), keys)
         else:
             num = _float_expr(frame, kpi.numerator)
-            parts = _aggregate(settled, keys, [num.alias("__num"),
-                                               _float_expr(frame, kpi.denominator).alias("__den")])
+            parts = _aggregate(
+                settled,
+                keys,
+                [num.alias("__num"), _float_expr(frame, kpi.denominator).alias("__den")],
+            )
             query = _join_on(sizes, parts, keys).with_columns(
-                _ratio("__num", "__den").alias("value"))
+                _ratio("__num", "__den").alias("value")
+            )
             if kpi.breakdown:
                 split = _aggregate(settled, [*keys, kpi.breakdown], [num.alias("__num")])
                 split = _join_on(split, query.drop("__num", "value"), keys)
-                split = split.filter(pl.col("__num") != 0).with_columns(
-                    _ratio("__num", "__den").alias("value"),
-                    pl.lit(kpi.breakdown).alias("breakdown"),
-                    pl.col(kpi.breakdown).cast(pl.String).alias("breakdown_value"),
-                ).select([*keys, "n", "pending", "value", "breakdown", "breakdown_value"])
+                split = (
+                    split.filter(pl.col("__num") != 0)
+                    .with_columns(
+                        _ratio("__num", "__den").alias("value"),
+                        pl.lit(kpi.breakdown).alias("breakdown"),
+                        pl.col(kpi.breakdown).cast(pl.String).alias("breakdown_value"),
+                    )
+                    .select([*keys, "n", "pending", "value", "breakdown", "breakdown_value"])
+                )
                 queries.append(_tag(split, kpi, keys))
             query = query.drop("__num", "__den")
-        queries.append(_tag(query.with_columns(
-            pl.lit(None, dtype=pl.String).alias("breakdown"),
-            pl.lit(None, dtype=pl.String).alias("breakdown_value"),
-        ), kpi, keys))
+        queries.append(
+            _tag(
+                query.with_columns(
+                    pl.lit(None, dtype=pl.String).alias("breakdown"),
+                    pl.lit(None, dtype=pl.String).alias("breakdown_value"),
+                ),
+                kpi,
+                keys,
+            )
+        )
     return queries
 
 
@@ -429,13 +475,20 @@ def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec])
             raise UsageError("--by bucket: use --grain for time buckets")
         if not any(dim in spec.column_types[t] for t in tables):
             columns = {c for t in tables for c in spec.column_types[t]}
-            raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}; "
-                             f"cohort columns include: {', '.join(sorted(columns))}")
+            raise UsageError(
+                f"--by {dim}: no such column{did_you_mean(dim, columns)}; "
+                f"cohort columns include: {', '.join(sorted(columns))}"
+            )
     if options.where:
         for table in sorted(tables):
             try:
-                check_expression(options.where, spec.table_schema(table),
-                                 shape=ExpressionShape.ROW, dtype=pl.Boolean, what="--where")
+                check_expression(
+                    options.where,
+                    spec.table_schema(table),
+                    shape=ExpressionShape.ROW,
+                    dtype=pl.Boolean,
+                    what="--where",
+                )
             except ExpressionProblem as exc:
                 raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
@@ -444,8 +497,10 @@ def _selected_kpis(spec: Spec, names: Sequence[str]) -> tuple[list[KpiSpec], lis
     """The KPIs to compute (formula inputs included) and the names to output."""
     for name in names:
         if name not in spec.kpis:
-            raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}; "
-                             f"KPIs: {', '.join(spec.kpis)}")
+            raise UsageError(
+                f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}; "
+                f"KPIs: {', '.join(spec.kpis)}"
+            )
     output = list(names) or list(spec.kpis)
     needed = set(output)
     stack = list(output)
@@ -462,12 +517,14 @@ def _formula_rows(kpi: KpiSpec, computed: pl.DataFrame, dims: Sequence[str]) -> 
     index = ["grouping", *dims]
     wide = base.pivot(on="kpi", index=index, values="value")
     sizes = base.group_by(index, maintain_order=True).agg(
-        pl.col("n").min().alias("n"), pl.col("pending").max().alias("pending"))
+        pl.col("n").min().alias("n"), pl.col("pending").max().alias("pending")
+    )
     for name in kpi.formula_kpis:
         if name not in wide.columns:
             wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
     wide = wide.with_columns(
-        compile_sql(kpi.formula or "").cast(pl.Float64).fill_nan(None).alias("value"))
+        compile_sql(kpi.formula or "").cast(pl.Float64).fill_nan(None).alias("value")
+    )
     rows = wide.select([*index, "value"]).join(sizes, on=index, how="left", nulls_equal=True)
     return rows.with_columns(
         pl.lit(kpi.name).alias("kpi"),
@@ -476,8 +533,9 @@ def _formula_rows(kpi: KpiSpec, computed: pl.DataFrame, dims: Sequence[str]) -> 
     )
 
 
-def run_compute(spec: Spec, sources: Sources, options: ComputeOptions | None = None
-                ) -> ComputeResult:
+def run_compute(
+    spec: Spec, sources: Sources, options: ComputeOptions | None = None
+) -> ComputeResult:
     """Compute KPIs: one row per KPI × cohort (× breakdown value), with n and pending."""
     options = options or ComputeOptions()
     kpis, output = _selected_kpis(spec, options.kpis)
@@ -496,22 +554,40 @@ def run_compute(spec: Spec, sources: Sources, options: ComputeOptions | None = N
         usable = [s for s in sets if all(k == BUCKET or k in columns for k in s)]
         if len(usable) < len(sets):
             skipped = sorted({k for s in sets for k in s if k != BUCKET and k not in columns})
-            notes.append(f"{kpi.name}: not split by {', '.join(skipped)} (not a column of "
-                         f"table {kpi.over!r})")
+            notes.append(
+                f"{kpi.name}: not split by {', '.join(skipped)} (not a column of "
+                f"table {kpi.over!r})"
+            )
         queries += _kpi_queries(spec, kpi, tables, window, options, usable)
     frames = pl.collect_all(queries) if queries else []
-    columns = ["kpi", "grouping", *dims, *([BUCKET] if options.grain else []), "breakdown",
-               "breakdown_value", "value", "n", "pending"]
+    columns = [
+        "kpi",
+        "grouping",
+        *dims,
+        *([BUCKET] if options.grain else []),
+        "breakdown",
+        "breakdown_value",
+        "value",
+        "n",
+        "pending",
+    ]
     schema: dict[str, pl.DataType] = {
-        "kpi": pl.String(), "grouping": pl.List(pl.String()),
+        "kpi": pl.String(),
+        "grouping": pl.List(pl.String()),
         **{d: pl.String() for d in dims},
         **({BUCKET: canonical.UTC_TIMESTAMP} if options.grain else {}),
-        "breakdown": pl.String(), "breakdown_value": pl.String(), "value": pl.Float64(),
-        "n": pl.Int64(), "pending": pl.Int64(),
+        "breakdown": pl.String(),
+        "breakdown_value": pl.String(),
+        "value": pl.Float64(),
+        "n": pl.Int64(),
+        "pending": pl.Int64(),
     }
     aligned = [
-        f.with_columns([pl.lit(None, dtype=schema[c]).alias(c) for c in columns
-                        if c not in f.columns]).select(columns).cast(schema)  # type: ignore[arg-type]
+        f.with_columns(
+            [pl.lit(None, dtype=schema[c]).alias(c) for c in columns if c not in f.columns]
+        )
+        .select(columns)
+        .cast(schema)  # type: ignore[arg-type]
         for f in frames
     ]
     computed = pl.concat(aligned) if aligned else pl.DataFrame(schema=schema)
@@ -520,29 +596,44 @@ def run_compute(spec: Spec, sources: Sources, options: ComputeOptions | None = N
         if kpi.kind == "formula":
             rows = _formula_rows(kpi, computed, [*dims, *([BUCKET] if options.grain else [])])
             computed = pl.concat([computed, rows.select(columns).cast(schema)])  # type: ignore[arg-type]
-    table = _finish(spec, computed.filter(pl.col("kpi").is_in(output)), output, sets, dims,
-                    options.grain is not None)
+    table = _finish(
+        spec,
+        computed.filter(pl.col("kpi").is_in(output)),
+        output,
+        sets,
+        dims,
+        options.grain is not None,
+    )
     return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes))
 
 
-def _finish(spec: Spec, computed: pl.DataFrame, output: Sequence[str],
-            sets: Sequence[tuple[str, ...]], dims: Sequence[str], grain: bool) -> pl.DataFrame:
+def _finish(
+    spec: Spec,
+    computed: pl.DataFrame,
+    output: Sequence[str],
+    sets: Sequence[tuple[str, ...]],
+    dims: Sequence[str],
+    grain: bool,
+) -> pl.DataFrame:
     """Stable order (spec order, grouping set, cohort values, breakdown) and KPI metadata."""
     kpi_order = {name: i for i, name in enumerate(output)}
     set_order = {"\x1f".join(s): i for i, s in enumerate(sets)}
-    meta = pl.DataFrame({
-        "kpi": list(output),
-        "layer": [spec.kpis[k].layer for k in output],
-        "format": [spec.kpis[k].format for k in output],
-        "direction": [spec.kpis[k].direction for k in output],
-        "owner": [spec.kpis[k].owner for k in output],
-    })
+    meta = pl.DataFrame(
+        {
+            "kpi": list(output),
+            "layer": [spec.kpis[k].layer for k in output],
+            "format": [spec.kpis[k].format for k in output],
+            "direction": [spec.kpis[k].direction for k in output],
+            "owner": [spec.kpis[k].owner for k in output],
+        }
+    )
     sort_cols = ["__kpi", "__set", *([BUCKET] if grain else []), *dims, "__bd", "breakdown_value"]
     return (
         computed.with_columns(
             pl.col("kpi").replace_strict(kpi_order, return_dtype=pl.Int64).alias("__kpi"),
-            pl.col("grouping").list.join("\x1f").replace_strict(set_order,
-                                                                return_dtype=pl.Int64)
+            pl.col("grouping")
+            .list.join("\x1f")
+            .replace_strict(set_order, return_dtype=pl.Int64)
             .alias("__set"),
             pl.col("breakdown").is_not_null().alias("__bd"),
         )
@@ -571,6 +662,13 @@ def compute(
     pending (units left out because their outcome window is still open), layer, format,
     direction, owner.
     """
-    options = ComputeOptions(by=tuple(by or ()), grain=grain, since=since, until=until,
-                             as_of=as_of, where=where, kpis=tuple(kpis or ()))
+    options = ComputeOptions(
+        by=tuple(by or ()),
+        grain=grain,
+        since=since,
+        until=until,
+        as_of=as_of,
+        where=where,
+        kpis=tuple(kpis or ()),
+    )
     return run_compute(spec, sources, options).table

@@ -278,15 +278,17 @@ def _field_expr(source_field: str, schema: pl.Schema) -> pl.Expr | None:
     return expr
 
 
-def _target_dtype(rule: ColumnRule | None, canonical_col: canonical.CanonicalColumn | None
-                  ) -> pl.DataType | None:
+def _target_dtype(
+    rule: ColumnRule | None, canonical_col: canonical.CanonicalColumn | None
+) -> pl.DataType | None:
     if rule is not None and rule.type is not None:
         return canonical.TYPE_NAMES[rule.type]
     return canonical_col.dtype if canonical_col is not None else None
 
 
-def _coerce(expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str | None,
-            name: str, where: str) -> tuple[pl.Expr, bool]:
+def _coerce(
+    expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str | None, name: str, where: str
+) -> tuple[pl.Expr, bool]:
     """An expression converting `expr` to `target`; and whether the conversion can fail."""
     if source == target:
         return expr, False
@@ -312,23 +314,30 @@ def _coerce(expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str |
                     fits = whole.abs() <= (2**63 - 1) // factor
                     micros = pl.when(fits).then(whole * factor)
                 return micros.cast(pl.Datetime("us", "UTC")), True
-            micros = (expr.cast(pl.Float64) / 1000.0) if factor is None else (
-                expr.cast(pl.Float64) * factor)
+            micros = (
+                (expr.cast(pl.Float64) / 1000.0)
+                if factor is None
+                else (expr.cast(pl.Float64) * factor)
+            )
             whole = micros.round(0).cast(pl.Int64, strict=False)
             return whole.cast(pl.Datetime("us", "UTC")), True
         if isinstance(source, pl.String):
             text = expr.str.strip_chars()
             parsed = pl.coalesce(
-                [text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
-                 for fmt in _TIMESTAMP_FORMATS]
+                [
+                    text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
+                    for fmt in _TIMESTAMP_FORMATS
+                ]
             )
             return parsed, True
         raise InputDataError(f"{where}: column {name!r} is {source}; expected a timestamp")
     if isinstance(target, pl.Boolean) and isinstance(source, pl.String):
         lowered = expr.str.strip_chars().str.to_lowercase()
         mapped = (
-            pl.when(lowered.is_in(["true", "t", "1", "yes"])).then(True)
-            .when(lowered.is_in(["false", "f", "0", "no"])).then(False)
+            pl.when(lowered.is_in(["true", "t", "1", "yes"]))
+            .then(True)
+            .when(lowered.is_in(["false", "f", "0", "no"]))
+            .then(False)
             .otherwise(None)
         )
         return mapped, True
@@ -431,15 +440,16 @@ def _canonical_frame(
         if fallible:
             expected = describe_dtype(target)
             if isinstance(target, pl.Datetime) and dtype.is_numeric() and maybe_rule is not None:
-                expected = (f"an epoch time in {maybe_rule.unit} (since 1970-01-01 UTC) that fits "
-                            "a timestamp")
+                expected = (
+                    f"an epoch time in {maybe_rule.unit} (since 1970-01-01 UTC) that fits "
+                    "a timestamp"
+                )
             checks.append((name, expr.is_not_null() & converted.is_null(), expected))
     result = frame.with_columns(mapped) if mapped else frame
     return result, checks
 
 
-def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping[int, str]
-            ) -> str:
+def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping[int, str]) -> str:
     """`file:line` for JSONL (row → its line), `file (row N)` for Parquet. Error path only."""
     if fmt == "jsonl" and data is not None:
         lines = [n for n in _line_numbers(data) if n not in dropped]
@@ -470,13 +480,21 @@ def _load_file(
     if extra:
         frame = frame.with_columns(extra)
     if rows == 0:
-        report = FileReport(request.name, str(path), fmt, size, 0, len(dropped),
-                            tuple(f"line {n}: {r}" for n, r in list(dropped.items())[:5]))
+        report = FileReport(
+            request.name,
+            str(path),
+            fmt,
+            size,
+            0,
+            len(dropped),
+            tuple(f"line {n}: {r}" for n, r in list(dropped.items())[:5]),
+        )
         return None, report
     frame = _widen(frame, frame.collect_schema())
     canonical_frame, checks = _canonical_frame(frame, request, str(path))
-    required = [c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values()
-                if c.required]
+    required = [
+        c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
+    ]
     bad_exprs = checks or required
     skipped_rows = 0
     reasons = [f"line {n}: {r}" for n, r in list(dropped.items())[:5]]
@@ -507,22 +525,35 @@ def _load_file(
             where = _locate(path, fmt, first[_ROW], data, dropped)
             if on_bad_rows == "error":
                 more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
-                raise InputDataError(f"{where}: {what}{more}; fix the data, map the column in "
-                                     "the spec, or pass --on-bad-rows skip")
+                raise InputDataError(
+                    f"{where}: {what}{more}; fix the data, map the column in "
+                    "the spec, or pass --on-bad-rows skip"
+                )
             skipped_rows = offenders.height
             if skipped_rows == rows:  # nothing left to read in this file
-                report = FileReport(request.name, str(path), fmt, size, 0,
-                                    len(dropped) + skipped_rows,
-                                    (*reasons, f"{where}: {what} and every other row"))
+                report = FileReport(
+                    request.name,
+                    str(path),
+                    fmt,
+                    size,
+                    0,
+                    len(dropped) + skipped_rows,
+                    (*reasons, f"{where}: {what} and every other row"),
+                )
                 return None, report
-            reasons.append(f"{where}: {what}" + (
-                f" and {offenders.height - 1} more" if offenders.height > 1 else ""))
-            bad_rows = offenders.get_column(_ROW)
-            canonical_frame = (
-                converted.filter(~pl.col(_ROW).is_in(bad_rows.implode())).drop(_ROW)
+            reasons.append(
+                f"{where}: {what}"
+                + (f" and {offenders.height - 1} more" if offenders.height > 1 else "")
             )
+            bad_rows = offenders.get_column(_ROW)
+            canonical_frame = converted.filter(~pl.col(_ROW).is_in(bad_rows.implode())).drop(_ROW)
     report = FileReport(
-        request.name, str(path), fmt, size, rows - skipped_rows, len(dropped) + skipped_rows,
+        request.name,
+        str(path),
+        fmt,
+        size,
+        rows - skipped_rows,
+        len(dropped) + skipped_rows,
         tuple(reasons),
     )
     return canonical_frame, report
@@ -530,7 +561,7 @@ def _load_file(
 
 def _original_value(row: pl.LazyFrame, request: SourceRequest, column: str) -> object:
     rule = next((r for r in request.columns if r.name == column), None)
-    field_name = (rule.source_field if rule and rule.source_field else column)
+    field_name = rule.source_field if rule and rule.source_field else column
     expr = _field_expr(field_name, row.collect_schema())
     if expr is None:
         return None
@@ -561,8 +592,10 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
     return LoadedSource(request.name, combined, tuple(reports), tuple(ignored))
 
 
-def load_frames(frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
-                requests: Mapping[str, SourceRequest] | None = None) -> Sources:
+def load_frames(
+    frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
+    requests: Mapping[str, SourceRequest] | None = None,
+) -> Sources:
     """Sources from in-memory frames (for notebooks and tests), canonicalised like files."""
     loaded: dict[str, LoadedSource] = {}
     for name, frame in frames.items():
@@ -571,12 +604,17 @@ def load_frames(frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
         lazy = _widen(lazy, lazy.collect_schema())
         canonical_frame, checks = _canonical_frame(lazy, request, f"<frame {name}>")
         if checks:
-            bad = canonical_frame.select(
-                pl.any_horizontal([b for _, b, _ in checks]).any()).collect().item()
+            bad = (
+                canonical_frame.select(pl.any_horizontal([b for _, b, _ in checks]).any())
+                .collect()
+                .item()
+            )
             if bad:
                 column = checks[0][0]
-                raise InputDataError(f"<frame {name}>: column {column!r} has values that "
-                                     f"cannot be read as {checks[0][2]}")
+                raise InputDataError(
+                    f"<frame {name}>: column {column!r} has values that "
+                    f"cannot be read as {checks[0][2]}"
+                )
         rows = lazy.select(pl.len()).collect().item()
         loaded[name] = LoadedSource(
             name, canonical_frame, (FileReport(name, f"<frame {name}>", "frame", 0, rows),)
@@ -584,7 +622,6 @@ def load_frames(frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
     return Sources(loaded)
 
 
-def load_requests(requests: Sequence[SourceRequest], on_bad_rows: OnBadRows = "error"
-                  ) -> Sources:
+def load_requests(requests: Sequence[SourceRequest], on_bad_rows: OnBadRows = "error") -> Sources:
     """Load several sources."""
     return Sources({r.name: load_source(r, on_bad_rows) for r in requests})

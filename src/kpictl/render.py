@@ -95,9 +95,14 @@ def result_records(result: ComputeResult) -> list[dict[str, Any]]:
 def input_records(files: Sequence[FileReport]) -> list[dict[str, Any]]:
     """What was read, per file: rows kept and skipped (with the first reasons)."""
     return [
-        {"source": f.source, "path": f.path, "format": f.format, "rows": f.rows,
-         "skipped": f.skipped, **({"skipped_reasons": list(f.skipped_reasons)}
-                                  if f.skipped else {})}
+        {
+            "source": f.source,
+            "path": f.path,
+            "format": f.format,
+            "rows": f.rows,
+            "skipped": f.skipped,
+            **({"skipped_reasons": list(f.skipped_reasons)} if f.skipped else {}),
+        }
         for f in files
     ]
 
@@ -117,17 +122,40 @@ def to_json(result: ComputeResult, files: Sequence[FileReport] = ()) -> str:
 
 def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
     dims = [*result.dimensions, *([BUCKET] if BUCKET in result.table.columns else [])]
-    header = ["kpi", "cohort", *dims, "breakdown", "breakdown_value", "value", "n", "pending",
-              "layer", "format", "direction", "owner"]
+    header = [
+        "kpi",
+        "cohort",
+        *dims,
+        "breakdown",
+        "breakdown_value",
+        "value",
+        "n",
+        "pending",
+        "layer",
+        "format",
+        "direction",
+        "owner",
+    ]
     rows = []
     for row in result.table.iter_rows(named=True):
         dim_values = [iso(row[d]) if d == BUCKET else row[d] for d in dims]
         value = row["value"]
-        rows.append([
-            row["kpi"], cohort_label(row), *dim_values, row["breakdown"], row["breakdown_value"],
-            None if value is None or math.isnan(value) else repr(value), row["n"],
-            row["pending"], row["layer"], row["format"], row["direction"], row["owner"],
-        ])
+        rows.append(
+            [
+                row["kpi"],
+                cohort_label(row),
+                *dim_values,
+                row["breakdown"],
+                row["breakdown_value"],
+                None if value is None or math.isnan(value) else repr(value),
+                row["n"],
+                row["pending"],
+                row["layer"],
+                row["format"],
+                row["direction"],
+                row["owner"],
+            ]
+        )
     return header, rows
 
 
@@ -152,13 +180,28 @@ def to_markdown(result: ComputeResult) -> str:
     if window.since or window.until:
         lines += [f"Window: {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}", ""]
     for layer, rows in _by_layer(result.table):
-        lines += [f"## {LAYER_TITLES.get(layer, layer)}", "",
-                  "| KPI | cohort | value | n | pending | owner |",
-                  "| --- | --- | ---: | ---: | ---: | --- |"]
+        lines += [
+            f"## {LAYER_TITLES.get(layer, layer)}",
+            "",
+            "| KPI | cohort | value | n | pending | owner |",
+            "| --- | --- | ---: | ---: | ---: | --- |",
+        ]
         for row in rows:
-            lines.append("| " + " | ".join(_md_escape(c) for c in (
-                _kpi_label(row), cohort_label(row), format_value(row["value"], row["format"]),
-                str(row["n"]), str(row["pending"]), row["owner"])) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    _md_escape(c)
+                    for c in (
+                        _kpi_label(row),
+                        cohort_label(row),
+                        format_value(row["value"], row["format"]),
+                        str(row["n"]),
+                        str(row["pending"]),
+                        row["owner"],
+                    )
+                )
+                + " |"
+            )
         lines.append("")
     if result.notes:
         lines += ["Notes:", "", *[f"- {_md_escape(n)}" for n in result.notes], ""]
@@ -198,19 +241,26 @@ def render_table(result: ComputeResult, console: Console) -> None:
         table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", "", "", "", "", "")
         for row in rows:
             table.add_row(
-                _kpi_label(row), cohort_label(row), format_value(row["value"], row["format"]),
-                f"{row['n']:,}", f"{row['pending']:,}" if row["pending"] else "",
+                _kpi_label(row),
+                cohort_label(row),
+                format_value(row["value"], row["format"]),
+                f"{row['n']:,}",
+                f"{row['pending']:,}" if row["pending"] else "",
                 row["owner"],
             )
     console.print(table)
 
 
-def render(result: ComputeResult, fmt: str, console: Console,
-           files: Sequence[FileReport] = ()) -> None:
+def render(
+    result: ComputeResult, fmt: str, console: Console, files: Sequence[FileReport] = ()
+) -> None:
     """Write the result in `fmt` to the console's file."""
     if fmt == "table":
         render_table(result, console)
         return
-    text = {"json": lambda: to_json(result, files), "csv": lambda: to_csv(result),
-            "markdown": lambda: to_markdown(result)}[fmt]()
+    text = {
+        "json": lambda: to_json(result, files),
+        "csv": lambda: to_csv(result),
+        "markdown": lambda: to_markdown(result),
+    }[fmt]()
     console.file.write(text)

@@ -11,12 +11,17 @@ from kpictl.spec import SourceSpec, Spec
 from kpictl.sqlexpr import did_you_mean
 
 
-def source_request(source: SourceSpec, paths: Sequence[str | Path] | None = None
-                   ) -> SourceRequest:
+def source_request(source: SourceSpec, paths: Sequence[str | Path] | None = None) -> SourceRequest:
     """The io request for one spec source; `paths` (relative to the CWD) replace the spec's."""
     rules = tuple(
-        ColumnRule(name=m.name, source_field=m.source_field, sql=m.sql, type=m.type, unit=m.unit,
-                   default=m.default)
+        ColumnRule(
+            name=m.name,
+            source_field=m.source_field,
+            sql=m.sql,
+            type=m.type,
+            unit=m.unit,
+            default=m.default,
+        )
         for m in source.columns
     )
     if paths:
@@ -24,8 +29,8 @@ def source_request(source: SourceSpec, paths: Sequence[str | Path] | None = None
     if source.path is None:
         raise UsageError(
             f"source {source.name!r} has no path in the spec: give one with --source "
-            f"{source.name}=PATH" + (" or as a positional argument" if source.name == "events"
-                                     else "")
+            f"{source.name}=PATH"
+            + (" or as a positional argument" if source.name == "events" else "")
         )
     return SourceRequest(source.name, (source.path,), source.base_dir, rules)
 

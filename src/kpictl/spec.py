@@ -415,8 +415,9 @@ def _sql_text(problems: _Problems, node: MarkedDict, key: str, path: str) -> str
     value = node.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if key in node:
-            problems.add(node.line_of(key), path, "is empty: write one SQL expression or remove "
-                         "the key")
+            problems.add(
+                node.line_of(key), path, "is empty: write one SQL expression or remove the key"
+            )
         return None
     if isinstance(value, bool | int | float) and not isinstance(value, bool):
         return str(value)
@@ -563,9 +564,7 @@ def _build_params(problems: _Problems, data: MarkedDict) -> dict[str, bool | int
     return params
 
 
-def _build_sources(
-    problems: _Problems, data: MarkedDict, base_dir: Path
-) -> dict[str, SourceSpec]:
+def _build_sources(problems: _Problems, data: MarkedDict, base_dir: Path) -> dict[str, SourceSpec]:
     node = _mapping(problems, data, "sources", "sources", required=True)
     sources: dict[str, SourceSpec] = {}
     if node is None:
@@ -695,8 +694,9 @@ def _build_tables(
             problems.add(node.line_of(name), path, "expected a mapping")
             continue
         if "from" in body:
-            table = _build_row_table(problems, name, body, path, sources, schemas, extras, tables,
-                                     column_types)
+            table = _build_row_table(
+                problems, name, body, path, sources, schemas, extras, tables, column_types
+            )
         else:
             table = _build_rollup_table(problems, name, body, path, sources, schemas, extras)
         if table is None:
@@ -734,11 +734,13 @@ def _build_rollup_table(
     problems.unknown_keys(body, ROLLUP_TABLE_KEYS, path)
     key = body.get("key")
     if not isinstance(key, str):
-        problems.add(body.line_of("key"), f"{path}.key", "expected the key column, e.g. key: "
-                     "conversation_id")
+        problems.add(
+            body.line_of("key"), f"{path}.key", "expected the key column, e.g. key: conversation_id"
+        )
         return None
-    attributes = _names(problems, body.get("attributes"), body.line_of("attributes"),
-                        f"{path}.attributes")
+    attributes = _names(
+        problems, body.get("attributes"), body.line_of("attributes"), f"{path}.attributes"
+    )
     rollup_node = _mapping(problems, body, "rollup", f"{path}.rollup", required=True)
     columns: dict[str, pl.DataType] = {key: pl.String()}
     entries: list[RollupEntry] = []
@@ -747,20 +749,27 @@ def _build_rollup_table(
         for source_name, block in rollup_node.items():
             bpath = f"{path}.rollup.{source_name}"
             if source_name not in sources:
-                problems.add(rollup_node.line_of(source_name), bpath,
-                             f"no source named {source_name!r}{did_you_mean(source_name, sources)}")
+                problems.add(
+                    rollup_node.line_of(source_name),
+                    bpath,
+                    f"no source named {source_name!r}{did_you_mean(source_name, sources)}",
+                )
                 if isinstance(block, dict):
                     broken.update(block)
                 continue
             if not isinstance(block, MarkedDict):
-                problems.add(rollup_node.line_of(source_name), bpath,
-                             "expected a mapping of name: aggregate")
+                problems.add(
+                    rollup_node.line_of(source_name), bpath, "expected a mapping of name: aggregate"
+                )
                 continue
             source_cols = schemas[source_name]
             if key not in source_cols:
-                problems.add(rollup_node.line_of(source_name), bpath,
-                             f"source {source_name!r} has no key column {key!r}; map one in "
-                             f"sources.{source_name}.columns")
+                problems.add(
+                    rollup_node.line_of(source_name),
+                    bpath,
+                    f"source {source_name!r} has no key column {key!r}; map one in "
+                    f"sources.{source_name}.columns",
+                )
             for entry_name, _ in block.items():
                 epath = f"{bpath}.{entry_name}"
                 line = block.line_of(entry_name)
@@ -778,12 +787,23 @@ def _build_rollup_table(
                 scope = {**source_cols, **extras, **earlier}
                 later = _later_names(sql, block, entry_name)
                 if later:
-                    problems.add(line, epath, f"uses {', '.join(later)} defined below it: an "
-                                 "entry may only use the entries above it (reorder them)")
+                    problems.add(
+                        line,
+                        epath,
+                        f"uses {', '.join(later)} defined below it: an "
+                        "entry may only use the entries above it (reorder them)",
+                    )
                     broken.add(entry_name)
                     continue
-                checked = _check(problems, line, epath, sql, scope,
-                                 shape=ExpressionShape.AGGREGATE, what="a rollup entry")
+                checked = _check(
+                    problems,
+                    line,
+                    epath,
+                    sql,
+                    scope,
+                    shape=ExpressionShape.AGGREGATE,
+                    what="a rollup entry",
+                )
                 if checked is None:
                     broken.add(entry_name)
                     continue
@@ -794,8 +814,11 @@ def _build_rollup_table(
     first_source = entries[0].source if entries else None
     for attr in attributes:
         if attr in columns:
-            problems.add(body.line_of("attributes"), f"{path}.attributes",
-                         f"{attr!r} is both an attribute and a rollup entry")
+            problems.add(
+                body.line_of("attributes"),
+                f"{path}.attributes",
+                f"{attr!r} is both an attribute and a rollup entry",
+            )
             continue
         attr_type = schemas.get(first_source or "", {}).get(attr, canonical.PASS_THROUGH_DTYPE)
         columns[attr] = attr_type
@@ -817,8 +840,15 @@ def _build_rollup_table(
                 problems.add(line, epath, f"uses {', '.join(later)} defined below it (reorder)")
                 broken.add(entry_name)
                 continue
-            checked = _check(problems, line, epath, sql, {**columns, **extras},
-                             shape=ExpressionShape.ROW, what="a derive entry")
+            checked = _check(
+                problems,
+                line,
+                epath,
+                sql,
+                {**columns, **extras},
+                shape=ExpressionShape.ROW,
+                what="a derive entry",
+            )
             if checked is None:
                 broken.add(entry_name)
             else:
@@ -830,20 +860,33 @@ def _build_rollup_table(
         time = None
     if time is not None and time not in broken:
         if time not in columns:
-            problems.add(body.line_of("time"), f"{path}.time",
-                         f"no column {time!r} in {name}{did_you_mean(str(time), columns)}")
+            problems.add(
+                body.line_of("time"),
+                f"{path}.time",
+                f"no column {time!r} in {name}{did_you_mean(str(time), columns)}",
+            )
         elif not isinstance(columns[time], pl.Datetime):
-            problems.add(body.line_of("time"), f"{path}.time",
-                         f"{time!r} must be a timestamp, it is {columns[time]}")
-    table = TableSpec(name=name, key=key, time=time, attributes=attributes, rollup=tuple(entries),
-                      derive=tuple(derives), line=body.line)
+            problems.add(
+                body.line_of("time"),
+                f"{path}.time",
+                f"{time!r} must be a timestamp, it is {columns[time]}",
+            )
+    table = TableSpec(
+        name=name,
+        key=key,
+        time=time,
+        attributes=attributes,
+        rollup=tuple(entries),
+        derive=tuple(derives),
+        line=body.line,
+    )
     return table, columns
 
 
 def _later_names(sql: str, block: MarkedDict, entry_name: str) -> list[str]:
     """Names of entries declared after `entry_name` that its SQL references."""
     names = list(block)
-    later = names[names.index(entry_name) + 1:]
+    later = names[names.index(entry_name) + 1 :]
     try:
         used = referenced_names(compile_sql(sql))
     except ExpressionProblem:
@@ -865,22 +908,29 @@ def _build_row_table(
     problems.unknown_keys(body, ROW_TABLE_KEYS, path)
     source_name = body.get("from")
     if not isinstance(source_name, str) or source_name not in sources:
-        problems.add(body.line_of("from"), f"{path}.from",
-                     f"no source named {source_name!r}{did_you_mean(str(source_name), sources)}")
+        problems.add(
+            body.line_of("from"),
+            f"{path}.from",
+            f"no source named {source_name!r}{did_you_mean(str(source_name), sources)}",
+        )
         return None
     columns = dict(schemas[source_name])
     lookup = body.get("lookup")
     if lookup is not None:
         parent = tables.get(lookup) if isinstance(lookup, str) else None
         if parent is None or not parent.is_rollup:
-            problems.add(body.line_of("lookup"), f"{path}.lookup",
-                         f"expected a rollup table declared above {name}"
-                         f"{did_you_mean(str(lookup), tables)}")
+            problems.add(
+                body.line_of("lookup"),
+                f"{path}.lookup",
+                f"expected a rollup table declared above {name}{did_you_mean(str(lookup), tables)}",
+            )
             return None
         if parent.key not in columns:
-            problems.add(body.line_of("lookup"), f"{path}.lookup",
-                         f"source {source_name!r} has no column {parent.key!r} to look up "
-                         f"{lookup!r} by")
+            problems.add(
+                body.line_of("lookup"),
+                f"{path}.lookup",
+                f"source {source_name!r} has no column {parent.key!r} to look up {lookup!r} by",
+            )
         problems.broken.setdefault(name, set()).update(problems.broken.get(lookup, set()))
         parent_cols = column_types[lookup]
         for attr in parent.attributes:
@@ -888,10 +938,19 @@ def _build_row_table(
         if parent.time is not None and parent.time in parent_cols:  # else reported on parent
             columns[parent.time] = parent_cols[parent.time]
     where = _sql_text(problems, body, "where", f"{path}.where")
-    _check(problems, body.line_of("where"), f"{path}.where", where, {**columns, **extras},
-           shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`where`")
-    table = TableSpec(name=name, from_source=str(source_name), where=where, lookup=lookup,
-                      line=body.line)
+    _check(
+        problems,
+        body.line_of("where"),
+        f"{path}.where",
+        where,
+        {**columns, **extras},
+        shape=ExpressionShape.ROW,
+        dtype=pl.Boolean,
+        what="`where`",
+    )
+    table = TableSpec(
+        name=name, from_source=str(source_name), where=where, lookup=lookup, line=body.line
+    )
     return table, columns
 
 
@@ -959,8 +1018,9 @@ def _build_kpis(
     for name, (body, line, key_lines) in resolved.items():
         path = f"kpis.{name}"
 
-        def at(key: str, key_lines: dict[str, int | None] = key_lines,
-               line: int | None = line) -> int | None:
+        def at(
+            key: str, key_lines: dict[str, int | None] = key_lines, line: int | None = line
+        ) -> int | None:
             return key_lines.get(key, line)
 
         if not _NAME.match(name):
@@ -971,8 +1031,12 @@ def _build_kpis(
             problems.add(at("denominator"), path, "`denominator` needs a `numerator`")
             continue
         if len(kinds) != 1:
-            problems.add(line, path, "exactly one kind is needed: `value`, `numerator` + "
-                         f"`denominator`, or `formula`; found {', '.join(kinds) or 'none'}")
+            problems.add(
+                line,
+                path,
+                "exactly one kind is needed: `value`, `numerator` + "
+                f"`denominator`, or `formula`; found {', '.join(kinds) or 'none'}",
+            )
             continue
         kind = {"value": "value", "numerator": "ratio", "formula": "formula"}[kinds[0]]
         if kind == "ratio" and "denominator" not in body:
@@ -989,50 +1053,84 @@ def _build_kpis(
         over = body.get("over", default_table.name if default_table else None)
         fmt = body.get("format", "number")
         if fmt not in FORMATS:
-            problems.add(at("format"), f"{path}.format",
-                         f"expected one of {', '.join(FORMATS)}, got "
-                         f"{fmt!r}{did_you_mean(str(fmt), FORMATS)}")
+            problems.add(
+                at("format"),
+                f"{path}.format",
+                f"expected one of {', '.join(FORMATS)}, got "
+                f"{fmt!r}{did_you_mean(str(fmt), FORMATS)}",
+            )
             fmt = "number"
         direction = body.get("direction", "higher")
         if direction not in DIRECTIONS:
-            problems.add(at("direction"), f"{path}.direction",
-                         f"expected higher or lower, got {direction!r}")
+            problems.add(
+                at("direction"), f"{path}.direction", f"expected higher or lower, got {direction!r}"
+            )
         layer = body.get("layer", defaults.layer)
         if layer not in LAYERS:
-            problems.add(at("layer"), f"{path}.layer", f"expected one of {', '.join(LAYERS)}, got "
-                         f"{layer!r}{did_you_mean(str(layer), LAYERS)}")
+            problems.add(
+                at("layer"),
+                f"{path}.layer",
+                f"expected one of {', '.join(LAYERS)}, got "
+                f"{layer!r}{did_you_mean(str(layer), LAYERS)}",
+            )
         test = body.get("test")
         if test is not None and test not in TESTS:
-            problems.add(at("test"), f"{path}.test",
-                         f"expected one of {', '.join(TESTS)}, got {test!r}")
+            problems.add(
+                at("test"), f"{path}.test", f"expected one of {', '.join(TESTS)}, got {test!r}"
+            )
         min_sample = body.get("min_sample", defaults.min_sample)
         if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
-            problems.add(at("min_sample"), f"{path}.min_sample",
-                         f"expected a whole number ≥ 0, got {min_sample!r}")
+            problems.add(
+                at("min_sample"),
+                f"{path}.min_sample",
+                f"expected a whole number ≥ 0, got {min_sample!r}",
+            )
             min_sample = defaults.min_sample
         thresholds = _build_thresholds(problems, body, at("thresholds"), path, fmt, direction)
         kpi = KpiSpec(
-            name=name, kind=kind, over=str(over), layer=str(layer),
-            owner=str(body.get("owner", defaults.owner)), direction=str(direction), format=fmt,
+            name=name,
+            kind=kind,
+            over=str(over),
+            layer=str(layer),
+            owner=str(body.get("owner", defaults.owner)),
+            direction=str(direction),
+            format=fmt,
             description=str(body.get("description", "")).strip(),
-            value=body.get("value"), numerator=body.get("numerator"),
-            denominator=body.get("denominator"), formula=body.get("formula"),
-            where=body.get("where"), mature=body.get("mature"), breakdown=body.get("breakdown"),
-            cohorts=_names(problems, body.get("cohorts", list(defaults.cohorts)), at("cohorts"),
-                           f"{path}.cohorts"),
-            cluster=body.get("cluster"), thresholds=thresholds, min_sample=min_sample,
-            test=test, baseline=body.get("baseline"), line=line,
+            value=body.get("value"),
+            numerator=body.get("numerator"),
+            denominator=body.get("denominator"),
+            formula=body.get("formula"),
+            where=body.get("where"),
+            mature=body.get("mature"),
+            breakdown=body.get("breakdown"),
+            cohorts=_names(
+                problems,
+                body.get("cohorts", list(defaults.cohorts)),
+                at("cohorts"),
+                f"{path}.cohorts",
+            ),
+            cluster=body.get("cluster"),
+            thresholds=thresholds,
+            min_sample=min_sample,
+            test=test,
+            baseline=body.get("baseline"),
+            line=line,
         )
         for key in ("value", "numerator", "denominator", "formula", "where", "mature"):
             value = body.get(key)
             if key in body and (value is None or (isinstance(value, str) and not value.strip())):
-                problems.add(at(key), f"{path}.{key}", "is empty: write one SQL expression or "
-                             "remove the key")
+                problems.add(
+                    at(key), f"{path}.{key}", "is empty: write one SQL expression or remove the key"
+                )
                 kpi = _with_expression(kpi, key, None)
             elif value is not None and (
-                    isinstance(value, bool) or not isinstance(value, str | int | float)):
-                problems.add(at(key), f"{path}.{key}", f"expected one SQL expression (text), got "
-                             f"{value!r}; {YAML_QUOTING_HINT}")
+                isinstance(value, bool) or not isinstance(value, str | int | float)
+            ):
+                problems.add(
+                    at(key),
+                    f"{path}.{key}",
+                    f"expected one SQL expression (text), got {value!r}; {YAML_QUOTING_HINT}",
+                )
                 kpi = _with_expression(kpi, key, None)
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 kpi = _with_expression(kpi, key, str(value))
@@ -1043,8 +1141,12 @@ def _build_kpis(
         if over not in tables:
             if over in declared_tables:
                 continue  # the table's own problem is reported where it is declared
-            problems.add(at("over"), f"{path}.over", f"no table named {over!r}"
-                         f"{did_you_mean(str(over), tables)}; tables: {', '.join(tables)}")
+            problems.add(
+                at("over"),
+                f"{path}.over",
+                f"no table named {over!r}"
+                f"{did_you_mean(str(over), tables)}; tables: {', '.join(tables)}",
+            )
             continue
         over = str(over)  # a table name (checked above)
         scope = {**column_types[over], **extras}
@@ -1053,24 +1155,57 @@ def _build_kpis(
             sql = getattr(kpi, key)
             if problems.uses_broken(sql, over):
                 continue
-            _check(problems, at(key), f"{path}.{key}", sql, scope, shape=agg,
-                   dtype=(pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.UInt32, pl.UInt64,
-                          pl.Boolean, pl.Duration),
-                   what=f"`{key}`")
+            _check(
+                problems,
+                at(key),
+                f"{path}.{key}",
+                sql,
+                scope,
+                shape=agg,
+                dtype=(
+                    pl.Float64,
+                    pl.Float32,
+                    pl.Int64,
+                    pl.Int32,
+                    pl.UInt32,
+                    pl.UInt64,
+                    pl.Boolean,
+                    pl.Duration,
+                ),
+                what=f"`{key}`",
+            )
         for key in ("where", "mature"):
             if problems.uses_broken(getattr(kpi, key), over):
                 continue
-            _check(problems, at(key), f"{path}.{key}", getattr(kpi, key), scope,
-                   shape=ExpressionShape.ROW, dtype=pl.Boolean, what=f"`{key}`")
+            _check(
+                problems,
+                at(key),
+                f"{path}.{key}",
+                getattr(kpi, key),
+                scope,
+                shape=ExpressionShape.ROW,
+                dtype=pl.Boolean,
+                what=f"`{key}`",
+            )
         for key in ("breakdown", "cluster"):
             column = getattr(kpi, key)
-            if column is not None and column not in column_types[over] and column not in (
-                    problems.broken.get(over, set())):
-                problems.add(at(key), f"{path}.{key}", f"no column {column!r} in table {over!r}"
-                             f"{did_you_mean(str(column), column_types[over])}")
+            if (
+                column is not None
+                and column not in column_types[over]
+                and column not in (problems.broken.get(over, set()))
+            ):
+                problems.add(
+                    at(key),
+                    f"{path}.{key}",
+                    f"no column {column!r} in table {over!r}"
+                    f"{did_you_mean(str(column), column_types[over])}",
+                )
         if kpi.breakdown is not None and kind != "ratio":
-            problems.add(at("breakdown"), f"{path}.breakdown",
-                         "a breakdown splits a numerator: it needs `numerator` + `denominator`")
+            problems.add(
+                at("breakdown"),
+                f"{path}.breakdown",
+                "a breakdown splits a numerator: it needs `numerator` + `denominator`",
+            )
         kpis[name] = kpi
     _check_formulas(problems, kpis, formula_lines, declared=set(node))
     return kpis
@@ -1108,19 +1243,28 @@ def _resolve_extends(
             problems.unknown_keys(body, KPI_KEYS, f"kpis.{name}")
         parent_name = body.get("extends")
         if parent_name is not None and not isinstance(parent_name, str):
-            problems.add(body.line_of("extends"), f"kpis.{name}.extends",
-                         f"expected the name of another KPI, got {parent_name!r}")
+            problems.add(
+                body.line_of("extends"),
+                f"kpis.{name}.extends",
+                f"expected the name of another KPI, got {parent_name!r}",
+            )
             return None
         merged: dict[str, Any] = {}
         lines: dict[str, int | None] = {}
         if parent_name is not None:
             if parent_name in chain or parent_name == name:
-                problems.add(body.line_of("extends"), f"kpis.{name}.extends",
-                             f"cycle: {' -> '.join((*chain, name, str(parent_name)))}")
+                problems.add(
+                    body.line_of("extends"),
+                    f"kpis.{name}.extends",
+                    f"cycle: {' -> '.join((*chain, name, str(parent_name)))}",
+                )
                 return None
             if parent_name not in node:
-                problems.add(body.line_of("extends"), f"kpis.{name}.extends",
-                             f"no KPI named {parent_name!r}{did_you_mean(str(parent_name), node)}")
+                problems.add(
+                    body.line_of("extends"),
+                    f"kpis.{name}.extends",
+                    f"no KPI named {parent_name!r}{did_you_mean(str(parent_name), node)}",
+                )
                 return None
             found = resolve(str(parent_name), (*chain, name))
             if found is None:
@@ -1147,53 +1291,74 @@ def _resolve_extends(
 
 
 def _build_thresholds(
-    problems: _Problems, body: Mapping[str, Any], line: int | None, path: str, fmt: str,
+    problems: _Problems,
+    body: Mapping[str, Any],
+    line: int | None,
+    path: str,
+    fmt: str,
     direction: object,
 ) -> tuple[Threshold, ...]:
     raw = body.get("thresholds")
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        problems.add(line, f"{path}.thresholds", "expected {warning: …, critical: …, "
-                     "catastrophic: …}")
+        problems.add(
+            line, f"{path}.thresholds", "expected {warning: …, critical: …, catastrophic: …}"
+        )
         return ()
     result: list[Threshold] = []
     for level, value in raw.items():
         tline = raw.line_of(level) if isinstance(raw, MarkedDict) else line
         if level not in LEVELS:
-            problems.add(tline, f"{path}.thresholds.{level}",
-                         f"unknown level{did_you_mean(str(level), LEVELS)}; levels: "
-                         + ", ".join(LEVELS))
+            problems.add(
+                tline,
+                f"{path}.thresholds.{level}",
+                f"unknown level{did_you_mean(str(level), LEVELS)}; levels: " + ", ".join(LEVELS),
+            )
             continue
         try:
             threshold = parse_threshold(level, value, fmt)
         except ValueError as exc:
-            problems.add(tline, f"{path}.thresholds.{level}",
-                         f"{exc}; expected e.g. 2pp, 15%, 0.5, 90s, '> 1%' or '< 0.8'")
+            problems.add(
+                tline,
+                f"{path}.thresholds.{level}",
+                f"{exc}; expected e.g. 2pp, 15%, 0.5, 90s, '> 1%' or '< 0.8'",
+            )
             continue
         if threshold.kind == "bound":
             wrong = "<" if direction == "lower" else ">"
             if threshold.operator == wrong:
-                problems.add(tline, f"{path}.thresholds.{level}",
-                             f"a '{wrong}' bound fires on improvement for a KPI where "
-                             f"{direction} is better")
+                problems.add(
+                    tline,
+                    f"{path}.thresholds.{level}",
+                    f"a '{wrong}' bound fires on improvement for a KPI where {direction} is better",
+                )
         result.append(threshold)
     ordered = sorted(result, key=lambda t: LEVELS.index(t.level))
     for kind in ("pp", "relative", "absolute"):
         same = [t for t in ordered if t.kind == kind]
         for lower, upper in itertools.pairwise(same):
             if upper.amount < lower.amount:
-                problems.add(line, f"{path}.thresholds",
-                             f"levels must grow from warning to catastrophic: {lower.level} "
-                             f"{lower.text} > {upper.level} {upper.text}")
+                problems.add(
+                    line,
+                    f"{path}.thresholds",
+                    f"levels must grow from warning to catastrophic: {lower.level} "
+                    f"{lower.text} > {upper.level} {upper.text}",
+                )
     bounds = [t for t in ordered if t.kind == "bound"]
     for lower, upper in itertools.pairwise(bounds):
-        grows = upper.amount >= lower.amount if upper.operator == ">" else (
-            upper.amount <= lower.amount)
+        grows = (
+            upper.amount >= lower.amount
+            if upper.operator == ">"
+            else (upper.amount <= lower.amount)
+        )
         if not grows:
-            problems.add(line, f"{path}.thresholds",
-                         f"bounds must get stricter from warning to catastrophic: {lower.level} "
-                         f"{lower.text}, {upper.level} {upper.text}")
+            problems.add(
+                line,
+                f"{path}.thresholds",
+                f"bounds must get stricter from warning to catastrophic: {lower.level} "
+                f"{lower.text}, {upper.level} {upper.text}",
+            )
     return tuple(ordered)
 
 
@@ -1211,8 +1376,15 @@ def _check_formulas(
             continue
         path = f"kpis.{name}.formula"
         schema = {k: pl.Float64() for k in sorted(declared | set(kpis))}
-        checked = _check(problems, lines.get(name, kpi.line), path, kpi.formula, schema,
-                         shape=ExpressionShape.ROW, what="a formula")
+        checked = _check(
+            problems,
+            lines.get(name, kpi.line),
+            path,
+            kpi.formula,
+            schema,
+            shape=ExpressionShape.ROW,
+            what="a formula",
+        )
         if checked is None:
             del kpis[name]
             continue
@@ -1222,8 +1394,11 @@ def _check_formulas(
     def visit(name: str, chain: tuple[str, ...]) -> None:
         for dep in deps.get(name, ()):
             if dep in chain:
-                problems.add(lines.get(name, kpis[name].line), f"kpis.{name}.formula",
-                             f"cycle: {' -> '.join((*chain, dep))}")
+                problems.add(
+                    lines.get(name, kpis[name].line),
+                    f"kpis.{name}.formula",
+                    f"cycle: {' -> '.join((*chain, dep))}",
+                )
                 return
             visit(dep, (*chain, dep))
 
@@ -1249,14 +1424,22 @@ def _build_baselines(
         path = f"baselines.{name}"
         line = node.line_of(name)
         if not isinstance(body, MarkedDict):
-            problems.add(line, path, "expected a mapping: {previous: 28d} | {between: [from, to]}"
-                         " | {control: SQL, treatment: SQL} | {values: {kpi: number}}")
+            problems.add(
+                line,
+                path,
+                "expected a mapping: {previous: 28d} | {between: [from, to]}"
+                " | {control: SQL, treatment: SQL} | {values: {kpi: number}}",
+            )
             continue
         problems.unknown_keys(body, BASELINE_KEYS, path)
         kinds = [k for k in BASELINE_KINDS if k in body]
         if len(kinds) != 1:
-            problems.add(line, path, "exactly one of previous, between, control (+ treatment) "
-                         f"or values is needed; found {', '.join(kinds) or 'none'}")
+            problems.add(
+                line,
+                path,
+                "exactly one of previous, between, control (+ treatment) "
+                f"or values is needed; found {', '.join(kinds) or 'none'}",
+            )
             continue
         kind = kinds[0]
         spec = BaselineSpec(name=name, kind=kind, line=line)
@@ -1277,24 +1460,43 @@ def _build_baselines(
                     raise ValueError("expected {kpi_name: number}")
                 for kpi_name, number in values.items():
                     if kpi_name not in kpis:
-                        problems.add(body.line_of("values"), f"{path}.values.{kpi_name}",
-                                     f"no KPI named {kpi_name!r}{did_you_mean(kpi_name, kpis)}")
+                        problems.add(
+                            body.line_of("values"),
+                            f"{path}.values.{kpi_name}",
+                            f"no KPI named {kpi_name!r}{did_you_mean(kpi_name, kpis)}",
+                        )
                     elif not isinstance(number, int | float) or isinstance(number, bool):
-                        problems.add(body.line_of("values"), f"{path}.values.{kpi_name}",
-                                     f"expected a number, got {number!r}")
-                spec = replace(spec, values={k: float(v) for k, v in values.items()
-                                             if isinstance(v, int | float)})
+                        problems.add(
+                            body.line_of("values"),
+                            f"{path}.values.{kpi_name}",
+                            f"expected a number, got {number!r}",
+                        )
+                spec = replace(
+                    spec,
+                    values={k: float(v) for k, v in values.items() if isinstance(v, int | float)},
+                )
             else:
-                spec = replace(spec, kind="holdout", control=body.get("control"),
-                               treatment=body.get("treatment"))
+                spec = replace(
+                    spec,
+                    kind="holdout",
+                    control=body.get("control"),
+                    treatment=body.get("treatment"),
+                )
                 if spec.treatment is None:
                     raise ValueError("a holdout needs both `control` and `treatment`")
                 if unit_table is not None:
                     scope = {**column_types[unit_table.name], **extras}
                     for key in ("control", "treatment"):
-                        _check(problems, body.line_of(key), f"{path}.{key}", body.get(key),
-                               scope, shape=ExpressionShape.ROW, dtype=pl.Boolean,
-                               what=f"`{key}`")
+                        _check(
+                            problems,
+                            body.line_of(key),
+                            f"{path}.{key}",
+                            body.get(key),
+                            scope,
+                            shape=ExpressionShape.ROW,
+                            dtype=pl.Boolean,
+                            what=f"`{key}`",
+                        )
                 split = body.get("split")
                 if split is not None:
                     if not isinstance(split, float) or not 0 < split < 1:
@@ -1305,5 +1507,3 @@ def _build_baselines(
             continue
         baselines[name] = spec
     return baselines
-
-

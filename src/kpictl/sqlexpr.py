@@ -122,9 +122,7 @@ def check_expression(
     unknown = [n for n in names if n not in schema]
     if unknown:
         parts = [f"unknown column {n!r}{did_you_mean(n, schema)}" for n in unknown]
-        raise ExpressionProblem(
-            "; ".join(parts) + f"; available: {', '.join(sorted(schema))}"
-        )
+        raise ExpressionProblem("; ".join(parts) + f"; available: {', '.join(sorted(schema))}")
     frame = pl.LazyFrame(schema=dict(schema))
     try:
         result_schema = frame.select(expr).collect_schema()
