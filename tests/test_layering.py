@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"sources"},
     {"engine"},
     {"stats"},
+    {"compare"},
     {"render"},
     {"cli"},
 ]

@@ -55,6 +55,29 @@ class BadRows(StrEnum):
     skip = "skip"
 
 
+class FailLevel(StrEnum):
+    """`--fail-on` choices."""
+
+    warning = "warning"
+    critical = "critical"
+    catastrophic = "catastrophic"
+
+
+class Correction(StrEnum):
+    """`--correction` choices."""
+
+    holm = "holm"
+    bh = "bh"
+    none = "none"
+
+
+class RelativeCi(StrEnum):
+    """`--relative-ci` choices."""
+
+    delta = "delta"
+    fieller = "fieller"
+
+
 class SampleFormat(StrEnum):
     """`kpictl sample --format` choices."""
 
@@ -102,7 +125,7 @@ app = typer.Typer(
     name="kpictl",
     help="Prove what your AI agent is worth: verified-outcome KPIs from agent logs.\n\n"
     "KPIs are declared in kpi_definitions.yaml (filters and formulas are SQL expressions). "
-    "Exit codes: 0 ok, 1 data or spec error, 2 usage error.",
+    "Exit codes: 0 ok, 1 data or spec error, 2 usage error, 3 a KPI at or above --fail-on.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -229,9 +252,9 @@ def _console(output: Path | None) -> tuple[Console, Any]:
 
     if output is None:
         interactive = sys.stdout.isatty()
-        return Console(file=sys.stdout, width=None if interactive else 160, soft_wrap=False), None
+        return Console(file=sys.stdout, width=None if interactive else 240, soft_wrap=False), None
     handle = output.open("w", encoding="utf-8", newline="")
-    return Console(file=handle, width=160, no_color=True, force_terminal=False), handle
+    return Console(file=handle, width=240, no_color=True, force_terminal=False), handle
 
 
 def _report_inputs(sources: Sources) -> None:
@@ -329,6 +352,115 @@ def compute(
     finally:
         if handle is not None:
             handle.close()
+
+
+@app.command()
+def compare(
+    paths: PathsArgument = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", "-b", help="A baseline declared in the spec (holdout, prior_4w, …) or a "
+        "path to another dataset's events (then --baseline-source for its other sources). "
+        "Default: the spec's defaults.baseline.")] = None,
+    baseline_source: Annotated[list[str] | None, typer.Option(
+        "--baseline-source", help="NAME=PATH: a source of the baseline dataset. "
+        "Repeatable.")] = None,
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    by: Annotated[list[str] | None, typer.Option(
+        "--by", help="Also compare within each value of this cohort column. Repeatable.")
+    ] = None,
+    kpi: Annotated[list[str] | None, typer.Option(
+        "--kpi", help="Compare only this KPI. Repeatable.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Current window start (inclusive), ISO-8601.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Current window end (exclusive), ISO-8601.")] = None,
+    as_of: AsOfOption = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help="A SQL filter on the KPI tables' rows of both arms.")] = None,
+    alpha: Annotated[float, typer.Option(
+        "--alpha", help="Significance level (two-sided).")] = 0.05,
+    correction: Annotated[Correction | None, typer.Option(
+        "--correction", help="Multiple-testing correction over all KPI × cohort tests "
+        "(default: the spec's, holm).")] = None,
+    unit: Annotated[str | None, typer.Option(
+        "--unit", help="The unit of assignment (default: the conversation); e.g. user_id when "
+        "users were randomized. Row-level KPIs become ratios over units.")] = None,
+    relative_ci: Annotated[RelativeCi, typer.Option(
+        "--relative-ci", help="delta (the platforms' default) or fieller (always agrees with "
+        "the p-value).")] = RelativeCi.delta,
+    fail_on: Annotated[FailLevel | None, typer.Option(
+        "--fail-on", help="Exit 3 when any KPI is at or above this level (gate a deploy).")
+    ] = None,
+    param: ParamOption = None,
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", "-f", help="table (rich), json, csv or markdown.")] = OutputFormat.table,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    on_bad_rows: BadRowsOption = BadRows.error,
+) -> None:
+    """Compare every KPI against a baseline with the right test, CIs and corrections.
+
+    Proportions: two-sample test on unit-level values (exact test when cells are small);
+    means: Welch; ratios: delta method; percentiles: cluster-adjusted outer CI; formulas:
+    cluster bootstrap. The p-value comes from the absolute difference; Holm (or BH) adjusts
+    over all KPI × cohort tests. A threshold fires when the deterioration crosses it and is
+    significant; an absolute bound ("> 1%") fires whenever the value is beyond it.
+
+    Examples:
+
+      kpictl compare --baseline holdout
+
+      kpictl compare --baseline prior_4w --by channel --fail-on critical
+
+      kpictl compare logs/this_week/ --baseline logs/last_week/ --format json
+    """
+    from kpictl.compare import CompareOptions, run_compare
+    from kpictl.render import render_compare
+
+    spec = _load(config, param)
+    options = CompareOptions(
+        baseline=None, by=tuple(by or ()), since=_timestamp(since, "--since"),
+        until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), where=where,
+        kpis=tuple(kpi or ()), alpha=alpha,
+        correction=correction.value if correction else None, unit=unit,
+        relative_ci=relative_ci.value,
+    )
+    sources = _sources(spec, paths, source, on_bad_rows)
+    baseline_sources = None
+    if baseline is not None and baseline not in spec.baselines:
+        if not Path(baseline).exists():
+            from kpictl.sqlexpr import did_you_mean
+
+            raise UsageError(
+                f"--baseline {baseline}: neither a baseline of the spec"
+                f"{did_you_mean(baseline, spec.baselines)} (declared: "
+                f"{', '.join(spec.baselines) or 'none'}) nor an existing path")
+        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows)
+    else:
+        options = CompareOptions(**{**options.__dict__, "baseline": baseline})
+        if baseline_source:
+            raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
+    result = run_compare(spec, sources, options, baseline_sources=baseline_sources,
+                         baseline_label=baseline)
+    _report_inputs(sources)
+    if baseline_sources is not None:
+        _report_inputs(baseline_sources)
+    console, handle = _console(output)
+    try:
+        render_compare(result, output_format.value, console)
+    finally:
+        if handle is not None:
+            handle.close()
+    if fail_on is not None:
+        levels = ["warning", "critical", "catastrophic"]
+        at_or_above = levels[levels.index(fail_on.value):]
+        breached = result.table.filter(result.table["status"].is_in(at_or_above))
+        if breached.height:
+            names = ", ".join(sorted(set(breached["kpi"].to_list())))
+            _stderr(f"kpictl: {breached.height} KPI result(s) at or above {fail_on.value}: "
+                    f"{names}")
+            raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
 @app.command()

@@ -101,7 +101,7 @@ def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Win
     return Window(as_of=as_of, since=since, until=until)
 
 
-def _literal_columns(spec: Spec, window: Window, names: Sequence[str]) -> list[pl.Expr]:
+def literal_columns(spec: Spec, window: Window, names: Sequence[str]) -> list[pl.Expr]:
     """Params and built-ins that `names` use, as literal columns."""
     values: dict[str, object] = {
         "as_of": window.as_of,
@@ -117,7 +117,7 @@ def _literal_columns(spec: Spec, window: Window, names: Sequence[str]) -> list[p
     return columns
 
 
-def _names_of(sqls: Sequence[str | None]) -> list[str]:
+def names_in(sqls: Sequence[str | None]) -> list[str]:
     names: list[str] = []
     for sql in sqls:
         if sql:
@@ -164,7 +164,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
         sqls = [entries[n].sql for n in names]
         if "ts" in row_schema and any(_ORDERED_AGG.search(strip_literals(s)) for s in sqls):
             rows = rows.sort("ts", maintain_order=True)  # FIRST/LAST mean earliest/latest
-        literals = _literal_columns(spec, window, _names_of(sqls))
+        literals = literal_columns(spec, window, names_in(sqls))
         if literals:
             rows = rows.with_columns(literals)
         attrs = [a for a in table.attributes if a in row_schema] if position == 0 else []
@@ -248,7 +248,7 @@ def derive_columns(
     spec: Spec, table: TableSpec, facts: pl.DataFrame, window: Window
 ) -> pl.DataFrame:
     """Add the table's `derive` columns, in order (each may use the ones above it)."""
-    literals = _literal_columns(spec, window, _names_of([d.sql for d in table.derive]))
+    literals = literal_columns(spec, window, names_in([d.sql for d in table.derive]))
     frame = facts.lazy().with_columns(literals) if literals else facts.lazy()
     for entry in table.derive:
         frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
@@ -267,7 +267,7 @@ def row_table(
     assert table.from_source is not None
     rows = _source_rows(sources, table.from_source, window)
     if table.where:
-        literals = _literal_columns(spec, window, _names_of([table.where]))
+        literals = literal_columns(spec, window, names_in([table.where]))
         rows = rows.with_columns(literals) if literals else rows
         rows = rows.filter(compile_sql(table.where)).drop([e.meta.output_name() for e in literals])
     if table.lookup:
@@ -361,7 +361,7 @@ def _kpi_frame(
         else (spec.tables[table.lookup].time if table.lookup else None)
     )
     sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, options.where]
-    literals = _literal_columns(spec, window, _names_of(sqls))
+    literals = literal_columns(spec, window, names_in(sqls))
     if literals:
         frame = frame.with_columns(literals)
     if time_col is not None:

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     OK = 0
     DATA_OR_SPEC_ERROR = 1
     USAGE_ERROR = 2
+    THRESHOLD_BREACHED = 3  # `--fail-on LEVEL` and some KPI is at or above that level
 
 
 class KpictlError(Exception):

@@ -264,3 +264,218 @@ def render(
         "markdown": lambda: to_markdown(result),
     }[fmt]()
     console.file.write(text)
+
+
+# ----------------------------------------------------------------------------------------------
+# compare
+# ----------------------------------------------------------------------------------------------
+
+STATUS_STYLES = {
+    "ok": "green",
+    "warning": "yellow",
+    "critical": "red",
+    "catastrophic": "bold red",
+    "insufficient_data": "dim",
+}
+
+
+def format_change(value: float | None, fmt: str) -> str:
+    """A signed change in the KPI's unit: +2.10 pp, -$0.0312, +12.0 s."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    sign = "+" if value >= 0 else "-"
+    magnitude = abs(value)
+    if fmt == "percent":
+        return f"{sign}{magnitude * 100:.2f} pp"
+    return sign + format_value(magnitude, fmt)
+
+
+def format_relative(value: float | None) -> str:
+    """A signed relative change: +4.2 %."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value * 100:+.1f} %"
+
+
+def _interval(low: float | None, high: float | None, formatter: Any) -> str:
+    if low is None or high is None:
+        return ""
+    return f"[{formatter(low)}, {formatter(high)}]"
+
+
+def format_p(value: float | None) -> str:
+    """p-values: 4 significant digits, '<0.0001' below."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _float(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def compare_records(result: Any) -> list[dict[str, Any]]:
+    """Compare rows as JSON-ready objects."""
+    records = []
+    for row in result.table.iter_rows(named=True):
+        cohort = {d: row[d] for d in row["grouping"]}
+        records.append({
+            "kpi": row["kpi"], "cohort": cohort,
+            "baseline": {"value": _float(row["baseline_value"]), "n": row["baseline_n"]},
+            "current": {"value": _float(row["current_value"]), "n": row["current_n"]},
+            "delta": _float(row["delta"]),
+            "delta_ci": None if row["delta_low"] is None else [row["delta_low"],
+                                                                 row["delta_high"]],
+            "relative_delta": _float(row["relative_delta"]),
+            "relative_ci": None if row["relative_low"] is None else [row["relative_low"],
+                                                                       row["relative_high"]],
+            "p_value": _float(row["p_value"]), "p_adjusted": _float(row["p_adjusted"]),
+            "test": row["test"], "significant": row["significant"], "mde": _float(row["mde"]),
+            "status": row["status"], "threshold": row["threshold"],
+            "pending": {"baseline": row["pending_baseline"], "current": row["pending_current"]},
+            "design_effect": _float(row["design_effect"]),
+            "warnings": list(row["warnings"]),
+            **{k: row[k] for k in ("layer", "format", "direction", "owner")},
+        })
+    return records
+
+
+def _window_record(window: Any) -> dict[str, str | None] | None:
+    if window is None:
+        return None
+    return {"since": iso(window.since), "until": iso(window.until), "as_of": iso(window.as_of)}
+
+
+def compare_to_json(result: Any) -> str:
+    """The `compare --format json` document."""
+    design = result.design
+    document = {
+        "kpictl_version": __version__,
+        "design": {"kind": design.kind, "label": design.label, "randomized": design.randomized,
+                   "paired": design.paired, "caveat": design.caveat or None},
+        "baseline": {"name": design.baseline, "window": _window_record(result.baseline_window)},
+        "current": {"window": _window_record(result.current_window)},
+        "unit": result.unit, "alpha": result.alpha, "correction": result.correction,
+        "srm": result.srm,
+        "results": compare_records(result),
+        "summary": status_counts(result.table),
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def status_counts(table: pl.DataFrame) -> dict[str, int]:
+    """How many KPI × cohort cells are at each status."""
+    counts = dict.fromkeys(STATUS_STYLES, 0)
+    for status in table.get_column("status").to_list():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def compare_to_csv(result: Any) -> str:
+    """One row per KPI × cohort, full precision."""
+    table = result.table.with_columns(
+        pl.col("grouping").list.join(";"),
+        pl.col("warnings").list.join(" | "),
+    )
+    buffer = io.StringIO()
+    table.write_csv(buffer)
+    return buffer.getvalue()
+
+
+def _compare_cells(row: dict[str, Any]) -> list[str]:
+    fmt = row["format"]
+    delta = format_change(row["delta"], fmt)
+    delta_ci = _interval(row["delta_low"], row["delta_high"], lambda v: format_change(v, fmt))
+    rel = format_relative(row["relative_delta"])
+    rel_ci = _interval(row["relative_low"], row["relative_high"], format_relative)
+    return [
+        row["kpi"], ", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all",
+        f"{format_value(row['baseline_value'], fmt)} (n={row['baseline_n']:,})",
+        f"{format_value(row['current_value'], fmt)} (n={row['current_n']:,})",
+        f"{delta} {delta_ci}".strip(), f"{rel} {rel_ci}".strip(), format_p(row["p_adjusted"]),
+        row["test"] or "—", row["status"],
+    ]
+
+
+def _is_good(row: dict[str, Any]) -> bool | None:
+    delta = row["delta"]
+    if delta is None or not row["significant"]:
+        return None
+    return (delta > 0) == (row["direction"] == "higher")
+
+
+def compare_to_markdown(result: Any) -> str:
+    """GitHub-flavoured Markdown: design line, then one table per layer."""
+    design = result.design
+    counts = status_counts(result.table)
+    lines = [f"# Comparison: {design.label}", "",
+             f"Baseline: `{design.baseline}` · unit: `{result.unit}` · α = {result.alpha} · "
+             f"correction: {result.correction}", "",
+             "Verdict: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), ""]
+    if design.caveat:
+        lines += [f"> {design.caveat}", ""]
+    if result.srm and result.srm.get("checked"):
+        flag = "**SRM detected**" if result.srm["mismatch"] else "no SRM"
+        lines += [f"Sample ratio: {result.srm['treatment']:,} treatment / "
+                  f"{result.srm['control']:,} control, p = {format_p(result.srm['p_value'])} "
+                  f"({flag})", ""]
+    header = ["KPI", "cohort", "baseline", "current", "Δ [CI]", "relative Δ [CI]", "p (adj.)",
+              "test", "status"]
+    for layer, rows in _by_layer(result.table):
+        lines += [f"## {LAYER_TITLES.get(layer, layer)}", "", "| " + " | ".join(header) + " |",
+                  "| " + " | ".join(["---"] * len(header)) + " |"]
+        lines += ["| " + " | ".join(_md_escape(c) for c in _compare_cells(r)) + " |"
+                  for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_compare_table(result: Any, console: Console) -> None:
+    """A rich table grouped by layer; changes coloured by whether they are good for the KPI."""
+    design = result.design
+    counts = status_counts(result.table)
+    title = (f"{design.label} · baseline {design.baseline} · unit {result.unit} · "
+             f"α {result.alpha} ({result.correction})")
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("KPI", no_wrap=True)
+    table.add_column("cohort")
+    for name in ("baseline", "current", "Δ [CI]", "relative Δ [CI]", "p adj."):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("test", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for index, (layer, rows) in enumerate(_by_layer(result.table)):
+        if index:
+            table.add_section()
+        table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", *[""] * 8)
+        for row in rows:
+            cells = _compare_cells(row)
+            good = _is_good(row)
+            if good is not None:
+                colour = "green" if good else "red"
+                cells[4] = f"[{colour}]{cells[4]}[/{colour}]"
+                cells[5] = f"[{colour}]{cells[5]}[/{colour}]"
+            style = STATUS_STYLES.get(row["status"], "")
+            cells[8] = f"[{style}]{cells[8]}[/{style}]" if style else cells[8]
+            table.add_row(*cells)
+    console.print(table)
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    console.print(f"Verdict: {summary}")
+    if design.caveat:
+        console.print(f"Note: {design.caveat}")
+    if result.srm and result.srm.get("checked"):
+        flag = "SRM DETECTED" if result.srm["mismatch"] else "no SRM"
+        console.print(f"Sample ratio: {result.srm['treatment']:,} treatment / "
+                      f"{result.srm['control']:,} control, p = {format_p(result.srm['p_value'])}"
+                      f" ({flag})")
+
+
+def render_compare(result: Any, fmt: str, console: Console) -> None:
+    """Write a compare result in `fmt` to the console's file."""
+    if fmt == "table":
+        render_compare_table(result, console)
+        return
+    text = {"json": lambda: compare_to_json(result), "csv": lambda: compare_to_csv(result),
+            "markdown": lambda: compare_to_markdown(result)}[fmt]()
+    console.file.write(text)

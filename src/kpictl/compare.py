@@ -1,0 +1,852 @@
+"""`compare`: every KPI of the spec, baseline vs current, with the right test for each KPI.
+
+The stages (statistics.md A0): build the two arms (a concurrent holdout, an earlier period, a
+pinned period, another dataset, or target values) → reduce every KPI to per-unit sufficient
+statistics (the unit is the unit of assignment: the conversation by default) → one test per
+KPI × cohort (kpictl.stats) → multiple-testing correction over the run → threshold verdicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from kpictl import stats
+from kpictl.engine import (
+    ComputeOptions,
+    Window,
+    build_facts,
+    literal_columns,
+    names_in,
+    resolve_window,
+)
+from kpictl.errors import UsageError
+from kpictl.io import Sources
+from kpictl.spec import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
+from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
+
+STATUSES = ("ok", "warning", "critical", "catastrophic")
+INSUFFICIENT = "insufficient_data"
+_ADDITIVE = re.compile(
+    r"^\s*(COUNT|SUM|TOTAL)\s*\((?P<arg>.*)\)\s*(FILTER\s*\(\s*WHERE\s+(?P<cond>.*)\))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_AVG = re.compile(r"^\s*AVG\s*\((?P<arg>.*)\)\s*$", re.IGNORECASE | re.DOTALL)
+_QUANTILE = re.compile(
+    r"^\s*(MEDIAN\s*\((?P<m>.*)\)|QUANTILE_CONT\s*\((?P<q>.*),\s*(?P<nu>[0-9.]+)\s*\))\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What `compare` is asked for."""
+
+    baseline: str | None = None  # a baseline name of the spec (default: defaults.baseline)
+    by: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    as_of: dt.datetime | None = None
+    where: str | None = None
+    kpis: tuple[str, ...] = ()
+    alpha: float = 0.05
+    correction: str | None = None  # holm | bh | none (default: the spec's)
+    unit: str | None = None
+    relative_ci: Literal["delta", "fieller"] = "delta"
+    seed: int = 20261122
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: facts tables restricted to the arm's units and window."""
+
+    label: str
+    tables: Mapping[str, pl.LazyFrame]
+    window: Window
+
+
+@dataclass(frozen=True)
+class Design:
+    """How the two arms were formed, and what that allows one to conclude."""
+
+    kind: str  # holdout | previous | between | dataset | values
+    label: str  # e.g. "randomized holdout", "observational period (time-confounded)"
+    baseline: str
+    randomized: bool
+    paired: bool = False
+    caveat: str = ""
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """A compare run: one row per KPI × cohort, plus the design and the SRM check."""
+
+    table: pl.DataFrame
+    design: Design
+    baseline_window: Window | None
+    current_window: Window
+    srm: Mapping[str, Any] | None
+    alpha: float
+    correction: str
+    unit: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ----------------------------------------------------------------------------------------------
+# Arms
+# ----------------------------------------------------------------------------------------------
+
+
+def _unit_table(spec: Spec) -> TableSpec:
+    return next(t for t in spec.tables.values() if t.is_rollup)
+
+
+def _time_column(spec: Spec, table: TableSpec) -> str | None:
+    if table.is_rollup:
+        return table.time
+    return spec.tables[table.lookup].time if table.lookup else None
+
+
+def _restrict(spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Window,
+              since: dt.datetime | None, until: dt.datetime | None,
+              condition: str | None) -> dict[str, pl.LazyFrame]:
+    """Tables limited to units whose time is in [since, until) and that meet `condition`."""
+    parent = _unit_table(spec)
+    key = parent.key
+    assert key is not None
+    keys: pl.LazyFrame | None = None
+    if condition is not None:
+        literals = literal_columns(spec, window, names_in([condition]))
+        facts = tables[parent.name].with_columns(literals) if literals else tables[parent.name]
+        keys = facts.filter(compile_sql(condition)).select(key)
+    restricted: dict[str, pl.LazyFrame] = {}
+    for name, frame in tables.items():
+        table = spec.tables[name]
+        time_col = _time_column(spec, table)
+        if time_col is not None:
+            if since is not None:
+                frame = frame.filter(pl.col(time_col) >= since)
+            if until is not None:
+                frame = frame.filter(pl.col(time_col) < until)
+        if keys is not None and key in frame.collect_schema():
+            frame = frame.join(keys, on=key, how="semi")
+        restricted[name] = frame
+    return restricted
+
+
+def _baseline_spec(spec: Spec, name: str | None) -> BaselineSpec:
+    chosen = name or spec.defaults.baseline
+    if chosen is None:
+        raise UsageError("no baseline: pass --baseline NAME|PATH or set defaults.baseline "
+                         f"(declared: {', '.join(spec.baselines) or 'none'})")
+    if chosen not in spec.baselines:
+        raise UsageError(f"--baseline {chosen}: the spec declares no such baseline"
+                         f"{did_you_mean(chosen, spec.baselines)}; declared: "
+                         f"{', '.join(spec.baselines) or 'none'} (or pass a path to a dataset)")
+    return spec.baselines[chosen]
+
+
+def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
+               baseline_sources: Sources | None = None,
+               baseline_label: str | None = None
+               ) -> tuple[Arm, Arm | None, Design, BaselineSpec | None]:
+    """The current and baseline arms (baseline None for `values`), and the design."""
+    window = resolve_window(spec, sources, ComputeOptions(
+        since=options.since, until=options.until, as_of=options.as_of))
+    kpi_tables = sorted({k.over for k in spec.kpis.values() if k.kind != "formula"})
+    tables = build_facts(spec, sources, window, kpi_tables)
+    if baseline_sources is not None:
+        base_window = resolve_window(spec, baseline_sources, ComputeOptions(
+            since=options.since, until=options.until, as_of=None))
+        base_tables = build_facts(spec, baseline_sources, base_window, kpi_tables)
+        design = Design("dataset", "observational comparison of two datasets",
+                        baseline_label or "dataset", randomized=False,
+                        caveat="the datasets differ in time and traffic mix: differences are "
+                        "not causal effects")
+        current = Arm("current", _restrict(spec, tables, window, window.since, window.until,
+                                           None), window)
+        baseline = Arm("baseline", _restrict(spec, base_tables, base_window, base_window.since,
+                                             base_window.until, None), base_window)
+        return current, baseline, design, None
+    base = _baseline_spec(spec, options.baseline)
+    if base.kind == "holdout":
+        design = Design("holdout", "randomized holdout (concurrent control)", base.name,
+                        randomized=True)
+        current = Arm("treatment", _restrict(spec, tables, window, window.since, window.until,
+                                             base.treatment), window)
+        baseline = Arm("control", _restrict(spec, tables, window, window.since, window.until,
+                                            base.control), window)
+        return current, baseline, design, base
+    if base.kind == "values":
+        design = Design("values", "current period against target values", base.name,
+                        randomized=False, caveat="targets are constants: the test asks whether "
+                        "the current value differs from the target")
+        current = Arm("current", _restrict(spec, tables, window, window.since, window.until,
+                                           None), window)
+        return current, None, design, base
+    caveat = ("periods differ in time (seasonality, traffic mix, prices): the change is "
+              "observational, not a causal effect; a concurrent holdout is the remedy")
+    if base.kind == "previous":
+        assert base.previous is not None
+        length = (window.until or window.as_of) - window.since if window.since else base.previous
+        start = window.since or (window.as_of - length)
+        current_window = replace(window, since=start, until=window.until)
+        base_window = Window(as_of=window.as_of, since=start - base.previous, until=start)
+        design = Design("previous", "observational period comparison (time-confounded)",
+                        base.name, randomized=False, caveat=caveat)
+    else:
+        assert base.between is not None
+        base_window = Window(as_of=window.as_of, since=base.between[0], until=base.between[1])
+        start = window.since or base.between[1]
+        current_window = replace(window, since=start)
+        design = Design("between", "observational period comparison (time-confounded)",
+                        base.name, randomized=False, caveat=caveat)
+    current = Arm("current", _restrict(spec, tables, window, current_window.since,
+                                       current_window.until, None), current_window)
+    baseline = Arm("baseline", _restrict(spec, tables, window, base_window.since,
+                                         base_window.until, None), base_window)
+    return current, baseline, design, base
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-unit sufficient statistics
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KpiShape:
+    """How a KPI reduces to units: additive ratio, mean, quantile, or neither."""
+
+    kind: str  # ratio | avg | quantile | formula | other
+    numerator: str | None = None
+    denominator: str | None = None
+    values: str | None = None  # the row expression of AVG / quantile
+    nu: float | None = None
+
+
+def kpi_shape(kpi: KpiSpec) -> KpiShape:
+    """Classify a KPI by its SQL (see the README's compare section)."""
+    if kpi.kind == "formula":
+        return KpiShape("formula")
+    if kpi.kind == "ratio":
+        num, den = kpi.numerator or "", kpi.denominator or ""
+        if _ADDITIVE.match(strip_literals(num)) and _ADDITIVE.match(strip_literals(den)):
+            return KpiShape("ratio", numerator=num, denominator=den)
+        return KpiShape("other")
+    value = kpi.value or ""
+    bare = strip_literals(value)
+    if (match := _AVG.match(bare)) and _AVG.match(value):
+        arg = _AVG.match(value)
+        assert arg is not None and match is not None
+        return KpiShape("avg", values=arg.group("arg"))
+    if _QUANTILE.match(bare) and (found := _QUANTILE.match(value)):
+        if found.group("m") is not None:
+            return KpiShape("quantile", values=found.group("m"), nu=0.5)
+        return KpiShape("quantile", values=found.group("q"), nu=float(found.group("nu")))
+    if _ADDITIVE.match(bare):
+        return KpiShape("other")
+    return KpiShape("other")
+
+
+def _kpi_rows(spec: Spec, kpi: KpiSpec, arm: Arm, where: str | None) -> pl.LazyFrame:
+    """The KPI's table in this arm with --where and the KPI's where applied, and `__mature`."""
+    frame = arm.tables[kpi.over]
+    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, where]
+    literals = literal_columns(spec, arm.window, names_in(sqls))
+    if literals:
+        frame = frame.with_columns(literals)
+    if where:
+        frame = frame.filter(compile_sql(where))
+    if kpi.where:
+        frame = frame.filter(compile_sql(kpi.where))
+    mature = compile_sql(kpi.mature).fill_null(False) if kpi.mature else pl.lit(True)
+    return frame.with_columns(mature.alias("__mature"))
+
+
+def _as_float(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Float64).fill_null(0.0)
+
+
+def unit_sums(spec: Spec, kpi: KpiSpec, shape: KpiShape, arm: Arm, unit: str,
+              keys: Sequence[str], where: str | None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(per-unit M and D by cohort keys; pending rows by cohort keys) for additive shapes."""
+    rows = _kpi_rows(spec, kpi, arm, where)
+    keyed = rows.with_columns([pl.col(k).cast(pl.String) for k in keys])
+    pending = _group(keyed.filter(~pl.col("__mature")), keys,
+                     [pl.len().cast(pl.Int64).alias("pending")])
+    settled = keyed.filter(pl.col("__mature"))
+    if shape.kind == "ratio":
+        aggs = [_as_float(compile_sql(shape.numerator or "")).alias("m"),
+                _as_float(compile_sql(shape.denominator or "")).alias("d")]
+    else:  # avg: sum and count of non-null values
+        values = compile_sql(shape.values or "")
+        aggs = [values.cast(pl.Float64).sum().alias("m"),
+                values.count().cast(pl.Float64).alias("d"),
+                (values.cast(pl.Float64) ** 2).sum().alias("m2_rows")]
+    per_unit = settled.group_by([*keys, unit]).agg(aggs)
+    if shape.kind == "avg":
+        per_unit = per_unit.filter(pl.col("d") > 0)
+    return per_unit, pending
+
+
+def _group(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]) -> pl.LazyFrame:
+    if keys:
+        return frame.group_by(list(keys)).agg(aggs)
+    return frame.select(aggs)
+
+
+def _sufficient(per_unit: pl.LazyFrame, keys: Sequence[str], avg: bool) -> pl.LazyFrame:
+    m, d = pl.col("m"), pl.col("d")
+    aggs = [
+        pl.len().cast(pl.Int64).alias("n"),
+        m.sum().alias("m_sum"), (m * m).sum().alias("m_sq"),
+        d.sum().alias("d_sum"), (d * d).sum().alias("d_sq"), (m * d).sum().alias("md_sum"),
+        (d == 1).all().alias("unit_rows"),
+        ((m == 0) | (m == 1)).all().alias("binary"),
+        (m <= d).all().alias("bounded"),
+    ]
+    if avg:
+        aggs.append(pl.col("m2_rows").sum().alias("row_sq"))
+    return _group(per_unit, keys, aggs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tests per KPI x cohort
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One KPI × cohort comparison before correction and verdicts."""
+
+    kpi: KpiSpec
+    cohort: dict[str, str | None]
+    grouping: tuple[str, ...]
+    comparison: stats.Comparison | None
+    n_baseline: int
+    n_current: int
+    pending_baseline: int
+    pending_current: int
+    mde: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _cohort_sets(by: Sequence[str]) -> list[tuple[str, ...]]:
+    return [(), *((d,) for d in by)]
+
+
+def _collect_by_cohort(frame: pl.LazyFrame, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
+    collected = frame.collect()
+    return {tuple(row[k] for k in keys): row for row in collected.iter_rows(named=True)}
+
+
+def _summary(row: Mapping[str, Any], kind: str) -> stats.ArmSummary:
+    if kind == "proportion":
+        return stats.proportion_summary(row["m_sum"], row["n"])
+    if kind == "mean":
+        return stats.mean_summary(row["n"], row["m_sum"], row["m_sq"])
+    return stats.ratio_summary(row["n"], row["m_sum"], row["m_sq"], row["d_sum"], row["d_sq"],
+                               row["md_sum"])
+
+
+def _additive_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
+                    baseline: Arm | None, target: float | None, options: CompareOptions,
+                    unit: str) -> list[Cell]:
+    cells: list[Cell] = []
+    for keys in _cohort_sets(options.by):
+        if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
+            continue
+        cur_units, cur_pending = unit_sums(spec, kpi, shape, current, unit, keys, options.where)
+        cur = _collect_by_cohort(_sufficient(cur_units, keys, shape.kind == "avg"), keys)
+        cur_p = _collect_by_cohort(cur_pending, keys)
+        if baseline is not None:
+            base_units, base_pending = unit_sums(spec, kpi, shape, baseline, unit, keys,
+                                                 options.where)
+            base = _collect_by_cohort(_sufficient(base_units, keys, shape.kind == "avg"), keys)
+            base_p = _collect_by_cohort(base_pending, keys)
+        else:
+            base, base_p = {}, {}
+        for cohort_key in sorted(set(cur) | set(base), key=_sort_key):
+            c_row, b_row = cur.get(cohort_key), base.get(cohort_key)
+            cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
+                        int(b_row["n"]) if b_row else 0, int(c_row["n"]) if c_row else 0,
+                        _pending(base_p, cohort_key), _pending(cur_p, cohort_key))
+            rows = [r for r in (b_row, c_row) if r is not None]
+            kind = _summary_kind(shape, rows)
+            if c_row is None or (baseline is not None and b_row is None):
+                cell.warnings.append("no units in one of the arms")
+            elif target is not None:
+                cell.comparison = stats.one_sample(_summary(c_row, kind), target,
+                                                   alpha=options.alpha)
+            else:
+                assert b_row is not None
+                cell.comparison = _two_arm_test(kind, b_row, c_row, options)
+                cell.mde = _mde(kind, b_row, c_row, options)
+                deff = _design_effect(kind, shape, b_row, c_row, cell.comparison)
+                if deff is not None and cell.comparison.absolute is not None:
+                    cell.comparison = replace(cell.comparison, design_effect=deff[0],
+                                              naive_se=deff[1])
+            cells.append(cell)
+    return cells
+
+
+def _paired_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm, baseline: Arm,
+                  options: CompareOptions, unit: str) -> list[Cell]:
+    """Paired designs (A13): both arms ran the same units (task ids); trials are aggregated to
+    the unit first, then McNemar exact (one binary outcome per unit) or paired t / Wilcoxon."""
+    cells: list[Cell] = []
+    for keys in _cohort_sets(options.by):
+        if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
+            continue
+        cur_units, cur_pending = unit_sums(spec, kpi, shape, current, unit, keys, options.where)
+        base_units, base_pending = unit_sums(spec, kpi, shape, baseline, unit, keys,
+                                             options.where)
+        joined = (base_units.select([*keys, unit, "m", "d"])
+                  .join(cur_units.select([*keys, unit, "m", "d"]), on=[*keys, unit],
+                        how="inner", suffix="_c", nulls_equal=True).collect())
+        cur_p = _collect_by_cohort(cur_pending, keys)
+        base_p = _collect_by_cohort(base_pending, keys)
+        parts = joined.partition_by(list(keys), as_dict=True, include_key=False) if keys else {
+            (): joined}
+        for cohort_key in sorted((tuple(k) for k in parts), key=_sort_key):
+            part = parts[cohort_key]
+            cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
+                        part.height, part.height, _pending(base_p, cohort_key),
+                        _pending(cur_p, cohort_key))
+            m_b, d_b = part["m"].to_numpy(), part["d"].to_numpy()
+            m_c, d_c = part["m_c"].to_numpy(), part["d_c"].to_numpy()
+            usable = (d_b > 0) & (d_c > 0)
+            if usable.sum() < 2:
+                cell.warnings.append("fewer than 2 paired units")
+                cells.append(cell)
+                continue
+            base_values = m_b[usable] / d_b[usable]
+            cur_values = m_c[usable] / d_c[usable]
+            binary = (np.all(d_b[usable] == 1) and np.all(d_c[usable] == 1)
+                      and np.isin(base_values, (0.0, 1.0)).all()
+                      and np.isin(cur_values, (0.0, 1.0)).all())
+            if binary and shape.kind == "ratio":
+                cell.comparison = stats.mcnemar_comparison(base_values, cur_values,
+                                                           alpha=options.alpha)
+            else:
+                cell.comparison = stats.paired_t(base_values, cur_values, alpha=options.alpha)
+                wilcoxon = stats.wilcoxon_signed_rank(base_values, cur_values,
+                                                      alpha=options.alpha)
+                if wilcoxon.p_value is not None:
+                    cell.warnings.append(f"Wilcoxon signed-rank p = {wilcoxon.p_value:.4g}")
+            cells.append(cell)
+    return cells
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((v is not None, str(v)) for v in key)
+
+
+def _pending(rows: Mapping[tuple, Mapping[str, Any]], key: tuple) -> int:
+    row = rows.get(key)
+    return int(row["pending"]) if row else 0
+
+
+def _summary_kind(shape: KpiShape, rows: Sequence[Mapping[str, Any]]) -> str:
+    if rows and all(r["unit_rows"] for r in rows):
+        if shape.kind == "ratio" and all(r["binary"] for r in rows):
+            return "proportion"
+        return "mean"
+    return "ratio"
+
+
+def _two_arm_test(kind: str, b: Mapping[str, Any], c: Mapping[str, Any],
+                  options: CompareOptions) -> stats.Comparison:
+    if kind == "proportion":
+        return stats.compare_proportions(b["m_sum"], b["n"], c["m_sum"], c["n"],
+                                         alpha=options.alpha, relative_ci=options.relative_ci)
+    if kind == "mean":
+        return stats.compare_summaries(_summary(b, kind), _summary(c, kind), alpha=options.alpha,
+                                       relative_ci=options.relative_ci)
+    return stats.compare_ratio(
+        (b["n"], b["m_sum"], b["m_sq"], b["d_sum"], b["d_sq"], b["md_sum"]),
+        (c["n"], c["m_sum"], c["m_sq"], c["d_sum"], c["d_sq"], c["md_sum"]),
+        alpha=options.alpha, relative_ci=options.relative_ci)
+
+
+def _mde(kind: str, b: Mapping[str, Any], c: Mapping[str, Any],
+         options: CompareOptions) -> float | None:
+    try:
+        sb, sc = _summary(b, kind), _summary(c, kind)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if sb.n < 2 or sc.n < 2:
+        return None
+    return stats.mde_mean(sb.variance, sc.variance, sb.n, sc.n, alpha=options.alpha)
+
+
+def _design_effect(kind: str, shape: KpiShape, b: Mapping[str, Any], c: Mapping[str, Any],
+                   comparison: stats.Comparison) -> tuple[float, float] | None:
+    """deff = Var(cluster) / Var(naive, rows independent), for row-level KPIs (A6)."""
+    if kind != "ratio" or comparison.absolute is None:
+        return None
+    naive_var = 0.0
+    for row in (b, c):
+        rows_n = row["d_sum"]
+        if rows_n <= 1:
+            return None
+        ratio = row["m_sum"] / rows_n
+        if shape.kind == "ratio" and row["bounded"] and row["binary"] is not None:
+            naive_var += ratio * (1 - ratio) / rows_n
+        elif shape.kind == "avg":
+            row_var = (row["row_sq"] - row["m_sum"] ** 2 / rows_n) / (rows_n - 1)
+            naive_var += row_var / rows_n
+        else:
+            return None
+    if naive_var <= 0:
+        return None
+    naive_se = float(np.sqrt(naive_var))
+    return (comparison.absolute.se / naive_se) ** 2, naive_se
+
+
+def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
+                    baseline: Arm | None, target: float | None, options: CompareOptions,
+                    unit: str) -> list[Cell]:
+    cells: list[Cell] = []
+    values_expr = compile_sql(shape.values or "").cast(pl.Float64).alias("__v")
+    nu = shape.nu or 0.5
+    for keys in _cohort_sets(options.by):
+        if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
+            continue
+        arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray]]] = {}
+        pendings: dict[str, dict[tuple, dict[str, Any]]] = {}
+        for label, arm in (("current", current), ("baseline", baseline)):
+            if arm is None:
+                continue
+            rows = _kpi_rows(spec, kpi, arm, options.where).with_columns(
+                [pl.col(k).cast(pl.String) for k in keys])
+            pendings[label] = _collect_by_cohort(_group(
+                rows.filter(~pl.col("__mature")), keys,
+                [pl.len().cast(pl.Int64).alias("pending")]), keys)
+            data = (rows.filter(pl.col("__mature")).with_columns(values_expr)
+                    .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
+                    .select([*keys, unit, "__v"]).collect())
+            grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+            parts = data.partition_by(list(keys), as_dict=True, include_key=False) if keys \
+                else {(): data}
+            for cohort_key, part in parts.items():
+                key = tuple(cohort_key) if keys else ()
+                grouped[key] = (part["__v"].to_numpy(),
+                                part[unit].cast(pl.String).to_numpy())
+            arms[label] = grouped
+        cur_groups = arms["current"]
+        base_groups = arms.get("baseline", {})
+        for cohort_key in sorted(set(cur_groups) | set(base_groups), key=_sort_key):
+            c, b = cur_groups.get(cohort_key), base_groups.get(cohort_key)
+            cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
+                        len(b[0]) if b else 0, len(c[0]) if c else 0,
+                        _pending(pendings.get("baseline", {}), cohort_key),
+                        _pending(pendings["current"], cohort_key))
+            if c is None or (baseline is not None and b is None):
+                cell.warnings.append("no rows in one of the arms")
+                cells.append(cell)
+                continue
+            try:
+                c_arm = _quantile_arm(c, nu, options.alpha)
+                if target is not None:
+                    cell.comparison = stats.one_sample(
+                        stats.ArmSummary(c_arm.estimate, c_arm.se ** 2 * len(c[0]), len(c[0])),
+                        target, alpha=options.alpha)
+                else:
+                    assert b is not None
+                    b_arm = _quantile_arm(b, nu, options.alpha)
+                    cell.comparison = stats.compare_quantiles(b_arm, c_arm, alpha=options.alpha)
+                    if np.isfinite(b_arm.se) and np.isfinite(c_arm.se):
+                        cell.mde = stats.mde_mean(b_arm.se ** 2, c_arm.se ** 2, 1, 1,
+                                                  alpha=options.alpha)
+            except (ValueError, ZeroDivisionError) as exc:
+                cell.warnings.append(str(exc))
+            cells.append(cell)
+    return cells
+
+
+def _quantile_arm(data: tuple[np.ndarray, np.ndarray], nu: float, alpha: float
+                  ) -> stats.QuantileArm:
+    values, units = data
+    arm = stats.quantile_arm(values, units, nu, alpha=alpha)
+    # The point estimate is the KPI's own (linear interpolation, as `compute` reports it);
+    # the standard error is the outer-CI, cluster-adjusted one (statistics.md A5).
+    linear = float(np.quantile(values, nu)) if len(values) else float("nan")
+    return replace(arm, estimate=linear)
+
+
+def _formula_cells(spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None,
+                   options: CompareOptions, unit: str) -> list[Cell]:
+    """Cluster bootstrap of a formula over additive component KPIs (overall and cohorts)."""
+    components = [spec.kpis[name] for name in kpi.formula_kpis]
+    shapes = [kpi_shape(c) for c in components]
+    if baseline is None or any(s.kind not in ("ratio", "avg") for s in shapes):
+        cell = Cell(kpi, {}, (), None, 0, 0, 0, 0, warnings=[
+                    "no test: a formula is bootstrapped only over ratio or mean KPIs "
+                     "against a baseline arm"])
+        return [cell]
+    cells: list[Cell] = []
+    for keys in _cohort_sets(options.by):
+        frames = {}
+        for label, arm in (("baseline", baseline), ("current", current)):
+            joined: pl.LazyFrame | None = None
+            for index, (component, shape) in enumerate(zip(components, shapes, strict=True)):
+                if any(k not in arm.tables[component.over].collect_schema() for k in keys):
+                    break
+                per_unit, _ = unit_sums(spec, component, shape, arm, unit, keys, options.where)
+                part = per_unit.select([*keys, unit, pl.col("m").alias(f"m{index}"),
+                                        pl.col("d").alias(f"d{index}")])
+                joined = part if joined is None else joined.join(
+                    part, on=[*keys, unit], how="full", coalesce=True, nulls_equal=True)
+            else:
+                assert joined is not None
+                frames[label] = joined.fill_null(0.0).collect()
+        if len(frames) < 2:
+            continue
+        groups = {label: (frame.partition_by(list(keys), as_dict=True, include_key=False)
+                          if keys else {(): frame}) for label, frame in frames.items()}
+        cohort_keys = sorted({tuple(k) if keys else () for g in groups.values() for k in g},
+                             key=_sort_key)
+        for cohort_key in cohort_keys:
+            b = groups["baseline"].get(cohort_key)
+            c = groups["current"].get(cohort_key)
+            cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
+                        b.height if b is not None else 0, c.height if c is not None else 0, 0, 0)
+            if b is None or c is None:
+                cell.warnings.append("no units in one of the arms")
+                cells.append(cell)
+                continue
+            cell.comparison = _bootstrap_formula(kpi, components, b, c, options)
+            cells.append(cell)
+    return cells
+
+
+def _bootstrap_formula(kpi: KpiSpec, components: Sequence[KpiSpec], b: pl.DataFrame,
+                       c: pl.DataFrame, options: CompareOptions) -> stats.Comparison:
+    formula = compile_sql(kpi.formula or "")
+    names = [comp.name for comp in components]
+
+    def statistic(frame: pl.DataFrame) -> Any:
+        def stat(weights: np.ndarray) -> np.ndarray:
+            columns = {}
+            for index, name in enumerate(names):
+                m = weights @ frame[f"m{index}"].to_numpy()
+                d = weights @ frame[f"d{index}"].to_numpy()
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    columns[name] = m / d
+            return pl.DataFrame(columns).select(formula.cast(pl.Float64)).to_series().to_numpy()
+        return stat
+
+    point_b = statistic(b)(np.ones((1, b.height)))[0]
+    point_c = statistic(c)(np.ones((1, c.height)))[0]
+    return stats.bootstrap_comparison(
+        statistic(b), statistic(c), b.height, c.height, point_b, point_c,
+        alpha=options.alpha, resamples=_BOOTSTRAP_RESAMPLES, seed=options.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Verdicts
+# ----------------------------------------------------------------------------------------------
+
+
+def _deterioration(kpi: KpiSpec, change: float) -> float:
+    return -change if kpi.direction == "higher" else change
+
+
+def verdict(kpi: KpiSpec, comparison: stats.Comparison | None, significant: bool,
+            insufficient: bool) -> tuple[str, str | None]:
+    """(status, the threshold that fired) for one cell."""
+    if insufficient or comparison is None or comparison.current is None:
+        return INSUFFICIENT, None
+    fired: Threshold | None = None
+    for threshold in kpi.thresholds:
+        higher = fired is None or STATUSES.index(threshold.level) > STATUSES.index(fired.level)
+        if higher and _fires(kpi, threshold, comparison, significant):
+            fired = threshold
+    if fired is None:
+        return "ok", None
+    return fired.level, fired.text
+
+
+def _fires(kpi: KpiSpec, threshold: Threshold, comparison: stats.Comparison,
+           significant: bool) -> bool:
+    current = comparison.current
+    if threshold.kind == "bound":
+        assert current is not None
+        return current > threshold.amount if threshold.operator == ">" else (
+            current < threshold.amount)
+    if not significant:
+        return False
+    if threshold.kind == "relative":
+        if comparison.relative is None:
+            return False
+        return _deterioration(kpi, comparison.relative.estimate) >= threshold.amount
+    if comparison.absolute is None:
+        return False
+    return _deterioration(kpi, comparison.absolute.estimate) >= threshold.amount - 1e-12
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+
+def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = None, *,
+                baseline_sources: Sources | None = None, baseline_label: str | None = None
+                ) -> CompareResult:
+    """Compare every (selected) KPI between the baseline and the current arm."""
+    options = options or CompareOptions()
+    if not 0 < options.alpha < 0.5:
+        raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
+    correction = options.correction or spec.defaults.correction
+    if correction not in ("holm", "bh", "none"):
+        raise UsageError(f"--correction {correction}: expected holm, bh or none")
+    for name in options.kpis:
+        if name not in spec.kpis:
+            raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}")
+    selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
+    current, baseline, design, base = build_arms(spec, sources, options, baseline_sources,
+                                                 baseline_label)
+    unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
+    assert unit is not None
+    if baseline is not None and design.kind == "dataset" and _same_units(spec, current,
+                                                                         baseline, unit):
+        design = replace(design, kind="paired", label="paired design (same units in both "
+                         "arms)", paired=True, caveat="")
+    for kpi in selected:
+        if kpi.kind != "formula" and unit not in spec.column_types[kpi.over]:
+            raise UsageError(f"--unit {unit}: not a column of table {kpi.over!r} (KPI "
+                             f"{kpi.name}); use an attribute of the conversations")
+    for dim in options.by:
+        if not any(dim in spec.column_types[k.over] for k in selected if k.kind != "formula"):
+            columns = {c for k in selected if k.kind != "formula"
+                       for c in spec.column_types[k.over]}
+            raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}")
+    cells: list[Cell] = []
+    for kpi in selected:
+        target = None
+        if design.kind == "values":
+            assert base is not None
+            if kpi.name not in base.values:
+                continue
+            target = base.values[kpi.name]
+        shape = kpi_shape(kpi)
+        if design.paired and baseline is not None and shape.kind in ("ratio", "avg"):
+            cells += _paired_cells(spec, kpi, shape, current, baseline, options, unit)
+        elif shape.kind in ("ratio", "avg"):
+            cells += _additive_cells(spec, kpi, shape, current, baseline, target, options, unit)
+        elif shape.kind == "quantile":
+            cells += _quantile_cells(spec, kpi, shape, current, baseline, target, options, unit)
+        elif shape.kind == "formula":
+            cells += _formula_cells(spec, kpi, current, baseline, options, unit)
+        else:
+            cells.append(Cell(kpi, {}, (), None, 0, 0, 0, 0, warnings=[
+                              f"no test for this KPI's shape ({kpi.value or kpi.numerator}); "
+                               "use COUNT/SUM/TOTAL ratios, AVG, MEDIAN or QUANTILE_CONT"]))
+    p_values = [c.comparison.p_value if c.comparison else None for c in cells]
+    adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
+    srm = _srm(spec, design, base, current, baseline, unit)
+    table = _result_table(cells, adjusted, options, spec)
+    notes = [design.caveat] if design.caveat else []
+    return CompareResult(table=table, design=design, baseline_window=baseline.window
+                         if baseline else None, current_window=current.window, srm=srm,
+                         alpha=options.alpha, correction=correction, unit=unit,
+                         notes=tuple(notes))
+
+
+def _same_units(spec: Spec, current: Arm, baseline: Arm, unit: str) -> bool:
+    """Both arms ran exactly the same units (e.g. task ids of an evaluation suite)."""
+    table = _unit_table(spec).name
+    if unit not in current.tables[table].collect_schema():
+        return False
+    sets = [arm.tables[table].select(pl.col(unit).unique().sort()).collect().to_series()
+            for arm in (current, baseline)]
+    return sets[0].len() > 1 and sets[0].equals(sets[1])
+
+
+def _srm(spec: Spec, design: Design, base: BaselineSpec | None, current: Arm,
+         baseline: Arm | None, unit: str) -> dict[str, Any] | None:
+    if not design.randomized or base is None or baseline is None:
+        return None
+    table = _unit_table(spec).name
+    counts = [int(arm.tables[table].select(pl.col(unit).n_unique()).collect().item())
+              for arm in (current, baseline)]
+    if base.split is None:
+        return {"checked": False, "reason": "no intended split declared (baselines.<name>."
+                "split)", "treatment": counts[0], "control": counts[1]}
+    chi2, p = stats.sample_ratio_mismatch(counts, [base.split, 1 - base.split])
+    return {"checked": True, "treatment": counts[0], "control": counts[1],
+            "expected_treatment_share": base.split, "chi2": chi2, "p_value": p,
+            "mismatch": bool(p < 0.001)}
+
+
+def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
+                  options: CompareOptions, spec: Spec) -> pl.DataFrame:
+    records = []
+    dims = list(options.by)
+    for cell, p_adj in zip(cells, adjusted, strict=True):
+        comp = cell.comparison
+        insufficient = min(cell.n_baseline if comp and comp.baseline is not None
+                           else cell.kpi.min_sample, cell.n_current) < cell.kpi.min_sample
+        significant = p_adj is not None and p_adj < options.alpha
+        status, fired = verdict(cell.kpi, comp, significant, insufficient)
+        warnings = [*cell.warnings, *(comp.warnings if comp else ())]
+        if insufficient and comp is not None:
+            warnings.append(f"fewer than min_sample = {cell.kpi.min_sample} units in an arm: "
+                            "no verdict")
+        absolute = comp.absolute if comp else None
+        relative = comp.relative if comp else None
+        records.append({
+            "kpi": cell.kpi.name, "grouping": list(cell.grouping),
+            **{d: cell.cohort.get(d) for d in dims},
+            "baseline_value": comp.baseline if comp else None, "baseline_n": cell.n_baseline,
+            "current_value": comp.current if comp else None, "current_n": cell.n_current,
+            "delta": absolute.estimate if absolute else None,
+            "delta_low": absolute.low if absolute else None,
+            "delta_high": absolute.high if absolute else None,
+            "relative_delta": relative.estimate if relative else None,
+            "relative_low": relative.low if relative else None,
+            "relative_high": relative.high if relative else None,
+            "p_value": comp.p_value if comp else None, "p_adjusted": p_adj,
+            "test": comp.test if comp else None, "significant": significant,
+            "mde": cell.mde, "status": status, "threshold": fired,
+            "pending_baseline": cell.pending_baseline, "pending_current": cell.pending_current,
+            "design_effect": comp.design_effect if comp else None,
+            "warnings": warnings, "layer": cell.kpi.layer, "format": cell.kpi.format,
+            "direction": cell.kpi.direction, "owner": cell.kpi.owner,
+        })
+    schema: dict[str, pl.DataType] = {
+        "kpi": pl.String(), "grouping": pl.List(pl.String()), **{d: pl.String() for d in dims},
+        "baseline_value": pl.Float64(), "baseline_n": pl.Int64(), "current_value": pl.Float64(),
+        "current_n": pl.Int64(), "delta": pl.Float64(), "delta_low": pl.Float64(),
+        "delta_high": pl.Float64(), "relative_delta": pl.Float64(),
+        "relative_low": pl.Float64(), "relative_high": pl.Float64(), "p_value": pl.Float64(),
+        "p_adjusted": pl.Float64(), "test": pl.String(), "significant": pl.Boolean(),
+        "mde": pl.Float64(), "status": pl.String(), "threshold": pl.String(),
+        "pending_baseline": pl.Int64(), "pending_current": pl.Int64(),
+        "design_effect": pl.Float64(), "warnings": pl.List(pl.String()), "layer": pl.String(),
+        "format": pl.String(), "direction": pl.String(), "owner": pl.String(),
+    }
+    return pl.DataFrame(records, schema=schema).with_columns(
+        pl.col(pl.Float64).fill_nan(None))
+
+
+def compare(spec: Spec, sources: Sources, *, baseline: str | None = None,
+            baseline_sources: Sources | None = None, by: Sequence[str] | None = (),
+            since: dt.datetime | None = None, until: dt.datetime | None = None,
+            as_of: dt.datetime | None = None, where: str | None = None,
+            kpis: Sequence[str] | None = (), alpha: float = 0.05,
+            correction: str | None = None, unit: str | None = None,
+            relative_ci: Literal["delta", "fieller"] = "delta") -> pl.DataFrame:
+    """Compare KPIs against a baseline; one row per KPI × cohort (see CompareResult)."""
+    options = CompareOptions(baseline=baseline, by=tuple(by or ()), since=since, until=until,
+                             as_of=as_of, where=where, kpis=tuple(kpis or ()), alpha=alpha,
+                             correction=correction, unit=unit, relative_ci=relative_ci)
+    return run_compare(spec, sources, options, baseline_sources=baseline_sources).table

@@ -1,0 +1,1282 @@
+"""Statistics for `kpictl compare`: every scipy call of kpictl lives here.
+
+The specification is `statistics.md` (sections A0–A13); each function cites its section. The
+functions are pure: sufficient statistics or numpy arrays in, frozen dataclasses out; they never
+print. Degenerate inputs do not raise: they come back as a `Comparison` whose p-value is None
+and whose `warnings` say why (wording mirrors gbstats: "zero/negative variance", "baseline is
+0: relative change undefined"). Only misuse by the caller (unknown method, α outside (0, 1),
+arrays of different lengths) raises `ValueError`.
+
+One engine for every mean-like KPI (A1): each arm is reduced to an `ArmSummary` (estimate m,
+per-unit variance s², n) and two arms are compared with Welch's t and Welch–Satterthwaite df.
+The p-value is always the one of the absolute-difference test (kpictl rule, A1); the relative
+CI is the delta-method one, or Fieller's with `relative_ci="fieller"`, which agrees with that
+p-value by construction.
+
+Fields beyond the brief, on `Comparison`:
+    statistic          the test statistic (t, z, or the Wilcoxon W), None for exact tests;
+    relative_p_value   the delta-method relative test's p-value (gbstats parity only; never the
+                       p-value kpictl reports, which is `p_value`).
+
+Other public names: `RatioSums` (per-arm sums of a ratio KPI, A4), `QuantileArm` (one arm of a
+percentile KPI, A5) with `quantile_arm_from_bounds`, `FiellerInterval`/`fieller_lift_interval`
+(A4), `newcombe_interval`/`wilson_interval`/`pooled_z_test`/`proportions_exact_test` (A2),
+`BootstrapInterval`/`bootstrap_comparison`/`weighted_quantile`/`bootstrap_quantile` (A5),
+`sample_size_proportions` (A12) and `mcnemar_comparison` (A13).
+
+`cluster_bootstrap` takes one vectorised statistic per arm (a closure over that arm's
+per-unit data, called with a (B, K) resampling-count matrix) and the two unit counts.
+
+Conventions pinned here: sample moments use n−1 (ratio and mean KPIs), proportions use
+s² = p(1−p) (A2, for gbstats parity); percentile point estimates are the inverted-CDF order
+statistic X_(⌈nν⌉) and their tests use z (vector C5). Fieller's set is reported as (−∞, ∞)
+with a warning when g ≥ 1 (it is then unbounded, possibly two rays), so only for g < 1 does it
+agree with the p-value exactly. scipy's `boschloo_exact` reads the table's columns as the two
+binomial samples; `proportions_exact_test` builds the table that way (statistics.md S3 applies
+it to rows = arms: its 0.006965 is the p-value of 3/12 vs 7/8, not of 3/10 vs 9/10).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+Alternative = Literal["two-sided", "greater", "less"]
+RelativeCI = Literal["delta", "fieller"]
+PAdjust = Literal["holm", "bh", "none"]
+FloatArray = npt.NDArray[np.float64]
+UnitStatistic = Callable[[FloatArray], FloatArray]
+
+ZERO_VARIANCE = "zero/negative variance"
+BASELINE_ZERO = "baseline is 0: relative change undefined"
+NO_UNITS = "no units in one of the arms"
+G_WARN = 0.05  # denominator-stability threshold for a warning (A4)
+_BOSCHLOO_MAX_TABLES = 250_000  # (n_A+1)(n_B+1) above this: Fisher instead (≈ 0.15 s)
+_WALSH_MAX_PAIRS = 5_000  # Hodges–Lehmann needs n(n+1)/2 Walsh averages in memory
+_EXACT_WILCOXON_MAX = 50
+
+
+# ----------------------------------------------------------------------------------------------
+# Result types
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """One arm reduced to (estimate m, per-unit variance s², n units) (A1)."""
+
+    estimate: float
+    variance: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An effect with its standard error and confidence interval (±inf for one-sided bounds)."""
+
+    estimate: float
+    se: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class BootstrapInterval(Interval):
+    """A cluster-bootstrap interval: percentile CI, SE = SD of the resampled effects (A5).
+
+    `dropped` counts resamples whose statistic was not finite (e.g. a ratio whose resampled
+    denominator sums to 0); they are left out of the SE and the CI.
+    """
+
+    resamples: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What `compare` reports for one KPI × cohort (A1); see the module docstring for fields."""
+
+    test: str
+    baseline: float | None
+    current: float | None
+    absolute: Interval | None
+    relative: Interval | None  # None when the baseline is 0
+    p_value: float | None  # ALWAYS from the absolute test (kpictl rule, A1)
+    df: float | None
+    warnings: tuple[str, ...] = ()
+    design_effect: float | None = None
+    naive_se: float | None = None
+    statistic: float | None = None
+    relative_p_value: float | None = None
+
+
+class RatioSums(NamedTuple):
+    """Per-arm sufficient statistics of a ratio KPI ΣM/ΣD over n units (A4).
+
+    `event_sq` (optional) is Σ y² over the events when D counts events and M sums an event
+    value y (tokens per turn): it gives the naive, events-independent SE and the design effect
+    (A6). A plain 6-tuple (n, m_sum, m_sq, d_sum, d_sq, md_sum) is accepted wherever a
+    `RatioSums` is.
+    """
+
+    n: int
+    m_sum: float
+    m_sq: float
+    d_sum: float
+    d_sq: float
+    md_sum: float
+    event_sq: float | None = None
+
+
+@dataclass(frozen=True)
+class FiellerInterval:
+    """Fieller CI for the relative lift (m_B − m_A)/|m_A| and its g = c²·Var(m_A)/m_A² (A4).
+
+    When g ≥ 1 the baseline is not distinguishable from 0 and the set is unbounded: (−inf, inf).
+    """
+
+    low: float
+    high: float
+    g: float
+
+
+@dataclass(frozen=True)
+class QuantileArm:
+    """One arm of a percentile KPI (A5).
+
+    n counts the values (events), n_units the clusters (= n without units). lower_rank/upper_rank
+    are the outer-CI ranks L, U (1-based) and lower/upper the order statistics X_(L), X_(U).
+    se_iid = (X_(U) − X_(L))/(2z); se = se_iid·√design_effect (Yao–Li–Lu cluster adjustment).
+    `indicator` holds the sums of S_i = #{values of unit i ≤ Q̂} over N_i values of unit i.
+    When the guards fail, se/se_iid are nan and `warnings` says why.
+    """
+
+    nu: float
+    n: int
+    n_units: int
+    estimate: float
+    se: float
+    se_iid: float
+    design_effect: float
+    lower_rank: int | None = None
+    upper_rank: int | None = None
+    lower: float | None = None
+    upper: float | None = None
+    indicator: RatioSums | None = None
+    warnings: tuple[str, ...] = ()
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def _z(q: float) -> float:
+    return float(special.ndtri(q))
+
+
+def _crit(q: float, df: float | None) -> float:
+    """Quantile q of Student's t with df (normal when df is None or infinite)."""
+    if df is None or not math.isfinite(df):
+        return _z(q)
+    return float(special.stdtrit(df, q))
+
+
+def _cdf(x: float, df: float | None) -> float:
+    if df is None or not math.isfinite(df):
+        return float(special.ndtr(x))
+    return float(special.stdtr(df, x))
+
+
+def _p_value(statistic: float, df: float | None, alternative: Alternative) -> float:
+    """p-value of a t (or z when df is None) statistic (A1)."""
+    if alternative == "two-sided":
+        return 2.0 * _cdf(-abs(statistic), df)
+    if alternative == "greater":
+        return _cdf(-statistic, df)
+    if alternative == "less":
+        return _cdf(statistic, df)
+    raise ValueError(f"unknown alternative {alternative!r}")
+
+
+def _bounds(
+    estimate: float, se: float, alpha: float, df: float | None, alternative: Alternative
+) -> tuple[float, float]:
+    """CI = Δ ± t_{1−α/2,ν}·SE; one-sided (Δ − t_{1−α}SE, ∞) or (−∞, Δ + t_{1−α}SE) (A1)."""
+    if alternative == "two-sided":
+        half = _crit(1.0 - alpha / 2.0, df) * se
+        return estimate - half, estimate + half
+    half = _crit(1.0 - alpha, df) * se
+    if alternative == "greater":
+        return estimate - half, math.inf
+    return -math.inf, estimate + half
+
+
+def _estimate_or_none(summary: ArmSummary) -> float | None:
+    return summary.estimate if summary.n > 0 and math.isfinite(summary.estimate) else None
+
+
+def quantile_label(nu: float) -> str:
+    """`p95` for ν = 0.95, `p99.9` for ν = 0.999."""
+    return f"p{round(nu * 100, 6):g}"
+
+
+def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch–Satterthwaite df from per-unit variances s² and sizes n (A1)."""
+    va, vb = var_a / n_a, var_b / n_b
+    return (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Arm summaries (A2, A3, A4)
+# ----------------------------------------------------------------------------------------------
+
+
+def proportion_summary(successes: float, n: int) -> ArmSummary:
+    """Proportion arm: m = x/n, per-unit variance s² = m(1−m) (A2; not n/(n−1)·m(1−m))."""
+    if n <= 0:
+        return ArmSummary(math.nan, 0.0, 0)
+    m = successes / n
+    return ArmSummary(m, m * (1.0 - m), int(n))
+
+
+def mean_summary(n: int, total: float, total_sq: float) -> ArmSummary:
+    """Mean arm: m = Σy/n, s² = (Σy² − (Σy)²/n)/(n−1) (A3); s² = 0 when n ≤ 1."""
+    if n <= 0:
+        return ArmSummary(math.nan, 0.0, 0)
+    m = total / n
+    variance = (total_sq - total * total / n) / (n - 1) if n > 1 else 0.0
+    return ArmSummary(m, variance, int(n))
+
+
+def ratio_summary(
+    n: int,
+    m_sum: float,
+    m_sq: float,
+    d_sum: float,
+    d_sq: float,
+    md_sum: float,
+    *,
+    ddof: int = 1,
+) -> ArmSummary:
+    """Ratio arm R = ΣM/ΣD with the delta-method per-unit variance (A4).
+
+    s²_R = [s²_M − 2R·s_MD + R²·s²_D]/D̄² with moments divided by n − ddof (kpictl: ddof = 1;
+    ddof = 0 gives the cluster-robust CR0 variance, A6). ΣD = 0 → estimate nan.
+    """
+    if n <= 0 or d_sum == 0:
+        return ArmSummary(math.nan, 0.0, max(int(n), 0))
+    ratio = m_sum / d_sum
+    if n - ddof <= 0:
+        return ArmSummary(ratio, 0.0, int(n))
+    var_m = (m_sq - m_sum * m_sum / n) / (n - ddof)
+    var_d = (d_sq - d_sum * d_sum / n) / (n - ddof)
+    cov_md = (md_sum - m_sum * d_sum / n) / (n - ddof)
+    d_mean = d_sum / n
+    variance = (var_m - 2.0 * ratio * cov_md + ratio * ratio * var_d) / (d_mean * d_mean)
+    return ArmSummary(ratio, variance, int(n))
+
+
+def denominator_stability(n: int, d_sum: float, d_sq: float, alpha: float = 0.05) -> float:
+    """g = z²·Var(D̄)/D̄² with Var(D̄) = s²_D/n, z = z_{1−α/2} (A4).
+
+    Warn at g > 0.05, refuse the CI at g ≥ 1. inf when ΣD = 0; nan when n ≤ 1.
+    """
+    _check_alpha(alpha)
+    if d_sum == 0:
+        return math.inf
+    if n <= 1:
+        return math.nan
+    var_d = (d_sq - d_sum * d_sum / n) / (n - 1)
+    d_mean = d_sum / n
+    return _z(1.0 - alpha / 2.0) ** 2 * (var_d / n) / (d_mean * d_mean)
+
+
+# ----------------------------------------------------------------------------------------------
+# Two-arm comparison (A1) and Fieller (A4)
+# ----------------------------------------------------------------------------------------------
+
+
+def fieller_lift_interval(
+    m_a: float, var_a: float, m_b: float, var_b: float, crit: float
+) -> FiellerInterval:
+    """Fieller CI for the lift (m_B − m_A)/|m_A| (A4); var_g = Var(m_g), crit = z or t.
+
+    θ_{lo,hi} = [m_B m_A ∓ c√(v_B m_A² + v_A m_B² − c² v_A v_B)]/(m_A² − c² v_A), lift = θ − 1
+    (sign-flipped for a negative baseline). θ = 1 lies inside iff (m_B − m_A)² ≤ c²(v_A + v_B),
+    so the interval excludes 0 exactly when the unpooled test at the same c rejects.
+    """
+    if m_a == 0:
+        return FiellerInterval(-math.inf, math.inf, math.inf)
+    g = crit * crit * var_a / (m_a * m_a)
+    if g >= 1.0:
+        return FiellerInterval(-math.inf, math.inf, g)
+    root = math.sqrt(var_b * m_a * m_a + var_a * m_b * m_b - crit * crit * var_a * var_b)
+    denominator = m_a * m_a - crit * crit * var_a
+    theta_lo = (m_b * m_a - crit * root) / denominator
+    theta_hi = (m_b * m_a + crit * root) / denominator
+    if m_a > 0:
+        return FiellerInterval(theta_lo - 1.0, theta_hi - 1.0, g)
+    return FiellerInterval(1.0 - theta_hi, 1.0 - theta_lo, g)
+
+
+def _relative(
+    baseline: ArmSummary,
+    current: ArmSummary,
+    df: float | None,
+    *,
+    alpha: float,
+    alternative: Alternative,
+    relative_ci: RelativeCI,
+) -> tuple[Interval | None, float | None, tuple[str, ...]]:
+    """Delta-method relative effect (A1) with a delta or Fieller (A4) CI."""
+    m_a, m_b = baseline.estimate, current.estimate
+    if m_a == 0:
+        return None, None, (BASELINE_ZERO,)
+    va, vb = baseline.variance / baseline.n, current.variance / current.n
+    estimate = (m_b - m_a) / abs(m_a)
+    se = math.sqrt(vb / m_a**2 + va * m_b**2 / m_a**4)
+    p = _p_value(estimate / se, df, alternative) if se > 0 else None
+    if relative_ci == "delta":
+        return Interval(estimate, se, *_bounds(estimate, se, alpha, df, alternative)), p, ()
+    if relative_ci != "fieller":
+        raise ValueError(f"unknown relative_ci {relative_ci!r}")
+    q = 1.0 - alpha / 2.0 if alternative == "two-sided" else 1.0 - alpha
+    fieller = fieller_lift_interval(m_a, va, m_b, vb, _crit(q, df))
+    low, high = fieller.low, fieller.high
+    if alternative == "greater":
+        high = math.inf
+    elif alternative == "less":
+        low = -math.inf
+    warnings: tuple[str, ...] = ()
+    if fieller.g >= 1.0:
+        warnings = (f"Fieller interval unbounded (g = {fieller.g:.3g} ≥ 1): baseline too noisy",)
+    return Interval(estimate, se, low, high), p, warnings
+
+
+def compare_summaries(
+    baseline: ArmSummary,
+    current: ArmSummary,
+    *,
+    alpha: float = 0.05,
+    relative_ci: RelativeCI = "delta",
+    test: str = "welch_t",
+    alternative: Alternative = "two-sided",
+) -> Comparison:
+    """Welch t on two arm summaries (A1).
+
+    Δ = m_B − m_A, SE² = s²_A/n_A + s²_B/n_B, Welch–Satterthwaite df, p and CI from Student's t;
+    relative (m_B − m_A)/|m_A| with the delta-method SE and a delta or Fieller CI. The p-value
+    is the absolute test's. n ≤ 1 or s² ≤ 0 in an arm → no test ("zero/negative variance");
+    m_A = 0 → no relative effect ("baseline is 0: relative change undefined").
+    """
+    _check_alpha(alpha)
+    m_a, m_b = _estimate_or_none(baseline), _estimate_or_none(current)
+    if m_a is None or m_b is None:
+        return Comparison(test, m_a, m_b, None, None, None, None, (NO_UNITS,))
+    if baseline.n <= 1 or current.n <= 1 or not baseline.variance > 0 or not current.variance > 0:
+        return Comparison(test, m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
+    va, vb = baseline.variance / baseline.n, current.variance / current.n
+    se = math.sqrt(va + vb)
+    if not se > 0:
+        return Comparison(test, m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
+    df = welch_df(baseline.variance, baseline.n, current.variance, current.n)
+    delta = m_b - m_a
+    statistic = delta / se
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, alternative))
+    relative, relative_p, warnings = _relative(
+        baseline, current, df, alpha=alpha, alternative=alternative, relative_ci=relative_ci
+    )
+    return Comparison(
+        test=test,
+        baseline=m_a,
+        current=m_b,
+        absolute=absolute,
+        relative=relative,
+        p_value=_p_value(statistic, df, alternative),
+        df=df,
+        warnings=warnings,
+        statistic=statistic,
+        relative_p_value=relative_p,
+    )
+
+
+def one_sample(
+    summary: ArmSummary,
+    target: float,
+    alpha: float = 0.05,
+    *,
+    alternative: Alternative = "two-sided",
+) -> Comparison:
+    """One-sample t of the current arm against a constant target (contract values).
+
+    Δ = m − target, SE = √(s²/n), df = n − 1; relative (m − target)/|target| with SE/|target|
+    (the target has no sampling error, so the relative CI is the absolute one rescaled).
+    """
+    _check_alpha(alpha)
+    m = _estimate_or_none(summary)
+    if m is None:
+        return Comparison("one_sample_t", target, None, None, None, None, None, (NO_UNITS,))
+    if summary.n <= 1 or not summary.variance > 0:
+        return Comparison("one_sample_t", target, m, None, None, None, None, (ZERO_VARIANCE,))
+    se = math.sqrt(summary.variance / summary.n)
+    df = float(summary.n - 1)
+    delta = m - target
+    statistic = delta / se
+    p = _p_value(statistic, df, alternative)
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, alternative))
+    relative: Interval | None = None
+    warnings: tuple[str, ...] = ()
+    if target == 0:
+        warnings = (BASELINE_ZERO,)
+    else:
+        scale = abs(target)
+        relative = Interval(delta / scale, se / scale, absolute.low / scale, absolute.high / scale)
+    return Comparison(
+        "one_sample_t",
+        target,
+        m,
+        absolute,
+        relative,
+        p,
+        df,
+        warnings,
+        statistic=statistic,
+        relative_p_value=p if relative is not None else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Proportions (A2)
+# ----------------------------------------------------------------------------------------------
+
+
+def pooled_z_test(x_a: float, n_a: int, x_b: float, n_b: int) -> tuple[float, float]:
+    """Pooled two-proportion z-test (A2): (z, two-sided p); = chi2_contingency without Yates."""
+    pooled = (x_a + x_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b))
+    if not se > 0:
+        return math.nan, math.nan
+    z = (x_b / n_b - x_a / n_a) / se
+    return z, 2.0 * float(special.ndtr(-abs(z)))
+
+
+def wilson_interval(x: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval for one proportion (the per-arm piece of Newcombe's method 10)."""
+    z = _z(1.0 - alpha / 2.0)
+    p = x / n
+    z2 = z * z
+    denominator = 1.0 + z2 / n
+    centre = (p + z2 / (2.0 * n)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denominator
+    return centre - half, centre + half
+
+
+def newcombe_interval(
+    x_a: float, n_a: int, x_b: float, n_b: int, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Newcombe hybrid-score CI (method 10) for p_B − p_A from per-arm Wilson intervals (A2)."""
+    p_a, p_b = x_a / n_a, x_b / n_b
+    l_a, u_a = wilson_interval(x_a, n_a, alpha)
+    l_b, u_b = wilson_interval(x_b, n_b, alpha)
+    delta = p_b - p_a
+    low = delta - math.sqrt((p_b - l_b) ** 2 + (u_a - p_a) ** 2)
+    high = delta + math.sqrt((u_b - p_b) ** 2 + (p_a - l_a) ** 2)
+    return low, high
+
+
+def proportions_exact_test(
+    x_a: int, n_a: int, x_b: int, n_b: int, *, method: Literal["boschloo", "fisher"] = "boschloo"
+) -> float:
+    """Two-sided exact p-value for p_A = p_B (A2): Boschloo (unconditional) or Fisher.
+
+    scipy's `boschloo_exact` takes the two binomial samples as the table's COLUMNS, so the
+    table passed is [[x_A, x_B], [n_A − x_A, n_B − x_B]] (Fisher is orientation-free).
+    """
+    from scipy import stats as scipy_stats
+
+    table = [[x_a, x_b], [n_a - x_a, n_b - x_b]]
+    if method == "boschloo":
+        return float(scipy_stats.boschloo_exact(table, alternative="two-sided").pvalue)
+    if method == "fisher":
+        return float(scipy_stats.fisher_exact(table, alternative="two-sided").pvalue)
+    raise ValueError(f"unknown exact method {method!r}")
+
+
+def _as_count(x: float) -> int | None:
+    rounded = round(x)
+    return int(rounded) if abs(x - rounded) < 1e-9 else None
+
+
+def needs_exact_test(x_a: float, n_a: int, x_b: float, n_b: int) -> bool:
+    """Any cell < 10, any expected cell < 5, or any arm with n < 30 (A2)."""
+    cells = (x_a, n_a - x_a, x_b, n_b - x_b)
+    total, successes = n_a + n_b, x_a + x_b
+    expected = (
+        n_a * successes / total,
+        n_a * (total - successes) / total,
+        n_b * successes / total,
+        n_b * (total - successes) / total,
+    )
+    return min(cells) < 10 or min(expected) < 5 or min(n_a, n_b) < 30
+
+
+def compare_proportions(
+    x_a: float,
+    n_a: int,
+    x_b: float,
+    n_b: int,
+    *,
+    alpha: float = 0.05,
+    relative_ci: RelativeCI = "delta",
+) -> Comparison:
+    """Two proportions (A2): A1 on s² = p(1−p); small samples switch to an exact test.
+
+    When `needs_exact_test`: the p-value is Boschloo's (Fisher's when the table is too large
+    for Boschloo to be quick, or if it fails), the absolute CI is Newcombe's hybrid score
+    interval (its `se` is the unpooled Wald SE, for reference), df is None, and a warning says
+    so. The relative effect stays the A1 one (delta or Fieller).
+    """
+    _check_alpha(alpha)
+    if not (0 <= x_a <= max(n_a, 0) and 0 <= x_b <= max(n_b, 0)):
+        raise ValueError(f"successes must lie in [0, n]: got {x_a}/{n_a} and {x_b}/{n_b}")
+    a, b = proportion_summary(x_a, n_a), proportion_summary(x_b, n_b)
+    base = compare_summaries(a, b, alpha=alpha, relative_ci=relative_ci, test="proportion_t")
+    if n_a <= 0 or n_b <= 0:
+        return base
+    if not needs_exact_test(x_a, n_a, x_b, n_b):
+        return base
+    c_a, c_b = _as_count(x_a), _as_count(x_b)
+    if c_a is None or c_b is None:
+        return _add_warnings(base, ("small cells but non-integer counts: no exact test",))
+    method: Literal["boschloo", "fisher"] = "boschloo"
+    if (n_a + 1) * (n_b + 1) > _BOSCHLOO_MAX_TABLES:
+        method = "fisher"
+    try:
+        p = proportions_exact_test(c_a, n_a, c_b, n_b, method=method)
+    except (ValueError, FloatingPointError, ArithmeticError):
+        method = "fisher"
+        p = proportions_exact_test(c_a, n_a, c_b, n_b, method=method)
+    low, high = newcombe_interval(c_a, n_a, c_b, n_b, alpha)
+    delta = b.estimate - a.estimate
+    se = math.sqrt(a.variance / n_a + b.variance / n_b)
+    label = "Boschloo" if method == "boschloo" else "Fisher"
+    warnings = [
+        f"small cells (a cell < 10, an expected cell < 5 or n < 30): exact {label} test "
+        "p-value and Newcombe CI"
+    ]
+    relative = base.relative
+    if a.estimate == 0:
+        warnings.append(BASELINE_ZERO)
+    elif relative is None:
+        warnings.append(f"{ZERO_VARIANCE}: no relative CI")
+    warnings.extend(w for w in base.warnings if w not in (ZERO_VARIANCE, BASELINE_ZERO))
+    return Comparison(
+        test=f"{method}_exact",
+        baseline=a.estimate,
+        current=b.estimate,
+        absolute=Interval(delta, se, low, high),
+        relative=relative,
+        p_value=p,
+        df=None,
+        warnings=tuple(warnings),
+        relative_p_value=base.relative_p_value,
+    )
+
+
+def _add_warnings(comparison: Comparison, extra: Sequence[str]) -> Comparison:
+    return replace(comparison, warnings=(*comparison.warnings, *extra))
+
+
+# ----------------------------------------------------------------------------------------------
+# Ratios (A4, A6)
+# ----------------------------------------------------------------------------------------------
+
+
+def _ratio_sums(sums: RatioSums | Sequence[Any]) -> RatioSums:
+    return sums if isinstance(sums, RatioSums) else RatioSums(*sums)
+
+
+def compare_ratio(
+    baseline: RatioSums | Sequence[Any],
+    current: RatioSums | Sequence[Any],
+    *,
+    alpha: float = 0.05,
+    relative_ci: RelativeCI = "delta",
+) -> Comparison:
+    """Ratio KPI ΣM/ΣD per arm, delta method with n−1 moments, then A1 (A4).
+
+    Denominator diagnostic g (`denominator_stability`) per arm: warning at g > 0.05; at g ≥ 1
+    or ΣD = 0 the CI and p-value are refused (None) with a warning. With `event_sq` in both
+    arms, `naive_se` (events treated as independent) and `design_effect` = SE²/naive SE² are
+    filled (A6).
+    """
+    _check_alpha(alpha)
+    sums = {"baseline": _ratio_sums(baseline), "current": _ratio_sums(current)}
+    summaries = {k: ratio_summary(*v[:6]) for k, v in sums.items()}
+    estimates = {k: _estimate_or_none(s) for k, s in summaries.items()}
+    refusals: list[str] = []
+    warnings: list[str] = []
+    for arm, s in sums.items():
+        if s.n <= 0:
+            refusals.append(f"no units in the {arm}")
+            continue
+        if s.d_sum == 0:
+            refusals.append(f"denominator sum is 0 in the {arm}: ratio undefined")
+            continue
+        g = denominator_stability(s.n, s.d_sum, s.d_sq, alpha)
+        if g >= 1.0:
+            refusals.append(f"denominator too unstable in the {arm} (g = {g:.3g} ≥ 1): CI refused")
+        elif g > G_WARN:
+            warnings.append(
+                f"unstable denominator in the {arm} (g = {g:.3g} > {G_WARN}): CI may be unreliable"
+            )
+    if refusals:
+        return Comparison(
+            "delta_ratio",
+            estimates["baseline"],
+            estimates["current"],
+            None,
+            None,
+            None,
+            None,
+            tuple(refusals + warnings),
+        )
+    result = compare_summaries(
+        summaries["baseline"],
+        summaries["current"],
+        alpha=alpha,
+        relative_ci=relative_ci,
+        test="delta_ratio",
+    )
+    naive = _naive_event_se(sums["baseline"], sums["current"])
+    deff = None
+    if naive is not None and result.absolute is not None:
+        deff = (result.absolute.se / naive) ** 2
+    return replace(
+        result,
+        warnings=(*result.warnings, *warnings),
+        naive_se=naive if result.absolute is not None else None,
+        design_effect=deff,
+    )
+
+
+def _naive_event_se(a: RatioSums, b: RatioSums) -> float | None:
+    """Welch SE treating events as independent (the wrong, naive SE shown for contrast, A6)."""
+    total = 0.0
+    for s in (a, b):
+        if s.event_sq is None or s.d_sum <= 1:
+            return None
+        variance = (s.event_sq - s.m_sum * s.m_sum / s.d_sum) / (s.d_sum - 1)
+        total += variance / s.d_sum
+    return math.sqrt(total) if total > 0 else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Percentiles (A5)
+# ----------------------------------------------------------------------------------------------
+
+
+def _not_enough(nu: float, reason: str) -> str:
+    return f"not enough data for {quantile_label(nu)}: {reason}"
+
+
+def _quantile_guard(n: int, nu: float, z: float) -> str | None:
+    need = max(z * z * nu / (1.0 - nu), z * z * (1.0 - nu) / nu)
+    if n <= need:
+        return _not_enough(nu, f"need more than {math.floor(need)} values (have {n})")
+    return None
+
+
+def quantile_arm(
+    values: npt.ArrayLike,
+    units: npt.ArrayLike | None,
+    nu: float,
+    alpha: float = 0.05,
+) -> QuantileArm:
+    """One percentile arm: inverted-CDF estimate, outer CI, cluster-adjusted SE (A5).
+
+    Q̂ = X_(⌈nν⌉); ranks L = ⌊nν − z√(nν(1−ν))⌋, U = ⌈nν + z√(nν(1−ν))⌉; SE_iid =
+    (X_(U) − X_(L))/(2z). With `units` (one unit id per value) the Yao–Li–Lu adjustment
+    multiplies the variance by deff = σ²_I,c/σ²_I,iid, where σ²_I,c is the A4 delta variance of
+    ΣS/ΣN over units divided by K and σ²_I,iid = ν(1−ν)/n (gbstats `QuantileClusteredStatistic`).
+    Guards: n > z²ν/(1−ν) (and z²(1−ν)/ν), X_(U) > X_(L), K > 1. Non-finite values are dropped.
+    """
+    _check_alpha(alpha)
+    if not 0.0 < nu < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {nu}")
+    x = np.asarray(values, dtype=np.float64).ravel()
+    unit_ids = None if units is None else _unit_ids(units)
+    if unit_ids is not None and unit_ids.shape != x.shape:
+        raise ValueError("values and units must have the same length")
+    warnings: list[str] = []
+    keep = np.isfinite(x)
+    if not keep.all():
+        warnings.append(f"dropped {int((~keep).sum())} missing or non-finite values")
+        x = x[keep]
+        unit_ids = None if unit_ids is None else unit_ids[keep]
+    n = int(x.size)
+    nan = math.nan
+    if n == 0:
+        return QuantileArm(
+            nu, 0, 0, nan, nan, nan, nan, warnings=(*warnings, _not_enough(nu, "no values"))
+        )
+    xs = np.sort(x, kind="stable")
+    estimate = float(xs[max(1, math.ceil(n * nu)) - 1])
+    if unit_ids is None:
+        codes = np.arange(n)
+        k_units = n
+    else:
+        _, codes = np.unique(unit_ids, return_inverse=True)
+        codes = codes.ravel()
+        k_units = int(codes.max()) + 1
+    z = _z(1.0 - alpha / 2.0)
+    centre, spread = n * nu, z * math.sqrt(n * nu * (1.0 - nu))
+    lower_rank, upper_rank = math.floor(centre - spread), math.ceil(centre + spread)
+    base = QuantileArm(nu, n, k_units, estimate, nan, nan, nan)
+    guard = _quantile_guard(n, nu, z)
+    if guard is None and (lower_rank < 1 or upper_rank > n):
+        guard = _not_enough(nu, "outer CI ranks outside the data")
+    if guard is not None:
+        return _replace_arm(base, warnings=(*warnings, guard))
+    lower, upper = float(xs[lower_rank - 1]), float(xs[upper_rank - 1])
+    base = _replace_arm(
+        base, lower_rank=lower_rank, upper_rank=upper_rank, lower=lower, upper=upper
+    )
+    if not upper > lower:
+        return _replace_arm(
+            base, warnings=(*warnings, _not_enough(nu, "ties at the quantile (X_(U) = X_(L))"))
+        )
+    se_iid = (upper - lower) / (2.0 * z)
+    if unit_ids is None:
+        return _replace_arm(
+            base, se=se_iid, se_iid=se_iid, design_effect=1.0, warnings=tuple(warnings)
+        )
+    below = (x <= estimate).astype(np.float64)
+    s = np.bincount(codes, weights=below, minlength=k_units)
+    m = np.bincount(codes, minlength=k_units).astype(np.float64)
+    indicator = RatioSums(
+        k_units,
+        float(s.sum()),
+        float(s @ s),
+        float(m.sum()),
+        float(m @ m),
+        float(s @ m),
+    )
+    base = _replace_arm(base, se_iid=se_iid, indicator=indicator)
+    if k_units <= 1:
+        return _replace_arm(
+            base, warnings=(*warnings, _not_enough(nu, "a clustered SE needs more than 1 unit"))
+        )
+    var_cluster = ratio_summary(*indicator[:6]).variance / k_units
+    deff = var_cluster / (nu * (1.0 - nu) / n)
+    if not deff > 0:
+        return _replace_arm(
+            base, warnings=(*warnings, _not_enough(nu, "no variation between units"))
+        )
+    return _replace_arm(
+        base, se=se_iid * math.sqrt(deff), design_effect=deff, warnings=tuple(warnings)
+    )
+
+
+def _unit_ids(units: npt.ArrayLike) -> npt.NDArray[Any]:
+    """Unit ids as a sortable 1-d array (object arrays, e.g. strings with None, become str)."""
+    ids = np.asarray(units).ravel()
+    return ids.astype(str) if ids.dtype == object else ids
+
+
+def _replace_arm(arm: QuantileArm, **changes: Any) -> QuantileArm:
+    return replace(arm, **changes)
+
+
+def quantile_arm_from_bounds(
+    n: int,
+    estimate: float,
+    lower: float,
+    upper: float,
+    nu: float,
+    *,
+    alpha: float = 0.05,
+    n_star: int | None = None,
+    design_effect: float = 1.0,
+) -> QuantileArm:
+    """A percentile arm from (n, Q̂, X_(L), X_(U)) computed elsewhere (A5, gbstats
+    `QuantileStatistic`): SE_iid = √(n*/n)·(X_(U) − X_(L))/(2z), SE = SE_iid·√deff.
+    n* is the sample size the bounds came from (default n)."""
+    _check_alpha(alpha)
+    z = _z(1.0 - alpha / 2.0)
+    arm = QuantileArm(nu, n, n, estimate, math.nan, math.nan, math.nan, lower=lower, upper=upper)
+    guard = _quantile_guard(n, nu, z)
+    if guard is None and not upper > lower:
+        guard = _not_enough(nu, "ties at the quantile (X_(U) = X_(L))")
+    if guard is not None:
+        return _replace_arm(arm, warnings=(guard,))
+    se_iid = math.sqrt((n_star if n_star is not None else n) / n) * (upper - lower) / (2.0 * z)
+    return _replace_arm(
+        arm, se_iid=se_iid, se=se_iid * math.sqrt(design_effect), design_effect=design_effect
+    )
+
+
+def compare_quantiles(
+    baseline: QuantileArm, current: QuantileArm, *, alpha: float = 0.05
+) -> Comparison:
+    """Difference of two percentiles (A5): Δ = Q̂_B − Q̂_A, SE = √(SE_A² + SE_B²), normal CI and
+    p (z reproduces vector C5), relative by the A1 delta formula with Var(Q̂_g) = SE_g².
+    `naive_se` is the SE without the cluster adjustment, `design_effect` = SE²/naive SE²."""
+    _check_alpha(alpha)
+    if baseline.nu != current.nu:
+        raise ValueError(f"quantile levels differ: {baseline.nu} vs {current.nu}")
+    m_a = baseline.estimate if math.isfinite(baseline.estimate) else None
+    m_b = current.estimate if math.isfinite(current.estimate) else None
+    arm_warnings = tuple(
+        f"{arm}: {w}"
+        for arm, q in (("baseline", baseline), ("current", current))
+        for w in q.warnings
+    )
+    if m_a is None or m_b is None or not (baseline.se > 0 and current.se > 0):
+        return Comparison("quantile_outer_ci", m_a, m_b, None, None, None, None, arm_warnings)
+    se = math.hypot(baseline.se, current.se)
+    naive = math.hypot(baseline.se_iid, current.se_iid)
+    delta = m_b - m_a
+    statistic = delta / se
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, None, "two-sided"))
+    relative, relative_p, warnings = _relative(
+        ArmSummary(m_a, baseline.se**2, 1),
+        ArmSummary(m_b, current.se**2, 1),
+        None,
+        alpha=alpha,
+        alternative="two-sided",
+        relative_ci="delta",
+    )
+    return Comparison(
+        test="quantile_outer_ci",
+        baseline=m_a,
+        current=m_b,
+        absolute=absolute,
+        relative=relative,
+        p_value=_p_value(statistic, None, "two-sided"),
+        df=None,
+        warnings=(*arm_warnings, *warnings),
+        design_effect=(se / naive) ** 2,
+        naive_se=naive,
+        statistic=statistic,
+        relative_p_value=relative_p,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Cluster bootstrap (A5 cross-check; `formula` KPIs)
+# ----------------------------------------------------------------------------------------------
+
+
+def _bootstrap_draws(
+    stat_a: UnitStatistic,
+    stat_b: UnitStatistic,
+    n_units_a: int,
+    n_units_b: int,
+    *,
+    resamples: int,
+    seed: int,
+    max_cells: int,
+) -> tuple[float, float, FloatArray, FloatArray]:
+    """Point statistics and `resamples` draws per arm (units resampled within each arm)."""
+    if n_units_a < 1 or n_units_b < 1 or resamples < 2:
+        raise ValueError("the bootstrap needs at least one unit per arm and two resamples")
+    rng = np.random.default_rng(seed)
+    point_a = float(np.asarray(stat_a(np.ones((1, n_units_a))))[0])
+    point_b = float(np.asarray(stat_b(np.ones((1, n_units_b))))[0])
+    batch = max(1, min(resamples, max_cells // max(n_units_a, n_units_b)))
+    p_a, p_b = np.full(n_units_a, 1.0 / n_units_a), np.full(n_units_b, 1.0 / n_units_b)
+    draws_a: list[FloatArray] = []
+    draws_b: list[FloatArray] = []
+    done = 0
+    while done < resamples:
+        size = min(batch, resamples - done)
+        w_a = rng.multinomial(n_units_a, p_a, size=size).astype(np.float64)
+        w_b = rng.multinomial(n_units_b, p_b, size=size).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            draws_a.append(np.asarray(stat_a(w_a), dtype=np.float64).ravel())
+            draws_b.append(np.asarray(stat_b(w_b), dtype=np.float64).ravel())
+        done += size
+    return point_a, point_b, np.concatenate(draws_a), np.concatenate(draws_b)
+
+
+def _percentile_interval(
+    estimate: float, draws: FloatArray, alpha: float, resamples: int
+) -> BootstrapInterval:
+    finite = draws[np.isfinite(draws)]
+    dropped = int(draws.size - finite.size)
+    if finite.size < 2:
+        return BootstrapInterval(estimate, math.nan, math.nan, math.nan, resamples, dropped)
+    low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
+    se = float(finite.std(ddof=1))
+    return BootstrapInterval(estimate, se, float(low), float(high), resamples, dropped)
+
+
+def cluster_bootstrap(
+    stat_a: UnitStatistic,
+    stat_b: UnitStatistic,
+    n_units_a: int,
+    n_units_b: int,
+    *,
+    alpha: float = 0.05,
+    resamples: int = 2000,
+    seed: int = 0,
+    max_cells: int = 4_000_000,
+) -> BootstrapInterval:
+    """Cluster bootstrap of stat_b − stat_a, resampling units within each arm (A5).
+
+    `stat_g(W)` gets a (B, K_g) matrix of multinomial counts (how often each of the K_g units
+    of arm g is drawn in each of B resamples; a row of ones = the observed sample) and returns
+    the B statistics, vectorised: for additive per-unit sums `lambda W: (W @ m) / (W @ d)`, for
+    percentiles `bootstrap_quantile(values, units, nu)`. Percentile CI; SE = SD of the
+    resampled differences; non-finite draws are dropped and counted. Resamples are drawn in
+    batches of at most `max_cells` counts per arm from `np.random.default_rng(seed)`.
+    """
+    _check_alpha(alpha)
+    point_a, point_b, draws_a, draws_b = _bootstrap_draws(
+        stat_a, stat_b, n_units_a, n_units_b, resamples=resamples, seed=seed, max_cells=max_cells
+    )
+    return _percentile_interval(point_b - point_a, draws_b - draws_a, alpha, resamples)
+
+
+def _bootstrap_p(draws: FloatArray) -> float:
+    """Two-sided p-value by inverting the percentile interval: 2·min(#≤0, #≥0), +1 smoothed."""
+    finite = draws[np.isfinite(draws)]
+    tail = min(int((finite <= 0).sum()), int((finite >= 0).sum()))
+    return min(1.0, 2.0 * (tail + 1) / (finite.size + 1))
+
+
+def bootstrap_comparison(
+    stat_a: UnitStatistic,
+    stat_b: UnitStatistic,
+    n_units_a: int,
+    n_units_b: int,
+    estimate_a: float,
+    estimate_b: float,
+    *,
+    alpha: float = 0.05,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """A `Comparison` (test "bootstrap") from the cluster bootstrap of `cluster_bootstrap`.
+
+    Absolute: percentile CI of the resampled differences, SE = their SD. Relative: percentile
+    CI of the resampled (b − a)/|a|. p-value: the percentile interval inverted,
+    2·min(#{Δ* ≤ 0}, #{Δ* ≥ 0}) + 1 over B + 1 (so it never prints 0), consistent with the CI.
+    """
+    _check_alpha(alpha)
+    _, _, draws_a, draws_b = _bootstrap_draws(
+        stat_a, stat_b, n_units_a, n_units_b, resamples=resamples, seed=seed, max_cells=4_000_000
+    )
+    m_a = estimate_a if math.isfinite(estimate_a) else None
+    m_b = estimate_b if math.isfinite(estimate_b) else None
+    if m_a is None or m_b is None:
+        return Comparison("bootstrap", m_a, m_b, None, None, None, None, (NO_UNITS,))
+    diffs = draws_b - draws_a
+    absolute = _percentile_interval(m_b - m_a, diffs, alpha, resamples)
+    warnings: list[str] = []
+    if absolute.dropped:
+        warnings.append(f"{absolute.dropped} of {resamples} bootstrap resamples undefined")
+    if not absolute.se > 0:
+        warnings.append(ZERO_VARIANCE)
+        return Comparison("bootstrap", m_a, m_b, None, None, None, None, tuple(warnings))
+    relative: Interval | None = None
+    if m_a == 0:
+        warnings.append(BASELINE_ZERO)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lifts = diffs / np.abs(draws_a)
+        relative = _percentile_interval((m_b - m_a) / abs(m_a), lifts, alpha, resamples)
+    return Comparison(
+        "bootstrap",
+        m_a,
+        m_b,
+        absolute,
+        relative,
+        _bootstrap_p(diffs),
+        None,
+        tuple(warnings),
+        statistic=absolute.estimate / absolute.se,
+    )
+
+
+def weighted_quantile(
+    values: npt.ArrayLike, unit_index: npt.ArrayLike, counts: npt.ArrayLike, nu: float
+) -> FloatArray:
+    """Inverted-CDF quantile of `values` when unit u is counted counts[b, u] times (A5).
+
+    values (n,), unit_index (n,) in [0, K), counts (B, K) → (B,) quantiles X_(⌈νT_b⌉) with
+    T_b the weighted number of values in resample b. Vectorised over B.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    idx = np.asarray(unit_index).ravel()
+    w = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    order = np.argsort(x, kind="stable")
+    xs, units_sorted = x[order], idx[order]
+    cumulative = np.cumsum(w[:, units_sorted], axis=1)
+    total = cumulative[:, -1]
+    rank = np.maximum(np.ceil(total * nu), 1.0)
+    position = (cumulative < rank[:, None]).sum(axis=1)
+    return xs[np.minimum(position, x.size - 1)]
+
+
+def bootstrap_quantile(values: npt.ArrayLike, units: npt.ArrayLike, nu: float) -> UnitStatistic:
+    """A `cluster_bootstrap` statistic: the ν-quantile of one arm's values, resampling units.
+
+    `units` gives each value's unit id; W's columns follow the sorted unique ids
+    (`n_units` = number of distinct ids)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    _, codes = np.unique(_unit_ids(units), return_inverse=True)
+    codes = codes.ravel()
+
+    def stat(weights: FloatArray) -> FloatArray:
+        return weighted_quantile(x, codes, weights, nu)
+
+    return stat
+
+
+# ----------------------------------------------------------------------------------------------
+# Multiple testing (A8), SRM (A7), power (A12)
+# ----------------------------------------------------------------------------------------------
+
+
+def adjust_p_values(p_values: Sequence[float | None], method: PAdjust | None) -> list[float | None]:
+    """Holm (FWER) or Benjamini–Hochberg (FDR) adjusted p-values, in input order (A8).
+
+    None entries are not part of the family and stay None; method None or "none" returns the
+    p-values unchanged.
+    """
+    if method is None or method == "none":
+        return list(p_values)
+    if method not in ("holm", "bh"):
+        raise ValueError(f"unknown p-value adjustment {method!r} (holm, bh or none)")
+    present = [i for i, p in enumerate(p_values) if p is not None]
+    p = np.array([p_values[i] for i in present], dtype=np.float64)
+    m = p.size
+    adjusted = np.empty(m)
+    if m:
+        order = np.argsort(p, kind="stable")
+        ranked = p[order]
+        if method == "holm":
+            steps = np.maximum.accumulate((m - np.arange(m)) * ranked)
+        else:
+            steps = np.minimum.accumulate((m / np.arange(1, m + 1) * ranked)[::-1])[::-1]
+        adjusted[order] = np.minimum(steps, 1.0)
+    out: list[float | None] = [None] * len(p_values)
+    for i, value in zip(present, adjusted, strict=True):
+        out[i] = float(value)
+    return out
+
+
+def sample_ratio_mismatch(counts: Sequence[int], weights: Sequence[float]) -> tuple[float, float]:
+    """Pearson χ² of unit counts against the expected split, df = k − 1 (A7, gbstats
+    `check_srm`): arms with weight ≤ 0 are skipped; (0, 1) when there are no units."""
+    if len(counts) != len(weights):
+        raise ValueError("counts and weights must have the same length")
+    pairs = [(float(c), float(w)) for c, w in zip(counts, weights, strict=True) if w > 0]
+    total = sum(c for c, _ in pairs)
+    if total <= 0 or len(pairs) < 2:
+        return 0.0, 1.0
+    weight_sum = sum(w for _, w in pairs)
+    chi2 = 0.0
+    for c, w in pairs:
+        expected = total * w / weight_sum
+        chi2 += (c - expected) ** 2 / expected
+    return chi2, float(special.chdtrc(len(pairs) - 1, chi2))
+
+
+def mde_mean(
+    variance_a: float,
+    variance_b: float,
+    n_a: int,
+    n_b: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """Absolute minimum detectable effect of any (m, s², n) comparison, normal approximation
+    (A12): (z_{1−α/2} + z_{power})·√(s²_A/n_A + s²_B/n_B)."""
+    _check_alpha(alpha)
+    if n_a <= 0 or n_b <= 0:
+        return math.nan
+    multiplier = _z(1.0 - alpha / 2.0) + _z(power)
+    return multiplier * math.sqrt(variance_a / n_a + variance_b / n_b)
+
+
+def mde_proportion(p: float, n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Absolute MDE of a proportion near p (A12): (z_{1−α/2} + z_power)·√(p(1−p)(1/n_A + 1/n_B))."""
+    variance = p * (1.0 - p)
+    return mde_mean(variance, variance, n_a, n_b, alpha, power)
+
+
+def sample_size_proportions(
+    p_a: float, p_b: float, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """Units per arm to detect p_A → p_B (A12, unpooled):
+    (z_{1−α/2} + z_power)²·(p_A(1−p_A) + p_B(1−p_B))/(p_B − p_A)²."""
+    _check_alpha(alpha)
+    multiplier = _z(1.0 - alpha / 2.0) + _z(power)
+    return multiplier**2 * (p_a * (1 - p_a) + p_b * (1 - p_b)) / (p_b - p_a) ** 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Paired designs (A13)
+# ----------------------------------------------------------------------------------------------
+
+
+def _paired_arrays(baseline: npt.ArrayLike, current: npt.ArrayLike) -> tuple[FloatArray, ...]:
+    a = np.asarray(baseline, dtype=np.float64).ravel()
+    b = np.asarray(current, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in length: {a.size} vs {b.size}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact McNemar p-value from the discordant pairs b, c (A13) = binomtest(b, b + c, ½)."""
+    if b + c == 0:
+        return 1.0
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.binomtest(int(b), int(b + c), 0.5).pvalue)
+
+
+def mcnemar_comparison(
+    baseline: npt.ArrayLike, current: npt.ArrayLike, alpha: float = 0.05
+) -> Comparison:
+    """Paired binary outcomes (A13): exact McNemar p-value on the discordant pairs; the effect
+    is the difference of success rates with the paired-t SE and CI of the 0/±1 differences."""
+    _check_alpha(alpha)
+    a, b = _paired_arrays(baseline, current)
+    n = int(a.size)
+    if n == 0:
+        return Comparison("mcnemar_exact", None, None, None, None, None, None, (NO_UNITS,))
+    if not (np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all()):
+        raise ValueError("McNemar needs 0/1 outcomes")
+    worse = int(((a == 1) & (b == 0)).sum())  # baseline success, current failure
+    better = int(((a == 0) & (b == 1)).sum())
+    p = mcnemar_exact(worse, better)
+    comparison = paired_t(a, b, alpha)
+    return replace(comparison, test="mcnemar_exact", p_value=p, df=None, statistic=None)
+
+
+def paired_t(baseline: npt.ArrayLike, current: npt.ArrayLike, alpha: float = 0.05) -> Comparison:
+    """Paired t on the per-unit differences current − baseline, df = n − 1 (A13).
+
+    Relative: Σcurrent/Σbaseline − 1 (over |mean baseline|) with the A4 delta-method SE on the
+    pairs (the covariance between arms is kept) and a t_{n−1} CI.
+    """
+    _check_alpha(alpha)
+    a, b = _paired_arrays(baseline, current)
+    n = int(a.size)
+    if n == 0:
+        return Comparison("paired_t", None, None, None, None, None, None, (NO_UNITS,))
+    m_a, m_b = float(a.mean()), float(b.mean())
+    d = b - a
+    if n <= 1 or not float(d.var(ddof=1)) > 0:
+        return Comparison("paired_t", m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
+    se = math.sqrt(float(d.var(ddof=1)) / n)
+    df = float(n - 1)
+    delta = float(d.mean())
+    statistic = delta / se
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, "two-sided"))
+    relative: Interval | None = None
+    relative_p: float | None = None
+    warnings: tuple[str, ...] = ()
+    if m_a == 0:
+        warnings = (BASELINE_ZERO,)
+    else:
+        ratio = ratio_summary(
+            n, float(b.sum()), float(b @ b), float(a.sum()), float(a @ a), float(a @ b)
+        )
+        rel_se = math.sqrt(max(ratio.variance, 0.0) / n)
+        rel = delta / abs(m_a)
+        if rel_se > 0:
+            relative = Interval(rel, rel_se, *_bounds(rel, rel_se, alpha, df, "two-sided"))
+            relative_p = _p_value(rel / rel_se, df, "two-sided")
+    return Comparison(
+        "paired_t",
+        m_a,
+        m_b,
+        absolute,
+        relative,
+        _p_value(statistic, df, "two-sided"),
+        df,
+        warnings,
+        statistic=statistic,
+        relative_p_value=relative_p,
+    )
+
+
+def _signed_rank_cdf(n: int) -> FloatArray:
+    """Exact null CDF of the Wilcoxon signed-rank statistic T⁺ for n pairs (no ties)."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for i in range(1, n + 1):
+        counts[i:] = counts[i:] + counts[:-i].copy()
+    return np.cumsum(counts) / 2.0**n
+
+
+def wilcoxon_signed_rank(
+    baseline: npt.ArrayLike, current: npt.ArrayLike, alpha: float = 0.05
+) -> Comparison:
+    """Wilcoxon signed-rank test of current − baseline (A13), `scipy.stats.wilcoxon` defaults
+    (zero differences dropped; exact for small n without ties). The effect is the
+    Hodges–Lehmann estimate (median of Walsh averages) with the Tukey/Walsh-average CI (exact
+    signed-rank quantiles for n ≤ 50, normal otherwise); its `se` is (high − low)/(2z), an
+    approximation for display. `statistic` is scipy's W."""
+    _check_alpha(alpha)
+    from scipy import stats as scipy_stats
+
+    a, b = _paired_arrays(baseline, current)
+    n = int(a.size)
+    if n == 0:
+        return Comparison("wilcoxon", None, None, None, None, None, None, (NO_UNITS,))
+    m_a, m_b = float(a.mean()), float(b.mean())
+    d = b - a
+    if not np.any(d != 0):
+        return Comparison("wilcoxon", m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
+    result = scipy_stats.wilcoxon(b, a)
+    warnings: list[str] = []
+    absolute: Interval | None = None
+    if n > _WALSH_MAX_PAIRS:
+        warnings.append(f"Hodges–Lehmann CI skipped for more than {_WALSH_MAX_PAIRS} pairs")
+    else:
+        i, j = np.triu_indices(n)
+        walsh = np.sort((d[i] + d[j]) / 2.0)
+        total = walsh.size
+        if n <= _EXACT_WILCOXON_MAX:
+            cdf = _signed_rank_cdf(n)
+            k = int(np.searchsorted(cdf, alpha / 2.0, side="right"))  # P(T⁺ ≤ k − 1) ≤ α/2
+        else:
+            spread = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+            k = math.floor(total / 2.0 - _z(1.0 - alpha / 2.0) * spread)
+        if k < 1:
+            warnings.append("too few pairs for a Hodges–Lehmann CI at this α")
+            k = 1
+        low, high = float(walsh[k - 1]), float(walsh[total - k])
+        se = (high - low) / (2.0 * _z(1.0 - alpha / 2.0))
+        absolute = Interval(float(np.median(walsh)), se, low, high)
+    return Comparison(
+        "wilcoxon",
+        m_a,
+        m_b,
+        absolute,
+        None,
+        float(result.pvalue),
+        None,
+        tuple(warnings),
+        statistic=float(result.statistic),
+    )
