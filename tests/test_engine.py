@@ -450,3 +450,17 @@ def test_repeat_contact_needs_a_known_same_intent(spec: Spec, intents, expected)
     sources = load_frames({"events": ev, "tool_calls": tool_frame([])})
     row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))["repeat_contact_rate_7d"]
     assert (row["value"], row["n"], row["pending"]) == (expected, 2, 1)
+
+
+def test_repeat_contact_with_tied_start_times(spec: Spec) -> None:
+    """A and B start at the same instant, C a day later: both A and B are repeat contacts."""
+    ev = events_frame([
+        {"conversation_id": "A", "ts": at(0), "event": "message"},
+        {"conversation_id": "B", "ts": at(0), "event": "message"},
+        {"conversation_id": "C", "ts": at(24), "event": "message"},
+        {"conversation_id": "z", "ts": at(24 * 20), "event": "message", "user_id": "u9"},
+    ])
+    sources = load_frames({"events": ev, "tool_calls": tool_frame([])})
+    row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))[
+        "repeat_contact_rate_7d"]
+    assert (row["value"], row["n"]) == (2 / 3, 3)
