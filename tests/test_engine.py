@@ -464,3 +464,12 @@ def test_repeat_contact_with_tied_start_times(spec: Spec) -> None:
     row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))[
         "repeat_contact_rate_7d"]
     assert (row["value"], row["n"]) == (2 / 3, 3)
+
+
+def test_attribute_missing_on_some_rows_is_not_a_variation(spec: Spec, tiny) -> None:
+    ev, tc = tiny
+    ev = ev.with_columns(
+        pl.when(pl.col("event") == "feedback").then(None).otherwise(pl.col("channel"))
+        .alias("channel"))
+    table = facts(spec, load_frames({"events": ev, "tool_calls": tc})).sort("conversation_id")
+    assert table["channel"].to_list() == ["web", "chat", "web"]

@@ -14,6 +14,7 @@ LAYERS: list[set[str]] = [
     {"errors"},
     {"schema", "sqlexpr", "yamlmarks"},
     {"io", "sample"},
+    {"rollup"},
     {"spec"},
     {"sources"},
     {"engine"},

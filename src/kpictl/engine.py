@@ -17,6 +17,7 @@ import polars as pl
 from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import Sources
+from kpictl.rollup import compile_entry
 from kpictl.spec import GRAINS, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import (
     ExpressionProblem,
@@ -25,7 +26,6 @@ from kpictl.sqlexpr import (
     compile_sql,
     did_you_mean,
     referenced_names,
-    strip_literals,
 )
 
 BUCKET = "bucket"
@@ -152,7 +152,11 @@ def _entry_levels(table: TableSpec, source: str) -> list[list[str]]:
 
 
 def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window) -> pl.DataFrame:
-    """Aggregate every rollup entry per key, source by source; check attributes are constant."""
+    """Aggregate every rollup entry per key, source by source; check attributes are constant.
+
+    Entries are compiled by `kpictl.rollup` (FILTER → CASE WHEN, FIRST/LAST by ts); an entry
+    that uses earlier entries runs in a later pass over only the rows its FILTER can match.
+    """
     key = table.key
     assert key is not None
     entries = {e.name: e for e in table.rollup}
@@ -162,8 +166,14 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
         row_schema = rows.collect_schema()
         names = [e.name for e in table.rollup if e.source == source]
         sqls = [entries[n].sql for n in names]
-        if "ts" in row_schema and any(_ORDERED_AGG.search(strip_literals(s)) for s in sqls):
-            rows = rows.sort("ts", maintain_order=True)  # FIRST/LAST mean earliest/latest
+        time_column = "ts" if "ts" in row_schema else None
+        compiled = {
+            n: compile_entry(entries[n].sql, dependent_names=entries[n].depends_on,
+                             time_column=time_column)
+            for n in names
+        }
+        if time_column and any(c.needs_sorted_rows for c in compiled.values()):
+            rows = rows.sort(time_column, maintain_order=True)  # FIRST/LAST: earliest/latest
         literals = literal_columns(spec, window, names_in(sqls))
         if literals:
             rows = rows.with_columns(literals)
@@ -171,12 +181,15 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
         source_result: pl.LazyFrame | None = None
         for pass_names in _entry_levels(table, source):
             needed = sorted({d for n in pass_names for d in entries[n].depends_on})
-            aggs = [compile_sql(entries[n].sql).alias(n) for n in pass_names]
+            separate = [n for n in pass_names if compiled[n].separate]
+            together = [n for n in pass_names if not compiled[n].separate]
+            passes: list[pl.LazyFrame] = []
             if not needed:
-                aggs += [pl.col(a).drop_nulls().first().alias(a) for a in attrs]
-                aggs += [pl.col(a).drop_nulls().n_unique().alias(_ATTR_CHECK + a) for a in attrs]
+                aggs = [compiled[n].expr.alias(n) for n in together]
+                aggs += _attribute_aggs(attrs)
                 attrs = []
-                scope = rows
+                passes.append(rows.group_by(key).agg(aggs))
+                keys_frame = passes[0].select(key)
             else:
                 known = source_result if source_result is not None else result
                 assert known is not None
@@ -186,11 +199,31 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                         on=key,
                         how="left",
                     )
-                scope = rows.join(known.select([key, *needed]), on=key, how="left")
-            passed = scope.group_by(key).agg(aggs)
-            source_result = (
-                passed if source_result is None else source_result.join(passed, on=key, how="left")
-            )
+                keys_frame = known.select(key)
+                if together:
+                    scope = rows
+                    prefilters = [compiled[n].prefilter for n in together]
+                    if all(p is not None for p in prefilters):
+                        scope = scope.filter(pl.any_horizontal(prefilters))
+                    scope = scope.join(known.select([key, *needed]), on=key, how="left")
+                    passes.append(_fill_empty(
+                        spec, window, rows, [entries[n] for n in together], known,
+                        keys_frame.join(scope.group_by(key).agg(
+                            [compiled[n].expr.alias(n) for n in together]), on=key,
+                            how="left")))
+            for name in separate:
+                prefilter = compiled[name].prefilter
+                assert prefilter is not None
+                partial = rows.filter(prefilter).group_by(key).agg(compiled[name].expr.alias(name))
+                passes.append(partial)
+            for passed in passes:
+                source_result = (
+                    passed if source_result is None
+                    else source_result.join(passed, on=key, how="left")
+                )
+            if separate and source_result is not None:
+                source_result = _fill_empty(spec, window, rows, [entries[n] for n in separate],
+                                            source_result, source_result)
         assert source_result is not None
         if result is None:
             result = source_result
@@ -200,18 +233,41 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                 [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None]
             )
     assert result is not None
-    facts = result.collect()
+    facts = result.collect(engine="streaming")
     if facts.height == 0:
         raise EmptyInputError(
             f"table {table.name!r}: no rows up to as-of {window.as_of.isoformat()}"
         )
-    _check_attributes(table, facts)
+    first_source = table.rollup_sources()[0]
+    facts = _check_attributes(table, facts, _source_rows(sources, first_source, window))
     ordered = [key, *[n for n in entries], *[a for a in table.attributes if a in facts.columns]]
     missing = [a for a in table.attributes if a not in facts.columns]
     facts = facts.select(ordered)
     if missing:
         facts = facts.with_columns([pl.lit(None, dtype=pl.String).alias(a) for a in missing])
     return facts
+
+
+def _attribute_aggs(attrs: Sequence[str]) -> list[pl.Expr]:
+    """Each attribute's first value, and one hash range over all of them: when the lowest and
+    highest row hash of a key agree, every attribute is constant there (checked exactly, and
+    only for the keys where they differ, by `_check_attributes`)."""
+    if not attrs:
+        return []
+    row_hash = pl.struct([pl.col(a) for a in attrs]).hash()
+    return [
+        *[pl.col(a).first() for a in attrs],
+        row_hash.min().alias(_ATTR_CHECK + "lo"),
+        row_hash.max().alias(_ATTR_CHECK + "hi"),
+    ]
+
+
+def _fill_empty(spec: Spec, window: Window, rows: pl.LazyFrame, entries: Sequence,
+                known: pl.LazyFrame, frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Keys without rows for these entries take each entry's value over zero rows."""
+    empty = _empty_values(spec, window, rows, entries, known)
+    fills = [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None]
+    return frame.with_columns(fills) if fills else frame
 
 
 def _empty_values(
@@ -229,19 +285,34 @@ def _empty_values(
     return values
 
 
-def _check_attributes(table: TableSpec, facts: pl.DataFrame) -> None:
-    for attr in table.attributes:
-        check = _ATTR_CHECK + attr
-        if check not in facts.columns:
-            continue
-        varying = facts.filter(pl.col(check) > 1)
+def _check_attributes(table: TableSpec, facts: pl.DataFrame, rows: pl.LazyFrame
+                      ) -> pl.DataFrame:
+    """An attribute must be constant per key (nulls aside). Keys whose row hashes differ are
+    checked exactly on their rows; where only nulls differ, the non-null value is kept."""
+    low, high = _ATTR_CHECK + "lo", _ATTR_CHECK + "hi"
+    if low not in facts.columns:
+        return facts
+    key = table.key or ""
+    suspects = facts.filter(pl.col(low) != pl.col(high)).select(key)
+    facts = facts.drop(low, high)
+    if suspects.height == 0:
+        return facts
+    attrs = [a for a in table.attributes if a in facts.columns]
+    exact = (rows.join(suspects.lazy(), on=key, how="semi").group_by(key)
+             .agg([pl.col(a).drop_nulls().n_unique().alias(a) for a in attrs]
+                  + [pl.col(a).drop_nulls().first().alias(_ATTR_CHECK + a) for a in attrs])
+             .collect())
+    for attr in attrs:
+        varying = exact.filter(pl.col(attr) > 1)
         if varying.height:
-            example = varying.get_column(table.key or "").to_list()[0]
+            example = varying.get_column(key).sort().to_list()[0]
             raise InputDataError(
                 f"tables.{table.name}.attributes: {attr!r} varies within a "
-                f"{table.key} ({varying.height} keys; e.g. {example!r}); an attribute must be "
+                f"{key} ({varying.height} keys; e.g. {example!r}); an attribute must be "
                 "constant per key — aggregate it in `rollup` instead"
             )
+    patch = exact.select(key, *[pl.col(_ATTR_CHECK + a).alias(a) for a in attrs])
+    return facts.update(patch, on=key)
 
 
 def derive_columns(
