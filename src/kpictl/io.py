@@ -287,7 +287,13 @@ def _target_dtype(
 
 
 def _coerce(
-    expr: pl.Expr, source: pl.DataType, target: pl.DataType, unit: str | None, name: str, where: str
+    expr: pl.Expr,
+    source: pl.DataType,
+    target: pl.DataType,
+    unit: str | None,
+    name: str,
+    where: str,
+    probe: pl.DataFrame | None = None,
 ) -> tuple[pl.Expr, bool]:
     """An expression converting `expr` to `target`; and whether the conversion can fail."""
     if source == target:
@@ -323,13 +329,17 @@ def _coerce(
             return whole.cast(pl.Datetime("us", "UTC")), True
         if isinstance(source, pl.String):
             text = expr.str.strip_chars()
-            parsed = pl.coalesce(
-                [
-                    text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
-                    for fmt in _TIMESTAMP_FORMATS
-                ]
-            )
-            return parsed, True
+            attempts = [
+                text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
+                for fmt in _TIMESTAMP_FORMATS
+            ]
+            if probe is not None:
+                # in-memory data: when one format reads every value, parse with it alone
+                present = probe.select(expr.is_not_null().sum()).item()
+                for attempt in attempts:
+                    if probe.select(attempt.is_not_null().sum()).item() == present:
+                        return attempt, True
+            return pl.coalesce(attempts), True
         raise InputDataError(f"{where}: column {name!r} is {source}; expected a timestamp")
     if isinstance(target, pl.Boolean) and isinstance(source, pl.String):
         lowered = expr.str.strip_chars().str.to_lowercase()
@@ -369,13 +379,20 @@ def describe_dtype(dtype: pl.DataType) -> str:
 
 
 def _canonical_frame(
-    frame: pl.LazyFrame, request: SourceRequest, where: str
+    frame: pl.LazyFrame,
+    request: SourceRequest,
+    where: str,
+    probe: pl.DataFrame | None = None,
+    with_flags: bool = False,
 ) -> tuple[pl.LazyFrame, list[tuple[str, pl.Expr, str]]]:
     """Apply column rules and canonical types. Returns the frame and fallible checks.
 
-    Each check is (column, expression true where the row is bad, what was expected).
+    Each check is (column, expression true where the row is bad, what was expected). With
+    `with_flags`, the frame also has a Boolean column `bad_<i>` per check, computed from the
+    raw values in the same step. `probe`: the data itself, when it is in memory.
     """
     schema = frame.collect_schema()
+    visible = [n for n in schema.names() if n != _ROW]
     rules = {rule.name: rule for rule in request.columns}
     columns = canonical.CANONICAL_TABLES.get(request.name, {})
     mapped: list[pl.Expr] = []
@@ -388,7 +405,7 @@ def _canonical_frame(
             except (ExpressionProblem, Exception) as exc:
                 raise InputDataError(
                     f"{where}: sources.{request.name}.columns.{rule.name}: {first_line(exc)}; "
-                    f"fields there: {', '.join(schema.names())}"
+                    f"fields there: {', '.join(visible)}"
                 ) from exc
         else:
             field_name = rule.source_field or rule.name
@@ -398,8 +415,8 @@ def _canonical_frame(
                     if rule.name in columns and columns[rule.name].required:
                         raise InputDataError(
                             f"{where}: source {request.name!r}: field {field_name!r} (mapped to "
-                            f"{rule.name!r}) is missing{did_you_mean(field_name, schema.names())}"
-                            f"; fields there: {', '.join(schema.names())}"
+                            f"{rule.name!r}) is missing{did_you_mean(field_name, visible)}"
+                            f"; fields there: {', '.join(visible)}"
                         )
                     continue
                 expr, dtype = pl.lit(None), pl.Null()
@@ -410,13 +427,13 @@ def _canonical_frame(
             expr = expr.fill_null(pl.lit(rule.default))
             dtype = frame.select(expr).collect_schema().dtypes()[0]
         raw_values[rule.name] = (expr, dtype)
-    present = set(schema.names()) | set(raw_values)
+    present = set(visible) | set(raw_values)
     missing = [c.name for c in columns.values() if c.required and c.name not in present]
     if missing:
-        hints = "".join(did_you_mean(m, schema.names()) for m in missing)
+        hints = "".join(did_you_mean(m, visible) for m in missing)
         raise InputDataError(
             f"{where}: source {request.name!r} has no column {', '.join(map(repr, missing))}"
-            f"{hints}; columns there: {', '.join(schema.names())}. Map one in the spec: "
+            f"{hints}; columns there: {', '.join(visible)}. Map one in the spec: "
             f"sources.{request.name}.columns.{missing[0]}: <field or SQL>"
         )
     checks: list[tuple[str, pl.Expr, str]] = []
@@ -435,7 +452,7 @@ def _canonical_frame(
                 mapped.append(expr.alias(name))
             continue
         unit = maybe_rule.unit if maybe_rule else None
-        converted, fallible = _coerce(expr, dtype, target, unit, name, where)
+        converted, fallible = _coerce(expr, dtype, target, unit, name, where, probe)
         mapped.append(converted.alias(name))
         if fallible:
             expected = describe_dtype(target)
@@ -445,6 +462,8 @@ def _canonical_frame(
                     "a timestamp"
                 )
             checks.append((name, expr.is_not_null() & converted.is_null(), expected))
+    if with_flags:
+        mapped += [bad.alias(f"bad_{i}") for i, (_, bad, _) in enumerate(checks)]
     result = frame.with_columns(mapped) if mapped else frame
     return result, checks
 
@@ -491,62 +510,63 @@ def _load_file(
         )
         return None, report
     frame = _widen(frame, frame.collect_schema())
-    canonical_frame, checks = _canonical_frame(frame, request, str(path))
+    probe = frame.collect() if fmt == "jsonl" else None
     required = [
         c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
     ]
-    bad_exprs = checks or required
+    indexed = frame.with_row_index(_ROW)
+    converted, checks = _canonical_frame(indexed, request, str(path), probe, with_flags=True)
+    flag_names = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
+    converted = converted.with_columns(
+        [pl.col(name).is_null().alias(f"miss_{name}") for name in required]
+    )
+    any_bad = pl.any_horizontal([pl.col(n) for n in flag_names]) if flag_names else pl.lit(False)
+    if probe is not None:  # in memory: convert once, keep the result
+        converted = converted.collect().lazy()
+    offenders = converted.filter(any_bad).select(_ROW, *flag_names).collect()
+    if probe is not None:
+        canonical_frame = converted.drop(_ROW, *flag_names)
+    else:  # lazily scanned: a row index in the plan would slow every later query
+        canonical_frame, _ = _canonical_frame(frame, request, str(path))
     skipped_rows = 0
     reasons = [f"line {n}: {r}" for n, r in list(dropped.items())[:5]]
-    if bad_exprs:
-        indexed = frame.with_row_index(_ROW)
-        converted, _ = _canonical_frame(indexed, request, str(path))
-        raw_flags = indexed.select(
-            pl.col(_ROW), *[bad.alias(f"bad_{i}") for i, (_, bad, _) in enumerate(checks)]
-        )
-        missing_flags = converted.select(
-            [pl.col(name).is_null().alias(f"miss_{name}") for name in required]
-        )
-        flags = pl.concat([raw_flags, missing_flags], how="horizontal")
-        flag_names = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
-        any_bad = pl.any_horizontal([pl.col(n) for n in flag_names])
-        offenders = flags.filter(any_bad).collect()
-        if offenders.height:
-            first = offenders.row(0, named=True)
-            flag = next(n for n in flag_names if first[n])
-            if flag.startswith("bad_"):
-                column, _, expected = checks[int(flag[4:])]
-                original = frame.with_row_index(_ROW).filter(pl.col(_ROW) == first[_ROW])
-                value = _original_value(original, request, column)
-                what = f"column {column!r}: expected {expected}, got {value!r}"
-            else:
-                column = flag[5:]
-                what = f"column {column!r} is empty (null): it is required"
-            where = _locate(path, fmt, first[_ROW], data, dropped)
-            if on_bad_rows == "error":
-                more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
-                raise InputDataError(
-                    f"{where}: {what}{more}; fix the data, map the column in "
-                    "the spec, or pass --on-bad-rows skip"
-                )
-            skipped_rows = offenders.height
-            if skipped_rows == rows:  # nothing left to read in this file
-                report = FileReport(
-                    request.name,
-                    str(path),
-                    fmt,
-                    size,
-                    0,
-                    len(dropped) + skipped_rows,
-                    (*reasons, f"{where}: {what} and every other row"),
-                )
-                return None, report
-            reasons.append(
-                f"{where}: {what}"
-                + (f" and {offenders.height - 1} more" if offenders.height > 1 else "")
+    if offenders.height:
+        first = offenders.row(0, named=True)
+        flag = next(n for n in flag_names if first[n])
+        if flag.startswith("bad_"):
+            column, _, expected = checks[int(flag[4:])]
+            original = frame.with_row_index(_ROW).filter(pl.col(_ROW) == first[_ROW])
+            value = _original_value(original, request, column)
+            what = f"column {column!r}: expected {expected}, got {value!r}"
+        else:
+            column = flag[5:]
+            what = f"column {column!r} is empty (null): it is required"
+        where = _locate(path, fmt, first[_ROW], data, dropped)
+        if on_bad_rows == "error":
+            more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
+            raise InputDataError(
+                f"{where}: {what}{more}; fix the data, map the column in "
+                "the spec, or pass --on-bad-rows skip"
             )
-            bad_rows = offenders.get_column(_ROW)
-            canonical_frame = converted.filter(~pl.col(_ROW).is_in(bad_rows.implode())).drop(_ROW)
+        skipped_rows = offenders.height
+        if skipped_rows == rows:  # nothing left to read in this file
+            report = FileReport(
+                request.name,
+                str(path),
+                fmt,
+                size,
+                0,
+                len(dropped) + skipped_rows,
+                (*reasons, f"{where}: {what} and every other row"),
+            )
+            return None, report
+        reasons.append(
+            f"{where}: {what}"
+            + (f" and {offenders.height - 1} more" if offenders.height > 1 else "")
+        )
+        canonical_frame = converted.filter(~any_bad).drop(_ROW, *flag_names)
+        if probe is None:
+            canonical_frame = canonical_frame.collect().lazy()  # filtered once
     report = FileReport(
         request.name,
         str(path),
