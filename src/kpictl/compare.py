@@ -195,8 +195,9 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
               "observational, not a causal effect; a concurrent holdout is the remedy")
     if base.kind == "previous":
         assert base.previous is not None
-        length = (window.until or window.as_of) - window.since if window.since else base.previous
-        start = window.since or (window.as_of - length)
+        # Without --since the current period is the declared length ending at --until (or
+        # as-of); the baseline is the declared length just before the current period.
+        start = window.since or ((window.until or window.as_of) - base.previous)
         current_window = replace(window, since=start, until=window.until)
         base_window = Window(as_of=window.as_of, since=start - base.previous, until=start)
         design = Design("previous", "observational period comparison (time-confounded)",
@@ -336,6 +337,10 @@ class Cell:
     pending_current: int
     mde: float | None = None
     warnings: list[str] = field(default_factory=list)
+    target: float | None = None  # a `values` baseline: one-sample test, no baseline arm
+    # units per arm when n counts rows (percentiles over turns); min_sample is about units
+    units_baseline: int | None = None
+    units_current: int | None = None
 
 
 def _cohort_sets(by: Sequence[str]) -> list[tuple[str, ...]]:
@@ -383,6 +388,7 @@ def _additive_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
             if c_row is None or (baseline is not None and b_row is None):
                 cell.warnings.append("no units in one of the arms")
             elif target is not None:
+                cell.target = target
                 cell.comparison = stats.one_sample(_summary(c_row, kind), target,
                                                    alpha=options.alpha)
             else:
@@ -522,6 +528,7 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
             continue
         arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray]]] = {}
         pendings: dict[str, dict[tuple, dict[str, Any]]] = {}
+        unit_counts: dict[str, dict[tuple, int]] = {"current": {}, "baseline": {}}
         for label, arm in (("current", current), ("baseline", baseline)):
             if arm is None:
                 continue
@@ -540,6 +547,7 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
                 key = tuple(cohort_key) if keys else ()
                 grouped[key] = (part["__v"].to_numpy(),
                                 part[unit].cast(pl.String).to_numpy())
+                unit_counts[label][key] = part[unit].n_unique()
             arms[label] = grouped
         cur_groups = arms["current"]
         base_groups = arms.get("baseline", {})
@@ -548,7 +556,9 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
             cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
                         len(b[0]) if b else 0, len(c[0]) if c else 0,
                         _pending(pendings.get("baseline", {}), cohort_key),
-                        _pending(pendings["current"], cohort_key))
+                        _pending(pendings["current"], cohort_key),
+                        units_baseline=unit_counts["baseline"].get(cohort_key, 0),
+                        units_current=unit_counts["current"].get(cohort_key, 0))
             if c is None or (baseline is not None and b is None):
                 cell.warnings.append("no rows in one of the arms")
                 cells.append(cell)
@@ -556,6 +566,7 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
             try:
                 c_arm = _quantile_arm(c, nu, options.alpha)
                 if target is not None:
+                    cell.target = target
                     cell.comparison = stats.one_sample(
                         stats.ArmSummary(c_arm.estimate, c_arm.se ** 2 * len(c[0]), len(c[0])),
                         target, alpha=options.alpha)
@@ -793,8 +804,12 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
     dims = list(options.by)
     for cell, p_adj in zip(cells, adjusted, strict=True):
         comp = cell.comparison
-        insufficient = min(cell.n_baseline if comp and comp.baseline is not None
-                           else cell.kpi.min_sample, cell.n_current) < cell.kpi.min_sample
+        # min_sample counts units (not turns); a target (`values`) has no baseline arm.
+        units_b = cell.n_baseline if cell.units_baseline is None else cell.units_baseline
+        units_c = cell.n_current if cell.units_current is None else cell.units_current
+        baseline_n = (units_b if comp and comp.baseline is not None and cell.target is None
+                      else cell.kpi.min_sample)
+        insufficient = min(baseline_n, units_c) < cell.kpi.min_sample
         significant = p_adj is not None and p_adj < options.alpha
         status, fired = verdict(cell.kpi, comp, significant, insufficient)
         warnings = [*cell.warnings, *(comp.warnings if comp else ())]
