@@ -198,3 +198,19 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         code, out, _ = run(command, "--help")
         assert code == 0 and len(out) > 200
         assert f"kpictl {command}" in readme
+
+
+def test_minimal_events_without_optional_columns(tmp_path: Path, logs: Path) -> None:
+    """Only the required fields: optional canonical columns are empty, KPIs still compute."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"conversation_id": "a", "ts": "2026-10-01T00:00:00Z", "event": "message"}\n'
+        '{"conversation_id": "a", "ts": "2026-10-01T00:05:00Z", "event": "escalation"}\n'
+        '{"conversation_id": "b", "ts": "2026-10-03T00:00:00Z", "event": "message"}\n'
+    )
+    code, out, err = run("compute", str(events), "--source", f"tool_calls={logs / 'tool_calls'}",
+                         "-c", str(SPEC), "--format", "json", "--kpi", "escalation_rate")
+    assert code == 0, err
+    results = json.loads(out)["results"]
+    assert results[0]["value"] == 0.5
+    assert results[1]["breakdown"] == {"escalation_reason": None}

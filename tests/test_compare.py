@@ -792,7 +792,7 @@ def test_paired_suite_uses_paired_t(
     spec = load_spec(SPEC)
     base_sources = write_suite(tmp_path / "v1", TASKS, base.tolist())
     cur_sources = write_suite(tmp_path / "v2", TASKS, cur.tolist())
-    options = CompareOptions(kpis=("tokens_per_task",))
+    options = CompareOptions(kpis=("tokens_per_task",), paired=True)
     result = run_compare(
         spec, cur_sources, options, baseline_sources=base_sources, baseline_label="v1"
     )
@@ -816,6 +816,7 @@ def test_paired_suite_uses_paired_t(
     rng = np.random.default_rng(7)
     renamed = [f"run-{task}" for task in rng.permutation(TASKS)]
     unpaired_sources = write_suite(tmp_path / "v2-renamed", renamed, cur.tolist())
+    options = CompareOptions(kpis=("tokens_per_task",))
     result = run_compare(spec, unpaired_sources, options, baseline_sources=base_sources)
     assert not result.design.paired and result.design.kind == "dataset"
     r = row(result.table, "tokens_per_task")
@@ -835,7 +836,10 @@ def test_paired_suite_pairs_by_task_id(
     base_sources = write_suite(tmp_path / "v1", TASKS, base.tolist())
     cur_sources = write_suite(tmp_path / "v2", [TASKS[i] for i in order], cur.tolist())
     result = run_compare(
-        spec, cur_sources, CompareOptions(kpis=("tokens_per_task",)), baseline_sources=base_sources
+        spec,
+        cur_sources,
+        CompareOptions(kpis=("tokens_per_task",), paired=True),
+        baseline_sources=base_sources,
     )
     assert result.design.paired
     matched = np.empty_like(cur)
@@ -856,7 +860,7 @@ def test_paired_binary_outcome_is_mcnemar_exact(tmp_path: Path) -> None:
     result = run_compare(
         spec,
         cur_sources,
-        CompareOptions(kpis=("task_completion_rate",)),
+        CompareOptions(kpis=("task_completion_rate",), paired=True),
         baseline_sources=base_sources,
     )
     assert result.design.paired
@@ -970,3 +974,19 @@ def test_cli_markdown_and_csv(bundled_json: dict[str, Any]) -> None:
         assert record["status"] == expected[name]["status"]
         if expected[name]["p_adjusted"] is not None:
             assert float(record["p_adjusted"]) == pytest.approx(expected[name]["p_adjusted"])
+
+
+def test_same_conversation_ids_are_not_paired_unless_asked(
+    tmp_path: Path, suite_tokens: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Two unrelated runs may number conversations alike: pairing is never guessed from the
+    conversation key; it needs --paired or a --unit (such as a task id) both runs share."""
+    base, cur = suite_tokens
+    spec = load_spec(SPEC)
+    base_sources = write_suite(tmp_path / "v1", TASKS, base.tolist())
+    cur_sources = write_suite(tmp_path / "v2", TASKS, cur.tolist())
+    result = run_compare(
+        spec, cur_sources, CompareOptions(kpis=("tokens_per_task",)), baseline_sources=base_sources
+    )
+    assert not result.design.paired
+    assert row(result.table, "tokens_per_task")["test"] == "welch_t"

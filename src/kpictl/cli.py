@@ -389,6 +389,11 @@ def compare(
     relative_ci: Annotated[RelativeCi, typer.Option(
         "--relative-ci", help="delta (the platforms' default) or fieller (always agrees with "
         "the p-value).")] = RelativeCi.delta,
+    paired: Annotated[bool | None, typer.Option(
+        "--paired/--unpaired", help="Pair units by id across a dataset baseline (an evaluation "
+        "suite run twice): McNemar exact, paired t, Wilcoxon. Default: paired when both runs "
+        "have the same --unit ids (other than the conversation id).", show_default=False)
+    ] = None,
     fail_on: Annotated[FailLevel | None, typer.Option(
         "--fail-on", help="Exit 3 when any KPI is at or above this level (gate a deploy).")
     ] = None,
@@ -424,7 +429,7 @@ def compare(
         until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), where=where,
         kpis=tuple(kpi or ()), alpha=alpha,
         correction=correction.value if correction else None, unit=unit,
-        relative_ci=relative_ci.value,
+        relative_ci=relative_ci.value, paired=paired,
     )
     sources = _sources(spec, paths, source, on_bad_rows)
     baseline_sources = None

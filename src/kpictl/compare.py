@@ -60,6 +60,7 @@ class CompareOptions:
     correction: str | None = None  # holm | bh | none (default: the spec's)
     unit: str | None = None
     relative_ci: Literal["delta", "fieller"] = "delta"
+    paired: bool | None = None  # None: paired when both datasets ran the same --unit ids
     seed: int = 20261122
 
 
@@ -504,7 +505,7 @@ def _design_effect(kind: str, shape: KpiShape, b: Mapping[str, Any], c: Mapping[
         if rows_n <= 1:
             return None
         ratio = row["m_sum"] / rows_n
-        if shape.kind == "ratio" and row["bounded"] and row["binary"] is not None:
+        if shape.kind == "ratio" and row["bounded"] and _counts_rows(shape):
             naive_var += ratio * (1 - ratio) / rows_n
         elif shape.kind == "avg":
             row_var = (row["row_sq"] - row["m_sum"] ** 2 / rows_n) / (rows_n - 1)
@@ -515,6 +516,12 @@ def _design_effect(kind: str, shape: KpiShape, b: Mapping[str, Any], c: Mapping[
         return None
     naive_se = float(np.sqrt(naive_var))
     return (comparison.absolute.se / naive_se) ** 2, naive_se
+
+
+def _counts_rows(shape: KpiShape) -> bool:
+    """`COUNT(*) FILTER (WHERE p) / COUNT(*)`: a share of rows, each row 0 or 1."""
+    count = re.compile(r"^\s*COUNT\s*\(\s*\*\s*\)", re.IGNORECASE)
+    return bool(count.match(shape.numerator or "") and count.match(shape.denominator or ""))
 
 
 def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
@@ -727,8 +734,13 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
                                                  baseline_label)
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
     assert unit is not None
-    if baseline is not None and design.kind == "dataset" and _same_units(spec, current,
-                                                                         baseline, unit):
+    if options.paired and design.kind != "dataset":
+        raise UsageError("--paired needs --baseline PATH (two runs of the same task suite)")
+    key = _unit_table(spec).key
+    paired = options.paired if options.paired is not None else (
+        unit != key and baseline is not None and design.kind == "dataset"
+        and _same_units(spec, current, baseline, unit))
+    if paired and baseline is not None:
         design = replace(design, kind="paired", label="paired design (same units in both "
                          "arms)", paired=True, caveat="")
     for kpi in selected:

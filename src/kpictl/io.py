@@ -462,6 +462,9 @@ def _canonical_frame(
                     "a timestamp"
                 )
             checks.append((name, expr.is_not_null() & converted.is_null(), expected))
+    # optional canonical columns the source lacks are there, empty, with their type
+    mapped += [pl.lit(None, dtype=col.dtype).alias(name) for name, col in columns.items()
+               if name not in present]
     if with_flags:
         mapped += [bad.alias(f"bad_{i}") for i, (_, bad, _) in enumerate(checks)]
     result = frame.with_columns(mapped) if mapped else frame

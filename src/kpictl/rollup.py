@@ -156,11 +156,10 @@ def compile_entry(sql: str, *, dependent_names: Collection[str], time_column: st
         if not names & set(dependent_names):
             # a pass of its own over the matching rows only: no per-group filter, no global sort
             return CompiledEntry(expr, condition, False, separate=True)
-        value = compile_sql(parts.argument).filter(condition)
-        ordered = value.sort_by(pl.col(time_column).filter(condition), maintain_order=True,
-                                nulls_last=True)
-        expr = ordered.first() if parts.function == "FIRST" else ordered.last()
-        return CompiledEntry(expr, prefilter, False)
+        matching = compile_sql(parts.argument).filter(condition).sort_by(
+            pl.col(time_column).filter(condition), maintain_order=True, nulls_last=True)
+        ordered_expr = matching.first() if parts.function == "FIRST" else matching.last()
+        return CompiledEntry(ordered_expr, prefilter, False)
     return CompiledEntry(compile_sql(sql), prefilter, parts.function in _ORDERED)
 
 
