@@ -7,6 +7,7 @@ The Python API (each command of the CLI is a thin layer over these)::
     sources = kpictl.load_sources(spec)              # or paths={"events": ["logs/"]}
     table = kpictl.facts(spec, sources)              # one row per conversation
     kpis = kpictl.compute(spec, sources, by=["channel"], grain="day")   # polars DataFrame
+    changes = kpictl.compare(spec, sources, baseline="holdout")         # one row per KPI
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompareOptions",
+    "CompareResult",
     "ComputeOptions",
     "ComputeResult",
     "EmptyInputError",
@@ -24,15 +27,18 @@ __all__ = [
     "SpecError",
     "UsageError",
     "__version__",
+    "compare",
     "compute",
     "facts",
     "load_frames",
     "load_sources",
     "load_spec",
+    "run_compare",
     "run_compute",
 ]
 
 if TYPE_CHECKING:
+    from kpictl.compare import CompareOptions, CompareResult, compare, run_compare
     from kpictl.engine import ComputeOptions, ComputeResult, compute, facts, run_compute
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
     from kpictl.io import load_frames
@@ -40,6 +46,10 @@ if TYPE_CHECKING:
     from kpictl.spec import load_spec
 
 _LAZY = {
+    "CompareOptions": "kpictl.compare",
+    "CompareResult": "kpictl.compare",
+    "compare": "kpictl.compare",
+    "run_compare": "kpictl.compare",
     "ComputeOptions": "kpictl.engine",
     "ComputeResult": "kpictl.engine",
     "compute": "kpictl.engine",

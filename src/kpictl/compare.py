@@ -546,15 +546,16 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
                 [pl.len().cast(pl.Int64).alias("pending")]), keys)
             data = (rows.filter(pl.col("__mature")).with_columns(values_expr)
                     .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
-                    .select([*keys, unit, "__v"]).collect())
+                    # units as dense integer codes: the cluster adjustment groups by them
+                    .select([*keys, pl.col(unit).rank("dense").alias("__unit"), "__v"])
+                    .collect())
             grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
             parts = data.partition_by(list(keys), as_dict=True, include_key=False) if keys \
                 else {(): data}
             for cohort_key, part in parts.items():
                 key = tuple(cohort_key) if keys else ()
-                grouped[key] = (part["__v"].to_numpy(),
-                                part[unit].cast(pl.String).to_numpy())
-                unit_counts[label][key] = part[unit].n_unique()
+                grouped[key] = (part["__v"].to_numpy(), part["__unit"].to_numpy())
+                unit_counts[label][key] = part["__unit"].n_unique()
             arms[label] = grouped
         cur_groups = arms["current"]
         base_groups = arms.get("baseline", {})
@@ -734,6 +735,9 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
                                                  baseline_label)
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
     assert unit is not None
+    current = _materialise(spec, current, selected, options, unit)
+    if baseline is not None:
+        baseline = _materialise(spec, baseline, selected, options, unit)
     if options.paired and design.kind != "dataset":
         raise UsageError("--paired needs --baseline PATH (two runs of the same task suite)")
     key = _unit_table(spec).key
@@ -782,6 +786,25 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
                          notes=tuple(notes))
+
+
+def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: CompareOptions,
+                 unit: str) -> Arm:
+    """Each table an arm's KPIs read, computed once with only the columns they use (every
+    KPI × cohort query then runs in memory instead of re-reading the logs)."""
+    wanted: dict[str, set[str]] = {}
+    for kpi in kpis:
+        for component in ([spec.kpis[n] for n in kpi.formula_kpis] if kpi.kind == "formula"
+                          else [kpi]):
+            names = names_in([component.where, component.mature, component.value,
+                              component.numerator, component.denominator, options.where])
+            wanted.setdefault(component.over, set()).update([*names, unit, *options.by])
+    tables = dict(arm.tables)
+    for name, columns in wanted.items():
+        available = tables[name].collect_schema().names()
+        keep = [c for c in available if c in columns]
+        tables[name] = tables[name].select(keep).collect().lazy()
+    return replace(arm, tables=tables)
 
 
 def _same_units(spec: Spec, current: Arm, baseline: Arm, unit: str) -> bool:

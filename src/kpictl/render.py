@@ -395,7 +395,8 @@ def _compare_cells(row: dict[str, Any]) -> list[str]:
         f"{format_value(row['baseline_value'], fmt)} (n={row['baseline_n']:,})",
         f"{format_value(row['current_value'], fmt)} (n={row['current_n']:,})",
         f"{delta} {delta_ci}".strip(), f"{rel} {rel_ci}".strip(), format_p(row["p_adjusted"]),
-        row["test"] or "—", row["status"],
+        row["test"] or "—",
+        row["status"] + (f" ({row['threshold']})" if row["threshold"] else ""),
     ]
 
 
