@@ -990,3 +990,43 @@ def test_same_conversation_ids_are_not_paired_unless_asked(
     )
     assert not result.design.paired
     assert row(result.table, "tokens_per_task")["test"] == "welch_t"
+
+
+def test_formula_kpi_is_cluster_bootstrapped(sample: Sample, tmp_path: Path) -> None:
+    """contained_quality_share = containment_with_quality / containment_rate, per arm from the
+    facts by hand; the bootstrap CI is seeded (same run, same numbers) and brackets Δ."""
+    text = SPEC.read_text().replace(
+        "kpis:\n",
+        "kpis:\n  contained_quality_share:\n"
+        "    formula: containment_with_quality / containment_rate\n"
+        "    format: percent\n    min_sample: 100\n",
+        1,
+    )
+    path = tmp_path / "formula.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    sources = load_sources(
+        spec,
+        {
+            n: list(p)
+            for n, p in sample_paths(
+                Path(sample.sources.by_name["events"].files[0].path).parents[1]
+            ).items()
+        },
+    )
+    options = CompareOptions(baseline="holdout", kpis=("contained_quality_share",))
+    first = row(run_compare(spec, sources, options).table, "contained_quality_share")
+    again = row(run_compare(spec, sources, options).table, "contained_quality_share")
+    assert first == again
+    settled = sample.facts.filter(pl.col("settled"))
+
+    def share(arm: str) -> float:
+        part = arm_of(settled, arm)
+        return part["contained_well"].sum() / part["contained"].sum()
+
+    assert first["test"] == "bootstrap"
+    assert first["baseline_value"] == approx(share("holdout"))
+    assert first["current_value"] == approx(share("treatment"))
+    assert first["delta"] == approx(share("treatment") - share("holdout"))
+    assert first["delta_low"] < first["delta"] < first["delta_high"]
+    assert 0 <= first["p_value"] <= 1

@@ -626,7 +626,8 @@ def _formula_cells(spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None,
                     part, on=[*keys, unit], how="full", coalesce=True, nulls_equal=True)
             else:
                 assert joined is not None
-                frames[label] = joined.fill_null(0.0).collect()
+                # a stable unit order: the seeded resampling then gives the same numbers
+                frames[label] = joined.fill_null(0.0).sort([*keys, unit]).collect()
         if len(frames) < 2:
             continue
         groups = {label: (frame.partition_by(list(keys), as_dict=True, include_key=False)
