@@ -5,13 +5,44 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import polars as pl
+
+from kpictl import schema as canonical
 from kpictl.errors import UsageError
 from kpictl.io import ColumnRule, OnBadRows, SourceRequest, Sources, load_requests
 from kpictl.spec import SourceSpec, Spec
 from kpictl.sqlexpr import did_you_mean
 
 
-def source_request(source: SourceSpec, paths: Sequence[str | Path] | None = None) -> SourceRequest:
+def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None:
+    """The JSON fields a run can use, each with the type it must parse as; None when the
+    spec maps a column with SQL or from a nested field (any raw field may then matter)."""
+    fields: dict[str, pl.DataType] = {}
+    rules = {m.name: m for m in source.columns}
+    if any(m.sql is not None or (m.source_field and "." in m.source_field)
+           or m.unit is not None for m in source.columns):
+        return None
+    attributes = {a for t in spec.tables.values() for a in t.attributes}
+    targets = {*source.canonical_columns, *rules, *attributes}
+    for name in sorted(targets):
+        rule = rules.get(name)
+        field = rule.source_field if rule and rule.source_field else name
+        kind = rule.type if rule and rule.type else None
+        if kind is not None:
+            dtype = canonical.TYPE_NAMES[kind]
+        elif name in source.canonical_columns:
+            dtype = source.canonical_columns[name].dtype
+        else:
+            dtype = pl.String()
+        if isinstance(dtype, pl.Datetime):
+            dtype = pl.String()  # ISO text; epoch numbers need a declared unit (None above)
+        fields[field] = dtype
+    return fields
+
+
+def source_request(
+    source: SourceSpec, paths: Sequence[str | Path] | None = None, spec: Spec | None = None
+) -> SourceRequest:
     """The io request for one spec source; `paths` (relative to the CWD) replace the spec's."""
     rules = tuple(
         ColumnRule(
@@ -24,15 +55,17 @@ def source_request(source: SourceSpec, paths: Sequence[str | Path] | None = None
         )
         for m in source.columns
     )
+    fields = json_fields(spec, source) if spec is not None else None
     if paths:
-        return SourceRequest(source.name, tuple(str(p) for p in paths), Path.cwd(), rules)
+        return SourceRequest(source.name, tuple(str(p) for p in paths), Path.cwd(), rules,
+                             fields=fields)
     if source.path is None:
         raise UsageError(
             f"source {source.name!r} has no path in the spec: give one with --source "
             f"{source.name}=PATH"
             + (" or as a positional argument" if source.name == "events" else "")
         )
-    return SourceRequest(source.name, (source.path,), source.base_dir, rules)
+    return SourceRequest(source.name, (source.path,), source.base_dir, rules, fields=fields)
 
 
 def load_sources(
@@ -49,5 +82,6 @@ def load_sources(
                 f"--source {name}: the spec declares no source {name!r}"
                 f"{did_you_mean(name, spec.sources)}; sources: {', '.join(spec.sources)}"
             )
-    requests = [source_request(src, overrides.get(name)) for name, src in spec.sources.items()]
+    requests = [source_request(src, overrides.get(name), spec)
+                for name, src in spec.sources.items()]
     return load_requests(requests, on_bad_rows)
