@@ -12,6 +12,16 @@ from kpictl.spec import Spec, load_spec
 
 SHIPPED_SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_jsonl_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[None]:
+    """Tests never read or write the user's JSONL cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KPICTL_CACHE_DIR", str(tmp_path_factory.mktemp("jsonl-cache")))
+    patch.delenv("KPICTL_NO_CACHE", raising=False)
+    yield
+    patch.undo()
+
 # The smallest spec that uses every section: a rollup table with derives, a row table with a
 # lookup, all three KPI kinds, `extends`, a breakdown, a cluster, thresholds and two baselines.
 # Tests change it with (old, new) text replacements, so keep its lines stable.

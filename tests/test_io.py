@@ -643,3 +643,48 @@ def test_iso_text_with_any_offset_parses_to_the_same_utc_instant(
         (Path(folder) / "e.jsonl").write_text("\n".join(lines) + "\n")
         frame = load("e.jsonl", base=Path(folder)).frame.collect()
     assert frame["ts"].to_list() == expected
+
+
+def test_jsonl_cache_is_used_for_unchanged_files_and_refreshed_on_change(
+    tmp_path: Path, shipped_spec, write_jsonl, event_rows, tool_call_rows, monkeypatch
+) -> None:
+    from kpictl import io as kio
+    from kpictl.sources import load_sources
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KPICTL_CACHE_DIR", str(cache))
+    events = write_jsonl("in/events.jsonl", event_rows)
+    calls = write_jsonl("in/calls.jsonl", tool_call_rows)
+    paths = {"events": [events], "tool_calls": [calls]}
+    first = load_sources(shipped_spec, paths)["events"].collect()
+    entries = sorted(p.suffix for p in cache.iterdir())
+    assert entries == [".json", ".json", ".parquet", ".parquet"]  # two files, no temp files
+    calls_seen: list[Path] = []
+    real = kio._read_jsonl
+    monkeypatch.setattr(kio, "_read_jsonl", lambda p, *a: calls_seen.append(p) or real(p, *a))
+    again = load_sources(shipped_spec, paths)["events"].collect()
+    assert calls_seen == []  # both files came from the cache
+    assert again.equals(first)
+    # a changed file (size and mtime) is parsed again
+    write_jsonl("in/events.jsonl", event_rows[:2])
+    changed = load_sources(shipped_spec, paths)["events"].collect()
+    assert calls_seen == [events] and changed.height == 2
+    # --no-cache
+    calls_seen.clear()
+    load_sources(shipped_spec, paths, cache=False)
+    assert calls_seen == [events, calls]
+
+
+def test_a_half_written_cache_entry_is_ignored(
+    tmp_path: Path, shipped_spec, write_jsonl, event_rows, tool_call_rows, monkeypatch
+) -> None:
+    from kpictl.sources import load_sources
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KPICTL_CACHE_DIR", str(cache))
+    paths = {"events": [write_jsonl("e.jsonl", event_rows)],
+             "tool_calls": [write_jsonl("c.jsonl", tool_call_rows)]}
+    expected = load_sources(shipped_spec, paths)["events"].collect()
+    for parquet in cache.glob("*.parquet"):
+        parquet.write_bytes(parquet.read_bytes()[:50])  # truncated, as by a crash
+    assert load_sources(shipped_spec, paths)["events"].collect().equals(expected)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import io
 import json
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +119,8 @@ class SourceRequest:
     # (types inferred from every line). With fields, JSONL parses ~2.5x faster; any value that
     # does not fit its type sends the file down the inferring path, which locates the problem.
     fields: Mapping[str, pl.DataType] | None = None
+    # where parsed JSONL is kept as Parquet between runs (None: no cache); see `jsonl_cache_dir`
+    cache_dir: Path | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,6 +278,81 @@ def _widen(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
         elif isinstance(dtype, pl.Float32):
             casts.append(pl.col(name).cast(pl.Float64))
     return frame.with_columns(casts) if casts else frame
+
+
+# ----------------------------------------------------------------------------------------------
+# The JSONL cache: parsed files kept as Parquet, keyed by path, size and modification time
+# ----------------------------------------------------------------------------------------------
+
+CACHE_FORMAT = 1
+
+
+def jsonl_cache_dir() -> Path | None:
+    """Where parsed JSONL is cached: $KPICTL_CACHE_DIR, else $XDG_CACHE_HOME/kpictl, else
+    ~/.cache/kpictl; None when $KPICTL_NO_CACHE is set (to anything but 0 or empty)."""
+    if os.environ.get("KPICTL_NO_CACHE", "") not in ("", "0"):
+        return None
+    if os.environ.get("KPICTL_CACHE_DIR"):
+        return Path(os.environ["KPICTL_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kpictl"
+
+
+def _cache_key(path: Path, fields: Mapping[str, pl.DataType] | None, on_bad_rows: str
+               ) -> str | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    identity = json.dumps([
+        CACHE_FORMAT, pl.__version__, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+        on_bad_rows, None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
+    ])
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def _cache_get(cache_dir: Path | None, path: Path, fields: Mapping[str, pl.DataType] | None,
+               on_bad_rows: str) -> tuple[pl.DataFrame, dict[int, str]] | None:
+    """The parsed frame and skipped lines of an unchanged file, or None."""
+    if cache_dir is None:
+        return None
+    key = _cache_key(path, fields, on_bad_rows)
+    if key is None:
+        return None
+    frame_file, meta_file = cache_dir / f"{key}.parquet", cache_dir / f"{key}.json"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        frame = pl.read_parquet(frame_file)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None  # absent, or half-written by a run that died: parse the file again
+    if meta.get("rows") != frame.height:
+        return None
+    return frame, {int(k): v for k, v in meta.get("dropped", {}).items()}
+
+
+def _cache_put(cache_dir: Path | None, path: Path, fields: Mapping[str, pl.DataType] | None,
+               on_bad_rows: str, frame: pl.DataFrame, dropped: Mapping[int, str]) -> None:
+    """Keep a parsed file; written to temporary names and renamed, so concurrent runs and
+    interrupted writes never leave a partial entry that is read. Failures are ignored."""
+    if cache_dir is None or frame.width == 0:
+        return
+    key = _cache_key(path, fields, on_bad_rows)
+    if key is None:
+        return
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp_frame = cache_dir / f"{key}.parquet.{token}.tmp"
+        tmp_meta = cache_dir / f"{key}.json.{token}.tmp"
+        frame.write_parquet(tmp_frame)
+        tmp_meta.write_text(json.dumps({"source": str(path), "rows": frame.height,
+                                        "dropped": {str(k): v for k, v in dropped.items()}}),
+                            encoding="utf-8")
+        os.replace(tmp_frame, cache_dir / f"{key}.parquet")
+        os.replace(tmp_meta, cache_dir / f"{key}.json")
+    except OSError:
+        for leftover in cache_dir.glob(f"{key}.*.{token}.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,6 +569,8 @@ def _canonical_frame(
 
 
 def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping[int, str]) -> str:
+    if fmt == "jsonl" and data is None:  # read from the cache: the text is needed only here
+        data = _read_bytes(path)
     """`file:line` for JSONL (row → its line), `file (row N)` for Parquet. Error path only."""
     if fmt == "jsonl" and data is not None:
         lines = [n for n in _line_numbers(data) if n not in dropped]
@@ -511,7 +593,12 @@ def _load_file(
         partition_keys = _partition_values(path, root)
         fields = None if request.fields is None else {
             k: v for k, v in request.fields.items() if k not in partition_keys}
-        eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields)
+        cached = _cache_get(request.cache_dir, path, fields, on_bad_rows)
+        if cached is not None:
+            eager, dropped = cached
+        else:
+            eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields)
+            _cache_put(request.cache_dir, path, fields, on_bad_rows, eager, dropped)
         frame = eager.lazy()
         rows = eager.height
     else:

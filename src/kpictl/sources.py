@@ -9,7 +9,14 @@ import polars as pl
 
 from kpictl import schema as canonical
 from kpictl.errors import UsageError
-from kpictl.io import ColumnRule, OnBadRows, SourceRequest, Sources, load_requests
+from kpictl.io import (
+    ColumnRule,
+    OnBadRows,
+    SourceRequest,
+    Sources,
+    jsonl_cache_dir,
+    load_requests,
+)
 from kpictl.spec import SourceSpec, Spec
 from kpictl.sqlexpr import did_you_mean
 
@@ -41,7 +48,8 @@ def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None
 
 
 def source_request(
-    source: SourceSpec, paths: Sequence[str | Path] | None = None, spec: Spec | None = None
+    source: SourceSpec, paths: Sequence[str | Path] | None = None, spec: Spec | None = None,
+    cache: bool = True,
 ) -> SourceRequest:
     """The io request for one spec source; `paths` (relative to the CWD) replace the spec's."""
     rules = tuple(
@@ -56,16 +64,18 @@ def source_request(
         for m in source.columns
     )
     fields = json_fields(spec, source) if spec is not None else None
+    cache_dir = jsonl_cache_dir() if cache else None
     if paths:
         return SourceRequest(source.name, tuple(str(p) for p in paths), Path.cwd(), rules,
-                             fields=fields)
+                             fields=fields, cache_dir=cache_dir)
     if source.path is None:
         raise UsageError(
             f"source {source.name!r} has no path in the spec: give one with --source "
             f"{source.name}=PATH"
             + (" or as a positional argument" if source.name == "events" else "")
         )
-    return SourceRequest(source.name, (source.path,), source.base_dir, rules, fields=fields)
+    return SourceRequest(source.name, (source.path,), source.base_dir, rules, fields=fields,
+                         cache_dir=cache_dir)
 
 
 def load_sources(
@@ -73,8 +83,12 @@ def load_sources(
     paths: Mapping[str, Sequence[str | Path]] | None = None,
     *,
     on_bad_rows: OnBadRows = "error",
+    cache: bool = True,
 ) -> Sources:
-    """Read every source the spec declares (paths override the spec's), in canonical form."""
+    """Read every source the spec declares (paths override the spec's), in canonical form.
+
+    Parsed JSONL is cached as Parquet (see `kpictl.io.jsonl_cache_dir`) unless `cache=False`.
+    """
     overrides = dict(paths or {})
     for name in overrides:
         if name not in spec.sources:
@@ -82,6 +96,6 @@ def load_sources(
                 f"--source {name}: the spec declares no source {name!r}"
                 f"{did_you_mean(name, spec.sources)}; sources: {', '.join(spec.sources)}"
             )
-    requests = [source_request(src, overrides.get(name), spec)
+    requests = [source_request(src, overrides.get(name), spec, cache)
                 for name, src in spec.sources.items()]
     return load_requests(requests, on_bad_rows)
