@@ -396,3 +396,19 @@ def test_other_days_and_start() -> None:
     assert events["conversation_id"].n_unique() == 1000
     naive = generate_sample(50, seed=1, days=3, start=start.replace(tzinfo=None))
     assert naive[0].equals(generate_sample(50, seed=1, days=3, start=start)[0])
+
+
+def test_large_samples_are_written_in_independent_parts(tmp_path: Path, monkeypatch) -> None:
+    import kpictl.sample as sample_module
+
+    monkeypatch.setattr(sample_module, "MAX_PART", 400)
+    paths = sample_module.write_sample(tmp_path, conversations=1000, seed=3, fmt="parquet")
+    assert [p.name for p in paths] == [
+        f"{name}-part{i:02d}.parquet" for i in range(3) for name in ("events", "tool_calls")
+    ]
+    events = pl.read_parquet(tmp_path / "events")
+    assert events["conversation_id"].n_unique() == 1000
+    assert events["conversation_id"].str.slice(0, 4).unique().sort().to_list() == [
+        "p00-", "p01-", "p02-"]
+    calls = pl.read_parquet(tmp_path / "tool_calls")
+    assert set(calls["conversation_id"]) <= set(events["conversation_id"])

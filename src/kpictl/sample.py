@@ -805,12 +805,37 @@ def write_sample(
     """
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', got {fmt!r}")
-    events, tool_calls = generate_sample(conversations, seed=seed, days=days)
+    if conversations <= MAX_PART:
+        return _write_part(out_dir, generate_sample(conversations, seed=seed, days=days), fmt, "")
+    # Past MAX_PART conversations, independent parts (seed + i, ids prefixed "pNN-") are
+    # generated and written one at a time, so memory stays that of one part.
+    parts = -(-conversations // MAX_PART)
     paths: list[Path] = []
-    for name, frame in (("events", events), ("tool_calls", tool_calls)):
+    for index in range(parts):
+        size = conversations // parts + (1 if index < conversations % parts else 0)
+        prefix = f"p{index:02d}-"
+        events, tool_calls = generate_sample(size, seed=seed + index, days=days)
+        events = events.with_columns(
+            (prefix + pl.col("conversation_id")).alias("conversation_id"),
+            (prefix + pl.col("user_id")).alias("user_id"),
+        )
+        tool_calls = tool_calls.with_columns(
+            (prefix + pl.col("conversation_id")).alias("conversation_id"))
+        paths += _write_part(out_dir, (events, tool_calls), fmt, f"-part{index:02d}")
+        del events, tool_calls
+    return paths
+
+
+MAX_PART = 1_000_000  # conversations generated in one piece (about 3.5 GB at its peak)
+
+
+def _write_part(out_dir: Path, frames: tuple[pl.DataFrame, pl.DataFrame], fmt: str,
+                suffix: str) -> list[Path]:
+    paths: list[Path] = []
+    for name, frame in zip(("events", "tool_calls"), frames, strict=True):
         folder = Path(out_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.{fmt}"
+        path = folder / f"{name}{suffix}.{fmt}"
         if fmt == "parquet":
             frame.write_parquet(path)
         else:
