@@ -5,10 +5,9 @@ a shorter one to half a unit of its last printed digit (gbstats's 5 d.p. → abs
 marked "≈" or coming from a bootstrap only as a band. Cross-checks against statsmodels (a test
 extra) are independent implementations of the same quantity.
 
-Out of scope (statistics.md sections not implemented in kpictl.stats): CUPED (G7–G9),
-sequential (G4, S1), Bayesian (G11), GrowthBook's ad hoc adjusted CI (G12 third bullet), power
-curves (G13 second bullet), Mann–Whitney (S4, C4 second half), the one-sample percentile CIs
-of C5's last bullet (only its point estimate is checked).
+The optional modes come last: sequential (A9: G4, S1), CUPED (A10: G7–G9), Bayesian (A11:
+G10's priors, G11), power on the relative scale (A12: G13), Mann–Whitney with the
+Hodges–Lehmann shift (A3: S4, C4), adjusted CIs (A8: G12) and the one-sample bootstrap of C5.
 """
 
 from __future__ import annotations
@@ -941,3 +940,548 @@ def test_paired_edge_cases() -> None:
 def test_proportion_counts_are_validated() -> None:
     with pytest.raises(ValueError, match="successes"):
         stats.compare_proportions(12, 10, 3, 10)
+
+
+# ----------------------------------------------------------------------------------------------
+# A9 — sequential (always-valid) intervals and p-values: G4, S1
+# ----------------------------------------------------------------------------------------------
+
+N_G3 = 3000 + 3461  # total units of the G3 data
+
+
+def test_g4_sequential_two_sided_mean() -> None:
+    c = stats.sequential_comparison(stats.compare_summaries(G3_A, G1_B), N_G3, n_star=1000)
+    assert c.test == "welch_t+sequential" and c.df is None
+    assert c.relative is not None and c.absolute is not None
+    assert near(c.relative.estimate, "0.50336") and near(c.relative.se, "0.33341")
+    assert interval_near(c.relative, "-0.55844", "1.56516")
+    assert c.relative_p_value == 1.0
+    assert c.p_value == 1.0  # absolute: the same evidence, still min(1, ·)
+
+
+def test_g4_sequential_two_sided_proportion() -> None:
+    fixed = stats.compare_summaries(
+        stats.proportion_summary(1396, 3000), stats.proportion_summary(2422, 3461)
+    )
+    c = stats.sequential_comparison(fixed, N_G3)  # N* = 5000, the default
+    assert c.relative is not None
+    assert near(c.relative.estimate, "0.50386") and near(c.relative.se, "0.03386")
+    assert interval_near(c.relative, "0.40098", "0.60675")
+    assert c.relative_p_value is not None and c.relative_p_value < 5e-6  # printed 0.0
+    assert c.p_value is not None and c.p_value < 5e-6
+
+
+@pytest.mark.parametrize(
+    ("alternative", "kind", "bound", "p"),
+    [
+        ("greater", "relative", ("-0.42356454602790883", None), "0.4999"),
+        ("greater", "absolute", ("-0.12656844172804982", None), "0.46316491943359384"),
+        ("less", "absolute", (None, "0.5953217750613832"), "0.4999"),
+    ],
+)
+def test_g4_sequential_one_sided(
+    alternative: str, kind: str, bound: tuple[str | None, str | None], p: str
+) -> None:
+    fixed = stats.compare_summaries(G3_A, G1_B, alternative=alternative)  # type: ignore[arg-type]
+    c = stats.sequential_comparison(
+        fixed,
+        N_G3,
+        alternative=alternative,  # type: ignore[arg-type]
+        p_method="gbstats",
+    )
+    interval = c.relative if kind == "relative" else c.absolute
+    p_value = c.relative_p_value if kind == "relative" else c.p_value
+    assert interval is not None
+    if kind == "relative":
+        assert near(interval.estimate, "0.5033610858562358")
+        assert near(interval.se, "0.3334122146400735")
+    else:
+        assert near(interval.estimate, "0.23437666666666668")
+        assert near(interval.se, "0.12983081254184736")
+    low, high = bound
+    assert near(interval.low, low) if low else interval.low == -math.inf
+    assert near(interval.high, high) if high else interval.high == math.inf
+    assert near(p_value, p)  # "0.4999" is gbstats's clamp
+
+
+def test_g4_one_sided_exact_p_value_inverts_the_bound() -> None:
+    """kpictl's default one-sided p-value is the closed-form inversion of the one-sided
+    confidence sequence: at α = p the lower bound is exactly 0. gbstats's bisection stops
+    on a 1e-6 tolerance of the bound and lands 1.2e-4 higher (0.46316 vs 0.46305)."""
+    est, se = 0.23437666666666668, 0.12983081254184736
+    p = stats.sequential_p_value(est, se, N_G3, alternative="greater")
+    rho2 = stats.sequential_rho2(0.05, 5000, one_sided=True)
+    width = se * stats.sequential_multiplier(N_G3, alpha=p, one_sided=True, rho2=rho2)
+    assert width == pytest.approx(est, rel=1e-12)
+    assert abs(p - 0.46316491943359384) < 2e-4
+    assert stats.sequential_p_value(est, se, N_G3, alternative="less") == 1.0
+    assert stats.sequential_p_value(-est, se, N_G3, alternative="less") == pytest.approx(p)
+
+
+def test_s1_sequential_multipliers() -> None:
+    for n_star, multiplier in [
+        (1000, "3.1846511446"),
+        (5000, "3.0385174934"),
+        (10_000, "3.0538966330"),
+    ]:
+        assert near(stats.sequential_multiplier(6461, n_star=n_star), multiplier)
+        se = 0.3334122146400735
+        half = stats.sequential_halfwidth(se, 6461, n_star=n_star)
+        assert half == pytest.approx(float(multiplier) * se, rel=1e-10)
+    assert near(Z975, "1.959964")
+    # ρ² written out (A9): the mixing variance τ² = nρ²·SE² of the mSPRT is constant in n
+    rho2 = (-2 * math.log(0.05) + math.log(1 - 2 * math.log(0.05))) / 1000
+    assert stats.sequential_rho2(0.05, 1000) == pytest.approx(rho2, rel=1e-15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    estimate=st.floats(-5, 5),
+    se=st.floats(0.01, 3),
+    n=st.integers(10, 100_000),
+    n_star=st.floats(100, 50_000),
+    alternative=st.sampled_from(["two-sided", "greater", "less"]),
+)
+def test_sequential_p_value_agrees_with_the_confidence_sequence(
+    estimate: float, se: float, n: int, n_star: float, alternative: str
+) -> None:
+    """p < α exactly when the always-valid CI at level α excludes 0 (A9)."""
+    p = stats.sequential_p_value(
+        estimate,
+        se,
+        n,
+        n_star=n_star,
+        alternative=alternative,  # type: ignore[arg-type]
+    )
+    one_sided = alternative != "two-sided"
+    half = stats.sequential_halfwidth(se, n, n_star=n_star, one_sided=one_sided)
+    excludes = {
+        "two-sided": abs(estimate) > half,
+        "greater": estimate - half > 0,
+        "less": estimate + half < 0,
+    }[alternative]
+    if abs(abs(estimate) - half) < 1e-9 * half:
+        return
+    assert 0.0 <= p <= 1.0
+    assert (p < 0.05) == excludes
+
+
+def test_sequential_peeking_keeps_the_false_positive_rate() -> None:
+    """A/A with 20 looks each: the running minimum of the always-valid p-values rejects in at
+    most α of 2000 experiments, while peeking at the fixed-horizon p-value does not."""
+    rng = np.random.default_rng(SEED + 10)
+    looks, step = 20, 100  # units per arm added between looks
+    y = rng.normal(size=(EXPERIMENTS, 2, looks * step))
+    cum = np.cumsum(y, axis=2)[:, :, step - 1 :: step]
+    cum_sq = np.cumsum(y * y, axis=2)[:, :, step - 1 :: step]
+    n = step * np.arange(1, looks + 1)
+    var = (cum_sq - cum**2 / n) / (n - 1)
+    delta = cum[:, 1] / n - cum[:, 0] / n
+    se = np.sqrt((var[:, 0] + var[:, 1]) / n)
+    sequential = fixed = 0
+    for e in range(EXPERIMENTS):
+        ps = [
+            stats.sequential_p_value(float(d), float(s), 2 * int(k))
+            for d, s, k in zip(delta[e], se[e], n, strict=True)
+        ]
+        running = stats.running_min_p_values(ps)
+        sequential += running[-1] is not None and running[-1] < 0.05
+        fixed += bool(np.any(np.abs(delta[e] / se[e]) > Z975))
+    assert sequential / EXPERIMENTS <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / EXPERIMENTS)
+    assert fixed / EXPERIMENTS > 0.15  # peeking 20 times at a 5 % test
+
+
+def test_running_min_and_sequential_edge_cases() -> None:
+    assert stats.running_min_p_values([0.5, None, 0.7, 0.2, 0.3]) == [0.5, None, 0.5, 0.2, 0.2]
+    assert stats.running_min_p_values([]) == []
+    assert math.isnan(stats.sequential_p_value(1.0, 0.0, 100))
+    with pytest.raises(ValueError, match=r"alpha < 0\.5"):
+        stats.sequential_rho2(0.5, 5000, one_sided=True)
+    with pytest.raises(ValueError, match=r"N\*"):
+        stats.sequential_rho2(0.05, 0)
+    degenerate = stats.compare_summaries(ArmSummary(1.0, 0.0, 50), ArmSummary(2.0, 1.0, 50))
+    assert stats.sequential_comparison(degenerate, 100) is degenerate
+
+
+# ----------------------------------------------------------------------------------------------
+# A10 — CUPED / regression adjustment: G7, G8, G9
+# ----------------------------------------------------------------------------------------------
+
+G7_A = stats.CupedSums(3001, 300, 600, 210, 415, -20)
+G7_B = stats.CupedSums(3000, 222, 555, 120, 405, -10)
+
+
+def test_g7a_cuped_count_metric() -> None:
+    theta = stats.cuped_theta(G7_A, G7_B)
+    assert near(theta, "-0.07321194")
+    c = stats.compare_cuped(G7_A, G7_B)
+    assert c.test == "cuped" and c.absolute is not None and c.relative is not None
+    assert near(c.baseline, "0.099966678") and near(c.current, "0.074")  # unadjusted means
+    assert near(c.relative.estimate, "-0.281707154") and near(c.relative.se, "0.097104876")
+    assert near(c.relative_p_value, "0.003732549") and near(c.df, "5995.2404")
+    assert near(c.absolute.estimate, "-0.028161328") and near(c.absolute.se, "0.011075983")
+    assert near(c.p_value, "0.011029369")  # the p-value kpictl reports (absolute, A1 rule)
+    assert stats.compare_cuped(G7_A, G7_B, theta=theta) == c
+
+
+def test_g7b_cuped_binomial() -> None:
+    assert near(stats.cuped_theta(G7_A, G7_B, binary=True), "-0.188246421")
+    c = stats.compare_cuped(G7_A, G7_B, binary=True)
+    assert c.relative is not None
+    assert near(c.relative.estimate, "-0.31620216") and near(c.relative.se, "0.062015549")
+    assert near(c.relative_p_value, "0.000000353")
+
+
+def test_cuped_with_theta_zero_is_the_plain_comparison() -> None:
+    c = stats.compare_cuped(G7_A, G7_B, theta=0.0)
+    plain = stats.compare_summaries(
+        stats.mean_summary(3001, 300, 600), stats.mean_summary(3000, 222, 555)
+    )
+    assert c.absolute is not None and plain.absolute is not None
+    assert c.relative is not None and plain.relative is not None
+    for ours, theirs in ((c.absolute, plain.absolute), (c.relative, plain.relative)):
+        assert (ours.estimate, ours.se, ours.low, ours.high) == pytest.approx(
+            (theirs.estimate, theirs.se, theirs.low, theirs.high), rel=1e-12
+        )
+    assert c.p_value == pytest.approx(plain.p_value, rel=1e-12)
+    # a constant covariate carries no information: θ = 0
+    flat = stats.CupedSums(100, 50, 70, 100, 100, 50)
+    assert stats.cuped_theta(flat, flat) == 0.0
+
+
+def test_cuped_degenerate_input() -> None:
+    empty = stats.compare_cuped(stats.CupedSums(0, 0, 0, 0, 0, 0), G7_B)
+    assert empty.p_value is None and empty.warnings == (stats.NO_UNITS,)
+    zero = stats.compare_cuped(stats.CupedSums(100, 0, 0, 30, 40, 0), G7_B, theta=0.0)
+    assert zero.p_value is None and zero.warnings == (stats.ZERO_VARIANCE,)
+    base0 = stats.compare_cuped(stats.CupedSums(100, 0, 50, 30, 40, 5), G7_B)
+    assert base0.p_value is not None and base0.relative is None
+    assert base0.warnings == (stats.BASELINE_ZERO,)
+
+
+G8_A = stats.RatioCupedSums(
+    100,
+    485.112236689623,
+    2715.484666118136,
+    679.9093275844917,
+    4939.424001640236,
+    192.59138069991536,
+    460.076026390857,
+    290.1398399750233,
+    920.9461385038898,
+    1113.6215759318352,
+    2130.9404074446747,
+    634.239482353647,
+    3602.146836776702,
+    1559.2878434944676,
+    1460.3181079276983,
+)
+G8_B = stats.RatioCupedSums(
+    100,
+    514.7757826608777,
+    2994.897482705013,
+    705.4090874383759,
+    5291.36604146392,
+    206.94157227402536,
+    514.2903702246757,
+    302.54389139107326,
+    994.4506208125663,
+    1237.0953021125997,
+    2292.081739775257,
+    698.4173425817908,
+    3918.1561431600717,
+    1701.0287270040265,
+    1604.0759503266522,
+)
+
+
+def test_g8_cuped_ratio() -> None:
+    c = stats.compare_ratio_cuped(G8_A, G8_B)
+    assert c.test == "cuped_ratio" and c.relative is not None
+    assert near(c.baseline, "0.713495487") and near(c.current, "0.729754963")
+    assert near(c.relative.estimate, "-0.0007") and near(c.relative.estimate, "-0.000701483")
+    assert near(c.relative.se, "0.00391")
+    assert interval_near(c.relative, "-0.00841", "0.00700")
+    assert near(c.relative_p_value, "0.85771") and near(c.relative_p_value, "0.857710405")
+    # sequential default (N* = 5000, n = 200 units)
+    s = stats.sequential_comparison(c, 200)
+    assert s.relative is not None
+    assert interval_near(s.relative, "-0.02063", "0.01923") and s.relative_p_value == 1.0
+
+
+def test_cuped_ratio_with_theta_zero_is_the_delta_ratio() -> None:
+    c = stats.compare_ratio_cuped(G8_A, G8_B, theta=0.0)
+    post = [RatioSums(s.n, s[1], s[2], s[3], s[4], s.m_post_d_post) for s in (G8_A, G8_B)]
+    plain = stats.compare_ratio(*post)
+    assert c.absolute is not None and plain.absolute is not None
+    assert c.absolute.se == pytest.approx(plain.absolute.se, rel=1e-12)
+    assert c.p_value == pytest.approx(plain.p_value, rel=1e-12)
+    assert c.relative is not None and plain.relative is not None
+    assert c.relative.se == pytest.approx(plain.relative.se, rel=1e-12)
+    none = stats.compare_ratio_cuped(G8_A._replace(d_pre_sum=0.0), G8_B)
+    assert none.p_value is None and "ratio undefined" in none.warnings[0]
+
+
+G9_D_POST_A = [1, 2, 1.5, 2.5, 2, 1, 1.5, 2.5]
+G9_D_PRE_A = [1.5, 1, 2, 2, 2.5, 1, 1, 2]
+G9_M_POST_A = np.array([12, 19, 16, 24, 21, 9, 14, 26], float)
+G9_M_PRE_A = np.array([16, 11, 21, 19, 26, 11, 9, 21], float)
+G9_D_POST_B = [1.5, 1, 2, 2.5, 1, 2, 2.5, 1.5]
+G9_D_PRE_B = [1, 1.5, 2, 2.5, 1, 2.5, 2, 1.5]
+G9_M_PRE_B = np.array([11, 17, 22, 27, 10, 27, 21, 16], float)
+G9_M_POST_B = {
+    "improving": np.array([17, 12, 23, 28, 12, 22, 29, 16], float),
+    "declining": np.array([14, 9, 17, 23, 9, 18, 22, 13], float),
+}
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize(
+    ("scenario", "lift", "se"),
+    [("improving", "0.1039280", "0.0286196"), ("declining", "-0.1372068", "0.0223934")],
+)
+def test_g9_cuped_ratio_negative_baselines(sign: int, scenario: str, lift: str, se: str) -> None:
+    a = stats.ratio_cuped_sums(sign * G9_M_POST_A, G9_D_POST_A, sign * G9_M_PRE_A, G9_D_PRE_A)
+    b = stats.ratio_cuped_sums(
+        sign * G9_M_POST_B[scenario], G9_D_POST_B, sign * G9_M_PRE_B, G9_D_PRE_B
+    )
+    c = stats.compare_ratio_cuped(a, b, theta=0.5)
+    assert c.relative is not None
+    assert near(sign * c.relative.estimate, lift) and near(c.relative.se, se)
+
+
+def test_g9_relative_difference() -> None:
+    """gbstats tests/test_utils.py: relative change over |baseline|."""
+    assert stats.relative_difference(-10, -5) == 0.5
+    assert stats.relative_difference(-10, -15) == -0.5
+    assert stats.relative_difference(-2, 3) == 2.5
+    assert stats.relative_difference(0, 3) is None
+    c = stats.compare_summaries(ArmSummary(-2.0, 1.0, 100), ArmSummary(3.0, 1.0, 100))
+    assert c.relative is not None and c.relative.estimate == 2.5
+
+
+# ----------------------------------------------------------------------------------------------
+# A11 — Bayesian: G11, G10's priors
+# ----------------------------------------------------------------------------------------------
+
+
+def test_g11_bayesian_proportion() -> None:
+    p = stats.bayesian_comparison(
+        stats.proportion_summary(49, 100), stats.proportion_summary(51, 100)
+    )
+    assert p.relative and p.warnings == ()
+    assert near(p.estimate, "0.04082") and near(p.se, "0.14725")
+    assert near(p.low, "-0.24779") and near(p.high, "0.32943")
+    assert near(p.chance_to_win, "0.60918")
+    assert near(p.risk_baseline, "0.0814") and near(p.risk_current, "0.04058")
+
+
+G11_A = stats.mean_summary(10, 100, 1002.25)
+G11_B = stats.mean_summary(10, 105, 1111.5)
+
+
+def test_g11_bayesian_mean() -> None:
+    p = stats.bayesian_comparison(G11_A, G11_B)
+    assert near(p.estimate, "0.05") and near(p.se, "0.03572")
+    assert near(p.low, "-0.02") and near(p.high, "0.12")
+    assert near(p.chance_to_win, "0.91923")
+    assert near(p.risk_baseline, "0.05131") and near(p.risk_current, "0.00131")
+    proper = stats.bayesian_comparison(G11_A, G11_B, prior_mean=0.1, prior_variance=0.1)
+    assert near(proper.estimate, "0.05063") and near(proper.se, "0.03549")
+    assert near(proper.low, "-0.01893") and near(proper.high, "0.12019")
+    assert near(proper.chance_to_win, "0.92315")
+    # the same gbstats test also pins the risks of the proper-prior case
+    assert near(proper.risk_baseline, "0.05186") and near(proper.risk_current, "0.00123")
+    # lower-is-better KPIs swap the chance to win and the risks
+    inverse = stats.bayesian_comparison(G11_A, G11_B, inverse=True)
+    assert inverse.chance_to_win == pytest.approx(1 - p.chance_to_win)
+    assert (inverse.risk_baseline, inverse.risk_current) == (p.risk_current, p.risk_baseline)
+
+
+def test_g11_get_risk() -> None:
+    risk = stats.gaussian_risk(0.1, 0.05)
+    assert near(risk[0], "0.1004245351308") and near(risk[1], "0.0004245351308414")
+    # E[max(X, 0)] − E[max(−X, 0)] = E[X]
+    assert risk[0] - risk[1] == pytest.approx(0.1, rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("relative", "prior_variance", "expected", "low", "high"),
+    [
+        (False, None, "0.5365124375579775", "0.4572559589115422", "0.6157689162044128"),
+        (True, 1e6, "0.07495297222736319", "0.06341005842481906", "0.08649588602990732"),
+        # gbstats's same test (tests/bayesian/test_tests.py), beyond statistics.md: relative
+        # priors rescaled to the absolute scale by |Q̂_A|, and an informative N(0, 1)
+        (False, 1e6, "0.536512437540855", "0.4572559588956844", "0.6157689161860256"),
+        (False, 1.0, "0.536495315442269", "0.4572401014910488", "0.6157505293934892"),
+        (True, 1.0, "0.07495037261804469", "0.06340765898986044", "0.08649308624622894"),
+    ],
+)
+def test_g10_bayesian_quantile_priors(
+    relative: bool, prior_variance: float | None, expected: str, low: str, high: str
+) -> None:
+    """G10 with gbstats's per-unit variance (n*/n)(n−1)·SE_iid² (see test_g10 above)."""
+    arms = {
+        k: stats.quantile_arm_from_bounds(n, q, lo, hi, 0.9) for k, (n, q, lo, hi) in G10.items()
+    }
+    a, b = (ArmSummary(q.estimate, (q.n - 1) * q.se**2, q.n) for q in arms.values())
+    p = stats.bayesian_comparison(a, b, relative=relative, prior_variance=prior_variance)
+    assert near(p.estimate, expected) and near(p.low, low) and near(p.high, high)
+
+
+def test_bayesian_degenerate_input_and_prior_scales() -> None:
+    zero = stats.bayesian_comparison(ArmSummary(1.0, 0.0, 10), G11_B)
+    assert math.isnan(zero.estimate) and zero.warnings == (stats.ZERO_VARIANCE,)
+    base0 = stats.bayesian_comparison(ArmSummary(0.0, 1.0, 10), G11_B)
+    assert base0.warnings == (stats.BASELINE_ZERO,)
+    assert stats.bayesian_comparison(ArmSummary(0.0, 1.0, 0), G11_B).warnings == (stats.NO_UNITS,)
+    # an absolute prior on a relative effect is rescaled by 1/|m_A| (m_A = 10)
+    rel = stats.bayesian_comparison(G11_A, G11_B, prior_mean=0.1, prior_variance=0.1)
+    absolute = stats.bayesian_comparison(
+        G11_A, G11_B, prior_mean=1.0, prior_variance=10.0, prior_scale="absolute"
+    )
+    assert absolute.estimate == pytest.approx(rel.estimate, rel=1e-12)
+    with pytest.raises(ValueError, match="prior variance"):
+        stats.bayesian_posterior(0.1, 0.1, prior_variance=0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# A12 — power and MDE on the relative scale: G13
+# ----------------------------------------------------------------------------------------------
+
+G13_VARIANCE = 3909.9997749994377
+
+
+def test_g13_power_and_mde() -> None:
+    power = stats.power_relative(10, G13_VARIANCE, 0.05, 400_000, n_variations=3)
+    assert near(power, "0.52144")
+    mde = stats.mde_relative(10, G13_VARIANCE, 400_000, n_variations=3)
+    assert near(mde, "0.07027")
+    # the MDE solves Δ/SE(Δ) = z_{1−α/2} + z_{0.8} (the far tail ignored): power ≈ 0.8
+    at_mde = stats.power_relative(10, G13_VARIANCE, mde, 400_000, n_variations=3)
+    assert at_mde == pytest.approx(0.8, abs=1e-6)
+
+
+def test_g13_sequential_power_and_mde() -> None:
+    """statistics.md did not re-derive these; they reproduce with A9's multiplier at the
+    pairwise n = 2·N/k in place of z (GrowthBook `sequentialPowerStandardError`)."""
+    power = stats.power_relative(10, G13_VARIANCE, 0.05, 400_000, n_variations=3, n_star=5000)
+    assert near(power, "0.20596")
+    mde = stats.mde_relative(10, G13_VARIANCE, 400_000, n_variations=3, n_star=5000)
+    assert near(mde, "0.12821")
+
+
+def test_power_edge_cases() -> None:
+    assert math.isnan(stats.mde_relative(10, G13_VARIANCE, 100))  # far too few units
+    with pytest.raises(ValueError, match="power must lie"):
+        stats.mde_relative(10, 1.0, 1000, power=0.01)
+    with pytest.raises(ValueError, match="mean"):
+        stats.power_relative(0, 1.0, 0.1, 1000)
+
+
+# ----------------------------------------------------------------------------------------------
+# A3 — Mann–Whitney U with the Hodges–Lehmann shift: S4, C4
+# ----------------------------------------------------------------------------------------------
+
+
+def test_s4_mann_whitney() -> None:
+    c = stats.mann_whitney(S4_A, S4_B)
+    assert c.test == "mann_whitney_exact" and near(c.statistic, "49")
+    assert near(c.p_value, "0.013986013986013986")
+    asymptotic = stats.mann_whitney(S4_A, S4_B, method="asymptotic")
+    assert asymptotic.test == "mann_whitney_asymptotic"
+    assert near(asymptotic.p_value, "0.01767227638672243")
+    no_continuity = stats.mann_whitney(S4_A, S4_B, method="asymptotic", use_continuity=False)
+    assert near(no_continuity.p_value, "0.015087255494406496")
+    assert c.absolute is not None and near(c.absolute.estimate, "6.6")
+    # the Moses CI is the set of shifts the exact Mann–Whitney test does not reject
+    eps = 1e-6
+    for shift, rejected in [
+        (c.absolute.low - eps, True),
+        (c.absolute.low + eps, False),
+        (c.absolute.high - eps, False),
+        (c.absolute.high + eps, True),
+    ]:
+        p = scipy_stats.mannwhitneyu(S4_B - shift, S4_A, method="exact").pvalue
+        assert bool(p < 0.05) is rejected, (shift, p)
+
+
+def test_c4_mann_whitney() -> None:
+    a, b = (dataset()[k][1][:, 1] for k in "AB")
+    c = stats.mann_whitney(a, b)  # ties (1–8 turns): asymptotic with tie correction
+    assert c.test == "mann_whitney_asymptotic"
+    assert near(c.statistic, "18963") and near(c.p_value, "0.3659980917975305")
+    assert c.absolute is not None and c.absolute.low <= c.absolute.estimate <= c.absolute.high
+
+
+def test_exact_u_distribution_matches_scipy() -> None:
+    rng = np.random.default_rng(5)
+    for m, n in [(1, 4), (3, 9), (8, 7), (20, 13)]:
+        cdf = stats._u_null_cdf(m, n)
+        x, y = rng.normal(size=m), rng.normal(size=n)
+        u = int(scipy_stats.mannwhitneyu(y, x).statistic)
+        ours = min(1.0, 2 * min(cdf[u], 1 - (cdf[u - 1] if u else 0.0)))
+        expected = scipy_stats.mannwhitneyu(y, x, method="exact").pvalue
+        assert ours == pytest.approx(expected, rel=1e-12)
+
+
+def test_mann_whitney_edge_cases() -> None:
+    assert stats.mann_whitney([], [1.0, 2.0]).warnings == (stats.NO_UNITS,)
+    assert stats.mann_whitney([1.0, 1.0], [1.0]).warnings == (stats.ZERO_VARIANCE,)
+    tiny = stats.mann_whitney([1.0, 2.0], [3.0, 4.0])
+    assert tiny.p_value is not None and any("too few values" in w for w in tiny.warnings)
+    with pytest.raises(ValueError, match="unknown Mann"):
+        stats.mann_whitney([1.0], [2.0], method="fisher")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------
+# A8 — multiplicity-adjusted CIs: G12 third bullet
+# ----------------------------------------------------------------------------------------------
+
+
+def test_g12_adjusted_ci() -> None:
+    low, high = stats.adjusted_ci_from_p(0.1, 0.049999999, 0.05)
+    assert abs(low) < 5e-9 and near(high, "0.20000000")
+    assert stats.adjusted_ci_from_p(0.0, 0.3) == (0.0, 0.0)
+    assert stats.adjusted_ci_from_p(0.1, 1.0) == (-math.inf, math.inf)
+    # by construction the back-out CI excludes 0 exactly when p_adj < α
+    for p_adj in (0.01, 0.049, 0.051, 0.5):
+        low, high = stats.adjusted_ci_from_p(-0.3, p_adj)
+        assert (high < 0) == (p_adj < 0.05)
+
+
+def test_bonferroni_intervals() -> None:
+    """The cleaner option (A8): Bonferroni-level CIs = the comparison rerun at α/m."""
+    c = stats.compare_summaries(G1_A, G1_B)
+    wide = stats.compare_summaries(G1_A, G1_B, alpha=0.05 / 3)
+    assert c.absolute is not None and wide.absolute is not None
+    ours = stats.bonferroni_interval(c.absolute, 3, df=c.df)
+    assert (ours.low, ours.high) == pytest.approx((wide.absolute.low, wide.absolute.high))
+    assert stats.bonferroni_interval(c.absolute, 1, df=c.df) == c.absolute
+    assert stats.preferential_bonferroni_alphas(0.05, 1, 5, 0.6) == pytest.approx((0.03, 0.005))
+    assert stats.preferential_bonferroni_alphas(0.05, 2, 1)[0] == 0.025
+    with pytest.raises(ValueError, match="m ≥ 1"):
+        stats.bonferroni_interval(c.absolute, 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# C5 — one-sample bootstrap of p95 on the first 100 baseline turns
+# ----------------------------------------------------------------------------------------------
+
+
+def test_c5_one_sample_bootstrap() -> None:
+    """Bootstrap values are a band (±5 % of the SE, statistics.md (b)); p95 at n = 100 is
+    unstable: the BCa interval reaches far into the right tail."""
+    x = dataset()["A"][0][:100, 2]
+    p95 = stats.quantile_statistic(0.95)
+    percentile = stats.bootstrap_one_sample(x, p95, resamples=5000, seed=7)
+    bca = stats.bootstrap_one_sample(x, p95, resamples=5000, method="BCa", seed=7)
+    assert near(percentile.estimate, "3452.868066874987") and bca.estimate == percentile.estimate
+    se = 492.07
+    for result in (percentile, bca):
+        assert abs(result.se / se - 1) < 0.05 and result.resamples == 5000
+    band = 0.05 * se
+    assert abs(percentile.low - 2412.84) < band and abs(percentile.high - 4270.31) < band
+    assert abs(bca.low - 2829.37) < band and abs(bca.high - 6146.97) < band
+    with pytest.raises(ValueError, match="quantile level"):
+        stats.quantile_statistic(1.0)
