@@ -324,7 +324,7 @@ def derive_columns(
     for entry in table.derive:
         frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
     literal_names = [e.meta.output_name() for e in literals]
-    return frame.drop(literal_names).collect()
+    return frame.drop(literal_names).collect(engine="streaming")
 
 
 def row_table(
