@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.compare import CompareOptions, CompareResult, run_compare, verdict
+from kpictl.comparison import CompareOptions, CompareResult, run_compare, verdict
 from kpictl.engine import facts
 from kpictl.io import Sources
 from kpictl.sample import write_sample

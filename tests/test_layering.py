@@ -9,22 +9,29 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kpictl"
 
-# errors   io (read logs)   spec   engine   stats   render   cli — with their helper modules.
+# errors   io (read logs)   spec   engine   stats   render   report   cli — with their helpers.
 LAYERS: list[set[str]] = [
     {"errors"},
     {"schema", "sqlexpr", "yamlmarks"},
-    {"io", "sample"},
+    {"formats"},  # log formats the io layer reads (imported by io)
+    {"io", "sample", "pricing"},
     {"rollup"},
     {"spec"},
     {"sources"},
     {"engine"},
     {"stats"},
-    {"compare"},
+    {"comparison"},
     {"render"},
+    {"scorecard"},
     {"cli"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-ONLY_IN = {"typer": {"cli"}, "rich": {"render", "cli"}, "scipy": {"stats"}}
+ONLY_IN = {
+    "typer": {"cli"},
+    "rich": {"render", "cli"},
+    "scipy": {"stats"},
+    "matplotlib": {"scorecard"},
+}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -24,6 +24,7 @@ __all__ = [
     "EmptyInputError",
     "InputDataError",
     "KpictlError",
+    "ReportOptions",
     "SpecError",
     "UsageError",
     "__version__",
@@ -33,23 +34,29 @@ __all__ = [
     "load_frames",
     "load_sources",
     "load_spec",
+    "report",
     "run_compare",
     "run_compute",
+    "run_report",
 ]
 
 if TYPE_CHECKING:
-    from kpictl.compare import CompareOptions, CompareResult, compare, run_compare
+    from kpictl.comparison import CompareOptions, CompareResult, compare, run_compare
     from kpictl.engine import ComputeOptions, ComputeResult, compute, facts, run_compute
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
     from kpictl.io import load_frames
+    from kpictl.scorecard import ReportOptions, report, run_report
     from kpictl.sources import load_sources
     from kpictl.spec import load_spec
 
 _LAZY = {
-    "CompareOptions": "kpictl.compare",
-    "CompareResult": "kpictl.compare",
-    "compare": "kpictl.compare",
-    "run_compare": "kpictl.compare",
+    "CompareOptions": "kpictl.comparison",
+    "CompareResult": "kpictl.comparison",
+    "compare": "kpictl.comparison",
+    "run_compare": "kpictl.comparison",
+    "ReportOptions": "kpictl.scorecard",
+    "report": "kpictl.scorecard",
+    "run_report": "kpictl.scorecard",
     "ComputeOptions": "kpictl.engine",
     "ComputeResult": "kpictl.engine",
     "compute": "kpictl.engine",

@@ -7,7 +7,9 @@ codes (see `KpictlGroup.invoke`). Heavy modules (polars, rich) are imported insi
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -192,6 +194,14 @@ BadRowsOption = Annotated[
         "malformed rows and report how many, per file.",
     ),
 ]
+CacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Keep parsed JSONL as Parquet between runs (in $KPICTL_CACHE_DIR, else "
+        "~/.cache/kpictl), keyed by path, size and modification time.",
+    ),
+]
 PathsArgument = Annotated[
     list[str] | None,
     typer.Argument(
@@ -235,7 +245,11 @@ def _load(config: Path, params: list[str] | None) -> Spec:
 
 
 def _sources(
-    spec: Spec, paths: list[str] | None, source: list[str] | None, on_bad_rows: BadRows
+    spec: Spec,
+    paths: list[str] | None,
+    source: list[str] | None,
+    on_bad_rows: BadRows,
+    cache: bool = True,
 ) -> Sources:
     from kpictl.sources import load_sources
 
@@ -244,7 +258,17 @@ def _sources(
         overrides.setdefault(name, []).append(path)
     if paths:
         overrides["events"] = list(paths)
-    return load_sources(spec, overrides, on_bad_rows=on_bad_rows.value)
+    with progress("Reading logs…"):
+        return load_sources(spec, overrides, on_bad_rows=on_bad_rows.value, cache=cache)
+
+
+def progress(message: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while a long step runs; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        return nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def _console(output: Path | None) -> tuple[Console, Any]:
@@ -317,6 +341,7 @@ def compute(
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
+    cache: CacheOption = True,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -341,8 +366,9 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
-    sources = _sources(spec, paths, source, on_bad_rows)
-    result = run_compute(spec, sources, options)
+    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    with progress("Computing KPIs…"):
+        result = run_compute(spec, sources, options)
     _report_inputs(sources)
     for note in result.notes:
         _stderr(f"kpictl: note: {note}")
@@ -403,6 +429,7 @@ def compare(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to this file instead of stdout.")] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
+    cache: CacheOption = True,
 ) -> None:
     """Compare every KPI against a baseline with the right test, CIs and corrections.
 
@@ -420,7 +447,7 @@ def compare(
 
       kpictl compare logs/this_week/ --baseline logs/last_week/ --format json
     """
-    from kpictl.compare import CompareOptions, run_compare
+    from kpictl.comparison import CompareOptions, run_compare
     from kpictl.render import render_compare
 
     spec = _load(config, param)
@@ -431,7 +458,7 @@ def compare(
         correction=correction.value if correction else None, unit=unit,
         relative_ci=relative_ci.value, paired=paired,
     )
-    sources = _sources(spec, paths, source, on_bad_rows)
+    sources = _sources(spec, paths, source, on_bad_rows, cache)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -441,13 +468,14 @@ def compare(
                 f"--baseline {baseline}: neither a baseline of the spec"
                 f"{did_you_mean(baseline, spec.baselines)} (declared: "
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path")
-        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows)
+        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache)
     else:
         options = CompareOptions(**{**options.__dict__, "baseline": baseline})
         if baseline_source:
             raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
-    result = run_compare(spec, sources, options, baseline_sources=baseline_sources,
-                         baseline_label=baseline)
+    with progress("Comparing KPIs…"):
+        result = run_compare(spec, sources, options, baseline_sources=baseline_sources,
+                             baseline_label=baseline)
     _report_inputs(sources)
     if baseline_sources is not None:
         _report_inputs(baseline_sources)
@@ -465,6 +493,142 @@ def compare(
             names = ", ".join(sorted(set(breached["kpi"].to_list())))
             _stderr(f"kpictl: {breached.height} KPI result(s) at or above {fail_on.value}: "
                     f"{names}")
+            raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
+
+
+@app.command()
+def report(
+    paths: PathsArgument = None,
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            "-b",
+            help="A baseline declared in the spec or a path to another "
+            "dataset's events. Default: the spec's defaults.baseline; none: descriptive only.",
+        ),
+    ] = None,
+    baseline_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline-source", help="NAME=PATH: a source of the baseline dataset. Repeatable."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Period start (inclusive), ISO-8601.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Period end (exclusive), ISO-8601.")
+    ] = None,
+    as_of: AsOfOption = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="List the cohorts of this column whose KPIs differ significantly from "
+            "the rest. Repeatable.",
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option("--title", help="The scorecard's title.")] = None,
+    charts: Annotated[
+        Path | None,
+        typer.Option(
+            "--charts",
+            help="Write one PNG per KPI into this folder and link them (needs "
+            "pip install 'kpictl[charts]').",
+        ),
+    ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option(
+            "--redact/--no-redact",
+            help="Redact e-mail addresses, phone numbers and card numbers "
+            "in the drill-down's messages.",
+        ),
+    ] = True,
+    fail_on: Annotated[
+        FailLevel | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 3 when any KPI is at or above this level (the report is written first).",
+        ),
+    ] = None,
+    param: ParamOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the Markdown to this file instead of stdout."),
+    ] = None,
+    on_bad_rows: BadRowsOption = BadRows.error,
+    cache: CacheOption = True,
+) -> None:
+    """Write the scorecard: one Markdown document with tiles, KPIs, trends, ROI, data quality,
+    drill-down and provenance. Only the Markdown goes to stdout.
+
+    Examples:
+
+      kpictl report > scorecard.md
+
+      kpictl report --by channel --charts charts/ --output scorecard.md
+
+      kpictl report --baseline prior_4w --fail-on critical
+    """
+    import shlex
+
+    from kpictl.scorecard import ReportOptions, run_report
+
+    spec = _load(config, param)
+    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    baseline_sources = None
+    if baseline is not None and baseline not in spec.baselines:
+        if not Path(baseline).exists():
+            from kpictl.sqlexpr import did_you_mean
+
+            raise UsageError(
+                f"--baseline {baseline}: neither a baseline of the spec"
+                f"{did_you_mean(baseline, spec.baselines)} (declared: "
+                f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
+            )
+        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache)
+    elif baseline_source:
+        raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
+    options = ReportOptions(
+        baseline=baseline if baseline_sources is None else None,
+        by=tuple(by or ()),
+        since=_timestamp(since, "--since"),
+        until=_timestamp(until, "--until"),
+        as_of=_timestamp(as_of, "--as-of"),
+        title=title,
+        charts_dir=charts,
+        link_base=output.parent if output is not None else Path.cwd(),
+        redact=redact,
+        command_line=shlex.join(["kpictl", *sys.argv[1:]]),
+    )
+    with progress("Building the scorecard…"):
+        result = run_report(
+            spec, sources, options, baseline_sources=baseline_sources, baseline_label=baseline
+        )
+    _report_inputs(sources)
+    if baseline_sources is not None:
+        _report_inputs(baseline_sources)
+    for note in result.notes:
+        _stderr(f"kpictl: note: {note}")
+    if output is None:
+        typer.echo(result.markdown, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(result.markdown, encoding="utf-8")
+        _stderr(
+            f"kpictl: wrote {output}"
+            + (f" and {len(result.charts)} chart(s) to {charts}" if result.charts else "")
+        )
+    if fail_on is not None:
+        breached = result.at_or_above(fail_on.value)
+        if breached:
+            _stderr(
+                f"kpictl: {len(breached)} KPI(s) at or above {fail_on.value}: {', '.join(breached)}"
+            )
             raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
@@ -495,6 +659,7 @@ def facts(
         Path, typer.Option("--output", "-o", help="Write to F.parquet or F.csv.")
     ] = Path("facts.parquet"),
     on_bad_rows: BadRowsOption = BadRows.error,
+    cache: CacheOption = True,
 ) -> None:
     """Export a facts table (one row per conversation with every rollup and derive column)."""
     from kpictl.engine import facts as build_facts
@@ -503,7 +668,7 @@ def facts(
     if suffix not in (".parquet", ".csv"):
         raise UsageError(f"--output {output}: expected a .parquet or .csv file name")
     spec = _load(config, param)
-    sources = _sources(spec, paths, source, on_bad_rows)
+    sources = _sources(spec, paths, source, on_bad_rows, cache)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)
     if suffix == ".parquet":

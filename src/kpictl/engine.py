@@ -29,6 +29,9 @@ from kpictl.sqlexpr import (
 )
 
 BUCKET = "bucket"
+# as-of of data without any timestamp (chat transcripts may have none): a fixed instant, so
+# output stays reproducible; renderers print it as null
+UNTIMED_AS_OF = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _GRAIN_EVERY = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
 _ORDERED_AGG = re.compile(r"\b(FIRST|LAST)\s*\(", re.IGNORECASE)
 _ATTR_CHECK = "__kpictl_distinct_"
@@ -85,8 +88,20 @@ def latest_timestamp(sources: Sources) -> dt.datetime:
             if value is not None:
                 latest.append(value)
     if not latest:
+        rows = sum(s.frame.select(pl.len()).collect().item() for s in sources.by_name.values())
+        if rows and _untimed_rows(sources):  # e.g. chat transcripts without times
+            return UNTIMED_AS_OF
         raise EmptyInputError("the inputs hold no timestamps: nothing to compute")
     return _utc(max(latest))
+
+
+def _untimed_rows(sources: Sources) -> int:
+    """Rows without a time (allowed for chat transcripts): their time-based values are null."""
+    total = 0
+    for loaded in sources.by_name.values():
+        if "ts" in loaded.frame.collect_schema():
+            total += loaded.frame.select(pl.col("ts").null_count()).collect().item()
+    return total
 
 
 def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Window:
@@ -132,8 +147,8 @@ def names_in(sqls: Sequence[str | None]) -> list[str]:
 
 def _source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
     frame = sources[name]
-    if "ts" in frame.collect_schema():
-        frame = frame.filter(pl.col("ts") <= window.as_of)
+    if "ts" in frame.collect_schema():  # rows without a time (chat transcripts) are kept
+        frame = frame.filter((pl.col("ts") <= window.as_of) | pl.col("ts").is_null())
     return frame
 
 
@@ -431,7 +446,8 @@ def _kpi_frame(
         if table.is_rollup
         else (spec.tables[table.lookup].time if table.lookup else None)
     )
-    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, options.where]
+    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, options.where,
+            kpi.pass_k.success if kpi.pass_k else None]
     literals = literal_columns(spec, window, names_in(sqls))
     if literals:
         frame = frame.with_columns(literals)
@@ -474,7 +490,9 @@ def _kpi_queries(
             ],
         )
         settled = keyed.filter(pl.col("__mature"))
-        if kpi.kind == "value":
+        if kpi.pass_k is not None:
+            query = _pass_k_query(keyed, keys, kpi)
+        elif kpi.kind == "value":
             value = _float_expr(frame, kpi.value)
             query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value")]), keys)
         else:
@@ -512,6 +530,46 @@ def _kpi_queries(
             )
         )
     return queries
+
+
+def pass_k_probability(n: pl.Expr, c: pl.Expr, k: int, at_least_one: bool) -> pl.Expr:
+    """Per task with c successes of n trials (n ≥ k): pass^k = C(c,k)/C(n,k), the chance that k
+    trials drawn without replacement all succeed; pass@k = 1 − C(n−c,k)/C(n,k). Computed as the
+    product Π_{i<k} (x−i)/(n−i) (x = c or n−c), exact ratios of integers, no factorials."""
+    x = (n - c) if at_least_one else c
+    product = pl.lit(1.0)
+    for i in range(k):  # k factors: a loop over k, vectorised over tasks
+        product = product * ((x - i).clip(lower_bound=0).cast(pl.Float64) / (n - i))
+    return (1.0 - product) if at_least_one else product
+
+
+def _pass_k_query(frame: pl.LazyFrame, keys: Sequence[str], kpi: KpiSpec) -> pl.LazyFrame:
+    """pass^k / pass@k: per task n trials and c successes, the probability per task, averaged
+    over the tasks with at least k settled trials. n = tasks counted; pending = trials left out
+    (outcome window open) plus tasks with fewer than k trials."""
+    spec = kpi.pass_k
+    assert spec is not None
+    success = compile_sql(spec.success).fill_null(False)
+    per_task = (
+        frame.filter(pl.col("__mature"))
+        .group_by([*keys, spec.task])
+        .agg(pl.len().alias("__n"), success.sum().alias("__c"))
+        .with_columns(pl.col("__n").cast(pl.Int64), pl.col("__c").cast(pl.Int64))
+    )
+    enough = pl.col("__n") >= spec.k
+    probability = pass_k_probability(pl.col("__n"), pl.col("__c"), spec.k, spec.at_least_one)
+    aggs = [
+        probability.filter(enough).mean().alias("value"),
+        enough.sum().cast(pl.Int64).alias("n"),
+        (~enough).sum().cast(pl.Int64).alias("__short"),
+    ]
+    immature = _aggregate(frame, keys, [(~pl.col("__mature")).sum().cast(pl.Int64)
+                                        .alias("__open")])
+    result = _aggregate(per_task, keys, aggs)
+    return _join_on(immature, result, keys).with_columns(
+        pl.col("n").fill_null(0),
+        (pl.col("__open") + pl.col("__short").fill_null(0)).alias("pending"),
+    ).select([*keys, "n", "pending", "value"])
 
 
 def _float_expr(frame: pl.LazyFrame, sql: str | None) -> pl.Expr:
@@ -617,7 +675,7 @@ def run_compute(
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
-    notes: list[str] = []
+    notes: list[str] = [*_data_notes(sources, kpis)]
     for kpi in kpis:
         if kpi.kind == "formula":
             continue
@@ -676,6 +734,44 @@ def run_compute(
         options.grain is not None,
     )
     return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes))
+
+
+def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
+    """What the numbers cannot show: unpriced rows (cost null, never a silent zero) and rows
+    without a time."""
+    notes: list[str] = []
+    unpriced_total = 0
+    for name, loaded in sources.by_name.items():
+        schema = loaded.frame.collect_schema()
+        if "cost_source" not in schema:
+            continue
+        unpriced = loaded.frame.filter(pl.col("cost_source") == "unpriced")
+        model = pl.col("model").drop_nulls().unique().sort() if "model" in schema else None
+        counts = unpriced.select(
+            pl.len().alias("rows"),
+            (pl.col("conversation_id").n_unique() if "conversation_id" in schema
+             else pl.lit(0)).alias("conversations"),
+            *([model.implode().alias("models")] if model is not None else []),
+        ).collect().row(0, named=True)
+        if counts["rows"]:
+            unpriced_total += counts["rows"]
+            models = ", ".join(counts.get("models") or []) or "no model"
+            notes.append(
+                f"cost: {counts['rows']} {name} rows in {counts['conversations']} conversations "
+                f"are unpriced (tokens but no cost and no price; models: {models}): their "
+                "cost_usd is null, so cost totals leave them out — add the models to `pricing:`"
+            )
+    if unpriced_total:
+        for kpi in kpis:
+            if kpi.format == "usd":
+                notes.append(f"{kpi.name}: excludes the cost of {unpriced_total} unpriced rows")
+    untimed = _untimed_rows(sources)
+    if untimed:
+        notes.append(
+            f"{untimed} rows have no timestamp (ts is null): time-based values from them "
+            "(MIN(ts), durations, time buckets, windows) are null, not zero"
+        )
+    return notes
 
 
 def _finish(

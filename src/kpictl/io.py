@@ -23,6 +23,7 @@ import polars as pl
 
 from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError
+from kpictl.formats import FORMAT_NAMES, FORMAT_SUFFIXES, LOCATION, read_format
 from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
 OnBadRows = Literal["error", "skip"]
@@ -121,6 +122,10 @@ class SourceRequest:
     fields: Mapping[str, pl.DataType] | None = None
     # where parsed JSONL is kept as Parquet between runs (None: no cache); see `jsonl_cache_dir`
     cache_dir: Path | None = None
+    # `format: chat | otlp_json`: the reader's options (kpictl.formats.ChatOptions, OtlpOptions)
+    options: Any = None
+    # a source made by another source's format (e.g. tool_calls from a chat source): its name
+    derived_from: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,6 +135,8 @@ class SourceRequest:
 
 def _suffix_format(path: Path, forced: str) -> str | None:
     name = path.name.lower()
+    if forced in FORMAT_NAMES:
+        return forced if name.endswith(FORMAT_SUFFIXES) else None
     if forced in ("jsonl", "parquet"):
         return forced
     if name.endswith(JSONL_SUFFIXES):
@@ -170,8 +177,9 @@ def find_files(
             found.append((path, root))
     if not found:
         extra = f" (ignored: {', '.join(ignored[:5])})" if ignored else ""
+        suffixes = FORMAT_SUFFIXES if forced in FORMAT_NAMES else SUPPORTED_SUFFIXES
         raise InputDataError(
-            f"{target}: no log files found; expected {', '.join(SUPPORTED_SUFFIXES)}{extra}"
+            f"{target}: no log files found; expected {', '.join(suffixes)}{extra}"
         )
     return found, ignored
 
@@ -757,5 +765,101 @@ def load_frames(
 
 
 def load_requests(requests: Sequence[SourceRequest], on_bad_rows: OnBadRows = "error") -> Sources:
-    """Load several sources."""
-    return Sources({r.name: load_source(r, on_bad_rows) for r in requests})
+    """Load several sources; a format source (chat, otlp_json) also fills the sources derived
+    from it (`derived_from`) with its tool calls."""
+    loaded: dict[str, LoadedSource] = {}
+    for request in requests:
+        if request.derived_from is not None:
+            continue
+        if request.format in FORMAT_NAMES:
+            derived = [r for r in requests if r.derived_from == request.name]
+            loaded.update(load_format_source(request, derived, on_bad_rows))
+        else:
+            loaded[request.name] = load_source(request, on_bad_rows)
+    return Sources({r.name: loaded[r.name] for r in requests if r.name in loaded})
+
+
+# ----------------------------------------------------------------------------------------------
+# Format sources: chat transcripts and OTLP JSON (kpictl.formats), both tables from one read
+# ----------------------------------------------------------------------------------------------
+
+
+def load_format_source(
+    request: SourceRequest, derived: Sequence[SourceRequest], on_bad_rows: OnBadRows = "error"
+) -> dict[str, LoadedSource]:
+    """Read a `format: chat | otlp_json` source once: its events under its own name, its tool
+    calls under the name of every source derived from it."""
+    events: list[pl.DataFrame] = []
+    calls: list[pl.DataFrame] = []
+    sizes: list[tuple[Path, int, int, int]] = []
+    ignored: list[str] = []
+    for pattern in request.paths:
+        files, skipped_files = find_files(pattern, request.base_dir, request.format)
+        ignored += skipped_files
+        for path, root in files:
+            frames = read_format(path, request.format, request.options)
+            partitions = [pl.lit(v).alias(k) for k, v in _partition_values(path, root).items()]
+            for part, bucket in ((frames.events, events), (frames.tool_calls, calls)):
+                if part.height:
+                    new = [e for e in partitions if e.meta.output_name() not in part.columns]
+                    bucket.append(part.with_columns(new) if new else part)
+            sizes.append((path, path.stat().st_size, frames.events.height,
+                          frames.tool_calls.height))
+    result: dict[str, LoadedSource] = {}
+    for target, parts, position in ((request, events, 2), *((d, calls, 3) for d in derived)):
+        combined = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+        frame, skipped, reasons = _canonical_format_frame(combined, target, on_bad_rows)
+        reports = tuple(
+            FileReport(target.name, str(path), request.format, size, counts[position - 2], 0)
+            for path, size, *counts in sizes
+        )
+        if skipped:
+            last = reports[-1]
+            reports = (*reports[:-1], FileReport(
+                last.source, last.path, last.format, last.size_bytes,
+                last.rows - skipped, skipped, reasons))
+        if target is request and frame.select(pl.len()).collect().item() == 0:
+            names = ", ".join(str(p) for p, *_ in sizes) or ", ".join(request.paths)
+            raise EmptyInputError(f"source {request.name!r}: no rows in {names}")
+        result[target.name] = LoadedSource(target.name, frame, reports, tuple(ignored))
+    return result
+
+
+def _canonical_format_frame(
+    frame: pl.DataFrame, request: SourceRequest, on_bad_rows: OnBadRows
+) -> tuple[pl.LazyFrame, int, tuple[str, ...]]:
+    """Type a format reader's frame like any source; a bad value is located by the reader's
+    location column (file:line and the message / span it came from). Timestamps may be
+    missing here (chat transcripts often have none): `ts` is then null, not an error."""
+    columns = canonical.CANONICAL_TABLES.get(request.name, {})
+    if frame.height == 0:
+        empty = pl.DataFrame(schema={n: c.dtype for n, c in columns.items()})
+        return empty.lazy(), 0, ()
+    required = [c.name for c in columns.values() if c.required and c.name != "ts"]
+    lazy = _widen(frame.lazy(), frame.schema).with_row_index(_ROW)
+    where = f"source {request.name!r} ({request.format or 'format'})"
+    typed, checks = _canonical_frame(lazy, request, where, frame, with_flags=True)
+    flags = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
+    converted = typed.with_columns(
+        [pl.col(n).is_null().alias(f"miss_{n}") for n in required]).collect()
+    any_bad = pl.any_horizontal([pl.col(n) for n in flags]) if flags else pl.lit(False)
+    offenders = converted.filter(any_bad)
+    keep = [c for c in converted.columns if c not in (_ROW, LOCATION, *flags)]
+    if offenders.height == 0:
+        return converted.select(keep).lazy(), 0, ()
+    first = offenders.row(0, named=True)
+    flag = next(n for n in flags if first[n])
+    if flag.startswith("bad_"):
+        column, _, expected = checks[int(flag[4:])]
+        raw = frame.get_column(column)[first[_ROW]] if column in frame.columns else None
+        what = f"column {column!r}: expected {expected}, got {raw!r}"
+    else:
+        what = f"column {flag[5:]!r} is empty (null): it is required"
+    place = f"{first[LOCATION]}: {what}"
+    if on_bad_rows == "error":
+        more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
+        raise InputDataError(
+            f"{place}{more}; fix the data, map the column in the spec, or pass --on-bad-rows skip"
+        )
+    kept = converted.filter(~any_bad).select(keep)
+    return kept.lazy(), offenders.height, (place,)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kpictl import __version__
-from kpictl.engine import BUCKET, ComputeResult
+from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.io import FileReport
 from kpictl.spec import LAYERS
 
@@ -29,8 +29,8 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 
 def iso(value: dt.datetime | None) -> str | None:
-    """ISO-8601 UTC text with a Z, or None."""
-    if value is None:
+    """ISO-8601 UTC text with a Z, or None (also for the as-of of data without timestamps)."""
+    if value is None or value == UNTIMED_AS_OF:
         return None
     text = value.astimezone(dt.UTC).isoformat()
     return text.replace("+00:00", "Z")

@@ -72,5 +72,13 @@ BUILTIN_COLUMNS: dict[str, pl.DataType] = {
     "window_end": UTC_TIMESTAMP,
 }
 
+# Columns kpictl adds when it prices rows (a `pricing:` section, or a chat / OTLP source):
+# not canonical (a log need not have them), but typed for the spec's validation.
+COST_COLUMNS: dict[str, pl.DataType] = {
+    "cost_source": pl.String(),  # reported | computed | unpriced (kpictl.pricing)
+    "cache_read_tokens": pl.Int64(),
+    "cache_write_tokens": pl.Int64(),
+}
+
 # Pass-through columns of unknown type are typed as text for validation.
 PASS_THROUGH_DTYPE: pl.DataType = pl.String()

@@ -11,12 +11,14 @@ from kpictl import schema as canonical
 from kpictl.errors import UsageError
 from kpictl.io import (
     ColumnRule,
+    LoadedSource,
     OnBadRows,
     SourceRequest,
     Sources,
     jsonl_cache_dir,
     load_requests,
 )
+from kpictl.pricing import apply_prices, mark_reported
 from kpictl.spec import SourceSpec, Spec
 from kpictl.sqlexpr import did_you_mean
 
@@ -65,17 +67,22 @@ def source_request(
     )
     fields = json_fields(spec, source) if spec is not None else None
     cache_dir = jsonl_cache_dir() if cache else None
+    if source.derived_from is not None:  # its rows come from the format source it names
+        return SourceRequest(source.name, (), source.base_dir, rules, format="auto",
+                             derived_from=source.derived_from)
     if paths:
         return SourceRequest(source.name, tuple(str(p) for p in paths), Path.cwd(), rules,
-                             fields=fields, cache_dir=cache_dir)
+                             format=source.format, fields=fields, cache_dir=cache_dir,
+                             options=source.options)
     if source.path is None:
         raise UsageError(
             f"source {source.name!r} has no path in the spec: give one with --source "
             f"{source.name}=PATH"
             + (" or as a positional argument" if source.name == "events" else "")
         )
-    return SourceRequest(source.name, (source.path,), source.base_dir, rules, fields=fields,
-                         cache_dir=cache_dir)
+    return SourceRequest(source.name, (source.path,), source.base_dir, rules,
+                         format=source.format, fields=fields, cache_dir=cache_dir,
+                         options=source.options)
 
 
 def load_sources(
@@ -84,13 +91,25 @@ def load_sources(
     *,
     on_bad_rows: OnBadRows = "error",
     cache: bool = True,
+    reprice: bool = False,
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
 
     Parsed JSONL is cached as Parquet (see `kpictl.io.jsonl_cache_dir`) unless `cache=False`.
+    With a `pricing:` section (or a chat / otlp_json source) every row of the canonical tables
+    carries `cost_source` (reported | computed | unpriced, see `kpictl.pricing`); `reprice`
+    recomputes every cost from the spec's prices, so periods compare at constant prices.
     """
     overrides = dict(paths or {})
+    if reprice and not spec.pricing.enabled:
+        raise UsageError("--reprice needs a `pricing:` section in the spec (the price table)")
     for name in overrides:
+        if name in spec.sources and spec.sources[name].derived_from is not None:
+            origin = spec.sources[name].derived_from
+            raise UsageError(
+                f"--source {name}: source {name!r} is read from {origin!r} "
+                f"(`from: {origin}`); give --source {origin}=PATH instead"
+            )
         if name not in spec.sources:
             raise UsageError(
                 f"--source {name}: the spec declares no source {name!r}"
@@ -98,4 +117,16 @@ def load_sources(
             )
     requests = [source_request(src, overrides.get(name), spec, cache)
                 for name, src in spec.sources.items()]
-    return load_requests(requests, on_bad_rows)
+    sources = load_requests(requests, on_bad_rows)
+    priced = spec.pricing.enabled or any(s.derived_from or s.format in ("chat", "otlp_json")
+                                         for s in spec.sources.values())
+    if not priced:
+        return sources
+    loaded: dict[str, LoadedSource] = {}
+    for name, item in sources.by_name.items():
+        frame = item.frame
+        if name in canonical.CANONICAL_TABLES:
+            frame = (apply_prices(frame, spec.pricing, reprice=reprice) if spec.pricing.enabled
+                     else mark_reported(frame))
+        loaded[name] = LoadedSource(item.name, frame, item.files, item.ignored)
+    return Sources(loaded)

@@ -21,6 +21,15 @@ import polars as pl
 
 from kpictl import schema as canonical
 from kpictl.errors import SpecError, SpecProblem, UsageError
+from kpictl.formats import (
+    CHAT_OPTION_KEYS,
+    FORMAT_COLUMNS,
+    FORMAT_NAMES,
+    OTLP_OPTION_KEYS,
+    ChatOptions,
+    OtlpOptions,
+)
+from kpictl.pricing import ModelPrice, PricingSpec
 from kpictl.sqlexpr import (
     CheckedExpression,
     ExpressionProblem,
@@ -62,7 +71,12 @@ DEFAULT_KEYS = (
     "correction",
     "layer",
 )
-SOURCE_KEYS = ("path", "columns", "format")
+SOURCE_KEYS = ("path", "columns", "format", "options", "from")
+SOURCE_FORMATS = ("auto", "jsonl", "parquet", *FORMAT_NAMES)
+PRICING_KEYS = ("models", "genai_prices")
+PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "effective_from")
+PASS_KINDS = ("pass_k", "pass_at_k")
+PASS_KEYS = ("k", "task", "success")
 COLUMN_KEYS = ("from", "type", "unit", "default")
 ROLLUP_TABLE_KEYS = ("key", "time", "attributes", "rollup", "derive", "description")
 ROW_TABLE_KEYS = ("from", "where", "lookup", "description")
@@ -89,6 +103,7 @@ KPI_KEYS = (
     "min_sample",
     "test",
     "baseline",
+    *PASS_KINDS,
 )
 UNITS = {"s": "s", "ms": "ms", "us": "us", "ns": "ns"}
 
@@ -124,6 +139,9 @@ class SourceSpec:
     base_dir: Path
     columns: tuple[ColumnMapping, ...] = ()
     line: int | None = None
+    format: str = "auto"  # auto | jsonl | parquet | chat | otlp_json
+    options: ChatOptions | OtlpOptions | None = None  # the format's options
+    derived_from: str | None = None  # `from: <source>`: the tool calls of a format source
 
     @property
     def canonical_columns(self) -> Mapping[str, canonical.CanonicalColumn]:
@@ -233,6 +251,17 @@ class KpiSpec:
     baseline: str | None = None
     formula_kpis: tuple[str, ...] = ()
     line: int | None = None
+    pass_k: PassKSpec | None = None  # kinds pass_k (pass^k) and pass_at_k (pass@k)
+
+
+@dataclass(frozen=True)
+class PassKSpec:
+    """pass^k / pass@k over a trial table: per task, c successes of n trials (n ≥ k)."""
+
+    k: int
+    task: str  # the column identifying the task (trials of one task share it)
+    success: str  # a row-level boolean SQL expression: the trial succeeded
+    at_least_one: bool = False  # pass@k (at least one of k succeeds) instead of pass^k
 
 
 @dataclass(frozen=True)
@@ -264,6 +293,7 @@ class Spec:
     baselines: Mapping[str, BaselineSpec]
     kpis: Mapping[str, KpiSpec]
     column_types: Mapping[str, Mapping[str, pl.DataType]] = field(default_factory=dict)
+    pricing: PricingSpec = field(default_factory=PricingSpec)
 
     def table_schema(self, table: str) -> dict[str, pl.DataType]:
         """The columns (with types) a KPI over `table` can use, params and built-ins included."""
@@ -459,6 +489,7 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
     tables, column_types = _build_tables(problems, data, sources, params)
     kpis = _build_kpis(problems, data, defaults, tables, column_types, params)
     baselines = _build_baselines(problems, data, kpis, tables, column_types, params)
+    pricing = _build_pricing(problems, data)
     # An invalid baseline is reported where it is declared, not again where it is used.
     declared = set(data["baselines"]) if isinstance(data.get("baselines"), dict) else set()
     declared |= set(baselines)
@@ -488,7 +519,63 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
         baselines=baselines,
         kpis=kpis,
         column_types=column_types,
+        pricing=pricing,
     )
+
+
+def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
+    """`pricing: {models: {name: {input, output, cache_read?, cache_write?, effective_from?}
+    or a list of those}, genai_prices: bool}`; prices are USD per 1M tokens."""
+    node = _mapping(problems, data, "pricing", "pricing")
+    if node is None:
+        return PricingSpec()
+    problems.unknown_keys(node, PRICING_KEYS, "pricing")
+    genai = node.get("genai_prices", False)
+    if not isinstance(genai, bool):
+        problems.add(node.line_of("genai_prices"), "pricing.genai_prices", "expected true/false")
+        genai = False
+    models = _mapping(problems, node, "models", "pricing.models")
+    prices: list[ModelPrice] = []
+    for model, body in (models or {}).items():
+        path = f"pricing.models.{model}"
+        line = models.line_of(model) if models is not None else None
+        entries = body if isinstance(body, list) else [body]
+        seen: set[object] = set()
+        for position, entry in enumerate(entries):
+            epath = path if len(entries) == 1 else f"{path}[{position}]"
+            eline = entry.line if isinstance(entry, MarkedDict) else line
+            if not isinstance(entry, MarkedDict):
+                problems.add(line, epath, "expected {input: USD per 1M tokens, output: …}")
+                continue
+            problems.unknown_keys(entry, PRICE_KEYS, epath)
+            amounts: dict[str, float | None] = {}
+            for key in ("input", "output", "cache_read", "cache_write"):
+                value = entry.get(key)
+                if value is None and key in ("input", "output"):
+                    problems.add(eline, f"{epath}.{key}", "missing: USD per 1M tokens")
+                elif value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                ):
+                    problems.add(entry.line_of(key), f"{epath}.{key}",
+                                 f"expected a price ≥ 0 in USD per 1M tokens, got {value!r}")
+                    value = None
+                amounts[key] = None if value is None else float(value)
+            since = None
+            if entry.get("effective_from") is not None:
+                try:
+                    since = parse_timestamp(entry["effective_from"])
+                except ValueError:
+                    problems.add(entry.line_of("effective_from"), f"{epath}.effective_from",
+                                 f"expected a date such as 2025-01-01, got "
+                                 f"{entry['effective_from']!r}")
+            if since in seen:
+                problems.add(eline, epath, f"two prices of {model!r} take effect at {since}")
+            seen.add(since)
+            if amounts["input"] is None or amounts["output"] is None:
+                continue
+            prices.append(ModelPrice(str(model), amounts["input"], amounts["output"],
+                                     amounts["cache_read"], amounts["cache_write"], since))
+    return PricingSpec(tuple(prices), genai)
 
 
 def _build_defaults(problems: _Problems, data: MarkedDict) -> Defaults:
@@ -578,19 +665,107 @@ def _build_sources(problems: _Problems, data: MarkedDict, base_dir: Path) -> dic
             continue
         problems.unknown_keys(body, SOURCE_KEYS, path)
         fmt = body.get("format", "auto")
-        if fmt not in ("auto", "jsonl", "parquet"):
+        if fmt not in SOURCE_FORMATS:
             problems.add(
-                body.line_of("format"), f"{path}.format", "expected auto, jsonl or parquet"
+                body.line_of("format"),
+                f"{path}.format",
+                f"expected one of {', '.join(SOURCE_FORMATS)}, got {fmt!r}"
+                + did_you_mean(str(fmt), SOURCE_FORMATS),
             )
+            fmt = "auto"
         source_path = body.get("path")
         if source_path is not None and not isinstance(source_path, str):
             problems.add(body.line_of("path"), f"{path}.path", "expected a file, glob or folder")
             source_path = None
+        derived = _derived_from(problems, node, name, body, path)
+        options = _format_options(problems, body, path, str(fmt))
         columns = _build_columns(problems, body, path)
         sources[name] = SourceSpec(
-            name=name, path=source_path, base_dir=base_dir, columns=columns, line=node.line_of(name)
+            name=name, path=source_path, base_dir=base_dir, columns=columns,
+            line=node.line_of(name), format=str(fmt), options=options, derived_from=derived,
         )
     return sources
+
+
+def _derived_from(
+    problems: _Problems, node: MarkedDict, name: str, body: MarkedDict, path: str
+) -> str | None:
+    """`from: <source>`: this source is the tool calls of a chat / otlp_json source."""
+    if "from" not in body:
+        return None
+    origin = body.get("from")
+    origin_body = node.get(origin) if isinstance(origin, str) else None
+    formats = " or ".join(FORMAT_NAMES)
+    if not isinstance(origin_body, MarkedDict) or origin == name:
+        problems.add(
+            body.line_of("from"), f"{path}.from",
+            f"no source named {origin!r}{did_you_mean(str(origin), node)}; `from` names a "
+            f"source with format {formats} whose tool calls this source is",
+        )
+        return None
+    if origin_body.get("format") not in FORMAT_NAMES:
+        problems.add(
+            body.line_of("from"), f"{path}.from",
+            f"source {origin!r} has format {origin_body.get('format', 'auto')!r}: only a "
+            f"{formats} source makes tool calls another source can read `from`",
+        )
+        return None
+    for key in ("path", "format", "options"):
+        if key in body:
+            problems.add(
+                body.line_of(key), f"{path}.{key}",
+                f"a source read `from: {origin}` takes its files and format from {origin!r}; "
+                f"remove `{key}`",
+            )
+    return origin
+
+
+def _format_options(
+    problems: _Problems, body: MarkedDict, path: str, fmt: str
+) -> ChatOptions | OtlpOptions | None:
+    """The `options:` of a chat / otlp_json source, checked key by key."""
+    node = _mapping(problems, body, "options", f"{path}.options")
+    if fmt not in FORMAT_NAMES:
+        if node is not None:
+            problems.add(body.line_of("options"), f"{path}.options",
+                         f"options belong to format {' or '.join(FORMAT_NAMES)}")
+        return None
+    if node is None:
+        return ChatOptions() if fmt == "chat" else OtlpOptions()
+    if fmt == "otlp_json":
+        problems.unknown_keys(node, OTLP_OPTION_KEYS, f"{path}.options")
+        names = _names(problems, node.get("conversation_id"), node.line_of("conversation_id"),
+                       f"{path}.options.conversation_id")
+        return OtlpOptions(conversation_id=names)
+    problems.unknown_keys(node, CHAT_OPTION_KEYS, f"{path}.options")
+    values: dict[str, Any] = {}
+    for key in CHAT_OPTION_KEYS:
+        if key not in node:
+            continue
+        value, opath, line = node[key], f"{path}.options.{key}", node.line_of(key)
+        if key == "fields":
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = {v.split(".")[-1]: v for v in value}
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and _is_field_path(v)
+                for k, v in value.items()
+            ):
+                problems.add(line, opath, "expected a list of record fields, or {column: field}")
+                continue
+            values[key] = dict(value)
+            continue
+        if not isinstance(value, str) or not value.strip():
+            problems.add(line, opath, f"expected text, got {value!r}")
+            continue
+        if key == "tool_error":
+            _check(problems, line, opath, value,
+                   {"result": pl.String(), "tool": pl.String(), "arguments": pl.String()},
+                   shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`tool_error`")
+        elif not _is_field_path(value):
+            problems.add(line, opath, f"expected a field name (a.b for nested), got {value!r}")
+            continue
+        values[key] = value
+    return ChatOptions(**values)
 
 
 def _build_columns(problems: _Problems, body: MarkedDict, path: str) -> tuple[ColumnMapping, ...]:
@@ -656,6 +831,14 @@ def source_schema(source: SourceSpec) -> dict[str, pl.DataType]:
     columns: dict[str, pl.DataType] = {
         name: col.dtype for name, col in source.canonical_columns.items()
     }
+    fmt = source.format if source.derived_from is None else None
+    kind = "events" if fmt in FORMAT_NAMES else ("tool_calls" if source.derived_from else None)
+    if kind is not None:
+        for name, dtype in FORMAT_COLUMNS.get(kind, {}).items():
+            columns.setdefault(name, dtype)
+    if isinstance(source.options, ChatOptions) and source.options.fields:
+        for name in source.options.fields:
+            columns.setdefault(name, canonical.PASS_THROUGH_DTYPE)
     for mapping in source.columns:
         if mapping.type is not None:
             columns[mapping.name] = canonical.TYPE_NAMES[mapping.type]
@@ -681,9 +864,13 @@ def _build_tables(
     for body in node.values():
         if isinstance(body, MarkedDict) and isinstance(body.get("attributes"), list):
             declared_attributes.update(a for a in body["attributes"] if isinstance(a, str))
+    priced = "pricing" in data or any(
+        s.format in FORMAT_NAMES or s.derived_from for s in sources.values())
+    cost_columns = canonical.COST_COLUMNS if priced else {}
     schemas = {
         name: {
             **{a: canonical.PASS_THROUGH_DTYPE for a in sorted(declared_attributes)},
+            **(cost_columns if name in canonical.CANONICAL_TABLES else {}),
             **source_schema(src),
         }
         for name, src in sources.items()
@@ -1026,7 +1213,7 @@ def _build_kpis(
         if not _NAME.match(name):
             problems.add(line, path, "a KPI name must be an identifier (letters, digits, _)")
             continue
-        kinds = [k for k in ("value", "numerator", "formula") if k in body]
+        kinds = [k for k in ("value", "numerator", "formula", *PASS_KINDS) if k in body]
         if "denominator" in body and "numerator" not in body:
             problems.add(at("denominator"), path, "`denominator` needs a `numerator`")
             continue
@@ -1035,10 +1222,12 @@ def _build_kpis(
                 line,
                 path,
                 "exactly one kind is needed: `value`, `numerator` + "
-                f"`denominator`, or `formula`; found {', '.join(kinds) or 'none'}",
+                f"`denominator`, `formula`, `pass_k` or `pass_at_k`; found "
+                f"{', '.join(kinds) or 'none'}",
             )
             continue
-        kind = {"value": "value", "numerator": "ratio", "formula": "formula"}[kinds[0]]
+        kind = {"value": "value", "numerator": "ratio", "formula": "formula"}.get(
+            kinds[0], kinds[0])
         if kind == "ratio" and "denominator" not in body:
             problems.add(at("numerator"), path, "`numerator` needs a `denominator`")
             continue
@@ -1138,6 +1327,13 @@ def _build_kpis(
             formula_lines[name] = at("formula")
             kpis[name] = kpi
             continue
+        if kind in PASS_KINDS and over in tables:
+            scope = {**column_types[str(over)], **extras}
+            pass_k = _build_pass_k(problems, body[kind], at(kind), f"{path}.{kind}", scope,
+                                   kind == "pass_at_k")
+            if pass_k is not None:
+                kpis[name] = replace(kpi, pass_k=pass_k)
+            continue
         if over not in tables:
             if over in declared_tables:
                 continue  # the table's own problem is reported where it is declared
@@ -1211,6 +1407,44 @@ def _build_kpis(
     return kpis
 
 
+def _build_pass_k(
+    problems: _Problems,
+    node: object,
+    line: int | None,
+    path: str,
+    scope: Mapping[str, pl.DataType],
+    at_least_one: bool,
+) -> PassKSpec | None:
+    """`pass_k: {k: 3, task: task_id, success: SQL}` over a table with one row per trial."""
+    if not isinstance(node, MarkedDict):
+        problems.add(line, path, "expected {k: 3, task: <task column>, success: <SQL>}")
+        return None
+    problems.unknown_keys(node, PASS_KEYS, path)
+    ok = True
+    k = node.get("k")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        problems.add(node.line_of("k") or line, f"{path}.k",
+                     f"expected a whole number ≥ 1 (trials per draw), got {k!r}")
+        ok = False
+    task = node.get("task")
+    if not isinstance(task, str) or task not in scope:
+        problems.add(node.line_of("task") or line, f"{path}.task",
+                     f"expected the column naming the task, got {task!r}"
+                     f"{did_you_mean(str(task), scope)}")
+        ok = False
+    success = _sql_text(problems, node, "success", f"{path}.success")
+    if success is None:
+        if "success" not in node:
+            problems.add(line, f"{path}.success", "missing: a SQL condition true for a success")
+        return None
+    checked = _check(problems, node.line_of("success"), f"{path}.success", success, scope,
+                     shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`success`")
+    if checked is None or not ok:
+        return None
+    assert isinstance(k, int) and isinstance(task, str)
+    return PassKSpec(k=k, task=task, success=success, at_least_one=at_least_one)
+
+
 def _with_expression(kpi: KpiSpec, key: str, sql: str | None) -> KpiSpec:
     """A copy of the KPI with one expression key replaced."""
     changes: dict[str, Any] = {key: sql}
@@ -1273,11 +1507,13 @@ def _resolve_extends(
             merged = {k: v for k, v in parent.items() if k != "description"}
             lines = {k: v for k, v in parent_lines.items() if k in merged}
             # A child that sets one kind replaces the parent's kind entirely.
-            if any(k in body for k in ("value", "numerator", "formula")):
-                for key in ("value", "formula"):
+            if any(k in body for k in ("value", "numerator", "formula", *PASS_KINDS)):
+                for key in ("value", "formula", *PASS_KINDS):
                     if key not in body:
                         merged.pop(key, None)
-                if ("numerator" not in body and "value" in body) or "formula" in body:
+                if ("numerator" not in body and "value" in body) or "formula" in body or any(
+                    k in body for k in PASS_KINDS
+                ):
                     merged.pop("numerator", None)
                     merged.pop("denominator", None)
         merged.update({k: v for k, v in body.items() if k != "extends"})

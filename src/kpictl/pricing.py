@@ -1,0 +1,201 @@
+"""Costs you can trust: price rows with tokens and a model from a dated price table.
+
+Each row gets a provenance, `cost_source`: `reported` (the log's own cost), `computed` (tokens ×
+the price in force at the row's time) or `unpriced` (tokens but no price: the cost stays null,
+never a silent zero). Rows with neither tokens nor a cost have no provenance (null).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from kpictl import schema as canonical
+from kpictl.errors import InputDataError
+
+COST_SOURCES = ("reported", "computed", "unpriced")
+_PER_TOKEN = 1_000_000.0  # prices are USD per 1M tokens
+_NO_TIME = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)  # rows without a time: the latest price
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """One model's price per 1M tokens, in force from `effective_from` until the next one."""
+
+    model: str
+    input: float
+    output: float
+    cache_read: float | None = None  # None: cached input tokens cost the input price
+    cache_write: float | None = None  # None: cache-write tokens cost the input price
+    effective_from: dt.datetime | None = None  # None: since always
+
+
+@dataclass(frozen=True)
+class PricingSpec:
+    """The spec's `pricing:` section."""
+
+    prices: tuple[ModelPrice, ...] = ()
+    genai_prices: bool = False  # opt-in: models not listed are priced by `genai-prices`
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is anything to price with."""
+        return bool(self.prices) or self.genai_prices
+
+
+def price_table(prices: Sequence[ModelPrice]) -> pl.DataFrame:
+    """The prices as a frame sorted by effective time (for an as-of join by model)."""
+    return pl.DataFrame(
+        {
+            "model": [p.model for p in prices],
+            "__from": [p.effective_from or dt.datetime(1, 1, 1, tzinfo=dt.UTC) for p in prices],
+            "__in": [p.input for p in prices],
+            "__out": [p.output for p in prices],
+            "__cache_read": [p.cache_read for p in prices],
+            "__cache_write": [p.cache_write for p in prices],
+        },
+        schema={
+            "model": pl.String(),
+            "__from": canonical.UTC_TIMESTAMP,
+            "__in": pl.Float64(),
+            "__out": pl.Float64(),
+            "__cache_read": pl.Float64(),
+            "__cache_write": pl.Float64(),
+        },
+    ).sort("__from")
+
+
+def genai_price_rows(models: Sequence[str]) -> list[ModelPrice]:
+    """Prices of `models` from the `genai-prices` package (opt-in; one lookup per model)."""
+    try:
+        import genai_prices  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise InputDataError(
+            "pricing.genai_prices: the genai-prices package is not installed; "
+            "run `pip install genai-prices` or list the models under pricing.models"
+        ) from exc
+    found: list[ModelPrice] = []
+    for model in models:
+        try:
+            usage = genai_prices.Usage(input_tokens=1_000_000, output_tokens=0)
+            inp = genai_prices.calc_price(usage, model_ref=model)
+            usage = genai_prices.Usage(input_tokens=0, output_tokens=1_000_000)
+            out = genai_prices.calc_price(usage, model_ref=model)
+        except Exception:  # unknown model: stays unpriced, and says so
+            continue
+        found.append(ModelPrice(model, float(inp.total_price), float(out.total_price)))
+    return found
+
+
+def _tokens(frame: pl.LazyFrame, name: str) -> pl.Expr:
+    schema = frame.collect_schema()
+    if name in schema:
+        return pl.col(name).cast(pl.Float64)
+    return pl.lit(None, dtype=pl.Float64)
+
+
+def apply_prices(
+    frame: pl.LazyFrame, pricing: PricingSpec, *, reprice: bool = False
+) -> pl.LazyFrame:
+    """`cost_usd` and `cost_source` for every row (see the module doc).
+
+    A reported cost is kept unless `reprice`, which recomputes every row with tokens and a model
+    from the one price table (rows it cannot price become `unpriced`, their cost null), so two
+    periods can be compared at constant prices.
+    """
+    schema = frame.collect_schema()
+    if "input_tokens" not in schema and "output_tokens" not in schema:
+        return frame
+    prices = list(pricing.prices)
+    if pricing.genai_prices and "model" in schema:
+        listed = {p.model for p in prices}
+        models = frame.select(pl.col("model").drop_nulls().unique().sort()).collect()
+        wanted = [m for m in models.get_column("model").to_list() if m not in listed]
+        prices += genai_price_rows(wanted)
+    inp = _tokens(frame, "input_tokens")
+    out = _tokens(frame, "output_tokens")
+    cache_read = _tokens(frame, "cache_read_tokens").fill_null(0.0)
+    cache_write = _tokens(frame, "cache_write_tokens").fill_null(0.0)
+    has_tokens = inp.is_not_null() | out.is_not_null()
+    reported = pl.col("cost_usd").is_not_null() if "cost_usd" in schema else pl.lit(False)
+    prior = pl.col("cost_source") if "cost_source" in schema else pl.lit(None, dtype=pl.String)
+    if "cost_usd" not in schema:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("cost_usd"))
+    if prices and "model" in schema:
+        time = pl.col("ts") if "ts" in schema else pl.lit(None, dtype=canonical.UTC_TIMESTAMP)
+        keyed = frame.with_row_index("__price_row").with_columns(
+            time.fill_null(pl.lit(_NO_TIME, dtype=canonical.UTC_TIMESTAMP)).alias("__at"),
+            pl.col("model").cast(pl.String),
+        )
+        joined = (
+            keyed.sort("__at")
+            .join_asof(
+                price_table(prices).lazy(),
+                left_on="__at",
+                right_on="__from",
+                by="model",
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .sort("__price_row")
+        )
+        uncached = (inp.fill_null(0.0) - cache_read - cache_write).clip(lower_bound=0.0)
+        computed = (
+            uncached * pl.col("__in")
+            + cache_read * pl.coalesce("__cache_read", "__in")
+            + cache_write * pl.coalesce("__cache_write", "__in")
+            + out.fill_null(0.0) * pl.col("__out")
+        ) / _PER_TOKEN
+        priced = pl.col("__in").is_not_null() & has_tokens
+        frame = joined.drop("__price_row", "__at", "__from")
+    else:
+        computed = pl.lit(None, dtype=pl.Float64)
+        priced = pl.lit(False)
+    keep_reported = reported & pl.lit(not reprice)
+    cost = (
+        pl.when(keep_reported)
+        .then(pl.col("cost_usd"))
+        .when(priced)
+        .then(computed)
+        .otherwise(pl.lit(None, dtype=pl.Float64))
+    )
+    source = (
+        pl.when(keep_reported)
+        .then(pl.coalesce(prior, pl.lit("reported")))
+        .when(priced)
+        .then(pl.lit("computed"))
+        .when(has_tokens)
+        .then(pl.lit("unpriced"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    frame = frame.with_columns(cost.alias("cost_usd"), source.alias("cost_source"))
+    return frame.drop(
+        [
+            c
+            for c in ("__in", "__out", "__cache_read", "__cache_write")
+            if c in frame.collect_schema()
+        ]
+    )
+
+
+def mark_reported(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Provenance without a price table: a row's own cost is `reported`; rows with tokens and no
+    cost are `unpriced`."""
+    schema = frame.collect_schema()
+    has_cost = pl.col("cost_usd").is_not_null() if "cost_usd" in schema else pl.lit(False)
+    has_tokens = pl.lit(False)
+    for name in ("input_tokens", "output_tokens"):
+        if name in schema:
+            has_tokens = has_tokens | pl.col(name).is_not_null()
+    prior = pl.col("cost_source") if "cost_source" in schema else pl.lit(None, dtype=pl.String)
+    source = (
+        pl.when(has_cost)
+        .then(pl.coalesce(prior, pl.lit("reported")))
+        .when(has_tokens)
+        .then(pl.lit("unpriced"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return frame.with_columns(source.alias("cost_source"))

@@ -1,0 +1,262 @@
+"""Logs teams already have: chat transcripts and OTLP JSON, read into both canonical tables.
+
+Every fixture is hand-written (tests/fixtures/chat, tests/fixtures/otlp) and every number is
+worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from kpictl.engine import run_compute
+from kpictl.errors import InputDataError, SpecError
+from kpictl.sources import load_sources
+from kpictl.spec import load_spec
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CHAT_SPEC = FIXTURES / "chat" / "spec.yaml"
+
+
+def chat_spec_with(
+    tmp_path: Path, old: str, new: str, data: str | None = None, name: str = "runs.jsonl"
+) -> Path:
+    text = CHAT_SPEC.read_text(encoding="utf-8")
+    assert old in text
+    text = text.replace(old, new, 1)
+    if data is not None:
+        (tmp_path / name).write_text(data, encoding="utf-8")
+    else:
+        (tmp_path / "runs.jsonl").write_bytes((FIXTURES / "chat" / "runs.jsonl").read_bytes())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# chat transcripts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_chat_transcripts_give_one_event_per_message_and_one_row_per_tool_call() -> None:
+    spec = load_spec(CHAT_SPEC)
+    sources = load_sources(spec, cache=False)
+    events = sources["events"].collect()
+    # t1-0: 5 messages; t1-1: 6 messages + 1 escalation; t2-0: 2 messages
+    assert events.group_by("conversation_id").len().sort("conversation_id").rows() == [
+        ("t1-0", 5),
+        ("t1-1", 7),
+        ("t2-0", 2),
+    ]
+    assert events.filter(conversation_id="t1-0").get_column("role").to_list() == [
+        "system",
+        "user",
+        "agent",
+        "tool",
+        "agent",
+    ]
+    # record-level fields are columns of every row of their conversation
+    assert events.filter(conversation_id="t1-1").get_column("reward").unique().to_list() == [0.0]
+    assert events.get_column("task_id").null_count() == 0
+    escalation = events.filter(event="escalation").row(0, named=True)
+    assert (escalation["conversation_id"], escalation["escalation_reason"]) == (
+        "t1-1",
+        "order not found",
+    )
+    calls = sources["tool_calls"].collect()
+    assert calls.select("conversation_id", "tool", "status", "error_type").rows() == [
+        ("t1-0", "get_order", "ok", None),
+        ("t1-1", "get_order", "error", "tool_error"),  # result starts with "Error"
+        ("t1-1", "cancel_order", "ok", None),
+        ("t1-1", "transfer_to_human_agents", "ok", None),
+    ]
+    assert calls.get_column("result").to_list()[1] == "Error: order not found"
+
+
+def test_chat_kpis_costs_and_pass_k_by_hand() -> None:
+    spec = load_spec(CHAT_SPEC)
+    result = run_compute(spec, load_sources(spec, cache=False))
+    values = {
+        (r["kpi"], r["breakdown_value"]): (r["value"], r["n"], r["pending"])
+        for r in result.table.iter_rows(named=True)
+    }
+    assert values[("completion_rate", None)] == (pytest.approx(2 / 3), 3, 0)
+    assert values[("escalation_rate", "order not found")] == (pytest.approx(1 / 3), 3, 0)
+    assert values[("tool_success", None)] == (pytest.approx(3 / 4), 4, 0)
+    # gpt-4o at $2.5 / $10 per 1M: t1-0 1000 in + 200 out = 0.0025 + 0.002; t1-1 no usage: 0;
+    # t2-0 500 + 100 = 0.00125 + 0.001 → mean over 3 trials
+    assert values[("cost_per_trial", None)][0] == pytest.approx((0.0045 + 0 + 0.00225) / 3)
+    # task t1: c=1 of n=2, t2: c=1 of n=1. pass^1 = mean(1/2, 1) = 0.75
+    assert values[("pass_hat_1", None)] == (pytest.approx(0.75), 2, 0)
+    # pass^2: only t1 has 2 trials: C(1,2)/C(2,2) = 0; t2 is pending (n < k)
+    assert values[("pass_hat_2", None)] == (pytest.approx(0.0), 1, 1)
+    # pass@2 for t1: 1 − C(1,2)/C(2,2) = 1
+    assert values[("pass_at_2", None)] == (pytest.approx(1.0), 1, 1)
+    assert result.notes == ()
+
+
+def test_chat_without_timestamps_keeps_rows_and_time_kpis_are_null(tmp_path: Path) -> None:
+    records = [
+        {
+            "conversation": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+            ],
+            "run": "r1",
+            "task_id": "a",
+            "reward": 1,
+        },
+        {
+            "conversation": [{"role": "user", "content": "bye"}],
+            "run": "r2",
+            "task_id": "a",
+            "reward": 0,
+        },
+    ]
+    spec = chat_spec_with(
+        tmp_path,
+        "    options:\n      ts: created_at\n",
+        "    options:\n      messages: conversation\n      conversation_id: run\n",
+        data=json.dumps(records),
+        name="runs.json",
+    )
+    text = spec.read_text().replace("path: runs.jsonl", "path: runs.json")
+    text = text.replace(
+        "      reward: {type: float}",
+        "      reward: {type: float}\n      ttr: {from: reward, type: float}",
+    )
+    spec.write_text(text)
+    loaded = load_spec(spec)
+    sources = load_sources(loaded, cache=False)
+    events = sources["events"].collect()
+    assert events.height == 3 and events.get_column("ts").null_count() == 3
+    result = run_compute(loaded, sources)
+    rate = result.table.filter(kpi="completion_rate").row(0, named=True)
+    assert (rate["value"], rate["n"]) == (pytest.approx(0.5), 2)
+    assert any("3 rows have no timestamp" in note for note in result.notes)
+
+
+def test_a_message_without_a_role_is_located(tmp_path: Path) -> None:
+    line = json.dumps(
+        {"id": "x", "messages": [{"role": "user", "content": "a"}, {"content": "no role"}]}
+    )
+    spec = chat_spec_with(
+        tmp_path, "path: runs.jsonl", "path: bad.jsonl", data="\n" + line + "\n", name="bad.jsonl"
+    )
+    with pytest.raises(InputDataError) as caught:
+        load_sources(load_spec(spec), cache=False)
+    assert str(caught.value) == (
+        f"{tmp_path / 'bad.jsonl'}:2 messages[1]: field 'role' is missing or null: "
+        "expected system, user, assistant or tool"
+    )
+
+
+def test_malformed_json_and_a_missing_messages_field_are_located(tmp_path: Path) -> None:
+    good = json.dumps({"id": "x", "messages": []})
+    spec = chat_spec_with(
+        tmp_path,
+        "path: runs.jsonl",
+        "path: bad.jsonl",
+        data=good + "\n{not json\n",
+        name="bad.jsonl",
+    )
+    with pytest.raises(InputDataError, match=r"bad\.jsonl:2: malformed JSON"):
+        load_sources(load_spec(spec), cache=False)
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"id": "x", "traj": []}) + "\n")
+    with pytest.raises(InputDataError, match="no field 'messages' holding the messages"):
+        load_sources(load_spec(spec), cache=False)
+
+
+def test_a_bad_record_value_is_located_by_record_and_message(tmp_path: Path) -> None:
+    record = {"id": "x", "created_at": "not a time", "messages": [{"role": "user", "content": "a"}]}
+    spec = chat_spec_with(
+        tmp_path,
+        "path: runs.jsonl",
+        "path: bad.jsonl",
+        data=json.dumps(record) + "\n",
+        name="bad.jsonl",
+    )
+    with pytest.raises(InputDataError) as caught:
+        load_sources(load_spec(spec), cache=False)
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'bad.jsonl'}:1 messages[0]: column 'ts': expected a timestamp"
+    )
+
+
+def test_spec_checks_format_sources(tmp_path: Path) -> None:
+    spec = chat_spec_with(tmp_path, "    from: events", "    from: evnts")
+    with pytest.raises(
+        SpecError,
+        match=r"sources\.tool_calls\.from: no source named 'evnts' "
+        r"\(did you mean 'events'\?\)",
+    ):
+        load_spec(spec)
+    spec = chat_spec_with(tmp_path, "      ts: created_at", "      timestamp: created_at")
+    with pytest.raises(SpecError, match=r"sources\.events\.options\.timestamp: unknown key"):
+        load_spec(spec)
+    spec = chat_spec_with(tmp_path, "    format: chat", "    format: jsonl")
+    with pytest.raises(SpecError, match="only a chat or otlp_json source makes tool calls"):
+        load_spec(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# OTLP JSON
+# ---------------------------------------------------------------------------------------------
+
+OTLP_SPEC = FIXTURES / "otlp" / "spec.yaml"
+
+
+def test_otlp_spans_of_both_generations_become_events_and_tool_calls() -> None:
+    spec = load_spec(OTLP_SPEC)
+    sources = load_sources(spec, cache=False)
+    events = sources["events"].collect().sort("ts")
+    # conv-1: new names (gen_ai.provider.name, input_tokens as strings); the second export uses
+    # gen_ai.system + prompt_tokens/completion_tokens, base64 ids and no conversation id
+    trace_hex = bytes(range(16)).hex()
+    assert events.select(
+        "conversation_id",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "latency_ms",
+    ).rows() == [
+        ("conv-1", "gpt-4o", 1000, 200, 400, 1500.0),
+        (trace_hex, "gpt-4o-mini", 300, 50, None, 250.0),
+    ]
+    assert events.get_column("service_name").to_list() == ["support-bot", "batch-bot"]
+    assert events.get_column("trace_id").to_list() == [
+        "0af7651916cd43dd8448eb211c80319c",
+        trace_hex,
+    ]
+    calls = sources["tool_calls"].collect().sort("conversation_id", "ts")
+    assert calls.select("conversation_id", "tool", "status", "error_type", "latency_ms").rows() == [
+        ("conv-1", "get_order", "ok", None, 100.0),
+        ("conv-1", "refund", "error", "timeout", 2000.0),
+    ]
+    # conv-1 priced at $2.5/$10 with cache reads at $1.25: 600 × 2.5 + 400 × 1.25 + 200 × 10;
+    # the old-generation span reports its own cost
+    costs = events.select("cost_usd", "cost_source").rows()
+    assert costs[0] == (pytest.approx((600 * 2.5 + 400 * 1.25 + 200 * 10) / 1e6), "computed")
+    assert costs[1] == (pytest.approx(0.0007), "reported")
+
+
+def test_otlp_bad_time_is_located(tmp_path: Path) -> None:
+    export = json.loads((FIXTURES / "otlp" / "export.json").read_text())
+    export["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["startTimeUnixNano"] = "soon"
+    (tmp_path / "bad.json").write_text(json.dumps(export))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(OTLP_SPEC.read_text().replace("path: .", "path: bad.json"))
+    with pytest.raises(InputDataError) as caught:
+        load_sources(load_spec(spec), cache=False)
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'bad.json'} resourceSpans[0] scopeSpans[0] spans[1]: span 'execute_tool "
+        "get_order': startTimeUnixNano: expected nanoseconds since 1970"
+    )
+
+
+def test_base64_ids_decode_to_hex() -> None:
+    assert base64.b64decode("AAECAwQFBgcICQoLDA0ODw==").hex() == bytes(range(16)).hex()

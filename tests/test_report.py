@@ -1,0 +1,720 @@
+"""The scorecard (`kpictl report`): golden file, Markdown structure, numbers, redaction, CLI.
+
+Golden files live in `tests/golden/`. They are compared after masking the run-specific rows of
+the provenance table (`kpictl.scorecard.VOLATILE_PROVENANCE`: generated at, command, versions), and
+they are rewritten ONLY when the environment variable `KPICTL_UPDATE_GOLDEN=1` is set:
+
+    KPICTL_UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden
+    git diff tests/golden/        # review every changed line before committing
+
+Numbers are checked against independent sources: the tiles against `kpictl compare --format
+json` / `kpictl compute --format json` (parsed from the text, not re-formatted with kpictl's
+formatters), the ROI's cost sums against DuckDB SQL over the raw JSONL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from typer.testing import CliRunner
+
+import kpictl
+from kpictl.cli import app
+from kpictl.scorecard import (
+    VOLATILE_PROVENANCE,
+    ReportOptions,
+    kpi_inputs,
+    redact_pii,
+    run_report,
+    sparkline,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "kpi_definitions.yaml"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE_GOLDEN = os.environ.get("KPICTL_UPDATE_GOLDEN") == "1"
+runner = CliRunner()
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
+    with working_directory(cwd):
+        result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def mask(markdown: str) -> str:
+    """Blank the provenance rows that change from run to run."""
+    lines = []
+    for line in markdown.splitlines():
+        for item in VOLATILE_PROVENANCE:
+            if line.startswith(f"| {item} |"):
+                line = f"| {item} | <masked> |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of one `## title` section (up to the next `## `)."""
+    start = markdown.index(f"\n## {title}\n")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end != -1 else len(markdown)]
+
+
+def parse(markdown: str) -> list[Token]:
+    return MarkdownIt("commonmark").enable("table").parse(markdown)
+
+
+def tables(tokens: list[Token]) -> list[list[list[str]]]:
+    """Every table as rows of cell texts (header row first)."""
+    found: list[list[list[str]]] = []
+    row: list[str] | None = None
+    for index, token in enumerate(tokens):
+        if token.type == "table_open":
+            found.append([])
+        elif token.type == "tr_open":
+            row = []
+        elif token.type in ("th_open", "td_open"):
+            inline = tokens[index + 1]
+            assert row is not None
+            row.append(inline.content if inline.type == "inline" else "")
+        elif token.type == "tr_close":
+            assert row is not None
+            found[-1].append(row)
+    return found
+
+
+def tile_rows(markdown: str) -> dict[str, dict[str, str]]:
+    """The four tiles' rows by KPI name, parsed from the Markdown."""
+    rows: dict[str, dict[str, str]] = {}
+    for table in tables(parse(section(markdown, "At a glance"))):
+        header = table[0]
+        assert header == ["KPI", "current", "change vs baseline", "status", "owner"]
+        for cells in table[1:]:
+            record = dict(zip(header, cells, strict=True))
+            rows[record["KPI"].replace("†", "").strip()] = record
+    return rows
+
+
+_NUMBER = re.compile(r"([+-]?)\$?([\d,]+(?:\.\d+)?)")
+
+
+def number(text: str) -> tuple[float, float]:
+    """(value, half a unit of its last printed digit) of the first number in `text`."""
+    match = _NUMBER.search(text)
+    assert match, text
+    digits = match.group(2).replace(",", "")
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    value = float(digits) * (-1 if match.group(1) == "-" else 1)
+    return value, 0.5 * 10 ** (-decimals) + 1e-9
+
+
+def assert_shows(cell: str, value: float | None, fmt: str) -> None:
+    """The cell prints `value` (in the KPI's unit) rounded to the digits it shows."""
+    if value is None:
+        assert cell == "—"
+        return
+    shown, tolerance = number(cell)
+    scale = 100.0 if fmt == "percent" else 1.0
+    assert abs(shown - value * scale) <= tolerance, (cell, value)
+
+
+def results_by_kpi(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["kpi"]: r for r in document["results"] if not r["cohort"] and "breakdown" not in r}
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs shared by the tests (each costs one to five seconds)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def holdout() -> tuple[int, str, str]:
+    """`kpictl report --by channel --fail-on catastrophic` on the bundled sample."""
+    return run("report", "--by", "channel", "--fail-on", "catastrophic")
+
+
+@pytest.fixture(scope="module")
+def compare_json() -> dict[str, Any]:
+    code, out, err = run("compare", "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def descriptive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The shipped spec without a default baseline and with a human cost per conversation."""
+    folder = tmp_path_factory.mktemp("descriptive")
+    text = SPEC.read_text(encoding="utf-8")
+    assert "  baseline: holdout" in text and "  good_csat: 4" in text
+    text = re.sub(r"\n  baseline: holdout[^\n]*", "", text)
+    extra = "\n  human_cost_per_resolved_conversation: 6.5"
+    text = text.replace("  good_csat: 4", "  good_csat: 4" + extra)
+    spec = folder / "kpis.yaml"
+    spec.write_text(text, encoding="utf-8")
+    data = [
+        str(ROOT / "sample_logs" / "events"),
+        "--source",
+        f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}",
+        "-c",
+        str(spec),
+    ]
+    code, out, err = run("report", *data, cwd=folder)
+    code_json, out_json, err_json = run("compute", *data, "--format", "json", cwd=folder)
+    assert code_json == 0, err_json
+    return {"code": code, "out": out, "err": err, "compute": json.loads(out_json), "spec": spec}
+
+
+# ----------------------------------------------------------------------------------------------
+# Golden file
+# ----------------------------------------------------------------------------------------------
+
+
+def test_golden_scorecard_on_the_bundled_sample(holdout: tuple[int, str, str]) -> None:
+    code, out, err = holdout
+    assert code == 3, err
+    golden = GOLDEN / "scorecard_sample.md"
+    if UPDATE_GOLDEN:
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(mask(out), encoding="utf-8")
+    assert golden.exists(), "no golden file: run with KPICTL_UPDATE_GOLDEN=1 and review it"
+    assert mask(out) == golden.read_text(encoding="utf-8")
+
+
+def test_body_is_deterministic_and_only_provenance_is_volatile(
+    holdout: tuple[int, str, str],
+) -> None:
+    _, first, _ = holdout
+    _, second, _ = run("report", "--by", "channel", "--fail-on", "catastrophic")
+    assert mask(first) == mask(second)
+    generated = re.search(r"^\| generated at \| (\S+) \|$", first, re.MULTILINE)
+    assert generated is not None
+    body = first[: first.index("### Provenance")]
+    assert generated.group(1)[:13] not in body  # no run timestamp outside the appendix
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown structure
+# ----------------------------------------------------------------------------------------------
+
+
+def assert_well_formed(markdown: str) -> list[Token]:
+    tokens = parse(markdown)
+    found = tables(tokens)
+    separators = [line for line in markdown.splitlines() if re.match(r"^\| (---:?|:?---)", line)]
+    assert len(found) == len(separators), "a table did not parse as a table"
+    for table in found:
+        widths = {len(row) for row in table}
+        assert len(widths) == 1, table
+    pipe_lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    for line in pipe_lines:  # the raw text, too: escaped pipes never split a cell
+        cells = re.split(r"(?<!\\)\|", line)[1:-1]
+        assert cells, line
+    return tokens
+
+
+def test_every_table_has_consistent_columns(holdout: tuple[int, str, str]) -> None:
+    _, out, _ = holdout
+    assert_well_formed(out)
+    headings = [line for line in out.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## At a glance",
+        "## KPIs",
+        "## Trends",
+        "## Breakdowns",
+        "## ROI",
+        "## Data quality",
+        "## Drill-down",
+        "## Method and provenance",
+    ]
+    assert out.startswith("# Agent scorecard\n")
+
+
+def test_charts_are_written_and_linked_relative_to_the_output(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    output = tmp_path / "reports" / "scorecard.md"
+    code, out, err = run(
+        "report",
+        "-c",
+        str(SPEC),
+        "--charts",
+        str(tmp_path / "charts"),
+        "--output",
+        str(output),
+        "--title",
+        "Weekly agent review",
+    )
+    assert code == 0, err
+    assert out == ""  # everything went to the file
+    markdown = output.read_text(encoding="utf-8")
+    assert markdown.startswith("# Weekly agent review\n")
+    tokens = assert_well_formed(markdown)
+    links = [
+        child.attrGet("href")
+        for token in tokens
+        if token.type == "inline"
+        for child in token.children or []
+        if child.type == "link_open"
+    ]
+    charts = [str(link) for link in links if str(link).endswith(".png")]
+    assert len(charts) == len(kpictl.load_spec(SPEC).kpis)
+    for link in charts:
+        assert not Path(link).is_absolute() and link.startswith("../charts/")
+        target = output.parent / link
+        assert target.exists() and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "kpictl: wrote" in err
+
+
+def test_charts_without_matplotlib_say_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
+    code, out, err = run("report", "--charts", str(tmp_path / "charts"))
+    assert code == 2
+    assert out == ""
+    assert err.strip() == ("kpictl: error: --charts needs matplotlib: pip install 'kpictl[charts]'")
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers: every tile equals the compare / compute JSON
+# ----------------------------------------------------------------------------------------------
+
+
+def test_tiles_equal_the_compare_json(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    tiles = tile_rows(out)
+    expected = results_by_kpi(compare_json)
+    assert list(tiles) == list(expected)
+    for kpi, record in expected.items():
+        cells, fmt = tiles[kpi], record["format"]
+        assert_shows(cells["current"], record["current"]["value"], fmt)
+        change = cells["change vs baseline"]
+        if record["delta"] is None:
+            assert change == "—"
+        else:
+            assert_shows(change, record["delta"], fmt)
+            relative = re.search(r"\(([+-][\d.,]+) %\)", change)
+            assert (
+                relative
+                and abs(float(relative.group(1)) - record["relative_delta"] * 100) <= 0.05 + 1e-9
+            )
+            assert change.endswith(", n.s.") == (not record["significant"])
+        status = cells["status"].strip("*").split(" (")[0].replace(" ", "_")
+        assert status == record["status"]
+        if record["threshold"]:
+            assert f"({record['threshold']})" in cells["status"]
+        assert cells["owner"] == record["owner"]
+
+
+def test_kpi_table_and_verdict_match_the_compare_json(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    table = tables(parse(section(out, "KPIs")))[0]
+    header = table[0]
+    expected = results_by_kpi(compare_json)
+    for cells in table[1:]:
+        row = dict(zip(header, cells, strict=True))
+        record = expected[row["KPI"].replace("†", "").strip()]
+        fmt = record["format"]
+        assert_shows(row["baseline"], record["baseline"]["value"], fmt)
+        assert f"(n={record['baseline']['n']:,})" in row["baseline"]
+        assert f"(n={record['current']['n']:,})" in row["current"]
+        low, high = re.findall(r"\[(.+), (.+)\]", row["Δ [CI]"])[0]
+        assert_shows(low, record["delta_ci"][0], fmt)
+        assert_shows(high, record["delta_ci"][1], fmt)
+        if row["p adj."].startswith("<"):
+            assert record["p_adjusted"] < 1e-4
+        else:
+            assert_shows(row["p adj."], record["p_adjusted"], "number")
+        assert row["test"] == record["test"]
+    summary = compare_json["summary"]
+    verdict = next(line for line in out.splitlines() if line.startswith("- **Verdict:**"))
+    assert f"{summary['ok']} ok" in verdict and f"{summary['catastrophic']} catastrophic" in verdict
+
+
+def test_descriptive_tiles_equal_the_compute_json(descriptive: dict[str, Any]) -> None:
+    assert descriptive["code"] == 0, descriptive["err"]
+    out = descriptive["out"]
+    assert "- **Baseline:** none" in out
+    tiles = tile_rows(out)
+    expected = results_by_kpi(descriptive["compute"])
+    assert list(tiles) == list(expected)
+    for kpi, record in expected.items():
+        assert_shows(tiles[kpi]["current"], record["value"], record["format"])
+        assert tiles[kpi]["change vs baseline"] == "—"
+    # without a baseline only the absolute bound can be judged
+    assert tiles["policy_violation_rate"]["status"] == "**catastrophic (> 1%)**"
+    assert tiles["task_completion_rate"]["status"] == "not judged"
+
+
+def test_trend_sparklines_follow_the_daily_compute(holdout: tuple[int, str, str]) -> None:
+    _, out, _ = holdout
+    code, raw, err = run(
+        "compute",
+        "--grain",
+        "day",
+        "--kpi",
+        "task_completion_rate",
+        "--where",
+        "arm = 'treatment'",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    buckets = sorted(
+        (r["cohort"]["bucket"], r["value"])
+        for r in json.loads(raw)["results"]
+        if r["cohort"].get("bucket") and "breakdown" not in r
+    )
+    row = next(
+        line
+        for line in section(out, "Trends").splitlines()
+        if line.startswith("| task_completion_rate |")
+    )
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == sparkline([v for _, v in buckets])
+    present = [v for _, v in buckets if v is not None]
+    assert_shows(cells[2], present[0], "percent")
+    assert_shows(cells[3], present[-1], "percent")
+    assert_shows(cells[4], min(present), "percent")
+    assert_shows(cells[5], max(present), "percent")
+
+
+def test_kpi_inputs_trace_through_derive_and_rollup_entries() -> None:
+    spec = kpictl.load_spec(SPEC)
+    columns = {
+        "events": {"conversation_id", "ts", "event", "cost_usd", "human_minutes", "role"},
+        "tool_calls": {"conversation_id", "ts", "cost_usd", "status"},
+    }
+    inputs, entries = kpi_inputs(spec, spec.kpis["cost_per_task"], columns)
+    assert {("events", "cost_usd"), ("tool_calls", "cost_usd"), ("events", "human_minutes")} <= (
+        inputs
+    )
+    assert ("conversations.cost_usd", spec.tables["conversations"].derive[3].sql, "derive") in (
+        entries
+    )
+    inputs, _ = kpi_inputs(spec, spec.kpis["tool_call_success_rate"], columns)
+    assert inputs == {("tool_calls", "status")}
+
+
+def test_sparkline() -> None:
+    assert sparkline([0.0, 1.0, 0.5, None]) == "▁█▅·"
+    assert sparkline([2.0, 2.0]) == "▄▄"
+    assert sparkline([None, None]) == "··"
+
+
+def test_roi_cost_sums_match_sql_over_the_raw_logs(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    events = str(ROOT / "sample_logs" / "events" / "events.jsonl")
+    calls = str(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
+    con = duckdb.connect()
+    llm, minutes = con.execute(
+        f"SELECT SUM(cost_usd), SUM(human_minutes) FROM read_json_auto('{events}') "
+        "WHERE arm = 'treatment'"
+    ).fetchall()[0]
+    (tools,) = con.execute(
+        f"SELECT SUM(t.cost_usd) FROM read_json_auto('{calls}') t WHERE t.conversation_id IN "
+        f"(SELECT conversation_id FROM read_json_auto('{events}') WHERE arm = 'treatment')"
+    ).fetchall()[0]
+    llm, minutes, tools = float(llm), float(minutes), float(tools)
+    roi = section(out, "ROI")
+    rows = {cells[0]: cells for cells in tables(parse(roi))[0][1:]}
+    assert_shows(rows["LLM cost"][1], llm, "usd")
+    assert_shows(rows["tool cost"][1], tools, "usd")
+    assert_shows(rows["agent run cost"][1], llm + tools, "usd")
+    assert_shows(rows["human minutes"][1], minutes, "number")
+    assert_shows(rows["human cost"][1], minutes * 0.75, "usd")
+    # the per-conversation difference is the spec's cost_per_task KPI, tested the same way
+    cost = results_by_kpi(compare_json)["cost_per_task"]
+    line = next(line for line in roi.splitlines() if line.startswith("- Cost per conversation"))
+    delta_text = line.split("Δ = ")[1]
+    assert_shows(delta_text, cost["delta"], "usd")
+    saving = next(line for line in roi.splitlines() if line.startswith("- Estimated saving"))
+    conversations = cost["current"]["n"]
+    assert_shows(saving.split("**")[1], -cost["delta"] * conversations, "usd")
+    assert "not significant** there" in roi  # cost_per_task is n.s. after Holm: say so
+    assert (
+        "Not estimated: the spec declares no `params.human_cost_per_resolved_conversation`" in roi
+    )
+
+
+def test_roi_against_humans_uses_only_the_declared_param(descriptive: dict[str, Any]) -> None:
+    out = descriptive["out"]
+    roi = section(out, "ROI")
+    spec = kpictl.load_spec(descriptive["spec"])
+    sources = kpictl.load_sources(
+        spec,
+        {
+            "events": [ROOT / "sample_logs" / "events"],
+            "tool_calls": [ROOT / "sample_logs" / "tool_calls"],
+        },
+    )
+    facts = kpictl.facts(spec, sources)
+    alone = facts.filter(pl.col("completed") & pl.col("contained") & pl.col("settled")).height
+    run_cost = float(facts.select(pl.col("llm_cost").sum() + pl.col("tool_cost").sum()).item())
+    assert f"- Conversations the agent resolved alone: {alone:,} " in roi
+    avoided_line = next(line for line in roi.splitlines() if line.startswith("- Human cost"))
+    assert_shows(avoided_line.split(" = ")[-1], alone * 6.5, "usd")
+    saving_line = next(line for line in roi.splitlines() if line.startswith("- Saving"))
+    assert_shows(saving_line.split("**")[1], alone * 6.5 - run_cost, "usd")
+    assert "Not estimated: there is no baseline arm" in roi
+
+
+# ----------------------------------------------------------------------------------------------
+# Redaction
+# ----------------------------------------------------------------------------------------------
+
+REDACTION_CASES = [
+    (
+        "Hi, I'm Jane Roe, jane.roe+billing@example.co.uk - please call me on +44 20 7946 0958. "
+        "Order #4412873 for €49.90.",
+        "Hi, I'm Jane Roe, [email] - please call me on [phone]. Order #4412873 for €49.90.",
+    ),
+    (
+        "My card 4111 1111 1111 1111 was charged twice ($1,299.99) on 2026-10-01; reach me at "
+        "(415) 555-0123.",
+        "My card [card] was charged twice ($1,299.99) on 2026-10-01; reach me at [phone].",
+    ),
+    (
+        "Card number 5500-0000-0000-0004, phone 415.555.0199, invoice INV-2026-0042.",
+        "Card number [card], phone [phone], invoice INV-2026-0042.",
+    ),
+    (
+        "Amex 3782 822463 10005 and mobile 0171 1234567; tracking 1Z999AA10123456784.",
+        "Amex [card] and mobile [phone]; tracking 1Z999AA10123456784.",
+    ),
+    (
+        "call me on 4155550123 or email J.Doe@Mail.Example.ORG, ticket 12345678, version 2.14.3",
+        "call me on [phone] or email [email], ticket 12345678, version 2.14.3",
+    ),
+    (
+        "card 6011000990139424 expired; reference 1234567890123456 is not a card; order 9876543210",
+        "card [card] expired; reference 1234567890123456 is not a card; order 9876543210",
+    ),
+    (
+        "Berlin: +49 (0)30 1234 5678, Paris +33 1 23 45 67 89, US 415-555-0142 at 10:30.",
+        "Berlin: [phone], Paris [phone], US [phone] at 10:30.",
+    ),
+    (
+        "Why is my invoice higher than usual? My number is +1 415 555 0159.",
+        "Why is my invoice higher than usual? My number is [phone].",
+    ),
+    (
+        "Order #546076 of 3 items, $12.50 each, shipped 2026-10-03 10:15, error 500.",
+        "Order #546076 of 3 items, $12.50 each, shipped 2026-10-03 10:15, error 500.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REDACTION_CASES)
+def test_redact_pii(text: str, expected: str) -> None:
+    assert redact_pii(text) == expected
+
+
+PII_MESSAGES = [case[0] for case in REDACTION_CASES[:7]]
+RAW_PII = [
+    "jane.roe+billing@example.co.uk",
+    "+44 20 7946 0958",
+    "4111 1111 1111 1111",
+    "(415) 555-0123",
+    "5500-0000-0000-0004",
+    "415.555.0199",
+    "3782 822463 10005",
+    "0171 1234567",
+    "4155550123",
+    "Mail.Example.ORG",
+    "6011000990139424",
+    "1234 5678",
+    "415-555-0142",
+]
+KEPT = [
+    "Order #4412873",
+    "$1,299.99",
+    "INV-2026-0042",
+    "1Z999AA10123456784",
+    "12345678",
+    "2.14.3",
+    "1234567890123456",
+]
+
+
+@pytest.fixture()
+def pii_logs(tmp_path: Path) -> Path:
+    """Seven failed conversations whose first user message carries realistic PII."""
+    events, calls = [], []
+    for index, message in enumerate(PII_MESSAGES):
+        conversation = f"p{index}"
+        day = f"2026-10-0{index + 1}"
+        common = {
+            "conversation_id": conversation,
+            "user_id": f"u{index}",
+            "channel": "web",
+            "intent": "billing",
+            "arm": "treatment",
+        }
+        events += [
+            {
+                **common,
+                "ts": f"{day}T09:00:00Z",
+                "event": "message",
+                "role": "user",
+                "text": message,
+            },
+            {
+                **common,
+                "ts": f"{day}T09:00:05Z",
+                "event": "message",
+                "role": "agent",
+                "text": "Let me check.",
+                "cost_usd": 0.01,
+                "input_tokens": 100,
+                "output_tokens": 20,
+                "latency_ms": 900.0,
+                "policy_violation": False,
+            },
+            {
+                **common,
+                "ts": f"{day}T09:01:00Z",
+                "event": "message",
+                "role": "user",
+                "text": "Also my backup e-mail is other.person@example.net",
+            },
+        ]
+        calls.append(
+            {
+                "conversation_id": conversation,
+                "ts": f"{day}T09:00:03Z",
+                "tool": "lookup",
+                "status": "ok",
+                "cost_usd": 0.001,
+            }
+        )
+    events.append(
+        {
+            "conversation_id": "late",
+            "ts": "2026-10-20T00:00:00Z",
+            "event": "message",
+            "role": "user",
+            "text": "hello",
+            "arm": "treatment",
+        }
+    )
+    for name, rows in (("events", events), ("tool_calls", calls)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_drilldown_redacts_the_first_user_message(pii_logs: Path) -> None:
+    spec = kpictl.load_spec(SPEC)
+    sources = kpictl.load_sources(
+        spec, {"events": [pii_logs / "events"], "tool_calls": [pii_logs / "tool_calls"]}
+    )
+    result = run_report(spec, sources, ReportOptions(baseline=None, drilldown=10))
+    drill = section(result.markdown, "Drill-down")
+    for raw in RAW_PII:
+        assert raw not in result.markdown, raw
+    for kept in KEPT:
+        assert kept in drill, kept
+    assert drill.count("\\[email\\]") >= 2 and "\\[card\\]" in drill and "\\[phone\\]" in drill
+    assert "other.person" not in drill  # only the first user message is shown
+    assert_well_formed(result.markdown)
+
+
+def test_no_redact_shows_the_message_as_written(pii_logs: Path) -> None:
+    code, out, err = run(
+        "report",
+        str(pii_logs / "events"),
+        "--source",
+        f"tool_calls={pii_logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--no-redact",
+        "--fail-on",
+        "warning",
+        cwd=pii_logs,
+    )
+    assert code == 0, err  # every KPI has too few units for a verdict: nothing to fail on
+    drill = section(out, "Drill-down")
+    assert "**not redacted** (--no-redact)" in drill
+    assert "4111 1111 1111 1111" in drill and "(415) 555-0123" in drill
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+# ----------------------------------------------------------------------------------------------
+
+
+def test_stdout_is_only_the_markdown(holdout: tuple[int, str, str], tmp_path: Path) -> None:
+    _, out, err = holdout
+    assert out.startswith("# ") and out.endswith("\n")
+    assert "kpictl:" not in out
+    assert all(line.startswith("kpictl: ") for line in err.splitlines())
+    output = tmp_path / "scorecard.md"
+    code_file, out_file, err_file = run(
+        "report", "--by", "channel", "--fail-on", "catastrophic", "--output", str(output)
+    )
+    assert (code_file, out_file) == (3, "")
+    assert mask(output.read_text(encoding="utf-8")) == mask(out)
+    assert f"kpictl: wrote {output}" in err_file
+
+
+def test_fail_on_catastrophic_exits_3_after_writing(holdout: tuple[int, str, str]) -> None:
+    code, out, err = holdout
+    assert code == 3
+    assert "## Method and provenance" in out  # the report is complete
+    assert err.strip().splitlines()[-1] == (
+        "kpictl: 1 KPI(s) at or above catastrophic: policy_violation_rate"
+    )
+
+
+def test_unknown_cohort_column_is_a_usage_error() -> None:
+    code, out, err = run("report", "--by", "chanel")
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "kpictl: error: --by chanel: not a column of table 'conversations' "
+        "(did you mean 'channel'?)"
+    )
+
+
+def test_unknown_baseline_is_a_usage_error() -> None:
+    code, _, err = run("report", "--baseline", "holdot")
+    assert code == 2
+    assert "--baseline holdot: neither a baseline of the spec (did you mean 'holdout'?)" in err
+
+
+def test_report_has_help() -> None:
+    code, out, _ = run("report", "--help")
+    assert code == 0 and "--charts" in out and "--fail-on" in out and len(out) > 200
