@@ -202,6 +202,14 @@ CacheOption = Annotated[
         "~/.cache/kpictl), keyed by path, size and modification time.",
     ),
 ]
+RepriceOption = Annotated[
+    bool,
+    typer.Option(
+        "--reprice",
+        help="Recompute every cost from the spec's `pricing:` table (reported costs ignored), "
+        "so periods or datasets compare at constant prices.",
+    ),
+]
 PathsArgument = Annotated[
     list[str] | None,
     typer.Argument(
@@ -250,6 +258,7 @@ def _sources(
     source: list[str] | None,
     on_bad_rows: BadRows,
     cache: bool = True,
+    reprice: bool = False,
 ) -> Sources:
     from kpictl.sources import load_sources
 
@@ -259,7 +268,9 @@ def _sources(
     if paths:
         overrides["events"] = list(paths)
     with progress("Reading logs…"):
-        return load_sources(spec, overrides, on_bad_rows=on_bad_rows.value, cache=cache)
+        return load_sources(
+            spec, overrides, on_bad_rows=on_bad_rows.value, cache=cache, reprice=reprice
+        )
 
 
 def progress(message: str) -> AbstractContextManager[Any]:
@@ -342,6 +353,7 @@ def compute(
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
+    reprice: RepriceOption = False,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -366,7 +378,7 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
     with progress("Computing KPIs…"):
         result = run_compute(spec, sources, options)
     _report_inputs(sources)
@@ -430,6 +442,7 @@ def compare(
         "--output", "-o", help="Write to this file instead of stdout.")] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
+    reprice: RepriceOption = False,
 ) -> None:
     """Compare every KPI against a baseline with the right test, CIs and corrections.
 
@@ -458,7 +471,7 @@ def compare(
         correction=correction.value if correction else None, unit=unit,
         relative_ci=relative_ci.value, paired=paired,
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -468,7 +481,7 @@ def compare(
                 f"--baseline {baseline}: neither a baseline of the spec"
                 f"{did_you_mean(baseline, spec.baselines)} (declared: "
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path")
-        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache)
+        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache, reprice)
     else:
         options = CompareOptions(**{**options.__dict__, "baseline": baseline})
         if baseline_source:
@@ -562,6 +575,7 @@ def report(
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
+    reprice: RepriceOption = False,
 ) -> None:
     """Write the scorecard: one Markdown document with tiles, KPIs, trends, ROI, data quality,
     drill-down and provenance. Only the Markdown goes to stdout.
@@ -579,7 +593,7 @@ def report(
     from kpictl.scorecard import ReportOptions, run_report
 
     spec = _load(config, param)
-    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -590,7 +604,7 @@ def report(
                 f"{did_you_mean(baseline, spec.baselines)} (declared: "
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
             )
-        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache)
+        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache, reprice)
     elif baseline_source:
         raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
     options = ReportOptions(
@@ -660,6 +674,7 @@ def facts(
     ] = Path("facts.parquet"),
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
+    reprice: RepriceOption = False,
 ) -> None:
     """Export a facts table (one row per conversation with every rollup and derive column)."""
     from kpictl.engine import facts as build_facts
@@ -668,7 +683,7 @@ def facts(
     if suffix not in (".parquet", ".csv"):
         raise UsageError(f"--output {output}: expected a .parquet or .csv file name")
     spec = _load(config, param)
-    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)
     if suffix == ".parquet":
