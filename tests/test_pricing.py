@@ -88,3 +88,16 @@ def test_bad_prices_are_spec_errors(tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text(text)
     with pytest.raises(SpecError, match=r"pricing\.models\.gpt-4o\.input: expected a price"):
         load_spec(tmp_path / "spec.yaml")
+
+
+def test_genai_prices_opt_in_matches_the_package_on_another_usage() -> None:
+    """Per-1M-token prices taken from genai-prices price any other usage like the package."""
+    genai_prices = pytest.importorskip("genai_prices")
+    from kpictl.pricing import genai_price_rows
+
+    rows = genai_price_rows(["gpt-4o", "no-such-model-xyz"])
+    assert [r.model for r in rows] == ["gpt-4o"]  # unknown models stay unpriced
+    price = rows[0]
+    usage = genai_prices.Usage(input_tokens=1234, output_tokens=567)
+    expected = float(genai_prices.calc_price(usage, model_ref="gpt-4o").total_price)
+    assert (1234 * price.input + 567 * price.output) / 1e6 == pytest.approx(expected, rel=1e-12)
