@@ -320,8 +320,14 @@ def test_varying_attribute_is_an_error(spec: Spec, tiny) -> None:
         .otherwise(pl.col("channel"))
         .alias("channel")
     )
+    sources = load_frames({"events": ev, "tool_calls": tc})
     with pytest.raises(InputDataError, match=r"'channel' varies within a conversation_id"):
-        compute(spec, load_frames({"events": ev, "tool_calls": tc}))
+        compute(spec, sources, by=["channel"])
+    with pytest.raises(InputDataError, match=r"'channel' varies within a conversation_id"):
+        facts(spec, sources)
+    # a run that reads no channel neither rolls it up nor checks it: its numbers do not
+    # depend on it
+    assert compute(spec, sources, kpis=["escalation_rate"]).height > 0
 
 
 def test_unknown_kpi_and_dimension_are_usage_errors(spec: Spec, tiny) -> None:

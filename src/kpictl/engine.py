@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -369,9 +369,17 @@ def row_table(
 
 
 def build_facts(
-    spec: Spec, sources: Sources, window: Window, tables: Sequence[str] | None = None
+    spec: Spec,
+    sources: Sources,
+    window: Window,
+    tables: Sequence[str] | None = None,
+    attributes: Collection[str] | None = None,
 ) -> dict[str, pl.LazyFrame]:
-    """Every table of the spec (or those named and what they look up): rollup + derive."""
+    """Every table of the spec (or those named and what they look up): rollup + derive.
+
+    `attributes`: the attribute columns the run reads (None: all). The others are not rolled
+    up (nor checked); their columns are there, empty, so every table keeps its shape.
+    """
     wanted = set(tables or spec.tables)
     for name in list(wanted):
         lookup = spec.tables[name].lookup
@@ -383,7 +391,13 @@ def build_facts(
         if name not in wanted:
             continue
         if table.is_rollup:
-            facts = derive_columns(spec, table, rollup_table(spec, table, sources, window), window)
+            slim = table if attributes is None else replace(
+                table, attributes=tuple(a for a in table.attributes if a in attributes))
+            facts = derive_columns(spec, table, rollup_table(spec, slim, sources, window), window)
+            skipped = [a for a in table.attributes if a not in facts.columns]
+            if skipped:
+                facts = facts.with_columns([pl.lit(None, dtype=pl.String).alias(a)
+                                            for a in skipped])
             built[name] = facts
             result[name] = facts.lazy()
         else:
@@ -622,6 +636,23 @@ def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec])
                 raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
 
+def _read_names(spec: Spec, kpis: Sequence[KpiSpec], options: ComputeOptions) -> set[str]:
+    """Every column name this run's expressions, cohorts and breakdowns can read."""
+    sqls: list[str | None] = [options.where]
+    for table in spec.tables.values():
+        sqls += [d.sql for d in table.derive] + [table.where]
+    for kpi in kpis:
+        sqls += [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator]
+        if kpi.pass_k is not None:
+            sqls.append(kpi.pass_k.success)
+    names = set(names_in(sqls)) | set(options.by)
+    for kpi in kpis:
+        names |= {c for c in (kpi.breakdown, kpi.cluster) if c}
+        if kpi.pass_k is not None:
+            names.add(kpi.pass_k.task)
+    return names
+
+
 def _selected_kpis(spec: Spec, names: Sequence[str]) -> tuple[list[KpiSpec], list[str]]:
     """The KPIs to compute (formula inputs included) and the names to output."""
     for name in names:
@@ -671,7 +702,7 @@ def run_compute(
     _check_options(spec, options, kpis)
     window = resolve_window(spec, sources, options)
     used_tables = sorted({k.over for k in kpis if k.kind != "formula"})
-    tables = build_facts(spec, sources, window, used_tables)
+    tables = build_facts(spec, sources, window, used_tables, _read_names(spec, kpis, options))
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
