@@ -22,6 +22,7 @@ from kpictl.engine import (
     ComputeOptions,
     Window,
     build_facts,
+    filter_kpi_rows,
     literal_columns,
     names_in,
     resolve_window,
@@ -244,32 +245,19 @@ def kpi_shape(kpi: KpiSpec) -> KpiShape:
         return KpiShape("other")
     value = kpi.value or ""
     bare = strip_literals(value)
-    if (match := _AVG.match(bare)) and _AVG.match(value):
-        arg = _AVG.match(value)
-        assert arg is not None and match is not None
-        return KpiShape("avg", values=arg.group("arg"))
+    # shapes are recognised on the text without literals, then read from the text itself
+    if _AVG.match(bare) and (found := _AVG.match(value)):
+        return KpiShape("avg", values=found.group("arg"))
     if _QUANTILE.match(bare) and (found := _QUANTILE.match(value)):
         if found.group("m") is not None:
             return KpiShape("quantile", values=found.group("m"), nu=0.5)
         return KpiShape("quantile", values=found.group("q"), nu=float(found.group("nu")))
-    if _ADDITIVE.match(bare):
-        return KpiShape("other")
     return KpiShape("other")
 
 
 def _kpi_rows(spec: Spec, kpi: KpiSpec, arm: Arm, where: str | None) -> pl.LazyFrame:
-    """The KPI's table in this arm with --where and the KPI's where applied, and `__mature`."""
-    frame = arm.tables[kpi.over]
-    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, where]
-    literals = literal_columns(spec, arm.window, names_in(sqls))
-    if literals:
-        frame = frame.with_columns(literals)
-    if where:
-        frame = frame.filter(compile_sql(where))
-    if kpi.where:
-        frame = frame.filter(compile_sql(kpi.where))
-    mature = compile_sql(kpi.mature).fill_null(False) if kpi.mature else pl.lit(True)
-    return frame.with_columns(mature.alias("__mature"))
+    """The KPI's table in this arm, filtered and flagged as `compute` does."""
+    return filter_kpi_rows(spec, kpi, arm.tables[kpi.over], arm.window, where)
 
 
 def _as_float(expr: pl.Expr) -> pl.Expr:

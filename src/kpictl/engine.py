@@ -8,7 +8,6 @@ functions over polars frames; no printing, no files.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -33,7 +32,6 @@ BUCKET = "bucket"
 # output stays reproducible; renderers print it as null
 UNTIMED_AS_OF = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _GRAIN_EVERY = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
-_ORDERED_AGG = re.compile(r"\b(FIRST|LAST)\s*\(", re.IGNORECASE)
 _ATTR_CHECK = "__kpictl_distinct_"
 META_COLUMNS = ("layer", "format", "direction", "owner")
 
@@ -445,6 +443,24 @@ def _aggregate(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]
     return frame.select(aggs)
 
 
+def filter_kpi_rows(
+    spec: Spec, kpi: KpiSpec, frame: pl.LazyFrame, window: Window, where: str | None
+) -> pl.LazyFrame:
+    """A KPI's rows with --where and the KPI's `where` applied, flagged `__mature` (the units
+    whose outcome window has closed). Used by `compute` and by `compare` for each arm."""
+    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, where,
+            kpi.pass_k.success if kpi.pass_k else None]
+    literals = literal_columns(spec, window, names_in(sqls))
+    if literals:
+        frame = frame.with_columns(literals)
+    if where:
+        frame = frame.filter(compile_sql(where))
+    if kpi.where:
+        frame = frame.filter(compile_sql(kpi.where))
+    mature = compile_sql(kpi.mature).fill_null(False) if kpi.mature else pl.lit(True)
+    return frame.with_columns(mature.alias("__mature"))
+
+
 def _kpi_frame(
     spec: Spec,
     kpi: KpiSpec,
@@ -452,7 +468,7 @@ def _kpi_frame(
     window: Window,
     options: ComputeOptions,
 ) -> pl.LazyFrame:
-    """The KPI's table, windowed, with --where and the KPI's `where` applied, and flags."""
+    """The KPI's table, windowed and bucketed, then `filter_kpi_rows`."""
     table = spec.tables[kpi.over]
     frame = tables[kpi.over]
     time_col = (
@@ -460,11 +476,6 @@ def _kpi_frame(
         if table.is_rollup
         else (spec.tables[table.lookup].time if table.lookup else None)
     )
-    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, options.where,
-            kpi.pass_k.success if kpi.pass_k else None]
-    literals = literal_columns(spec, window, names_in(sqls))
-    if literals:
-        frame = frame.with_columns(literals)
     if time_col is not None:
         if window.since is not None:
             frame = frame.filter(pl.col(time_col) >= window.since)
@@ -474,12 +485,7 @@ def _kpi_frame(
             frame = frame.with_columns(
                 pl.col(time_col).dt.truncate(_GRAIN_EVERY[options.grain]).alias(BUCKET)
             )
-    if options.where:
-        frame = frame.filter(compile_sql(options.where))
-    if kpi.where:
-        frame = frame.filter(compile_sql(kpi.where))
-    mature = compile_sql(kpi.mature).fill_null(False) if kpi.mature else pl.lit(True)
-    return frame.with_columns(mature.alias("__mature"))
+    return filter_kpi_rows(spec, kpi, frame, window, options.where)
 
 
 def _kpi_queries(
