@@ -346,8 +346,13 @@ def row_table(
     sources: Sources,
     window: Window,
     parents: Mapping[str, pl.DataFrame],
+    columns: Collection[str] | None = None,
 ) -> pl.LazyFrame:
-    """A row table: its source's rows, filtered by `where`, with the parent's attributes."""
+    """A row table: its source's rows, filtered by `where`, with the parent's attributes.
+
+    `columns`: the names the run reads (None: all). Looked-up columns it does not read are
+    there, empty, with their type; when it reads none of them, the lookup join is skipped (a
+    join of millions of rows that changes nothing the run reads)."""
     assert table.from_source is not None
     rows = _source_rows(sources, table.from_source, window)
     if table.where:
@@ -360,9 +365,13 @@ def row_table(
         carried = [*parent.attributes, *([parent.time] if parent.time else [])]
         present = rows.collect_schema().names()
         rows = rows.drop([c for c in carried if c in present and c != parent.key])
-        rows = rows.join(
-            parents[table.lookup].lazy().select([parent.key, *carried]), on=parent.key, how="left"
-        )
+        looked_up = parents[table.lookup].lazy()
+        read = [c for c in carried if columns is None or c in columns]
+        if read:
+            rows = rows.join(looked_up.select([parent.key, *read]), on=parent.key, how="left")
+        types = looked_up.collect_schema()
+        rows = rows.with_columns([pl.lit(None, dtype=types[c]).alias(c)
+                                  for c in carried if c not in read])
     return rows
 
 
@@ -371,12 +380,13 @@ def build_facts(
     sources: Sources,
     window: Window,
     tables: Sequence[str] | None = None,
-    attributes: Collection[str] | None = None,
+    reads: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, pl.LazyFrame]:
     """Every table of the spec (or those named and what they look up): rollup + derive.
 
-    `attributes`: the attribute columns the run reads (None: all). The others are not rolled
-    up (nor checked); their columns are there, empty, so every table keeps its shape.
+    `reads`: per table, the column names the run reads from it (None: all). Attributes no
+    table reads are not rolled up (nor checked), and row tables look up only what they read;
+    the other columns are there, empty, so every table keeps its shape.
     """
     wanted = set(tables or spec.tables)
     for name in list(wanted):
@@ -389,8 +399,8 @@ def build_facts(
         if name not in wanted:
             continue
         if table.is_rollup:
-            slim = table if attributes is None else replace(
-                table, attributes=tuple(a for a in table.attributes if a in attributes))
+            slim = table if reads is None else replace(
+                table, attributes=tuple(a for a in table.attributes if a in reads[name]))
             facts = derive_columns(spec, table, rollup_table(spec, slim, sources, window), window)
             skipped = [a for a in table.attributes if a not in facts.columns]
             if skipped:
@@ -399,7 +409,8 @@ def build_facts(
             built[name] = facts
             result[name] = facts.lazy()
         else:
-            result[name] = row_table(spec, table, sources, window, built)
+            result[name] = row_table(spec, table, sources, window, built,
+                                     None if reads is None else reads[name])
     return result
 
 
@@ -642,21 +653,35 @@ def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec])
                 raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
 
-def _read_names(spec: Spec, kpis: Sequence[KpiSpec], options: ComputeOptions) -> set[str]:
-    """Every column name this run's expressions, cohorts and breakdowns can read."""
-    sqls: list[str | None] = [options.where]
-    for table in spec.tables.values():
-        sqls += [d.sql for d in table.derive] + [table.where]
-    for kpi in kpis:
-        sqls += [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator]
-        if kpi.pass_k is not None:
-            sqls.append(kpi.pass_k.success)
-    names = set(names_in(sqls)) | set(options.by)
-    for kpi in kpis:
-        names |= {c for c in (kpi.breakdown, kpi.cluster) if c}
-        if kpi.pass_k is not None:
-            names.add(kpi.pass_k.task)
+def _kpi_reads(kpi: KpiSpec) -> set[str]:
+    """The column names one KPI's expressions, breakdown and cluster read."""
+    names = set(names_in([kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator,
+                          kpi.pass_k.success if kpi.pass_k else None]))
+    names |= {c for c in (kpi.breakdown, kpi.cluster) if c}
+    if kpi.pass_k is not None:
+        names.add(kpi.pass_k.task)
     return names
+
+
+def _read_names(spec: Spec, kpis: Sequence[KpiSpec], options: ComputeOptions,
+                window: Window | None = None) -> dict[str, set[str]]:
+    """Per table, every column name this run can read from it: its KPIs' expressions,
+    breakdowns and clusters, --where and --by, and (with a window or a grain) the time. A
+    rollup table also gets its derive and the names of every other table (what row tables
+    look up, what `where`s read: a superset, never too few)."""
+    common = set(names_in([options.where])) | set(options.by)
+    if window is not None and (window.since or window.until or options.grain):
+        common |= {t.time for t in spec.tables.values() if t.time}
+    reads = {name: set(common) for name in spec.tables}
+    for kpi in kpis:
+        if kpi.kind != "formula":
+            reads[kpi.over] |= _kpi_reads(kpi)
+    everything = set().union(*reads.values()) | set(names_in(
+        [sql for t in spec.tables.values() for sql in [t.where, *(d.sql for d in t.derive)]]))
+    for name, table in spec.tables.items():
+        if table.is_rollup:
+            reads[name] = everything
+    return reads
 
 
 def _selected_kpis(spec: Spec, names: Sequence[str]) -> tuple[list[KpiSpec], list[str]]:
@@ -708,7 +733,8 @@ def run_compute(
     _check_options(spec, options, kpis)
     window = resolve_window(spec, sources, options)
     used_tables = sorted({k.over for k in kpis if k.kind != "formula"})
-    tables = build_facts(spec, sources, window, used_tables, _read_names(spec, kpis, options))
+    tables = build_facts(spec, sources, window, used_tables,
+                         _read_names(spec, kpis, options, window))
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
