@@ -16,7 +16,7 @@ import polars as pl
 from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import Sources
-from kpictl.rollup import compile_entry
+from kpictl.rollup import compile_entry, shifted_in_partition, split_shift_window
 from kpictl.spec import GRAINS, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import (
     ExpressionProblem,
@@ -335,7 +335,13 @@ def derive_columns(
     literals = literal_columns(spec, window, names_in([d.sql for d in table.derive]))
     frame = facts.lazy().with_columns(literals) if literals else facts.lazy()
     for entry in table.derive:
-        frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
+        shift = split_shift_window(entry.sql)
+        if shift is None:
+            frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
+        else:  # LEAD/LAG … OVER: a sort and a shift (kpictl.rollup)
+            current = frame.collect(engine="streaming")
+            frame = current.with_columns(
+                shifted_in_partition(current, shift).alias(entry.name)).lazy()
     literal_names = [e.meta.output_name() for e in literals]
     return frame.drop(literal_names).collect(engine="streaming")
 
