@@ -688,3 +688,239 @@ def test_a_half_written_cache_entry_is_ignored(
     for parquet in cache.glob("*.parquet"):
         parquet.write_bytes(parquet.read_bytes()[:50])  # truncated, as by a crash
     assert load_sources(shipped_spec, paths)["events"].collect().equals(expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# the JSONL cache holds each file's canonical frame: a cached run scans it, parses nothing
+# ---------------------------------------------------------------------------------------------
+
+MIXED_TS_ROWS: Rows = [
+    {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "event": "message", "role": "agent",
+     "input_tokens": 120, "latency_ms": 850.5, "when": "2026-10-05"},
+    {"conversation_id": "c1", "ts": "2026-10-01T12:30:00.250+02:00", "event": "resolution",
+     "role": None, "input_tokens": None, "latency_ms": None, "when": "2026-10-06"},
+    {"conversation_id": "c2", "ts": "2026-10-01 09:15:00", "event": "message", "role": "user",
+     "input_tokens": 40, "latency_ms": None, "when": None},
+    {"conversation_id": "c2", "ts": "2026-10-02", "event": "feedback", "csat": 4,
+     "policy_violation": "no", "when": "2026-10-07"},
+]
+
+
+def cached_load(
+    *paths: Path | str,
+    base: Path,
+    cache: Path | None,
+    columns: tuple[ColumnRule, ...] = (TS_RULE,),
+    skip: bool = False,
+    fields: dict[str, pl.DataType] | None = None,
+) -> LoadedSource:
+    request = SourceRequest("events", tuple(str(p) for p in paths), base, columns,
+                            fields=fields, cache_dir=cache)
+    return load_source(request, "skip" if skip else "error")
+
+
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files `_read_jsonl` parses from now on."""
+    from kpictl import io as kio
+
+    seen: list[Path] = []
+    real = kio._read_jsonl
+    monkeypatch.setattr(kio, "_read_jsonl", lambda p, *a: seen.append(p) or real(p, *a))
+    return seen
+
+
+def assert_same_load(got: LoadedSource, expected: LoadedSource) -> None:
+    assert_frame_equal(got.frame.collect(), expected.frame.collect())
+    assert got.files == expected.files
+
+
+@pytest.mark.parametrize("fields", [None, {"conversation_id": pl.String(), "ts": pl.String(),
+                                           "event": pl.String(), "role": pl.String(),
+                                           "input_tokens": pl.Int64()}])
+def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions(
+    tmp_path: Path, write_jsonl: JsonlWriter, monkeypatch: pytest.MonkeyPatch,
+    fields: dict[str, pl.DataType] | None,
+) -> None:
+    write_jsonl("logs/date=2026-10-01/part-0.jsonl", MIXED_TS_ROWS)
+    cache = tmp_path / "cache"
+    # a partition column read by a rule: typed with the file's own columns, before caching
+    columns = (TS_RULE, ColumnRule("day", "date", type="timestamp"))
+    uncached = cached_load("logs", base=tmp_path, cache=None, columns=columns, fields=fields)
+    first = cached_load("logs", base=tmp_path, cache=cache, columns=columns, fields=fields)
+    parses = count_parses(monkeypatch)
+    again = cached_load("logs", base=tmp_path, cache=cache, columns=columns, fields=fields)
+    assert parses == []
+    assert_same_load(first, uncached)
+    assert_same_load(again, uncached)
+    frame = again.frame.collect()
+    assert frame["ts"].to_list() == [
+        utc(2026, 10, 1, 10), utc(2026, 10, 1, 10, 30, 0, 250_000), utc(2026, 10, 1, 9, 15),
+        utc(2026, 10, 2),
+    ]
+    assert frame.schema["ts"] == pl.Datetime("us", "UTC")
+    assert frame["day"].to_list() == [utc(2026, 10, 1)] * 4
+    assert frame["date"].to_list() == ["2026-10-01"] * 4
+    assert frame["input_tokens"].to_list() == [120, None, 40, None]
+    if fields is None:  # every field read: typed as the canonical schema says
+        assert frame["policy_violation"].to_list() == [None, None, None, False]
+        assert frame["csat"].dtype == pl.Float64 and frame["csat"].to_list()[3] == 4.0
+    # the same file named directly has no partition folder: its own entry, no `date` column
+    direct = cached_load("logs/date=2026-10-01/part-0.jsonl", base=tmp_path, cache=cache,
+                         fields=fields)
+    assert "date" not in direct.frame.collect_schema()
+    assert parses == [tmp_path / "logs/date=2026-10-01/part-0.jsonl"]
+
+
+def test_cached_run_with_skip_reports_the_same_skipped_rows_and_reasons(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_jsonl("logs/a.jsonl", [
+        event_rows[0], "{oops", {**event_rows[1], "ts": "yesterday"}, "[1]",
+        {**event_rows[1], "conversation_id": None}, event_rows[2],
+    ])
+    write_jsonl("logs/b.jsonl", [{**event_rows[0], "ts": "soon"}])  # no row kept
+    write_jsonl("logs/c.jsonl", event_rows)
+    cache = tmp_path / "cache"
+    uncached = cached_load("logs", base=tmp_path, cache=None, skip=True)
+    a = tmp_path / "logs" / "a.jsonl"
+    assert [(Path(f.path).name, f.rows, f.skipped) for f in uncached.files] == [
+        ("a.jsonl", 2, 4), ("b.jsonl", 0, 1), ("c.jsonl", 3, 0)]
+    assert uncached.files[0].skipped_reasons == (
+        "line 2: malformed JSON (Expecting property name enclosed in double quotes)",
+        "line 4: expected a JSON object, got list",
+        f"{a}:3: column 'ts': expected a timestamp (ISO-8601 text such as 2026-10-01T12:00:00Z, "
+        "or a date), got 'yesterday' and 1 more",
+    )
+    first = cached_load("logs", base=tmp_path, cache=cache, skip=True)
+    parses = count_parses(monkeypatch)
+    again = cached_load("logs", base=tmp_path, cache=cache, skip=True)
+    assert parses == []
+    assert_same_load(first, uncached)
+    assert_same_load(again, uncached)
+    # the entry of a.jsonl holds the two kept rows; b.jsonl's has no frame at all
+    assert sorted(pl.read_parquet(p).height for p in cache.glob("*.parquet")) == [2, 3]
+    assert len(list(cache.glob("*.json"))) == 3
+    # a cached run names the file as it is spelled this time
+    respelled = cached_load("logs/../logs", base=tmp_path, cache=cache, skip=True)
+    assert parses == []
+    assert respelled.files[0].skipped_reasons[2].startswith(
+        f"{tmp_path / 'logs/../logs/a.jsonl'}:3: column 'ts'")
+
+
+def test_a_bad_row_is_an_error_on_every_run_and_nothing_is_cached(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    path = write_jsonl("e.jsonl", [event_rows[0], {**event_rows[1], "input_tokens": "abc"}])
+    cache = tmp_path / "cache"
+    messages = []
+    for _ in range(2):
+        with pytest.raises(InputDataError) as caught:
+            cached_load(path, base=tmp_path, cache=cache)
+        messages.append(str(caught.value))
+    assert messages == [
+        f"{path}:2: column 'input_tokens': expected a whole number (Int64), got 'abc'; fix the "
+        "data, map the column in the spec, or pass --on-bad-rows skip"
+    ] * 2
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_cached_run_scans_parquet_and_neither_parses_nor_checks_rows(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kpictl import io as kio
+
+    path = write_jsonl("e.jsonl", event_rows)
+    cache = tmp_path / "cache"
+    first = cached_load(path, base=tmp_path, cache=cache)
+    assert "Parquet SCAN" not in first.frame.explain()  # the parsing run keeps its frame
+
+    def fail(*args: object) -> None:
+        raise AssertionError("a cached run parsed or checked the file again")
+
+    monkeypatch.setattr(kio, "_read_jsonl", fail)
+    monkeypatch.setattr(kio, "_checked_frame", fail)
+    again = cached_load(path, base=tmp_path, cache=cache)
+    plan = again.frame.explain()
+    assert plan.startswith("Parquet SCAN") and "DF [" not in plan
+    (entry,) = cache.glob("*.parquet")
+    assert str(entry) in plan
+    assert_same_load(again, first)
+
+
+@pytest.mark.parametrize(
+    ("columns", "fields", "skip"),
+    [
+        ((ColumnRule("ts", "ts2", type="timestamp"),), None, False),  # another source field
+        ((TS_RULE, ColumnRule("input_tokens", type="float")), None, False),
+        ((TS_RULE, ColumnRule("role", default="nobody")), None, False),
+        ((TS_RULE, ColumnRule("tokens", sql="input_tokens * 2")), None, False),
+        ((TS_RULE,), {"conversation_id": pl.String(), "ts": pl.String(), "event": pl.String()},
+         False),
+        ((TS_RULE,), None, True),
+    ],
+    ids=["source_field", "type", "default", "sql", "fields", "on_bad_rows"],
+)
+def test_a_change_of_how_the_file_is_read_misses_the_cache(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch,
+    columns: tuple[ColumnRule, ...], fields: dict[str, pl.DataType] | None, skip: bool,
+) -> None:
+    rows = [{**r, "ts2": f"2027-01-0{i + 1}"} for i, r in enumerate(event_rows)]
+    path = write_jsonl("e.jsonl", rows)
+    cache = tmp_path / "cache"
+    cached_load(path, base=tmp_path, cache=cache)
+    parses = count_parses(monkeypatch)
+    changed = cached_load(path, base=tmp_path, cache=cache, columns=columns, fields=fields,
+                          skip=skip)
+    assert parses == [path]
+    expected = cached_load(path, base=tmp_path, cache=None, columns=columns, fields=fields,
+                           skip=skip)
+    assert_same_load(changed, expected)
+    assert len(list(cache.glob("*.json"))) == 2
+    if columns[0].source_field == "ts2":
+        assert changed.frame.collect()["ts"].to_list() == [utc(2027, 1, d) for d in (1, 2, 3)]
+
+
+def _truncate(entry: Path) -> None:
+    entry.write_bytes(entry.read_bytes()[:-20])
+
+
+def _other_rows(entry: Path) -> None:  # readable, same columns, wrong row count
+    pl.read_parquet(entry).head(1).write_parquet(entry)
+
+
+def _other_columns(entry: Path) -> None:
+    pl.read_parquet(entry).drop("role").write_parquet(entry)
+
+
+def _garbled_metadata(entry: Path) -> None:
+    entry.with_suffix(".json").write_text('{"rows": 3, "skipped"')
+
+
+def _metadata_of_another_kind(entry: Path) -> None:
+    entry.with_suffix(".json").write_text(json.dumps({"rows": "3", "skipped": 0}))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate, _other_rows, _other_columns, Path.unlink, _garbled_metadata,
+     _metadata_of_another_kind, lambda e: e.with_suffix(".json").unlink()],
+    ids=["truncated", "row-count", "columns", "parquet-missing", "garbled-metadata",
+         "bad-metadata", "metadata-missing"],
+)
+def test_a_damaged_cache_entry_is_ignored_and_the_file_parsed_again(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch,
+    damage: object,
+) -> None:
+    path = write_jsonl("e.jsonl", event_rows)
+    cache = tmp_path / "cache"
+    expected = cached_load(path, base=tmp_path, cache=cache)
+    (entry,) = cache.glob("*.parquet")
+    assert callable(damage)
+    damage(entry)
+    parses = count_parses(monkeypatch)
+    again = cached_load(path, base=tmp_path, cache=cache)
+    assert parses == [path]
+    assert_same_load(again, expected)
+    # parsed again, the entry is whole again
+    assert_same_load(cached_load(path, base=tmp_path, cache=cache), expected)
+    assert parses == [path]

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from kpictl import __version__ as kpictl_version
 from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError
 from kpictl.formats import FORMAT_NAMES, FORMAT_SUFFIXES, LOCATION, read_format
@@ -120,7 +121,8 @@ class SourceRequest:
     # (types inferred from every line). With fields, JSONL parses ~2.5x faster; any value that
     # does not fit its type sends the file down the inferring path, which locates the problem.
     fields: Mapping[str, pl.DataType] | None = None
-    # where parsed JSONL is kept as Parquet between runs (None: no cache); see `jsonl_cache_dir`
+    # where each JSONL file's canonical frame is kept between runs (None: no cache); see
+    # `jsonl_cache_dir`
     cache_dir: Path | None = None
     # `format: chat | otlp_json`: the reader's options (kpictl.formats.ChatOptions, OtlpOptions)
     options: Any = None
@@ -289,10 +291,12 @@ def _widen(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
 
 
 # ----------------------------------------------------------------------------------------------
-# The JSONL cache: parsed files kept as Parquet, keyed by path, size and modification time
+# The JSONL cache: each file's canonical frame (what `_load_file` returns) kept as Parquet
 # ----------------------------------------------------------------------------------------------
 
-CACHE_FORMAT = 1
+# 2: the canonical frame (column rules, types and --on-bad-rows skip applied) and the file's
+# report; 1 held the file as parsed
+CACHE_FORMAT = 2
 
 
 def jsonl_cache_dir() -> Path | None:
@@ -306,60 +310,92 @@ def jsonl_cache_dir() -> Path | None:
     return Path(base) / "kpictl"
 
 
-def _cache_key(path: Path, fields: Mapping[str, pl.DataType] | None, on_bad_rows: str
-               ) -> str | None:
+def _cache_key(
+    path: Path, request: SourceRequest, fields: Mapping[str, pl.DataType] | None,
+    on_bad_rows: str, partitions: Mapping[str, str],
+) -> str | None:
+    """Everything a file's canonical frame depends on: the file (path, size, modification
+    time), how it is read (fields, --on-bad-rows), the source's canonical table and column
+    rules, its partition folders, and the code (cache format, kpictl and polars versions)."""
     try:
         stat = path.stat()
     except OSError:
         return None
+    rules = [
+        [r.name, r.source_field, r.sql, r.type, r.unit, type(r.default).__name__, repr(r.default)]
+        for r in request.columns
+    ]
     identity = json.dumps([
-        CACHE_FORMAT, pl.__version__, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
-        on_bad_rows, None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
+        CACHE_FORMAT, kpictl_version, pl.__version__, str(path.resolve()), stat.st_size,
+        stat.st_mtime_ns, on_bad_rows,
+        None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
+        request.name, rules, sorted(partitions.items()),
     ])
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def _cache_get(cache_dir: Path | None, path: Path, fields: Mapping[str, pl.DataType] | None,
-               on_bad_rows: str) -> tuple[pl.DataFrame, dict[int, str]] | None:
-    """The parsed frame and skipped lines of an unchanged file, or None."""
-    if cache_dir is None:
-        return None
-    key = _cache_key(path, fields, on_bad_rows)
-    if key is None:
+def _schema_names(schema: Mapping[str, pl.DataType]) -> list[list[str]]:
+    return [[name, str(dtype)] for name, dtype in schema.items()]
+
+
+def _cache_get(
+    cache_dir: Path | None, key: str | None, path: Path
+) -> tuple[pl.LazyFrame | None, int, int, tuple[str, ...]] | None:
+    """An unchanged file's canonical frame (scanned lazily; None when no row was kept), rows
+    kept, rows skipped and the reasons; None when there is no sound entry."""
+    if cache_dir is None or key is None:
         return None
     frame_file, meta_file = cache_dir / f"{key}.parquet", cache_dir / f"{key}.json"
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        frame = pl.read_parquet(frame_file)
-    except (OSError, ValueError, pl.exceptions.PolarsError):
+        rows, skipped, reasons, schema = (
+            meta["rows"], meta["skipped"], meta["reasons"], meta["schema"])
+        if not (isinstance(rows, int) and isinstance(skipped, int) and isinstance(reasons, list)
+                and all(isinstance(r, str) for r in reasons)):
+            return None
+        # reasons name the file as this run spells it (a cached run may spell it differently)
+        written = str(meta["path"])
+        reasons = [str(path) + r[len(written):] if r.startswith((f"{written}:", f"{written} ("))
+                   else r for r in reasons]
+        if schema is None:  # no row kept: nothing to scan
+            return None, 0, skipped, tuple(reasons)
+        # Checked here, not when a query reads it: the footer (schema) and the row count
+        if _schema_names(pl.read_parquet_schema(frame_file)) != schema:
+            return None
+        frame = pl.scan_parquet(frame_file, glob=False, hive_partitioning=False)
+        if frame.select(pl.len()).collect().item() != rows:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError,
+            pl.exceptions.PanicException):
         return None  # absent, or half-written by a run that died: parse the file again
-    if meta.get("rows") != frame.height:
-        return None
-    return frame, {int(k): v for k, v in meta.get("dropped", {}).items()}
+    return frame, rows, skipped, tuple(reasons)
 
 
-def _cache_put(cache_dir: Path | None, path: Path, fields: Mapping[str, pl.DataType] | None,
-               on_bad_rows: str, frame: pl.DataFrame, dropped: Mapping[int, str]) -> None:
-    """Keep a parsed file; written to temporary names and renamed, so concurrent runs and
-    interrupted writes never leave a partial entry that is read. Failures are ignored."""
-    if cache_dir is None or frame.width == 0:
-        return
-    key = _cache_key(path, fields, on_bad_rows)
-    if key is None:
+def _cache_put(cache_dir: Path | None, key: str | None, path: Path,
+               frame: pl.DataFrame | None, report: FileReport) -> None:
+    """Keep a file's canonical frame and report; written to temporary names and renamed, so
+    concurrent runs and interrupted writes never leave a partial entry that is read. Failures
+    (and frames Parquet cannot hold as they are) are ignored."""
+    if cache_dir is None or key is None:
         return
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_frame = cache_dir / f"{key}.parquet.{token}.tmp"
+    tmp_meta = cache_dir / f"{key}.json.{token}.tmp"
+    meta = {"path": str(path), "rows": report.rows, "skipped": report.skipped,
+            "reasons": list(report.skipped_reasons), "schema": None}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp_frame = cache_dir / f"{key}.parquet.{token}.tmp"
-        tmp_meta = cache_dir / f"{key}.json.{token}.tmp"
-        frame.write_parquet(tmp_frame)
-        tmp_meta.write_text(json.dumps({"source": str(path), "rows": frame.height,
-                                        "dropped": {str(k): v for k, v in dropped.items()}}),
-                            encoding="utf-8")
-        os.replace(tmp_frame, cache_dir / f"{key}.parquet")
+        if frame is not None:
+            frame.write_parquet(tmp_frame)
+            meta["schema"] = _schema_names(frame.schema)
+            if _schema_names(pl.read_parquet_schema(tmp_frame)) != meta["schema"]:
+                raise ValueError("a column type does not survive Parquet")
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        if frame is not None:
+            os.replace(tmp_frame, cache_dir / f"{key}.parquet")
         os.replace(tmp_meta, cache_dir / f"{key}.json")
-    except OSError:
-        for leftover in cache_dir.glob(f"{key}.*.{token}.tmp"):
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        for leftover in (tmp_frame, tmp_meta):
             leftover.unlink(missing_ok=True)
 
 
@@ -577,8 +613,6 @@ def _canonical_frame(
 
 
 def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping[int, str]) -> str:
-    if fmt == "jsonl" and data is None:  # read from the cache: the text is needed only here
-        data = _read_bytes(path)
     """`file:line` for JSONL (row → its line), `file (row N)` for Parquet. Error path only."""
     if fmt == "jsonl" and data is not None:
         lines = [n for n in _line_numbers(data) if n not in dropped]
@@ -591,31 +625,50 @@ def _load_file(
     path: Path, root: Path, fmt: str, request: SourceRequest, on_bad_rows: OnBadRows
 ) -> tuple[pl.LazyFrame | None, FileReport]:
     size = path.stat().st_size
-    data: bytes | None = None
-    dropped: dict[int, str] = {}
-    if fmt == "jsonl":
-        required_fields = [
-            c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values()
-            if c.required
-        ]
-        partition_keys = _partition_values(path, root)
-        fields = None if request.fields is None else {
-            k: v for k, v in request.fields.items() if k not in partition_keys}
-        cached = _cache_get(request.cache_dir, path, fields, on_bad_rows)
-        if cached is not None:
-            eager, dropped = cached
-        else:
-            eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields)
-            _cache_put(request.cache_dir, path, fields, on_bad_rows, eager, dropped)
-        frame = eager.lazy()
-        rows = eager.height
-    else:
+    partitions = _partition_values(path, root)
+    if fmt != "jsonl":
         try:
             frame = pl.scan_parquet(path)
             rows = frame.select(pl.len()).collect().item()
         except Exception as exc:
             raise InputDataError(f"{path}: cannot read as Parquet: {first_line(exc)}") from exc
-    partitions = _partition_values(path, root)
+        return _checked_frame(path, fmt, request, on_bad_rows, frame, rows, size, partitions)
+    fields = None if request.fields is None else {
+        k: v for k, v in request.fields.items() if k not in partitions}
+    key = None if request.cache_dir is None else _cache_key(
+        path, request, fields, on_bad_rows, partitions)
+    cached = _cache_get(request.cache_dir, key, path)
+    if cached is not None:  # scanned like a Parquet input, already checked and converted
+        stored, rows, skipped, reasons = cached
+        return stored, FileReport(request.name, str(path), fmt, size, rows, skipped, reasons)
+    required_fields = [
+        c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
+    ]
+    eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields)
+    checked, report = _checked_frame(
+        path, fmt, request, on_bad_rows, eager.lazy(), eager.height, size, partitions, data,
+        dropped,
+    )
+    kept = None if checked is None else checked.collect()  # in memory already: no new work
+    _cache_put(request.cache_dir, key, path, kept, report)
+    return (None if kept is None else kept.lazy()), report
+
+
+def _checked_frame(
+    path: Path,
+    fmt: str,
+    request: SourceRequest,
+    on_bad_rows: OnBadRows,
+    frame: pl.LazyFrame,
+    rows: int,
+    size: int,
+    partitions: Mapping[str, str],
+    data: bytes | None = None,
+    dropped: Mapping[int, str] | None = None,
+) -> tuple[pl.LazyFrame | None, FileReport]:
+    """One file's rows (`rows` of them, read as `frame`) in the canonical schema, partition
+    columns added, every row checked; with --on-bad-rows skip, the bad rows left out."""
+    dropped = dropped or {}
     schema = frame.collect_schema() if rows or fmt == "parquet" else pl.Schema()
     extra = [pl.lit(v).alias(k) for k, v in partitions.items() if k not in schema]
     if extra:
