@@ -518,3 +518,65 @@ def test_reading_only_used_columns_changes_no_number(
     assert pruned.height > 0
     # parallel float sums may differ in the last bit from run to run
     assert_frame_equal(pruned, everything, check_exact=False, rel_tol=1e-12, abs_tol=1e-15)
+
+
+PASSES_SPEC = """
+version: 1
+sources:
+  events: {}
+  tool_calls: {}
+tables:
+  conversations:
+    key: conversation_id
+    time: started_at
+    rollup:
+      events:
+        started_at: MIN(ts)
+        resolved_at: MIN(ts) FILTER (WHERE event = 'resolution')
+        # the argument uses an earlier entry, the condition does not
+        first_escalation_s: >-
+          FIRST(EXTRACT(EPOCH FROM ts) - EXTRACT(EPOCH FROM started_at))
+          FILTER (WHERE event = 'escalation')
+        reopens_after: COUNT(*) FILTER (WHERE event = 'reopen' AND ts > resolved_at)
+        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')
+      tool_calls:
+        # a secondary source whose only entry uses the first source's entries
+        calls_after_resolution: COUNT(*) FILTER (WHERE ts > resolved_at)
+kpis:
+  reopened:
+    numerator: COUNT(*) FILTER (WHERE reopens_after > 0)
+    denominator: COUNT(*)
+"""
+
+
+def test_rollup_passes_by_hand(tmp_path: Path) -> None:
+    """Entries in later passes (using earlier entries), in passes of their own (FIRST/LAST over
+    matching rows), and of a secondary source that only has later-pass entries; keys without
+    matching rows take each entry's value over zero rows (COUNT 0, FIRST null)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(PASSES_SPEC)
+    spec = load_spec(path)
+    ev = events_frame([
+        {"conversation_id": "a", "ts": at(0), "event": "message"},
+        {"conversation_id": "a", "ts": at(2), "event": "escalation", "escalation_reason": "x"},
+        {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "y"},
+        {"conversation_id": "a", "ts": at(3), "event": "resolution"},
+        {"conversation_id": "a", "ts": at(4), "event": "reopen"},
+        {"conversation_id": "a", "ts": at(2.5), "event": "reopen"},  # before the resolution
+        {"conversation_id": "b", "ts": at(10), "event": "message"},
+        {"conversation_id": "b", "ts": at(11), "event": "resolution"},
+        {"conversation_id": "c", "ts": at(20), "event": "message"},
+        {"conversation_id": "c", "ts": at(20), "event": "reopen"},  # c is never resolved
+    ])
+    tc = tool_frame([
+        {"conversation_id": "a", "ts": at(3.5), "status": "ok"},
+        {"conversation_id": "a", "ts": at(0.5), "status": "ok"},
+        {"conversation_id": "c", "ts": at(21), "status": "ok"},
+        {"conversation_id": "zz", "ts": at(1), "status": "ok"},  # no events: not a key
+    ])
+    table = facts(spec, load_frames({"events": ev, "tool_calls": tc})).sort("conversation_id")
+    assert table["conversation_id"].to_list() == ["a", "b", "c"]
+    assert table["first_escalation_s"].to_list() == [3600.0, None, None]
+    assert table["last_reason"].to_list() == ["x", None, None]
+    assert table["reopens_after"].to_list() == [1, 0, 0]
+    assert table["calls_after_resolution"].to_list() == [1, 0, 0]

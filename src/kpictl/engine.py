@@ -197,12 +197,13 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
             separate = [n for n in pass_names if compiled[n].separate]
             together = [n for n in pass_names if not compiled[n].separate]
             passes: list[pl.LazyFrame] = []
+            fill_after: list = []  # entries whose keys without rows get their empty value
+            known: pl.LazyFrame | None = None
             if not needed:
                 aggs = [compiled[n].expr.alias(n) for n in together]
                 aggs += _attribute_aggs(attrs)
                 attrs = []
                 passes.append(rows.group_by(key).agg(aggs))
-                keys_frame = passes[0].select(key)
             else:
                 known = source_result if source_result is not None else result
                 assert known is not None
@@ -219,24 +220,30 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                     if all(p is not None for p in prefilters):
                         scope = scope.filter(pl.any_horizontal(prefilters))
                     scope = scope.join(known.select([key, *needed]), on=key, how="left")
-                    passes.append(_fill_empty(
-                        spec, window, rows, [entries[n] for n in together], known,
-                        keys_frame.join(scope.group_by(key).agg(
-                            [compiled[n].expr.alias(n) for n in together]), on=key,
-                            how="left")))
+                    grouped = scope.group_by(key).agg(
+                        [compiled[n].expr.alias(n) for n in together])
+                    if source_result is None:  # every key, from the earlier source
+                        passes.append(_fill_empty(
+                            spec, window, rows, [entries[n] for n in together], known,
+                            keys_frame.join(grouped, on=key, how="left")))
+                    else:  # the keys its rows have, joined once to this source's keys
+                        passes.append(grouped)
+                        fill_after += [entries[n] for n in together]
             for name in separate:
                 prefilter = compiled[name].prefilter
                 assert prefilter is not None
                 partial = rows.filter(prefilter).group_by(key).agg(compiled[name].expr.alias(name))
                 passes.append(partial)
+                fill_after.append(entries[name])
             for passed in passes:
                 source_result = (
                     passed if source_result is None
                     else source_result.join(passed, on=key, how="left")
                 )
-            if separate and source_result is not None:
-                source_result = _fill_empty(spec, window, rows, [entries[n] for n in separate],
-                                            source_result, source_result)
+            if fill_after and source_result is not None:
+                source_result = _fill_empty(spec, window, rows, fill_after,
+                                            source_result if known is None else known,
+                                            source_result)
         assert source_result is not None
         if result is None:
             result = source_result
@@ -339,11 +346,12 @@ def derive_columns(
         if shift is None:
             frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
         else:  # LEAD/LAG … OVER: a sort and a shift (kpictl.rollup)
-            current = frame.collect(engine="streaming")
+            current = frame.collect()
             frame = current.with_columns(
                 shifted_in_partition(current, shift).alias(entry.name)).lazy()
     literal_names = [e.meta.output_name() for e in literals]
-    return frame.drop(literal_names).collect(engine="streaming")
+    # in memory: the facts are, and window aggregates (MAX … OVER) run 3x slower streaming
+    return frame.drop(literal_names).collect()
 
 
 def row_table(

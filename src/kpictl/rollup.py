@@ -227,11 +227,10 @@ def compile_entry(sql: str, *, dependent_names: Collection[str], time_column: st
         return CompiledEntry(compile_sql(rewritten), prefilter, False)
     if parts.function in _ORDERED and not parts.tail and time_column is not None:
         condition = compile_sql(parts.condition).fill_null(False)
-        names = set(referenced_names(compile_sql(parts.condition)))
         ordered = compile_sql(parts.argument).sort_by(
             pl.col(time_column), maintain_order=True, nulls_last=True)
         expr = ordered.first() if parts.function == "FIRST" else ordered.last()
-        if not names & set(dependent_names):
+        if not dependent_names:
             # a pass of its own over the matching rows only: no per-group filter, no global sort
             return CompiledEntry(expr, condition, False, separate=True)
         matching = compile_sql(parts.argument).filter(condition).sort_by(
