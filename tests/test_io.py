@@ -478,6 +478,29 @@ def test_wrong_type_in_parquet_gives_the_row(tmp_path: Path, event_rows: Rows) -
     )
 
 
+def test_null_required_value_in_one_parquet_row_group_of_many(tmp_path: Path) -> None:
+    """Clean row groups are ruled out by their statistics; the one null is still found, with
+    its row, and skipped when asked."""
+    n = 5_000
+    frame = pl.DataFrame({
+        "conversation_id": [f"c{i // 7}" for i in range(n)],
+        "ts": [dt.datetime(2026, 10, 1, tzinfo=UTC) + dt.timedelta(seconds=i) for i in range(n)],
+        "event": ["message"] * n,
+    }).with_columns(pl.when(pl.int_range(pl.len()) == 4_321).then(None)
+                    .otherwise(pl.col("event")).alias("event"))
+    frame.write_parquet(tmp_path / "e.parquet", row_group_size=500)
+    assert load_error("e.parquet", base=tmp_path, columns=()) == (
+        f"{tmp_path / 'e.parquet'} (row 4322): column 'event' is empty (null): it is required;"
+        " fix the data, map the column in the spec, or pass --on-bad-rows skip"
+    )
+    loaded = load("e.parquet", base=tmp_path, columns=(), skip=True)
+    assert (loaded.rows, loaded.skipped) == (n - 1, 1)
+    assert loaded.frame.collect()["event"].null_count() == 0
+    clean = frame.filter(pl.col("event").is_not_null())
+    clean.write_parquet(tmp_path / "clean.parquet", row_group_size=500)
+    assert load("clean.parquet", base=tmp_path, columns=()).rows == n - 1
+
+
 def test_missing_required_column_names_source_column_and_what_is_there(
     tmp_path: Path, write_jsonl: JsonlWriter
 ) -> None:

@@ -654,6 +654,19 @@ def _load_file(
     return (None if kept is None else kept.lazy()), report
 
 
+def _any_bad_row(frame: pl.LazyFrame, request: SourceRequest, where: str,
+                 required: Sequence[str]) -> bool:
+    """Whether a scanned file has a row that fails a check. Without a row index the filter
+    reaches the Parquet reader, which skips row groups whose statistics rule it out (no nulls
+    in a required column): a clean file is not decoded just to find nothing."""
+    converted, checks = _canonical_frame(frame, request, where, with_flags=True)
+    bad = [pl.col(f"bad_{i}") for i in range(len(checks))] + [
+        pl.col(n).is_null() for n in required]
+    if not bad:
+        return False
+    return converted.filter(pl.any_horizontal(bad)).select(pl.len()).collect().item() > 0
+
+
 def _checked_frame(
     path: Path,
     fmt: str,
@@ -698,7 +711,11 @@ def _checked_frame(
     any_bad = pl.any_horizontal([pl.col(n) for n in flag_names]) if flag_names else pl.lit(False)
     if probe is not None:  # in memory: convert once, keep the result
         converted = converted.collect().lazy()
-    offenders = converted.filter(any_bad).select(_ROW, *flag_names).collect()
+        offenders = converted.filter(any_bad).select(_ROW, *flag_names).collect()
+    elif _any_bad_row(frame, request, str(path), required):
+        offenders = converted.filter(any_bad).select(_ROW, *flag_names).collect()
+    else:
+        offenders = pl.DataFrame()
     if probe is not None:
         canonical_frame = converted.drop(_ROW, *flag_names)
     else:  # lazily scanned: a row index in the plan would slow every later query
