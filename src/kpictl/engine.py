@@ -342,18 +342,16 @@ def derive_columns(
 ) -> pl.DataFrame:
     """Add the table's `derive` columns, in order (each may use the ones above it)."""
     literals = literal_columns(spec, window, names_in([d.sql for d in table.derive]))
-    frame = facts.lazy().with_columns(literals) if literals else facts.lazy()
+    # eagerly, entry by entry: the facts are in memory, and a window aggregate such as
+    # MAX … OVER runs 2.5x slower in a lazy plan (0.5 s vs 0.2 s at 1.37M rows)
+    frame = facts.with_columns(literals) if literals else facts
     for entry in table.derive:
         shift = split_shift_window(entry.sql)
         if shift is None:
             frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
         else:  # LEAD/LAG … OVER: a sort and a shift (kpictl.rollup)
-            current = frame.collect()
-            frame = current.with_columns(
-                shifted_in_partition(current, shift).alias(entry.name)).lazy()
-    literal_names = [e.meta.output_name() for e in literals]
-    # in memory: the facts are, and window aggregates (MAX … OVER) run 3x slower streaming
-    return frame.drop(literal_names).collect()
+            frame = frame.with_columns(shifted_in_partition(frame, shift).alias(entry.name))
+    return frame.drop([e.meta.output_name() for e in literals])
 
 
 def row_table(
