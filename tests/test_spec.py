@@ -717,3 +717,28 @@ UNIT_KEYWORDS = {
 @given(n=st.integers(min_value=0, max_value=100_000), unit=st.sampled_from(list(UNIT_KEYWORDS)))
 def test_parse_duration_is_n_times_the_unit(n: int, unit: str) -> None:
     assert parse_duration(f"{n}{unit}") == dt.timedelta(**{UNIT_KEYWORDS[unit]: n})
+
+
+def test_fast_and_pure_python_yaml_loaders_agree_on_values_and_lines(
+    shipped_spec_path: Path,
+) -> None:
+    """libyaml (when PyYAML has it) and the pure-Python parser give the same values and the
+    same key lines, so located errors do not depend on which one ran."""
+    import yaml
+
+    from kpictl import yamlmarks
+
+    text = shipped_spec_path.read_text(encoding="utf-8")
+    fast = yaml.load(text, Loader=yamlmarks._FastLoader)
+    slow = yaml.load(text, Loader=yamlmarks._MarkedLoader)
+    assert fast == slow
+
+    def lines(node: object) -> list[object]:
+        if isinstance(node, yamlmarks.MarkedDict):
+            return [node.line, node.key_lines, *(lines(v) for v in node.values())]
+        if isinstance(node, list):
+            return [lines(v) for v in node]
+        return []
+
+    assert lines(fast) == lines(slow)
+    assert yaml.__with_libyaml__ is False or yamlmarks._FastLoader.__mro__[1] is yaml.CSafeLoader

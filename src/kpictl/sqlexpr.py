@@ -123,7 +123,11 @@ def check_expression(
     if unknown:
         parts = [f"unknown column {n!r}{did_you_mean(n, schema)}" for n in unknown]
         raise ExpressionProblem("; ".join(parts) + f"; available: {', '.join(sorted(schema))}")
-    frame = pl.LazyFrame(schema=dict(schema))
+    # only the columns it reads (one, for COUNT(*)): a frame of every column per expression
+    # made loading the default spec take 0.1 s
+    read = {n: schema[n] for n in names} or dict(list(schema.items())[:1]) or {
+        "__probe": pl.Null()}
+    frame = pl.LazyFrame(schema=read)
     try:
         result_schema = frame.select(expr).collect_schema()
     except Exception as exc:
@@ -131,7 +135,7 @@ def check_expression(
     result_dtype = next(iter(result_schema.values()))
     try:
         probe = pl.DataFrame(
-            {name: pl.Series(name, [None, None], dtype=dt) for name, dt in schema.items()}
+            {name: pl.Series(name, [None, None], dtype=dt) for name, dt in read.items()}
         )
         height = probe.lazy().select(expr).collect().height
     except Exception as exc:
