@@ -1030,3 +1030,34 @@ def test_formula_kpi_is_cluster_bootstrapped(sample: Sample, tmp_path: Path) -> 
     assert first["delta"] == approx(share("treatment") - share("holdout"))
     assert first["delta_low"] < first["delta"] < first["delta_high"]
     assert 0 <= first["p_value"] <= 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        CompareOptions(baseline="holdout"),
+        CompareOptions(baseline="holdout", by=("channel",), kpis=("tool_call_success_rate",
+                                                                 "agent_latency_p95")),
+        CompareOptions(baseline="prior_4w", kpis=("task_completion_rate", "agent_latency_p95",
+                                                  "tool_call_success_rate")),
+        CompareOptions(baseline="holdout", unit="user_id",
+                       kpis=("tokens_per_task", "tool_call_success_rate")),
+        CompareOptions(baseline="holdout", where="channel = 'web'",
+                       kpis=("escalation_rate", "agent_latency_p95")),
+    ],
+    ids=["holdout", "by-channel", "previous-period", "unit-user", "where"],
+)
+def test_reading_only_used_columns_changes_no_comparison(
+    sample: Sample, options: CompareOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compare rolls up and looks up only the columns it reads; with every column rolled up
+    and looked up (`reads` None) the table is the same."""
+    from polars.testing import assert_frame_equal
+
+    from kpictl import comparison
+
+    pruned = run_compare(sample.spec, sample.sources, options).table
+    monkeypatch.setattr(comparison, "_read_columns", lambda *args, **kwargs: None)
+    everything = run_compare(sample.spec, sample.sources, options).table
+    assert pruned.height > 0
+    assert_frame_equal(pruned, everything, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)

@@ -25,7 +25,9 @@ from kpictl.engine import (
     filter_kpi_rows,
     literal_columns,
     names_in,
+    read_names,
     resolve_window,
+    selected_kpis,
 )
 from kpictl.errors import UsageError
 from kpictl.io import Sources
@@ -155,6 +157,25 @@ def _baseline_spec(spec: Spec, name: str | None) -> BaselineSpec:
     return spec.baselines[chosen]
 
 
+def _read_columns(spec: Spec, options: CompareOptions, window: Window,
+                  base: BaselineSpec | None) -> dict[str, set[str]]:
+    """Per table, the columns this comparison reads (see engine.read_names): its KPIs and
+    their formulas' components, --by, --where, the unit, the arms' conditions, and the times
+    when a window or a period baseline bounds the arms. The rest is neither rolled up nor
+    looked up."""
+    kpis, _ = selected_kpis(spec, options.kpis)
+    unit = options.unit or (base.unit if base and base.unit else None)
+    period = base is not None and base.kind in ("previous", "between")
+    bounded = window.since is not None or window.until is not None or period
+    reads = read_names(spec, kpis, ComputeOptions(by=options.by, where=options.where),
+                       with_time=bounded, extra=[unit] if unit else [])
+    conditions = names_in([base.control, base.treatment] if base else [])
+    for name, table in spec.tables.items():
+        if table.is_rollup:
+            reads[name] |= set(conditions)
+    return reads
+
+
 def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
                baseline_sources: Sources | None = None,
                baseline_label: str | None = None
@@ -163,11 +184,14 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
     window = resolve_window(spec, sources, ComputeOptions(
         since=options.since, until=options.until, as_of=options.as_of))
     kpi_tables = sorted({k.over for k in spec.kpis.values() if k.kind != "formula"})
-    tables = build_facts(spec, sources, window, kpi_tables)
+    base = None if baseline_sources is not None else _baseline_spec(spec, options.baseline)
+    reads = _read_columns(spec, options, window, base)
+    tables = build_facts(spec, sources, window, kpi_tables, reads)
     if baseline_sources is not None:
         base_window = resolve_window(spec, baseline_sources, ComputeOptions(
             since=options.since, until=options.until, as_of=None))
-        base_tables = build_facts(spec, baseline_sources, base_window, kpi_tables)
+        base_tables = build_facts(spec, baseline_sources, base_window, kpi_tables,
+                                  _read_columns(spec, options, base_window, None))
         design = Design("dataset", "observational comparison of two datasets",
                         baseline_label or "dataset", randomized=False,
                         caveat="the datasets differ in time and traffic mix: differences are "
@@ -177,7 +201,7 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
         baseline = Arm("baseline", _restrict(spec, base_tables, base_window, base_window.since,
                                              base_window.until, None), base_window)
         return current, baseline, design, None
-    base = _baseline_spec(spec, options.baseline)
+    assert base is not None
     if base.kind == "holdout":
         design = Design("holdout", "randomized holdout (concurrent control)", base.name,
                         randomized=True)
