@@ -553,6 +553,11 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
     cells: list[Cell] = []
     values_expr = compile_sql(shape.values or "").cast(pl.Float64).alias("__v")
     nu = shape.nu or 0.5
+    table = spec.tables[kpi.over]
+    # units as integer codes (the cluster adjustment groups by them): the row number where
+    # each row is its own unit (one row per key), else dense ranks of the unit's values
+    codes = (pl.int_range(pl.len()) if table.is_rollup and table.key == unit
+             else pl.col(unit).rank("dense"))
     for keys in _cohort_sets(options.by):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
@@ -569,8 +574,7 @@ def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
                 [pl.len().cast(pl.Int64).alias("pending")]), keys)
             data = (rows.filter(pl.col("__mature")).with_columns(values_expr)
                     .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
-                    # units as dense integer codes: the cluster adjustment groups by them
-                    .select([*keys, pl.col(unit).rank("dense").alias("__unit"), "__v"])
+                    .select([*keys, codes.alias("__unit"), "__v"])
                     .collect())
             grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
             parts = data.partition_by(list(keys), as_dict=True, include_key=False) if keys \
