@@ -177,6 +177,22 @@ def _read_columns(spec: Spec, options: CompareOptions, window: Window,
     return reads
 
 
+def _row_tables_in_memory(spec: Spec, tables: Mapping[str, pl.LazyFrame],
+                          reads: Mapping[str, set[str]] | None) -> dict[str, pl.LazyFrame]:
+    """Row tables (read from the logs at every collect) collected once, with the columns the
+    comparison reads: both arms and every KPI query then use the one copy."""
+    parent = _unit_table(spec)
+    result = dict(tables)
+    for name, frame in tables.items():
+        if spec.tables[name].is_rollup:
+            continue
+        available = frame.collect_schema().names()
+        wanted = None if reads is None else {*reads[name], parent.key}
+        result[name] = frame.select(
+            [c for c in available if wanted is None or c in wanted]).collect().lazy()
+    return result
+
+
 def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
                baseline_sources: Sources | None = None,
                baseline_label: str | None = None
@@ -187,12 +203,14 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
     kpi_tables = sorted({k.over for k in spec.kpis.values() if k.kind != "formula"})
     base = None if baseline_sources is not None else _baseline_spec(spec, options.baseline)
     reads = _read_columns(spec, options, window, base)
-    tables = build_facts(spec, sources, window, kpi_tables, reads)
+    tables = _row_tables_in_memory(spec, build_facts(spec, sources, window, kpi_tables, reads),
+                                   reads)
     if baseline_sources is not None:
         base_window = resolve_window(spec, baseline_sources, ComputeOptions(
             since=options.since, until=options.until, as_of=None))
-        base_tables = build_facts(spec, baseline_sources, base_window, kpi_tables,
-                                  _read_columns(spec, options, base_window, None))
+        base_reads = _read_columns(spec, options, base_window, None)
+        base_tables = _row_tables_in_memory(spec, build_facts(
+            spec, baseline_sources, base_window, kpi_tables, base_reads), base_reads)
         design = Design("dataset", "observational comparison of two datasets",
                         baseline_label or "dataset", randomized=False,
                         caveat="the datasets differ in time and traffic mix: differences are "
