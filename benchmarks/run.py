@@ -729,6 +729,24 @@ def versions(args: argparse.Namespace) -> str:
     return f"Python {py}, polars {polars_version}, {platform.system()} {platform.machine()}"
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks since boot from /proc/stat, or None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (ticks[7], sum(ticks)) if len(ticks) == 8 else None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time the hypervisor gave to other guests between two readings: on a
+    shared host, the reason a whole run can be slower than another."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def report(cases: list[Case], start: dict[str, float], args: argparse.Namespace) -> str:
     md = args.markdown
     render = render_markdown if md else render_text
@@ -778,6 +796,10 @@ def report(cases: list[Case], start: dict[str, float], args: argparse.Namespace)
         "after one warm-up, alternating (large cases: one run each); wall time = median, "
         "peak RSS = max over runs"
     )
+    steal = getattr(args, "steal", None)
+    if steal is not None:
+        about += (f"; CPU steal during the run {steal * 100:.0f} % (time the shared host gave "
+                  "to other guests: absolute times scale with it, ratios much less)")
     out.append(f"\n{about}.")
     return "\n".join(out)
 
@@ -888,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("formats: parquet and/or jsonl")
 
     byte_compile_kpictl(args)
+    before = cpu_times()
     envs = Envs()
     try:
         cases = []
@@ -900,6 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         start = startup(args, envs)
     finally:
         envs.cleanup()
+    args.steal = steal_share(before, cpu_times())
 
     print(report(cases, start, args))
     problems = [(c, p) for c in cases for p in c.problems + c.cache_problems]

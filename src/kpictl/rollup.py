@@ -85,20 +85,27 @@ def split_shift_window(sql: str) -> ShiftWindow | None:
                        tuple(p.strip() for p in partition.split(",")), order)
 
 
-def _has_top_level_comma(text: str) -> bool:
+def _top_level(text: str) -> list[bool]:
+    """For each character of `text`, whether it stands outside quotes and parentheses."""
+    flags: list[bool] = []
     depth, quote = 0, None
     for char in text:
         if quote:
             quote = None if char == quote else quote
-        elif char in "'\"":
+            flags.append(False)
+            continue
+        if char in "'\"":
             quote = char
         elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
-        elif char == "," and depth == 0:
-            return True
-    return False
+        flags.append(depth == 0 and char not in "'\"()")
+    return flags
+
+
+def _has_top_level_comma(text: str) -> bool:
+    return any(top and char == "," for char, top in zip(text, _top_level(text), strict=True))
 
 
 def partition_hash(columns: Sequence[str]) -> pl.Expr:
@@ -216,18 +223,10 @@ def conjuncts(condition: str) -> list[str]:
     if re.search(r"\bBETWEEN\b", condition, re.IGNORECASE):
         return [condition]
     terms: list[str] = []
-    depth, quote, start, index = 0, None, 0, 0
+    top = _top_level(condition)
+    start, index = 0, 0
     while index < len(condition):
-        char = condition[index]
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif depth == 0 and condition[index:index + 5].upper() == " AND ":
+        if top[index] and condition[index:index + 5].upper() == " AND ":
             terms.append(condition[start:index].strip())
             start = index + 5
             index += 4
