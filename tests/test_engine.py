@@ -580,3 +580,33 @@ def test_rollup_passes_by_hand(tmp_path: Path) -> None:
     assert table["last_reason"].to_list() == ["x", None, None]
     assert table["reopens_after"].to_list() == [1, 0, 0]
     assert table["calls_after_resolution"].to_list() == [1, 0, 0]
+
+
+def test_first_and_last_take_file_order_among_equal_times(tmp_path: Path) -> None:
+    """FIRST/LAST … FILTER mean earliest/latest by ts; rows with equal ts keep their file
+    order (FIRST takes the first of them, LAST the last); the file order of rows with
+    different times does not matter."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(PASSES_SPEC.replace(
+        "        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')\n",
+        "        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')\n"
+        "        first_reason: FIRST(escalation_reason) FILTER (WHERE event = 'escalation')\n"))
+    spec = load_spec(path)
+    many = [  # enough rows that polars works in several chunks
+        {"conversation_id": f"m{i}", "ts": at(i % 50), "event": "message"} for i in range(3000)]
+    ev = events_frame([
+        {"conversation_id": "a", "ts": at(5), "event": "escalation", "escalation_reason": "late"},
+        *many[:1500],
+        {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "p"},
+        {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "q"},
+        {"conversation_id": "a", "ts": at(0), "event": "message"},
+        *many[1500:],
+        {"conversation_id": "b", "ts": at(2), "event": "escalation", "escalation_reason": "r"},
+        {"conversation_id": "b", "ts": at(2), "event": "escalation", "escalation_reason": "s"},
+        {"conversation_id": "b", "ts": at(0), "event": "message"},
+    ])
+    table = facts(spec, load_frames({"events": ev, "tool_calls": tool_frame([])}))
+    rows = {r["conversation_id"]: r for r in table.filter(
+        pl.col("conversation_id").is_in(["a", "b"])).to_dicts()}
+    assert (rows["a"]["first_reason"], rows["a"]["last_reason"]) == ("p", "late")
+    assert (rows["b"]["first_reason"], rows["b"]["last_reason"]) == ("r", "s")

@@ -16,7 +16,12 @@ import polars as pl
 from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import Sources
-from kpictl.rollup import compile_entry, shifted_in_partition, split_shift_window
+from kpictl.rollup import (
+    CompiledEntry,
+    compile_entry,
+    shifted_in_partition,
+    split_shift_window,
+)
 from kpictl.spec import GRAINS, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import (
     ExpressionProblem,
@@ -230,10 +235,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                         passes.append(grouped)
                         fill_after += [entries[n] for n in together]
             for name in separate:
-                prefilter = compiled[name].prefilter
-                assert prefilter is not None
-                partial = rows.filter(prefilter).group_by(key).agg(compiled[name].expr.alias(name))
-                passes.append(partial)
+                passes.append(_separate_pass(rows, key, time_column, name, compiled[name]))
                 fill_after.append(entries[name])
             for passed in passes:
                 source_result = (
@@ -266,6 +268,22 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
     if missing:
         facts = facts.with_columns([pl.lit(None, dtype=pl.String).alias(a) for a in missing])
     return facts
+
+
+def _separate_pass(rows: pl.LazyFrame, key: str, time_column: str | None, name: str,
+                   entry: CompiledEntry) -> pl.LazyFrame:
+    """A FIRST/LAST entry over its matching rows only: those rows in time order (stable,
+    nulls last), then each key's first (or last) row — no per-group sort."""
+    assert entry.prefilter is not None
+    matching = rows.filter(entry.prefilter)
+    if entry.argument is None or time_column is None:
+        return matching.group_by(key).agg(entry.expr.alias(name))
+    return (
+        matching.select(key, time_column, entry.argument.alias(name))
+        .sort(time_column, nulls_last=True, maintain_order=True)
+        .unique(subset=key, keep="last" if entry.latest else "first")
+        .select(key, name)
+    )
 
 
 def _attribute_aggs(attrs: Sequence[str]) -> list[pl.Expr]:

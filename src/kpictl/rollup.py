@@ -170,6 +170,9 @@ class CompiledEntry:
     prefilter: pl.Expr | None
     needs_sorted_rows: bool
     separate: bool = False
+    # a separate FIRST/LAST: its argument, and whether it takes the latest matching row
+    argument: pl.Expr | None = None
+    latest: bool = False
 
 
 def _closing(text: str, start: int) -> int:
@@ -258,7 +261,9 @@ def compile_entry(sql: str, *, dependent_names: Collection[str], time_column: st
         expr = ordered.first() if parts.function == "FIRST" else ordered.last()
         if not dependent_names:
             # a pass of its own over the matching rows only: no per-group filter, no global sort
-            return CompiledEntry(expr, condition, False, separate=True)
+            return CompiledEntry(expr, condition, False, separate=True,
+                                 argument=compile_sql(parts.argument),
+                                 latest=parts.function == "LAST")
         matching = compile_sql(parts.argument).filter(condition).sort_by(
             pl.col(time_column).filter(condition), maintain_order=True, nulls_last=True)
         ordered_expr = matching.first() if parts.function == "FIRST" else matching.last()
