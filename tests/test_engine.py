@@ -262,6 +262,18 @@ def test_as_of_ignores_later_rows_and_moves_maturity(spec: Spec, tiny) -> None:
     assert result.window.as_of == at(30)
 
 
+def test_default_as_of_reads_every_row_without_a_filter(spec: Spec, tiny) -> None:
+    """The default as-of is the latest timestamp: the rows need no filter (window.latest),
+    and the table equals the one with that as-of given explicitly (which filters)."""
+    ev, tc = tiny
+    sources = load_frames({"events": ev, "tool_calls": tc})
+    default = run_compute(spec, sources)
+    explicit = run_compute(spec, sources, ComputeOptions(as_of=default.window.as_of))
+    assert default.window.latest == default.window.as_of == at(100)
+    assert explicit.window.latest is None
+    assert default.table.to_dicts() == explicit.table.to_dicts()
+
+
 def test_window_since_until_by_start_time(spec: Spec, tiny) -> None:
     ev, tc = tiny
     table = compute(

@@ -244,12 +244,12 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
         # as-of); the baseline is the declared length just before the current period.
         start = window.since or ((window.until or window.as_of) - base.previous)
         current_window = replace(window, since=start, until=window.until)
-        base_window = Window(as_of=window.as_of, since=start - base.previous, until=start)
+        base_window = replace(window, since=start - base.previous, until=start)
         design = Design("previous", "observational period comparison (time-confounded)",
                         base.name, randomized=False, caveat=caveat)
     else:
         assert base.between is not None
-        base_window = Window(as_of=window.as_of, since=base.between[0], until=base.between[1])
+        base_window = replace(window, since=base.between[0], until=base.between[1])
         start = window.since or base.between[1]
         current_window = replace(window, since=start)
         design = Design("between", "observational period comparison (time-confounded)",

@@ -48,6 +48,9 @@ class Window:
     as_of: dt.datetime
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    # the latest timestamp in the data, when it was read (for the default as-of): no row is
+    # later than as-of then, and the rows need no filter
+    latest: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,16 @@ def _untimed_rows(sources: Sources) -> int:
 
 def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Window:
     """as_of (default: the latest timestamp in the data) and the window it ends."""
-    as_of = _utc(options.as_of) if options.as_of else latest_timestamp(sources)
+    latest = None if options.as_of else latest_timestamp(sources)
+    as_of = _utc(options.as_of) if options.as_of else latest
+    assert as_of is not None
     since = _utc(options.since) if options.since else None
     until = _utc(options.until) if options.until else None
     if since is None and until is None and spec.defaults.window is not None:
         since = as_of - spec.defaults.window
     if since is not None and until is not None and until <= since:
         raise UsageError(f"--until {until.isoformat()} is not after --since {since.isoformat()}")
-    return Window(as_of=as_of, since=since, until=until)
+    return Window(as_of=as_of, since=since, until=until, latest=latest)
 
 
 def literal_columns(spec: Spec, window: Window, names: Sequence[str]) -> list[pl.Expr]:
@@ -149,8 +154,13 @@ def names_in(sqls: Sequence[str | None]) -> list[str]:
 
 
 def _source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
+    """A source's rows up to as-of (rows without a time, e.g. chat transcripts, are kept).
+    When as-of is at or after the latest timestamp in the data no row is dropped, and the
+    filter is left out: one that keeps every row still cost 10 % of a run at 10M events."""
     frame = sources[name]
-    if "ts" in frame.collect_schema():  # rows without a time (chat transcripts) are kept
+    if window.latest is not None and window.as_of >= window.latest:
+        return frame
+    if "ts" in frame.collect_schema():
         frame = frame.filter((pl.col("ts") <= window.as_of) | pl.col("ts").is_null())
     return frame
 
