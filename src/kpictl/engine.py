@@ -22,7 +22,7 @@ from kpictl.rollup import (
     shifted_in_partition,
     split_shift_window,
 )
-from kpictl.spec import GRAINS, KpiSpec, Spec, TableSpec
+from kpictl.spec import GRAINS, KpiSpec, RollupEntry, Spec, TableSpec
 from kpictl.sqlexpr import (
     ExpressionProblem,
     ExpressionShape,
@@ -212,7 +212,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
             separate = [n for n in pass_names if compiled[n].separate]
             together = [n for n in pass_names if not compiled[n].separate]
             passes: list[pl.LazyFrame] = []
-            fill_after: list = []  # entries whose keys without rows get their empty value
+            fill_after: list[RollupEntry] = []  # keys without rows: the value over none
             known: pl.LazyFrame | None = None
             if not needed:
                 aggs = [compiled[n].expr.alias(n) for n in together]
@@ -284,12 +284,11 @@ def _separate_pass(rows: pl.LazyFrame, key: str, time_column: str | None, name: 
                    entry: CompiledEntry) -> pl.LazyFrame:
     """A FIRST/LAST entry over its matching rows only: those rows in time order (stable,
     nulls last), then each key's first (or last) row — no per-group sort."""
-    assert entry.prefilter is not None
-    matching = rows.filter(entry.prefilter)
-    if entry.argument is None or time_column is None:
-        return matching.group_by(key).agg(entry.expr.alias(name))
+    # compile_entry makes an entry separate only for FIRST/LAST with a time column
+    assert entry.prefilter is not None and entry.argument is not None
+    assert time_column is not None
     return (
-        matching.select(key, time_column, entry.argument.alias(name))
+        rows.filter(entry.prefilter).select(key, time_column, entry.argument.alias(name))
         .sort(time_column, nulls_last=True, maintain_order=True)
         .unique(subset=key, keep="last" if entry.latest else "first")
         .select(key, name)
@@ -306,8 +305,8 @@ def _attribute_aggs(attrs: Sequence[str]) -> list[pl.Expr]:
     row_hash = pl.struct([pl.col(a) for a in attrs]).hash()
     return [
         *[pl.col(a).first() for a in attrs],
-        row_hash.min().alias(_ATTR_CHECK + "lo0"),
-        row_hash.max().alias(_ATTR_CHECK + "hi0"),
+        row_hash.min().alias(_ATTR_CHECK + "lo"),
+        row_hash.max().alias(_ATTR_CHECK + "hi"),
     ]
 
 
@@ -338,15 +337,12 @@ def _check_attributes(table: TableSpec, facts: pl.DataFrame, rows: pl.LazyFrame
                       ) -> pl.DataFrame:
     """An attribute must be constant per key (nulls aside). Keys whose row hashes differ are
     checked exactly on their rows; where only nulls differ, the non-null value is kept."""
-    low = _ATTR_CHECK + "lo"
-    ranges = [(c, _ATTR_CHECK + "hi" + c[len(low):]) for c in facts.columns
-              if c.startswith(low)]
-    if not ranges:
+    low, high = _ATTR_CHECK + "lo", _ATTR_CHECK + "hi"
+    if low not in facts.columns:
         return facts
     key = table.key or ""
-    suspects = facts.filter(pl.any_horizontal([pl.col(lo) != pl.col(hi) for lo, hi in ranges])
-                            ).select(key)
-    facts = facts.drop([c for pair in ranges for c in pair])
+    suspects = facts.filter(pl.col(low) != pl.col(high)).select(key)
+    facts = facts.drop(low, high)
     if suspects.height == 0:
         return facts
     attrs = [a for a in table.attributes if a in facts.columns]
