@@ -25,7 +25,7 @@ the neighbouring row's partition (3x faster than polars' `shift().over(order_by=
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -85,22 +85,30 @@ def split_shift_window(sql: str) -> ShiftWindow | None:
                        tuple(p.strip() for p in partition.split(",")), order)
 
 
-def _top_level(text: str) -> list[bool]:
-    """For each character of `text`, whether it stands outside quotes and parentheses."""
-    flags: list[bool] = []
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) of each character from `start` that
+    stands outside quoted text (quotes themselves left out)."""
     depth, quote = 0, None
-    for char in text:
+    for index in range(start, len(text)):
+        char = text[index]
         if quote:
             quote = None if char == quote else quote
-            flags.append(False)
             continue
         if char in "'\"":
             quote = char
-        elif char == "(":
+            continue
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
-        flags.append(depth == 0 and char not in "'\"()")
+        yield index, char, depth
+
+
+def _top_level(text: str) -> list[bool]:
+    """For each character of `text`, whether it stands outside quotes and parentheses."""
+    flags = [False] * len(text)
+    for index, char, depth in _unquoted(text):
+        flags[index] = depth == 0 and char not in "()"
     return flags
 
 
@@ -177,21 +185,9 @@ class CompiledEntry:
 
 def _closing(text: str, start: int) -> int:
     """Index of the parenthesis closing the one at `start`, skipping quoted text."""
-    depth = 0
-    quote: str | None = None
-    for index in range(start, len(text)):
-        char = text[index]
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return index
+    for index, char, depth in _unquoted(text, start):
+        if char == ")" and depth == 0:
+            return index
     return -1
 
 
