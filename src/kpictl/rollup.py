@@ -252,18 +252,16 @@ def compile_entry(sql: str, *, dependent_names: Collection[str], time_column: st
         return CompiledEntry(compile_sql(rewritten), prefilter, False)
     if parts.function in _ORDERED and not parts.tail and time_column is not None:
         condition = compile_sql(parts.condition).fill_null(False)
-        ordered = compile_sql(parts.argument).sort_by(
-            pl.col(time_column), maintain_order=True, nulls_last=True)
-        expr = ordered.first() if parts.function == "FIRST" else ordered.last()
-        if not dependent_names:
-            # a pass of its own over the matching rows only: no per-group filter, no global sort
-            return CompiledEntry(expr, condition, False, separate=True,
-                                 argument=compile_sql(parts.argument),
-                                 latest=parts.function == "LAST")
-        matching = compile_sql(parts.argument).filter(condition).sort_by(
+        argument = compile_sql(parts.argument)
+        matching = argument.filter(condition).sort_by(
             pl.col(time_column).filter(condition), maintain_order=True, nulls_last=True)
-        ordered_expr = matching.first() if parts.function == "FIRST" else matching.last()
-        return CompiledEntry(ordered_expr, prefilter, False)
+        expr = matching.first() if parts.function == "FIRST" else matching.last()
+        if not dependent_names:
+            # a pass of its own over the matching rows only (the engine's `_separate_pass`):
+            # no per-group filter or sort, no global sort
+            return CompiledEntry(expr, condition, False, separate=True, argument=argument,
+                                 latest=parts.function == "LAST")
+        return CompiledEntry(expr, prefilter, False)
     return CompiledEntry(compile_sql(sql), prefilter, parts.function in _ORDERED)
 
 
