@@ -260,3 +260,63 @@ def test_otlp_bad_time_is_located(tmp_path: Path) -> None:
 
 def test_base64_ids_decode_to_hex() -> None:
     assert base64.b64decode("AAECAwQFBgcICQoLDA0ODw==").hex() == bytes(range(16)).hex()
+
+
+def test_a_reused_tool_call_id_pairs_each_call_with_the_next_unused_result(
+    tmp_path: Path,
+) -> None:
+    """Agents reuse ids: each call takes the next result of its id in message order (was: the
+    first result of the id for every call, so `refund` got `get_order`'s output and status ok)."""
+
+    def call(name: str) -> dict[str, object]:
+        return {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}}
+
+    def result(text: str) -> dict[str, str]:
+        return {"role": "tool", "tool_call_id": "call_1", "content": text}
+
+    record = {
+        "id": "r",
+        "created_at": "2026-10-01T10:00:00Z",
+        "messages": [
+            result("stray result before any call"),  # answers no call
+            {"role": "assistant", "content": None, "tool_calls": [call("get_order")]},
+            result('{"status": "shipped"}'),
+            {"role": "assistant", "content": None, "tool_calls": [call("refund")]},
+            result("Error: refund window closed"),
+            {"role": "assistant", "content": None, "tool_calls": [call("get_order")]},
+            {"role": "assistant", "content": "no result for that one"},
+        ],
+    }
+    spec = chat_spec_with(
+        tmp_path, "path: runs.jsonl", "path: r.jsonl", data=json.dumps(record) + "\n",
+        name="r.jsonl",
+    )
+    calls = load_sources(load_spec(spec), cache=False)["tool_calls"].collect()
+    assert calls.select("tool", "turn", "result", "status").rows() == [
+        ("get_order", 1, '{"status": "shipped"}', "ok"),
+        ("refund", 3, "Error: refund window closed", "error"),
+        ("get_order", 5, None, "ok"),
+    ]
+
+
+def test_escalation_rows_are_not_counted_as_agent_messages(tmp_path: Path) -> None:
+    """The `escalation` row kpictl adds has role `system`: `role = 'agent'` counts only the
+    assistant's messages (it counted the escalation too)."""
+    spec = chat_spec_with(
+        tmp_path,
+        "        llm_cost: TOTAL(cost_usd)\n",
+        "        llm_cost: TOTAL(cost_usd)\n"
+        "        agent_messages: COUNT(*) FILTER (WHERE role = 'agent')\n",
+    )
+    text = spec.read_text() + (
+        "  agent_messages_per_trial:\n    over: trials\n    value: AVG(agent_messages)\n"
+    )
+    spec.write_text(text)
+    loaded = load_spec(spec)
+    sources = load_sources(loaded, cache=False)
+    escalation = sources["events"].collect().filter(event="escalation")
+    assert escalation.select("role", "tool").rows() == [("system", "transfer_to_human_agents")]
+    result = run_compute(loaded, sources)
+    row = result.table.filter(kpi="agent_messages_per_trial").row(0, named=True)
+    # assistant messages: t1-0 2, t1-1 2 (the escalation is not one), t2-0 1
+    assert (row["value"], row["n"]) == (pytest.approx((2 + 2 + 1) / 3), 3)

@@ -411,11 +411,15 @@ def _chat_tool_calls(
     results = msgs.filter((pl.col("__role") == "tool") & pl.col("tool_call_id").is_not_null())
     results = results.select(
         "__rec",
+        "turn",
         "tool_call_id",
         pl.col("text").alias("result"),
         *[pl.col("__m").struct.field(f).alias(f"result_{f}") for f in extra],
-    ).unique(["__rec", "tool_call_id"], keep="first", maintain_order=True)
-    joined = calls.join(results, on=["__rec", "tool_call_id"], how="left", maintain_order="left")
+    )
+    calls, results = _pair_reused_ids(calls, results)
+    joined = calls.join(
+        results, on=["__rec", "tool_call_id", "__pair"], how="left", maintain_order="left"
+    ).drop("__pair")
     try:
         is_error = compile_sql(options.tool_error)
         flagged = joined.with_columns(is_error.fill_null(False).alias("__error"))
@@ -430,8 +434,47 @@ def _chat_tool_calls(
     ).drop("__error")
 
 
+def _pair_reused_ids(
+    calls: pl.DataFrame, results: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A pair number (`__pair`) on calls and results, so that each call takes the next unused
+    result of its id in message order (agents reuse ids: the first result of an id is not every
+    call's). Per (record, id), in message order, a result answers the oldest call still waiting;
+    a result with no waiting call answers nothing. Vectorised: with c calls and r results seen so
+    far, the results left unanswered so far are max(0, running max of r − c)."""
+    key = ["__rec", "tool_call_id"]
+    both = pl.concat(
+        [
+            calls.select(*key, "turn", pl.lit(1).alias("__c"), pl.lit(0).alias("__r")),
+            results.select(*key, "turn", pl.lit(0).alias("__c"), pl.lit(1).alias("__r")),
+        ]
+    ).with_row_index("__i")  # calls first, each in message order; a result follows its call
+    both = both.sort(*key, "turn", "__r", "__i").with_columns(
+        pl.col("__c").cum_sum().over(key).alias("__cs"),
+        pl.col("__r").cum_sum().over(key).alias("__rs"),
+    )
+    ahead = (pl.col("__rs") - pl.col("__cs")).cum_max().over(key).clip(lower_bound=0)
+    both = both.with_columns(ahead.alias("__orphans"))
+    before = pl.col("__orphans").shift(1, fill_value=0).over(key)
+    both = both.with_columns(
+        pl.when(pl.col("__c") == 1)
+        .then(pl.col("__cs"))
+        .when(pl.col("__orphans") == before)  # answered a waiting call
+        .then(pl.col("__rs") - pl.col("__orphans"))
+        .alias("__pair")
+    ).sort("__i")
+    n_calls = calls.height
+    return (
+        calls.with_columns(both.get_column("__pair").head(n_calls)),
+        results.with_columns(both.get_column("__pair").tail(results.height)).filter(
+            pl.col("__pair").is_not_null()
+        ).drop("turn"),
+    )
+
+
 def _escalations(tool_calls: pl.DataFrame, options: ChatOptions) -> pl.DataFrame:
-    """An `escalation` event for each call of the escalation tool, its reason from an argument."""
+    """An `escalation` event for each call of the escalation tool, its reason from an argument;
+    its role is `system` (no one said it), so a filter on agent messages does not count it."""
     reason = (
         pl.col("arguments").str.json_path_match(f"$.{options.escalation_reason}")
         if options.escalation_reason
@@ -446,7 +489,7 @@ def _escalations(tool_calls: pl.DataFrame, options: ChatOptions) -> pl.DataFrame
     return tool_calls.filter(pl.col("tool") == options.escalation_tool).select(
         *carried,
         pl.lit("escalation").alias("event"),
-        pl.lit("agent").alias("role"),
+        pl.lit("system").alias("role"),  # kpictl's row, not a message: `role = 'agent'` skips it
         reason.alias("escalation_reason"),
         pl.col("tool"),
     )
