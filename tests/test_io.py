@@ -145,6 +145,38 @@ def test_other_suffixes_are_ignored_and_listed_hidden_and_markers_skipped(
     assert sorted(Path(p).name for p in loaded.ignored) == ["README.md", "notes.csv", "part-1.json"]
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_file_name_with_glob_characters_is_read_as_that_file(
+    tmp_path: Path, event_rows: Rows, suffix: str
+) -> None:
+    base = tmp_path / "in[2026]"  # the spec's folder may hold glob characters too
+    (base / "logs").mkdir(parents=True)
+
+    def write(name: str, rows: Rows) -> None:
+        path = base / "logs" / name
+        if suffix == ".parquet":
+            pl.DataFrame(rows).write_parquet(path)
+        else:
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    write(f"run[1]{suffix}", event_rows[:1])  # as a glob, `run[1]` would name run1
+    write(f"run1{suffix}", event_rows[1:])
+
+    def ids(loaded: LoadedSource) -> list[object]:
+        return loaded.frame.collect()["conversation_id"].to_list()
+
+    literal = load(f"logs/run[1]{suffix}", base=base)
+    assert [Path(f.path).name for f in literal.files] == [f"run[1]{suffix}"]
+    assert ids(literal) == ["c1"]
+    # in a folder, each file is read once, as named
+    folder = load("logs", base=base)
+    assert [Path(f.path).name for f in folder.files] == [f"run1{suffix}", f"run[1]{suffix}"]
+    assert ids(folder) == ["c1", "c2", "c1"]
+    # a pattern that names no file is still a glob, relative to the (literal) base folder
+    assert [Path(f.path).name for f in load(f"logs/run?{suffix}", base=base).files] == [
+        f"run1{suffix}"]
+
+
 def test_find_files_returns_each_file_with_its_partition_root(tmp_path: Path) -> None:
     (tmp_path / "logs" / "date=2026-10-01").mkdir(parents=True)
     log = tmp_path / "logs" / "date=2026-10-01" / "a.jsonl.gz"

@@ -153,14 +153,20 @@ def find_files(
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Files a path, glob or folder names, each with the root its partition folders start at.
 
+    A path that exists is read as it is named, even when it holds glob characters
+    (`logs/run[1].jsonl`); only the pattern, never `base_dir`, is read as a glob.
     Returns ([(file, root)], ignored files). Raises InputDataError when nothing matches.
     """
     expanded = Path(pattern).expanduser()
     target = expanded if expanded.is_absolute() else base_dir / expanded
     found: list[tuple[Path, Path]] = []
     ignored: list[str] = []
-    if any(ch in pattern for ch in "*?["):
-        matches = sorted(Path(p) for p in glob.glob(str(target), recursive=True))
+    if any(ch in pattern for ch in "*?[") and not target.exists():
+        root = None if expanded.is_absolute() else base_dir
+        matches = sorted(
+            Path(p) if root is None else root / p
+            for p in glob.glob(str(expanded), root_dir=root, recursive=True)
+        )
         candidates = [(m, m.parent) for m in matches if m.is_file()]
         for folder in (m for m in matches if m.is_dir()):
             candidates += [(f, folder) for f in sorted(folder.rglob("*")) if f.is_file()]
@@ -628,7 +634,7 @@ def _load_file(
     partitions = _partition_values(path, root)
     if fmt != "jsonl":
         try:
-            frame = pl.scan_parquet(path)
+            frame = pl.scan_parquet(path, glob=False)  # `run[1].parquet` is a file name
             rows = frame.select(pl.len()).collect().item()
         except Exception as exc:
             raise InputDataError(f"{path}: cannot read as Parquet: {first_line(exc)}") from exc
