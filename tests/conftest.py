@@ -62,7 +62,7 @@ tables:
     lookup: conversations
 baselines:
   prior: {previous: 28d}
-  holdout: {control: "arm = 'holdout'", treatment: "arm = 'treatment'"}
+  holdout: {control: "arm = 'holdout'", treatment: "arm = 'treatment'", design: randomized}
 kpis:
   resolution_rate:
     over: conversations

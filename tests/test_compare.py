@@ -1061,3 +1061,76 @@ def test_reading_only_used_columns_changes_no_comparison(
     everything = run_compare(sample.spec, sample.sources, options).table
     assert pruned.height > 0
     assert_frame_equal(pruned, everything, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Design: only a declared randomized assignment is read causally
+# ----------------------------------------------------------------------------------------------
+
+OBSERVATIONAL_LABEL = "observational comparison of two concurrent conditions (not randomized)"
+OBSERVATIONAL_CAVEAT = (
+    "not randomized (the baseline does not declare `design: randomized`): traffic mix and time "
+    "differ between the arms, so differences are associations, not causal effects"
+)
+
+
+@pytest.fixture(scope="module")
+def versions_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped spec plus `v2_vs_v1`: agent versions rolled out gradually, not randomized."""
+    text = SPEC.read_text(encoding="utf-8")
+    assert "  prior_4w: {previous: 28d}\n" in text
+    text = text.replace(
+        "  prior_4w: {previous: 28d}\n",
+        "  prior_4w: {previous: 28d}\n"
+        "  v2_vs_v1: {control: \"agent_version = 'v1'\", treatment: \"agent_version = 'v2'\"}\n",
+    )
+    path = tmp_path_factory.mktemp("versions") / "kpis.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_arms_split_by_agent_version_are_observational_in_every_format(
+    versions_spec: Path,
+) -> None:
+    args = [*BUNDLED[:-1], str(versions_spec), "--baseline", "v2_vs_v1", "--kpi",
+            "escalation_rate"]
+    events = pl.read_ndjson(ROOT / "sample_logs" / "events" / "events.jsonl")
+    per_version = dict(events.group_by("agent_version").agg(pl.col("conversation_id").n_unique())
+                       .iter_rows())
+    code, out, err = cli(*args, "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["design"] == {"kind": "conditions", "label": OBSERVATIONAL_LABEL,
+                                  "randomized": False, "paired": False,
+                                  "caveat": OBSERVATIONAL_CAVEAT}
+    # counts for the reader, but no sample-ratio test: nothing was assigned at random
+    assert document["srm"] == {"checked": False, "reason": "observational design: the arms "
+                               "were not randomized", "treatment": per_version["v2"],
+                               "control": per_version["v1"]}
+    code, out, err = cli(*args, "--format", "markdown")
+    assert code == 0, err
+    assert out.startswith(f"# Comparison: {OBSERVATIONAL_LABEL}\n")
+    assert f"\n> {OBSERVATIONAL_CAVEAT}\n" in out
+    assert "randomized holdout" not in out and "Sample ratio" not in out
+    code, out, err = cli(*args)
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert flat.startswith(f"{OBSERVATIONAL_LABEL} · baseline v2_vs_v1 ·")
+    assert f"Note: {OBSERVATIONAL_CAVEAT}" in flat
+    assert "randomized holdout" not in flat and "Sample ratio" not in flat
+
+
+def test_declared_randomized_arms_get_the_srm_check(versions_spec: Path, tmp_path: Path) -> None:
+    text = versions_spec.read_text(encoding="utf-8").replace(
+        "treatment: \"agent_version = 'v2'\"}", "treatment: \"agent_version = 'v2'\", "
+        "design: randomized, split: 0.5}")
+    spec = tmp_path / "kpis.yaml"
+    spec.write_text(text, encoding="utf-8")
+    code, out, err = cli(*BUNDLED[:-1], str(spec), "--baseline", "v2_vs_v1", "--kpi",
+                         "escalation_rate", "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["design"]["label"] == "randomized holdout (concurrent control)"
+    srm = document["srm"]
+    expected = sps.chisquare([srm["treatment"], srm["control"]])
+    assert srm["checked"] is True and srm["p_value"] == approx(expected.pvalue)

@@ -45,6 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE_GOLDEN = os.environ.get("KPICTL_UPDATE_GOLDEN") == "1"
+SAMPLE_DATA = (
+    str(ROOT / "sample_logs" / "events"),
+    "--source",
+    f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}",
+)
 runner = CliRunner()
 
 
@@ -489,6 +494,98 @@ def test_roi_against_humans_uses_only_the_declared_param(descriptive: dict[str, 
     saving_line = next(line for line in roi.splitlines() if line.startswith("- Saving"))
     assert_shows(saving_line.split("**")[1], alone * 6.5 - run_cost, "usd")
     assert "Not estimated: there is no baseline arm" in roi
+    # the run cost is a sliver of the saving: the ratio is stated with its inputs, not headlined
+    saving = alone * 6.5 - run_cost
+    roi_line = next(line for line in roi.splitlines() if line.startswith("- ROI"))
+    assert roi_line == (
+        f"- ROI is not a useful headline here: saving ÷ agent run cost = ${saving:,.2f} ÷ "
+        f"${run_cost:,.2f} = {saving / run_cost * 100:,.0f} %, because the run cost is only "
+        f"{run_cost / saving * 100:.1f} % of the saving. Judge the change by the saving and its "
+        "interval, not by this ratio."
+    )
+
+
+def test_an_roi_of_ordinary_size_is_the_headline(tmp_path: Path) -> None:
+    """Human cost $0.05 per conversation resolved alone: saving ≈ 2 × run cost, ROI ≈ 200 %."""
+    text = SPEC.read_text(encoding="utf-8").replace(
+        "  good_csat: 4", "  good_csat: 4\n  human_cost_per_resolved_conversation: 0.05"
+    )
+    spec_path = tmp_path / "kpis.yaml"
+    spec_path.write_text(text, encoding="utf-8")
+    code, out, err = run("report", *SAMPLE_DATA, "-c", str(spec_path))
+    assert code == 0, err
+    spec = kpictl.load_spec(spec_path)
+    facts = kpictl.facts(spec, kpictl.load_sources(spec, {
+        "events": [ROOT / "sample_logs" / "events"],
+        "tool_calls": [ROOT / "sample_logs" / "tool_calls"],
+    }))
+    treatment = facts.filter(pl.col("arm") == "treatment")
+    alone = treatment.filter(pl.col("completed") & pl.col("contained") & pl.col("settled")).height
+    run_cost = float(treatment.select(pl.col("llm_cost").sum() + pl.col("tool_cost").sum()).item())
+    saving = alone * 0.05 - run_cost
+    humans = out.split("### Saving against a human-only process")[1]
+    assert 1 < saving / run_cost < 10
+    assert (
+        f"- ROI = saving ÷ agent run cost = ${saving:,.2f} ÷ ${run_cost:,.2f} = "
+        f"**{saving / run_cost * 100:,.0f} %**.\n"
+    ) in humans
+
+
+def test_arms_not_declared_randomized_are_observational_in_header_and_roi(tmp_path: Path) -> None:
+    """agent_version v2 against v1 (a gradual rollout): no "randomized holdout", no SRM, no
+    causal saving, and a 4,866 % ROI that only says the run cost is small."""
+    text = SPEC.read_text(encoding="utf-8").replace(
+        "  prior_4w: {previous: 28d}\n",
+        "  prior_4w: {previous: 28d}\n"
+        "  v2_vs_v1: {control: \"agent_version = 'v1'\", treatment: \"agent_version = 'v2'\"}\n",
+    )
+    spec_path = tmp_path / "kpis.yaml"
+    spec_path.write_text(text, encoding="utf-8")
+    code, out, err = run("report", *SAMPLE_DATA, "-c", str(spec_path), "--baseline", "v2_vs_v1")
+    assert code == 0, err
+    caveat = (
+        "not randomized (the baseline does not declare `design: randomized`): traffic mix and "
+        "time differ between the arms, so differences are associations, not causal effects"
+    )
+    events = str(ROOT / "sample_logs" / "events" / "events.jsonl")
+    calls = str(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
+    con = duckdb.connect()
+    arms = dict(con.execute(
+        f"SELECT agent_version, COUNT(DISTINCT conversation_id) FROM read_json_auto('{events}') "
+        "GROUP BY 1"
+    ).fetchall())
+    header = out.split("\n## ")[0]
+    assert (
+        "- **Baseline:** `v2_vs_v1` — observational comparison of two concurrent conditions "
+        "(not randomized)\n"
+        f"- **Design:** current = `agent_version = 'v2'` ({arms['v2']:,} conversations), "
+        f"baseline = `agent_version = 'v1'` ({arms['v1']:,} conversations); {caveat}\n"
+    ) in header
+    assert "randomized holdout" not in out and "sample ratio" not in out
+    assert "causal estimate" not in out
+    (llm,) = con.execute(
+        f"SELECT SUM(cost_usd) FROM read_json_auto('{events}') WHERE agent_version = 'v2'"
+    ).fetchall()[0]
+    (tools,) = con.execute(
+        f"SELECT SUM(t.cost_usd) FROM read_json_auto('{calls}') t WHERE t.conversation_id IN "
+        f"(SELECT conversation_id FROM read_json_auto('{events}') WHERE agent_version = 'v2')"
+    ).fetchall()[0]
+    run_cost = float(llm) + float(tools)
+    roi = section(out, "ROI")
+    saving_line = next(line for line in roi.splitlines() if line.startswith("- Estimated saving"))
+    saving_text = saving_line.split("**")[1]
+    saving = number(saving_text)[0]
+    assert roi.count("- ROI") == 1
+    assert (
+        f"- ROI is not a useful headline here: saving ÷ agent run cost = {saving_text} ÷ "
+        f"${run_cost:,.2f} = "
+    ) in roi
+    assert (
+        f"because the run cost is only {run_cost / saving * 100:.1f} % of the saving. Judge the "
+        "change by the saving and its interval, not by this ratio.\n"
+    ) in roi
+    assert f"- Design: observational — {caveat}; this is not a causal saving.\n" in roi
+    assert f"- Observational comparison: {caveat}.\n" in out
 
 
 # ----------------------------------------------------------------------------------------------

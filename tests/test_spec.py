@@ -411,6 +411,43 @@ CASES: list[tuple[str, list[tuple[str, str]], list[Want]]] = [
         ],
     ),
     (
+        "misspelt design",
+        [("design: randomized}", "design: randomised}")],
+        [
+            Want(
+                "holdout:",
+                "baselines.holdout.design",
+                ("expected randomized or observational, got 'randomised' (did you mean "
+                 "'randomized'?)",),
+            )
+        ],
+    ),
+    (
+        "a period comparison declared randomized",
+        [("{previous: 28d}", "{previous: 28d, design: randomized}")],
+        [
+            Want(
+                "prior: {previous",
+                "baselines.prior.design",
+                ("only `control`/`treatment` arms can be randomized; a period or target "
+                 "comparison is observational",),
+            )
+        ],
+    ),
+    (
+        # `split` is only read by the sample-ratio check, which only a randomized design gets.
+        "split on observational arms",
+        [("design: randomized}", "split: 0.8}")],
+        [
+            Want(
+                "holdout:",
+                "baselines.holdout.split",
+                ("`split` is the intended treatment share of a randomized assignment: declare "
+                 "`design: randomized` (or drop `split`)",),
+            )
+        ],
+    ),
+    (
         "values name an unknown KPI",
         [
             (
@@ -524,6 +561,20 @@ def test_minimal_spec_loads(write_spec: SpecWriter) -> None:
     ]
     assert spec.kpis["ttr_p95"].where == "resolved"  # inherited through extends
     assert spec.kpis["resolved_share"].formula_kpis == ("resolution_rate", "escalation_rate")
+
+
+def test_control_treatment_arms_are_observational_unless_declared_randomized(
+    write_spec: SpecWriter, shipped_spec: Spec
+) -> None:
+    assert shipped_spec.baselines["holdout"].design == "randomized"
+    assert shipped_spec.baselines["prior_4w"].design == "observational"
+    spec = load_spec(write_spec((", design: randomized}", "}")))
+    assert (spec.baselines["holdout"].kind, spec.baselines["holdout"].design) == (
+        "holdout",
+        "observational",
+    )
+    declared = load_spec(write_spec(("design: randomized}", "design: observational}")))
+    assert declared.baselines["holdout"].design == "observational"
 
 
 @pytest.mark.parametrize(("changes", "wanted"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

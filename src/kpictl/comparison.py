@@ -77,11 +77,17 @@ class Arm:
     window: Window
 
 
+# The caveat of control/treatment arms that were not declared `design: randomized`.
+OBSERVATIONAL_ARMS_CAVEAT = (
+    "not randomized (the baseline does not declare `design: randomized`): traffic mix and time "
+    "differ between the arms, so differences are associations, not causal effects")
+
+
 @dataclass(frozen=True)
 class Design:
     """How the two arms were formed, and what that allows one to conclude."""
 
-    kind: str  # holdout | previous | between | dataset | values
+    kind: str  # holdout (randomized) | conditions | previous | between | dataset | values
     label: str  # e.g. "randomized holdout", "observational period (time-confounded)"
     baseline: str
     randomized: bool
@@ -222,8 +228,12 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
         return current, baseline, design, None
     assert base is not None
     if base.kind == "holdout":
-        design = Design("holdout", "randomized holdout (concurrent control)", base.name,
-                        randomized=True)
+        design = (Design("holdout", "randomized holdout (concurrent control)", base.name,
+                         randomized=True)
+                  if base.design == "randomized" else
+                  Design("conditions", "observational comparison of two concurrent conditions "
+                         "(not randomized)", base.name, randomized=False,
+                         caveat=OBSERVATIONAL_ARMS_CAVEAT))
         current = Arm("treatment", _restrict(spec, tables, window, window.since, window.until,
                                              base.treatment), window)
         baseline = Arm("control", _restrict(spec, tables, window, window.since, window.until,
@@ -865,11 +875,14 @@ def _same_units(spec: Spec, current: Arm, baseline: Arm, unit: str) -> bool:
 
 def _srm(spec: Spec, design: Design, base: BaselineSpec | None, current: Arm,
          baseline: Arm | None, unit: str) -> dict[str, Any] | None:
-    if not design.randomized or base is None or baseline is None:
+    if base is None or baseline is None or base.kind != "holdout":
         return None
     table = _unit_table(spec).name
     counts = [int(arm.tables[table].select(pl.col(unit).n_unique()).collect().item())
               for arm in (current, baseline)]
+    if not design.randomized:
+        return {"checked": False, "reason": "observational design: the arms were not "
+                "randomized", "treatment": counts[0], "control": counts[1]}
     if base.split is None:
         return {"checked": False, "reason": "no intended split declared (baselines.<name>."
                 "split)", "treatment": counts[0], "control": counts[1]}

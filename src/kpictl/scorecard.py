@@ -65,9 +65,14 @@ CAVEAT_MARK = "†"
 # Params the ROI section reads (by convention; declare them under `params:` in the spec).
 HUMAN_MINUTE_PARAM = "human_cost_per_minute"
 HUMAN_CONVERSATION_PARAM = "human_cost_per_resolved_conversation"
+# An ROI above this (saving > 10 × the agent run cost, i.e. above 1,000 %) mostly says that the
+# run cost is small: the scorecard then states saving and cost instead of a bold percentage.
+ROI_HEADLINE_LIMIT = 10.0
 # Rows of the provenance table that change from run to run (golden tests mask them).
 VOLATILE_PROVENANCE = ("generated at", "command", "kpictl", "polars", "python")
 MAX_COHORT_VALUES = 12
+# Designs whose arms are conditions on the conversations of one window (randomized or not).
+CONDITION_DESIGNS = ("holdout", "conditions")
 _COHORT_BASELINE = "__kpictl_rest"
 _COUNT_FILTER = re.compile(
     r"^\s*COUNT\s*\(\s*\*\s*\)\s*FILTER\s*\(\s*WHERE\s+(?P<cond>.+)\)\s*$",
@@ -875,7 +880,7 @@ def _slices(
         return Slice("all conversations", sources, window), None
     window = comparison.current_window
     design = comparison.design
-    if design.kind == "holdout" and base is not None:
+    if design.kind in CONDITION_DESIGNS and base is not None:
         return (
             Slice("treatment arm", sources, window, base.treatment),
             Slice("control arm", sources, window, base.control),
@@ -1462,13 +1467,14 @@ def _section_header(data: ReportData) -> list[str]:
     else:
         design = comparison.design
         lines.append(f"- **Baseline:** `{design.baseline}` — {design.label}")
-        if data.baseline is not None and design.kind == "holdout":
+        if data.baseline is not None and design.kind in CONDITION_DESIGNS:
             srm = comparison.srm or {}
             lines.append(
                 f"- **Design:** current = {_code(data.current.where or 'all')} "
                 f"({_int(srm.get('treatment', 0))} conversations), baseline = "
                 f"{_code(data.baseline.where or 'all')} "
-                f"({_int(srm.get('control', 0))} conversations); " + _srm_text(srm)
+                f"({_int(srm.get('control', 0))} conversations); "
+                + (_srm_text(srm) if design.randomized else design.caveat)
             )
         elif comparison.baseline_window is not None:
             base = comparison.baseline_window
@@ -1956,12 +1962,7 @@ def _roi_against_baseline(data: ReportData) -> list[str]:
             f"- Estimated saving = {estimate}**{_money(saving)}** [{_money(low)}, {_money(high)}]."
         )
         if costs.run_cost > 0:
-            lines.append(
-                f"- ROI = saving ÷ agent run cost = {_money(saving)} ÷ "
-                f"{_money(costs.run_cost)} = **{saving / costs.run_cost * 100:,.0f} %** "
-                f"[{low / costs.run_cost * 100:,.0f} %, {high / costs.run_cost * 100:,.0f} %]"
-                " (the run cost is taken as known)."
-            )
+            lines.append(_roi_line(saving, costs.run_cost, (low, high)))
     lines += _same_as_kpi(data, comparison)
     if data.compare.design.randomized:
         lines.append(
@@ -2009,6 +2010,32 @@ def _same_as_kpi(data: ReportData, comparison: stats.Comparison) -> list[str]:
     return []
 
 
+def _roi_line(saving: float, run_cost: float, interval: tuple[float, float] | None = None) -> str:
+    """ROI = saving ÷ agent run cost as a bold figure, unless the run cost is tiny next to the
+    saving (ROI above ROI_HEADLINE_LIMIT): then the ratio says more about how cheap the agent
+    is to run than about the change, and it is shown with its inputs and a plain statement."""
+    roi = saving / run_cost
+    if roi > ROI_HEADLINE_LIMIT:
+        share = run_cost / saving * 100
+        return (
+            f"- ROI is not a useful headline here: saving ÷ agent run cost = {_money(saving)} "
+            f"÷ {_money(run_cost)} = {roi * 100:,.0f} %, because the run cost is only "
+            f"{f'{share:.1f}' if share >= 0.1 else '< 0.1'} % of the saving. Judge the change "
+            "by the saving and its interval, not by this ratio."
+        )
+    text = (
+        f"- ROI = saving ÷ agent run cost = {_money(saving)} ÷ {_money(run_cost)} = "
+        f"**{roi * 100:,.0f} %**"
+    )
+    if interval is not None:
+        low, high = interval
+        text += (
+            f" [{low / run_cost * 100:,.0f} %, {high / run_cost * 100:,.0f} %]"
+            " (the run cost is taken as known)"
+        )
+    return text + "."
+
+
 def _roi_against_humans(data: ReportData) -> list[str]:
     costs = data.costs
     assert costs is not None
@@ -2041,9 +2068,7 @@ def _roi_against_humans(data: ReportData) -> list[str]:
         f"{_money(costs.run_cost)} = **{_money(saving)}**.",
     ]
     if costs.run_cost > 0:
-        lines.append(
-            f"- ROI = saving ÷ agent run cost = **{saving / costs.run_cost * 100:,.0f} %**."
-        )
+        lines.append(_roi_line(saving, costs.run_cost))
     lines += [
         f"- Assumptions: `{HUMAN_CONVERSATION_PARAM}` = {value} (declared, not measured); "
         "each conversation the agent resolved alone would otherwise have needed a human; "

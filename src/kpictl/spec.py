@@ -81,7 +81,8 @@ COLUMN_KEYS = ("from", "type", "unit", "default")
 ROLLUP_TABLE_KEYS = ("key", "time", "attributes", "rollup", "derive", "description")
 ROW_TABLE_KEYS = ("from", "where", "lookup", "description")
 BASELINE_KINDS = ("previous", "between", "control", "values")
-BASELINE_KEYS = (*BASELINE_KINDS, "treatment", "split", "unit", "description")
+BASELINE_KEYS = (*BASELINE_KINDS, "treatment", "split", "design", "unit", "description")
+BASELINE_DESIGNS = ("randomized", "observational")
 KPI_KEYS = (
     "description",
     "owner",
@@ -218,7 +219,10 @@ class BaselineSpec:
     between: tuple[dt.datetime, dt.datetime] | None = None
     control: str | None = None
     treatment: str | None = None
-    split: float | None = None  # intended treatment share of a holdout
+    split: float | None = None  # intended treatment share of a randomized holdout
+    # How the arms were formed: only `randomized` (declared, for control/treatment arms) earns
+    # the sample-ratio check and a causal reading; everything else is observational.
+    design: str = "observational"
     unit: str | None = None
     values: Mapping[str, float] = field(default_factory=dict)
     line: int | None = None
@@ -1741,5 +1745,42 @@ def _build_baselines(
         except (ValueError, TypeError) as exc:
             problems.add(line, path, str(exc))
             continue
-        baselines[name] = spec
+        design = _baseline_design(problems, body, spec, path)
+        if design is None:
+            continue
+        baselines[name] = replace(spec, design=design)
     return baselines
+
+
+def _baseline_design(
+    problems: _Problems, body: MarkedDict, spec: BaselineSpec, path: str
+) -> str | None:
+    """A baseline's declared `design` (observational unless `randomized` is declared), or None
+    after reporting why the declaration cannot hold."""
+    design = body.get("design", "observational")
+    line = body.line_of("design") if "design" in body else spec.line
+    if design not in BASELINE_DESIGNS:
+        problems.add(
+            line,
+            f"{path}.design",
+            f"expected randomized or observational, got {design!r}"
+            f"{did_you_mean(str(design), BASELINE_DESIGNS)}",
+        )
+        return None
+    if design == "randomized" and spec.kind != "holdout":
+        problems.add(
+            line,
+            f"{path}.design",
+            "only `control`/`treatment` arms can be randomized; a period or target "
+            "comparison is observational",
+        )
+        return None
+    if spec.split is not None and design != "randomized":
+        problems.add(
+            body.line_of("split"),
+            f"{path}.split",
+            "`split` is the intended treatment share of a randomized assignment: declare "
+            "`design: randomized` (or drop `split`)",
+        )
+        return None
+    return design
