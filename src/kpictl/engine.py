@@ -843,7 +843,9 @@ def run_compute(
 def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
     """What the numbers cannot show: unpriced rows (cost null, never a silent zero) and rows
     without a time."""
-    notes: list[str] = []
+    # what loading found (a file named twice, …): once, though derived sources share them
+    notes: list[str] = list(dict.fromkeys(
+        n for loaded in sources.by_name.values() for n in loaded.notes))
     unpriced_total = 0
     for name, loaded in sources.by_name.items():
         schema = loaded.frame.collect_schema()

@@ -66,6 +66,8 @@ class LoadedSource:
     frame: pl.LazyFrame
     files: tuple[FileReport, ...]
     ignored: tuple[str, ...] = ()
+    # what a reader of the numbers should know about the input (a file named twice, …)
+    notes: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -442,7 +444,41 @@ def _coerce(
     where: str,
     probe: pl.DataFrame | None = None,
 ) -> tuple[pl.Expr, bool]:
-    """An expression converting `expr` to `target`; and whether the conversion can fail."""
+    """An expression converting `expr` to `target`; and whether the conversion can fail
+    (a value it cannot convert becomes null, and the row is reported)."""
+    converted, fallible = _convert(expr, source, target, unit, name, where, probe)
+    if isinstance(target, pl.Float64) and not isinstance(source, pl.Null):
+        # NaN and ±Infinity (a Parquet float, or the text "NaN" / "inf" that polars parses)
+        # are not numbers a KPI can use: JSON has no such value either. NaN compares above
+        # every number in polars, so `csat >= 4` would count it as good.
+        return pl.when(converted.is_finite()).then(converted), True
+    return converted, fallible
+
+
+def _required_missing(name: str, dtype: pl.DataType | None) -> pl.Expr:
+    """True where a required column has no usable value: null, or text that is empty or blank
+    (an empty conversation id is not a conversation)."""
+    missing = pl.col(name).is_null()
+    if isinstance(dtype, pl.String):
+        missing = missing | (pl.col(name).str.strip_chars() == "")
+    return missing
+
+
+def _missing_message(column: str, value: object) -> str:
+    if value is None:
+        return f"column {column!r} is empty (null): it is required"
+    return f"column {column!r} is empty text ({value!r}): it is required"
+
+
+def _convert(
+    expr: pl.Expr,
+    source: pl.DataType,
+    target: pl.DataType,
+    unit: str | None,
+    name: str,
+    where: str,
+    probe: pl.DataFrame | None,
+) -> tuple[pl.Expr, bool]:
     if source == target:
         return expr, False
     if isinstance(target, pl.Datetime):
@@ -500,7 +536,9 @@ def _coerce(
         return mapped, True
     if isinstance(target, pl.Int64) and source.is_float():
         rounded = expr.round(0)
-        return pl.when(expr == rounded).then(rounded.cast(pl.Int64)).otherwise(None), True
+        # beyond ±2^63 (or not finite) the value is no Int64: null, so the row is reported
+        exact = expr.is_finite() & (expr == rounded) & (rounded.abs() < 2.0**63)
+        return pl.when(exact).then(rounded.cast(pl.Int64, strict=False)), True
     if isinstance(target, pl.String):
         if isinstance(source, pl.Struct | pl.List):
             raise InputDataError(f"{where}: column {name!r} is {source}; expected text")
@@ -509,7 +547,11 @@ def _coerce(
         isinstance(target, pl.Int64 | pl.Float64) and isinstance(source, pl.Boolean)
     ):
         raise InputDataError(f"{where}: column {name!r} is {source}; expected {target}")
-    return expr.cast(target, strict=False), not (source.is_numeric() and target.is_numeric())
+    # numbers beyond Int64 (JSON integers past 2^63 are read as Int128 or UInt64) become null
+    # and are reported, never wrapped or silently dropped
+    narrowing = target.is_integer() and not isinstance(source, (pl.Int64, *_NARROW_INTS))
+    return expr.cast(target, strict=False), narrowing or not (
+        source.is_numeric() and target.is_numeric())
 
 
 def describe_dtype(dtype: pl.DataType) -> str:
@@ -666,8 +708,9 @@ def _any_bad_row(frame: pl.LazyFrame, request: SourceRequest, where: str,
     reaches the Parquet reader, which skips row groups whose statistics rule it out (no nulls
     in a required column): a clean file is not decoded just to find nothing."""
     converted, checks = _canonical_frame(frame, request, where, with_flags=True)
+    columns = canonical.CANONICAL_TABLES.get(request.name, {})
     bad = [pl.col(f"bad_{i}") for i in range(len(checks))] + [
-        pl.col(n).is_null() for n in required]
+        _required_missing(n, columns[n].dtype) for n in required]
     if not bad:
         return False
     return converted.filter(pl.any_horizontal(bad)).select(pl.len()).collect().item() > 0
@@ -705,21 +748,20 @@ def _checked_frame(
         return None, report
     frame = _widen(frame, frame.collect_schema())
     probe = frame.collect() if fmt == "jsonl" else None
-    required = [
-        c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
-    ]
+    columns = canonical.CANONICAL_TABLES.get(request.name, {})
+    required = [c.name for c in columns.values() if c.required]
     indexed = frame.with_row_index(_ROW)
     converted, checks = _canonical_frame(indexed, request, str(path), probe, with_flags=True)
     flag_names = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
     converted = converted.with_columns(
-        [pl.col(name).is_null().alias(f"miss_{name}") for name in required]
+        [_required_missing(n, columns[n].dtype).alias(f"miss_{n}") for n in required]
     )
     any_bad = pl.any_horizontal([pl.col(n) for n in flag_names]) if flag_names else pl.lit(False)
     if probe is not None:  # in memory: convert once, keep the result
         converted = converted.collect().lazy()
-        offenders = converted.filter(any_bad).select(_ROW, *flag_names).collect()
+        offenders = converted.filter(any_bad).select(_ROW, *flag_names, *required).collect()
     elif _any_bad_row(frame, request, str(path), required):
-        offenders = converted.filter(any_bad).select(_ROW, *flag_names).collect()
+        offenders = converted.filter(any_bad).select(_ROW, *flag_names, *required).collect()
     else:
         offenders = pl.DataFrame()
     if probe is not None:
@@ -738,7 +780,7 @@ def _checked_frame(
             what = f"column {column!r}: expected {expected}, got {value!r}"
         else:
             column = flag[5:]
-            what = f"column {column!r} is empty (null): it is required"
+            what = _missing_message(column, first[column])
         where = _locate(path, fmt, first[_ROW], data, dropped)
         if on_bad_rows == "error":
             more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
@@ -788,26 +830,134 @@ def _original_value(row: pl.LazyFrame, request: SourceRequest, column: str) -> o
 
 def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> LoadedSource:
     """Read every file of one source and stack them in the canonical schema."""
-    frames: list[pl.LazyFrame] = []
+    frames: list[tuple[pl.LazyFrame, FileReport]] = []
     reports: list[FileReport] = []
-    ignored: list[str] = []
-    for pattern in request.paths:
-        files, skipped_files = find_files(pattern, request.base_dir, request.format)
-        ignored += skipped_files
-        for path, root in files:
-            fmt = _suffix_format(path, request.format)
-            assert fmt is not None
-            frame, report = _load_file(path, root, fmt, request, on_bad_rows)
-            reports.append(report)
-            if frame is not None:
-                frames.append(frame)
+    files, ignored, notes = _source_files(request)
+    for path, root in files:
+        fmt = _suffix_format(path, request.format)
+        assert fmt is not None
+        frame, report = _load_file(path, root, fmt, request, on_bad_rows)
+        reports.append(report)
+        if frame is not None:
+            frames.append((frame, report))
     if not frames:
         names = ", ".join(r.path for r in reports) or ", ".join(request.paths)
         skipped = sum(r.skipped for r in reports)
         why = f" ({skipped} bad rows skipped)" if skipped else ""
         raise EmptyInputError(f"source {request.name!r}: no rows in {names}{why}")
-    combined = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-    return LoadedSource(request.name, combined, tuple(reports), tuple(ignored))
+    _check_sums(request.name, frames)
+    combined = (frames[0][0] if len(frames) == 1
+                else pl.concat([f for f, _ in frames], how="diagonal_relaxed"))
+    return LoadedSource(request.name, combined, tuple(reports), tuple(ignored), tuple(notes))
+
+
+def _source_files(request: SourceRequest) -> tuple[list[tuple[Path, Path]], list[str], list[str]]:
+    """Every file a source's paths name, each once: a file reached twice (a folder and a file
+    in it, two overlapping globs) is read once, with a note. Returns (files, ignored, notes)."""
+    found: list[tuple[Path, Path]] = []
+    ignored: list[str] = []
+    seen: dict[Path, str] = {}
+    twice: list[str] = []
+    for pattern in request.paths:
+        files, skipped_files = find_files(pattern, request.base_dir, request.format)
+        ignored += skipped_files
+        for path, root in files:
+            try:
+                real = path.resolve(strict=True)
+            except OSError:
+                real = path.absolute()
+            if real in seen:
+                twice.append(f"{path} (by {seen[real]!r} and {pattern!r})")
+                continue
+            seen[real] = pattern
+            found.append((path, root))
+    notes: list[str] = []
+    if twice:
+        notes.append(
+            f"source {request.name!r}: {len(twice)} file{'s' if len(twice) > 1 else ''} named "
+            f"more than once, read once: {', '.join(twice[:5])}"
+            + (f" and {len(twice) - 5} more" if len(twice) > 5 else "")
+        )
+    return found, ignored, notes
+
+
+# integer columns that KPIs add up (TOTAL(input_tokens) + TOTAL(output_tokens), …)
+_SUMMED_INTEGERS = (
+    *(n for table in canonical.CANONICAL_TABLES.values() for n, c in table.items()
+      if c.dtype.is_integer()),
+    *(n for n, dtype in canonical.COST_COLUMNS.items() if dtype.is_integer()),
+    "reasoning_tokens",
+)
+_INT64_MAX = 2**63 - 1
+
+
+def _summed_columns(schema: pl.Schema) -> list[str]:
+    return [c for c, dtype in schema.items() if c in _SUMMED_INTEGERS and dtype.is_integer()]
+
+
+def _sum_overflow(
+    name: str, columns: Sequence[str], totals: pl.DataFrame
+) -> tuple[str, int, str] | None:
+    """(column, file index, what) when the per-file |sums| in `totals` (one row per file)
+    add up past Int64, else None."""
+    grand = totals.select(pl.sum_horizontal(pl.all().sum())).item()
+    if grand <= _INT64_MAX:
+        return None
+    column = max(columns, key=lambda c: totals.get_column(c).sum())
+    index = totals.get_column(column).arg_max()
+    assert index is not None
+    used = [c for c in columns if totals.get_column(c).sum() > 0]
+    what = (
+        f"the integer columns of source {name!r} ({', '.join(used)}) add up to "
+        f"{grand:.3g}, more than a 64-bit integer holds ({_INT64_MAX}): their sums would "
+        "overflow to a wrong (negative) number; fix the data"
+    )
+    return column, index, what
+
+
+def _abs_sums(columns: Sequence[str], schema: pl.Schema) -> list[pl.Expr]:
+    return [pl.col(c).cast(pl.Float64).abs().sum().alias(c) if c in schema
+            else pl.lit(0.0).alias(c) for c in columns]
+
+
+def _largest(column: str) -> pl.Expr:
+    """The first row holding the column's largest |value| (cast first: |Int64 min|
+    overflows; arg_max may name any of several equal maxima)."""
+    size = pl.col(column).cast(pl.Float64).abs()
+    return (size == size.max()).arg_true().first()
+
+
+def _check_sums(name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]]) -> None:
+    """Refuse integer columns whose values add up past Int64: a SUM of them would wrap around
+    to a negative number (two token counts of 5e18 give a negative tokens per task). The sum
+    of every summed column together is checked, so adding two totals cannot overflow either.
+    One aggregate per file, over those columns only."""
+    schemas = [frame.collect_schema() for frame, _ in frames]
+    columns = sorted({c for schema in schemas for c in _summed_columns(schema)})
+    if not columns:
+        return
+    queries = [frame.select(_abs_sums(columns, schema))
+               for (frame, _), schema in zip(frames, schemas, strict=True)]
+    found = _sum_overflow(name, columns, pl.concat(pl.collect_all(queries)))
+    if found is None:
+        return
+    column, index, what = found
+    frame, report = frames[index]
+    largest = frame.select(_largest(column).alias("row"), pl.col(column).get(_largest(column)))
+    row, value = largest.collect().row(0)
+    raise InputDataError(f"{_locate_kept(report, row)}: column {column!r}: {value}: {what}")
+
+
+def _locate_kept(report: FileReport, row: int) -> str:
+    """Where the `row`-th kept row of a loaded file is (error path only: JSONL is read again
+    to find its line; with skipped rows, the row number among those kept)."""
+    path = Path(report.path)
+    if report.format == "jsonl" and report.skipped == 0:
+        lines = _line_numbers(_read_bytes(path))
+        if row < len(lines):
+            return f"{path}:{lines[row]}"
+    kept = " kept" if report.skipped else ""
+    return f"{path} (row {row + 1}{kept})"
 
 
 def load_frames(
@@ -868,19 +1018,16 @@ def load_format_source(
     events: list[pl.DataFrame] = []
     calls: list[pl.DataFrame] = []
     sizes: list[tuple[Path, int, int, int]] = []
-    ignored: list[str] = []
-    for pattern in request.paths:
-        files, skipped_files = find_files(pattern, request.base_dir, request.format)
-        ignored += skipped_files
-        for path, root in files:
-            frames = read_format(path, request.format, request.options)
-            partitions = [pl.lit(v).alias(k) for k, v in _partition_values(path, root).items()]
-            for part, bucket in ((frames.events, events), (frames.tool_calls, calls)):
-                if part.height:
-                    new = [e for e in partitions if e.meta.output_name() not in part.columns]
-                    bucket.append(part.with_columns(new) if new else part)
-            sizes.append((path, path.stat().st_size, frames.events.height,
-                          frames.tool_calls.height))
+    files, ignored, notes = _source_files(request)
+    for path, root in files:
+        frames = read_format(path, request.format, request.options)
+        partitions = [pl.lit(v).alias(k) for k, v in _partition_values(path, root).items()]
+        for part, bucket in ((frames.events, events), (frames.tool_calls, calls)):
+            if part.height:
+                new = [e for e in partitions if e.meta.output_name() not in part.columns]
+                bucket.append(part.with_columns(new) if new else part)
+        sizes.append((path, path.stat().st_size, frames.events.height,
+                      frames.tool_calls.height))
     result: dict[str, LoadedSource] = {}
     for target, parts, position in ((request, events, 2), *((d, calls, 3) for d in derived)):
         combined = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
@@ -897,7 +1044,8 @@ def load_format_source(
         if target is request and frame.select(pl.len()).collect().item() == 0:
             names = ", ".join(str(p) for p, *_ in sizes) or ", ".join(request.paths)
             raise EmptyInputError(f"source {request.name!r}: no rows in {names}")
-        result[target.name] = LoadedSource(target.name, frame, reports, tuple(ignored))
+        result[target.name] = LoadedSource(target.name, frame, reports, tuple(ignored),
+                                           tuple(notes))
     return result
 
 
@@ -917,10 +1065,17 @@ def _canonical_format_frame(
     typed, checks = _canonical_frame(lazy, request, where, frame, with_flags=True)
     flags = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
     converted = typed.with_columns(
-        [pl.col(n).is_null().alias(f"miss_{n}") for n in required]).collect()
+        [_required_missing(n, columns[n].dtype).alias(f"miss_{n}") for n in required]).collect()
     any_bad = pl.any_horizontal([pl.col(n) for n in flags]) if flags else pl.lit(False)
     offenders = converted.filter(any_bad)
     keep = [c for c in converted.columns if c not in (_ROW, LOCATION, *flags)]
+    summed = _summed_columns(converted.schema)
+    good = converted.filter(~any_bad)
+    if summed and (found := _sum_overflow(
+            request.name, summed, good.select(_abs_sums(summed, converted.schema)))):
+        column, _, what = found
+        at = good.select(pl.col(LOCATION), pl.col(column)).select(pl.all().get(_largest(column)))
+        raise InputDataError(f"{at.item(0, 0)}: column {column!r}: {at.item(0, 1)}: {what}")
     if offenders.height == 0:
         return converted.select(keep).lazy(), 0, ()
     first = offenders.row(0, named=True)
@@ -930,7 +1085,7 @@ def _canonical_format_frame(
         raw = frame.get_column(column)[first[_ROW]] if column in frame.columns else None
         what = f"column {column!r}: expected {expected}, got {raw!r}"
     else:
-        what = f"column {flag[5:]!r} is empty (null): it is required"
+        what = _missing_message(flag[5:], first[flag[5:]])
     place = f"{first[LOCATION]}: {what}"
     if on_bad_rows == "error":
         more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""

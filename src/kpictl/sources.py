@@ -128,5 +128,5 @@ def load_sources(
         if name in canonical.CANONICAL_TABLES:
             frame = (apply_prices(frame, spec.pricing, reprice=reprice) if spec.pricing.enabled
                      else mark_reported(frame))
-        loaded[name] = LoadedSource(item.name, frame, item.files, item.ignored)
+        loaded[name] = LoadedSource(item.name, frame, item.files, item.ignored, item.notes)
     return Sources(loaded)

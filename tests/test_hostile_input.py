@@ -1,0 +1,223 @@
+"""Hostile input (issue 12, "numbers stay right on extreme values"): a log line cannot make a
+number silently wrong. Each case is a located error (file:line, column, value), a skipped row
+under --on-bad-rows skip, or a note — never a null, a wrap-around or a double count.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from conftest import MINIMAL_SPEC
+from kpictl.cli import app
+from kpictl.errors import InputDataError
+from kpictl.io import ColumnRule, LoadedSource, SourceRequest, load_source
+
+TS_RULE = ColumnRule("ts", "ts", type="timestamp")
+INT64_MAX = 2**63 - 1
+runner = CliRunner()
+HYPOTHESIS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def row(cid: str = "c1", ts: str = "2026-10-01T10:00:00Z", event: str = "message",
+        **extra: object) -> dict[str, object]:
+    return {"conversation_id": cid, "ts": ts, "event": event, **extra}
+
+
+def write(path: Path, lines: list[dict[str, object] | str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(*paths: Path, skip: bool = False) -> LoadedSource:
+    request = SourceRequest("events", tuple(str(p) for p in paths), Path("."), (TS_RULE,))
+    return load_source(request, "skip" if skip else "error")
+
+
+def load_error(*paths: Path) -> str:
+    with pytest.raises(InputDataError) as caught:
+        load(*paths)
+    return str(caught.value)
+
+
+FIX = "; fix the data, map the column in the spec, or pass --on-bad-rows skip"
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def minimal_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "kpis.yaml"
+    spec.write_text(MINIMAL_SPEC, encoding="utf-8")
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. integers beyond Int64, sums that would overflow
+# ---------------------------------------------------------------------------------------------
+
+
+@HYPOTHESIS
+@given(big=st.one_of(st.integers(min_value=INT64_MAX + 1, max_value=10**30),
+                     st.integers(min_value=-(10**30), max_value=-(2**63) - 1)))
+def test_an_integer_beyond_int64_is_a_located_error_not_null(tmp_path: Path, big: int) -> None:
+    path = write(tmp_path / "e.jsonl", [row(input_tokens=5), row(input_tokens=big)])
+    assert load_error(path) == (
+        f"{path}:2: column 'input_tokens': expected a whole number (Int64), got {big}{FIX}"
+    )
+
+
+def test_an_integer_beyond_int64_is_skipped_and_counted_with_skip(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.jsonl", [row(input_tokens=5), row(input_tokens=10**20)])
+    loaded = load(path, skip=True)
+    assert loaded.frame.collect().get_column("input_tokens").to_list() == [5]
+    assert (loaded.rows, loaded.skipped) == (1, 1)
+
+
+def test_token_counts_that_would_overflow_a_sum_are_refused_at_their_line(tmp_path: Path) -> None:
+    # two token counts of 5e18 each fit Int64, their sum does not: polars wraps it to
+    # -8446744073709551616, which made tokens_per_task negative
+    path = write(tmp_path / "logs/events/e.jsonl", [
+        row("c1", input_tokens=3),
+        row("c1", input_tokens=5 * 10**18),
+        row("c2", input_tokens=5 * 10**18),
+        row("c2", event="resolution"),
+    ])
+    assert load_error(path) == (
+        f"{path}:2: column 'input_tokens': {5 * 10**18}: the integer columns of source "
+        "'events' (input_tokens) add up to 1e+19, more than a 64-bit integer holds "
+        f"({INT64_MAX}): their sums would overflow to a wrong (negative) number; fix the data"
+    )
+    code, out, err = cli("compute", "-c", str(minimal_spec(tmp_path)), str(path.parent),
+                         "--source", f"tool_calls={path}")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"kpictl: error: {path}:2: column 'input_tokens': 5000000000000000000")
+
+
+def test_sums_across_files_and_columns_are_checked_together(tmp_path: Path) -> None:
+    # each file fits, and each column fits; input + output tokens together do not
+    a = write(tmp_path / "d/a.jsonl", [row("c1", input_tokens=4 * 10**18)])
+    b = write(tmp_path / "d/b.jsonl", [row("c2", input_tokens=1, output_tokens=6 * 10**18)])
+    message = load_error(tmp_path / "d")
+    assert message.startswith(f"{b}:1: column 'output_tokens': 6000000000000000000: the "
+                              "integer columns of source 'events' (input_tokens, output_tokens) "
+                              "add up to 1e+19")
+    assert load(a).rows == 1 and load(b).rows == 1  # alone, each is fine
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. "NaN" / "Infinity" where a number is expected; a formula dividing by zero
+# ---------------------------------------------------------------------------------------------
+
+NON_FINITE = st.sampled_from(["NaN", "nan", "Infinity", "-Infinity", "inf", "-inf", "+inf",
+                              "INFINITY", "-NaN", " NaN "])
+
+
+@HYPOTHESIS
+@given(text=NON_FINITE, column=st.sampled_from(["csat", "cost_usd", "latency_ms"]))
+def test_nan_and_infinity_text_is_rejected_like_bare_nan(
+    tmp_path: Path, text: str, column: str
+) -> None:
+    path = write(tmp_path / "e.jsonl", [row(**{column: 4}), row(**{column: text})])
+    assert load_error(path) == (
+        f"{path}:2: column {column!r}: expected a number (Float64), got {text!r}{FIX}"
+    )
+    skipped = load(path, skip=True)
+    assert skipped.frame.collect().get_column(column).to_list() == [4.0]
+
+
+def test_a_nan_csat_no_longer_counts_as_good(tmp_path: Path) -> None:
+    # NaN compares above every number in polars: "NaN" csat counted as >= 4 (happy)
+    events = write(tmp_path / "logs/events/e.jsonl", [
+        row("c1", event="feedback", csat=2), row("c2", event="feedback", csat="NaN"),
+        row("c3", event="feedback", csat=5)])
+    calls = write(tmp_path / "logs/tool_calls/t.jsonl", [
+        {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "tool": "x", "status": "ok"}])
+    spec = minimal_spec(tmp_path)
+    spec.write_text(MINIMAL_SPEC.replace(
+        "  resolved_share:", "  happy_share:\n    over: conversations\n"
+        "    numerator: COUNT(*) FILTER (WHERE happy)\n    denominator: COUNT(*)\n"
+        "  resolved_share:"), encoding="utf-8")
+    args = ["compute", "-c", str(spec), str(events), "--source", f"tool_calls={calls}",
+            "--kpi", "happy_share", "-f", "json"]
+    code, _, err = cli(*args)
+    assert code == 1
+    assert err == (f"kpictl: error: {events}:2: column 'csat': expected a number (Float64), got "
+                   f"'NaN'{FIX}\n")
+    code, out, err = cli(*args, "--on-bad-rows", "skip")
+    assert code == 0, err
+    # c2's only row is skipped: c1 (csat 2) and c3 (csat 5) remain, one happy of two
+    assert json.loads(out)["results"][0]["value"] == pytest.approx(1 / 2)
+
+
+def test_nan_and_infinity_in_a_parquet_float_column_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "e.parquet"
+    pl.DataFrame({
+        "conversation_id": ["c1", "c2", "c3"],
+        "ts": ["2026-10-01T10:00:00Z"] * 3,
+        "event": ["feedback"] * 3,
+        "csat": [4.0, float("inf"), float("nan")],
+    }).write_parquet(path)
+    assert load_error(path) == (
+        f"{path} (row 2): column 'csat': expected a number (Float64), got inf (1 more bad rows)"
+        f"{FIX}"
+    )
+    assert load(path, skip=True).frame.collect().get_column("csat").to_list() == [4.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. the same file reached twice
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_file_named_twice_is_read_once_with_a_note(tmp_path: Path) -> None:
+    events = write(tmp_path / "logs/events/e.jsonl", [
+        row("c1"), row("c1", ts="2026-10-01T10:05:00Z", event="resolution"), row("c2")])
+    calls = write(tmp_path / "logs/tool_calls/t.jsonl", [
+        {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "tool": "x", "status": "ok"}])
+    folder = events.parent
+    loaded = load(folder, events, tmp_path / "logs/events/*.jsonl")
+    assert loaded.rows == 3 and len(loaded.files) == 1
+    glob = str(tmp_path / "logs/events/*.jsonl")
+    assert loaded.notes == (
+        f"source 'events': 2 files named more than once, read once: {events} (by "
+        f"{str(folder)!r} and {str(events)!r}), {events} (by {str(folder)!r} and {glob!r})",)
+    code, out, err = cli("compute", "-c", str(minimal_spec(tmp_path)), str(folder), str(events),
+                         "--source", f"tool_calls={calls}", "--kpi", "resolution_rate",
+                         "-f", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["results"][0]["n"] == 2  # c1 and c2, not four conversations' worth of rows
+    assert document["results"][0]["value"] == pytest.approx(1 / 2)
+    note = (f"source 'events': 1 file named more than once, read once: {events} (by "
+            f"{str(folder)!r} and {str(events)!r})")
+    assert f"kpictl: note: {note}\n" in err
+    assert document["notes"].count(note) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. an empty key is not a conversation
+# ---------------------------------------------------------------------------------------------
+
+
+@HYPOTHESIS
+@given(key=st.sampled_from(["", " ", "\t", "  \n "]))
+def test_an_empty_conversation_id_is_a_located_error(tmp_path: Path, key: str) -> None:
+    path = write(tmp_path / "e.jsonl", [row("c1"), row(key)])
+    assert load_error(path) == (
+        f"{path}:2: column 'conversation_id' is empty text ({key!r}): it is required{FIX}"
+    )
+    assert load(path, skip=True).frame.collect().get_column("conversation_id").to_list() == [
+        "c1"]
