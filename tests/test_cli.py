@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -214,3 +217,25 @@ def test_minimal_events_without_optional_columns(tmp_path: Path, logs: Path) -> 
     results = json.loads(out)["results"]
     assert results[0]["value"] == 0.5
     assert results[1]["breakdown"] == {"escalation_reason": None}
+
+
+def test_a_closed_pipe_exits_quietly_like_other_unix_tools() -> None:
+    """`kpictl compute … | head -1`: the reader goes away after one line; kpictl stops with exit
+    141 (128 + SIGPIPE) and nothing on stderr (was: "internal error: BrokenPipeError … please
+    report it", exit 70). The output (one row per KPI and conversation, ~3.5 MB) is far larger
+    than a pipe's buffer, so the write does fail."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as users
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    kpictl = f'"{sys.executable}" -c "from kpictl.cli import main; main()"'
+    pipeline = (
+        f"{kpictl} compute --by conversation_id --format csv | head -1; "
+        'echo "kpictl exit ${PIPESTATUS[0]}" >&2'
+    )
+    done = subprocess.run(
+        ["bash", "-c", pipeline], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.splitlines() == [
+        "kpi,cohort,conversation_id,breakdown,breakdown_value,value,n,pending,layer,format,"
+        "direction,owner"
+    ]
+    assert done.stderr == "kpictl exit 141\n"

@@ -12,7 +12,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -97,6 +97,16 @@ def _is_cli_exception(exc: Exception) -> bool:
     return module.startswith(("click", "typer"))
 
 
+def _closed_pipe() -> NoReturn:
+    """stdout's reader went away (`kpictl compute | head -1`): stop quietly, as a Unix tool killed
+    by SIGPIPE does (exit 141, nothing on stderr). stdout is pointed at /dev/null first, as
+    Python's documentation recommends (signal module, "Note on SIGPIPE"), so that the
+    interpreter's final flush does not fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(int(ExitCode.CLOSED_PIPE))
+
+
 class KpictlGroup(TyperGroup):
     """The one error boundary: library errors become `kpictl: error: …` and an exit code."""
 
@@ -108,6 +118,8 @@ class KpictlGroup(TyperGroup):
                 raise
             _stderr(f"kpictl: error: {exc.message}")
             raise SystemExit(int(exc.exit_code)) from None
+        except BrokenPipeError:
+            _closed_pipe()
         except Exception as exc:
             if ctx.meta.get("kpictl.traceback") or _is_cli_exception(exc):
                 raise
@@ -127,7 +139,8 @@ app = typer.Typer(
     name="kpictl",
     help="Prove what your AI agent is worth: verified-outcome KPIs from agent logs.\n\n"
     "KPIs are declared in kpi_definitions.yaml (filters and formulas are SQL expressions). "
-    "Exit codes: 0 ok, 1 data or spec error, 2 usage error, 3 a KPI at or above --fail-on.",
+    "Exit codes: 0 ok, 1 data or spec error, 2 usage error, 3 a KPI at or above --fail-on, "
+    "141 stdout closed early (e.g. piped into head).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -722,7 +735,13 @@ def sample(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    finally:
+        try:  # what is still buffered goes out here: the reader may have gone by now
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _closed_pipe()
 
 
 if __name__ == "__main__":  # pragma: no cover

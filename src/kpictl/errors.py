@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     DATA_OR_SPEC_ERROR = 1
     USAGE_ERROR = 2
     THRESHOLD_BREACHED = 3  # `--fail-on LEVEL` and some KPI is at or above that level
+    CLOSED_PIPE = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE, as for other tools
 
 
 class KpictlError(Exception):
