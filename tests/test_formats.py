@@ -212,7 +212,7 @@ OTLP_SPEC = FIXTURES / "otlp" / "spec.yaml"
 def test_otlp_spans_of_both_generations_become_events_and_tool_calls() -> None:
     spec = load_spec(OTLP_SPEC)
     sources = load_sources(spec, cache=False)
-    events = sources["events"].collect().sort("ts")
+    events = sources["events"].collect().filter(event="message").sort("ts")
     # conv-1: new names (gen_ai.provider.name, input_tokens as strings); the second export uses
     # gen_ai.system + prompt_tokens/completion_tokens, base64 ids and no conversation id
     trace_hex = bytes(range(16)).hex()
@@ -320,3 +320,183 @@ def test_escalation_rows_are_not_counted_as_agent_messages(tmp_path: Path) -> No
     row = result.table.filter(kpi="agent_messages_per_trial").row(0, named=True)
     # assistant messages: t1-0 2, t1-1 2 (the escalation is not one), t2-0 1
     assert (row["value"], row["n"]) == (pytest.approx((2 + 2 + 1) / 3), 3)
+
+
+def otlp_span(
+    name: str,
+    span_id: str,
+    attributes: dict[str, str],
+    *,
+    parent: str | None = None,
+    trace: str = "0af7651916cd43dd8448eb211c80319c",
+    start_ms: int = 0,
+    end_ms: int = 1000,
+) -> dict[str, object]:
+    """One OTLP JSON span (string attributes; ints as strings, like the exporters send them)."""
+    t0 = 1_790_000_000_000
+    span: dict[str, object] = {
+        "traceId": trace,
+        "spanId": span_id,
+        "name": name,
+        "startTimeUnixNano": str((t0 + start_ms) * 1_000_000),
+        "endTimeUnixNano": str((t0 + end_ms) * 1_000_000),
+        "attributes": [
+            {"key": k, "value": {"intValue" if v.isdigit() else "stringValue": v}}
+            for k, v in attributes.items()
+        ],
+        "status": {},
+    }
+    if parent is not None:
+        span["parentSpanId"] = parent
+    return span
+
+
+def otlp_export(*spans: dict[str, object]) -> str:
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": list(spans)}]}]})
+
+
+def otlp_spec(tmp_path: Path, **files: str) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text + "\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(OTLP_SPEC.read_text())
+    return spec
+
+
+ROOT = "a000000000000001"
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+USAGE = {"gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "100"}
+
+
+def test_the_conversation_id_of_the_root_span_names_every_span_of_its_trace(
+    tmp_path: Path,
+) -> None:
+    """Instrumentations set gen_ai.conversation.id on the root span only: its children (an
+    inference span, a tool span — here in another file of the source) join that conversation
+    (they were conversations of their own, keyed by the trace id)."""
+    root = otlp_span(
+        "invoke_agent support",
+        ROOT,
+        {"gen_ai.operation.name": "invoke_agent", "gen_ai.conversation.id": "app-42"},
+        end_ms=3000,
+    )
+    chat = otlp_span("chat gpt-4o", "a000000000000002", CHAT | USAGE, parent=ROOT)
+    tool = otlp_span(
+        "execute_tool get_order",
+        "a000000000000003",
+        {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_order"},
+        parent=ROOT,
+        start_ms=1000,
+        end_ms=1200,
+    )
+    other = otlp_span("chat gpt-4o", "b000000000000001", CHAT | USAGE, trace="f" * 32)
+    spec = otlp_spec(
+        tmp_path, **{"a.jsonl": otlp_export(root, chat) + "\n" + otlp_export(other)},
+        **{"b.json": otlp_export(tool)},
+    )
+    sources = load_sources(load_spec(spec), cache=False)
+    events = sources["events"].collect().sort("span_id")
+    assert events.select("conversation_id", "span_id").rows() == [
+        ("app-42", ROOT),
+        ("app-42", "a000000000000002"),
+        ("f" * 32, "b000000000000001"),  # a trace without an id stays keyed by its trace id
+    ]
+    calls = sources["tool_calls"].collect()
+    assert calls.select("conversation_id", "tool").rows() == [("app-42", "get_order")]
+
+
+def test_two_conversation_ids_in_one_trace_are_an_error(tmp_path: Path) -> None:
+    root = otlp_span("invoke_agent a", ROOT, {"gen_ai.conversation.id": "app-42"})
+    child = otlp_span(
+        "chat gpt-4o", "a000000000000002", CHAT | {"session.id": "app-43"}, parent=ROOT
+    )
+    spec = otlp_spec(tmp_path, **{"t.json": otlp_export(child, root)})
+    with pytest.raises(InputDataError) as caught:
+        load_sources(load_spec(spec), cache=False)
+    where = f"{tmp_path / 't.json'} resourceSpans[0] scopeSpans[0]"
+    assert str(caught.value) == (
+        f"{where} spans[1] span invoke_agent a: trace 0af7651916cd43dd8448eb211c80319c "
+        f"carries two conversation ids, 'app-42' and 'app-43' (at {where} spans[0] span "
+        "chat gpt-4o); a trace is one conversation: fix the instrumentation, or name the "
+        "attribute that identifies the conversation in options.conversation_id"
+    )
+
+
+def test_agent_spans_become_agent_run_events_with_their_duration(tmp_path: Path) -> None:
+    """invoke_agent spans and OpenInference AGENT spans are `agent_run` rows (role agent,
+    latency = the span's duration, no tokens or cost: the run's usage is its inference spans');
+    message-based KPIs and costs are unchanged."""
+    root = otlp_span(
+        "invoke_agent support",
+        ROOT,
+        {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": "support",
+            "gen_ai.conversation.id": "c1",
+        }
+        | USAGE,  # the run's totals: must not be counted a second time
+        end_ms=4250,
+    )
+    chat = otlp_span("chat gpt-4o", "a000000000000002", CHAT | USAGE, parent=ROOT, end_ms=800)
+    openinference = otlp_span(
+        "agent",
+        "b000000000000001",
+        {"openinference.span.kind": "AGENT", "session.id": "c2"},
+        trace="e" * 32,
+        end_ms=1500,
+    )
+    create = otlp_span(
+        "create_agent support", "b000000000000002", {"gen_ai.operation.name": "create_agent"},
+        trace="e" * 32,
+    )
+    spec = otlp_spec(tmp_path, **{"t.json": otlp_export(root, chat, openinference, create)})
+    text = spec.read_text().replace(
+        "        llm_cost: TOTAL(cost_usd)\n",
+        "        llm_cost: TOTAL(cost_usd)\n"
+        "        llm_messages: COUNT(*) FILTER (WHERE event = 'message' AND role = 'agent')\n"
+        "        tokens: TOTAL(input_tokens + output_tokens)\n",
+    ) + (
+        "  agent_latency_ms:\n    over: agent_runs\n    value: AVG(latency_ms)\n"
+        "  tokens_per_conversation:\n    over: conversations\n    value: AVG(tokens)\n"
+        "  messages_per_conversation:\n    over: conversations\n    value: AVG(llm_messages)\n"
+    )
+    text = text.replace(
+        "  calls:\n",
+        "  agent_runs:\n    from: events\n    where: event = 'agent_run'\n  calls:\n",
+    )
+    spec.write_text(text)
+    loaded = load_spec(spec)
+    sources = load_sources(loaded, cache=False)
+    events = sources["events"].collect().sort("span_id")
+    assert events.select(
+        "conversation_id", "event", "role", "agent_name", "latency_ms", "input_tokens", "cost_usd"
+    ).rows() == [
+        ("c1", "agent_run", "agent", "support", 4250.0, None, None),
+        ("c1", "message", "agent", None, 800.0, 1000, pytest.approx((1000 * 2.5 + 100 * 10) / 1e6)),
+        ("c2", "agent_run", "agent", None, 1500.0, None, None),  # create_agent: no row
+    ]
+    result = run_compute(loaded, sources)
+    values = {r["kpi"]: (r["value"], r["n"]) for r in result.table.iter_rows(named=True)}
+    assert values["agent_latency_ms"] == (pytest.approx((4250 + 1500) / 2), 2)
+    assert values["tokens_per_conversation"] == (pytest.approx((1100 + 0) / 2), 2)
+    assert values["messages_per_conversation"] == (pytest.approx((1 + 0) / 2), 2)
+    assert values["cost_per_conversation"] == (pytest.approx(0.0035 / 2), 2)
+
+
+def test_shipped_otlp_sample_gives_the_same_numbers_with_agent_runs() -> None:
+    """sample_logs/otlp has an invoke_agent span without a conversation id in conv-1's trace:
+    it joins conv-1 (not a third conversation) and adds no cost."""
+    spec = load_spec(FIXTURES.parent.parent / "sample_logs" / "otlp.yaml")
+    sources = load_sources(spec, cache=False)
+    events = sources["events"].collect()
+    counts = events.group_by("conversation_id", "event").len()
+    assert counts.sort("conversation_id", "event").rows() == [
+        ("000102030405060708090a0b0c0d0e0f", "message", 1),
+        ("conv-1", "agent_run", 1),
+        ("conv-1", "message", 1),
+    ]
+    result = run_compute(spec, sources)
+    values = {r["kpi"]: (r["value"], r["n"]) for r in result.table.iter_rows(named=True)}
+    assert values["tool_success"] == (pytest.approx(1 / 2), 2)
+    # conv-1: 600 × 2.5 + 400 × 1.25 + 200 × 10 per 1M = 0.004; the other reports 0.0007
+    assert values["cost_per_conversation"] == (pytest.approx((0.004 + 0.0007) / 2), 2)

@@ -13,7 +13,7 @@ import gzip
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,16 @@ class OtlpOptions:
 
 @dataclass(frozen=True)
 class FormatFrames:
-    """What one file of a format gives: events and tool calls (raw values, canonical names)."""
+    """What one file of a format gives: events and tool calls (raw values, canonical names).
+
+    `traces` (OTLP only): the conversation ids its spans carry, per trace — one row per
+    (trace_id, conversation id) with the first span's location, root spans first — so a source
+    of several files can give every span of a trace its conversation (`link_conversations`)."""
 
     events: pl.DataFrame
     tool_calls: pl.DataFrame
     records: int
+    traces: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -542,6 +547,7 @@ OTLP_ALIASES: dict[str, tuple[str, ...]] = {
     "agent_name": ("gen_ai.agent.name",),
 }
 INFERENCE_OPERATIONS = ("chat", "text_completion", "generate_content")
+AGENT_OPERATIONS = ("invoke_agent",)  # a run of an agent (create_agent only defines one)
 _INT_COLUMNS = (
     "input_tokens",
     "output_tokens",
@@ -706,6 +712,11 @@ def read_otlp(path: Path, options: OtlpOptions) -> FormatFrames:
     )
     start = pl.col("__startTimeUnixNano_ns")
     latency = (pl.col("__endTimeUnixNano_ns") - start).cast(pl.Float64) / 1e6
+    is_agent = (
+        (pl.col("operation").is_in(AGENT_OPERATIONS) | (kind == "AGENT")).fill_null(False)
+        & ~is_inference
+        & ~is_tool
+    )
     spans = spans.with_columns(
         pl.coalesce("conversation", "trace_id").alias("conversation_id"),
         (start // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"),
@@ -714,6 +725,8 @@ def read_otlp(path: Path, options: OtlpOptions) -> FormatFrames:
     )
     if (bad := _first_null(spans, "conversation_id")) is not None:
         raise InputDataError(f"{bad}: no gen_ai.conversation.id and no traceId")
+    traces = trace_conversations(spans)
+    (spans,) = link_conversations([spans], traces)
     resource_cols = [c for c in resource_wide.columns if c != "__res"]
     spans = spans.join(resource_wide, on="__res", how="left", maintain_order="left")
     common = [
@@ -728,17 +741,27 @@ def read_otlp(path: Path, options: OtlpOptions) -> FormatFrames:
         *resource_cols,
         LOCATION,
     ]
-    events = spans.filter(is_inference).select(
+    # an agent run's own usage / cost would total its inference spans' a second time: left off
+    usage = [
+        pl.when(is_agent).then(None).otherwise(pl.col(c)).alias(c)
+        for c in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        )
+    ]
+    events = spans.filter(is_inference | is_agent).select(
         *common,
-        pl.lit("message").alias("event"),
+        pl.when(is_agent).then(pl.lit("agent_run")).otherwise(pl.lit("message")).alias("event"),
         pl.lit("agent").alias("role"),
         "model",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        pl.col("cost_usd").cast(pl.Float64, strict=False),
+        *usage,
+        pl.when(is_agent)
+        .then(None)
+        .otherwise(pl.col("cost_usd").cast(pl.Float64, strict=False))
+        .alias("cost_usd"),
         pl.col("operation"),
     )
     tool_calls = spans.filter(is_tool & ~is_inference).select(
@@ -755,7 +778,52 @@ def read_otlp(path: Path, options: OtlpOptions) -> FormatFrames:
     )
     if (bad := _first_null(tool_calls, "tool")) is not None:
         raise InputDataError(f"{bad}: an execute_tool span without gen_ai.tool.name")
-    return FormatFrames(events, tool_calls, exports.height)
+    return FormatFrames(events, tool_calls, exports.height, traces)
+
+
+def trace_conversations(spans: pl.DataFrame) -> pl.DataFrame:
+    """The conversation ids that spans carry, per trace: (trace_id, `__trace_conversation`,
+    location of the first span carrying it), root spans first."""
+    return (
+        spans.filter(pl.col("conversation").is_not_null() & pl.col("trace_id").is_not_null())
+        .sort(pl.col("parent_span_id").is_not_null(), maintain_order=True)
+        .select("trace_id", pl.col("conversation").alias("__trace_conversation"), LOCATION)
+        .unique(["trace_id", "__trace_conversation"], keep="first", maintain_order=True)
+    )
+
+
+def link_conversations(
+    frames: Sequence[pl.DataFrame], traces: pl.DataFrame
+) -> list[pl.DataFrame]:
+    """Every span of a trace takes the conversation id found on any span of that trace
+    (instrumentations put it on the root span only); frames without a trace_id, or whose trace
+    carries no id, keep theirs. Spans of one trace carrying two ids are an error naming both."""
+    if traces.height == 0:
+        return list(frames)
+    clash = traces.filter(pl.len().over("trace_id") > 1)
+    if clash.height:
+        trace = clash.get_column("trace_id")[0]
+        (first, where), (second, other) = (
+            clash.filter(pl.col("trace_id") == trace)
+            .head(2)
+            .select("__trace_conversation", LOCATION)
+            .rows()
+        )
+        raise InputDataError(
+            f"{where}: trace {trace} carries two conversation ids, {first!r} and {second!r} "
+            f"(at {other}); a trace is one conversation: fix the instrumentation, or name the "
+            "attribute that identifies the conversation in options.conversation_id"
+        )
+    by_trace = traces.select("trace_id", "__trace_conversation")
+    return [
+        frame.join(by_trace, on="trace_id", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("__trace_conversation", "conversation_id").alias(
+            "conversation_id"))
+        .drop("__trace_conversation")
+        if frame.height and "trace_id" in frame.columns
+        else frame
+        for frame in frames
+    ]
 
 
 def _explode_level(frame: pl.DataFrame, column: str, name: str) -> pl.DataFrame:

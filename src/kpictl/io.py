@@ -24,7 +24,13 @@ import polars as pl
 from kpictl import __version__ as kpictl_version
 from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError
-from kpictl.formats import FORMAT_NAMES, FORMAT_SUFFIXES, LOCATION, read_format
+from kpictl.formats import (
+    FORMAT_NAMES,
+    FORMAT_SUFFIXES,
+    LOCATION,
+    link_conversations,
+    read_format,
+)
 from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
 OnBadRows = Literal["error", "skip"]
@@ -1017,6 +1023,7 @@ def load_format_source(
     calls under the name of every source derived from it."""
     events: list[pl.DataFrame] = []
     calls: list[pl.DataFrame] = []
+    traces: list[pl.DataFrame] = []
     sizes: list[tuple[Path, int, int, int]] = []
     files, ignored, notes = _source_files(request)
     for path, root in files:
@@ -1026,8 +1033,16 @@ def load_format_source(
             if part.height:
                 new = [e for e in partitions if e.meta.output_name() not in part.columns]
                 bucket.append(part.with_columns(new) if new else part)
+        if frames.traces.height:
+            traces.append(frames.traces)
         sizes.append((path, path.stat().st_size, frames.events.height,
                       frames.tool_calls.height))
+    if traces and len(sizes) > 1:  # a trace split over files (exports, rotation): one conversation
+        spans_by_trace = pl.concat(traces).unique(
+            ["trace_id", "__trace_conversation"], keep="first", maintain_order=True
+        )
+        events = link_conversations(events, spans_by_trace)
+        calls = link_conversations(calls, spans_by_trace)
     result: dict[str, LoadedSource] = {}
     for target, parts, position in ((request, events, 2), *((d, calls, 3) for d in derived)):
         combined = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
