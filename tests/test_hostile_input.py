@@ -221,3 +221,37 @@ def test_an_empty_conversation_id_is_a_located_error(tmp_path: Path, key: str) -
     )
     assert load(path, skip=True).frame.collect().get_column("conversation_id").to_list() == [
         "c1"]
+
+
+@pytest.mark.parametrize(
+    ("formula", "value"),
+    [
+        ("resolution_rate / escalation_rate", "inf"),  # 1/2 ÷ 0
+        ("escalation_rate / escalation_rate", "NaN"),  # 0 ÷ 0
+        ("resolution_rate / (escalation_rate + 1)", None),  # finite: no note
+    ],
+)
+def test_a_formula_dividing_by_zero_is_null_with_a_note(
+    tmp_path: Path, formula: str, value: str | None
+) -> None:
+    events = write(tmp_path / "logs/events/e.jsonl", [
+        row("c1"), row("c1", ts="2026-10-01T10:05:00Z", event="resolution"), row("c2")])
+    calls = write(tmp_path / "logs/tool_calls/t.jsonl", [
+        {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "tool": "x", "status": "ok"}])
+    spec = minimal_spec(tmp_path)
+    spec.write_text(MINIMAL_SPEC.replace(
+        "formula: resolution_rate / (resolution_rate + escalation_rate)", f"formula: {formula}"),
+        encoding="utf-8")
+    code, out, err = cli("compute", "-c", str(spec), str(events), "--source",
+                         f"tool_calls={calls}", "--kpi", "resolved_share", "-f", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    note = (f"resolved_share: the formula {formula} divides by zero (no finite value) in 1 of 1 "
+            "rows: those values are null")
+    if value is None:  # resolution 1/2 over escalation 0 + 1
+        assert document["results"][0]["value"] == pytest.approx(0.5)
+        assert not any("divides by zero" in n for n in document["notes"])
+    else:
+        assert document["results"][0]["value"] is None  # not inf, not NaN (invalid JSON)
+        assert note in document["notes"]
+        assert f"kpictl: note: {note}\n" in err

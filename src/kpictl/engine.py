@@ -743,7 +743,10 @@ def selected_kpis(spec: Spec, names: Sequence[str]) -> tuple[list[KpiSpec], list
     return [k for k in spec.kpis.values() if k.name in needed], output
 
 
-def _formula_rows(kpi: KpiSpec, computed: pl.DataFrame, dims: Sequence[str]) -> pl.DataFrame:
+def _formula_rows(
+    kpi: KpiSpec, computed: pl.DataFrame, dims: Sequence[str]
+) -> tuple[pl.DataFrame, str | None]:
+    """A formula KPI's rows, and a note when the formula has no finite value somewhere."""
     base = computed.filter(pl.col("breakdown").is_null() & pl.col("kpi").is_in(kpi.formula_kpis))
     index = ["grouping", *dims]
     wide = base.pivot(on="kpi", index=index, values="value")
@@ -753,15 +756,23 @@ def _formula_rows(kpi: KpiSpec, computed: pl.DataFrame, dims: Sequence[str]) -> 
     for name in kpi.formula_kpis:
         if name not in wide.columns:
             wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
-    wide = wide.with_columns(
-        compile_sql(kpi.formula or "").cast(pl.Float64).fill_nan(None).alias("value")
-    )
+    raw = compile_sql(kpi.formula or "").cast(pl.Float64)
+    # a division by zero gives ±inf or NaN: no number, so null (and a note), never inf
+    wide = wide.with_columns(pl.when(raw.is_finite()).then(raw).alias("value"),
+                             (raw.is_not_null() & ~raw.is_finite()).alias("__undefined"))
+    undefined = int(wide.get_column("__undefined").sum())
+    note = None
+    if undefined:
+        note = (
+            f"{kpi.name}: the formula {kpi.formula} divides by zero (no finite value) in "
+            f"{undefined} of {wide.height} rows: those values are null"
+        )
     rows = wide.select([*index, "value"]).join(sizes, on=index, how="left", nulls_equal=True)
     return rows.with_columns(
         pl.lit(kpi.name).alias("kpi"),
         pl.lit(None, dtype=pl.String).alias("breakdown"),
         pl.lit(None, dtype=pl.String).alias("breakdown_value"),
-    )
+    ), note
 
 
 def run_compute(
@@ -827,7 +838,10 @@ def run_compute(
     computed = computed.with_columns(pl.col("value").fill_nan(None))
     for kpi in kpis:
         if kpi.kind == "formula":
-            rows = _formula_rows(kpi, computed, [*dims, *([BUCKET] if options.grain else [])])
+            rows, note = _formula_rows(kpi, computed,
+                                       [*dims, *([BUCKET] if options.grain else [])])
+            if note is not None:
+                notes.append(note)
             computed = pl.concat([computed, rows.select(columns).cast(schema)])  # type: ignore[arg-type]
     table = _finish(
         spec,
