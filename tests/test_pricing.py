@@ -101,3 +101,88 @@ def test_genai_prices_opt_in_matches_the_package_on_another_usage() -> None:
     usage = genai_prices.Usage(input_tokens=1234, output_tokens=567)
     expected = float(genai_prices.calc_price(usage, model_ref="gpt-4o").total_price)
     assert (1234 * price.input + 567 * price.output) / 1e6 == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_price_row_prices_its_dated_snapshots_and_aliases_never_a_longer_name() -> None:
+    """Spans report dated snapshots (`gpt-4o-mini-2024-07-18`): a row `gpt-4o-mini` prices
+    them (it priced nothing). Exact beats alias beats snapshot; `gpt-4o` never prices a
+    `gpt-4o-mini…` or `gpt-4o-realtime-…` model."""
+    models = [
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-mini-2024-07-18",
+        "claude-3-5-sonnet-20241022",
+        "claude-3-5-sonnet@20241022",
+        "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "gpt-4o-2024-05-13",
+        "gpt-4o-mini-tts",
+        "gpt-4o-realtime-preview-2024-12-17",
+    ]
+    rows = pl.LazyFrame(
+        {"model": models, "input_tokens": [1_000_000] * len(models), "output_tokens": [0] * 9}
+    )
+    pricing = PricingSpec(
+        (
+            ModelPrice("gpt-4o", 2.5, 10.0),
+            ModelPrice("gpt-4o-mini", 0.15, 0.6),
+            ModelPrice("claude-3-5-sonnet", 3.0, 15.0,
+                       aliases=("anthropic.claude-3-5-sonnet-20241022-v2:0",)),
+            ModelPrice("gpt-4o-launch", 5.0, 15.0, aliases=("gpt-4o-2024-05-13",)),
+        )
+    )
+    priced = apply_prices(rows, pricing).collect()
+    assert priced.select("cost_usd", "cost_source", "price_model", "price_match").rows() == [
+        (2.5, "computed", "gpt-4o", "exact"),
+        (2.5, "computed", "gpt-4o", "snapshot"),
+        (0.15, "computed", "gpt-4o-mini", "snapshot"),
+        (3.0, "computed", "claude-3-5-sonnet", "snapshot"),
+        (3.0, "computed", "claude-3-5-sonnet", "snapshot"),
+        (3.0, "computed", "claude-3-5-sonnet", "alias"),
+        (5.0, "computed", "gpt-4o-launch", "alias"),  # the alias wins over gpt-4o's snapshot
+        (None, "unpriced", None, None),
+        (None, "unpriced", None, None),
+    ]
+
+
+def test_chat_costs_of_a_dated_snapshot_by_hand(tmp_path: Path) -> None:
+    """The chat fixture with `gpt-4o-2024-08-06` as its model is priced by the `gpt-4o` row:
+    the same cost per trial as with `gpt-4o` (was: every row unpriced, cost null)."""
+    data = (CHAT_SPEC.parent / "runs.jsonl").read_text()
+    (tmp_path / "runs.jsonl").write_text(data.replace('"gpt-4o"', '"gpt-4o-2024-08-06"'))
+    (tmp_path / "spec.yaml").write_text(CHAT_SPEC.read_text())
+    spec = load_spec(tmp_path / "spec.yaml")
+    sources = load_sources(spec, cache=False)
+    events = sources["events"].collect().filter(pl.col("cost_source").is_not_null())
+    assert events.select("model", "cost_source", "price_model", "price_match").unique().rows() == [
+        ("gpt-4o-2024-08-06", "computed", "gpt-4o", "snapshot")
+    ]
+    result = run_compute(spec, sources)
+    cost = result.table.filter(kpi="cost_per_trial").row(0, named=True)["value"]
+    # 1000 in + 200 out and 500 in + 100 out at $2.5 / $10 per 1M, over 3 trials
+    assert cost == pytest.approx((0.0025 + 0.002 + 0.00125 + 0.001) / 3)
+    assert result.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("aliases", "message"),
+    [
+        ("gpt-4o-old", "expected a list of model names such as [gpt-4o-latest], got 'gpt-4o-old'"),
+        ("[gpt-4o-mini]", "'gpt-4o-mini' is a model of its own under pricing.models; an alias "
+         "names a model that is not listed"),
+        ("[my-mini]", "'my-mini' is already an alias of 'gpt-4o-mini'; a model name has one "
+         "price"),
+    ],
+)
+def test_bad_aliases_are_spec_errors_with_their_line(
+    tmp_path: Path, aliases: str, message: str
+) -> None:
+    text = CHAT_SPEC.read_text().replace(
+        "    gpt-4o:\n      - {effective_from: 2026-01-01, input: 2.5, output: 10.0}\n",
+        "    gpt-4o-mini: {input: 0.15, output: 0.6, aliases: [my-mini]}\n"
+        "    gpt-4o:\n      - {effective_from: 2026-01-01, input: 2.5, output: 10.0,\n"
+        f"         aliases: {aliases}}}\n",
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(tmp_path / "spec.yaml")
+    assert f"spec.yaml:7: pricing.models.gpt-4o.aliases: {message}" in str(caught.value)

@@ -3,6 +3,13 @@
 Each row gets a provenance, `cost_source`: `reported` (the log's own cost), `computed` (tokens ×
 the price in force at the row's time) or `unpriced` (tokens but no price: the cost stays null,
 never a silent zero). Rows with neither tokens nor a cost have no provenance (null).
+
+A computed row also says which price row priced it (`price_model`) and how its model matched
+that row's name (`price_match`): `exact`; `alias` (listed under the row's `aliases:`);
+`snapshot` (a dated snapshot of the name: `<name>-YYYY-MM-DD`, `<name>-YYYYMMDD`,
+`<name>@YYYYMMDD`); or `genai_prices` (a model the spec does not list, priced by that package).
+Exact beats alias beats snapshot, and among snapshots the longest name wins, so
+`gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`, never as `gpt-4o`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from kpictl import schema as canonical
 from kpictl.errors import InputDataError
 
 COST_SOURCES = ("reported", "computed", "unpriced")
+PRICE_MATCHES = ("exact", "alias", "snapshot", "genai_prices")
+# what may follow a price row's name in a dated snapshot of it (the whole rest of the model name)
+SNAPSHOT_SUFFIX = r"^(?:-20\d\d-[01]\d-[0-3]\d|-20\d\d[01]\d[0-3]\d|@20\d\d-?[01]\d-?[0-3]\d)$"
 _PER_TOKEN = 1_000_000.0  # prices are USD per 1M tokens
 _NO_TIME = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)  # rows without a time: the latest price
 
@@ -31,6 +41,7 @@ class ModelPrice:
     cache_read: float | None = None  # None: cached input tokens cost the input price
     cache_write: float | None = None  # None: cache-write tokens cost the input price
     effective_from: dt.datetime | None = None  # None: since always
+    aliases: tuple[str, ...] = ()  # other model names this price row prices (`price_match` alias)
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,45 @@ def genai_price_rows(models: Sequence[str]) -> list[ModelPrice]:
     return found
 
 
+def match_prices(models: pl.LazyFrame, prices: Sequence[ModelPrice]) -> pl.LazyFrame:
+    """For each distinct `model`: the price row name that prices it (`__price_model`) and the
+    rule that matched (`price_match`, see the module doc); models no row matches are absent.
+    Vectorised over distinct models × price names (both small)."""
+    names = pl.LazyFrame(
+        {"__price_model": sorted({p.model for p in prices})}, schema={"__price_model": pl.String}
+    )
+    aliases = sorted({(a, p.model) for p in prices for a in p.aliases})
+    alias_table = pl.LazyFrame(
+        {"model": [a for a, _ in aliases], "__price_model": [m for _, m in aliases]},
+        schema={"model": pl.String, "__price_model": pl.String},
+    )
+    distinct = models.select(pl.col("model").cast(pl.String)).drop_nulls().unique()
+    name = pl.col("__price_model")
+    rest = pl.col("model").str.slice(name.str.len_chars())
+    by_name = (
+        distinct.join(names, how="cross")
+        .with_columns(
+            pl.when(pl.col("model") == name)
+            .then(pl.lit("exact"))
+            .when(pl.col("model").str.starts_with(name) & rest.str.contains(SNAPSHOT_SUFFIX))
+            .then(pl.lit("snapshot"))
+            .alias("price_match")
+        )
+        .filter(pl.col("price_match").is_not_null())
+    )
+    by_alias = distinct.join(alias_table, on="model").with_columns(
+        pl.lit("alias").alias("price_match")
+    )
+    rank = pl.col("price_match").replace_strict(
+        {"exact": 0, "alias": 1, "snapshot": 2}, return_dtype=pl.Int8
+    )
+    return (
+        pl.concat([by_name, by_alias], how="vertical_relaxed")
+        .sort(rank, name.str.len_chars(), name, descending=[False, True, False])
+        .unique("model", keep="first", maintain_order=True)
+    )
+
+
 def _tokens(frame: pl.LazyFrame, name: str) -> pl.Expr:
     schema = frame.collect_schema()
     if name in schema:
@@ -110,11 +160,14 @@ def apply_prices(
     if "input_tokens" not in schema and "output_tokens" not in schema:
         return frame
     prices = list(pricing.prices)
+    from_package: list[str] = []
     if pricing.genai_prices and "model" in schema:
-        listed = {p.model for p in prices}
-        models = frame.select(pl.col("model").drop_nulls().unique().sort()).collect()
-        wanted = [m for m in models.get_column("model").to_list() if m not in listed]
-        prices += genai_price_rows(wanted)
+        matched = match_prices(frame.select("model"), prices).select("model")
+        unmatched = frame.select(pl.col("model").cast(pl.String)).drop_nulls().unique()
+        unmatched = unmatched.join(matched, on="model", how="anti").sort("model").collect()
+        found = genai_price_rows(unmatched.get_column("model").to_list())
+        prices += found
+        from_package = [p.model for p in found]
     inp = _tokens(frame, "input_tokens")
     out = _tokens(frame, "output_tokens")
     cache_read = _tokens(frame, "cache_read_tokens").fill_null(0.0)
@@ -130,13 +183,21 @@ def apply_prices(
             time.fill_null(pl.lit(_NO_TIME, dtype=canonical.UTC_TIMESTAMP)).alias("__at"),
             pl.col("model").cast(pl.String),
         )
+        keyed = keyed.join(
+            match_prices(keyed.select("model"), prices), on="model", how="left"
+        ).with_columns(
+            pl.when(pl.col("__price_model").is_in(from_package))
+            .then(pl.lit("genai_prices"))
+            .otherwise(pl.col("price_match"))
+            .alias("price_match")
+        )
         joined = (
             keyed.sort("__at")
             .join_asof(
-                price_table(prices).lazy(),
+                price_table(prices).rename({"model": "__price_model"}).lazy(),
                 left_on="__at",
                 right_on="__from",
-                by="model",
+                by="__price_model",
                 strategy="backward",
                 check_sortedness=False,
             )
@@ -171,11 +232,22 @@ def apply_prices(
         .then(pl.lit("unpriced"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    frame = frame.with_columns(cost.alias("cost_usd"), source.alias("cost_source"))
+    matched = ~keep_reported & priced
+    has_match = "__price_model" in frame.collect_schema()
+    frame = frame.with_columns(
+        cost.alias("cost_usd"),
+        source.alias("cost_source"),
+        *(
+            pl.when(matched).then(pl.col(name)).alias(column)
+            if has_match
+            else pl.lit(None, dtype=pl.String).alias(column)
+            for name, column in (("__price_model", "price_model"), ("price_match", "price_match"))
+        ),
+    )
     return frame.drop(
         [
             c
-            for c in ("__in", "__out", "__cache_read", "__cache_write")
+            for c in ("__in", "__out", "__cache_read", "__cache_write", "__price_model")
             if c in frame.collect_schema()
         ]
     )
@@ -198,4 +270,8 @@ def mark_reported(frame: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("unpriced"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    return frame.with_columns(source.alias("cost_source"))
+    return frame.with_columns(
+        source.alias("cost_source"),
+        pl.lit(None, dtype=pl.String).alias("price_model"),
+        pl.lit(None, dtype=pl.String).alias("price_match"),
+    )

@@ -76,6 +76,8 @@ BUILTIN_COLUMNS: dict[str, pl.DataType] = {
 # not canonical (a log need not have them), but typed for the spec's validation.
 COST_COLUMNS: dict[str, pl.DataType] = {
     "cost_source": pl.String(),  # reported | computed | unpriced (kpictl.pricing)
+    "price_model": pl.String(),  # the price row that priced a computed cost
+    "price_match": pl.String(),  # exact | alias | snapshot | genai_prices (kpictl.pricing)
     "cache_read_tokens": pl.Int64(),
     "cache_write_tokens": pl.Int64(),
 }

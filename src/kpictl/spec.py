@@ -74,7 +74,7 @@ DEFAULT_KEYS = (
 SOURCE_KEYS = ("path", "columns", "format", "options", "from")
 SOURCE_FORMATS = ("auto", "jsonl", "parquet", *FORMAT_NAMES)
 PRICING_KEYS = ("models", "genai_prices")
-PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "effective_from")
+PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "effective_from", "aliases")
 PASS_KINDS = ("pass_k", "pass_at_k")
 PASS_KEYS = ("k", "task", "success")
 COLUMN_KEYS = ("from", "type", "unit", "default")
@@ -540,6 +540,7 @@ def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
         genai = False
     models = _mapping(problems, node, "models", "pricing.models")
     prices: list[ModelPrice] = []
+    aliases = _price_aliases(problems, models)
     for model, body in (models or {}).items():
         path = f"pricing.models.{model}"
         line = models.line_of(model) if models is not None else None
@@ -578,8 +579,45 @@ def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
             if amounts["input"] is None or amounts["output"] is None:
                 continue
             prices.append(ModelPrice(str(model), amounts["input"], amounts["output"],
-                                     amounts["cache_read"], amounts["cache_write"], since))
+                                     amounts["cache_read"], amounts["cache_write"], since,
+                                     aliases.get(str(model), ())))
     return PricingSpec(tuple(prices), genai)
+
+
+def _price_aliases(problems: _Problems, models: MarkedDict | None) -> dict[str, tuple[str, ...]]:
+    """`aliases: [name, …]` of each model (any of its dated entries may list them): other model
+    names its prices apply to. An alias that is a listed model, or an alias of two models, is
+    ambiguous and reported with its line."""
+    found: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    listed = {str(m) for m in models or {}}
+    for model, body in (models or {}).items():
+        entries = body if isinstance(body, list) else [body]
+        for position, entry in enumerate(entries):
+            if not isinstance(entry, MarkedDict) or entry.get("aliases") is None:
+                continue
+            path = (f"pricing.models.{model}" if len(entries) == 1
+                    else f"pricing.models.{model}[{position}]") + ".aliases"
+            line = entry.line_of("aliases")
+            names = entry["aliases"]
+            if not isinstance(names, list) or not all(
+                isinstance(n, str) and n.strip() for n in names
+            ):
+                problems.add(line, path, "expected a list of model names such as "
+                             f"[{model}-latest], got {names!r}")
+                continue
+            for name in names:
+                if name in listed:
+                    problems.add(line, path, f"{name!r} is a model of its own under "
+                                 "pricing.models; an alias names a model that is not listed")
+                elif owner.get(name, str(model)) != str(model):
+                    problems.add(line, path, f"{name!r} is already an alias of "
+                                 f"{owner[name]!r}; a model name has one price")
+                else:
+                    owner[name] = str(model)
+                    if name not in found.get(str(model), ()):
+                        found[str(model)] = (*found.get(str(model), ()), name)
+    return found
 
 
 def _build_defaults(problems: _Problems, data: MarkedDict) -> Defaults:
