@@ -281,6 +281,57 @@ def test_exact_path_falls_back_to_fisher_for_large_tables() -> None:
     assert math.isclose(c.p_value or 0, fisher, rel_tol=1e-12)
 
 
+def test_zero_in_both_arms_needs_no_test() -> None:
+    """0 of 1,000 against 0 of 240 (a KPI that never happens, in a cohort against the rest): the
+    difference is exactly 0 with no variance; p = 1 is stated, no exact test runs (Boschloo
+    took 8.5 s on this table). Fisher and Boschloo agree that p = 1; the CI is Newcombe's."""
+    for x_a, n_a, x_b, n_b, shown in ((0, 1000, 0, 240, "0%"), (30, 30, 12, 12, "100%")):
+        c = stats.compare_proportions(x_a, n_a, x_b, n_b)
+        assert (c.test, c.p_value, c.baseline, c.current) == ("identical_arms", 1.0, x_a / n_a,
+                                                              x_b / n_b)
+        assert c.warnings[0] == (
+            f"both arms are {shown} ({x_a} of {n_a:,} and {x_b} of {n_b:,}): the difference is "
+            "exactly 0 with no variance, so p = 1 without a test")
+        fisher = scipy_stats.fisher_exact([[x_a, x_b], [n_a - x_a, n_b - x_b]]).pvalue
+        assert fisher == pytest.approx(1.0)
+        assert c.absolute is not None and c.absolute.estimate == 0.0
+        assert (c.absolute.low, c.absolute.high) == stats.newcombe_interval(x_a, n_a, x_b, n_b)
+    boschloo = scipy_stats.boschloo_exact([[30, 12], [0, 0]]).pvalue
+    assert boschloo == pytest.approx(1.0)
+    # means: the same value in every unit of both arms
+    same = stats.compare_summaries(ArmSummary(0.0, 0.0, 500), ArmSummary(0.0, 0.0, 80))
+    assert (same.test, same.p_value, same.absolute) == ("identical_arms", 1.0, None)
+    assert same.warnings == (
+        "both arms are 0 in every unit: the difference is exactly 0 with no variance, so "
+        "p = 1 without a test",)
+    # a different constant per arm is not "no difference": still no test can be run
+    other = stats.compare_summaries(ArmSummary(0.0, 0.0, 500), ArmSummary(1.0, 0.0, 80))
+    assert other.p_value is None and other.warnings == (stats.ZERO_VARIANCE,)
+
+
+def test_the_exact_test_is_chosen_by_cost() -> None:
+    """Boschloo while (n_A+1)(n_B+1) ≤ 10,000 tables (≤ ~0.1 s), Fisher above; the test name
+    and the warning say which ran, and each p-value is scipy's."""
+    assert stats.BOSCHLOO_MAX_TABLES == 10_000
+    assert stats.exact_test_for(99, 99) == "boschloo"  # 100 × 100 = 10,000
+    assert stats.exact_test_for(100, 99) == "fisher"  # 101 × 100 = 10,100
+    small = stats.compare_proportions(2, 60, 7, 70)
+    assert small.test == "boschloo_exact"
+    assert small.p_value == pytest.approx(
+        scipy_stats.boschloo_exact([[2, 7], [58, 63]]).pvalue, rel=1e-12)
+    assert small.warnings[0] == (
+        "small cells (a cell < 10, an expected cell < 5 or n < 30): exact Boschloo test "
+        "p-value and Newcombe CI")
+    large = stats.compare_proportions(3, 1000, 1, 240)
+    assert large.test == "fisher_exact"
+    assert large.p_value == pytest.approx(
+        scipy_stats.fisher_exact([[3, 1], [997, 239]]).pvalue, rel=1e-12)
+    assert large.warnings[0] == (
+        "small cells (a cell < 10, an expected cell < 5 or n < 30): exact Fisher test "
+        "p-value (Boschloo's would weigh 241,241 tables, over the 10,000 that run quickly) "
+        "and Newcombe CI")
+
+
 def test_exact_path_with_a_zero_arm() -> None:
     c = stats.compare_proportions(0, 20, 5, 20)
     assert c.test == "boschloo_exact" and c.p_value is not None and c.absolute is not None
@@ -920,7 +971,9 @@ def test_calibration_small_sample_proportions_exactly() -> None:
     for x_a in range(n + 1):
         for x_b in range(n + 1):
             c = stats.compare_proportions(x_a, n, x_b, n)
-            assert c.test == "boschloo_exact" and c.p_value is not None and c.absolute
+            constant = x_a == x_b and x_a in (0, n)  # 0 % vs 0 % or 100 % vs 100 %: no test
+            assert c.test == ("identical_arms" if constant else "boschloo_exact")
+            assert c.p_value is not None and c.absolute
             weight = pmf[x_a] * pmf[x_b]
             size += weight * (c.p_value < 0.05)
             coverage += weight * (c.absolute.low <= 0 <= c.absolute.high)

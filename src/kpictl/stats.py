@@ -72,7 +72,12 @@ ZERO_VARIANCE = "zero/negative variance"
 BASELINE_ZERO = "baseline is 0: relative change undefined"
 NO_UNITS = "no units in one of the arms"
 G_WARN = 0.05  # denominator-stability threshold for a warning (A4)
-_BOSCHLOO_MAX_TABLES = 250_000  # (n_A+1)(n_B+1) above this: Fisher instead (≈ 0.15 s)
+# Boschloo's test costs ~(n_A+1)(n_B+1) tables × 32 nuisance points: measured with scipy 1.x on
+# this project's CI machine, 10,000 tables ≈ 0.05–0.1 s, 40,000 ≈ 0.3 s, 200,000 ≈ 7 s (and
+# 1001 × 241 tables, a cohort of ~1,000 units against ~240, took 8.5 s each). Above this bound
+# Fisher's exact test (conditional, milliseconds at any size) runs instead.
+BOSCHLOO_MAX_TABLES = 10_000
+IDENTICAL_ARMS = "identical_arms"  # the test name when no test is needed (p = 1)
 _WALSH_MAX_PAIRS = 5_000  # Hodges–Lehmann needs n(n+1)/2 Walsh averages in memory
 _EXACT_WILCOXON_MAX = 50
 
@@ -380,6 +385,17 @@ def _relative(
     return Interval(estimate, se, low, high), p, warnings
 
 
+def _identical_constant_arms(
+    a: ArmSummary, b: ArmSummary, described: str
+) -> tuple[str, ...] | None:
+    """The warning that replaces a test when both arms hold one and the same value in every
+    unit (0 % in both arms, say): the difference is exactly 0 with no variance, p = 1."""
+    if a.n > 0 and b.n > 0 and a.variance == 0 and b.variance == 0 and a.estimate == b.estimate:
+        return (f"{described}: the difference is exactly 0 with no variance, so p = 1 "
+                "without a test",)
+    return None
+
+
 def compare_summaries(
     baseline: ArmSummary,
     current: ArmSummary,
@@ -393,13 +409,17 @@ def compare_summaries(
 
     Δ = m_B − m_A, SE² = s²_A/n_A + s²_B/n_B, Welch–Satterthwaite df, p and CI from Student's t;
     relative (m_B − m_A)/|m_A| with the delta-method SE and a delta or Fieller CI. The p-value
-    is the absolute test's. n ≤ 1 or s² ≤ 0 in an arm → no test ("zero/negative variance");
+    is the absolute test's. The same value in every unit of both arms → no test, p = 1 (test
+    `identical_arms`); else n ≤ 1 or s² ≤ 0 in an arm → no test ("zero/negative variance");
     m_A = 0 → no relative effect ("baseline is 0: relative change undefined").
     """
     _check_alpha(alpha)
     m_a, m_b = _estimate_or_none(baseline), _estimate_or_none(current)
     if m_a is None or m_b is None:
         return Comparison(test, m_a, m_b, None, None, None, None, (NO_UNITS,))
+    identical = _identical_constant_arms(baseline, current, f"both arms are {m_a:g} in every unit")
+    if identical is not None:  # no interval can be estimated from no variance
+        return Comparison(IDENTICAL_ARMS, m_a, m_b, None, None, 1.0, None, identical)
     if baseline.n <= 1 or current.n <= 1 or not baseline.variance > 0 or not current.variance > 0:
         return Comparison(test, m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
     va, vb = baseline.variance / baseline.n, current.variance / current.n
@@ -547,6 +567,12 @@ def needs_exact_test(x_a: float, n_a: int, x_b: float, n_b: int) -> bool:
     return min(cells) < 10 or min(expected) < 5 or min(n_a, n_b) < 30
 
 
+def exact_test_for(n_a: int, n_b: int) -> Literal["boschloo", "fisher"]:
+    """The exact test chosen by cost: Boschloo (more powerful, unconditional) while its
+    (n_A+1)(n_B+1) tables are few enough to be quick, else Fisher."""
+    return "boschloo" if (n_a + 1) * (n_b + 1) <= BOSCHLOO_MAX_TABLES else "fisher"
+
+
 def compare_proportions(
     x_a: float,
     n_a: int,
@@ -558,10 +584,13 @@ def compare_proportions(
 ) -> Comparison:
     """Two proportions (A2): A1 on s² = p(1−p); small samples switch to an exact test.
 
-    When `needs_exact_test`: the p-value is Boschloo's (Fisher's when the table is too large
-    for Boschloo to be quick, or if it fails), the absolute CI is Newcombe's hybrid score
-    interval (its `se` is the unpooled Wald SE, for reference), df is None, and a warning says
-    so. The relative effect stays the A1 one (delta or Fieller).
+    When both arms are 0 % (or both 100 %) no test runs: the difference is exactly 0 with no
+    variance, p = 1, test `identical_arms`, the CI is Newcombe's, and a warning says so.
+    Otherwise, when `needs_exact_test`: the p-value is Boschloo's where that is quick
+    (`exact_test_for`), else Fisher's (also if Boschloo fails); the test name and a warning say
+    which ran. The absolute CI is Newcombe's hybrid score interval (its `se` is the unpooled
+    Wald SE, for reference), df is None. The relative effect stays the A1 one (delta or
+    Fieller).
     """
     _check_alpha(alpha)
     if not (0 <= x_a <= max(n_a, 0) and 0 <= x_b <= max(n_b, 0)):
@@ -575,21 +604,27 @@ def compare_proportions(
     c_a, c_b = _as_count(x_a), _as_count(x_b)
     if c_a is None or c_b is None:
         return _add_warnings(base, ("small cells but non-integer counts: no exact test",))
-    method: Literal["boschloo", "fisher"] = "boschloo"
-    if (n_a + 1) * (n_b + 1) > _BOSCHLOO_MAX_TABLES:
-        method = "fisher"
+    low, high = newcombe_interval(c_a, n_a, c_b, n_b, alpha)
+    delta = b.estimate - a.estimate
+    se = math.sqrt(a.variance / n_a + b.variance / n_b)
+    identical = _identical_constant_arms(
+        a, b, f"both arms are {a.estimate:.0%} ({c_a} of {n_a:,} and {c_b} of {n_b:,})")
+    if identical is not None:
+        return Comparison(IDENTICAL_ARMS, a.estimate, b.estimate, Interval(delta, se, low, high),
+                          base.relative, 1.0, None, identical)
+    method = exact_test_for(n_a, n_b)
     try:
         p = proportions_exact_test(c_a, n_a, c_b, n_b, method=method)
     except (ValueError, FloatingPointError, ArithmeticError):
         method = "fisher"
         p = proportions_exact_test(c_a, n_a, c_b, n_b, method=method)
-    low, high = newcombe_interval(c_a, n_a, c_b, n_b, alpha)
-    delta = b.estimate - a.estimate
-    se = math.sqrt(a.variance / n_a + b.variance / n_b)
+    why = ("" if method == "boschloo" else
+           f" (Boschloo's would weigh {(n_a + 1) * (n_b + 1):,} tables, over the "
+           f"{BOSCHLOO_MAX_TABLES:,} that run quickly)")
     label = "Boschloo" if method == "boschloo" else "Fisher"
     warnings = [
         f"small cells (a cell < 10, an expected cell < 5 or n < 30): exact {label} test "
-        "p-value and Newcombe CI"
+        f"p-value{why} and Newcombe CI"
     ]
     relative = base.relative
     if a.estimate == 0:
