@@ -39,7 +39,13 @@ from kpictl.sqlexpr import (
     did_you_mean,
     referenced_names,
 )
-from kpictl.yamlmarks import YAML_QUOTING_HINT, MarkedDict, read_marked_yaml
+from kpictl.yamlmarks import (
+    YAML_QUOTING_HINT,
+    MarkedDict,
+    decode_spec,
+    load_marked_yaml,
+    read_spec_bytes,
+)
 
 SPEC_VERSION = 1
 LAYERS = ("business_outcomes", "quality_adoption", "run_cost", "risk_compliance")
@@ -469,8 +475,8 @@ def _sql_text(problems: _Problems, node: MarkedDict, key: str, path: str) -> str
 def load_spec(path: str | Path, *, params: Mapping[str, str] | None = None) -> Spec:
     """Read, validate and type `kpi_definitions.yaml`. Raises SpecError listing every problem."""
     spec_path = Path(path)
-    data = read_marked_yaml(spec_path)
-    raw = spec_path.read_bytes()
+    raw = read_spec_bytes(spec_path)
+    data = load_marked_yaml(decode_spec(raw, spec_path), str(spec_path))
     spec = build_spec(data, spec_path, sha256=hashlib.sha256(raw).hexdigest())
     return spec.with_params(params) if params else spec
 
@@ -934,6 +940,12 @@ def _build_tables(
     return tables, column_types
 
 
+def _quoted_sql(sql: str, limit: int = 200) -> str:
+    """The expression as quoted in a problem: its start when it is long (it may be 10,000
+    characters, and the problem already says where it is)."""
+    return sql if len(sql) <= limit else f"{sql[:limit]}… ({len(sql):,} characters)"
+
+
 def _check(
     problems: _Problems,
     line: int | None,
@@ -947,7 +959,7 @@ def _check(
     try:
         return check_expression(sql, schema, **kwargs)
     except ExpressionProblem as exc:
-        problems.add(line, path, f"{exc}  [{sql}]")
+        problems.add(line, path, f"{exc}  [{_quoted_sql(sql)}]")
         return None
 
 

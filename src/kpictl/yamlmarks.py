@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +70,92 @@ for _loader in (_MarkedLoader, _FastLoader):
     )
 
 
+MAX_ALIAS_EXPANSION = 100_000
+"""How many values aliases (`*name`) may add to a spec: a real spec has a few hundred values in
+all; a 700-byte "billion laughs" file expands to a billion and would exhaust memory."""
+
+
+def _expanded_size(root: yaml.Node, file: str) -> None:
+    """Raise SpecError when aliases make the document expand past MAX_ALIAS_EXPANSION values.
+
+    Counts the values of the node graph as written (each node once) and as expanded (an alias
+    counts its whole target again), without expanding anything: sizes are memoised per node.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: a deeply nested file cannot exhaust the Python stack
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if not children_done:
+            if key in on_path:  # a recursive alias: the constructor reports it
+                sizes[key] = 1
+                continue
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        on_path.discard(key)
+        sizes[key] = 1 + sum(sizes.get(id(child), 1) for child in children)
+    written = len(sizes)
+    if sizes[id(root)] - written <= MAX_ALIAS_EXPANSION:
+        return
+    node = root  # locate: descend into the largest child while it alone is too large
+    while True:
+        children = _children(node)
+        biggest = max(children, key=lambda c: sizes.get(id(c), 1), default=None)
+        if biggest is None or sizes.get(id(biggest), 1) - written <= MAX_ALIAS_EXPANSION:
+            break
+        node = biggest
+    raise SpecError(
+        [
+            SpecProblem(
+                file,
+                node.start_mark.line + 1,
+                "(yaml)",
+                f"aliases (*name) expand this document to {sizes[id(root)]:,} values, more "
+                f"than the {MAX_ALIAS_EXPANSION:,} they may add (an alias bomb?); write the "
+                "values out or use fewer nested aliases",
+            )
+        ]
+    )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _load(text: str, loader_class: Any, file: str) -> Any:
+    """Compose the node graph, bound its expansion, then construct values (yaml.load's steps)."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, file)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_marked_yaml(text: str, file: str) -> Any:
     """Parse YAML text into plain Python values with MarkedDict mappings.
 
-    Raises SpecError with the file:line of a syntax error and the common quoting trap.
+    Raises SpecError with the file:line of a syntax error and the common quoting trap, or of
+    an alias bomb (see MAX_ALIAS_EXPANSION).
     """
     try:
         try:
-            return yaml.load(text, Loader=_FastLoader)  # a SafeLoader (C or Python): safe
+            return _load(text, _FastLoader, file)  # a SafeLoader (C or Python): safe
         except yaml.YAMLError:
-            return yaml.load(text, Loader=_MarkedLoader)  # the same error, better told
+            return _load(text, _MarkedLoader, file)  # the same error, better told
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -91,14 +169,41 @@ def load_marked_yaml(text: str, file: str) -> Any:
         raise SpecError([SpecProblem(file, None, "(yaml)", f"not valid YAML: {exc}")]) from exc
 
 
-def read_marked_yaml(path: Path) -> Any:
-    """Read and parse a YAML file (see load_marked_yaml)."""
+MAX_SPEC_BYTES = 1 << 20
+"""A spec is a few kilobytes; anything past 1 MiB is not one (or is /dev/zero)."""
+
+
+def read_spec_bytes(path: Path) -> bytes:
+    """The bytes of a spec file: a regular file of at most MAX_SPEC_BYTES, else SpecError."""
+    file = str(path)
+
+    def problem(message: str) -> SpecError:
+        return SpecError([SpecProblem(file, None, "(file)", message)])
+
+    not_regular = "not a regular file (a device, pipe or folder); pass a YAML file"
     try:
-        text = path.read_text(encoding="utf-8")
+        # stat before open: opening a named pipe would wait for a writer
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise problem(not_regular)
+        with path.open("rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise problem(not_regular)
+            raw = handle.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError as exc:
-        raise SpecError(
-            [SpecProblem(str(path), None, "(file)", "no such spec file; pass one with -c PATH")]
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+        raise problem("no such spec file; pass one with -c PATH") from exc
+    except OSError as exc:
+        raise problem(f"cannot read: {exc}") from exc
+    if len(raw) > MAX_SPEC_BYTES:
+        raise problem(
+            f"larger than {MAX_SPEC_BYTES // (1 << 20)} MiB, the most a spec may be; "
+            "is this the KPI spec?"
+        )
+    return raw
+
+
+def decode_spec(raw: bytes, path: Path) -> str:
+    """The spec's bytes as text; SpecError when they are not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise SpecError([SpecProblem(str(path), None, "(file)", f"cannot read: {exc}")]) from exc
-    return load_marked_yaml(text, str(path))
