@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kpictl"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"schema", "sqlexpr", "yamlmarks"},
-    {"formats"},  # log formats the io layer reads (imported by io)
+    {"formats", "cache"},  # log formats the io layer reads, its JSONL cache (imported by io)
     {"io", "sample", "pricing"},
     {"rollup"},
     {"spec"},

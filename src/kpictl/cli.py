@@ -212,7 +212,7 @@ CacheOption = Annotated[
     typer.Option(
         "--cache/--no-cache",
         help="Keep parsed JSONL as Parquet between runs (in $KPICTL_CACHE_DIR, else "
-        "~/.cache/kpictl), keyed by path, size and modification time.",
+        "~/.cache/kpictl), keyed by each file's path and content; see `kpictl cache info`.",
     ),
 ]
 RepriceOption = Annotated[
@@ -318,6 +318,8 @@ def _report_inputs(sources: Sources) -> None:
                 f"kpictl: note: source {loaded.name!r}: ignored {len(loaded.ignored)} "
                 f"file(s) that are not logs, e.g. {loaded.ignored[0]}"
             )
+    for note in sources.cache_notes:
+        _stderr(f"kpictl: note: {note}")
 
 
 # ----------------------------------------------------------------------------------------------

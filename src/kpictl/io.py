@@ -12,8 +12,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,8 @@ import polars as pl
 
 from kpictl import __version__ as kpictl_version
 from kpictl import schema as canonical
+from kpictl.cache import CACHE_FORMAT, JsonlCache, digest_file
+from kpictl.cache import jsonl_cache_dir as jsonl_cache_dir
 from kpictl.errors import EmptyInputError, InputDataError
 from kpictl.formats import (
     FORMAT_NAMES,
@@ -74,6 +74,8 @@ class LoadedSource:
     ignored: tuple[str, ...] = ()
     # what a reader of the numbers should know about the input (a file named twice, …)
     notes: tuple[str, ...] = ()
+    # what happened to the JSONL cache (an entry damaged, the folder unusable): said on stderr
+    cache_notes: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -103,6 +105,11 @@ class Sources:
         """Every file read, source by source."""
         return [f for src in self.by_name.values() for f in src.files]
 
+    @property
+    def cache_notes(self) -> list[str]:
+        """The sources' cache notes, each once."""
+        return list(dict.fromkeys(n for src in self.by_name.values() for n in src.cache_notes))
+
 
 @dataclass(frozen=True)
 class ColumnRule:
@@ -130,7 +137,7 @@ class SourceRequest:
     # does not fit its type sends the file down the inferring path, which locates the problem.
     fields: Mapping[str, pl.DataType] | None = None
     # where each JSONL file's canonical frame is kept between runs (None: no cache); see
-    # `jsonl_cache_dir`
+    # `kpictl.cache`
     cache_dir: Path | None = None
     # `format: chat | otlp_json`: the reader's options (kpictl.formats.ChatOptions, OtlpOptions)
     options: Any = None
@@ -308,31 +315,16 @@ def _widen(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
 # The JSONL cache: each file's canonical frame (what `_load_file` returns) kept as Parquet
 # ----------------------------------------------------------------------------------------------
 
-# 2: the canonical frame (column rules, types and --on-bad-rows skip applied) and the file's
-# report; 1 held the file as parsed
-CACHE_FORMAT = 2
-
-
-def jsonl_cache_dir() -> Path | None:
-    """Where parsed JSONL is cached: $KPICTL_CACHE_DIR, else $XDG_CACHE_HOME/kpictl, else
-    ~/.cache/kpictl; None when $KPICTL_NO_CACHE is set (to anything but 0 or empty)."""
-    if os.environ.get("KPICTL_NO_CACHE", "") not in ("", "0"):
-        return None
-    if os.environ.get("KPICTL_CACHE_DIR"):
-        return Path(os.environ["KPICTL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kpictl"
-
-
 def _cache_key(
     path: Path, request: SourceRequest, fields: Mapping[str, pl.DataType] | None,
     on_bad_rows: str, partitions: Mapping[str, str],
 ) -> str | None:
-    """Everything a file's canonical frame depends on: the file (path, size, modification
-    time), how it is read (fields, --on-bad-rows), the source's canonical table and column
-    rules, its partition folders, and the code (cache format, kpictl and polars versions)."""
+    """Everything a file's canonical frame depends on: the file (path and a hash of its
+    bytes, so an edit that keeps size and modification time is seen), how it is read (fields,
+    --on-bad-rows), the source's canonical table and column rules, its partition folders, and
+    the code (cache format, kpictl and polars versions)."""
     try:
-        stat = path.stat()
+        digest = digest_file(path)
     except OSError:
         return None
     rules = [
@@ -340,77 +332,44 @@ def _cache_key(
         for r in request.columns
     ]
     identity = json.dumps([
-        CACHE_FORMAT, kpictl_version, pl.__version__, str(path.resolve()), stat.st_size,
-        stat.st_mtime_ns, on_bad_rows,
+        CACHE_FORMAT, kpictl_version, pl.__version__, str(path.resolve()), digest, on_bad_rows,
         None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
         request.name, rules, sorted(partitions.items()),
     ])
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def _schema_names(schema: Mapping[str, pl.DataType]) -> list[list[str]]:
-    return [[name, str(dtype)] for name, dtype in schema.items()]
-
-
 def _cache_get(
-    cache_dir: Path | None, key: str | None, path: Path
+    cache: JsonlCache, key: str | None, path: Path
 ) -> tuple[pl.LazyFrame | None, int, int, tuple[str, ...]] | None:
     """An unchanged file's canonical frame (scanned lazily; None when no row was kept), rows
     kept, rows skipped and the reasons; None when there is no sound entry."""
-    if cache_dir is None or key is None:
+    found = None if key is None else cache.get(key, str(path))
+    if found is None:
         return None
-    frame_file, meta_file = cache_dir / f"{key}.parquet", cache_dir / f"{key}.json"
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        rows, skipped, reasons, schema = (
-            meta["rows"], meta["skipped"], meta["reasons"], meta["schema"])
-        if not (isinstance(rows, int) and isinstance(skipped, int) and isinstance(reasons, list)
-                and all(isinstance(r, str) for r in reasons)):
-            return None
-        # reasons name the file as this run spells it (a cached run may spell it differently)
-        written = str(meta["path"])
-        reasons = [str(path) + r[len(written):] if r.startswith((f"{written}:", f"{written} ("))
-                   else r for r in reasons]
-        if schema is None:  # no row kept: nothing to scan
-            return None, 0, skipped, tuple(reasons)
-        # Checked here, not when a query reads it: the footer (schema) and the row count
-        if _schema_names(pl.read_parquet_schema(frame_file)) != schema:
-            return None
-        frame = pl.scan_parquet(frame_file, glob=False, hive_partitioning=False)
-        if frame.select(pl.len()).collect().item() != rows:
-            return None
-    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError,
-            pl.exceptions.PanicException):
-        return None  # absent, or half-written by a run that died: parse the file again
+    assert key is not None
+    frame, meta = found
+    rows, skipped, reasons, written = (
+        meta.get("rows"), meta.get("skipped"), meta.get("reasons"), meta.get("path"))
+    if not (isinstance(rows, int) and isinstance(skipped, int) and isinstance(reasons, list)
+            and all(isinstance(r, str) for r in reasons) and isinstance(written, str)):
+        cache.reject(key, str(path), "its report is not well-formed")
+        return None
+    # reasons name the file as this run spells it (a cached run may spell it differently)
+    reasons = [str(path) + r[len(written):] if r.startswith((f"{written}:", f"{written} ("))
+               else r for r in reasons]
     return frame, rows, skipped, tuple(reasons)
 
 
-def _cache_put(cache_dir: Path | None, key: str | None, path: Path,
-               frame: pl.DataFrame | None, report: FileReport) -> None:
-    """Keep a file's canonical frame and report; written to temporary names and renamed, so
-    concurrent runs and interrupted writes never leave a partial entry that is read. Failures
-    (and frames Parquet cannot hold as they are) are ignored."""
-    if cache_dir is None or key is None:
+def _cache_put(cache: JsonlCache, key: str | None, path: Path, frame: pl.DataFrame | None,
+               report: FileReport, request: SourceRequest, fields: Mapping[str, pl.DataType]
+               | None, on_bad_rows: str, partitions: Mapping[str, str]) -> None:
+    """Keep a file's canonical frame and report, unless the file changed while it was read."""
+    if key is None or _cache_key(path, request, fields, on_bad_rows, partitions) != key:
         return
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    tmp_frame = cache_dir / f"{key}.parquet.{token}.tmp"
-    tmp_meta = cache_dir / f"{key}.json.{token}.tmp"
-    meta = {"path": str(path), "rows": report.rows, "skipped": report.skipped,
-            "reasons": list(report.skipped_reasons), "schema": None}
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        if frame is not None:
-            frame.write_parquet(tmp_frame)
-            meta["schema"] = _schema_names(frame.schema)
-            if _schema_names(pl.read_parquet_schema(tmp_frame)) != meta["schema"]:
-                raise ValueError("a column type does not survive Parquet")
-        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-        if frame is not None:
-            os.replace(tmp_frame, cache_dir / f"{key}.parquet")
-        os.replace(tmp_meta, cache_dir / f"{key}.json")
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        for leftover in (tmp_frame, tmp_meta):
-            leftover.unlink(missing_ok=True)
+    cache.put(key, str(path), frame, {"path": str(path), "rows": report.rows,
+                                      "skipped": report.skipped,
+                                      "reasons": list(report.skipped_reasons)})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,7 +635,8 @@ def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping
 
 
 def _load_file(
-    path: Path, root: Path, fmt: str, request: SourceRequest, on_bad_rows: OnBadRows
+    path: Path, root: Path, fmt: str, request: SourceRequest, on_bad_rows: OnBadRows,
+    cache: JsonlCache,
 ) -> tuple[pl.LazyFrame | None, FileReport]:
     size = path.stat().st_size
     partitions = _partition_values(path, root)
@@ -689,9 +649,9 @@ def _load_file(
         return _checked_frame(path, fmt, request, on_bad_rows, frame, rows, size, partitions)
     fields = None if request.fields is None else {
         k: v for k, v in request.fields.items() if k not in partitions}
-    key = None if request.cache_dir is None else _cache_key(
+    key = None if not cache.enabled else _cache_key(
         path, request, fields, on_bad_rows, partitions)
-    cached = _cache_get(request.cache_dir, key, path)
+    cached = _cache_get(cache, key, path)
     if cached is not None:  # scanned like a Parquet input, already checked and converted
         stored, rows, skipped, reasons = cached
         return stored, FileReport(request.name, str(path), fmt, size, rows, skipped, reasons)
@@ -704,7 +664,7 @@ def _load_file(
         dropped,
     )
     kept = None if checked is None else checked.collect()  # in memory already: no new work
-    _cache_put(request.cache_dir, key, path, kept, report)
+    _cache_put(cache, key, path, kept, report, request, fields, on_bad_rows, partitions)
     return (None if kept is None else kept.lazy()), report
 
 
@@ -839,10 +799,11 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
     frames: list[tuple[pl.LazyFrame, FileReport]] = []
     reports: list[FileReport] = []
     files, ignored, notes = _source_files(request)
+    cache = JsonlCache(request.cache_dir)
     for path, root in files:
         fmt = _suffix_format(path, request.format)
         assert fmt is not None
-        frame, report = _load_file(path, root, fmt, request, on_bad_rows)
+        frame, report = _load_file(path, root, fmt, request, on_bad_rows, cache)
         reports.append(report)
         if frame is not None:
             frames.append((frame, report))
@@ -854,7 +815,8 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
     _check_sums(request.name, frames)
     combined = (frames[0][0] if len(frames) == 1
                 else pl.concat([f for f, _ in frames], how="diagonal_relaxed"))
-    return LoadedSource(request.name, combined, tuple(reports), tuple(ignored), tuple(notes))
+    return LoadedSource(request.name, combined, tuple(reports), tuple(ignored), tuple(notes),
+                        tuple(cache.notes))
 
 
 def _source_files(request: SourceRequest) -> tuple[list[tuple[Path, Path]], list[str], list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -95,7 +96,7 @@ def load_sources(
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
 
-    Parsed JSONL is cached as Parquet (see `kpictl.io.jsonl_cache_dir`) unless `cache=False`.
+    Parsed JSONL is cached as Parquet (see `kpictl.cache`) unless `cache=False`.
     With a `pricing:` section (or a chat / otlp_json source) every row of the canonical tables
     carries `cost_source` (reported | computed | unpriced, see `kpictl.pricing`); `reprice`
     recomputes every cost from the spec's prices, so periods compare at constant prices.
@@ -128,5 +129,5 @@ def load_sources(
         if name in canonical.CANONICAL_TABLES:
             frame = (apply_prices(frame, spec.pricing, reprice=reprice) if spec.pricing.enabled
                      else mark_reported(frame))
-        loaded[name] = LoadedSource(item.name, frame, item.files, item.ignored, item.notes)
+        loaded[name] = replace(item, frame=frame)
     return Sources(loaded)
