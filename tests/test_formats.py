@@ -500,3 +500,20 @@ def test_shipped_otlp_sample_gives_the_same_numbers_with_agent_runs() -> None:
     assert values["tool_success"] == (pytest.approx(1 / 2), 2)
     # conv-1: 600 × 2.5 + 400 × 1.25 + 200 × 10 per 1M = 0.004; the other reports 0.0007
     assert values["cost_per_conversation"] == (pytest.approx((0.004 + 0.0007) / 2), 2)
+
+
+def test_two_conversation_ids_in_one_trace_split_over_files_are_an_error(tmp_path: Path) -> None:
+    root = otlp_span("invoke_agent a", ROOT, {"gen_ai.conversation.id": "app-42"})
+    child = otlp_span(
+        "chat gpt-4o", "a000000000000002", CHAT | {"gen_ai.conversation.id": "app-43"},
+        parent=ROOT,
+    )
+    spec = otlp_spec(tmp_path, **{"a.json": otlp_export(root), "b.json": otlp_export(child)})
+    with pytest.raises(InputDataError) as caught:
+        load_sources(load_spec(spec), cache=False)
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'a.json'} resourceSpans[0] scopeSpans[0] spans[0] span invoke_agent a: "
+        "trace 0af7651916cd43dd8448eb211c80319c carries two conversation ids, 'app-42' and "
+        f"'app-43' (at {tmp_path / 'b.json'} resourceSpans[0] scopeSpans[0] spans[0] span "
+        "chat gpt-4o); a trace is one conversation"
+    )

@@ -162,9 +162,9 @@ def apply_prices(
     prices = list(pricing.prices)
     from_package: list[str] = []
     if pricing.genai_prices and "model" in schema:
-        matched = match_prices(frame.select("model"), prices).select("model")
-        unmatched = frame.select(pl.col("model").cast(pl.String)).drop_nulls().unique()
-        unmatched = unmatched.join(matched, on="model", how="anti").sort("model").collect()
+        listed = match_prices(frame.select("model"), prices).select("model")
+        distinct = frame.select(pl.col("model").cast(pl.String)).drop_nulls().unique()
+        unmatched = distinct.join(listed, on="model", how="anti").sort("model").collect()
         found = genai_price_rows(unmatched.get_column("model").to_list())
         prices += found
         from_package = [p.model for p in found]
@@ -232,13 +232,13 @@ def apply_prices(
         .then(pl.lit("unpriced"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    matched = ~keep_reported & priced
+    computed_here = ~keep_reported & priced
     has_match = "__price_model" in frame.collect_schema()
     frame = frame.with_columns(
         cost.alias("cost_usd"),
         source.alias("cost_source"),
         *(
-            pl.when(matched).then(pl.col(name)).alias(column)
+            pl.when(computed_here).then(pl.col(name)).alias(column)
             if has_match
             else pl.lit(None, dtype=pl.String).alias(column)
             for name, column in (("__price_model", "price_model"), ("price_match", "price_match"))
