@@ -815,3 +815,46 @@ def test_unknown_baseline_is_a_usage_error() -> None:
 def test_report_has_help() -> None:
     code, out, _ = run("report", "--help")
     assert code == 0 and "--charts" in out and "--fail-on" in out and len(out) > 200
+
+
+def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
+    tmp_path: Path,
+) -> None:
+    """Rows without a time are kept by every command (one definition: engine.source_rows). The
+    report used to drop them: LLM cost $0.00 while the facts held $0.00675, "tool calls of
+    unknown conversations 4 of 4", "Period: start – None"."""
+    from kpictl.engine import ComputeOptions, facts, resolve_window
+    from kpictl.scorecard import Slice, conversation_costs, cost_totals, slice_facts
+    from kpictl.sources import load_sources
+    from kpictl.spec import load_spec
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"
+    (tmp_path / "spec.yaml").write_bytes((fixtures / "spec.yaml").read_bytes())
+    records = [json.loads(line) for line in (fixtures / "runs.jsonl").read_text().splitlines()
+               if line.strip()]
+    for record in records:
+        del record["created_at"]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec = load_spec(tmp_path / "spec.yaml")
+    sources = load_sources(spec, cache=False)
+    assert sources["events"].select(pl.col("ts").is_null().all()).collect().item()
+    # gpt-4o at $2.5 / $10 per 1M: t1-0 1000 in + 200 out = 0.0045; t1-1 no usage; t2-0 500 in +
+    # 100 out = 0.00225
+    llm = facts(spec, sources).get_column("llm_cost").sum()
+    assert llm == pytest.approx(0.00675, rel=1e-12)
+    window = resolve_window(spec, sources, ComputeOptions())
+    piece = Slice("all conversations", sources, window)
+    keys = slice_facts(spec, piece).select("conversation_id")
+    totals = cost_totals(spec, conversation_costs(spec, piece, keys))
+    assert (totals.conversations, totals.llm) == (3, pytest.approx(llm, rel=1e-12))
+
+    code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "- **Period:** no timestamps in the data (every conversation read is counted)" in lines
+    assert "- **As of:** none (no timestamps in the data)" in lines
+    assert "| LLM cost | $0.01 | Σ events.cost_usd |" in lines  # $0.00675, to the cent
+    unknown = next(line for line in lines if "tool calls of unknown conversations" in line)
+    assert unknown.startswith(
+        "| tool calls of unknown conversations | tool_calls | conversation_id | 0 | 4 | 0.00 % |")
+    assert "None" not in out

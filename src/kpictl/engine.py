@@ -153,8 +153,9 @@ def names_in(sqls: Sequence[str | None]) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
-    """A source's rows up to as-of (rows without a time, e.g. chat transcripts, are kept).
+def source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
+    """A source's rows as every command reads them: those up to as-of, and the rows without a
+    time (chat transcripts without timestamps, say), which are kept.
     When as-of is at or after the latest timestamp in the data no row is dropped, and the
     filter is left out: one that keeps every row still cost 10 % of a run at 10M events."""
     frame = sources[name]
@@ -190,7 +191,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
     entries = {e.name: e for e in table.rollup}
     result: pl.LazyFrame | None = None
     for position, source in enumerate(table.rollup_sources()):
-        rows = _source_rows(sources, source, window)
+        rows = source_rows(sources, source, window)
         row_schema = rows.collect_schema()
         names = [e.name for e in table.rollup if e.source == source]
         sqls = [entries[n].sql for n in names]
@@ -271,7 +272,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
             f"table {table.name!r}: no rows up to as-of {window.as_of.isoformat()}"
         )
     first_source = table.rollup_sources()[0]
-    facts = _check_attributes(table, facts, _source_rows(sources, first_source, window))
+    facts = _check_attributes(table, facts, source_rows(sources, first_source, window))
     ordered = [key, *[n for n in entries], *[a for a in table.attributes if a in facts.columns]]
     missing = [a for a in table.attributes if a not in facts.columns]
     facts = facts.select(ordered)
@@ -394,7 +395,7 @@ def row_table(
     there, empty, with their type; when it reads none of them, the lookup join is skipped (a
     join of millions of rows that changes nothing the run reads)."""
     assert table.from_source is not None
-    rows = _source_rows(sources, table.from_source, window)
+    rows = source_rows(sources, table.from_source, window)
     if table.where:
         literals = literal_columns(spec, window, names_in([table.where]))
         rows = rows.with_columns(literals) if literals else rows

@@ -39,6 +39,7 @@ from kpictl import __version__, stats
 from kpictl.comparison import CompareOptions, CompareResult, run_compare
 from kpictl.engine import (
     BUCKET,
+    UNTIMED_AS_OF,
     ComputeOptions,
     ComputeResult,
     Window,
@@ -47,6 +48,7 @@ from kpictl.engine import (
     names_in,
     resolve_window,
     run_compute,
+    source_rows,
 )
 from kpictl.errors import UsageError
 from kpictl.io import FileReport, Sources
@@ -530,12 +532,10 @@ def slice_facts(spec: Spec, piece: Slice) -> pl.DataFrame:
 
 
 def _source_rows(piece: Slice, name: str) -> pl.LazyFrame | None:
+    """The slice's rows of a source, as the engine reads them (`engine.source_rows`)."""
     if name not in piece.sources:
         return None
-    frame = piece.sources[name]
-    if "ts" in frame.collect_schema():
-        frame = frame.filter(pl.col("ts") <= piece.window.as_of)
-    return frame
+    return source_rows(piece.sources, name, piece.window)
 
 
 def conversation_costs(spec: Spec, piece: Slice, keys: pl.DataFrame) -> pl.DataFrame:
@@ -712,7 +712,9 @@ def data_quality(
 
 
 def _tool_call_timing(sources: Sources) -> list[Finding]:
-    starts = sources["events"].group_by("conversation_id").agg(pl.col("ts").min().alias("__start"))
+    starts = sources["events"].group_by("conversation_id").agg(
+        pl.col("ts").min().alias("__start"), pl.len().alias("__events")
+    )
     calls = (
         sources["tool_calls"]
         .select("conversation_id", "ts")
@@ -720,7 +722,9 @@ def _tool_call_timing(sources: Sources) -> list[Finding]:
         .collect()
     )
     before = int(calls.select((pl.col("ts") < pl.col("__start")).sum()).item() or 0)
-    orphans = calls.get_column("__start").null_count()
+    # a conversation is known when it has events, timed or not (chat transcripts may have no
+    # times: their first event's time is null, the conversation still exists)
+    orphans = calls.get_column("__events").null_count()
     return [
         Finding(
             "tool calls before their conversation started",
@@ -1454,10 +1458,16 @@ def _section_header(data: ReportData) -> list[str]:
     window = data.current.window
     title = options.title or "Agent scorecard"
     end = window.until or window.as_of
-    period = (
-        f"{iso(data.period_start) or 'start'} – {iso(end)} (conversations started in the period)"
-    )
-    lines = [f"# {title}", "", f"- **Period:** {period}", f"- **As of:** {iso(window.as_of)}"]
+    if window.as_of == UNTIMED_AS_OF:  # the data hold no time at all (chat transcripts)
+        period = "no timestamps in the data (every conversation read is counted)"
+        as_of = "none (no timestamps in the data)"
+    else:
+        period = (
+            f"{iso(data.period_start) or 'start'} – {iso(end)} "
+            "(conversations started in the period)"
+        )
+        as_of = iso(window.as_of) or ""
+    lines = [f"# {title}", "", f"- **Period:** {period}", f"- **As of:** {as_of}"]
     if comparison is None:
         lines += [
             "- **Baseline:** none — the spec declares no default baseline and none was "
@@ -2229,7 +2239,7 @@ def _section_drilldown(data: ReportData) -> list[str]:
         for row in group["rows"]:
             cells = [
                 row[key],
-                iso(row.get(time)) if time else "—",
+                (iso(row.get(time)) if time else None) or "—",
                 row["__cohort"] or "—",
                 format_value(row["__cost"], "usd"),
             ]
