@@ -320,3 +320,51 @@ def test_the_cache_keeps_parquet_types(tmp_path: Path, write_jsonl: JsonlWriter,
     cached_load(path, tmp_path / "cache")
     _, parquet = entry_of(tmp_path / "cache", path)
     assert pl.read_parquet_schema(parquet)["ts"] == pl.Datetime("us", "UTC")
+
+
+# ---------------------------------------------------------------------------------------------
+# kpictl cache info | clear
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cache_info_and_clear(tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KPICTL_CACHE_DIR", str(cache))
+    monkeypatch.setenv("KPICTL_CACHE_MAX_BYTES", "500M")
+    assert compute(logs)[0] == 0
+    (cache / "0123456789abcdef0123456789abcdef.json.1-0badf00d.tmp").write_bytes(b"x" * 10)
+    (cache / "notes.txt").write_text("not the cache's")
+    size = sum(p.stat().st_size for p in cache.iterdir() if p.name != "notes.txt")
+    assert len(list(cache.glob("*.json"))) == 2  # events and tool calls
+    result = runner.invoke(app, ["cache", "info"])
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"location: {cache}\nstate: on\nentries: 2\n"
+        f"size: {size:,} bytes ({size / 1024:.1f} KiB)\n"
+        "limit: 524,288,000 bytes (500.0 MiB); set KPICTL_CACHE_MAX_BYTES to change it\n"
+        "temporary files: 1 (writes under way, or left by runs that were killed; removed after "
+        "an hour)\n")
+    result = runner.invoke(app, ["cache", "clear"])
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr == (
+        f"kpictl: removed 2 entries ({size:,} bytes ({size / 1024:.1f} KiB)) from {cache}\n")
+    assert [p.name for p in cache.iterdir()] == ["notes.txt"]
+    monkeypatch.setenv("KPICTL_NO_CACHE", "1")
+    result = runner.invoke(app, ["cache", "info"])
+    assert result.stdout.splitlines()[:3] == [
+        f"location: {cache}", "state: off (KPICTL_NO_CACHE is set)", "entries: 0"]
+
+
+def test_cache_info_of_a_cache_that_does_not_exist_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KPICTL_CACHE_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("KPICTL_CACHE_MAX_BYTES", raising=False)
+    result = runner.invoke(app, ["cache", "info"])
+    assert (result.exit_code, result.stdout) == (0, (
+        f"location: {tmp_path / 'nowhere'}\nstate: on\nentries: 0\nsize: 0 bytes\n"
+        "limit: 2,147,483,648 bytes (2.0 GiB); set KPICTL_CACHE_MAX_BYTES to change it\n"))
+    result = runner.invoke(app, ["cache", "clear"])
+    assert (result.exit_code, result.stderr) == (
+        0, f"kpictl: removed 0 entries (0 bytes) from {tmp_path / 'nowhere'}\n")
+    assert not (tmp_path / "nowhere").exists()

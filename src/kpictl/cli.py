@@ -735,6 +735,52 @@ def sample(
         _stderr(f"kpictl: wrote {path}")
 
 
+cache_app = typer.Typer(
+    help="Show or empty the JSONL cache: each parsed JSONL file kept as Parquet between runs "
+    "($KPICTL_CACHE_DIR, else $XDG_CACHE_HOME/kpictl, else ~/.cache/kpictl; bounded by "
+    "$KPICTL_CACHE_MAX_BYTES, default 2G).",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+def _size(count: int) -> str:
+    value, unit = float(count), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{count:,} bytes" if unit == "bytes" else f"{count:,} bytes ({value:.1f} {unit})"
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Show where the cache is, whether it is on, its entries, total size and size limit."""
+    from kpictl.cache import cache_info as read_info
+
+    info = read_info()
+    state = ("on" if info.enabled and info.limit_bytes else
+             "off (KPICTL_NO_CACHE is set)" if not info.enabled else
+             "off (KPICTL_CACHE_MAX_BYTES is 0)")
+    lines = [f"location: {info.directory}", f"state: {state}", f"entries: {info.entries}",
+             f"size: {_size(info.total_bytes)}",
+             f"limit: {_size(info.limit_bytes)}; set KPICTL_CACHE_MAX_BYTES to change it"]
+    if info.temporary_files:
+        lines.append(f"temporary files: {info.temporary_files} (writes under way, or left by "
+                     "runs that were killed; removed after an hour)")
+    typer.echo("\n".join(lines))
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Remove every entry of the cache (the next run on each JSONL file parses it again)."""
+    from kpictl.cache import clear_cache
+
+    removed = clear_cache()
+    _stderr(f"kpictl: removed {removed.entries} entries ({_size(removed.total_bytes)}) "
+            f"from {removed.directory}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
