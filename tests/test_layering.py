@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"rollup"},
     {"spec"},
     {"sources"},
+    {"datacheck"},
     {"engine"},
     {"stats"},
     {"comparison"},

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from kpictl import stats
+from kpictl.datacheck import DataCheck, check_data
 from kpictl.engine import (
     ComputeOptions,
     Window,
@@ -37,6 +38,7 @@ from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
 STATUSES = ("ok", "warning", "critical", "catastrophic")
 _ROW = "__kpictl_unit_row"
 INSUFFICIENT = "insufficient_data"
+UNAVAILABLE = "unavailable"  # a column a KPI depends on is missing from the data (datacheck)
 _ADDITIVE = re.compile(
     r"^\s*(COUNT|SUM|TOTAL)\s*\((?P<arg>.*)\)\s*(FILTER\s*\(\s*WHERE\s+(?P<cond>.*)\))?\s*$",
     re.IGNORECASE | re.DOTALL,
@@ -787,6 +789,7 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         if name not in spec.kpis:
             raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}")
     selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
+    check = data_check(spec, sources, selected, options, baseline_sources)
     current, baseline, design, base = build_arms(spec, sources, options, baseline_sources,
                                                  baseline_label)
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
@@ -814,6 +817,10 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
             raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}")
     cells: list[Cell] = []
     for kpi in selected:
+        reason = check.reason(kpi.name)
+        if reason is not None:  # no test on a value computed over nulls
+            cells.append(Cell(kpi, {}, (), None, 0, 0, 0, 0, warnings=[reason]))
+            continue
         target = None
         if design.kind == "values":
             assert base is not None
@@ -836,12 +843,30 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     p_values = [c.comparison.p_value if c.comparison else None for c in cells]
     adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
     srm = _srm(spec, design, base, current, baseline, unit)
-    table = _result_table(cells, adjusted, options, spec)
-    notes = [design.caveat] if design.caveat else []
+    table = _result_table(cells, adjusted, options, spec).with_columns(
+        pl.when(pl.col("kpi").is_in(list(check.missing))).then(pl.lit(UNAVAILABLE))
+        .otherwise(pl.col("status")).alias("status"))
+    notes = [*check.notes(), *([design.caveat] if design.caveat else [])]
     return CompareResult(table=table, design=design, baseline_window=baseline.window
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
                          notes=tuple(notes))
+
+
+def data_check(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec], options: CompareOptions,
+               baseline_sources: Sources | None = None) -> DataCheck:
+    """The data check of both arms' data: literals (the baseline's conditions too) and the
+    KPIs a column missing from either dataset makes unavailable."""
+    named = [] if baseline_sources is not None else [options.baseline
+                                                     or spec.defaults.baseline or ""]
+    check = check_data(spec, sources, kpis, [n for n in named if n], options.where)
+    if baseline_sources is None:
+        return check
+    other = check_data(spec, baseline_sources, kpis, (), options.where)
+    missing = dict(other.missing)
+    missing.update({k: tuple(dict.fromkeys([*other.missing.get(k, ()), *v]))
+                    for k, v in check.missing.items()})
+    return DataCheck(check.literals + other.literals, missing)
 
 
 def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: CompareOptions,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from kpictl import schema as canonical
+from kpictl.datacheck import DataCheck, check_data
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import Sources
 from kpictl.rollup import (
@@ -74,6 +75,7 @@ class ComputeResult:
     window: Window
     dimensions: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    check: DataCheck = field(default_factory=DataCheck)  # literals matched, KPIs unavailable
 
 
 # ----------------------------------------------------------------------------------------------
@@ -783,6 +785,7 @@ def run_compute(
     options = options or ComputeOptions()
     kpis, output = selected_kpis(spec, options.kpis)
     _check_options(spec, options, kpis)
+    check = check_data(spec, sources, kpis, where=options.where)
     window = resolve_window(spec, sources, options)
     used_tables = sorted({k.over for k in kpis if k.kind != "formula"})
     bounded = window.since is not None or window.until is not None or options.grain is not None
@@ -791,7 +794,7 @@ def run_compute(
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
-    notes: list[str] = [*_data_notes(sources, kpis)]
+    notes: list[str] = [*check.notes(), *_data_notes(sources, kpis)]
     for kpi in kpis:
         if kpi.kind == "formula":
             continue
@@ -852,7 +855,21 @@ def run_compute(
         dims,
         options.grain is not None,
     )
-    return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes))
+    table = mark_unavailable(table, check)
+    return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes),
+                         check=check)
+
+
+def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:
+    """`reason` (after `value`): why a KPI has no value — a column it depends on is missing
+    from the data; its value is then null on every row, never a number computed over nulls."""
+    reasons = {kpi: check.reason(kpi) for kpi in check.missing}
+    reason = pl.col("kpi").replace_strict(reasons, default=None, return_dtype=pl.String)
+    marked = table.with_columns(reason.alias("reason")).with_columns(
+        pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value"))
+    columns = [c for c in marked.columns if c != "reason"]
+    position = columns.index("value") + 1
+    return marked.select([*columns[:position], "reason", *columns[position:]])
 
 
 def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:

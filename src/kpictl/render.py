@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kpictl import __version__
+from kpictl.datacheck import unavailable_label
 from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.io import FileReport
 from kpictl.spec import LAYERS
@@ -53,6 +54,12 @@ def format_value(value: float | None, fmt: str) -> str:
     return f"{value:,.2f}"
 
 
+def shown_value(row: dict[str, Any]) -> str:
+    """A result row's value as shown: formatted, or "unavailable (no `x` column)"."""
+    reason = row.get("reason")
+    return unavailable_label(reason) if reason else format_value(row["value"], row["format"])
+
+
 def cohort_of(row: dict[str, Any]) -> dict[str, str | None]:
     """The cohort object of a result row: dimension → value (bucket as ISO text)."""
     cohort: dict[str, str | None] = {}
@@ -85,6 +92,7 @@ def result_records(result: ComputeResult) -> list[dict[str, Any]]:
             record["breakdown"] = {row["breakdown"]: row["breakdown_value"]}
         value = row["value"]
         record["value"] = None if value is None or math.isnan(value) else value
+        record["reason"] = row.get("reason")  # why value is null (a missing column), else null
         record["n"] = row["n"]
         record["pending"] = row["pending"]
         record.update({k: row[k] for k in ("layer", "format", "direction", "owner")})
@@ -129,6 +137,7 @@ def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
         "breakdown",
         "breakdown_value",
         "value",
+        "reason",
         "n",
         "pending",
         "layer",
@@ -148,6 +157,7 @@ def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
                 row["breakdown"],
                 row["breakdown_value"],
                 None if value is None or math.isnan(value) else repr(value),
+                row.get("reason"),
                 row["n"],
                 row["pending"],
                 row["layer"],
@@ -194,7 +204,7 @@ def to_markdown(result: ComputeResult) -> str:
                     for c in (
                         _kpi_label(row),
                         cohort_label(row),
-                        format_value(row["value"], row["format"]),
+                        shown_value(row),
                         str(row["n"]),
                         str(row["pending"]),
                         row["owner"],
@@ -243,7 +253,7 @@ def render_table(result: ComputeResult, console: Console) -> None:
             table.add_row(
                 _kpi_label(row),
                 cohort_label(row),
-                format_value(row["value"], row["format"]),
+                shown_value(row),
                 f"{row['n']:,}",
                 f"{row['pending']:,}" if row["pending"] else "",
                 row["owner"],

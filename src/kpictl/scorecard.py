@@ -36,7 +36,8 @@ from typing import Any, cast
 import polars as pl
 
 from kpictl import __version__, stats
-from kpictl.comparison import CompareOptions, CompareResult, run_compare
+from kpictl.comparison import UNAVAILABLE, CompareOptions, CompareResult, run_compare
+from kpictl.datacheck import unavailable_label
 from kpictl.engine import (
     BUCKET,
     UNTIMED_AS_OF,
@@ -52,7 +53,15 @@ from kpictl.engine import (
 )
 from kpictl.errors import UsageError
 from kpictl.io import FileReport, Sources
-from kpictl.render import LAYER_TITLES, format_change, format_p, format_relative, format_value, iso
+from kpictl.render import (
+    LAYER_TITLES,
+    format_change,
+    format_p,
+    format_relative,
+    format_value,
+    iso,
+    shown_value,
+)
 from kpictl.schema import CANONICAL_TABLES
 from kpictl.spec import LAYERS, BaselineSpec, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
@@ -60,7 +69,8 @@ from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
 LEVELS = ("warning", "critical", "catastrophic")
 NOT_JUDGED = "not_judged"
 INSUFFICIENT = "insufficient_data"
-STATUS_ORDER = ("ok", "warning", "critical", "catastrophic", INSUFFICIENT, NOT_JUDGED)
+STATUS_ORDER = ("ok", "warning", "critical", "catastrophic", INSUFFICIENT, UNAVAILABLE,
+                NOT_JUDGED)
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_GAP = "·"
 CAVEAT_MARK = "†"
@@ -175,6 +185,13 @@ class Tile:
     status: str = NOT_JUDGED
     threshold: str | None = None
     caveats: tuple[str, ...] = ()
+    reason: str | None = None  # why the KPI is unavailable (a column missing from the data)
+
+    @property
+    def shown(self) -> str:
+        """The value as shown: formatted, or "unavailable (no `x` column)"."""
+        return unavailable_label(self.reason) if self.reason else format_value(self.value,
+                                                                                self.format)
 
 
 @dataclass(frozen=True)
@@ -845,12 +862,16 @@ def build_tiles(
                     row["status"],
                     row["threshold"],
                     caveats.get(row["kpi"], ()),
+                    trend.check.reason(row["kpi"]),
                 )
             )
         return tuple(tiles)
     for row in _overall_rows(trend.table).iter_rows(named=True):
         kpi = spec.kpis[row["kpi"]]
         status, fired = _bound_status(kpi, row["value"], row["n"])
+        reason = trend.check.reason(kpi.name)
+        if reason is not None:
+            status, fired = UNAVAILABLE, None
         tiles.append(
             Tile(
                 row["kpi"],
@@ -862,6 +883,7 @@ def build_tiles(
                 status=status,
                 threshold=fired,
                 caveats=caveats.get(row["kpi"], ()),
+                reason=reason,
             )
         )
     return tuple(tiles)
@@ -1209,6 +1231,7 @@ def run_report(
     if options.by:
         cohorts, cohort_notes, tests = cohort_comparisons(spec, current, facts, options.by, options)
     groups, has_text = drilldown(spec, current, facts, costs_frame, options)
+    groups = [g for g in groups if g["kpi"] not in trend.check.missing]  # counted over nulls
     time = table.time
     period_start = current.window.since
     if period_start is None and time is not None and facts.height:
@@ -1530,7 +1553,7 @@ def _section_tiles(data: ReportData) -> list[str]:
             [
                 [
                     _kpi_name(t),
-                    format_value(t.value, t.format),
+                    t.shown,
                     _change(t),
                     _status_text(t.status, t.threshold),
                     t.owner,
@@ -1589,7 +1612,7 @@ def _section_table(data: ReportData) -> list[str]:
                 [
                     _kpi_name(tile),
                     LAYER_TITLES.get(row["layer"], row["layer"]),
-                    format_value(row["value"], row["format"]),
+                    shown_value(row),
                     _int(row["n"]),
                     _int(row["pending"]),
                     _thresholds_text(spec.kpis[row["kpi"]]),
@@ -1621,7 +1644,8 @@ def _section_table(data: ReportData) -> list[str]:
                 [
                     _kpi_name(tile),
                     f"{format_value(row['baseline_value'], fmt)} (n={_int(row['baseline_n'])})",
-                    f"{format_value(row['current_value'], fmt)} (n={_int(row['current_n'])})",
+                    f"{tile.shown if tile.reason else format_value(row['current_value'], fmt)}"
+                    f" (n={_int(row['current_n'])})",
                     format_change(row["delta"], fmt)
                     + _interval(
                         row["delta_low"], row["delta_high"], lambda v, f=fmt: format_change(v, f)

@@ -190,6 +190,7 @@ class TableSpec:
     where: str | None = None
     lookup: str | None = None
     line: int | None = None
+    where_line: int | None = None
 
     @property
     def is_rollup(self) -> bool:
@@ -262,6 +263,8 @@ class KpiSpec:
     formula_kpis: tuple[str, ...] = ()
     line: int | None = None
     pass_k: PassKSpec | None = None  # kinds pass_k (pass^k) and pass_at_k (pass@k)
+    # each key's line (an inherited key: the line in the KPI it extends)
+    lines: Mapping[str, int | None] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -1190,7 +1193,8 @@ def _build_row_table(
         what="`where`",
     )
     table = TableSpec(
-        name=name, from_source=str(source_name), where=where, lookup=lookup, line=body.line
+        name=name, from_source=str(source_name), where=where, lookup=lookup, line=body.line,
+        where_line=body.line_of("where"),
     )
     return table, columns
 
@@ -1358,6 +1362,7 @@ def _build_kpis(
             test=test,
             baseline=body.get("baseline"),
             line=line,
+            lines=dict(key_lines),
         )
         for key in ("value", "numerator", "denominator", "formula", "where", "mature"):
             value = body.get(key)

@@ -1,0 +1,360 @@
+"""Does the data speak the spec's vocabulary? Checked on every run, before any number is shown.
+
+Two checks, both cheap (one group-by per column compared with a literal, one null count per
+column a KPI reads):
+
+- every string literal a spec expression compares a column with (`event = 'resolution'`,
+  `status IN ('ok', 'success')`) must match some row of the source that column comes from;
+  one that matches none is a note naming the spec line, the literal, the values seen and a
+  "did you mean";
+- a column a KPI depends on (through rollup and derive entries, lookups and formulas) that no
+  row of its source holds makes the KPI *unavailable*: its value is null, with the reason,
+  never a 0 computed over nulls.
+
+See the README's "When the data does not fit the spec" section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from kpictl import schema as canonical
+from kpictl.io import Sources
+from kpictl.pricing import COST_SOURCES
+from kpictl.spec import KpiSpec, Spec, TableSpec
+from kpictl.sqlexpr import (
+    compared_literals,
+    compile_sql,
+    did_you_mean,
+    picked_column,
+    referenced_names,
+)
+
+SEEN_VALUES = 10  # the most frequent values a note lists
+# columns kpictl itself writes: a literal of their vocabulary matching no row is a count of 0
+KNOWN_VALUES: dict[str, tuple[str, ...]] = {"cost_source": COST_SOURCES}
+
+
+@dataclass(frozen=True)
+class LiteralUse:
+    """A string literal a spec expression compares a column with."""
+
+    location: str  # spec file:line (or "--where")
+    path: str  # e.g. kpis.tool_call_success_rate.numerator
+    column: str  # the column as the expression names it
+    literal: str
+    source: str  # the source whose rows hold the column's values
+    source_column: str  # the column there
+
+
+@dataclass(frozen=True)
+class LiteralMatch:
+    """How many rows of its source a compared literal matches, and what the column holds."""
+
+    use: LiteralUse
+    rows: int
+    seen: tuple[tuple[str, int], ...]  # the most frequent values, with their row counts
+    column_empty: bool  # the column holds no value at all (see `MissingColumn`)
+
+    @property
+    def note(self) -> str:
+        """The note of a literal that matches no row."""
+        use = self.use
+        values = ", ".join(f"{v!r} ({n:,})" for v, n in self.seen)
+        hint = did_you_mean(use.literal, [v for v, _ in self.seen])
+        return (f"{use.location}: {use.path}: no row of source {use.source!r} has "
+                f"{use.source_column} = {use.literal!r}; most frequent values: {values}{hint}")
+
+
+@dataclass(frozen=True)
+class MissingColumn:
+    """A column the spec reads that no row of its source holds (absent from every file, so
+    null throughout)."""
+
+    source: str
+    column: str
+
+    @property
+    def reason(self) -> str:
+        return f"no `{self.column}` column in source {self.source!r}"
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """What the data lets a run show: literals matched, KPIs that cannot be computed."""
+
+    literals: tuple[LiteralMatch, ...] = ()
+    missing: Mapping[str, tuple[MissingColumn, ...]] = field(default_factory=dict)  # by KPI
+
+    @property
+    def unmatched(self) -> tuple[LiteralMatch, ...]:
+        """Literals that match no row of a column that does hold values (a value of a column
+        kpictl writes, such as cost_source = 'unpriced', is never a typo)."""
+        return tuple(m for m in self.literals if m.rows == 0 and not m.column_empty
+                     and m.use.literal not in KNOWN_VALUES.get(m.use.source_column, ()))
+
+    def reason(self, kpi: str) -> str | None:
+        """Why a KPI is unavailable, or None when it can be computed."""
+        missing = self.missing.get(kpi)
+        return "; ".join(m.reason for m in missing) if missing else None
+
+    def notes(self) -> list[str]:
+        """One note per unmatched literal and per unavailable KPI."""
+        notes = [m.note for m in self.unmatched]
+        by_column: dict[MissingColumn, list[str]] = {}
+        for kpi, columns in self.missing.items():
+            for column in columns:
+                by_column.setdefault(column, []).append(kpi)
+        for column, kpis in by_column.items():
+            notes.append(
+                f"{column.reason}: unavailable (value null, not computed over nulls): "
+                f"{', '.join(kpis)}; map the column in the spec, e.g. sources.{column.source}"
+                f".columns.{column.column}: {{from: <field>}}, or {{default: 0}} when its "
+                "absence means zero")
+        return notes
+
+
+def unavailable_label(reason: str) -> str:
+    """How an unavailable value is shown: "unavailable (no `intent` column)"."""
+    columns = [part.split("`")[1] for part in reason.split("; ") if part.count("`") >= 2]
+    if not columns:
+        return "unavailable"
+    names = ", ".join(f"`{c}`" for c in dict.fromkeys(columns))
+    return f"unavailable (no {names} column{'s' if len(set(columns)) > 1 else ''})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Where a column's values come from
+# ----------------------------------------------------------------------------------------------
+
+
+def _location(spec: Spec, line: int | None) -> str:
+    return f"{spec.path}:{line}" if line is not None else str(spec.path)
+
+
+def _free(spec: Spec, name: str) -> bool:
+    """Params and built-ins: constants, not data."""
+    return name in spec.params or name in canonical.BUILTIN_COLUMNS
+
+
+def value_origin(spec: Spec, table: TableSpec, name: str) -> tuple[str, str] | None:
+    """(source, column) whose values a column of `table` takes unchanged: an attribute, a
+    row table's own column, a looked-up attribute, a FIRST/LAST/MIN/MAX rollup entry."""
+    if _free(spec, name):
+        return None
+    if table.is_rollup:
+        sources = table.rollup_sources()
+        entry = next((e for e in table.rollup if e.name == name), None)
+        if entry is not None:
+            picked = picked_column(entry.sql)
+            return (entry.source, picked) if picked is not None else None
+        if any(d.name == name for d in table.derive):
+            return None
+        return (sources[0], name) if sources else None
+    assert table.from_source is not None
+    if table.lookup:
+        parent = spec.tables[table.lookup]
+        if name in parent.attributes or name == parent.time:
+            return value_origin(spec, parent, name)
+    return table.from_source, name
+
+
+def column_origins(spec: Spec, table: TableSpec, names: Iterable[str],
+                   seen: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
+    """Every (source, column) the columns `names` of `table` are computed from, through
+    derive and rollup entries and lookups."""
+    seen = set() if seen is None else seen
+    origins: set[tuple[str, str]] = set()
+    for name in names:
+        if (table.name, name) in seen or _free(spec, name):
+            continue
+        seen.add((table.name, name))
+        if table.is_rollup:
+            derive = next((d for d in table.derive if d.name == name), None)
+            entry = next((e for e in table.rollup if e.name == name), None)
+            if derive is not None:
+                origins |= column_origins(spec, table, _names(derive.sql), seen)
+            elif entry is not None:
+                reads = _names(entry.sql)  # earlier entries (depends_on) or source columns
+                earlier = [n for n in reads if n in entry.depends_on]
+                origins |= column_origins(spec, table, earlier, seen)
+                origins |= {(entry.source, n) for n in reads
+                            if n not in entry.depends_on and not _free(spec, n)}
+            elif name != table.key and table.rollup_sources():
+                origins.add((table.rollup_sources()[0], name))
+        else:
+            assert table.from_source is not None
+            parent = spec.tables[table.lookup] if table.lookup else None
+            if parent is not None and (name in parent.attributes or name == parent.time):
+                origins |= column_origins(spec, parent, [name], seen)
+            else:
+                origins.add((table.from_source, name))
+    return origins
+
+
+def _names(sql: str | None) -> list[str]:
+    return list(referenced_names(compile_sql(sql))) if sql else []
+
+
+def kpi_expressions(kpi: KpiSpec) -> list[tuple[str, str]]:
+    """(key, SQL) of the expressions that decide a KPI's value (not its breakdown)."""
+    pairs = [(k, getattr(kpi, k)) for k in ("where", "mature", "value", "numerator",
+                                             "denominator")]
+    if kpi.pass_k is not None:
+        pairs.append(("success", kpi.pass_k.success))
+    return [(k, sql) for k, sql in pairs if isinstance(sql, str) and sql]
+
+
+def kpi_origins(spec: Spec, kpi: KpiSpec) -> set[tuple[str, str]]:
+    """The (source, column) pairs a KPI's value depends on (formulas: their components')."""
+    if kpi.kind == "formula":
+        return set().union(*(kpi_origins(spec, spec.kpis[k]) for k in kpi.formula_kpis))
+    names = [n for _, sql in kpi_expressions(kpi) for n in _names(sql)]
+    if kpi.pass_k is not None:
+        names.append(kpi.pass_k.task)
+    return column_origins(spec, spec.tables[kpi.over], names)
+
+
+# ----------------------------------------------------------------------------------------------
+# Literals
+# ----------------------------------------------------------------------------------------------
+
+
+def _tables_of(spec: Spec, kpis: Sequence[KpiSpec]) -> list[TableSpec]:
+    wanted = {k.over for k in kpis if k.kind != "formula"}
+    for name in list(wanted):
+        if spec.tables[name].lookup:
+            wanted.add(str(spec.tables[name].lookup))
+    return [t for t in spec.tables.values() if t.name in wanted]
+
+
+def literal_uses(spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] = (),
+                 where: str | None = None) -> list[LiteralUse]:
+    """Every string literal compared with a column in what a run evaluates: the tables its
+    KPIs read (rollup, derive, `where`), the KPIs, the baselines named and --where."""
+    uses: list[LiteralUse] = []
+
+    def add(location: str, path: str, sql: str | None, table: TableSpec,
+            source: str | None = None) -> None:
+        if not sql:
+            return
+        earlier = next((e.depends_on for e in table.rollup if e.sql == sql), ())
+        for column, literal in compared_literals(sql):
+            if source is not None and column not in earlier:
+                origin: tuple[str, str] | None = (source, column)
+            else:
+                origin = value_origin(spec, table, column)
+            if origin is not None and not _free(spec, column):
+                uses.append(LiteralUse(location, path, column, literal, *origin))
+
+    for table in _tables_of(spec, kpis):
+        base = f"tables.{table.name}"
+        for entry in table.rollup:
+            add(_location(spec, entry.line), f"{base}.rollup.{entry.source}.{entry.name}",
+                entry.sql, table, entry.source)
+        for derive in table.derive:
+            add(_location(spec, derive.line), f"{base}.derive.{derive.name}", derive.sql, table)
+        add(_location(spec, table.where_line or table.line), f"{base}.where", table.where, table)
+    for kpi in kpis:
+        if kpi.kind == "formula":
+            continue
+        for key, sql in kpi_expressions(kpi):
+            line = kpi.lines.get("pass_k" if key == "success" else key, kpi.line)
+            add(_location(spec, line), f"kpis.{kpi.name}.{key}", sql, spec.tables[kpi.over])
+    unit_table = next((t for t in spec.tables.values() if t.is_rollup), None)
+    for name in baselines:
+        baseline = spec.baselines.get(name)
+        if baseline is None or unit_table is None:
+            continue
+        for key in ("control", "treatment"):
+            add(_location(spec, baseline.line), f"baselines.{name}.{key}",
+                getattr(baseline, key), unit_table)
+    if where and unit_table is not None:
+        for table in _tables_of(spec, kpis):
+            add("--where", "--where", where, table)
+    unique: dict[tuple[str, str, str, str], LiteralUse] = {}
+    for use in uses:
+        unique.setdefault((use.path, use.literal, use.source, use.source_column), use)
+    return list(unique.values())
+
+
+def _value_counts(sources: Sources, columns: Iterable[tuple[str, str]]
+                  ) -> dict[tuple[str, str], pl.DataFrame]:
+    """Per (source, column): each value with its row count, most frequent first (one
+    group-by per column, run together)."""
+    wanted = [(s, c) for s, c in dict.fromkeys(columns)
+              if s in sources and c in sources[s].collect_schema()]
+    queries = [
+        sources[s].group_by(pl.col(c).cast(pl.String).alias("value")).agg(pl.len().alias("rows"))
+        for s, c in wanted
+    ]
+    frames = pl.collect_all(queries) if queries else []
+    return {
+        key: frame.sort(["rows", "value"], descending=[True, False], nulls_last=True)
+        for key, frame in zip(wanted, frames, strict=True)
+    }
+
+
+def match_literals(sources: Sources, uses: Sequence[LiteralUse]) -> list[LiteralMatch]:
+    """How many rows each compared literal matches in its source."""
+    counts = _value_counts(sources, [(u.source, u.source_column) for u in uses])
+    matches: list[LiteralMatch] = []
+    for use in uses:
+        frame = counts.get((use.source, use.source_column))
+        if frame is None:  # no such source or column: reported as a missing column
+            matches.append(LiteralMatch(use, 0, (), True))
+            continue
+        values = frame.drop_nulls("value")
+        hit = values.filter(pl.col("value") == use.literal)
+        seen = tuple((str(v), int(n)) for v, n in values.head(SEEN_VALUES).iter_rows())
+        rows = int(hit.get_column("rows").sum()) if hit.height else 0
+        matches.append(LiteralMatch(use, rows, seen, values.height == 0))
+    return matches
+
+
+# ----------------------------------------------------------------------------------------------
+# Missing columns
+# ----------------------------------------------------------------------------------------------
+
+
+def empty_columns(sources: Sources, columns: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (source, column) pairs whose source has rows but no value in that column (the
+    column is absent from every file, so null throughout). One null count per column."""
+    by_source: dict[str, list[str]] = {}
+    for source, column in sorted(set(columns)):
+        if source in sources:
+            by_source.setdefault(source, []).append(column)
+    empty: set[tuple[str, str]] = set()
+    names = list(by_source)
+    queries = []
+    for source in names:
+        schema = sources[source].collect_schema()
+        present = [c for c in by_source[source] if c in schema]
+        empty |= {(source, c) for c in by_source[source] if c not in schema}
+        queries.append(sources[source].select(
+            pl.len().alias("__rows"), *[pl.col(c).null_count().alias(c) for c in present]))
+    for source, frame in zip(names, pl.collect_all(queries) if queries else [], strict=True):
+        row = frame.row(0, named=True)
+        rows = row.pop("__rows")
+        if rows:
+            empty |= {(source, c) for c, nulls in row.items() if nulls == rows}
+        else:  # no rows: nothing is missing, there is just nothing (see the engine's notes)
+            empty -= {(source, c) for c in by_source[source]}
+    return empty
+
+
+def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
+               baselines: Sequence[str] = (), where: str | None = None) -> DataCheck:
+    """The literals a run compares columns with, matched against the data, and the KPIs whose
+    columns the data lacks."""
+    origins = {k.name: kpi_origins(spec, k) for k in kpis}
+    empty = empty_columns(sources, set().union(*origins.values()) if origins else set())
+    missing = {
+        name: tuple(MissingColumn(s, c) for s, c in sorted(pairs & empty))
+        for name, pairs in origins.items() if pairs & empty
+    }
+    matches = match_literals(sources, literal_uses(spec, kpis, baselines, where))
+    return DataCheck(tuple(matches), missing)

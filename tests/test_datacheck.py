@@ -1,0 +1,242 @@
+"""The data must speak the spec's vocabulary: unmatched literals, unavailable KPIs (datacheck)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from kpictl.cli import app
+from kpictl.sample import write_sample
+from kpictl.sqlexpr import compared_literals, picked_column
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "kpi_definitions.yaml"
+runner = CliRunner()
+RENAMED = {"resolution": "closed", "escalation": "handoff", "reopen": "reopened"}
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("logs")
+    write_sample(out, conversations=300, seed=3, days=10, fmt="parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def kind_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's events with `event` written as `kind` in another vocabulary (closed,
+    handoff, reopened), and a spec mapping `event: {from: kind}`."""
+    out = tmp_path_factory.mktemp("kind")
+    events = pl.read_parquet(logs / "events")
+    events.with_columns(pl.col("event").replace(RENAMED)).rename({"event": "kind"}).write_parquet(
+        out / "events.parquet")
+    text = SPEC.read_text().replace(
+        "      ts: {from: ts, type: timestamp}\n  tool_calls:",
+        "      ts: {from: ts, type: timestamp}\n      event: {from: kind}\n  tool_calls:", 1)
+    assert "event: {from: kind}" in text
+    (out / "spec.yaml").write_text(text)
+    return out
+
+
+def _line(spec: Path, text: str) -> int:
+    return next(i for i, line in enumerate(spec.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("event = 'resolution'", [("event", "resolution")]),
+        ("'resolution' = event", [("event", "resolution")]),
+        ("status <> 'ok'", [("status", "ok")]),
+        ("role IN ('agent', 'bot')", [("role", "agent"), ("role", "bot")]),
+        ("role NOT IN ('agent')", [("role", "agent")]),
+        ("COUNT(*) FILTER (WHERE event = 'reopen'\n  AND ts > resolved_at)", [("event", "reopen")]),
+        ("x = 'it''s = ''no''' AND y = 'a AND b = ''c'''",
+         [("x", "it's = 'no'"), ("y", "a AND b = 'c'")]),
+        ("event\n=\n'x'\nOR\nkind = 'y'", [("event", "x"), ("kind", "y")]),
+        ("ts > '2026-01-01'", []),  # an ordering, not a vocabulary
+        ("LOWER(event) = 'x'", []),  # not a bare column
+        ("COUNT(*)", []),
+        ("event = other_column", []),
+    ],
+)
+def test_compared_literals_come_from_the_parsed_tree(sql: str, expected: list) -> None:
+    assert list(compared_literals(sql)) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("FIRST(escalation_reason) FILTER (WHERE event = 'escalation')", "escalation_reason"),
+        ("LAST(channel)", "channel"),
+        ("MIN(ts)", "ts"),
+        ("MAX(x) FILTER (WHERE a)", "x"),
+        ("COUNT(*)", None),
+        ("TOTAL(a) + TOTAL(b)", None),
+        ("MIN(a + b)", None),
+    ],
+)
+def test_picked_column(sql: str, expected: str | None) -> None:
+    assert picked_column(sql) == expected
+
+
+def test_another_event_vocabulary_is_named_with_the_values_seen(kind_logs: Path,
+                                                                logs: Path) -> None:
+    spec = kind_logs / "spec.yaml"
+    code, out, err = run("compute", str(kind_logs / "events.parquet"), "--source",
+                         f"tool_calls={logs / 'tool_calls'}", "-c", str(spec), "--format", "json",
+                         "--kpi", "task_completion_rate", "--kpi", "escalation_rate")
+    assert code == 0, err
+    counts = (pl.read_parquet(kind_logs / "events.parquet").get_column("kind").value_counts()
+              .sort(["count", "kind"], descending=[True, False]))
+    seen = ", ".join(f"{v!r} ({n:,})" for v, n in counts.iter_rows())
+    assert seen.startswith("'message' (1,747), 'closed' (240)")  # the data, as written
+    expected = [
+        f"{spec}:{_line(spec, 'resolved_at:       MIN')}: tables.conversations.rollup.events."
+        f"resolved_at: no row of source 'events' has event = 'resolution'; most frequent "
+        f"values: {seen}",
+        f"{spec}:{_line(spec, 'reopened_24h:')}: tables.conversations.rollup.events."
+        f"reopened_24h: no row of source 'events' has event = 'reopen'; most frequent values: "
+        f"{seen} (did you mean 'reopened'?)",
+        f"{spec}:{_line(spec, 'escalated:')}: tables.conversations.rollup.events.escalated: no "
+        f"row of source 'events' has event = 'escalation'; most frequent values: {seen}",
+        f"{spec}:{_line(spec, 'escalation_reason: FIRST')}: tables.conversations.rollup.events."
+        f"escalation_reason: no row of source 'events' has event = 'escalation'; most frequent "
+        f"values: {seen}",
+    ]
+    assert json.loads(out)["notes"] == expected
+    assert err.splitlines() == [f"kpictl: note: {n}" for n in expected]
+
+
+def test_matched_literals_give_no_note(logs: Path) -> None:
+    code, out, err = run("compute", str(logs / "events"), "--source",
+                         f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--format", "json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["notes"] == []
+    assert all(r["reason"] is None for r in json.loads(out)["results"])
+
+
+def test_a_typo_in_where_is_named(logs: Path) -> None:
+    code, _, err = run("compute", str(logs / "events"), "--source",
+                       f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--kpi",
+                       "task_completion_rate", "--where", "channel = 'wbe'")
+    assert code == 0
+    channels = (pl.read_parquet(logs / "events").get_column("channel").value_counts()
+                .sort(["count", "channel"], descending=[True, False]))
+    seen = ", ".join(f"{v!r} ({n:,})" for v, n in channels.iter_rows())
+    assert err == (f"kpictl: note: --where: --where: no row of source 'events' has channel = "
+                   f"'wbe'; most frequent values: {seen} (did you mean 'web'?)\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Unavailable KPIs
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sparse_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample without `intent` and `human_minutes` columns, and with `user_id` null on half
+    the rows (present but sparse: fine)."""
+    out = tmp_path_factory.mktemp("sparse")
+    events = pl.read_parquet(logs / "events").drop("intent", "human_minutes")
+    events.with_row_index().with_columns(
+        pl.when(pl.col("index") % 2 == 0).then(pl.col("user_id")).alias("user_id")
+    ).drop("index").write_parquet(out / "events.parquet")
+    return out
+
+
+def sparse_args(sparse_logs: Path, logs: Path) -> list[str]:
+    return [str(sparse_logs / "events.parquet"), "--source",
+            f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+
+
+HUMAN = ["containment_rate", "containment_with_quality", "cost_per_successful_task",
+         "cost_per_task", "human_minutes_per_task"]
+
+
+def test_kpis_on_a_missing_column_are_unavailable(sparse_logs: Path, logs: Path) -> None:
+    code, out, err = run("compute", *sparse_args(sparse_logs, logs), "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    reasons = {r["kpi"]: (r["value"], r["reason"]) for r in document["results"]
+               if not r["cohort"] and "breakdown" not in r}
+    unavailable = {k: v for k, v in reasons.items() if v[1] is not None}
+    assert unavailable == {
+        **{k: (None, "no `human_minutes` column in source 'events'") for k in HUMAN},
+        "repeat_contact_rate_7d": (None, "no `intent` column in source 'events'"),
+    }
+    expected_notes = [
+        "no `human_minutes` column in source 'events': unavailable (value null, not computed "
+        f"over nulls): {', '.join(HUMAN)}; map the column in the spec, e.g. sources.events."
+        "columns.human_minutes: {from: <field>}, or {default: 0} when its absence means zero",
+        "no `intent` column in source 'events': unavailable (value null, not computed over "
+        "nulls): repeat_contact_rate_7d; map the column in the spec, e.g. sources.events."
+        "columns.intent: {from: <field>}, or {default: 0} when its absence means zero",
+    ]
+    assert document["notes"] == expected_notes
+    # the others are the numbers of the full data: the missing columns do not touch them
+    code, full, _ = run("compute", str(logs / "events"), "--source",
+                        f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--format", "json",
+                        "--kpi", "task_completion_rate", "--kpi", "tokens_per_task")
+    values = {r["kpi"]: r["value"] for r in json.loads(full)["results"]}
+    assert reasons["task_completion_rate"][0] == pytest.approx(values["task_completion_rate"])
+    assert reasons["tokens_per_task"][0] == pytest.approx(values["tokens_per_task"])
+
+
+def test_unavailable_in_table_markdown_and_csv(sparse_logs: Path, logs: Path) -> None:
+    args = [*sparse_args(sparse_logs, logs), "--kpi", "repeat_contact_rate_7d", "--kpi",
+            "containment_rate"]
+    code, out, _ = run("compute", *args, "--format", "markdown")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("| repeat") or
+            line.startswith("| containment")]
+    assert [r.split(" | ")[2] for r in rows] == ["unavailable (no `human_minutes` column)",
+                                                "unavailable (no `intent` column)"]
+    assert "0.00 %" not in out
+    code, out, _ = run("compute", *args, "--format", "csv")
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["kpi"], r["value"], r["reason"]) for r in records] == [  # --kpi order
+        ("repeat_contact_rate_7d", "", "no `intent` column in source 'events'"),
+        ("containment_rate", "", "no `human_minutes` column in source 'events'"),
+    ]
+    code, out, _ = run("compute", *args)
+    assert "unavailable (no `intent` column)" in out
+
+
+def test_compare_never_says_ok_on_an_unavailable_kpi(sparse_logs: Path, logs: Path) -> None:
+    code, out, err = run("compare", *sparse_args(sparse_logs, logs), "--baseline", "holdout",
+                         "--kpi", "repeat_contact_rate_7d", "--kpi", "task_completion_rate",
+                         "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    status = {r["kpi"]: r["status"] for r in document["results"]}
+    assert status["repeat_contact_rate_7d"] == "unavailable"
+    assert status["task_completion_rate"] != "unavailable"
+    row = next(r for r in document["results"] if r["kpi"] == "repeat_contact_rate_7d")
+    assert row["current"]["value"] is None and row["p_value"] is None
+    assert "no `intent` column in source 'events'" in row["warnings"]
+
+
+def test_the_scorecard_shows_unavailable(sparse_logs: Path, logs: Path) -> None:
+    code, out, err = run("report", *sparse_args(sparse_logs, logs))
+    assert code == 0, err
+    lines = [li for li in out.splitlines() if li.startswith("| repeat_contact_rate_7d")]
+    tiles, kpi_table, trend = lines
+    assert tiles == ("| repeat_contact_rate_7d | unavailable (no `intent` column) | — | "
+                     "**unavailable** | support-ops@acme.example |")
+    assert kpi_table.startswith("| repeat_contact_rate_7d | — (n=0) | unavailable (no `intent` "
+                                "column) (n=0) | — | — | — | — | 2pp / 4pp / 8pp | "
+                                "**unavailable** |")
+    assert "%" not in trend
+    assert "### repeat_contact_rate_7d" not in out  # no drill-down counted over nulls
