@@ -332,6 +332,8 @@ def empty_columns(sources: Sources, columns: Iterable[tuple[str, str]]) -> set[t
     queries = []
     for source in names:
         schema = sources[source].collect_schema()
+        if "cost_source" in schema:  # priced: an unknown cost is the cost notes' business
+            by_source[source] = [c for c in by_source[source] if c != "cost_usd"]
         present = [c for c in by_source[source] if c in schema]
         empty |= {(source, c) for c in by_source[source] if c not in schema}
         queries.append(sources[source].select(
