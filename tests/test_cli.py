@@ -235,7 +235,7 @@ def test_a_closed_pipe_exits_quietly_like_other_unix_tools() -> None:
         ["bash", "-c", pipeline], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.splitlines() == [
-        "kpi,cohort,conversation_id,breakdown,breakdown_value,value,n,pending,layer,format,"
+        "kpi,cohort,conversation_id,breakdown,breakdown_value,value,reason,n,pending,layer,format,"
         "direction,owner"
     ]
     assert done.stderr == "kpictl exit 141\n"

@@ -281,82 +281,84 @@ def literal_uses(spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] =
     return list(unique.values())
 
 
-def _value_counts(sources: Sources, columns: Iterable[tuple[str, str]]
-                  ) -> dict[tuple[str, str], pl.DataFrame]:
-    """Per (source, column): each value with its row count, most frequent first (one
-    group-by per column, run together)."""
+def top_values(sources: Sources, columns: Iterable[tuple[str, str]]
+               ) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
+    """Per (source, column): its most frequent values with their row counts (a group-by per
+    column, run together; only for the columns a note needs)."""
     wanted = [(s, c) for s, c in dict.fromkeys(columns)
               if s in sources and c in sources[s].collect_schema()]
     queries = [
         sources[s].group_by(pl.col(c).cast(pl.String).alias("value")).agg(pl.len().alias("rows"))
+        .drop_nulls("value").sort(["rows", "value"], descending=[True, False]).head(SEEN_VALUES)
         for s, c in wanted
     ]
     frames = pl.collect_all(queries) if queries else []
-    return {
-        key: frame.sort(["rows", "value"], descending=[True, False], nulls_last=True)
-        for key, frame in zip(wanted, frames, strict=True)
-    }
+    return {key: tuple((str(v), int(n)) for v, n in frame.iter_rows())
+            for key, frame in zip(wanted, frames, strict=True)}
 
 
-def match_literals(sources: Sources, uses: Sequence[LiteralUse]) -> list[LiteralMatch]:
-    """How many rows each compared literal matches in its source."""
-    counts = _value_counts(sources, [(u.source, u.source_column) for u in uses])
-    matches: list[LiteralMatch] = []
-    for use in uses:
-        frame = counts.get((use.source, use.source_column))
-        if frame is None:  # no such source or column: reported as a missing column
-            matches.append(LiteralMatch(use, 0, (), True))
-            continue
-        values = frame.drop_nulls("value")
-        hit = values.filter(pl.col("value") == use.literal)
-        seen = tuple((str(v), int(n)) for v, n in values.head(SEEN_VALUES).iter_rows())
-        rows = int(hit.get_column("rows").sum()) if hit.height else 0
-        matches.append(LiteralMatch(use, rows, seen, values.height == 0))
-    return matches
-
-
-# ----------------------------------------------------------------------------------------------
-# Missing columns
-# ----------------------------------------------------------------------------------------------
-
-
-def empty_columns(sources: Sources, columns: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The (source, column) pairs whose source has rows but no value in that column (the
-    column is absent from every file, so null throughout). One null count per column."""
-    by_source: dict[str, list[str]] = {}
-    for source, column in sorted(set(columns)):
-        if source in sources:
-            by_source.setdefault(source, []).append(column)
-    empty: set[tuple[str, str]] = set()
-    names = list(by_source)
-    queries = []
-    for source in names:
-        schema = sources[source].collect_schema()
-        if "cost_source" in schema:  # priced: an unknown cost is the cost notes' business
-            by_source[source] = [c for c in by_source[source] if c != "cost_usd"]
-        present = [c for c in by_source[source] if c in schema]
-        empty |= {(source, c) for c in by_source[source] if c not in schema}
-        queries.append(sources[source].select(
-            pl.len().alias("__rows"), *[pl.col(c).null_count().alias(c) for c in present]))
+def _scan(sources: Sources, columns: set[tuple[str, str]], uses: Sequence[LiteralUse]
+          ) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[int, int]]:
+    """One pass per source: its rows, the null count of each column and the rows each literal
+    matches. Returns (rows by source, nulls by column, matches by use index)."""
+    plans: dict[str, list[pl.Expr]] = {}
+    for source, column in sorted(columns):
+        if source in sources and column in sources[source].collect_schema():
+            plans.setdefault(source, []).append(pl.col(column).null_count().alias(f"n:{column}"))
+    for index, use in enumerate(uses):
+        if use.source in sources and use.source_column in sources[use.source].collect_schema():
+            match = pl.col(use.source_column).cast(pl.String) == pl.lit(use.literal)
+            plans.setdefault(use.source, []).append(match.sum().alias(f"m:{index}"))
+    names = [s for s in sources.by_name if s in plans]
+    queries = [sources[s].select(pl.len().alias("rows"), *plans[s]) for s in names]
+    rows: dict[str, int] = {}
+    nulls: dict[tuple[str, str], int] = {}
+    matches: dict[int, int] = {}
     for source, frame in zip(names, pl.collect_all(queries) if queries else [], strict=True):
-        row = frame.row(0, named=True)
-        rows = row.pop("__rows")
-        if rows:
-            empty |= {(source, c) for c, nulls in row.items() if nulls == rows}
-        else:  # no rows: nothing is missing, there is just nothing (see the engine's notes)
-            empty -= {(source, c) for c in by_source[source]}
-    return empty
+        for key, value in frame.row(0, named=True).items():
+            if key == "rows":
+                rows[source] = int(value)
+            elif key.startswith("n:"):
+                nulls[(source, key[2:])] = int(value)
+            else:
+                matches[int(key[2:])] = int(value or 0)
+    return rows, nulls, matches
+
+
+def _empty(sources: Sources, pair: tuple[str, str], rows: Mapping[str, int],
+           nulls: Mapping[tuple[str, str], int]) -> bool:
+    """A column with no value in a source that has rows (absent: filled with nulls)."""
+    source, column = pair
+    if source not in sources:
+        return False
+    if column not in sources[source].collect_schema():
+        return True
+    return bool(rows.get(source)) and nulls.get(pair) == rows[source]
 
 
 def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
                baselines: Sequence[str] = (), where: str | None = None) -> DataCheck:
     """The literals a run compares columns with, matched against the data, and the KPIs whose
-    columns the data lacks."""
+    columns the data lacks: one pass over each source (null counts and literal matches), and
+    a group-by only for a column whose literal matches nothing (the note lists its values)."""
     origins = {k.name: kpi_origins(spec, k) for k in kpis}
-    empty = empty_columns(sources, set().union(*origins.values()) if origins else set())
+    for name in list(origins):  # a priced source's cost: the cost notes' business
+        origins[name] = {(s, c) for s, c in origins[name] if not (
+            c == "cost_usd" and s in sources and "cost_source" in sources[s].collect_schema())}
+    uses = literal_uses(spec, kpis, baselines, where)
+    columns = set().union(*origins.values()) if origins else set()
+    columns |= {(u.source, u.source_column) for u in uses}
+    rows, nulls, matched = _scan(sources, columns, uses)
+    empty = {pair for pair in columns if _empty(sources, pair, rows, nulls)}
     missing = {
         name: tuple(MissingColumn(s, c) for s, c in sorted(pairs & empty))
         for name, pairs in origins.items() if pairs & empty
     }
-    matches = match_literals(sources, literal_uses(spec, kpis, baselines, where))
-    return DataCheck(tuple(matches), missing)
+    missed = [(u.source, u.source_column) for i, u in enumerate(uses)
+              if not matched.get(i) and (u.source, u.source_column) not in empty]
+    seen = top_values(sources, missed)
+    matches = tuple(
+        LiteralMatch(use, matched.get(i, 0), seen.get((use.source, use.source_column), ()),
+                     (use.source, use.source_column) in empty or use.source not in sources)
+        for i, use in enumerate(uses))
+    return DataCheck(matches, missing)
