@@ -699,6 +699,7 @@ def pii_logs(tmp_path: Path) -> Path:
                 "output_tokens": 20,
                 "latency_ms": 900.0,
                 "policy_violation": False,
+                "human_minutes": 0.0,  # else containment is unavailable, with no drill-down
             },
             {
                 **common,

@@ -24,7 +24,7 @@ import polars as pl
 from kpictl import schema as canonical
 from kpictl.io import Sources
 from kpictl.pricing import COST_SOURCES
-from kpictl.spec import KpiSpec, Spec, TableSpec
+from kpictl.spec import KpiSpec, RollupEntry, Spec, TableSpec
 from kpictl.sqlexpr import (
     compared_literals,
     compile_sql,
@@ -178,6 +178,8 @@ def column_origins(spec: Spec, table: TableSpec, names: Iterable[str],
             if derive is not None:
                 origins |= column_origins(spec, table, _names(derive.sql), seen)
             elif entry is not None:
+                if _null_when_absent(spec, entry):
+                    continue  # null, as for a key without matching rows: never a hidden 0
                 reads = _names(entry.sql)  # earlier entries (depends_on) or source columns
                 earlier = [n for n in reads if n in entry.depends_on]
                 origins |= column_origins(spec, table, earlier, seen)
@@ -193,6 +195,23 @@ def column_origins(spec: Spec, table: TableSpec, names: Iterable[str],
             else:
                 origins.add((table.from_source, name))
     return origins
+
+
+def _null_when_absent(spec: Spec, entry: RollupEntry) -> bool:
+    """Whether a rollup entry is null when the columns it reads hold no value (AVG, MIN,
+    FIRST, SUM, …): then a missing column gives what a key without matching rows gives, which
+    the spec handles. TOTAL, COUNT and comparisons give a value (0, false): a hidden number."""
+    reads = _names(entry.sql)
+    if any(_free(spec, n) for n in reads):
+        return False
+    types = canonical.CANONICAL_TABLES.get(entry.source, {})
+    frame = pl.DataFrame({n: pl.Series(n, [None, None], dtype=types[n].dtype if n in types
+                                       else canonical.PASS_THROUGH_DTYPE) for n in reads})
+    try:
+        result = frame.select(compile_sql(entry.sql))
+    except Exception:  # a type it cannot take: keep the dependency
+        return False
+    return result.height == 1 and result.item() is None
 
 
 def _names(sql: str | None) -> list[str]:

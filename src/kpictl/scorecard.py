@@ -1040,6 +1040,7 @@ def drilldown(
     facts: pl.DataFrame,
     costs: pl.DataFrame | None,
     options: ReportOptions,
+    skip: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], bool]:
     """A few failing conversations per failure type (most recent first), with cohort values,
     cost and the first user message (redacted unless options.redact is False)."""
@@ -1051,6 +1052,8 @@ def drilldown(
     groups: list[dict[str, Any]] = []
     wanted: set[str] = set()
     for kpi, condition, label in _failure_types(spec):
+        if kpi.name in skip:
+            continue
         frame, names = _with_literals(
             spec, facts.lazy(), piece.window, [kpi.where, kpi.mature, condition]
         )
@@ -1230,8 +1233,9 @@ def run_report(
     tests = 0
     if options.by:
         cohorts, cohort_notes, tests = cohort_comparisons(spec, current, facts, options.by, options)
-    groups, has_text = drilldown(spec, current, facts, costs_frame, options)
-    groups = [g for g in groups if g["kpi"] not in trend.check.missing]  # counted over nulls
+    # no drill-down of an unavailable KPI: its failures would be counted over nulls
+    groups, has_text = drilldown(spec, current, facts, costs_frame, options,
+                                 skip=tuple(trend.check.missing))
     time = table.time
     period_start = current.window.since
     if period_start is None and time is not None and facts.height:
