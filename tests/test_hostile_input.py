@@ -255,3 +255,131 @@ def test_a_formula_dividing_by_zero_is_null_with_a_note(
         assert document["results"][0]["value"] is None  # not inf, not NaN (invalid JSON)
         assert note in document["notes"]
         assert f"kpictl: note: {note}\n" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. an object or a list where a scalar is expected, duplicate keys, kinds that conflict
+# ---------------------------------------------------------------------------------------------
+
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=5))
+CONTAINERS = st.one_of(
+    st.dictionaries(st.text(min_size=1, max_size=3), JSON_SCALARS, min_size=1, max_size=3),
+    st.lists(st.integers(0, 9), max_size=3), st.lists(st.text(max_size=3), min_size=1, max_size=3))
+FAST = {"conversation_id": pl.String(), "ts": pl.String(), "event": pl.String(),
+        "csat": pl.Float64(), "channel": pl.String()}
+
+
+def load_fields(path: Path, fields: dict[str, pl.DataType] | None, skip: bool = False
+                ) -> LoadedSource:
+    request = SourceRequest("events", (str(path),), Path("."), (TS_RULE,), fields=fields)
+    return load_source(request, "skip" if skip else "error")
+
+
+def shown(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@HYPOTHESIS
+@given(value=CONTAINERS, column=st.sampled_from(["csat", "conversation_id", "channel"]),
+       fast=st.booleans())
+def test_an_object_or_list_where_a_scalar_is_expected_is_a_located_error(
+    tmp_path: Path, value: object, column: str, fast: bool
+) -> None:
+    # polars reads an object in a text column as its JSON text, and fails on one among numbers
+    good = {"csat": 4, "conversation_id": "c1", "channel": "web"}[column]
+    path = write(tmp_path / "e.jsonl", [row(**{column: good}), row(**{column: value}),
+                                        row(**{column: good})])
+    fields = FAST if fast else None
+    with pytest.raises(InputDataError) as caught:
+        load_fields(path, fields)
+    kind = "an object" if isinstance(value, dict) else "a list"
+    expected = "a number (Float64)" if column == "csat" else "text"
+    assert str(caught.value) == (
+        f"{path}:2: field {column!r}: expected {expected}, got {kind} ({shown(value)}); fix the "
+        "file or pass --on-bad-rows skip")
+    skipped = load_fields(path, fields, skip=True)
+    assert (skipped.rows, skipped.skipped) == (2, 1)
+    assert skipped.frame.collect().get_column(column).to_list() == [float(good)] * 2 if (
+        column == "csat") else [good] * 2
+
+
+def test_text_that_merely_looks_like_json_is_kept(tmp_path: Path) -> None:
+    texts = ["[internal] escalate", "{not json", " [1, 2] is text here"]
+    path = write(tmp_path / "e.jsonl", [row(channel=t) for t in texts])
+    assert load_fields(path, FAST).frame.collect().get_column("channel").to_list() == texts
+
+
+def test_an_object_in_every_line_of_a_number_column_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.jsonl", [row(csat={"score": 4}), row(csat={"score": 5})])
+    assert load_error(path) == (
+        f"{path}:1: column 'csat': expected a number (Float64), got {{'score': 4}} (1 more bad "
+        f"rows){FIX}"
+    )
+
+
+def test_a_type_conflict_across_lines_names_the_file_and_line(tmp_path: Path) -> None:
+    # was: "cannot read as JSONL: cannot parse 'true' (bool) as Int64", no file, no line
+    path = write(tmp_path / "e.jsonl", [row(input_tokens=4), row(), row(input_tokens=True)])
+    assert load_error(path) == (
+        f"{path}:3: field 'input_tokens': expected a whole number (Int64), got a boolean (true); "
+        "fix the file or pass --on-bad-rows skip")
+    # a pass-through field: the line whose kind differs from the field's first kind
+    other = write(tmp_path / "o.jsonl", [row(tier="gold"), row(tier=[1, 2])])
+    assert load_error(other) == (
+        f"{other}:2: field 'tier': expected text, got a list ([1, 2]); fix the file or pass "
+        "--on-bad-rows skip")
+    mixed = write(tmp_path / "m.jsonl", [row(tier=1), row(tier=[1, 2])])  # polars fails here
+    assert load_error(mixed) == (
+        f"{mixed}:2: field 'tier': a list ([1, 2]) where line 1 has a number: one field holds "
+        "one kind of value; fix the file or pass --on-bad-rows skip")
+
+
+def test_a_number_beyond_a_float_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.jsonl", [row(csat=4), '{"conversation_id": "c2", "ts": '
+                                        '"2026-10-01T10:00:00Z", "event": "x", "csat": 1e400}'])
+    assert load_error(path) == (
+        f"{path}:2: malformed JSON (number 1e400 is out of range); fix the file or pass "
+        "--on-bad-rows skip")
+
+
+def test_a_duplicate_key_is_located_on_the_located_pass(tmp_path: Path) -> None:
+    # polars keeps the first of two equal keys; Python's json the last: the line is refused
+    # when the file is re-parsed to locate a problem (here, a type conflict on line 3)
+    path = write(tmp_path / "e.jsonl", [
+        row(csat=4),
+        '{"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "event": "feedback", '
+        '"csat": 1, "csat": 5}',
+        row(csat=True)])
+    assert load_error(path) == (
+        f"{path}:2: duplicate key 'csat' in one object (1, then 5): which one is meant cannot "
+        "be known (1 more bad lines); fix the file or pass --on-bad-rows skip")
+    assert load(path, skip=True).frame.collect().get_column("csat").to_list() == [4.0]
+
+
+def otlp_export(attributes: list[tuple[str, dict[str, object]]]) -> dict[str, object]:
+    span = {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+            "name": "chat gpt-4o", "startTimeUnixNano": "1790000000000000000",
+            "endTimeUnixNano": "1790000001500000000",
+            "attributes": [{"key": k, "value": v} for k, v in attributes]}
+    return {"resourceSpans": [{"resource": {"attributes": []},
+                               "scopeSpans": [{"spans": [span]}]}]}
+
+
+def test_an_otlp_attribute_given_twice_with_different_values_is_located(tmp_path: Path) -> None:
+    from kpictl.formats import OtlpOptions, read_otlp
+
+    attrs = [("gen_ai.operation.name", {"stringValue": "chat"}),
+             ("gen_ai.usage.input_tokens", {"intValue": "10"}),
+             ("gen_ai.usage.input_tokens", {"intValue": "9000"})]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(otlp_export(attrs)), encoding="utf-8")
+    with pytest.raises(InputDataError) as caught:
+        read_otlp(path, OtlpOptions())
+    assert str(caught.value) == (
+        f"{path} resourceSpans[0] scopeSpans[0] spans[0]: attribute 'gen_ai.usage.input_tokens' "
+        "is given twice with different values ('10', then '9000'): which one is meant cannot be "
+        "known; fix the export")
+    same = tmp_path / "same.json"  # the same value twice: nothing is ambiguous
+    same.write_text(json.dumps(otlp_export(attrs[:2] + attrs[1:2])), encoding="utf-8")
+    assert read_otlp(same, OtlpOptions()).events.get_column("input_tokens").to_list() == [10]

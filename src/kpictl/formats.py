@@ -585,8 +585,25 @@ def _attributes_wide(frame: pl.DataFrame, column: str, index: str) -> pl.DataFra
         return frame.select(index)
     value = _attribute_value(pl.col("__a").struct.field("value"), inner.get("value", pl.Null()))
     long = long.select(index, pl.col("__a").struct.field("key").alias("key"), value.alias("v"))
+    _refuse_duplicate_attributes(frame, long, index)
     wide = long.pivot(on="key", index=index, values="v", aggregate_function="first")
     return frame.select(index).join(wide, on=index, how="left", maintain_order="left")
+
+
+def _refuse_duplicate_attributes(frame: pl.DataFrame, long: pl.DataFrame, index: str) -> None:
+    """One key twice in one attribute list with different values: which one is meant cannot be
+    known (a pivot would keep the first silently). Identical repeats are harmless."""
+    values = long.group_by(index, "key").agg(pl.col("v").unique(maintain_order=True).alias("v"))
+    twice = values.filter(pl.col("v").list.len() > 1).sort(index)
+    if twice.height == 0:
+        return
+    first = twice.row(0, named=True)
+    where = frame.filter(pl.col(index) == first[index]).get_column(LOCATION)[0]
+    shown = ", then ".join(repr(v) for v in first["v"][:2])
+    raise InputDataError(
+        f"{where}: attribute {first['key']!r} is given twice with different values ({shown}): "
+        "which one is meant cannot be known; fix the export"
+    )
 
 
 def _normalise_id(column: str) -> pl.Expr:

@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -240,55 +240,167 @@ def _reject_constant(name: str) -> object:
     raise json.JSONDecodeError(f"{name} is not a JSON value; write null", name, 0)
 
 
-def _bad_json_lines(data: bytes) -> dict[int, str]:
-    """Lines that are not one JSON object each: {line number: reason} (error path only)."""
+def _finite_float(text: str) -> float:
+    """A JSON number too large for a float (1e400) is an error, not Infinity."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise json.JSONDecodeError(f"number {text} is out of range", text, 0)
+    return value
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with a key twice, which value is meant cannot
+    be known (polars keeps the first, Python's json the last)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(
+                    f"duplicate key {key!r} in one object ({_short(seen[key])}, then "
+                    f"{_short(value)}): which one is meant cannot be known"
+                )
+            seen[key] = value
+    return result
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(value: object) -> str | None:
+    """What kind of JSON value this is, as a message says it (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "an object" if isinstance(value, dict) else "a list"
+
+
+def _conflicts(first: str, later: str) -> bool:
+    """Whether two kinds of value cannot share one column (polars reads text with numbers or
+    booleans as text; every other mix fails, or turns objects into text)."""
+    if first == later:
+        return False
+    return not ({first, later} <= {"text", "a number", "a boolean"}
+                and {first, later} != {"a number", "a boolean"})
+
+
+def _bad_json_lines(
+    data: bytes, expected: Mapping[str, pl.DataType] | None = None,
+    only: Collection[int] | None = None,
+) -> dict[int, str]:
+    """Lines that are not one JSON object each, or whose values cannot be read as their
+    column: {line number: reason}. The located re-parse (Python's json; error path only):
+    malformed JSON, NaN / Infinity, numbers beyond a float, duplicate keys, an object or a
+    list where `expected` wants a scalar, and a field holding kinds of value that cannot share
+    a column (the line that differs from the field's first kind). `only`: these lines."""
+    expected = expected or {}
     bad: dict[int, str] = {}
+    first_kind: dict[str, tuple[str, int]] = {}
     for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
+        if (only is not None and number not in only) or not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=_reject_constant)
+            value = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float,
+                               object_pairs_hook=_unique_keys)
+        except _DuplicateKeyError as exc:
+            bad[number] = str(exc)
+            continue
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             bad[number] = f"malformed JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
             continue
         if not isinstance(value, dict):
             bad[number] = f"expected a JSON object, got {type(value).__name__}"
+            continue
+        for key, item in value.items():
+            kind = _kind(item)
+            if kind is None:
+                continue
+            want = expected.get(key)
+            if want is not None and (
+                (kind in ("an object", "a list") and not isinstance(want, pl.Struct | pl.List))
+                or (kind == "a boolean" and want.is_numeric())
+            ):
+                bad[number] = (f"field {key!r}: expected {describe_dtype(want)}, got {kind} "
+                               f"({_short(item)})")
+                break
+            seen, at = first_kind.setdefault(key, (kind, number))
+            if _conflicts(seen, kind):
+                bad[number] = (f"field {key!r}: {kind} ({_short(item)}) where line {at} has "
+                               f"{seen}: one field holds one kind of value")
+                break
     return bad
+
+
+def _objects_as_text(frame: pl.DataFrame, data: bytes) -> dict[int, str]:
+    """Objects and lists polars turned into text (it does so in a text column, or a column
+    with text in other lines): {line: reason}. Cheap: a prefix test per text column; only
+    the rows that look like JSON are parsed again, to tell an object from text such as
+    "[internal] …"."""
+    text_columns = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.String)]
+    if not text_columns or frame.height == 0:
+        return {}
+    looks = pl.any_horizontal(  # polars writes them with no leading space
+        pl.col(c).str.starts_with("{") | pl.col(c).str.starts_with("[") for c in text_columns)
+    rows = frame.select(pl.arg_where(looks.fill_null(False))).to_series().to_list()
+    if not rows:
+        return {}
+    lines = _line_numbers(data)
+    strings = {c: pl.String() for c in text_columns}
+    return _bad_json_lines(data, strings, {lines[r] for r in rows if r < len(lines)})
 
 
 def _read_jsonl(
     path: Path, on_bad_rows: OnBadRows, fields: Mapping[str, pl.DataType] | None = None,
-    required: Sequence[str] = (),
+    required: Sequence[str] = (), expected: Mapping[str, pl.DataType] | None = None,
 ) -> tuple[pl.DataFrame, dict[int, str], bytes]:
-    """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes)."""
+    """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes).
+    `expected`: the type each field is read as (for the located re-parse's messages)."""
     data = _read_bytes(path)
     if not data.strip():  # an empty file holds no rows (reported as such by load_source)
         return pl.DataFrame(), {}, data
+    frame: pl.DataFrame | None = None
     if fields:
         try:
             frame = pl.read_ndjson(io.BytesIO(data), schema=dict(fields))
         except Exception:  # any misfit: the inferring path below says where
             frame = None
-        if frame is not None and not any(
+        if frame is not None and any(
             frame.get_column(name).null_count() == frame.height
             for name in required if name in frame.columns
         ):
-            return frame, {}, data
-    try:
-        return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None), {}, data
-    except Exception as exc:  # polars: ComputeError / SchemaError / panics on bad JSON
-        bad = _bad_json_lines(data)
-        if not bad:
-            raise InputDataError(
-                f"{path}: cannot read as JSONL: {first_line(exc)} (a field holds values of "
-                "incompatible kinds, e.g. an object in one line and a list in another)"
-            ) from exc
-        if on_bad_rows == "error":
-            line, reason = next(iter(bad.items()))
-            more = f" ({len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
-            raise InputDataError(
-                f"{path}:{line}: {reason}{more}; fix the file or pass --on-bad-rows skip"
-            ) from exc
+            frame = None
+    error: Exception | None = None
+    if frame is None:
+        try:
+            frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+        except Exception as exc:  # polars: ComputeError / SchemaError / panics on bad JSON
+            error = exc
+    bad = (_objects_as_text(frame, data) if frame is not None
+           else _bad_json_lines(data, expected))
+    if frame is not None and not bad:
+        return frame, {}, data
+    if not bad:
+        raise InputDataError(
+            f"{path}: cannot read as JSONL: {first_line(error or ValueError())} (a field holds "
+            "values of incompatible kinds, e.g. an object in one line and a list in another)"
+        ) from error
+    if on_bad_rows == "error":
+        line, reason = next(iter(sorted(bad.items())))
+        more = f" ({len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
+        raise InputDataError(
+            f"{path}:{line}: {reason}{more}; fix the file or pass --on-bad-rows skip"
+        ) from error
     kept = b"\n".join(
         line for number, line in enumerate(data.split(b"\n"), start=1) if number not in bad
     )
@@ -299,6 +411,22 @@ def _read_jsonl(
     except Exception as exc:
         raise InputDataError(f"{path}: cannot read as JSONL: {first_line(exc)}") from exc
     return frame, bad, data
+
+
+def _expected_fields(request: SourceRequest) -> dict[str, pl.DataType]:
+    """The type each top-level JSON field of a source is read as (canonical columns and the
+    spec's typed columns), by field name."""
+    expected: dict[str, pl.DataType] = {
+        name: column.dtype
+        for name, column in canonical.CANONICAL_TABLES.get(request.name, {}).items()}
+    for rule in request.columns:
+        target = _target_dtype(rule, canonical.CANONICAL_TABLES.get(request.name, {}).get(
+            rule.name))
+        field_name = rule.source_field or rule.name
+        if rule.sql is None and target is not None and "." not in field_name:
+            expected.pop(rule.name, None)
+            expected[field_name] = target
+    return expected
 
 
 def _widen(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
@@ -504,13 +632,12 @@ def _convert(
         # beyond ±2^63 (or not finite) the value is no Int64: null, so the row is reported
         exact = expr.is_finite() & (expr == rounded) & (rounded.abs() < 2.0**63)
         return pl.when(exact).then(rounded.cast(pl.Int64, strict=False)), True
+    if isinstance(source, pl.Struct | pl.List):
+        # an object or a list where a scalar is expected: every such row is reported
+        return pl.lit(None, dtype=target), True
     if isinstance(target, pl.String):
-        if isinstance(source, pl.Struct | pl.List):
-            raise InputDataError(f"{where}: column {name!r} is {source}; expected text")
         return expr.cast(pl.String), False
-    if isinstance(source, pl.Struct | pl.List) or (
-        isinstance(target, pl.Int64 | pl.Float64) and isinstance(source, pl.Boolean)
-    ):
+    if isinstance(target, pl.Int64 | pl.Float64) and isinstance(source, pl.Boolean):
         raise InputDataError(f"{where}: column {name!r} is {source}; expected {target}")
     # numbers beyond Int64 (JSON integers past 2^63 are read as Int128 or UInt64) become null
     # and are reported, never wrapped or silently dropped
@@ -529,6 +656,8 @@ def describe_dtype(dtype: pl.DataType) -> str:
         return f"a whole number ({dtype})"
     if dtype.is_float():
         return f"a number ({dtype})"
+    if isinstance(dtype, pl.String):
+        return "text"
     return str(dtype)
 
 
@@ -658,7 +787,8 @@ def _load_file(
     required_fields = [
         c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
     ]
-    eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields)
+    eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields,
+                                       _expected_fields(request))
     checked, report = _checked_frame(
         path, fmt, request, on_bad_rows, eager.lazy(), eager.height, size, partitions, data,
         dropped,
