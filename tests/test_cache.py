@@ -286,6 +286,27 @@ def test_past_its_limit_the_least_recently_used_entries_are_removed(
     assert sum(p.stat().st_size for p in cache.iterdir()) <= total - 1
 
 
+def test_a_load_of_many_files_lists_the_cache_folder_once(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing the folder after every write made a first run on 400 files into a cache of
+    2,000 entries take 49 s instead of 4 s."""
+    for i in range(30):
+        write_jsonl(f"logs/part-{i}.jsonl", [{**event_rows[0], "conversation_id": f"c{i}"}])
+    listed: list[object] = []
+    real = os.scandir
+
+    def scandir(path: object) -> object:
+        listed.append(path)
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    cache = tmp_path / "cache"
+    loaded = cached_load(tmp_path / "logs", cache)
+    assert [p for p in listed if Path(str(p)) == cache] == [cache]
+    assert loaded.rows == 30 and len(list(cache.glob("*.json"))) == 30
+
+
 def test_an_entry_larger_than_the_limit_is_not_kept(
     tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -123,6 +123,9 @@ class JsonlCache:
             self.limit = cache_limit()
         if self.limit == 0:
             self._ready = False
+        # the folder's size as of the last look, plus what this load wrote since: the folder is
+        # listed at the first write and again only past the limit (not once per file)
+        self._total: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -223,7 +226,7 @@ class JsonlCache:
         tmp_frame = folder / f"{key}.parquet.{token}.tmp"
         tmp_meta = folder / f"{key}.json.{token}.tmp"
         try:
-            payload = None
+            payload, payload_size = None, 0
             if frame is not None:
                 _create_private(tmp_frame)
                 frame.write_parquet(tmp_frame)
@@ -236,11 +239,11 @@ class JsonlCache:
                         f"than the cache limit ({self.limit:,} bytes, KPICTL_CACHE_MAX_BYTES)"
                     )
                     raise _Unfit
-                payload = {"bytes": size, "xxh3_128": digest_file(tmp_frame)}
+                payload, payload_size = {"bytes": size, "xxh3_128": digest_file(tmp_frame)}, size
             body = {"format": CACHE_FORMAT, "key": key, "data": data, "payload": payload}
             _create_private(tmp_meta)
-            tmp_meta.write_text(json.dumps({**body, "checksum": _checksum(body)}),
-                                encoding="utf-8")
+            meta_size = tmp_meta.write_bytes(
+                json.dumps({**body, "checksum": _checksum(body)}).encode())
             if frame is not None:
                 os.replace(tmp_frame, folder / f"{key}.parquet")
             os.replace(tmp_meta, folder / f"{key}.json")
@@ -251,11 +254,15 @@ class JsonlCache:
             _unlink(tmp_frame, tmp_meta)
             self._off(f"cannot write to {folder} ({_why(exc)})")
             return
-        self._tidy(folder)
+        self._tidy(folder, payload_size + meta_size)
 
-    def _tidy(self, folder: Path) -> None:
+    def _tidy(self, folder: Path, written: int) -> None:
+        if self._total is not None:
+            self._total += written
+            if self._total <= self.limit:
+                return
         now = time.time()
-        entries = _entries(folder, now, remove_orphans=True)
+        entries = _entries(folder, now, remove_orphans=self._total is None)
         total = sum(e.size for e in entries)
         for entry in sorted(entries, key=lambda e: e.last_used):
             if total <= self.limit:
@@ -264,6 +271,7 @@ class JsonlCache:
                 continue
             self._remove(entry.key)
             total -= entry.size
+        self._total = total
 
 
 @dataclass(frozen=True)
