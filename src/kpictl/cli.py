@@ -88,7 +88,11 @@ class SampleFormat(StrEnum):
 
 
 def _stderr(message: str) -> None:
-    typer.echo(message, err=True)
+    """One message to stderr; control characters a data value may carry (ESC, BEL, CR) are
+    shown as escapes, never sent to the terminal."""
+    from kpictl.render import visible_controls
+
+    typer.echo(visible_controls(message, keep="\n"), err=True)
 
 
 def _is_cli_exception(exc: Exception) -> bool:

@@ -7,12 +7,14 @@ import datetime as dt
 import io
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kpictl import __version__
 from kpictl.datacheck import unavailable_label
@@ -27,6 +29,55 @@ LAYER_TITLES = {
     "risk_compliance": "Risk and compliance",
 }
 FORMATS = ("table", "json", "csv", "markdown")
+
+
+# ----------------------------------------------------------------------------------------------
+# Escaping: every value from the data (log text is attacker-controlled) passes the function of
+# the place it lands in, defined once here. README "Bad input and output safety" lists them.
+# ----------------------------------------------------------------------------------------------
+
+# C0 and C1 controls (ESC starts ANSI CSI and OSC 8 hyperlinks; BEL ends OSC; CR overwrites the
+# line), DEL and the bidirectional overrides that reorder what a reader sees.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Characters that start Markdown or GFM syntax anywhere in a line: escapes, code, emphasis,
+# links and images, raw HTML and autolinks, tables, strikethrough, entities, headings and issue
+# references, math, mentions. A `_` inside a word (customer_tier) never delimits emphasis.
+_MD_SYNTAX = re.compile(r"[\\`*\[\]<>!|~&#$@]|_(?![^\W_])|(?<![^\W_])_")
+# What turns plain text into an autolink: a scheme's `://`, a `//` host, a `name.tld` host.
+_MD_LINK = re.compile(r":(?=//)|/(?=/)|(?<=[^\W_])\.(?=[^\W\d_])")
+# A `|` that a table would read as a column break: not escaped by an odd run of backslashes.
+_MD_PIPE = re.compile(r"(?<!\\)((?:\\\\)*)\|")
+# A spreadsheet evaluates a cell starting with these as a formula (OWASP "CSV injection").
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible_controls(text: str, keep: str = "") -> str:
+    """Control characters (except those in `keep`) as visible escapes: ESC → `\\x1b`."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _visible(m.group()), text)
+
+
+def term_text(value: object) -> Text:
+    """A data value for the terminal: a rich Text (never parsed as markup or emoji), with
+    control characters shown as escapes so no ANSI sequence from the data reaches the screen."""
+    return Text(visible_controls(str(value)))
+
+
+def md_text(value: object) -> str:
+    """A data value as inert Markdown inline text, safe in a table cell, a heading or a list
+    item: one line, and no heading, link, image, HTML, autolink, code or emphasis."""
+    text = visible_controls(" ".join(str(value).split()))
+    return _MD_LINK.sub(r"\\\g<0>", _MD_SYNTAX.sub(r"\\\g<0>", text))
+
+
+def md_cell(text: str) -> str:
+    """Markdown (kpictl's own, with data already through `md_text`) as one table cell: on one
+    line, with every `|` that is not escaped yet escaped."""
+    return _MD_PIPE.sub(r"\1\\|", " ".join(text.splitlines()))
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -179,10 +230,6 @@ def to_csv(result: ComputeResult) -> str:
     return buffer.getvalue()
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def to_markdown(result: ComputeResult) -> str:
     """The `--format markdown` document: one GitHub-flavoured table per layer."""
     window = result.window
@@ -200,10 +247,10 @@ def to_markdown(result: ComputeResult) -> str:
             lines.append(
                 "| "
                 + " | ".join(
-                    _md_escape(c)
+                    md_cell(c)
                     for c in (
-                        _kpi_label(row),
-                        cohort_label(row),
+                        _kpi_label(row, md_text),
+                        md_text(cohort_label(row)),
                         shown_value(row),
                         str(row["n"]),
                         str(row["pending"]),
@@ -214,13 +261,16 @@ def to_markdown(result: ComputeResult) -> str:
             )
         lines.append("")
     if result.notes:
-        lines += ["Notes:", "", *[f"- {_md_escape(n)}" for n in result.notes], ""]
+        lines += ["Notes:", "", *[f"- {md_text(n)}" for n in result.notes], ""]
     return "\n".join(lines)
 
 
-def _kpi_label(row: dict[str, Any]) -> str:
+def _kpi_label(row: dict[str, Any], escape: Callable[[object], Any]) -> Any:
+    """The KPI's name, or `└ column=value` for a breakdown row (the value through `escape`)."""
     if row["breakdown"] is not None:
-        return f"  └ {row['breakdown']}={row['breakdown_value']}"
+        value = escape(row["breakdown_value"])
+        prefix = f"  └ {row['breakdown']}="
+        return Text(prefix) + value if isinstance(value, Text) else prefix + value
     return str(row["kpi"])
 
 
@@ -251,12 +301,12 @@ def render_table(result: ComputeResult, console: Console) -> None:
         table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", "", "", "", "", "")
         for row in rows:
             table.add_row(
-                _kpi_label(row),
-                cohort_label(row),
+                _kpi_label(row, term_text),
+                term_text(cohort_label(row)),
                 shown_value(row),
                 f"{row['n']:,}",
                 f"{row['pending']:,}" if row["pending"] else "",
-                row["owner"],
+                term_text(row["owner"]),
             )
     console.print(table)
 
@@ -394,14 +444,16 @@ def compare_to_csv(result: Any) -> str:
     return buffer.getvalue()
 
 
-def _compare_cells(row: dict[str, Any]) -> list[str]:
+def _compare_cells(row: dict[str, Any], escape: Callable[[object], Any]) -> list[Any]:
+    """The cells of one compare row; `escape` makes the data values (the cohort) safe for
+    the target (`md_text` or `term_text`)."""
     fmt = row["format"]
     delta = format_change(row["delta"], fmt)
     delta_ci = _interval(row["delta_low"], row["delta_high"], lambda v: format_change(v, fmt))
     rel = format_relative(row["relative_delta"])
     rel_ci = _interval(row["relative_low"], row["relative_high"], format_relative)
     return [
-        row["kpi"], ", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all",
+        row["kpi"], escape(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
         f"{format_value(row['baseline_value'], fmt)} (n={row['baseline_n']:,})",
         f"{format_value(row['current_value'], fmt)} (n={row['current_n']:,})",
         f"{delta} {delta_ci}".strip(), f"{rel} {rel_ci}".strip(), format_p(row["p_adjusted"]),
@@ -437,7 +489,7 @@ def compare_to_markdown(result: Any) -> str:
     for layer, rows in _by_layer(result.table):
         lines += [f"## {LAYER_TITLES.get(layer, layer)}", "", "| " + " | ".join(header) + " |",
                   "| " + " | ".join(["---"] * len(header)) + " |"]
-        lines += ["| " + " | ".join(_md_escape(c) for c in _compare_cells(r)) + " |"
+        lines += ["| " + " | ".join(md_cell(c) for c in _compare_cells(r, md_text)) + " |"
                   for r in rows]
         lines.append("")
     return "\n".join(lines)
@@ -449,7 +501,7 @@ def render_compare_table(result: Any, console: Console) -> None:
     counts = status_counts(result.table)
     title = (f"{design.label} · baseline {design.baseline} · unit {result.unit} · "
              f"α {result.alpha} ({result.correction})")
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(title=term_text(title), title_justify="left", header_style="bold")
     table.add_column("KPI", no_wrap=True)
     table.add_column("cohort")
     for name in ("baseline", "current", "Δ [CI]", "relative Δ [CI]", "p adj."):
@@ -461,7 +513,7 @@ def render_compare_table(result: Any, console: Console) -> None:
             table.add_section()
         table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", *[""] * 8)
         for row in rows:
-            cells = _compare_cells(row)
+            cells = _compare_cells(row, term_text)
             good = _is_good(row)
             if good is not None:
                 colour = "green" if good else "red"
@@ -474,7 +526,7 @@ def render_compare_table(result: Any, console: Console) -> None:
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     console.print(f"Verdict: {summary}")
     if design.caveat:
-        console.print(f"Note: {design.caveat}")
+        console.print(Text("Note: ") + term_text(design.caveat))
     if result.srm and result.srm.get("checked"):
         flag = "SRM DETECTED" if result.srm["mismatch"] else "no SRM"
         console.print(f"Sample ratio: {result.srm['treatment']:,} treatment / "

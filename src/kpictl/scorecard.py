@@ -60,6 +60,8 @@ from kpictl.render import (
     format_relative,
     format_value,
     iso,
+    md_cell,
+    md_text,
     shown_value,
 )
 from kpictl.schema import CANONICAL_TABLES
@@ -362,23 +364,17 @@ def redact_pii(text: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("\n", " ").replace("|", "\\|")
-
-
-def escape_text(text: str) -> str:
-    """Free text (a customer's message) made inert: no links, HTML, emphasis or code."""
-    text = " ".join(text.split())
-    return re.sub(r"([\\`*_\[\]<>|~])", r"\\\1", text)
-
-
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
-    """A GitHub-flavoured table; `align` has one letter per column (l or r)."""
+    """A GitHub-flavoured table; `align` has one letter per column (l or r). Cells are kpictl's
+    Markdown: every value from the data in them has been through `md_text` already."""
     marks = ["---:" if (align[i : i + 1] == "r") else "---" for i in range(len(header))]
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "| " + " | ".join(marks) + " |"]
+    lines = [
+        "| " + " | ".join(md_cell(str(h)) for h in header) + " |",
+        "| " + " | ".join(marks) + " |",
+    ]
     for row in rows:
         assert len(row) == len(header), (header, row)
-        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        lines.append("| " + " | ".join(md_cell(str(c)) for c in row) + " |")
     return [*lines, ""]
 
 
@@ -1063,14 +1059,15 @@ def drilldown(
         counted = frame.collect()
         failing = counted.filter(compile_sql(condition)).drop(names)
         settled = counted.drop(names)
-        parts: list[tuple[str, pl.DataFrame]] = [("", failing)]
+        # (breakdown column, value), None for the whole failing set
+        parts: list[tuple[tuple[str, str | None] | None, pl.DataFrame]] = [(None, failing)]
         if kpi.breakdown and kpi.breakdown in failing.columns:
             values = failing.get_column(kpi.breakdown).cast(pl.String)
             keys = sorted({v for v in values.to_list() if v is not None})
-            parts = [(f"{kpi.breakdown} = {v}", failing.filter(values == v)) for v in keys]
+            parts = [((kpi.breakdown, v), failing.filter(values == v)) for v in keys]
             if values.null_count():
-                parts.append((f"{kpi.breakdown} is null", failing.filter(values.is_null())))
-        for suffix, part in parts:
+                parts.append(((kpi.breakdown, None), failing.filter(values.is_null())))
+        for which, part in parts:
             order = [c for c in (table.time, key) if c and c in part.columns]
             fresh = part.filter(~pl.col(key).is_in(sorted(wanted)))  # each conversation once
             chosen = fresh.sort(order, descending=[True, False][: len(order)]).head(
@@ -1080,7 +1077,8 @@ def drilldown(
             groups.append(
                 {
                     "kpi": kpi.name,
-                    "label": label + (f", {suffix}" if suffix else ""),
+                    "label": label,
+                    "part": which,
                     "count": part.height,
                     "of": settled.height,
                     "rows": chosen.select(
@@ -1673,7 +1671,7 @@ def _section_table(data: ReportData) -> list[str]:
         ]
         if warnings:
             lines += ["Warnings of the tests:", ""]
-            lines += [f"- {kpi}: {_cell(w)}" for kpi, w in warnings]
+            lines += [f"- {kpi}: {md_text(w)}" for kpi, w in warnings]
             lines.append("")
     lines += [
         "Thresholds: warning / critical / catastrophic. `pp`, `%` and plain numbers are "
@@ -1772,7 +1770,7 @@ def _breakdown_rows(data: ReportData, kpi: KpiSpec) -> tuple[list[list[str]], st
     for value, comparison, p_adj in zip(keys, comparisons, adjusted, strict=True):
         cur, base = current.get(value), baseline.get(value)
         count = round(cur[0] * cur[1]) if cur and cur[0] is not None else 0
-        row = [str(value) if value is not None else "(none)"]
+        row = [md_text(value) if value is not None else "(none)"]
         if countable:
             row += [_int(count), _share(count, all_count)]
         row.append(format_value(cur[0] if cur else 0.0, fmt))
@@ -1849,14 +1847,15 @@ def _section_breakdowns(data: ReportData) -> list[str]:
         "cohorts differ in more than this column.",
         "",
     ]
-    lines += [f"- {_cell(n)}" for n in data.cohort_notes]
+    lines += [f"- {md_text(n)}" for n in data.cohort_notes]
     if data.cohort_notes:
         lines.append("")
     if data.cohorts:
         rows = []
         for cell in data.cohorts:
             fmt = cell["format"]
-            cohort = f"{cell['dimension']}={cell['value'] if cell['value'] is not None else 'null'}"
+            value = cell["value"]
+            cohort = md_text(f"{cell['dimension']}={value if value is not None else 'null'}")
             rows.append(
                 [
                     cell["kpi"],
@@ -2124,11 +2123,11 @@ def _section_quality(data: ReportData) -> list[str]:
         [
             [
                 f.source,
-                f.path,
+                md_text(f.path),
                 f.format,
                 _int(f.rows),
                 _int(f.skipped),
-                f.skipped_reasons[0] if f.skipped_reasons else "—",
+                md_text(f.skipped_reasons[0]) if f.skipped_reasons else "—",
             ]
             for f in data.files
         ],
@@ -2252,8 +2251,12 @@ def _section_drilldown(data: ReportData) -> list[str]:
     if not data.drilldown:
         return [*lines, "No share-of-conversations KPI in the spec.", ""]
     for group in data.drilldown:
+        part = ""
+        if group["part"] is not None:
+            column, value = group["part"]
+            part = f", {column} = {md_text(value)}" if value is not None else f", {column} is null"
         lines += [
-            f"### {group['kpi']}: {group['label']}",
+            f"### {group['kpi']}: {group['label']}{part}",
             "",
             f"{_int(group['count'])} of the {_int(group['of'])} conversations the KPI counts.",
             "",
@@ -2266,14 +2269,14 @@ def _section_drilldown(data: ReportData) -> list[str]:
         rows = []
         for row in group["rows"]:
             cells = [
-                row[key],
+                md_text(row[key]),
                 (iso(row.get(time)) if time else None) or "—",
-                row["__cohort"] or "—",
+                md_text(row["__cohort"]) if row["__cohort"] else "—",
                 format_value(row["__cost"], "usd"),
             ]
             if data.has_text:
                 text = row["__text"]
-                cells.append(escape_text(_truncate(text)) if text else "—")
+                cells.append(md_text(_truncate(text)) if text else "—")
             rows.append(cells)
         lines += md_table(header, rows, "lllr" + ("l" if data.has_text else ""))
     return lines
@@ -2313,7 +2316,7 @@ def _section_method(data: ReportData) -> list[str]:
         lines.append(
             f"- **{kpi.name}** ({LAYER_TITLES.get(kpi.layer, kpi.layer)}; "
             f"{kpi.direction} is better; owner {kpi.owner}) — "
-            f"{_cell(kpi.description) or 'no description'}"
+            f"{md_cell(kpi.description) or 'no description'}"
         )
         detail = _definition(kpi)
         if kpi.thresholds:
@@ -2377,7 +2380,7 @@ def _section_method(data: ReportData) -> list[str]:
         [
             [
                 f.source,
-                f.path,
+                md_text(f.path),
                 _int(f.size_bytes),
                 _int(f.rows),
                 f"`{data.file_hashes.get(f.path, '')}`",
@@ -2391,7 +2394,7 @@ def _section_method(data: ReportData) -> list[str]:
     lines += md_table(
         ["item", "value"],
         [
-            ["spec", str(spec.path)],
+            ["spec", md_text(spec.path)],
             ["spec sha256", f"`{spec.sha256}`"],
             ["kpictl", __version__],
             ["polars", pl.__version__],

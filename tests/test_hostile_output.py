@@ -1,0 +1,330 @@
+"""Hostile values in the logs cannot forge, break or poison kpictl's output.
+
+Agent logs are written by the public; kpictl's outputs are trusted. Every value from the data
+(cohort and breakdown values, ids, reasons, transcript text, model and tool names, error types)
+lands escaped for its place: Markdown (a real CommonMark + GFM renderer, markdown-it-py's
+"gfm-like" preset with linkify, must see no heading, link, image or HTML node and the same table
+shapes as on benign data), the terminal (no rich markup, no control sequence), CSV (no formula
+a spreadsheet would evaluate) and JSON (no NaN/Infinity token). `-o FILE` writes atomically.
+
+The end-to-end tests run each command twice on the same 400 conversations of the bundled sample:
+once with hostile values, once with the same values replaced one-for-one by plain words. The
+rendered structure must be identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from typer.testing import CliRunner
+
+from kpictl.cli import app
+from kpictl.render import md_cell, md_text, visible_controls
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "kpi_definitions.yaml"
+SAMPLE = ROOT / "sample_logs"
+runner = CliRunner()
+
+HOSTILE = [
+    "x\n# All KPIs OK — approved by CFO",
+    "a|b",
+    "[x](http://e)",
+    "![i](http://e/t.png)",
+    "<img src=x onerror=alert(1)>",
+    "http://evil.example",
+    "www.evil.com",
+    "mail me@evil.com",
+    "`code` ``x``",
+    "*em* _em_ **b**",
+    "back\\slash\\",
+    "[/]",
+    "[link=http://x]hi[/link]",
+    "\x1b[31mred\x1b]8;;http://x\x07\rover",
+    "=1+2",
+    "-3",
+    "@SUM(A1)",
+    "\tTAB",
+    "&lt;b&gt; ~~s~~ $x$ #12",
+]
+BENIGN = [f"plain{i}" for i in range(len(HOSTILE))]
+# GFM: CommonMark + tables + strikethrough + autolinks (linkify-it-py), as GitHub renders it
+GFM = MarkdownIt("gfm-like")
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures: the same logs with hostile and with benign values
+# ----------------------------------------------------------------------------------------------
+
+
+def write_logs(folder: Path, values: list[str], conversations: int = 400) -> Path:
+    """The bundled sample's first `conversations` conversations, with `values` (one per
+    conversation, cycling) as channel, escalation reason, model, tool, error type, a prefix of
+    every user message and, for every fifth conversation, a prefix of its id."""
+    keep = {f"c{i:06d}" for i in range(1, conversations + 1)}
+
+    def value(conversation: str) -> str:
+        return values[int(conversation[1:]) % len(values)]
+
+    def rewrite(row: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+        conversation = row["conversation_id"]
+        mark = value(conversation)
+        for field, kind in fields.items():
+            if row.get(field) is None:
+                continue
+            row[field] = mark + " " + row[field] if kind == "prefix" else mark
+        if int(conversation[1:]) % 5 == 0:
+            row["conversation_id"] = mark + conversation
+        return row
+
+    for name, fields in (
+        ("events", {"channel": "set", "escalation_reason": "set", "model": "set"}),
+        ("tool_calls", {"tool": "set", "error_type": "set"}),
+    ):
+        rows = []
+        for line in (SAMPLE / name / f"{name}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row["conversation_id"] not in keep:
+                continue
+            user = name == "events" and row.get("role") == "user"
+            rows.append(rewrite(row, {**fields, "text": "prefix"} if user else fields))
+        (folder / name).mkdir(parents=True)
+        (folder / name / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hostile_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_logs(tmp_path_factory.mktemp("hostile"), HOSTILE)
+
+
+@pytest.fixture(scope="module")
+def benign_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_logs(tmp_path_factory.mktemp("benign"), BENIGN)
+
+
+@contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run(logs: Path, *args: str) -> tuple[int, str, str]:
+    """`kpictl COMMAND events/ --source tool_calls=tool_calls/ -c SPEC ARGS…` in `logs`."""
+    command, *rest = args
+    with working_directory(logs):
+        result = runner.invoke(
+            app,
+            [command, "events", "--source", "tool_calls=tool_calls", "-c", str(SPEC),
+             "--no-cache", *rest],
+        )
+    return result.exit_code, result.stdout, result.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+
+# Node types a value could forge: structure (headings, tables, lists, quotes, rules, code
+# blocks) and inline syntax (links, images, HTML, code, emphasis, strikethrough).
+STRUCTURE = {
+    "heading_open", "table_open", "tr_open", "th_open", "td_open", "bullet_list_open",
+    "ordered_list_open", "list_item_open", "blockquote_open", "hr", "fence", "code_block",
+    "html_block", "html_inline", "link_open", "image", "code_inline", "em_open",
+    "strong_open", "s_open", "hardbreak",
+}
+
+
+def structure(markdown: str) -> tuple[Counter[str], list[tuple[int, ...]], list[str]]:
+    """(count of each structural node, each table's column count per row, link targets)."""
+    counts: Counter[str] = Counter()
+    shapes: list[tuple[int, ...]] = []
+    links: list[str] = []
+    columns = 0
+    row_widths: list[int] = []
+
+    def visit(tokens: list[Token]) -> None:
+        nonlocal columns
+        for token in tokens:
+            if token.type in STRUCTURE:
+                counts[token.type] += 1
+            if token.type == "link_open":
+                links.append(str(token.attrGet("href")))
+            if token.type == "tr_open":
+                columns = 0
+            elif token.type in ("th_open", "td_open"):
+                columns += 1
+            elif token.type == "tr_close":
+                row_widths.append(columns)
+            elif token.type == "table_close":
+                shapes.append(tuple(row_widths))
+                row_widths.clear()
+            if token.children:
+                visit(token.children)
+
+    visit(GFM.parse(markdown))
+    return counts, sorted(shapes), sorted(links)  # value order differs: compare as sets
+
+
+def assert_inert(hostile: str, benign: str) -> None:
+    """The hostile rendering has exactly the benign rendering's structure, and no value
+    shows up as live HTML."""
+    assert structure(hostile) == structure(benign)
+    html = GFM.render(hostile)
+    assert "<img" not in html and "onerror" not in html.replace("onerror=alert", "")
+    assert 'href="http://e' not in html and 'href="http://evil' not in html
+    assert "\x1b" not in hostile and "\x07" not in hostile
+
+
+def test_md_text_escapes_the_example_values() -> None:
+    assert md_text("x\n# All KPIs OK") == "x \\# All KPIs OK"
+    assert md_text("[x](http://e)") == "\\[x\\](http\\:\\//e)"
+    assert md_text("<img src=x onerror=alert(1)>") == "\\<img src=x onerror=alert(1)\\>"
+    assert md_text("http://evil.example") == "http\\:\\//evil\\.example"
+    assert md_text("a|b \\ `c` *d* _e_") == "a\\|b \\\\ \\`c\\` \\*d\\* \\_e\\_"
+    assert md_text("\x1b[31m\x07") == "\\\\x1b\\[31m\\\\x07"
+    assert md_text("v1.2, 2026-10-01, 5.5") == "v1.2, 2026-10-01, 5.5"  # no needless escapes
+
+
+def inline_text(tokens: list[Token]) -> str:
+    """The literal text of rendered inline tokens; fails on any other node."""
+    parts = []
+    for token in tokens:
+        assert token.type in ("text", "text_special"), (token.type, token)
+        parts.append(token.content)
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        st.sampled_from(list("\\`*_[]()<>!|~&#$@:/.=+-\n\r\t \x1b\x07\u202e")) | st.characters(),
+        max_size=40,
+    )
+)
+def test_md_text_is_literal_text_in_a_heading_a_cell_and_a_list_item(value: str) -> None:
+    expected = visible_controls(" ".join(value.split()))
+    text = md_text(value)
+    heading = GFM.parse(f"### KPI: {text}\n")
+    assert [t.type for t in heading] == ["heading_open", "inline", "heading_close"]
+    assert inline_text(heading[1].children or []) == f"KPI: {expected}".strip()
+    table = GFM.parse(f"| a | b |\n| --- | --- |\n| x | {md_cell(text)} |\n")
+    cells = [t for t in table if t.type == "inline"]
+    assert len(cells) == 4
+    assert inline_text(cells[3].children or []) == expected
+    item = GFM.parse(f"- note: {text}\n")
+    assert [t.type for t in item][:3] == ["bullet_list_open", "list_item_open", "paragraph_open"]
+    assert inline_text(item[3].children or []) == f"note: {expected}".strip()
+
+
+def test_md_cell_escapes_pipes_once() -> None:
+    assert md_cell("`a|b` \\| c\nd") == "`a\\|b` \\| c d"
+    assert md_cell(md_text("a\\|b")) == "a\\\\\\|b"
+
+
+def test_compute_markdown_is_inert(hostile_logs: Path, benign_logs: Path) -> None:
+    outputs = []
+    for logs in (hostile_logs, benign_logs):
+        code, out, err = run(logs, "compute", "--by", "channel", "-f", "markdown")
+        assert code == 0, err
+        outputs.append(out)
+    assert_inert(*outputs)
+    assert "\\<img src=x onerror=alert(1)\\>" in outputs[0]
+    assert "# All KPIs OK" not in outputs[0].replace("\\# All KPIs OK", "")
+
+
+def test_compute_markdown_by_tool_is_inert(hostile_logs: Path, benign_logs: Path) -> None:
+    outputs = []
+    for logs in (hostile_logs, benign_logs):
+        code, out, err = run(logs, "compute", "--by", "tool", "-f", "markdown")
+        assert code == 0, err
+        outputs.append(out)
+    assert_inert(*outputs)
+    assert "tool=\\[x\\](http\\:\\//e)" in outputs[0]
+
+
+def test_compare_markdown_is_inert(hostile_logs: Path, benign_logs: Path) -> None:
+    outputs = []
+    for logs in (hostile_logs, benign_logs):
+        code, out, err = run(logs, "compare", "--by", "channel", "-f", "markdown")
+        assert code == 0, err
+        outputs.append(out)
+    assert_inert(*outputs)
+
+
+def test_scorecard_is_inert(hostile_logs: Path, benign_logs: Path) -> None:
+    outputs = []
+    for logs in (hostile_logs, benign_logs):
+        code, out, err = run(logs, "report", "--no-redact")
+        assert code == 0, err
+        outputs.append(out)
+    assert_inert(*outputs)
+    hostile = outputs[0]
+    # the reason that used to add a heading is one heading's text now
+    assert "escalation_reason = x \\# All KPIs OK — approved by CFO\n" in hostile
+    assert "| \\[x\\](http\\:\\//e)" in hostile  # a breakdown value, and an id in the drill-down
+
+
+# ----------------------------------------------------------------------------------------------
+# Terminal
+# ----------------------------------------------------------------------------------------------
+
+CONTROL = ("\x1b", "\x07", "\r", "\x9b")
+
+
+def assert_no_control(text: str) -> None:
+    for char in CONTROL:
+        assert char not in text, repr(char)
+
+
+@pytest.mark.parametrize("command", ["compute", "compare"])
+def test_table_shows_markup_and_escape_sequences_as_text(hostile_logs: Path, command: str) -> None:
+    code, out, err = run(hostile_logs, command, "--by", "channel")
+    assert code == 0, err  # `[/]` was read as a closing tag: exit 70
+    assert_no_control(out)
+    assert_no_control(err)
+    # shown as written (a wide table may wrap a cell: look for short pieces)
+    for piece in ("channel=[/]", "=[link=http://x]hi", "=\\x1b[31mred\\x1b]8;;", "=x\\x0a#"):
+        assert piece in out, piece
+
+
+def test_compute_table_by_tool_shows_tool_names_as_text(hostile_logs: Path) -> None:
+    code, out, err = run(hostile_logs, "compute", "--by", "tool")
+    assert code == 0, err
+    assert_no_control(out)
+    assert "tool=[/]" in out and "tool=*em* _em_ **b**" in out
+
+
+def test_stderr_shows_control_characters_as_escapes(tmp_path: Path) -> None:
+    events = write_logs(tmp_path, BENIGN, conversations=20) / "events"
+    (events / "notes\x1b]8;;x\x07.txt").write_text("not a log\n")
+    code, _, err = run(tmp_path, "compute")
+    assert code == 0, err
+    assert_no_control(err)
+    assert "notes\\x1b]8;;x\\x07.txt" in err
+
+
+def test_term_text_is_never_markup() -> None:
+    from rich.console import Console
+
+    from kpictl.render import term_text
+
+    console = Console(width=80, force_terminal=True, color_system=None, emoji=True)
+    with console.capture() as capture:
+        console.print(term_text("[bold]b[/] :smile: [link=http://x]y[/link] \x1b[2J\r"))
+    assert capture.get() == "[bold]b[/] :smile: [link=http://x]y[/link] \\x1b[2J\\x0d\n"
