@@ -383,3 +383,50 @@ def test_an_otlp_attribute_given_twice_with_different_values_is_located(tmp_path
     same = tmp_path / "same.json"  # the same value twice: nothing is ambiguous
     same.write_text(json.dumps(otlp_export(attrs[:2] + attrs[1:2])), encoding="utf-8")
     assert read_otlp(same, OtlpOptions()).events.get_column("input_tokens").to_list() == [10]
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. repeated OTLP spans, chat records sharing an id
+# ---------------------------------------------------------------------------------------------
+
+
+def load_format(fmt: str, *paths: Path) -> dict[str, LoadedSource]:
+    from kpictl.formats import ChatOptions, OtlpOptions
+    from kpictl.io import load_format_source
+
+    options = OtlpOptions() if fmt == "otlp_json" else ChatOptions()
+    request = SourceRequest("events", tuple(str(p) for p in paths), Path("."), format=fmt,
+                            options=options)
+    calls = SourceRequest("tool_calls", (), Path("."), derived_from="events")
+    return load_format_source(request, [calls])
+
+
+def test_an_otlp_span_exported_twice_is_read_once_with_a_note(tmp_path: Path) -> None:
+    attrs = [("gen_ai.operation.name", {"stringValue": "chat"}),
+             ("gen_ai.usage.input_tokens", {"intValue": "10"})]
+    export = otlp_export(attrs)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(export), encoding="utf-8")
+    b.write_text(json.dumps(export), encoding="utf-8")  # a retried export
+    loaded = load_format("otlp_json", a, b)["events"]
+    events = loaded.frame.collect()
+    assert events.get_column("input_tokens").to_list() == [10]  # not 20 tokens
+    assert loaded.notes == (
+        "source 'events': 1 OTLP span exported more than once (same traceId and spanId) read "
+        f"once: e.g. {b} resourceSpans[0] scopeSpans[0] spans[0] span chat gpt-4o repeats "
+        f"{a} resourceSpans[0] scopeSpans[0] spans[0] span chat gpt-4o",)
+
+
+def test_two_chat_records_with_one_id_are_refused(tmp_path: Path) -> None:
+    records = [{"id": "run-1", "messages": [{"role": "user", "content": "hi"}]},
+               {"id": "run-2", "messages": [{"role": "user", "content": "yo"}]},
+               {"id": "run-1", "messages": [{"role": "user", "content": "again"}]}]
+    path = write(tmp_path / "runs.jsonl", records)  # type: ignore[arg-type]
+    with pytest.raises(InputDataError) as caught:
+        load_format("chat", path)
+    assert str(caught.value) == (
+        f"{path}:3: conversation id 'run-1' is also the id of {path}:1: each record is one "
+        "conversation, so their messages would be counted as one; give each record its own id "
+        "(options.conversation_id names the field holding it)")
+    unique = write(tmp_path / "ok.jsonl", records[:2])  # type: ignore[arg-type]
+    assert load_format("chat", unique)["events"].rows == 2

@@ -1138,6 +1138,11 @@ def load_format_source(
     result: dict[str, LoadedSource] = {}
     for target, parts, position in ((request, events, 2), *((d, calls, 3) for d in derived)):
         combined = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+        if request.format == "chat" and target is request:
+            _refuse_shared_chat_ids(combined)
+        if request.format == "otlp_json":
+            combined, repeated = _drop_repeated_spans(combined, target.name)
+            notes += repeated
         frame, skipped, reasons = _canonical_format_frame(combined, target, on_bad_rows)
         reports = tuple(
             FileReport(target.name, str(path), request.format, size, counts[position - 2], 0)
@@ -1154,6 +1159,48 @@ def load_format_source(
         result[target.name] = LoadedSource(target.name, frame, reports, tuple(ignored),
                                            tuple(notes))
     return result
+
+
+def _refuse_shared_chat_ids(events: pl.DataFrame) -> None:
+    """Each chat record is one conversation: two records with one id would be counted as one
+    conversation (their messages merged, turns repeated), so they are refused."""
+    if events.height == 0 or "conversation_id" not in events.columns:
+        return
+    record = pl.col(LOCATION).str.replace(r" messages\[\d+\].*$", "")
+    records = (events.filter(pl.col("event") == "message")
+               .select(pl.col("conversation_id"), record.alias("record"))
+               .unique(maintain_order=True))
+    shared = records.filter(pl.col("conversation_id").is_duplicated())
+    if shared.height == 0:
+        return
+    conversation = shared.item(0, "conversation_id")
+    places = shared.filter(pl.col("conversation_id") == conversation).get_column("record")
+    raise InputDataError(
+        f"{places[1]}: conversation id {conversation!r} is also the id of {places[0]}: each "
+        "record is one conversation, so their messages would be counted as one; give each "
+        "record its own id (options.conversation_id names the field holding it)"
+    )
+
+
+def _drop_repeated_spans(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, list[str]]:
+    """An OTLP span exported twice (same traceId and spanId: a retried export, overlapping
+    files) is read once, with a note; spans without ids are kept as they are."""
+    if frame.height == 0 or not {"trace_id", "span_id"} <= set(frame.columns):
+        return frame, []
+    first = pl.struct("trace_id", "span_id").is_first_distinct() | pl.col("span_id").is_null()
+    repeated = frame.filter(~first)
+    if repeated.height == 0:
+        return frame, []
+    example = repeated.row(0, named=True)
+    original = frame.filter(
+        (pl.col("trace_id") == example["trace_id"]) & (pl.col("span_id") == example["span_id"])
+    ).item(0, LOCATION)
+    note = (
+        f"source {name!r}: {repeated.height} OTLP span{'s' if repeated.height > 1 else ''} "
+        f"exported more than once (same traceId and spanId) read once: e.g. "
+        f"{example[LOCATION]} repeats {original}"
+    )
+    return frame.filter(first), [note]
 
 
 def _canonical_format_frame(
