@@ -196,9 +196,10 @@ def test_sample_command_is_deterministic(tmp_path: Path) -> None:
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    commands = ["compute", "compare", "report", "validate", "facts", "sample", "cache"]
+    commands = ["compute", "compare", "report", "validate", "facts", "sample", "cache",
+                "review sample", "review score"]
     for command in commands:
-        code, out, _ = run(command, "--help")
+        code, out, _ = run(*command.split(), "--help")
         assert code == 0 and len(out) > 200
         assert f"kpictl {command}" in readme
 

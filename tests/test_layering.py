@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kpictl"
 # errors   io (read logs)   spec   engine   stats   render   report   cli — with their helpers.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"schema", "sqlexpr", "yamlmarks"},
+    {"schema", "sqlexpr", "yamlmarks", "redact"},
     {"formats", "cache"},  # log formats the io layer reads, its JSONL cache (imported by io)
     {"io", "sample", "pricing"},
     {"rollup"},
@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"datacheck"},
     {"engine"},
     {"stats"},
-    {"comparison"},
+    {"comparison", "review"},  # review: the human review loop (sample and score)
     {"render"},
     {"scorecard"},
     {"cli"},

@@ -20,6 +20,14 @@ from kpictl import __version__
 from kpictl.datacheck import unavailable_label
 from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.io import FileReport
+from kpictl.review import (
+    ReviewScore,
+    method_note,
+    review_json,
+    review_markdown,
+    summary_rows,
+    trend_rows,
+)
 from kpictl.spec import LAYERS
 
 LAYER_TITLES = {
@@ -542,3 +550,44 @@ def render_compare(result: Any, fmt: str, console: Console) -> None:
     text = {"json": lambda: compare_to_json(result), "csv": lambda: compare_to_csv(result),
             "markdown": lambda: compare_to_markdown(result)}[fmt]()
     console.file.write(text)
+
+
+# ----------------------------------------------------------------------------------------------
+# review score
+# ----------------------------------------------------------------------------------------------
+
+
+def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
+    """`kpictl review score` in `fmt` (table, json or markdown) to the console's file."""
+    if fmt == "json":
+        console.file.write(json.dumps(review_json(score), indent=2) + "\n")
+        return
+    if fmt == "markdown":
+        console.file.write("\n".join(review_markdown(score)))
+        return
+    latest = score.latest
+    title = Text(f"Human review, latest round {latest.round.label} ({latest.round.path})")
+    table = Table(title=title, title_justify="left")
+    for name in ("measure", "value", "CI"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
+    for row in summary_rows(latest):
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+    (tp, fn), (fp, tn) = latest.confusion
+    matrix = Table(title="Confusion matrix (labelled rows)", title_justify="left")
+    for name in ("", "agent: success", "agent: failure"):
+        matrix.add_column(name, justify="right" if name else "left")
+    matrix.add_row("human: success", str(tp), str(fn))
+    matrix.add_row("human: failure", str(fp), str(tn))
+    console.print(matrix)
+    if len(score.rounds) > 1:
+        trend = Table(title="Rounds", title_justify="left")
+        for name in ("round", "labelled", "self-reported", "human", "gap", "gap CI"):
+            trend.add_column(name, justify="left" if name == "round" else "right")
+        for row in trend_rows(score):
+            trend.add_row(*(Text(cell) for cell in row))
+        console.print(trend)
+    console.print(Text(f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}."))
+    for note in latest.notes:
+        console.print(Text(f"note: {note}"))
+    console.print(Text(method_note(score)))

@@ -2308,3 +2308,241 @@ def bootstrap_one_sample(
         resamples,
         0,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Human review: agreement, stratified rates, the label-corrected rate (README "Human review")
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KappaEstimate:
+    """Cohen's kappa of two raters with its large-sample SE and normal CI (None: undefined)."""
+
+    kappa: float | None
+    se: float | None
+    low: float | None
+    high: float | None
+    observed: float  # observed agreement (share of the diagonal)
+    expected: float  # agreement expected by chance from the margins
+    warning: str | None = None
+
+
+def cohens_kappa(table: Sequence[Sequence[float]], alpha: float = 0.05) -> KappaEstimate:
+    """Unweighted Cohen's kappa of a k×k table of counts (rows: one rater, columns: the other).
+
+    SE: the large-sample variance of Fleiss, Cohen & Everitt (1969), not assuming kappa = 0
+    (the variance `statsmodels.stats.inter_rater.cohens_kappa` reports as `std_kappa`); the CI
+    is kappa ± z·SE. Undefined (None, with a warning) when there are no counts or both raters
+    put every item in one category (expected agreement 1).
+    """
+    _check_alpha(alpha)
+    counts = np.asarray(table, dtype=np.float64)
+    n = float(counts.sum())
+    if n <= 0:
+        return KappaEstimate(None, None, None, None, math.nan, math.nan, "no rated items")
+    freqs = counts / n
+    rows = freqs.sum(axis=1)
+    cols = freqs.sum(axis=0)
+    observed = float(np.trace(freqs))
+    expected = float(np.dot(rows, cols))
+    if expected >= 1.0:
+        return KappaEstimate(
+            None, None, None, None, observed, expected,
+            "kappa undefined: both raters gave every item the same label",
+        )
+    kappa = (observed - expected) / (1.0 - expected)
+    term_a = float(np.sum(np.diag(freqs) * (1.0 - (rows + cols) * (1.0 - kappa)) ** 2))
+    off = freqs * (cols[:, None] + rows[None, :]) ** 2  # cell (i, j): p_.i + p_j.
+    np.fill_diagonal(off, 0.0)
+    term_b = (1.0 - kappa) ** 2 * float(off.sum())
+    term_c = (kappa - expected * (1.0 - kappa)) ** 2
+    variance = max((term_a + term_b - term_c) / ((1.0 - expected) ** 2 * n), 0.0)
+    se = math.sqrt(variance)
+    z = _z(1.0 - alpha / 2.0)
+    return KappaEstimate(kappa, se, kappa - z * se, kappa + z * se, observed, expected)
+
+
+def normal_interval(estimate: float, se: float, alpha: float = 0.05) -> tuple[float, float]:
+    """estimate ± z_{1−α/2}·se."""
+    _check_alpha(alpha)
+    z = _z(1.0 - alpha / 2.0)
+    return estimate - z * se, estimate + z * se
+
+
+@dataclass(frozen=True)
+class ReviewEstimates:
+    """Stratified estimates of one review round (see `stratified_review`)."""
+
+    human: Interval  # human-labelled success rate
+    self_reported: Interval  # the agent's self-reported rate on the same rows
+    gap: Interval  # self_reported − human (positive: the agent claims more than it achieves)
+    sensitivity: Interval | None  # P(self-reported success | human success); None: no such row
+    specificity: Interval | None  # P(self-reported failure | human failure)
+    logged_rate: float  # p_obs, the rate the Rogan–Gladen correction starts from
+    logged_rate_known: bool  # True: the population's logged rate; False: estimated from rows
+    corrected: Interval | None  # Rogan–Gladen, estimate and CI clipped to [0, 1]
+    corrected_unclipped: float | None
+    warnings: tuple[str, ...] = ()
+
+
+def _stratified_variance(
+    z: FloatArray, codes: npt.NDArray[np.int64], weights: FloatArray, fpc: FloatArray
+) -> float:
+    """Var of Σ_h W_h·mean_h(z): Σ_h W_h² (1 − n_h/N_h) s²_h(z) / n_h (s² with n_h − 1)."""
+    total = 0.0
+    for h, weight in enumerate(weights):
+        values = z[codes == h]
+        if values.size > 1:
+            total += weight * weight * fpc[h] * float(values.var(ddof=1)) / values.size
+    return total
+
+
+def stratified_review(
+    human: npt.ArrayLike,
+    self_reported: npt.ArrayLike,
+    strata: npt.ArrayLike,
+    sizes: Sequence[float],
+    *,
+    logged_rate: float | None = None,
+    alpha: float = 0.05,
+) -> ReviewEstimates:
+    """Rates of a stratified review sample, each stratum weighted by its population size.
+
+    `human`, `self_reported`: 0/1 per labelled row; `strata`: the row's stratum code 0…H−1;
+    `sizes`: N_h per code (math.inf when unknown: no finite-population correction).
+    Weights W_h = N_h / Σ N_h over the strata present. Every estimate is a stratified mean
+    (rates) or a ratio of two (sensitivity Se, specificity Sp); SEs by Taylor linearisation:
+    Var = Σ_h W_h² (1 − n_h/N_h) s²_h(z)/n_h of each row's influence value z.
+
+    The label-corrected rate is Rogan–Gladen: θ = (p_obs + Sp − 1)/(Se + Sp − 1), clipped to
+    [0, 1]. p_obs is `logged_rate` (the population's logged rate, exact) or, when None, the
+    weighted self-reported rate of the rows (its sampling error then enters too). Its SE is the
+    delta method over the rows: z_i = [−θ·u_i + (1 − θ)·v_i (+ (s_i − p_obs))] / (Se + Sp − 1),
+    u_i, v_i the influence values of Se and Sp; CI θ ± z·SE, clipped to [0, 1].
+    """
+    _check_alpha(alpha)
+    h = np.asarray(human, dtype=np.float64)
+    s = np.asarray(self_reported, dtype=np.float64)
+    codes = np.asarray(strata, dtype=np.int64)
+    if not (h.shape == s.shape == codes.shape) or h.size == 0:
+        raise ValueError("human, self_reported and strata must be non-empty and of one length")
+    population = np.asarray(sizes, dtype=np.float64)
+    counts = np.bincount(codes, minlength=population.size).astype(np.float64)
+    present = counts > 0
+    if np.all(np.isinf(population[present])):
+        if present.sum() > 1:
+            raise ValueError("several strata need their sizes")
+        weights = present.astype(np.float64)
+        fpc = np.ones_like(weights)
+    else:
+        weights = np.where(present, population, 0.0)
+        weights = weights / weights.sum()
+        fpc = np.where(present, np.clip(1.0 - counts / population, 0.0, 1.0), 1.0)
+    warnings: list[str] = []
+    singles = int(np.sum(counts == 1))
+    if singles:
+        warnings.append(
+            f"{singles} stratum/strata with one labelled row add no variance: SEs are understated"
+        )
+
+    def mean(values: FloatArray) -> float:
+        return float(sum(weights[k] * values[codes == k].mean() for k in np.flatnonzero(present)))
+
+    def interval(estimate: float, z: FloatArray, low: float, high: float) -> Interval:
+        se = math.sqrt(_stratified_variance(z, codes, weights, fpc))
+        lo, hi = normal_interval(estimate, se, alpha)
+        return Interval(estimate, se, max(lo, low), min(hi, high))
+
+    human_rate = mean(h)
+    self_rate = mean(s)
+    d = s - h
+    gap = mean(d)
+    both = s * h
+    neither = (1.0 - s) * (1.0 - h)
+    positives = mean(h)
+    negatives = 1.0 - positives
+    sens = spec = None
+    u = v = np.zeros_like(h)
+    if positives > 0:
+        se_value = mean(both) / positives
+        u = (both - se_value * h) / positives
+        sens = interval(se_value, u, 0.0, 1.0)
+    else:
+        warnings.append("no row labelled a success: sensitivity and the corrected rate undefined")
+    if negatives > 0:
+        sp_value = mean(neither) / negatives
+        v = (neither - sp_value * (1.0 - h)) / negatives
+        spec = interval(sp_value, v, 0.0, 1.0)
+    else:
+        warnings.append("no row labelled a failure: specificity and the corrected rate undefined")
+    known = logged_rate is not None
+    p_obs = float(logged_rate) if logged_rate is not None else self_rate
+    corrected = None
+    unclipped = None
+    if sens is not None and spec is not None:
+        youden = sens.estimate + spec.estimate - 1.0
+        if youden <= 0:
+            warnings.append(
+                f"sensitivity + specificity = {sens.estimate + spec.estimate:.3f} <= 1: the "
+                "self-reports carry no information on success; no corrected rate"
+            )
+        else:
+            theta = (p_obs + spec.estimate - 1.0) / youden
+            unclipped = theta
+            z = -theta * u + (1.0 - theta) * v
+            if not known:
+                z = z + (s - p_obs)
+            se = math.sqrt(_stratified_variance(z / youden, codes, weights, fpc))
+            lo, hi = normal_interval(theta, se, alpha)
+            if not 0.0 <= theta <= 1.0:
+                warnings.append(
+                    f"the corrected rate {theta:.4f} fell outside [0, 1] and is shown clipped"
+                )
+            corrected = Interval(
+                min(max(theta, 0.0), 1.0), se, min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
+            )
+    return ReviewEstimates(
+        human=interval(human_rate, h, 0.0, 1.0),
+        self_reported=interval(self_rate, s, 0.0, 1.0),
+        gap=interval(gap, d, -1.0, 1.0),
+        sensitivity=sens,
+        specificity=spec,
+        logged_rate=p_obs,
+        logged_rate_known=known,
+        corrected=corrected,
+        corrected_unclipped=unclipped,
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class TrendEstimate:
+    """A straight-line trend of a quantity over review rounds (per round)."""
+
+    slope: Interval
+    p_value: float
+    rounds: int
+
+
+def round_trend(values: Sequence[float], ses: Sequence[float], alpha: float = 0.05
+                ) -> TrendEstimate | None:
+    """Inverse-variance weighted least-squares slope of `values` over rounds 0, 1, …, with its
+    SE 1/√(Σ w (t − t̄)²) and a two-sided normal p-value. With two rounds the slope is their
+    difference and its SE √(se₁² + se₂²). None with fewer than two rounds or a zero SE."""
+    y = np.asarray(values, dtype=np.float64)
+    se = np.asarray(ses, dtype=np.float64)
+    if y.size < 2 or np.any(se <= 0) or not np.all(np.isfinite(se)):
+        return None
+    w = 1.0 / se**2
+    t = np.arange(y.size, dtype=np.float64)
+    t_bar = float(np.sum(w * t) / w.sum())
+    y_bar = float(np.sum(w * y) / w.sum())
+    sxx = float(np.sum(w * (t - t_bar) ** 2))
+    slope = float(np.sum(w * (t - t_bar) * (y - y_bar))) / sxx
+    slope_se = 1.0 / math.sqrt(sxx)
+    low, high = normal_interval(slope, slope_se, alpha)
+    return TrendEstimate(
+        Interval(slope, slope_se, low, high), _p_value(slope / slope_se, None, "two-sided"),
+        int(y.size),
+    )
