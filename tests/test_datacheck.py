@@ -240,3 +240,83 @@ def test_the_scorecard_shows_unavailable(sparse_logs: Path, logs: Path) -> None:
                                 "**unavailable** |")
     assert "%" not in trend
     assert "### repeat_contact_rate_7d" not in out  # no drill-down counted over nulls
+
+
+# ----------------------------------------------------------------------------------------------
+# --strict, and a baseline or cohort column the data lacks
+# ----------------------------------------------------------------------------------------------
+
+STRICT = "kpictl: error: --strict: the data does not fit the spec ({}, see the notes above)"
+
+
+def test_strict_turns_the_notes_into_exit_2_after_the_output(kind_logs: Path, logs: Path) -> None:
+    args = [str(kind_logs / "events.parquet"), "--source", f"tool_calls={logs / 'tool_calls'}",
+            "-c", str(kind_logs / "spec.yaml"), "--kpi", "task_completion_rate"]
+    code, out, err = run("compute", *args, "--strict", "--format", "json")
+    assert code == 2
+    assert len(json.loads(out)["results"]) == 1  # the output is written first
+    lines = err.splitlines()
+    assert len(lines) == 5 and all(li.startswith("kpictl: note: ") for li in lines[:4])
+    assert lines[-1] == STRICT.format("4 findings")
+    code, _, err = run("compute", *args)
+    assert code == 0 and "error" not in err
+
+
+def test_strict_on_data_that_fits_exits_0(logs: Path) -> None:
+    args = [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c",
+            str(SPEC), "--strict"]
+    for command in ("compute", "compare"):
+        code, _, err = run(command, *args, "--kpi", "task_completion_rate")
+        assert (code, err) == (0, ""), command
+    code, _, _ = run("report", *args)
+    assert code == 0
+
+
+def test_strict_on_compare_and_report(sparse_logs: Path, logs: Path) -> None:
+    code, out, err = run("compare", *sparse_args(sparse_logs, logs), "--kpi",
+                         "repeat_contact_rate_7d", "--strict")
+    assert code == 2 and "repeat_contact_rate_7d" in out
+    assert err.splitlines()[-1] == STRICT.format("1 finding")
+    code, out, err = run("report", *sparse_args(sparse_logs, logs), "--strict")
+    assert code == 2 and out.startswith("# ")
+    assert err.splitlines()[-1] == STRICT.format("2 findings")  # no `human_minutes`, no `intent`
+
+
+@pytest.fixture(scope="module")
+def armless_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample without its `arm` and `channel` columns."""
+    out = tmp_path_factory.mktemp("armless")
+    pl.read_parquet(logs / "events").drop("arm", "channel").write_parquet(out / "events.parquet")
+    return out
+
+
+def _with_values(path: Path) -> str:
+    """The columns of the loaded events that hold a value, in the source's order."""
+    from kpictl.sources import load_sources
+    from kpictl.spec import load_spec
+
+    frame = load_sources(load_spec(SPEC), {"events": [path]}, cache=False)["events"].collect()
+    return ", ".join(c for c in frame.columns if frame.get_column(c).null_count() < frame.height)
+
+
+def test_a_baseline_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs: Path) -> None:
+    events = armless_logs / "events.parquet"
+    args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    expected = (f"kpictl: error: {SPEC}:{_line(SPEC, 'holdout:  {')}: baselines.holdout: no "
+                f"`arm` column in source 'events' (no row has a value); columns with values "
+                f"there: {_with_values(events)}\n")
+    for command in ("compare", "report"):
+        code, out, err = run(command, *args, "--baseline", "holdout")
+        assert (code, out, err) == (2, "", expected), command
+
+
+def test_a_cohort_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs: Path) -> None:
+    events = armless_logs / "events.parquet"
+    args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC),
+            "--by", "channel"]
+    expected = ("kpictl: error: --by channel: no `channel` column in source 'events' (no row "
+                f"has a value); columns with values there: {_with_values(events)}\n")
+    for command in (["compute"], ["compare", "--baseline", "prior_4w"],
+                    ["report", "--baseline", "prior_4w"]):
+        code, out, err = run(*command, *args)
+        assert (code, out, err) == (2, "", expected), command

@@ -22,6 +22,7 @@ from kpictl.errors import ExitCode, KpictlError, UsageError
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Sequence
 
     from rich.console import Console
 
@@ -227,6 +228,15 @@ RepriceOption = Annotated[
         "so periods or datasets compare at constant prices.",
     ),
 ]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Exit 2 (after the output) when the data does not fit the spec: a compared "
+        "literal matches no row, a KPI is unavailable (a column missing), a cost is unknown. "
+        "For CI.",
+    ),
+]
 PathsArgument = Annotated[
     list[str] | None,
     typer.Argument(
@@ -309,6 +319,14 @@ def _console(output: Path | None) -> tuple[Console, Any]:
     return Console(file=handle, width=240, no_color=True, force_terminal=False), handle
 
 
+def _strict(strict: bool, notes: Sequence[str]) -> None:
+    """`--strict`: the data check's notes (already printed) become exit 2."""
+    if strict and notes:
+        _stderr(f"kpictl: error: --strict: the data does not fit the spec ({len(notes)} "
+                f"finding{'s' if len(notes) != 1 else ''}, see the notes above)")
+        raise typer.Exit(int(ExitCode.USAGE_ERROR))
+
+
 def _report_inputs(sources: Sources) -> None:
     for loaded in sources.by_name.values():
         for report in loaded.files:
@@ -373,6 +391,7 @@ def compute(
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -409,6 +428,7 @@ def compute(
     finally:
         if handle is not None:
             handle.close()
+    _strict(strict, result.check.notes())
 
 
 @app.command()
@@ -462,6 +482,7 @@ def compare(
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Compare every KPI against a baseline with the right test, CIs and corrections.
 
@@ -511,12 +532,15 @@ def compare(
     _report_inputs(sources)
     if baseline_sources is not None:
         _report_inputs(baseline_sources)
+    for note in result.notes:
+        _stderr(f"kpictl: note: {note}")
     console, handle = _console(output)
     try:
         render_compare(result, output_format.value, console)
     finally:
         if handle is not None:
             handle.close()
+    _strict(strict, result.check.notes())
     if fail_on is not None:
         levels = ["warning", "critical", "catastrophic"]
         at_or_above = levels[levels.index(fail_on.value):]
@@ -595,6 +619,7 @@ def report(
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Write the scorecard: one Markdown document with tiles, KPIs, trends, ROI, data quality,
     drill-down and provenance. Only the Markdown goes to stdout.
@@ -656,6 +681,9 @@ def report(
             f"kpictl: wrote {output}"
             + (f" and {len(result.charts)} chart(s) to {charts}" if result.charts else "")
         )
+    findings = [*result.trend.check.notes(),
+                *(result.compare.check.notes() if result.compare is not None else ())]
+    _strict(strict, list(dict.fromkeys(findings)))
     if fail_on is not None:
         breached = result.at_or_above(fail_on.value)
         if breached:

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from kpictl import stats
-from kpictl.datacheck import DataCheck, check_data
+from kpictl.datacheck import DataCheck, check_data, require_columns
 from kpictl.engine import (
     ComputeOptions,
     Window,
@@ -27,6 +27,7 @@ from kpictl.engine import (
     literal_columns,
     names_in,
     read_names,
+    require_cohorts,
     resolve_window,
     selected_kpis,
 )
@@ -110,6 +111,7 @@ class CompareResult:
     correction: str
     unit: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    check: DataCheck = field(default_factory=DataCheck)  # literals matched, KPIs unavailable
 
 
 # ----------------------------------------------------------------------------------------------
@@ -789,6 +791,7 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         if name not in spec.kpis:
             raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}")
     selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
+    require_arm_columns(spec, sources, selected, options, baseline_sources)
     check = data_check(spec, sources, selected, options, baseline_sources)
     current, baseline, design, base = build_arms(spec, sources, options, baseline_sources,
                                                  baseline_label)
@@ -850,7 +853,22 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     return CompareResult(table=table, design=design, baseline_window=baseline.window
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
-                         notes=tuple(notes))
+                         notes=tuple(notes), check=check)
+
+
+def require_arm_columns(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
+                        options: CompareOptions, baseline_sources: Sources | None) -> None:
+    """A baseline condition or --by column no row holds is an error, not two empty arms."""
+    name = options.baseline or spec.defaults.baseline
+    base = spec.baselines.get(name or "") if baseline_sources is None else None
+    if base is not None and base.kind == "holdout":
+        names = names_in([base.control, base.treatment])
+        where = f"{spec.path}:{base.line}" if base.line is not None else str(spec.path)
+        require_columns(spec, sources, _unit_table(spec), names,
+                        f"{where}: baselines.{base.name}")
+    for data in (sources, baseline_sources):
+        if data is not None:
+            require_cohorts(spec, data, kpis, options.by)
 
 
 def data_check(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec], options: CompareOptions,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kpictl import schema as canonical
+from kpictl.errors import UsageError
 from kpictl.io import Sources
 from kpictl.pricing import COST_SOURCES
 from kpictl.spec import KpiSpec, RollupEntry, Spec, TableSpec
@@ -95,6 +96,12 @@ class DataCheck:
         kpictl writes, such as cost_source = 'unpriced', is never a typo)."""
         return tuple(m for m in self.literals if m.rows == 0 and not m.column_empty
                      and m.use.literal not in KNOWN_VALUES.get(m.use.source_column, ()))
+
+    @property
+    def findings(self) -> int:
+        """How many things the check flags (what `--strict` turns into exit 2): literals that
+        match nothing and missing columns."""
+        return len(self.notes())
 
     def reason(self, kpi: str) -> str | None:
         """Why a KPI is unavailable, or None when it can be computed."""
@@ -381,3 +388,22 @@ def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
                      (use.source, use.source_column) in empty or use.source not in sources)
         for i, use in enumerate(uses))
     return DataCheck(matches, missing)
+
+
+def require_columns(spec: Spec, sources: Sources, table: TableSpec, names: Iterable[str],
+                    what: str) -> None:
+    """Raise a UsageError when a column `names` read (a baseline's condition, a --by cohort)
+    holds no value in its source: every unit would land in no arm, or in one null cohort."""
+    origins = column_origins(spec, table, names)
+    rows, nulls, _ = _scan(sources, origins, [])
+    empty = sorted(pair for pair in origins if _empty(sources, pair, rows, nulls))
+    if not empty:
+        return
+    source, column = empty[0]
+    frame = sources[source]
+    schema = frame.collect_schema().names()
+    counts = frame.select([pl.col(c).is_not_null().any().alias(c) for c in schema]).collect()
+    present = [c for c in schema if counts.get_column(c).item()]
+    raise UsageError(
+        f"{what}: no `{column}` column in source {source!r} (no row has a value); "
+        f"columns with values there: {', '.join(present)}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from kpictl import schema as canonical
-from kpictl.datacheck import DataCheck, check_data
+from kpictl.datacheck import DataCheck, check_data, require_columns
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import Sources
 from kpictl.rollup import (
@@ -696,6 +696,16 @@ def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec])
                 raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
 
+def require_cohorts(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
+                    by: Sequence[str]) -> None:
+    """A --by column no row holds is an error: every unit would fall in one null cohort."""
+    tables = [spec.tables[t] for t in dict.fromkeys(k.over for k in kpis if k.kind != "formula")]
+    for dim in by:
+        table = next((t for t in tables if dim in spec.column_types[t.name]), None)
+        if table is not None and dim != BUCKET:
+            require_columns(spec, sources, table, [dim], f"--by {dim}")
+
+
 def _kpi_reads(kpi: KpiSpec) -> set[str]:
     """The column names one KPI's expressions, breakdown and cluster read."""
     names = set(names_in([kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator,
@@ -785,6 +795,7 @@ def run_compute(
     options = options or ComputeOptions()
     kpis, output = selected_kpis(spec, options.kpis)
     _check_options(spec, options, kpis)
+    require_cohorts(spec, sources, kpis, options.by)
     check = check_data(spec, sources, kpis, where=options.where)
     window = resolve_window(spec, sources, options)
     used_tables = sorted({k.over for k in kpis if k.kind != "formula"})

@@ -429,6 +429,7 @@ def compare_to_json(result: Any) -> str:
         "srm": result.srm,
         "results": compare_records(result),
         "summary": status_counts(result.table),
+        "notes": list(result.notes),
     }
     return json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
 

@@ -37,7 +37,7 @@ import polars as pl
 
 from kpictl import __version__, stats
 from kpictl.comparison import UNAVAILABLE, CompareOptions, CompareResult, run_compare
-from kpictl.datacheck import unavailable_label
+from kpictl.datacheck import require_columns, unavailable_label
 from kpictl.engine import (
     BUCKET,
     UNTIMED_AS_OF,
@@ -1099,6 +1099,7 @@ def run_report(
                 f"{did_you_mean(dim, known)}; e.g. "
                 f"{', '.join(table.attributes) or ', '.join(sorted(known))}"
             )
+        require_columns(spec, sources, table, [dim], f"--by {dim}")
     if options.charts_dir is not None:
         require_matplotlib()
     baseline_name = options.baseline or spec.defaults.baseline
