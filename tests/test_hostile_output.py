@@ -14,6 +14,8 @@ rendered structure must be identical.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from collections import Counter
@@ -328,3 +330,60 @@ def test_term_text_is_never_markup() -> None:
     with console.capture() as capture:
         console.print(term_text("[bold]b[/] :smile: [link=http://x]y[/link] \x1b[2J\r"))
     assert capture.get() == "[bold]b[/] :smile: [link=http://x]y[/link] \\x1b[2J\\x0d\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV
+# ----------------------------------------------------------------------------------------------
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    """Parsed as a spreadsheet would: every row as wide as the header (a bare CR unquoted
+    would end a row early)."""
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows and all(len(r) == len(rows[0]) for r in rows), "a row was split"
+    return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+
+
+def test_compute_csv_neutralises_formulas_and_quotes_cr(hostile_logs: Path) -> None:
+    code, out, err = run(hostile_logs, "compute", "--by", "channel", "-f", "csv")
+    assert code == 0, err
+    rows = read_csv(out)
+    channels = {r["channel"] for r in rows if r["channel"]}
+    assert channels == {"'" + v if v.startswith(FORMULA_START) else v for v in HOSTILE}
+    assert {"'=1+2", "'-3", "'@SUM(A1)", "'\tTAB"} <= channels
+    assert "\x1b[31mred\x1b]8;;http://x\x07\rover" in channels  # a CR inside: quoted, kept
+    for row in rows:
+        for name, cell in row.items():
+            if name not in ("value", "n", "pending"):
+                assert not cell.startswith(FORMULA_START), (name, cell)
+        float(row["value"]), int(row["n"]), int(row["pending"])
+
+
+def test_compare_csv_keeps_negative_numbers_as_numbers(hostile_logs: Path) -> None:
+    code, out, err = run(hostile_logs, "compare", "--by", "channel", "-f", "csv")
+    assert code == 0, err
+    rows = read_csv(out)
+    assert {r["channel"] for r in rows if r["channel"]} >= {"'=1+2", "'-3", "'@SUM(A1)"}
+    deltas = [r["delta"] for r in rows if r["delta"]]
+    assert any(d.startswith("-") for d in deltas)  # a negative number stays a number
+    assert all(float(d) == float(d) for d in deltas)
+    for row in rows:
+        assert not row["kpi"].startswith("'") and not row["channel"].startswith(FORMULA_START)
+
+
+def test_facts_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> None:
+    target = tmp_path / "facts.csv"
+    code, _, err = run(hostile_logs, "facts", "-o", str(target))
+    assert code == 0, err
+    with target.open(encoding="utf-8", newline="") as handle:
+        rows = read_csv(handle.read())
+    channels = {r["channel"] for r in rows}
+    assert {"'=1+2", "'-3", "'@SUM(A1)", "'\tTAB"} <= channels
+    ids = {r["conversation_id"] for r in rows}
+    formula_id = next(n for n in range(5, 400, 5) if HOSTILE[n % len(HOSTILE)] == "=1+2")
+    assert f"'=1+2c{formula_id:06d}" in ids and "c000001" in ids
+    for row in rows:
+        assert not any(cell.startswith(FORMULA_START) for cell in row.values()), row

@@ -736,7 +736,9 @@ def facts(
     if suffix == ".parquet":
         frame.write_parquet(output)
     else:
-        frame.write_csv(output)
+        from kpictl.render import csv_safe
+
+        csv_safe(frame).write_csv(output)
     _stderr(f"kpictl: wrote {frame.height:,} rows × {frame.width} columns to {output}")
 
 

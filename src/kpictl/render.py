@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import math
 import re
@@ -55,8 +53,9 @@ _MD_SYNTAX = re.compile(r"[\\`*\[\]<>!|~&#$@]|_(?![^\W_])|(?<![^\W_])_")
 _MD_LINK = re.compile(r":(?=//)|/(?=/)|(?<=[^\W_])\.(?=[^\W\d_])")
 # A `|` that a table would read as a column break: not escaped by an odd run of backslashes.
 _MD_PIPE = re.compile(r"(?<!\\)((?:\\\\)*)\|")
-# A spreadsheet evaluates a cell starting with these as a formula (OWASP "CSV injection").
-CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet evaluates a text cell starting with = + - @ tab or CR as a formula (OWASP
+# "CSV injection"); such a cell gets a leading single quote.
+_CSV_FORMULA = "^[=+@\t\r-]"
 
 
 def _visible(char: str) -> str:
@@ -80,6 +79,25 @@ def md_text(value: object) -> str:
     item: one line, and no heading, link, image, HTML, autolink, code or emphasis."""
     text = visible_controls(" ".join(str(value).split()))
     return _MD_LINK.sub(r"\\\g<0>", _MD_SYNTAX.sub(r"\\\g<0>", text))
+
+
+def csv_safe(frame: pl.DataFrame, numeric: Sequence[str] = ()) -> pl.DataFrame:
+    """Text cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first)
+    prefixed with `'`. Only text columns, and not those named in `numeric` (numbers written as
+    text): a negative number stays a number. Write the result with polars' `write_csv`, which
+    quotes a cell holding a comma, a quote, a line feed or a bare CR."""
+    text = [
+        name
+        for name, dtype in frame.schema.items()
+        if name not in numeric and dtype in (pl.String, pl.Categorical, pl.Enum)
+    ]
+    return frame.with_columns(
+        pl.when(pl.col(name).cast(pl.String).str.contains(_CSV_FORMULA))
+        .then(pl.lit("'") + pl.col(name).cast(pl.String))
+        .otherwise(pl.col(name).cast(pl.String))
+        .alias(name)
+        for name in text
+    )
 
 
 def md_cell(text: str) -> str:
@@ -231,11 +249,24 @@ def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
 def to_csv(result: ComputeResult) -> str:
     """The `--format csv` document: one row per result, full-precision values."""
     header, rows = _flat_rows(result)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
-    return buffer.getvalue()
+    # by position: a --by column may share a name with a fixed column (the last one)
+    value, n, pending = (
+        max(i for i, h in enumerate(header) if h == k) for k in ("value", "n", "pending")
+    )
+    names = [f"c{i}" for i in range(len(header))]
+    frame = pl.DataFrame(
+        [
+            [v if v is None or i in (n, pending) else str(v) for v in column]
+            for i, column in enumerate(zip(*rows, strict=True))
+        ]
+        if rows
+        else None,
+        schema={c: pl.Int64 if i in (n, pending) else pl.String for i, c in enumerate(names)},
+        orient="col",
+    )
+    head = pl.DataFrame([header], schema=names, orient="row")
+    body = csv_safe(frame, numeric=(names[value],))
+    return head.write_csv(include_header=False) + body.write_csv(include_header=False)
 
 
 def to_markdown(result: ComputeResult) -> str:
@@ -448,9 +479,7 @@ def compare_to_csv(result: Any) -> str:
         pl.col("grouping").list.join(";"),
         pl.col("warnings").list.join(" | "),
     )
-    buffer = io.StringIO()
-    table.write_csv(buffer)
-    return buffer.getvalue()
+    return csv_safe(table).write_csv()
 
 
 def _compare_cells(row: dict[str, Any], escape: Callable[[object], Any]) -> list[Any]:
