@@ -3,18 +3,28 @@ functions hidden by quoting (issue 12, "Resource bombs are bounded" and "Also").
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import SpecWriter
+from conftest import JsonlWriter, SpecWriter
 from kpictl.cli import app
-from kpictl.errors import SpecError
+from kpictl.errors import InputDataError, SpecError
+from kpictl.inputbytes import long_lines
+from kpictl.io import SourceRequest, load_source
 from kpictl.spec import load_spec
 from kpictl.sqlexpr import ExpressionProblem, compile_sql
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "kpi_definitions.yaml"
+TOOL_CALLS = ROOT / "sample_logs" / "tool_calls"
 
 runner = CliRunner()
 
@@ -220,3 +230,232 @@ def test_a_quoted_now_in_the_spec_is_a_located_problem(write_spec: SpecWriter) -
         "must be reproducible): use the built-in column as_of (set with --as-of; default: the "
         'latest timestamp in the data)  [started_at < "now"()]'
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Log files: line length, gzip expansion, JSON nesting
+# ---------------------------------------------------------------------------------------------
+
+Rows = list[dict[str, object]]
+
+
+def compute_args(events: Path, *extra: str) -> list[str]:
+    return ["compute", str(events), "--source", f"tool_calls={TOOL_CALLS}", "-c", str(SPEC),
+            "-f", "json", *extra]
+
+
+def test_a_line_over_max_line_bytes_is_a_located_bad_row(
+    write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    long = {**event_rows[1], "text": "x" * 2_000}
+    path = write_jsonl("e.jsonl", [event_rows[0], long, event_rows[2]])
+    size = len(json.dumps(long))
+    assert size > 1_024
+    code, _, err = run(*compute_args(path, "--max-line-bytes", "1KiB"))
+    assert (code, err) == (
+        1,
+        f"kpictl: error: {path}:2: a line of {size:,} bytes, longer than --max-line-bytes "
+        "(1,024); raise --max-line-bytes or pass --on-bad-rows skip\n",
+    )
+
+
+def test_a_long_line_is_skipped_and_counted_with_skip(
+    write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    long = {**event_rows[1], "text": "x" * 2_000}
+    path = write_jsonl("e.jsonl", [event_rows[0], long, event_rows[2], long])
+    request = SourceRequest("events", (str(path),), max_line_bytes=1_024)
+    loaded = load_source(request, "skip")
+    size = len(json.dumps(long))
+    assert (loaded.rows, loaded.skipped) == (2, 2)
+    assert loaded.files[0].skipped_reasons == tuple(
+        f"line {n}: a line of {size:,} bytes, longer than --max-line-bytes (1,024)" for n in (2, 4)
+    )
+    assert loaded.frame.collect()["conversation_id"].to_list() == ["c1", "c2"]
+    # the default limit (64 MiB) reads the same file whole
+    assert load_source(SourceRequest("events", (str(path),)), "error").rows == 4
+
+
+def test_max_line_bytes_must_be_a_size(write_jsonl: JsonlWriter, event_rows: Rows) -> None:
+    path = write_jsonl("e.jsonl", event_rows)
+    code, _, err = run(*compute_args(path, "--max-line-bytes", "lots"))
+    assert (code, err) == (
+        2,
+        "kpictl: error: --max-line-bytes 'lots': expected a size such as 64MiB, 512KiB or "
+        "1048576\n",
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=30),
+    limit=st.integers(min_value=1, max_value=25),
+    final_newline=st.booleans(),
+)
+def test_long_lines_finds_exactly_the_lines_a_plain_split_finds(
+    lines: list[int], limit: int, final_newline: bool
+) -> None:
+    data = b"\n".join(b"a" * n for n in lines) + (b"\n" if final_newline else b"")
+    expected = [
+        (number, len(line))
+        for number, line in enumerate(data.split(b"\n"), start=1)
+        if len(line) > limit
+    ]
+    assert [(line.number, line.size) for line in long_lines(data, limit)] == expected
+
+
+def test_a_gzip_bomb_is_refused_with_the_file_name_and_the_limit(tmp_path: Path) -> None:
+    # 80 MiB of one repeated line compress ~1,000 times: past 64 MiB and 200 times the file
+    line = b'{"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "event": "message"}\n'
+    data = line * ((80 << 20) // len(line))
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(data, compresslevel=9))
+    packed = path.stat().st_size
+    assert len(data) > 200 * packed and len(data) > 64 << 20
+    limit = max(64 << 20, 200 * packed)
+    with pytest.raises(InputDataError) as caught:
+        load_source(SourceRequest("events", (str(path),)))
+    assert str(caught.value) == (
+        f"{path}: refused: this gzip file expands to more than {limit:,} bytes, over 200 times "
+        f"its {packed:,} bytes (a gzip bomb?); gunzip it yourself if it is genuine"
+    )
+
+
+def test_an_ordinary_gzip_file_still_reads(tmp_path: Path, event_rows: Rows) -> None:
+    path = tmp_path / "e.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in event_rows).encode()))
+    assert load_source(SourceRequest("events", (str(path),))).rows == 3
+
+
+@pytest.mark.parametrize("depth", [70, 100_000])
+def test_json_nested_too_deep_is_a_bad_row_not_a_recursion_error(
+    write_jsonl: JsonlWriter, event_rows: Rows, depth: int
+) -> None:
+    # Before: 100,000 levels made Python's json module raise RecursionError (exit 70); 70
+    # levels was read as a List nested 69 deep.
+    deep = json.dumps(event_rows[1])[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+    path = write_jsonl("e.jsonl", [event_rows[0], deep, event_rows[2]])
+    request = SourceRequest("events", (str(path),))
+    with pytest.raises(InputDataError) as caught:
+        load_source(request)
+    assert str(caught.value) == (
+        f"{path}:2: JSON nested {depth + 1:,} levels deep, more than 64; fix the file or pass "
+        "--on-bad-rows skip"
+    )
+    loaded = load_source(request, "skip")
+    assert (loaded.rows, loaded.skipped) == (2, 1)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(
+    write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    text = {**event_rows[1], "text": "[" * 500 + "{" * 500 + '\\"]'}
+    path = write_jsonl("e.jsonl", [event_rows[0], text, event_rows[2]])
+    assert load_source(SourceRequest("events", (str(path),))).rows == 3
+
+
+def test_a_deep_line_through_the_command_line_is_a_one_line_error(
+    write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
+    deep = json.dumps(event_rows[1])[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write_jsonl("e.jsonl", [event_rows[0], deep, event_rows[2]])
+    code, _, err = run(*compute_args(path))
+    assert (code, err) == (
+        1,
+        f"kpictl: error: {path}:2: JSON nested 100,001 levels deep, more than 64; fix the file "
+        "or pass --on-bad-rows skip\n",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# --by a column with too many values
+# ---------------------------------------------------------------------------------------------
+
+
+def sample_user_ids(arm: str | None = None) -> int:
+    """Distinct user_id values in the bundled sample events (of one arm), counted in Python."""
+    users = set()
+    for line in (ROOT / "sample_logs" / "events" / "events.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if arm is None or row.get("arm") == arm:
+            users.add(row.get("user_id"))
+    return len(users)
+
+
+def test_compute_by_a_column_with_too_many_values_is_refused_with_the_count() -> None:
+    # Before: one result row per user and KPI; with millions of users memory ran out.
+    count = sample_user_ids()
+    assert count == 678
+    code, out, err = run("compute", "-c", str(SPEC), "--by", "user_id", "--max-cohorts", "100")
+    assert (code, out, err) == (
+        2,
+        "",
+        "kpictl: error: --by user_id: 678 values, more than --max-cohorts (100); split by a "
+        "column with fewer values, or raise --max-cohorts\n",
+    )
+    code, _, err = run("compute", "-c", str(SPEC), "--by", "user_id", "--max-cohorts", "678",
+                       "-f", "json", "--kpi", "escalation_rate")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_compare_and_report_refuse_too_many_cohorts_in_the_current_arm(command: str) -> None:
+    # the current arm of the default baseline (holdout) is `arm = 'treatment'`
+    count = sample_user_ids("treatment")
+    assert count == 582
+    code, _, err = run(command, "-c", str(SPEC), "--by", "user_id", "--max-cohorts", "500")
+    assert (code, err) == (
+        2,
+        "kpictl: error: --by user_id: 582 values, more than --max-cohorts (500); split by a "
+        "column with fewer values, or raise --max-cohorts\n",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Panics and MemoryError reach the error boundary
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_polars_panic_is_a_one_line_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyo3's PanicException derives from BaseException: before, `except Exception` let it
+    # through as a raw traceback.
+    import polars as pl
+
+    def panic(*_: object, **__: object) -> None:
+        raise pl.exceptions.PanicException("index out of bounds: the len is 0 but the index is 0")
+
+    assert not issubclass(pl.exceptions.PanicException, Exception)
+    monkeypatch.setattr("kpictl.spec.load_spec", panic)
+    code, out, err = run("validate", "-c", str(SPEC))
+    assert (code, out, err) == (
+        70,
+        "",
+        "kpictl: internal error: polars panicked: index out of bounds: the len is 0 but the "
+        "index is 0 (a bug: please report it with the command line; rerun with --traceback for "
+        "details)\n",
+    )
+
+
+def test_memory_error_is_a_one_line_error_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def exhausted(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr("kpictl.spec.load_spec", exhausted)
+    code, out, err = run("validate", "-c", str(SPEC))
+    assert (code, out, err) == (
+        1,
+        "",
+        "kpictl: error: out of memory. Ask for less at once: fewer KPIs (--kpi), a shorter "
+        "window (--since/--until), fewer or smaller --by columns; Parquet logs are read column "
+        "by column and need far less memory than JSONL\n",
+    )
+
+
+def test_keyboard_interrupt_still_interrupts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kpictl.spec.load_spec", interrupted)
+    code, _, err = run("validate", "-c", str(SPEC))
+    # left to click, which exits 130 (128 + SIGINT) as shells expect: not an internal error
+    assert code == 130 and "internal error" not in err

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kpictl"
 # errors   io (read logs)   spec   engine   stats   render   report   cli — with their helpers.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"schema", "sqlexpr", "yamlmarks", "redact"},
+    {"schema", "sqlexpr", "yamlmarks", "redact", "inputbytes"},
     {"formats", "cache"},  # log formats the io layer reads, its JSONL cache (imported by io)
     {"io", "sample", "pricing"},
     {"rollup"},

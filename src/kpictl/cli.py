@@ -125,6 +125,15 @@ class KpictlGroup(TyperGroup):
             raise SystemExit(int(exc.exit_code)) from None
         except BrokenPipeError:
             _closed_pipe()
+        except MemoryError:
+            if ctx.meta.get("kpictl.traceback"):
+                raise
+            _stderr(
+                "kpictl: error: out of memory. Ask for less at once: fewer KPIs (--kpi), a "
+                "shorter window (--since/--until), fewer or smaller --by columns; Parquet logs "
+                "are read column by column and need far less memory than JSONL"
+            )
+            raise SystemExit(int(ExitCode.DATA_OR_SPEC_ERROR)) from None
         except Exception as exc:
             if ctx.meta.get("kpictl.traceback") or _is_cli_exception(exc):
                 raise
@@ -135,6 +144,19 @@ class KpictlGroup(TyperGroup):
             _stderr(
                 f"kpictl: internal error: {type(exc).__name__}: {exc} "
                 "(please report it; rerun with --traceback for details)"
+            )
+            raise SystemExit(INTERNAL_ERROR) from None
+        except BaseException as exc:  # pyo3's PanicException (polars panicked) is no Exception
+            if ctx.meta.get("kpictl.traceback") or isinstance(
+                exc, KeyboardInterrupt | SystemExit | GeneratorExit
+            ):
+                raise
+            what = "polars panicked" if type(exc).__name__ == "PanicException" else (
+                type(exc).__name__)
+            first = str(exc).strip().split("\n", 1)[0] or "no message"
+            _stderr(
+                f"kpictl: internal error: {what}: {first} (a bug: please report it with the "
+                "command line; rerun with --traceback for details)"
             )
             raise SystemExit(INTERNAL_ERROR) from None
 
@@ -212,6 +234,22 @@ BadRowsOption = Annotated[
         "malformed rows and report how many, per file.",
     ),
 ]
+MaxLineBytesOption = Annotated[
+    str,
+    typer.Option(
+        "--max-line-bytes",
+        help="A JSONL line longer than this is a bad row (an error, or skipped with "
+        "--on-bad-rows skip). Bytes, or with KiB, MiB or GiB.",
+    ),
+]
+MaxCohortsOption = Annotated[
+    int,
+    typer.Option(
+        "--max-cohorts",
+        min=1,
+        help="Refuse a --by column with more values than this (one result row per value).",
+    ),
+]
 CacheOption = Annotated[
     bool,
     typer.Option(
@@ -286,6 +324,7 @@ def _sources(
     on_bad_rows: BadRows,
     cache: bool = True,
     reprice: bool = False,
+    max_line_bytes: str = "64MiB",
 ) -> Sources:
     from kpictl.sources import load_sources
 
@@ -296,8 +335,24 @@ def _sources(
         overrides["events"] = list(paths)
     with progress("Reading logs…"):
         return load_sources(
-            spec, overrides, on_bad_rows=on_bad_rows.value, cache=cache, reprice=reprice
+            spec, overrides, on_bad_rows=on_bad_rows.value, cache=cache, reprice=reprice,
+            max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
         )
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1 << 10, "m": 1 << 20,
+               "mib": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "gb": 1 << 30}
+
+
+def _byte_size(text: str, option: str) -> int:
+    """`64MiB`, `512KiB`, `1048576` → bytes (K, M and G are powers of 1,024)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS or int(match.group(1)) < 1:
+        raise UsageError(f"{option} {text!r}: expected a size such as 64MiB, 512KiB or 1048576")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
 def progress(message: str) -> AbstractContextManager[Any]:
@@ -361,6 +416,7 @@ def compute(
             help="Add one row per value of this cohort column (e.g. channel, arm). Repeatable.",
         ),
     ] = None,
+    max_cohorts: MaxCohortsOption = 10_000,
     grain: Annotated[
         Grain | None,
         typer.Option("--grain", help="Add one row per time bucket of the table's time column."),
@@ -389,6 +445,7 @@ def compute(
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
+    max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
@@ -409,6 +466,7 @@ def compute(
     spec = _load(config, param)
     options = ComputeOptions(
         by=tuple(by or ()),
+        max_cohorts=max_cohorts,
         grain=grain.value if grain else None,
         since=_timestamp(since, "--since"),
         until=_timestamp(until, "--until"),
@@ -416,7 +474,7 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     with progress("Computing KPIs…"):
         result = run_compute(spec, sources, options)
     _report_inputs(sources)
@@ -446,6 +504,7 @@ def compare(
     by: Annotated[list[str] | None, typer.Option(
         "--by", help="Also compare within each value of this cohort column. Repeatable.")
     ] = None,
+    max_cohorts: MaxCohortsOption = 10_000,
     kpi: Annotated[list[str] | None, typer.Option(
         "--kpi", help="Compare only this KPI. Repeatable.")] = None,
     since: Annotated[str | None, typer.Option(
@@ -480,6 +539,7 @@ def compare(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to this file instead of stdout.")] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
+    max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
@@ -505,13 +565,14 @@ def compare(
 
     spec = _load(config, param)
     options = CompareOptions(
-        baseline=None, by=tuple(by or ()), since=_timestamp(since, "--since"),
+        baseline=None, by=tuple(by or ()), max_cohorts=max_cohorts,
+        since=_timestamp(since, "--since"),
         until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), where=where,
         kpis=tuple(kpi or ()), alpha=alpha,
         correction=correction.value if correction else None, unit=unit,
         relative_ci=relative_ci.value, paired=paired,
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -521,7 +582,9 @@ def compare(
                 f"--baseline {baseline}: neither a baseline of the spec"
                 f"{did_you_mean(baseline, spec.baselines)} (declared: "
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path")
-        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache, reprice)
+        baseline_sources = _sources(
+            spec, [baseline], baseline_source, on_bad_rows, cache, reprice, max_line_bytes
+        )
     else:
         options = CompareOptions(**{**options.__dict__, "baseline": baseline})
         if baseline_source:
@@ -587,6 +650,7 @@ def report(
             "the rest. Repeatable.",
         ),
     ] = None,
+    max_cohorts: MaxCohortsOption = 10_000,
     title: Annotated[str | None, typer.Option("--title", help="The scorecard's title.")] = None,
     charts: Annotated[
         Path | None,
@@ -617,6 +681,7 @@ def report(
         typer.Option("--output", "-o", help="Write the Markdown to this file instead of stdout."),
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
+    max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
@@ -637,7 +702,7 @@ def report(
     from kpictl.scorecard import ReportOptions, run_report
 
     spec = _load(config, param)
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -648,12 +713,15 @@ def report(
                 f"{did_you_mean(baseline, spec.baselines)} (declared: "
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
             )
-        baseline_sources = _sources(spec, [baseline], baseline_source, on_bad_rows, cache, reprice)
+        baseline_sources = _sources(
+            spec, [baseline], baseline_source, on_bad_rows, cache, reprice, max_line_bytes
+        )
     elif baseline_source:
         raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
     options = ReportOptions(
         baseline=baseline if baseline_sources is None else None,
         by=tuple(by or ()),
+        max_cohorts=max_cohorts,
         since=_timestamp(since, "--since"),
         until=_timestamp(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
@@ -720,6 +788,7 @@ def facts(
         Path, typer.Option("--output", "-o", help="Write to F.parquet or F.csv.")
     ] = Path("facts.parquet"),
     on_bad_rows: BadRowsOption = BadRows.error,
+    max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
     reprice: RepriceOption = False,
 ) -> None:
@@ -730,7 +799,7 @@ def facts(
     if suffix not in (".parquet", ".csv"):
         raise UsageError(f"--output {output}: expected a .parquet or .csv file name")
     spec = _load(config, param)
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)
     if suffix == ".parquet":

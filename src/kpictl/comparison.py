@@ -20,9 +20,11 @@ import polars as pl
 from kpictl import stats
 from kpictl.datacheck import DataCheck, check_data, require_columns
 from kpictl.engine import (
+    MAX_COHORTS,
     ComputeOptions,
     Window,
     build_facts,
+    check_cohort_counts,
     filter_kpi_rows,
     literal_columns,
     names_in,
@@ -69,6 +71,7 @@ class CompareOptions:
     relative_ci: Literal["delta", "fieller"] = "delta"
     paired: bool | None = None  # None: paired when both datasets ran the same --unit ids
     seed: int = 20261122
+    max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
 
 
 @dataclass(frozen=True)
@@ -818,6 +821,12 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
             columns = {c for k in selected if k.kind != "formula"
                        for c in spec.column_types[k.over]}
             raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}")
+    used = {c.over for k in selected for c in (
+        [spec.kpis[n] for n in k.formula_kpis] if k.kind == "formula" else [k])}
+    for arm in (current, baseline):  # materialised: counting is a pass over memory
+        if arm is not None and options.by:
+            check_cohort_counts({t: arm.tables[t] for t in used}, options.by,
+                                options.max_cohorts)
     cells: list[Cell] = []
     for kpi in selected:
         reason = check.reason(kpi.name)

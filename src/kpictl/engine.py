@@ -54,11 +54,42 @@ class Window:
     latest: dt.datetime | None = None
 
 
+MAX_COHORTS = 10_000
+"""The most values one `--by` column may have (`--max-cohorts`): a column such as a user id
+would make one result row per value and KPI, millions of rows, and exhaust memory."""
+
+
+def check_cohort_counts(
+    tables: Mapping[str, pl.LazyFrame | pl.DataFrame], by: Sequence[str], limit: int
+) -> None:
+    """Refuse a `--by` column with more than `limit` values in any of `tables` (UsageError).
+
+    Only the column is computed (polars projects the facts down to it), so a rollup table costs
+    a group-by of its key with one aggregate, not the whole rollup.
+    """
+    queries: list[tuple[str, pl.LazyFrame]] = []
+    for dim in by:
+        for table in tables.values():
+            lazy = table.lazy()
+            if dim in lazy.collect_schema().names():
+                queries.append((dim, lazy.select(pl.col(dim).n_unique())))
+    counts: dict[str, int] = {}
+    for (dim, _), frame in zip(queries, pl.collect_all([q for _, q in queries]), strict=True):
+        counts[dim] = max(counts.get(dim, 0), int(frame.item()))
+    for dim, count in counts.items():
+        if count > limit:
+            raise UsageError(
+                f"--by {dim}: {count:,} values, more than --max-cohorts ({limit:,}); split by a "
+                "column with fewer values, or raise --max-cohorts"
+            )
+
+
 @dataclass(frozen=True)
 class ComputeOptions:
     """What `compute` is asked for."""
 
     by: tuple[str, ...] = ()
+    max_cohorts: int = MAX_COHORTS
     grain: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -802,6 +833,8 @@ def run_compute(
     bounded = window.since is not None or window.until is not None or options.grain is not None
     tables = build_facts(spec, sources, window, used_tables,
                          read_names(spec, kpis, options, with_time=bounded))
+    if options.by:
+        check_cohort_counts(tables, options.by, options.max_cohorts)
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []

@@ -9,7 +9,6 @@ Python only loops over files, option names and attribute aliases.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from kpictl.errors import InputDataError
+from kpictl.inputbytes import MAX_JSON_DEPTH, read_input_bytes, too_deep
 from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
 LOCATION = "__kpictl_location"
@@ -114,15 +114,6 @@ class FormatFrames:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-        data = gzip.decompress(raw) if path.name.lower().endswith(".gz") else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputDataError(f"{path}: cannot read: {exc}") from exc
-    return data.removeprefix(b"\xef\xbb\xbf")
-
-
 def _is_jsonl(path: Path) -> bool:
     return path.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson"))
 
@@ -130,7 +121,7 @@ def _is_jsonl(path: Path) -> bool:
 def read_records(path: Path) -> tuple[pl.DataFrame, pl.Series]:
     """One row per JSON record of a file, and each record's location (`file:line` for JSONL,
     `file (record N)` for a JSON array). Malformed JSON is reported with its line."""
-    data = _read_bytes(path)
+    data = read_input_bytes(path)
     if not data.strip():
         return pl.DataFrame(), pl.Series(LOCATION, [], dtype=pl.String)
     if _is_jsonl(path):
@@ -158,6 +149,13 @@ def _json_error(path: Path, data: bytes, exc: Exception, *, jsonl: bool) -> Inpu
     for number, chunk in enumerate(chunks, start=1):
         if not chunk.strip():
             continue
+        depth = too_deep(chunk)
+        if depth is not None:  # json.loads would recurse that deep (a RecursionError)
+            where = f"{path}:{number}" if jsonl else str(path)
+            return InputDataError(
+                f"{where}: JSON nested {depth:,} levels deep, more than {MAX_JSON_DEPTH}; "
+                "fix the file"
+            )
         try:
             value = json.loads(chunk)
         except (json.JSONDecodeError, UnicodeDecodeError) as bad:

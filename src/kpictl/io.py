@@ -8,7 +8,6 @@ row), the column, what was expected and what was found. Inputs are never modifie
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import io
 import json
@@ -30,6 +29,15 @@ from kpictl.formats import (
     LOCATION,
     link_conversations,
     read_format,
+)
+from kpictl.inputbytes import (
+    MAX_JSON_DEPTH,
+    MAX_LINE_BYTES,
+    blank_lines,
+    dtype_depth,
+    long_lines,
+    read_input_bytes,
+    too_deep,
 )
 from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
@@ -143,6 +151,8 @@ class SourceRequest:
     options: Any = None
     # a source made by another source's format (e.g. tool_calls from a chat source): its name
     derived_from: str | None = None
+    # a longer JSONL line is a bad row (`--max-line-bytes`)
+    max_line_bytes: int = MAX_LINE_BYTES
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,15 +229,6 @@ def _partition_values(path: Path, root: Path) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------
 # Reading one file
 # ----------------------------------------------------------------------------------------------
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-        data = gzip.decompress(raw) if path.name.lower().endswith(".gz") else raw
-        return data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Windows exports)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputDataError(f"{path}: cannot read: {exc}") from exc
 
 
 def _line_numbers(data: bytes) -> list[int]:
@@ -310,6 +311,10 @@ def _bad_json_lines(
     for number, line in enumerate(data.split(b"\n"), start=1):
         if (only is not None and number not in only) or not line.strip():
             continue
+        depth = too_deep(line)
+        if depth is not None:  # json.loads would recurse that deep (a RecursionError)
+            bad[number] = f"JSON nested {depth:,} levels deep, more than {MAX_JSON_DEPTH}"
+            continue
         try:
             value = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float,
                                object_pairs_hook=_unique_keys)
@@ -360,15 +365,51 @@ def _objects_as_text(frame: pl.DataFrame, data: bytes) -> dict[int, str]:
     return _bad_json_lines(data, strings, {lines[r] for r in rows if r < len(lines)})
 
 
+def _without_long_lines(
+    path: Path, data: bytes, on_bad_rows: OnBadRows, max_line_bytes: int
+) -> tuple[bytes, dict[int, str]]:
+    """`data` with lines over `max_line_bytes` emptied, and those lines as bad rows; with
+    --on-bad-rows error, the first one is an InputDataError."""
+    long = long_lines(data, max_line_bytes)
+    if not long:
+        return data, {}
+    bad = {
+        line.number: f"a line of {line.size:,} bytes, longer than --max-line-bytes "
+        f"({max_line_bytes:,})"
+        for line in long
+    }
+    if on_bad_rows == "error":
+        number, reason = next(iter(bad.items()))
+        more = f" ({len(bad) - 1} more such lines)" if len(bad) > 1 else ""
+        raise InputDataError(
+            f"{path}:{number}: {reason}{more}; raise --max-line-bytes or pass --on-bad-rows skip"
+        )
+    return blank_lines(data, long), bad
+
+
 def _read_jsonl(
     path: Path, on_bad_rows: OnBadRows, fields: Mapping[str, pl.DataType] | None = None,
     required: Sequence[str] = (), expected: Mapping[str, pl.DataType] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[pl.DataFrame, dict[int, str], bytes]:
     """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes).
-    `expected`: the type each field is read as (for the located re-parse's messages)."""
-    data = _read_bytes(path)
+    `expected`: the type each field is read as (for the located re-parse's messages); a line
+    longer than `max_line_bytes` is a bad row."""
+    data = read_input_bytes(path)
     if not data.strip():  # an empty file holds no rows (reported as such by load_source)
         return pl.DataFrame(), {}, data
+    data, too_long = _without_long_lines(path, data, on_bad_rows, max_line_bytes)
+    frame, bad = _parse_jsonl(path, data, on_bad_rows, fields, required, expected)
+    return frame, dict(sorted({**too_long, **bad}.items())), data
+
+
+def _parse_jsonl(
+    path: Path, data: bytes, on_bad_rows: OnBadRows, fields: Mapping[str, pl.DataType] | None,
+    required: Sequence[str], expected: Mapping[str, pl.DataType] | None,
+) -> tuple[pl.DataFrame, dict[int, str]]:
+    """`_read_jsonl` on bytes: the frame and the skipped lines {line: reason}."""
+    if not data.strip():
+        return pl.DataFrame(), {}
     frame: pl.DataFrame | None = None
     if fields:
         try:
@@ -386,10 +427,14 @@ def _read_jsonl(
             frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
         except Exception as exc:  # polars: ComputeError / SchemaError / panics on bad JSON
             error = exc
+    if frame is not None and max(
+        (dtype_depth(d) for d in frame.schema.values()), default=0
+    ) >= MAX_JSON_DEPTH:  # nested deeper than MAX_JSON_DEPTH (the row itself is one level)
+        frame = None
     bad = (_objects_as_text(frame, data) if frame is not None
            else _bad_json_lines(data, expected))
     if frame is not None and not bad:
-        return frame, {}, data
+        return frame, {}
     if not bad:
         raise InputDataError(
             f"{path}: cannot read as JSONL: {first_line(error or ValueError())} (a field holds "
@@ -405,12 +450,12 @@ def _read_jsonl(
         line for number, line in enumerate(data.split(b"\n"), start=1) if number not in bad
     )
     if not kept.strip():
-        return pl.DataFrame(), bad, data
+        return pl.DataFrame(), bad
     try:
         frame = pl.read_ndjson(io.BytesIO(kept), infer_schema_length=None)
     except Exception as exc:
         raise InputDataError(f"{path}: cannot read as JSONL: {first_line(exc)}") from exc
-    return frame, bad, data
+    return frame, bad
 
 
 def _expected_fields(request: SourceRequest) -> dict[str, pl.DataType]:
@@ -461,6 +506,7 @@ def _cache_key(
     ]
     identity = json.dumps([
         CACHE_FORMAT, kpictl_version, pl.__version__, str(path.resolve()), digest, on_bad_rows,
+        request.max_line_bytes,
         None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
         request.name, rules, sorted(partitions.items()),
     ])
@@ -788,7 +834,7 @@ def _load_file(
         c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
     ]
     eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields,
-                                       _expected_fields(request))
+                                       _expected_fields(request), request.max_line_bytes)
     checked, report = _checked_frame(
         path, fmt, request, on_bad_rows, eager.lazy(), eager.height, size, partitions, data,
         dropped,
@@ -1051,7 +1097,7 @@ def _locate_kept(report: FileReport, row: int) -> str:
     to find its line; with skipped rows, the row number among those kept)."""
     path = Path(report.path)
     if report.format == "jsonl" and report.skipped == 0:
-        lines = _line_numbers(_read_bytes(path))
+        lines = _line_numbers(read_input_bytes(path))
         if row < len(lines):
             return f"{path}:{lines[row]}"
     kept = " kept" if report.skipped else ""

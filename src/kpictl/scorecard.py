@@ -40,11 +40,13 @@ from kpictl.comparison import UNAVAILABLE, CompareOptions, CompareResult, run_co
 from kpictl.datacheck import require_columns, unavailable_label
 from kpictl.engine import (
     BUCKET,
+    MAX_COHORTS,
     UNTIMED_AS_OF,
     ComputeOptions,
     ComputeResult,
     Window,
     build_facts,
+    check_cohort_counts,
     literal_columns,
     names_in,
     resolve_window,
@@ -157,6 +159,7 @@ class ReportOptions:
     link_base: Path | None = None  # the folder the Markdown is written to (chart links)
     redact: bool = True  # redact e-mails, phone numbers and card numbers in message text
     drilldown: int = 3  # conversations shown per failure type
+    max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
     alpha: float = 0.05
     command_line: str = ""  # for the provenance appendix
     generated_at: dt.datetime | None = None  # provenance only; default: now (UTC)
@@ -1166,6 +1169,7 @@ def run_report(
     cohort_notes: list[str] = []
     tests = 0
     if options.by:
+        check_cohort_counts({"facts": facts}, options.by, options.max_cohorts)
         cohorts, cohort_notes, tests = cohort_comparisons(spec, current, facts, options.by, options)
     # no drill-down of an unavailable KPI: its failures would be counted over nulls
     groups, has_text = drilldown(spec, current, facts, costs_frame, options,

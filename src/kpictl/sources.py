@@ -10,6 +10,7 @@ import polars as pl
 
 from kpictl import schema as canonical
 from kpictl.errors import UsageError
+from kpictl.inputbytes import MAX_LINE_BYTES
 from kpictl.io import (
     ColumnRule,
     LoadedSource,
@@ -93,6 +94,7 @@ def load_sources(
     on_bad_rows: OnBadRows = "error",
     cache: bool = True,
     reprice: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
 
@@ -100,6 +102,7 @@ def load_sources(
     With a `pricing:` section (or a chat / otlp_json source) every row of the canonical tables
     carries `cost_source` (reported | computed | unpriced, see `kpictl.pricing`); `reprice`
     recomputes every cost from the spec's prices, so periods compare at constant prices.
+    A JSONL line longer than `max_line_bytes` is a bad row (see `on_bad_rows`).
     """
     overrides = dict(paths or {})
     if reprice and not spec.pricing.enabled:
@@ -116,7 +119,8 @@ def load_sources(
                 f"--source {name}: the spec declares no source {name!r}"
                 f"{did_you_mean(name, spec.sources)}; sources: {', '.join(spec.sources)}"
             )
-    requests = [source_request(src, overrides.get(name), spec, cache)
+    requests = [replace(source_request(src, overrides.get(name), spec, cache),
+                        max_line_bytes=max_line_bytes)
                 for name, src in spec.sources.items()]
     sources = load_requests(requests, on_bad_rows)
     priced = spec.pricing.enabled or any(s.derived_from or s.format in ("chat", "otlp_json")
