@@ -320,3 +320,16 @@ def test_a_cohort_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs:
                     ["report", "--baseline", "prior_4w"]):
         code, out, err = run(*command, *args)
         assert (code, out, err) == (2, "", expected), command
+
+
+def test_strict_counts_unknown_costs() -> None:
+    """The chat fixture: 3 of its 5 assistant messages carry no usage (partially priced) and
+    none reports cached tokens (no cache discount): two findings."""
+    chat = ROOT / "tests" / "fixtures" / "chat"
+    code, out, err = run("compute", "-c", str(chat / "spec.yaml"), "--kpi", "cost_per_trial",
+                         "--format", "json", "--strict", "--no-cache")
+    assert code == 2
+    record = json.loads(out)["results"][0]
+    assert record["reason"] is None and record["value"] == pytest.approx(
+        (0.0025 + 0.002 + 0.00125 + 0.001) / 3)  # the priced part, a lower bound
+    assert err.splitlines()[-1] == STRICT.format("2 findings")

@@ -11,8 +11,10 @@ import pytest
 from kpictl.engine import run_compute
 from kpictl.errors import SpecError, UsageError
 from kpictl.pricing import ModelPrice, PricingSpec, apply_prices
+from kpictl.render import shown_value
 from kpictl.sources import load_sources
 from kpictl.spec import load_spec
+from test_formats import CHAT_COST_NOTES
 
 UTC = dt.UTC
 CHAT_SPEC = Path(__file__).resolve().parent / "fixtures" / "chat" / "spec.yaml"
@@ -70,12 +72,18 @@ def test_unpriced_rows_are_reported_by_compute(tmp_path: Path) -> None:
     (tmp_path / "runs.jsonl").write_bytes((CHAT_SPEC.parent / "runs.jsonl").read_bytes())
     spec = load_spec(tmp_path / "spec.yaml")
     result = run_compute(spec, load_sources(spec, cache=False))
-    assert result.notes[0] == (
+    # no row has a known cost: cost_per_trial is unavailable, not $0
+    reason = ("cost unknown: no row of source 'events' has a cost (2 unpriced (tokens but no "
+              "price), 3 agent messages without usage (no tokens, no cost))")
+    assert result.notes == (
+        f"{reason}: unavailable (value null, not $0): cost_per_trial",
         "cost: 2 events rows in 2 conversations are unpriced (tokens but no cost and no price; "
         "models: gpt-4o): their cost_usd is null, so cost totals leave them out — add the "
-        "models to `pricing:`"
+        "models to `pricing:`",
     )
-    assert "cost_per_trial: excludes the cost of 2 unpriced rows" in result.notes
+    row = result.table.filter(kpi="cost_per_trial").row(0, named=True)
+    assert (row["value"], row["reason"]) == (None, reason)
+    assert shown_value(row) == "unavailable (cost unknown)"
 
 
 def test_reprice_needs_a_price_table(shipped_spec_path: Path) -> None:
@@ -160,7 +168,7 @@ def test_chat_costs_of_a_dated_snapshot_by_hand(tmp_path: Path) -> None:
     cost = result.table.filter(kpi="cost_per_trial").row(0, named=True)["value"]
     # 1000 in + 200 out and 500 in + 100 out at $2.5 / $10 per 1M, over 3 trials
     assert cost == pytest.approx((0.0025 + 0.002 + 0.00125 + 0.001) / 3)
-    assert result.notes == ()
+    assert result.notes == CHAT_COST_NOTES  # 3 assistant messages without usage
 
 
 @pytest.mark.parametrize(

@@ -856,7 +856,7 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
     srm = _srm(spec, design, base, current, baseline, unit)
     table = _result_table(cells, adjusted, options, spec).with_columns(
-        pl.when(pl.col("kpi").is_in(list(check.missing))).then(pl.lit(UNAVAILABLE))
+        pl.when(pl.col("kpi").is_in(list(check.unavailable))).then(pl.lit(UNAVAILABLE))
         .otherwise(pl.col("status")).alias("status"))
     notes = [*check.notes(), *([design.caveat] if design.caveat else [])]
     return CompareResult(table=table, design=design, baseline_window=baseline.window
@@ -893,7 +893,8 @@ def data_check(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec], options: C
     missing = dict(other.missing)
     missing.update({k: tuple(dict.fromkeys([*other.missing.get(k, ()), *v]))
                     for k, v in check.missing.items()})
-    return DataCheck(check.literals + other.literals, missing)
+    costs = {**other.costs, **check.costs}
+    return DataCheck(check.literals + other.literals, missing, costs)
 
 
 def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: CompareOptions,

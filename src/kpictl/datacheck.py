@@ -84,11 +84,52 @@ class MissingColumn:
 
 
 @dataclass(frozen=True)
+class CostCoverage:
+    """How many of a priced source's cost-bearing rows — agent messages (LLM calls) and any row
+    with tokens or a cost — have a known cost. The others are unpriced (tokens, no price) or
+    carry no usage at all (an agent message without tokens or cost): their cost is unknown,
+    never $0."""
+
+    source: str
+    rows: int
+    priced: int
+    unpriced: int
+    no_usage: int
+    computed: int  # costs computed from tokens
+    cache_reported: int  # of those, with a cached-token count (cache_read_tokens)
+
+    @property
+    def unknown(self) -> str:
+        """What the unknown rows are: "2 unpriced (tokens but no price), 1 agent message
+        without usage"."""
+        parts = []
+        if self.unpriced:
+            parts.append(f"{self.unpriced} unpriced (tokens but no price)")
+        if self.no_usage:
+            parts.append(f"{self.no_usage} agent message{'s' if self.no_usage != 1 else ''} "
+                         "without usage (no tokens, no cost)")
+        return ", ".join(parts)
+
+    @property
+    def reason(self) -> str:
+        """Why a cost KPI over this source is unavailable (no row has a cost)."""
+        return (f"cost unknown: no row of source {self.source!r} has a cost "
+                f"({self.unknown})")
+
+
+@dataclass(frozen=True)
 class DataCheck:
     """What the data lets a run show: literals matched, KPIs that cannot be computed."""
 
     literals: tuple[LiteralMatch, ...] = ()
     missing: Mapping[str, tuple[MissingColumn, ...]] = field(default_factory=dict)  # by KPI
+    costs: Mapping[str, tuple[CostCoverage, ...]] = field(default_factory=dict)  # by cost KPI
+
+    @property
+    def unavailable(self) -> tuple[str, ...]:
+        """The KPIs that cannot be computed: a column missing, or no row with a known cost."""
+        unknown = [k for k, covers in self.costs.items() if any(not c.priced for c in covers)]
+        return tuple(dict.fromkeys([*self.missing, *unknown]))
 
     @property
     def unmatched(self) -> tuple[LiteralMatch, ...]:
@@ -105,8 +146,9 @@ class DataCheck:
 
     def reason(self, kpi: str) -> str | None:
         """Why a KPI is unavailable, or None when it can be computed."""
-        missing = self.missing.get(kpi)
-        return "; ".join(m.reason for m in missing) if missing else None
+        reasons = [m.reason for m in self.missing.get(kpi, ())]
+        reasons += [c.reason for c in self.costs.get(kpi, ()) if not c.priced]
+        return "; ".join(reasons) if reasons else None
 
     def notes(self) -> list[str]:
         """One note per unmatched literal and per unavailable KPI."""
@@ -121,16 +163,39 @@ class DataCheck:
                 f"{', '.join(kpis)}; map the column in the spec, e.g. sources.{column.source}"
                 f".columns.{column.column}: {{from: <field>}}, or {{default: 0}} when its "
                 "absence means zero")
+        by_source: dict[CostCoverage, list[str]] = {}
+        for kpi, covers in self.costs.items():
+            for cover in covers:
+                by_source.setdefault(cover, []).append(kpi)
+        for cover, kpis in by_source.items():
+            names = ", ".join(kpis)
+            if not cover.priced:
+                notes.append(f"{cover.reason}: unavailable (value null, not $0): {names}")
+            elif cover.priced < cover.rows:
+                notes.append(
+                    f"cost: partially priced ({cover.priced:,} of {cover.rows:,} rows of "
+                    f"source {cover.source!r}; {cover.unknown}): the unknown costs are left "
+                    f"out of {names}, a lower bound")
+            if cover.computed and not cover.cache_reported:
+                notes.append(
+                    f"cost: source {cover.source!r} reports no cached tokens "
+                    f"(cache_read_tokens): its {cover.computed:,} computed costs are priced "
+                    f"without the cache discount, an upper bound where the provider cached "
+                    f"input ({names})")
         return notes
 
 
 def unavailable_label(reason: str) -> str:
     """How an unavailable value is shown: "unavailable (no `intent` column)"."""
-    columns = [part.split("`")[1] for part in reason.split("; ") if part.count("`") >= 2]
-    if not columns:
-        return "unavailable"
-    names = ", ".join(f"`{c}`" for c in dict.fromkeys(columns))
-    return f"unavailable (no {names} column{'s' if len(set(columns)) > 1 else ''})"
+    parts = reason.split("; ")
+    columns = list(dict.fromkeys(p.split("`")[1] for p in parts if p.count("`") >= 2))
+    shown = []
+    if columns:
+        names = ", ".join(f"`{c}`" for c in columns)
+        shown.append(f"no {names} column{'s' if len(columns) > 1 else ''}")
+    if any(p.startswith("cost unknown") for p in parts):
+        shown.append("cost unknown")
+    return f"unavailable ({', '.join(shown)})" if shown else "unavailable"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,9 +433,12 @@ def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
     columns the data lacks: one pass over each source (null counts and literal matches), and
     a group-by only for a column whose literal matches nothing (the note lists its values)."""
     origins = {k.name: kpi_origins(spec, k) for k in kpis}
-    for name in list(origins):  # a priced source's cost: the cost notes' business
-        origins[name] = {(s, c) for s, c in origins[name] if not (
-            c == "cost_usd" and s in sources and "cost_source" in sources[s].collect_schema())}
+    priced = {s for s in sources.by_name if "cost_source" in sources[s].collect_schema()}
+    cost_sources = {name: sorted(s for s, c in pairs if c == "cost_usd" and s in priced)
+                    for name, pairs in origins.items()}
+    for name in list(origins):  # a priced source's cost: its coverage, below
+        origins[name] = {(s, c) for s, c in origins[name] if not (c == "cost_usd"
+                                                                   and s in priced)}
     uses = literal_uses(spec, kpis, baselines, where)
     columns = set().union(*origins.values()) if origins else set()
     columns |= {(u.source, u.source_column) for u in uses}
@@ -387,7 +455,41 @@ def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
         LiteralMatch(use, matched.get(i, 0), seen.get((use.source, use.source_column), ()),
                      (use.source, use.source_column) in empty or use.source not in sources)
         for i, use in enumerate(uses))
-    return DataCheck(matches, missing)
+    coverage = cost_coverage(sources, {s for names in cost_sources.values() for s in names})
+    costs = {name: tuple(coverage[s] for s in names if coverage[s].rows > coverage[s].priced
+                         or (coverage[s].computed and not coverage[s].cache_reported))
+             for name, names in cost_sources.items()}
+    return DataCheck(matches, missing, {k: v for k, v in costs.items() if v})
+
+
+def cost_coverage(sources: Sources, names: Iterable[str]) -> dict[str, CostCoverage]:
+    """Per priced source: its cost-bearing rows and how many have a known cost (one pass)."""
+    wanted = sorted(names)
+    queries = []
+    for name in wanted:
+        schema = sources[name].collect_schema()
+        has_cost = pl.col("cost_usd").is_not_null() if "cost_usd" in schema else pl.lit(False)
+        has_tokens = pl.lit(False)
+        for column in ("input_tokens", "output_tokens"):
+            if column in schema:
+                has_tokens = has_tokens | pl.col(column).is_not_null()
+        llm = ((pl.col("role") == "agent") & (pl.col("event") == "message")).fill_null(False) \
+            if "role" in schema and "event" in schema else pl.lit(False)
+        computed = pl.col("cost_source") == "computed"
+        cached = (pl.col("cache_read_tokens").is_not_null() if "cache_read_tokens" in schema
+                  else pl.lit(False))
+        queries.append(sources[name].select(
+            (has_cost | has_tokens | llm).sum().alias("rows"),
+            has_cost.sum().alias("priced"),
+            (pl.col("cost_source") == "unpriced").sum().alias("unpriced"),
+            (llm & ~has_cost & ~has_tokens).sum().alias("no_usage"),
+            computed.sum().alias("computed"),
+            (computed & cached).sum().alias("cache_reported"),
+        ))
+    frames = pl.collect_all(queries) if queries else []
+    return {name: CostCoverage(name, **{k: int(v or 0) for k, v in frame.row(0, named=True)
+                                        .items()})
+            for name, frame in zip(wanted, frames, strict=True)}
 
 
 def require_columns(spec: Spec, sources: Sources, table: TableSpec, names: Iterable[str],

@@ -906,8 +906,9 @@ def run_compute(
 
 def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:
     """`reason` (after `value`): why a KPI has no value — a column it depends on is missing
-    from the data; its value is then null on every row, never a number computed over nulls."""
-    reasons = {kpi: check.reason(kpi) for kpi in check.missing}
+    from the data, or no row has a known cost; its value is then null on every row, never a
+    number computed over nulls (or $0)."""
+    reasons = {kpi: check.reason(kpi) for kpi in check.unavailable}
     reason = pl.col("kpi").replace_strict(reasons, default=None, return_dtype=pl.String)
     marked = table.with_columns(reason.alias("reason")).with_columns(
         pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value"))
@@ -922,7 +923,6 @@ def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
     # what loading found (a file named twice, …): once, though derived sources share them
     notes: list[str] = list(dict.fromkeys(
         n for loaded in sources.by_name.values() for n in loaded.notes))
-    unpriced_total = 0
     for name, loaded in sources.by_name.items():
         schema = loaded.frame.collect_schema()
         if "cost_source" not in schema:
@@ -936,17 +936,12 @@ def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
             *([model.implode().alias("models")] if model is not None else []),
         ).collect().row(0, named=True)
         if counts["rows"]:
-            unpriced_total += counts["rows"]
             models = ", ".join(counts.get("models") or []) or "no model"
             notes.append(
                 f"cost: {counts['rows']} {name} rows in {counts['conversations']} conversations "
                 f"are unpriced (tokens but no cost and no price; models: {models}): their "
                 "cost_usd is null, so cost totals leave them out — add the models to `pricing:`"
             )
-    if unpriced_total:
-        for kpi in kpis:
-            if kpi.format == "usd":
-                notes.append(f"{kpi.name}: excludes the cost of {unpriced_total} unpriced rows")
     untimed = _untimed_rows(sources)
     if untimed:
         notes.append(

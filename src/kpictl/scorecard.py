@@ -1173,7 +1173,7 @@ def run_report(
         cohorts, cohort_notes, tests = cohort_comparisons(spec, current, facts, options.by, options)
     # no drill-down of an unavailable KPI: its failures would be counted over nulls
     groups, has_text = drilldown(spec, current, facts, costs_frame, options,
-                                 skip=tuple(trend.check.missing))
+                                 skip=trend.check.unavailable)
     time = table.time
     period_start = current.window.since
     if period_start is None and time is not None and facts.height:
