@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.review import allocate, read_review, score_review
+from kpictl.review import allocate, read_review, review_markdown, score_review
 from kpictl.sample import write_sample
 
 SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
@@ -404,3 +404,63 @@ def test_score_json_matches_the_library(tmp_path: Path) -> None:
     code, out, _ = run("review", "score", str(path), "--format", "markdown")
     assert code == 0
     assert "| label-corrected completion rate (Rogan–Gladen) |" in out
+
+
+# ----------------------------------------------------------------------------------------------
+# kpictl report --review
+# ----------------------------------------------------------------------------------------------
+
+
+def test_report_shows_the_latest_review_round(logs: Path, tmp_path: Path) -> None:
+    early = write_review(tmp_path / "w1.csv", rows_of(
+        "all", 300, [(1, 1)] * 20 + [(1, 0)] * 2 + [(0, 0)] * 8, sampled_at="2026-10-01",
+        stratum_self_reported=200))
+    late = write_review(tmp_path / "w2.csv", rows_of(
+        "all", 300, [(1, 1)] * 15 + [(1, 0)] * 10 + [(0, 0)] * 5, sampled_at="2026-10-08",
+        stratum_self_reported=210))
+    code, out, err = run("report", *data_args(logs), "--review", str(late), "--review", str(early))
+    assert code == 0, err
+    section = review_markdown(score_review([early, late]))
+    assert section[0] == "## Human review"
+    assert f"Latest round: 2026-10-08T00:00:00 ({_escaped(late)})." in section
+    lines = out.splitlines()
+    start = lines.index("## Human review")
+    assert lines[start : start + len(section) - 1] == section[:-1]
+    assert lines.index("## ROI") < start < lines.index("## Data quality")
+    assert "Trend over 2 round(s): the gap widens (+26.7 pp per round, p = " in out
+
+
+def test_report_without_review_has_no_review_section(logs: Path) -> None:
+    code, out, _ = run("report", *data_args(logs))
+    assert code == 0
+    assert "## Human review" not in out
+
+
+def test_report_with_a_bad_review_file_stops_with_its_location(logs: Path, tmp_path: Path
+                                                               ) -> None:
+    rows = rows_of("all", 300, [(1, 1), (1, "perhaps")])
+    path = write_review(tmp_path / "r.csv", rows)
+    code, out, err = run("report", *data_args(logs), "--review", str(path))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"kpictl: error: {path}:3: column human_success: 'perhaps' is not a label; expected "
+        "1/0, true/false, yes/no (or empty: not labelled yet)\n"
+    )
+
+
+def _escaped(path: Path) -> str:
+    return str(path).replace("_", "\\_")
+
+
+def test_the_review_api_is_exported(logs: Path) -> None:
+    import kpictl
+
+    spec = kpictl.load_spec(SPEC)
+    sources = kpictl.load_sources(spec, {"events": [str(logs / "events")],
+                                         "tool_calls": [str(logs / "tool_calls")]})
+    drawn = kpictl.draw_review_sample(spec, sources, kpictl.SampleOptions(size=10, seed=2))
+    assert drawn.frame.height == 10
+    assert drawn.notes[0] == (
+        "proportional allocation: 10 of 300 conversations in 1 stratum/strata, seed 2; "
+        "stratum_size weights the scores"
+    )

@@ -25,11 +25,13 @@ __all__ = [
     "InputDataError",
     "KpictlError",
     "ReportOptions",
+    "SampleOptions",
     "SpecError",
     "UsageError",
     "__version__",
     "compare",
     "compute",
+    "draw_review_sample",
     "facts",
     "load_frames",
     "load_sources",
@@ -38,6 +40,7 @@ __all__ = [
     "run_compare",
     "run_compute",
     "run_report",
+    "score_review",
 ]
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from kpictl.engine import ComputeOptions, ComputeResult, compute, facts, run_compute
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
     from kpictl.io import load_frames
+    from kpictl.review import SampleOptions, draw_review_sample, score_review
     from kpictl.scorecard import ReportOptions, report, run_report
     from kpictl.sources import load_sources
     from kpictl.spec import load_spec
@@ -57,6 +61,9 @@ _LAZY = {
     "ReportOptions": "kpictl.scorecard",
     "report": "kpictl.scorecard",
     "run_report": "kpictl.scorecard",
+    "SampleOptions": "kpictl.review",
+    "draw_review_sample": "kpictl.review",
+    "score_review": "kpictl.review",
     "ComputeOptions": "kpictl.engine",
     "ComputeResult": "kpictl.engine",
     "compute": "kpictl.engine",

@@ -668,6 +668,14 @@ def report(
             "in the drill-down's messages.",
         ),
     ] = True,
+    review: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--review",
+            help="A labelled review file (kpictl review sample); repeat for several rounds. "
+            "Adds a Human review section: the latest round and the trend.",
+        ),
+    ] = None,
     fail_on: Annotated[
         FailLevel | None,
         typer.Option(
@@ -730,6 +738,7 @@ def report(
         link_base=output.parent if output is not None else Path.cwd(),
         redact=redact,
         command_line=shlex.join(["kpictl", *sys.argv[1:]]),
+        review=tuple(review or ()),
     )
     with progress("Building the scorecard…"):
         result = run_report(

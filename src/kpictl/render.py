@@ -614,8 +614,8 @@ def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
         trend = Table(title="Rounds", title_justify="left")
         for name in ("round", "labelled", "self-reported", "human", "gap", "gap CI"):
             trend.add_column(name, justify="left" if name == "round" else "right")
-        for row in trend_rows(score):
-            trend.add_row(*(Text(cell) for cell in row))
+        for cells in trend_rows(score):
+            trend.add_row(*(Text(cell) for cell in cells))
         console.print(trend)
     console.print(Text(f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}."))
     for note in latest.notes:

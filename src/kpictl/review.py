@@ -245,8 +245,10 @@ def draw_review_sample(spec: Spec, sources: Sources, options: SampleOptions) -> 
     chosen: list[int] = []
     start = 0
     for size, count in zip(sizes, counts, strict=True):
-        picks = np.sort(rng.choice(size, size=count, replace=False)) if count else []
-        chosen.extend(start + int(i) for i in picks)
+        picks: list[int] = (
+            np.sort(rng.choice(size, size=count, replace=False)).tolist() if count else []
+        )
+        chosen.extend(start + i for i in picks)
         start += size
     sample = frame[chosen].join(strata, on="stratum", how="left", maintain_order="left")
     ids = sample.get_column(ID).to_list()
@@ -632,6 +634,10 @@ def _pp(value: float) -> str:
     return f"{value * 100:+.1f} pp"
 
 
+def _estimate(interval: stats.Interval | None) -> float | None:
+    return None if interval is None else interval.estimate
+
+
 def _ci(interval: stats.Interval | None, fmt: Any = _pct) -> str:
     if interval is None:
         return "—"
@@ -649,16 +655,16 @@ def summary_rows(score: RoundScore) -> list[tuple[str, str, str]]:
          _ci(e.self_reported)),
         ("human-labelled success", _pct(e.human.estimate), _ci(e.human)),
         ("gap (self-reported − human)", _pp(e.gap.estimate), _ci(e.gap, _pp)),
-        ("sensitivity of the self-report", _pct(e.sensitivity and e.sensitivity.estimate),
+        ("sensitivity of the self-report", _pct(_estimate(e.sensitivity)),
          _ci(e.sensitivity)),
-        ("specificity of the self-report", _pct(e.specificity and e.specificity.estimate),
+        ("specificity of the self-report", _pct(_estimate(e.specificity)),
          _ci(e.specificity)),
         ("Cohen's kappa (human vs self-report)",
          "—" if k.kappa is None else f"{k.kappa:.3f}",
          "—" if k.low is None else f"{k.low:.3f} to {k.high:.3f}"),
         (f"logged completion rate ({logged})", _pct(e.logged_rate), ""),
         ("label-corrected completion rate (Rogan–Gladen)",
-         _pct(e.corrected and e.corrected.estimate), _ci(e.corrected)),
+         _pct(_estimate(e.corrected)), _ci(e.corrected)),
     ]
     if score.hallucination is not None:
         hr = score.hallucination

@@ -67,6 +67,7 @@ from kpictl.render import (
     md_text,
     shown_value,
 )
+from kpictl.review import ReviewScore, review_markdown, score_review
 from kpictl.schema import CANONICAL_TABLES
 from kpictl.spec import LAYERS, BaselineSpec, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
@@ -163,6 +164,7 @@ class ReportOptions:
     alpha: float = 0.05
     command_line: str = ""  # for the provenance appendix
     generated_at: dt.datetime | None = None  # provenance only; default: now (UTC)
+    review: tuple[Path, ...] = ()  # labelled review files, one per round (`kpictl review`)
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,7 @@ class ReportData:
     charts: Mapping[str, str]  # kpi → relative link
     notes: tuple[str, ...]
     used_columns: tuple[tuple[str, str, str], ...]  # (table.column, definition, source)
+    review: ReviewScore | None = None  # the scored review rounds, when files were given
 
 
 @dataclass(frozen=True)
@@ -1105,6 +1108,7 @@ def run_report(
         require_columns(spec, sources, table, [dim], f"--by {dim}")
     if options.charts_dir is not None:
         require_matplotlib()
+    review = score_review(options.review, options.alpha) if options.review else None
     baseline_name = options.baseline or spec.defaults.baseline
     comparison: CompareResult | None = None
     base: BaselineSpec | None = None
@@ -1208,6 +1212,7 @@ def run_report(
         charts={},
         notes=tuple(notes),
         used_columns=tuple(sorted(used.values(), key=_entry_order(spec))),
+        review=review,
     )
     written: list[Path] = []
     if options.charts_dir is not None:
@@ -2347,6 +2352,11 @@ def _section_method(data: ReportData) -> list[str]:
     return lines
 
 
+def _section_review(data: ReportData) -> list[str]:
+    """The latest human review round (`--review`), with the trend over the rounds given."""
+    return review_markdown(data.review) if data.review is not None else []
+
+
 def render_report(data: ReportData) -> str:
     """The scorecard's Markdown: a pure function of `data`."""
     sections = [
@@ -2356,6 +2366,7 @@ def render_report(data: ReportData) -> str:
         _section_trends,
         _section_breakdowns,
         _section_roi,
+        _section_review,
         _section_quality,
         _section_drilldown,
         _section_method,
