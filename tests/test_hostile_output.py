@@ -387,3 +387,74 @@ def test_facts_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> N
     assert f"'=1+2c{formula_id:06d}" in ids and "c000001" in ids
     for row in rows:
         assert not any(cell.startswith(FORMULA_START) for cell in row.values()), row
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+# ----------------------------------------------------------------------------------------------
+
+
+def strict_json(text: str) -> Any:
+    """json.loads that refuses NaN, Infinity and -Infinity, as strict parsers do."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_text_writes_non_finite_values_as_null_with_a_note() -> None:
+    from kpictl.render import json_text
+
+    document = {"results": [{"value": float("inf")}, {"ci": [float("-inf"), 1.5]}],
+                "srm": {"p": float("nan")}, "notes": ["kept"]}
+    parsed = strict_json(json_text(document))
+    assert parsed["results"] == [{"value": None}, {"ci": [None, 1.5]}]
+    assert parsed["srm"] == {"p": None}
+    assert parsed["notes"] == [
+        "kept",
+        "3 value(s) not finite, written as null: results[0].value (Infinity), "
+        "results[1].ci[0] (-Infinity), srm.p (NaN)",
+    ]
+    assert strict_json(json_text({"a": 1.0})) == {"a": 1.0}  # no note when all is finite
+
+
+@pytest.fixture(scope="module")
+def huge_costs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three conversations whose two agent messages cost 1.5e308 each: the sum overflows."""
+    folder = tmp_path_factory.mktemp("huge")
+    events = []
+    for index in range(3):
+        common = {"conversation_id": f"c{index}", "channel": "web", "intent": "billing",
+                  "user_id": f"u{index}", "arm": "treatment" if index else "holdout",
+                  "human_minutes": 0, "policy_violation": False}
+        day = f"2026-10-0{index + 1}"
+        events.append({**common, "ts": f"{day}T00:00:00Z", "event": "message", "role": "user",
+                       "text": "hi"})
+        events += [
+            {**common, "ts": f"{day}T00:00:0{k}Z", "event": "message", "role": "agent",
+             "cost_usd": 1.5e308, "input_tokens": 1, "output_tokens": 1, "latency_ms": 10.0}
+            for k in (1, 2)
+        ]
+    call = {"conversation_id": "c1", "ts": "2026-10-02T00:00:03Z", "tool": "x", "status": "ok",
+            "cost_usd": 0.0}
+    for name, rows in (("events", events), ("tool_calls", [call])):
+        (folder / name).mkdir()
+        (folder / name / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_compute_json_has_no_infinity_token(huge_costs: Path) -> None:
+    code, out, err = run(huge_costs, "compute", "-f", "json")
+    assert code == 0, err
+    document = strict_json(out)  # was: "value": Infinity
+    costs = [r for r in document["results"] if r["kpi"] == "cost_per_task"]
+    assert [r["value"] for r in costs] == [None]
+    index = document["results"].index(costs[0])
+    assert f"results[{index}].value (Infinity)" in document["notes"][-1]
+
+
+def test_compare_json_is_strict_json(huge_costs: Path) -> None:
+    code, out, err = run(huge_costs, "compare", "-f", "json")
+    assert code == 0, err
+    strict_json(out)

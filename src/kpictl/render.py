@@ -100,6 +100,32 @@ def csv_safe(frame: pl.DataFrame, numeric: Sequence[str] = ()) -> pl.DataFrame:
     )
 
 
+def json_text(document: dict[str, Any]) -> str:
+    """A JSON document as text. NaN and ±Infinity are not JSON (strict parsers reject the
+    tokens): each becomes null, and the document's `notes` say where."""
+    found: list[str] = []
+
+    def finite(value: Any, path: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            name = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+            found.append(f"{path} ({name})")
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = finite(document, "")
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        cleaned["notes"] = [
+            *cleaned.get("notes", []),
+            f"{len(found)} value(s) not finite, written as null: {shown}",
+        ]
+    return json.dumps(cleaned, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+
+
 def md_cell(text: str) -> str:
     """Markdown (kpictl's own, with data already through `md_text`) as one table cell: on one
     line, with every `|` that is not escaped yet escaped."""
@@ -202,7 +228,7 @@ def to_json(result: ComputeResult, files: Sequence[FileReport] = ()) -> str:
         "inputs": input_records(files),
         "notes": list(result.notes),
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json_text(document)
 
 
 def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
@@ -462,7 +488,7 @@ def compare_to_json(result: Any) -> str:
         "summary": status_counts(result.table),
         "notes": list(result.notes),
     }
-    return json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+    return json_text(document)
 
 
 def status_counts(table: pl.DataFrame) -> dict[str, int]:
@@ -590,7 +616,7 @@ def render_compare(result: Any, fmt: str, console: Console) -> None:
 def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
     """`kpictl review score` in `fmt` (table, json or markdown) to the console's file."""
     if fmt == "json":
-        console.file.write(json.dumps(review_json(score), indent=2) + "\n")
+        console.file.write(json_text(review_json(score)))
         return
     if fmt == "markdown":
         console.file.write("\n".join(review_markdown(score)))
