@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import signal
 import stat
 import subprocess
 import sys
@@ -213,10 +211,15 @@ def test_an_unusable_cache_folder_turns_the_cache_off_with_a_note(
     assert err == f"kpictl: note: {off(f'{tmp_path / where} cannot be used ({why})')}\n"
 
 
-def _small_files_only() -> None:
-    """A full disk, as a process sees it: writing past 4 KiB fails (EFBIG, signal ignored)."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+# A full disk, as a process sees it: writing a file past 4 KiB fails with EFBIG (the signal
+# ignored). Set in the child itself: a preexec_fn may deadlock when the parent runs threads.
+SMALL_FILES_ONLY = (
+    "import resource, signal\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+    "from kpictl.cli import main\n"
+    "main()\n"
+)
 
 
 def test_a_cache_that_cannot_be_written_is_turned_off_with_a_note(
@@ -225,11 +228,11 @@ def test_a_cache_that_cannot_be_written_is_turned_off_with_a_note(
     cache = tmp_path / "cache"
     env = {**os.environ, "KPICTL_CACHE_DIR": str(cache), "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-c", "from kpictl.cli import main; main()", "compute",
+    command = [sys.executable, "-c", SMALL_FILES_ONLY, "compute",
                str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c",
                str(SPEC), "-f", "json", "--kpi", "task_completion_rate"]
-    run = subprocess.run(command, env=env, preexec_fn=_small_files_only, capture_output=True,
-                         text=True, timeout=120, check=False)
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
     assert run.returncode == 0, run.stderr
     assert kpis(run.stdout) == kpis(compute(logs, "--no-cache")[1])
     (line,) = run.stderr.splitlines()
