@@ -430,3 +430,69 @@ def test_two_chat_records_with_one_id_are_refused(tmp_path: Path) -> None:
         "(options.conversation_id names the field holding it)")
     unique = write(tmp_path / "ok.jsonl", records[:2])  # type: ignore[arg-type]
     assert load_format("chat", unique)["events"].rows == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. outliers that move the whole evaluation; empty keys (above)
+# ---------------------------------------------------------------------------------------------
+
+PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+
+@HYPOTHESIS
+@given(true=st.sampled_from(list(PER_SECOND)), declared=st.sampled_from(list(PER_SECOND)),
+       start=st.integers(1_600_000_000, 2_000_000_000))
+def test_epoch_values_in_another_unit_are_an_error_naming_the_right_unit(
+    tmp_path: Path, true: str, declared: str, start: int
+) -> None:
+    ratio = PER_SECOND[true] / PER_SECOND[declared]
+    if true == declared or ratio > 5_000:  # same unit; or so fine-grained it overflows (below)
+        return
+    values = [start * PER_SECOND[true], (start + 3600) * PER_SECOND[true]]
+    path = write(tmp_path / "e.jsonl", [row("c1", ts=v) for v in values])  # type: ignore[arg-type]
+    rule = ColumnRule("ts", "ts", type="timestamp", unit=declared)
+    request = SourceRequest("events", (str(path),), Path("."), (rule,))
+    with pytest.raises(InputDataError) as caught:
+        load_source(request)
+    seconds = [v * 1_000_000 // PER_SECOND[declared] // 1_000_000 for v in values]
+    side = (f"before 2000 (the latest is {seconds[1]} s after 1970)" if ratio < 1
+            else f"after 2100 (the earliest is {seconds[0]} s after 1970)")
+    assert str(caught.value) == (
+        f"{path}: column 'ts': declared unit {declared} ({UNIT_NAMES[declared]}) puts every row "
+        f"{side}; the values look like {UNIT_NAMES[true]}: declare unit: {true} "
+        "(sources.events.columns.ts)")
+
+
+def test_epoch_values_in_the_declared_unit_load(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.jsonl", [row(ts=1_790_000_000_000)])  # type: ignore[arg-type]
+    rule = ColumnRule("ts", "ts", type="timestamp", unit="ms")
+    loaded = load_source(SourceRequest("events", (str(path),), Path("."), (rule,)))
+    assert str(loaded.frame.collect().item(0, "ts")) == "2026-09-21 14:13:20+00:00"
+
+
+def test_a_far_off_latest_time_that_becomes_as_of_is_a_note(tmp_path: Path) -> None:
+    events = write(tmp_path / "logs/events/e.jsonl", [
+        row("c1"), row("c1", ts="2026-10-01T10:05:00Z", event="resolution"),
+        row("c2", ts="2026-10-03T08:00:00Z"), row("c2", ts="9999-01-01T00:00:00Z")])
+    calls = write(tmp_path / "logs/tool_calls/t.jsonl", [
+        {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "tool": "x", "status": "ok"}])
+    args = ["compute", "-c", str(minimal_spec(tmp_path)), str(events), "--source",
+            f"tool_calls={calls}", "--kpi", "resolution_rate", "-f", "json"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    # 9999-01-01 minus 2026-10-03T08:00 (hand arithmetic: whole days between the dates)
+    import datetime as dt
+    days = (dt.datetime(9999, 1, 1) - dt.datetime(2026, 10, 3, 8)).days
+    note = (f"as-of is 9999-01-01T00:00:00+00:00, the time at {events}:4: {days} days after "
+            "the next-latest time (2026-10-03T08:00:00+00:00); one far-off time moves the whole "
+            "evaluation (what is settled, pending, trending) — check that row or pass --as-of")
+    assert json.loads(out)["as_of"] == "9999-01-01T00:00:00Z"
+    assert note in json.loads(out)["notes"]
+    assert f"kpictl: note: {note}\n" in err
+    code, out, err = cli(*args, "--as-of", "2026-10-04T00:00:00Z")  # explicit: no note
+    assert code == 0 and "far-off" not in err
+    # ordinary data spread over days: no note
+    write(events, [row("c1"), row("c2", ts="2026-10-20T08:00:00Z")])
+    code, out, err = cli(*args)
+    assert code == 0 and "far-off" not in err

@@ -16,7 +16,7 @@ import polars as pl
 from kpictl import schema as canonical
 from kpictl.datacheck import DataCheck, check_data, require_columns
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
-from kpictl.io import Sources
+from kpictl.io import Sources, locate_row
 from kpictl.rollup import (
     CompiledEntry,
     compile_entry,
@@ -141,6 +141,45 @@ def _untimed_rows(sources: Sources) -> int:
         if "ts" in loaded.frame.collect_schema():
             total += loaded.frame.select(pl.col("ts").null_count()).collect().item()
     return total
+
+
+# a latest time this far past the rest (and past the span of the rest) is flagged
+_OUTLIER_GAP = dt.timedelta(days=30)
+
+
+def as_of_outlier_note(sources: Sources, window: Window) -> str | None:
+    """A note when the default as-of comes from one time far beyond the rest (a year-9999
+    typo): it would move what is settled, pending and trending for the whole evaluation."""
+    if window.latest is None or window.latest == UNTIMED_AS_OF:
+        return None
+    latest = window.latest
+    found: list[tuple[str, dt.datetime, dt.datetime | None, dt.datetime]] = []
+    for name, loaded in sources.by_name.items():
+        if "ts" not in loaded.frame.collect_schema():
+            continue
+        ts = pl.col("ts")
+        high, below, low = loaded.frame.select(
+            ts.max().alias("high"), ts.filter(ts < latest).max().alias("below"),
+            ts.min().alias("low"),
+        ).collect().row(0)
+        if high is not None:
+            found.append((name, high, below, low))
+    rest = [f[2] for f in found if f[2] is not None]
+    if not rest:
+        return None
+    following, earliest = max(rest), min(f[3] for f in found)
+    gap = latest - following
+    if gap <= max(_OUTLIER_GAP, following - earliest):
+        return None
+    name = next(f[0] for f in found if f[1] == latest)
+    row = sources.by_name[name].frame.select(
+        (pl.col("ts") == latest).arg_true().first()).collect().item()
+    where = locate_row(sources.by_name[name], row)
+    return (
+        f"as-of is {latest.isoformat()}, the time at {where}: {gap.days} days after the "
+        f"next-latest time ({following.isoformat()}); one far-off time moves the whole "
+        "evaluation (what is settled, pending, trending) — check that row or pass --as-of"
+    )
 
 
 def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Window:
@@ -839,6 +878,8 @@ def run_compute(
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
     notes: list[str] = [*check.notes(), *_data_notes(sources, kpis)]
+    if (outlier := as_of_outlier_note(sources, window)) is not None:
+        notes.append(outlier)
     for kpi in kpis:
         if kpi.kind == "formula":
             continue

@@ -949,6 +949,7 @@ def _checked_frame(
         canonical_frame = converted.filter(~any_bad).drop(_ROW, *flag_names)
         if probe is None:
             canonical_frame = canonical_frame.collect().lazy()  # filtered once
+    _check_epoch_units(path, request, frame.collect_schema(), canonical_frame)
     report = FileReport(
         request.name,
         str(path),
@@ -959,6 +960,46 @@ def _checked_frame(
         tuple(reasons),
     )
     return canonical_frame, report
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+_YEAR_2000, _YEAR_2100 = 946_684_800, 4_102_444_800  # epoch seconds
+
+
+def _check_epoch_units(path: Path, request: SourceRequest, raw: pl.Schema,
+                       frame: pl.LazyFrame) -> None:
+    """Epoch numbers whose declared unit puts every row before 2000 or after 2100 are almost
+    surely in another unit (milliseconds declared as seconds land in the year 55,000): an
+    error that names the unit the values look like. One min/max per such column."""
+    columns = [
+        rule for rule in request.columns
+        if rule.unit in _PER_SECOND and rule.sql is None
+        and (found := _field_expr(rule.source_field or rule.name, raw)) is not None
+        and pl.LazyFrame(schema=raw).select(found).collect_schema().dtypes()[0].is_numeric()
+    ]
+    if not columns:
+        return
+    seconds = frame.select(
+        *[pl.col(r.name).dt.epoch("s").min().alias(f"{r.name}_min") for r in columns],
+        *[pl.col(r.name).dt.epoch("s").max().alias(f"{r.name}_max") for r in columns],
+    ).collect().row(0, named=True)
+    for rule in columns:
+        low, high = seconds[f"{rule.name}_min"], seconds[f"{rule.name}_max"]
+        if low is None or high is None or (high >= _YEAR_2000 and low <= _YEAR_2100):
+            continue
+        assert rule.unit is not None
+        side = f"before 2000 (the latest is {high} s after 1970)" if high < _YEAR_2000 else (
+            f"after 2100 (the earliest is {low} s after 1970)")
+        raw_high = high * _PER_SECOND[rule.unit]
+        fits = [u for u, per in _PER_SECOND.items()
+                if _YEAR_2000 <= raw_high / per <= _YEAR_2100]
+        hint = (f"the values look like {_UNIT_NAMES[fits[0]]}: declare unit: {fits[0]}" if fits
+                else "check the unit and the values")
+        raise InputDataError(
+            f"{path}: column {rule.name!r}: declared unit {rule.unit} ({_UNIT_NAMES[rule.unit]}) "
+            f"puts every row {side}; {hint} (sources.{request.name}.columns.{rule.name})"
+        )
 
 
 def _original_value(row: pl.LazyFrame, request: SourceRequest, column: str) -> object:
@@ -1090,6 +1131,16 @@ def _check_sums(name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]]) ->
     largest = frame.select(_largest(column).alias("row"), pl.col(column).get(_largest(column)))
     row, value = largest.collect().row(0)
     raise InputDataError(f"{_locate_kept(report, row)}: column {column!r}: {value}: {what}")
+
+
+def locate_row(loaded: LoadedSource, row: int) -> str:
+    """Where the `row`-th row of a loaded source comes from: `file:line` for JSONL, else
+    `file (row N)` (error and note paths only: a JSONL file is read again to count lines)."""
+    for report in loaded.files:
+        if row < report.rows:
+            return _locate_kept(report, row)
+        row -= report.rows
+    return f"source {loaded.name!r} (row {row + 1})"
 
 
 def _locate_kept(report: FileReport, row: int) -> str:
