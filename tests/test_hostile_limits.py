@@ -19,6 +19,7 @@ from kpictl.cli import app
 from kpictl.errors import InputDataError, SpecError
 from kpictl.inputbytes import long_lines
 from kpictl.io import SourceRequest, load_source
+from kpictl.redact import redact_pii
 from kpictl.spec import load_spec
 from kpictl.sqlexpr import ExpressionProblem, compile_sql
 
@@ -459,3 +460,109 @@ def test_keyboard_interrupt_still_interrupts(monkeypatch: pytest.MonkeyPatch) ->
     code, _, err = run("validate", "-c", str(SPEC))
     # left to click, which exits 130 (128 + SIGINT) as shells expect: not an internal error
     assert code == 130 and "internal error" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Redaction: the documented kinds in their real variety, secrets, IBANs, SSNs, IPs; every
+# value the drill-down shows
+# ---------------------------------------------------------------------------------------------
+
+REDACTED = [
+    # internationalised e-mail addresses and the fullwidth / small commercial at
+    ("écrivez à josé.müller@exämple.de", "écrivez à [email]"),
+    ("用户@例子.广告 に連絡", "[email] に連絡"),
+    ("mail: jane＠example.com or jane﹫example.org", "mail: [email] or [email]"),
+    # phones: national formats and no separators
+    ("appelez le 06 12 34 56 78", "appelez le [phone]"),
+    ("ou 0612345678, ou 06.12.34.56.78", "ou [phone], ou [phone]"),
+    ("東京 03-1234-5678", "東京 [phone]"),
+    ("UK 0044 20 7946 0958", "UK [phone]"),
+    ("or +442079460958 today", "or [phone] today"),
+    # cards with dots, underscores or double spaces (Luhn-valid test numbers)
+    ("4111.1111.1111.1111 / 4111_1111_1111_1111", "[card] / [card]"),
+    ("card 4111  1111  1111  1111 ok", "card [card] ok"),
+    # secrets
+    ("key sk-proj-abcdefghijklmnopqrstuvwx123456", "key [secret]"),
+    ("aws AKIAIOSFODNN7EXAMPLE id", "aws [secret] id"),
+    ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789 token", "gh [secret] token"),
+    ("slack xoxb-123456789012-abcdefghijkl", "slack [secret]"),
+    ("api_key=abcd1234xyz and password: hunter2!", "api_key=[secret] and password: [secret]"),
+    ("Authorization: Bearer abc.def-ghi_jkl", "Authorization: Bearer [secret]"),
+    ("session aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 here", "session [secret] here"),
+    # IBANs (valid check digits), US SSNs, IP addresses
+    ("IBAN GB82 WEST 1234 5698 7654 32", "IBAN [iban]"),
+    ("DE89370400440532013000 please", "[iban] please"),
+    ("SSN 123-45-6789", "SSN [ssn]"),
+    ("from 192.168.1.20 and 10.0.0.1", "from [ip] and [ip]"),
+    ("v6 2001:db8::8a2e:370:7334 or fe80::1", "v6 [ip] or [ip]"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REDACTED)
+def test_redaction_covers_the_kinds_in_their_real_variety(text: str, expected: str) -> None:
+    assert redact_pii(text) == expected
+
+
+KEPT = [
+    "order 0012345678 and order 9876543210, ticket 12345678",
+    "price 1 234,56 €, total $1,299.99, qty 12 345, ratio 3.14",
+    "dates 2026-10-01, 01-02-2024, 05.12.2024, 2026-10-01T10:00:00Z at 12:30:45",
+    "versions v1.2.3.4, version 10.0.0.1, 2.14.3, kpictl 0.4.1",
+    "sha 3f786850e387550fdab836ed7e6dc881de23001b, id 550e8400-e29b-41d4-a716-446655440000",
+    "INV-2026-0042, tracking 1Z999AA10123456784, reason payment_failed_after_retry_limit",
+    "MAC 00:1A:2B:3C:4D:5E, IBAN-like GB00WEST12345698765432 with bad check digits",
+    "SSN-like 000-12-3456 and 666-12-3456 are not issued",
+]
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_order_ids_prices_dates_and_versions_survive(text: str) -> None:
+    assert redact_pii(text) == text
+
+
+def test_the_drilldown_redacts_every_value_it_shows(tmp_path: Path) -> None:
+    # Before: only the first user message was redacted; an e-mail as a conversation id, a
+    # phone number as an escalation reason or a card number as a cohort value went through.
+    events = []
+    for number in range(3):
+        conversation = f"jane.doe{number}@example.com"
+        base = {"conversation_id": conversation, "channel": "+44 20 7946 0958",
+                "intent": "4111 1111 1111 1111", "customer_tier": "gold", "region": "eu",
+                "agent_version": "v1.2.3.4", "arm": "treatment", "user_id": "u1"}
+        events += [
+            {**base, "ts": f"2026-10-0{number + 1}T09:00:00Z", "event": "message",
+             "role": "user", "text": "my key is AKIAIOSFODNN7EXAMPLE"},
+            {**base, "ts": f"2026-10-0{number + 1}T09:01:00Z", "event": "escalation",
+             "escalation_reason": "call 06 12 34 56 78"},
+        ]
+    calls = [{"conversation_id": "jane.doe0@example.com", "ts": "2026-10-01T09:00:30Z",
+              "tool": "lookup", "status": "ok"}]
+    for name, rows in (("events", events), ("tool_calls", calls)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = run("report", str(tmp_path / "events"), "--source",
+                         f"tool_calls={tmp_path / 'tool_calls'}", "-c", str(SPEC))
+    assert code == 0, err
+    for raw in ("jane.doe", "7946", "4111", "06 12 34", "AKIA"):
+        assert raw not in out, raw  # nowhere in the scorecard
+    drill = out[out.index("## Drill-down"):out.index("## Method")]
+    assert "### escalation_rate: `escalated`, escalation_reason = call \\[phone\\]" in drill
+    row = ("| \\[email\\] | 2026-10-03T09:00:00Z | channel=\\[phone\\] · intent=\\[card\\] · "
+           "customer_tier=gold · region=eu · agent_version=v1.2.3.4 | $0.0000 | my key is "
+           "\\[secret\\] |")
+    assert row in drill
+    assert "v1.2.3.4" in drill  # a version is not an IP address
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcXYZ019 .-+@:()/_＠", max_size=60))
+def test_redaction_is_idempotent(text: str) -> None:
+    once = redact_pii(text)
+    assert redact_pii(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFXYZ .,!?'()-éü", max_size=80))
+def test_prose_without_digits_or_at_signs_is_kept(text: str) -> None:
+    assert redact_pii(text) == text

@@ -33,11 +33,11 @@ from typer.testing import CliRunner
 
 import kpictl
 from kpictl.cli import app
+from kpictl.redact import redact_pii
 from kpictl.scorecard import (
     VOLATILE_PROVENANCE,
     ReportOptions,
     kpi_inputs,
-    redact_pii,
     run_report,
     sparkline,
 )

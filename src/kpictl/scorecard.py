@@ -55,7 +55,7 @@ from kpictl.engine import (
 )
 from kpictl.errors import UsageError
 from kpictl.io import FileReport, Sources
-from kpictl.redact import redact_pii
+from kpictl.redact import redact_value
 from kpictl.render import (
     LAYER_TITLES,
     format_change,
@@ -158,7 +158,7 @@ class ReportOptions:
     title: str | None = None
     charts_dir: Path | None = None  # write one PNG per KPI here (needs matplotlib)
     link_base: Path | None = None  # the folder the Markdown is written to (chart links)
-    redact: bool = True  # redact e-mails, phone numbers and card numbers in message text
+    redact: bool = True  # redact personal data and secrets in every data value shown
     drilldown: int = 3  # conversations shown per failure type
     max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
     alpha: float = 0.05
@@ -944,7 +944,8 @@ def cohort_comparisons(
             ):
                 if row["status"] == INSUFFICIENT or row["p_value"] is None:
                     continue
-                cells.append({**row, "dimension": dim, "value": value})
+                shown = redact_value(value) if options.redact else value
+                cells.append({**row, "dimension": dim, "value": shown})
     adjusted = adjust_p_values([c["p_value"] for c in cells], correction)
     significant = []
     for cell, p_adj in zip(cells, adjusted, strict=True):
@@ -971,6 +972,10 @@ def _failure_types(spec: Spec) -> list[tuple[KpiSpec, str, str]]:
     return types
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def drilldown(
     spec: Spec,
     piece: Slice,
@@ -980,12 +985,14 @@ def drilldown(
     skip: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], bool]:
     """A few failing conversations per failure type (most recent first), with cohort values,
-    cost and the first user message (redacted unless options.redact is False)."""
+    cost and the first user message. Unless options.redact is False, every value shown (ids,
+    cohort and breakdown values, the message) is redacted (kpictl.redact)."""
     table = unit_table(spec)
     key = table.key or "conversation_id"
     cohort_dims = [
         d for d in dict.fromkeys([*spec.defaults.cohorts, *options.by]) if d in facts.columns
     ]
+    shown = redact_value if options.redact else _as_is
     groups: list[dict[str, Any]] = []
     wanted: set[str] = set()
     for kpi, condition, label in _failure_types(spec):
@@ -1005,7 +1012,7 @@ def drilldown(
         if kpi.breakdown and kpi.breakdown in failing.columns:
             values = failing.get_column(kpi.breakdown).cast(pl.String)
             keys = sorted({v for v in values.to_list() if v is not None})
-            parts = [((kpi.breakdown, v), failing.filter(values == v)) for v in keys]
+            parts = [((kpi.breakdown, shown(v)), failing.filter(values == v)) for v in keys]
             if values.null_count():
                 parts.append(((kpi.breakdown, None), failing.filter(values.is_null())))
         for which, part in parts:
@@ -1039,12 +1046,10 @@ def drilldown(
         )
     for group in groups:
         for row in group["rows"]:
-            row["__cohort"] = " · ".join(f"{d}={row[d]}" for d in cohort_dims)
+            row["__cohort"] = " · ".join(f"{d}={shown(row[d])}" for d in cohort_dims)
             row["__cost"] = cost_of.get(row[key])
-            message = texts.get(row[key])
-            if message is not None and options.redact:
-                message = redact_pii(message)
-            row["__text"] = message
+            row["__text"] = shown(texts.get(row[key]))
+            row[key] = shown(row[key])  # an id may be an e-mail address or a phone number
     return groups, has_text
 
 
@@ -1715,7 +1720,8 @@ def _breakdown_rows(data: ReportData, kpi: KpiSpec) -> tuple[list[list[str]], st
     for value, comparison, p_adj in zip(keys, comparisons, adjusted, strict=True):
         cur, base = current.get(value), baseline.get(value)
         count = round(cur[0] * cur[1]) if cur and cur[0] is not None else 0
-        row = [md_text(value) if value is not None else "(none)"]
+        shown = redact_value(value) if data.options.redact else value
+        row = [md_text(shown) if shown is not None else "(none)"]
         if countable:
             row += [_int(count), _share(count, all_count)]
         row.append(format_value(cur[0] if cur else 0.0, fmt))
@@ -2176,7 +2182,8 @@ def _section_drilldown(data: ReportData) -> list[str]:
     key = unit_table(data.spec).key or "conversation_id"
     time = unit_table(data.spec).time
     redaction = (
-        "e-mail addresses, phone numbers and card numbers redacted"
+        "e-mail addresses, phone numbers, card numbers, IBANs, US social security numbers, IP "
+        "addresses and secrets redacted in every value shown"
         if data.options.redact
         else "**not redacted** (--no-redact)"
     )
@@ -2187,9 +2194,9 @@ def _section_drilldown(data: ReportData) -> list[str]:
         "row condition of a "
         "share-of-conversations KPI"
         + (
-            f"; first user message with {redaction}."
+            f"; first user message shown; {redaction}."
             if data.has_text
-            else "; no `text` column in the events, so no message is shown."
+            else f"; no `text` column in the events, so no message is shown; {redaction}."
         ),
         "",
     ]
