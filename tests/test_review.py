@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.review import allocate, read_review, review_markdown, score_review
+from kpictl.review import allocate, read_review, review_markdown, score_review, summary_rows
 from kpictl.sample import write_sample
 
 SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
@@ -464,3 +464,39 @@ def test_the_review_api_is_exported(logs: Path) -> None:
         "proportional allocation: 10 of 300 conversations in 1 stratum/strata, seed 2; "
         "stratum_size weights the scores"
     )
+
+
+def test_hallucination_rate_is_also_weighted_across_strata(tmp_path: Path) -> None:
+    """Equal allocation over strata of 800 and 200: 1 of 10 and 5 of 10 hallucinated. The
+    unweighted rate is 6/20; the population's is 0.8·0.1 + 0.2·0.5."""
+    a = rows_of("a", 800, [(1, 1)] * 10)
+    b = rows_of("b", 200, [(1, 1)] * 10)
+    for i, row in enumerate(a):
+        row["hallucination"] = int(i < 1)
+    for i, row in enumerate(b):
+        row["hallucination"] = int(i < 5)
+    score = score_review([write_review(tmp_path / "r.csv", a + b)]).latest
+    hr = score.hallucination
+    assert hr is not None and hr.weighted is not None
+    assert hr.rate == pytest.approx(6 / 20)
+    assert hr.weighted.estimate == pytest.approx(0.8 * 0.1 + 0.2 * 0.5)
+    var = (0.8**2 * (1 - 10 / 800) * (0.1 * 0.9 * 10 / 9) / 10
+           + 0.2**2 * (1 - 10 / 200) * (0.5 * 0.5 * 10 / 9) / 10)
+    assert hr.weighted.se == pytest.approx(math.sqrt(var))
+    rows = dict((name, value) for name, value, _ in summary_rows(score))
+    assert rows["hallucination rate (6 of 20 labelled, unweighted)"] == "30.0%"
+    assert rows["hallucination rate, stratum-weighted"] == "18.0%"
+
+
+def test_equal_allocation_from_the_cli(logs: Path, tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    code, _, err = run("review", "sample", *data_args(logs), "--size", "40", "--stratify-by",
+                       "channel", "--allocation", "equal", "--seed", "9", "-o", str(path))
+    assert code == 0, err
+    sample = pl.read_csv(path, infer_schema=False)
+    drawn = sample.group_by("stratum").agg(pl.len(), pl.col("stratum_size").first().cast(int))
+    drawn = drawn.sort("stratum")
+    expected = allocate(drawn["stratum_size"].to_list(), 40, "equal")
+    assert drawn["len"].to_list() == expected
+    assert set(sample["allocation"]) == {"equal"}
+    assert "kpictl: note: equal allocation: 40 of 300 conversations in " in err

@@ -301,6 +301,7 @@ class ReviewRound:
     stratum_sizes: tuple[float, ...]  # math.inf when the file has no stratum_size
     stratum_self_reported: tuple[int, ...] | None  # None when not in the file
     hallucination: tuple[int, ...]  # rows with a hallucination label
+    hallucination_strata: tuple[int, ...]  # their stratum codes
     notes: tuple[str, ...] = ()
 
     @property
@@ -360,6 +361,7 @@ def read_review(path: str | Path) -> ReviewRound:
         selfs: list[int] = []
         codes: list[int] = []
         halluc: list[int] = []
+        halluc_codes: list[int] = []
         names: dict[str, int] = {}
         sizes: dict[str, tuple[int, str]] = {}
         self_counts: dict[str, tuple[int, str]] = {}
@@ -436,6 +438,7 @@ def read_review(path: str | Path) -> ReviewRound:
                 flag = _label(cell("hallucination") or "", where, "hallucination")
                 if flag is not None:
                     halluc.append(flag)
+                    halluc_codes.append(code)
             if label is None:
                 continue
             labelled_strata.add(stratum)
@@ -491,6 +494,7 @@ def read_review(path: str | Path) -> ReviewRound:
             tuple(self_counts[s][0] for s in order) if len(self_counts) == len(order) else None
         ),
         hallucination=tuple(halluc),
+        hallucination_strata=tuple(halluc_codes),
         notes=tuple(notes),
     )
 
@@ -502,13 +506,15 @@ def read_review(path: str | Path) -> ReviewRound:
 
 @dataclass(frozen=True)
 class HallucinationRate:
-    """Rows labelled hallucination = 1 of the rows with that label (unweighted), Wilson CI."""
+    """Rows labelled hallucination = 1 of the rows with that label (unweighted), Wilson CI;
+    and, when those rows span several strata, the stratum-weighted rate (normal CI)."""
 
     count: int
     n: int
     rate: float
     low: float
     high: float
+    weighted: stats.Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -594,7 +600,12 @@ def score_round(review: ReviewRound, alpha: float = 0.05) -> RoundScore:
     if review.hallucination:
         count, n = sum(review.hallucination), len(review.hallucination)
         low, high = stats.wilson_interval(count, n, alpha)
-        halluc = HallucinationRate(count, n, count / n, low, high)
+        weighted = None
+        if len(set(review.hallucination_strata)) > 1:
+            weighted = stats.stratified_proportion(
+                review.hallucination, review.hallucination_strata, review.stratum_sizes, alpha
+            )
+        halluc = HallucinationRate(count, n, count / n, low, high, weighted)
     return RoundScore(review, ((tp, fn), (fp, tn)), kappa, estimates, halluc,
                       tuple(notes + list(estimates.warnings)))
 
@@ -670,6 +681,9 @@ def summary_rows(score: RoundScore) -> list[tuple[str, str, str]]:
         hr = score.hallucination
         rows.append((f"hallucination rate ({hr.count} of {hr.n} labelled, unweighted)",
                      _pct(hr.rate), f"{_pct(hr.low)} to {_pct(hr.high)}"))
+        if hr.weighted is not None:
+            rows.append(("hallucination rate, stratum-weighted", _pct(hr.weighted.estimate),
+                         _ci(hr.weighted)))
     return rows
 
 
@@ -691,8 +705,9 @@ def method_note(score: ReviewScore) -> str:
         "correction); SEs by Taylor linearisation over strata. Corrected rate: Rogan–Gladen "
         "(p_obs + Sp − 1)/(Se + Sp − 1) clipped to [0, 1], CI by the delta method carrying the "
         "sampling error of Se and Sp. Kappa: unweighted, on the labelled rows, Fleiss–Cohen–"
-        "Everitt SE. Hallucination: Wilson interval on the labelled rows. Trend: "
-        "inverse-variance weighted slope of the gap over rounds."
+        "Everitt SE. Hallucination: Wilson interval on the labelled rows, and the "
+        "stratum-weighted rate when they span several strata. Trend: inverse-variance weighted "
+        "slope of the gap over rounds."
     )
 
 
@@ -778,7 +793,8 @@ def review_json(score: ReviewScore) -> dict[str, Any]:
             "hallucination": None if s.hallucination is None else {
                 "count": s.hallucination.count, "n": s.hallucination.n,
                 "rate": s.hallucination.rate, "low": s.hallucination.low,
-                "high": s.hallucination.high, "method": "wilson"},
+                "high": s.hallucination.high, "method": "wilson",
+                "weighted": _interval_json(s.hallucination.weighted)},
             "notes": list(s.notes),
         })
     trend = score.trend

@@ -2398,6 +2398,40 @@ def _stratified_variance(
     return total
 
 
+def _strata_weights(
+    codes: npt.NDArray[np.int64], sizes: Sequence[float]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(W_h, 1 − n_h/N_h, n_h) per stratum code; W_h = N_h / Σ N_h over the strata with rows.
+    Sizes math.inf (unknown) are allowed for one stratum only (then W = 1, no FPC)."""
+    population = np.asarray(sizes, dtype=np.float64)
+    counts = np.bincount(codes, minlength=population.size).astype(np.float64)
+    present = counts > 0
+    if np.all(np.isinf(population[present])):
+        if present.sum() > 1:
+            raise ValueError("several strata need their sizes")
+        return present.astype(np.float64), np.ones_like(counts), counts
+    weights = np.where(present, population, 0.0)
+    fpc = np.where(present, np.clip(1.0 - counts / population, 0.0, 1.0), 1.0)
+    return weights / weights.sum(), fpc, counts
+
+
+def stratified_proportion(
+    values: npt.ArrayLike, strata: npt.ArrayLike, sizes: Sequence[float], alpha: float = 0.05
+) -> Interval:
+    """Σ_h W_h·mean_h(y) of 0/1 values with SE √(Σ_h W_h² (1 − n_h/N_h) s²_h/n_h) and a normal
+    CI clipped to [0, 1] (weights and conventions as `stratified_review`)."""
+    _check_alpha(alpha)
+    y = np.asarray(values, dtype=np.float64)
+    codes = np.asarray(strata, dtype=np.int64)
+    if y.shape != codes.shape or y.size == 0:
+        raise ValueError("values and strata must be non-empty and of one length")
+    weights, fpc, counts = _strata_weights(codes, sizes)
+    estimate = float(sum(weights[k] * y[codes == k].mean() for k in np.flatnonzero(counts)))
+    se = math.sqrt(_stratified_variance(y, codes, weights, fpc))
+    low, high = normal_interval(estimate, se, alpha)
+    return Interval(estimate, se, max(low, 0.0), min(high, 1.0))
+
+
 def stratified_review(
     human: npt.ArrayLike,
     self_reported: npt.ArrayLike,
@@ -2427,18 +2461,8 @@ def stratified_review(
     codes = np.asarray(strata, dtype=np.int64)
     if not (h.shape == s.shape == codes.shape) or h.size == 0:
         raise ValueError("human, self_reported and strata must be non-empty and of one length")
-    population = np.asarray(sizes, dtype=np.float64)
-    counts = np.bincount(codes, minlength=population.size).astype(np.float64)
+    weights, fpc, counts = _strata_weights(codes, sizes)
     present = counts > 0
-    if np.all(np.isinf(population[present])):
-        if present.sum() > 1:
-            raise ValueError("several strata need their sizes")
-        weights = present.astype(np.float64)
-        fpc = np.ones_like(weights)
-    else:
-        weights = np.where(present, population, 0.0)
-        weights = weights / weights.sum()
-        fpc = np.where(present, np.clip(1.0 - counts / population, 0.0, 1.0), 1.0)
     warnings: list[str] = []
     singles = int(np.sum(counts == 1))
     if singles:
