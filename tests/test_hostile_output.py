@@ -458,3 +458,141 @@ def test_compare_json_is_strict_json(huge_costs: Path) -> None:
     code, out, err = run(huge_costs, "compare", "-f", "json")
     assert code == 0, err
     strict_json(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# -o FILE: atomic, and a clear one-line error when it cannot be written
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_logs(tmp_path_factory.mktemp("small"), BENIGN, conversations=30)
+
+
+def test_a_failing_render_leaves_the_existing_file_as_it_was(
+    small_logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kpictl.render
+
+    def half_then_fail(result: object, fmt: str, console: Any, files: object = ()) -> None:
+        console.file.write('{"partial": ')
+        raise RuntimeError("renderer broke")
+
+    monkeypatch.setattr(kpictl.render, "render", half_then_fail)
+    target = tmp_path / "kpis.json"
+    target.write_text("yesterday's numbers\n")
+    code, _, err = run(small_logs, "compute", "-f", "json", "-o", str(target))
+    assert code == 70 and "RuntimeError: renderer broke" in err
+    assert target.read_text() == "yesterday's numbers\n"  # was: '{"partial": '
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kpis.json"]  # no temporary left
+
+
+def test_write_atomically_keeps_the_old_file_on_a_disk_error(tmp_path: Path) -> None:
+    import errno
+
+    from kpictl.errors import OutputError
+    from kpictl.render import write_atomically
+
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    target.chmod(0o640)
+
+    def full_disk(path: Path) -> None:
+        path.write_text("new, half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OutputError) as caught:
+        write_atomically(target, full_disk)
+    assert caught.value.message == f"cannot write {target}: No space left on device"
+    assert target.read_text() == "old\n" and list(tmp_path.iterdir()) == [target]
+    write_atomically(target, lambda path: path.write_text("new\n"))
+    assert target.read_text() == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
+
+
+def one_line_error(logs: Path, *args: str) -> tuple[int, str]:
+    code, _, err = run(logs, *args)
+    assert err.count("\n") == 1, err
+    return code, err.strip()
+
+
+@pytest.mark.parametrize(
+    "command", [("compute", "-f", "json"), ("compare", "-f", "csv"), ("facts",), ("report",)]
+)
+def test_output_at_a_folder_is_a_one_line_error(
+    small_logs: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    target = tmp_path / ("out.csv" if command == ("facts",) else "out")
+    target.mkdir()
+    assert one_line_error(small_logs, *command, "-o", str(target)) == (
+        1, f"kpictl: error: cannot write {target}: it is a folder; name a file")
+
+
+def test_output_in_a_missing_folder_or_under_a_file_is_a_one_line_error(
+    small_logs: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing" / "kpis.json"
+    assert one_line_error(small_logs, "compute", "-f", "json", "-o", str(missing)) == (
+        1, f"kpictl: error: cannot write {missing}: {missing.parent} does not exist")
+    (tmp_path / "file.txt").write_text("x")
+    under = tmp_path / "file.txt" / "kpis.csv"
+    assert one_line_error(small_logs, "facts", "-o", str(under)) == (
+        1, f"kpictl: error: cannot write {under}: {under.parent} is not a folder")
+    # the scorecard creates its folder (charts are linked relative to it), but not under a file
+    code, err = one_line_error(small_logs, "report", "-o", str(tmp_path / "file.txt" / "s.md"))
+    assert code == 1 and err.startswith(f"kpictl: error: cannot write {tmp_path / 'file.txt'}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_output_in_a_read_only_folder_is_a_one_line_error(small_logs: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code, err = one_line_error(small_logs, "compute", "-o", str(folder / "k.txt"))
+    finally:
+        folder.chmod(0o700)
+    assert code == 1 and err == (
+        f"kpictl: error: cannot write {folder / 'k.txt'}: Permission denied in {folder}")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_output_on_a_full_disk_is_a_one_line_error(small_logs: Path) -> None:
+    assert one_line_error(small_logs, "compute", "-f", "json", "-o", "/dev/full") == (
+        1, "kpictl: error: cannot write /dev/full: No space left on device")
+
+
+@pytest.mark.parametrize("command", [("compute", "-f", "csv"), ("compare",), ("report",)])
+def test_output_naming_an_input_is_refused(
+    small_logs: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    log = small_logs / "events" / "events.jsonl"
+    before = log.read_bytes()
+    assert one_line_error(small_logs, *command, "-o", str(log)) == (
+        2, f"kpictl: error: --output {log}: is an input of this run; write somewhere else")
+    assert log.read_bytes() == before  # was: the log file overwritten with the output
+    spec_copy = tmp_path / "spec.yaml"
+    spec_copy.write_text(SPEC.read_text())
+    with working_directory(small_logs):
+        result = runner.invoke(app, [*command, "events", "--source", "tool_calls=tool_calls",
+                                     "-c", str(spec_copy), "--no-cache", "-o", str(spec_copy)])
+    assert (result.exit_code, result.stderr) == (2, f"kpictl: error: --output {spec_copy}: is "
+                                                    "an input of this run; write somewhere else\n")
+    assert spec_copy.read_text() == SPEC.read_text()
+
+
+def test_review_sample_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> None:
+    target = tmp_path / "review.csv"
+    with working_directory(hostile_logs):
+        result = runner.invoke(app, [
+            "review", "sample", "events", "--source", "tool_calls=tool_calls", "-c", str(SPEC),
+            "--no-cache", "--size", "60", "--seed", "1", "--stratify-by", "channel",
+            "-o", str(target),
+        ])
+    assert result.exit_code == 0, result.stderr
+    with target.open(encoding="utf-8", newline="") as handle:
+        rows = read_csv(handle.read())
+    cells = [cell for row in rows for cell in row.values()]
+    assert not [c for c in cells if c.startswith(FORMULA_START)]
+    assert any(c.startswith("'=1+2") for c in cells)

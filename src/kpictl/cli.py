@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -22,7 +23,7 @@ from kpictl.errors import ExitCode, KpictlError, UsageError
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from rich.console import Console
 
@@ -364,14 +365,30 @@ def progress(message: str) -> AbstractContextManager[Any]:
     return Console(stderr=True).status(message)
 
 
-def _console(output: Path | None) -> tuple[Console, Any]:
+def _emit(
+    output: Path | None, render: Callable[[Console], None], inputs: Sequence[str | Path] = ()
+) -> None:
+    """`render` to stdout, or to `output` through `write_atomically` (never a half-written
+    file; the inputs are refused as output)."""
     from rich.console import Console
+
+    from kpictl.render import write_atomically
 
     if output is None:
         interactive = sys.stdout.isatty()
-        return Console(file=sys.stdout, width=None if interactive else 240, soft_wrap=False), None
-    handle = output.open("w", encoding="utf-8", newline="")
-    return Console(file=handle, width=240, no_color=True, force_terminal=False), handle
+        render(Console(file=sys.stdout, width=None if interactive else 240, soft_wrap=False))
+        return
+
+    def write(path: Path) -> None:
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            render(Console(file=handle, width=240, no_color=True, force_terminal=False))
+
+    write_atomically(output, write, inputs)
+
+
+def _inputs(config: Path, *sources: Sources | None) -> list[str | Path]:
+    """The files a run reads: `-o` must not name one of them."""
+    return [config, *(f.path for s in sources if s is not None for f in s.files)]
 
 
 def _strict(strict: bool, notes: Sequence[str]) -> None:
@@ -480,12 +497,11 @@ def compute(
     _report_inputs(sources)
     for note in result.notes:
         _stderr(f"kpictl: note: {note}")
-    console, handle = _console(output)
-    try:
-        render(result, output_format.value, console, sources.files)
-    finally:
-        if handle is not None:
-            handle.close()
+    _emit(
+        output,
+        lambda console: render(result, output_format.value, console, sources.files),
+        _inputs(config, sources),
+    )
     _strict(strict, result.check.notes())
 
 
@@ -597,12 +613,11 @@ def compare(
         _report_inputs(baseline_sources)
     for note in result.notes:
         _stderr(f"kpictl: note: {note}")
-    console, handle = _console(output)
-    try:
-        render_compare(result, output_format.value, console)
-    finally:
-        if handle is not None:
-            handle.close()
+    _emit(
+        output,
+        lambda console: render_compare(result, output_format.value, console),
+        _inputs(config, sources, baseline_sources),
+    )
     _strict(strict, result.check.notes())
     if fail_on is not None:
         levels = ["warning", "critical", "catastrophic"]
@@ -752,8 +767,14 @@ def report(
     if output is None:
         typer.echo(result.markdown, nl=False)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(result.markdown, encoding="utf-8")
+        from kpictl.render import write_atomically
+
+        write_atomically(
+            output,
+            lambda path: path.write_text(result.markdown, encoding="utf-8"),
+            _inputs(config, sources, baseline_sources),
+            create_folder=True,
+        )
         _stderr(
             f"kpictl: wrote {output}"
             + (f" and {len(result.charts)} chart(s) to {charts}" if result.charts else "")
@@ -811,12 +832,13 @@ def facts(
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)
-    if suffix == ".parquet":
-        frame.write_parquet(output)
-    else:
-        from kpictl.render import csv_safe
+    from kpictl.render import csv_safe, write_atomically
 
-        csv_safe(frame).write_csv(output)
+    write_atomically(
+        output,
+        frame.write_parquet if suffix == ".parquet" else csv_safe(frame).write_csv,
+        _inputs(config, sources),
+    )
     _stderr(f"kpictl: wrote {frame.height:,} rows × {frame.width} columns to {output}")
 
 
@@ -1005,8 +1027,13 @@ def review_sample(
     )
     drawn = draw_review_sample(spec, sources, options)
     _report_inputs(sources)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_review_csv(drawn, output)
+    from kpictl.render import csv_safe, write_atomically
+
+    safe = replace(drawn, frame=csv_safe(drawn.frame))  # transcripts: no spreadsheet formula
+    write_atomically(
+        output, lambda path: write_review_csv(safe, path), _inputs(config, sources),
+        create_folder=True,
+    )
     for note in drawn.notes:
         _stderr(f"kpictl: note: {note}")
     _stderr(f"kpictl: wrote {drawn.frame.height} conversations to {output} (seed {seed})")
@@ -1046,12 +1073,7 @@ def review_score(
     score = score_review([str(f) for f in files], alpha)
     for note in score.notes:
         _stderr(f"kpictl: note: {note}")
-    console, handle = _console(output)
-    try:
-        render_review(score, output_format.value, console)
-    finally:
-        if handle is not None:
-            handle.close()
+    _emit(output, lambda console: render_review(score, output_format.value, console), files)
 
 
 def main() -> None:

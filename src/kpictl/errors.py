@@ -65,6 +65,11 @@ class EmptyInputError(InputDataError):
     """The inputs hold no rows to compute on."""
 
 
+class OutputError(KpictlError):
+    """An output file cannot be written: a folder, a missing folder, no permission, a full
+    disk. Any file already there is left as it was."""
+
+
 class UsageError(KpictlError):
     """The command line asks for something that cannot be done (unknown KPI, bad --param, …)."""
 
