@@ -496,3 +496,45 @@ def test_a_far_off_latest_time_that_becomes_as_of_is_a_note(tmp_path: Path) -> N
     write(events, [row("c1"), row("c2", ts="2026-10-20T08:00:00Z")])
     code, out, err = cli(*args)
     assert code == 0 and "far-off" not in err
+
+
+def test_otlp_token_counts_that_would_overflow_a_sum_are_located_at_their_span(
+    tmp_path: Path
+) -> None:
+    export = otlp_export([("gen_ai.operation.name", {"stringValue": "chat"}),
+                          ("gen_ai.usage.input_tokens", {"intValue": str(5 * 10**18)})])
+    spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"]  # type: ignore[index]
+    spans.append({**spans[0], "spanId": "00f067aa0ba902b7"})  # a second span, same count
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(export), encoding="utf-8")
+    with pytest.raises(InputDataError) as caught:
+        load_format("otlp_json", path)
+    assert str(caught.value) == (
+        f"{path} resourceSpans[0] scopeSpans[0] spans[0] span chat gpt-4o: column "
+        "'input_tokens': 5000000000000000000: the integer columns of source 'events' "
+        "(input_tokens) add up to 1e+19, more than a 64-bit integer holds "
+        f"({INT64_MAX}): their sums would overflow to a wrong (negative) number; fix the data")
+
+
+def test_a_chat_record_with_an_empty_id_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path / "runs.jsonl", [  # type: ignore[list-item]
+        {"id": "run-1", "messages": [{"role": "user", "content": "hi"}]},
+        {"id": "", "messages": [{"role": "user", "content": "yo"}]}])
+    with pytest.raises(InputDataError) as caught:
+        load_format("chat", path)
+    assert str(caught.value) == (
+        f"{path}:2 messages[0]: column 'conversation_id' is empty text (''): it is required"
+        f"{FIX}")
+
+
+def test_in_memory_frames_whose_sums_would_overflow_are_refused() -> None:
+    from kpictl.io import load_frames
+
+    frame = pl.DataFrame({"conversation_id": ["c1", "c2"], "event": ["message"] * 2,
+                          "ts": ["2026-10-01T10:00:00Z"] * 2,
+                          "output_tokens": [5 * 10**18, 5 * 10**18]})
+    with pytest.raises(InputDataError) as caught:
+        load_frames({"events": frame})
+    assert str(caught.value).startswith(
+        "<frame events> (row 1): column 'output_tokens': 5000000000000000000: the integer "
+        "columns of source 'events' (output_tokens) add up to 1e+19")

@@ -1165,23 +1165,23 @@ def load_frames(
         lazy = frame.lazy()
         request = (requests or {}).get(name, SourceRequest(name=name, paths=()))
         lazy = _widen(lazy, lazy.collect_schema())
-        canonical_frame, checks = _canonical_frame(lazy, request, f"<frame {name}>")
+        flagged, checks = _canonical_frame(lazy, request, f"<frame {name}>", with_flags=True)
+        flags = [f"bad_{i}" for i in range(len(checks))]
         if checks:
-            bad = (
-                canonical_frame.select(pl.any_horizontal([b for _, b, _ in checks]).any())
-                .collect()
-                .item()
-            )
-            if bad:
-                column = checks[0][0]
+            # the flags are computed from the raw values (a check over the converted frame
+            # would read a converted column as raw: text ts became a timestamp)
+            bad = flagged.select([pl.col(f).any() for f in flags]).collect().row(0)
+            if any(bad):
+                column, _, expected = checks[bad.index(True)]
                 raise InputDataError(
                     f"<frame {name}>: column {column!r} has values that "
-                    f"cannot be read as {checks[0][2]}"
+                    f"cannot be read as {expected}"
                 )
+        canonical_frame = flagged.drop(flags)
         rows = lazy.select(pl.len()).collect().item()
-        loaded[name] = LoadedSource(
-            name, canonical_frame, (FileReport(name, f"<frame {name}>", "frame", 0, rows),)
-        )
+        report = FileReport(name, f"<frame {name}>", "frame", 0, rows)
+        _check_sums(name, [(canonical_frame, report)])
+        loaded[name] = LoadedSource(name, canonical_frame, (report,))
     return Sources(loaded)
 
 
