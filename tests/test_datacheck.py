@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from kpictl.cli import app
 from kpictl.sample import write_sample
+from kpictl.spec import load_spec
 from kpictl.sqlexpr import compared_literals, picked_column
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,3 +336,93 @@ def test_strict_counts_unknown_costs() -> None:
     assert record["reason"] is None and record["value"] == pytest.approx(
         (0.0025 + 0.002 + 0.00125 + 0.001) / 3)  # the priced part, a lower bound
     assert err.splitlines()[-1] == STRICT.format("2 findings")
+
+
+# ----------------------------------------------------------------------------------------------
+# kpictl check
+# ----------------------------------------------------------------------------------------------
+
+
+def test_check_on_data_that_fits(logs: Path) -> None:
+    code, out, err = run("check", str(logs / "events"), "--source",
+                         f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--format", "json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    events = pl.read_parquet(logs / "events")
+    calls = pl.read_parquet(logs / "tool_calls")
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{logs}/events/*.parquet')")
+    con.execute(f"CREATE VIEW calls AS SELECT * FROM read_parquet('{logs}/tool_calls/*.parquet')")
+    duplicates = con.execute("SELECT COUNT(*) - (SELECT COUNT(*) FROM (SELECT DISTINCT "
+                         "conversation_id, ts, event FROM events)) FROM events").fetchone()[0]
+    orphans = con.execute("SELECT COUNT(*) FROM calls WHERE conversation_id NOT IN "
+                      "(SELECT conversation_id FROM events)").fetchone()[0]
+    first, last = con.execute("SELECT MIN(ts), MAX(ts) FROM events").fetchone()
+    source = document["sources"][0]
+    assert (source["name"], source["rows"], source["duplicates"], source["orphans"]) == (
+        "events", events.height, duplicates, None)
+    for found, expected in ((source["first"], first), (source["last"], last)):
+        expected = expected.replace(tzinfo=dt.UTC) if expected.tzinfo is None else expected
+        assert found == expected.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    assert source["columns"] == {"mapped": ["ts"], "unmapped": [], "empty": []}
+    tools = document["sources"][1]
+    assert (tools["name"], tools["rows"], tools["orphans"]) == ("tool_calls", calls.height,
+                                                                 orphans)
+    status_ok = calls.filter(pl.col("status") == "ok").height
+    literal = next(li for li in document["literals"] if li["literal"] == "ok")
+    assert (literal["column"], literal["rows"]) == ("status", status_ok)
+    assert all(k["computable"] and k["reason"] is None for k in document["kpis"])
+    assert [k["kpi"] for k in document["kpis"]] == list(load_spec(SPEC).kpis)
+    assert document["findings"] == []
+
+
+def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
+        logs: Path, tmp_path: Path) -> None:
+    events = pl.read_parquet(logs / "events").drop("intent").with_columns(
+        pl.lit("x").alias("extra_field"), pl.lit(None, dtype=pl.String).alias("region"))
+    events = pl.concat([events, events.head(2)])  # two rows repeated
+    calls = pl.read_parquet(logs / "tool_calls")
+    calls = pl.concat([calls, calls.head(3).with_columns(pl.lit("nobody").alias(
+        "conversation_id"))])  # three calls of no conversation
+    events.write_parquet(tmp_path / "events.parquet")
+    calls.write_parquet(tmp_path / "calls.parquet")
+    code, out, err = run("check", str(tmp_path / "events.parquet"), "--source",
+                         f"tool_calls={tmp_path / 'calls.parquet'}", "-c", str(SPEC))
+    assert code == 2
+    assert err == "kpictl: check: 3 findings: the data does not fit the spec\n"
+    assert out.splitlines()[-4:] == [
+        "3 findings:",
+        "  - no `intent` column in source 'events': unavailable (value null, not computed over "
+        "nulls): repeat_contact_rate_7d; map the column in the spec, e.g. sources.events.columns"
+        ".intent: {from: <field>}, or {default: 0} when its absence means zero",
+        "  - source 'events': 2 rows repeat another row's (conversation_id, ts, event)",
+        "  - source 'tool_calls': 3 rows whose conversation_id is not in the primary source",
+    ]
+    lines = out.splitlines()
+    assert ("  repeat_contact_rate_7d: unavailable (no `intent` column): no `intent` column in "
+            "source 'events'") in lines
+    assert lines[1:5] == [
+        "  columns mapped by the spec: ts",
+        "  columns neither mapped nor read: extra_field",
+        "  columns with no value: region",
+        f"  rows repeating a (conversation_id, ts, event): {2:,}",
+    ]
+    assert lines[0].startswith(f"source events: {events.height:,} rows, ")
+
+
+def test_check_names_literals_that_match_nothing(kind_logs: Path, logs: Path) -> None:
+    code, out, err = run("check", str(kind_logs / "events.parquet"), "--source",
+                         f"tool_calls={logs / 'tool_calls'}", "-c", str(kind_logs / "spec.yaml"),
+                         "--format", "json")
+    assert code == 2
+    assert err == "kpictl: check: 4 findings: the data does not fit the spec\n"
+    document = json.loads(out)
+    unmatched = [(li["path"], li["literal"]) for li in document["literals"] if li["rows"] == 0]
+    assert unmatched == [
+        ("tables.conversations.rollup.events.resolved_at", "resolution"),
+        ("tables.conversations.rollup.events.reopened_24h", "reopen"),
+        ("tables.conversations.rollup.events.escalated", "escalation"),
+        ("tables.conversations.rollup.events.escalation_reason", "escalation"),
+    ]
+    closed = pl.read_parquet(kind_logs / "events.parquet").filter(kind="closed").height
+    assert document["literals"][0]["seen"]["closed"] == closed

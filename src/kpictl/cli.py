@@ -801,6 +801,52 @@ def validate(config: SpecOption = DEFAULT_SPEC, param: ParamOption = None) -> No
     )
 
 
+class CheckFormat(StrEnum):
+    """`kpictl check --format` choices."""
+
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def check(
+    paths: PathsArgument = None,
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    param: ParamOption = None,
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="table (text) or json.")
+    ] = CheckFormat.table,
+    on_bad_rows: BadRowsOption = BadRows.error,
+    cache: CacheOption = True,
+) -> None:
+    """Check that the data fits the spec: per source rows, time range, columns mapped,
+    unmapped and empty, duplicate rows and orphan keys; every compared literal's matching rows;
+    every KPI computable or why not. Exit 0 when all is fine, 2 when something is flagged.
+
+    Examples:
+
+      kpictl check
+
+      kpictl check logs/events/ --source tool_calls=logs/tool_calls/ --format json
+    """
+    from kpictl.datacheck import check_sources
+    from kpictl.render import check_to_json, check_to_text
+
+    spec = _load(config, param)
+    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    with progress("Checking the data…"):
+        report = check_sources(spec, sources)
+    _report_inputs(sources)
+    text = check_to_json(report) if output_format is CheckFormat.json else check_to_text(report)
+    typer.echo(text, nl=False)
+    flagged = report.flagged
+    if flagged:
+        _stderr(f"kpictl: check: {len(flagged)} finding{'s' if len(flagged) != 1 else ''}: the "
+                "data does not fit the spec")
+        raise typer.Exit(int(ExitCode.USAGE_ERROR))
+
+
 @app.command()
 def facts(
     paths: PathsArgument = None,

@@ -16,6 +16,7 @@ See the README's "When the data does not fit the spec" section.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -509,3 +510,108 @@ def require_columns(spec: Spec, sources: Sources, table: TableSpec, names: Itera
     raise UsageError(
         f"{what}: no `{column}` column in source {source!r} (no row has a value); "
         f"columns with values there: {', '.join(present)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# `kpictl check`: the whole picture, per source
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """What one source holds, as the spec sees it."""
+
+    name: str
+    rows: int
+    first: dt.datetime | None  # earliest ts, None without times
+    last: dt.datetime | None
+    mapped: tuple[str, ...]  # columns the spec maps (sources.<name>.columns)
+    unmapped: tuple[str, ...]  # columns of the data the spec neither maps nor reads
+    empty: tuple[str, ...]  # columns with no value in any row
+    duplicates: int | None  # rows repeating another's (key, ts, event); None: not checked
+    orphans: int | None  # rows whose key is not in the primary source; None: primary
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """`kpictl check`: per source, per compared literal, per KPI."""
+
+    sources: tuple[SourceReport, ...]
+    check: DataCheck
+    kpis: tuple[str, ...]
+    key: str | None
+
+    @property
+    def flagged(self) -> list[str]:
+        """What makes `kpictl check` exit 2, one line each."""
+        lines = self.check.notes()  # what --strict counts, and
+        for source in self.sources:
+            if source.duplicates:
+                lines.append(f"source {source.name!r}: {source.duplicates:,} rows repeat "
+                             f"another row's ({self.key}, ts, event)")
+            if source.orphans:
+                lines.append(f"source {source.name!r}: {source.orphans:,} rows whose {self.key} "
+                             "is not in the primary source")
+        return lines
+
+
+def _spec_reads(spec: Spec) -> set[str]:
+    """Every column name the spec's expressions, attributes, keys and breakdowns read."""
+    names: set[str] = set()
+    for table in spec.tables.values():
+        names |= {*(c for c in (table.key, table.time) if c), *table.attributes}
+        for sql in (table.where, *(e.sql for e in table.rollup), *(d.sql for d in table.derive)):
+            names |= set(_names(sql))
+    for kpi in spec.kpis.values():
+        names |= {n for _, sql in kpi_expressions(kpi) for n in _names(sql)}
+        names |= {c for c in (kpi.breakdown, kpi.cluster) if c}
+        if kpi.pass_k is not None:
+            names.add(kpi.pass_k.task)
+    for baseline in spec.baselines.values():
+        for sql in (baseline.control, baseline.treatment):
+            names |= set(_names(sql))
+    return names
+
+
+def check_sources(spec: Spec, sources: Sources) -> CheckReport:
+    """Read with the spec, report what the data holds: per source its rows, time range,
+    columns (mapped, unmapped, empty), duplicated (key, ts, event) rows and rows whose key the
+    primary source lacks; every compared literal with its matching rows; every KPI computable
+    or why not."""
+    unit = next((t for t in spec.tables.values() if t.is_rollup), None)
+    key = unit.key if unit is not None else None
+    primary = unit.rollup_sources()[0] if unit is not None and unit.rollup_sources() else None
+    kpis = list(spec.kpis.values())
+    check = check_data(spec, sources, kpis, tuple(spec.baselines))
+    reads = _spec_reads(spec)
+    keys = None
+    if key is not None and primary in sources:
+        keys = sources[primary].select(pl.col(key).unique())
+    reports = []
+    for name, loaded in sources.by_name.items():
+        frame = loaded.frame
+        schema = frame.collect_schema()
+        aggs = [pl.len().alias("__rows"),
+                *[pl.col(c).is_not_null().any().alias(c) for c in schema.names()]]
+        if "ts" in schema:
+            aggs += [pl.col("ts").min().alias("__first"), pl.col("ts").max().alias("__last")]
+        stats = frame.select(aggs).collect().row(0, named=True)
+        declared = spec.sources.get(name)
+        mapped = tuple(m.name for m in declared.columns) if declared is not None else ()
+        known = {*canonical.CANONICAL_TABLES.get(name, {}), *canonical.COST_COLUMNS, *mapped,
+                 *reads}
+        triple = [c for c in (key, "ts", "event") if c is not None and c in schema]
+        duplicates = None
+        if key is not None and key in schema and len(triple) == 3:
+            unique = frame.select(pl.struct(triple).n_unique()).collect().item()
+            duplicates = int(stats["__rows"]) - int(unique)
+        orphans = None
+        if keys is not None and name != primary and key in schema:
+            orphans = int(frame.join(keys, on=key, how="anti").select(pl.len()).collect().item())
+        reports.append(SourceReport(
+            name, int(stats["__rows"]), stats.get("__first"), stats.get("__last"), mapped,
+            tuple(c for c in schema.names() if c not in known),
+            tuple(c for c in schema.names() if not stats[c]),
+            duplicates, orphans,
+        ))
+    return CheckReport(tuple(reports), check, tuple(spec.kpis), key)

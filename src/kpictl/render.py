@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kpictl import __version__
-from kpictl.datacheck import unavailable_label
+from kpictl.datacheck import CheckReport, unavailable_label
 from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.errors import OutputError, UsageError
 from kpictl.io import FileReport
@@ -721,3 +721,67 @@ def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
     for note in latest.notes:
         console.print(Text(f"note: {note}"))
     console.print(Text(method_note(score)))
+
+
+def check_records(report: CheckReport) -> dict[str, Any]:
+    """The `kpictl check --format json` document."""
+    return {
+        "kpictl_version": __version__,
+        "sources": [
+            {"name": s.name, "rows": s.rows, "first": iso(s.first), "last": iso(s.last),
+             "columns": {"mapped": list(s.mapped), "unmapped": list(s.unmapped),
+                         "empty": list(s.empty)},
+             "duplicates": s.duplicates, "orphans": s.orphans}
+            for s in report.sources
+        ],
+        "literals": [
+            {"where": m.use.location, "path": m.use.path, "source": m.use.source,
+             "column": m.use.source_column, "literal": m.use.literal, "rows": m.rows,
+             **({"seen": dict(m.seen)} if m in report.check.unmatched else {})}
+            for m in report.check.literals
+        ],
+        "kpis": [
+            {"kpi": kpi, "computable": report.check.reason(kpi) is None,
+             "reason": report.check.reason(kpi)}
+            for kpi in report.kpis
+        ],
+        "findings": report.flagged,
+    }
+
+
+def check_to_text(report: CheckReport) -> str:
+    """`kpictl check`: plain text, one block per source, then literals and KPIs."""
+    lines: list[str] = []
+    for s in report.sources:
+        span = f", {iso(s.first)} – {iso(s.last)}" if s.first is not None else ", no timestamps"
+        lines.append(f"source {s.name}: {s.rows:,} rows{span}")
+        lines.append(f"  columns mapped by the spec: {', '.join(s.mapped) or '—'}")
+        lines.append(f"  columns neither mapped nor read: {', '.join(s.unmapped) or '—'}")
+        lines.append(f"  columns with no value: {', '.join(s.empty) or '—'}")
+        if s.duplicates is not None:
+            lines.append(f"  rows repeating a ({report.key}, ts, event): {s.duplicates:,}")
+        if s.orphans is not None:
+            lines.append(f"  rows whose {report.key} is not in the primary source: "
+                         f"{s.orphans:,}")
+    lines += ["", "literals compared with a column:"]
+    for m in report.check.literals:
+        use = m.use
+        lines.append(f"  {use.location}: {use.path}: {use.source_column} = {use.literal!r}: "
+                     f"{m.rows:,} rows of {use.source}"
+                     + ("  <- matches nothing" if m in report.check.unmatched else ""))
+    if not report.check.literals:
+        lines.append("  —")
+    lines += ["", "KPIs:"]
+    for kpi in report.kpis:
+        reason = report.check.reason(kpi)
+        lines.append(f"  {kpi}: " + ("computable" if reason is None else
+                                     f"{unavailable_label(reason)}: {reason}"))
+    flagged = report.flagged
+    lines += ["", f"{len(flagged)} finding{'s' if len(flagged) != 1 else ''}"
+              + (":" if flagged else ""), *[f"  - {f}" for f in flagged]]
+    return "\n".join(lines) + "\n"
+
+
+def check_to_json(report: CheckReport) -> str:
+    """The `kpictl check --format json` document, as text."""
+    return json.dumps(check_records(report), indent=2, ensure_ascii=False) + "\n"
