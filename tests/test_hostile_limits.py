@@ -118,6 +118,36 @@ def test_a_spec_over_one_mebibyte_is_refused(write_spec: SpecWriter) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("depth", "message"),
+    [
+        # libyaml stops at 1,000 levels; the pure-Python loader used for its message recursed
+        (100_000, "nested too deeply (exceeded maximum nesting depth); a spec nests a few levels"),
+        # below libyaml's limit, building the values recursed (RecursionError, exit 70)
+        (600, "nested more than 64 levels deep (mappings and lists); a spec nests a few levels"),
+    ],
+)
+def test_a_deeply_nested_spec_is_a_located_problem(
+    tmp_path: Path, depth: int, message: str
+) -> None:
+    spec = tmp_path / "deep.yaml"
+    spec.write_text("version: 1\nparams:\n  k: " + "[" * depth + "]" * depth + "\n")
+    code, _, err = run("validate", "-c", str(spec))
+    assert (code, err) == (
+        1, f"kpictl: error: 1 problem in the KPI spec:\n  {spec}:3: (yaml): {message}\n")
+
+
+def test_a_large_value_is_quoted_short(write_spec: SpecWriter) -> None:
+    nested = "{a: " * 40 + "1" + "}" * 40
+    path = write_spec(("  good_csat: 4\n", f"  good_csat: {nested}\n"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value.problems[0]) == (
+        f"{path}:7: params.good_csat: expected a number, text or true/false, got "
+        "{'a': {'a': {'a': {...}}}}"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Expressions
 # ---------------------------------------------------------------------------------------------

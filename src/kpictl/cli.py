@@ -1039,13 +1039,14 @@ def review_sample(
     source: SourceOption = None,
     param: ParamOption = None,
     on_bad_rows: BadRowsOption = BadRows.error,
+    max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
 ) -> None:
     """Draw a stratified random sample of conversations into a CSV to label by hand.
 
-    Each row has the conversation's first messages (e-mail addresses, phone and card numbers
-    redacted), the agent's self-reported outcome and empty columns human_success,
-    hallucination (1/0) and notes.
+    Each row has the conversation's first messages (personal data and secrets redacted), the
+    agent's self-reported outcome and empty columns human_success, hallucination (1/0) and
+    notes.
 
     Examples:
 
@@ -1059,7 +1060,7 @@ def review_sample(
         seed = secrets.randbelow(2**31)
     columns = tuple(c.strip() for c in (stratify_by or "").split(",") if c.strip())
     spec = _load(config, param)
-    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, max_line_bytes=max_line_bytes)
     options = SampleOptions(
         size=size,
         stratify_by=columns,

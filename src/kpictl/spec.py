@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -367,7 +368,7 @@ def parse_duration(text: object) -> dt.timedelta:
     """Parse `7d`, `24h`, `90m`, `30s`, `500ms`, `2w` into a timedelta."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"expected a duration like 7d, 24h, 90m, 30s or 500ms, got {text!r}")
+        raise ValueError(f"expected a duration like 7d, 24h, 90m, 30s or 500ms, got {_shown(text)}")
     return dt.timedelta(seconds=float(match.group(1)) * _DURATION_SECONDS[match.group(2)])
 
 
@@ -425,6 +426,24 @@ class _Problems:
                 )
 
 
+class _ShortRepr(reprlib.Repr):
+    """reprlib's cut-short repr, with the spec's mappings shown as the dicts they are."""
+
+    def repr_MarkedDict(self, obj: MarkedDict, level: int) -> str:
+        return self.repr_dict(obj, level)
+
+
+_SHOWN = _ShortRepr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+_SHOWN.maxdict = _SHOWN.maxlist = 6
+
+
+def _shown(value: object) -> str:
+    """A YAML value as quoted in a problem: its repr, cut short (a value may be large or
+    deeply nested, and repr() of a deep one fails)."""
+    return _SHOWN.repr(value)
+
+
 def _line(node: object, key: str) -> int | None:
     return node.line_of(key) if isinstance(node, MarkedDict) else None
 
@@ -438,7 +457,7 @@ def _mapping(
             problems.add(_line(parent, key), path, "missing: expected a mapping")
         return None
     if not isinstance(value, MarkedDict):
-        problems.add(_line(parent, key), path, f"expected a mapping, got {value!r}")
+        problems.add(_line(parent, key), path, f"expected a mapping, got {_shown(value)}")
         return None
     return value
 
@@ -448,7 +467,7 @@ def _names(problems: _Problems, value: object, line: int | None, path: str) -> t
         return ()
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-        problems.add(line, path, f"expected a list of column names, got {value!r}")
+        problems.add(line, path, f"expected a list of column names, got {_shown(value)}")
         return ()
     return tuple(items)
 
@@ -494,7 +513,8 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
     version = data.get("version")
     if type(version) is not int or version != SPEC_VERSION:
         problems.add(
-            data.line_of("version"), "version", f"expected version: {SPEC_VERSION}, got {version!r}"
+            data.line_of("version"), "version",
+            f"expected version: {SPEC_VERSION}, got {_shown(version)}",
         )
     defaults = _build_defaults(problems, data)
     params = _build_params(problems, data)
@@ -571,7 +591,7 @@ def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
                     isinstance(value, bool) or not isinstance(value, int | float) or value < 0
                 ):
                     problems.add(entry.line_of(key), f"{epath}.{key}",
-                                 f"expected a price ≥ 0 in USD per 1M tokens, got {value!r}")
+                                 f"expected a price ≥ 0 in USD per 1M tokens, got {_shown(value)}")
                     value = None
                 amounts[key] = None if value is None else float(value)
             since = None
@@ -613,7 +633,7 @@ def _price_aliases(problems: _Problems, models: MarkedDict | None) -> dict[str, 
                 isinstance(n, str) and n.strip() for n in names
             ):
                 problems.add(line, path, "expected a list of model names such as "
-                             f"[{model}-latest], got {names!r}")
+                             f"[{model}-latest], got {_shown(names)}")
                 continue
             for name in names:
                 if name in listed:
@@ -666,7 +686,7 @@ def _build_defaults(problems: _Problems, data: MarkedDict) -> Defaults:
             problems.add(
                 node.line_of("min_sample"),
                 "defaults.min_sample",
-                f"expected a whole number ≥ 0, got {value!r}",
+                f"expected a whole number ≥ 0, got {_shown(value)}",
             )
     if "confidence" in node:
         value = node["confidence"]
@@ -676,7 +696,7 @@ def _build_defaults(problems: _Problems, data: MarkedDict) -> Defaults:
             problems.add(
                 node.line_of("confidence"),
                 "defaults.confidence",
-                f"expected a number between 0.5 and 1 such as 0.95, got {value!r}",
+                f"expected a number between 0.5 and 1 such as 0.95, got {_shown(value)}",
             )
     return replace(result, **changes)
 
@@ -697,7 +717,7 @@ def _build_params(problems: _Problems, data: MarkedDict) -> dict[str, bool | int
             problems.add(
                 node.line_of(key),
                 f"params.{key}",
-                f"expected a number, text or true/false, got {value!r}",
+                f"expected a number, text or true/false, got {_shown(value)}",
             )
     return params
 
@@ -720,7 +740,7 @@ def _build_sources(problems: _Problems, data: MarkedDict, base_dir: Path) -> dic
             problems.add(
                 body.line_of("format"),
                 f"{path}.format",
-                f"expected one of {', '.join(SOURCE_FORMATS)}, got {fmt!r}"
+                f"expected one of {', '.join(SOURCE_FORMATS)}, got {_shown(fmt)}"
                 + did_you_mean(str(fmt), SOURCE_FORMATS),
             )
             fmt = "auto"
@@ -806,14 +826,15 @@ def _format_options(
             values[key] = dict(value)
             continue
         if not isinstance(value, str) or not value.strip():
-            problems.add(line, opath, f"expected text, got {value!r}")
+            problems.add(line, opath, f"expected text, got {_shown(value)}")
             continue
         if key == "tool_error":
             _check(problems, line, opath, value,
                    {"result": pl.String(), "tool": pl.String(), "arguments": pl.String()},
                    shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`tool_error`")
         elif not _is_field_path(value):
-            problems.add(line, opath, f"expected a field name (a.b for nested), got {value!r}")
+            problems.add(
+                line, opath, f"expected a field name (a.b for nested), got {_shown(value)}")
             continue
         values[key] = value
     return ChatOptions(**values)
@@ -834,7 +855,7 @@ def _build_columns(problems: _Problems, body: MarkedDict, path: str) -> tuple[Co
                 problems.add(
                     spec.line_of("type"),
                     f"{cpath}.type",
-                    f"expected one of {', '.join(canonical.TYPE_NAMES)}, got {kind!r}",
+                    f"expected one of {', '.join(canonical.TYPE_NAMES)}, got {_shown(kind)}",
                 )
             unit = spec.get("unit")
             if unit is not None and unit not in UNITS:
@@ -1100,7 +1121,8 @@ def _build_rollup_table(
                 derives.append(DeriveEntry(entry_name, sql, line))
     time = body.get("time")
     if time is not None and not isinstance(time, str):
-        problems.add(body.line_of("time"), f"{path}.time", f"expected a column name, got {time!r}")
+        problems.add(body.line_of("time"), f"{path}.time",
+                     f"expected a column name, got {_shown(time)}")
         time = None
     if time is not None and time not in broken:
         if time not in columns:
@@ -1310,7 +1332,8 @@ def _build_kpis(
         direction = body.get("direction", "higher")
         if direction not in DIRECTIONS:
             problems.add(
-                at("direction"), f"{path}.direction", f"expected higher or lower, got {direction!r}"
+                at("direction"), f"{path}.direction",
+                f"expected higher or lower, got {_shown(direction)}",
             )
         layer = body.get("layer", defaults.layer)
         if layer not in LAYERS:
@@ -1323,14 +1346,15 @@ def _build_kpis(
         test = body.get("test")
         if test is not None and test not in TESTS:
             problems.add(
-                at("test"), f"{path}.test", f"expected one of {', '.join(TESTS)}, got {test!r}"
+                at("test"), f"{path}.test",
+                f"expected one of {', '.join(TESTS)}, got {_shown(test)}",
             )
         min_sample = body.get("min_sample", defaults.min_sample)
         if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
             problems.add(
                 at("min_sample"),
                 f"{path}.min_sample",
-                f"expected a whole number ≥ 0, got {min_sample!r}",
+                f"expected a whole number ≥ 0, got {_shown(min_sample)}",
             )
             min_sample = defaults.min_sample
         thresholds = _build_thresholds(problems, body, at("thresholds"), path, fmt, direction)
@@ -1377,7 +1401,7 @@ def _build_kpis(
                 problems.add(
                     at(key),
                     f"{path}.{key}",
-                    f"expected one SQL expression (text), got {value!r}; {YAML_QUOTING_HINT}",
+                    f"expected one SQL expression (text), got {_shown(value)}; {YAML_QUOTING_HINT}",
                 )
                 kpi = _with_expression(kpi, key, None)
             elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -1483,12 +1507,12 @@ def _build_pass_k(
     k = node.get("k")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         problems.add(node.line_of("k") or line, f"{path}.k",
-                     f"expected a whole number ≥ 1 (trials per draw), got {k!r}")
+                     f"expected a whole number ≥ 1 (trials per draw), got {_shown(k)}")
         ok = False
     task = node.get("task")
     if not isinstance(task, str) or task not in scope:
         problems.add(node.line_of("task") or line, f"{path}.task",
-                     f"expected the column naming the task, got {task!r}"
+                     f"expected the column naming the task, got {_shown(task)}"
                      f"{did_you_mean(str(task), scope)}")
         ok = False
     success = _sql_text(problems, node, "success", f"{path}.success")
@@ -1539,7 +1563,7 @@ def _resolve_extends(
             problems.add(
                 body.line_of("extends"),
                 f"kpis.{name}.extends",
-                f"expected the name of another KPI, got {parent_name!r}",
+                f"expected the name of another KPI, got {_shown(parent_name)}",
             )
             return None
         merged: dict[str, Any] = {}
@@ -1764,7 +1788,7 @@ def _build_baselines(
                         problems.add(
                             body.line_of("values"),
                             f"{path}.values.{kpi_name}",
-                            f"expected a number, got {number!r}",
+                            f"expected a number, got {_shown(number)}",
                         )
                 spec = replace(
                     spec,
@@ -1818,7 +1842,7 @@ def _baseline_design(
         problems.add(
             line,
             f"{path}.design",
-            f"expected randomized or observational, got {design!r}"
+            f"expected randomized or observational, got {_shown(design)}"
             f"{did_you_mean(str(design), BASELINE_DESIGNS)}",
         )
         return None

@@ -132,6 +132,36 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+MAX_YAML_DEPTH = 64
+"""The deepest nesting of mappings and lists in a spec (the shipped spec nests 5 deep)."""
+
+
+def _too_deep(text: str, file: str) -> SpecError | None:
+    """A SpecError at the line where nesting passes MAX_YAML_DEPTH, found on the event stream
+    (no recursion), or None. Run when building the values recursed too deep (the pure-Python
+    loader, which gives better messages than libyaml, recurses once per level)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    return SpecError([SpecProblem(
+                        file, event.start_mark.line + 1, "(yaml)",
+                        f"nested more than {MAX_YAML_DEPTH} levels deep (mappings and lists); "
+                        "a spec nests a few levels",
+                    )])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:  # libyaml stops at 1,000 levels, before the events
+        mark = exc.problem_mark or exc.context_mark
+        return SpecError([SpecProblem(
+            file, mark.line + 1 if mark is not None else None, "(yaml)",
+            f"nested too deeply ({exc.problem}); a spec nests a few levels",
+        )])
+    return None
+
+
 def _load(text: str, loader_class: Any, file: str) -> Any:
     """Compose the node graph, bound its expansion, then construct values (yaml.load's steps)."""
     loader = loader_class(text)
@@ -156,6 +186,11 @@ def load_marked_yaml(text: str, file: str) -> Any:
             return _load(text, _FastLoader, file)  # a SafeLoader (C or Python): safe
         except yaml.YAMLError:
             return _load(text, _MarkedLoader, file)  # the same error, better told
+    except RecursionError:  # composing and constructing recurse once per level
+        problem = _too_deep(text, file)
+        if problem is None:
+            raise
+        raise problem from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
