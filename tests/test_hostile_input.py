@@ -538,3 +538,20 @@ def test_in_memory_frames_whose_sums_would_overflow_are_refused() -> None:
     assert str(caught.value).startswith(
         "<frame events> (row 1): column 'output_tokens': 5000000000000000000: the integer "
         "columns of source 'events' (output_tokens) add up to 1e+19")
+
+
+def test_compare_gives_the_loading_and_as_of_notes_too(tmp_path: Path) -> None:
+    events = write(tmp_path / "logs/events/e.jsonl", [
+        row("c1"), row("c1", ts="2026-10-01T10:05:00Z", event="resolution"),
+        row("c2", ts="2026-10-03T08:00:00Z"), row("c3", ts="9999-01-01T00:00:00Z")])
+    calls = write(tmp_path / "logs/tool_calls/t.jsonl", [
+        {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "tool": "x", "status": "ok"}])
+    code, out, err = cli("compare", "-c", str(minimal_spec(tmp_path)), str(events.parent),
+                         str(events), "--source", f"tool_calls={calls}", "-f", "json",
+                         "--kpi", "resolution_rate")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert (f"source 'events': 1 file named more than once, read once: {events} (by "
+            f"{str(events.parent)!r} and {str(events)!r})") in notes
+    assert any(n.startswith("as-of is 9999-01-01T00:00:00+00:00, the time at "
+                            f"{events}:4: ") for n in notes)

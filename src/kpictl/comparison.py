@@ -26,6 +26,7 @@ from kpictl.engine import (
     build_facts,
     check_cohort_counts,
     filter_kpi_rows,
+    input_notes,
     literal_columns,
     names_in,
     read_names,
@@ -858,7 +859,10 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     table = _result_table(cells, adjusted, options, spec).with_columns(
         pl.when(pl.col("kpi").is_in(list(check.unavailable))).then(pl.lit(UNAVAILABLE))
         .otherwise(pl.col("status")).alias("status"))
-    notes = [*check.notes(), *([design.caveat] if design.caveat else [])]
+    notes = [*check.notes(), *input_notes(sources, current.window),
+             *(input_notes(baseline_sources, baseline.window)
+               if baseline_sources is not None and baseline is not None else []),
+             *([design.caveat] if design.caveat else [])]
     return CompareResult(table=table, design=design, baseline_window=baseline.window
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,

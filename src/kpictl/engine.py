@@ -182,6 +182,15 @@ def as_of_outlier_note(sources: Sources, window: Window) -> str | None:
     )
 
 
+def input_notes(sources: Sources, window: Window) -> list[str]:
+    """What loading found (a file named twice, repeated OTLP spans, …), once though derived
+    sources share them, and a far-off time that became as-of: for every command's notes."""
+    notes = list(dict.fromkeys(n for loaded in sources.by_name.values() for n in loaded.notes))
+    if (outlier := as_of_outlier_note(sources, window)) is not None:
+        notes.append(outlier)
+    return notes
+
+
 def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Window:
     """as_of (default: the latest timestamp in the data) and the window it ends."""
     latest = None if options.as_of else latest_timestamp(sources)
@@ -877,9 +886,8 @@ def run_compute(
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
-    notes: list[str] = [*check.notes(), *_data_notes(sources, kpis)]
-    if (outlier := as_of_outlier_note(sources, window)) is not None:
-        notes.append(outlier)
+    notes: list[str] = [*check.notes(), *input_notes(sources, window),
+                        *_data_notes(sources, kpis)]
     for kpi in kpis:
         if kpi.kind == "formula":
             continue
@@ -961,9 +969,7 @@ def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:
 def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
     """What the numbers cannot show: unpriced rows (cost null, never a silent zero) and rows
     without a time."""
-    # what loading found (a file named twice, …): once, though derived sources share them
-    notes: list[str] = list(dict.fromkeys(
-        n for loaded in sources.by_name.values() for n in loaded.notes))
+    notes: list[str] = []
     for name, loaded in sources.by_name.items():
         schema = loaded.frame.collect_schema()
         if "cost_source" not in schema:
