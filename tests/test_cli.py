@@ -196,8 +196,8 @@ def test_sample_command_is_deterministic(tmp_path: Path) -> None:
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    commands = ["compute", "compare", "report", "check", "validate", "facts", "sample", "cache",
-                "review sample", "review score"]
+    commands = ["compute", "compare", "report", "project", "check", "validate", "facts",
+                "sample", "cache", "review sample", "review score"]
     for command in commands:
         code, out, _ = run(*command.split(), "--help")
         assert code == 0 and len(out) > 200

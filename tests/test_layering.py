@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
     {"sources"},
     {"datacheck"},
     {"engine"},
+    {"costs"},  # per-conversation costs (scorecard ROI, kpictl project)
+    {"projection"},  # kpictl project: cost at a volume, peak exposure
     {"stats"},
     {"comparison", "review"},  # review: the human review loop (sample and score)
     {"render"},

@@ -791,6 +791,70 @@ def report(
             raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
+class ProjectFormat(StrEnum):
+    """`kpictl project --format` choices."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def project(
+    paths: PathsArgument = None,
+    volume: Annotated[str, typer.Option(
+        "--volume", help="The target volume: a multiple of the observed conversations per month "
+        "(10x) or conversations per period (50000/month; also /week, /day, /hour).")] = "10x",
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Observed period start (inclusive), ISO-8601.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Observed period end (exclusive), ISO-8601.")] = None,
+    as_of: AsOfOption = None,
+    draws: Annotated[int, typer.Option(
+        "--draws", help="Bootstrap resamples of the conversations (at least 100).")] = 2000,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Bootstrap seed (same seed, same interval).")] = 7,
+    param: ParamOption = None,
+    output_format: Annotated[ProjectFormat, typer.Option(
+        "--format", "-f", help="table (rich), json or markdown.")] = ProjectFormat.table,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    on_bad_rows: BadRowsOption = BadRows.error,
+    cache: CacheOption = True,
+) -> None:
+    """Project the monthly cost at another volume (LLM, tools, human minutes, with a bootstrap
+    interval) and the peak hourly spend; every assumption is stated.
+
+    With a `pricing:` section every row with tokens is repriced at its model's latest price.
+    Conversations with an unknown cost are left out and the projection says "partially priced".
+
+    Examples:
+
+      kpictl project --volume 10x
+
+      kpictl project --volume 50000/month --format markdown -o projection.md
+    """
+    from kpictl.projection import ProjectionOptions, parse_volume, run_projection
+    from kpictl.render import render_projection
+
+    options = ProjectionOptions(
+        parse_volume(volume), since=_timestamp(since, "--since"),
+        until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), draws=draws,
+        seed=seed,
+    )
+    spec = _load(config, param)
+    sources = _sources(spec, paths, source, on_bad_rows, cache)
+    with progress("Projecting costs…"):
+        result = run_projection(spec, sources, options)
+    _report_inputs(sources)
+    if result.status != "priced":
+        _stderr(f"kpictl: note: cost projection {result.headline}")
+    _emit(output, lambda console: render_projection(result, output_format.value, console),
+          _inputs(config, sources))
+
+
 @app.command()
 def validate(config: SpecOption = DEFAULT_SPEC, param: ParamOption = None) -> None:
     """Check the KPI spec without reading any data; report every problem at once (exit 1)."""

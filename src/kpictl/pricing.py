@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -275,3 +275,36 @@ def mark_reported(frame: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(None, dtype=pl.String).alias("price_model"),
         pl.lit(None, dtype=pl.String).alias("price_match"),
     )
+
+
+def latest_prices(pricing: PricingSpec) -> PricingSpec:
+    """Each listed model at its latest price, in force since always (its aliases, from any of
+    its dated rows, kept): with `apply_prices(..., reprice=True)` every row is costed as if it
+    ran today — the assumption of a cost projection (`kpictl project`)."""
+    latest: dict[str, ModelPrice] = {}
+    aliases: dict[str, set[str]] = {}
+    oldest = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    for price in pricing.prices:
+        aliases.setdefault(price.model, set()).update(price.aliases)
+        kept = latest.get(price.model)
+        if kept is None or (price.effective_from or oldest) >= (kept.effective_from or oldest):
+            latest[price.model] = price
+    return PricingSpec(
+        prices=tuple(
+            replace(p, effective_from=None, aliases=tuple(sorted(aliases[m])))
+            for m, p in latest.items()
+        ),
+        genai_prices=pricing.genai_prices,
+    )
+
+
+def effective_dates(pricing: PricingSpec) -> dict[str, dt.datetime | None]:
+    """Each listed model's latest `effective_from` (None: one undated price)."""
+    dates: dict[str, dt.datetime | None] = {}
+    for price in pricing.prices:
+        kept = dates.get(price.model)
+        if price.model not in dates or (
+            price.effective_from is not None and (kept is None or price.effective_from > kept)
+        ):
+            dates[price.model] = price.effective_from
+    return dates

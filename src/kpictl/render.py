@@ -22,6 +22,7 @@ from kpictl.datacheck import CheckReport, unavailable_label
 from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.errors import OutputError, UsageError
 from kpictl.io import FileReport
+from kpictl.projection import ProjectionResult
 from kpictl.review import (
     ReviewScore,
     method_note,
@@ -785,3 +786,120 @@ def check_to_text(report: CheckReport) -> str:
 def check_to_json(report: CheckReport) -> str:
     """The `kpictl check --format json` document, as text."""
     return json.dumps(check_records(report), indent=2, ensure_ascii=False) + "\n"
+# project (cost at scale)
+# ----------------------------------------------------------------------------------------------
+
+PROJECT_FORMATS = ("table", "json", "markdown")
+
+
+def _usd(value: float | None) -> str:
+    return format_value(value, "usd")
+
+
+def _projection_rows(result: ProjectionResult) -> list[list[str]]:
+    """component, per conversation, per month, interval — for the table and the Markdown."""
+    level = f"{result.confidence:.0%}".replace("%", " %")
+    rows = []
+    for c in (*result.components, *([result.total] if result.total is not None else [])):
+        if c.unavailable is not None:
+            rows.append([c.label, "—", "—", c.unavailable])
+            continue
+        rows.append([
+            c.label,
+            _usd(c.per_conversation),
+            _usd(c.monthly),
+            f"[{_usd(c.low)}, {_usd(c.high)}] ({level} CI)",
+        ])
+    return rows
+
+
+def _projection_lead(result: ProjectionResult) -> list[str]:
+    lines = []
+    if result.status != "priced":
+        lines.append(f"Cost projection {result.headline}.")
+    if result.projected_per_month is not None and result.observed_per_month is not None:
+        lines.append(
+            f"Projected {result.projected_per_month:,.0f} conversations per month "
+            f"({result.factor:,.4g} × the observed {result.observed_per_month:,.0f} per month: "
+            f"{result.conversations:,} conversations in {result.hours:,} clock hours)."
+        )
+    return lines
+
+
+def _peak_rows(result: ProjectionResult) -> list[list[str]]:
+    peak = result.peak
+    if peak is None:
+        return []
+    return [
+        ["p95 hour", _usd(peak.p95), _usd(peak.p95_projected)],
+        [f"busiest hour ({iso(peak.max_hour)})", _usd(peak.max), _usd(peak.max_projected)],
+    ]
+
+
+def projection_markdown(result: ProjectionResult, level: int = 1) -> list[str]:
+    """The projection as Markdown lines; `level` is the heading level of its title. The
+    volume as typed is data (escaped); the rest is kpictl's own text and numbers."""
+    hashes = "#" * level
+    lines = [f"{hashes} Cost at {md_text(result.volume.text)} volume", ""]
+    lead = _projection_lead(result)
+    if lead:
+        lines += [md_cell(" ".join(lead)), ""]
+    rows = _projection_rows(result)
+    if rows:
+        lines += ["| component | per conversation | per month | interval |",
+                  "| --- | ---: | ---: | --- |"]
+        lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+        lines.append("")
+    peak = _peak_rows(result)
+    if peak:
+        lines += ["Peak exposure (spend per clock hour, by conversation start hour):", "",
+                  f"| hour | observed | at {md_text(result.volume.text)} |",
+                  "| --- | ---: | ---: |"]
+        lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in peak]
+        lines.append("")
+    lines += ["Assumptions:", "", *[f"- {md_cell(a)}" for a in result.assumptions], ""]
+    return lines
+
+
+def render_projection_table(result: ProjectionResult, console: Console) -> None:
+    """Rich tables of the projection, then its assumptions."""
+    from rich.markup import escape
+
+    console.print(f"Cost at {escape(result.volume.text)} volume", style="bold", markup=False)
+    for line in _projection_lead(result):
+        console.print(line, markup=False, highlight=False)
+    rows = _projection_rows(result)
+    if rows:
+        table = Table(header_style="bold")
+        for name, justify in (("component", "left"), ("per conversation", "right"),
+                              ("per month", "right"), ("interval", "left")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
+    peak = _peak_rows(result)
+    if peak:
+        console.print("Peak exposure (spend per clock hour, by conversation start hour):",
+                      markup=False, highlight=False)
+        table = Table(header_style="bold")
+        table.add_column("hour")
+        table.add_column("observed", justify="right")
+        table.add_column(f"at {escape(result.volume.text)}", justify="right")
+        for row in peak:
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
+    console.print("Assumptions:", markup=False)
+    for assumption in result.assumptions:
+        console.print(f"- {assumption}", markup=False, highlight=False)
+
+
+def render_projection(result: ProjectionResult, fmt: str, console: Console) -> None:
+    """Write the projection in `fmt` (table, json or markdown) to the console's file."""
+    if fmt == "table":
+        render_projection_table(result, console)
+        return
+    if fmt == "json":
+        document = {"kpictl_version": __version__, **result.to_dict()}
+        console.file.write(json_text(document))
+        return
+    console.file.write("\n".join(projection_markdown(result)))

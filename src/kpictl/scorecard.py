@@ -37,6 +37,18 @@ import polars as pl
 
 from kpictl import __version__, stats
 from kpictl.comparison import UNAVAILABLE, CompareOptions, CompareResult, run_compare
+from kpictl.costs import (
+    HUMAN_MINUTE_PARAM,
+    CostTotals,
+    Slice,
+    conversation_costs,
+    cost_totals,
+    slice_facts,
+    unit_table,
+)
+from kpictl.costs import number_param as _number_param
+from kpictl.costs import source_rows as _source_rows
+from kpictl.costs import with_literals as _with_literals
 from kpictl.datacheck import require_columns, unavailable_label
 from kpictl.engine import (
     BUCKET,
@@ -44,14 +56,10 @@ from kpictl.engine import (
     UNTIMED_AS_OF,
     ComputeOptions,
     ComputeResult,
-    Window,
-    build_facts,
     check_cohort_counts,
-    literal_columns,
     names_in,
     resolve_window,
     run_compute,
-    source_rows,
 )
 from kpictl.errors import UsageError
 from kpictl.io import FileReport, Sources
@@ -81,7 +89,6 @@ SPARK = "▁▂▃▄▅▆▇█"
 SPARK_GAP = "·"
 CAVEAT_MARK = "†"
 # Params the ROI section reads (by convention; declare them under `params:` in the spec).
-HUMAN_MINUTE_PARAM = "human_cost_per_minute"
 HUMAN_CONVERSATION_PARAM = "human_cost_per_resolved_conversation"
 # An ROI above this (saving > 10 × the agent run cost, i.e. above 1,000 %) mostly says that the
 # run cost is small: the scorecard then states saving and cost instead of a bold percentage.
@@ -168,16 +175,6 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
-class Slice:
-    """One arm of the report: conversations of `sources` in `window` meeting `where`."""
-
-    label: str
-    sources: Sources
-    window: Window
-    where: str | None = None  # a condition on the conversations (the holdout's arms)
-
-
-@dataclass(frozen=True)
 class Tile:
     """One KPI in its layer's tile: every number is a compute or compare value."""
 
@@ -225,29 +222,6 @@ class ColumnQuality:
     expected_on: str | None
     expected_rows: int
     expected_nulls: int
-
-
-@dataclass(frozen=True)
-class CostTotals:
-    """Costs of one slice's conversations, from the canonical columns."""
-
-    conversations: int
-    llm: float
-    tools: float
-    human_minutes: float
-    human_rate: float | None
-    total_sum: float  # Σ per-conversation total cost (human minutes priced when a rate exists)
-    total_sq: float
-
-    @property
-    def run_cost(self) -> float:
-        """LLM + tool cost: what running the agent cost."""
-        return self.llm + self.tools
-
-    @property
-    def human_cost(self) -> float | None:
-        """Human minutes × the declared rate, or None when no rate is declared."""
-        return None if self.human_rate is None else self.human_minutes * self.human_rate
 
 
 @dataclass(frozen=True)
@@ -359,14 +333,6 @@ def _day(value: dt.datetime | None) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def unit_table(spec: Spec) -> TableSpec:
-    """The first rollup table (one row per conversation): the unit of the report."""
-    for table in spec.tables.values():
-        if table.is_rollup:
-            return table
-    raise UsageError("the spec has no rollup table (e.g. conversations): nothing to report on")
-
-
 def _kpi_tables(spec: Spec, kpi: KpiSpec) -> set[str]:
     if kpi.kind == "formula":
         return {t for name in kpi.formula_kpis for t in _kpi_tables(spec, spec.kpis[name])}
@@ -448,96 +414,9 @@ def _proportion_condition(spec: Spec, kpi: KpiSpec) -> str | None:
     return match.group("cond").strip()
 
 
-def _with_literals(
-    spec: Spec, frame: pl.LazyFrame, window: Window, sqls: Sequence[str | None]
-) -> tuple[pl.LazyFrame, list[str]]:
-    literals = literal_columns(spec, window, names_in(sqls))
-    present = set(frame.collect_schema().names())
-    literals = [e for e in literals if e.meta.output_name() not in present]
-    names = [e.meta.output_name() for e in literals]
-    return (frame.with_columns(literals) if literals else frame), names
-
-
-def _number_param(spec: Spec, name: str) -> float | None:
-    value = spec.params.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 # ----------------------------------------------------------------------------------------------
 # Gathering the data
 # ----------------------------------------------------------------------------------------------
-
-
-def slice_facts(spec: Spec, piece: Slice) -> pl.DataFrame:
-    """The unit table's facts of one slice: its window and its condition applied."""
-    table = unit_table(spec)
-    frame = build_facts(spec, piece.sources, piece.window, [table.name])[table.name]
-    time = table.time
-    if time is not None and piece.window.since is not None:
-        frame = frame.filter(pl.col(time) >= piece.window.since)
-    if time is not None and piece.window.until is not None:
-        frame = frame.filter(pl.col(time) < piece.window.until)
-    if piece.where:
-        frame, names = _with_literals(spec, frame, piece.window, [piece.where])
-        frame = frame.filter(compile_sql(piece.where).fill_null(False)).drop(names)
-    return frame.collect()
-
-
-def _source_rows(piece: Slice, name: str) -> pl.LazyFrame | None:
-    """The slice's rows of a source, as the engine reads them (`engine.source_rows`)."""
-    if name not in piece.sources:
-        return None
-    return source_rows(piece.sources, name, piece.window)
-
-
-def conversation_costs(spec: Spec, piece: Slice, keys: pl.DataFrame) -> pl.DataFrame:
-    """Per conversation of `keys`: llm_cost (Σ events.cost_usd), tool_cost (Σ
-    tool_calls.cost_usd), human_minutes (Σ events.human_minutes) and total_cost (human minutes
-    priced at params.human_cost_per_minute when declared)."""
-    key = keys.columns[0]
-    result = keys.lazy()
-    for source, column, alias in (
-        ("events", "cost_usd", "llm_cost"),
-        ("tool_calls", "cost_usd", "tool_cost"),
-        ("events", "human_minutes", "human_minutes"),
-    ):
-        rows = _source_rows(piece, source)
-        if rows is None or column not in rows.collect_schema() or key not in rows.collect_schema():
-            result = result.with_columns(pl.lit(0.0).alias(alias))
-            continue
-        sums = (
-            rows.join(keys.lazy(), on=key, how="semi")
-            .group_by(key)
-            .agg(pl.col(column).cast(pl.Float64).sum().alias(alias))
-        )
-        result = result.join(sums, on=key, how="left").with_columns(pl.col(alias).fill_null(0.0))
-    rate = _number_param(spec, HUMAN_MINUTE_PARAM)
-    human = pl.col("human_minutes") * rate if rate is not None else pl.lit(0.0)
-    return result.with_columns(
-        (pl.col("llm_cost") + pl.col("tool_cost") + human).alias("total_cost")
-    ).collect()
-
-
-def cost_totals(spec: Spec, costs: pl.DataFrame) -> CostTotals:
-    """Sums of `conversation_costs` (and Σ, Σ² of the total per conversation for a t-test)."""
-    sums = costs.select(
-        pl.col("llm_cost").sum(),
-        pl.col("tool_cost").sum(),
-        pl.col("human_minutes").sum(),
-        pl.col("total_cost").sum().alias("s"),
-        (pl.col("total_cost") ** 2).sum().alias("sq"),
-    ).row(0, named=True)
-    return CostTotals(
-        costs.height,
-        float(sums["llm_cost"] or 0.0),
-        float(sums["tool_cost"] or 0.0),
-        float(sums["human_minutes"] or 0.0),
-        _number_param(spec, HUMAN_MINUTE_PARAM),
-        float(sums["s"] or 0.0),
-        float(sums["sq"] or 0.0),
-    )
 
 
 def _agent_alone(facts: pl.DataFrame) -> tuple[int, str] | None:

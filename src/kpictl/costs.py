@@ -1,0 +1,194 @@
+"""Per-conversation costs: what each conversation of a slice cost, and which costs are unknown.
+
+Shared by the scorecard's ROI and drill-down and by `kpictl project` (docs/architecture.md), so
+both read the same numbers: LLM cost (Σ events.cost_usd), tool cost (Σ tool_calls.cost_usd) and
+human minutes (Σ events.human_minutes, priced at `params.human_cost_per_minute` when declared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from kpictl.engine import Window, build_facts, literal_columns, names_in
+from kpictl.engine import source_rows as engine_source_rows
+from kpictl.errors import UsageError
+from kpictl.io import Sources
+from kpictl.spec import Spec, TableSpec
+from kpictl.sqlexpr import compile_sql
+
+HUMAN_MINUTE_PARAM = "human_cost_per_minute"
+AGENT_MESSAGE = (pl.col("event") == "message") & (pl.col("role") == "agent")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One arm of the report: conversations of `sources` in `window` meeting `where`."""
+
+    label: str
+    sources: Sources
+    window: Window
+    where: str | None = None  # a condition on the conversations (the holdout's arms)
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    """Costs of one slice's conversations, from the canonical columns."""
+
+    conversations: int
+    llm: float
+    tools: float
+    human_minutes: float
+    human_rate: float | None
+    total_sum: float  # Σ per-conversation total cost (human minutes priced when a rate exists)
+    total_sq: float
+
+    @property
+    def run_cost(self) -> float:
+        """LLM + tool cost: what running the agent cost."""
+        return self.llm + self.tools
+
+    @property
+    def human_cost(self) -> float | None:
+        """Human minutes × the declared rate, or None when no rate is declared."""
+        return None if self.human_rate is None else self.human_minutes * self.human_rate
+
+
+def unit_table(spec: Spec) -> TableSpec:
+    """The first rollup table (one row per conversation): the unit of the report."""
+    for table in spec.tables.values():
+        if table.is_rollup:
+            return table
+    raise UsageError("the spec has no rollup table (e.g. conversations): nothing to report on")
+
+
+def with_literals(
+    spec: Spec, frame: pl.LazyFrame, window: Window, sqls: Sequence[str | None]
+) -> tuple[pl.LazyFrame, list[str]]:
+    """`frame` with the params and built-ins `sqls` read as literal columns, and their names."""
+    literals = literal_columns(spec, window, names_in(sqls))
+    present = set(frame.collect_schema().names())
+    literals = [e for e in literals if e.meta.output_name() not in present]
+    names = [e.meta.output_name() for e in literals]
+    return (frame.with_columns(literals) if literals else frame), names
+
+
+def number_param(spec: Spec, name: str) -> float | None:
+    """A numeric param of the spec, or None when it is not declared as a number."""
+    value = spec.params.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def slice_facts(spec: Spec, piece: Slice) -> pl.DataFrame:
+    """The unit table's facts of one slice: its window and its condition applied."""
+    table = unit_table(spec)
+    frame = build_facts(spec, piece.sources, piece.window, [table.name])[table.name]
+    time = table.time
+    if time is not None and piece.window.since is not None:
+        frame = frame.filter(pl.col(time) >= piece.window.since)
+    if time is not None and piece.window.until is not None:
+        frame = frame.filter(pl.col(time) < piece.window.until)
+    if piece.where:
+        frame, names = with_literals(spec, frame, piece.window, [piece.where])
+        frame = frame.filter(compile_sql(piece.where).fill_null(False)).drop(names)
+    return frame.collect()
+
+
+def source_rows(piece: Slice, name: str) -> pl.LazyFrame | None:
+    """The slice's rows of a source, as the engine reads them (`engine.source_rows`), or None
+    without that source."""
+    if name not in piece.sources:
+        return None
+    return engine_source_rows(piece.sources, name, piece.window)
+
+
+def conversation_costs(spec: Spec, piece: Slice, keys: pl.DataFrame) -> pl.DataFrame:
+    """Per conversation of `keys`: llm_cost (Σ events.cost_usd), tool_cost (Σ
+    tool_calls.cost_usd), human_minutes (Σ events.human_minutes) and total_cost (human minutes
+    priced at params.human_cost_per_minute when declared)."""
+    key = keys.columns[0]
+    result = keys.lazy()
+    for source, column, alias in (
+        ("events", "cost_usd", "llm_cost"),
+        ("tool_calls", "cost_usd", "tool_cost"),
+        ("events", "human_minutes", "human_minutes"),
+    ):
+        rows = source_rows(piece, source)
+        if rows is None or column not in rows.collect_schema() or key not in rows.collect_schema():
+            result = result.with_columns(pl.lit(0.0).alias(alias))
+            continue
+        sums = (
+            rows.join(keys.lazy(), on=key, how="semi")
+            .group_by(key)
+            .agg(pl.col(column).cast(pl.Float64).sum().alias(alias))
+        )
+        result = result.join(sums, on=key, how="left").with_columns(pl.col(alias).fill_null(0.0))
+    rate = number_param(spec, HUMAN_MINUTE_PARAM)
+    human = pl.col("human_minutes") * rate if rate is not None else pl.lit(0.0)
+    return result.with_columns(
+        (pl.col("llm_cost") + pl.col("tool_cost") + human).alias("total_cost")
+    ).collect()
+
+
+def cost_totals(spec: Spec, costs: pl.DataFrame) -> CostTotals:
+    """Sums of `conversation_costs` (and Σ, Σ² of the total per conversation for a t-test)."""
+    sums = costs.select(
+        pl.col("llm_cost").sum(),
+        pl.col("tool_cost").sum(),
+        pl.col("human_minutes").sum(),
+        pl.col("total_cost").sum().alias("s"),
+        (pl.col("total_cost") ** 2).sum().alias("sq"),
+    ).row(0, named=True)
+    return CostTotals(
+        costs.height,
+        float(sums["llm_cost"] or 0.0),
+        float(sums["tool_cost"] or 0.0),
+        float(sums["human_minutes"] or 0.0),
+        number_param(spec, HUMAN_MINUTE_PARAM),
+        float(sums["s"] or 0.0),
+        float(sums["sq"] or 0.0),
+    )
+
+
+def unpriced_rows(piece: Slice, keys: pl.DataFrame) -> pl.DataFrame:
+    """Per conversation of `keys` with a cost that is unknown: `unpriced_rows`, the rows with no
+    known cost where one is due — a row marked `cost_source = 'unpriced'` (tokens but no price),
+    an events row with tokens but no cost_usd, an agent message without cost_usd, or a tool call
+    without cost_usd. Conversations whose every cost is known are absent."""
+    key = keys.columns[0]
+    found: list[pl.LazyFrame] = []
+    for source in ("events", "tool_calls"):
+        rows = source_rows(piece, source)
+        if rows is None:
+            continue
+        schema = rows.collect_schema()
+        if key not in schema or "cost_usd" not in schema:
+            continue
+        missing = pl.col("cost_usd").is_null()
+        due = pl.lit(source == "tool_calls")
+        if "cost_source" in schema:
+            due = due | (pl.col("cost_source") == "unpriced")
+        for tokens in ("input_tokens", "output_tokens"):
+            if tokens in schema:
+                due = due | pl.col(tokens).is_not_null()
+        if {"event", "role"} <= set(schema):
+            due = due | AGENT_MESSAGE.fill_null(False)
+        found.append(
+            rows.join(keys.lazy(), on=key, how="semi")
+            .filter(missing & due.fill_null(False))
+            .group_by(key)
+            .agg(pl.len().alias("unpriced_rows"))
+        )
+    if not found:
+        return keys.head(0).with_columns(pl.lit(0, dtype=pl.UInt32).alias("unpriced_rows"))
+    return (
+        pl.concat(found)
+        .group_by(key)
+        .agg(pl.col("unpriced_rows").sum())
+        .sort(key)
+        .collect()
+    )
