@@ -138,7 +138,7 @@ def test_a_typo_in_where_is_named(logs: Path) -> None:
     channels = (pl.read_parquet(logs / "events").get_column("channel").value_counts()
                 .sort(["count", "channel"], descending=[True, False]))
     seen = ", ".join(f"{v!r} ({n:,})" for v, n in channels.iter_rows())
-    assert err == (f"kpictl: note: --where: --where: no row of source 'events' has channel = "
+    assert err == (f"kpictl: note: --where: no row of source 'events' has channel = "
                    f"'wbe'; most frequent values: {seen} (did you mean 'web'?)\n")
 
 
@@ -404,7 +404,7 @@ def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
     assert lines[1:5] == [
         "  columns mapped by the spec: ts",
         "  columns neither mapped nor read: extra_field",
-        "  columns with no value: region",
+        "  columns with no value: region, intent",
         f"  rows repeating a (conversation_id, ts, event): {2:,}",
     ]
     assert lines[0].startswith(f"source events: {events.height:,} rows, ")

@@ -67,7 +67,8 @@ class LiteralMatch:
         use = self.use
         values = ", ".join(f"{v!r} ({n:,})" for v, n in self.seen)
         hint = did_you_mean(use.literal, [v for v, _ in self.seen])
-        return (f"{use.location}: {use.path}: no row of source {use.source!r} has "
+        where = use.location if use.location == use.path else f"{use.location}: {use.path}"
+        return (f"{where}: no row of source {use.source!r} has "
                 f"{use.source_column} = {use.literal!r}; most frequent values: {values}{hint}")
 
 
@@ -527,7 +528,7 @@ class SourceReport:
     last: dt.datetime | None
     mapped: tuple[str, ...]  # columns the spec maps (sources.<name>.columns)
     unmapped: tuple[str, ...]  # columns of the data the spec neither maps nor reads
-    empty: tuple[str, ...]  # columns with no value in any row
+    empty: tuple[str, ...]  # columns with no value in any row (or that the spec reads, absent)
     duplicates: int | None  # rows repeating another's (key, ts, event); None: not checked
     orphans: int | None  # rows whose key is not in the primary source; None: primary
 
@@ -584,6 +585,8 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
     kpis = list(spec.kpis.values())
     check = check_data(spec, sources, kpis, tuple(spec.baselines))
     reads = _spec_reads(spec)
+    needed = set().union(*(kpi_origins(spec, k) for k in kpis)) if kpis else set()
+    needed |= {(m.use.source, m.use.source_column) for m in check.literals}
     keys = None
     if key is not None and primary in sources:
         keys = sources[primary].select(pl.col(key).unique())
@@ -611,7 +614,8 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
         reports.append(SourceReport(
             name, int(stats["__rows"]), stats.get("__first"), stats.get("__last"), mapped,
             tuple(c for c in schema.names() if c not in known),
-            tuple(c for c in schema.names() if not stats[c]),
+            (*(c for c in schema.names() if not stats[c]),  # and what the spec reads, absent
+             *sorted(c for s, c in needed if s == name and c not in schema)),
             duplicates, orphans,
         ))
     return CheckReport(tuple(reports), check, tuple(spec.kpis), key)
