@@ -307,6 +307,26 @@ def test_a_long_line_is_skipped_and_counted_with_skip(
     assert load_source(SourceRequest("events", (str(path),)), "error").rows == 4
 
 
+def test_a_long_line_of_a_chat_source_is_a_located_error(tmp_path: Path) -> None:
+    # format sources (chat, otlp_json) read their JSONL with the same limit
+    fixtures = ROOT / "tests" / "fixtures" / "chat"
+    lines = (fixtures / "runs.jsonl").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "spec.yaml").write_bytes((fixtures / "spec.yaml").read_bytes())
+    size = max(len(line.encode()) for line in lines)  # line 2: 970 bytes
+    code, _, err = run("compute", "-c", str(tmp_path / "spec.yaml"), "--max-line-bytes",
+                       str(size - 1), "--no-cache")
+    first = next(n for n, line in enumerate(lines, start=1) if len(line.encode()) > size - 1)
+    assert (code, err) == (
+        1,
+        f"kpictl: error: {tmp_path / 'runs.jsonl'}:{first}: a line of "
+        f"{len(lines[first - 1].encode()):,} bytes, longer than --max-line-bytes "
+        f"({size - 1:,}); raise --max-line-bytes\n",
+    )
+    code, _, err = run("compute", "-c", str(tmp_path / "spec.yaml"), "--no-cache", "-f", "json")
+    assert code == 0, err
+
+
 def test_max_line_bytes_must_be_a_size(write_jsonl: JsonlWriter, event_rows: Rows) -> None:
     path = write_jsonl("e.jsonl", event_rows)
     code, _, err = run(*compute_args(path, "--max-line-bytes", "lots"))

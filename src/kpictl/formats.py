@@ -19,7 +19,13 @@ from typing import Any
 import polars as pl
 
 from kpictl.errors import InputDataError
-from kpictl.inputbytes import MAX_JSON_DEPTH, read_input_bytes, too_deep
+from kpictl.inputbytes import (
+    MAX_JSON_DEPTH,
+    MAX_LINE_BYTES,
+    long_lines,
+    read_input_bytes,
+    too_deep,
+)
 from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
 LOCATION = "__kpictl_location"
@@ -118,13 +124,22 @@ def _is_jsonl(path: Path) -> bool:
     return path.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson"))
 
 
-def read_records(path: Path) -> tuple[pl.DataFrame, pl.Series]:
+def read_records(
+    path: Path, max_line_bytes: int = MAX_LINE_BYTES
+) -> tuple[pl.DataFrame, pl.Series]:
     """One row per JSON record of a file, and each record's location (`file:line` for JSONL,
-    `file (record N)` for a JSON array). Malformed JSON is reported with its line."""
+    `file (record N)` for a JSON array). Malformed JSON is reported with its line, and so is
+    a JSONL line longer than `max_line_bytes`."""
     data = read_input_bytes(path)
     if not data.strip():
         return pl.DataFrame(), pl.Series(LOCATION, [], dtype=pl.String)
     if _is_jsonl(path):
+        long = long_lines(data, max_line_bytes)
+        if long:
+            raise InputDataError(
+                f"{path}:{long[0].number}: a line of {long[0].size:,} bytes, longer than "
+                f"--max-line-bytes ({max_line_bytes:,}); raise --max-line-bytes"
+            )
         try:
             frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
         except Exception as exc:
@@ -225,9 +240,11 @@ def _text(expr: pl.Expr, dtype: Any) -> pl.Expr:
     return expr.cast(pl.String)
 
 
-def read_chat(path: Path, options: ChatOptions) -> FormatFrames:
+def read_chat(
+    path: Path, options: ChatOptions, max_line_bytes: int = MAX_LINE_BYTES
+) -> FormatFrames:
     """One file of chat transcripts → events (one per message, plus escalations) and tool calls."""
-    records, where = read_records(path)
+    records, where = read_records(path, max_line_bytes)
     if records.height == 0:
         return FormatFrames(pl.DataFrame(), pl.DataFrame(), 0)
     records = records.with_columns(where).with_row_index("__rec")
@@ -618,9 +635,11 @@ def _normalise_id(column: str) -> pl.Expr:
     )
 
 
-def read_otlp(path: Path, options: OtlpOptions) -> FormatFrames:
+def read_otlp(
+    path: Path, options: OtlpOptions, max_line_bytes: int = MAX_LINE_BYTES
+) -> FormatFrames:
     """One OTLP JSON trace export (or JSONL of exports) → agent message events and tool calls."""
-    exports, where = read_records(path)
+    exports, where = read_records(path, max_line_bytes)
     if exports.height == 0:
         return FormatFrames(pl.DataFrame(), pl.DataFrame(), 0)
     if "resourceSpans" not in exports.columns:
@@ -854,8 +873,12 @@ def _explode_level(frame: pl.DataFrame, column: str, name: str) -> pl.DataFrame:
     )
 
 
-def read_format(path: Path, fmt: str, options: Any) -> FormatFrames:
-    """Read one file of a format (`chat` or `otlp_json`)."""
+def read_format(
+    path: Path, fmt: str, options: Any, max_line_bytes: int = MAX_LINE_BYTES
+) -> FormatFrames:
+    """Read one file of a format (`chat` or `otlp_json`); a longer JSONL line is an error."""
     if fmt == "chat":
-        return read_chat(path, options if isinstance(options, ChatOptions) else ChatOptions())
-    return read_otlp(path, options if isinstance(options, OtlpOptions) else OtlpOptions())
+        chat = options if isinstance(options, ChatOptions) else ChatOptions()
+        return read_chat(path, chat, max_line_bytes)
+    otlp = options if isinstance(options, OtlpOptions) else OtlpOptions()
+    return read_otlp(path, otlp, max_line_bytes)

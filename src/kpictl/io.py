@@ -1216,7 +1216,7 @@ def load_format_source(
     sizes: list[tuple[Path, int, int, int]] = []
     files, ignored, notes = _source_files(request)
     for path, root in files:
-        frames = read_format(path, request.format, request.options)
+        frames = read_format(path, request.format, request.options, request.max_line_bytes)
         partitions = [pl.lit(v).alias(k) for k, v in _partition_values(path, root).items()]
         for part, bucket in ((frames.events, events), (frames.tool_calls, calls)):
             if part.height:
