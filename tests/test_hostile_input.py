@@ -555,3 +555,17 @@ def test_compare_gives_the_loading_and_as_of_notes_too(tmp_path: Path) -> None:
             f"{str(events.parent)!r} and {str(events)!r})") in notes
     assert any(n.startswith("as-of is 9999-01-01T00:00:00+00:00, the time at "
                             f"{events}:4: ") for n in notes)
+
+
+def test_json_written_as_text_is_kept_and_an_object_among_it_is_not(tmp_path: Path) -> None:
+    # a field holding JSON text in every line ("{\"a\": 1}") is text; one real object among
+    # those lines is still found (polars turns it into the same-looking text)
+    texts = ['{"order": 1}', '[1, 2]', '{"order": 3}']
+    path = write(tmp_path / "e.jsonl", [row(channel=t) for t in texts])
+    assert load_fields(path, FAST).frame.collect().get_column("channel").to_list() == texts
+    mixed = write(tmp_path / "m.jsonl", [row(channel=texts[0]), row(channel={"order": 2})])
+    with pytest.raises(InputDataError) as caught:
+        load_fields(mixed, FAST)
+    assert str(caught.value) == (
+        f"{mixed}:2: field 'channel': expected text, got an object ({{\"order\": 2}}); fix the "
+        "file or pass --on-bad-rows skip")

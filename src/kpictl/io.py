@@ -11,7 +11,8 @@ import glob
 import hashlib
 import io
 import json
-from collections.abc import Collection, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -297,19 +298,21 @@ def _conflicts(first: str, later: str) -> bool:
 
 
 def _bad_json_lines(
-    data: bytes, expected: Mapping[str, pl.DataType] | None = None,
-    only: Collection[int] | None = None,
+    data: bytes | Mapping[int, bytes], expected: Mapping[str, pl.DataType] | None = None,
 ) -> dict[int, str]:
     """Lines that are not one JSON object each, or whose values cannot be read as their
     column: {line number: reason}. The located re-parse (Python's json; error path only):
     malformed JSON, NaN / Infinity, numbers beyond a float, duplicate keys, an object or a
     list where `expected` wants a scalar, and a field holding kinds of value that cannot share
-    a column (the line that differs from the field's first kind). `only`: these lines."""
+    a column (the line that differs from the field's first kind). `data`: a file's bytes,
+    or some of its lines by number."""
     expected = expected or {}
     bad: dict[int, str] = {}
     first_kind: dict[str, tuple[str, int]] = {}
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if (only is not None and number not in only) or not line.strip():
+    numbered = (data.items() if isinstance(data, Mapping)
+                else enumerate(data.split(b"\n"), start=1))
+    for number, line in numbered:
+        if not line.strip():
             continue
         depth = too_deep(line)
         if depth is not None:  # json.loads would recurse that deep (a RecursionError)
@@ -357,12 +360,22 @@ def _objects_as_text(frame: pl.DataFrame, data: bytes) -> dict[int, str]:
         return {}
     looks = pl.any_horizontal(  # polars writes them with no leading space
         pl.col(c).str.starts_with("{") | pl.col(c).str.starts_with("[") for c in text_columns)
-    rows = frame.select(pl.arg_where(looks.fill_null(False))).to_series().to_list()
+    rows = set(frame.select(pl.arg_where(looks.fill_null(False))).to_series().to_list())
     if not rows:
         return {}
-    lines = _line_numbers(data)
-    strings = {c: pl.String() for c in text_columns}
-    return _bad_json_lines(data, strings, {lines[r] for r in rows if r < len(lines)})
+    # a field that holds JSON written as text ("{\"a\": 1}") looks the same once parsed: the
+    # raw line tells them apart cheaply (`"name": {` or `[`), so only those lines are parsed
+    raw_object = re.compile(
+        rb'"(?:' + b"|".join(re.escape(c.encode()) for c in text_columns) + rb')"\s*:\s*[\[{]')
+    candidates: dict[int, bytes] = {}
+    row = 0
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        if row in rows and raw_object.search(line):
+            candidates[number] = line
+        row += 1
+    return _bad_json_lines(candidates, {c: pl.String() for c in text_columns})
 
 
 def _without_long_lines(
