@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"io", "sample", "pricing"},
     {"rollup"},
     {"spec"},
+    {"outcomes"},  # business events attributed to conversations (read by sources)
     {"sources"},
     {"datacheck"},
     {"engine"},

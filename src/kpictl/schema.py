@@ -52,9 +52,30 @@ TOOL_CALLS = _columns(
     CanonicalColumn("cost_usd", pl.Float64(), False, "cost of the call"),
 )
 
+# A CRM or ticketing export of the business events an agent is meant to cause. Rows carry a
+# conversation_id (attached directly) or only a user_id (attached through that user's
+# conversations); `attribution:` on the source says how (kpictl.outcomes, README "Business
+# outcomes").
+BUSINESS_EVENTS = _columns(
+    CanonicalColumn("business_event_id", pl.String(), False, "the event's own id"),
+    CanonicalColumn("conversation_id", pl.String(), False, "the conversation it came from"),
+    CanonicalColumn("user_id", pl.String(), False, "the customer, when no conversation is named"),
+    CanonicalColumn("ts", UTC_TIMESTAMP, True, "event time, normalised to UTC"),
+    CanonicalColumn("type", pl.String(), True, "booking, refund, churn, …"),
+    CanonicalColumn("value_usd", pl.Float64(), False, "the event's value (negative: a loss)"),
+)
+
 CANONICAL_TABLES: dict[str, dict[str, CanonicalColumn]] = {
     "events": EVENTS,
     "tool_calls": TOOL_CALLS,
+    "business_events": BUSINESS_EVENTS,
+}
+
+# Columns the attribution adds to each attributed business event (kpictl.outcomes).
+ATTRIBUTION_COLUMNS: dict[str, pl.DataType] = {
+    "share": pl.Float64(),  # the event's share this conversation gets: 1, or 1/n under split
+    "event_value_usd": pl.Float64(),  # the event's whole value; value_usd is the share of it
+    "attached_by": pl.String(),  # conversation_id | user_id
 }
 
 TYPE_NAMES: dict[str, pl.DataType] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,8 +21,9 @@ from kpictl.io import (
     jsonl_cache_dir,
     load_requests,
 )
+from kpictl.outcomes import attribute_events, unattributed_count
 from kpictl.pricing import apply_prices, mark_reported
-from kpictl.spec import SourceSpec, Spec
+from kpictl.spec import OUTCOME_SOURCE, SourceSpec, Spec
 from kpictl.sqlexpr import did_you_mean
 
 
@@ -122,7 +124,7 @@ def load_sources(
     requests = [replace(source_request(src, overrides.get(name), spec, cache),
                         max_line_bytes=max_line_bytes)
                 for name, src in spec.sources.items()]
-    sources = load_requests(requests, on_bad_rows)
+    sources = attribute_outcomes(spec, load_requests(requests, on_bad_rows))
     priced = spec.pricing.enabled or any(s.derived_from or s.format in ("chat", "otlp_json")
                                          for s in spec.sources.values())
     if not priced:
@@ -135,3 +137,33 @@ def load_sources(
                      else mark_reported(frame))
         loaded[name] = replace(item, frame=frame)
     return Sources(loaded)
+
+
+def attribute_outcomes(spec: Spec, sources: Sources) -> Sources:
+    """The business_events source as attributed rows (`kpictl.outcomes`): what a rollup over
+    conversations reads; events attributed to no conversation are counted in a note."""
+    source = spec.sources.get(OUTCOME_SOURCE)
+    if source is None or source.attribution is None or OUTCOME_SOURCE not in sources:
+        return sources
+    rule = source.attribution
+    loaded = sources.by_name[OUTCOME_SOURCE]
+    events = sources["events"]
+    missing, total = unattributed_count(loaded.frame, events, rule)
+    notes = loaded.notes
+    if missing:
+        within = _duration_text(rule.within)
+        notes = (*notes, (
+            f"{OUTCOME_SOURCE}: {missing:,} of {total:,} events ({missing / total:.1%}) are "
+            f"attributed to no conversation (none named, or none of the user's within {within} "
+            f"after its {rule.after}): outcome KPIs leave them out"))
+    attributed = replace(loaded, frame=attribute_events(loaded.frame, events, rule),
+                         notes=notes)
+    return Sources({**sources.by_name, OUTCOME_SOURCE: attributed})
+
+
+def _duration_text(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

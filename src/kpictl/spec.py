@@ -78,7 +78,11 @@ DEFAULT_KEYS = (
     "correction",
     "layer",
 )
-SOURCE_KEYS = ("path", "columns", "format", "options", "from")
+SOURCE_KEYS = ("path", "columns", "format", "options", "from", "attribution")
+ATTRIBUTION_KEYS = ("within", "after", "rule")
+ATTRIBUTION_ANCHORS = ("start", "end")  # the window closes `within` after the start or the end
+ATTRIBUTION_RULES = ("first", "last", "split")
+OUTCOME_SOURCE = "business_events"
 SOURCE_FORMATS = ("auto", "jsonl", "parquet", *FORMAT_NAMES)
 PRICING_KEYS = ("models", "genai_prices")
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "effective_from", "aliases")
@@ -139,6 +143,19 @@ class ColumnMapping:
 
 
 @dataclass(frozen=True)
+class AttributionSpec:
+    """How business events are attached to conversations (README "Business outcomes").
+
+    An event is attributed to a conversation when start <= ts <= (start or end) + within;
+    `rule` says which of several such conversations of one user gets it (split: each 1/n)."""
+
+    within: dt.timedelta
+    after: str  # start | end
+    rule: str  # first | last | split
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """One raw log source: where it is and how its fields map onto canonical columns."""
 
@@ -150,6 +167,7 @@ class SourceSpec:
     format: str = "auto"  # auto | jsonl | parquet | chat | otlp_json
     options: ChatOptions | OtlpOptions | None = None  # the format's options
     derived_from: str | None = None  # `from: <source>`: the tool calls of a format source
+    attribution: AttributionSpec | None = None  # business_events: how events attach
 
     @property
     def canonical_columns(self) -> Mapping[str, canonical.CanonicalColumn]:
@@ -751,11 +769,63 @@ def _build_sources(problems: _Problems, data: MarkedDict, base_dir: Path) -> dic
         derived = _derived_from(problems, node, name, body, path)
         options = _format_options(problems, body, path, str(fmt))
         columns = _build_columns(problems, body, path)
+        attribution = _build_attribution(problems, node, name, body, path)
         sources[name] = SourceSpec(
             name=name, path=source_path, base_dir=base_dir, columns=columns,
             line=node.line_of(name), format=str(fmt), options=options, derived_from=derived,
+            attribution=attribution,
         )
     return sources
+
+
+def _build_attribution(
+    problems: _Problems, node: MarkedDict, name: str, body: MarkedDict, path: str
+) -> AttributionSpec | None:
+    """`attribution: {within, after, rule}`: declared on the business_events source only."""
+    example = "attribution: {within: 7d, after: start, rule: last}"
+    if name != OUTCOME_SOURCE:
+        if "attribution" in body:
+            problems.add(body.line_of("attribution"), f"{path}.attribution",
+                         f"attribution belongs to the {OUTCOME_SOURCE} source only")
+        return None
+    if "attribution" not in body:
+        problems.add(node.line_of(name), path,
+                     f"a {OUTCOME_SOURCE} source needs `{example}` (rule: first | last | "
+                     "split; after: start | end of the conversation)")
+        return None
+    spec = _mapping(problems, body, "attribution", f"{path}.attribution")
+    if spec is None:
+        return None
+    apath = f"{path}.attribution"
+    problems.unknown_keys(spec, ATTRIBUTION_KEYS, apath)
+    ok = True
+    within = dt.timedelta(0)
+    for key in ATTRIBUTION_KEYS:
+        if key not in spec:
+            problems.add(spec.line or body.line_of("attribution"), apath,
+                         f"`{key}` is required, e.g. {example}")
+            ok = False
+    if "within" in spec:
+        try:
+            within = parse_duration(spec["within"])
+        except ValueError as exc:
+            problems.add(spec.line_of("within"), f"{apath}.within", str(exc))
+            ok = False
+        else:
+            if within <= dt.timedelta(0):
+                problems.add(spec.line_of("within"), f"{apath}.within",
+                             f"expected a duration above zero, got {spec['within']!r}")
+                ok = False
+    for key, allowed in (("after", ATTRIBUTION_ANCHORS), ("rule", ATTRIBUTION_RULES)):
+        if key in spec and spec[key] not in allowed:
+            problems.add(spec.line_of(key), f"{apath}.{key}",
+                         f"expected {' or '.join(allowed)}, got {spec[key]!r}"
+                         + did_you_mean(str(spec[key]), allowed))
+            ok = False
+    if not ok:
+        return None
+    return AttributionSpec(within=within, after=str(spec["after"]), rule=str(spec["rule"]),
+                           line=body.line_of("attribution"))
 
 
 def _derived_from(
@@ -916,6 +986,8 @@ def source_schema(source: SourceSpec) -> dict[str, pl.DataType]:
             columns[mapping.name] = canonical.TYPE_NAMES[mapping.type]
         else:
             columns.setdefault(mapping.name, canonical.PASS_THROUGH_DTYPE)
+    if source.attribution is not None:
+        columns.update(canonical.ATTRIBUTION_COLUMNS)
     return columns
 
 
