@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.review import allocate, read_review, review_markdown, score_review, summary_rows
+from kpictl.render import review_markdown
+from kpictl.review import allocate, read_review, score_review, summary_rows
 from kpictl.sample import write_sample
 
 SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
@@ -449,7 +450,9 @@ def test_report_with_a_bad_review_file_stops_with_its_location(logs: Path, tmp_p
 
 
 def _escaped(path: Path) -> str:
-    return str(path).replace("_", "\\_")
+    """A file name as the Markdown shows it: `.csv` escaped (no `name.tld` autolink); the
+    temporary folders hold no other Markdown character."""
+    return str(path).replace(".", "\\.")
 
 
 def test_the_review_api_is_exported(logs: Path) -> None:

@@ -23,14 +23,7 @@ from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.errors import OutputError, UsageError
 from kpictl.io import FileReport
 from kpictl.projection import ProjectionResult
-from kpictl.review import (
-    ReviewScore,
-    method_note,
-    review_json,
-    review_markdown,
-    summary_rows,
-    trend_rows,
-)
+from kpictl.review import ReviewScore, method_note, review_json, summary_rows, trend_rows
 from kpictl.spec import LAYERS
 
 LAYER_TITLES = {
@@ -688,6 +681,42 @@ def render_compare(result: Any, fmt: str, console: Console) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _md_review_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def review_markdown(score: ReviewScore, heading: str = "##") -> list[str]:
+    """The latest round, its confusion matrix, the trend over rounds and the notes."""
+    latest = score.latest
+    allocation = f", {latest.round.allocation} allocation" if latest.round.allocation else ""
+    (tp, fn), (fp, tn) = latest.confusion
+    lines = [
+        f"{heading} Human review",
+        "",
+        f"Latest round: {md_text(latest.round.label)} ({md_text(latest.round.path)}"
+        f"{allocation}).",
+        "",
+        *_md_review_table(["measure", "value", "CI"], summary_rows(latest)),
+        "",
+        *_md_review_table(["", "agent: success", "agent: failure"],
+                   [("human: success", str(tp), str(fn)), ("human: failure", str(fp), str(tn))]),
+        "",
+        f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}.",
+        "",
+    ]
+    if len(score.rounds) > 1:
+        header = ["round", "labelled", "self-reported", "human", "gap", "gap CI"]
+        lines += [*_md_review_table(header, trend_rows(score)), ""]
+    for note in [*score.notes, *latest.notes]:
+        lines.append(f"- {md_text(note)}")
+    if score.notes or latest.notes:
+        lines.append("")
+    lines += [method_note(score), ""]
+    return lines
+
+
 def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
     """`kpictl review score` in `fmt` (table, json or markdown) to the console's file."""
     if fmt == "json":
@@ -697,12 +726,12 @@ def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
         console.file.write("\n".join(review_markdown(score)))
         return
     latest = score.latest
-    title = Text(f"Human review, latest round {latest.round.label} ({latest.round.path})")
+    title = term_text(f"Human review, latest round {latest.round.label} ({latest.round.path})")
     table = Table(title=title, title_justify="left")
     for name in ("measure", "value", "CI"):
         table.add_column(name, justify="left" if name == "measure" else "right")
     for row in summary_rows(latest):
-        table.add_row(*(Text(cell) for cell in row))
+        table.add_row(*(term_text(cell) for cell in row))
     console.print(table)
     (tp, fn), (fp, tn) = latest.confusion
     matrix = Table(title="Confusion matrix (labelled rows)", title_justify="left")
@@ -716,12 +745,12 @@ def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
         for name in ("round", "labelled", "self-reported", "human", "gap", "gap CI"):
             trend.add_column(name, justify="left" if name == "round" else "right")
         for cells in trend_rows(score):
-            trend.add_row(*(Text(cell) for cell in cells))
+            trend.add_row(*(term_text(cell) for cell in cells))
         console.print(trend)
-    console.print(Text(f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}."))
+    console.print(term_text(f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}."))
     for note in latest.notes:
-        console.print(Text(f"note: {note}"))
-    console.print(Text(method_note(score)))
+        console.print(term_text(f"note: {note}"))
+    console.print(term_text(method_note(score)))
 
 
 def check_records(report: CheckReport) -> dict[str, Any]:
@@ -785,7 +814,7 @@ def check_to_text(report: CheckReport) -> str:
 
 def check_to_json(report: CheckReport) -> str:
     """The `kpictl check --format json` document, as text."""
-    return json.dumps(check_records(report), indent=2, ensure_ascii=False) + "\n"
+    return json_text(check_records(report))
 # project (cost at scale)
 # ----------------------------------------------------------------------------------------------
 

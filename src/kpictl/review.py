@@ -11,8 +11,8 @@ Two steps, one file per review round:
   of human label × self-report, Cohen's kappa, the stratum-weighted human and self-reported
   rates and their gap, sensitivity and specificity of the self-report, the label-corrected
   (Rogan–Gladen) completion rate, the hallucination rate (Wilson CI), and the trend of the gap
-  over rounds. `review_markdown` / `review_json` / `summary_rows` render a score; the scorecard
-  shows the latest round with `review_markdown`.
+  over rounds. `review_json` / `summary_rows` / `trend_rows` give a score's numbers;
+  `kpictl.render.review_markdown` renders it (the scorecard shows the latest round).
 
 The statistics live in `kpictl.stats` (`cohens_kappa`, `stratified_review`, `round_trend`,
 `wilson_interval`).
@@ -709,50 +709,6 @@ def method_note(score: ReviewScore) -> str:
         "stratum-weighted rate when they span several strata. Trend: inverse-variance weighted "
         "slope of the gap over rounds."
     )
-
-
-def _md_cell(text: str) -> str:
-    """A value from the data made inert in a Markdown table cell."""
-    text = " ".join(str(text).split())
-    for char in "\\`*_[]<>|~":
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def review_markdown(score: ReviewScore, heading: str = "##") -> list[str]:
-    """The latest round, its confusion matrix, the trend over rounds and the notes."""
-    latest = score.latest
-    allocation = f", {latest.round.allocation} allocation" if latest.round.allocation else ""
-    (tp, fn), (fp, tn) = latest.confusion
-    lines = [
-        f"{heading} Human review",
-        "",
-        f"Latest round: {_md_cell(latest.round.label)} ({_md_cell(latest.round.path)}"
-        f"{allocation}).",
-        "",
-        *_md_table(["measure", "value", "CI"], summary_rows(latest)),
-        "",
-        *_md_table(["", "agent: success", "agent: failure"],
-                   [("human: success", str(tp), str(fn)), ("human: failure", str(fp), str(tn))]),
-        "",
-        f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}.",
-        "",
-    ]
-    if len(score.rounds) > 1:
-        lines += [*_md_table(["round", "labelled", "self-reported", "human", "gap", "gap CI"],
-                             trend_rows(score)), ""]
-    for note in [*score.notes, *latest.notes]:
-        lines.append(f"- {_md_cell(note)}")
-    if score.notes or latest.notes:
-        lines.append("")
-    lines += [method_note(score), ""]
-    return lines
 
 
 def _interval_json(interval: stats.Interval | None) -> dict[str, float] | None:

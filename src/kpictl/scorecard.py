@@ -73,9 +73,10 @@ from kpictl.render import (
     iso,
     md_cell,
     md_text,
+    review_markdown,
     shown_value,
 )
-from kpictl.review import ReviewScore, review_markdown, score_review
+from kpictl.review import ReviewScore, score_review
 from kpictl.schema import CANONICAL_TABLES
 from kpictl.spec import LAYERS, BaselineSpec, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
@@ -887,7 +888,7 @@ def drilldown(
         failing = counted.filter(compile_sql(condition)).drop(names)
         settled = counted.drop(names)
         # (breakdown column, value), None for the whole failing set
-        parts: list[tuple[tuple[str, str | None] | None, pl.DataFrame]] = [(None, failing)]
+        parts: list[tuple[tuple[str, object] | None, pl.DataFrame]] = [(None, failing)]
         if kpi.breakdown and kpi.breakdown in failing.columns:
             values = failing.get_column(kpi.breakdown).cast(pl.String)
             keys = sorted({v for v in values.to_list() if v is not None})
