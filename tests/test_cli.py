@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from kpictl import __version__
 from kpictl.cli import app
 from kpictl.engine import compute
+from kpictl.render import md_text
 from kpictl.sample import write_sample
 from kpictl.sources import load_sources
 from kpictl.spec import load_spec
@@ -160,13 +162,177 @@ def test_bad_json_line_is_located_and_skippable(tmp_path: Path, logs: Path) -> N
     assert events.read_bytes() == before  # inputs are never modified
 
 
-def test_empty_input_exits_1(tmp_path: Path, logs: Path) -> None:
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    code, _, err = run(
-        "compute", str(empty), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)
+# ----------------------------------------------------------------------------------------------
+# Empty is valid: zero rows give n = 0, a null value and a note (a missing path stays an error)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def empty_logs(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty events file and an empty tool_calls file."""
+    events, calls = tmp_path / "events.jsonl", tmp_path / "tool_calls.jsonl"
+    events.write_text("")
+    calls.write_text("")
+    return events, calls
+
+
+def empty_args(events: Path, calls: Path) -> list[str]:
+    return [str(events), "--source", f"tool_calls={calls}", "-c", str(SPEC)]
+
+
+def test_empty_sources_compute_n_0_with_notes_in_every_format(
+    empty_logs: tuple[Path, Path],
+) -> None:
+    events, calls = empty_logs
+    notes = [
+        f"source 'events' has no rows (in {events})",
+        f"source 'tool_calls' has no rows (in {calls})",
+        "no conversations in the data: every KPI is n = 0 with a null value",
+    ]
+    code, out, err = run("compute", *empty_args(events, calls), "--format", "json")
+    assert code == 0, err
+    assert err == "".join(f"kpictl: note: {n}\n" for n in notes)
+    document = json.loads(out)
+    assert document["notes"] == notes and document["as_of"] is None
+    assert [r["kpi"] for r in document["results"]] == list(load_spec(SPEC).kpis)
+    assert {(r["value"], r["n"], r["pending"]) for r in document["results"]} == {(None, 0, 0)}
+    code, out, err = run("compute", *empty_args(events, calls), "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 16 and {(r["value"], r["n"]) for r in rows} == {("", "0")}
+    code, out, err = run("compute", *empty_args(events, calls), "--format", "markdown")
+    assert code == 0, err
+    assert out.startswith("# KPIs as of — (no timestamps in the data)\n")
+    assert out.endswith("Notes:\n\n" + "".join(f"- {md_text(n)}\n" for n in notes))
+    code, out, err = run("compute", *empty_args(events, calls), "--by", "channel")
+    assert code == 0, err
+    assert "KPIs as of — (no timestamps in the data)" in out
+    assert "│ task_completion_rate     │ all    │     — │ 0 │" in out
+
+
+def test_a_day_without_tool_calls(logs: Path, tmp_path: Path) -> None:
+    calls = tmp_path / "tool_calls.jsonl"
+    calls.write_text("")
+    args = [str(logs / "events"), "--source", f"tool_calls={calls}", "-c", str(SPEC)]
+    code, out, err = run("compute", *args, "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["notes"] == [
+        f"source 'tool_calls' has no rows (in {calls})",
+        "tool_call_success_rate: n = 0 (tool_calls has no rows to count in the window): "
+        "the value is null",
+    ]
+    results = {r["kpi"]: r for r in document["results"] if not r["cohort"]}
+    conversations = pl.read_parquet(logs / "events").get_column("conversation_id").n_unique()
+    assert (results["tool_call_success_rate"]["value"], results["tool_call_success_rate"]["n"]) \
+        == (None, 0)
+    # COUNT over no calls is 0 per conversation: a true zero, over every conversation
+    assert results["tool_calls_per_task"]["value"] == 0.0
+    assert results["tool_calls_per_task"]["n"] == conversations
+    # KPIs that do not read tool calls are unchanged
+    _, full, _ = run("compute", *data_args(logs), "--format", "json")
+    before = {r["kpi"]: r for r in json.loads(full)["results"] if not r["cohort"]}
+    for name in ("task_completion_rate", "escalation_rate", "csat_mean"):
+        assert (results[name]["value"], results[name]["n"]) == (
+            before[name]["value"], before[name]["n"])
+
+
+def latest_ts(logs: Path) -> str:
+    latest = pl.read_parquet(logs / "events").get_column("ts").max()
+    assert isinstance(latest, dt.datetime)
+    return latest.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_since_after_the_last_row_says_the_window_is_empty(logs: Path) -> None:
+    as_of = latest_ts(logs)
+    code, out, err = run("compute", *data_args(logs), "--since", "2030-01-01", "--format", "json")
+    assert code == 0, err
+    note = (f"no conversations in the window (2030-01-01T00:00:00Z – as-of {as_of}): every KPI "
+            "is n = 0 with a null value")
+    assert err == f"kpictl: note: {note}\n"
+    document = json.loads(out)
+    assert document["notes"] == [note]
+    assert {(r["value"], r["n"]) for r in document["results"]} == {(None, 0)}
+
+
+def test_compare_with_both_arms_empty_is_insufficient_data_with_notes(
+    empty_logs: tuple[Path, Path],
+) -> None:
+    events, calls = empty_logs
+    code, out, err = run("compare", *empty_args(events, calls), "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    arm_notes = [
+        "no conversations in the treatment arm (`arm = 'treatment'`): every KPI is insufficient "
+        "data",
+        "no conversations in the control arm (`arm = 'holdout'`): every KPI is insufficient data",
+    ]
+    assert document["notes"] == [f"source 'events' has no rows (in {events})",
+                                 f"source 'tool_calls' has no rows (in {calls})", *arm_notes]
+    assert err.endswith("".join(f"kpictl: note: {n}\n" for n in arm_notes))
+    assert {r["status"] for r in document["results"]} == {"insufficient_data"}
+    assert document["srm"] == {"checked": False, "reason": "no units in either arm",
+                               "treatment": 0, "control": 0}
+    for fmt in ("table", "markdown", "csv"):
+        code, out, err = run("compare", *empty_args(events, calls), "--format", fmt)
+        assert code == 0 and "insufficient_data" in out, err
+        assert "Sample ratio" not in out
+
+
+def test_compare_with_an_empty_baseline_period_is_insufficient_data(logs: Path) -> None:
+    """The 28 days before the first conversation hold none: no verdict (was `ok` for a KPI
+    whose current value alone was judged)."""
+    first = pl.read_parquet(logs / "events").get_column("ts").min()
+    assert isinstance(first, dt.datetime)
+    since = first.astimezone(dt.UTC).date().isoformat()
+    code, out, err = run("compare", *data_args(logs), "--baseline", "prior_4w", "--since",
+                         since, "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    start = dt.date.fromisoformat(since) - dt.timedelta(days=28)
+    note = (f"no conversations in the baseline arm (window {start}T00:00:00Z – "
+            f"{since}T00:00:00Z): every KPI is insufficient data")
+    assert note in document["notes"] and f"kpictl: note: {note}\n" in err
+    assert {r["status"] for r in document["results"]} == {"insufficient_data"}
+    assert {r["baseline"]["n"] for r in document["results"]} == {0}
+
+
+def test_report_on_empty_sources_says_so_in_the_header(empty_logs: tuple[Path, Path]) -> None:
+    events, calls = empty_logs
+    code, out, err = run("report", *empty_args(events, calls))
+    assert code == 0, err
+    header = out.split("\n## ")[0]
+    assert header.startswith(
+        "# Agent scorecard\n\n"
+        "- **Period:** no timestamps in the data (every conversation read is counted)\n"
+        "- **As of:** none (no timestamps in the data)\n"
+        "- **No data:** no conversations in the window (sources `events`, `tool_calls` hold no "
+        "rows): every KPI is n = 0 with a null value; nothing below is an estimate\n"
     )
-    assert code == 1 and "no rows" in err
+    assert "sample ratio not checked (no units in either arm)" in header
+    assert "- **Verdict:** 16 insufficient data\n" in header
+
+
+def test_report_after_the_last_row_says_the_window_is_empty(logs: Path) -> None:
+    code, out, err = run("report", *data_args(logs), "--since", "2030-01-01")
+    assert code == 0, err
+    assert ("- **No data:** no conversations in the window: every KPI is n = 0 with a null "
+            "value; nothing below is an estimate\n") in out.split("\n## ")[0]
+
+
+def test_python_api_on_empty_sources(empty_logs: tuple[Path, Path]) -> None:
+    import kpictl
+
+    events, calls = empty_logs
+    spec = kpictl.load_spec(SPEC)
+    sources = kpictl.load_sources(spec, {"events": [events], "tool_calls": [calls]})
+    table = kpictl.compute(spec, sources)
+    assert table.height == 16 and table.get_column("n").to_list() == [0] * 16
+    assert table.get_column("value").null_count() == 16
+    assert kpictl.facts(spec, sources).height == 0
+    changes = kpictl.compare(spec, sources, baseline="holdout")
+    assert set(changes.get_column("status")) == {"insufficient_data"}
+    assert "- **No data:** no conversations in the window" in kpictl.report(spec, sources)
 
 
 def test_facts_export(logs: Path, tmp_path: Path) -> None:

@@ -138,8 +138,13 @@ def test_a_typo_in_where_is_named(logs: Path) -> None:
     channels = (pl.read_parquet(logs / "events").get_column("channel").value_counts()
                 .sort(["count", "channel"], descending=[True, False]))
     seen = ", ".join(f"{v!r} ({n:,})" for v, n in channels.iter_rows())
+    as_of = pl.read_parquet(logs / "events").get_column("ts").max()
+    assert isinstance(as_of, dt.datetime)
     assert err == (f"kpictl: note: --where: no row of source 'events' has channel = "
-                   f"'wbe'; most frequent values: {seen} (did you mean 'web'?)\n")
+                   f"'wbe'; most frequent values: {seen} (did you mean 'web'?)\n"
+                   "kpictl: note: no conversations in the window (start – as-of "
+                   f"{as_of.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}) meet --where channel = 'wbe': "
+                   "every KPI is n = 0 with a null value\n")
 
 
 # ----------------------------------------------------------------------------------------------

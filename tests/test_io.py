@@ -21,6 +21,7 @@ from polars.testing import assert_frame_equal
 
 from conftest import JsonlWriter, SpecWriter
 from kpictl import schema
+from kpictl import schema as canonical
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import ColumnRule, LoadedSource, SourceRequest, find_files, load_source
 from kpictl.sources import load_sources
@@ -566,11 +567,35 @@ def test_null_in_a_required_column(
 # ---------------------------------------------------------------------------------------------
 
 
+EMPTY_EVENTS_SCHEMA = {
+    **{name: column.dtype for name, column in canonical.EVENTS.items()},
+    "channel": pl.String(),  # a mapped pass-through column without a type: text
+    "score": pl.Float64(),  # a mapped pass-through column with its declared type
+}
+EMPTY_RULES = (TS_RULE, ColumnRule("channel", "via"), ColumnRule("score", "score", type="float"))
+
+
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])
-def test_empty_file_is_an_empty_input_error(tmp_path: Path, content: str) -> None:
+def test_an_empty_jsonl_file_is_zero_typed_rows(tmp_path: Path, content: str) -> None:
+    """An empty file has no schema: the canonical schema and the declared types give it one."""
     (tmp_path / "e.jsonl").write_text(content)
-    message = load_error("e.jsonl", base=tmp_path, error=EmptyInputError)
-    assert message == f"source 'events': no rows in {tmp_path / 'e.jsonl'}"
+    loaded = load("e.jsonl", base=tmp_path, columns=EMPTY_RULES)
+    frame = loaded.frame.collect()
+    assert (frame.height, loaded.rows, loaded.skipped) == (0, 0, 0)
+    assert dict(frame.schema) == EMPTY_EVENTS_SCHEMA
+    assert [f.path for f in loaded.files] == [str(tmp_path / "e.jsonl")]
+
+
+def test_a_typed_empty_parquet_file_is_zero_typed_rows(tmp_path: Path) -> None:
+    pl.DataFrame(schema={"conversation_id": pl.String, "ts": pl.String, "event": pl.String,
+                         "via": pl.String}).write_parquet(tmp_path / "e.parquet")
+    frame = load("e.parquet", base=tmp_path, columns=EMPTY_RULES).frame.collect()
+    assert frame.height == 0 and dict(frame.schema) == EMPTY_EVENTS_SCHEMA
+
+
+def test_a_missing_path_is_still_an_error(tmp_path: Path) -> None:
+    message = load_error("nope.jsonl", base=tmp_path)
+    assert message == f"{tmp_path / 'nope.jsonl'}: no such file or folder"
 
 
 def test_every_row_skipped_is_an_empty_input_error(

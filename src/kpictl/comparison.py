@@ -25,6 +25,7 @@ from kpictl.engine import (
     Window,
     build_facts,
     check_cohort_counts,
+    empty_source_notes,
     filter_kpi_rows,
     input_notes,
     literal_columns,
@@ -33,6 +34,7 @@ from kpictl.engine import (
     require_cohorts,
     resolve_window,
     selected_kpis,
+    window_text,
 )
 from kpictl.errors import UsageError
 from kpictl.io import Sources
@@ -863,6 +865,9 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
              *(input_notes(baseline_sources, baseline.window)
                if baseline_sources is not None and baseline is not None else []),
              *([design.caveat] if design.caveat else [])]
+    notes += [*empty_source_notes(sources), *(
+        f"baseline {n}" for n in empty_source_notes(baseline_sources or Sources()))]
+    notes += _empty_arm_notes(spec, design, base, current, baseline)
     return CompareResult(table=table, design=design, baseline_window=baseline.window
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
@@ -930,6 +935,32 @@ def _same_units(spec: Spec, current: Arm, baseline: Arm, unit: str) -> bool:
     return sets[0].len() > 1 and sets[0].equals(sets[1])
 
 
+def _empty_arm_notes(spec: Spec, design: Design, base: BaselineSpec | None, current: Arm,
+                     baseline: Arm | None) -> list[str]:
+    """A note for each arm without units: its KPIs are n = 0, so every verdict is
+    insufficient data (said, not left to be guessed from a table of dashes)."""
+    table = _unit_table(spec).name
+    arms = [(current, base.treatment if base and design.kind in ("holdout", "conditions")
+             else None)]
+    if baseline is not None:
+        arms.append((baseline, base.control if base and design.kind in ("holdout", "conditions")
+                     else None))
+    empty = [(arm, condition) for arm, condition in arms
+             if arm.tables[table].select(pl.len()).collect().item() == 0]
+    notes = []
+    for arm, condition in empty:
+        place = ", ".join(p for p in (f"`{condition}`" if condition else None,
+                                      _window_words(arm.window)) if p)
+        notes.append(f"no {table} in the {arm.label} arm" + (f" ({place})" if place else "")
+                     + ": every KPI is insufficient data")
+    return notes
+
+
+def _window_words(window: Window) -> str | None:
+    text = window_text(window)
+    return f"window {text}" if text else None
+
+
 def _srm(spec: Spec, design: Design, base: BaselineSpec | None, current: Arm,
          baseline: Arm | None, unit: str) -> dict[str, Any] | None:
     if base is None or baseline is None or base.kind != "holdout":
@@ -940,6 +971,9 @@ def _srm(spec: Spec, design: Design, base: BaselineSpec | None, current: Arm,
     if not design.randomized:
         return {"checked": False, "reason": "observational design: the arms were not "
                 "randomized", "treatment": counts[0], "control": counts[1]}
+    if not any(counts):
+        return {"checked": False, "reason": "no units in either arm", "treatment": 0,
+                "control": 0}
     if base.split is None:
         return {"checked": False, "reason": "no intended split declared (baselines.<name>."
                 "split)", "treatment": counts[0], "control": counts[1]}
@@ -958,8 +992,7 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
         # min_sample counts units (not turns); a target (`values`) has no baseline arm.
         units_b = cell.n_baseline if cell.units_baseline is None else cell.units_baseline
         units_c = cell.n_current if cell.units_current is None else cell.units_current
-        baseline_n = (units_b if comp and comp.baseline is not None and cell.target is None
-                      else cell.kpi.min_sample)
+        baseline_n = units_b if cell.target is None else cell.kpi.min_sample
         insufficient = min(baseline_n, units_c) < cell.kpi.min_sample
         significant = p_adj is not None and p_adj < options.alpha
         status, fired = verdict(cell.kpi, comp, significant, insufficient)

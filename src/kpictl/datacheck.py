@@ -450,12 +450,16 @@ def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
         name: tuple(MissingColumn(s, c) for s, c in sorted(pairs & empty))
         for name, pairs in origins.items() if pairs & empty
     }
+    # a source without rows holds no values to match: its own note says it is empty
+    no_rows = {s for s in sources.by_name if not rows.get(s)}
     missed = [(u.source, u.source_column) for i, u in enumerate(uses)
-              if not matched.get(i) and (u.source, u.source_column) not in empty]
+              if not matched.get(i) and (u.source, u.source_column) not in empty
+              and u.source not in no_rows]
     seen = top_values(sources, missed)
     matches = tuple(
         LiteralMatch(use, matched.get(i, 0), seen.get((use.source, use.source_column), ()),
-                     (use.source, use.source_column) in empty or use.source not in sources)
+                     (use.source, use.source_column) in empty or use.source not in sources
+                     or use.source in no_rows)
         for i, use in enumerate(uses))
     coverage = cost_coverage(sources, {s for names in cost_sources.values() for s in names})
     costs = {name: tuple(coverage[s] for s in names if coverage[s].rows > coverage[s].priced

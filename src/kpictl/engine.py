@@ -128,8 +128,8 @@ def latest_timestamp(sources: Sources) -> dt.datetime:
                 latest.append(value)
     if not latest:
         rows = sum(s.frame.select(pl.len()).collect().item() for s in sources.by_name.values())
-        if rows and _untimed_rows(sources):  # e.g. chat transcripts without times
-            return UNTIMED_AS_OF
+        if not rows or _untimed_rows(sources):  # no rows at all, or chat transcripts without
+            return UNTIMED_AS_OF                 # times: no as-of to take from the data
         raise EmptyInputError("the inputs hold no timestamps: nothing to compute")
     return _utc(max(latest))
 
@@ -347,11 +347,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                 [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None]
             )
     assert result is not None
-    facts = result.collect(engine="streaming")
-    if facts.height == 0:
-        raise EmptyInputError(
-            f"table {table.name!r}: no rows up to as-of {window.as_of.isoformat()}"
-        )
+    facts = result.collect(engine="streaming")  # zero rows is a valid table (run_compute notes)
     first_source = table.rollup_sources()[0]
     facts = _check_attributes(table, facts, source_rows(sources, first_source, window))
     ordered = [key, *[n for n in entries], *[a for a in table.attributes if a in facts.columns]]
@@ -887,7 +883,7 @@ def run_compute(
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
     notes: list[str] = [*check.notes(), *input_notes(sources, window),
-                        *_data_notes(sources, kpis)]
+                        *_data_notes(sources, kpis), *empty_source_notes(sources)]
     for kpi in kpis:
         if kpi.kind == "formula":
             continue
@@ -949,6 +945,7 @@ def run_compute(
         options.grain is not None,
     )
     table = mark_unavailable(table, check)
+    notes += _zero_n_notes(spec, table, tables, window, options.where)
     return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes),
                          check=check)
 
@@ -964,6 +961,74 @@ def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:
     columns = [c for c in marked.columns if c != "reason"]
     position = columns.index("value") + 1
     return marked.select([*columns[:position], "reason", *columns[position:]])
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def window_text(window: Window) -> str | None:
+    """The window in words for a note: `start – end` (open ends named); None when the
+    data has no time to place a window in (no rows, or none with a timestamp)."""
+    if window.as_of == UNTIMED_AS_OF:  # windows counted back from it are not dates
+        return None
+    start = _iso(window.since) if window.since else "start"
+    end = _iso(window.until) if window.until else f"as-of {_iso(window.as_of)}"
+    return f"{start} – {end}"
+
+
+def empty_source_notes(sources: Sources) -> list[str]:
+    """A note per source that holds no rows (an empty file, a day without tool calls): valid
+    input, whose KPIs are n = 0 with a null value."""
+    return [
+        f"source {name!r} has no rows (in {', '.join(f.path for f in loaded.files)})"
+        for name, loaded in sources.by_name.items()
+        if loaded.frame.select(pl.len()).collect().item() == 0
+    ]
+
+
+def units_in_window(spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Window,
+                    where: str | None = None) -> tuple[str, int] | None:
+    """(unit table, its rows in the window meeting `where`), or None when no rollup table
+    was built for the run."""
+    table = next((t for t in spec.tables.values() if t.is_rollup and t.name in tables), None)
+    if table is None:
+        return None
+    frame = tables[table.name]
+    if table.time is not None:
+        if window.since is not None:
+            frame = frame.filter(pl.col(table.time) >= window.since)
+        if window.until is not None:
+            frame = frame.filter(pl.col(table.time) < window.until)
+    if where and set(names_in([where])) <= set(spec.table_schema(table.name)):
+        literals = literal_columns(spec, window, names_in([where]))
+        frame = (frame.with_columns(literals) if literals else frame).filter(compile_sql(where))
+    return table.name, frame.select(pl.len()).collect().item()
+
+
+def _zero_n_notes(spec: Spec, table: pl.DataFrame, tables: Mapping[str, pl.LazyFrame],
+                  window: Window, where: str | None) -> list[str]:
+    """Why a KPI has no value: no units in the window at all (one note), else each KPI whose
+    overall n is 0 (e.g. a tool-call KPI on a day without tool calls)."""
+    units = units_in_window(spec, tables, window, where)
+    if units is not None and units[1] == 0:
+        text = window_text(window)
+        place = f"in the window ({text})" if text else "in the data"
+        if where and (units_in_window(spec, tables, window) or ("", 0))[1]:
+            place += f" meet --where {where}"
+        return [f"no {units[0]} {place}: every KPI is n = 0 with a null value"]
+    # n = 0 with units pending is shown by the pending count itself: no note
+    overall = table.filter((pl.col("grouping").list.len() == 0) & pl.col("breakdown").is_null()
+                           & (pl.col("n") == 0) & (pl.col("pending") == 0))
+    notes = []
+    for row in overall.iter_rows(named=True):
+        kpi = spec.kpis[row["kpi"]]
+        if BUCKET in row and row[BUCKET] is not None:
+            continue
+        over = kpi.over if kpi.kind != "formula" else "its inputs"
+        notes.append(f"{kpi.name}: n = 0 ({over} has no rows to count in the window): the "
+                     "value is null")
+    return notes
 
 
 def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:

@@ -1038,10 +1038,15 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
         if frame is not None:
             frames.append((frame, report))
     if not frames:
-        names = ", ".join(r.path for r in reports) or ", ".join(request.paths)
         skipped = sum(r.skipped for r in reports)
-        why = f" ({skipped} bad rows skipped)" if skipped else ""
-        raise EmptyInputError(f"source {request.name!r}: no rows in {names}{why}")
+        if skipped:  # rows were there, every one bad: a mapping to fix, not an empty day
+            names = ", ".join(r.path for r in reports) or ", ".join(request.paths)
+            raise EmptyInputError(
+                f"source {request.name!r}: no rows in {names} ({skipped} bad rows skipped)")
+        # files without rows (an empty JSONL file, a typed empty Parquet file): a valid
+        # input of zero rows, typed like any other
+        return LoadedSource(request.name, empty_source_frame(request), tuple(reports),
+                            tuple(ignored), tuple(notes))
     _check_sums(request.name, frames)
     combined = (frames[0][0] if len(frames) == 1
                 else pl.concat([f for f, _ in frames], how="diagonal_relaxed"))
@@ -1168,6 +1173,25 @@ def _locate_kept(report: FileReport, row: int) -> str:
     return f"{path} (row {row + 1}{kept})"
 
 
+def empty_source_frame(request: SourceRequest) -> pl.LazyFrame:
+    """Zero rows of a source, typed as its rows would be: the canonical columns with their
+    canonical types, each mapped column with its declared type (text when it declares none),
+    and the other fields the run reads with the type they parse as. An empty file has no
+    schema of its own, so this is what lets KPIs over it be n = 0 instead of an error."""
+    columns = canonical.CANONICAL_TABLES.get(request.name, {})
+    schema: dict[str, pl.DataType] = {name: col.dtype for name, col in columns.items()}
+    renamed = set()
+    for rule in request.columns:
+        schema[rule.name] = (_target_dtype(rule, columns.get(rule.name))
+                             or canonical.PASS_THROUGH_DTYPE)
+        if rule.source_field and rule.source_field != rule.name:
+            renamed.add(rule.source_field)
+    for name, dtype in (request.fields or {}).items():
+        if name not in schema and name not in renamed:
+            schema[name] = dtype
+    return pl.LazyFrame(schema=schema)
+
+
 def load_frames(
     frames: Mapping[str, pl.DataFrame | pl.LazyFrame],
     requests: Mapping[str, SourceRequest] | None = None,
@@ -1263,9 +1287,6 @@ def load_format_source(
             reports = (*reports[:-1], FileReport(
                 last.source, last.path, last.format, last.size_bytes,
                 last.rows - skipped, skipped, reasons))
-        if target is request and frame.select(pl.len()).collect().item() == 0:
-            names = ", ".join(str(p) for p, *_ in sizes) or ", ".join(request.paths)
-            raise EmptyInputError(f"source {request.name!r}: no rows in {names}")
         result[target.name] = LoadedSource(target.name, frame, reports, tuple(ignored),
                                            tuple(notes))
     return result
@@ -1321,8 +1342,7 @@ def _canonical_format_frame(
     missing here (chat transcripts often have none): `ts` is then null, not an error."""
     columns = canonical.CANONICAL_TABLES.get(request.name, {})
     if frame.height == 0:
-        empty = pl.DataFrame(schema={n: c.dtype for n, c in columns.items()})
-        return empty.lazy(), 0, ()
+        return empty_source_frame(request), 0, ()
     required = [c.name for c in columns.values() if c.required and c.name != "ts"]
     lazy = _widen(frame.lazy(), frame.schema).with_row_index(_ROW)
     where = f"source {request.name!r} ({request.format or 'format'})"

@@ -138,6 +138,11 @@ def iso(value: dt.datetime | None) -> str | None:
     return text.replace("+00:00", "Z")
 
 
+def as_of_text(value: dt.datetime) -> str:
+    """An as-of for a heading: ISO text, or why there is none (no row has a timestamp)."""
+    return iso(value) or "— (no timestamps in the data)"
+
+
 def format_value(value: float | None, fmt: str) -> str:
     """A KPI value with its unit: 67.89 %, $1.3122, 144.0 s, 4,080 ms, 4,099.27."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -296,7 +301,7 @@ def to_csv(result: ComputeResult) -> str:
 def to_markdown(result: ComputeResult) -> str:
     """The `--format markdown` document: one GitHub-flavoured table per layer."""
     window = result.window
-    lines = [f"# KPIs as of {iso(window.as_of)}", ""]
+    lines = [f"# KPIs as of {as_of_text(window.as_of)}", ""]
     if window.since or window.until:
         lines += [f"Window: {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}", ""]
     for layer, rows in _by_layer(result.table):
@@ -348,7 +353,7 @@ def _by_layer(table: pl.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
 def render_table(result: ComputeResult, console: Console) -> None:
     """A rich table grouped by layer, with units and n."""
     window = result.window
-    title = f"KPIs as of {iso(window.as_of)}"
+    title = f"KPIs as of {as_of_text(window.as_of)}"
     if window.since or window.until:
         title += f" · window {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}"
     table = Table(title=title, title_justify="left", header_style="bold")

@@ -1322,7 +1322,8 @@ def _section_header(data: ReportData) -> list[str]:
             "(conversations started in the period)"
         )
         as_of = iso(window.as_of) or ""
-    lines = [f"# {title}", "", f"- **Period:** {period}", f"- **As of:** {as_of}"]
+    lines = [f"# {title}", "", f"- **Period:** {period}", f"- **As of:** {as_of}",
+             *_empty_lines(data)]
     if comparison is None:
         lines += [
             "- **Baseline:** none — the spec declares no default baseline and none was "
@@ -1359,9 +1360,37 @@ def _section_header(data: ReportData) -> list[str]:
     return lines
 
 
+def _empty_lines(data: ReportData) -> list[str]:
+    """The header's word on an empty period or arm: every KPI there is n = 0, so nothing in
+    the scorecard is an estimate (a table of dashes alone does not say why)."""
+    empty = [f"`{name}`" for name, loaded in data.current.sources.by_name.items()
+             if loaded.rows == 0]
+    why = (f" (source {empty[0]} holds no rows)" if len(empty) == 1 else
+           f" (sources {', '.join(empty)} hold no rows)" if empty else "")
+    units = unit_table(data.spec).name
+    current_empty = data.costs is not None and data.costs.conversations == 0
+    base = data.baseline
+    base_empty = data.baseline_costs is not None and data.baseline_costs.conversations == 0
+    if current_empty and (base is None or base_empty):
+        place = ("the window" if base is None or base.window == data.current.window
+                 else "either period")
+        return [f"- **No data:** no {units} in {place}{why}: every KPI is n = 0 with "
+                "a null value; nothing below is an estimate"]
+    if current_empty:
+        return [f"- **No data:** no {units} in the {data.current.label}{why}: every KPI "
+                "is n = 0 with a null value and every change is insufficient data"]
+    if base is not None and base_empty:
+        return [f"- **No data:** no {units} in the {base.label}: every change is "
+                "insufficient data"]
+    return []
+
+
 def _srm_text(srm: Mapping[str, Any]) -> str:
     if not srm.get("checked"):
-        return "sample ratio not checked (no intended split declared)"
+        reason = str(srm.get("reason") or "")
+        if not reason or reason.startswith("no intended split"):
+            reason = "no intended split declared"
+        return f"sample ratio not checked ({reason})"
     flag = "**sample ratio mismatch**" if srm.get("mismatch") else "no sample ratio mismatch"
     return (
         f"intended treatment share {srm['expected_treatment_share']}, "
