@@ -612,7 +612,10 @@ def _required_missing(name: str, dtype: pl.DataType | None) -> pl.Expr:
     (an empty conversation id is not a conversation)."""
     missing = pl.col(name).is_null()
     if isinstance(dtype, pl.String):
-        missing = missing | (pl.col(name).str.strip_chars() == "")
+        # `< "!"` first (empty, or starting with a space or control character): Parquet
+        # statistics rule it out for a clean row group, which is then not decoded
+        blank = (pl.col(name) < "!") & (pl.col(name).str.strip_chars() == "")
+        missing = missing | blank
     return missing
 
 
@@ -861,14 +864,17 @@ def _any_bad_row(frame: pl.LazyFrame, request: SourceRequest, where: str,
                  required: Sequence[str]) -> bool:
     """Whether a scanned file has a row that fails a check. Without a row index the filter
     reaches the Parquet reader, which skips row groups whose statistics rule it out (no nulls
-    in a required column): a clean file is not decoded just to find nothing."""
+    in a required column): a clean file is not decoded just to find nothing. One query per
+    check, so a check statistics cannot rule out (NaN in a float column) decodes its own
+    column only, not every column of the others."""
     converted, checks = _canonical_frame(frame, request, where, with_flags=True)
     columns = canonical.CANONICAL_TABLES.get(request.name, {})
     bad = [pl.col(f"bad_{i}") for i in range(len(checks))] + [
         _required_missing(n, columns[n].dtype) for n in required]
     if not bad:
         return False
-    return converted.filter(pl.any_horizontal(bad)).select(pl.len()).collect().item() > 0
+    # one after the other: collect_all merges the scans, and the merged scan decodes all
+    return any(converted.filter(b).select(pl.len()).collect().item() > 0 for b in bad)
 
 
 def _checked_frame(
