@@ -347,6 +347,38 @@ def read_csv(text: str) -> list[dict[str, str]]:
     return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(st.sampled_from(list("=+-@\t\r\n,\"' a1")) | st.characters(), max_size=12),
+             min_size=1, max_size=6),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none(), min_size=1,
+             max_size=6),
+)
+def test_csv_safe_round_trips_through_a_csv_reader(texts: list[str], numbers: list[float]) -> None:
+    import polars as pl
+
+    from kpictl.render import csv_safe
+
+    size = min(len(texts), len(numbers))
+    frame = pl.DataFrame({"text": texts[:size], "number": numbers[:size]},
+                         schema={"text": pl.String, "number": pl.Float64})
+    rows = read_csv(csv_safe(frame).write_csv())
+    assert [r["text"] for r in rows] == [
+        "'" + t if t.startswith(FORMULA_START) else t for t in texts[:size]
+    ]
+    assert [float(r["number"]) if r["number"] else None for r in rows] == numbers[:size]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.sampled_from(list("\x1b\x07\r\n\t\x9b\u202e[]/=:")) | st.characters()))
+def test_terminal_text_never_carries_a_control_character(value: str) -> None:
+    from kpictl.render import term_text
+
+    shown = term_text(value).plain
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
+    assert "\u202e" not in shown
+
+
 def test_compute_csv_neutralises_formulas_and_quotes_cr(hostile_logs: Path) -> None:
     code, out, err = run(hostile_logs, "compute", "--by", "channel", "-f", "csv")
     assert code == 0, err

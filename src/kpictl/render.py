@@ -820,6 +820,9 @@ def check_to_text(report: CheckReport) -> str:
 def check_to_json(report: CheckReport) -> str:
     """The `kpictl check --format json` document, as text."""
     return json_text(check_records(report))
+
+
+# ----------------------------------------------------------------------------------------------
 # project (cost at scale)
 # ----------------------------------------------------------------------------------------------
 
