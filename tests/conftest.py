@@ -19,6 +19,7 @@ def _private_jsonl_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[N
     patch = pytest.MonkeyPatch()
     patch.setenv("KPICTL_CACHE_DIR", str(tmp_path_factory.mktemp("jsonl-cache")))
     patch.delenv("KPICTL_NO_CACHE", raising=False)
+    patch.delenv("COLUMNS", raising=False)  # tables get the 240 columns of a pipe
     yield
     patch.undo()
 

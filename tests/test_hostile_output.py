@@ -507,7 +507,9 @@ def test_a_failing_render_leaves_the_existing_file_as_it_was(
 ) -> None:
     import kpictl.render
 
-    def half_then_fail(result: object, fmt: str, console: Any, files: object = ()) -> None:
+    def half_then_fail(
+        result: object, fmt: str, console: Any, files: object = (), wide: bool = False
+    ) -> None:
         console.file.write('{"partial": ')
         raise RuntimeError("renderer broke")
 

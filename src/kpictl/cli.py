@@ -267,6 +267,14 @@ RepriceOption = Annotated[
         "so periods or datasets compare at constant prices.",
     ),
 ]
+WideOption = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="Table format: every column and confidence interval, however wide the terminal "
+        "(by default columns leave by priority to fit it, and a note names them).",
+    ),
+]
 StrictOption = Annotated[
     bool,
     typer.Option(
@@ -375,8 +383,9 @@ def _emit(
     from kpictl.render import write_atomically
 
     if output is None:
-        interactive = sys.stdout.isatty()
-        render(Console(file=sys.stdout, width=None if interactive else 240, soft_wrap=False))
+        # a terminal's width, or COLUMNS when set (rich reads it); a pipe gets 240 columns
+        sized = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+        render(Console(file=sys.stdout, width=None if sized else 240, soft_wrap=False))
         return
 
     def write(path: Path) -> None:
@@ -466,6 +475,7 @@ def compute(
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -499,7 +509,7 @@ def compute(
         _stderr(f"kpictl: note: {note}")
     _emit(
         output,
-        lambda console: render(result, output_format.value, console, sources.files),
+        lambda console: render(result, output_format.value, console, sources.files, wide),
         _inputs(config, sources),
     )
     _strict(strict, result.check.notes())
@@ -559,6 +569,7 @@ def compare(
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Compare every KPI against a baseline with the right test, CIs and corrections.
 
@@ -615,7 +626,7 @@ def compare(
         _stderr(f"kpictl: note: {note}")
     _emit(
         output,
-        lambda console: render_compare(result, output_format.value, console),
+        lambda console: render_compare(result, output_format.value, console, wide),
         _inputs(config, sources, baseline_sources),
     )
     _strict(strict, result.check.notes())

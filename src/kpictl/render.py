@@ -9,10 +9,12 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -350,41 +352,196 @@ def _by_layer(table: pl.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
     return sorted(groups.items(), key=lambda item: order.get(item[0], len(order)))
 
 
-def render_table(result: ComputeResult, console: Console) -> None:
-    """A rich table grouped by layer, with units and n."""
+# ----------------------------------------------------------------------------------------------
+# Fitting a table to the terminal: numbers are never cut. Columns leave by priority, headers get
+# shorter, intervals move to a second line of their cell or leave, and a note says what `--wide`
+# would add. Only text (KPI names, cohorts, owners) may wrap, folded, never ellipsised.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableColumn:
+    """One column of a fitted table. `floor` > 0: text that may fold down to that many cells;
+    0: a number or a status, shown whole on each line of its cell."""
+
+    key: str
+    header: str
+    short: str
+    justify: str = "left"
+    floor: int = 0
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """One way to draw a table: columns left out, short headers, where intervals go
+    (`inline`, `below` on a second line of the cell, or `none`)."""
+
+    dropped: tuple[str, ...] = ()
+    short: bool = False
+    intervals: str = "inline"
+
+
+TableRow = tuple[bool, dict[str, str | Text]]
+
+
+def _cell_width(cell: str | Text) -> int:
+    plain = cell.plain if isinstance(cell, Text) else cell
+    return max((cell_len(line) for line in plain.split("\n")), default=0)
+
+
+def fit_widths(
+    columns: Sequence[TableColumn],
+    headers: Sequence[str],
+    cells: Sequence[Sequence[str | Text]],
+    width: int,
+) -> list[int] | None:
+    """Column widths (without padding) that fit `width` cells of a boxed table, or None. Every
+    column gets its widest line except folding text, which gets what is left (at least its
+    floor, in column order)."""
+    natural = [
+        max([cell_len(h), *(_cell_width(row[i]) for row in cells)])
+        for i, h in enumerate(headers)
+    ]
+    budget = width - (3 * len(columns) + 1)  # a space either side of each cell, the rules
+    least = [
+        min(n, max(c.floor, cell_len(h))) if c.floor else n
+        for c, h, n in zip(columns, headers, natural, strict=True)
+    ]
+    if sum(least) > budget:
+        return None
+    spare = budget - sum(least)
+    widths = []
+    for column, low, high in zip(columns, least, natural, strict=True):
+        grant = min(high - low, spare) if column.floor else 0
+        spare -= grant
+        widths.append(low + grant)
+    return widths
+
+
+def _fitted_table(
+    title: str | Text,
+    build: Callable[[TableLayout], tuple[Sequence[TableColumn], Sequence[TableRow]]],
+    layouts: Sequence[TableLayout],
+    width: int,
+    wide: bool,
+) -> tuple[Table, TableLayout, int]:
+    """The first of `layouts` that fits `width` (the last one when none does; the first with
+    `wide`), as a rich Table, with the layout used and the table's width. `build(layout)`
+    gives the columns and the rows: (starts a section, cells by column key)."""
+    chosen: tuple[TableLayout, list[TableColumn], list[int], Sequence[TableRow]] | None = None
+    for layout in layouts[:1] if wide else layouts:
+        columns, rows = build(layout)
+        kept = [c for c in columns if c.key not in layout.dropped]
+        headers = [c.short if layout.short else c.header for c in kept]
+        cells = [[row.get(c.key, "") for c in kept] for _, row in rows]
+        widths = fit_widths(kept, headers, cells, 10**6 if wide else width)
+        if widths is not None or layout == layouts[-1]:
+            if widths is None:  # nothing fits: the narrowest layout, text at its floors
+                widths = [
+                    max(cell_len(h), c.floor) if c.floor else
+                    max([cell_len(h), *(_cell_width(r[i]) for r in cells)])
+                    for i, (c, h) in enumerate(zip(kept, headers, strict=True))
+                ]
+            chosen = (layout, kept, widths, rows)
+            break
+    assert chosen is not None
+    layout, kept, widths, rows = chosen
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column, column_width in zip(kept, widths, strict=True):
+        table.add_column(
+            column.short if layout.short else column.header,
+            justify=column.justify,  # type: ignore[arg-type]
+            width=column_width,
+            no_wrap=not column.floor,
+            overflow="fold",
+        )
+    for section, row in rows:
+        if section and table.row_count:
+            table.add_section()
+        table.add_row(*(row.get(c.key, "") for c in kept))
+    return table, layout, sum(widths) + 3 * len(kept) + 1
+
+
+def _left_out_note(
+    columns: Sequence[TableColumn], layout: TableLayout, width: int
+) -> Text | None:
+    """`Left out to fit 80 columns: owner, pending; --wide shows them.`, or None."""
+    names = [c.header for c in columns if c.key in layout.dropped]
+    if layout.intervals == "none":
+        names.append("confidence intervals")
+    if not names:
+        return None
+    return Text(f"Left out to fit {width} columns: {', '.join(names)}; --wide shows them.")
+
+
+def _print_fitted(console: Console, table: Table, table_width: int, wide: bool) -> None:
+    """Print `table`; with `wide`, on a console as wide as the table (the terminal wraps)."""
+    if not wide or table_width <= console.width:
+        console.print(table)
+        return
+    previous = console.width
+    console.width = table_width
+    try:
+        console.print(table)
+    finally:
+        console.width = previous
+
+
+COMPUTE_COLUMNS = (
+    TableColumn("kpi", "KPI", "KPI", floor=14),
+    TableColumn("cohort", "cohort", "cohort", floor=8),
+    TableColumn("value", "value", "value", "right"),
+    TableColumn("n", "n", "n", "right"),
+    TableColumn("pending", "pending", "pend.", "right"),
+    TableColumn("owner", "owner", "owner"),
+)
+# Narrower and narrower: owner leaves first, then pending; value and n always stay.
+COMPUTE_LAYOUTS = (
+    TableLayout(),
+    TableLayout(short=True),
+    TableLayout(dropped=("owner",), short=True),
+    TableLayout(dropped=("owner", "pending"), short=True),
+)
+
+
+def render_table(result: ComputeResult, console: Console, wide: bool = False) -> None:
+    """A rich table grouped by layer, with units and n, fitted to the console's width (or every
+    column with `wide`); a note names the columns left out."""
     window = result.window
     title = f"KPIs as of {as_of_text(window.as_of)}"
     if window.since or window.until:
         title += f" · window {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}"
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("KPI")
-    table.add_column("cohort")
-    table.add_column("value", justify="right")
-    table.add_column("n", justify="right")
-    table.add_column("pending", justify="right")
-    table.add_column("owner", overflow="fold")
-    for index, (layer, rows) in enumerate(_by_layer(result.table)):
-        if index:
-            table.add_section()
-        table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", "", "", "", "", "")
-        for row in rows:
-            table.add_row(
-                _kpi_label(row, term_text),
-                term_text(cohort_label(row)),
-                shown_value(row),
-                f"{row['n']:,}",
-                f"{row['pending']:,}" if row["pending"] else "",
-                term_text(row["owner"]),
-            )
-    console.print(table)
+    rows: list[TableRow] = []
+    for layer, layer_rows in _by_layer(result.table):
+        rows.append((True, {"kpi": Text(LAYER_TITLES.get(layer, layer), style="bold")}))
+        for row in layer_rows:
+            rows.append((False, {
+                "kpi": _kpi_label(row, term_text),
+                "cohort": term_text(cohort_label(row)),
+                "value": shown_value(row),
+                "n": f"{row['n']:,}",
+                "pending": f"{row['pending']:,}" if row["pending"] else "",
+                "owner": term_text(row["owner"]),
+            }))
+    table, layout, table_width = _fitted_table(
+        title, lambda _: (COMPUTE_COLUMNS, rows), COMPUTE_LAYOUTS, console.width, wide
+    )
+    _print_fitted(console, table, table_width, wide)
+    note = _left_out_note(COMPUTE_COLUMNS, layout, console.width)
+    if note is not None:
+        console.print(note)
 
 
 def render(
-    result: ComputeResult, fmt: str, console: Console, files: Sequence[FileReport] = ()
+    result: ComputeResult,
+    fmt: str,
+    console: Console,
+    files: Sequence[FileReport] = (),
+    wide: bool = False,
 ) -> None:
-    """Write the result in `fmt` to the console's file."""
+    """Write the result in `fmt` to the console's file (`wide`: every table column)."""
     if fmt == "table":
-        render_table(result, console)
+        render_table(result, console, wide)
         return
     text = {
         "json": lambda: to_json(result, files),
@@ -632,34 +789,93 @@ def compare_to_markdown(result: Any) -> str:
     return "\n".join(lines)
 
 
-def render_compare_table(result: Any, console: Console) -> None:
-    """A rich table grouped by layer; changes coloured by whether they are good for the KPI."""
+def _compare_columns(layout: TableLayout) -> tuple[TableColumn, ...]:
+    ci = " [CI]" if layout.intervals != "none" else ""
+    return (
+        TableColumn("kpi", "KPI", "KPI", floor=14),
+        TableColumn("cohort", "cohort", "cohort", floor=8),
+        TableColumn("baseline", "baseline", "base", "right"),
+        TableColumn("current", "current", "current", "right"),
+        TableColumn("delta", f"Δ{ci}", f"Δ{ci}", "right"),
+        TableColumn("relative", f"relative Δ{ci}", f"rel. Δ{ci}", "right"),
+        TableColumn("p", "p adj.", "p adj.", "right"),
+        TableColumn("test", "test", "test"),
+        TableColumn("status", "status", "status"),
+    )
+
+
+# Narrower and narrower: intervals and n move under their value, headers shorten, then the
+# statistical detail leaves (test, relative Δ, the intervals, p), then the baseline. KPI,
+# cohort, current, Δ and status always stay.
+COMPARE_LAYOUTS = (
+    TableLayout(),
+    TableLayout(intervals="below"),
+    TableLayout(intervals="below", short=True),
+    TableLayout(dropped=("test",), intervals="below", short=True),
+    TableLayout(dropped=("test", "relative"), intervals="below", short=True),
+    TableLayout(dropped=("test", "relative"), intervals="none", short=True),
+    TableLayout(dropped=("test", "relative", "p"), intervals="none", short=True),
+    TableLayout(dropped=("test", "relative", "p", "baseline"), intervals="none", short=True),
+)
+
+
+def _compare_row(row: dict[str, Any], layout: TableLayout) -> dict[str, str | Text]:
+    """The terminal cells of one compare row in `layout`; data values through `term_text`."""
+    fmt = row["format"]
+    inline = layout.intervals == "inline"
+    joint = " " if inline else "\n"
+
+    def with_interval(value: str, low: Any, high: Any, formatter: Any) -> str:
+        interval = _interval(low, high, formatter) if layout.intervals != "none" else ""
+        return f"{value}{joint}{interval}" if interval else value
+
+    good = _is_good(row)
+    change_style = "" if good is None else "green" if good else "red"
+    threshold = f"({row['threshold']})" if row["threshold"] else ""
+    return {
+        "kpi": str(row["kpi"]),
+        "cohort": term_text(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
+        "baseline": f"{format_value(row['baseline_value'], fmt)}{joint}"
+                    f"{'(' if inline else ''}n={row['baseline_n']:,}{')' if inline else ''}",
+        "current": f"{format_value(row['current_value'], fmt)}{joint}"
+                   f"{'(' if inline else ''}n={row['current_n']:,}{')' if inline else ''}",
+        "delta": Text(with_interval(format_change(row["delta"], fmt), row["delta_low"],
+                                    row["delta_high"], lambda v: format_change(v, fmt)),
+                      style=change_style),
+        "relative": Text(with_interval(format_relative(row["relative_delta"]),
+                                       row["relative_low"], row["relative_high"],
+                                       format_relative), style=change_style),
+        "p": format_p(row["p_adjusted"]),
+        "test": row["test"] or "—",
+        "status": Text(row["status"] + (joint + threshold if threshold else ""),
+                       style=STATUS_STYLES.get(row["status"], "")),
+    }
+
+
+def render_compare_table(result: Any, console: Console, wide: bool = False) -> None:
+    """A rich table grouped by layer, fitted to the console's width (every column and interval
+    with `wide`); changes coloured by whether they are good for the KPI; a note names what was
+    left out."""
     design = result.design
     counts = status_counts(result.table)
     title = (f"{design.label} · baseline {design.baseline} · unit {result.unit} · "
              f"α {result.alpha} ({result.correction})")
-    table = Table(title=term_text(title), title_justify="left", header_style="bold")
-    table.add_column("KPI", no_wrap=True)
-    table.add_column("cohort")
-    for name in ("baseline", "current", "Δ [CI]", "relative Δ [CI]", "p adj."):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("test", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    for index, (layer, rows) in enumerate(_by_layer(result.table)):
-        if index:
-            table.add_section()
-        table.add_row(f"[bold]{LAYER_TITLES.get(layer, layer)}[/bold]", *[""] * 8)
-        for row in rows:
-            cells = _compare_cells(row, term_text)
-            good = _is_good(row)
-            if good is not None:
-                colour = "green" if good else "red"
-                cells[4] = f"[{colour}]{cells[4]}[/{colour}]"
-                cells[5] = f"[{colour}]{cells[5]}[/{colour}]"
-            style = STATUS_STYLES.get(row["status"], "")
-            cells[8] = f"[{style}]{cells[8]}[/{style}]" if style else cells[8]
-            table.add_row(*cells)
-    console.print(table)
+    groups = _by_layer(result.table)
+
+    def build(layout: TableLayout) -> tuple[Sequence[TableColumn], list[TableRow]]:
+        rows: list[TableRow] = []
+        for layer, layer_rows in groups:
+            rows.append((True, {"kpi": Text(LAYER_TITLES.get(layer, layer), style="bold")}))
+            rows += [(False, _compare_row(row, layout)) for row in layer_rows]
+        return _compare_columns(layout), rows
+
+    table, layout, table_width = _fitted_table(
+        term_text(title), build, COMPARE_LAYOUTS, console.width, wide
+    )
+    _print_fitted(console, table, table_width, wide)
+    note = _left_out_note(_compare_columns(layout), layout, console.width)
+    if note is not None:
+        console.print(note)
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     console.print(f"Verdict: {summary}")
     if design.caveat:
@@ -671,10 +887,10 @@ def render_compare_table(result: Any, console: Console) -> None:
                       f" ({flag})")
 
 
-def render_compare(result: Any, fmt: str, console: Console) -> None:
-    """Write a compare result in `fmt` to the console's file."""
+def render_compare(result: Any, fmt: str, console: Console, wide: bool = False) -> None:
+    """Write a compare result in `fmt` to the console's file (`wide`: every table column)."""
     if fmt == "table":
-        render_compare_table(result, console)
+        render_compare_table(result, console, wide)
         return
     text = {"json": lambda: compare_to_json(result), "csv": lambda: compare_to_csv(result),
             "markdown": lambda: compare_to_markdown(result)}[fmt]()
