@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from kpictl import stats
 from kpictl.cli import app
 from kpictl.comparison import CompareOptions, CompareResult, run_compare, verdict
-from kpictl.engine import facts
+from kpictl.engine import ComputeOptions, facts, run_compute
 from kpictl.io import Sources
 from kpictl.sample import write_sample
 from kpictl.sources import load_sources
@@ -282,7 +282,9 @@ def test_holdout_row_level_tool_call_success_is_a_cluster_ratio(
     ref = welch(ra, sa, na, rb, sb, nb)
     r = row(holdout.table, "tool_call_success_rate")
     assert r["test"] == "delta_ratio"
-    assert (r["baseline_n"], r["current_n"]) == (na, nb)  # conversations, not calls
+    assert (r["baseline_units"], r["current_units"]) == (na, nb)  # the test's units
+    calls = [int(arm_of(per_conv, a)["calls"].sum()) for a in ("holdout", "treatment")]
+    assert [r["baseline_n"], r["current_n"]] == calls  # n as compute counts it: tool calls
     assert r["baseline_value"] == approx(ra) and r["current_value"] == approx(rb)
     assert r["delta"] == approx(ref.delta)
     assert (r["delta_low"], r["delta_high"]) == (approx(ref.low, 1e-8), approx(ref.high, 1e-8))
@@ -407,7 +409,9 @@ def test_unit_user_id(sample: Sample) -> None:
     ref = welch(ra, sa, na, rb, sb, nb)
     r = row(result.table, "task_completion_rate")
     assert r["test"] == "delta_ratio"
-    assert (r["baseline_n"], r["current_n"]) == (na, nb)
+    assert (r["baseline_units"], r["current_units"]) == (na, nb)  # users
+    conversations = [arm_of(settled, a).height for a in ("holdout", "treatment")]
+    assert [r["baseline_n"], r["current_n"]] == conversations  # n as compute counts it
     assert r["baseline_value"] == approx(ra) and r["current_value"] == approx(rb)
     assert (r["delta_low"], r["delta_high"]) == (approx(ref.low, 1e-8), approx(ref.high, 1e-8))
     assert r["p_value"] == approx(ref.p, rel=1e-6)
@@ -934,7 +938,7 @@ def test_cli_json_document(bundled_json: dict[str, Any]) -> None:
     }
     for result in results:
         assert keys <= set(result), keys - set(result)
-        assert set(result["baseline"]) == {"value", "n"} == set(result["current"])
+        assert set(result["baseline"]) == {"value", "n", "units"} == set(result["current"])
         assert isinstance(result["warnings"], list)
         if result["delta_ci"] is not None:
             low, high = result["delta_ci"]
@@ -1134,3 +1138,149 @@ def test_declared_randomized_arms_get_the_srm_check(versions_spec: Path, tmp_pat
     srm = document["srm"]
     expected = sps.chisquare([srm["treatment"], srm["control"]])
     assert srm["checked"] is True and srm["p_value"] == approx(expected.pvalue)
+
+
+# ----------------------------------------------------------------------------------------------
+# compare agrees with compute: the same value and n on the same slice
+# ----------------------------------------------------------------------------------------------
+
+# KPI shapes that look additive to a text scan and are not (or are, behind a disguise):
+# COUNT(DISTINCT …) computed 0.352 while compare reported 1.0 vs 1.0 (fisher_exact).
+ADVERSARIAL_KPIS = """
+  distinct_user_share:
+    over: conversations
+    numerator: COUNT(DISTINCT user_id)
+    denominator: COUNT(*)
+  tokens_less_peak:
+    over: conversations
+    numerator: SUM(tokens) - MAX(tokens)
+    denominator: COUNT(*)
+  peak_tokens:
+    over: conversations
+    value: MAX(tokens)
+  least_tokens:
+    over: conversations
+    value: MIN(tokens)
+  distinct_tools_per_call:
+    over: tool_calls
+    numerator: COUNT(DISTINCT tool)
+    denominator: COUNT(*)
+  chat_csat:
+    over: conversations
+    value: AVG(csat) FILTER (WHERE channel = 'chat')
+  csat_of_all:
+    over: conversations
+    value: AVG(csat)
+  completion_of_resolved:
+    over: conversations
+    numerator: COUNT(*) FILTER (WHERE completed)
+    denominator: COUNT(*) FILTER (WHERE resolved_at IS NOT NULL)
+    mature: settled
+  weighted_escalations:
+    over: conversations
+    numerator: >-
+      SUM(CASE WHEN escalated THEN CASE WHEN channel = 'voice' THEN 2 ELSE 1 END
+      ELSE 0 END)
+    denominator: COUNT(*)
+  completed_off_web:
+    over: conversations
+    numerator: |-
+      COUNT(*) FILTER (WHERE completed
+      AND channel <> 'web')
+    denominator: COUNT(*)
+    mature: settled
+  quoted_tokens:
+    over: conversations
+    numerator: SUM("tokens")
+    denominator: COUNT("conversation_id")
+  literal_like_sql:
+    over: conversations
+    numerator: COUNT(*) FILTER (WHERE channel = 'x) FILTER (WHERE y' OR escalated)
+    denominator: COUNT(*)
+  cost_per_completion:
+    over: conversations
+    value: SUM(cost_usd) / COUNT(*) FILTER (WHERE completed)
+    mature: settled
+  chat_ttr_median:
+    over: conversations
+    where: resolved_at IS NOT NULL
+    value: MEDIAN(ttr_s) FILTER (WHERE channel = 'chat')
+  escalation_share:
+    formula: escalation_rate / (escalation_rate + task_completion_rate)
+  twice_distinct_users:
+    formula: distinct_user_share * 2
+"""
+NOT_TESTABLE = {
+    "distinct_user_share": "numerator: COUNT(DISTINCT …) is not a per-unit sum",
+    "tokens_less_peak": "numerator: MAX(…) is not a per-unit sum",
+    "peak_tokens": "MAX(…) is not a per-unit sum",
+    "least_tokens": "MIN(…) is not a per-unit sum",
+    "distinct_tools_per_call": "numerator: COUNT(DISTINCT …) is not a per-unit sum",
+    "twice_distinct_users": "its component distinct_user_share is not a ratio or a mean "
+    "(numerator: COUNT(DISTINCT …) is not a per-unit sum)",
+}
+
+
+def bundled_spec(tmp_path: Path, extra_kpis: str = "") -> Spec:
+    """The shipped spec over the bundled sample_logs, with extra KPIs appended."""
+    text = SPEC.read_text(encoding="utf-8")
+    text = text.replace("path: sample_logs/", f"path: {ROOT}/sample_logs/")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text.rstrip("\n") + "\n" + extra_kpis, encoding="utf-8")
+    return load_spec(path)
+
+
+def assert_compare_agrees_with_compute(spec: Spec, by: tuple[str, ...]) -> pl.DataFrame:
+    """For every KPI and cohort: compare's current value and n are compute's on the treatment
+    arm, its baseline value and n compute's on the control arm."""
+    sources = load_sources(spec)
+    result = run_compare(spec, sources, CompareOptions(baseline="holdout", by=by))
+    keys = ["kpi", "grouping", *by]
+    for side, arm in (("current", "treatment"), ("baseline", "holdout")):
+        computed = (
+            run_compute(spec, sources, ComputeOptions(where=f"arm = '{arm}'", by=by))
+            .table.filter(pl.col("breakdown").is_null())
+            .select(*keys, "value", "n")
+        )
+        compared = result.table.select(*keys, pl.col(f"{side}_value").alias("value"),
+                                       pl.col(f"{side}_n").alias("n"))
+        assert set(compared["kpi"]) == set(computed["kpi"]) == set(spec.kpis)
+        joined = computed.join(compared, on=keys, how="full", nulls_equal=True, coalesce=True,
+                               suffix="_compare")
+        assert joined.height == computed.height == compared.height, side
+        for row in joined.iter_rows(named=True):
+            where = (side, row["kpi"], row["grouping"], [row[d] for d in by])
+            assert row["n_compare"] == row["n"], where
+            if row["value"] is None:
+                assert row["value_compare"] is None, where
+            else:
+                assert row["value_compare"] == approx(row["value"], rel=1e-9), where
+    return result.table
+
+
+@pytest.mark.parametrize("by", [(), ("channel",)])
+def test_compare_agrees_with_compute_on_the_default_spec(tmp_path: Path,
+                                                          by: tuple[str, ...]) -> None:
+    assert_compare_agrees_with_compute(bundled_spec(tmp_path), by)
+
+
+@pytest.mark.parametrize("by", [(), ("channel",)])
+def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(tmp_path: Path,
+                                                               by: tuple[str, ...]) -> None:
+    spec = bundled_spec(tmp_path, ADVERSARIAL_KPIS)
+    table = assert_compare_agrees_with_compute(spec, by)
+    for row in table.iter_rows(named=True):
+        reason = NOT_TESTABLE.get(row["kpi"])
+        if reason is None:
+            assert row["test"] != "not_testable", row["kpi"]
+            continue
+        # never tested with a test that does not fit: no p-value, no interval, the reason
+        assert (row["test"], row["status"], row["p_value"], row["delta"]) == (
+            "not_testable", "not_testable", None, None), row["kpi"]
+        assert row["warnings"] == [f"not testable: {reason}"]
+    overall = {r["kpi"]: r for r in table.filter(pl.col("grouping") == []).iter_rows(named=True)}
+    assert overall["chat_csat"]["test"] == "welch_t"
+    assert overall["completion_of_resolved"]["test"] == "delta_ratio"  # d is 0 or 1 per unit
+    assert overall["cost_per_completion"]["test"] == "delta_ratio"
+    assert overall["chat_ttr_median"]["test"] == "quantile_outer_ci"
+    assert overall["escalation_share"]["test"] == "bootstrap"

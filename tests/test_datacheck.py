@@ -243,8 +243,9 @@ def test_the_scorecard_shows_unavailable(sparse_logs: Path, logs: Path) -> None:
     tiles, kpi_table, trend = lines
     assert tiles == ("| repeat_contact_rate_7d | unavailable (no `intent` column) | — | "
                      "**unavailable** | support-ops@acme.example |")
-    assert kpi_table.startswith("| repeat_contact_rate_7d | — (n=0) | unavailable (no `intent` "
-                                "column) (n=0) | — | — | — | — | 2pp / 4pp / 8pp | "
+    # n is compute's n on each arm (rows counted), the value unavailable
+    assert kpi_table.startswith("| repeat_contact_rate_7d | — (n=4) | unavailable (no `intent` "
+                                "column) (n=64) | — | — | — | — | 2pp / 4pp / 8pp | "
                                 "**unavailable** |")
     assert "%" not in trend
     assert "### repeat_contact_rate_7d" not in out  # no drill-down counted over nulls

@@ -9,7 +9,8 @@ KPI × cohort (kpictl.stats) → multiple-testing correction over the run → th
 from __future__ import annotations
 
 import datetime as dt
-import re
+import io
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -26,9 +27,11 @@ from kpictl.engine import (
     build_facts,
     check_cohort_counts,
     empty_source_notes,
+    evaluate_kpis,
     filter_kpi_rows,
     input_notes,
     literal_columns,
+    mark_unavailable,
     names_in,
     read_names,
     require_cohorts,
@@ -39,21 +42,13 @@ from kpictl.engine import (
 from kpictl.errors import UsageError
 from kpictl.io import Sources
 from kpictl.spec import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
-from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
+from kpictl.sqlexpr import compile_sql, did_you_mean
 
 STATUSES = ("ok", "warning", "critical", "catastrophic")
 _ROW = "__kpictl_unit_row"
 INSUFFICIENT = "insufficient_data"
 UNAVAILABLE = "unavailable"  # a column a KPI depends on is missing from the data (datacheck)
-_ADDITIVE = re.compile(
-    r"^\s*(COUNT|SUM|TOTAL)\s*\((?P<arg>.*)\)\s*(FILTER\s*\(\s*WHERE\s+(?P<cond>.*)\))?\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-_AVG = re.compile(r"^\s*AVG\s*\((?P<arg>.*)\)\s*$", re.IGNORECASE | re.DOTALL)
-_QUANTILE = re.compile(
-    r"^\s*(MEDIAN\s*\((?P<m>.*)\)|QUANTILE_CONT\s*\((?P<q>.*),\s*(?P<nu>[0-9.]+)\s*\))\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
+NOT_TESTABLE = "not_testable"
 _BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -288,34 +283,265 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
 
 @dataclass(frozen=True)
 class KpiShape:
-    """How a KPI reduces to units: additive ratio, mean, quantile, or neither."""
+    """How a KPI reduces to units: additive ratio, mean, quantile, formula, or not testable.
+
+    The expressions are read from polars' own parse of the KPI's SQL — the expression `compute`
+    evaluates — never from its text."""
 
     kind: str  # ratio | avg | quantile | formula | other
-    numerator: str | None = None
-    denominator: str | None = None
-    values: str | None = None  # the row expression of AVG / quantile
+    numerator: pl.Expr | None = None  # ratio: per-unit additive aggregates
+    denominator: pl.Expr | None = None
+    values: pl.Expr | None = None  # the row expression of AVG / quantile (FILTER → null)
     nu: float | None = None
+    counts_rows: bool = False  # COUNT(*) [FILTER (WHERE p)] / COUNT(*): each row 0 or 1
+    reason: str | None = None  # other: why no test applies
+
+
+# Aggregates as polars parses them, named as a user writes them (for "not testable: …").
+_AGGREGATE_NAMES = {
+    "NUnique": "COUNT(DISTINCT …)", "Max": "MAX(…)", "Min": "MIN(…)", "Mean": "AVG(…)",
+    "Median": "MEDIAN(…)", "First": "FIRST(…)", "Last": "LAST(…)", "Std": "STDDEV(…)",
+    "Var": "VARIANCE(…)", "Implode": "ARRAY_AGG(…)", "Quantile": "QUANTILE_CONT(…)",
+    "Unique": "… DISTINCT …",
+}
+# Nodes that are not one value per row: an aggregate, a window, a set operation.
+_NOT_ROW_LEVEL = {"Agg", "Len", "Over", "Window", "Rolling", "Slice", "Gather", "Explode",
+                  "Sort", "SortBy", "Filter", "Eval"}
+_NOT_ROW_FUNCTIONS = {"Unique", "DropNulls", "DropNans", "Quantile", "Shift", "Reverse",
+                      "Rank", "CumSum", "CumCount", "CumProd", "CumMin", "CumMax", "Mode",
+                      "Diff", "NullCount", "ArgUnique", "UniqueCounts", "ValueCounts",
+                      "Implode", "Repeat", "Range", "Unique_stable", "NUnique"}
+
+
+def _tree(sql: str) -> Any:
+    """The polars expression tree of one SQL expression, as plain JSON data."""
+    return json.loads(compile_sql(sql).meta.serialize(format="json"))
+
+
+def _expr(node: Any) -> pl.Expr:
+    """A polars expression from a node of `_tree`."""
+    return pl.Expr.deserialize(io.StringIO(json.dumps(node)), format="json")
+
+
+def _only(node: Any, key: str) -> Any:
+    """node[key] when node is {key: …}, else None."""
+    return node.get(key) if isinstance(node, dict) and len(node) == 1 else None
+
+
+def _number(node: Any) -> float | None:
+    """The number of a numeric literal node, else None."""
+    literal = _only(node, "Literal")
+    if not isinstance(literal, dict):
+        return None
+    for kind in literal.values():  # {"Dyn": {"Float": 0.95}} or {"Scalar": {"Float64": …}}
+        if isinstance(kind, dict) and len(kind) == 1:
+            value = next(iter(kind.values()))
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
+def _first_aggregate(node: Any) -> str:
+    """How a user would name the first aggregate, window or constant found in `node`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Agg" and isinstance(value, dict):
+                kind = next(iter(value))
+                return _AGGREGATE_NAMES.get(kind, f"the aggregate {kind.upper()}(…)")
+            if key == "Over":
+                return "a window function (… OVER …)"
+            if key == "function" and isinstance(value, dict | str):
+                name = value if isinstance(value, str) else next(iter(value))
+                if name in _AGGREGATE_NAMES:
+                    return _AGGREGATE_NAMES[name]
+            found = _first_aggregate(value)
+            if found:
+                return found
+    elif isinstance(node, list):
+        for item in node:
+            found = _first_aggregate(item)
+            if found:
+                return found
+    return ""
+
+
+def _row_level(node: Any) -> bool:
+    """One value per row: no aggregate, window or row-set operation anywhere inside."""
+    if isinstance(node, str):
+        return node not in _NOT_ROW_LEVEL
+    if isinstance(node, list):
+        return all(_row_level(item) for item in node)
+    if not isinstance(node, dict):
+        return True
+    for key, value in node.items():
+        if key in _NOT_ROW_LEVEL:
+            return False
+        if key == "function":
+            name = value if isinstance(value, str) else next(iter(value), "")
+            if name in _NOT_ROW_FUNCTIONS:
+                return False
+        if not _row_level(value):
+            return False
+    return True
+
+
+def _filtered(node: Any) -> Any | None:
+    """The row expression an aggregate reads, with `FILTER (WHERE p)` turned into
+    `CASE WHEN p THEN x END` (rows outside the filter become null); None if not row-level."""
+    inner = _only(node, "Filter")
+    if isinstance(inner, dict):
+        if _row_level(inner["input"]) and _row_level(inner["by"]):
+            return {"Ternary": {"predicate": inner["by"], "truthy": inner["input"],
+                                "falsy": {"Literal": {"Scalar": {"Null": "Null"}}}}}
+        return None
+    return node if _row_level(node) else None
+
+
+def _boolean_literal(node: Any) -> bool:
+    literal = _only(node, "Literal")
+    return isinstance(literal, dict) and "Boolean" in (literal.get("Scalar") or {})
+
+
+def _counts(node: Any) -> bool:
+    """COUNT(*), COUNT(x) or COUNT(*) FILTER (WHERE p): integer-valued and additive."""
+    if node == "Len":
+        return True
+    agg = _only(node, "Agg")
+    if not isinstance(agg, dict):
+        return False
+    if "Count" in agg:
+        return _filtered(agg["Count"]["input"]) is not None
+    ternary = _only(agg.get("Sum"), "Ternary")  # COUNT(*) FILTER (WHERE p) = SUM(p ? 1 : 0)
+    return (isinstance(ternary, dict) and _boolean_literal(ternary["truthy"])
+            and _boolean_literal(ternary["falsy"]) and _row_level(ternary["predicate"]))
+
+
+def _counts_rows(node: Any) -> bool:
+    """COUNT(*) or COUNT(*) FILTER (WHERE p): each row counts 0 or 1."""
+    cast = _only(node, "Cast")
+    inner = cast["expr"] if isinstance(cast, dict) else node
+    return inner == "Len" or (_counts(inner) and "Count" not in (_only(inner, "Agg") or {}))
+
+
+def additive_reason(node: Any) -> str | None:
+    """None when `node` is a per-unit additive aggregate — a sum over rows (COUNT, SUM, TOTAL,
+    each optionally with FILTER, and sums, differences and constant multiples of them): then
+    summing it per unit over the units gives the whole. Else why not."""
+    if node == "Len":
+        return None
+    cast = _only(node, "Cast")
+    if isinstance(cast, dict):
+        inner = additive_reason(cast["expr"])
+        if inner is not None or "Float" in json.dumps(cast.get("dtype")) or _counts(cast["expr"]):
+            return inner
+        return "a cast of a sum to an integer is not a per-unit sum"
+    agg = _only(node, "Agg")
+    if isinstance(agg, dict) and ("Sum" in agg or "Count" in agg):
+        read = agg["Sum"] if "Sum" in agg else agg["Count"]["input"]
+        if _filtered(read) is not None:
+            return None
+        inner = _first_aggregate(read) or "a window or DISTINCT"
+        return f"{inner} inside SUM/COUNT is not a per-unit sum"
+    ternary = _only(node, "Ternary")  # SQL's SUM(x): NULL when no row has a value
+    if isinstance(ternary, dict):
+        guard = _only(ternary["predicate"], "BinaryExpr") or {}
+        count = _only(guard.get("left"), "Agg") or {}
+        summed = _only(ternary["truthy"], "Agg") or {}
+        if (guard.get("op") == "Gt" and _number(guard.get("right")) == 0 and "Count" in count
+                and "Sum" in summed and count["Count"]["input"] == summed["Sum"]
+                and _only(ternary["falsy"], "Literal") is not None):
+            return additive_reason(ternary["truthy"])
+    binary = _only(node, "BinaryExpr")
+    if isinstance(binary, dict):
+        left, op, right = binary["left"], binary["op"], binary["right"]
+        if op in ("Plus", "Minus"):
+            if op == "Minus" and _number(left) == 0:  # -SUM(x)
+                return additive_reason(right)
+            return additive_reason(left) or additive_reason(right)
+        if op in ("Multiply", "TrueDivide", "Divide") and _number(right) not in (None, 0):
+            return additive_reason(left)
+        if op == "Multiply" and _number(left) is not None:
+            return additive_reason(right)
+    function = _only(node, "Function")
+    if isinstance(function, dict) and isinstance(function.get("function"), dict):
+        operator = (function["function"].get("Sql") or {}).get("Binary")
+        inputs = function.get("input") or []
+        if operator in ("Mul", "Div") and len(inputs) == 2:
+            if _number(inputs[1]) not in (None, 0):
+                return additive_reason(inputs[0])
+            if operator == "Mul" and _number(inputs[0]) is not None:
+                return additive_reason(inputs[1])
+    if _number(node) is not None:
+        return "a constant is not a per-unit sum"
+    found = _first_aggregate(node)
+    return f"{found or 'this expression'} is not a per-unit sum"
+
+
+def _ratio_parts(node: Any) -> tuple[Any, Any] | None:
+    """(numerator, denominator) of `a / b` as polars parses SQL division."""
+    function = _only(node, "Function")
+    if isinstance(function, dict) and isinstance(function.get("function"), dict):
+        inputs = function.get("input") or []
+        if (function["function"].get("Sql") or {}).get("Binary") == "Div" and len(inputs) == 2:
+            return inputs[0], inputs[1]
+    binary = _only(node, "BinaryExpr")
+    if isinstance(binary, dict) and binary["op"] == "TrueDivide":
+        return binary["left"], binary["right"]
+    return None
+
+
+def _ratio_shape(num: Any, den: Any) -> KpiShape:
+    reason = additive_reason(num)
+    if reason is None:
+        reason = additive_reason(den)
+        where = "denominator"
+    else:
+        where = "numerator"
+    if reason is not None:
+        return KpiShape("other", reason=f"{where}: {reason}")
+    return KpiShape("ratio", numerator=_expr(num), denominator=_expr(den),
+                    counts_rows=_counts_rows(num) and _counts_rows(den))
 
 
 def kpi_shape(kpi: KpiSpec) -> KpiShape:
-    """Classify a KPI by its SQL (see the README's compare section)."""
+    """Classify a KPI by polars' parse of its SQL (see the README's compare section).
+
+    Only shapes that are exactly per-unit sums get the additive tests: a ratio of additive
+    aggregates (`ratio`), `AVG(x)` (`avg`), `MEDIAN(x)`/`QUANTILE_CONT(x, ν)` (`quantile`),
+    each with an optional FILTER. Anything else (COUNT(DISTINCT …), MAX, SUM(a) − MAX(b), …)
+    is `other`, with the reason, and is reported as not testable."""
     if kpi.kind == "formula":
         return KpiShape("formula")
+    if kpi.pass_k is not None:
+        return KpiShape("other", reason="pass^k / pass@k is an average over tasks of a "
+                        "probability, not a per-unit sum")
     if kpi.kind == "ratio":
-        num, den = kpi.numerator or "", kpi.denominator or ""
-        if _ADDITIVE.match(strip_literals(num)) and _ADDITIVE.match(strip_literals(den)):
-            return KpiShape("ratio", numerator=num, denominator=den)
-        return KpiShape("other")
-    value = kpi.value or ""
-    bare = strip_literals(value)
-    # shapes are recognised on the text without literals, then read from the text itself
-    if _AVG.match(bare) and (found := _AVG.match(value)):
-        return KpiShape("avg", values=found.group("arg"))
-    if _QUANTILE.match(bare) and (found := _QUANTILE.match(value)):
-        if found.group("m") is not None:
-            return KpiShape("quantile", values=found.group("m"), nu=0.5)
-        return KpiShape("quantile", values=found.group("q"), nu=float(found.group("nu")))
-    return KpiShape("other")
+        return _ratio_shape(_tree(kpi.numerator or ""), _tree(kpi.denominator or ""))
+    tree = _tree(kpi.value or "")
+    agg = _only(tree, "Agg")
+    if isinstance(agg, dict) and "Mean" in agg:
+        values = _filtered(agg["Mean"])
+        if values is not None:
+            return KpiShape("avg", values=_expr(values))
+    if isinstance(agg, dict) and "Median" in agg:
+        values = _filtered(agg["Median"])
+        if values is not None:
+            return KpiShape("quantile", values=_expr(values), nu=0.5)
+    function = _only(tree, "Function")
+    if isinstance(function, dict) and isinstance(function.get("function"), dict):
+        method = (function["function"].get("Quantile") or {}).get("method")
+        inputs = function.get("input") or []
+        if method == "Linear" and len(inputs) == 2 and _number(inputs[1]) is not None:
+            values = _filtered(inputs[0])
+            if values is not None:
+                return KpiShape("quantile", values=_expr(values), nu=_number(inputs[1]))
+    parts = _ratio_parts(tree)
+    if parts is not None:
+        return _ratio_shape(*parts)
+    if additive_reason(tree) is None:
+        return KpiShape("other", reason="a total grows with the size of the arm: compare it "
+                        "as a ratio (over COUNT(*), say)")
+    return KpiShape("other", reason=additive_reason(tree))
 
 
 def _kpi_rows(spec: Spec, kpi: KpiSpec, arm: Arm, where: str | None) -> pl.LazyFrame:
@@ -341,10 +567,11 @@ def unit_sums(spec: Spec, kpi: KpiSpec, shape: KpiShape, arm: Arm, unit: str,
                      [pl.len().cast(pl.Int64).alias("pending")])
     settled = keyed.filter(pl.col("__mature"))
     if shape.kind == "ratio":
-        aggs = [_as_float(compile_sql(shape.numerator or "")).alias("m"),
-                _as_float(compile_sql(shape.denominator or "")).alias("d")]
+        assert shape.numerator is not None and shape.denominator is not None
+        aggs = [_as_float(shape.numerator).alias("m"), _as_float(shape.denominator).alias("d")]
     else:  # avg: sum and count of non-null values
-        values = compile_sql(shape.values or "")
+        assert shape.values is not None
+        values = shape.values
         aggs = [values.cast(pl.Float64).sum().alias("m"),
                 values.count().cast(pl.Float64).alias("d"),
                 (values.cast(pl.Float64) ** 2).sum().alias("m2_rows")]
@@ -566,7 +793,7 @@ def _design_effect(kind: str, shape: KpiShape, b: Mapping[str, Any], c: Mapping[
         if rows_n <= 1:
             return None
         ratio = row["m_sum"] / rows_n
-        if shape.kind == "ratio" and row["bounded"] and _counts_rows(shape):
+        if shape.kind == "ratio" and row["bounded"] and shape.counts_rows:
             naive_var += ratio * (1 - ratio) / rows_n
         elif shape.kind == "avg":
             row_var = (row["row_sq"] - row["m_sum"] ** 2 / rows_n) / (rows_n - 1)
@@ -579,17 +806,12 @@ def _design_effect(kind: str, shape: KpiShape, b: Mapping[str, Any], c: Mapping[
     return (comparison.absolute.se / naive_se) ** 2, naive_se
 
 
-def _counts_rows(shape: KpiShape) -> bool:
-    """`COUNT(*) FILTER (WHERE p) / COUNT(*)`: a share of rows, each row 0 or 1."""
-    count = re.compile(r"^\s*COUNT\s*\(\s*\*\s*\)", re.IGNORECASE)
-    return bool(count.match(shape.numerator or "") and count.match(shape.denominator or ""))
-
-
 def _quantile_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
                     baseline: Arm | None, target: float | None, options: CompareOptions,
                     unit: str) -> list[Cell]:
     cells: list[Cell] = []
-    values_expr = compile_sql(shape.values or "").cast(pl.Float64).alias("__v")
+    assert shape.values is not None
+    values_expr = shape.values.cast(pl.Float64).alias("__v")
     nu = shape.nu or 0.5
     table = spec.tables[kpi.over]
     # units as integer codes (the cluster adjustment groups by them): the row number where
@@ -671,11 +893,6 @@ def _formula_cells(spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None,
     """Cluster bootstrap of a formula over additive component KPIs (overall and cohorts)."""
     components = [spec.kpis[name] for name in kpi.formula_kpis]
     shapes = [kpi_shape(c) for c in components]
-    if baseline is None or any(s.kind not in ("ratio", "avg") for s in shapes):
-        cell = Cell(kpi, {}, (), None, 0, 0, 0, 0, warnings=[
-                    "no test: a formula is bootstrapped only over ratio or mean KPIs "
-                     "against a baseline arm"])
-        return [cell]
     cells: list[Cell] = []
     for keys in _cohort_sets(options.by):
         frames = {}
@@ -799,13 +1016,17 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
     require_arm_columns(spec, sources, selected, options, baseline_sources)
     check = data_check(spec, sources, selected, options, baseline_sources)
+    evaluated, output = selected_kpis(spec, options.kpis)  # with formulas' components
     current, baseline, design, base = build_arms(spec, sources, options, baseline_sources,
                                                  baseline_label)
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
     assert unit is not None
-    current = _materialise(spec, current, selected, options, unit)
+    current = _materialise(spec, current, evaluated, options, unit)
     if baseline is not None:
-        baseline = _materialise(spec, baseline, selected, options, unit)
+        baseline = _materialise(spec, baseline, evaluated, options, unit)
+    # each arm's values and n exactly as `compute` gives them on that slice (the same function)
+    values = {label: _arm_values(spec, arm, evaluated, output, options, check)
+              for label, arm in (("current", current), ("baseline", baseline)) if arm is not None}
     if options.paired and design.kind != "dataset":
         raise UsageError("--paired needs --baseline PATH (two runs of the same task suite)")
     key = _unit_table(spec).key
@@ -843,22 +1064,24 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
                 continue
             target = base.values[kpi.name]
         shape = kpi_shape(kpi)
-        if design.paired and baseline is not None and shape.kind in ("ratio", "avg"):
-            cells += _paired_cells(spec, kpi, shape, current, baseline, options, unit)
+        reason = _untestable(spec, kpi, shape, baseline)
+        if reason is not None:
+            kpi_cells = _untestable_cells(kpi, reason, values, target)
+        elif design.paired and baseline is not None and shape.kind in ("ratio", "avg"):
+            kpi_cells = _paired_cells(spec, kpi, shape, current, baseline, options, unit)
         elif shape.kind in ("ratio", "avg"):
-            cells += _additive_cells(spec, kpi, shape, current, baseline, target, options, unit)
+            kpi_cells = _additive_cells(spec, kpi, shape, current, baseline, target, options,
+                                        unit)
         elif shape.kind == "quantile":
-            cells += _quantile_cells(spec, kpi, shape, current, baseline, target, options, unit)
-        elif shape.kind == "formula":
-            cells += _formula_cells(spec, kpi, current, baseline, options, unit)
+            kpi_cells = _quantile_cells(spec, kpi, shape, current, baseline, target, options,
+                                        unit)
         else:
-            cells.append(Cell(kpi, {}, (), None, 0, 0, 0, 0, warnings=[
-                              f"no test for this KPI's shape ({kpi.value or kpi.numerator}); "
-                               "use COUNT/SUM/TOTAL ratios, AVG, MEDIAN or QUANTILE_CONT"]))
+            kpi_cells = _formula_cells(spec, kpi, current, baseline, options, unit)
+        cells += kpi_cells + _cells_left_out(kpi, kpi_cells, values, design.paired)
     p_values = [c.comparison.p_value if c.comparison else None for c in cells]
     adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
     srm = _srm(spec, design, base, current, baseline, unit)
-    table = _result_table(cells, adjusted, options, spec).with_columns(
+    table = _result_table(cells, adjusted, options, spec, values).with_columns(
         pl.when(pl.col("kpi").is_in(list(check.unavailable))).then(pl.lit(UNAVAILABLE))
         .otherwise(pl.col("status")).alias("status"))
     notes = [*check.notes(), *input_notes(sources, current.window),
@@ -906,6 +1129,73 @@ def data_check(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec], options: C
     return DataCheck(check.literals + other.literals, missing, costs)
 
 
+def _untestable(spec: Spec, kpi: KpiSpec, shape: KpiShape, baseline: Arm | None) -> str | None:
+    """Why no test applies to this KPI (None: one does)."""
+    if shape.kind == "other":
+        return shape.reason or "no test for this shape"
+    if shape.kind == "formula":
+        if baseline is None:
+            return "a formula is bootstrapped against a baseline arm, not a target value"
+        for name in kpi.formula_kpis:
+            component = kpi_shape(spec.kpis[name])
+            if component.kind not in ("ratio", "avg"):
+                why = component.reason or "a percentile or a formula"
+                return f"its component {name} is not a ratio or a mean ({why})"
+    return None
+
+
+def _untestable_cells(kpi: KpiSpec, reason: str,
+                      values: Mapping[str, Mapping[tuple, tuple[float | None, int, int]]],
+                      target: float | None) -> list[Cell]:
+    """A KPI no test applies to: its values and n per cohort, as `compute` gives them on each
+    arm, and the reason; never tested with a test that does not fit it."""
+    keys = sorted({key[1:] for arm in values.values() for key in arm if key[0] == kpi.name},
+                  key=lambda k: (len(k[0]), k[0], _sort_key(k[1])))
+    cells = []
+    for grouping, cohort in keys:
+        b = values.get("baseline", {}).get((kpi.name, grouping, cohort))
+        c = values["current"].get((kpi.name, grouping, cohort))
+        comparison = stats.Comparison(
+            NOT_TESTABLE, target if target is not None else (b[0] if b else None),
+            c[0] if c else None, None, None, None, None, (f"not testable: {reason}",))
+        cells.append(Cell(kpi, dict(zip(grouping, cohort, strict=True)), grouping, comparison,
+                          b[1] if b else 0, c[1] if c else 0, b[2] if b else 0,
+                          c[2] if c else 0, target=target))
+    return cells
+
+
+def _cells_left_out(kpi: KpiSpec, cells: Sequence[Cell],
+                    values: Mapping[str, Mapping[tuple, tuple[float | None, int, int]]],
+                    paired: bool) -> list[Cell]:
+    """A cohort `compute` reports but no test saw (no unit with a value in it): listed with
+    compute's value and n and no test, so compare shows every KPI × cohort compute shows."""
+    if paired:  # paired cells count the units both arms ran: no row per compute cohort
+        return []
+    seen = {(c.grouping, tuple(c.cohort.get(d) for d in c.grouping)) for c in cells}
+    missing = sorted({key[1:] for arm in values.values() for key in arm
+                      if key[0] == kpi.name and key[1:] not in seen},
+                     key=lambda k: (len(k[0]), k[0], _sort_key(k[1])))
+    return [Cell(kpi, dict(zip(grouping, cohort, strict=True)), grouping, None, 0, 0, 0, 0,
+                 warnings=["no unit with a value in one of the arms: no test"])
+            for grouping, cohort in missing]
+
+
+def _arm_values(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], output: Sequence[str],
+                options: CompareOptions, check: DataCheck
+                ) -> dict[tuple, tuple[float | None, int, int]]:
+    """(kpi, grouping, cohort values) → (value, n, pending) of `compute` on this arm (an
+    unavailable KPI's value is null, as there)."""
+    table, _ = evaluate_kpis(spec, kpis, output, arm.tables, arm.window,
+                             ComputeOptions(by=options.by, where=options.where))
+    table = mark_unavailable(table, check)
+    result = {}
+    for row in table.filter(pl.col("breakdown").is_null()).iter_rows(named=True):
+        grouping = tuple(row["grouping"])
+        key = (row["kpi"], grouping, tuple(row[d] for d in grouping))
+        result[key] = (row["value"], int(row["n"] or 0), int(row["pending"] or 0))
+    return result
+
+
 def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: CompareOptions,
                  unit: str) -> Arm:
     """Each table an arm's KPIs read, computed once with only the columns they use (every
@@ -914,9 +1204,17 @@ def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: Compare
     for kpi in kpis:
         for component in ([spec.kpis[n] for n in kpi.formula_kpis] if kpi.kind == "formula"
                           else [kpi]):
+            pass_k = component.pass_k
             names = names_in([component.where, component.mature, component.value,
-                              component.numerator, component.denominator, options.where])
-            wanted.setdefault(component.over, set()).update([*names, unit, *options.by])
+                              component.numerator, component.denominator, options.where,
+                              pass_k.success if pass_k else None])
+            extra = [pass_k.task] if pass_k else []
+            extra += [component.breakdown] if component.breakdown else []
+            # the time column too: `compute` on an arm bounds it again by the arm's window
+            time = _time_column(spec, spec.tables[component.over])
+            extra += [time] if time else []
+            wanted.setdefault(component.over, set()).update([*names, *extra, unit,
+                                                             *options.by])
     tables = dict(arm.tables)
     for name, columns in wanted.items():
         available = tables[name].collect_schema().names()
@@ -984,11 +1282,16 @@ def _srm(spec: Spec, design: Design, base: BaselineSpec | None, current: Arm,
 
 
 def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
-                  options: CompareOptions, spec: Spec) -> pl.DataFrame:
+                  options: CompareOptions, spec: Spec,
+                  values: Mapping[str, Mapping[tuple, tuple[float | None, int, int]]]
+                  ) -> pl.DataFrame:
+    """One row per cell. n is `compute`'s n on the arm (rows counted, e.g. tool calls); units
+    is what the test counted (units of analysis, e.g. conversations)."""
     records = []
     dims = list(options.by)
     for cell, p_adj in zip(cells, adjusted, strict=True):
         comp = cell.comparison
+        untestable = comp is not None and comp.test == NOT_TESTABLE
         # min_sample counts units (not turns); a target (`values`) has no baseline arm.
         units_b = cell.n_baseline if cell.units_baseline is None else cell.units_baseline
         units_c = cell.n_current if cell.units_current is None else cell.units_current
@@ -996,17 +1299,27 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
         insufficient = min(baseline_n, units_c) < cell.kpi.min_sample
         significant = p_adj is not None and p_adj < options.alpha
         status, fired = verdict(cell.kpi, comp, significant, insufficient)
+        if untestable and status in ("ok", INSUFFICIENT):  # only a bound ("> 1%") can fire
+            status, fired = NOT_TESTABLE, None
         warnings = [*cell.warnings, *(comp.warnings if comp else ())]
-        if insufficient and comp is not None:
+        if insufficient and comp is not None and not untestable:
             warnings.append(f"fewer than min_sample = {cell.kpi.min_sample} units in an arm: "
                             "no verdict")
         absolute = comp.absolute if comp else None
         relative = comp.relative if comp else None
+        key = (cell.kpi.name, cell.grouping, tuple(cell.cohort.get(d) for d in cell.grouping))
+        engine_b = values.get("baseline", {}).get(key)
+        engine_c = values["current"].get(key)
+        baseline_value = comp.baseline if comp else (engine_b[0] if engine_b else None)
         records.append({
             "kpi": cell.kpi.name, "grouping": list(cell.grouping),
             **{d: cell.cohort.get(d) for d in dims},
-            "baseline_value": comp.baseline if comp else None, "baseline_n": cell.n_baseline,
-            "current_value": comp.current if comp else None, "current_n": cell.n_current,
+            "baseline_value": baseline_value,
+            "baseline_n": engine_b[1] if engine_b else cell.n_baseline,
+            "baseline_units": None if untestable or cell.target is not None else units_b,
+            "current_value": comp.current if comp else (engine_c[0] if engine_c else None),
+            "current_n": engine_c[1] if engine_c else cell.n_current,
+            "current_units": None if untestable else units_c,
             "delta": absolute.estimate if absolute else None,
             "delta_low": absolute.low if absolute else None,
             "delta_high": absolute.high if absolute else None,
@@ -1023,8 +1336,10 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
         })
     schema: dict[str, pl.DataType] = {
         "kpi": pl.String(), "grouping": pl.List(pl.String()), **{d: pl.String() for d in dims},
-        "baseline_value": pl.Float64(), "baseline_n": pl.Int64(), "current_value": pl.Float64(),
-        "current_n": pl.Int64(), "delta": pl.Float64(), "delta_low": pl.Float64(),
+        "baseline_value": pl.Float64(), "baseline_n": pl.Int64(),
+        "baseline_units": pl.Int64(), "current_value": pl.Float64(),
+        "current_n": pl.Int64(), "current_units": pl.Int64(), "delta": pl.Float64(),
+        "delta_low": pl.Float64(),
         "delta_high": pl.Float64(), "relative_delta": pl.Float64(),
         "relative_low": pl.Float64(), "relative_high": pl.Float64(), "p_value": pl.Float64(),
         "p_adjusted": pl.Float64(), "test": pl.String(), "significant": pl.Boolean(),

@@ -879,11 +879,30 @@ def run_compute(
                          read_names(spec, kpis, options, with_time=bounded))
     if options.by:
         check_cohort_counts(tables, options.by, options.max_cohorts)
+    table, kpi_notes = evaluate_kpis(spec, kpis, output, tables, window, options)
+    table = mark_unavailable(table, check)
+    notes = [*check.notes(), *input_notes(sources, window), *_data_notes(sources, kpis),
+             *empty_source_notes(sources), *kpi_notes,
+             *_zero_n_notes(spec, table, tables, window, options.where)]
+    return ComputeResult(table=table, window=window, dimensions=tuple(options.by),
+                         notes=tuple(notes), check=check)
+
+
+def evaluate_kpis(
+    spec: Spec,
+    kpis: Sequence[KpiSpec],
+    output: Sequence[str],
+    tables: Mapping[str, pl.LazyFrame],
+    window: Window,
+    options: ComputeOptions,
+) -> tuple[pl.DataFrame, list[str]]:
+    """The KPI table of `compute` (one row per KPI × cohort × breakdown value, with n and
+    pending) over facts tables already built: `compute` calls it on the run's facts, `compare`
+    on each arm's, so both report the same value and n for the same slice."""
     dims = list(options.by)
     sets = _grouping_sets(options.by, options.grain)
     queries: list[pl.LazyFrame] = []
-    notes: list[str] = [*check.notes(), *input_notes(sources, window),
-                        *_data_notes(sources, kpis), *empty_source_notes(sources)]
+    notes: list[str] = []
     for kpi in kpis:
         if kpi.kind == "formula":
             continue
@@ -944,10 +963,7 @@ def run_compute(
         dims,
         options.grain is not None,
     )
-    table = mark_unavailable(table, check)
-    notes += _zero_n_notes(spec, table, tables, window, options.where)
-    return ComputeResult(table=table, window=window, dimensions=tuple(dims), notes=tuple(notes),
-                         check=check)
+    return table, notes
 
 
 def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:

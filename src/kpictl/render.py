@@ -631,6 +631,7 @@ STATUS_STYLES = {
     "critical": "red",
     "catastrophic": "bold red",
     "insufficient_data": "dim",
+    "not_testable": "dim",
 }
 
 
@@ -678,8 +679,10 @@ def compare_records(result: Any) -> list[dict[str, Any]]:
         cohort = {d: row[d] for d in row["grouping"]}
         records.append({
             "kpi": row["kpi"], "cohort": cohort,
-            "baseline": {"value": _float(row["baseline_value"]), "n": row["baseline_n"]},
-            "current": {"value": _float(row["current_value"]), "n": row["current_n"]},
+            "baseline": {"value": _float(row["baseline_value"]), "n": row["baseline_n"],
+                         "units": row["baseline_units"]},
+            "current": {"value": _float(row["current_value"]), "n": row["current_n"],
+                        "units": row["current_units"]},
             "delta": _float(row["delta"]),
             "delta_ci": None if row["delta_low"] is None else [row["delta_low"],
                                                                  row["delta_high"]],

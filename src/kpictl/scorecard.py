@@ -36,7 +36,13 @@ from typing import Any, cast
 import polars as pl
 
 from kpictl import __version__, stats
-from kpictl.comparison import UNAVAILABLE, CompareOptions, CompareResult, run_compare
+from kpictl.comparison import (
+    NOT_TESTABLE,
+    UNAVAILABLE,
+    CompareOptions,
+    CompareResult,
+    run_compare,
+)
 from kpictl.costs import (
     HUMAN_MINUTE_PARAM,
     CostTotals,
@@ -85,7 +91,7 @@ LEVELS = ("warning", "critical", "catastrophic")
 NOT_JUDGED = "not_judged"
 INSUFFICIENT = "insufficient_data"
 STATUS_ORDER = ("ok", "warning", "critical", "catastrophic", INSUFFICIENT, UNAVAILABLE,
-                NOT_JUDGED)
+                NOT_TESTABLE, NOT_JUDGED)
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_GAP = "·"
 CAVEAT_MARK = "†"
@@ -317,7 +323,8 @@ def _money(value: float | None) -> str:
 
 
 def _status_text(status: str, threshold: str | None = None) -> str:
-    label = {INSUFFICIENT: "insufficient data", NOT_JUDGED: "not judged"}.get(status, status)
+    label = {INSUFFICIENT: "insufficient data", NOT_JUDGED: "not judged",
+             NOT_TESTABLE: "not testable"}.get(status, status)
     label += f" ({threshold})" if threshold else ""
     return label if status in ("ok", NOT_JUDGED) else f"**{label}**"
 
