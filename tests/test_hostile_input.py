@@ -569,3 +569,4 @@ def test_json_written_as_text_is_kept_and_an_object_among_it_is_not(tmp_path: Pa
     assert str(caught.value) == (
         f"{mixed}:2: field 'channel': expected text, got an object ({{\"order\": 2}}); fix the "
         "file or pass --on-bad-rows skip")
+

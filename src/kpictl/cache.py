@@ -28,8 +28,10 @@ import xxhash
 
 from kpictl.errors import UsageError
 
+# 4: frames checked for extreme values (NaN text, integers past Int64, objects read as text,
+# blank keys, epoch units: README "Bad input"), so a frame cached unchecked is not served;
 # 3: content-keyed entries carrying a checksum; 2 was keyed by size and modification time
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB
 ORPHAN_AGE_S = 3600.0  # a temporary file this old was left by a writer that died
 IN_USE_S = 600.0  # an entry used this recently is never evicted: a running process may scan it
