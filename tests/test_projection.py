@@ -378,3 +378,41 @@ def test_cli_project_unavailable_says_why(tmp_path: Path, shipped_spec_path: Pat
               "spec)")
     assert f"Cost projection unavailable: {reason}." in result.stdout
     assert result.stderr == f"kpictl: note: cost projection unavailable: {reason}\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# The scorecard's Cost at scale section (report --project)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_report_project_section_is_the_projection_of_the_current_arm(shipped_spec: Spec) -> None:
+    from kpictl.comparison import CompareOptions, run_compare
+    from kpictl.projection import project_costs
+    from kpictl.render import projection_markdown
+    from kpictl.scorecard import ReportOptions, run_report
+
+    sources = load_sources(shipped_spec)
+    markdown = run_report(shipped_spec, sources, ReportOptions(project="10x")).markdown
+    window = run_compare(shipped_spec, sources, CompareOptions(baseline="holdout")).current_window
+    arm = Slice("treatment arm", sources, window, "arm = 'treatment'")
+    expected = projection_markdown(project_costs(shipped_spec, arm, ProjectionOptions(
+        parse_volume("10x"))), level=2)
+    section = markdown[markdown.index("## Cost at 10x volume"):markdown.index("## Data quality")]
+    assert section.splitlines()[2] == (
+        "Projected from the treatment arm: the conversations started in the period and their "
+        "costs up to as-of (`kpictl project` on the same data).")
+    assert "\n".join(expected[2:]).strip() in section
+    assert "| total | $0.8355 | $14,068.06 |" in section
+    assert "Cost projection partially priced (1,638 of 1,655 conversations)." in section
+    plain = run_report(shipped_spec, sources, ReportOptions()).markdown
+    assert "## Cost at" not in plain
+
+
+def test_report_project_bad_volume_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["report", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"),
+                                 "--project", "ten"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "kpictl: error: --project 'ten': expected a multiple of the observed volume such as 10x, "
+        "or conversations per period such as 50000/month (per hour, day, week or month), "
+        "above 0\n")

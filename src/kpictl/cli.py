@@ -702,6 +702,14 @@ def report(
             "Adds a Human review section: the latest round and the trend.",
         ),
     ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            help="A target volume (10x, 50000/month): adds a Cost at scale section, the "
+            "current arm's monthly cost and peak hourly spend at that volume (kpictl project).",
+        ),
+    ] = None,
     fail_on: Annotated[
         FailLevel | None,
         typer.Option(
@@ -765,6 +773,7 @@ def report(
         redact=redact,
         command_line=shlex.join(["kpictl", *sys.argv[1:]]),
         review=tuple(review or ()),
+        project=project,
     )
     with progress("Building the scorecard…"):
         result = run_report(

@@ -69,9 +69,9 @@ class Volume:
     per_month: float | None = None
 
 
-def parse_volume(text: str) -> Volume:
+def parse_volume(text: str, option: str = "--volume") -> Volume:
     """`10x` (ten times the observed conversations per month) or `50000/month` (also per hour,
-    day or week)."""
+    day or week); `option` names the option in the error."""
     multiple = _MULTIPLE.match(text)
     absolute = _ABSOLUTE.match(text)
     value: float | None = None
@@ -81,7 +81,7 @@ def parse_volume(text: str) -> Volume:
         value = float(absolute.group("n").replace(",", "").replace("_", ""))
     if value is None or not math.isfinite(value) or value <= 0:
         raise UsageError(
-            f"--volume {text!r}: expected a multiple of the observed volume such as 10x, or "
+            f"{option} {text!r}: expected a multiple of the observed volume such as 10x, or "
             "conversations per period such as 50000/month (per hour, day, week or month), "
             "above 0"
         )

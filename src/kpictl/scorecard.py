@@ -69,6 +69,7 @@ from kpictl.engine import (
 )
 from kpictl.errors import UsageError
 from kpictl.io import FileReport, Sources
+from kpictl.projection import ProjectionOptions, ProjectionResult, parse_volume, project_costs
 from kpictl.redact import redact_value
 from kpictl.render import (
     LAYER_TITLES,
@@ -79,6 +80,7 @@ from kpictl.render import (
     iso,
     md_cell,
     md_text,
+    projection_markdown,
     review_markdown,
     shown_value,
 )
@@ -179,6 +181,7 @@ class ReportOptions:
     command_line: str = ""  # for the provenance appendix
     generated_at: dt.datetime | None = None  # provenance only; default: now (UTC)
     review: tuple[Path, ...] = ()  # labelled review files, one per round (`kpictl review`)
+    project: str | None = None  # a target volume (10x, 50000/month): the Cost at scale section
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,7 @@ class ReportData:
     notes: tuple[str, ...]
     used_columns: tuple[tuple[str, str, str], ...]  # (table.column, definition, source)
     review: ReviewScore | None = None  # the scored review rounds, when files were given
+    projection: ProjectionResult | None = None  # `project`: the current arm at a volume
 
 
 @dataclass(frozen=True)
@@ -1001,6 +1005,7 @@ def run_report(
     if options.charts_dir is not None:
         require_matplotlib()
     review = score_review(options.review, options.alpha) if options.review else None
+    volume = parse_volume(options.project, "--project") if options.project else None
     baseline_name = options.baseline or spec.defaults.baseline
     comparison: CompareResult | None = None
     base: BaselineSpec | None = None
@@ -1021,6 +1026,7 @@ def run_report(
         if baseline_sources is None and baseline_name is not None:
             base = spec.baselines[baseline_name]
     current, baseline = _slices(spec, sources, options, comparison, base, baseline_sources)
+    projection = project_costs(spec, current, ProjectionOptions(volume)) if volume else None
     notes: list[str] = []
     eligible, skipped = _eligible(spec, current.where)
     if skipped:
@@ -1105,6 +1111,7 @@ def run_report(
         notes=tuple(notes),
         used_columns=tuple(sorted(used.values(), key=_entry_order(spec))),
         review=review,
+        projection=projection,
     )
     written: list[Path] = []
     if options.charts_dir is not None:
@@ -2280,6 +2287,16 @@ def _section_review(data: ReportData) -> list[str]:
     return review_markdown(data.review) if data.review is not None else []
 
 
+def _section_projection(data: ReportData) -> list[str]:
+    """Cost at scale (`--project`): the current arm's costs at the target volume."""
+    if data.projection is None:
+        return []
+    heading, _, *rest = projection_markdown(data.projection, level=2)
+    scope = (f"Projected from the {data.current.label}: the conversations started in the "
+             "period and their costs up to as-of (`kpictl project` on the same data).")
+    return [heading, "", scope, "", *rest]
+
+
 def render_report(data: ReportData) -> str:
     """The scorecard's Markdown: a pure function of `data`."""
     sections = [
@@ -2289,6 +2306,7 @@ def render_report(data: ReportData) -> str:
         _section_trends,
         _section_breakdowns,
         _section_roi,
+        _section_projection,
         _section_review,
         _section_quality,
         _section_drilldown,
