@@ -867,3 +867,42 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
     assert unknown.startswith(
         "| tool calls of unknown conversations | tool_calls | conversation_id | 0 | 4 | 0.00 % |")
     assert "None" not in out
+
+
+def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
+    tmp_path: Path,
+) -> None:
+    """Chat transcripts log no human minutes: the ROI showed "human minutes 0.0 min", "human
+    cost $0.00" and a "total cost" that priced them as zero, while every KPI reading
+    human_minutes was unavailable. Absent is unknown; {default: 0} says zero on purpose."""
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"
+    spec_text = (fixtures / "spec.yaml").read_text().replace(
+        "version: 1\n", "version: 1\nparams:\n  human_cost_per_minute: 0.75\n", 1
+    )
+    (tmp_path / "spec.yaml").write_text(spec_text)
+    (tmp_path / "runs.jsonl").write_bytes((fixtures / "runs.jsonl").read_bytes())
+    code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert (
+        "| human minutes | unknown | no \\`human_minutes\\` column in source 'events' (no row "
+        "has a value) |" in lines
+    )
+    assert "| human cost | — | not priced: the human minutes are unknown |" in lines
+    assert not any(line.startswith("| total cost |") for line in lines)
+    # gpt-4o at $2.5 / $10 per 1M: 1000 in + 200 out = 0.0045, 500 in + 100 out = 0.00225;
+    # 3 trials: (0.0045 + 0.00225) / 3 = $0.00225 (a float just below: $0.0022), LLM + tools
+    assert (
+        "| cost per conversation | $0.0022 | agent run cost ÷ conversations (human minutes "
+        "unknown) |" in lines
+    )
+
+    # the same data with human minutes declared zero on purpose: 0.0 min, priced at $0.00
+    (tmp_path / "spec.yaml").write_text(spec_text.replace(
+        "      reward: {type: float}\n",
+        "      reward: {type: float}\n      human_minutes: {default: 0}\n", 1))
+    code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "| human minutes | 0.0 min | Σ events.human_minutes |" in lines
+    assert "| total cost | $0.01 | agent run cost + human cost |" in lines

@@ -44,6 +44,9 @@ class CostTotals:
     human_rate: float | None
     total_sum: float  # Σ per-conversation total cost (human minutes priced when a rate exists)
     total_sq: float
+    # why the human minutes are unknown (no row of events holds human_minutes), else None:
+    # then human_minutes is 0 only because nothing was logged, and the total is LLM + tools
+    human_unknown: str | None = None
 
     @property
     def run_cost(self) -> float:
@@ -52,8 +55,11 @@ class CostTotals:
 
     @property
     def human_cost(self) -> float | None:
-        """Human minutes × the declared rate, or None when no rate is declared."""
-        return None if self.human_rate is None else self.human_minutes * self.human_rate
+        """Human minutes × the declared rate, or None when no rate is declared or the minutes
+        are unknown."""
+        if self.human_rate is None or self.human_unknown is not None:
+            return None
+        return self.human_minutes * self.human_rate
 
 
 def unit_table(spec: Spec) -> TableSpec:
@@ -134,8 +140,24 @@ def conversation_costs(spec: Spec, piece: Slice, keys: pl.DataFrame) -> pl.DataF
     ).collect()
 
 
-def cost_totals(spec: Spec, costs: pl.DataFrame) -> CostTotals:
-    """Sums of `conversation_costs` (and Σ, Σ² of the total per conversation for a t-test)."""
+def human_minutes_unknown(sources: Sources) -> str | None:
+    """Why human minutes are unknown — no row of `events` holds `human_minutes` (the column is
+    absent from the data), so its sum of 0 means "not logged", not "no human time" — else None
+    (see README, "When the data does not fit the spec")."""
+    if "events" not in sources:
+        return "no `events` source"
+    rows = sources["events"]
+    if (
+        "human_minutes" in rows.collect_schema().names()
+        and rows.select(pl.col("human_minutes").is_not_null().any()).collect().item()
+    ):
+        return None
+    return "no `human_minutes` column in source 'events' (no row has a value)"
+
+
+def cost_totals(spec: Spec, costs: pl.DataFrame, human_unknown: str | None = None) -> CostTotals:
+    """Sums of `conversation_costs` (and Σ, Σ² of the total per conversation for a t-test);
+    `human_unknown` (from `human_minutes_unknown`) marks the human minutes as not in the data."""
     sums = costs.select(
         pl.col("llm_cost").sum(),
         pl.col("tool_cost").sum(),
@@ -151,6 +173,7 @@ def cost_totals(spec: Spec, costs: pl.DataFrame) -> CostTotals:
         number_param(spec, HUMAN_MINUTE_PARAM),
         float(sums["s"] or 0.0),
         float(sums["sq"] or 0.0),
+        human_unknown,
     )
 
 

@@ -49,6 +49,7 @@ from kpictl.costs import (
     Slice,
     conversation_costs,
     cost_totals,
+    human_minutes_unknown,
     slice_facts,
     unit_table,
 )
@@ -1048,12 +1049,14 @@ def run_report(
     facts = slice_facts(spec, current)
     key = table.key or "conversation_id"
     costs_frame = conversation_costs(spec, current, facts.select(key))
-    costs = cost_totals(spec, costs_frame)
+    costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
     baseline_costs = None
     if baseline is not None:
         base_facts = slice_facts(spec, baseline)
         baseline_costs = cost_totals(
-            spec, conversation_costs(spec, baseline, base_facts.select(key))
+            spec,
+            conversation_costs(spec, baseline, base_facts.select(key)),
+            human_minutes_unknown(baseline.sources),
         )
     as_of = current.window.as_of
     findings, columns = data_quality(spec, sources, as_of)
@@ -1765,9 +1768,18 @@ def _section_roi(data: ReportData) -> list[str]:
         ["LLM cost", _money(costs.llm), "Σ events.cost_usd"],
         ["tool cost", _money(costs.tools), "Σ tool_calls.cost_usd"],
         ["agent run cost", _money(costs.run_cost), "LLM cost + tool cost"],
-        ["human minutes", f"{costs.human_minutes:,.1f} min", "Σ events.human_minutes"],
     ]
-    if rate is not None:
+    if costs.human_unknown is not None:
+        # an absent column sums to 0: that is "not logged", never "no human time" (issue 10)
+        rows += [
+            ["human minutes", "unknown", md_text(costs.human_unknown)],
+            ["human cost", "—", "not priced: the human minutes are unknown"],
+        ]
+    else:
+        rows.append(
+            ["human minutes", f"{costs.human_minutes:,.1f} min", "Σ events.human_minutes"]
+        )
+    if rate is not None and costs.human_unknown is None:
         rows.append(
             [
                 "human cost",
@@ -1783,7 +1795,7 @@ def _section_roi(data: ReportData) -> list[str]:
                 "agent run cost + human cost",
             ]
         )
-    else:
+    elif costs.human_unknown is None:
         rows.append(
             ["human cost", "—", f"not priced: the spec declares no params.{HUMAN_MINUTE_PARAM}"]
         )
@@ -1792,7 +1804,9 @@ def _section_roi(data: ReportData) -> list[str]:
             [
                 "cost per conversation",
                 format_value(costs.total_sum / costs.conversations, "usd"),
-                "total cost ÷ conversations",
+                "total cost ÷ conversations"
+                if costs.human_unknown is None
+                else "agent run cost ÷ conversations (human minutes unknown)",
             ]
         )
     success = next((t for t in data.tiles if t.kpi == "cost_per_successful_task"), None)
@@ -1841,11 +1855,13 @@ def _roi_against_baseline(data: ReportData) -> list[str]:
     n = costs.conversations
     saving, low, high = -delta.estimate * n, -delta.high * n, -delta.low * n
     level = round((1 - data.options.alpha) * 100)
-    priced = (
-        f"LLM + tools + human minutes × {HUMAN_MINUTE_PARAM}"
-        if costs.human_rate is not None
-        else "LLM + tools only (human minutes are not priced)"
-    )
+    human_unknown = costs.human_unknown or base.human_unknown
+    if human_unknown is not None:
+        priced = f"LLM + tools only: human minutes unknown, {human_unknown}"
+    elif costs.human_rate is not None:
+        priced = f"LLM + tools + human minutes × {HUMAN_MINUTE_PARAM}"
+    else:
+        priced = "LLM + tools only (human minutes are not priced)"
     lines += [
         f"- Cost per conversation ({priced}): baseline "
         f"{format_value(comparison.baseline, 'usd')} (n={_int(base.conversations)}), current "
@@ -1888,7 +1904,7 @@ def _roi_against_baseline(data: ReportData) -> list[str]:
         )
     assumptions = (
         [f"`{HUMAN_MINUTE_PARAM}` = {costs.human_rate} (declared, not measured)"]
-        if costs.human_rate is not None
+        if costs.human_rate is not None and human_unknown is None
         else []
     )
     assumptions.append("logged cost_usd values are complete and correct")
