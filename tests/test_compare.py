@@ -1284,3 +1284,34 @@ def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(tmp_path: Path,
     assert overall["cost_per_completion"]["test"] == "delta_ratio"
     assert overall["chat_ttr_median"]["test"] == "quantile_outer_ci"
     assert overall["escalation_share"]["test"] == "bootstrap"
+
+
+@pytest.mark.parametrize(
+    ("numerator", "kind", "reason"),
+    [
+        ("COUNT(*) FILTER (WHERE escalated)", "ratio", None),
+        ("2 * SUM(tokens) - COUNT(tokens)", "ratio", None),
+        ("-TOTAL(cost_usd) FILTER (WHERE completed) / 2", "ratio", None),
+        ("SUM(DISTINCT tokens)", "other", "numerator: … DISTINCT … inside SUM/COUNT is not a "
+         "per-unit sum"),
+        ("SUM(tokens - AVG(tokens))", "other", "numerator: AVG(…) inside SUM/COUNT is not a "
+         "per-unit sum"),
+        ("SUM(tokens) + 1", "other", "numerator: a constant is not a per-unit sum"),
+        ("CAST(SUM(tokens) AS INTEGER)", "other", "numerator: a cast of a sum to an integer is "
+         "not a per-unit sum"),
+        ("FIRST(tokens)", "other", "numerator: FIRST(…) is not a per-unit sum"),
+    ],
+)
+def test_kpi_shape_reads_the_parsed_expression(
+    tmp_path: Path, numerator: str, kind: str, reason: str | None
+) -> None:
+    from kpictl.comparison import kpi_shape
+
+    extra = f"""
+  probe:
+    over: conversations
+    numerator: "{numerator}"
+    denominator: COUNT(*)
+"""
+    shape = kpi_shape(bundled_spec(tmp_path, extra).kpis["probe"])
+    assert (shape.kind, shape.reason) == (kind, reason)
