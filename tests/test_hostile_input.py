@@ -207,6 +207,19 @@ def test_a_file_named_twice_is_read_once_with_a_note(tmp_path: Path) -> None:
     assert document["notes"].count(note) == 1
 
 
+def test_a_hard_link_to_a_file_is_the_same_file(tmp_path: Path) -> None:
+    events = write(tmp_path / "logs/e.jsonl", [
+        row("c1", input_tokens=10), row("c1", ts="2026-10-01T10:05:00Z", event="resolution")])
+    link = tmp_path / "elsewhere/run.jsonl"
+    link.parent.mkdir()
+    link.hardlink_to(events)
+    loaded = load(events.parent, link)
+    assert loaded.rows == 2 and len(loaded.files) == 1  # was 4 rows: 20 tokens for a 10-token run
+    assert loaded.notes == (
+        f"source 'events': 1 file named more than once, read once: {link} (by "
+        f"{str(events.parent)!r} and {str(link)!r})",)
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. an empty key is not a conversation
 # ---------------------------------------------------------------------------------------------

@@ -1062,17 +1062,20 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
 
 def _source_files(request: SourceRequest) -> tuple[list[tuple[Path, Path]], list[str], list[str]]:
     """Every file a source's paths name, each once: a file reached twice (a folder and a file
-    in it, two overlapping globs) is read once, with a note. Returns (files, ignored, notes)."""
+    in it, two overlapping globs, a symlink or a hard link to it) is read once, with a note.
+    Returns (files, ignored, notes)."""
     found: list[tuple[Path, Path]] = []
     ignored: list[str] = []
-    seen: dict[Path, str] = {}
+    seen: dict[tuple[int, int] | Path, str] = {}
     twice: list[str] = []
     for pattern in request.paths:
         files, skipped_files = find_files(pattern, request.base_dir, request.format)
         ignored += skipped_files
         for path, root in files:
-            try:
-                real = path.resolve(strict=True)
+            real: tuple[int, int] | Path
+            try:  # the file itself, whatever its name: a symlink or a hard link is the same file
+                info = path.stat()
+                real = (info.st_dev, info.st_ino)
             except OSError:
                 real = path.absolute()
             if real in seen:
