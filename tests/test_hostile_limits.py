@@ -263,6 +263,20 @@ def test_a_quoted_now_in_the_spec_is_a_located_problem(write_spec: SpecWriter) -
     ]
 
 
+@pytest.mark.parametrize("where", ['"now"() > started_at', "NOW() > started_at", "a (("])
+def test_a_bad_where_is_the_same_usage_error_in_compute_and_compare(where: str) -> None:
+    """compare checked --where only while reading the data: the wall clock or a syntax error
+    there was 'internal error: ExpressionProblem' (exit 70)."""
+    args = [str(ROOT / "sample_logs" / "events"), "--source", f"tool_calls={TOOL_CALLS}",
+            "-c", str(SPEC), "--no-cache", "--where", where]
+    compute = runner.invoke(app, ["compute", *args])
+    compare = runner.invoke(app, ["compare", *args])
+    assert (compute.exit_code, compare.exit_code) == (2, 2)
+    assert compare.stderr == compute.stderr
+    assert compare.stderr.startswith("kpictl: error: --where (on table 'agent_turns'): ")
+    assert compare.stderr.count("\n") == 1 and "internal error" not in compare.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # Log files: line length, gzip expansion, JSON nesting
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from kpictl.engine import (
     Window,
     build_facts,
     check_cohort_counts,
+    check_where,
     empty_source_notes,
     evaluate_kpis,
     filter_kpi_rows,
@@ -1014,9 +1015,10 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         if name not in spec.kpis:
             raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}")
     selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
+    evaluated, output = selected_kpis(spec, options.kpis)  # with formulas' components
+    check_where(spec, options.where, {k.over for k in evaluated if k.kind != "formula"})
     require_arm_columns(spec, sources, selected, options, baseline_sources)
     check = data_check(spec, sources, selected, options, baseline_sources)
-    evaluated, output = selected_kpis(spec, options.kpis)  # with formulas' components
     current, baseline, design, base = build_arms(spec, sources, options, baseline_sources,
                                                  baseline_label)
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key

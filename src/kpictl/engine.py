@@ -757,18 +757,26 @@ def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec])
                 f"--by {dim}: no such column{did_you_mean(dim, columns)}; "
                 f"cohort columns include: {', '.join(sorted(columns))}"
             )
-    if options.where:
-        for table in sorted(tables):
-            try:
-                check_expression(
-                    options.where,
-                    spec.table_schema(table),
-                    shape=ExpressionShape.ROW,
-                    dtype=pl.Boolean,
-                    what="--where",
-                )
-            except ExpressionProblem as exc:
-                raise UsageError(f"--where (on table {table!r}): {exc}") from exc
+    check_where(spec, options.where, tables)
+
+
+def check_where(spec: Spec, where: str | None, tables: Collection[str]) -> None:
+    """--where is a true/false row expression of every table it filters, checked before any
+    data is read: a syntax error, an unknown column, the wall clock or a file reader is a usage
+    error naming the table (compute and compare alike)."""
+    if not where:
+        return
+    for table in sorted(tables):
+        try:
+            check_expression(
+                where,
+                spec.table_schema(table),
+                shape=ExpressionShape.ROW,
+                dtype=pl.Boolean,
+                what="--where",
+            )
+        except ExpressionProblem as exc:
+            raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
 
 def require_cohorts(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
