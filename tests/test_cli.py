@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from conftest import JsonlWriter, SpecWriter
 from kpictl import __version__
 from kpictl.cli import app
 from kpictl.engine import compute
@@ -406,3 +407,32 @@ def test_a_closed_pipe_exits_quietly_like_other_unix_tools() -> None:
         "direction,owner"
     ]
     assert done.stderr == "kpictl exit 141\n"
+
+
+def test_compare_with_a_formula_kpi_and_an_empty_arm_is_insufficient_data(
+    write_spec: SpecWriter, write_jsonl: JsonlWriter
+) -> None:
+    """A formula KPI whose baseline arm holds no unit: insufficient data, as for every other
+    KPI (was exit 70: 'the bootstrap needs at least one unit per arm')."""
+    spec = write_spec()
+    arm = {"channel": "web", "arm": "treatment"}
+    write_jsonl("logs/events/e.jsonl", [
+        {"conversation_id": "a", "ts": "2026-01-01T00:00:00Z", "event": "message", **arm},
+        {"conversation_id": "a", "ts": "2026-01-01T00:05:00Z", "event": "resolution", **arm},
+        {"conversation_id": "b", "ts": "2026-01-02T00:00:00Z", "event": "message", **arm},
+        {"conversation_id": "b", "ts": "2026-01-02T00:05:00Z", "event": "escalation",
+         "escalation_reason": "x", **arm},
+    ])
+    write_jsonl("logs/tool_calls/t.jsonl", [
+        {"conversation_id": "a", "ts": "2026-01-01T00:01:00Z", "tool": "t", "status": "ok"},
+    ])
+    for baseline in ("holdout", "prior"):
+        code, out, err = run("compare", "-c", str(spec), "--baseline", baseline,
+                             "--format", "json")
+        assert code == 0, err
+        rows = {r["kpi"]: r for r in json.loads(out)["results"]}
+        share = rows["resolved_share"]
+        assert share["status"] == "insufficient_data"
+        assert (share["baseline"]["n"], share["current"]["n"]) == (0, 2)
+        # the current value is compute's: resolution 1/2 over (1/2 + escalation 1/2)
+        assert share["current"]["value"] == pytest.approx(0.5 / (0.5 + 0.5), rel=1e-12)

@@ -922,7 +922,7 @@ def _formula_cells(spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None,
             c = groups["current"].get(cohort_key)
             cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
                         b.height if b is not None else 0, c.height if c is not None else 0, 0, 0)
-            if b is None or c is None:
+            if b is None or c is None or b.height == 0 or c.height == 0:
                 cell.warnings.append("no units in one of the arms")
                 cells.append(cell)
                 continue
