@@ -155,6 +155,24 @@ def test_human_cost_unpriced_without_the_param(write_spec: SpecWriter) -> None:
     assert result.total.basis == "LLM + tools"
 
 
+def test_since_until_is_the_observed_period(shipped_spec: Spec) -> None:
+    result = project(shipped_spec, tiny(*tiny_rows()), since=T0, until=at(12))
+    # 12 clock hours: 4 × 730.5 / 12 = 243.5 per month; spend [4.7, 0, 0, 0.4, 0, 1.7, 0 × 6]
+    # sorted: nine zeros, 0.4, 1.7, 4.7; p95 at rank 0.95 × 11 = 10.45 → 1.7 + 0.45 × 3.0
+    assert (result.hours, result.observed_per_month) == (12, pytest.approx(243.5))
+    assert result.peak is not None and result.peak.p95 == pytest.approx(3.05)
+
+
+def test_the_python_api_projects() -> None:
+    import kpictl
+
+    spec = kpictl.load_spec(ROOT / "kpi_definitions.yaml")
+    sources = tiny(*tiny_rows())
+    result = kpictl.run_projection(spec, sources, kpictl.ProjectionOptions(
+        kpictl.parse_volume("10x")))
+    assert result.total is not None and result.total.monthly == pytest.approx(8279.0)
+
+
 # ----------------------------------------------------------------------------------------------
 # The bootstrap interval
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "EmptyInputError",
     "InputDataError",
     "KpictlError",
+    "ProjectionOptions",
     "ReportOptions",
     "SampleOptions",
     "SpecError",
@@ -36,9 +37,11 @@ __all__ = [
     "load_frames",
     "load_sources",
     "load_spec",
+    "parse_volume",
     "report",
     "run_compare",
     "run_compute",
+    "run_projection",
     "run_report",
     "score_review",
 ]
@@ -48,12 +51,16 @@ if TYPE_CHECKING:
     from kpictl.engine import ComputeOptions, ComputeResult, compute, facts, run_compute
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
     from kpictl.io import load_frames
+    from kpictl.projection import ProjectionOptions, parse_volume, run_projection
     from kpictl.review import SampleOptions, draw_review_sample, score_review
     from kpictl.scorecard import ReportOptions, report, run_report
     from kpictl.sources import load_sources
     from kpictl.spec import load_spec
 
 _LAZY = {
+    "ProjectionOptions": "kpictl.projection",
+    "parse_volume": "kpictl.projection",
+    "run_projection": "kpictl.projection",
     "CompareOptions": "kpictl.comparison",
     "CompareResult": "kpictl.comparison",
     "compare": "kpictl.comparison",
