@@ -349,7 +349,9 @@ def read_csv(text: str) -> list[dict[str, str]]:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.text(st.sampled_from(list("=+-@\t\r\n,\"' a1")) | st.characters(), max_size=12),
+    # no lone surrogates (category Cs): not text a UTF-8 frame can hold, nor a log can contain
+    st.lists(st.text(st.sampled_from(list("=+-@\t\r\n,\"' a1"))
+                     | st.characters(exclude_categories=("Cs",)), max_size=12),
              min_size=1, max_size=6),
     st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none(), min_size=1,
              max_size=6),
