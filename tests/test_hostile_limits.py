@@ -18,7 +18,7 @@ from conftest import JsonlWriter, SpecWriter
 from kpictl.cli import app
 from kpictl.errors import InputDataError, SpecError
 from kpictl.inputbytes import long_lines
-from kpictl.io import SourceRequest, load_source
+from kpictl.io import SourceRequest, _blank, load_source
 from kpictl.redact import redact_pii
 from kpictl.spec import load_spec
 from kpictl.sqlexpr import ExpressionProblem, compile_sql
@@ -349,6 +349,15 @@ def test_max_line_bytes_must_be_a_size(write_jsonl: JsonlWriter, event_rows: Row
         "kpictl: error: --max-line-bytes 'lots': expected a size such as 64MiB, 512KiB or "
         "1048576\n",
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=12) | st.lists(st.sampled_from(b" \t\n\r\x0b\x0c{}a\x00\xa0"),
+                                             max_size=12).map(bytes))
+def test_a_blank_file_is_told_without_copying_it(data: bytes) -> None:
+    """The JSONL path asks whether a whole file is blank; `not data.strip()` copied the file
+    (0.33 s per call on a 440 MB file, four calls per run of two files)."""
+    assert _blank(data) == (not data.strip())
 
 
 @settings(max_examples=200, deadline=None)
