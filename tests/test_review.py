@@ -431,6 +431,16 @@ def test_report_shows_the_latest_review_round(logs: Path, tmp_path: Path) -> Non
     assert "Trend over 2 round(s): the gap widens (+26.7 pp per round, p = " in out
 
 
+def test_report_refuses_to_write_over_a_review_file(logs: Path, tmp_path: Path) -> None:
+    """A review file is an input of the report: -o naming it overwrote the human labels."""
+    path = write_review(tmp_path / "w1.csv", rows_of("all", 300, [(1, 1)] * 20 + [(0, 0)] * 8))
+    before = path.read_bytes()
+    code, out, err = run("report", *data_args(logs), "--review", str(path), "-o", str(path))
+    assert (code, out) == (2, "")
+    assert err == f"kpictl: error: --output {path}: is an input of this run; write somewhere else\n"
+    assert path.read_bytes() == before
+
+
 def test_report_without_review_has_no_review_section(logs: Path) -> None:
     code, out, _ = run("report", *data_args(logs))
     assert code == 0

@@ -792,7 +792,7 @@ def report(
         write_atomically(
             output,
             lambda path: path.write_text(result.markdown, encoding="utf-8"),
-            _inputs(config, sources, baseline_sources),
+            [*_inputs(config, sources, baseline_sources), *(review or ())],
             create_folder=True,
         )
         _stderr(
