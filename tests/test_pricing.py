@@ -66,6 +66,18 @@ def test_reprice_recomputes_reported_costs() -> None:
     assert rows.get_column("cost_source").to_list()[4] == "computed"
 
 
+def test_reprice_marks_a_reported_cost_without_tokens_unpriced() -> None:
+    # --reprice drops every reported cost; one without tokens cannot be recomputed: it is
+    # unknown (cost_source unpriced, counted in compute's notes), not a silent null (was: None)
+    rows = pl.LazyFrame({"model": ["m"], "input_tokens": [None], "output_tokens": [None],
+                         "cost_usd": [0.5]},
+                        schema_overrides={"input_tokens": pl.Int64, "output_tokens": pl.Int64})
+    repriced = apply_prices(rows, PRICES, reprice=True).collect()
+    assert repriced.select("cost_usd", "cost_source").rows() == [(None, "unpriced")]
+    kept = apply_prices(rows, PRICES).collect()
+    assert kept.select("cost_usd", "cost_source").rows() == [(0.5, "reported")]
+
+
 def test_unpriced_rows_are_reported_by_compute(tmp_path: Path) -> None:
     text = CHAT_SPEC.read_text().replace("    gpt-4o:\n", "    gpt-4o-mini:\n")
     (tmp_path / "spec.yaml").write_text(text)

@@ -228,7 +228,8 @@ def apply_prices(
         .then(pl.coalesce(prior, pl.lit("reported")))
         .when(priced)
         .then(pl.lit("computed"))
-        .when(has_tokens)
+        # tokens but no price; or (reprice) a reported cost it cannot recompute without tokens
+        .when(has_tokens | (reported & pl.lit(reprice)))
         .then(pl.lit("unpriced"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
