@@ -556,6 +556,12 @@ def compare(
         "suite run twice): McNemar exact, paired t, Wilcoxon. Default: paired when both runs "
         "have the same --unit ids (other than the conversation id).", show_default=False)
     ] = None,
+    sequential: Annotated[bool, typer.Option(
+        "--sequential", help="Always-valid CIs and p-values (confidence sequences): valid "
+        "however often you look, e.g. every day, at the price of wider intervals.")] = False,
+    n_star: Annotated[float, typer.Option(
+        "--n-star", help="With --sequential: the planned number of units (both arms) at "
+        "which the interval is tightest.")] = 5000.0,
     fail_on: Annotated[FailLevel | None, typer.Option(
         "--fail-on", help="Exit 3 when any KPI is at or above this level (gate a deploy).")
     ] = None,
@@ -597,7 +603,8 @@ def compare(
         until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), where=where,
         kpis=tuple(kpi or ()), alpha=alpha,
         correction=correction.value if correction else None, unit=unit,
-        relative_ci=relative_ci.value, paired=paired,
+        relative_ci=relative_ci.value, paired=paired, sequential=sequential,
+        sequential_n_star=n_star,
     )
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     baseline_sources = None

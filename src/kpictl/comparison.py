@@ -71,6 +71,8 @@ class CompareOptions:
     paired: bool | None = None  # None: paired when both datasets ran the same --unit ids
     seed: int = 20261122
     max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
+    sequential: bool = False  # always-valid CIs and p-values (statistics.md A9)
+    sequential_n_star: float = stats.SEQUENTIAL_N_STAR
 
 
 @dataclass(frozen=True)
@@ -1008,6 +1010,9 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     options = options or CompareOptions()
     if not 0 < options.alpha < 0.5:
         raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
+    if options.sequential and not options.sequential_n_star > 0:
+        raise UsageError(f"--n-star {options.sequential_n_star:g}: expected the planned number "
+                         "of units, e.g. 5000")
     correction = options.correction or spec.defaults.correction
     if correction not in ("holm", "bh", "none"):
         raise UsageError(f"--correction {correction}: expected holm, bh or none")
@@ -1080,6 +1085,11 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         else:
             kpi_cells = _formula_cells(spec, kpi, current, baseline, options, unit)
         cells += kpi_cells + _cells_left_out(kpi, kpi_cells, values, design.paired)
+    if options.sequential:
+        design = replace(design, label=f"{design.label}; {sequential_label(options)}")
+        for cell in cells:
+            if cell.comparison is not None:
+                cell.comparison = sequential_cell(cell, options)
     p_values = [c.comparison.p_value if c.comparison else None for c in cells]
     adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
     srm = _srm(spec, design, base, current, baseline, unit)
@@ -1196,6 +1206,27 @@ def _arm_values(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], output: Sequence[
         key = (row["kpi"], grouping, tuple(row[d] for d in grouping))
         result[key] = (row["value"], int(row["n"] or 0), int(row["pending"] or 0))
     return result
+
+
+def sequential_label(options: CompareOptions) -> str:
+    """The header words of a sequential run (README, compare --sequential)."""
+    return (f"sequential: always-valid CIs and p-values (N* = {options.sequential_n_star:g}), "
+            "valid at every look")
+
+
+def sequential_cell(cell: Cell, options: CompareOptions) -> stats.Comparison:
+    """The cell's fixed-horizon comparison made always-valid (statistics.md A9): the CI becomes
+    a confidence sequence Δ̂ ± SE·multiplier(n units of both arms), the p-value the mixture
+    SPRT's; the test name gets "+sequential". n counts units (not turns), both arms (or the one
+    arm of a `values` baseline)."""
+    assert cell.comparison is not None
+    n_b = cell.n_baseline if cell.units_baseline is None else cell.units_baseline
+    n_c = cell.n_current if cell.units_current is None else cell.units_current
+    n = n_c + (0 if cell.target is not None else n_b)
+    if n <= 0:
+        return cell.comparison
+    return stats.sequential_comparison(cell.comparison, n, n_star=options.sequential_n_star,
+                                       alpha=options.alpha)
 
 
 def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: CompareOptions,
