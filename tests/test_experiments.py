@@ -142,3 +142,143 @@ def test_cli_sequential_markdown_header_and_bad_n_star() -> None:
     code, _, err = cli(*BUNDLED, "--sequential", "--n-star", "0")
     assert code == 2
     assert "--n-star 0: expected the planned number of units, e.g. 5000" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# --cuped
+# ----------------------------------------------------------------------------------------------
+
+
+def cuped_sums(y: np.ndarray, w: np.ndarray) -> stats.CupedSums:
+    return stats.CupedSums(y.size, float(y.sum()), float(y @ y), float(w.sum()), float(w @ w),
+                           float(y @ w))
+
+
+def test_cuped_is_ancova_on_a_tiny_dataset() -> None:
+    """With the same covariate mean in both arms, pooled θ is the OLS slope of y ~ treat + w,
+    Δ is the OLS treatment coefficient, and the CUPED (Welch) SE² is the OLS SE² times
+    (2n − 3)/(2(n − 1)) for n units per arm (OLS pools the residual variance over 2n − 3 df)."""
+    import statsmodels.api as sm
+
+    w_a = np.array([3.0, 5.0, 2.0, 8.0, 6.0, 4.0])
+    w_b = np.array([6.0, 2.0, 8.0, 4.0, 3.0, 5.0])  # a permutation: the same mean
+    y_a = np.array([10.0, 14.0, 7.0, 21.0, 15.0, 12.0])
+    y_b = np.array([17.0, 9.0, 22.0, 13.0, 11.0, 16.0])
+    comparison = stats.compare_cuped(cuped_sums(y_a, w_a), cuped_sums(y_b, w_b))
+    design = np.column_stack([np.ones(12), np.r_[np.zeros(6), np.ones(6)], np.r_[w_a, w_b]])
+    ols = sm.OLS(np.r_[y_a, y_b], design).fit()
+    assert comparison.test == "cuped" and comparison.absolute is not None
+    assert stats.cuped_theta(cuped_sums(y_a, w_a), cuped_sums(y_b, w_b)) == pytest.approx(
+        ols.params[2], rel=1e-12)
+    assert comparison.absolute.estimate == pytest.approx(ols.params[1], rel=1e-12)
+    n = 6
+    assert comparison.absolute.se == pytest.approx(
+        ols.bse[1] * math.sqrt((2 * n - 3) / (2 * (n - 1))), rel=1e-12)
+
+
+def test_cuped_coverage_and_variance_reduction_by_simulation() -> None:
+    """300 experiments, 200 units per arm, y = 0.8·w + noise (corr ≈ 0.8), true effect 0.5:
+    the CUPED 95 % CI covers the effect in 0.94–0.96 of runs (measured 0.953) and removes
+    ρ² ≈ 64 % of the variance of Δ (measured mean 0.64)."""
+    rng = np.random.default_rng(15)
+    reps, n, effect = 300, 200, 0.5
+    covered, removed = 0, []
+    for _ in range(reps):
+        w_a, w_b = rng.normal(10, 1, n), rng.normal(10, 1, n)
+        y_a = 0.8 * w_a + rng.normal(0, 0.6, n)
+        y_b = 0.8 * w_b + rng.normal(0, 0.6, n) + effect
+        a, b = cuped_sums(y_a, w_a), cuped_sums(y_b, w_b)
+        comparison = stats.compare_cuped(a, b)
+        assert comparison.absolute is not None
+        covered += comparison.absolute.low <= effect <= comparison.absolute.high
+        plain = y_a.var(ddof=1) / n + y_b.var(ddof=1) / n
+        removed.append(1 - comparison.absolute.se**2 / plain)
+    slack = 2.5 * math.sqrt(0.95 * 0.05 / reps)  # 0.032
+    assert abs(covered / reps - 0.95) <= slack
+    assert float(np.mean(removed)) == pytest.approx(0.64, abs=0.03)
+
+
+CUPED_ATTRIBUTE = ("attributes: [channel, intent, customer_tier, region, agent_version, arm, "
+                   "user_id]")
+
+
+@pytest.fixture(scope="module")
+def cuped_sample(tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Spec, Sources, pl.DataFrame]:
+    """The sample plus `pre_tokens` per conversation (generated here, not by `kpictl sample`):
+    0.7 × its tokens + noise, missing for every 10th conversation."""
+    folder = tmp_path_factory.mktemp("cuped")
+    write_sample(folder, conversations=1500, seed=7, fmt="parquet")
+    events = pl.read_parquet(folder / "events" / "events.parquet")
+    per_conv = events.group_by("conversation_id").agg(
+        (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
+        .cast(pl.Float64).alias("tokens"), pl.col("arm").drop_nulls().first()
+    ).sort("conversation_id")
+    rng = np.random.default_rng(3)
+    pre = 0.7 * per_conv["tokens"].to_numpy() + rng.normal(0, 300, per_conv.height)
+    pre[::10] = np.nan
+    per_conv = per_conv.with_columns(pl.Series("pre_tokens", pre).fill_nan(None))
+    events.join(per_conv.select("conversation_id", "pre_tokens"), on="conversation_id",
+                how="left").write_parquet(folder / "events" / "events.parquet")
+    text = SPEC.read_text().replace(CUPED_ATTRIBUTE, CUPED_ATTRIBUTE[:-1] + ", pre_tokens]")
+    spec_path = folder / "spec.yaml"
+    spec_path.write_text(text)
+    spec = load_spec(spec_path)
+    sources = load_sources(spec, {"events": [folder / "events"],
+                                  "tool_calls": [folder / "tool_calls"]})
+    return spec, sources, per_conv
+
+
+def test_cuped_tokens_per_task_against_numpy(
+        cuped_sample: tuple[Spec, Sources, pl.DataFrame]) -> None:
+    spec, sources, per_conv = cuped_sample
+    plain = run_compare(spec, sources, CompareOptions(baseline="holdout",
+                                                      kpis=("tokens_per_task",)))
+    result = run_compare(spec, sources, CompareOptions(baseline="holdout", cuped="pre_tokens",
+                                                       kpis=("tokens_per_task",)))
+    w_all = per_conv["pre_tokens"].to_numpy().astype(float)
+    fill = np.nanmean(w_all)
+    arms = {}
+    for label in ("holdout", "treatment"):
+        part = per_conv.filter(pl.col("arm") == label)
+        w = part["pre_tokens"].fill_null(fill).to_numpy()
+        arms[label] = (part["tokens"].to_numpy(), w)
+    y = np.r_[arms["holdout"][0], arms["treatment"][0]]
+    w = np.r_[arms["holdout"][1], arms["treatment"][1]]
+    theta = np.cov(y, w, ddof=1)[0, 1] / w.var(ddof=1)
+    adj = {k: v[0] - theta * v[1] for k, v in arms.items()}
+    delta = adj["treatment"].mean() - adj["holdout"].mean()
+    ref = sps.ttest_ind(adj["treatment"], adj["holdout"], equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    r = row(result.table, "tokens_per_task")
+    p = row(plain.table, "tokens_per_task")
+    assert r["test"] == "cuped_welch_t"
+    assert r["cuped_theta"] == pytest.approx(theta, rel=1e-9)
+    assert r["delta"] == pytest.approx(delta, rel=1e-9)
+    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(ci.low, rel=1e-8),
+                                                 pytest.approx(ci.high, rel=1e-8))
+    assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-7)
+    plain_var = (arms["treatment"][0].var(ddof=1) / arms["treatment"][0].size
+                 + arms["holdout"][0].var(ddof=1) / arms["holdout"][0].size)
+    cuped_var = (adj["treatment"].var(ddof=1) / adj["treatment"].size
+                 + adj["holdout"].var(ddof=1) / adj["holdout"].size)
+    removed = 1 - cuped_var / plain_var
+    assert r["variance_reduction"] == pytest.approx(removed, rel=1e-9)
+    assert removed > 0.3
+    assert r["delta_high"] - r["delta_low"] < p["delta_high"] - p["delta_low"]
+    missing = int(per_conv["pre_tokens"].is_null().sum())
+    assert f"{missing} units without pre_tokens: set to the pooled mean {fill:.4g} (kept, not " \
+           "adjusted)" in r["warnings"]
+    assert (f"CUPED on pre_tokens: θ = {theta:.4g}, {100 * removed:.1f} % of the variance "
+            f"removed (CI {100 * (1 - math.sqrt(1 - removed)):.1f} % narrower)") in r["warnings"]
+    assert result.notes[-1] == ("--cuped pre_tokens: per-unit means and proportions are "
+                                "adjusted (test cuped_…); ratio, percentile and formula KPIs "
+                                "are not")
+
+
+def test_cli_cuped_unknown_column() -> None:
+    code, _, err = cli(*BUNDLED, "--cuped", "pre_tokenz")
+    assert code == 2
+    assert ("kpictl: error: --cuped pre_tokenz: not a column of the unit table 'conversations' "
+            "(did you mean 'tokens'?); declare the "
+            "pre-period value as an attribute (or derive) there") in err

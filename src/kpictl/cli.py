@@ -556,6 +556,9 @@ def compare(
         "suite run twice): McNemar exact, paired t, Wilcoxon. Default: paired when both runs "
         "have the same --unit ids (other than the conversation id).", show_default=False)
     ] = None,
+    cuped: Annotated[str | None, typer.Option(
+        "--cuped", help="A pre-period covariate column of the unit table (e.g. the user's "
+        "previous-period value): CUPED-adjusts per-unit means and proportions.")] = None,
     sequential: Annotated[bool, typer.Option(
         "--sequential", help="Always-valid CIs and p-values (confidence sequences): valid "
         "however often you look, e.g. every day, at the price of wider intervals.")] = False,
@@ -603,7 +606,7 @@ def compare(
         until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), where=where,
         kpis=tuple(kpi or ()), alpha=alpha,
         correction=correction.value if correction else None, unit=unit,
-        relative_ci=relative_ci.value, paired=paired, sequential=sequential,
+        relative_ci=relative_ci.value, paired=paired, sequential=sequential, cuped=cuped,
         sequential_n_star=n_star,
     )
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)

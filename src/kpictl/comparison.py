@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -72,6 +73,7 @@ class CompareOptions:
     seed: int = 20261122
     max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
     sequential: bool = False  # always-valid CIs and p-values (statistics.md A9)
+    cuped: str | None = None  # a pre-period covariate column of the unit table (A10)
     sequential_n_star: float = stats.SEQUENTIAL_N_STAR
 
 
@@ -183,7 +185,8 @@ def _read_columns(spec: Spec, options: CompareOptions, window: Window,
     period = base is not None and base.kind in ("previous", "between")
     bounded = window.since is not None or window.until is not None or period
     reads = read_names(spec, kpis, ComputeOptions(by=options.by, where=options.where),
-                       with_time=bounded, extra=[unit] if unit else [])
+                       with_time=bounded,
+                       extra=[c for c in (unit, options.cuped) if c is not None])
     conditions = names_in([base.control, base.treatment] if base else [])
     for name, table in spec.tables.items():
         if table.is_rollup:
@@ -628,6 +631,8 @@ class Cell:
     pending_current: int
     mde: float | None = None
     warnings: list[str] = field(default_factory=list)
+    cuped_theta: float | None = None  # --cuped: θ and the share of Var(Δ) removed
+    variance_reduction: float | None = None
     target: float | None = None  # a `values` baseline: one-sample test, no baseline arm
     # units per arm when n counts rows (percentiles over turns); min_sample is about units
     units_baseline: int | None = None
@@ -670,6 +675,10 @@ def _additive_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
             base_p = _collect_by_cohort(base_pending, keys)
         else:
             base, base_p = {}, {}
+        cuped = None
+        if (options.cuped is not None and baseline is not None and target is None
+                and options.cuped in spec.column_types[kpi.over]):
+            cuped = _cuped_sums(spec, kpi, shape, (baseline, current), unit, keys, options)
         for cohort_key in sorted(set(cur) | set(base), key=_sort_key):
             c_row, b_row = cur.get(cohort_key), base.get(cohort_key)
             cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
@@ -691,8 +700,86 @@ def _additive_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm,
                 if deff is not None and cell.comparison.absolute is not None:
                     cell.comparison = replace(cell.comparison, design_effect=deff[0],
                                               naive_se=deff[1])
+                if cuped is not None and kind in ("proportion", "mean"):
+                    _apply_cuped(cell, kind, cuped, cohort_key, options)
             cells.append(cell)
     return cells
+
+
+@dataclass(frozen=True)
+class CupedArms:
+    """Per cohort, each arm's `stats.CupedSums` and units whose covariate was missing."""
+
+    sums: dict[str, dict[tuple, stats.CupedSums]]
+    missing: dict[str, dict[tuple, int]]
+    fill: float | None  # the pooled mean the missing covariates were set to
+
+
+def _cuped_sums(spec: Spec, kpi: KpiSpec, shape: KpiShape, arms: tuple[Arm, Arm], unit: str,
+                keys: Sequence[str], options: CompareOptions) -> CupedArms:
+    """Per unit y (the KPI's unit value) and w (the covariate, its mean over the unit's rows);
+    a unit without w gets the pooled mean of both arms' units (so it is not adjusted, and no
+    unit is dropped) and is counted."""
+    column = options.cuped
+    assert column is not None
+    frames = []
+    for label, arm in zip(("baseline", "current"), arms, strict=True):
+        rows = _kpi_rows(spec, kpi, arm, options.where).with_columns(
+            [pl.col(k).cast(pl.String) for k in keys]).filter(pl.col("__mature"))
+        if shape.kind == "ratio":
+            aggs = [_as_float(compile_sql(shape.numerator or "")).alias("m"),
+                    _as_float(compile_sql(shape.denominator or "")).alias("d")]
+        else:
+            values = compile_sql(shape.values or "")
+            aggs = [values.cast(pl.Float64).sum().alias("m"),
+                    values.count().cast(pl.Float64).alias("d")]
+        aggs.append(pl.col(column).cast(pl.Float64).mean().alias("w"))
+        per_unit = rows.group_by([*keys, unit]).agg(aggs).filter(pl.col("d") > 0)
+        frames.append(per_unit.with_columns(pl.lit(label).alias("__arm")).collect())
+    units = pl.concat(frames)
+    fill = units["w"].drop_nans().mean()
+    fill_value = float(fill) if isinstance(fill, (int, float)) else None
+    y, w = pl.col("m") / pl.col("d"), pl.col("w").fill_nan(None).fill_null(fill_value or 0.0)
+    sums = units.group_by(["__arm", *keys]).agg(
+        pl.len().cast(pl.Int64).alias("n"), y.sum().alias("y_sum"), (y * y).sum().alias("y_sq"),
+        w.sum().alias("w_sum"), (w * w).sum().alias("w_sq"), (y * w).sum().alias("yw_sum"),
+        pl.col("w").fill_nan(None).is_null().sum().cast(pl.Int64).alias("missing"))
+    result: dict[str, dict[tuple, stats.CupedSums]] = {"baseline": {}, "current": {}}
+    missing: dict[str, dict[tuple, int]] = {"baseline": {}, "current": {}}
+    for r in sums.iter_rows(named=True):
+        key = tuple(r[k] for k in keys)
+        result[r["__arm"]][key] = stats.CupedSums(
+            r["n"], r["y_sum"], r["y_sq"], r["w_sum"], r["w_sq"], r["yw_sum"])
+        missing[r["__arm"]][key] = r["missing"]
+    return CupedArms(result, missing, fill_value)
+
+
+def _apply_cuped(cell: Cell, kind: str, cuped: CupedArms, key: tuple,
+                 options: CompareOptions) -> None:
+    """Replace the cell's test by the CUPED-adjusted one (A10) and say what it removed."""
+    b, c = cuped.sums["baseline"].get(key), cuped.sums["current"].get(key)
+    if b is None or c is None:
+        return
+    binary = kind == "proportion"
+    theta = stats.cuped_theta(b, c, binary=binary)
+    adjusted = stats.compare_cuped(b, c, binary=binary, theta=theta, alpha=options.alpha)
+    if adjusted.absolute is None:
+        cell.warnings.append(f"CUPED on {options.cuped}: no adjusted test (zero variance)")
+        return
+    plain = [stats.cuped_summary(s, 0.0, binary=binary) for s in (b, c)]
+    variance = sum(a.variance / a.n for a in plain)
+    removed = 1.0 - adjusted.absolute.se ** 2 / variance if variance > 0 else 0.0
+    cell.comparison = replace(adjusted, test=f"cuped_{cell.comparison.test}"
+                              if cell.comparison else "cuped")
+    cell.cuped_theta, cell.variance_reduction = theta, removed
+    cell.warnings.append(f"CUPED on {options.cuped}: θ = {theta:.4g}, {100 * removed:.1f} % "
+                         f"of the variance removed (CI {100 * (1 - math.sqrt(1 - removed)):.1f} % "
+                         "narrower)" if removed < 1 else f"CUPED on {options.cuped}: θ = "
+                         f"{theta:.4g}")
+    lacking = cuped.missing["baseline"].get(key, 0) + cuped.missing["current"].get(key, 0)
+    if lacking:
+        cell.warnings.append(f"{lacking} units without {options.cuped}: set to the pooled mean "
+                             f"{cuped.fill:.4g} (kept, not adjusted)")
 
 
 def _paired_cells(spec: Spec, kpi: KpiSpec, shape: KpiShape, current: Arm, baseline: Arm,
@@ -1047,6 +1134,11 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         if kpi.kind != "formula" and unit not in spec.column_types[kpi.over]:
             raise UsageError(f"--unit {unit}: not a column of table {kpi.over!r} (KPI "
                              f"{kpi.name}); use an attribute of the conversations")
+    unit_columns = spec.column_types[_unit_table(spec).name]
+    if options.cuped is not None and options.cuped not in unit_columns:
+        raise UsageError(f"--cuped {options.cuped}: not a column of the unit table "
+                         f"{_unit_table(spec).name!r}{did_you_mean(options.cuped, unit_columns)}"
+                         "; declare the pre-period value as an attribute (or derive) there")
     for dim in options.by:
         if not any(dim in spec.column_types[k.over] for k in selected if k.kind != "formula"):
             columns = {c for k in selected if k.kind != "formula"
@@ -1103,6 +1195,9 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     notes += [*empty_source_notes(sources), *(
         f"baseline {n}" for n in empty_source_notes(baseline_sources or Sources()))]
     notes += _empty_arm_notes(spec, design, base, current, baseline)
+    if options.cuped is not None:
+        notes.append(f"--cuped {options.cuped}: per-unit means and proportions are adjusted "
+                     "(test cuped_…); ratio, percentile and formula KPIs are not")
     return CompareResult(table=table, design=design, baseline_window=baseline.window
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
@@ -1246,6 +1341,7 @@ def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: Compare
             # the time column too: `compute` on an arm bounds it again by the arm's window
             time = _time_column(spec, spec.tables[component.over])
             extra += [time] if time else []
+            extra += [options.cuped] if options.cuped else []
             wanted.setdefault(component.over, set()).update([*names, *extra, unit,
                                                              *options.by])
     tables = dict(arm.tables)
@@ -1364,6 +1460,7 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
             "mde": cell.mde, "status": status, "threshold": fired,
             "pending_baseline": cell.pending_baseline, "pending_current": cell.pending_current,
             "design_effect": comp.design_effect if comp else None,
+            "cuped_theta": cell.cuped_theta, "variance_reduction": cell.variance_reduction,
             "warnings": warnings, "layer": cell.kpi.layer, "format": cell.kpi.format,
             "direction": cell.kpi.direction, "owner": cell.kpi.owner,
         })
@@ -1378,7 +1475,8 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
         "p_adjusted": pl.Float64(), "test": pl.String(), "significant": pl.Boolean(),
         "mde": pl.Float64(), "status": pl.String(), "threshold": pl.String(),
         "pending_baseline": pl.Int64(), "pending_current": pl.Int64(),
-        "design_effect": pl.Float64(), "warnings": pl.List(pl.String()), "layer": pl.String(),
+        "design_effect": pl.Float64(), "cuped_theta": pl.Float64(),
+        "variance_reduction": pl.Float64(), "warnings": pl.List(pl.String()), "layer": pl.String(),
         "format": pl.String(), "direction": pl.String(), "owner": pl.String(),
     }
     return pl.DataFrame(records, schema=schema).with_columns(

@@ -694,6 +694,9 @@ def compare_records(result: Any) -> list[dict[str, Any]]:
             "status": row["status"], "threshold": row["threshold"],
             "pending": {"baseline": row["pending_baseline"], "current": row["pending_current"]},
             "design_effect": _float(row["design_effect"]),
+            **({"cuped": {"theta": row["cuped_theta"],
+                          "variance_reduction": row["variance_reduction"]}}
+               if row.get("cuped_theta") is not None else {}),
             "warnings": list(row["warnings"]),
             **{k: row[k] for k in ("layer", "format", "direction", "owner")},
         })
