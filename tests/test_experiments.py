@@ -6,6 +6,7 @@ simulation whose figures are stated next to the assertion.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,18 @@ import numpy as np
 import polars as pl
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.comparison import CompareOptions, run_compare
+from kpictl.comparison import (
+    Cell,
+    CompareOptions,
+    heterogeneity_notes,
+    heterogeneity_tests,
+    run_compare,
+)
 from kpictl.io import Sources
 from kpictl.sample import write_sample
 from kpictl.sources import load_sources
@@ -282,3 +290,97 @@ def test_cli_cuped_unknown_column() -> None:
     assert ("kpictl: error: --cuped pre_tokenz: not a column of the unit table 'conversations' "
             "(did you mean 'tokens'?); declare the "
             "pre-period value as an attribute (or derive) there") in err
+
+
+# ----------------------------------------------------------------------------------------------
+# --heterogeneity
+# ----------------------------------------------------------------------------------------------
+
+
+def test_heterogeneity_q_on_tokens_by_tier_against_hand_and_scipy(
+        sample: tuple[Spec, Sources, pl.DataFrame]) -> None:
+    spec, sources, events = sample
+    result = run_compare(spec, sources, CompareOptions(
+        baseline="holdout", by=("customer_tier",), heterogeneity=True,
+        kpis=("tokens_per_task",)))
+    per_conv = events.group_by("conversation_id").agg(
+        (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
+        .cast(pl.Float64).alias("tokens"), pl.col("arm").drop_nulls().first(),
+        pl.col("customer_tier").drop_nulls().first())
+    deltas, ses, ps = [], [], []
+    tiers = sorted(per_conv["customer_tier"].unique().to_list())
+    for tier in tiers:
+        part = per_conv.filter(pl.col("customer_tier") == tier)
+        a = part.filter(pl.col("arm") == "holdout")["tokens"].to_numpy()
+        b = part.filter(pl.col("arm") == "treatment")["tokens"].to_numpy()
+        deltas.append(b.mean() - a.mean())
+        ses.append(math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+        ps.append(sps.ttest_ind(b, a, equal_var=False).pvalue)
+    w = 1 / np.array(ses) ** 2
+    pooled = (w * deltas).sum() / w.sum()
+    q = float((w * (np.array(deltas) - pooled) ** 2).sum())
+    (test,) = result.heterogeneity
+    assert (test.kpi, test.dimension) == ("tokens_per_task", "customer_tier")
+    assert test.test is not None
+    assert test.test.q == pytest.approx(q, rel=1e-9)
+    assert test.test.df == len(tiers) - 1
+    assert test.test.p_value == pytest.approx(sps.chi2.sf(q, len(tiers) - 1), rel=1e-9)
+    assert [g.group for g in test.groups] == tiers
+    assert [g.delta for g in test.groups] == pytest.approx(deltas, rel=1e-9)
+    holm = multipletests(ps, method="holm")[1]
+    assert [g.p_holm for g in test.groups] == pytest.approx(list(holm), rel=1e-7)
+
+
+def test_heterogeneity_flags_a_group_worse_while_better_overall() -> None:
+    """Hand-made effects: overall +5 pp (p = 0.001); tier a +8 pp (SE 1 pp), b −3 pp (SE 2 pp),
+    c +6 pp (SE 3 pp). Q by hand: pooled Δ̄ = (8·1 − 3·0.25 + 6/9)/(1 + 0.25 + 1/9)."""
+    spec = load_spec(SPEC)
+    kpi = spec.kpis["task_completion_rate"]
+
+    def cell(cohort: dict[str, str | None], delta: float, se: float, p: float) -> Cell:
+        interval = stats.Interval(delta, se, delta - 1.96 * se, delta + 1.96 * se)
+        comparison = stats.Comparison("proportion_t", 0.5, 0.5 + delta, interval, None, p, None)
+        return Cell(kpi, cohort, tuple(cohort), comparison, 500, 500, 0, 0)
+
+    cells = [cell({}, 0.05, 0.015, 0.001), cell({"tier": "a"}, 0.08, 0.01, 1e-6),
+             cell({"tier": "b"}, -0.03, 0.02, 0.13), cell({"tier": "c"}, 0.06, 0.03, 0.046)]
+    (test,) = heterogeneity_tests(cells, CompareOptions(by=("tier",), heterogeneity=True))
+    w = np.array([1 / 0.01**2, 1 / 0.02**2, 1 / 0.03**2])
+    d = np.array([0.08, -0.03, 0.06])
+    pooled = (w @ d) / w.sum()
+    q = float(w @ (d - pooled) ** 2)
+    assert test.test is not None and test.test.q == pytest.approx(q, rel=1e-12)
+    assert test.test.p_value == pytest.approx(sps.chi2.sf(q, 2), rel=1e-12)
+    assert test.better_overall
+    assert [g.worse for g in test.groups] == [False, True, False]
+    assert [g.p_holm for g in test.groups] == pytest.approx([3e-6, 0.13, 0.092])
+    assert heterogeneity_notes(test, ALPHA) == [
+        f"task_completion_rate: the effect differs across tier (Cochran's Q = {q:.4g}, df = 2, "
+        f"p = {sps.chi2.sf(q, 2):.4g})",
+        "task_completion_rate: worse than the baseline for tier=b (Δ -0.03, Holm p = 0.13) "
+        "while better overall (Δ +0.05)"]
+    # not better overall when the overall effect is not significant: nothing flagged
+    cells[0] = cell({}, 0.05, 0.03, 0.09)
+    (test,) = heterogeneity_tests(cells, CompareOptions(by=("tier",), heterogeneity=True))
+    assert not test.better_overall and not any(g.worse for g in test.groups)
+
+
+def test_cli_heterogeneity_needs_by() -> None:
+    code, _, err = cli(*BUNDLED, "--heterogeneity")
+    assert code == 2
+    assert err == "kpictl: error: --heterogeneity needs --by COLUMN (the groups to compare)\n"
+
+
+def test_cli_heterogeneity_json_and_table() -> None:
+    code, out, err = cli(*BUNDLED, "--by", "customer_tier", "--heterogeneity", "--kpi",
+                         "escalation_rate", "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    (test,) = document["heterogeneity"]
+    assert test["kpi"] == "escalation_rate" and test["test"] == "cochran_q"
+    assert [g["group"] for g in test["groups"]] == ["enterprise", "free", "pro"]
+    code, out, err = cli(*BUNDLED, "--by", "customer_tier", "--heterogeneity", "--kpi",
+                         "escalation_rate")
+    assert code == 0, err
+    assert (f"Heterogeneity: escalation_rate across customer_tier: Cochran's Q = "
+            f"{test['q']:.4g}, df = 2, p = ") in out

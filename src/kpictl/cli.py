@@ -559,6 +559,10 @@ def compare(
     cuped: Annotated[str | None, typer.Option(
         "--cuped", help="A pre-period covariate column of the unit table (e.g. the user's "
         "previous-period value): CUPED-adjusts per-unit means and proportions.")] = None,
+    heterogeneity: Annotated[bool, typer.Option(
+        "--heterogeneity", help="With --by: test whether the effect differs across the "
+        "groups (Cochran's Q; Holm over the groups) and flag groups where the agent is worse "
+        "while better overall.")] = False,
     sequential: Annotated[bool, typer.Option(
         "--sequential", help="Always-valid CIs and p-values (confidence sequences): valid "
         "however often you look, e.g. every day, at the price of wider intervals.")] = False,
@@ -607,6 +611,7 @@ def compare(
         kpis=tuple(kpi or ()), alpha=alpha,
         correction=correction.value if correction else None, unit=unit,
         relative_ci=relative_ci.value, paired=paired, sequential=sequential, cuped=cuped,
+        heterogeneity=heterogeneity,
         sequential_n_star=n_star,
     )
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)

@@ -74,6 +74,7 @@ class CompareOptions:
     max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
     sequential: bool = False  # always-valid CIs and p-values (statistics.md A9)
     cuped: str | None = None  # a pre-period covariate column of the unit table (A10)
+    heterogeneity: bool = False  # per --by dimension: does the effect differ across groups?
     sequential_n_star: float = stats.SEQUENTIAL_N_STAR
 
 
@@ -118,6 +119,33 @@ class CompareResult:
     unit: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     check: DataCheck = field(default_factory=DataCheck)  # literals matched, KPIs unavailable
+    heterogeneity: tuple[Heterogeneity, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupEffect:
+    """One group's effect in a heterogeneity test; `worse` when the agent is worse than the
+    baseline in this group (by the KPI's direction) while better overall."""
+
+    group: str | None
+    delta: float
+    se: float
+    p_value: float | None
+    p_holm: float | None
+    worse: bool
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    """Does a KPI's effect differ across the groups of a --by dimension? Cochran's Q over the
+    per-group absolute effects and SEs (an interaction test), Holm over the groups' tests."""
+
+    kpi: str
+    dimension: str
+    overall_delta: float | None
+    better_overall: bool
+    test: stats.CochranQ | None
+    groups: tuple[GroupEffect, ...]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1185,6 +1213,11 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     p_values = [c.comparison.p_value if c.comparison else None for c in cells]
     adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
     srm = _srm(spec, design, base, current, baseline, unit)
+    heterogeneity: list[Heterogeneity] = []
+    if options.heterogeneity:
+        if not options.by:
+            raise UsageError("--heterogeneity needs --by COLUMN (the groups to compare)")
+        heterogeneity = heterogeneity_tests(cells, options)
     table = _result_table(cells, adjusted, options, spec, values).with_columns(
         pl.when(pl.col("kpi").is_in(list(check.unavailable))).then(pl.lit(UNAVAILABLE))
         .otherwise(pl.col("status")).alias("status"))
@@ -1195,13 +1228,16 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     notes += [*empty_source_notes(sources), *(
         f"baseline {n}" for n in empty_source_notes(baseline_sources or Sources()))]
     notes += _empty_arm_notes(spec, design, base, current, baseline)
+    for test in heterogeneity:
+        notes += heterogeneity_notes(test, options.alpha)
     if options.cuped is not None:
         notes.append(f"--cuped {options.cuped}: per-unit means and proportions are adjusted "
                      "(test cuped_…); ratio, percentile and formula KPIs are not")
     return CompareResult(table=table, design=design, baseline_window=baseline.window
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
-                         notes=tuple(notes), check=check)
+                         notes=tuple(notes), check=check,
+                         heterogeneity=tuple(heterogeneity))
 
 
 def require_arm_columns(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
@@ -1301,6 +1337,57 @@ def _arm_values(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], output: Sequence[
         key = (row["kpi"], grouping, tuple(row[d] for d in grouping))
         result[key] = (row["value"], int(row["n"] or 0), int(row["pending"] or 0))
     return result
+
+
+def _better(kpi: KpiSpec, delta: float) -> bool:
+    return delta > 0 if kpi.direction == "higher" else delta < 0
+
+
+def heterogeneity_tests(cells: Sequence[Cell], options: CompareOptions) -> list[Heterogeneity]:
+    """Per KPI × --by dimension: Cochran's Q over the groups' absolute effects (statistics.md
+    A1 SEs), the groups' p-values Holm-adjusted over the groups, and the groups where the
+    agent is worse than the baseline (group Δ in the KPI's bad direction, significant or not:
+    its Holm p says) while better overall (overall Δ in the good direction with p < α)."""
+    found: list[Heterogeneity] = []
+    overall = {c.kpi.name: c for c in cells if not c.grouping}
+    for dim in options.by:
+        for name, whole in overall.items():
+            groups = [c for c in cells if c.kpi.name == name and c.grouping == (dim,)
+                      and c.comparison is not None and c.comparison.absolute is not None]
+            if not groups:
+                continue
+            kpi = whole.kpi
+            total = whole.comparison.absolute if whole.comparison else None
+            p_total = whole.comparison.p_value if whole.comparison else None
+            better = (total is not None and _better(kpi, total.estimate)
+                      and p_total is not None and p_total < options.alpha)
+            effects = [c.comparison.absolute for c in groups if c.comparison]
+            holm = stats.adjust_p_values(
+                [c.comparison.p_value if c.comparison else None for c in groups], "holm")
+            rows = tuple(
+                GroupEffect(c.cohort.get(dim), e.estimate, e.se,
+                            c.comparison.p_value if c.comparison else None, p,
+                            better and not _better(kpi, e.estimate) and e.estimate != 0)
+                for c, e, p in zip(groups, effects, holm, strict=True) if e is not None)
+            q = stats.cochran_q([g.delta for g in rows], [g.se for g in rows])
+            found.append(Heterogeneity(name, dim, total.estimate if total else None, better, q,
+                                       rows))
+    return found
+
+
+def heterogeneity_notes(test: Heterogeneity, alpha: float) -> list[str]:
+    """The findings of one heterogeneity test, as compare's notes."""
+    notes = []
+    if test.test is not None and test.test.p_value < alpha:
+        notes.append(f"{test.kpi}: the effect differs across {test.dimension} (Cochran's Q = "
+                     f"{test.test.q:.4g}, df = {test.test.df}, p = {test.test.p_value:.4g})")
+    for group in test.groups:
+        if group.worse:
+            holm = "n/a" if group.p_holm is None else f"{group.p_holm:.4g}"
+            notes.append(f"{test.kpi}: worse than the baseline for {test.dimension}="
+                         f"{group.group} (Δ {group.delta:+.4g}, Holm p = {holm}) while better "
+                         f"overall (Δ {test.overall_delta:+.4g})")
+    return notes
 
 
 def sequential_label(options: CompareOptions) -> str:

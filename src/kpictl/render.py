@@ -703,6 +703,35 @@ def compare_records(result: Any) -> list[dict[str, Any]]:
     return records
 
 
+def heterogeneity_record(test: Any) -> dict[str, Any]:
+    """One heterogeneity test (compare --heterogeneity) as a JSON-ready object."""
+    q = test.test
+    return {
+        "kpi": test.kpi, "dimension": test.dimension, "overall_delta": test.overall_delta,
+        "better_overall": test.better_overall, "test": "cochran_q",
+        "q": None if q is None else q.q, "df": None if q is None else q.df,
+        "p_value": None if q is None else q.p_value, "i2": None if q is None else q.i2,
+        "groups": [{"group": g.group, "delta": g.delta, "se": g.se, "p_value": g.p_value,
+                    "p_holm": g.p_holm, "worse_while_better_overall": g.worse}
+                   for g in test.groups],
+    }
+
+
+def heterogeneity_lines(result: Any) -> list[str]:
+    """One line per heterogeneity test: Q, df, p and the groups flagged."""
+    lines = []
+    for test in result.heterogeneity:
+        q = test.test
+        stat = ("fewer than two groups with a standard error" if q is None else
+                f"Cochran's Q = {q.q:.4g}, df = {q.df}, p = {format_p(q.p_value)}, "
+                f"I² = {100 * q.i2:.0f} %")
+        worse = [str(g.group) for g in test.groups if g.worse]
+        flag = f"; worse than the baseline while better overall: {', '.join(worse)}" if worse \
+            else ""
+        lines.append(f"{test.kpi} across {test.dimension}: {stat}{flag}")
+    return lines
+
+
 def _window_record(window: Any) -> dict[str, str | None] | None:
     if window is None:
         return None
@@ -722,6 +751,7 @@ def compare_to_json(result: Any) -> str:
         "srm": result.srm,
         "results": compare_records(result),
         "summary": status_counts(result.table),
+        "heterogeneity": [heterogeneity_record(h) for h in result.heterogeneity],
         "notes": list(result.notes),
     }
     return json_text(document)
@@ -792,6 +822,9 @@ def compare_to_markdown(result: Any) -> str:
         lines += ["| " + " | ".join(md_cell(c) for c in _compare_cells(r, md_text)) + " |"
                   for r in rows]
         lines.append("")
+    if result.heterogeneity:
+        lines += ["## Heterogeneity across groups", "",
+                  *[f"- {md_text(line)}" for line in heterogeneity_lines(result)], ""]
     return "\n".join(lines)
 
 
@@ -886,6 +919,8 @@ def render_compare_table(result: Any, console: Console, wide: bool = False) -> N
     console.print(f"Verdict: {summary}")
     if design.caveat:
         console.print(Text("Note: ") + term_text(design.caveat))
+    for line in heterogeneity_lines(result):
+        console.print(Text("Heterogeneity: ") + term_text(line))
     if result.srm and result.srm.get("checked"):
         flag = "SRM DETECTED" if result.srm["mismatch"] else "no SRM"
         console.print(f"Sample ratio: {result.srm['treatment']:,} treatment / "
