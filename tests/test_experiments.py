@@ -27,6 +27,8 @@ from kpictl.comparison import (
     heterogeneity_tests,
     run_compare,
 )
+from kpictl.engine import facts
+from kpictl.errors import SpecError
 from kpictl.io import Sources
 from kpictl.sample import write_sample
 from kpictl.sources import load_sources
@@ -384,3 +386,88 @@ def test_cli_heterogeneity_json_and_table() -> None:
     assert code == 0, err
     assert (f"Heterogeneity: escalation_rate across customer_tier: Cochran's Q = "
             f"{test['q']:.4g}, df = 2, p = ") in out
+
+
+# ----------------------------------------------------------------------------------------------
+# fairness: in the spec
+# ----------------------------------------------------------------------------------------------
+
+
+def spec_with(tmp_path: Path, fairness: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    text = SPEC.read_text().replace("path: sample_logs/", f"path: {ROOT}/sample_logs/")
+    path.write_text(text + fairness)
+    return path
+
+
+def test_fairness_section_problems_are_located(tmp_path: Path) -> None:
+    lines = len(SPEC.read_text().splitlines())
+    path = spec_with(tmp_path, "fairness:\n"
+                     "  customer_tier:\n"
+                     "    task_completion_rate: {max_gap: 10%}\n"
+                     "    completion_rate: {max_gap: 5pp}\n"
+                     "    escalation_rate: {gap: 5pp}\n"
+                     "  tierz:\n"
+                     "    task_completion_rate: {max_gap: 5pp}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:{lines + 3}: fairness.customer_tier.task_completion_rate.max_gap: '10%': a gap "
+        "is a difference between groups: write pp (5pp) or an absolute amount",
+        f"{path}:{lines + 4}: fairness.customer_tier.completion_rate: no KPI named "
+        "'completion_rate' (did you mean 'task_completion_rate' or 'escalation_rate' or "
+        "'policy_violation_rate'?)",
+        f"{path}:{lines + 5}: fairness.customer_tier.escalation_rate: expected {{max_gap: 5pp}} "
+        "(or an absolute amount)",
+        f"{path}:{lines + 6}: fairness.tierz: not a column of the unit table",
+    ]
+
+
+def test_fairness_gap_against_hand_computation(tmp_path: Path) -> None:
+    """Current-arm task completion by customer tier, tiers with ≥ min_sample (200) units; the
+    gap is highest − lowest, a finding when above max_gap."""
+    path = spec_with(tmp_path, "fairness:\n  customer_tier:\n"
+                     "    task_completion_rate: {max_gap: 3pp}\n")
+    spec = load_spec(path)
+    sources = load_sources(spec, {})
+    result = run_compare(spec, sources, CompareOptions(baseline="holdout",
+                                                       kpis=("task_completion_rate",)))
+    conversations = facts(spec, sources).filter(pl.col("settled") & (pl.col("arm") == "treatment"))
+    rates = (conversations.group_by("customer_tier")
+             .agg(pl.col("completed").mean().alias("rate"), pl.len().alias("n"))
+             .filter(pl.col("n") >= 200).sort("rate"))
+    low, high = rates.row(0, named=True), rates.row(-1, named=True)
+    gap = high["rate"] - low["rate"]
+    assert gap > 0.03
+    (finding,) = result.fairness
+    assert finding.breached and finding.gap == pytest.approx(gap, rel=1e-12)
+    assert finding.low == (low["customer_tier"], pytest.approx(low["rate"], rel=1e-12))
+    assert finding.high == (high["customer_tier"], pytest.approx(high["rate"], rel=1e-12))
+    note = (f"fairness: task_completion_rate gap across customer_tier is {100 * gap:.1f} pp "
+            f"({low['customer_tier']} {100 * low['rate']:.1f} % vs {high['customer_tier']} "
+            f"{100 * high['rate']:.1f} %), ABOVE max_gap 3pp")
+    assert note in result.notes
+    # the groups are compared without --by, but stay out of the table and the Holm family
+    plain = run_compare(spec, sources, CompareOptions(baseline="holdout",
+                                                      kpis=("task_completion_rate",)))
+    assert result.table.height == 1
+    assert result.table["p_adjusted"].to_list() == plain.table["p_adjusted"].to_list()
+    (interaction,) = result.heterogeneity  # and get the interaction test
+    assert (interaction.kpi, interaction.dimension) == ("task_completion_rate", "customer_tier")
+    code, out, err = cli("-c", str(path), "--baseline", "holdout", "--kpi",
+                         "task_completion_rate", "--format", "markdown")
+    assert code == 0, err
+    assert f"## Fairness\n\n- {note}\n" in out
+
+
+def test_report_has_a_fairness_section(tmp_path: Path) -> None:
+    path = spec_with(tmp_path, "fairness:\n  customer_tier:\n"
+                     "    task_completion_rate: {max_gap: 3pp}\n")
+    out = tmp_path / "report.md"
+    result = runner.invoke(app, ["report", "-c", str(path), "--baseline", "holdout", "-o",
+                                 str(out)])
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    section = text[text.index("## Fairness across groups"):text.index("## ROI")]
+    assert "ABOVE max\\_gap 3pp" in section
+    assert "customer\\_tier: Cochran's Q = " in section

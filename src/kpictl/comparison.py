@@ -120,6 +120,27 @@ class CompareResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     check: DataCheck = field(default_factory=DataCheck)  # literals matched, KPIs unavailable
     heterogeneity: tuple[Heterogeneity, ...] = ()
+    fairness: tuple[FairnessFinding, ...] = ()
+
+
+@dataclass(frozen=True)
+class FairnessFinding:
+    """A `fairness:` entry of the spec checked on the current arm: the gap between the highest
+    and the lowest group value of the KPI (groups with at least min_sample units), against the
+    declared max_gap; `breached` when it is larger. `baseline_gap` is the same gap in the
+    baseline arm (None without one)."""
+
+    kpi: str
+    column: str
+    max_gap: float
+    max_gap_text: str
+    gap: float | None
+    low: tuple[str | None, float] | None
+    high: tuple[str | None, float] | None
+    baseline_gap: float | None
+    breached: bool
+    excluded: int  # groups left out: fewer than min_sample units (or no value)
+    format: str = "number"  # the KPI's format
 
 
 @dataclass(frozen=True)
@@ -1139,6 +1160,13 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     check_where(spec, options.where, {k.over for k in evaluated if k.kind != "formula"})
     require_arm_columns(spec, sources, selected, options, baseline_sources)
     check = data_check(spec, sources, selected, options, baseline_sources)
+    if options.heterogeneity and not options.by:
+        raise UsageError("--heterogeneity needs --by COLUMN (the groups to compare)")
+    asked = options
+    fair = [f for f in spec.fairness if f.kpi in {k.name for k in selected}]
+    watched = [f.column for f in fair if f.column not in options.by]
+    if watched:  # the spec's fairness columns are compared by group too (not in the table)
+        options = replace(options, by=(*options.by, *dict.fromkeys(watched)))
     current, baseline, design, base = build_arms(spec, sources, options, baseline_sources,
                                                  baseline_label)
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
@@ -1210,15 +1238,20 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         for cell in cells:
             if cell.comparison is not None:
                 cell.comparison = sequential_cell(cell, options)
+    every = cells  # with the groups of the spec's fairness columns
+    # the fairness groups the user did not ask for stay out of the table and of the family
+    cells = [c for c in cells if not (c.grouping and c.grouping[0] in watched)]
     p_values = [c.comparison.p_value if c.comparison else None for c in cells]
     adjusted = stats.adjust_p_values(p_values, correction)  # type: ignore[arg-type]
     srm = _srm(spec, design, base, current, baseline, unit)
     heterogeneity: list[Heterogeneity] = []
     if options.heterogeneity:
-        if not options.by:
-            raise UsageError("--heterogeneity needs --by COLUMN (the groups to compare)")
-        heterogeneity = heterogeneity_tests(cells, options)
-    table = _result_table(cells, adjusted, options, spec, values).with_columns(
+        heterogeneity = heterogeneity_tests(every, options)
+    elif fair:  # the spec's fairness pairs get the interaction test too
+        pairs = {(f.kpi, f.column) for f in fair}
+        heterogeneity = [h for h in heterogeneity_tests(every, options)
+                         if (h.kpi, h.dimension) in pairs]
+    table = _result_table(cells, adjusted, asked, spec, values).with_columns(
         pl.when(pl.col("kpi").is_in(list(check.unavailable))).then(pl.lit(UNAVAILABLE))
         .otherwise(pl.col("status")).alias("status"))
     notes = [*check.notes(), *input_notes(sources, current.window),
@@ -1230,6 +1263,8 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     notes += _empty_arm_notes(spec, design, base, current, baseline)
     for test in heterogeneity:
         notes += heterogeneity_notes(test, options.alpha)
+    fairness = fairness_findings(spec, every, selected)
+    notes += [fairness_note(f) for f in fairness if f.breached]
     if options.cuped is not None:
         notes.append(f"--cuped {options.cuped}: per-unit means and proportions are adjusted "
                      "(test cuped_…); ratio, percentile and formula KPIs are not")
@@ -1237,7 +1272,8 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
                          if baseline else None, current_window=current.window, srm=srm,
                          alpha=options.alpha, correction=correction, unit=unit,
                          notes=tuple(notes), check=check,
-                         heterogeneity=tuple(heterogeneity))
+                         heterogeneity=tuple(heterogeneity),
+                         fairness=tuple(fairness))
 
 
 def require_arm_columns(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
@@ -1388,6 +1424,67 @@ def heterogeneity_notes(test: Heterogeneity, alpha: float) -> list[str]:
                          f"{group.group} (Δ {group.delta:+.4g}, Holm p = {holm}) while better "
                          f"overall (Δ {test.overall_delta:+.4g})")
     return notes
+
+
+def fairness_findings(spec: Spec, cells: Sequence[Cell], selected: Sequence[KpiSpec]
+                      ) -> list[FairnessFinding]:
+    """Each `fairness:` entry of the spec for a selected KPI, on the cells of its column."""
+    names = {k.name for k in selected}
+    found = []
+    for entry in spec.fairness:
+        if entry.kpi not in names:
+            continue
+        kpi = spec.kpis[entry.kpi]
+        groups = [c for c in cells if c.kpi.name == entry.kpi and c.grouping == (entry.column,)]
+        gaps: dict[str, float | None] = {}
+        ends: tuple[tuple[str | None, float], tuple[str | None, float]] | None = None
+        excluded = 0
+        for side in ("current", "baseline"):
+            values = []
+            for cell in groups:
+                units = (cell.n_current if cell.units_current is None else cell.units_current) \
+                    if side == "current" else (cell.n_baseline if cell.units_baseline is None
+                                               else cell.units_baseline)
+                value = (None if cell.comparison is None else
+                         cell.comparison.current if side == "current"
+                         else cell.comparison.baseline)
+                if value is None or not math.isfinite(value) or units < kpi.min_sample:
+                    excluded += side == "current"
+                    continue
+                values.append((cell.cohort.get(entry.column), float(value)))
+            if len(values) >= 2:
+                low, high = min(values, key=lambda v: v[1]), max(values, key=lambda v: v[1])
+                gaps[side] = high[1] - low[1]
+                if side == "current":
+                    ends = (low, high)
+            else:
+                gaps[side] = None
+        gap = gaps["current"]
+        found.append(FairnessFinding(
+            entry.kpi, entry.column, entry.max_gap, entry.text, gap,
+            ends[0] if ends else None, ends[1] if ends else None, gaps["baseline"],
+            gap is not None and gap > entry.max_gap + 1e-12, excluded, kpi.format))
+    return found
+
+
+def _in_kpi_units(value: float, fmt: str, unit: str = " pp") -> str:
+    return f"{100 * value:.1f}{unit}" if fmt == "percent" else f"{value:.4g}"
+
+
+def fairness_note(finding: FairnessFinding) -> str:
+    """The line a fairness finding gets in compare's notes and the report."""
+    if finding.gap is None or finding.low is None or finding.high is None:
+        return (f"fairness: {finding.kpi} across {finding.column}: fewer than two groups with "
+                "min_sample units, gap not checked")
+    fmt = finding.format
+    base = ("" if finding.baseline_gap is None else
+            f"; baseline gap {_in_kpi_units(finding.baseline_gap, fmt)}")
+    verdict = "ABOVE" if finding.breached else "within"
+    return (f"fairness: {finding.kpi} gap across {finding.column} is "
+            f"{_in_kpi_units(finding.gap, fmt)} ({finding.low[0]} "
+            f"{_in_kpi_units(finding.low[1], fmt, ' %')} vs {finding.high[0]} "
+            f"{_in_kpi_units(finding.high[1], fmt, ' %')}), {verdict} max_gap "
+            f"{finding.max_gap_text}{base}")
 
 
 def sequential_label(options: CompareOptions) -> str:

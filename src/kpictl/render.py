@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kpictl import __version__
+from kpictl.comparison import fairness_note
 from kpictl.datacheck import CheckReport, unavailable_label
 from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.errors import OutputError, UsageError
@@ -732,6 +733,25 @@ def heterogeneity_lines(result: Any) -> list[str]:
     return lines
 
 
+def fairness_record(finding: Any) -> dict[str, Any]:
+    """One `fairness:` check (compare) as a JSON-ready object."""
+    return {
+        "kpi": finding.kpi, "column": finding.column, "gap": finding.gap,
+        "max_gap": finding.max_gap, "max_gap_text": finding.max_gap_text,
+        "breached": finding.breached, "baseline_gap": finding.baseline_gap,
+        "lowest": None if finding.low is None else {"group": finding.low[0],
+                                                    "value": finding.low[1]},
+        "highest": None if finding.high is None else {"group": finding.high[0],
+                                                      "value": finding.high[1]},
+        "groups_excluded": finding.excluded,
+    }
+
+
+def fairness_lines(result: Any) -> list[str]:
+    """Every `fairness:` check of the run, breached or not."""
+    return [fairness_note(f) for f in result.fairness]
+
+
 def _window_record(window: Any) -> dict[str, str | None] | None:
     if window is None:
         return None
@@ -752,6 +772,7 @@ def compare_to_json(result: Any) -> str:
         "results": compare_records(result),
         "summary": status_counts(result.table),
         "heterogeneity": [heterogeneity_record(h) for h in result.heterogeneity],
+        "fairness": [fairness_record(f) for f in result.fairness],
         "notes": list(result.notes),
     }
     return json_text(document)
@@ -825,6 +846,9 @@ def compare_to_markdown(result: Any) -> str:
     if result.heterogeneity:
         lines += ["## Heterogeneity across groups", "",
                   *[f"- {md_text(line)}" for line in heterogeneity_lines(result)], ""]
+    if result.fairness:
+        lines += ["## Fairness", "", *[f"- {md_text(line)}" for line in fairness_lines(result)],
+                  ""]
     return "\n".join(lines)
 
 
@@ -921,6 +945,8 @@ def render_compare_table(result: Any, console: Console, wide: bool = False) -> N
         console.print(Text("Note: ") + term_text(design.caveat))
     for line in heterogeneity_lines(result):
         console.print(Text("Heterogeneity: ") + term_text(line))
+    for line in fairness_lines(result):
+        console.print(term_text(line[0].upper() + line[1:]))
     if result.srm and result.srm.get("checked"):
         flag = "SRM DETECTED" if result.srm["mismatch"] else "no SRM"
         console.print(f"Sample ratio: {result.srm['treatment']:,} treatment / "

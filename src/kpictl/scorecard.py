@@ -74,10 +74,12 @@ from kpictl.projection import ProjectionOptions, ProjectionResult, parse_volume,
 from kpictl.redact import redact_value
 from kpictl.render import (
     LAYER_TITLES,
+    fairness_lines,
     format_change,
     format_p,
     format_relative,
     format_value,
+    heterogeneity_lines,
     iso,
     md_cell,
     md_text,
@@ -1753,6 +1755,19 @@ def _section_breakdowns(data: ReportData) -> list[str]:
     return lines
 
 
+def _section_fairness(data: ReportData) -> list[str]:
+    """The spec's `fairness:` checks and the interaction tests of their groups (compare)."""
+    comparison = data.compare
+    if comparison is None or not (comparison.fairness or comparison.heterogeneity):
+        return []
+    lines = ["## Fairness across groups", ""]
+    lines += [f"- {md_text(line)}" for line in fairness_lines(comparison)]
+    lines += [f"- {md_text(line)}" for line in heterogeneity_lines(comparison)]
+    worse = [note for note in comparison.notes if "while better overall" in note]
+    lines += [f"- **{md_text(note)}**" for note in worse]
+    return [*lines, ""]
+
+
 def _section_roi(data: ReportData) -> list[str]:
     lines = ["## ROI", ""]
     costs = data.costs
@@ -2321,6 +2336,7 @@ def render_report(data: ReportData) -> str:
         _section_table,
         _section_trends,
         _section_breakdowns,
+        _section_fairness,
         _section_roi,
         _section_projection,
         _section_review,

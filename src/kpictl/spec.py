@@ -66,7 +66,9 @@ TESTS = (
     "wilcoxon",
 )
 
-TOP_KEYS = ("version", "defaults", "params", "sources", "tables", "baselines", "kpis", "pricing")
+TOP_KEYS = ("version", "defaults", "params", "sources", "tables", "baselines", "kpis", "pricing",
+            "fairness")
+FAIRNESS_KEYS = ("max_gap",)
 DEFAULT_KEYS = (
     "owner",
     "window",
@@ -297,6 +299,18 @@ class PassKSpec:
 
 
 @dataclass(frozen=True)
+class FairnessSpec:
+    """A group column to watch for one KPI and the largest gap allowed between its groups'
+    values (`fairness: {column: {kpi: {max_gap: 5pp}}}`; pp or an absolute amount)."""
+
+    column: str
+    kpi: str
+    max_gap: float  # in the KPI's unit (5pp -> 0.05)
+    text: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class Defaults:
     """The spec's `defaults` section."""
 
@@ -326,6 +340,7 @@ class Spec:
     kpis: Mapping[str, KpiSpec]
     column_types: Mapping[str, Mapping[str, pl.DataType]] = field(default_factory=dict)
     pricing: PricingSpec = field(default_factory=PricingSpec)
+    fairness: tuple[FairnessSpec, ...] = ()
 
     def table_schema(self, table: str) -> dict[str, pl.DataType]:
         """The columns (with types) a KPI over `table` can use, params and built-ins included."""
@@ -541,6 +556,7 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
     kpis = _build_kpis(problems, data, defaults, tables, column_types, params)
     baselines = _build_baselines(problems, data, kpis, tables, column_types, params)
     pricing = _build_pricing(problems, data)
+    fairness = _build_fairness(problems, data, kpis, tables, column_types)
     # An invalid baseline is reported where it is declared, not again where it is used.
     declared = set(data["baselines"]) if isinstance(data.get("baselines"), dict) else set()
     declared |= set(baselines)
@@ -571,7 +587,56 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
         kpis=kpis,
         column_types=column_types,
         pricing=pricing,
+        fairness=fairness,
     )
+
+
+def _build_fairness(
+    problems: _Problems,
+    data: MarkedDict,
+    kpis: Mapping[str, KpiSpec],
+    tables: Mapping[str, TableSpec],
+    column_types: Mapping[str, dict[str, pl.DataType]],
+) -> tuple[FairnessSpec, ...]:
+    """`fairness: {column: {kpi: {max_gap: 5pp}}}`: the column must be one of the unit
+    table's, the KPI declared (not a formula), max_gap a pp or absolute amount."""
+    node = _mapping(problems, data, "fairness", "fairness")
+    if node is None:
+        return ()
+    unit_table = next((t for t in tables.values() if t.is_rollup), None)
+    columns = column_types.get(unit_table.name, {}) if unit_table else {}
+    found: list[FairnessSpec] = []
+    for column, watched in node.items():
+        path = f"fairness.{column}"
+        if column not in columns:
+            problems.add(node.line_of(column), path, "not a column of the unit table"
+                         f"{did_you_mean(str(column), columns)}")
+            continue
+        if not isinstance(watched, MarkedDict):
+            problems.add(node.line_of(column), path, "expected {kpi: {max_gap: 5pp}}")
+            continue
+        for name, body in watched.items():
+            kpath, line = f"{path}.{name}", watched.line_of(name)
+            kpi = kpis.get(name)
+            if kpi is None:
+                problems.add(line, kpath, f"no KPI named {name!r}{did_you_mean(str(name), kpis)}")
+                continue
+            if not isinstance(body, MarkedDict) or "max_gap" not in body:
+                problems.add(line, kpath, "expected {max_gap: 5pp} (or an absolute amount)")
+                continue
+            problems.unknown_keys(body, FAIRNESS_KEYS, kpath)
+            gline = body.line_of("max_gap")
+            try:
+                gap = parse_threshold("warning", body["max_gap"], kpi.format)
+            except ValueError as exc:
+                problems.add(gline, f"{kpath}.max_gap", f"{exc}; expected e.g. 5pp or 0.3")
+                continue
+            if gap.kind not in ("pp", "absolute"):
+                problems.add(gline, f"{kpath}.max_gap", f"{body['max_gap']!r}: a gap is a "
+                             "difference between groups: write pp (5pp) or an absolute amount")
+                continue
+            found.append(FairnessSpec(str(column), name, gap.amount, str(body["max_gap"]), line))
+    return tuple(found)
 
 
 def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
