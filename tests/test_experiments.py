@@ -469,5 +469,126 @@ def test_report_has_a_fairness_section(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     text = out.read_text()
     section = text[text.index("## Fairness across groups"):text.index("## ROI")]
-    assert "ABOVE max\\_gap 3pp" in section
-    assert "customer\\_tier: Cochran's Q = " in section
+    assert "ABOVE max_gap 3pp" in section
+    assert "task_completion_rate across customer_tier: Cochran's Q = " in section
+
+
+# ----------------------------------------------------------------------------------------------
+# pass^k / pass@k in compare
+# ----------------------------------------------------------------------------------------------
+
+PASS_SPEC = """\
+version: 1
+defaults: {min_sample: 2}
+sources:
+  events:
+    path: events/
+    columns:
+      ts: {from: ts, type: timestamp}
+      task_id: {from: task_id, type: str}
+      reward: {from: reward, type: float}
+tables:
+  trials:
+    key: conversation_id
+    time: started_at
+    attributes: [task_id]
+    rollup:
+      events:
+        started_at: MIN(ts)
+        final_reward: FIRST(reward)
+    derive:
+      solved: final_reward >= 1
+kpis:
+  pass_hat_2:
+    over: trials
+    pass_k: {k: 2, task: task_id, success: solved}
+  pass_at_2:
+    over: trials
+    pass_at_k: {k: 2, task: task_id, success: solved}
+"""
+
+
+def write_trials(folder: Path, outcomes: dict[str, list[int]]) -> Sources:
+    """One conversation per trial: task id, reward 1 (solved) or 0, a minute apart."""
+    rows = []
+    minute = 0
+    for task, rewards in outcomes.items():
+        for trial, reward in enumerate(rewards):
+            minute += 1
+            rows.append({"conversation_id": f"{folder.name}-{task}-{trial}", "task_id": task,
+                         "ts": f"2026-01-01T{minute // 60:02d}:{minute % 60:02d}:00Z",
+                         "event": "message", "reward": reward})
+    (folder / "events").mkdir(parents=True)
+    (folder / "events" / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "spec.yaml").write_text(PASS_SPEC)
+    return load_sources(load_spec(folder / "spec.yaml"), {"events": [folder / "events"]})
+
+
+BASE_TRIALS = {"t1": [1, 1, 0], "t2": [0, 0, 1], "t3": [1, 1, 1, 1], "t4": [0, 1]}
+CUR_TRIALS = {"t1": [1, 1, 1], "t2": [1, 0, 1], "t3": [1, 1, 1, 0], "t4": [1, 1]}
+# pass^2 = C(c,2)/C(n,2) by hand, per task t1..t4
+BASE_HAT = [1 / 3, 0.0, 1.0, 0.0]
+CUR_HAT = [1.0, 1 / 3, 0.5, 1.0]
+
+
+def test_pass_k_paired_bootstrap_against_hand_numpy(tmp_path: Path) -> None:
+    base = write_trials(tmp_path / "base", BASE_TRIALS)
+    cur = write_trials(tmp_path / "cur", CUR_TRIALS)
+    spec = load_spec(tmp_path / "cur" / "spec.yaml")
+    result = run_compare(spec, cur, CompareOptions(kpis=("pass_hat_2",)), baseline_sources=base)
+    r = row(result.table, "pass_hat_2")
+    assert r["test"] == "pass_k_paired_bootstrap"
+    assert (r["baseline_n"], r["current_n"]) == (4, 4)
+    assert r["baseline_value"] == pytest.approx(np.mean(BASE_HAT), rel=1e-12)
+    assert r["current_value"] == pytest.approx(np.mean(CUR_HAT), rel=1e-12)
+    # the same bootstrap by hand: 1,000 multinomial resamples of the 4 tasks, seed 20261122
+    d = np.array(CUR_HAT) - np.array(BASE_HAT)
+    rng = np.random.default_rng(CompareOptions().seed)
+    w = rng.multinomial(4, [0.25] * 4, size=1000)
+    draws = w @ d / 4
+    low, high = np.quantile(draws, [0.025, 0.975])
+    assert r["delta"] == pytest.approx(d.mean(), rel=1e-12)
+    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(low, rel=1e-12),
+                                                 pytest.approx(high, rel=1e-12))
+    tail = min((draws <= 0).sum(), (draws >= 0).sum())
+    assert r["p_value"] == pytest.approx(min(1.0, 2 * (tail + 1) / 1001), rel=1e-12)
+
+
+def test_paired_bootstrap_se_matches_the_exact_bootstrap_distribution() -> None:
+    """3 paired tasks: the bootstrap distribution is exactly the 27 equally likely ordered
+    draws, SD = √(Σ(dᵢ − d̄)²/3 / 3); 40,000 resamples land within 2 %."""
+    a, b = np.array([0.2, 0.5, 0.9]), np.array([0.6, 0.5, 1.0])
+    d = b - a
+    exact = np.array([(d[i] + d[j] + d[k]) / 3 for i in range(3) for j in range(3)
+                      for k in range(3)])
+    assert exact.std() == pytest.approx(math.sqrt(d.var() / 3), rel=1e-12)
+    comparison = stats.paired_bootstrap_comparison(a, b, resamples=40_000, seed=1)
+    assert comparison.absolute is not None
+    assert comparison.absolute.se == pytest.approx(exact.std(), rel=0.02)
+    assert comparison.absolute.estimate == pytest.approx(d.mean(), rel=1e-12)
+    # every draw is one of the 27 exact values
+    assert comparison.absolute.low >= exact.min() - 1e-12
+    assert comparison.absolute.high <= exact.max() + 1e-12
+
+
+def test_pass_at_k_unpaired_when_tasks_differ(tmp_path: Path) -> None:
+    base = write_trials(tmp_path / "base", BASE_TRIALS)
+    cur = write_trials(tmp_path / "cur", {**CUR_TRIALS, "t5": [0, 0, 1]})
+    spec = load_spec(tmp_path / "cur" / "spec.yaml")
+    result = run_compare(spec, cur, CompareOptions(kpis=("pass_at_2",)), baseline_sources=base)
+    r = row(result.table, "pass_at_2")
+    # pass@2 = 1 − C(n−c,2)/C(n,2)
+    base_at = np.array([1.0, 2 / 3, 1.0, 1.0])
+    cur_at = np.array([1.0, 1.0, 1.0, 1.0, 2 / 3])
+    assert r["test"] == "pass_k_bootstrap"
+    assert r["baseline_value"] == pytest.approx(base_at.mean(), rel=1e-12)
+    assert r["current_value"] == pytest.approx(cur_at.mean(), rel=1e-12)
+    rng = np.random.default_rng(CompareOptions().seed)
+    w_a = rng.multinomial(4, [0.25] * 4, size=1000)
+    w_b = rng.multinomial(5, [0.2] * 5, size=1000)
+    draws = w_b @ cur_at / 5 - w_a @ base_at / 4
+    low, high = np.quantile(draws, [0.025, 0.975])
+    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(low, rel=1e-12),
+                                                 pytest.approx(high, rel=1e-12))
+    assert ("the arms ran different tasks (4 shared): unpaired bootstrap over each arm's tasks"
+            in r["warnings"])

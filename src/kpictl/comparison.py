@@ -35,6 +35,7 @@ from kpictl.engine import (
     literal_columns,
     mark_unavailable,
     names_in,
+    pass_k_probability,
     read_names,
     require_cohorts,
     resolve_window,
@@ -568,8 +569,7 @@ def kpi_shape(kpi: KpiSpec) -> KpiShape:
     if kpi.kind == "formula":
         return KpiShape("formula")
     if kpi.pass_k is not None:
-        return KpiShape("other", reason="pass^k / pass@k is an average over tasks of a "
-                        "probability, not a per-unit sum")
+        return KpiShape("pass_k")
     if kpi.kind == "ratio":
         return _ratio_shape(_tree(kpi.numerator or ""), _tree(kpi.denominator or ""))
     tree = _tree(kpi.value or "")
@@ -776,12 +776,13 @@ def _cuped_sums(spec: Spec, kpi: KpiSpec, shape: KpiShape, arms: tuple[Arm, Arm]
         rows = _kpi_rows(spec, kpi, arm, options.where).with_columns(
             [pl.col(k).cast(pl.String) for k in keys]).filter(pl.col("__mature"))
         if shape.kind == "ratio":
-            aggs = [_as_float(compile_sql(shape.numerator or "")).alias("m"),
-                    _as_float(compile_sql(shape.denominator or "")).alias("d")]
+            assert shape.numerator is not None and shape.denominator is not None
+            aggs = [_as_float(shape.numerator).alias("m"),
+                    _as_float(shape.denominator).alias("d")]
         else:
-            values = compile_sql(shape.values or "")
-            aggs = [values.cast(pl.Float64).sum().alias("m"),
-                    values.count().cast(pl.Float64).alias("d")]
+            assert shape.values is not None
+            aggs = [shape.values.cast(pl.Float64).sum().alias("m"),
+                    shape.values.count().cast(pl.Float64).alias("d")]
         aggs.append(pl.col(column).cast(pl.Float64).mean().alias("w"))
         per_unit = rows.group_by([*keys, unit]).agg(aggs).filter(pl.col("d") > 0)
         frames.append(per_unit.with_columns(pl.lit(label).alias("__arm")).collect())
@@ -1027,6 +1028,78 @@ def _quantile_arm(data: tuple[np.ndarray, np.ndarray], nu: float, alpha: float
     return replace(arm, estimate=linear)
 
 
+def _pass_k_tasks(spec: Spec, kpi: KpiSpec, arm: Arm, keys: Sequence[str],
+                  where: str | None) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+    """Per cohort: the task ids with at least k settled trials (sorted) and each task's pass^k
+    (or pass@k) probability, as `compute` takes them."""
+    pk = kpi.pass_k
+    assert pk is not None
+    success = compile_sql(pk.success).fill_null(False)
+    per_task = (
+        _kpi_rows(spec, kpi, arm, where).with_columns([pl.col(k).cast(pl.String) for k in keys])
+        .filter(pl.col("__mature")).with_columns(pl.col(pk.task).cast(pl.String))
+        .group_by([*keys, pk.task])
+        .agg(pl.len().cast(pl.Int64).alias("__n"), success.sum().cast(pl.Int64).alias("__c"))
+        .filter(pl.col("__n") >= pk.k)
+        .with_columns(pass_k_probability(pl.col("__n"), pl.col("__c"), pk.k, pk.at_least_one)
+                      .alias("__p"))
+        .sort([*keys, pk.task], nulls_last=True).collect())
+    parts = per_task.partition_by(list(keys), as_dict=True, include_key=False) if keys else {
+        (): per_task}
+    return {tuple(key): (part[pk.task].to_numpy(), part["__p"].to_numpy())
+            for key, part in parts.items() if part.height}
+
+
+def _resampled_mean(values: np.ndarray) -> stats.UnitStatistic:
+    """The mean of `values` under each row of multinomial counts W (B × K): W·v / ΣW."""
+    def stat(weights: np.ndarray) -> np.ndarray:
+        return np.asarray((weights @ values) / weights.sum(axis=1), dtype=np.float64)
+    return stat
+
+
+def _pass_k_cells(spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None,
+                  options: CompareOptions) -> list[Cell]:
+    """pass^k / pass@k (README): the unit is the task. Both arms ran the same tasks → paired
+    bootstrap over tasks of the per-task differences; otherwise each arm's tasks are
+    resampled on their own (`stats.bootstrap_comparison`). Seeded, vectorised, 1,000
+    resamples; percentile CI, p from the inverted percentile interval."""
+    if baseline is None:
+        return [Cell(kpi, {}, (), None, 0, 0, 0, 0, warnings=[
+            "no test: pass^k / pass@k is compared against a baseline arm"])]
+    cells: list[Cell] = []
+    for keys in _cohort_sets(options.by):
+        if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
+            continue
+        cur = _pass_k_tasks(spec, kpi, current, keys, options.where)
+        base = _pass_k_tasks(spec, kpi, baseline, keys, options.where)
+        for cohort_key in sorted(set(cur) | set(base), key=_sort_key):
+            c, b = cur.get(cohort_key), base.get(cohort_key)
+            cell = Cell(kpi, dict(zip(keys, cohort_key, strict=True)), tuple(keys), None,
+                        len(b[0]) if b else 0, len(c[0]) if c else 0, 0, 0)
+            cells.append(cell)
+            if b is None or c is None:
+                cell.warnings.append(f"no task with {kpi.pass_k.k if kpi.pass_k else 0} "
+                                     "settled trials in one of the arms")
+                continue
+            if len(b[0]) == len(c[0]) and (b[0] == c[0]).all() and len(b[0]) >= 2:
+                comparison = stats.paired_bootstrap_comparison(
+                    b[1], c[1], alpha=options.alpha, resamples=_BOOTSTRAP_RESAMPLES,
+                    seed=options.seed)
+                cell.comparison = replace(comparison, test="pass_k_paired_bootstrap")
+                continue
+            shared = len(np.intersect1d(b[0], c[0]))
+            if shared:
+                cell.warnings.append(f"the arms ran different tasks ({shared} shared): "
+                                     "unpaired bootstrap over each arm's tasks")
+            p_b, p_c = b[1], c[1]
+            comparison = stats.bootstrap_comparison(
+                _resampled_mean(p_b), _resampled_mean(p_c), len(p_b), len(p_c),
+                float(p_b.mean()), float(p_c.mean()), alpha=options.alpha,
+                resamples=_BOOTSTRAP_RESAMPLES, seed=options.seed)
+            cell.comparison = replace(comparison, test="pass_k_bootstrap")
+    return cells
+
+
 def _formula_cells(spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None,
                    options: CompareOptions, unit: str) -> list[Cell]:
     """Cluster bootstrap of a formula over additive component KPIs (overall and cohorts)."""
@@ -1230,6 +1303,8 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         elif shape.kind == "quantile":
             kpi_cells = _quantile_cells(spec, kpi, shape, current, baseline, target, options,
                                         unit)
+        elif shape.kind == "pass_k":
+            kpi_cells = _pass_k_cells(spec, kpi, current, baseline, options)
         else:
             kpi_cells = _formula_cells(spec, kpi, current, baseline, options, unit)
         cells += kpi_cells + _cells_left_out(kpi, kpi_cells, values, design.paired)
