@@ -183,12 +183,13 @@ def outcome_logs(write_spec: SpecWriter, write_jsonl: JsonlWriter, tmp_path: Pat
 def test_outcome_rollup_and_kpis_match_duckdb(outcome_logs: Path) -> None:
     spec = load_spec(outcome_logs)
     sources = load_sources(spec)
-    table = facts(spec, sources).sort("conversation_id")
+    as_of = T0 + 30 * DAY  # every business event is before it
+    table = facts(spec, sources, as_of=as_of).sort("conversation_id")
     # split: c1 gets half of e1 and e2, c2 half of each and all of e3, c3 e5
     assert table.select("conversation_id", "outcomes", "outcome_value").rows() == [
         ("c1", 2, 70.0), ("c2", 3, 80.0), ("c3", 1, 20.0), ("c4", 0, 0.0)]
-    got = compute(spec, sources, kpis=["business_outcome_rate", "value_per_conversation",
-                                       "cost_per_outcome"])
+    got = compute(spec, sources, as_of=as_of, kpis=[
+        "business_outcome_rate", "value_per_conversation", "cost_per_outcome"])
     values = dict(got.filter(pl.col("grouping").list.len() == 0)
                   .select("kpi", "value").iter_rows())
     (want,) = _duckdb("""
@@ -200,6 +201,17 @@ def test_outcome_rollup_and_kpis_match_duckdb(outcome_logs: Path) -> None:
     assert want == pytest.approx((0.75, 42.5, 7.5 / 6))  # and by hand: 3/4, 170/4, 7.5/6
     assert (values["business_outcome_rate"], values["value_per_conversation"],
             values["cost_per_outcome"]) == pytest.approx(want)
+
+
+def test_the_default_as_of_is_the_logs_and_later_business_events_are_left_out(
+    outcome_logs: Path,
+) -> None:
+    """The latest log event is c4's at T0 + 3 d; e4 (T0 + 8 d) does not move as-of, and e2, e3
+    (after it) are not counted: c1 and c2 split e1 only, c3 keeps e5."""
+    spec = load_spec(outcome_logs)
+    table = facts(spec, load_sources(spec)).sort("conversation_id")
+    assert table.select("conversation_id", "outcomes", "outcome_value").rows() == [
+        ("c1", 1, 50.0), ("c2", 1, 50.0), ("c3", 1, 20.0), ("c4", 0, 0.0)]
 
 
 def test_unattributed_events_are_a_note(outcome_logs: Path) -> None:
@@ -258,3 +270,93 @@ def test_attribution_on_another_source_is_an_error(write_spec: SpecWriter) -> No
     assert [(p.line, p.path, p.message) for p in caught.value.problems] == [
         (line, "sources.tool_calls.attribution",
          "attribution belongs to the business_events source only")]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "kpi_definitions.yaml"
+
+
+def outcome_spec_text() -> str:
+    """The shipped spec with its business-outcome blocks turned on (their "# " removed), the
+    way its header tells a user to, reading the bundled sample_logs/."""
+    lines, inside = [], False
+    for line in SHIPPED.read_text().splitlines():
+        if line.startswith("# >>> business outcomes"):
+            inside = True
+        elif line.startswith("# <<< business outcomes"):
+            inside = False
+        elif inside:
+            assert line.startswith("# ") or line == "#", line
+            lines.append(line[2:])
+        else:
+            lines.append(line)
+    return "\n".join(lines).replace("sample_logs/", f"{ROOT / 'sample_logs'}/") + "\n"
+
+
+def _read(name: str) -> pl.DataFrame:
+    frame = pl.read_ndjson(ROOT / "sample_logs" / name / f"{name}.jsonl",
+                           infer_schema_length=None)
+    return frame.with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%SZ",
+                                                           time_zone="UTC"))
+
+
+# The shipped outcome KPIs on the bundled sample, written from the raw files in DuckDB: the
+# as-of is the latest log time; attribution is `last` within 7 days of a conversation's start.
+SAMPLE_OUTCOMES_SQL = """
+WITH horizon AS (SELECT MAX(ts) AS as_of FROM (SELECT ts FROM ev UNION ALL SELECT ts FROM tc)),
+tool AS (SELECT conversation_id, SUM(cost_usd) AS tool_cost FROM tc GROUP BY 1),
+conv AS (
+  SELECT conversation_id AS cid, ANY_VALUE(user_id) AS uid, ANY_VALUE(arm) AS arm,
+         MIN(ts) AS start,
+         COALESCE(SUM(cost_usd), 0) + COALESCE(SUM(human_minutes), 0) * 0.75 AS own_cost
+  FROM ev GROUP BY 1),
+b AS (SELECT * FROM be WHERE ts <= (SELECT as_of FROM horizon)),
+direct AS (SELECT cid, type, value_usd FROM b JOIN conv ON b.conversation_id = conv.cid
+           WHERE b.ts BETWEEN conv.start AND conv.start + INTERVAL 7 DAY),
+by_user AS (SELECT cid, type, value_usd FROM b JOIN conv ON b.user_id = conv.uid
+            WHERE b.conversation_id IS NULL
+              AND b.ts BETWEEN conv.start AND conv.start + INTERVAL 7 DAY
+            QUALIFY ROW_NUMBER() OVER (PARTITION BY business_event_id
+                                       ORDER BY start DESC, cid DESC) = 1),
+per_conv AS (SELECT cid, COUNT(*) FILTER (WHERE type = 'booking') AS outcomes,
+                    SUM(value_usd) AS outcome_value
+             FROM (SELECT * FROM direct UNION ALL SELECT * FROM by_user) GROUP BY 1),
+settled AS (
+  SELECT conv.arm, COALESCE(outcomes, 0) AS outcomes, COALESCE(outcome_value, 0) AS value,
+         own_cost + COALESCE(tool_cost, 0) AS cost
+  FROM conv LEFT JOIN per_conv USING (cid) LEFT JOIN tool ON tool.conversation_id = conv.cid
+  WHERE conv.start <= (SELECT as_of FROM horizon) - INTERVAL 7 DAY)
+SELECT arm, AVG(CASE WHEN outcomes > 0 THEN 1.0 ELSE 0.0 END), AVG(value),
+       SUM(cost) / SUM(outcomes), COUNT(*)
+FROM settled GROUP BY GROUPING SETS ((), (arm)) ORDER BY arm NULLS FIRST
+"""
+
+
+def test_the_shipped_outcome_blocks_match_duckdb_on_the_sample(tmp_path: Path) -> None:
+    path = tmp_path / "kpi_definitions.yaml"
+    path.write_text(outcome_spec_text())
+    spec = load_spec(path)
+    assert len(spec.kpis) == 19
+    kpis = ["business_outcome_rate", "value_per_conversation", "cost_per_outcome"]
+    got = compute(spec, load_sources(spec), by=["arm"], kpis=kpis)
+    want = _duckdb(SAMPLE_OUTCOMES_SQL, ev=_read("events"), tc=_read("tool_calls"),
+                   be=_read("business_events"))
+    assert [r[0] for r in want] == [None, "holdout", "treatment"]
+    for arm, rate, value, cost, n in want:
+        rows = got.filter(pl.col("arm").is_null() if arm is None else pl.col("arm") == arm)
+        values = dict(rows.select("kpi", "value").iter_rows())
+        assert set(rows["n"]) == {n}
+        assert (values["business_outcome_rate"], values["value_per_conversation"],
+                values["cost_per_outcome"]) == pytest.approx((rate, value, cost), rel=1e-9)
+    # the holdout arm books less often than the agent's arm (as the sample is drawn)
+    assert want[1][1] < want[2][1]
+
+
+def test_the_sample_logs_are_unchanged_by_the_business_events(tmp_path: Path) -> None:
+    """`kpictl sample` with its defaults writes the bundled files byte for byte: adding
+    business events moved no event and no tool call."""
+    from kpictl.sample import write_sample
+
+    for path in write_sample(tmp_path):
+        bundled = ROOT / "sample_logs" / path.relative_to(tmp_path)
+        assert path.read_bytes() == bundled.read_bytes(), bundled

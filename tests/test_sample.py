@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kpictl.sample import generate_sample, write_sample
+from kpictl.sample import generate_business_events, generate_sample, write_sample
 
 UTC_TS = pl.Datetime("us", "UTC")
 START = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC)
@@ -351,10 +351,12 @@ def test_write_sample_round_trips_parquet(tmp_path: Path) -> None:
     assert paths == [
         tmp_path / "out" / "events" / "events.parquet",
         tmp_path / "out" / "tool_calls" / "tool_calls.parquet",
+        tmp_path / "out" / "business_events" / "business_events.parquet",
     ]
     events, tool_calls = generate_sample(400, seed=5)
     assert pl.read_parquet(paths[0]).equals(events)
     assert pl.read_parquet(paths[1]).equals(tool_calls)
+    assert pl.read_parquet(paths[2]).equals(generate_business_events(events, seed=5))
 
 
 def test_write_sample_round_trips_jsonl(tmp_path: Path) -> None:
@@ -362,10 +364,12 @@ def test_write_sample_round_trips_jsonl(tmp_path: Path) -> None:
     assert paths == [
         tmp_path / "events" / "events.jsonl",
         tmp_path / "tool_calls" / "tool_calls.jsonl",
+        tmp_path / "business_events" / "business_events.jsonl",
     ]
     first_line = paths[0].read_text().splitlines()[0]
     assert '"ts":"2026-10-' in first_line and 'Z"' in first_line
-    expected = generate_sample(400, seed=5)
+    events, tool_calls = generate_sample(400, seed=5)
+    expected = (events, tool_calls, generate_business_events(events, seed=5))
     for path, frame in zip(paths, expected, strict=True):
         schema = {
             name: (pl.String() if name == "ts" else dtype) for name, dtype in frame.schema.items()
@@ -404,7 +408,8 @@ def test_large_samples_are_written_in_independent_parts(tmp_path: Path, monkeypa
     monkeypatch.setattr(sample_module, "MAX_PART", 400)
     paths = sample_module.write_sample(tmp_path, conversations=1000, seed=3, fmt="parquet")
     assert [p.name for p in paths] == [
-        f"{name}-part{i:02d}.parquet" for i in range(3) for name in ("events", "tool_calls")
+        f"{name}-part{i:02d}.parquet" for i in range(3)
+        for name in ("events", "tool_calls", "business_events")
     ]
     events = pl.read_parquet(tmp_path / "events")
     assert events["conversation_id"].n_unique() == 1000
@@ -412,3 +417,36 @@ def test_large_samples_are_written_in_independent_parts(tmp_path: Path, monkeypa
         "p00-", "p01-", "p02-"]
     calls = pl.read_parquet(tmp_path / "tool_calls")
     assert set(calls["conversation_id"]) <= set(events["conversation_id"])
+
+
+def test_business_events_leave_the_logs_unchanged_and_are_realistic(
+    events: pl.DataFrame,
+) -> None:
+    """Their own random stream: the events and tool calls of a seed are those without them.
+    Per conversation (5,000): bookings at 10 % / 30 % (unresolved / resolved, treatment), 0.7x
+    in the holdout; ~60 % name the conversation; some are late (> 7 d) or have no ids."""
+    again, _ = generate_sample(5000)
+    assert again.equals(events)
+    business = generate_business_events(events)
+    assert business.columns == ["business_event_id", "conversation_id", "user_id", "ts", "type",
+                                "value_usd"]
+    assert business["business_event_id"].is_unique().all()
+    assert business["ts"].is_sorted()
+    conv = events.group_by("conversation_id").agg(
+        pl.col("arm").first(), pl.col("user_id").first(),
+        (pl.col("event") == "resolution").any().alias("resolved"), pl.col("ts").min())
+    end = datetime.datetime(2026, 10, 31, tzinfo=datetime.UTC)
+    assert business.select(pl.col("ts").max() < end).item()
+    named = business.filter(pl.col("conversation_id").is_not_null()).join(
+        conv, on="conversation_id", suffix="_c")
+    assert (named["user_id"] == named["user_id_c"]).all()  # a named event carries its user
+    assert (named["ts"] > named["ts_c"]).all()
+    rate = named.group_by("arm").agg(pl.len()).sort("arm")  # holdout first
+    sizes = conv.group_by("arm").agg(pl.len()).sort("arm")
+    per_arm = (rate["len"] / sizes["len"]).to_list()
+    assert per_arm[0] < per_arm[1]  # holdout books less
+    share_named = business["conversation_id"].is_not_null().mean()
+    no_ids = (business["conversation_id"].is_null() & business["user_id"].is_null()).sum()
+    assert 0.5 < share_named < 0.7 and no_ids > 0
+    assert set(business["type"]) == {"booking", "refund"}
+    assert (business.filter(pl.col("type") == "refund")["value_usd"] < 0).all()

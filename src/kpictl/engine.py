@@ -23,7 +23,7 @@ from kpictl.rollup import (
     shifted_in_partition,
     split_shift_window,
 )
-from kpictl.spec import GRAINS, KpiSpec, RollupEntry, Spec, TableSpec
+from kpictl.spec import GRAINS, OUTCOME_SOURCE, KpiSpec, RollupEntry, Spec, TableSpec
 from kpictl.sqlexpr import (
     ExpressionProblem,
     ExpressionShape,
@@ -119,9 +119,12 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def latest_timestamp(sources: Sources) -> dt.datetime:
-    """The latest `ts` over every source: the default as-of."""
+    """The latest `ts` over every log source: the default as-of. Business events (a CRM export,
+    often pulled later than the logs) do not move it; those after as-of are left out."""
     latest: list[dt.datetime] = []
-    for loaded in sources.by_name.values():
+    for name, loaded in sources.by_name.items():
+        if name == OUTCOME_SOURCE:
+            continue
         if "ts" in loaded.frame.collect_schema():
             value = loaded.frame.select(pl.col("ts").max()).collect().item()
             if value is not None:
@@ -240,7 +243,7 @@ def source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
     When as-of is at or after the latest timestamp in the data no row is dropped, and the
     filter is left out: one that keeps every row still cost 10 % of a run at 10M events."""
     frame = sources[name]
-    if window.latest is not None and window.as_of >= window.latest:
+    if window.latest is not None and window.as_of >= window.latest and name != OUTCOME_SOURCE:
         return frame
     if "ts" in frame.collect_schema():
         frame = frame.filter((pl.col("ts") <= window.as_of) | pl.col("ts").is_null())

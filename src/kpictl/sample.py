@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-__all__ = ["generate_sample", "write_sample"]
+__all__ = ["generate_business_events", "generate_sample", "write_sample"]
 
 _UTC_TS = pl.Datetime("us", "UTC")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -75,6 +75,16 @@ TOOL_CALLS_SCHEMA: dict[str, pl.DataType] = {
     "cost_usd": pl.Float64(),
 }
 """Columns (in order) and dtypes of the `tool_calls` frame."""
+
+BUSINESS_EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    "business_event_id": pl.String(),
+    "conversation_id": pl.String(),
+    "user_id": pl.String(),
+    "ts": _UTC_TS,
+    "type": pl.String(),
+    "value_usd": pl.Float64(),
+}
+"""Columns (in order) and dtypes of the `business_events` frame (a CRM export)."""
 
 # --- categories (code = position) ------------------------------------------------------------
 
@@ -719,6 +729,84 @@ class _Rows:
         )
 
 
+# --- business events (a CRM export) ------------------------------------------------------------
+
+_OUTCOME_STREAM = 15  # the business events' own random stream: events and tool calls never move
+_BOOKING_P = np.array([0.10, 0.30])  # by resolved (no, yes), treatment arm
+_HOLDOUT_FACTOR = 0.7  # the holdout arm books less often
+_REFUND_P = 0.15  # of a conversation's events: a refund (negative value) instead of a booking
+_NAMED_P = 0.6  # events that carry the conversation_id (the rest only the user_id)
+_LATE_P = 0.12  # events more than 7 days after the conversation (not attributable in 7 d)
+_ORPHAN_P = 0.05  # extra events from customers without a conversation (walk-ins)
+
+
+def generate_business_events(
+    events: pl.DataFrame,
+    *,
+    seed: int = 7,
+    days: int = 30,
+    start: datetime.datetime = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC),
+) -> pl.DataFrame:
+    """Bookings and refunds caused (or not) by the conversations of `events`: a CRM export.
+
+    Drawn from a random stream of their own (seed, 15), so adding them moves no event or tool
+    call. Per conversation: a booking with probability 10 % (unresolved) or 30 % (resolved) in
+    the treatment arm, 0.7 times that in the holdout arm, 15 % of them refunds (negative value);
+    88 % arrive within ~1.5 days (exponential), 12 % 7 to 20 days later; 60 % carry the
+    conversation_id, the rest only the user_id; 5 % more come from customers with no conversation
+    (no ids). Events after ``start + days`` are not in the export. Sorted by time, ids
+    ``b000001``… in that order.
+    """
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=datetime.UTC)
+    if events.height == 0:
+        return pl.DataFrame(schema=BUSINESS_EVENTS_SCHEMA)
+    rng = np.random.default_rng([seed, _OUTCOME_STREAM])
+    conv = (
+        events.group_by("conversation_id")
+        .agg(pl.col("ts").min().alias("start"), pl.col("user_id").first(),
+             pl.col("arm").first(), (pl.col("event") == "resolution").any().alias("resolved"))
+        .sort("conversation_id")
+    )
+    n = conv.height
+    p = _BOOKING_P[conv["resolved"].cast(pl.Int64).to_numpy()]
+    p = np.where(conv["arm"].to_numpy() == "holdout", p * _HOLDOUT_FACTOR, p)
+    has = rng.random(n) < p
+    late = rng.random(n) < _LATE_P
+    delay_s = np.where(late, rng.uniform(7 * _DAY, 20 * _DAY, n),
+                       rng.exponential(1.5 * _DAY, n)).astype(np.int64) + 60
+    refund = rng.random(n) < _REFUND_P
+    value = np.round(_lognormal(rng, 120.0, 0.6, n), 2)
+    value = np.where(refund, -np.round(value / 3, 2), value)
+    named = rng.random(n) < _NAMED_P
+    caused = conv.select(
+        pl.when(pl.Series(named)).then(pl.col("conversation_id")).alias("conversation_id"),
+        pl.col("user_id"),
+        (pl.col("start") + pl.duration(seconds=pl.Series(delay_s))).alias("ts"),
+        pl.Series("type", np.where(refund, "refund", "booking")),
+        pl.Series("value_usd", value),
+    ).filter(pl.Series(has))
+    n_orphan = int(rng.binomial(n, _ORPHAN_P * float(has.mean())))
+    start_us = (start - _EPOCH) // datetime.timedelta(microseconds=1)
+    orphans = pl.DataFrame({
+        "conversation_id": pl.Series([None] * n_orphan, dtype=pl.String),
+        "user_id": pl.Series([None] * n_orphan, dtype=pl.String),
+        "ts": _timestamps(start_us, rng.integers(0, days * _DAY, n_orphan)),
+        "type": pl.Series(["booking"] * n_orphan, dtype=pl.String),
+        "value_usd": np.round(_lognormal(rng, 120.0, 0.6, n_orphan), 2),
+    })
+    until = start + datetime.timedelta(days=days)
+    found = (
+        pl.concat([caused, orphans])
+        .filter(pl.col("ts") < until)
+        .sort("ts", "conversation_id", "user_id", nulls_last=True, maintain_order=True)
+    )
+    ids = "b" + pl.Series(np.arange(1, found.height + 1)).cast(pl.String).str.zfill(
+        max(6, len(str(found.height))))
+    return found.with_columns(ids.alias("business_event_id")).select(
+        list(BUSINESS_EVENTS_SCHEMA)).cast(BUSINESS_EVENTS_SCHEMA)  # type: ignore[arg-type]
+
+
 def _conversation_ids(n: int) -> pl.Series:
     """ "c000001", "c000002", ... (zero-padded to at least six digits), by conversation index."""
     digits = pl.Series(np.arange(1, n + 1)).cast(pl.String).str.zfill(max(6, len(str(n))))
@@ -793,7 +881,8 @@ def write_sample(
     days: int = 30,
     fmt: Literal["jsonl", "parquet"] = "jsonl",
 ) -> list[Path]:
-    """Write out_dir/events/events.<ext> and out_dir/tool_calls/tool_calls.<ext>; return the paths.
+    """Write out_dir/events/events.<ext>, out_dir/tool_calls/tool_calls.<ext> and
+    out_dir/business_events/business_events.<ext> (`generate_business_events`); return the paths.
 
     ``jsonl`` writes one JSON object per line, timestamps as UTC ISO-8601 text with a ``Z``
     suffix (``2026-10-01T08:15:02Z``) and nulls as ``null``; ``parquet`` keeps native
@@ -806,7 +895,9 @@ def write_sample(
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', got {fmt!r}")
     if conversations <= MAX_PART:
-        return _write_part(out_dir, generate_sample(conversations, seed=seed, days=days), fmt, "")
+        events, tool_calls = generate_sample(conversations, seed=seed, days=days)
+        business = generate_business_events(events, seed=seed, days=days)
+        return _write_part(out_dir, (events, tool_calls, business), fmt, "")
     # Past MAX_PART conversations, independent parts (seed + i, ids prefixed "pNN-") are
     # generated and written one at a time, so memory stays that of one part.
     parts = -(-conversations // MAX_PART)
@@ -821,18 +912,21 @@ def write_sample(
         )
         tool_calls = tool_calls.with_columns(
             (prefix + pl.col("conversation_id")).alias("conversation_id"))
-        paths += _write_part(out_dir, (events, tool_calls), fmt, f"-part{index:02d}")
-        del events, tool_calls
+        business = generate_business_events(events, seed=seed + index, days=days)
+        business = business.with_columns(
+            (prefix + pl.col("business_event_id")).alias("business_event_id"))
+        paths += _write_part(out_dir, (events, tool_calls, business), fmt, f"-part{index:02d}")
+        del events, tool_calls, business
     return paths
 
 
 MAX_PART = 1_000_000  # conversations generated in one piece (about 3.5 GB at its peak)
 
 
-def _write_part(out_dir: Path, frames: tuple[pl.DataFrame, pl.DataFrame], fmt: str,
+def _write_part(out_dir: Path, frames: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame], fmt: str,
                 suffix: str) -> list[Path]:
     paths: list[Path] = []
-    for name, frame in zip(("events", "tool_calls"), frames, strict=True):
+    for name, frame in zip(("events", "tool_calls", "business_events"), frames, strict=True):
         folder = Path(out_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}{suffix}.{fmt}"
