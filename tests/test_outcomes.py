@@ -10,14 +10,17 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 from conftest import JsonlWriter, SpecWriter
+from kpictl.cli import app
 from kpictl.engine import compute, facts
 from kpictl.errors import SpecError
 from kpictl.outcomes import attribute_events
 from kpictl.sources import load_sources
 from kpictl.spec import AttributionSpec, load_spec
 
+runner = CliRunner()
 T0 = dt.datetime(2026, 10, 1, 10, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 
@@ -360,3 +363,45 @@ def test_the_sample_logs_are_unchanged_by_the_business_events(tmp_path: Path) ->
     for path in write_sample(tmp_path):
         bundled = ROOT / "sample_logs" / path.relative_to(tmp_path)
         assert path.read_bytes() == bundled.read_bytes(), bundled
+
+
+def test_the_report_roi_credits_the_attributed_business_value(tmp_path: Path) -> None:
+    """With the outcome blocks on, the ROI section compares value_per_conversation between the
+    arms: the figures are the Welch test on each settled conversation's attributed value
+    (scipy), the randomized design's caveat is printed, and 'value added' is Δ × n."""
+    from scipy import stats as sps
+
+    path = tmp_path / "kpi_definitions.yaml"
+    path.write_text(outcome_spec_text())
+    code = runner.invoke(app, ["report", "-c", str(path), "--baseline", "holdout",
+                               "-o", str(tmp_path / "r.md")]).exit_code
+    assert code == 0
+    text = (tmp_path / "r.md").read_text()
+    roi = text.split("### Business value against the baseline", 1)[1].split("\n\n", 2)[1]
+    spec = load_spec(path)
+    table = facts(spec, load_sources(spec)).filter(pl.col("outcome_settled"))
+    treat = table.filter(pl.col("arm") == "treatment")["outcome_value"].to_numpy()
+    hold = table.filter(pl.col("arm") == "holdout")["outcome_value"].to_numpy()
+    welch = sps.ttest_ind(treat, hold, equal_var=False)
+    ci = welch.confidence_interval(0.95)
+    delta = treat.mean() - hold.mean()
+    lines = roi.splitlines()
+    assert lines[0] == (
+        f"- Attributed business value per conversation (KPI `value_per_conversation`): "
+        f"baseline ${hold.mean():,.2f} (n={len(hold)}), current ${treat.mean():,.2f} "
+        f"(n={len(treat):,}); Δ = +${delta:.4f} [-${-ci.low:.4f}, +${ci.high:.2f}] "
+        f"(welch_t, 95 % CI, p = {welch.pvalue:.4f}, p adj. = 1.0000 after holm correction "
+        "over the KPI tests).")
+    n = len(treat)
+    assert lines[1] == (
+        "- **No added value can be claimed:** the 95 % interval of Δ includes 0 (point "
+        f"estimate Δ × current conversations = +${delta:.4f} × {n:,} = ${delta * n:,.2f} "
+        f"[-${-ci.low * n:,.2f}, ${ci.high * n:,.2f}], for context only).")
+    assert lines[2] == ("- Design: randomized holdout, so the difference is a causal estimate "
+                        "for this period's traffic.")
+    assert lines[3] == (
+        "- Assumptions: business events are credited by the spec's attribution (within 7d "
+        "after the conversation's start, rule last); events attributed to no conversation "
+        "count for neither side; 468 conversations whose window is still open are left out "
+        "(pending).")
+

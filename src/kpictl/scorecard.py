@@ -89,7 +89,7 @@ from kpictl.render import (
 )
 from kpictl.review import ReviewScore, score_review
 from kpictl.schema import CANONICAL_TABLES
-from kpictl.spec import LAYERS, BaselineSpec, KpiSpec, Spec, TableSpec
+from kpictl.spec import LAYERS, OUTCOME_SOURCE, BaselineSpec, KpiSpec, Spec, TableSpec
 from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
 
 LEVELS = ("warning", "critical", "catastrophic")
@@ -105,6 +105,9 @@ HUMAN_CONVERSATION_PARAM = "human_cost_per_resolved_conversation"
 # An ROI above this (saving > 10 × the agent run cost, i.e. above 1,000 %) mostly says that the
 # run cost is small: the scorecard then states saving and cost instead of a bold percentage.
 ROI_HEADLINE_LIMIT = 10.0
+# The KPI whose comparison is the business value the agent arm gained (README "Business
+# outcomes"); by convention, as cost_per_successful_task is for the cost per success.
+OUTCOME_VALUE_KPI = "value_per_conversation"
 # Rows of the provenance table that change from run to run (golden tests mask them).
 VOLATILE_PROVENANCE = ("generated at", "command", "kpictl", "polars", "python")
 MAX_COHORT_VALUES = 12
@@ -1848,6 +1851,7 @@ def _section_roi(data: ReportData) -> list[str]:
             "",
         ]
     lines += _roi_against_baseline(data)
+    lines += _roi_outcome_value(data)
     lines += _roi_against_humans(data)
     return lines
 
@@ -1906,17 +1910,7 @@ def _roi_against_baseline(data: ReportData) -> list[str]:
         if costs.run_cost > 0:
             lines.append(_roi_line(saving, costs.run_cost, (low, high)))
     lines += _same_as_kpi(data, comparison)
-    if data.compare.design.randomized:
-        lines.append(
-            "- Design: randomized holdout, so the difference is a causal estimate for "
-            "this period's traffic."
-        )
-    else:
-        lines.append(
-            "- Design: observational — "
-            + (data.compare.design.caveat or "the arms differ in more than the agent")
-            + "; this is not a causal saving."
-        )
+    lines.append(_design_line(data, "saving"))
     assumptions = (
         [f"`{HUMAN_MINUTE_PARAM}` = {costs.human_rate} (declared, not measured)"]
         if costs.human_rate is not None and human_unknown is None
@@ -1925,6 +1919,84 @@ def _roi_against_baseline(data: ReportData) -> list[str]:
     assumptions.append("logged cost_usd values are complete and correct")
     lines += [f"- Assumptions: {'; '.join(assumptions)}.", ""]
     return lines
+
+
+def _design_line(data: ReportData, what: str) -> str:
+    """The comparison's design, said once the same way for every ROI estimate."""
+    assert data.compare is not None
+    if data.compare.design.randomized:
+        return ("- Design: randomized holdout, so the difference is a causal estimate for "
+                "this period's traffic.")
+    return ("- Design: observational — "
+            + (data.compare.design.caveat or "the arms differ in more than the agent")
+            + f"; this is not a causal {what}.")
+
+
+def _roi_outcome_value(data: ReportData) -> list[str]:
+    """Business value attributed to the current arm against the baseline: the comparison's
+    `value_per_conversation` KPI (README "Business outcomes"), when the spec defines it."""
+    if data.compare is None:
+        return []
+    found = data.compare.table.filter(
+        (pl.col("kpi") == OUTCOME_VALUE_KPI) & (pl.col("grouping").list.len() == 0))
+    if found.height == 0:
+        return []
+    row = found.row(0, named=True)
+    lines = ["### Business value against the baseline", ""]
+    delta, low, high = row["delta"], row["delta_low"], row["delta_high"]
+    n = row["current_n"] or 0
+    if delta is None or low is None or high is None or not n:
+        return [*lines, f"Not estimated: `{OUTCOME_VALUE_KPI}` has no comparison "
+                f"({md_text(row['status'] or 'no value on a side')}).", ""]
+    level = round((1 - data.options.alpha) * 100)
+    source = data.spec.sources.get(OUTCOME_SOURCE)
+    rule = source.attribution if source is not None else None
+    lines.append(
+        f"- Attributed business value per conversation (KPI `{OUTCOME_VALUE_KPI}`): baseline "
+        f"{format_value(row['baseline_value'], 'usd')} (n={_int(row['baseline_n'] or 0)}), "
+        f"current {format_value(row['current_value'], 'usd')} (n={_int(n)}); Δ = "
+        f"{format_change(delta, 'usd')} [{format_change(low, 'usd')}, "
+        f"{format_change(high, 'usd')}] ({row['test']}, {level} % CI, p = "
+        f"{format_p(row['p_value'])}, p adj. = {format_p(row['p_adjusted'])} after "
+        f"{data.compare.correction} correction over the KPI tests)."
+    )
+    added = f"Δ × current conversations = {format_change(delta, 'usd')} × {_int(n)} = "
+    if low <= 0 <= high:
+        lines.append(
+            f"- **No added value can be claimed:** the {level} % interval of Δ includes 0 "
+            f"(point estimate {added}{_money(delta * n)} [{_money(low * n)}, "
+            f"{_money(high * n)}], for context only)."
+        )
+    elif delta < 0:
+        lines.append(
+            f"- **Less value:** the current side is credited with less per conversation; "
+            f"{added}{_money(delta * n)} [{_money(low * n)}, {_money(high * n)}]."
+        )
+    else:
+        lines.append(
+            f"- Value added = {added}**{_money(delta * n)}** [{_money(low * n)}, "
+            f"{_money(high * n)}]."
+        )
+        if not row["significant"]:
+            lines.append("- Not significant after the correction over the KPI tests: treat "
+                         "it as indicative, not established.")
+    lines.append(_design_line(data, "value"))
+    window = (f"credited by the spec's attribution (within {_days(rule.within)} after the "
+              f"conversation's {rule.after}, rule {rule.rule})" if rule is not None
+              else "credited as the spec's rollup defines it")
+    pending = (row["pending_current"] or 0) + (row["pending_baseline"] or 0)
+    lines += [
+        f"- Assumptions: business events are {window}; events attributed to no conversation "
+        f"count for neither side; {_int(pending)} conversations whose window is still open "
+        "are left out (pending).",
+        "",
+    ]
+    return lines
+
+
+def _days(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    return f"{seconds // 86400}d" if seconds % 86400 == 0 else f"{seconds // 3600}h"
 
 
 def _same_as_kpi(data: ReportData, comparison: stats.Comparison) -> list[str]:
