@@ -405,3 +405,34 @@ def test_the_report_roi_credits_the_attributed_business_value(tmp_path: Path) ->
         "count for neither side; 468 conversations whose window is still open are left out "
         "(pending).")
 
+
+
+def test_compare_tests_the_outcome_kpis_by_their_shape(tmp_path: Path) -> None:
+    """A rate gets the proportion test, a mean Welch's t, a ratio of sums the delta method; the
+    differences are those of the settled conversations' facts by arm."""
+    from kpictl.comparison import compare
+
+    path = tmp_path / "kpi_definitions.yaml"
+    path.write_text(outcome_spec_text())
+    spec = load_spec(path)
+    sources = load_sources(spec)
+    got = compare(spec, sources, baseline="holdout", kpis=[
+        "business_outcome_rate", "value_per_conversation", "cost_per_outcome"])
+    overall = {r["kpi"]: r for r in got.filter(pl.col("grouping").list.len() == 0)
+               .iter_rows(named=True)}
+    assert {k: r["test"] for k, r in overall.items()} == {
+        "business_outcome_rate": "proportion_t", "value_per_conversation": "welch_t",
+        "cost_per_outcome": "delta_ratio"}
+    table = facts(spec, sources).filter(pl.col("outcome_settled"))
+    arms = {arm: table.filter(pl.col("arm") == arm) for arm in ("holdout", "treatment")}
+
+    def by_hand(frame: pl.DataFrame) -> tuple[float, float, float]:
+        return ((frame["outcomes"] > 0).mean(), frame["outcome_value"].mean(),
+                frame["cost_usd"].sum() / frame["outcomes"].sum())
+
+    hold, treat = by_hand(arms["holdout"]), by_hand(arms["treatment"])
+    for i, kpi in enumerate(("business_outcome_rate", "value_per_conversation",
+                             "cost_per_outcome")):
+        assert overall[kpi]["baseline_value"] == pytest.approx(hold[i], rel=1e-9)
+        assert overall[kpi]["current_value"] == pytest.approx(treat[i], rel=1e-9)
+        assert overall[kpi]["delta"] == pytest.approx(treat[i] - hold[i], rel=1e-9)
