@@ -436,3 +436,29 @@ def test_compare_with_a_formula_kpi_and_an_empty_arm_is_insufficient_data(
         assert (share["baseline"]["n"], share["current"]["n"]) == (0, 2)
         # the current value is compute's: resolution 1/2 over (1/2 + escalation 1/2)
         assert share["current"]["value"] == pytest.approx(0.5 / (0.5 + 0.5), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "unbuffered"), [("table", False), ("csv", True)], ids=["table", "PYTHONUNBUFFERED"]
+)
+def test_a_closed_pipe_is_exit_141_for_a_table_and_for_unbuffered_stdout(
+    fmt: str, unbuffered: bool
+) -> None:
+    """The same `| head -1` as above: a table went through rich's own closed-pipe handler, which
+    exits 1 (the code of a data error); with PYTHONUNBUFFERED=1 (`python -u`, common in
+    containers) the write the reader cut short came back short, Python's text layer dropped the
+    rest, and kpictl exited 0. Both are now 141 with nothing on stderr. ~240 kB of output: far
+    more than a pipe's buffer."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    kpictl = f'"{sys.executable}" -c "from kpictl.cli import main; main()"'
+    pipeline = (
+        f"{kpictl} compute --by conversation_id --kpi tokens_per_task --format {fmt} "
+        '| head -1 > /dev/null; echo "kpictl exit ${PIPESTATUS[0]}" >&2'
+    )
+    done = subprocess.run(
+        ["bash", "-c", pipeline], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stderr == "kpictl exit 141\n"

@@ -7,6 +7,7 @@ codes (see `KpictlGroup.invoke`). Heavy modules (polars, rich) are imported insi
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
@@ -111,6 +112,34 @@ def _closed_pipe() -> NoReturn:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     raise SystemExit(int(ExitCode.CLOSED_PIPE))
+
+
+def _stdout_console(**options: Any) -> Any:
+    """A rich Console on stdout whose closed pipe is `_closed_pipe` (exit 141): rich's own
+    handler exits 1, the code of a data error, for a table cut short by `| head -1`."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _closed_pipe()
+
+    return _Console(file=sys.stdout, **options)
+
+
+def _buffered_stdout() -> None:
+    """Under PYTHONUNBUFFERED=1 or `python -u` (common in containers) stdout writes straight to
+    the file descriptor, and a write that the reader cuts short (`| head -1`) returns a short
+    count that Python's text layer ignores: the rest of the output was dropped with exit 0. A
+    buffered writer writes the rest and so meets the closed pipe (exit 141); `main` flushes
+    it at the end."""
+    stream = sys.stdout
+    raw = getattr(stream, "buffer", None)
+    if isinstance(stream, io.TextIOWrapper) and isinstance(raw, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors,
+            line_buffering=stream.line_buffering,
+        )
 
 
 class KpictlGroup(TyperGroup):
@@ -385,7 +414,7 @@ def _emit(
     if output is None:
         # a terminal's width, or COLUMNS when set (rich reads it); a pipe gets 240 columns
         sized = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
-        render(Console(file=sys.stdout, width=None if sized else 240, soft_wrap=False))
+        render(_stdout_console(width=None if sized else 240, soft_wrap=False))
         return
 
     def write(path: Path) -> None:
@@ -1224,6 +1253,7 @@ def review_score(
 
 def main() -> None:
     """Console-script entry point."""
+    _buffered_stdout()
     try:
         app()
     finally:
