@@ -173,6 +173,23 @@ def test_the_python_api_projects() -> None:
     assert result.total is not None and result.total.monthly == pytest.approx(8279.0)
 
 
+def test_human_minutes_absent_from_the_data_are_unknown_not_zero(shipped_spec: Spec) -> None:
+    """No row holds human_minutes (chat transcripts, most agent logs): the human component was
+    "$0.0000" and the assumption "escalation rate 50.00% × 0.00 min"; it is unknown, with the
+    reason, and the total is LLM + tools."""
+    ev, tc = tiny_rows()
+    ev = [{**row, "human_minutes": None} for row in ev]
+    result = project(shipped_spec, tiny(ev, tc))
+    human = next(c for c in result.components if c.name == "human")
+    assert (human.per_conversation, human.monthly, human.low, human.high) == (None,) * 4
+    assert human.unavailable == (
+        "unknown: no `human_minutes` column in source 'events' (no row has a value)")
+    assert result.total is not None and result.total.basis == "LLM + tools"
+    # 4,870 conversations per month × (0.5 + 1.0 + 0.3 + 0.2 + 0.2 + 0.1) / 4
+    assert result.total.monthly == pytest.approx(4870 * 2.3 / 4)
+    assert not any(a.startswith("human minutes scale") for a in result.assumptions)
+
+
 # ----------------------------------------------------------------------------------------------
 # The bootstrap interval
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from kpictl.costs import (
     HUMAN_MINUTE_PARAM,
     Slice,
     conversation_costs,
+    human_minutes_unknown,
     number_param,
     slice_facts,
     unit_table,
@@ -477,7 +478,10 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
                    f"`{ESCALATED}` column to scale them with escalations)")
     price = f" × ${rate:,.2f}/min (params.{HUMAN_MINUTE_PARAM}, a declared assumption)" if (
         rate is not None) else ""
-    assumptions.append(f"human minutes scale with escalations: {scaling}{price}")
+    # no row holds human_minutes: their sum of 0 is "not logged", never "no human time"
+    human_unknown = human_minutes_unknown(piece.sources)
+    if human_unknown is None:
+        assumptions.append(f"human minutes scale with escalations: {scaling}{price}")
     components = [
         Component("llm", "LLM", float(means[0]), projected * float(means[0]),
                   projected * float(low[0]), projected * float(high[0]),
@@ -489,7 +493,12 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
             None if has_tools else "no tool_calls source with cost_usd: tool cost not projected",
         ),
     ]
-    if rate is not None:
+    if human_unknown is not None:
+        components.append(Component(
+            "human", "human minutes", None, None, None, None, "Σ events.human_minutes",
+            f"unknown: {human_unknown}",
+        ))
+    elif rate is not None:
         components.append(Component(
             "human", "human minutes", float(means[2]) * rate, projected * float(means[2]) * rate,
             projected * float(low[2]) * rate, projected * float(high[2]) * rate,
@@ -501,7 +510,8 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
             f"{projected * float(means[2]):,.1f} min per month ({scaling})",
             f"not priced: the spec declares no params.{HUMAN_MINUTE_PARAM}",
         ))
-    weights = np.array([1.0, 1.0 if has_tools else 0.0, rate or 0.0])
+    human_weight = (rate or 0.0) if human_unknown is None else 0.0
+    weights = np.array([1.0, 1.0 if has_tools else 0.0, human_weight])
     total_draws = draws @ weights
     total_low, total_high = _percentile_interval(total_draws, options.confidence)
     parts = [c.label for c in components if c.unavailable is None]
@@ -521,7 +531,7 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
     per_conversation = (
         priced.get_column("llm_cost") * 1.0
         + (priced.get_column("tool_cost") if has_tools else 0.0)
-        + priced.get_column("human_minutes") * (rate or 0.0)
+        + priced.get_column("human_minutes") * human_weight
     )
     spend = hourly_spend(priced.get_column(time), per_conversation, first, hours) * (n / k)
     peak_hour = int(np.argmax(spend))
