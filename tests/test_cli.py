@@ -462,3 +462,27 @@ def test_a_closed_pipe_is_exit_141_for_a_table_and_for_unbuffered_stdout(
         ["bash", "-c", pipeline], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.stderr == "kpictl exit 141\n"
+
+
+def test_a_total_over_no_conversations_is_null_not_zero(
+    empty_logs: tuple[Path, Path], logs: Path, tmp_path: Path
+) -> None:
+    """A KPI whose value is a TOTAL (or a COUNT) printed $0.0000 with n = 0 on an empty source,
+    under the note "every KPI is n = 0 with a null value" (a cohort without rows was already
+    null). Over data it is the plain sum."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.read_text() + "\n  total_llm_cost:\n    over: conversations\n"
+                    "    value: TOTAL(llm_cost)\n    format: usd\n")
+    events, calls = empty_logs
+    code, out, err = run("compute", str(events), "--source", f"tool_calls={calls}", "-c",
+                         str(spec), "--kpi", "total_llm_cost", "--format", "json")
+    assert code == 0, err
+    [result] = json.loads(out)["results"]
+    assert (result["value"], result["n"]) == (None, 0)
+    code, out, err = run("compute", str(logs / "events"), "--source",
+                         f"tool_calls={logs / 'tool_calls'}", "-c", str(spec), "--kpi",
+                         "total_llm_cost", "--format", "json")
+    assert code == 0, err
+    [result] = json.loads(out)["results"]
+    total = pl.read_parquet(logs / "events").get_column("cost_usd").sum()
+    assert result["value"] == pytest.approx(total, rel=1e-12)

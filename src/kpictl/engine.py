@@ -647,6 +647,10 @@ def _kpi_queries(
         elif kpi.kind == "value":
             value = _float_expr(frame, kpi.value)
             query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value")]), keys)
+            # n = 0 is a null value, as for a cohort without rows: TOTAL or COUNT over no
+            # units gave 0 ($0.00 on an empty source, under a note saying "null")
+            query = query.with_columns(
+                pl.when(pl.col("n") > 0).then(pl.col("value")).alias("value"))
         else:
             num = _float_expr(frame, kpi.numerator)
             parts = _aggregate(
