@@ -486,3 +486,16 @@ def test_a_total_over_no_conversations_is_null_not_zero(
     [result] = json.loads(out)["results"]
     total = pl.read_parquet(logs / "events").get_column("cost_usd").sum()
     assert result["value"] == pytest.approx(total, rel=1e-12)
+
+
+def test_a_kpi_whose_own_where_leaves_nothing_says_so(logs: Path, tmp_path: Path) -> None:
+    """No conversation has a resolution (the data calls it 'closed'): the note said
+    "conversations has no rows to count in the window" while 300 conversations were there."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.read_text().replace("event = 'resolution'", "event = 'closed'"))
+    code, out, err = run("compute", str(logs / "events"), "--source",
+                         f"tool_calls={logs / 'tool_calls'}", "-c", str(spec), "--kpi",
+                         "time_to_resolution_p50", "--format", "json")
+    assert code == 0, err
+    assert ("time_to_resolution_p50: n = 0 (no row of conversations in the window meets its "
+            "where: resolved_at IS NOT NULL): the value is null") in json.loads(out)["notes"]

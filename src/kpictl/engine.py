@@ -1057,8 +1057,11 @@ def _zero_n_notes(spec: Spec, table: pl.DataFrame, tables: Mapping[str, pl.LazyF
         if BUCKET in row and row[BUCKET] is not None:
             continue
         over = kpi.over if kpi.kind != "formula" else "its inputs"
-        notes.append(f"{kpi.name}: n = 0 ({over} has no rows to count in the window): the "
-                     "value is null")
+        # a KPI's own `where` may be what leaves nothing ("conversations has no rows" was
+        # wrong for time_to_resolution_p50 when no conversation had a resolution)
+        why = (f"no row of {over} in the window meets its where: {kpi.where}" if kpi.where
+               else f"{over} has no rows to count in the window")
+        notes.append(f"{kpi.name}: n = 0 ({why}): the value is null")
     return notes
 
 
