@@ -102,7 +102,8 @@ def test_compute_csv_and_markdown_and_table(logs: Path, tmp_path: Path) -> None:
 
     code, out, _ = run("compute", *data_args(logs), "--format", "markdown")
     assert code == 0
-    assert "## Business outcomes" in out and "| task_completion_rate | all |" in out
+    assert "## Business outcomes" in out
+    assert "| Task completion (not reopened in 24 h) | all |" in out
 
     target = tmp_path / "kpis.txt"
     code, out, _ = run("compute", *data_args(logs), "--output", str(target))
@@ -208,7 +209,7 @@ def test_empty_sources_compute_n_0_with_notes_in_every_format(
     code, out, err = run("compute", *empty_args(events, calls), "--by", "channel")
     assert code == 0, err
     assert "KPIs as of — (no timestamps in the data)" in out
-    assert "│ task_completion_rate     │ all    │     — │ 0 │" in out
+    assert re.search(r"│ Task completion \(not reopened in 24 h\) +│ all +│ +— │ 0 │", out)
 
 
 def test_a_day_without_tool_calls(logs: Path, tmp_path: Path) -> None:

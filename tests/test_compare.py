@@ -908,7 +908,7 @@ def test_cli_table_from_the_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     code, out, err = cli("--baseline", "holdout", "-c", "kpi_definitions.yaml")
     assert code == 0, err
-    assert "randomized holdout" in out and "task_completion_rate" in out
+    assert "randomized holdout" in out and "Task completion (not reopened in 24 h)" in out
     assert "Verdict:" in out and "Sample ratio:" in out
 
 

@@ -3,10 +3,13 @@ is ever cut (README "Tables in a terminal")."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
@@ -15,7 +18,14 @@ from typer.testing import CliRunner
 from kpictl.cli import app
 from kpictl.comparison import CompareOptions, CompareResult, run_compare
 from kpictl.engine import ComputeResult, run_compute
-from kpictl.render import render_compare_table, render_table
+from kpictl.render import (
+    compare_to_json,
+    compare_to_markdown,
+    render_compare_table,
+    render_table,
+    to_json,
+    to_markdown,
+)
 from kpictl.sources import load_sources
 from kpictl.spec import load_spec
 
@@ -156,3 +166,30 @@ def test_cli_wide_shows_everything() -> None:
     result = runner.invoke(app, ["compute", "-c", str(SPEC), "--wide"], env={"COLUMNS": "60"})
     assert result.exit_code == 0, result.stderr
     assert header(result.stdout) == ["KPI", "cohort", "value", "n", "pending", "owner"]
+
+
+def test_tables_and_markdown_show_the_label_and_json_keeps_the_name(
+    bundled: tuple[ComputeResult, CompareResult],
+) -> None:
+    compute_result, compare_result = bundled
+    label = "Task completion (not reopened in 24 h)"
+    record = json.loads(to_json(compute_result))["results"][0]
+    assert (record["kpi"], record["label"]) == ("task_completion_rate", label)
+    compared = json.loads(compare_to_json(compare_result))["results"][0]
+    assert (compared["kpi"], compared["label"]) == ("task_completion_rate", label)
+    assert f"| {label} | all | 67.85 % |" in to_markdown(compute_result)
+    assert f"| {label} | all | 59.88 % (n=329) |" in compare_to_markdown(compare_result)
+    text = printed(render_table, compute_result, 140)
+    assert f"│ {label} " in text and "task_completion_rate" not in text
+    assert "task_completion_rate" not in printed(render_compare_table, compare_result, 200)
+
+
+def test_a_label_is_escaped_where_it_lands(bundled: tuple[ComputeResult, CompareResult]) -> None:
+    result = bundled[0]
+    hostile = "[red]Cost[/red] | *per* task \x1b[2J"
+    table = result.table.with_columns(pl.lit(hostile).alias("label"))
+    marked = dataclasses.replace(result, table=table)
+    markdown = to_markdown(marked)
+    assert "| \\[red\\]Cost\\[/red\\] \\| \\*per\\* task \\\\x1b\\[2J | all |" in markdown
+    text = printed(render_table, marked, 200)
+    assert "[red]Cost[/red] | *per* task \\x1b[2J" in text and "\x1b" not in text

@@ -563,6 +563,55 @@ def test_minimal_spec_loads(write_spec: SpecWriter) -> None:
     assert spec.kpis["resolved_share"].formula_kpis == ("resolution_rate", "escalation_rate")
 
 
+def test_shipped_spec_labels_every_kpi_in_plain_words(shipped_spec: Spec) -> None:
+    labels = [k.label for k in shipped_spec.kpis.values()]
+    assert all(labels) and len(set(labels)) == 16
+    assert all(len(label) <= 80 and "_" not in label for label in labels if label)
+    kpi = shipped_spec.kpis["task_completion_rate"]
+    assert (kpi.label, kpi.title) == ("Task completion (not reopened in 24 h)",) * 2
+
+
+def test_a_label_is_optional_and_its_own_through_extends(write_spec: SpecWriter) -> None:
+    spec = load_spec(write_spec(
+        ("    value: MEDIAN(ttr_s)\n",
+         "    value: MEDIAN(ttr_s)\n    label: Time to resolve, median\n"),
+        ("    value: QUANTILE_CONT(ttr_s, 0.95)\n",
+         "    value: QUANTILE_CONT(ttr_s, 0.95)\n    label: '  Time to resolve, slowest 5 %'\n"),
+    ))
+    assert spec.kpis["ttr_p50"].label == "Time to resolve, median"
+    assert spec.kpis["ttr_p95"].label == "Time to resolve, slowest 5 %"  # stripped
+    assert spec.kpis["ttr_p95"].where == "resolved"  # the rest still inherited
+    assert (spec.kpis["resolution_rate"].label, spec.kpis["resolution_rate"].title) == (
+        None, "resolution_rate")
+
+
+def test_a_label_inherited_through_extends_is_a_duplicate(write_spec: SpecWriter) -> None:
+    # ttr_p95 extends ttr_p50: the same words on two KPIs would read as one KPI twice
+    check(
+        write_spec(("    value: MEDIAN(ttr_s)\n",
+                    "    value: MEDIAN(ttr_s)\n    label: Time to resolve\n")),
+        Want("label: Time to resolve", "kpis.ttr_p95.label",
+             ("'Time to resolve' is also the label of ttr_p50", "give each KPI its own label")),
+    )
+
+
+@pytest.mark.parametrize(("label", "says"), [
+    ("3", "expected plain words (text of at most 80 characters), got 3"),
+    ("[a, b]", "expected plain words (text of at most 80 characters), got ['a', 'b']"),
+    ("''", "expected plain words (text of at most 80 characters), got ''"),
+    ('"two\\nlines"', "expected one line of plain words, got a line break"),
+    ("x" * 81, "expected at most 80 characters, got 81; a longer explanation belongs in"),
+])
+def test_a_bad_label_is_located_and_explained(
+    write_spec: SpecWriter, label: str, says: str
+) -> None:
+    check(
+        write_spec(("    breakdown: escalation_reason\n",
+                    f"    breakdown: escalation_reason\n    label: {label}\n")),
+        Want(f"label: {label}", "kpis.escalation_rate.label", (says,)),
+    )
+
+
 def test_control_treatment_arms_are_observational_unless_declared_randomized(
     write_spec: SpecWriter, shipped_spec: Spec
 ) -> None:

@@ -1721,7 +1721,7 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
             "design_effect": comp.design_effect if comp else None,
             "cuped_theta": cell.cuped_theta, "variance_reduction": cell.variance_reduction,
             "warnings": warnings, "layer": cell.kpi.layer, "format": cell.kpi.format,
-            "direction": cell.kpi.direction, "owner": cell.kpi.owner,
+            "direction": cell.kpi.direction, "owner": cell.kpi.owner, "label": cell.kpi.label,
         })
     schema: dict[str, pl.DataType] = {
         "kpi": pl.String(), "grouping": pl.List(pl.String()), **{d: pl.String() for d in dims},
@@ -1737,6 +1737,7 @@ def _result_table(cells: Sequence[Cell], adjusted: Sequence[float | None],
         "design_effect": pl.Float64(), "cuped_theta": pl.Float64(),
         "variance_reduction": pl.Float64(), "warnings": pl.List(pl.String()), "layer": pl.String(),
         "format": pl.String(), "direction": pl.String(), "owner": pl.String(),
+        "label": pl.String(),
     }
     return pl.DataFrame(records, schema=schema).with_columns(
         pl.col(pl.Float64).fill_nan(None))

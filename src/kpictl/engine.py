@@ -39,7 +39,7 @@ BUCKET = "bucket"
 UNTIMED_AS_OF = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _GRAIN_EVERY = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
 _ATTR_CHECK = "__kpictl_distinct_"
-META_COLUMNS = ("layer", "format", "direction", "owner")
+META_COLUMNS = ("layer", "format", "direction", "owner", "label")
 
 
 @dataclass(frozen=True)
@@ -1115,6 +1115,7 @@ def _finish(
             "format": [spec.kpis[k].format for k in output],
             "direction": [spec.kpis[k].direction for k in output],
             "owner": [spec.kpis[k].owner for k in output],
+            "label": pl.Series([spec.kpis[k].label for k in output], dtype=pl.String),
         }
     )
     sort_cols = ["__kpi", "__set", *([BUCKET] if grain else []), *dims, "__bd", "breakdown_value"]

@@ -196,7 +196,8 @@ def result_records(result: ComputeResult) -> list[dict[str, Any]]:
     """Result rows as plain JSON-ready objects, in the result's (stable) order."""
     records = []
     for row in result.table.iter_rows(named=True):
-        record: dict[str, Any] = {"kpi": row["kpi"], "cohort": cohort_of(row)}
+        record: dict[str, Any] = {"kpi": row["kpi"], "label": row.get("label"),
+                                  "cohort": cohort_of(row)}
         if row["breakdown"] is not None:
             record["breakdown"] = {row["breakdown"]: row["breakdown_value"]}
         value = row["value"]
@@ -336,13 +337,21 @@ def to_markdown(result: ComputeResult) -> str:
     return "\n".join(lines)
 
 
+def kpi_title(row: dict[str, Any], escape: Callable[[object], Any]) -> Any:
+    """A result row's KPI as a reader sees it: its spec `label:` through `escape`, else its
+    name (JSON and CSV keep the name in `kpi`)."""
+    label = row.get("label")
+    return escape(label) if label else str(row["kpi"])
+
+
 def _kpi_label(row: dict[str, Any], escape: Callable[[object], Any]) -> Any:
-    """The KPI's name, or `└ column=value` for a breakdown row (the value through `escape`)."""
+    """The KPI's label or name, or `└ column=value` for a breakdown row (the value through
+    `escape`)."""
     if row["breakdown"] is not None:
         value = escape(row["breakdown_value"])
         prefix = f"  └ {row['breakdown']}="
         return Text(prefix) + value if isinstance(value, Text) else prefix + value
-    return str(row["kpi"])
+    return kpi_title(row, escape)
 
 
 def _by_layer(table: pl.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -385,9 +394,12 @@ class TableLayout:
 TableRow = tuple[bool, dict[str, str | Text]]
 
 
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
 def _cell_width(cell: str | Text) -> int:
-    plain = cell.plain if isinstance(cell, Text) else cell
-    return max((cell_len(line) for line in plain.split("\n")), default=0)
+    return max((cell_len(line) for line in _plain(cell).split("\n")), default=0)
 
 
 def fit_widths(
@@ -398,7 +410,8 @@ def fit_widths(
 ) -> list[int] | None:
     """Column widths (without padding) that fit `width` cells of a boxed table, or None. Every
     column gets its widest line except folding text, which gets what is left (at least its
-    floor, in column order)."""
+    floor): first up to its longest word (so text wraps at spaces rather than folding a word),
+    then up to its widest line, in column order."""
     natural = [
         max([cell_len(h), *(_cell_width(row[i]) for row in cells)])
         for i, h in enumerate(headers)
@@ -411,11 +424,17 @@ def fit_widths(
     if sum(least) > budget:
         return None
     spare = budget - sum(least)
-    widths = []
-    for column, low, high in zip(columns, least, natural, strict=True):
-        grant = min(high - low, spare) if column.floor else 0
-        spare -= grant
-        widths.append(low + grant)
+    widths = list(least)
+    words = [
+        min(n, max((cell_len(w) for row in cells for w in _plain(row[i]).split()), default=0))
+        for i, n in enumerate(natural)
+    ]
+    for goal in (words, natural):
+        for i, column in enumerate(columns):
+            if column.floor:
+                grant = max(0, min(goal[i] - widths[i], spare))
+                spare -= grant
+                widths[i] += grant
     return widths
 
 
@@ -679,7 +698,7 @@ def compare_records(result: Any) -> list[dict[str, Any]]:
     for row in result.table.iter_rows(named=True):
         cohort = {d: row[d] for d in row["grouping"]}
         records.append({
-            "kpi": row["kpi"], "cohort": cohort,
+            "kpi": row["kpi"], "label": row.get("label"), "cohort": cohort,
             "baseline": {"value": _float(row["baseline_value"]), "n": row["baseline_n"],
                          "units": row["baseline_units"]},
             "current": {"value": _float(row["current_value"]), "n": row["current_n"],
@@ -804,7 +823,8 @@ def _compare_cells(row: dict[str, Any], escape: Callable[[object], Any]) -> list
     rel = format_relative(row["relative_delta"])
     rel_ci = _interval(row["relative_low"], row["relative_high"], format_relative)
     return [
-        row["kpi"], escape(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
+        kpi_title(row, escape),
+        escape(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
         f"{format_value(row['baseline_value'], fmt)} (n={row['baseline_n']:,})",
         f"{format_value(row['current_value'], fmt)} (n={row['current_n']:,})",
         f"{delta} {delta_ci}".strip(), f"{rel} {rel_ci}".strip(), format_p(row["p_adjusted"]),
@@ -896,7 +916,7 @@ def _compare_row(row: dict[str, Any], layout: TableLayout) -> dict[str, str | Te
     change_style = "" if good is None else "green" if good else "red"
     threshold = f"({row['threshold']})" if row["threshold"] else ""
     return {
-        "kpi": str(row["kpi"]),
+        "kpi": kpi_title(row, term_text),
         "cohort": term_text(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
         "baseline": f"{format_value(row['baseline_value'], fmt)}{joint}"
                     f"{'(' if inline else ''}n={row['baseline_n']:,}{')' if inline else ''}",

@@ -207,6 +207,7 @@ class Tile:
     threshold: str | None = None
     caveats: tuple[str, ...] = ()
     reason: str | None = None  # why the KPI is unavailable (a column missing from the data)
+    label: str | None = None  # the spec's `label:` (plain words), shown instead of the name
 
     @property
     def shown(self) -> str:
@@ -697,6 +698,7 @@ def build_tiles(
                     row["threshold"],
                     caveats.get(row["kpi"], ()),
                     trend.check.reason(row["kpi"]),
+                    row["label"],
                 )
             )
         return tuple(tiles)
@@ -718,6 +720,7 @@ def build_tiles(
                 threshold=fired,
                 caveats=caveats.get(row["kpi"], ()),
                 reason=reason,
+                label=kpi.label,
             )
         )
     return tuple(tiles)
@@ -1266,7 +1269,9 @@ def write_charts(
         for label, level in threshold_lines(kpi, baseline):
             colour, style = styles.get(label.split(" ")[0], ("black", ":"))
             axes.axhline(level * scale, color=colour, linestyle=style, linewidth=1, label=label)
-        axes.set_title(f"{name} ({data.current.label})", fontsize=10)
+        # a `$` would start matplotlib's mathtext: the title is plain text
+        title = f"{kpi.title} ({data.current.label})".replace("$", r"\$")
+        axes.set_title(title, fontsize=10)
         axes.set_ylabel(unit)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -1303,7 +1308,9 @@ def sparkline(values: Sequence[float | None]) -> str:
 
 
 def _kpi_name(tile: Tile) -> str:
-    return tile.kpi + (f" {CAVEAT_MARK}" if tile.caveats else "")
+    """The KPI as a reader sees it: its label (escaped), else its name; † when caveated."""
+    shown = md_text(tile.label) if tile.label else tile.kpi
+    return shown + (f" {CAVEAT_MARK}" if tile.caveats else "")
 
 
 def _change(tile: Tile) -> str:
@@ -1689,7 +1696,7 @@ def _section_breakdowns(data: ReportData) -> list[str]:
         if not kpi.breakdown:
             continue
         rows, countable = _breakdown_rows(data, kpi)
-        lines += [f"### {kpi.name} by {kpi.breakdown}", ""]
+        lines += [f"### {md_text(kpi.title)} by {kpi.breakdown}", ""]
         if not rows:
             lines += ["No rows in the current arm.", ""]
             continue

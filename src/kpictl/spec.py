@@ -118,6 +118,7 @@ KPI_KEYS = (
     "test",
     "baseline",
     *PASS_KINDS,
+    "label",
 )
 UNITS = {"s": "s", "ms": "ms", "us": "us", "ns": "ns"}
 
@@ -268,6 +269,7 @@ class KpiSpec:
     direction: str
     format: str
     description: str = ""
+    label: str | None = None  # plain words for readers: "Task completion (not reopened in 24 h)"
     value: str | None = None
     numerator: str | None = None
     denominator: str | None = None
@@ -286,6 +288,11 @@ class KpiSpec:
     pass_k: PassKSpec | None = None  # kinds pass_k (pass^k) and pass_at_k (pass@k)
     # each key's line (an inherited key: the line in the KPI it extends)
     lines: Mapping[str, int | None] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def title(self) -> str:
+        """What a reader sees: the label, else the KPI's name."""
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -1419,6 +1426,7 @@ def _build_kpis(
     declared_tables = set(data["tables"]) if isinstance(data.get("tables"), dict) else set()
     default_table = next((t for t in tables.values() if t.is_rollup), None)
     formula_lines: dict[str, int | None] = {}
+    labels: dict[str, str] = {}  # label → the KPI that has it
     for name, (body, line, key_lines) in resolved.items():
         path = f"kpis.{name}"
 
@@ -1495,6 +1503,13 @@ def _build_kpis(
             )
             min_sample = defaults.min_sample
         thresholds = _build_thresholds(problems, body, at("thresholds"), path, fmt, direction)
+        label = _label(problems, body.get("label"), at("label"), f"{path}.label")
+        if label is not None and label in labels:
+            problems.add(at("label"), f"{path}.label",
+                         f"{label!r} is also the label of {labels[label]} (a KPI that `extends` "
+                         "another inherits its label); give each KPI its own label")
+        elif label is not None:
+            labels[label] = name
         kpi = KpiSpec(
             name=name,
             kind=kind,
@@ -1504,6 +1519,7 @@ def _build_kpis(
             direction=str(direction),
             format=fmt,
             description=str(body.get("description", "")).strip(),
+            label=label,
             value=body.get("value"),
             numerator=body.get("numerator"),
             denominator=body.get("denominator"),
@@ -1669,6 +1685,29 @@ def _with_expression(kpi: KpiSpec, key: str, sql: str | None) -> KpiSpec:
     """A copy of the KPI with one expression key replaced."""
     changes: dict[str, Any] = {key: sql}
     return replace(kpi, **changes)
+
+
+LABEL_MAX = 80  # characters: a label fits a table cell, a tile and a chart title
+
+
+def _label(problems: _Problems, raw: object, line: int | None, path: str) -> str | None:
+    """A KPI's `label:`: plain words on one line, at most LABEL_MAX characters; else a problem."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        problems.add(line, path, f"expected plain words (text of at most {LABEL_MAX} "
+                     f"characters), got {_shown(raw)}")
+        return None
+    text = raw.strip()
+    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text):
+        problems.add(line, path, "expected one line of plain words, got a line break or a "
+                     "control character")
+        return None
+    if len(text) > LABEL_MAX:
+        problems.add(line, path, f"expected at most {LABEL_MAX} characters, got {len(text)}; "
+                     "a longer explanation belongs in `description`")
+        return None
+    return text
 
 
 def _resolve_extends(
