@@ -967,11 +967,12 @@ def test_cli_markdown_and_csv(bundled_json: dict[str, Any]) -> None:
     code, out, err = cli(*BUNDLED, "--baseline", "holdout", "--format", "markdown")
     assert code == 0, err
     assert out.startswith("# Comparison: randomized holdout")
-    assert "| task_completion_rate |" in out and "Sample ratio:" in out
+    assert "| Task completion (not reopened in 24 h) |" in out and "Sample ratio:" in out
     code, out, err = cli(*BUNDLED, "--baseline", "holdout", "--format", "csv")
     assert code == 0, err
     records = list(csv.DictReader(io.StringIO(out)))
     assert [r["kpi"] for r in records] == [r["kpi"] for r in bundled_json["results"]]
+    assert [r["label"] for r in records] == [r["label"] for r in bundled_json["results"]]
     by_kpi = {r["kpi"]: r for r in records}
     expected = {r["kpi"]: r for r in bundled_json["results"]}
     for name, record in by_kpi.items():
