@@ -207,8 +207,8 @@ def test_unavailable_in_table_markdown_and_csv(sparse_logs: Path, logs: Path) ->
             "containment_rate"]
     code, out, _ = run("compute", *args, "--format", "markdown")
     assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith("| repeat") or
-            line.startswith("| containment")]
+    rows = [line for line in out.splitlines() if line.startswith("| Came back within 7 days")
+            or line.startswith("| Handled without a human |")]  # the KPIs' labels
     assert [r.split(" | ")[2] for r in rows] == ["unavailable (no `human_minutes` column)",
                                                 "unavailable (no `intent` column)"]
     assert "0.00 %" not in out
@@ -239,12 +239,13 @@ def test_compare_never_says_ok_on_an_unavailable_kpi(sparse_logs: Path, logs: Pa
 def test_the_scorecard_shows_unavailable(sparse_logs: Path, logs: Path) -> None:
     code, out, err = run("report", *sparse_args(sparse_logs, logs))
     assert code == 0, err
-    lines = [li for li in out.splitlines() if li.startswith("| repeat_contact_rate_7d")]
-    tiles, kpi_table, trend = lines
-    assert tiles == ("| repeat_contact_rate_7d | unavailable (no `intent` column) | — | "
+    label = "Came back within 7 days with the same need"  # repeat_contact_rate_7d's label
+    tiles, kpi_table = [li for li in out.splitlines() if li.startswith(f"| {label} |")]
+    (trend,) = [li for li in out.splitlines() if li.startswith("| repeat_contact_rate_7d")]
+    assert tiles == (f"| {label} | unavailable (no `intent` column) | — | "
                      "**unavailable** | support-ops@acme.example |")
     # n is compute's n on each arm (rows counted), the value unavailable
-    assert kpi_table.startswith("| repeat_contact_rate_7d | — (n=4) | unavailable (no `intent` "
+    assert kpi_table.startswith(f"| {label} | — (n=4) | unavailable (no `intent` "
                                 "column) (n=64) | — | — | — | — | 2pp / 4pp / 8pp | "
                                 "**unavailable** |")
     assert "%" not in trend
@@ -284,7 +285,7 @@ def test_strict_on_data_that_fits_exits_0(logs: Path) -> None:
 def test_strict_on_compare_and_report(sparse_logs: Path, logs: Path) -> None:
     code, out, err = run("compare", *sparse_args(sparse_logs, logs), "--kpi",
                          "repeat_contact_rate_7d", "--strict")
-    assert code == 2 and "repeat_contact_rate_7d" in out
+    assert code == 2 and "Came back within 7 days" in out  # the KPI's label
     assert err.splitlines()[-1] == STRICT.format("1 finding")
     code, out, err = run("report", *sparse_args(sparse_logs, logs), "--strict")
     assert code == 2 and out.startswith("# ")
