@@ -782,7 +782,7 @@ def generate_business_events(
     caused = conv.select(
         pl.when(pl.Series(named)).then(pl.col("conversation_id")).alias("conversation_id"),
         pl.col("user_id"),
-        (pl.col("start") + pl.duration(seconds=pl.Series(delay_s))).alias("ts"),
+        (pl.col("start") + pl.Series(delay_s * 1_000_000).cast(pl.Duration("us"))).alias("ts"),
         pl.Series("type", np.where(refund, "refund", "booking")),
         pl.Series("value_usd", value),
     ).filter(pl.Series(has))
