@@ -79,3 +79,20 @@ def test_library_never_prints_or_exits(module: str) -> None:
             assert node.func.id not in ("print", "exit"), f"{module} calls {node.func.id}()"
         if isinstance(node, ast.Attribute) and node.attr == "exit":
             assert not (isinstance(node.value, ast.Name) and node.value.id == "sys"), module
+
+
+def test_compute_and_its_renderers_do_not_import_scipy() -> None:
+    """`kpictl compute` needs no statistics: importing the CLI, the engine and the renderers
+    leaves scipy (and compare, review, projection, which import it) unloaded — 0.5 s of every
+    compute run when render imported them at module level."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kpictl.cli, kpictl.render, kpictl.engine, kpictl.sources; "
+        "heavy = [m for m in ('scipy', 'kpictl.stats', 'kpictl.comparison', 'kpictl.review', "
+        "'kpictl.projection') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

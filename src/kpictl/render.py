@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from rich.cells import cell_len
@@ -20,14 +20,15 @@ from rich.table import Table
 from rich.text import Text
 
 from kpictl import __version__
-from kpictl.comparison import fairness_note
 from kpictl.datacheck import CheckReport, unavailable_label
 from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.errors import OutputError, UsageError
 from kpictl.io import FileReport
-from kpictl.projection import ProjectionResult
-from kpictl.review import ReviewScore, method_note, review_json, summary_rows, trend_rows
 from kpictl.spec import LAYERS
+
+if TYPE_CHECKING:  # their modules import scipy: loaded only by the functions that render them
+    from kpictl.projection import ProjectionResult
+    from kpictl.review import ReviewScore
 
 LAYER_TITLES = {
     "business_outcomes": "Business outcomes",
@@ -768,6 +769,8 @@ def fairness_record(finding: Any) -> dict[str, Any]:
 
 def fairness_lines(result: Any) -> list[str]:
     """Every `fairness:` check of the run, breached or not."""
+    from kpictl.comparison import fairness_note
+
     return [fairness_note(f) for f in result.fairness]
 
 
@@ -997,6 +1000,8 @@ def _md_review_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> li
 
 def review_markdown(score: ReviewScore, heading: str = "##") -> list[str]:
     """The latest round, its confusion matrix, the trend over rounds and the notes."""
+    from kpictl.review import method_note, summary_rows, trend_rows
+
     latest = score.latest
     allocation = f", {latest.round.allocation} allocation" if latest.round.allocation else ""
     (tp, fn), (fp, tn) = latest.confusion
@@ -1027,6 +1032,8 @@ def review_markdown(score: ReviewScore, heading: str = "##") -> list[str]:
 
 def render_review(score: ReviewScore, fmt: str, console: Console) -> None:
     """`kpictl review score` in `fmt` (table, json or markdown) to the console's file."""
+    from kpictl.review import method_note, review_json, summary_rows, trend_rows
+
     if fmt == "json":
         console.file.write(json_text(review_json(score)))
         return
