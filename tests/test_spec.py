@@ -4,10 +4,13 @@ key it concerns, what was expected and, where a name is close, "did you mean".""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -842,3 +845,56 @@ def test_fast_and_pure_python_yaml_loaders_agree_on_values_and_lines(
 
     assert lines(fast) == lines(slow)
     assert yaml.__with_libyaml__ is False or yamlmarks._FastLoader.__mro__[1] is yaml.CSafeLoader
+
+
+# ----------------------------------------------------------------------------------------------
+# `kpictl schema`: a JSON Schema of the spec file, for editors
+# ----------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_SPECS = [ROOT / "kpi_definitions.yaml", *sorted((ROOT / "sample_logs").glob("*.yaml"))]
+
+
+def schema_of_the_command() -> dict[str, object]:
+    from typer.testing import CliRunner
+
+    from kpictl.cli import app
+
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_committed_schema_is_the_commands_output() -> None:
+    # regenerate with: kpictl schema > kpictl.schema.json
+    committed = json.loads((ROOT / "kpictl.schema.json").read_text())
+    assert committed == schema_of_the_command()
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
+def test_every_shipped_spec_validates_and_names_its_schema(path: Path) -> None:
+    import jsonschema
+
+    first = path.read_text().splitlines()[0]
+    schema_file = os.path.relpath(ROOT / "kpictl.schema.json", path.parent)
+    assert first == f"# yaml-language-server: $schema={schema_file}"
+    load_spec(path)  # and kpictl accepts it
+    jsonschema.Draft202012Validator(schema_of_the_command()).validate(
+        yaml.safe_load(path.read_text()))
+
+
+def test_the_schema_reports_a_typo_with_its_path(write_spec: SpecWriter) -> None:
+    import jsonschema
+
+    document = yaml.safe_load(write_spec(("    numerator: COUNT(*) FILTER (WHERE resolved)",
+                                          "    numerater: COUNT(*) FILTER (WHERE resolved)"),
+                                         ("    format: percent\n", "    format: percnt\n"),
+                                         ).read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema_of_the_command()).iter_errors(document),
+                    key=lambda e: list(e.absolute_path))
+    assert [(list(e.absolute_path), e.message) for e in errors] == [
+        (["kpis", "resolution_rate"],
+         "Additional properties are not allowed ('numerater' was unexpected)"),
+        (["kpis", "resolution_rate", "format"],
+         "'percnt' is not one of ['percent', 'usd', 'duration', 'ms', 'number', 'count']"),
+    ]

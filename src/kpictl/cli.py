@@ -929,6 +929,16 @@ def validate(config: SpecOption = DEFAULT_SPEC, param: ParamOption = None) -> No
     )
 
 
+@app.command()
+def schema() -> None:
+    """Print a JSON Schema (draft 2020-12) of the spec file, for editors (kpictl.schema.json)."""
+    import json
+
+    from kpictl.spec import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2, ensure_ascii=False))
+
+
 class CheckFormat(StrEnum):
     """`kpictl check --format` choices."""
 
