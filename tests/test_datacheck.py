@@ -433,3 +433,130 @@ def test_check_names_literals_that_match_nothing(kind_logs: Path, logs: Path) ->
     ]
     closed = pl.read_parquet(kind_logs / "events.parquet").filter(kind="closed").height
     assert document["literals"][0]["seen"]["closed"] == closed
+
+
+# ----------------------------------------------------------------------------------------------
+# Cost unknown per cohort and slice
+# ----------------------------------------------------------------------------------------------
+
+TWO_MODELS_SPEC = """\
+version: 1
+pricing:
+  models:
+    gpt-4o:
+      - {effective_from: 2026-01-01, input: 2.5, output: 10.0}
+sources:
+  events:
+    path: runs.jsonl
+    format: chat
+    options:
+      ts: created_at
+tables:
+  trials:
+    key: conversation_id
+    time: started_at
+    attributes: [model]
+    rollup:
+      events:
+        started_at: MIN(ts)
+        llm_cost: TOTAL(cost_usd)
+kpis:
+  total_cost:
+    over: trials
+    value: TOTAL(llm_cost)
+    format: usd
+  cost_per_trial:
+    over: trials
+    value: AVG(llm_cost)
+    format: usd
+"""
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four chats: c1, c2 on gpt-4o (priced: 2.5 / 10.0 USD per 1M input / output tokens);
+    c3 on my-finetune with tokens and no price (unpriced), c4 on my-finetune without usage."""
+    out = tmp_path_factory.mktemp("two_models")
+
+    def chat(name: str, model: str, usage: tuple[int, int] | None) -> dict:
+        reply: dict = {"role": "assistant", "content": "Done."}
+        if usage is not None:
+            reply["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
+        return {"id": name, "model": model, "created_at": "2026-10-01T10:00:00Z",
+                "messages": [{"role": "user", "content": "Hi"}, reply]}
+
+    chats = [chat("c1", "gpt-4o", (1000, 200)), chat("c2", "gpt-4o", (2000, 100)),
+             chat("c3", "my-finetune", (500, 50)), chat("c4", "my-finetune", None)]
+    (out / "runs.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
+    (out / "spec.yaml").write_text(TWO_MODELS_SPEC)
+    return out
+
+
+C1 = 1000 * 2.5 / 1e6 + 200 * 10.0 / 1e6  # 0.0045
+C2 = 2000 * 2.5 / 1e6 + 100 * 10.0 / 1e6  # 0.006
+UNKNOWN = "cost unknown: no row of source 'events' here has a cost (rows that should carry one: 2)"
+
+
+def _results(out: str) -> dict[tuple[str, str | None], dict]:
+    return {(r["kpi"], r["cohort"].get("model")): r for r in json.loads(out)["results"]}
+
+
+def test_a_cohort_without_a_known_cost_is_unavailable_not_zero(two_models: Path) -> None:
+    """Every row of model my-finetune is unpriced or without usage: its cost is unknown (was
+    $0.0000), while gpt-4o's is the hand-priced sum and the overall one partially priced."""
+    spec = str(two_models / "spec.yaml")
+    code, out, _ = run("compute", "-c", spec, "--by", "model", "--format", "json", "--no-cache")
+    assert code == 0
+    rows = _results(out)
+    shown = {key: (r["value"], r["reason"], r["n"]) for key, r in rows.items()}
+    assert shown[("total_cost", "my-finetune")] == (None, UNKNOWN, 2)
+    assert shown[("cost_per_trial", "my-finetune")] == (None, UNKNOWN, 2)
+    assert shown[("total_cost", "gpt-4o")][:2] == (pytest.approx(C1 + C2), None)
+    assert shown[("cost_per_trial", "gpt-4o")][:2] == (pytest.approx((C1 + C2) / 2), None)
+    assert shown[("total_cost", None)][:2] == (pytest.approx(C1 + C2), None)  # a lower bound
+    assert shown[("cost_per_trial", None)][:2] == (pytest.approx((C1 + C2) / 4), None)
+    code, out, _ = run("compute", "-c", spec, "--by", "model", "--kpi", "total_cost",
+                       "--no-cache")
+    assert code == 0
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines()
+             if "model=my-finetune" in line]
+    assert cells == [["total_cost", "model=my-finetune", "unavailable (cost unknown)", "2", "",
+                      "unassigned"]]
+
+
+@pytest.mark.parametrize("where", ["model = 'my-finetune'", "conversation_id = 'c4'"])
+def test_a_where_slice_without_a_known_cost_is_unavailable(two_models: Path, where: str) -> None:
+    code, out, _ = run("compute", "-c", str(two_models / "spec.yaml"), "--where", where,
+                       "--format", "json", "--no-cache")
+    assert code == 0
+    rows = _results(out)
+    reason = UNKNOWN if "model" in where else UNKNOWN.replace("one: 2", "one: 1")
+    assert {k: (r["value"], r["reason"]) for k, r in rows.items()} == {
+        ("total_cost", None): (None, reason), ("cost_per_trial", None): (None, reason)}
+
+
+def test_a_priced_where_slice_keeps_its_cost(two_models: Path) -> None:
+    code, out, _ = run("compute", "-c", str(two_models / "spec.yaml"), "--where",
+                       "conversation_id = 'c2'", "--format", "json", "--no-cache")
+    assert code == 0
+    rows = _results(out)
+    assert (rows[("total_cost", None)]["value"], rows[("total_cost", None)]["reason"]) == (
+        pytest.approx(C2), None)
+
+
+def test_compare_shows_the_cohort_cost_unknown_as_compute(two_models: Path) -> None:
+    """compare's current value is compute's: null, status unavailable, the reason as warning."""
+    spec = str(two_models / "spec.yaml")
+    runs = str(two_models / "runs.jsonl")
+    code, out, _ = run("compare", "-c", spec, runs, "--baseline", runs, "--by", "model",
+                       "--format", "json", "--no-cache")
+    assert code == 0
+    compared = _results(out)
+    _, computed, _ = run("compute", "-c", spec, "--by", "model", "--format", "json",
+                         "--no-cache")
+    for key, row in _results(computed).items():
+        assert compared[key]["current"]["value"] == row["value"], key
+    for kpi in ("total_cost", "cost_per_trial"):
+        cell = compared[(kpi, "my-finetune")]
+        assert (cell["current"]["value"], cell["baseline"]["value"], cell["status"],
+                cell["warnings"]) == (None, None, "unavailable", [UNKNOWN])

@@ -41,6 +41,7 @@ from kpictl.engine import (
     resolve_window,
     selected_kpis,
     window_text,
+    with_cost_counts,
 )
 from kpictl.errors import UsageError
 from kpictl.io import Sources
@@ -272,12 +273,15 @@ def build_arms(spec: Spec, sources: Sources, options: CompareOptions,
     reads = _read_columns(spec, options, window, base)
     tables = _row_tables_in_memory(spec, build_facts(spec, sources, window, kpi_tables, reads),
                                    reads)
+    tables = with_cost_counts(spec, sources, window, tables, list(spec.kpis.values()))
     if baseline_sources is not None:
         base_window = resolve_window(spec, baseline_sources, ComputeOptions(
             since=options.since, until=options.until, as_of=None))
         base_reads = _read_columns(spec, options, base_window, None)
         base_tables = _row_tables_in_memory(spec, build_facts(
             spec, baseline_sources, base_window, kpi_tables, base_reads), base_reads)
+        base_tables = with_cost_counts(spec, baseline_sources, base_window, base_tables,
+                                       list(spec.kpis.values()))
         design = Design("dataset", "observational comparison of two datasets",
                         baseline_label or "dataset", randomized=False,
                         caveat="the datasets differ in time and traffic mix: differences are "
@@ -1248,8 +1252,12 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
     if baseline is not None:
         baseline = _materialise(spec, baseline, evaluated, options, unit)
     # each arm's values and n exactly as `compute` gives them on that slice (the same function)
-    values = {label: _arm_values(spec, arm, evaluated, output, options, check)
-              for label, arm in (("current", current), ("baseline", baseline)) if arm is not None}
+    values: dict[str, dict[tuple, tuple[float | None, int, int]]] = {}
+    unknown: dict[tuple, str] = {}  # a cohort's cost unknown in an arm: no test, null values
+    for label, arm in (("current", current), ("baseline", baseline)):
+        if arm is not None:
+            values[label], reasons = _arm_values(spec, arm, evaluated, output, options, check)
+            unknown.update(reasons)
     if options.paired and design.kind != "dataset":
         raise UsageError("--paired needs --baseline PATH (two runs of the same task suite)")
     key = _unit_table(spec).key
@@ -1307,7 +1315,14 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
             kpi_cells = _pass_k_cells(spec, kpi, current, baseline, options)
         else:
             kpi_cells = _formula_cells(spec, kpi, current, baseline, options, unit)
-        cells += kpi_cells + _cells_left_out(kpi, kpi_cells, values, design.paired)
+        kpi_cells = kpi_cells + _cells_left_out(kpi, kpi_cells, values, design.paired)
+        for cell in kpi_cells:  # as `compute` shows it: null, "unavailable (cost unknown)"
+            why = unknown.get((kpi.name, cell.grouping,
+                               tuple(cell.cohort.get(d) for d in cell.grouping)))
+            if why is not None:
+                cell.comparison, cell.mde = None, None
+                cell.warnings = [why]
+        cells += kpi_cells
     if options.sequential:
         design = replace(design, label=f"{design.label}; {sequential_label(options)}")
         for cell in cells:
@@ -1327,7 +1342,9 @@ def run_compare(spec: Spec, sources: Sources, options: CompareOptions | None = N
         heterogeneity = [h for h in heterogeneity_tests(every, options)
                          if (h.kpi, h.dimension) in pairs]
     table = _result_table(cells, adjusted, asked, spec, values).with_columns(
-        pl.when(pl.col("kpi").is_in(list(check.unavailable))).then(pl.lit(UNAVAILABLE))
+        pl.when(pl.col("kpi").is_in(list(check.unavailable))
+                | pl.col("warnings").list.eval(pl.element().str.starts_with("cost unknown"))
+                .list.any()).then(pl.lit(UNAVAILABLE))
         .otherwise(pl.col("status")).alias("status"))
     notes = [*check.notes(), *input_notes(sources, current.window),
              *(input_notes(baseline_sources, baseline.window)
@@ -1436,18 +1453,22 @@ def _cells_left_out(kpi: KpiSpec, cells: Sequence[Cell],
 
 def _arm_values(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], output: Sequence[str],
                 options: CompareOptions, check: DataCheck
-                ) -> dict[tuple, tuple[float | None, int, int]]:
+                ) -> tuple[dict[tuple, tuple[float | None, int, int]], dict[tuple, str]]:
     """(kpi, grouping, cohort values) → (value, n, pending) of `compute` on this arm (an
-    unavailable KPI's value is null, as there)."""
+    unavailable KPI's value is null, as there), and → reason for the cohorts whose own cost
+    is unknown (`compute` shows them unavailable)."""
     table, _ = evaluate_kpis(spec, kpis, output, arm.tables, arm.window,
                              ComputeOptions(by=options.by, where=options.where))
     table = mark_unavailable(table, check)
     result = {}
+    reasons: dict[tuple, str] = {}
     for row in table.filter(pl.col("breakdown").is_null()).iter_rows(named=True):
         grouping = tuple(row["grouping"])
         key = (row["kpi"], grouping, tuple(row[d] for d in grouping))
         result[key] = (row["value"], int(row["n"] or 0), int(row["pending"] or 0))
-    return result
+        if row["reason"] is not None and row["reason"].startswith("cost unknown"):
+            reasons[key] = row["reason"]
+    return result, reasons
 
 
 def _better(kpi: KpiSpec, delta: float) -> bool:
@@ -1606,7 +1627,7 @@ def _materialise(spec: Spec, arm: Arm, kpis: Sequence[KpiSpec], options: Compare
     tables = dict(arm.tables)
     for name, columns in wanted.items():
         available = tables[name].collect_schema().names()
-        keep = [c for c in available if c in columns]
+        keep = [c for c in available if c in columns or c.startswith("__cost_")]
         tables[name] = tables[name].select(keep).collect().lazy()
     return replace(arm, tables=tables)
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from kpictl import schema as canonical
-from kpictl.datacheck import DataCheck, check_data, require_columns
+from kpictl.datacheck import (
+    DataCheck,
+    check_data,
+    cost_flags,
+    kpi_cost_sources,
+    priced_sources,
+    require_columns,
+)
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import Sources, locate_row
 from kpictl.rollup import (
@@ -549,6 +556,46 @@ def facts(
     return build_facts(spec, sources, window, [name])[name].collect()
 
 
+def _cost_columns(source: str) -> tuple[str, str]:
+    return f"__cost_rows:{source}", f"__cost_known:{source}"
+
+
+def with_cost_counts(spec: Spec, sources: Sources, window: Window,
+                     tables: Mapping[str, pl.LazyFrame], kpis: Sequence[KpiSpec]
+                     ) -> dict[str, pl.LazyFrame]:
+    """The cost KPIs' tables with, per priced source they read `cost_usd` from, two counts per
+    table row: its rows that should carry a cost and those with a known cost (per key of a
+    rollup table; 0/1 per row of a row table over that source). Aggregated like the KPI, they
+    make a cohort's or slice's cost unknown (`evaluate_kpis`). Only when a KPI reads the
+    cost of a source with a `cost_source` column: the other runs read nothing more."""
+    priced = priced_sources(sources)
+    result = dict(tables)
+    wanted: dict[str, set[str]] = {}
+    for kpi in kpis:
+        if kpi.kind == "formula" or kpi.over not in tables:
+            continue
+        for source in kpi_cost_sources(spec, kpi):
+            if source in priced:
+                wanted.setdefault(kpi.over, set()).add(source)
+    for name, names in wanted.items():
+        table = spec.tables[name]
+        frame = result[name]
+        present = frame.collect_schema().names()
+        for source in sorted(names):
+            rows_col, known_col = _cost_columns(source)
+            schema = sources[source].collect_schema()
+            known, bearing = cost_flags(schema)
+            if table.is_rollup and table.key in schema and table.key in present:
+                counts = source_rows(sources, source, window).group_by(table.key).agg(
+                    bearing.sum().alias(rows_col), known.sum().alias(known_col))
+                frame = frame.join(counts, on=table.key, how="left").with_columns(
+                    pl.col(rows_col).fill_null(0), pl.col(known_col).fill_null(0))
+            elif table.from_source == source:
+                frame = frame.with_columns(bearing.alias(rows_col), known.alias(known_col))
+        result[name] = frame
+    return result
+
+
 # ----------------------------------------------------------------------------------------------
 # Stage 2: KPI aggregation
 # ----------------------------------------------------------------------------------------------
@@ -630,6 +677,9 @@ def _kpi_queries(
 ) -> list[pl.LazyFrame]:
     """One lazy query per grouping set (and breakdown) giving the KPI's long-format rows."""
     frame = _kpi_frame(spec, kpi, tables, window, options)
+    present = frame.collect_schema().names()
+    costed = [s for s in kpi_cost_sources(spec, kpi) if _cost_columns(s)[0] in present]
+    cost_sums = [pl.col(c).sum().alias(c) for s in costed for c in _cost_columns(s)]
     queries = []
     for keys in sets:
         keyed = frame.with_columns([pl.col(k).cast(pl.String) for k in keys if k != BUCKET])
@@ -646,7 +696,8 @@ def _kpi_queries(
             query = _pass_k_query(keyed, keys, kpi)
         elif kpi.kind == "value":
             value = _float_expr(frame, kpi.value)
-            query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value")]), keys)
+            query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value"),
+                                                               *cost_sums]), keys)
             # n = 0 is a null value, as for a cohort without rows: TOTAL or COUNT over no
             # units gave 0 ($0.00 on an empty source, under a note saying "null")
             query = query.with_columns(
@@ -656,7 +707,8 @@ def _kpi_queries(
             parts = _aggregate(
                 settled,
                 keys,
-                [num.alias("__num"), _float_expr(frame, kpi.denominator).alias("__den")],
+                [num.alias("__num"), _float_expr(frame, kpi.denominator).alias("__den"),
+                 *cost_sums],
             )
             query = _join_on(sizes, parts, keys).with_columns(
                 _ratio("__num", "__den").alias("value")
@@ -675,6 +727,8 @@ def _kpi_queries(
                 )
                 queries.append(_tag(split, kpi, keys))
             query = query.drop("__num", "__den")
+        if kpi.pass_k is None:
+            query = _cost_unknown(query, costed)
         queries.append(
             _tag(
                 query.with_columns(
@@ -686,6 +740,22 @@ def _kpi_queries(
             )
         )
     return queries
+
+
+def _cost_unknown(query: pl.LazyFrame, costed: Sequence[str]) -> pl.LazyFrame:
+    """A cost KPI's row whose population has rows that should carry a cost and none with a
+    known one (a cohort of an unpriced model, say): value null, `reason` "cost unknown: …",
+    never $0. Partly priced rows keep their value (the source-level note says so)."""
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    for source in reversed(costed):
+        rows_col, known_col = _cost_columns(source)
+        unknown = (pl.col(rows_col).fill_null(0) > 0) & (pl.col(known_col).fill_null(0) == 0)
+        text = pl.format(f"cost unknown: no row of source {source!r} here has a cost "
+                         f"(rows that should carry one: {{}})", pl.col(rows_col))
+        reason = pl.when(unknown).then(text).otherwise(reason)
+    drop = [c for s in costed for c in _cost_columns(s)]
+    return query.with_columns(reason.alias("reason")).with_columns(
+        pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value")).drop(drop)
 
 
 def pass_k_probability(n: pl.Expr, c: pl.Expr, k: int, at_least_one: bool) -> pl.Expr:
@@ -894,6 +964,9 @@ def run_compute(
                          read_names(spec, kpis, options, with_time=bounded))
     if options.by:
         check_cohort_counts(tables, options.by, options.max_cohorts)
+    # a cohort's cost can be unknown only where some row of the source lacks one
+    tables = with_cost_counts(spec, sources, window, tables,
+                              [k for k in kpis if k.name in check.costs])
     table, kpi_notes = evaluate_kpis(spec, kpis, output, tables, window, options)
     table = mark_unavailable(table, check)
     notes = [*check.notes(), *input_notes(sources, window), *_data_notes(sources, kpis),
@@ -939,6 +1012,7 @@ def evaluate_kpis(
         "breakdown",
         "breakdown_value",
         "value",
+        "reason",
         "n",
         "pending",
     ]
@@ -950,6 +1024,7 @@ def evaluate_kpis(
         "breakdown": pl.String(),
         "breakdown_value": pl.String(),
         "value": pl.Float64(),
+        "reason": pl.String(),
         "n": pl.Int64(),
         "pending": pl.Int64(),
     }
@@ -969,6 +1044,7 @@ def evaluate_kpis(
                                        [*dims, *([BUCKET] if options.grain else [])])
             if note is not None:
                 notes.append(note)
+            rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
             computed = pl.concat([computed, rows.select(columns).cast(schema)])  # type: ignore[arg-type]
     table = _finish(
         spec,
@@ -987,6 +1063,8 @@ def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:
     number computed over nulls (or $0)."""
     reasons = {kpi: check.reason(kpi) for kpi in check.unavailable}
     reason = pl.col("kpi").replace_strict(reasons, default=None, return_dtype=pl.String)
+    if "reason" in table.columns:  # a cohort's own (its cost unknown: `evaluate_kpis`)
+        reason = pl.coalesce(reason, pl.col("reason"))
     marked = table.with_columns(reason.alias("reason")).with_columns(
         pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value"))
     columns = [c for c in marked.columns if c != "reason"]
