@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import MINIMAL_SPEC
+from conftest import MINIMAL_SPEC, JsonlWriter, SpecWriter
 from kpictl.cli import app
 from kpictl.errors import InputDataError
 from kpictl.io import ColumnRule, LoadedSource, SourceRequest, load_source
@@ -583,3 +583,54 @@ def test_json_written_as_text_is_kept_and_an_object_among_it_is_not(tmp_path: Pa
         f"{mixed}:2: field 'channel': expected text, got an object ({{\"order\": 2}}); fix the "
         "file or pass --on-bad-rows skip")
 
+
+
+def _declared_int_spec(write_spec: SpecWriter) -> Path:
+    """The minimal spec with two declared integer columns: `units`, added up by a rollup
+    entry, and `ticket`, an id only counted."""
+    return write_spec(
+        ("      ts: {from: ts, type: timestamp}",
+         "      ts: {from: ts, type: timestamp}\n      units: {type: int}\n"
+         "      ticket: {type: int}"),
+        ("        csat: AVG(csat) FILTER (WHERE event = 'feedback')",
+         "        csat: AVG(csat) FILTER (WHERE event = 'feedback')\n"
+         "        units: TOTAL(units)\n        tickets: COUNT(DISTINCT ticket)"),
+        ("kpis:\n", "kpis:\n  units_per_task:\n    over: conversations\n    value: AVG(units)\n"
+                    "    direction: lower\n    format: number\n"),
+    )
+
+
+def test_a_declared_integer_column_the_spec_adds_up_is_checked_for_overflow(
+    write_spec: SpecWriter, write_jsonl: JsonlWriter
+) -> None:
+    """Two `units` of 5e18 summed by TOTAL(units) gave units_per_task = -1.41e18 (the Int64 sum
+    wrapped): a declared column the spec adds up is checked like the canonical counts."""
+    spec = _declared_int_spec(write_spec)
+    events = write_jsonl("logs/events/e.jsonl", [
+        row("c1", units=5 * 10**18, ticket=1), row("c1", units=5 * 10**18, ticket=1)])
+    write_jsonl("logs/tool_calls/t.jsonl", [])
+    code, out, err = cli("compute", "-c", str(spec), "--kpi", "units_per_task")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"kpictl: error: {events}:1: column 'units': {5 * 10**18}: the integer columns of "
+        "source 'events' (units) add up to 1e+19, more than a 64-bit integer holds "
+        f"({INT64_MAX}): their sums would overflow to a wrong (negative) number; fix the data\n"
+    )
+
+
+def test_a_declared_integer_id_that_is_only_counted_is_not_refused(
+    write_spec: SpecWriter, write_jsonl: JsonlWriter
+) -> None:
+    """Large numeric ids (snowflake-style, ~4e18) add up past Int64, but the spec never sums
+    them: they load, and the KPI over the summed column is the plain sum checked by hand."""
+    spec = _declared_int_spec(write_spec)
+    big = 4 * 10**18
+    write_jsonl("logs/events/e.jsonl", [
+        row("c1", units=2, ticket=big), row("c1", units=3, ticket=big + 1),
+        row("c2", units=7, ticket=big + 2)])
+    write_jsonl("logs/tool_calls/t.jsonl", [])
+    code, out, err = cli("compute", "-c", str(spec), "--kpi", "units_per_task",
+                         "--format", "json")
+    assert code == 0, err
+    (result,) = [r for r in json.loads(out)["results"] if not r["cohort"]]
+    assert result["value"] == pytest.approx((2 + 3 + 7) / 2, rel=1e-12)

@@ -154,6 +154,9 @@ class SourceRequest:
     derived_from: str | None = None
     # a longer JSONL line is a bad row (`--max-line-bytes`)
     max_line_bytes: int = MAX_LINE_BYTES
+    # columns the spec adds up (SUM/TOTAL/AVG): integer ones are checked for Int64 overflow
+    # like the canonical counts (declared columns such as `units: {type: int}`)
+    summed: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1059,7 +1062,7 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
         # input of zero rows, typed like any other
         return LoadedSource(request.name, empty_source_frame(request), tuple(reports),
                             tuple(ignored), tuple(notes))
-    _check_sums(request.name, frames)
+    _check_sums(request.name, frames, request.summed)
     combined = (frames[0][0] if len(frames) == 1
                 else pl.concat([f for f, _ in frames], how="diagonal_relaxed"))
     return LoadedSource(request.name, combined, tuple(reports), tuple(ignored), tuple(notes),
@@ -1109,8 +1112,9 @@ _SUMMED_INTEGERS = (
 _INT64_MAX = 2**63 - 1
 
 
-def _summed_columns(schema: pl.Schema) -> list[str]:
-    return [c for c, dtype in schema.items() if c in _SUMMED_INTEGERS and dtype.is_integer()]
+def _summed_columns(schema: pl.Schema, summed: Sequence[str] = ()) -> list[str]:
+    return [c for c, dtype in schema.items()
+            if (c in _SUMMED_INTEGERS or c in summed) and dtype.is_integer()]
 
 
 def _sum_overflow(
@@ -1145,13 +1149,14 @@ def _largest(column: str) -> pl.Expr:
     return (size == size.max()).arg_true().first()
 
 
-def _check_sums(name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]]) -> None:
+def _check_sums(name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]],
+                summed: Sequence[str] = ()) -> None:
     """Refuse integer columns whose values add up past Int64: a SUM of them would wrap around
     to a negative number (two token counts of 5e18 give a negative tokens per task). The sum
     of every summed column together is checked, so adding two totals cannot overflow either.
     One aggregate per file, over those columns only."""
     schemas = [frame.collect_schema() for frame, _ in frames]
-    columns = sorted({c for schema in schemas for c in _summed_columns(schema)})
+    columns = sorted({c for schema in schemas for c in _summed_columns(schema, summed)})
     if not columns:
         return
     queries = [frame.select(_abs_sums(columns, schema))
@@ -1368,7 +1373,7 @@ def _canonical_format_frame(
     any_bad = pl.any_horizontal([pl.col(n) for n in flags]) if flags else pl.lit(False)
     offenders = converted.filter(any_bad)
     keep = [c for c in converted.columns if c not in (_ROW, LOCATION, *flags)]
-    summed = _summed_columns(converted.schema)
+    summed = _summed_columns(converted.schema, request.summed)
     good = converted.filter(~any_bad)
     if summed and (found := _sum_overflow(
             request.name, summed, good.select(_abs_sums(summed, converted.schema)))):

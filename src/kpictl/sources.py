@@ -24,7 +24,7 @@ from kpictl.io import (
 from kpictl.outcomes import attribute_events, unattributed_count
 from kpictl.pricing import apply_prices, mark_reported
 from kpictl.spec import OUTCOME_SOURCE, SourceSpec, Spec
-from kpictl.sqlexpr import did_you_mean
+from kpictl.sqlexpr import did_you_mean, summed_columns
 
 
 def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None:
@@ -53,6 +53,19 @@ def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None
     return fields
 
 
+def summed_names(spec: Spec) -> tuple[str, ...]:
+    """Every column name the spec's expressions add up (rollup and derive entries, KPIs):
+    the io layer refuses an integer column of these whose values would overflow a sum."""
+    sqls = [e.sql for t in spec.tables.values() for e in (*t.rollup, *t.derive)]
+    sqls += [sql for k in spec.kpis.values() for sql in (k.value, k.numerator, k.denominator)
+             if sql]
+    found: dict[str, None] = {}
+    for sql in sqls:
+        for name in summed_columns(sql):
+            found.setdefault(name, None)
+    return tuple(found)
+
+
 def source_request(
     source: SourceSpec, paths: Sequence[str | Path] | None = None, spec: Spec | None = None,
     cache: bool = True,
@@ -70,6 +83,7 @@ def source_request(
         for m in source.columns
     )
     fields = json_fields(spec, source) if spec is not None else None
+    summed = summed_names(spec) if spec is not None else ()
     cache_dir = jsonl_cache_dir() if cache else None
     if source.derived_from is not None:  # its rows come from the format source it names
         return SourceRequest(source.name, (), source.base_dir, rules, format="auto",
@@ -77,7 +91,7 @@ def source_request(
     if paths:
         return SourceRequest(source.name, tuple(str(p) for p in paths), Path.cwd(), rules,
                              format=source.format, fields=fields, cache_dir=cache_dir,
-                             options=source.options)
+                             options=source.options, summed=summed)
     if source.path is None:
         raise UsageError(
             f"source {source.name!r} has no path in the spec: give one with --source "
@@ -86,7 +100,7 @@ def source_request(
         )
     return SourceRequest(source.name, (source.path,), source.base_dir, rules,
                          format=source.format, fields=fields, cache_dir=cache_dir,
-                         options=source.options)
+                         options=source.options, summed=summed)
 
 
 def load_sources(

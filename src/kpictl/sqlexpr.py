@@ -7,6 +7,7 @@ params and the built-ins (`as_of`, `window_start`, `window_end`) are columns.
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 import json
 import re
@@ -180,6 +181,34 @@ def compared_literals(sql: str) -> tuple[tuple[str, str], ...]:
     found: dict[tuple[str, str], None] = {}
     _walk_literals(tree, found)
     return tuple(found)
+
+
+@functools.lru_cache(maxsize=1024)
+def summed_columns(sql: str) -> tuple[str, ...]:
+    """Columns whose values the expression adds up: read under SUM, TOTAL or AVG (conditions
+    — CASE WHEN predicates, FILTER clauses — excluded), in first-seen order. Read from polars'
+    parsed tree; an expression that does not compile sums nothing."""
+    try:
+        tree = json.loads(compile_sql(sql).meta.serialize(format="json"))
+    except (ExpressionProblem, ValueError):
+        return ()
+    found: dict[str, None] = {}
+    _walk_sums(tree, False, found)
+    return tuple(found)
+
+
+def _walk_sums(node: object, inside: bool, found: dict[str, None]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk_sums(item, inside, found)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Column" and inside and isinstance(value, str):
+                found.setdefault(value, None)
+            elif key in ("predicate", "by"):  # a condition decides which rows, adds nothing
+                _walk_sums(value, False, found)
+            else:
+                _walk_sums(value, inside or key in ("Sum", "Mean"), found)
 
 
 def _string_scalar(node: object) -> str | None:
