@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from kpictl.cli import app
+from kpictl.sample import write_sample
 from kpictl.spec import Spec, load_spec
 
 SHIPPED_SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
@@ -191,3 +194,18 @@ def write_jsonl(tmp_path: Path) -> JsonlWriter:
         return path
 
     return write
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """`kpictl ARGS` through typer's runner: (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 sample conversations over 10 days as Parquet (seed 3), written once per test run;
+    tests read it and write elsewhere."""
+    out = tmp_path_factory.mktemp("logs")
+    write_sample(out, conversations=300, seed=3, days=10, fmt="parquet")
+    return out

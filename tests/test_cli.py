@@ -16,30 +16,16 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import JsonlWriter, SpecWriter
+from conftest import JsonlWriter, SpecWriter, run
 from kpictl import __version__
-from kpictl.cli import app
 from kpictl.engine import compute
 from kpictl.render import md_text
-from kpictl.sample import write_sample
 from kpictl.sources import load_sources
 from kpictl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("logs")
-    write_sample(out, conversations=300, seed=3, days=10, fmt="parquet")
-    return out
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def data_args(logs: Path) -> list[str]:

@@ -13,8 +13,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from kpictl.cli import app
-from kpictl.sample import write_sample
+from conftest import run
 from kpictl.spec import load_spec
 from kpictl.sqlexpr import compared_literals, picked_column
 
@@ -22,18 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
 runner = CliRunner()
 RENAMED = {"resolution": "closed", "escalation": "handoff", "reopen": "reopened"}
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("logs")
-    write_sample(out, conversations=300, seed=3, days=10, fmt="parquet")
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import JsonlWriter, SpecWriter
+from conftest import JsonlWriter, SpecWriter, run
 from kpictl.cli import app
 from kpictl.errors import InputDataError, SpecError
 from kpictl.inputbytes import long_lines
@@ -34,11 +34,6 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
     f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
 )
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,8 +19,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
@@ -116,20 +115,10 @@ def benign_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_logs(tmp_path_factory.mktemp("benign"), BENIGN)
 
 
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def run(logs: Path, *args: str) -> tuple[int, str, str]:
     """`kpictl COMMAND events/ --source tool_calls=tool_calls/ -c SPEC ARGS…` in `logs`."""
     command, *rest = args
-    with working_directory(logs):
+    with chdir(logs):
         result = runner.invoke(
             app,
             [command, "events", "--source", "tool_calls=tool_calls", "-c", str(SPEC),
@@ -610,7 +599,7 @@ def test_output_naming_an_input_is_refused(
     assert log.read_bytes() == before  # was: the log file overwritten with the output
     spec_copy = tmp_path / "spec.yaml"
     spec_copy.write_text(SPEC.read_text())
-    with working_directory(small_logs):
+    with chdir(small_logs):
         result = runner.invoke(app, [*command, "events", "--source", "tool_calls=tool_calls",
                                      "-c", str(spec_copy), "--no-cache", "-o", str(spec_copy)])
     assert (result.exit_code, result.stderr) == (2, f"kpictl: error: --output {spec_copy}: is "
@@ -620,7 +609,7 @@ def test_output_naming_an_input_is_refused(
 
 def test_review_sample_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> None:
     target = tmp_path / "review.csv"
-    with working_directory(hostile_logs):
+    with chdir(hostile_logs):
         result = runner.invoke(app, [
             "review", "sample", "events", "--source", "tool_calls=tool_calls", "-c", str(SPEC),
             "--no-cache", "--size", "60", "--seed", "1", "--stratify-by", "channel",

@@ -19,8 +19,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +58,8 @@ runner = CliRunner()
 # ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def run(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
-    with working_directory(cwd):
+    with chdir(cwd):
         result = runner.invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
 

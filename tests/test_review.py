@@ -15,27 +15,14 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 from typer.testing import CliRunner
 
+from conftest import run
 from kpictl import stats
-from kpictl.cli import app
 from kpictl.render import review_markdown
 from kpictl.review import allocate, read_review, score_review, summary_rows
-from kpictl.sample import write_sample
 
 SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
 runner = CliRunner()
 Z = 1.959963984540054
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("logs")
-    write_sample(out, conversations=300, seed=3, days=10, fmt="parquet")
-    return out
 
 
 def data_args(logs: Path) -> list[str]:

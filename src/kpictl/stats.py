@@ -1042,13 +1042,7 @@ def bootstrap_comparison(
     if not absolute.se > 0:
         warnings.append(ZERO_VARIANCE)
         return Comparison("bootstrap", m_a, m_b, None, None, None, None, tuple(warnings))
-    relative: Interval | None = None
-    if m_a == 0:
-        warnings.append(BASELINE_ZERO)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lifts = diffs / np.abs(draws_a)
-        relative = _percentile_interval((m_b - m_a) / abs(m_a), lifts, alpha, resamples)
+    relative = _relative_percentile(m_a, m_b, diffs, draws_a, alpha, resamples, warnings)
     return Comparison(
         "bootstrap",
         m_a,
@@ -1097,16 +1091,22 @@ def paired_bootstrap_comparison(
     absolute = _percentile_interval(m_b - m_a, draws, alpha, resamples)
     if not absolute.se > 0:
         return Comparison("paired_bootstrap", m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
-    relative: Interval | None = None
     warnings: list[str] = []
-    if m_a == 0:
-        warnings.append(BASELINE_ZERO)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lifts = draws / np.abs(base_draws)
-        relative = _percentile_interval((m_b - m_a) / abs(m_a), lifts, alpha, resamples)
+    relative = _relative_percentile(m_a, m_b, draws, base_draws, alpha, resamples, warnings)
     return Comparison("paired_bootstrap", m_a, m_b, absolute, relative, _bootstrap_p(draws),
                       None, tuple(warnings), statistic=absolute.estimate / absolute.se)
+
+
+def _relative_percentile(m_a: float, m_b: float, diffs: np.ndarray, base_draws: np.ndarray,
+                         alpha: float, resamples: int, warnings: list[str]) -> Interval | None:
+    """Percentile CI of the resampled (b − a)/|a| (Δ* over each draw's own baseline); None,
+    with a warning, when the baseline is 0."""
+    if m_a == 0:
+        warnings.append(BASELINE_ZERO)
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lifts = diffs / np.abs(base_draws)
+    return _percentile_interval((m_b - m_a) / abs(m_a), lifts, alpha, resamples)
 
 
 def weighted_quantile(
