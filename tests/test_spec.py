@@ -697,6 +697,16 @@ def test_a_list_or_mapping_where_a_name_belongs_is_a_problem_not_a_crash(
     assert [(p.line, p.path) for p in problems] == [(line_of(spec_file, new), path)]
 
 
+def test_an_unknown_column_type_is_a_problem_not_a_crash(write_spec: SpecWriter) -> None:
+    """`type: string` (not one of kpictl's names) was reported and then looked up anyway while
+    typing the source's columns: KeyError, exit 70."""
+    path = write_spec(("      ts: {from: ts, type: timestamp}",
+                       "      ts: {from: ts, type: timestamp}\n      ver: {type: string}"))
+    check(path, Want("ver: {type: string}", "sources.events.columns.ver.type",
+                     ("expected one of timestamp, int, float, bool, str, got 'string' "
+                      "(did you mean 'str'?)",)))
+
+
 def test_missing_spec_file_is_a_spec_error(tmp_path: Path) -> None:
     (problem,) = spec_problems(tmp_path / "nope.yaml")
     assert problem.line is None and "no such spec file" in problem.message

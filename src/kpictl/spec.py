@@ -997,8 +997,10 @@ def _build_columns(problems: _Problems, body: MarkedDict, path: str) -> tuple[Co
                 problems.add(
                     spec.line_of("type"),
                     f"{cpath}.type",
-                    f"expected one of {', '.join(canonical.TYPE_NAMES)}, got {_shown(kind)}",
+                    f"expected one of {', '.join(canonical.TYPE_NAMES)}, got {_shown(kind)}"
+                    + did_you_mean(str(kind), canonical.TYPE_NAMES),
                 )
+                kind = None  # reported: the rest of the spec is checked as if it had no type
             unit = spec.get("unit")
             if unit is not None and unit not in UNITS:
                 problems.add(spec.line_of("unit"), f"{cpath}.unit", "expected s, ms, us or ns")
