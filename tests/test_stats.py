@@ -1538,3 +1538,16 @@ def test_c5_one_sample_bootstrap() -> None:
     assert abs(bca.low - 2829.37) < band and abs(bca.high - 6146.97) < band
     with pytest.raises(ValueError, match="quantile level"):
         stats.quantile_statistic(1.0)
+
+
+def test_equal_values_have_zero_variance_not_a_negative_rounding_residue() -> None:
+    """Σy² − (Σy)²/n of 200 equal costs of 0.02 is −1.9e-18 in floating point: compare's MDE
+    took its square root and exited 70 ('math domain error'). The variance of equal values is
+    0, for means and for ratios."""
+    ys = [0.02] * 200
+    total, total_sq = sum(ys), sum(y * y for y in ys)
+    assert (total_sq - total * total / 200) / 199 < 0  # the residue this guards against
+    assert stats.mean_summary(200, total, total_sq).variance == 0.0
+    ratio = stats.ratio_summary(200, total, total_sq, 200.0, 200.0, total)
+    assert ratio.estimate == pytest.approx(0.02, rel=1e-12) and ratio.variance >= 0.0
+    assert stats.mde_mean(0.0, 0.0, 200, 200) == 0.0

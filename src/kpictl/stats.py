@@ -277,7 +277,8 @@ def mean_summary(n: int, total: float, total_sq: float) -> ArmSummary:
         return ArmSummary(math.nan, 0.0, 0)
     m = total / n
     variance = (total_sq - total * total / n) / (n - 1) if n > 1 else 0.0
-    return ArmSummary(m, variance, int(n))
+    # equal values cancel to a rounding residue that may be below 0: the variance is 0
+    return ArmSummary(m, max(variance, 0.0), int(n))
 
 
 def ratio_summary(
@@ -305,7 +306,7 @@ def ratio_summary(
     cov_md = (md_sum - m_sum * d_sum / n) / (n - ddof)
     d_mean = d_sum / n
     variance = (var_m - 2.0 * ratio * cov_md + ratio * ratio * var_d) / (d_mean * d_mean)
-    return ArmSummary(ratio, variance, int(n))
+    return ArmSummary(ratio, max(variance, 0.0), int(n))  # a rounding residue below 0 is 0
 
 
 def denominator_stability(n: int, d_sum: float, d_sq: float, alpha: float = 0.05) -> float:
