@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t_polars = time.perf_counter() - start
     import kpictl.cli  # noqa: F401  (what the console script imports)
-    from kpictl import engine, io, render, sources, spec
+    from kpictl.engine import compute as engine
+    from kpictl.engine import sources as sources
+    from kpictl.io import read as io
+    from kpictl.render import output as render
+    from kpictl.spec import model as spec
 
     t_import = time.perf_counter() - start
     _timings.append((0, "import polars", t_polars))

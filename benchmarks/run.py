@@ -718,8 +718,10 @@ def byte_compile_kpictl(args: argparse.Namespace) -> None:
     probe = "import kpictl, os; print(os.path.dirname(kpictl.__file__))"
     run = checked(run_measured([args.python, "-c", probe], ROOT, args.timeout), "python")
     package = run.stdout.strip()
-    checked(run_measured([args.python, "-m", "compileall", "-q", package], ROOT, args.timeout),
-            "compileall")
+    checked(
+        run_measured([args.python, "-m", "compileall", "-q", package], ROOT, args.timeout),
+        "compileall",
+    )
 
 
 def versions(args: argparse.Namespace) -> str:
@@ -798,8 +800,10 @@ def report(cases: list[Case], start: dict[str, float], args: argparse.Namespace)
     )
     steal = getattr(args, "steal", None)
     if steal is not None:
-        about += (f"; CPU steal during the run {steal * 100:.0f} % (time the shared host gave "
-                  "to other guests: absolute times scale with it, ratios much less)")
+        about += (
+            f"; CPU steal during the run {steal * 100:.0f} % (time the shared host gave "
+            "to other guests: absolute times scale with it, ratios much less)"
+        )
     out.append(f"\n{about}.")
     return "\n".join(out)
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from kpictl.cli import app
 from kpictl.sample import write_sample
-from kpictl.spec import Spec, load_spec
+from kpictl.spec.model import Spec, load_spec
 
 SHIPPED_SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
 
@@ -25,6 +25,7 @@ def _private_jsonl_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[N
     patch.delenv("COLUMNS", raising=False)  # tables get the 240 columns of a pipe
     yield
     patch.undo()
+
 
 # The smallest spec that uses every section: a rollup table with derives, a row table with a
 # lookup, all three KPI kinds, `extends`, a breakdown, a cluster, thresholds and two baselines.

@@ -17,9 +17,9 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from conftest import JsonlWriter
-from kpictl.cache import ORPHAN_AGE_S
 from kpictl.cli import app
-from kpictl.io import ColumnRule, LoadedSource, SourceRequest, load_source
+from kpictl.io.cache import ORPHAN_AGE_S
+from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, load_source
 from kpictl.sample import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +30,14 @@ runner = CliRunner()
 
 
 def cached_load(path: Path, cache: Path | None) -> LoadedSource:
-    return load_source(SourceRequest("events", (str(path),), path.parent, (TS_RULE,),
-                                     cache_dir=cache))
+    return load_source(
+        SourceRequest("events", (str(path),), path.parent, (TS_RULE,), cache_dir=cache)
+    )
 
 
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The files parsed from now on (a hit parses nothing)."""
-    from kpictl import io as kio
+    from kpictl.io import read as kio
 
     seen: list[Path] = []
     real = kio._read_jsonl
@@ -57,8 +58,10 @@ def damaged(path: Path, why: str) -> str:
 
 
 def off(why: str) -> str:
-    return (f"cache: {why}; JSONL files are parsed without the cache in this run (set "
-            "KPICTL_CACHE_DIR to a writable folder, or KPICTL_NO_CACHE=1)")
+    return (
+        f"cache: {why}; JSONL files are parsed without the cache in this run (set "
+        "KPICTL_CACHE_DIR to a writable folder, or KPICTL_NO_CACHE=1)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,10 +95,13 @@ def test_an_edit_that_keeps_size_and_modification_time_is_read(
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("part", "why"), [
-    ("json", "not JSON"),
-    ("parquet", "its Parquet file does not match the checksum"),
-])
+@pytest.mark.parametrize(
+    ("part", "why"),
+    [
+        ("json", "not JSON"),
+        ("parquet", "its Parquet file does not match the checksum"),
+    ],
+)
 def test_a_truncated_entry_is_removed_and_the_file_parsed_again(
     tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, part: str, why: str
 ) -> None:
@@ -135,10 +141,13 @@ def test_no_single_bit_flip_in_an_entry_changes_a_number_or_fails_the_run(
         loaded = cached_load(path, cache)
         assert_frame_equal(loaded.frame.collect(), truth.frame.collect())
         assert loaded.files == truth.files
-        assert loaded.cache_notes in ((), (damaged(path, "not JSON"),),
-                                (damaged(path, "checksum mismatch"),),
-                                (damaged(path, "not a cache entry"),),
-                                (damaged(path, "its Parquet file does not match the checksum"),))
+        assert loaded.cache_notes in (
+            (),
+            (damaged(path, "not JSON"),),
+            (damaged(path, "checksum mismatch"),),
+            (damaged(path, "not a cache entry"),),
+            (damaged(path, "its Parquet file does not match the checksum"),),
+        )
         noted += bool(loaded.cache_notes)
     assert noted == len(flips)  # every flip is caught (and the entry written anew)
 
@@ -172,9 +181,22 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def compute(logs: Path, *extra: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["compute", str(logs / "events"), "--source",
-                                 f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "-f",
-                                 "json", "--kpi", "task_completion_rate", *extra])
+    result = runner.invoke(
+        app,
+        [
+            "compute",
+            str(logs / "events"),
+            "--source",
+            f"tool_calls={logs / 'tool_calls'}",
+            "-c",
+            str(SPEC),
+            "-f",
+            "json",
+            "--kpi",
+            "task_completion_rate",
+            *extra,
+        ],
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -196,10 +218,13 @@ def test_a_damaged_entry_is_a_note_and_the_same_kpis(
     assert err == f"kpictl: note: {damaged(logs / 'events' / 'events.jsonl', 'not JSON')}\n"
 
 
-@pytest.mark.parametrize(("where", "why"), [
-    ("a-file", "not a folder"),
-    ("a-file/cache", "a part of its path is a file"),
-])
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ("a-file", "not a folder"),
+        ("a-file/cache", "a part of its path is a file"),
+    ],
+)
 def test_an_unusable_cache_folder_turns_the_cache_off_with_a_note(
     tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch, where: str, why: str
 ) -> None:
@@ -226,18 +251,33 @@ def test_a_cache_that_cannot_be_written_is_turned_off_with_a_note(
     tmp_path: Path, logs: Path
 ) -> None:
     cache = tmp_path / "cache"
-    env = {**os.environ, "KPICTL_CACHE_DIR": str(cache), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-c", SMALL_FILES_ONLY, "compute",
-               str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c",
-               str(SPEC), "-f", "json", "--kpi", "task_completion_rate"]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
-                         check=False)
+    env = {
+        **os.environ,
+        "KPICTL_CACHE_DIR": str(cache),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    command = [
+        sys.executable,
+        "-c",
+        SMALL_FILES_ONLY,
+        "compute",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "-f",
+        "json",
+        "--kpi",
+        "task_completion_rate",
+    ]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert kpis(run.stdout) == kpis(compute(logs, "--no-cache")[1])
     (line,) = run.stderr.splitlines()
     assert line.startswith(f"kpictl: note: cache: cannot write to {cache} (")
-    assert "File too large" in line and line.endswith(off("")[len("cache: "):])
+    assert "File too large" in line and line.endswith(off("")[len("cache: ") :])
     assert list(cache.iterdir()) == []  # no temporary file left behind
 
 
@@ -247,21 +287,29 @@ def test_entries_are_private_and_orphan_temporary_files_are_removed(
     cache = tmp_path / "cache"
     cache.mkdir()
     old, fresh = time.time() - ORPHAN_AGE_S - 60, time.time() - 60
-    orphans = {name: stamp for name, stamp in [
-        ("0123456789abcdef0123456789abcdef.parquet.123-0badf00d.tmp", old),
-        ("0123456789abcdef0123456789abcdef.json.123-0badf00d.tmp", fresh),  # a writer at work
-        ("fedcba9876543210fedcba9876543210.parquet", old),  # its JSON never written
-        ("notes.txt", old),  # not the cache's: never touched
-    ]}
+    orphans = {
+        name: stamp
+        for name, stamp in [
+            ("0123456789abcdef0123456789abcdef.parquet.123-0badf00d.tmp", old),
+            ("0123456789abcdef0123456789abcdef.json.123-0badf00d.tmp", fresh),  # a writer at work
+            ("fedcba9876543210fedcba9876543210.parquet", old),  # its JSON never written
+            ("notes.txt", old),  # not the cache's: never touched
+        ]
+    }
     for name, stamp in orphans.items():
         (cache / name).write_text("x")
         os.utime(cache / name, (stamp, stamp))
     path = write_jsonl("e.jsonl", event_rows)
     cached_load(path, cache)
     meta, parquet = entry_of(cache, path)
-    assert sorted(p.name for p in cache.iterdir()) == sorted([
-        meta.name, parquet.name, "0123456789abcdef0123456789abcdef.json.123-0badf00d.tmp",
-        "notes.txt"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [
+            meta.name,
+            parquet.name,
+            "0123456789abcdef0123456789abcdef.json.123-0badf00d.tmp",
+            "notes.txt",
+        ]
+    )
     assert stat.S_IMODE(meta.stat().st_mode) == stat.S_IMODE(parquet.stat().st_mode) == 0o600
     created = tmp_path / "new" / "cache"
     cached_load(path, created)
@@ -318,8 +366,9 @@ def test_an_entry_larger_than_the_limit_is_not_kept(
     loaded = cached_load(path, tmp_path / "cache")
     (note,) = loaded.cache_notes
     assert note.startswith(f"cache: {path} is not kept: its entry (")
-    assert note.endswith("bytes) is larger than the cache limit (1,024 bytes, "
-                         "KPICTL_CACHE_MAX_BYTES)")
+    assert note.endswith(
+        "bytes) is larger than the cache limit (1,024 bytes, KPICTL_CACHE_MAX_BYTES)"
+    )
     assert list((tmp_path / "cache").iterdir()) == []
     assert loaded.rows == 3
 
@@ -334,12 +383,16 @@ def test_a_cache_limit_of_zero_keeps_nothing_and_a_bad_limit_is_a_usage_error(
     assert not (tmp_path / "cache").exists()
     monkeypatch.setenv("KPICTL_CACHE_MAX_BYTES", "lots")
     code, _, err = compute(logs)
-    assert (code, err) == (2, "kpictl: error: KPICTL_CACHE_MAX_BYTES='lots': expected a size in "
-                              "bytes such as 2000000000, 500M or 2G\n")
+    assert (code, err) == (
+        2,
+        "kpictl: error: KPICTL_CACHE_MAX_BYTES='lots': expected a size in "
+        "bytes such as 2000000000, 500M or 2G\n",
+    )
 
 
-def test_the_cache_keeps_parquet_types(tmp_path: Path, write_jsonl: JsonlWriter,
-                                       event_rows: Rows) -> None:
+def test_the_cache_keeps_parquet_types(
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows
+) -> None:
     path = write_jsonl("e.jsonl", event_rows)
     cached_load(path, tmp_path / "cache")
     _, parquet = entry_of(tmp_path / "cache", path)
@@ -367,16 +420,21 @@ def test_cache_info_and_clear(tmp_path: Path, logs: Path, monkeypatch: pytest.Mo
         f"size: {size:,} bytes ({size / 1024:.1f} KiB)\n"
         "limit: 524,288,000 bytes (500.0 MiB); set KPICTL_CACHE_MAX_BYTES to change it\n"
         "temporary files: 1 (writes under way, or left by runs that were killed; removed after "
-        "an hour)\n")
+        "an hour)\n"
+    )
     result = runner.invoke(app, ["cache", "clear"])
     assert (result.exit_code, result.stdout) == (0, "")
     assert result.stderr == (
-        f"kpictl: removed 2 entries ({size:,} bytes ({size / 1024:.1f} KiB)) from {cache}\n")
+        f"kpictl: removed 2 entries ({size:,} bytes ({size / 1024:.1f} KiB)) from {cache}\n"
+    )
     assert [p.name for p in cache.iterdir()] == ["notes.txt"]
     monkeypatch.setenv("KPICTL_NO_CACHE", "1")
     result = runner.invoke(app, ["cache", "info"])
     assert result.stdout.splitlines()[:3] == [
-        f"location: {cache}", "state: off (KPICTL_NO_CACHE is set)", "entries: 0"]
+        f"location: {cache}",
+        "state: off (KPICTL_NO_CACHE is set)",
+        "entries: 0",
+    ]
 
 
 def test_cache_info_of_a_cache_that_does_not_exist_yet(
@@ -385,10 +443,16 @@ def test_cache_info_of_a_cache_that_does_not_exist_yet(
     monkeypatch.setenv("KPICTL_CACHE_DIR", str(tmp_path / "nowhere"))
     monkeypatch.delenv("KPICTL_CACHE_MAX_BYTES", raising=False)
     result = runner.invoke(app, ["cache", "info"])
-    assert (result.exit_code, result.stdout) == (0, (
-        f"location: {tmp_path / 'nowhere'}\nstate: on\nentries: 0\nsize: 0 bytes\n"
-        "limit: 2,147,483,648 bytes (2.0 GiB); set KPICTL_CACHE_MAX_BYTES to change it\n"))
+    assert (result.exit_code, result.stdout) == (
+        0,
+        (
+            f"location: {tmp_path / 'nowhere'}\nstate: on\nentries: 0\nsize: 0 bytes\n"
+            "limit: 2,147,483,648 bytes (2.0 GiB); set KPICTL_CACHE_MAX_BYTES to change it\n"
+        ),
+    )
     result = runner.invoke(app, ["cache", "clear"])
     assert (result.exit_code, result.stderr) == (
-        0, f"kpictl: removed 0 entries (0 bytes) from {tmp_path / 'nowhere'}\n")
+        0,
+        f"kpictl: removed 0 entries (0 bytes) from {tmp_path / 'nowhere'}\n",
+    )
     assert not (tmp_path / "nowhere").exists()

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from conftest import JsonlWriter, SpecWriter, run
 from kpictl import __version__
-from kpictl.engine import compute
-from kpictl.render import md_text
-from kpictl.sources import load_sources
-from kpictl.spec import load_spec
+from kpictl.engine.compute import compute
+from kpictl.engine.sources import load_sources
+from kpictl.render.output import md_text
+from kpictl.spec.model import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -212,8 +212,10 @@ def test_a_day_without_tool_calls(logs: Path, tmp_path: Path) -> None:
     ]
     results = {r["kpi"]: r for r in document["results"] if not r["cohort"]}
     conversations = pl.read_parquet(logs / "events").get_column("conversation_id").n_unique()
-    assert (results["tool_call_success_rate"]["value"], results["tool_call_success_rate"]["n"]) \
-        == (None, 0)
+    assert (results["tool_call_success_rate"]["value"], results["tool_call_success_rate"]["n"]) == (
+        None,
+        0,
+    )
     # COUNT over no calls is 0 per conversation: a true zero, over every conversation
     assert results["tool_calls_per_task"]["value"] == 0.0
     assert results["tool_calls_per_task"]["n"] == conversations
@@ -222,7 +224,9 @@ def test_a_day_without_tool_calls(logs: Path, tmp_path: Path) -> None:
     before = {r["kpi"]: r for r in json.loads(full)["results"] if not r["cohort"]}
     for name in ("task_completion_rate", "escalation_rate", "csat_mean"):
         assert (results[name]["value"], results[name]["n"]) == (
-            before[name]["value"], before[name]["n"])
+            before[name]["value"],
+            before[name]["n"],
+        )
 
 
 def latest_ts(logs: Path) -> str:
@@ -235,8 +239,10 @@ def test_since_after_the_last_row_says_the_window_is_empty(logs: Path) -> None:
     as_of = latest_ts(logs)
     code, out, err = run("compute", *data_args(logs), "--since", "2030-01-01", "--format", "json")
     assert code == 0, err
-    note = (f"no conversations in the window (2030-01-01T00:00:00Z – as-of {as_of}): every KPI "
-            "is n = 0 with a null value")
+    note = (
+        f"no conversations in the window (2030-01-01T00:00:00Z – as-of {as_of}): every KPI "
+        "is n = 0 with a null value"
+    )
     assert err == f"kpictl: note: {note}\n"
     document = json.loads(out)
     assert document["notes"] == [note]
@@ -255,12 +261,19 @@ def test_compare_with_both_arms_empty_is_insufficient_data_with_notes(
         "data",
         "no conversations in the control arm (`arm = 'holdout'`): every KPI is insufficient data",
     ]
-    assert document["notes"] == [f"source 'events' has no rows (in {events})",
-                                 f"source 'tool_calls' has no rows (in {calls})", *arm_notes]
+    assert document["notes"] == [
+        f"source 'events' has no rows (in {events})",
+        f"source 'tool_calls' has no rows (in {calls})",
+        *arm_notes,
+    ]
     assert err.endswith("".join(f"kpictl: note: {n}\n" for n in arm_notes))
     assert {r["status"] for r in document["results"]} == {"insufficient_data"}
-    assert document["srm"] == {"checked": False, "reason": "no units in either arm",
-                               "treatment": 0, "control": 0}
+    assert document["srm"] == {
+        "checked": False,
+        "reason": "no units in either arm",
+        "treatment": 0,
+        "control": 0,
+    }
     for fmt in ("table", "markdown", "csv"):
         code, out, err = run("compare", *empty_args(events, calls), "--format", fmt)
         assert code == 0 and "insufficient_data" in out, err
@@ -273,13 +286,16 @@ def test_compare_with_an_empty_baseline_period_is_insufficient_data(logs: Path) 
     first = pl.read_parquet(logs / "events").get_column("ts").min()
     assert isinstance(first, dt.datetime)
     since = first.astimezone(dt.UTC).date().isoformat()
-    code, out, err = run("compare", *data_args(logs), "--baseline", "prior_4w", "--since",
-                         since, "--format", "json")
+    code, out, err = run(
+        "compare", *data_args(logs), "--baseline", "prior_4w", "--since", since, "--format", "json"
+    )
     assert code == 0, err
     document = json.loads(out)
     start = dt.date.fromisoformat(since) - dt.timedelta(days=28)
-    note = (f"no conversations in the baseline arm (window {start}T00:00:00Z – "
-            f"{since}T00:00:00Z): every KPI is insufficient data")
+    note = (
+        f"no conversations in the baseline arm (window {start}T00:00:00Z – "
+        f"{since}T00:00:00Z): every KPI is insufficient data"
+    )
     assert note in document["notes"] and f"kpictl: note: {note}\n" in err
     assert {r["status"] for r in document["results"]} == {"insufficient_data"}
     assert {r["baseline"]["n"] for r in document["results"]} == {0}
@@ -304,8 +320,10 @@ def test_report_on_empty_sources_says_so_in_the_header(empty_logs: tuple[Path, P
 def test_report_after_the_last_row_says_the_window_is_empty(logs: Path) -> None:
     code, out, err = run("report", *data_args(logs), "--since", "2030-01-01")
     assert code == 0, err
-    assert ("- **No data:** no conversations in the window: every KPI is n = 0 with a null "
-            "value; nothing below is an estimate\n") in out.split("\n## ")[0]
+    assert (
+        "- **No data:** no conversations in the window: every KPI is n = 0 with a null "
+        "value; nothing below is an estimate\n"
+    ) in out.split("\n## ")[0]
 
 
 def test_python_api_on_empty_sources(empty_logs: tuple[Path, Path]) -> None:
@@ -350,8 +368,19 @@ def test_sample_command_is_deterministic(tmp_path: Path) -> None:
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    commands = ["compute", "compare", "report", "project", "check", "validate", "facts",
-                "sample", "cache", "review sample", "review score"]
+    commands = [
+        "compute",
+        "compare",
+        "report",
+        "project",
+        "check",
+        "validate",
+        "facts",
+        "sample",
+        "cache",
+        "review sample",
+        "review score",
+    ]
     for command in commands:
         code, out, _ = run(*command.split(), "--help")
         assert code == 0 and len(out) > 200
@@ -366,8 +395,18 @@ def test_minimal_events_without_optional_columns(tmp_path: Path, logs: Path) -> 
         '{"conversation_id": "a", "ts": "2026-10-01T00:05:00Z", "event": "escalation"}\n'
         '{"conversation_id": "b", "ts": "2026-10-03T00:00:00Z", "event": "message"}\n'
     )
-    code, out, err = run("compute", str(events), "--source", f"tool_calls={logs / 'tool_calls'}",
-                         "-c", str(SPEC), "--format", "json", "--kpi", "escalation_rate")
+    code, out, err = run(
+        "compute",
+        str(events),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--format",
+        "json",
+        "--kpi",
+        "escalation_rate",
+    )
     assert code == 0, err
     results = json.loads(out)["results"]
     assert results[0]["value"] == 0.5
@@ -403,19 +442,29 @@ def test_compare_with_a_formula_kpi_and_an_empty_arm_is_insufficient_data(
     KPI (was exit 70: 'the bootstrap needs at least one unit per arm')."""
     spec = write_spec()
     arm = {"channel": "web", "arm": "treatment"}
-    write_jsonl("logs/events/e.jsonl", [
-        {"conversation_id": "a", "ts": "2026-01-01T00:00:00Z", "event": "message", **arm},
-        {"conversation_id": "a", "ts": "2026-01-01T00:05:00Z", "event": "resolution", **arm},
-        {"conversation_id": "b", "ts": "2026-01-02T00:00:00Z", "event": "message", **arm},
-        {"conversation_id": "b", "ts": "2026-01-02T00:05:00Z", "event": "escalation",
-         "escalation_reason": "x", **arm},
-    ])
-    write_jsonl("logs/tool_calls/t.jsonl", [
-        {"conversation_id": "a", "ts": "2026-01-01T00:01:00Z", "tool": "t", "status": "ok"},
-    ])
+    write_jsonl(
+        "logs/events/e.jsonl",
+        [
+            {"conversation_id": "a", "ts": "2026-01-01T00:00:00Z", "event": "message", **arm},
+            {"conversation_id": "a", "ts": "2026-01-01T00:05:00Z", "event": "resolution", **arm},
+            {"conversation_id": "b", "ts": "2026-01-02T00:00:00Z", "event": "message", **arm},
+            {
+                "conversation_id": "b",
+                "ts": "2026-01-02T00:05:00Z",
+                "event": "escalation",
+                "escalation_reason": "x",
+                **arm,
+            },
+        ],
+    )
+    write_jsonl(
+        "logs/tool_calls/t.jsonl",
+        [
+            {"conversation_id": "a", "ts": "2026-01-01T00:01:00Z", "tool": "t", "status": "ok"},
+        ],
+    )
     for baseline in ("holdout", "prior"):
-        code, out, err = run("compare", "-c", str(spec), "--baseline", baseline,
-                             "--format", "json")
+        code, out, err = run("compare", "-c", str(spec), "--baseline", baseline, "--format", "json")
         assert code == 0, err
         rows = {r["kpi"]: r for r in json.loads(out)["results"]}
         share = rows["resolved_share"]
@@ -458,17 +507,38 @@ def test_a_total_over_no_conversations_is_null_not_zero(
     under the note "every KPI is n = 0 with a null value" (a cohort without rows was already
     null). Over data it is the plain sum."""
     spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC.read_text() + "\n  total_llm_cost:\n    over: conversations\n"
-                    "    value: TOTAL(llm_cost)\n    format: usd\n")
+    spec.write_text(
+        SPEC.read_text() + "\n  total_llm_cost:\n    over: conversations\n"
+        "    value: TOTAL(llm_cost)\n    format: usd\n"
+    )
     events, calls = empty_logs
-    code, out, err = run("compute", str(events), "--source", f"tool_calls={calls}", "-c",
-                         str(spec), "--kpi", "total_llm_cost", "--format", "json")
+    code, out, err = run(
+        "compute",
+        str(events),
+        "--source",
+        f"tool_calls={calls}",
+        "-c",
+        str(spec),
+        "--kpi",
+        "total_llm_cost",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     [result] = json.loads(out)["results"]
     assert (result["value"], result["n"]) == (None, 0)
-    code, out, err = run("compute", str(logs / "events"), "--source",
-                         f"tool_calls={logs / 'tool_calls'}", "-c", str(spec), "--kpi",
-                         "total_llm_cost", "--format", "json")
+    code, out, err = run(
+        "compute",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(spec),
+        "--kpi",
+        "total_llm_cost",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     [result] = json.loads(out)["results"]
     total = pl.read_parquet(logs / "events").get_column("cost_usd").sum()
@@ -480,9 +550,20 @@ def test_a_kpi_whose_own_where_leaves_nothing_says_so(logs: Path, tmp_path: Path
     "conversations has no rows to count in the window" while 300 conversations were there."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC.read_text().replace("event = 'resolution'", "event = 'closed'"))
-    code, out, err = run("compute", str(logs / "events"), "--source",
-                         f"tool_calls={logs / 'tool_calls'}", "-c", str(spec), "--kpi",
-                         "time_to_resolution_p50", "--format", "json")
+    code, out, err = run(
+        "compute",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(spec),
+        "--kpi",
+        "time_to_resolution_p50",
+        "--format",
+        "json",
+    )
     assert code == 0, err
-    assert ("time_to_resolution_p50: n = 0 (no row of conversations in the window meets its "
-            "where: resolved_at IS NOT NULL): the value is null") in json.loads(out)["notes"]
+    assert (
+        "time_to_resolution_p50: n = 0 (no row of conversations in the window meets its "
+        "where: resolved_at IS NOT NULL): the value is null"
+    ) in json.loads(out)["notes"]

@@ -1,7 +1,8 @@
 """`kpictl compare`: the plumbing from logs to tests, checked against independent computations.
 
 Every expected number here is computed in the test from per-unit arrays extracted with plain
-polars (raw parquet/JSONL rows, or `kpictl.engine.facts` for derived conversation columns such
+polars (raw parquet/JSONL rows, or `kpictl.engine.compute.facts` for derived conversation columns
+such
 as `settled` and `completed`) and then numpy / scipy / statsmodels directly, following
 statistics.md (A1–A8, A12, A13). `kpictl.stats` itself is tested in tests/test_stats.py.
 """
@@ -26,12 +27,12 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.comparison import CompareOptions, CompareResult, run_compare, verdict
-from kpictl.engine import ComputeOptions, facts, run_compute
-from kpictl.io import Sources
+from kpictl.comparison.run import CompareOptions, CompareResult, run_compare, verdict
+from kpictl.engine.compute import ComputeOptions, facts, run_compute
+from kpictl.engine.sources import load_sources
+from kpictl.io.read import Sources
 from kpictl.sample import write_sample
-from kpictl.sources import load_sources
-from kpictl.spec import KpiSpec, Spec, load_spec
+from kpictl.spec.model import KpiSpec, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -1041,14 +1042,23 @@ def test_formula_kpi_is_cluster_bootstrapped(sample: Sample, tmp_path: Path) -> 
     "options",
     [
         CompareOptions(baseline="holdout"),
-        CompareOptions(baseline="holdout", by=("channel",), kpis=("tool_call_success_rate",
-                                                                 "agent_latency_p95")),
-        CompareOptions(baseline="prior_4w", kpis=("task_completion_rate", "agent_latency_p95",
-                                                  "tool_call_success_rate")),
-        CompareOptions(baseline="holdout", unit="user_id",
-                       kpis=("tokens_per_task", "tool_call_success_rate")),
-        CompareOptions(baseline="holdout", where="channel = 'web'",
-                       kpis=("escalation_rate", "agent_latency_p95")),
+        CompareOptions(
+            baseline="holdout",
+            by=("channel",),
+            kpis=("tool_call_success_rate", "agent_latency_p95"),
+        ),
+        CompareOptions(
+            baseline="prior_4w",
+            kpis=("task_completion_rate", "agent_latency_p95", "tool_call_success_rate"),
+        ),
+        CompareOptions(
+            baseline="holdout", unit="user_id", kpis=("tokens_per_task", "tool_call_success_rate")
+        ),
+        CompareOptions(
+            baseline="holdout",
+            where="channel = 'web'",
+            kpis=("escalation_rate", "agent_latency_p95"),
+        ),
     ],
     ids=["holdout", "by-channel", "previous-period", "unit-user", "where"],
 )
@@ -1059,7 +1069,7 @@ def test_reading_only_used_columns_changes_no_comparison(
     and looked up (`reads` None) the table is the same."""
     from polars.testing import assert_frame_equal
 
-    from kpictl import comparison
+    from kpictl.comparison import run as comparison
 
     pruned = run_compare(sample.spec, sample.sources, options).table
     monkeypatch.setattr(comparison, "_read_columns", lambda *args, **kwargs: None)
@@ -1097,21 +1107,28 @@ def versions_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_arms_split_by_agent_version_are_observational_in_every_format(
     versions_spec: Path,
 ) -> None:
-    args = [*BUNDLED[:-1], str(versions_spec), "--baseline", "v2_vs_v1", "--kpi",
-            "escalation_rate"]
+    args = [*BUNDLED[:-1], str(versions_spec), "--baseline", "v2_vs_v1", "--kpi", "escalation_rate"]
     events = pl.read_ndjson(ROOT / "sample_logs" / "events" / "events.jsonl")
-    per_version = dict(events.group_by("agent_version").agg(pl.col("conversation_id").n_unique())
-                       .iter_rows())
+    per_version = dict(
+        events.group_by("agent_version").agg(pl.col("conversation_id").n_unique()).iter_rows()
+    )
     code, out, err = cli(*args, "--format", "json")
     assert code == 0, err
     document = json.loads(out)
-    assert document["design"] == {"kind": "conditions", "label": OBSERVATIONAL_LABEL,
-                                  "randomized": False, "paired": False,
-                                  "caveat": OBSERVATIONAL_CAVEAT}
+    assert document["design"] == {
+        "kind": "conditions",
+        "label": OBSERVATIONAL_LABEL,
+        "randomized": False,
+        "paired": False,
+        "caveat": OBSERVATIONAL_CAVEAT,
+    }
     # counts for the reader, but no sample-ratio test: nothing was assigned at random
-    assert document["srm"] == {"checked": False, "reason": "observational design: the arms "
-                               "were not randomized", "treatment": per_version["v2"],
-                               "control": per_version["v1"]}
+    assert document["srm"] == {
+        "checked": False,
+        "reason": "observational design: the arms were not randomized",
+        "treatment": per_version["v2"],
+        "control": per_version["v1"],
+    }
     code, out, err = cli(*args, "--format", "markdown")
     assert code == 0, err
     assert out.startswith(f"# Comparison: {OBSERVATIONAL_LABEL}\n")
@@ -1127,12 +1144,21 @@ def test_arms_split_by_agent_version_are_observational_in_every_format(
 
 def test_declared_randomized_arms_get_the_srm_check(versions_spec: Path, tmp_path: Path) -> None:
     text = versions_spec.read_text(encoding="utf-8").replace(
-        "treatment: \"agent_version = 'v2'\"}", "treatment: \"agent_version = 'v2'\", "
-        "design: randomized, split: 0.5}")
+        "treatment: \"agent_version = 'v2'\"}",
+        "treatment: \"agent_version = 'v2'\", design: randomized, split: 0.5}",
+    )
     spec = tmp_path / "kpis.yaml"
     spec.write_text(text, encoding="utf-8")
-    code, out, err = cli(*BUNDLED[:-1], str(spec), "--baseline", "v2_vs_v1", "--kpi",
-                         "escalation_rate", "--format", "json")
+    code, out, err = cli(
+        *BUNDLED[:-1],
+        str(spec),
+        "--baseline",
+        "v2_vs_v1",
+        "--kpi",
+        "escalation_rate",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     document = json.loads(out)
     assert document["design"]["label"] == "randomized holdout (concurrent control)"
@@ -1243,11 +1269,13 @@ def assert_compare_agrees_with_compute(spec: Spec, by: tuple[str, ...]) -> pl.Da
             .table.filter(pl.col("breakdown").is_null())
             .select(*keys, "value", "n")
         )
-        compared = result.table.select(*keys, pl.col(f"{side}_value").alias("value"),
-                                       pl.col(f"{side}_n").alias("n"))
+        compared = result.table.select(
+            *keys, pl.col(f"{side}_value").alias("value"), pl.col(f"{side}_n").alias("n")
+        )
         assert set(compared["kpi"]) == set(computed["kpi"]) == set(spec.kpis)
-        joined = computed.join(compared, on=keys, how="full", nulls_equal=True, coalesce=True,
-                               suffix="_compare")
+        joined = computed.join(
+            compared, on=keys, how="full", nulls_equal=True, coalesce=True, suffix="_compare"
+        )
         assert joined.height == computed.height == compared.height, side
         for row in joined.iter_rows(named=True):
             where = (side, row["kpi"], row["grouping"], [row[d] for d in by])
@@ -1260,14 +1288,16 @@ def assert_compare_agrees_with_compute(spec: Spec, by: tuple[str, ...]) -> pl.Da
 
 
 @pytest.mark.parametrize("by", [(), ("channel",)])
-def test_compare_agrees_with_compute_on_the_default_spec(tmp_path: Path,
-                                                          by: tuple[str, ...]) -> None:
+def test_compare_agrees_with_compute_on_the_default_spec(
+    tmp_path: Path, by: tuple[str, ...]
+) -> None:
     assert_compare_agrees_with_compute(bundled_spec(tmp_path), by)
 
 
 @pytest.mark.parametrize("by", [(), ("channel",)])
-def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(tmp_path: Path,
-                                                               by: tuple[str, ...]) -> None:
+def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(
+    tmp_path: Path, by: tuple[str, ...]
+) -> None:
     spec = bundled_spec(tmp_path, ADVERSARIAL_KPIS)
     table = assert_compare_agrees_with_compute(spec, by)
     for row in table.iter_rows(named=True):
@@ -1277,7 +1307,11 @@ def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(tmp_path: Path,
             continue
         # never tested with a test that does not fit: no p-value, no interval, the reason
         assert (row["test"], row["status"], row["p_value"], row["delta"]) == (
-            "not_testable", "not_testable", None, None), row["kpi"]
+            "not_testable",
+            "not_testable",
+            None,
+            None,
+        ), row["kpi"]
         assert row["warnings"] == [f"not testable: {reason}"]
     overall = {r["kpi"]: r for r in table.filter(pl.col("grouping") == []).iter_rows(named=True)}
     assert overall["chat_csat"]["test"] == "welch_t"
@@ -1293,20 +1327,29 @@ def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(tmp_path: Path,
         ("COUNT(*) FILTER (WHERE escalated)", "ratio", None),
         ("2 * SUM(tokens) - COUNT(tokens)", "ratio", None),
         ("-TOTAL(cost_usd) FILTER (WHERE completed) / 2", "ratio", None),
-        ("SUM(DISTINCT tokens)", "other", "numerator: … DISTINCT … inside SUM/COUNT is not a "
-         "per-unit sum"),
-        ("SUM(tokens - AVG(tokens))", "other", "numerator: AVG(…) inside SUM/COUNT is not a "
-         "per-unit sum"),
+        (
+            "SUM(DISTINCT tokens)",
+            "other",
+            "numerator: … DISTINCT … inside SUM/COUNT is not a per-unit sum",
+        ),
+        (
+            "SUM(tokens - AVG(tokens))",
+            "other",
+            "numerator: AVG(…) inside SUM/COUNT is not a per-unit sum",
+        ),
         ("SUM(tokens) + 1", "other", "numerator: a constant is not a per-unit sum"),
-        ("CAST(SUM(tokens) AS INTEGER)", "other", "numerator: a cast of a sum to an integer is "
-         "not a per-unit sum"),
+        (
+            "CAST(SUM(tokens) AS INTEGER)",
+            "other",
+            "numerator: a cast of a sum to an integer is not a per-unit sum",
+        ),
         ("FIRST(tokens)", "other", "numerator: FIRST(…) is not a per-unit sum"),
     ],
 )
 def test_kpi_shape_reads_the_parsed_expression(
     tmp_path: Path, numerator: str, kind: str, reason: str | None
 ) -> None:
-    from kpictl.comparison import kpi_shape
+    from kpictl.comparison.run import kpi_shape
 
     extra = f"""
   probe:

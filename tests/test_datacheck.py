@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import run
-from kpictl.spec import load_spec
-from kpictl.sqlexpr import compared_literals, picked_column
+from kpictl.spec.model import load_spec
+from kpictl.sql.expr import compared_literals, picked_column
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -30,10 +30,13 @@ def kind_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("kind")
     events = pl.read_parquet(logs / "events")
     events.with_columns(pl.col("event").replace(RENAMED)).rename({"event": "kind"}).write_parquet(
-        out / "events.parquet")
+        out / "events.parquet"
+    )
     text = SPEC.read_text().replace(
         "      ts: {from: ts, type: timestamp}\n  tool_calls:",
-        "      ts: {from: ts, type: timestamp}\n      event: {from: kind}\n  tool_calls:", 1)
+        "      ts: {from: ts, type: timestamp}\n      event: {from: kind}\n  tool_calls:",
+        1,
+    )
     assert "event: {from: kind}" in text
     (out / "spec.yaml").write_text(text)
     return out
@@ -52,8 +55,10 @@ def _line(spec: Path, text: str) -> int:
         ("role IN ('agent', 'bot')", [("role", "agent"), ("role", "bot")]),
         ("role NOT IN ('agent')", [("role", "agent")]),
         ("COUNT(*) FILTER (WHERE event = 'reopen'\n  AND ts > resolved_at)", [("event", "reopen")]),
-        ("x = 'it''s = ''no''' AND y = 'a AND b = ''c'''",
-         [("x", "it's = 'no'"), ("y", "a AND b = 'c'")]),
+        (
+            "x = 'it''s = ''no''' AND y = 'a AND b = ''c'''",
+            [("x", "it's = 'no'"), ("y", "a AND b = 'c'")],
+        ),
         ("event\n=\n'x'\nOR\nkind = 'y'", [("event", "x"), ("kind", "y")]),
         ("ts > '2026-01-01'", []),  # an ordering, not a vocabulary
         ("LOWER(event) = 'x'", []),  # not a bare column
@@ -81,15 +86,31 @@ def test_picked_column(sql: str, expected: str | None) -> None:
     assert picked_column(sql) == expected
 
 
-def test_another_event_vocabulary_is_named_with_the_values_seen(kind_logs: Path,
-                                                                logs: Path) -> None:
+def test_another_event_vocabulary_is_named_with_the_values_seen(
+    kind_logs: Path, logs: Path
+) -> None:
     spec = kind_logs / "spec.yaml"
-    code, out, err = run("compute", str(kind_logs / "events.parquet"), "--source",
-                         f"tool_calls={logs / 'tool_calls'}", "-c", str(spec), "--format", "json",
-                         "--kpi", "task_completion_rate", "--kpi", "escalation_rate")
+    code, out, err = run(
+        "compute",
+        str(kind_logs / "events.parquet"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(spec),
+        "--format",
+        "json",
+        "--kpi",
+        "task_completion_rate",
+        "--kpi",
+        "escalation_rate",
+    )
     assert code == 0, err
-    counts = (pl.read_parquet(kind_logs / "events.parquet").get_column("kind").value_counts()
-              .sort(["count", "kind"], descending=[True, False]))
+    counts = (
+        pl.read_parquet(kind_logs / "events.parquet")
+        .get_column("kind")
+        .value_counts()
+        .sort(["count", "kind"], descending=[True, False])
+    )
     seen = ", ".join(f"{v!r} ({n:,})" for v, n in counts.iter_rows())
     assert seen.startswith("'message' (1,747), 'closed' (240)")  # the data, as written
     expected = [
@@ -110,28 +131,51 @@ def test_another_event_vocabulary_is_named_with_the_values_seen(kind_logs: Path,
 
 
 def test_matched_literals_give_no_note(logs: Path) -> None:
-    code, out, err = run("compute", str(logs / "events"), "--source",
-                         f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--format", "json")
+    code, out, err = run(
+        "compute",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--format",
+        "json",
+    )
     assert (code, err) == (0, "")
     assert json.loads(out)["notes"] == []
     assert all(r["reason"] is None for r in json.loads(out)["results"])
 
 
 def test_a_typo_in_where_is_named(logs: Path) -> None:
-    code, _, err = run("compute", str(logs / "events"), "--source",
-                       f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--kpi",
-                       "task_completion_rate", "--where", "channel = 'wbe'")
+    code, _, err = run(
+        "compute",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--kpi",
+        "task_completion_rate",
+        "--where",
+        "channel = 'wbe'",
+    )
     assert code == 0
-    channels = (pl.read_parquet(logs / "events").get_column("channel").value_counts()
-                .sort(["count", "channel"], descending=[True, False]))
+    channels = (
+        pl.read_parquet(logs / "events")
+        .get_column("channel")
+        .value_counts()
+        .sort(["count", "channel"], descending=[True, False])
+    )
     seen = ", ".join(f"{v!r} ({n:,})" for v, n in channels.iter_rows())
     as_of = pl.read_parquet(logs / "events").get_column("ts").max()
     assert isinstance(as_of, dt.datetime)
-    assert err == (f"kpictl: note: --where: no row of source 'events' has channel = "
-                   f"'wbe'; most frequent values: {seen} (did you mean 'web'?)\n"
-                   "kpictl: note: no conversations in the window (start – as-of "
-                   f"{as_of.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}) meet --where channel = 'wbe': "
-                   "every KPI is n = 0 with a null value\n")
+    assert err == (
+        f"kpictl: note: --where: no row of source 'events' has channel = "
+        f"'wbe'; most frequent values: {seen} (did you mean 'web'?)\n"
+        "kpictl: note: no conversations in the window (start – as-of "
+        f"{as_of.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}) meet --where channel = 'wbe': "
+        "every KPI is n = 0 with a null value\n"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,20 +196,33 @@ def sparse_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def sparse_args(sparse_logs: Path, logs: Path) -> list[str]:
-    return [str(sparse_logs / "events.parquet"), "--source",
-            f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    return [
+        str(sparse_logs / "events.parquet"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+    ]
 
 
-HUMAN = ["containment_rate", "containment_with_quality", "cost_per_successful_task",
-         "cost_per_task", "human_minutes_per_task"]
+HUMAN = [
+    "containment_rate",
+    "containment_with_quality",
+    "cost_per_successful_task",
+    "cost_per_task",
+    "human_minutes_per_task",
+]
 
 
 def test_kpis_on_a_missing_column_are_unavailable(sparse_logs: Path, logs: Path) -> None:
     code, out, err = run("compute", *sparse_args(sparse_logs, logs), "--format", "json")
     assert code == 0, err
     document = json.loads(out)
-    reasons = {r["kpi"]: (r["value"], r["reason"]) for r in document["results"]
-               if not r["cohort"] and "breakdown" not in r}
+    reasons = {
+        r["kpi"]: (r["value"], r["reason"])
+        for r in document["results"]
+        if not r["cohort"] and "breakdown" not in r
+    }
     unavailable = {k: v for k, v in reasons.items() if v[1] is not None}
     assert unavailable == {
         **{k: (None, "no `human_minutes` column in source 'events'") for k in HUMAN},
@@ -181,23 +238,45 @@ def test_kpis_on_a_missing_column_are_unavailable(sparse_logs: Path, logs: Path)
     ]
     assert document["notes"] == expected_notes
     # the others are the numbers of the full data: the missing columns do not touch them
-    code, full, _ = run("compute", str(logs / "events"), "--source",
-                        f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--format", "json",
-                        "--kpi", "task_completion_rate", "--kpi", "tokens_per_task")
+    code, full, _ = run(
+        "compute",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--format",
+        "json",
+        "--kpi",
+        "task_completion_rate",
+        "--kpi",
+        "tokens_per_task",
+    )
     values = {r["kpi"]: r["value"] for r in json.loads(full)["results"]}
     assert reasons["task_completion_rate"][0] == pytest.approx(values["task_completion_rate"])
     assert reasons["tokens_per_task"][0] == pytest.approx(values["tokens_per_task"])
 
 
 def test_unavailable_in_table_markdown_and_csv(sparse_logs: Path, logs: Path) -> None:
-    args = [*sparse_args(sparse_logs, logs), "--kpi", "repeat_contact_rate_7d", "--kpi",
-            "containment_rate"]
+    args = [
+        *sparse_args(sparse_logs, logs),
+        "--kpi",
+        "repeat_contact_rate_7d",
+        "--kpi",
+        "containment_rate",
+    ]
     code, out, _ = run("compute", *args, "--format", "markdown")
     assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith("| Came back within 7 days")
-            or line.startswith("| Handled without a human |")]  # the KPIs' labels
-    assert [r.split(" | ")[2] for r in rows] == ["unavailable (no `human_minutes` column)",
-                                                "unavailable (no `intent` column)"]
+    rows = [
+        line
+        for line in out.splitlines()
+        if line.startswith("| Came back within 7 days")
+        or line.startswith("| Handled without a human |")
+    ]  # the KPIs' labels
+    assert [r.split(" | ")[2] for r in rows] == [
+        "unavailable (no `human_minutes` column)",
+        "unavailable (no `intent` column)",
+    ]
     assert "0.00 %" not in out
     code, out, _ = run("compute", *args, "--format", "csv")
     records = list(csv.DictReader(io.StringIO(out)))
@@ -210,9 +289,18 @@ def test_unavailable_in_table_markdown_and_csv(sparse_logs: Path, logs: Path) ->
 
 
 def test_compare_never_says_ok_on_an_unavailable_kpi(sparse_logs: Path, logs: Path) -> None:
-    code, out, err = run("compare", *sparse_args(sparse_logs, logs), "--baseline", "holdout",
-                         "--kpi", "repeat_contact_rate_7d", "--kpi", "task_completion_rate",
-                         "--format", "json")
+    code, out, err = run(
+        "compare",
+        *sparse_args(sparse_logs, logs),
+        "--baseline",
+        "holdout",
+        "--kpi",
+        "repeat_contact_rate_7d",
+        "--kpi",
+        "task_completion_rate",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     document = json.loads(out)
     status = {r["kpi"]: r["status"] for r in document["results"]}
@@ -229,12 +317,16 @@ def test_the_scorecard_shows_unavailable(sparse_logs: Path, logs: Path) -> None:
     label = "Came back within 7 days with the same need"  # repeat_contact_rate_7d's label
     tiles, kpi_table = [li for li in out.splitlines() if li.startswith(f"| {label} |")]
     (trend,) = [li for li in out.splitlines() if li.startswith("| repeat_contact_rate_7d")]
-    assert tiles == (f"| {label} | unavailable (no `intent` column) | — | "
-                     "**unavailable** | support-ops@acme.example |")
+    assert tiles == (
+        f"| {label} | unavailable (no `intent` column) | — | "
+        "**unavailable** | support-ops@acme.example |"
+    )
     # n is compute's n on each arm (rows counted), the value unavailable
-    assert kpi_table.startswith(f"| {label} | — (n=4) | unavailable (no `intent` "
-                                "column) (n=64) | — | — | — | — | 2pp / 4pp / 8pp | "
-                                "**unavailable** |")
+    assert kpi_table.startswith(
+        f"| {label} | — (n=4) | unavailable (no `intent` "
+        "column) (n=64) | — | — | — | — | 2pp / 4pp / 8pp | "
+        "**unavailable** |"
+    )
     assert "%" not in trend
     assert "### repeat_contact_rate_7d" not in out  # no drill-down counted over nulls
 
@@ -247,8 +339,15 @@ STRICT = "kpictl: error: --strict: the data does not fit the spec ({}, see the n
 
 
 def test_strict_turns_the_notes_into_exit_2_after_the_output(kind_logs: Path, logs: Path) -> None:
-    args = [str(kind_logs / "events.parquet"), "--source", f"tool_calls={logs / 'tool_calls'}",
-            "-c", str(kind_logs / "spec.yaml"), "--kpi", "task_completion_rate"]
+    args = [
+        str(kind_logs / "events.parquet"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(kind_logs / "spec.yaml"),
+        "--kpi",
+        "task_completion_rate",
+    ]
     code, out, err = run("compute", *args, "--strict", "--format", "json")
     assert code == 2
     assert len(json.loads(out)["results"]) == 1  # the output is written first
@@ -260,8 +359,14 @@ def test_strict_turns_the_notes_into_exit_2_after_the_output(kind_logs: Path, lo
 
 
 def test_strict_on_data_that_fits_exits_0(logs: Path) -> None:
-    args = [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c",
-            str(SPEC), "--strict"]
+    args = [
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--strict",
+    ]
     for command in ("compute", "compare"):
         code, _, err = run(command, *args, "--kpi", "task_completion_rate")
         assert (code, err) == (0, ""), command
@@ -270,8 +375,9 @@ def test_strict_on_data_that_fits_exits_0(logs: Path) -> None:
 
 
 def test_strict_on_compare_and_report(sparse_logs: Path, logs: Path) -> None:
-    code, out, err = run("compare", *sparse_args(sparse_logs, logs), "--kpi",
-                         "repeat_contact_rate_7d", "--strict")
+    code, out, err = run(
+        "compare", *sparse_args(sparse_logs, logs), "--kpi", "repeat_contact_rate_7d", "--strict"
+    )
     assert code == 2 and "Came back within 7 days" in out  # the KPI's label
     assert err.splitlines()[-1] == STRICT.format("1 finding")
     code, out, err = run("report", *sparse_args(sparse_logs, logs), "--strict")
@@ -289,8 +395,8 @@ def armless_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _with_values(path: Path) -> str:
     """The columns of the loaded events that hold a value, in the source's order."""
-    from kpictl.sources import load_sources
-    from kpictl.spec import load_spec
+    from kpictl.engine.sources import load_sources
+    from kpictl.spec.model import load_spec
 
     frame = load_sources(load_spec(SPEC), {"events": [path]}, cache=False)["events"].collect()
     return ", ".join(c for c in frame.columns if frame.get_column(c).null_count() < frame.height)
@@ -299,9 +405,11 @@ def _with_values(path: Path) -> str:
 def test_a_baseline_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs: Path) -> None:
     events = armless_logs / "events.parquet"
     args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
-    expected = (f"kpictl: error: {SPEC}:{_line(SPEC, 'holdout:  {')}: baselines.holdout: no "
-                f"`arm` column in source 'events' (no row has a value); columns with values "
-                f"there: {_with_values(events)}\n")
+    expected = (
+        f"kpictl: error: {SPEC}:{_line(SPEC, 'holdout:  {')}: baselines.holdout: no "
+        f"`arm` column in source 'events' (no row has a value); columns with values "
+        f"there: {_with_values(events)}\n"
+    )
     for command in ("compare", "report"):
         code, out, err = run(command, *args, "--baseline", "holdout")
         assert (code, out, err) == (2, "", expected), command
@@ -309,12 +417,24 @@ def test_a_baseline_on_a_missing_column_is_a_usage_error(armless_logs: Path, log
 
 def test_a_cohort_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs: Path) -> None:
     events = armless_logs / "events.parquet"
-    args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC),
-            "--by", "channel"]
-    expected = ("kpictl: error: --by channel: no `channel` column in source 'events' (no row "
-                f"has a value); columns with values there: {_with_values(events)}\n")
-    for command in (["compute"], ["compare", "--baseline", "prior_4w"],
-                    ["report", "--baseline", "prior_4w"]):
+    args = [
+        str(events),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--by",
+        "channel",
+    ]
+    expected = (
+        "kpictl: error: --by channel: no `channel` column in source 'events' (no row "
+        f"has a value); columns with values there: {_with_values(events)}\n"
+    )
+    for command in (
+        ["compute"],
+        ["compare", "--baseline", "prior_4w"],
+        ["report", "--baseline", "prior_4w"],
+    ):
         code, out, err = run(*command, *args)
         assert (code, out, err) == (2, "", expected), command
 
@@ -323,12 +443,22 @@ def test_strict_counts_unknown_costs() -> None:
     """The chat fixture: 3 of its 5 assistant messages carry no usage (partially priced) and
     none reports cached tokens (no cache discount): two findings."""
     chat = ROOT / "tests" / "fixtures" / "chat"
-    code, out, err = run("compute", "-c", str(chat / "spec.yaml"), "--kpi", "cost_per_trial",
-                         "--format", "json", "--strict", "--no-cache")
+    code, out, err = run(
+        "compute",
+        "-c",
+        str(chat / "spec.yaml"),
+        "--kpi",
+        "cost_per_trial",
+        "--format",
+        "json",
+        "--strict",
+        "--no-cache",
+    )
     assert code == 2
     record = json.loads(out)["results"][0]
     assert record["reason"] is None and record["value"] == pytest.approx(
-        (0.0025 + 0.002 + 0.00125 + 0.001) / 3)  # the priced part, a lower bound
+        (0.0025 + 0.002 + 0.00125 + 0.001) / 3
+    )  # the priced part, a lower bound
     assert err.splitlines()[-1] == STRICT.format("2 findings")
 
 
@@ -338,8 +468,16 @@ def test_strict_counts_unknown_costs() -> None:
 
 
 def test_check_on_data_that_fits(logs: Path) -> None:
-    code, out, err = run("check", str(logs / "events"), "--source",
-                         f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC), "--format", "json")
+    code, out, err = run(
+        "check",
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+        "--format",
+        "json",
+    )
     assert (code, err) == (0, "")
     document = json.loads(out)
     events = pl.read_parquet(logs / "events")
@@ -347,21 +485,28 @@ def test_check_on_data_that_fits(logs: Path) -> None:
     con = duckdb.connect()
     con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{logs}/events/*.parquet')")
     con.execute(f"CREATE VIEW calls AS SELECT * FROM read_parquet('{logs}/tool_calls/*.parquet')")
-    duplicates = con.execute("SELECT COUNT(*) - (SELECT COUNT(*) FROM (SELECT DISTINCT "
-                         "conversation_id, ts, event FROM events)) FROM events").fetchone()[0]
-    orphans = con.execute("SELECT COUNT(*) FROM calls WHERE conversation_id NOT IN "
-                      "(SELECT conversation_id FROM events)").fetchone()[0]
+    duplicates = con.execute(
+        "SELECT COUNT(*) - (SELECT COUNT(*) FROM (SELECT DISTINCT "
+        "conversation_id, ts, event FROM events)) FROM events"
+    ).fetchone()[0]
+    orphans = con.execute(
+        "SELECT COUNT(*) FROM calls WHERE conversation_id NOT IN "
+        "(SELECT conversation_id FROM events)"
+    ).fetchone()[0]
     first, last = con.execute("SELECT MIN(ts), MAX(ts) FROM events").fetchone()
     source = document["sources"][0]
     assert (source["name"], source["rows"], source["duplicates"], source["orphans"]) == (
-        "events", events.height, duplicates, None)
+        "events",
+        events.height,
+        duplicates,
+        None,
+    )
     for found, expected in ((source["first"], first), (source["last"], last)):
         expected = expected.replace(tzinfo=dt.UTC) if expected.tzinfo is None else expected
         assert found == expected.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     assert source["columns"] == {"mapped": ["ts"], "unmapped": [], "empty": []}
     tools = document["sources"][1]
-    assert (tools["name"], tools["rows"], tools["orphans"]) == ("tool_calls", calls.height,
-                                                                 orphans)
+    assert (tools["name"], tools["rows"], tools["orphans"]) == ("tool_calls", calls.height, orphans)
     status_ok = calls.filter(pl.col("status") == "ok").height
     literal = next(li for li in document["literals"] if li["literal"] == "ok")
     assert (literal["column"], literal["rows"]) == ("status", status_ok)
@@ -371,17 +516,30 @@ def test_check_on_data_that_fits(logs: Path) -> None:
 
 
 def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
-        logs: Path, tmp_path: Path) -> None:
-    events = pl.read_parquet(logs / "events").drop("intent").with_columns(
-        pl.lit("x").alias("extra_field"), pl.lit(None, dtype=pl.String).alias("region"))
+    logs: Path, tmp_path: Path
+) -> None:
+    events = (
+        pl.read_parquet(logs / "events")
+        .drop("intent")
+        .with_columns(
+            pl.lit("x").alias("extra_field"), pl.lit(None, dtype=pl.String).alias("region")
+        )
+    )
     events = pl.concat([events, events.head(2)])  # two rows repeated
     calls = pl.read_parquet(logs / "tool_calls")
-    calls = pl.concat([calls, calls.head(3).with_columns(pl.lit("nobody").alias(
-        "conversation_id"))])  # three calls of no conversation
+    calls = pl.concat(
+        [calls, calls.head(3).with_columns(pl.lit("nobody").alias("conversation_id"))]
+    )  # three calls of no conversation
     events.write_parquet(tmp_path / "events.parquet")
     calls.write_parquet(tmp_path / "calls.parquet")
-    code, out, err = run("check", str(tmp_path / "events.parquet"), "--source",
-                         f"tool_calls={tmp_path / 'calls.parquet'}", "-c", str(SPEC))
+    code, out, err = run(
+        "check",
+        str(tmp_path / "events.parquet"),
+        "--source",
+        f"tool_calls={tmp_path / 'calls.parquet'}",
+        "-c",
+        str(SPEC),
+    )
     assert code == 2
     assert err == "kpictl: check: 3 findings: the data does not fit the spec\n"
     assert out.splitlines()[-4:] == [
@@ -393,8 +551,10 @@ def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
         "  - source 'tool_calls': 3 rows whose conversation_id is not in the primary source",
     ]
     lines = out.splitlines()
-    assert ("  repeat_contact_rate_7d: unavailable (no `intent` column): no `intent` column in "
-            "source 'events'") in lines
+    assert (
+        "  repeat_contact_rate_7d: unavailable (no `intent` column): no `intent` column in "
+        "source 'events'"
+    ) in lines
     assert lines[1:5] == [
         "  columns mapped by the spec: ts",
         "  columns neither mapped nor read: extra_field",
@@ -405,9 +565,16 @@ def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
 
 
 def test_check_names_literals_that_match_nothing(kind_logs: Path, logs: Path) -> None:
-    code, out, err = run("check", str(kind_logs / "events.parquet"), "--source",
-                         f"tool_calls={logs / 'tool_calls'}", "-c", str(kind_logs / "spec.yaml"),
-                         "--format", "json")
+    code, out, err = run(
+        "check",
+        str(kind_logs / "events.parquet"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "-c",
+        str(kind_logs / "spec.yaml"),
+        "--format",
+        "json",
+    )
     assert code == 2
     assert err == "kpictl: check: 4 findings: the data does not fit the spec\n"
     document = json.loads(out)
@@ -469,11 +636,19 @@ def two_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reply: dict = {"role": "assistant", "content": "Done."}
         if usage is not None:
             reply["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
-        return {"id": name, "model": model, "created_at": "2026-10-01T10:00:00Z",
-                "messages": [{"role": "user", "content": "Hi"}, reply]}
+        return {
+            "id": name,
+            "model": model,
+            "created_at": "2026-10-01T10:00:00Z",
+            "messages": [{"role": "user", "content": "Hi"}, reply],
+        }
 
-    chats = [chat("c1", "gpt-4o", (1000, 200)), chat("c2", "gpt-4o", (2000, 100)),
-             chat("c3", "my-finetune", (500, 50)), chat("c4", "my-finetune", None)]
+    chats = [
+        chat("c1", "gpt-4o", (1000, 200)),
+        chat("c2", "gpt-4o", (2000, 100)),
+        chat("c3", "my-finetune", (500, 50)),
+        chat("c4", "my-finetune", None),
+    ]
     (out / "runs.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
     (out / "spec.yaml").write_text(TWO_MODELS_SPEC)
     return out
@@ -502,48 +677,85 @@ def test_a_cohort_without_a_known_cost_is_unavailable_not_zero(two_models: Path)
     assert shown[("cost_per_trial", "gpt-4o")][:2] == (pytest.approx((C1 + C2) / 2), None)
     assert shown[("total_cost", None)][:2] == (pytest.approx(C1 + C2), None)  # a lower bound
     assert shown[("cost_per_trial", None)][:2] == (pytest.approx((C1 + C2) / 4), None)
-    code, out, _ = run("compute", "-c", spec, "--by", "model", "--kpi", "total_cost",
-                       "--no-cache")
+    code, out, _ = run("compute", "-c", spec, "--by", "model", "--kpi", "total_cost", "--no-cache")
     assert code == 0
-    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines()
-             if "model=my-finetune" in line]
-    assert cells == [["total_cost", "model=my-finetune", "unavailable (cost unknown)", "2", "",
-                      "unassigned"]]
+    cells = [
+        [c.strip() for c in line.split("│")[1:-1]]
+        for line in out.splitlines()
+        if "model=my-finetune" in line
+    ]
+    assert cells == [
+        ["total_cost", "model=my-finetune", "unavailable (cost unknown)", "2", "", "unassigned"]
+    ]
 
 
 @pytest.mark.parametrize("where", ["model = 'my-finetune'", "conversation_id = 'c4'"])
 def test_a_where_slice_without_a_known_cost_is_unavailable(two_models: Path, where: str) -> None:
-    code, out, _ = run("compute", "-c", str(two_models / "spec.yaml"), "--where", where,
-                       "--format", "json", "--no-cache")
+    code, out, _ = run(
+        "compute",
+        "-c",
+        str(two_models / "spec.yaml"),
+        "--where",
+        where,
+        "--format",
+        "json",
+        "--no-cache",
+    )
     assert code == 0
     rows = _results(out)
     reason = UNKNOWN if "model" in where else UNKNOWN.replace("one: 2", "one: 1")
     assert {k: (r["value"], r["reason"]) for k, r in rows.items()} == {
-        ("total_cost", None): (None, reason), ("cost_per_trial", None): (None, reason)}
+        ("total_cost", None): (None, reason),
+        ("cost_per_trial", None): (None, reason),
+    }
 
 
 def test_a_priced_where_slice_keeps_its_cost(two_models: Path) -> None:
-    code, out, _ = run("compute", "-c", str(two_models / "spec.yaml"), "--where",
-                       "conversation_id = 'c2'", "--format", "json", "--no-cache")
+    code, out, _ = run(
+        "compute",
+        "-c",
+        str(two_models / "spec.yaml"),
+        "--where",
+        "conversation_id = 'c2'",
+        "--format",
+        "json",
+        "--no-cache",
+    )
     assert code == 0
     rows = _results(out)
     assert (rows[("total_cost", None)]["value"], rows[("total_cost", None)]["reason"]) == (
-        pytest.approx(C2), None)
+        pytest.approx(C2),
+        None,
+    )
 
 
 def test_compare_shows_the_cohort_cost_unknown_as_compute(two_models: Path) -> None:
     """compare's current value is compute's: null, status unavailable, the reason as warning."""
     spec = str(two_models / "spec.yaml")
     runs = str(two_models / "runs.jsonl")
-    code, out, _ = run("compare", "-c", spec, runs, "--baseline", runs, "--by", "model",
-                       "--format", "json", "--no-cache")
+    code, out, _ = run(
+        "compare",
+        "-c",
+        spec,
+        runs,
+        "--baseline",
+        runs,
+        "--by",
+        "model",
+        "--format",
+        "json",
+        "--no-cache",
+    )
     assert code == 0
     compared = _results(out)
-    _, computed, _ = run("compute", "-c", spec, "--by", "model", "--format", "json",
-                         "--no-cache")
+    _, computed, _ = run("compute", "-c", spec, "--by", "model", "--format", "json", "--no-cache")
     for key, row in _results(computed).items():
         assert compared[key]["current"]["value"] == row["value"], key
     for kpi in ("total_cost", "cost_per_trial"):
         cell = compared[(kpi, "my-finetune")]
-        assert (cell["current"]["value"], cell["baseline"]["value"], cell["status"],
-                cell["warnings"]) == (None, None, "unavailable", [UNKNOWN])
+        assert (
+            cell["current"]["value"],
+            cell["baseline"]["value"],
+            cell["status"],
+            cell["warnings"],
+        ) == (None, None, "unavailable", [UNKNOWN])

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpictl.engine import ComputeOptions, compute, facts, run_compute
+from kpictl.engine.compute import ComputeOptions, compute, facts, run_compute
 from kpictl.errors import InputDataError, UsageError
-from kpictl.io import load_frames
-from kpictl.spec import Spec, load_spec
+from kpictl.io.read import load_frames
+from kpictl.spec.model import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
@@ -472,34 +472,39 @@ def test_repeat_contact_needs_a_known_same_intent(spec: Spec, intents, expected)
 
 def test_repeat_contact_with_tied_start_times(spec: Spec) -> None:
     """A and B start at the same instant, C a day later: both A and B are repeat contacts."""
-    ev = events_frame([
-        {"conversation_id": "A", "ts": at(0), "event": "message"},
-        {"conversation_id": "B", "ts": at(0), "event": "message"},
-        {"conversation_id": "C", "ts": at(24), "event": "message"},
-        {"conversation_id": "z", "ts": at(24 * 20), "event": "message", "user_id": "u9"},
-    ])
+    ev = events_frame(
+        [
+            {"conversation_id": "A", "ts": at(0), "event": "message"},
+            {"conversation_id": "B", "ts": at(0), "event": "message"},
+            {"conversation_id": "C", "ts": at(24), "event": "message"},
+            {"conversation_id": "z", "ts": at(24 * 20), "event": "message", "user_id": "u9"},
+        ]
+    )
     sources = load_frames({"events": ev, "tool_calls": tool_frame([])})
-    row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))[
-        "repeat_contact_rate_7d"]
+    row = values(compute(spec, sources, kpis=["repeat_contact_rate_7d"]))["repeat_contact_rate_7d"]
     assert (row["value"], row["n"]) == (2 / 3, 3)
 
 
 def test_attribute_missing_on_some_rows_is_not_a_variation(spec: Spec, tiny) -> None:
     ev, tc = tiny
     ev = ev.with_columns(
-        pl.when(pl.col("event") == "feedback").then(None).otherwise(pl.col("channel"))
-        .alias("channel"))
+        pl.when(pl.col("event") == "feedback")
+        .then(None)
+        .otherwise(pl.col("channel"))
+        .alias("channel")
+    )
     table = facts(spec, load_frames({"events": ev, "tool_calls": tc})).sort("conversation_id")
     assert table["channel"].to_list() == ["web", "chat", "web"]
 
 
 @pytest.fixture(scope="module")
 def sample_sources(shipped_spec: Spec):
-    from kpictl.sources import load_sources
+    from kpictl.engine.sources import load_sources
 
     root = ROOT / "sample_logs"
-    return load_sources(shipped_spec, {"events": [root / "events"],
-                                       "tool_calls": [root / "tool_calls"]})
+    return load_sources(
+        shipped_spec, {"events": [root / "events"], "tool_calls": [root / "tool_calls"]}
+    )
 
 
 @pytest.mark.parametrize(
@@ -507,20 +512,26 @@ def sample_sources(shipped_spec: Spec):
     [
         ComputeOptions(),
         ComputeOptions(kpis=("tool_call_success_rate", "agent_latency_p95"), by=("channel",)),
-        ComputeOptions(kpis=("tool_call_success_rate",), grain="week",
-                       since=dt.datetime(2026, 10, 8, tzinfo=dt.UTC)),
-        ComputeOptions(kpis=("agent_latency_p95", "escalation_rate"),
-                       where="channel = 'web'", by=("arm",)),
+        ComputeOptions(
+            kpis=("tool_call_success_rate",),
+            grain="week",
+            since=dt.datetime(2026, 10, 8, tzinfo=dt.UTC),
+        ),
+        ComputeOptions(
+            kpis=("agent_latency_p95", "escalation_rate"), where="channel = 'web'", by=("arm",)
+        ),
     ],
     ids=["all", "row-tables-by-channel", "grain-since", "where-on-attribute"],
 )
 def test_reading_only_used_columns_changes_no_number(
-    shipped_spec: Spec, sample_sources, options: ComputeOptions,
+    shipped_spec: Spec,
+    sample_sources,
+    options: ComputeOptions,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The run rolls up and looks up only the columns it reads; the same run with every
     column rolled up and looked up (`reads` None) gives the same table."""
-    from kpictl import engine
+    from kpictl.engine import compute as engine
 
     pruned = run_compute(shipped_spec, sample_sources, options).table
     monkeypatch.setattr(engine, "read_names", lambda *args, **kwargs: None)
@@ -568,24 +579,28 @@ def test_rollup_passes_by_hand(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(PASSES_SPEC)
     spec = load_spec(path)
-    ev = events_frame([
-        {"conversation_id": "a", "ts": at(0), "event": "message"},
-        {"conversation_id": "a", "ts": at(2), "event": "escalation", "escalation_reason": "x"},
-        {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "y"},
-        {"conversation_id": "a", "ts": at(3), "event": "resolution"},
-        {"conversation_id": "a", "ts": at(4), "event": "reopen"},
-        {"conversation_id": "a", "ts": at(2.5), "event": "reopen"},  # before the resolution
-        {"conversation_id": "b", "ts": at(10), "event": "message"},
-        {"conversation_id": "b", "ts": at(11), "event": "resolution"},
-        {"conversation_id": "c", "ts": at(20), "event": "message"},
-        {"conversation_id": "c", "ts": at(20), "event": "reopen"},  # c is never resolved
-    ])
-    tc = tool_frame([
-        {"conversation_id": "a", "ts": at(3.5), "status": "ok"},
-        {"conversation_id": "a", "ts": at(0.5), "status": "ok"},
-        {"conversation_id": "c", "ts": at(21), "status": "ok"},
-        {"conversation_id": "zz", "ts": at(1), "status": "ok"},  # no events: not a key
-    ])
+    ev = events_frame(
+        [
+            {"conversation_id": "a", "ts": at(0), "event": "message"},
+            {"conversation_id": "a", "ts": at(2), "event": "escalation", "escalation_reason": "x"},
+            {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "y"},
+            {"conversation_id": "a", "ts": at(3), "event": "resolution"},
+            {"conversation_id": "a", "ts": at(4), "event": "reopen"},
+            {"conversation_id": "a", "ts": at(2.5), "event": "reopen"},  # before the resolution
+            {"conversation_id": "b", "ts": at(10), "event": "message"},
+            {"conversation_id": "b", "ts": at(11), "event": "resolution"},
+            {"conversation_id": "c", "ts": at(20), "event": "message"},
+            {"conversation_id": "c", "ts": at(20), "event": "reopen"},  # c is never resolved
+        ]
+    )
+    tc = tool_frame(
+        [
+            {"conversation_id": "a", "ts": at(3.5), "status": "ok"},
+            {"conversation_id": "a", "ts": at(0.5), "status": "ok"},
+            {"conversation_id": "c", "ts": at(21), "status": "ok"},
+            {"conversation_id": "zz", "ts": at(1), "status": "ok"},  # no events: not a key
+        ]
+    )
     table = facts(spec, load_frames({"events": ev, "tool_calls": tc})).sort("conversation_id")
     assert table["conversation_id"].to_list() == ["a", "b", "c"]
     assert table["first_escalation_s"].to_list() == [3600.0, None, None]
@@ -599,26 +614,39 @@ def test_first_and_last_take_file_order_among_equal_times(tmp_path: Path) -> Non
     order (FIRST takes the first of them, LAST the last); the file order of rows with
     different times does not matter."""
     path = tmp_path / "spec.yaml"
-    path.write_text(PASSES_SPEC.replace(
-        "        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')\n",
-        "        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')\n"
-        "        first_reason: FIRST(escalation_reason) FILTER (WHERE event = 'escalation')\n"))
+    path.write_text(
+        PASSES_SPEC.replace(
+            "        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')\n",
+            "        last_reason: LAST(escalation_reason) FILTER (WHERE event = 'escalation')\n"
+            "        first_reason: FIRST(escalation_reason) FILTER (WHERE event = 'escalation')\n",
+        )
+    )
     spec = load_spec(path)
     many = [  # enough rows that polars works in several chunks
-        {"conversation_id": f"m{i}", "ts": at(i % 50), "event": "message"} for i in range(3000)]
-    ev = events_frame([
-        {"conversation_id": "a", "ts": at(5), "event": "escalation", "escalation_reason": "late"},
-        *many[:1500],
-        {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "p"},
-        {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "q"},
-        {"conversation_id": "a", "ts": at(0), "event": "message"},
-        *many[1500:],
-        {"conversation_id": "b", "ts": at(2), "event": "escalation", "escalation_reason": "r"},
-        {"conversation_id": "b", "ts": at(2), "event": "escalation", "escalation_reason": "s"},
-        {"conversation_id": "b", "ts": at(0), "event": "message"},
-    ])
+        {"conversation_id": f"m{i}", "ts": at(i % 50), "event": "message"} for i in range(3000)
+    ]
+    ev = events_frame(
+        [
+            {
+                "conversation_id": "a",
+                "ts": at(5),
+                "event": "escalation",
+                "escalation_reason": "late",
+            },
+            *many[:1500],
+            {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "p"},
+            {"conversation_id": "a", "ts": at(1), "event": "escalation", "escalation_reason": "q"},
+            {"conversation_id": "a", "ts": at(0), "event": "message"},
+            *many[1500:],
+            {"conversation_id": "b", "ts": at(2), "event": "escalation", "escalation_reason": "r"},
+            {"conversation_id": "b", "ts": at(2), "event": "escalation", "escalation_reason": "s"},
+            {"conversation_id": "b", "ts": at(0), "event": "message"},
+        ]
+    )
     table = facts(spec, load_frames({"events": ev, "tool_calls": tool_frame([])}))
-    rows = {r["conversation_id"]: r for r in table.filter(
-        pl.col("conversation_id").is_in(["a", "b"])).to_dicts()}
+    rows = {
+        r["conversation_id"]: r
+        for r in table.filter(pl.col("conversation_id").is_in(["a", "b"])).to_dicts()
+    }
     assert (rows["a"]["first_reason"], rows["a"]["last_reason"]) == ("p", "late")
     assert (rows["b"]["first_reason"], rows["b"]["last_reason"]) == ("r", "s")

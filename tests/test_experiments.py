@@ -20,19 +20,19 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.comparison import (
+from kpictl.comparison.run import (
     Cell,
     CompareOptions,
     heterogeneity_notes,
     heterogeneity_tests,
     run_compare,
 )
-from kpictl.engine import facts
+from kpictl.engine.compute import facts
+from kpictl.engine.sources import load_sources
 from kpictl.errors import SpecError
-from kpictl.io import Sources
+from kpictl.io.read import Sources
 from kpictl.sample import write_sample
-from kpictl.sources import load_sources
-from kpictl.spec import Spec, load_spec
+from kpictl.spec.model import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -41,9 +41,13 @@ runner = CliRunner()
 
 
 def row(table: pl.DataFrame, kpi: str, **cohort: str) -> dict[str, Any]:
-    rows = [r for r in table.iter_rows(named=True)
-            if r["kpi"] == kpi and sorted(r["grouping"]) == sorted(cohort)
-            and all(r[k] == v for k, v in cohort.items())]
+    rows = [
+        r
+        for r in table.iter_rows(named=True)
+        if r["kpi"] == kpi
+        and sorted(r["grouping"]) == sorted(cohort)
+        and all(r[k] == v for k, v in cohort.items())
+    ]
     assert len(rows) == 1, (kpi, cohort, len(rows))
     return rows[0]
 
@@ -53,8 +57,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Spec, Sources, pl.
     folder = tmp_path_factory.mktemp("experiments")
     write_sample(folder, conversations=1500, seed=7, fmt="parquet")
     spec = load_spec(SPEC)
-    sources = load_sources(spec, {"events": [folder / "events"],
-                                  "tool_calls": [folder / "tool_calls"]})
+    sources = load_sources(
+        spec, {"events": [folder / "events"], "tool_calls": [folder / "tool_calls"]}
+    )
     events = pl.read_parquet(folder / "events" / "events.parquet")
     return spec, sources, events
 
@@ -79,11 +84,17 @@ def mixture_p(z: float, n: float, n_star: float = 5000.0, alpha: float = ALPHA) 
 
 def test_sequential_tokens_per_task_by_hand(sample: tuple[Spec, Sources, pl.DataFrame]) -> None:
     spec, sources, events = sample
-    result = run_compare(spec, sources, CompareOptions(baseline="holdout", sequential=True,
-                                                       kpis=("tokens_per_task",)))
+    result = run_compare(
+        spec,
+        sources,
+        CompareOptions(baseline="holdout", sequential=True, kpis=("tokens_per_task",)),
+    )
     per_conv = events.group_by("conversation_id").agg(
         (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
-        .cast(pl.Float64).alias("tokens"), pl.col("arm").drop_nulls().first())
+        .cast(pl.Float64)
+        .alias("tokens"),
+        pl.col("arm").drop_nulls().first(),
+    )
     base = per_conv.filter(pl.col("arm") == "holdout")["tokens"].to_numpy()
     cur = per_conv.filter(pl.col("arm") == "treatment")["tokens"].to_numpy()
     delta = cur.mean() - base.mean()
@@ -93,14 +104,18 @@ def test_sequential_tokens_per_task_by_hand(sample: tuple[Spec, Sources, pl.Data
     r = row(result.table, "tokens_per_task")
     assert r["test"] == "welch_t+sequential"
     assert r["delta"] == pytest.approx(delta, rel=1e-9)
-    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(delta - half, rel=1e-9),
-                                                 pytest.approx(delta + half, rel=1e-9))
+    assert (r["delta_low"], r["delta_high"]) == (
+        pytest.approx(delta - half, rel=1e-9),
+        pytest.approx(delta + half, rel=1e-9),
+    )
     assert r["p_value"] == pytest.approx(mixture_p(delta / se, n), rel=1e-9)
     # wider than the fixed-horizon Welch CI
     fixed = sps.ttest_ind(cur, base, equal_var=False).confidence_interval(0.95)
     assert r["delta_high"] - r["delta_low"] > fixed.high - fixed.low
-    assert result.design.label == ("randomized holdout (concurrent control); sequential: "
-                                   "always-valid CIs and p-values (N* = 5000), valid at every look")
+    assert result.design.label == (
+        "randomized holdout (concurrent control); sequential: "
+        "always-valid CIs and p-values (N* = 5000), valid at every look"
+    )
 
 
 def test_sequential_false_positive_rate_under_daily_peeking() -> None:
@@ -119,7 +134,8 @@ def test_sequential_false_positive_rate_under_daily_peeking() -> None:
             xa, xb = a[:k], b[:k]
             comparison = stats.compare_summaries(
                 stats.mean_summary(k, float(xa.sum()), float(xa @ xa)),
-                stats.mean_summary(k, float(xb.sum()), float(xb @ xb)))
+                stats.mean_summary(k, float(xb.sum()), float(xb @ xb)),
+            )
             assert comparison.p_value is not None
             fixed_hit |= comparison.p_value < ALPHA
             sequential = stats.sequential_comparison(comparison, 2 * k)
@@ -137,17 +153,33 @@ def cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-BUNDLED = [str(ROOT / "sample_logs" / "events"), "--source",
-           f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}", "-c", str(SPEC),
-           "--baseline", "holdout"]
+BUNDLED = [
+    str(ROOT / "sample_logs" / "events"),
+    "--source",
+    f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}",
+    "-c",
+    str(SPEC),
+    "--baseline",
+    "holdout",
+]
 
 
 def test_cli_sequential_markdown_header_and_bad_n_star() -> None:
-    code, out, err = cli(*BUNDLED, "--sequential", "--n-star", "2000", "--kpi",
-                         "task_completion_rate", "--format", "markdown")
+    code, out, err = cli(
+        *BUNDLED,
+        "--sequential",
+        "--n-star",
+        "2000",
+        "--kpi",
+        "task_completion_rate",
+        "--format",
+        "markdown",
+    )
     assert code == 0, err
-    assert out.startswith("# Comparison: randomized holdout (concurrent control); sequential: "
-                          "always-valid CIs and p-values (N* = 2000), valid at every look\n")
+    assert out.startswith(
+        "# Comparison: randomized holdout (concurrent control); sequential: "
+        "always-valid CIs and p-values (N* = 2000), valid at every look\n"
+    )
     assert "+sequential" in out
     code, _, err = cli(*BUNDLED, "--sequential", "--n-star", "0")
     assert code == 2
@@ -160,8 +192,9 @@ def test_cli_sequential_markdown_header_and_bad_n_star() -> None:
 
 
 def cuped_sums(y: np.ndarray, w: np.ndarray) -> stats.CupedSums:
-    return stats.CupedSums(y.size, float(y.sum()), float(y @ y), float(w.sum()), float(w @ w),
-                           float(y @ w))
+    return stats.CupedSums(
+        y.size, float(y.sum()), float(y @ y), float(w.sum()), float(w @ w), float(y @ w)
+    )
 
 
 def test_cuped_is_ancova_on_a_tiny_dataset() -> None:
@@ -179,11 +212,13 @@ def test_cuped_is_ancova_on_a_tiny_dataset() -> None:
     ols = sm.OLS(np.r_[y_a, y_b], design).fit()
     assert comparison.test == "cuped" and comparison.absolute is not None
     assert stats.cuped_theta(cuped_sums(y_a, w_a), cuped_sums(y_b, w_b)) == pytest.approx(
-        ols.params[2], rel=1e-12)
+        ols.params[2], rel=1e-12
+    )
     assert comparison.absolute.estimate == pytest.approx(ols.params[1], rel=1e-12)
     n = 6
     assert comparison.absolute.se == pytest.approx(
-        ols.bse[1] * math.sqrt((2 * n - 3) / (2 * (n - 1))), rel=1e-12)
+        ols.bse[1] * math.sqrt((2 * n - 3) / (2 * (n - 1))), rel=1e-12
+    )
 
 
 def test_cuped_coverage_and_variance_reduction_by_simulation() -> None:
@@ -208,44 +243,57 @@ def test_cuped_coverage_and_variance_reduction_by_simulation() -> None:
     assert float(np.mean(removed)) == pytest.approx(0.64, abs=0.03)
 
 
-CUPED_ATTRIBUTE = ("attributes: [channel, intent, customer_tier, region, agent_version, arm, "
-                   "user_id]")
+CUPED_ATTRIBUTE = (
+    "attributes: [channel, intent, customer_tier, region, agent_version, arm, user_id]"
+)
 
 
 @pytest.fixture(scope="module")
-def cuped_sample(tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[Spec, Sources, pl.DataFrame]:
+def cuped_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Spec, Sources, pl.DataFrame]:
     """The sample plus `pre_tokens` per conversation (generated here, not by `kpictl sample`):
     0.7 × its tokens + noise, missing for every 10th conversation."""
     folder = tmp_path_factory.mktemp("cuped")
     write_sample(folder, conversations=1500, seed=7, fmt="parquet")
     events = pl.read_parquet(folder / "events" / "events.parquet")
-    per_conv = events.group_by("conversation_id").agg(
-        (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
-        .cast(pl.Float64).alias("tokens"), pl.col("arm").drop_nulls().first()
-    ).sort("conversation_id")
+    per_conv = (
+        events.group_by("conversation_id")
+        .agg(
+            (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
+            .cast(pl.Float64)
+            .alias("tokens"),
+            pl.col("arm").drop_nulls().first(),
+        )
+        .sort("conversation_id")
+    )
     rng = np.random.default_rng(3)
     pre = 0.7 * per_conv["tokens"].to_numpy() + rng.normal(0, 300, per_conv.height)
     pre[::10] = np.nan
     per_conv = per_conv.with_columns(pl.Series("pre_tokens", pre).fill_nan(None))
-    events.join(per_conv.select("conversation_id", "pre_tokens"), on="conversation_id",
-                how="left").write_parquet(folder / "events" / "events.parquet")
+    events.join(
+        per_conv.select("conversation_id", "pre_tokens"), on="conversation_id", how="left"
+    ).write_parquet(folder / "events" / "events.parquet")
     text = SPEC.read_text().replace(CUPED_ATTRIBUTE, CUPED_ATTRIBUTE[:-1] + ", pre_tokens]")
     spec_path = folder / "spec.yaml"
     spec_path.write_text(text)
     spec = load_spec(spec_path)
-    sources = load_sources(spec, {"events": [folder / "events"],
-                                  "tool_calls": [folder / "tool_calls"]})
+    sources = load_sources(
+        spec, {"events": [folder / "events"], "tool_calls": [folder / "tool_calls"]}
+    )
     return spec, sources, per_conv
 
 
 def test_cuped_tokens_per_task_against_numpy(
-        cuped_sample: tuple[Spec, Sources, pl.DataFrame]) -> None:
+    cuped_sample: tuple[Spec, Sources, pl.DataFrame],
+) -> None:
     spec, sources, per_conv = cuped_sample
-    plain = run_compare(spec, sources, CompareOptions(baseline="holdout",
-                                                      kpis=("tokens_per_task",)))
-    result = run_compare(spec, sources, CompareOptions(baseline="holdout", cuped="pre_tokens",
-                                                       kpis=("tokens_per_task",)))
+    plain = run_compare(
+        spec, sources, CompareOptions(baseline="holdout", kpis=("tokens_per_task",))
+    )
+    result = run_compare(
+        spec,
+        sources,
+        CompareOptions(baseline="holdout", cuped="pre_tokens", kpis=("tokens_per_task",)),
+    )
     w_all = per_conv["pre_tokens"].to_numpy().astype(float)
     fill = np.nanmean(w_all)
     arms = {}
@@ -265,33 +313,47 @@ def test_cuped_tokens_per_task_against_numpy(
     assert r["test"] == "cuped_welch_t"
     assert r["cuped_theta"] == pytest.approx(theta, rel=1e-9)
     assert r["delta"] == pytest.approx(delta, rel=1e-9)
-    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(ci.low, rel=1e-8),
-                                                 pytest.approx(ci.high, rel=1e-8))
+    assert (r["delta_low"], r["delta_high"]) == (
+        pytest.approx(ci.low, rel=1e-8),
+        pytest.approx(ci.high, rel=1e-8),
+    )
     assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-7)
-    plain_var = (arms["treatment"][0].var(ddof=1) / arms["treatment"][0].size
-                 + arms["holdout"][0].var(ddof=1) / arms["holdout"][0].size)
-    cuped_var = (adj["treatment"].var(ddof=1) / adj["treatment"].size
-                 + adj["holdout"].var(ddof=1) / adj["holdout"].size)
+    plain_var = (
+        arms["treatment"][0].var(ddof=1) / arms["treatment"][0].size
+        + arms["holdout"][0].var(ddof=1) / arms["holdout"][0].size
+    )
+    cuped_var = (
+        adj["treatment"].var(ddof=1) / adj["treatment"].size
+        + adj["holdout"].var(ddof=1) / adj["holdout"].size
+    )
     removed = 1 - cuped_var / plain_var
     assert r["variance_reduction"] == pytest.approx(removed, rel=1e-9)
     assert removed > 0.3
     assert r["delta_high"] - r["delta_low"] < p["delta_high"] - p["delta_low"]
     missing = int(per_conv["pre_tokens"].is_null().sum())
-    assert f"{missing} units without pre_tokens: set to the pooled mean {fill:.4g} (kept, not " \
-           "adjusted)" in r["warnings"]
-    assert (f"CUPED on pre_tokens: θ = {theta:.4g}, {100 * removed:.1f} % of the variance "
-            f"removed (CI {100 * (1 - math.sqrt(1 - removed)):.1f} % narrower)") in r["warnings"]
-    assert result.notes[-1] == ("--cuped pre_tokens: per-unit means and proportions are "
-                                "adjusted (test cuped_…); ratio, percentile and formula KPIs "
-                                "are not")
+    assert (
+        f"{missing} units without pre_tokens: set to the pooled mean {fill:.4g} (kept, not "
+        "adjusted)" in r["warnings"]
+    )
+    assert (
+        f"CUPED on pre_tokens: θ = {theta:.4g}, {100 * removed:.1f} % of the variance "
+        f"removed (CI {100 * (1 - math.sqrt(1 - removed)):.1f} % narrower)"
+    ) in r["warnings"]
+    assert result.notes[-1] == (
+        "--cuped pre_tokens: per-unit means and proportions are "
+        "adjusted (test cuped_…); ratio, percentile and formula KPIs "
+        "are not"
+    )
 
 
 def test_cli_cuped_unknown_column() -> None:
     code, _, err = cli(*BUNDLED, "--cuped", "pre_tokenz")
     assert code == 2
-    assert ("kpictl: error: --cuped pre_tokenz: not a column of the unit table 'conversations' "
-            "(did you mean 'tokens'?); declare the "
-            "pre-period value as an attribute (or derive) there") in err
+    assert (
+        "kpictl: error: --cuped pre_tokenz: not a column of the unit table 'conversations' "
+        "(did you mean 'tokens'?); declare the "
+        "pre-period value as an attribute (or derive) there"
+    ) in err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,15 +362,23 @@ def test_cli_cuped_unknown_column() -> None:
 
 
 def test_heterogeneity_q_on_tokens_by_tier_against_hand_and_scipy(
-        sample: tuple[Spec, Sources, pl.DataFrame]) -> None:
+    sample: tuple[Spec, Sources, pl.DataFrame],
+) -> None:
     spec, sources, events = sample
-    result = run_compare(spec, sources, CompareOptions(
-        baseline="holdout", by=("customer_tier",), heterogeneity=True,
-        kpis=("tokens_per_task",)))
+    result = run_compare(
+        spec,
+        sources,
+        CompareOptions(
+            baseline="holdout", by=("customer_tier",), heterogeneity=True, kpis=("tokens_per_task",)
+        ),
+    )
     per_conv = events.group_by("conversation_id").agg(
         (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
-        .cast(pl.Float64).alias("tokens"), pl.col("arm").drop_nulls().first(),
-        pl.col("customer_tier").drop_nulls().first())
+        .cast(pl.Float64)
+        .alias("tokens"),
+        pl.col("arm").drop_nulls().first(),
+        pl.col("customer_tier").drop_nulls().first(),
+    )
     deltas, ses, ps = [], [], []
     tiers = sorted(per_conv["customer_tier"].unique().to_list())
     for tier in tiers:
@@ -344,8 +414,12 @@ def test_heterogeneity_flags_a_group_worse_while_better_overall() -> None:
         comparison = stats.Comparison("proportion_t", 0.5, 0.5 + delta, interval, None, p, None)
         return Cell(kpi, cohort, tuple(cohort), comparison, 500, 500, 0, 0)
 
-    cells = [cell({}, 0.05, 0.015, 0.001), cell({"tier": "a"}, 0.08, 0.01, 1e-6),
-             cell({"tier": "b"}, -0.03, 0.02, 0.13), cell({"tier": "c"}, 0.06, 0.03, 0.046)]
+    cells = [
+        cell({}, 0.05, 0.015, 0.001),
+        cell({"tier": "a"}, 0.08, 0.01, 1e-6),
+        cell({"tier": "b"}, -0.03, 0.02, 0.13),
+        cell({"tier": "c"}, 0.06, 0.03, 0.046),
+    ]
     (test,) = heterogeneity_tests(cells, CompareOptions(by=("tier",), heterogeneity=True))
     w = np.array([1 / 0.01**2, 1 / 0.02**2, 1 / 0.03**2])
     d = np.array([0.08, -0.03, 0.06])
@@ -360,7 +434,8 @@ def test_heterogeneity_flags_a_group_worse_while_better_overall() -> None:
         f"task_completion_rate: the effect differs across tier (Cochran's Q = {q:.4g}, df = 2, "
         f"p = {sps.chi2.sf(q, 2):.4g})",
         "task_completion_rate: worse than the baseline for tier=b (Δ -0.03, Holm p = 0.13) "
-        "while better overall (Δ +0.05)"]
+        "while better overall (Δ +0.05)",
+    ]
     # not better overall when the overall effect is not significant: nothing flagged
     cells[0] = cell({}, 0.05, 0.03, 0.09)
     (test,) = heterogeneity_tests(cells, CompareOptions(by=("tier",), heterogeneity=True))
@@ -374,18 +449,29 @@ def test_cli_heterogeneity_needs_by() -> None:
 
 
 def test_cli_heterogeneity_json_and_table() -> None:
-    code, out, err = cli(*BUNDLED, "--by", "customer_tier", "--heterogeneity", "--kpi",
-                         "escalation_rate", "--format", "json")
+    code, out, err = cli(
+        *BUNDLED,
+        "--by",
+        "customer_tier",
+        "--heterogeneity",
+        "--kpi",
+        "escalation_rate",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     document = json.loads(out)
     (test,) = document["heterogeneity"]
     assert test["kpi"] == "escalation_rate" and test["test"] == "cochran_q"
     assert [g["group"] for g in test["groups"]] == ["enterprise", "free", "pro"]
-    code, out, err = cli(*BUNDLED, "--by", "customer_tier", "--heterogeneity", "--kpi",
-                         "escalation_rate")
+    code, out, err = cli(
+        *BUNDLED, "--by", "customer_tier", "--heterogeneity", "--kpi", "escalation_rate"
+    )
     assert code == 0, err
-    assert (f"Heterogeneity: escalation_rate across customer_tier: Cochran's Q = "
-            f"{test['q']:.4g}, df = 2, p = ") in out
+    assert (
+        f"Heterogeneity: escalation_rate across customer_tier: Cochran's Q = "
+        f"{test['q']:.4g}, df = 2, p = "
+    ) in out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,13 +488,16 @@ def spec_with(tmp_path: Path, fairness: str) -> Path:
 
 def test_fairness_section_problems_are_located(tmp_path: Path) -> None:
     lines = len(SPEC.read_text().splitlines())
-    path = spec_with(tmp_path, "fairness:\n"
-                     "  customer_tier:\n"
-                     "    task_completion_rate: {max_gap: 10%}\n"
-                     "    completion_rate: {max_gap: 5pp}\n"
-                     "    escalation_rate: {gap: 5pp}\n"
-                     "  tierz:\n"
-                     "    task_completion_rate: {max_gap: 5pp}\n")
+    path = spec_with(
+        tmp_path,
+        "fairness:\n"
+        "  customer_tier:\n"
+        "    task_completion_rate: {max_gap: 10%}\n"
+        "    completion_rate: {max_gap: 5pp}\n"
+        "    escalation_rate: {gap: 5pp}\n"
+        "  tierz:\n"
+        "    task_completion_rate: {max_gap: 5pp}\n",
+    )
     with pytest.raises(SpecError) as caught:
         load_spec(path)
     assert [str(p) for p in caught.value.problems] == [
@@ -426,16 +515,21 @@ def test_fairness_section_problems_are_located(tmp_path: Path) -> None:
 def test_fairness_gap_against_hand_computation(tmp_path: Path) -> None:
     """Current-arm task completion by customer tier, tiers with ≥ min_sample (200) units; the
     gap is highest − lowest, a finding when above max_gap."""
-    path = spec_with(tmp_path, "fairness:\n  customer_tier:\n"
-                     "    task_completion_rate: {max_gap: 3pp}\n")
+    path = spec_with(
+        tmp_path, "fairness:\n  customer_tier:\n    task_completion_rate: {max_gap: 3pp}\n"
+    )
     spec = load_spec(path)
     sources = load_sources(spec, {})
-    result = run_compare(spec, sources, CompareOptions(baseline="holdout",
-                                                       kpis=("task_completion_rate",)))
+    result = run_compare(
+        spec, sources, CompareOptions(baseline="holdout", kpis=("task_completion_rate",))
+    )
     conversations = facts(spec, sources).filter(pl.col("settled") & (pl.col("arm") == "treatment"))
-    rates = (conversations.group_by("customer_tier")
-             .agg(pl.col("completed").mean().alias("rate"), pl.len().alias("n"))
-             .filter(pl.col("n") >= 200).sort("rate"))
+    rates = (
+        conversations.group_by("customer_tier")
+        .agg(pl.col("completed").mean().alias("rate"), pl.len().alias("n"))
+        .filter(pl.col("n") >= 200)
+        .sort("rate")
+    )
     low, high = rates.row(0, named=True), rates.row(-1, named=True)
     gap = high["rate"] - low["rate"]
     assert gap > 0.03
@@ -443,32 +537,45 @@ def test_fairness_gap_against_hand_computation(tmp_path: Path) -> None:
     assert finding.breached and finding.gap == pytest.approx(gap, rel=1e-12)
     assert finding.low == (low["customer_tier"], pytest.approx(low["rate"], rel=1e-12))
     assert finding.high == (high["customer_tier"], pytest.approx(high["rate"], rel=1e-12))
-    note = (f"fairness: task_completion_rate gap across customer_tier is {100 * gap:.1f} pp "
-            f"({low['customer_tier']} {100 * low['rate']:.1f} % vs {high['customer_tier']} "
-            f"{100 * high['rate']:.1f} %), ABOVE max_gap 3pp")
+    note = (
+        f"fairness: task_completion_rate gap across customer_tier is {100 * gap:.1f} pp "
+        f"({low['customer_tier']} {100 * low['rate']:.1f} % vs {high['customer_tier']} "
+        f"{100 * high['rate']:.1f} %), ABOVE max_gap 3pp"
+    )
     assert note in result.notes
     # the groups are compared without --by, but stay out of the table and the Holm family
-    plain = run_compare(spec, sources, CompareOptions(baseline="holdout",
-                                                      kpis=("task_completion_rate",)))
+    plain = run_compare(
+        spec, sources, CompareOptions(baseline="holdout", kpis=("task_completion_rate",))
+    )
     assert result.table.height == 1
     assert result.table["p_adjusted"].to_list() == plain.table["p_adjusted"].to_list()
     (interaction,) = result.heterogeneity  # and get the interaction test
     assert (interaction.kpi, interaction.dimension) == ("task_completion_rate", "customer_tier")
-    code, out, err = cli("-c", str(path), "--baseline", "holdout", "--kpi",
-                         "task_completion_rate", "--format", "markdown")
+    code, out, err = cli(
+        "-c",
+        str(path),
+        "--baseline",
+        "holdout",
+        "--kpi",
+        "task_completion_rate",
+        "--format",
+        "markdown",
+    )
     assert code == 0, err
     assert f"## Fairness\n\n- {note}\n" in out
 
 
 def test_report_has_a_fairness_section(tmp_path: Path) -> None:
-    path = spec_with(tmp_path, "fairness:\n  customer_tier:\n"
-                     "    task_completion_rate: {max_gap: 3pp}\n")
+    path = spec_with(
+        tmp_path, "fairness:\n  customer_tier:\n    task_completion_rate: {max_gap: 3pp}\n"
+    )
     out = tmp_path / "report.md"
-    result = runner.invoke(app, ["report", "-c", str(path), "--baseline", "holdout", "-o",
-                                 str(out)])
+    result = runner.invoke(
+        app, ["report", "-c", str(path), "--baseline", "holdout", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.stderr
     text = out.read_text()
-    section = text[text.index("## Fairness across groups"):text.index("## ROI")]
+    section = text[text.index("## Fairness across groups") : text.index("## ROI")]
     assert "ABOVE max_gap 3pp" in section
     assert "task_completion_rate across customer_tier: Cochran's Q = " in section
 
@@ -515,9 +622,15 @@ def write_trials(folder: Path, outcomes: dict[str, list[int]]) -> Sources:
     for task, rewards in outcomes.items():
         for trial, reward in enumerate(rewards):
             minute += 1
-            rows.append({"conversation_id": f"{folder.name}-{task}-{trial}", "task_id": task,
-                         "ts": f"2026-01-01T{minute // 60:02d}:{minute % 60:02d}:00Z",
-                         "event": "message", "reward": reward})
+            rows.append(
+                {
+                    "conversation_id": f"{folder.name}-{task}-{trial}",
+                    "task_id": task,
+                    "ts": f"2026-01-01T{minute // 60:02d}:{minute % 60:02d}:00Z",
+                    "event": "message",
+                    "reward": reward,
+                }
+            )
     (folder / "events").mkdir(parents=True)
     (folder / "events" / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "spec.yaml").write_text(PASS_SPEC)
@@ -548,8 +661,10 @@ def test_pass_k_paired_bootstrap_against_hand_numpy(tmp_path: Path) -> None:
     draws = w @ d / 4
     low, high = np.quantile(draws, [0.025, 0.975])
     assert r["delta"] == pytest.approx(d.mean(), rel=1e-12)
-    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(low, rel=1e-12),
-                                                 pytest.approx(high, rel=1e-12))
+    assert (r["delta_low"], r["delta_high"]) == (
+        pytest.approx(low, rel=1e-12),
+        pytest.approx(high, rel=1e-12),
+    )
     tail = min((draws <= 0).sum(), (draws >= 0).sum())
     assert r["p_value"] == pytest.approx(min(1.0, 2 * (tail + 1) / 1001), rel=1e-12)
 
@@ -559,8 +674,9 @@ def test_paired_bootstrap_se_matches_the_exact_bootstrap_distribution() -> None:
     draws, SD = √(Σ(dᵢ − d̄)²/3 / 3); 40,000 resamples land within 2 %."""
     a, b = np.array([0.2, 0.5, 0.9]), np.array([0.6, 0.5, 1.0])
     d = b - a
-    exact = np.array([(d[i] + d[j] + d[k]) / 3 for i in range(3) for j in range(3)
-                      for k in range(3)])
+    exact = np.array(
+        [(d[i] + d[j] + d[k]) / 3 for i in range(3) for j in range(3) for k in range(3)]
+    )
     assert exact.std() == pytest.approx(math.sqrt(d.var() / 3), rel=1e-12)
     comparison = stats.paired_bootstrap_comparison(a, b, resamples=40_000, seed=1)
     assert comparison.absolute is not None
@@ -588,7 +704,11 @@ def test_pass_at_k_unpaired_when_tasks_differ(tmp_path: Path) -> None:
     w_b = rng.multinomial(5, [0.2] * 5, size=1000)
     draws = w_b @ cur_at / 5 - w_a @ base_at / 4
     low, high = np.quantile(draws, [0.025, 0.975])
-    assert (r["delta_low"], r["delta_high"]) == (pytest.approx(low, rel=1e-12),
-                                                 pytest.approx(high, rel=1e-12))
-    assert ("the arms ran different tasks (4 shared): unpaired bootstrap over each arm's tasks"
-            in r["warnings"])
+    assert (r["delta_low"], r["delta_high"]) == (
+        pytest.approx(low, rel=1e-12),
+        pytest.approx(high, rel=1e-12),
+    )
+    assert (
+        "the arms ran different tasks (4 shared): unpaired bootstrap over each arm's tasks"
+        in r["warnings"]
+    )

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kpictl.engine import run_compute
+from kpictl.engine.compute import run_compute
+from kpictl.engine.sources import load_sources
 from kpictl.errors import InputDataError, SpecError
-from kpictl.sources import load_sources
-from kpictl.spec import load_spec
+from kpictl.spec.model import load_spec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHAT_SPEC = FIXTURES / "chat" / "spec.yaml"
@@ -299,7 +299,10 @@ def test_a_reused_tool_call_id_pairs_each_call_with_the_next_unused_result(
         ],
     }
     spec = chat_spec_with(
-        tmp_path, "path: runs.jsonl", "path: r.jsonl", data=json.dumps(record) + "\n",
+        tmp_path,
+        "path: runs.jsonl",
+        "path: r.jsonl",
+        data=json.dumps(record) + "\n",
         name="r.jsonl",
     )
     calls = load_sources(load_spec(spec), cache=False)["tool_calls"].collect()
@@ -402,7 +405,8 @@ def test_the_conversation_id_of_the_root_span_names_every_span_of_its_trace(
     )
     other = otlp_span("chat gpt-4o", "b000000000000001", CHAT | USAGE, trace="f" * 32)
     spec = otlp_spec(
-        tmp_path, **{"a.jsonl": otlp_export(root, chat) + "\n" + otlp_export(other)},
+        tmp_path,
+        **{"a.jsonl": otlp_export(root, chat) + "\n" + otlp_export(other)},
         **{"b.json": otlp_export(tool)},
     )
     sources = load_sources(load_spec(spec), cache=False)
@@ -457,7 +461,9 @@ def test_agent_spans_become_agent_run_events_with_their_duration(tmp_path: Path)
         end_ms=1500,
     )
     create = otlp_span(
-        "create_agent support", "b000000000000002", {"gen_ai.operation.name": "create_agent"},
+        "create_agent support",
+        "b000000000000002",
+        {"gen_ai.operation.name": "create_agent"},
         trace="e" * 32,
     )
     spec = otlp_spec(tmp_path, **{"t.json": otlp_export(root, chat, openinference, create)})
@@ -516,7 +522,9 @@ def test_shipped_otlp_sample_gives_the_same_numbers_with_agent_runs() -> None:
 def test_two_conversation_ids_in_one_trace_split_over_files_are_an_error(tmp_path: Path) -> None:
     root = otlp_span("invoke_agent a", ROOT, {"gen_ai.conversation.id": "app-42"})
     child = otlp_span(
-        "chat gpt-4o", "a000000000000002", CHAT | {"gen_ai.conversation.id": "app-43"},
+        "chat gpt-4o",
+        "a000000000000002",
+        CHAT | {"gen_ai.conversation.id": "app-43"},
         parent=ROOT,
     )
     spec = otlp_spec(tmp_path, **{"a.json": otlp_export(root), "b.json": otlp_export(child)})

@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 from conftest import JsonlWriter, SpecWriter, run
 from kpictl.cli import app
 from kpictl.errors import InputDataError, SpecError
-from kpictl.inputbytes import long_lines
-from kpictl.io import SourceRequest, _blank, load_source
+from kpictl.io.inputbytes import long_lines
+from kpictl.io.read import SourceRequest, _blank, load_source
 from kpictl.redact import redact_pii
-from kpictl.spec import load_spec
-from kpictl.sqlexpr import ExpressionProblem, compile_sql
+from kpictl.spec.model import load_spec
+from kpictl.sql.expr import ExpressionProblem, compile_sql
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -129,7 +129,9 @@ def test_a_deeply_nested_spec_is_a_located_problem(
     spec.write_text("version: 1\nparams:\n  k: " + "[" * depth + "]" * depth + "\n")
     code, _, err = run("validate", "-c", str(spec))
     assert (code, err) == (
-        1, f"kpictl: error: 1 problem in the KPI spec:\n  {spec}:3: (yaml): {message}\n")
+        1,
+        f"kpictl: error: 1 problem in the KPI spec:\n  {spec}:3: (yaml): {message}\n",
+    )
 
 
 def test_a_large_value_is_quoted_short(write_spec: SpecWriter) -> None:
@@ -188,7 +190,7 @@ def test_sixteen_hundred_ands_are_refused_at_once(write_spec: SpecWriter) -> Non
 
 def test_operators_inside_strings_and_names_do_not_count() -> None:
     # 200 '+' inside a string literal and a quoted name are text, not operators
-    compile_sql("'" + "+" * 200 + "' = \"a" + "-" * 200 + "b\"")
+    compile_sql("'" + "+" * 200 + "' = \"a" + "-" * 200 + 'b"')
     with pytest.raises(ExpressionProblem, match="has 129 operators"):
         compile_sql(" + ".join(["x"] * 130))
 
@@ -222,7 +224,7 @@ def test_the_wall_clock_cannot_be_reached_by_quoting_or_case(sql: str) -> None:
     [
         ('"random"()', "^random functions are not allowed"),
         ("Rand()", "^random functions are not allowed"),
-        ('"read_csv"(\'/etc/passwd\')', r"^reading files is not allowed in an expression \(read_"),
+        ("\"read_csv\"('/etc/passwd')", r"^reading files is not allowed in an expression \(read_"),
         ("READ_PARQUET('x.parquet')", r"^reading files is not allowed in an expression"),
     ],
 )
@@ -262,8 +264,16 @@ def test_a_quoted_now_in_the_spec_is_a_located_problem(write_spec: SpecWriter) -
 def test_a_bad_where_is_the_same_usage_error_in_compute_and_compare(where: str) -> None:
     """compare checked --where only while reading the data: the wall clock or a syntax error
     there was 'internal error: ExpressionProblem' (exit 70)."""
-    args = [str(ROOT / "sample_logs" / "events"), "--source", f"tool_calls={TOOL_CALLS}",
-            "-c", str(SPEC), "--no-cache", "--where", where]
+    args = [
+        str(ROOT / "sample_logs" / "events"),
+        "--source",
+        f"tool_calls={TOOL_CALLS}",
+        "-c",
+        str(SPEC),
+        "--no-cache",
+        "--where",
+        where,
+    ]
     compute = runner.invoke(app, ["compute", *args])
     compare = runner.invoke(app, ["compare", *args])
     assert (compute.exit_code, compare.exit_code) == (2, 2)
@@ -280,8 +290,17 @@ Rows = list[dict[str, object]]
 
 
 def compute_args(events: Path, *extra: str) -> list[str]:
-    return ["compute", str(events), "--source", f"tool_calls={TOOL_CALLS}", "-c", str(SPEC),
-            "-f", "json", *extra]
+    return [
+        "compute",
+        str(events),
+        "--source",
+        f"tool_calls={TOOL_CALLS}",
+        "-c",
+        str(SPEC),
+        "-f",
+        "json",
+        *extra,
+    ]
 
 
 def test_a_line_over_max_line_bytes_is_a_located_bad_row(
@@ -323,8 +342,14 @@ def test_a_long_line_of_a_chat_source_is_a_located_error(tmp_path: Path) -> None
     (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "spec.yaml").write_bytes((fixtures / "spec.yaml").read_bytes())
     size = max(len(line.encode()) for line in lines)  # line 2: 970 bytes
-    code, _, err = run("compute", "-c", str(tmp_path / "spec.yaml"), "--max-line-bytes",
-                       str(size - 1), "--no-cache")
+    code, _, err = run(
+        "compute",
+        "-c",
+        str(tmp_path / "spec.yaml"),
+        "--max-line-bytes",
+        str(size - 1),
+        "--no-cache",
+    )
     first = next(n for n, line in enumerate(lines, start=1) if len(line.encode()) > size - 1)
     assert (code, err) == (
         1,
@@ -347,8 +372,10 @@ def test_max_line_bytes_must_be_a_size(write_jsonl: JsonlWriter, event_rows: Row
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.binary(max_size=12) | st.lists(st.sampled_from(b" \t\n\r\x0b\x0c{}a\x00\xa0"),
-                                             max_size=12).map(bytes))
+@given(
+    data=st.binary(max_size=12)
+    | st.lists(st.sampled_from(b" \t\n\r\x0b\x0c{}a\x00\xa0"), max_size=12).map(bytes)
+)
 def test_a_blank_file_is_told_without_copying_it(data: bytes) -> None:
     """The JSONL path asks whether a whole file is blank; `not data.strip()` copied the file
     (0.33 s per call on a 440 MB file, four calls per run of two files)."""
@@ -462,8 +489,19 @@ def test_compute_by_a_column_with_too_many_values_is_refused_with_the_count() ->
         "kpictl: error: --by user_id: 678 values, more than --max-cohorts (100); split by a "
         "column with fewer values, or raise --max-cohorts\n",
     )
-    code, _, err = run("compute", "-c", str(SPEC), "--by", "user_id", "--max-cohorts", "678",
-                       "-f", "json", "--kpi", "escalation_rate")
+    code, _, err = run(
+        "compute",
+        "-c",
+        str(SPEC),
+        "--by",
+        "user_id",
+        "--max-cohorts",
+        "678",
+        "-f",
+        "json",
+        "--kpi",
+        "escalation_rate",
+    )
     assert code == 0, err
 
 
@@ -494,7 +532,7 @@ def test_a_polars_panic_is_a_one_line_internal_error(monkeypatch: pytest.MonkeyP
         raise pl.exceptions.PanicException("index out of bounds: the len is 0 but the index is 0")
 
     assert not issubclass(pl.exceptions.PanicException, Exception)
-    monkeypatch.setattr("kpictl.spec.load_spec", panic)
+    monkeypatch.setattr("kpictl.spec.model.load_spec", panic)
     code, out, err = run("validate", "-c", str(SPEC))
     assert (code, out, err) == (
         70,
@@ -509,7 +547,7 @@ def test_memory_error_is_a_one_line_error_with_a_hint(monkeypatch: pytest.Monkey
     def exhausted(*_: object, **__: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr("kpictl.spec.load_spec", exhausted)
+    monkeypatch.setattr("kpictl.spec.model.load_spec", exhausted)
     code, out, err = run("validate", "-c", str(SPEC))
     assert (code, out, err) == (
         1,
@@ -524,7 +562,7 @@ def test_keyboard_interrupt_still_interrupts(monkeypatch: pytest.MonkeyPatch) ->
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kpictl.spec.load_spec", interrupted)
+    monkeypatch.setattr("kpictl.spec.model.load_spec", interrupted)
     code, _, err = run("validate", "-c", str(SPEC))
     # left to click, which exits 130 (128 + SIGINT) as shells expect: not an internal error
     assert code == 130 and "internal error" not in err
@@ -594,31 +632,60 @@ def test_the_drilldown_redacts_every_value_it_shows(tmp_path: Path) -> None:
     events = []
     for number in range(3):
         conversation = f"jane.doe{number}@example.com"
-        base = {"conversation_id": conversation, "channel": "+44 20 7946 0958",
-                "intent": "4111 1111 1111 1111", "customer_tier": "gold", "region": "eu",
-                "agent_version": "v1.2.3.4", "arm": "treatment", "user_id": "u1"}
+        base = {
+            "conversation_id": conversation,
+            "channel": "+44 20 7946 0958",
+            "intent": "4111 1111 1111 1111",
+            "customer_tier": "gold",
+            "region": "eu",
+            "agent_version": "v1.2.3.4",
+            "arm": "treatment",
+            "user_id": "u1",
+        }
         events += [
-            {**base, "ts": f"2026-10-0{number + 1}T09:00:00Z", "event": "message",
-             "role": "user", "text": "my key is AKIAIOSFODNN7EXAMPLE"},
-            {**base, "ts": f"2026-10-0{number + 1}T09:01:00Z", "event": "escalation",
-             "escalation_reason": "call 06 12 34 56 78"},
+            {
+                **base,
+                "ts": f"2026-10-0{number + 1}T09:00:00Z",
+                "event": "message",
+                "role": "user",
+                "text": "my key is AKIAIOSFODNN7EXAMPLE",
+            },
+            {
+                **base,
+                "ts": f"2026-10-0{number + 1}T09:01:00Z",
+                "event": "escalation",
+                "escalation_reason": "call 06 12 34 56 78",
+            },
         ]
-    calls = [{"conversation_id": "jane.doe0@example.com", "ts": "2026-10-01T09:00:30Z",
-              "tool": "lookup", "status": "ok"}]
+    calls = [
+        {
+            "conversation_id": "jane.doe0@example.com",
+            "ts": "2026-10-01T09:00:30Z",
+            "tool": "lookup",
+            "status": "ok",
+        }
+    ]
     for name, rows in (("events", events), ("tool_calls", calls)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / f"{name}.jsonl").write_text(
-            "".join(json.dumps(r) + "\n" for r in rows))
-    code, out, err = run("report", str(tmp_path / "events"), "--source",
-                         f"tool_calls={tmp_path / 'tool_calls'}", "-c", str(SPEC))
+        (tmp_path / name / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = run(
+        "report",
+        str(tmp_path / "events"),
+        "--source",
+        f"tool_calls={tmp_path / 'tool_calls'}",
+        "-c",
+        str(SPEC),
+    )
     assert code == 0, err
     for raw in ("jane.doe", "7946", "4111", "06 12 34", "AKIA"):
         assert raw not in out, raw  # nowhere in the scorecard
-    drill = out[out.index("## Drill-down"):out.index("## Method")]
+    drill = out[out.index("## Drill-down") : out.index("## Method")]
     assert "### escalation_rate: `escalated`, escalation_reason = call \\[phone\\]" in drill
-    row = ("| \\[email\\] | 2026-10-03T09:00:00Z | channel=\\[phone\\] · intent=\\[card\\] · "
-           "customer_tier=gold · region=eu · agent_version=v1.2.3.4 | $0.0000 | my key is "
-           "\\[secret\\] |")
+    row = (
+        "| \\[email\\] | 2026-10-03T09:00:00Z | channel=\\[phone\\] · intent=\\[card\\] · "
+        "customer_tier=gold · region=eu · agent_version=v1.2.3.4 | $0.0000 | my key is "
+        "\\[secret\\] |"
+    )
     assert row in drill
     assert "v1.2.3.4" in drill  # a version is not an IP address
 

@@ -31,7 +31,7 @@ from markdown_it.token import Token
 from typer.testing import CliRunner
 
 from kpictl.cli import app
-from kpictl.render import md_cell, md_text, visible_controls
+from kpictl.render.output import md_cell, md_text, visible_controls
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -121,8 +121,16 @@ def run(logs: Path, *args: str) -> tuple[int, str, str]:
     with chdir(logs):
         result = runner.invoke(
             app,
-            [command, "events", "--source", "tool_calls=tool_calls", "-c", str(SPEC),
-             "--no-cache", *rest],
+            [
+                command,
+                "events",
+                "--source",
+                "tool_calls=tool_calls",
+                "-c",
+                str(SPEC),
+                "--no-cache",
+                *rest,
+            ],
         )
     return result.exit_code, result.stdout, result.stderr
 
@@ -134,10 +142,27 @@ def run(logs: Path, *args: str) -> tuple[int, str, str]:
 # Node types a value could forge: structure (headings, tables, lists, quotes, rules, code
 # blocks) and inline syntax (links, images, HTML, code, emphasis, strikethrough).
 STRUCTURE = {
-    "heading_open", "table_open", "tr_open", "th_open", "td_open", "bullet_list_open",
-    "ordered_list_open", "list_item_open", "blockquote_open", "hr", "fence", "code_block",
-    "html_block", "html_inline", "link_open", "image", "code_inline", "em_open",
-    "strong_open", "s_open", "hardbreak",
+    "heading_open",
+    "table_open",
+    "tr_open",
+    "th_open",
+    "td_open",
+    "bullet_list_open",
+    "ordered_list_open",
+    "list_item_open",
+    "blockquote_open",
+    "hr",
+    "fence",
+    "code_block",
+    "html_block",
+    "html_inline",
+    "link_open",
+    "image",
+    "code_inline",
+    "em_open",
+    "strong_open",
+    "s_open",
+    "hardbreak",
 }
 
 
@@ -313,7 +338,7 @@ def test_stderr_shows_control_characters_as_escapes(tmp_path: Path) -> None:
 def test_term_text_is_never_markup() -> None:
     from rich.console import Console
 
-    from kpictl.render import term_text
+    from kpictl.render.output import term_text
 
     console = Console(width=80, force_terminal=True, color_system=None, emoji=True)
     with console.capture() as capture:
@@ -339,20 +364,26 @@ def read_csv(text: str) -> list[dict[str, str]]:
 @settings(max_examples=200, deadline=None)
 @given(
     # no lone surrogates (category Cs): not text a UTF-8 frame can hold, nor a log can contain
-    st.lists(st.text(st.sampled_from(list("=+-@\t\r\n,\"' a1"))
-                     | st.characters(exclude_categories=("Cs",)), max_size=12),
-             min_size=1, max_size=6),
-    st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none(), min_size=1,
-             max_size=6),
+    st.lists(
+        st.text(
+            st.sampled_from(list("=+-@\t\r\n,\"' a1")) | st.characters(exclude_categories=("Cs",)),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none(), min_size=1, max_size=6),
 )
 def test_csv_safe_round_trips_through_a_csv_reader(texts: list[str], numbers: list[float]) -> None:
     import polars as pl
 
-    from kpictl.render import csv_safe
+    from kpictl.render.output import csv_safe
 
     size = min(len(texts), len(numbers))
-    frame = pl.DataFrame({"text": texts[:size], "number": numbers[:size]},
-                         schema={"text": pl.String, "number": pl.Float64})
+    frame = pl.DataFrame(
+        {"text": texts[:size], "number": numbers[:size]},
+        schema={"text": pl.String, "number": pl.Float64},
+    )
     rows = read_csv(csv_safe(frame).write_csv())
     assert [r["text"] for r in rows] == [
         "'" + t if t.startswith(FORMULA_START) else t for t in texts[:size]
@@ -363,7 +394,7 @@ def test_csv_safe_round_trips_through_a_csv_reader(texts: list[str], numbers: li
 @settings(max_examples=200, deadline=None)
 @given(st.text(st.sampled_from(list("\x1b\x07\r\n\t\x9b\u202e[]/=:")) | st.characters()))
 def test_terminal_text_never_carries_a_control_character(value: str) -> None:
-    from kpictl.render import term_text
+    from kpictl.render.output import term_text
 
     shown = term_text(value).plain
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
@@ -427,10 +458,13 @@ def strict_json(text: str) -> Any:
 
 
 def test_json_text_writes_non_finite_values_as_null_with_a_note() -> None:
-    from kpictl.render import json_text
+    from kpictl.render.output import json_text
 
-    document = {"results": [{"value": float("inf")}, {"ci": [float("-inf"), 1.5]}],
-                "srm": {"p": float("nan")}, "notes": ["kept"]}
+    document = {
+        "results": [{"value": float("inf")}, {"ci": [float("-inf"), 1.5]}],
+        "srm": {"p": float("nan")},
+        "notes": ["kept"],
+    }
     parsed = strict_json(json_text(document))
     assert parsed["results"] == [{"value": None}, {"ci": [None, 1.5]}]
     assert parsed["srm"] == {"p": None}
@@ -448,19 +482,39 @@ def huge_costs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("huge")
     events = []
     for index in range(3):
-        common = {"conversation_id": f"c{index}", "channel": "web", "intent": "billing",
-                  "user_id": f"u{index}", "arm": "treatment" if index else "holdout",
-                  "human_minutes": 0, "policy_violation": False}
+        common = {
+            "conversation_id": f"c{index}",
+            "channel": "web",
+            "intent": "billing",
+            "user_id": f"u{index}",
+            "arm": "treatment" if index else "holdout",
+            "human_minutes": 0,
+            "policy_violation": False,
+        }
         day = f"2026-10-0{index + 1}"
-        events.append({**common, "ts": f"{day}T00:00:00Z", "event": "message", "role": "user",
-                       "text": "hi"})
+        events.append(
+            {**common, "ts": f"{day}T00:00:00Z", "event": "message", "role": "user", "text": "hi"}
+        )
         events += [
-            {**common, "ts": f"{day}T00:00:0{k}Z", "event": "message", "role": "agent",
-             "cost_usd": 1.5e308, "input_tokens": 1, "output_tokens": 1, "latency_ms": 10.0}
+            {
+                **common,
+                "ts": f"{day}T00:00:0{k}Z",
+                "event": "message",
+                "role": "agent",
+                "cost_usd": 1.5e308,
+                "input_tokens": 1,
+                "output_tokens": 1,
+                "latency_ms": 10.0,
+            }
             for k in (1, 2)
         ]
-    call = {"conversation_id": "c1", "ts": "2026-10-02T00:00:03Z", "tool": "x", "status": "ok",
-            "cost_usd": 0.0}
+    call = {
+        "conversation_id": "c1",
+        "ts": "2026-10-02T00:00:03Z",
+        "tool": "x",
+        "status": "ok",
+        "cost_usd": 0.0,
+    }
     for name, rows in (("events", events), ("tool_calls", [call])):
         (folder / name).mkdir()
         (folder / name / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -496,7 +550,7 @@ def small_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_failing_render_leaves_the_existing_file_as_it_was(
     small_logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kpictl.render
+    import kpictl.render.output
 
     def half_then_fail(
         result: object, fmt: str, console: Any, files: object = (), wide: bool = False
@@ -504,7 +558,7 @@ def test_a_failing_render_leaves_the_existing_file_as_it_was(
         console.file.write('{"partial": ')
         raise RuntimeError("renderer broke")
 
-    monkeypatch.setattr(kpictl.render, "render", half_then_fail)
+    monkeypatch.setattr(kpictl.render.output, "render", half_then_fail)
     target = tmp_path / "kpis.json"
     target.write_text("yesterday's numbers\n")
     code, _, err = run(small_logs, "compute", "-f", "json", "-o", str(target))
@@ -517,7 +571,7 @@ def test_write_atomically_keeps_the_old_file_on_a_disk_error(tmp_path: Path) -> 
     import errno
 
     from kpictl.errors import OutputError
-    from kpictl.render import write_atomically
+    from kpictl.render.output import write_atomically
 
     target = tmp_path / "out.csv"
     target.write_text("old\n")
@@ -551,7 +605,9 @@ def test_output_at_a_folder_is_a_one_line_error(
     target = tmp_path / ("out.csv" if command == ("facts",) else "out")
     target.mkdir()
     assert one_line_error(small_logs, *command, "-o", str(target)) == (
-        1, f"kpictl: error: cannot write {target}: it is a folder; name a file")
+        1,
+        f"kpictl: error: cannot write {target}: it is a folder; name a file",
+    )
 
 
 def test_output_in_a_missing_folder_or_under_a_file_is_a_one_line_error(
@@ -559,11 +615,15 @@ def test_output_in_a_missing_folder_or_under_a_file_is_a_one_line_error(
 ) -> None:
     missing = tmp_path / "missing" / "kpis.json"
     assert one_line_error(small_logs, "compute", "-f", "json", "-o", str(missing)) == (
-        1, f"kpictl: error: cannot write {missing}: {missing.parent} does not exist")
+        1,
+        f"kpictl: error: cannot write {missing}: {missing.parent} does not exist",
+    )
     (tmp_path / "file.txt").write_text("x")
     under = tmp_path / "file.txt" / "kpis.csv"
     assert one_line_error(small_logs, "facts", "-o", str(under)) == (
-        1, f"kpictl: error: cannot write {under}: {under.parent} is not a folder")
+        1,
+        f"kpictl: error: cannot write {under}: {under.parent} is not a folder",
+    )
     # the scorecard creates its folder (charts are linked relative to it), but not under a file
     code, err = one_line_error(small_logs, "report", "-o", str(tmp_path / "file.txt" / "s.md"))
     assert code == 1 and err.startswith(f"kpictl: error: cannot write {tmp_path / 'file.txt'}")
@@ -579,13 +639,16 @@ def test_output_in_a_read_only_folder_is_a_one_line_error(small_logs: Path, tmp_
     finally:
         folder.chmod(0o700)
     assert code == 1 and err == (
-        f"kpictl: error: cannot write {folder / 'k.txt'}: Permission denied in {folder}")
+        f"kpictl: error: cannot write {folder / 'k.txt'}: Permission denied in {folder}"
+    )
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
 def test_output_on_a_full_disk_is_a_one_line_error(small_logs: Path) -> None:
     assert one_line_error(small_logs, "compute", "-f", "json", "-o", "/dev/full") == (
-        1, "kpictl: error: cannot write /dev/full: No space left on device")
+        1,
+        "kpictl: error: cannot write /dev/full: No space left on device",
+    )
 
 
 @pytest.mark.parametrize("command", [("compute", "-f", "csv"), ("compare",), ("report",)])
@@ -595,26 +658,58 @@ def test_output_naming_an_input_is_refused(
     log = small_logs / "events" / "events.jsonl"
     before = log.read_bytes()
     assert one_line_error(small_logs, *command, "-o", str(log)) == (
-        2, f"kpictl: error: --output {log}: is an input of this run; write somewhere else")
+        2,
+        f"kpictl: error: --output {log}: is an input of this run; write somewhere else",
+    )
     assert log.read_bytes() == before  # was: the log file overwritten with the output
     spec_copy = tmp_path / "spec.yaml"
     spec_copy.write_text(SPEC.read_text())
     with chdir(small_logs):
-        result = runner.invoke(app, [*command, "events", "--source", "tool_calls=tool_calls",
-                                     "-c", str(spec_copy), "--no-cache", "-o", str(spec_copy)])
-    assert (result.exit_code, result.stderr) == (2, f"kpictl: error: --output {spec_copy}: is "
-                                                    "an input of this run; write somewhere else\n")
+        result = runner.invoke(
+            app,
+            [
+                *command,
+                "events",
+                "--source",
+                "tool_calls=tool_calls",
+                "-c",
+                str(spec_copy),
+                "--no-cache",
+                "-o",
+                str(spec_copy),
+            ],
+        )
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"kpictl: error: --output {spec_copy}: is an input of this run; write somewhere else\n",
+    )
     assert spec_copy.read_text() == SPEC.read_text()
 
 
 def test_review_sample_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> None:
     target = tmp_path / "review.csv"
     with chdir(hostile_logs):
-        result = runner.invoke(app, [
-            "review", "sample", "events", "--source", "tool_calls=tool_calls", "-c", str(SPEC),
-            "--no-cache", "--size", "60", "--seed", "1", "--stratify-by", "channel",
-            "-o", str(target),
-        ])
+        result = runner.invoke(
+            app,
+            [
+                "review",
+                "sample",
+                "events",
+                "--source",
+                "tool_calls=tool_calls",
+                "-c",
+                str(SPEC),
+                "--no-cache",
+                "--size",
+                "60",
+                "--seed",
+                "1",
+                "--stratify-by",
+                "channel",
+                "-o",
+                str(target),
+            ],
+        )
     assert result.exit_code == 0, result.stderr
     with target.open(encoding="utf-8", newline="") as handle:
         rows = read_csv(handle.read())

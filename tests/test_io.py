@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from conftest import JsonlWriter, SpecWriter
-from kpictl import schema
-from kpictl import schema as canonical
+from kpictl.engine.sources import load_sources
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
-from kpictl.io import ColumnRule, LoadedSource, SourceRequest, find_files, load_source
-from kpictl.sources import load_sources
-from kpictl.spec import Spec, load_spec
+from kpictl.io import schema as canonical
+from kpictl.io import schema as schema
+from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, find_files, load_source
+from kpictl.spec.model import Spec, load_spec
 
 UTC = dt.UTC
 TS_RULE = ColumnRule("ts", "ts", type="timestamp")  # as the shipped spec declares it
@@ -175,7 +175,8 @@ def test_a_file_name_with_glob_characters_is_read_as_that_file(
     assert ids(folder) == ["c1", "c2", "c1"]
     # a pattern that names no file is still a glob, relative to the (literal) base folder
     assert [Path(f.path).name for f in load(f"logs/run?{suffix}", base=base).files] == [
-        f"run1{suffix}"]
+        f"run1{suffix}"
+    ]
 
 
 def test_find_files_returns_each_file_with_its_partition_root(tmp_path: Path) -> None:
@@ -516,12 +517,20 @@ def test_null_required_value_in_one_parquet_row_group_of_many(tmp_path: Path) ->
     """Clean row groups are ruled out by their statistics; the one null is still found, with
     its row, and skipped when asked."""
     n = 5_000
-    frame = pl.DataFrame({
-        "conversation_id": [f"c{i // 7}" for i in range(n)],
-        "ts": [dt.datetime(2026, 10, 1, tzinfo=UTC) + dt.timedelta(seconds=i) for i in range(n)],
-        "event": ["message"] * n,
-    }).with_columns(pl.when(pl.int_range(pl.len()) == 4_321).then(None)
-                    .otherwise(pl.col("event")).alias("event"))
+    frame = pl.DataFrame(
+        {
+            "conversation_id": [f"c{i // 7}" for i in range(n)],
+            "ts": [
+                dt.datetime(2026, 10, 1, tzinfo=UTC) + dt.timedelta(seconds=i) for i in range(n)
+            ],
+            "event": ["message"] * n,
+        }
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()) == 4_321)
+        .then(None)
+        .otherwise(pl.col("event"))
+        .alias("event")
+    )
     frame.write_parquet(tmp_path / "e.parquet", row_group_size=500)
     assert load_error("e.parquet", base=tmp_path, columns=()) == (
         f"{tmp_path / 'e.parquet'} (row 4322): column 'event' is empty (null): it is required;"
@@ -587,8 +596,9 @@ def test_an_empty_jsonl_file_is_zero_typed_rows(tmp_path: Path, content: str) ->
 
 
 def test_a_typed_empty_parquet_file_is_zero_typed_rows(tmp_path: Path) -> None:
-    pl.DataFrame(schema={"conversation_id": pl.String, "ts": pl.String, "event": pl.String,
-                         "via": pl.String}).write_parquet(tmp_path / "e.parquet")
+    pl.DataFrame(
+        schema={"conversation_id": pl.String, "ts": pl.String, "event": pl.String, "via": pl.String}
+    ).write_parquet(tmp_path / "e.parquet")
     frame = load("e.parquet", base=tmp_path, columns=EMPTY_RULES).frame.collect()
     assert frame.height == 0 and dict(frame.schema) == EMPTY_EVENTS_SCHEMA
 
@@ -729,8 +739,8 @@ def test_iso_text_with_any_offset_parses_to_the_same_utc_instant(
 def test_jsonl_cache_is_used_for_unchanged_files_and_refreshed_on_change(
     tmp_path: Path, shipped_spec, write_jsonl, event_rows, tool_call_rows, monkeypatch
 ) -> None:
-    from kpictl import io as kio
-    from kpictl.sources import load_sources
+    from kpictl.engine.sources import load_sources
+    from kpictl.io import read as kio
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("KPICTL_CACHE_DIR", str(cache))
@@ -759,12 +769,14 @@ def test_jsonl_cache_is_used_for_unchanged_files_and_refreshed_on_change(
 def test_a_half_written_cache_entry_is_ignored(
     tmp_path: Path, shipped_spec, write_jsonl, event_rows, tool_call_rows, monkeypatch
 ) -> None:
-    from kpictl.sources import load_sources
+    from kpictl.engine.sources import load_sources
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("KPICTL_CACHE_DIR", str(cache))
-    paths = {"events": [write_jsonl("e.jsonl", event_rows)],
-             "tool_calls": [write_jsonl("c.jsonl", tool_call_rows)]}
+    paths = {
+        "events": [write_jsonl("e.jsonl", event_rows)],
+        "tool_calls": [write_jsonl("c.jsonl", tool_call_rows)],
+    }
     expected = load_sources(shipped_spec, paths)["events"].collect()
     for parquet in cache.glob("*.parquet"):
         parquet.write_bytes(parquet.read_bytes()[:50])  # truncated, as by a crash
@@ -776,14 +788,41 @@ def test_a_half_written_cache_entry_is_ignored(
 # ---------------------------------------------------------------------------------------------
 
 MIXED_TS_ROWS: Rows = [
-    {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "event": "message", "role": "agent",
-     "input_tokens": 120, "latency_ms": 850.5, "when": "2026-10-05"},
-    {"conversation_id": "c1", "ts": "2026-10-01T12:30:00.250+02:00", "event": "resolution",
-     "role": None, "input_tokens": None, "latency_ms": None, "when": "2026-10-06"},
-    {"conversation_id": "c2", "ts": "2026-10-01 09:15:00", "event": "message", "role": "user",
-     "input_tokens": 40, "latency_ms": None, "when": None},
-    {"conversation_id": "c2", "ts": "2026-10-02", "event": "feedback", "csat": 4,
-     "policy_violation": "no", "when": "2026-10-07"},
+    {
+        "conversation_id": "c1",
+        "ts": "2026-10-01T10:00:00Z",
+        "event": "message",
+        "role": "agent",
+        "input_tokens": 120,
+        "latency_ms": 850.5,
+        "when": "2026-10-05",
+    },
+    {
+        "conversation_id": "c1",
+        "ts": "2026-10-01T12:30:00.250+02:00",
+        "event": "resolution",
+        "role": None,
+        "input_tokens": None,
+        "latency_ms": None,
+        "when": "2026-10-06",
+    },
+    {
+        "conversation_id": "c2",
+        "ts": "2026-10-01 09:15:00",
+        "event": "message",
+        "role": "user",
+        "input_tokens": 40,
+        "latency_ms": None,
+        "when": None,
+    },
+    {
+        "conversation_id": "c2",
+        "ts": "2026-10-02",
+        "event": "feedback",
+        "csat": 4,
+        "policy_violation": "no",
+        "when": "2026-10-07",
+    },
 ]
 
 
@@ -795,14 +834,15 @@ def cached_load(
     skip: bool = False,
     fields: dict[str, pl.DataType] | None = None,
 ) -> LoadedSource:
-    request = SourceRequest("events", tuple(str(p) for p in paths), base, columns,
-                            fields=fields, cache_dir=cache)
+    request = SourceRequest(
+        "events", tuple(str(p) for p in paths), base, columns, fields=fields, cache_dir=cache
+    )
     return load_source(request, "skip" if skip else "error")
 
 
 def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The files `_read_jsonl` parses from now on."""
-    from kpictl import io as kio
+    from kpictl.io import read as kio
 
     seen: list[Path] = []
     real = kio._read_jsonl
@@ -815,11 +855,23 @@ def assert_same_load(got: LoadedSource, expected: LoadedSource) -> None:
     assert got.files == expected.files
 
 
-@pytest.mark.parametrize("fields", [None, {"conversation_id": pl.String(), "ts": pl.String(),
-                                           "event": pl.String(), "role": pl.String(),
-                                           "input_tokens": pl.Int64()}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        None,
+        {
+            "conversation_id": pl.String(),
+            "ts": pl.String(),
+            "event": pl.String(),
+            "role": pl.String(),
+            "input_tokens": pl.Int64(),
+        },
+    ],
+)
 def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions(
-    tmp_path: Path, write_jsonl: JsonlWriter, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    write_jsonl: JsonlWriter,
+    monkeypatch: pytest.MonkeyPatch,
     fields: dict[str, pl.DataType] | None,
 ) -> None:
     write_jsonl("logs/date=2026-10-01/part-0.jsonl", MIXED_TS_ROWS)
@@ -835,7 +887,9 @@ def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions
     assert_same_load(again, uncached)
     frame = again.frame.collect()
     assert frame["ts"].to_list() == [
-        utc(2026, 10, 1, 10), utc(2026, 10, 1, 10, 30, 0, 250_000), utc(2026, 10, 1, 9, 15),
+        utc(2026, 10, 1, 10),
+        utc(2026, 10, 1, 10, 30, 0, 250_000),
+        utc(2026, 10, 1, 9, 15),
         utc(2026, 10, 2),
     ]
     assert frame.schema["ts"] == pl.Datetime("us", "UTC")
@@ -846,8 +900,9 @@ def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions
         assert frame["policy_violation"].to_list() == [None, None, None, False]
         assert frame["csat"].dtype == pl.Float64 and frame["csat"].to_list()[3] == 4.0
     # the same file named directly has no partition folder: its own entry, no `date` column
-    direct = cached_load("logs/date=2026-10-01/part-0.jsonl", base=tmp_path, cache=cache,
-                         fields=fields)
+    direct = cached_load(
+        "logs/date=2026-10-01/part-0.jsonl", base=tmp_path, cache=cache, fields=fields
+    )
     assert "date" not in direct.frame.collect_schema()
     assert parses == [tmp_path / "logs/date=2026-10-01/part-0.jsonl"]
 
@@ -855,17 +910,27 @@ def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions
 def test_cached_run_with_skip_reports_the_same_skipped_rows_and_reasons(
     tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_jsonl("logs/a.jsonl", [
-        event_rows[0], "{oops", {**event_rows[1], "ts": "yesterday"}, "[1]",
-        {**event_rows[1], "conversation_id": None}, event_rows[2],
-    ])
+    write_jsonl(
+        "logs/a.jsonl",
+        [
+            event_rows[0],
+            "{oops",
+            {**event_rows[1], "ts": "yesterday"},
+            "[1]",
+            {**event_rows[1], "conversation_id": None},
+            event_rows[2],
+        ],
+    )
     write_jsonl("logs/b.jsonl", [{**event_rows[0], "ts": "soon"}])  # no row kept
     write_jsonl("logs/c.jsonl", event_rows)
     cache = tmp_path / "cache"
     uncached = cached_load("logs", base=tmp_path, cache=None, skip=True)
     a = tmp_path / "logs" / "a.jsonl"
     assert [(Path(f.path).name, f.rows, f.skipped) for f in uncached.files] == [
-        ("a.jsonl", 2, 4), ("b.jsonl", 0, 1), ("c.jsonl", 3, 0)]
+        ("a.jsonl", 2, 4),
+        ("b.jsonl", 0, 1),
+        ("c.jsonl", 3, 0),
+    ]
     assert uncached.files[0].skipped_reasons == (
         "line 2: malformed JSON (Expecting property name enclosed in double quotes)",
         "line 4: expected a JSON object, got list",
@@ -884,8 +949,11 @@ def test_cached_run_with_skip_reports_the_same_skipped_rows_and_reasons(
     # a cached run names the file as it is spelled this time
     respelled = cached_load("logs/../logs", base=tmp_path, cache=cache, skip=True)
     assert parses == []
-    assert respelled.files[0].skipped_reasons[2].startswith(
-        f"{tmp_path / 'logs/../logs/a.jsonl'}:3: column 'ts'")
+    assert (
+        respelled.files[0]
+        .skipped_reasons[2]
+        .startswith(f"{tmp_path / 'logs/../logs/a.jsonl'}:3: column 'ts'")
+    )
 
 
 def test_a_bad_row_is_an_error_on_every_run_and_nothing_is_cached(
@@ -898,17 +966,21 @@ def test_a_bad_row_is_an_error_on_every_run_and_nothing_is_cached(
         with pytest.raises(InputDataError) as caught:
             cached_load(path, base=tmp_path, cache=cache)
         messages.append(str(caught.value))
-    assert messages == [
-        f"{path}:2: column 'input_tokens': expected a whole number (Int64), got 'abc'; fix the "
-        "data, map the column in the spec, or pass --on-bad-rows skip"
-    ] * 2
+    assert (
+        messages
+        == [
+            f"{path}:2: column 'input_tokens': expected a whole number (Int64), got 'abc'; fix the "
+            "data, map the column in the spec, or pass --on-bad-rows skip"
+        ]
+        * 2
+    )
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
 def test_cached_run_scans_parquet_and_neither_parses_nor_checks_rows(
     tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kpictl import io as kio
+    from kpictl.io import read as kio
 
     path = write_jsonl("e.jsonl", event_rows)
     cache = tmp_path / "cache"
@@ -935,26 +1007,36 @@ def test_cached_run_scans_parquet_and_neither_parses_nor_checks_rows(
         ((TS_RULE, ColumnRule("input_tokens", type="float")), None, False),
         ((TS_RULE, ColumnRule("role", default="nobody")), None, False),
         ((TS_RULE, ColumnRule("tokens", sql="input_tokens * 2")), None, False),
-        ((TS_RULE,), {"conversation_id": pl.String(), "ts": pl.String(), "event": pl.String()},
-         False),
+        (
+            (TS_RULE,),
+            {"conversation_id": pl.String(), "ts": pl.String(), "event": pl.String()},
+            False,
+        ),
         ((TS_RULE,), None, True),
     ],
     ids=["source_field", "type", "default", "sql", "fields", "on_bad_rows"],
 )
 def test_a_change_of_how_the_file_is_read_misses_the_cache(
-    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch,
-    columns: tuple[ColumnRule, ...], fields: dict[str, pl.DataType] | None, skip: bool,
+    tmp_path: Path,
+    write_jsonl: JsonlWriter,
+    event_rows: Rows,
+    monkeypatch: pytest.MonkeyPatch,
+    columns: tuple[ColumnRule, ...],
+    fields: dict[str, pl.DataType] | None,
+    skip: bool,
 ) -> None:
     rows = [{**r, "ts2": f"2027-01-0{i + 1}"} for i, r in enumerate(event_rows)]
     path = write_jsonl("e.jsonl", rows)
     cache = tmp_path / "cache"
     cached_load(path, base=tmp_path, cache=cache)
     parses = count_parses(monkeypatch)
-    changed = cached_load(path, base=tmp_path, cache=cache, columns=columns, fields=fields,
-                          skip=skip)
+    changed = cached_load(
+        path, base=tmp_path, cache=cache, columns=columns, fields=fields, skip=skip
+    )
     assert parses == [path]
-    expected = cached_load(path, base=tmp_path, cache=None, columns=columns, fields=fields,
-                           skip=skip)
+    expected = cached_load(
+        path, base=tmp_path, cache=None, columns=columns, fields=fields, skip=skip
+    )
     assert_same_load(changed, expected)
     assert len(list(cache.glob("*.json"))) == 2
     if columns[0].source_field == "ts2":
@@ -983,13 +1065,30 @@ def _metadata_of_another_kind(entry: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    [_truncate, _other_rows, _other_columns, Path.unlink, _garbled_metadata,
-     _metadata_of_another_kind, lambda e: e.with_suffix(".json").unlink()],
-    ids=["truncated", "row-count", "columns", "parquet-missing", "garbled-metadata",
-         "bad-metadata", "metadata-missing"],
+    [
+        _truncate,
+        _other_rows,
+        _other_columns,
+        Path.unlink,
+        _garbled_metadata,
+        _metadata_of_another_kind,
+        lambda e: e.with_suffix(".json").unlink(),
+    ],
+    ids=[
+        "truncated",
+        "row-count",
+        "columns",
+        "parquet-missing",
+        "garbled-metadata",
+        "bad-metadata",
+        "metadata-missing",
+    ],
 )
 def test_a_damaged_cache_entry_is_ignored_and_the_file_parsed_again(
-    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    write_jsonl: JsonlWriter,
+    event_rows: Rows,
+    monkeypatch: pytest.MonkeyPatch,
     damage: object,
 ) -> None:
     path = write_jsonl("e.jsonl", event_rows)

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from conftest import JsonlWriter, SpecWriter
 from kpictl.cli import app
-from kpictl.engine import compute, facts
+from kpictl.engine.compute import compute, facts
+from kpictl.engine.outcomes import attribute_events
+from kpictl.engine.sources import load_sources
 from kpictl.errors import SpecError
-from kpictl.outcomes import attribute_events
-from kpictl.sources import load_sources
-from kpictl.spec import AttributionSpec, load_spec
+from kpictl.spec.model import AttributionSpec, load_spec
 
 runner = CliRunner()
 T0 = dt.datetime(2026, 10, 1, 10, 0, tzinfo=dt.UTC)
@@ -32,16 +32,46 @@ def _iso(t: dt.datetime) -> str:
 # c1 and c2 are user u1's (c1 starts at T0 and ends an hour later, c2 starts 2 days later);
 # c3 is u2's; c4 is u3's and has the holdout arm.
 EVENTS = [
-    {"conversation_id": "c1", "ts": _iso(T0), "event": "message", "user_id": "u1",
-     "arm": "treatment", "cost_usd": 1.0},
-    {"conversation_id": "c1", "ts": _iso(T0 + dt.timedelta(hours=1)), "event": "resolution",
-     "user_id": "u1", "arm": "treatment", "cost_usd": 1.0},
-    {"conversation_id": "c2", "ts": _iso(T0 + 2 * DAY), "event": "message", "user_id": "u1",
-     "arm": "treatment", "cost_usd": 3.0},
-    {"conversation_id": "c3", "ts": _iso(T0), "event": "message", "user_id": "u2",
-     "arm": "treatment", "cost_usd": 0.5},
-    {"conversation_id": "c4", "ts": _iso(T0 + 3 * DAY), "event": "message", "user_id": "u3",
-     "arm": "holdout", "cost_usd": 2.0},
+    {
+        "conversation_id": "c1",
+        "ts": _iso(T0),
+        "event": "message",
+        "user_id": "u1",
+        "arm": "treatment",
+        "cost_usd": 1.0,
+    },
+    {
+        "conversation_id": "c1",
+        "ts": _iso(T0 + dt.timedelta(hours=1)),
+        "event": "resolution",
+        "user_id": "u1",
+        "arm": "treatment",
+        "cost_usd": 1.0,
+    },
+    {
+        "conversation_id": "c2",
+        "ts": _iso(T0 + 2 * DAY),
+        "event": "message",
+        "user_id": "u1",
+        "arm": "treatment",
+        "cost_usd": 3.0,
+    },
+    {
+        "conversation_id": "c3",
+        "ts": _iso(T0),
+        "event": "message",
+        "user_id": "u2",
+        "arm": "treatment",
+        "cost_usd": 0.5,
+    },
+    {
+        "conversation_id": "c4",
+        "ts": _iso(T0 + 3 * DAY),
+        "event": "message",
+        "user_id": "u3",
+        "arm": "holdout",
+        "cost_usd": 2.0,
+    },
 ]
 # (id, conversation_id, user_id, ts, value_usd)
 BUSINESS = [
@@ -57,8 +87,17 @@ BUSINESS = [
 
 
 def _business_rows() -> list[dict[str, object]]:
-    return [{"business_event_id": i, "conversation_id": c, "user_id": u, "ts": _iso(t),
-             "type": "booking", "value_usd": v} for i, c, u, t, v in BUSINESS]
+    return [
+        {
+            "business_event_id": i,
+            "conversation_id": c,
+            "user_id": u,
+            "ts": _iso(t),
+            "type": "booking",
+            "value_usd": v,
+        }
+        for i, c, u, t, v in BUSINESS
+    ]
 
 
 def _frames() -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -67,9 +106,14 @@ def _frames() -> tuple[pl.LazyFrame, pl.LazyFrame]:
     events = pl.DataFrame(EVENTS).with_columns(parse)
     business = pl.DataFrame(
         _business_rows(),
-        schema={"business_event_id": pl.String, "conversation_id": pl.String,
-                "user_id": pl.String, "ts": pl.String, "type": pl.String,
-                "value_usd": pl.Float64},
+        schema={
+            "business_event_id": pl.String,
+            "conversation_id": pl.String,
+            "user_id": pl.String,
+            "ts": pl.String,
+            "type": pl.String,
+            "value_usd": pl.Float64,
+        },
     ).with_columns(parse)
     return events.lazy(), business.lazy()
 
@@ -77,22 +121,39 @@ def _frames() -> tuple[pl.LazyFrame, pl.LazyFrame]:
 def _attributed(rule: str, after: str = "start") -> dict[tuple[str, str], float]:
     events, business = _frames()
     got = attribute_events(business, events, AttributionSpec(7 * DAY, after, rule)).collect()
-    return {(r["business_event_id"], r["conversation_id"]): r["share"]
-            for r in got.iter_rows(named=True)}
+    return {
+        (r["business_event_id"], r["conversation_id"]): r["share"]
+        for r in got.iter_rows(named=True)
+    }
 
 
 # Worked by hand from the comments on BUSINESS above.
 HAND = {
-    ("first", "start"): {("e1", "c1"): 1.0, ("e2", "c1"): 1.0, ("e3", "c2"): 1.0,
-                         ("e5", "c3"): 1.0},
-    ("last", "start"): {("e1", "c2"): 1.0, ("e2", "c2"): 1.0, ("e3", "c2"): 1.0,
-                        ("e5", "c3"): 1.0},
-    ("split", "start"): {("e1", "c1"): 0.5, ("e1", "c2"): 0.5, ("e2", "c1"): 0.5,
-                         ("e2", "c2"): 0.5, ("e3", "c2"): 1.0, ("e5", "c3"): 1.0},
+    ("first", "start"): {
+        ("e1", "c1"): 1.0,
+        ("e2", "c1"): 1.0,
+        ("e3", "c2"): 1.0,
+        ("e5", "c3"): 1.0,
+    },
+    ("last", "start"): {("e1", "c2"): 1.0, ("e2", "c2"): 1.0, ("e3", "c2"): 1.0, ("e5", "c3"): 1.0},
+    ("split", "start"): {
+        ("e1", "c1"): 0.5,
+        ("e1", "c2"): 0.5,
+        ("e2", "c1"): 0.5,
+        ("e2", "c2"): 0.5,
+        ("e3", "c2"): 1.0,
+        ("e5", "c3"): 1.0,
+    },
     # after: end — c1 ended an hour after its start, so its window holds e3 too
-    ("split", "end"): {("e1", "c1"): 0.5, ("e1", "c2"): 0.5, ("e2", "c1"): 0.5,
-                       ("e2", "c2"): 0.5, ("e3", "c1"): 0.5, ("e3", "c2"): 0.5,
-                       ("e5", "c3"): 1.0},
+    ("split", "end"): {
+        ("e1", "c1"): 0.5,
+        ("e1", "c2"): 0.5,
+        ("e2", "c1"): 0.5,
+        ("e2", "c2"): 0.5,
+        ("e3", "c1"): 0.5,
+        ("e3", "c2"): 0.5,
+        ("e5", "c3"): 1.0,
+    },
 }
 
 
@@ -130,7 +191,8 @@ def _duckdb_attribution(rule: str, after: str) -> dict[tuple[str, str], float]:
         "last": "ROW_NUMBER() OVER (PARTITION BY id ORDER BY start DESC, cid DESC) = 1",
         "split": "ROW_NUMBER() OVER (PARTITION BY id ORDER BY start, cid) >= 1",
     }[rule]
-    rows = _duckdb(f"""
+    rows = _duckdb(
+        f"""
         WITH w AS (SELECT conversation_id AS cid, ANY_VALUE(user_id) AS uid, MIN(ts) AS start,
                           {anchor} + INTERVAL 7 DAY AS close FROM ev GROUP BY 1),
         direct AS (SELECT business_event_id AS id, cid, 1.0 AS share FROM be JOIN w
@@ -142,7 +204,10 @@ def _duckdb_attribution(rule: str, after: str) -> dict[tuple[str, str], float]:
         by_user AS (SELECT id, cid, CASE WHEN '{rule}' = 'split' THEN n_share ELSE 1.0 END
                     AS share FROM cand QUALIFY {pick})
         SELECT * FROM direct UNION ALL SELECT * FROM by_user
-    """, ev=events.collect(), be=business.collect())
+    """,
+        ev=events.collect(),
+        be=business.collect(),
+    )
     return {(i, c): float(s) for i, c, s in rows}
 
 
@@ -153,32 +218,42 @@ def test_attribution_matches_duckdb(rule: str, after: str) -> None:
 
 
 OUTCOME_CHANGES = (
-    ("  tool_calls:\n    path: logs/tool_calls/\n",
-     "  tool_calls:\n    path: logs/tool_calls/\n"
-     "  business_events:\n    path: logs/business_events/\n"
-     "    attribution: {within: 7d, after: start, rule: split}\n"),
-    ("    derive:\n      resolved:",
-     "      business_events:\n        outcomes: COUNT(*)\n"
-     "        outcome_value: TOTAL(value_usd)\n"
-     "    derive:\n      resolved:"),
-    ("        csat: AVG(csat) FILTER (WHERE event = 'feedback')\n",
-     "        csat: AVG(csat) FILTER (WHERE event = 'feedback')\n"
-     "        run_cost: TOTAL(cost_usd)\n"),
-    ("kpis:\n",
-     "kpis:\n"
-     "  business_outcome_rate:\n    over: conversations\n"
-     "    numerator: COUNT(*) FILTER (WHERE outcomes > 0)\n    denominator: COUNT(*)\n"
-     "  value_per_conversation:\n    over: conversations\n    value: AVG(outcome_value)\n"
-     "  cost_per_outcome:\n    over: conversations\n"
-     "    numerator: SUM(run_cost)\n    denominator: SUM(outcomes)\n"),
+    (
+        "  tool_calls:\n    path: logs/tool_calls/\n",
+        "  tool_calls:\n    path: logs/tool_calls/\n"
+        "  business_events:\n    path: logs/business_events/\n"
+        "    attribution: {within: 7d, after: start, rule: split}\n",
+    ),
+    (
+        "    derive:\n      resolved:",
+        "      business_events:\n        outcomes: COUNT(*)\n"
+        "        outcome_value: TOTAL(value_usd)\n"
+        "    derive:\n      resolved:",
+    ),
+    (
+        "        csat: AVG(csat) FILTER (WHERE event = 'feedback')\n",
+        "        csat: AVG(csat) FILTER (WHERE event = 'feedback')\n"
+        "        run_cost: TOTAL(cost_usd)\n",
+    ),
+    (
+        "kpis:\n",
+        "kpis:\n"
+        "  business_outcome_rate:\n    over: conversations\n"
+        "    numerator: COUNT(*) FILTER (WHERE outcomes > 0)\n    denominator: COUNT(*)\n"
+        "  value_per_conversation:\n    over: conversations\n    value: AVG(outcome_value)\n"
+        "  cost_per_outcome:\n    over: conversations\n"
+        "    numerator: SUM(run_cost)\n    denominator: SUM(outcomes)\n",
+    ),
 )
 
 
 @pytest.fixture()
 def outcome_logs(write_spec: SpecWriter, write_jsonl: JsonlWriter, tmp_path: Path) -> Path:
     write_jsonl("logs/events/e.jsonl", EVENTS)
-    write_jsonl("logs/tool_calls/t.jsonl", [
-        {"conversation_id": "c1", "ts": _iso(T0), "tool": "search", "status": "ok"}])
+    write_jsonl(
+        "logs/tool_calls/t.jsonl",
+        [{"conversation_id": "c1", "ts": _iso(T0), "tool": "search", "status": "ok"}],
+    )
     write_jsonl("logs/business_events/b.jsonl", _business_rows())
     return write_spec(*OUTCOME_CHANGES)
 
@@ -190,20 +265,34 @@ def test_outcome_rollup_and_kpis_match_duckdb(outcome_logs: Path) -> None:
     table = facts(spec, sources, as_of=as_of).sort("conversation_id")
     # split: c1 gets half of e1 and e2, c2 half of each and all of e3, c3 e5
     assert table.select("conversation_id", "outcomes", "outcome_value").rows() == [
-        ("c1", 2, 70.0), ("c2", 3, 80.0), ("c3", 1, 20.0), ("c4", 0, 0.0)]
-    got = compute(spec, sources, as_of=as_of, kpis=[
-        "business_outcome_rate", "value_per_conversation", "cost_per_outcome"])
-    values = dict(got.filter(pl.col("grouping").list.len() == 0)
-                  .select("kpi", "value").iter_rows())
-    (want,) = _duckdb("""
+        ("c1", 2, 70.0),
+        ("c2", 3, 80.0),
+        ("c3", 1, 20.0),
+        ("c4", 0, 0.0),
+    ]
+    got = compute(
+        spec,
+        sources,
+        as_of=as_of,
+        kpis=["business_outcome_rate", "value_per_conversation", "cost_per_outcome"],
+    )
+    values = dict(got.filter(pl.col("grouping").list.len() == 0).select("kpi", "value").iter_rows())
+    (want,) = _duckdb(
+        """
         WITH cost AS (SELECT conversation_id, SUM(cost_usd) AS c FROM ev GROUP BY 1)
         SELECT AVG(CASE WHEN outcomes > 0 THEN 1.0 ELSE 0.0 END), AVG(outcome_value),
                SUM(c) / SUM(outcomes)
         FROM conv JOIN cost USING (conversation_id)
-    """, ev=pl.DataFrame(EVENTS).drop("ts"), conv=table)
+    """,
+        ev=pl.DataFrame(EVENTS).drop("ts"),
+        conv=table,
+    )
     assert want == pytest.approx((0.75, 42.5, 7.5 / 6))  # and by hand: 3/4, 170/4, 7.5/6
-    assert (values["business_outcome_rate"], values["value_per_conversation"],
-            values["cost_per_outcome"]) == pytest.approx(want)
+    assert (
+        values["business_outcome_rate"],
+        values["value_per_conversation"],
+        values["cost_per_outcome"],
+    ) == pytest.approx(want)
 
 
 def test_the_default_as_of_is_the_logs_and_later_business_events_are_left_out(
@@ -214,43 +303,65 @@ def test_the_default_as_of_is_the_logs_and_later_business_events_are_left_out(
     spec = load_spec(outcome_logs)
     table = facts(spec, load_sources(spec)).sort("conversation_id")
     assert table.select("conversation_id", "outcomes", "outcome_value").rows() == [
-        ("c1", 1, 50.0), ("c2", 1, 50.0), ("c3", 1, 20.0), ("c4", 0, 0.0)]
+        ("c1", 1, 50.0),
+        ("c2", 1, 50.0),
+        ("c3", 1, 20.0),
+        ("c4", 0, 0.0),
+    ]
 
 
 def test_unattributed_events_are_a_note(outcome_logs: Path) -> None:
     spec = load_spec(outcome_logs)
     notes = load_sources(spec).by_name["business_events"].notes
-    assert notes == ("business_events: 4 of 8 events (50.0%) are attributed to no conversation "
-                     "(none named, or none of the user's within 7d after its start): outcome "
-                     "KPIs leave them out",)
+    assert notes == (
+        "business_events: 4 of 8 events (50.0%) are attributed to no conversation "
+        "(none named, or none of the user's within 7d after its start): outcome "
+        "KPIs leave them out",
+    )
 
 
 ATTRIBUTION_LINE = "    attribution: {within: 7d, after: start, rule: split}\n"
 
 
-@pytest.mark.parametrize(("attribution", "path", "message"), [
-    ("    attribution: {within: 7 days, after: start, rule: split}\n",
-     "sources.business_events.attribution.within",
-     "expected a duration like 7d, 24h, 90m, 30s or 500ms, got '7 days'"),
-    ("    attribution: {within: 0d, after: start, rule: split}\n",
-     "sources.business_events.attribution.within",
-     "expected a duration above zero, got '0d'"),
-    ("    attribution: {within: 7d, after: start, rule: lats}\n",
-     "sources.business_events.attribution.rule",
-     "expected first or last or split, got 'lats' (did you mean 'last'?)"),
-    ("    attribution: {within: 7d, after: middle, rule: last}\n",
-     "sources.business_events.attribution.after",
-     "expected start or end, got 'middle'"),
-    ("    attribution: {within: 7d, rule: last}\n",
-     "sources.business_events.attribution",
-     "`after` is required, e.g. attribution: {within: 7d, after: start, rule: last}"),
-    ("",
-     "sources.business_events",
-     "a business_events source needs `attribution: {within: 7d, after: start, rule: last}` "
-     "(rule: first | last | split; after: start | end of the conversation)"),
-])
-def test_attribution_spec_errors(write_spec: SpecWriter, attribution: str, path: str,
-                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("attribution", "path", "message"),
+    [
+        (
+            "    attribution: {within: 7 days, after: start, rule: split}\n",
+            "sources.business_events.attribution.within",
+            "expected a duration like 7d, 24h, 90m, 30s or 500ms, got '7 days'",
+        ),
+        (
+            "    attribution: {within: 0d, after: start, rule: split}\n",
+            "sources.business_events.attribution.within",
+            "expected a duration above zero, got '0d'",
+        ),
+        (
+            "    attribution: {within: 7d, after: start, rule: lats}\n",
+            "sources.business_events.attribution.rule",
+            "expected first or last or split, got 'lats' (did you mean 'last'?)",
+        ),
+        (
+            "    attribution: {within: 7d, after: middle, rule: last}\n",
+            "sources.business_events.attribution.after",
+            "expected start or end, got 'middle'",
+        ),
+        (
+            "    attribution: {within: 7d, rule: last}\n",
+            "sources.business_events.attribution",
+            "`after` is required, e.g. attribution: {within: 7d, after: start, rule: last}",
+        ),
+        (
+            "",
+            "sources.business_events",
+            "a business_events source needs `attribution: {within: 7d, after: start, rule: last}` "
+            "(rule: first | last | split; after: start | end of the conversation)",
+        ),
+    ],
+)
+def test_attribution_spec_errors(
+    write_spec: SpecWriter, attribution: str, path: str, message: str
+) -> None:
     changes = [OUTCOME_CHANGES[0], *OUTCOME_CHANGES[1:]]
     old, new = changes[0]
     changes[0] = (old, new.replace(ATTRIBUTION_LINE, attribution))
@@ -261,18 +372,24 @@ def test_attribution_spec_errors(write_spec: SpecWriter, attribution: str, path:
     needle = attribution.strip() or "business_events:"
     want_line = next(n for n, text in enumerate(lines, 1) if needle in text)
     assert [(p.line, p.path, p.message) for p in caught.value.problems] == [
-        (want_line, path, message)]
+        (want_line, path, message)
+    ]
 
 
 def test_attribution_on_another_source_is_an_error(write_spec: SpecWriter) -> None:
-    spec_path = write_spec(("    path: logs/tool_calls/\n",
-                            "    path: logs/tool_calls/\n" + ATTRIBUTION_LINE))
+    spec_path = write_spec(
+        ("    path: logs/tool_calls/\n", "    path: logs/tool_calls/\n" + ATTRIBUTION_LINE)
+    )
     with pytest.raises(SpecError) as caught:
         load_spec(spec_path)
     line = spec_path.read_text().splitlines().index(ATTRIBUTION_LINE.rstrip("\n")) + 1
     assert [(p.line, p.path, p.message) for p in caught.value.problems] == [
-        (line, "sources.tool_calls.attribution",
-         "attribution belongs to the business_events source only")]
+        (
+            line,
+            "sources.tool_calls.attribution",
+            "attribution belongs to the business_events source only",
+        )
+    ]
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,10 +414,8 @@ def outcome_spec_text() -> str:
 
 
 def _read(name: str) -> pl.DataFrame:
-    frame = pl.read_ndjson(ROOT / "sample_logs" / name / f"{name}.jsonl",
-                           infer_schema_length=None)
-    return frame.with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%SZ",
-                                                           time_zone="UTC"))
+    frame = pl.read_ndjson(ROOT / "sample_logs" / name / f"{name}.jsonl", infer_schema_length=None)
+    return frame.with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC"))
 
 
 # The shipped outcome KPIs on the bundled sample, written from the raw files in DuckDB: the
@@ -342,15 +457,19 @@ def test_the_shipped_outcome_blocks_match_duckdb_on_the_sample(tmp_path: Path) -
     assert len(spec.kpis) == 19
     kpis = ["business_outcome_rate", "value_per_conversation", "cost_per_outcome"]
     got = compute(spec, load_sources(spec), by=["arm"], kpis=kpis)
-    want = _duckdb(SAMPLE_OUTCOMES_SQL, ev=_read("events"), tc=_read("tool_calls"),
-                   be=_read("business_events"))
+    want = _duckdb(
+        SAMPLE_OUTCOMES_SQL, ev=_read("events"), tc=_read("tool_calls"), be=_read("business_events")
+    )
     assert [r[0] for r in want] == [None, "holdout", "treatment"]
     for arm, rate, value, cost, n in want:
         rows = got.filter(pl.col("arm").is_null() if arm is None else pl.col("arm") == arm)
         values = dict(rows.select("kpi", "value").iter_rows())
         assert set(rows["n"]) == {n}
-        assert (values["business_outcome_rate"], values["value_per_conversation"],
-                values["cost_per_outcome"]) == pytest.approx((rate, value, cost), rel=1e-9)
+        assert (
+            values["business_outcome_rate"],
+            values["value_per_conversation"],
+            values["cost_per_outcome"],
+        ) == pytest.approx((rate, value, cost), rel=1e-9)
     # the holdout arm books less often than the agent's arm (as the sample is drawn)
     assert want[1][1] < want[2][1]
 
@@ -373,8 +492,9 @@ def test_the_report_roi_credits_the_attributed_business_value(tmp_path: Path) ->
 
     path = tmp_path / "kpi_definitions.yaml"
     path.write_text(outcome_spec_text())
-    code = runner.invoke(app, ["report", "-c", str(path), "--baseline", "holdout",
-                               "-o", str(tmp_path / "r.md")]).exit_code
+    code = runner.invoke(
+        app, ["report", "-c", str(path), "--baseline", "holdout", "-o", str(tmp_path / "r.md")]
+    ).exit_code
     assert code == 0
     text = (tmp_path / "r.md").read_text()
     roi = text.split("### Business value against the baseline", 1)[1].split("\n\n", 2)[1]
@@ -391,48 +511,63 @@ def test_the_report_roi_credits_the_attributed_business_value(tmp_path: Path) ->
         f"baseline ${hold.mean():,.2f} (n={len(hold)}), current ${treat.mean():,.2f} "
         f"(n={len(treat):,}); Δ = +${delta:.4f} [-${-ci.low:.4f}, +${ci.high:.2f}] "
         f"(welch_t, 95 % CI, p = {welch.pvalue:.4f}, p adj. = 1.0000 after holm correction "
-        "over the KPI tests).")
+        "over the KPI tests)."
+    )
     n = len(treat)
     assert lines[1] == (
         "- **No added value can be claimed:** the 95 % interval of Δ includes 0 (point "
         f"estimate Δ × current conversations = +${delta:.4f} × {n:,} = ${delta * n:,.2f} "
-        f"[-${-ci.low * n:,.2f}, ${ci.high * n:,.2f}], for context only).")
-    assert lines[2] == ("- Design: randomized holdout, so the difference is a causal estimate "
-                        "for this period's traffic.")
+        f"[-${-ci.low * n:,.2f}, ${ci.high * n:,.2f}], for context only)."
+    )
+    assert lines[2] == (
+        "- Design: randomized holdout, so the difference is a causal estimate "
+        "for this period's traffic."
+    )
     assert lines[3] == (
         "- Assumptions: business events are credited by the spec's attribution (within 7d "
         "after the conversation's start, rule last); events attributed to no conversation "
         "count for neither side; 468 conversations whose window is still open are left out "
-        "(pending).")
-
+        "(pending)."
+    )
 
 
 def test_compare_tests_the_outcome_kpis_by_their_shape(tmp_path: Path) -> None:
     """A rate gets the proportion test, a mean Welch's t, a ratio of sums the delta method; the
     differences are those of the settled conversations' facts by arm."""
-    from kpictl.comparison import compare
+    from kpictl.comparison.run import compare
 
     path = tmp_path / "kpi_definitions.yaml"
     path.write_text(outcome_spec_text())
     spec = load_spec(path)
     sources = load_sources(spec)
-    got = compare(spec, sources, baseline="holdout", kpis=[
-        "business_outcome_rate", "value_per_conversation", "cost_per_outcome"])
-    overall = {r["kpi"]: r for r in got.filter(pl.col("grouping").list.len() == 0)
-               .iter_rows(named=True)}
+    got = compare(
+        spec,
+        sources,
+        baseline="holdout",
+        kpis=["business_outcome_rate", "value_per_conversation", "cost_per_outcome"],
+    )
+    overall = {
+        r["kpi"]: r for r in got.filter(pl.col("grouping").list.len() == 0).iter_rows(named=True)
+    }
     assert {k: r["test"] for k, r in overall.items()} == {
-        "business_outcome_rate": "proportion_t", "value_per_conversation": "welch_t",
-        "cost_per_outcome": "delta_ratio"}
+        "business_outcome_rate": "proportion_t",
+        "value_per_conversation": "welch_t",
+        "cost_per_outcome": "delta_ratio",
+    }
     table = facts(spec, sources).filter(pl.col("outcome_settled"))
     arms = {arm: table.filter(pl.col("arm") == arm) for arm in ("holdout", "treatment")}
 
     def by_hand(frame: pl.DataFrame) -> tuple[float, float, float]:
-        return ((frame["outcomes"] > 0).mean(), frame["outcome_value"].mean(),
-                frame["cost_usd"].sum() / frame["outcomes"].sum())
+        return (
+            (frame["outcomes"] > 0).mean(),
+            frame["outcome_value"].mean(),
+            frame["cost_usd"].sum() / frame["outcomes"].sum(),
+        )
 
     hold, treat = by_hand(arms["holdout"]), by_hand(arms["treatment"])
-    for i, kpi in enumerate(("business_outcome_rate", "value_per_conversation",
-                             "cost_per_outcome")):
+    for i, kpi in enumerate(
+        ("business_outcome_rate", "value_per_conversation", "cost_per_outcome")
+    ):
         assert overall[kpi]["baseline_value"] == pytest.approx(hold[i], rel=1e-9)
         assert overall[kpi]["current_value"] == pytest.approx(treat[i], rel=1e-9)
         assert overall[kpi]["delta"] == pytest.approx(treat[i] - hold[i], rel=1e-9)

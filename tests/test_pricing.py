@@ -8,12 +8,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kpictl.engine import run_compute
+from kpictl.engine.compute import run_compute
+from kpictl.engine.sources import load_sources
 from kpictl.errors import SpecError, UsageError
-from kpictl.pricing import ModelPrice, PricingSpec, apply_prices
-from kpictl.render import shown_value
-from kpictl.sources import load_sources
-from kpictl.spec import load_spec
+from kpictl.io.pricing import ModelPrice, PricingSpec, apply_prices
+from kpictl.render.output import shown_value
+from kpictl.spec.model import load_spec
 from test_formats import CHAT_COST_NOTES
 
 UTC = dt.UTC
@@ -69,9 +69,10 @@ def test_reprice_recomputes_reported_costs() -> None:
 def test_reprice_marks_a_reported_cost_without_tokens_unpriced() -> None:
     # --reprice drops every reported cost; one without tokens cannot be recomputed: it is
     # unknown (cost_source unpriced, counted in compute's notes), not a silent null (was: None)
-    rows = pl.LazyFrame({"model": ["m"], "input_tokens": [None], "output_tokens": [None],
-                         "cost_usd": [0.5]},
-                        schema_overrides={"input_tokens": pl.Int64, "output_tokens": pl.Int64})
+    rows = pl.LazyFrame(
+        {"model": ["m"], "input_tokens": [None], "output_tokens": [None], "cost_usd": [0.5]},
+        schema_overrides={"input_tokens": pl.Int64, "output_tokens": pl.Int64},
+    )
     repriced = apply_prices(rows, PRICES, reprice=True).collect()
     assert repriced.select("cost_usd", "cost_source").rows() == [(None, "unpriced")]
     kept = apply_prices(rows, PRICES).collect()
@@ -85,8 +86,10 @@ def test_unpriced_rows_are_reported_by_compute(tmp_path: Path) -> None:
     spec = load_spec(tmp_path / "spec.yaml")
     result = run_compute(spec, load_sources(spec, cache=False))
     # no row has a known cost: cost_per_trial is unavailable, not $0
-    reason = ("cost unknown: no row of source 'events' has a cost (2 unpriced (tokens but no "
-              "price), 3 agent messages without usage (no tokens, no cost))")
+    reason = (
+        "cost unknown: no row of source 'events' has a cost (2 unpriced (tokens but no "
+        "price), 3 agent messages without usage (no tokens, no cost))"
+    )
     assert result.notes == (
         f"{reason}: unavailable (value null, not $0): cost_per_trial",
         "cost: 2 events rows in 2 conversations are unpriced (tokens but no cost and no price; "
@@ -113,7 +116,7 @@ def test_bad_prices_are_spec_errors(tmp_path: Path) -> None:
 def test_genai_prices_opt_in_matches_the_package_on_another_usage() -> None:
     """Per-1M-token prices taken from genai-prices price any other usage like the package."""
     genai_prices = pytest.importorskip("genai_prices")
-    from kpictl.pricing import genai_price_rows
+    from kpictl.io.pricing import genai_price_rows
 
     rows = genai_price_rows(["gpt-4o", "no-such-model-xyz"])
     assert [r.model for r in rows] == ["gpt-4o"]  # unknown models stay unpriced
@@ -145,8 +148,12 @@ def test_a_price_row_prices_its_dated_snapshots_and_aliases_never_a_longer_name(
         (
             ModelPrice("gpt-4o", 2.5, 10.0),
             ModelPrice("gpt-4o-mini", 0.15, 0.6),
-            ModelPrice("claude-3-5-sonnet", 3.0, 15.0,
-                       aliases=("anthropic.claude-3-5-sonnet-20241022-v2:0",)),
+            ModelPrice(
+                "claude-3-5-sonnet",
+                3.0,
+                15.0,
+                aliases=("anthropic.claude-3-5-sonnet-20241022-v2:0",),
+            ),
             ModelPrice("gpt-4o-launch", 5.0, 15.0, aliases=("gpt-4o-2024-05-13",)),
         )
     )
@@ -187,10 +194,12 @@ def test_chat_costs_of_a_dated_snapshot_by_hand(tmp_path: Path) -> None:
     ("aliases", "message"),
     [
         ("gpt-4o-old", "expected a list of model names such as [gpt-4o-latest], got 'gpt-4o-old'"),
-        ("[gpt-4o-mini]", "'gpt-4o-mini' is a model of its own under pricing.models; an alias "
-         "names a model that is not listed"),
-        ("[my-mini]", "'my-mini' is already an alias of 'gpt-4o-mini'; a model name has one "
-         "price"),
+        (
+            "[gpt-4o-mini]",
+            "'gpt-4o-mini' is a model of its own under pricing.models; an alias "
+            "names a model that is not listed",
+        ),
+        ("[my-mini]", "'my-mini' is already an alias of 'gpt-4o-mini'; a model name has one price"),
     ],
 )
 def test_bad_aliases_are_spec_errors_with_their_line(

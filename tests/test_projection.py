@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from conftest import SpecWriter
 from kpictl.cli import app
-from kpictl.costs import Slice
-from kpictl.engine import ComputeOptions, resolve_window
-from kpictl.io import Sources, load_frames
-from kpictl.pricing import ModelPrice, PricingSpec, latest_prices
+from kpictl.engine.compute import ComputeOptions, resolve_window
+from kpictl.engine.costs import Slice
+from kpictl.engine.sources import load_sources
+from kpictl.io.pricing import ModelPrice, PricingSpec, latest_prices
+from kpictl.io.read import Sources, load_frames
 from kpictl.projection import (
     MONTH_HOURS,
     ProjectionOptions,
@@ -28,12 +29,14 @@ from kpictl.projection import (
     parse_volume,
     run_projection,
 )
-from kpictl.sources import load_sources
-from kpictl.spec import Spec, load_spec
+from kpictl.spec.model import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = (str(ROOT / "sample_logs" / "events"), "--source",
-          f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}")
+SAMPLE = (
+    str(ROOT / "sample_logs" / "events"),
+    "--source",
+    f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}",
+)
 T0 = dt.datetime(2026, 10, 1, 0, 0, tzinfo=dt.UTC)
 runner = CliRunner()
 
@@ -47,15 +50,32 @@ class ArrowStream:
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         return self._df.__arrow_c_stream__(requested_schema)
 
+
 EVENT_SCHEMA = {
-    "conversation_id": pl.String, "ts": pl.Datetime("us", "UTC"), "event": pl.String,
-    "role": pl.String, "input_tokens": pl.Int64, "output_tokens": pl.Int64,
-    "cost_usd": pl.Float64, "human_minutes": pl.Float64, "model": pl.String,
-    "channel": pl.String, "intent": pl.String, "customer_tier": pl.String, "region": pl.String,
-    "agent_version": pl.String, "arm": pl.String, "user_id": pl.String,
+    "conversation_id": pl.String,
+    "ts": pl.Datetime("us", "UTC"),
+    "event": pl.String,
+    "role": pl.String,
+    "input_tokens": pl.Int64,
+    "output_tokens": pl.Int64,
+    "cost_usd": pl.Float64,
+    "human_minutes": pl.Float64,
+    "model": pl.String,
+    "channel": pl.String,
+    "intent": pl.String,
+    "customer_tier": pl.String,
+    "region": pl.String,
+    "agent_version": pl.String,
+    "arm": pl.String,
+    "user_id": pl.String,
 }
-TOOL_SCHEMA = {"conversation_id": pl.String, "ts": pl.Datetime("us", "UTC"), "tool": pl.String,
-               "status": pl.String, "cost_usd": pl.Float64}
+TOOL_SCHEMA = {
+    "conversation_id": pl.String,
+    "ts": pl.Datetime("us", "UTC"),
+    "tool": pl.String,
+    "status": pl.String,
+    "cost_usd": pl.Float64,
+}
 
 
 def at(hours: float) -> dt.datetime:
@@ -64,42 +84,74 @@ def at(hours: float) -> dt.datetime:
 
 def events(rows: list[dict[str, object]]) -> pl.DataFrame:
     defaults = {k: None for k in EVENT_SCHEMA} | {
-        "channel": "web", "intent": "billing", "customer_tier": "free", "region": "na",
-        "agent_version": "v1", "arm": "treatment", "user_id": "u1"}
+        "channel": "web",
+        "intent": "billing",
+        "customer_tier": "free",
+        "region": "na",
+        "agent_version": "v1",
+        "arm": "treatment",
+        "user_id": "u1",
+    }
     return pl.DataFrame([{**defaults, **row} for row in rows], schema=EVENT_SCHEMA)
 
 
-def agent(cid: str, hours: float, cost: float | None, tokens: int | None = 100,
-          model: str = "m1") -> dict[str, object]:
-    return {"conversation_id": cid, "ts": at(hours), "event": "message", "role": "agent",
-            "input_tokens": tokens, "output_tokens": tokens, "cost_usd": cost, "model": model}
+def agent(
+    cid: str, hours: float, cost: float | None, tokens: int | None = 100, model: str = "m1"
+) -> dict[str, object]:
+    return {
+        "conversation_id": cid,
+        "ts": at(hours),
+        "event": "message",
+        "role": "agent",
+        "input_tokens": tokens,
+        "output_tokens": tokens,
+        "cost_usd": cost,
+        "model": model,
+    }
 
 
 def escalation(cid: str, hours: float, minutes: float) -> list[dict[str, object]]:
     return [
         {"conversation_id": cid, "ts": at(hours), "event": "escalation"},
-        {"conversation_id": cid, "ts": at(hours), "event": "message", "role": "human",
-         "human_minutes": minutes},
+        {
+            "conversation_id": cid,
+            "ts": at(hours),
+            "event": "message",
+            "role": "human",
+            "human_minutes": minutes,
+        },
     ]
 
 
 def tool(cid: str, hours: float, cost: float | None) -> dict[str, object]:
-    return {"conversation_id": cid, "ts": at(hours), "tool": "search", "status": "ok",
-            "cost_usd": cost}
+    return {
+        "conversation_id": cid,
+        "ts": at(hours),
+        "tool": "search",
+        "status": "ok",
+        "cost_usd": cost,
+    }
 
 
 def tiny_rows() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """Four conversations over clock hours 00:00 – 05:00 (six hours):
     a 00:10 LLM 0.50 + tool 0.20; b 00:40 LLM 1.00, escalated, 4 human minutes;
     c 03:05 LLM 0.30 + tool 0.10; d 05:20 LLM 0.20, escalated, 2 human minutes."""
-    ev = [agent("a", 10 / 60, 0.5), agent("b", 40 / 60, 1.0), *escalation("b", 0.75, 4.0),
-          agent("c", 3 + 5 / 60, 0.3), agent("d", 5 + 20 / 60, 0.2), *escalation("d", 5.5, 2.0)]
+    ev = [
+        agent("a", 10 / 60, 0.5),
+        agent("b", 40 / 60, 1.0),
+        *escalation("b", 0.75, 4.0),
+        agent("c", 3 + 5 / 60, 0.3),
+        agent("d", 5 + 20 / 60, 0.2),
+        *escalation("d", 5.5, 2.0),
+    ]
     tc = [tool("a", 0.2, 0.2), tool("c", 3.1, 0.1)]
     return ev, tc
 
 
-def project(spec: Spec, sources: Sources, volume: str = "10x", **options: object
-            ) -> ProjectionResult:
+def project(
+    spec: Spec, sources: Sources, volume: str = "10x", **options: object
+) -> ProjectionResult:
     return run_projection(spec, sources, ProjectionOptions(parse_volume(volume), **options))
 
 
@@ -127,10 +179,15 @@ def test_monthly_projection_per_component_by_hand(shipped_spec: Spec) -> None:
     assert monthly["human"] == pytest.approx(4870 * 0.5 * 3.0 * 0.75)  # 5,478.75
     assert result.total is not None
     assert result.total.monthly == pytest.approx(2435 + 365.25 + 5478.75)
-    assert all(c.low is not None and c.high is not None and c.low <= c.monthly <= c.high
-               for c in (*result.components, result.total) if c.monthly is not None)
-    assert any("escalation rate 50.00% × 3.00 min per escalated conversation × $0.75/min"
-               in a for a in result.assumptions)
+    assert all(
+        c.low is not None and c.high is not None and c.low <= c.monthly <= c.high
+        for c in (*result.components, result.total)
+        if c.monthly is not None
+    )
+    assert any(
+        "escalation rate 50.00% × 3.00 min per escalated conversation × $0.75/min" in a
+        for a in result.assumptions
+    )
 
 
 def test_absolute_volume_per_month_and_per_day(shipped_spec: Spec) -> None:
@@ -168,8 +225,9 @@ def test_the_python_api_projects() -> None:
 
     spec = kpictl.load_spec(ROOT / "kpi_definitions.yaml")
     sources = tiny(*tiny_rows())
-    result = kpictl.run_projection(spec, sources, kpictl.ProjectionOptions(
-        kpictl.parse_volume("10x")))
+    result = kpictl.run_projection(
+        spec, sources, kpictl.ProjectionOptions(kpictl.parse_volume("10x"))
+    )
     assert result.total is not None and result.total.monthly == pytest.approx(8279.0)
 
 
@@ -183,7 +241,8 @@ def test_human_minutes_absent_from_the_data_are_unknown_not_zero(shipped_spec: S
     human = next(c for c in result.components if c.name == "human")
     assert (human.per_conversation, human.monthly, human.low, human.high) == (None,) * 4
     assert human.unavailable == (
-        "unknown: no `human_minutes` column in source 'events' (no row has a value)")
+        "unknown: no `human_minutes` column in source 'events' (no row has a value)"
+    )
     assert result.total is not None and result.total.basis == "LLM + tools"
     # 4,870 conversations per month × (0.5 + 1.0 + 0.3 + 0.2 + 0.2 + 0.1) / 4
     assert result.total.monthly == pytest.approx(4870 * 2.3 / 4)
@@ -206,8 +265,9 @@ def test_interval_is_a_hand_numpy_bootstrap_with_the_same_seed(shipped_spec: Spe
     assert result.total is not None
     assert (result.total.low, result.total.high) == pytest.approx((4870 * low, 4870 * high))
     llm = next(c for c in result.components if c.name == "llm")
-    assert (llm.low, llm.high) == pytest.approx(tuple(4870 * np.percentile(means[:, 0],
-                                                                            [2.5, 97.5])))
+    assert (llm.low, llm.high) == pytest.approx(
+        tuple(4870 * np.percentile(means[:, 0], [2.5, 97.5]))
+    )
 
 
 def test_bootstrap_chunks_draw_the_same_indices_as_one_draw() -> None:
@@ -221,12 +281,13 @@ def test_interval_agrees_with_a_normal_approximation_on_the_sample(shipped_spec:
     sources = load_sources(shipped_spec)
     result = project(shipped_spec, sources)
     window = resolve_window(shipped_spec, sources, ComputeOptions())
-    from kpictl.costs import conversation_costs, slice_facts, unpriced_rows
+    from kpictl.engine.costs import conversation_costs, slice_facts, unpriced_rows
 
     piece = Slice("all", sources, window)
     keys = slice_facts(shipped_spec, piece).select("conversation_id")
     costs = conversation_costs(shipped_spec, piece, keys).join(
-        unpriced_rows(piece, keys), on="conversation_id", how="anti")
+        unpriced_rows(piece, keys), on="conversation_id", how="anti"
+    )
     total = costs["total_cost"].to_numpy()
     assert result.total is not None and result.projected_per_month is not None
     assert result.total.monthly == pytest.approx(result.projected_per_month * total.mean())
@@ -307,19 +368,26 @@ def test_partially_priced_projects_from_the_priced_conversations(shipped_spec: S
     assert result.total is not None
     assert result.total.monthly == pytest.approx(6087.5 * 1.7)
     assert result.peak is not None and result.peak.max == pytest.approx(4.7 * 5 / 4)
-    assert any(a.startswith("partially priced (4 of 5 conversations): 1 conversations")
-               for a in result.assumptions)
+    assert any(
+        a.startswith("partially priced (4 of 5 conversations): 1 conversations")
+        for a in result.assumptions
+    )
 
 
 def test_no_priced_conversation_means_no_cost_projection(shipped_spec: Spec) -> None:
     ev = [agent("a", 0.1, None), agent("b", 2.0, 0.4), tool("b", 2.1, None)]
-    sources = load_frames({"events": events([e for e in ev if "event" in e]),
-                           "tool_calls": pl.DataFrame([ev[2]], schema=TOOL_SCHEMA)})
+    sources = load_frames(
+        {
+            "events": events([e for e in ev if "event" in e]),
+            "tool_calls": pl.DataFrame([ev[2]], schema=TOOL_SCHEMA),
+        }
+    )
     result = project(shipped_spec, sources)
     assert result.status == "unavailable"
     assert result.reason == (
         "no conversation is fully priced (2 of 2 have a cost that is unknown: 2 rows with "
-        "tokens or an agent message or a tool call but no cost_usd; add `pricing:` to the spec)")
+        "tokens or an agent message or a tool call but no cost_usd; add `pricing:` to the spec)"
+    )
     assert (result.components, result.total, result.peak) == ((), None, None)
     assert result.to_dict()["headline"] == f"unavailable: {result.reason}"
 
@@ -330,11 +398,18 @@ def test_no_priced_conversation_means_no_cost_projection(shipped_spec: Spec) -> 
 
 
 def test_prices_are_fixed_at_the_latest_effective_price(shipped_spec: Spec) -> None:
-    pricing = PricingSpec(prices=(
-        ModelPrice("m1", 10.0, 10.0, effective_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
-        ModelPrice("m1", 2.0, 3.0, effective_from=dt.datetime(2026, 9, 1, tzinfo=dt.UTC),
-                   aliases=("m1-alias",)),
-    ))
+    pricing = PricingSpec(
+        prices=(
+            ModelPrice("m1", 10.0, 10.0, effective_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+            ModelPrice(
+                "m1",
+                2.0,
+                3.0,
+                effective_from=dt.datetime(2026, 9, 1, tzinfo=dt.UTC),
+                aliases=("m1-alias",),
+            ),
+        )
+    )
     assert latest_prices(pricing).prices == (ModelPrice("m1", 2.0, 3.0, aliases=("m1-alias",)),)
     spec = dataclasses.replace(shipped_spec, pricing=pricing)
     # 1,000 tokens in and out each at $2 + $3 per 1M = $0.005, whatever the log reported
@@ -346,7 +421,8 @@ def test_prices_are_fixed_at_the_latest_effective_price(shipped_spec: Spec) -> N
     assert result.assumptions[0] == (
         "prices fixed at each model's latest effective price in `pricing:` (every row with "
         "tokens repriced, reported costs ignored): m1 since 2026-09-01: $2 in / $3 out per 1M "
-        "tokens")
+        "tokens"
+    )
     # a reported cost without tokens cannot be repriced: unknown, not zero
     ev.append(agent("c", 2.5, 1.0, tokens=None))
     partial = project(spec, tiny(ev, []))
@@ -364,53 +440,114 @@ def test_cli_project_table_json_markdown_and_output(tmp_path: Path) -> None:
     assert "Cost at 10x volume" in table.stdout
     assert "Cost projection partially priced (1,982 of 2,000 conversations)." in table.stdout
     assert table.stderr == (
-        "kpictl: note: cost projection partially priced (1,982 of 2,000 conversations)\n")
+        "kpictl: note: cost projection partially priced (1,982 of 2,000 conversations)\n"
+    )
     out = tmp_path / "p.json"
-    js = runner.invoke(app, ["project", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"),
-                             "--volume", "50000/month", "-f", "json", "-o", str(out)])
+    js = runner.invoke(
+        app,
+        [
+            "project",
+            *SAMPLE,
+            "-c",
+            str(ROOT / "kpi_definitions.yaml"),
+            "--volume",
+            "50000/month",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+        ],
+    )
     assert js.exit_code == 0 and js.stdout == ""
     document = json.loads(out.read_text())
     assert document["projected_conversations_per_month"] == pytest.approx(50000)
-    assert document["observed"]["conversations_per_month"] == pytest.approx(2000 * MONTH_HOURS
-                                                                             / 718)
+    assert document["observed"]["conversations_per_month"] == pytest.approx(
+        2000 * MONTH_HOURS / 718
+    )
     assert [c["name"] for c in document["components"]] == ["llm", "tools", "human"]
-    md = runner.invoke(app, ["project", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"),
-                             "-f", "markdown"])
+    md = runner.invoke(
+        app, ["project", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"), "-f", "markdown"]
+    )
     assert md.exit_code == 0
     assert md.stdout.startswith("# Cost at 10x volume\n")
     assert "| component | per conversation | per month | interval |" in md.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--volume", "10"], "kpictl: error: --volume '10': expected a multiple of the observed "
-     "volume such as 10x, or conversations per period such as 50000/month (per hour, day, "
-     "week or month), above 0\n"),
-    (["--volume", "0x"], "kpictl: error: --volume '0x': expected a multiple of the observed "
-     "volume such as 10x, or conversations per period such as 50000/month (per hour, day, "
-     "week or month), above 0\n"),
-    (["--draws", "50"], "kpictl: error: --draws 50: expected at least 100 bootstrap "
-     "resamples\n"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--volume", "10"],
+            "kpictl: error: --volume '10': expected a multiple of the observed "
+            "volume such as 10x, or conversations per period such as 50000/month (per hour, day, "
+            "week or month), above 0\n",
+        ),
+        (
+            ["--volume", "0x"],
+            "kpictl: error: --volume '0x': expected a multiple of the observed "
+            "volume such as 10x, or conversations per period such as 50000/month (per hour, day, "
+            "week or month), above 0\n",
+        ),
+        (
+            ["--draws", "50"],
+            "kpictl: error: --draws 50: expected at least 100 bootstrap resamples\n",
+        ),
+    ],
+)
 def test_cli_project_usage_errors(args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["project", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"),
-                                 *args])
+    result = runner.invoke(
+        app, ["project", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"), *args]
+    )
     assert result.exit_code == 2
     assert result.stderr == message
 
 
 def test_cli_project_unavailable_says_why(tmp_path: Path, shipped_spec_path: Path) -> None:
     logs = tmp_path / "events.jsonl"
-    logs.write_text(json.dumps({"conversation_id": "a", "ts": "2026-10-01T00:00:00Z",
-                                "event": "message", "role": "agent", "input_tokens": 5}) + "\n")
+    logs.write_text(
+        json.dumps(
+            {
+                "conversation_id": "a",
+                "ts": "2026-10-01T00:00:00Z",
+                "event": "message",
+                "role": "agent",
+                "input_tokens": 5,
+            }
+        )
+        + "\n"
+    )
     calls = tmp_path / "calls.jsonl"
-    calls.write_text(json.dumps({"conversation_id": "a", "ts": "2026-10-01T00:00:01Z",
-                                 "tool": "t", "status": "ok", "cost_usd": 0.1}) + "\n")
-    result = runner.invoke(app, ["project", str(logs), "--source", f"tool_calls={calls}",
-                                 "-c", str(shipped_spec_path), "-f", "markdown"])
+    calls.write_text(
+        json.dumps(
+            {
+                "conversation_id": "a",
+                "ts": "2026-10-01T00:00:01Z",
+                "tool": "t",
+                "status": "ok",
+                "cost_usd": 0.1,
+            }
+        )
+        + "\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "project",
+            str(logs),
+            "--source",
+            f"tool_calls={calls}",
+            "-c",
+            str(shipped_spec_path),
+            "-f",
+            "markdown",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    reason = ("no conversation is fully priced (1 of 1 have a cost that is unknown: 1 rows with "
-              "tokens or an agent message or a tool call but no cost_usd; add `pricing:` to the "
-              "spec)")
+    reason = (
+        "no conversation is fully priced (1 of 1 have a cost that is unknown: 1 rows with "
+        "tokens or an agent message or a tool call but no cost_usd; add `pricing:` to the "
+        "spec)"
+    )
     assert f"Cost projection unavailable: {reason}." in result.stdout
     assert result.stderr == f"kpictl: note: cost projection unavailable: {reason}\n"
 
@@ -421,21 +558,23 @@ def test_cli_project_unavailable_says_why(tmp_path: Path, shipped_spec_path: Pat
 
 
 def test_report_project_section_is_the_projection_of_the_current_arm(shipped_spec: Spec) -> None:
-    from kpictl.comparison import CompareOptions, run_compare
+    from kpictl.comparison.run import CompareOptions, run_compare
     from kpictl.projection import project_costs
-    from kpictl.render import projection_markdown
-    from kpictl.scorecard import ReportOptions, run_report
+    from kpictl.render.output import projection_markdown
+    from kpictl.scorecard.report import ReportOptions, run_report
 
     sources = load_sources(shipped_spec)
     markdown = run_report(shipped_spec, sources, ReportOptions(project="10x")).markdown
     window = run_compare(shipped_spec, sources, CompareOptions(baseline="holdout")).current_window
     arm = Slice("treatment arm", sources, window, "arm = 'treatment'")
-    expected = projection_markdown(project_costs(shipped_spec, arm, ProjectionOptions(
-        parse_volume("10x"))), level=2)
-    section = markdown[markdown.index("## Cost at 10x volume"):markdown.index("## Data quality")]
+    expected = projection_markdown(
+        project_costs(shipped_spec, arm, ProjectionOptions(parse_volume("10x"))), level=2
+    )
+    section = markdown[markdown.index("## Cost at 10x volume") : markdown.index("## Data quality")]
     assert section.splitlines()[2] == (
         "Projected from the treatment arm: the conversations started in the period and their "
-        "costs up to as-of (`kpictl project` on the same data).")
+        "costs up to as-of (`kpictl project` on the same data)."
+    )
     assert "\n".join(expected[2:]).strip() in section
     assert "| total | $0.8355 | $14,068.06 |" in section
     assert "Cost projection partially priced (1,638 of 1,655 conversations)." in section
@@ -444,10 +583,12 @@ def test_report_project_section_is_the_projection_of_the_current_arm(shipped_spe
 
 
 def test_report_project_bad_volume_is_a_usage_error() -> None:
-    result = runner.invoke(app, ["report", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"),
-                                 "--project", "ten"])
+    result = runner.invoke(
+        app, ["report", *SAMPLE, "-c", str(ROOT / "kpi_definitions.yaml"), "--project", "ten"]
+    )
     assert result.exit_code == 2
     assert result.stderr == (
         "kpictl: error: --project 'ten': expected a multiple of the observed volume such as 10x, "
         "or conversations per period such as 50000/month (per hour, day, week or month), "
-        "above 0\n")
+        "above 0\n"
+    )

@@ -16,9 +16,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from kpictl.cli import app
-from kpictl.comparison import CompareOptions, CompareResult, run_compare
-from kpictl.engine import ComputeResult, run_compute
-from kpictl.render import (
+from kpictl.comparison.run import CompareOptions, CompareResult, run_compare
+from kpictl.engine.compute import ComputeResult, run_compute
+from kpictl.engine.sources import load_sources
+from kpictl.render.output import (
     compare_to_json,
     compare_to_markdown,
     render_compare_table,
@@ -26,8 +27,7 @@ from kpictl.render import (
     to_json,
     to_markdown,
 )
-from kpictl.sources import load_sources
-from kpictl.spec import load_spec
+from kpictl.spec.model import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -54,8 +54,11 @@ def flat(text: str) -> str:
 
 def cells(text: str) -> list[list[str]]:
     """The table's body lines as lists of cell texts (│-separated)."""
-    return [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines()
-            if line.startswith("│")]
+    return [
+        [c.strip() for c in line.split("│")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
 
 
 def header(text: str) -> list[str]:
@@ -69,9 +72,8 @@ def header(text: str) -> list[str]:
 # ("insufficient_data"); a column costs 3 more cells (padding and rule), the table 1.
 COMPARE_LEFT_OUT = {
     80: "Left out to fit 80 columns: baseline, relative Δ, p adj., test, confidence "
-        "intervals; --wide shows them.",
-    100: "Left out to fit 100 columns: relative Δ, test, confidence intervals; --wide shows "
-         "them.",
+    "intervals; --wide shows them.",
+    100: "Left out to fit 100 columns: relative Δ, test, confidence intervals; --wide shows them.",
     140: "Left out to fit 140 columns: test; --wide shows them.",
 }
 
@@ -101,7 +103,8 @@ def test_compare_table_fits_and_never_cuts_a_number(
     for line, row in zip(firsts, rows, strict=True):
         # the whole number, to the decimals of its unit (hand rule: % 2, $ 4 under 10, s 1, ms 0)
         scale, places = {"percent": (100, 2), "usd": (1, 4), "duration": (1, 1), "ms": (1, 0)}.get(
-            row["format"], (1, 2))
+            row["format"], (1, 2)
+        )
         digits = re.sub(r"[^\d.]", "", line[current_at])
         assert float(digits) == round(row["current_value"] * scale, places), line
 
@@ -110,8 +113,17 @@ def test_compare_table_wide_shows_every_column_and_interval(
     bundled: tuple[ComputeResult, CompareResult],
 ) -> None:
     text = printed(render_compare_table, bundled[1], 80, wide=True)
-    assert header(text) == ["KPI", "cohort", "baseline", "current", "Δ [CI]", "relative Δ [CI]",
-                            "p adj.", "test", "status"]
+    assert header(text) == [
+        "KPI",
+        "cohort",
+        "baseline",
+        "current",
+        "Δ [CI]",
+        "relative Δ [CI]",
+        "p adj.",
+        "test",
+        "status",
+    ]
     assert "Left out" not in text and "…" not in text
     assert "+9.63 pp [+3.86 pp, +15.41 pp]" in text  # task_completion_rate, CI inline
 
@@ -143,11 +155,17 @@ def test_compute_table_fits_and_never_cuts_a_number(
     assert shown[0][0] == "67.85 %" and ("$1.3731", "1,910") in shown
 
 
-@pytest.mark.parametrize(("columns", "note"), [
-    ("100", "Left out to fit 100 columns: relative Δ, test, confidence intervals; --wide "
-            "shows them."),
-    ("80", COMPARE_LEFT_OUT[80]),
-])
+@pytest.mark.parametrize(
+    ("columns", "note"),
+    [
+        (
+            "100",
+            "Left out to fit 100 columns: relative Δ, test, confidence intervals; --wide "
+            "shows them.",
+        ),
+        ("80", COMPARE_LEFT_OUT[80]),
+    ],
+)
 def test_cli_compare_reads_columns(columns: str, note: str) -> None:
     result = runner.invoke(app, ["compare", "-c", str(SPEC)], env={"COLUMNS": columns})
     assert result.exit_code == 0, result.stderr

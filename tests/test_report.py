@@ -1,7 +1,8 @@
 """The scorecard (`kpictl report`): golden file, Markdown structure, numbers, redaction, CLI.
 
 Golden files live in `tests/golden/`. They are compared after masking the run-specific rows of
-the provenance table (`kpictl.scorecard.VOLATILE_PROVENANCE`: generated at, command, versions), and
+the provenance table (`kpictl.scorecard.report.VOLATILE_PROVENANCE`: generated at, command,
+versions), and
 they are rewritten ONLY when the environment variable `KPICTL_UPDATE_GOLDEN=1` is set:
 
     KPICTL_UPDATE_GOLDEN=1 pytest tests/test_report.py -k golden
@@ -33,7 +34,7 @@ from typer.testing import CliRunner
 import kpictl
 from kpictl.cli import app
 from kpictl.redact import redact_pii
-from kpictl.scorecard import (
+from kpictl.scorecard.report import (
     VOLATILE_PROVENANCE,
     ReportOptions,
     kpi_inputs,
@@ -517,10 +518,16 @@ def test_an_roi_of_ordinary_size_is_the_headline(tmp_path: Path) -> None:
     code, out, err = run("report", *SAMPLE_DATA, "-c", str(spec_path))
     assert code == 0, err
     spec = kpictl.load_spec(spec_path)
-    facts = kpictl.facts(spec, kpictl.load_sources(spec, {
-        "events": [ROOT / "sample_logs" / "events"],
-        "tool_calls": [ROOT / "sample_logs" / "tool_calls"],
-    }))
+    facts = kpictl.facts(
+        spec,
+        kpictl.load_sources(
+            spec,
+            {
+                "events": [ROOT / "sample_logs" / "events"],
+                "tool_calls": [ROOT / "sample_logs" / "tool_calls"],
+            },
+        ),
+    )
     treatment = facts.filter(pl.col("arm") == "treatment")
     alone = treatment.filter(pl.col("completed") & pl.col("contained") & pl.col("settled")).height
     run_cost = float(treatment.select(pl.col("llm_cost").sum() + pl.col("tool_cost").sum()).item())
@@ -552,10 +559,13 @@ def test_arms_not_declared_randomized_are_observational_in_header_and_roi(tmp_pa
     events = str(ROOT / "sample_logs" / "events" / "events.jsonl")
     calls = str(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
     con = duckdb.connect()
-    arms = dict(con.execute(
-        f"SELECT agent_version, COUNT(DISTINCT conversation_id) FROM read_json_auto('{events}') "
-        "GROUP BY 1"
-    ).fetchall())
+    arms = dict(
+        con.execute(
+            "SELECT agent_version, COUNT(DISTINCT conversation_id) "
+            f"FROM read_json_auto('{events}') "
+            "GROUP BY 1"
+        ).fetchall()
+    )
     header = out.split("\n## ")[0]
     assert (
         "- **Baseline:** `v2_vs_v1` — observational comparison of two concurrent conditions "
@@ -827,15 +837,18 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
     """Rows without a time are kept by every command (one definition: engine.source_rows). The
     report used to drop them: LLM cost $0.00 while the facts held $0.00675, "tool calls of
     unknown conversations 4 of 4", "Period: start – None"."""
-    from kpictl.engine import ComputeOptions, facts, resolve_window
-    from kpictl.scorecard import Slice, conversation_costs, cost_totals, slice_facts
-    from kpictl.sources import load_sources
-    from kpictl.spec import load_spec
+    from kpictl.engine.compute import ComputeOptions, facts, resolve_window
+    from kpictl.engine.sources import load_sources
+    from kpictl.scorecard.report import Slice, conversation_costs, cost_totals, slice_facts
+    from kpictl.spec.model import load_spec
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"
     (tmp_path / "spec.yaml").write_bytes((fixtures / "spec.yaml").read_bytes())
-    records = [json.loads(line) for line in (fixtures / "runs.jsonl").read_text().splitlines()
-               if line.strip()]
+    records = [
+        json.loads(line)
+        for line in (fixtures / "runs.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     for record in records:
         del record["created_at"]
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -860,7 +873,8 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
     assert "| LLM cost | $0.01 | Σ events.cost_usd |" in lines  # $0.00675, to the cent
     unknown = next(line for line in lines if "tool calls of unknown conversations" in line)
     assert unknown.startswith(
-        "| tool calls of unknown conversations | tool_calls | conversation_id | 0 | 4 | 0.00 % |")
+        "| tool calls of unknown conversations | tool_calls | conversation_id | 0 | 4 | 0.00 % |"
+    )
     assert "None" not in out
 
 
@@ -871,8 +885,10 @@ def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
     cost $0.00" and a "total cost" that priced them as zero, while every KPI reading
     human_minutes was unavailable. Absent is unknown; {default: 0} says zero on purpose."""
     fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"
-    spec_text = (fixtures / "spec.yaml").read_text().replace(
-        "version: 1\n", "version: 1\nparams:\n  human_cost_per_minute: 0.75\n", 1
+    spec_text = (
+        (fixtures / "spec.yaml")
+        .read_text()
+        .replace("version: 1\n", "version: 1\nparams:\n  human_cost_per_minute: 0.75\n", 1)
     )
     (tmp_path / "spec.yaml").write_text(spec_text)
     (tmp_path / "runs.jsonl").write_bytes((fixtures / "runs.jsonl").read_bytes())
@@ -893,9 +909,13 @@ def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
     )
 
     # the same data with human minutes declared zero on purpose: 0.0 min, priced at $0.00
-    (tmp_path / "spec.yaml").write_text(spec_text.replace(
-        "      reward: {type: float}\n",
-        "      reward: {type: float}\n      human_minutes: {default: 0}\n", 1))
+    (tmp_path / "spec.yaml").write_text(
+        spec_text.replace(
+            "      reward: {type: float}\n",
+            "      reward: {type: float}\n      human_minutes: {default: 0}\n",
+            1,
+        )
+    )
     code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
     assert code == 0, err
     lines = out.splitlines()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import run
 from kpictl import stats
-from kpictl.render import review_markdown
+from kpictl.render.output import review_markdown
 from kpictl.review import allocate, read_review, score_review, summary_rows
 
 SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
@@ -37,12 +37,19 @@ def write_review(path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
-def rows_of(stratum: str, size: int, pairs: list[tuple[int, int]], **extra: object
-            ) -> list[dict[str, object]]:
+def rows_of(
+    stratum: str, size: int, pairs: list[tuple[int, int]], **extra: object
+) -> list[dict[str, object]]:
     """Review rows of one stratum from (self_reported, human_success) pairs."""
     return [
-        {"conversation_id": f"{stratum}{i}", "stratum": stratum, "stratum_size": size,
-         "self_reported": s, "human_success": h, **extra}
+        {
+            "conversation_id": f"{stratum}{i}",
+            "stratum": stratum,
+            "stratum_size": size,
+            "self_reported": s,
+            "human_success": h,
+            **extra,
+        }
         for i, (s, h) in enumerate(pairs)
     ]
 
@@ -79,8 +86,13 @@ def test_kappa_by_hand() -> None:
 
 
 @pytest.mark.parametrize(
-    "table", [[[40, 10], [5, 45]], [[3, 7], [9, 1]], [[120, 8], [31, 41]],
-              [[20, 3, 1], [2, 15, 4], [0, 5, 30]]]
+    "table",
+    [
+        [[40, 10], [5, 45]],
+        [[3, 7], [9, 1]],
+        [[120, 8], [31, 41]],
+        [[20, 3, 1], [2, 15, 4], [0, 5, 30]],
+    ],
 )
 def test_kappa_and_its_ci_match_statsmodels(table: list[list[int]]) -> None:
     ours = stats.cohens_kappa(table)
@@ -112,8 +124,9 @@ def test_rogan_gladen_by_hand() -> None:
     var = (theta**2 * se_ * (1 - se_) / 50 + (1 - theta) ** 2 * sp_ * (1 - sp_) / 50) * 100 / 99
     se = math.sqrt(var) / (se_ + sp_ - 1)
     assert est.corrected.se == pytest.approx(se)
-    assert (est.corrected.low, est.corrected.high) == pytest.approx((theta - Z * se,
-                                                                      theta + Z * se))
+    assert (est.corrected.low, est.corrected.high) == pytest.approx(
+        (theta - Z * se, theta + Z * se)
+    )
     # the gap: self-reported 60 % − human 50 %
     assert est.gap.estimate == pytest.approx(0.1)
 
@@ -150,12 +163,15 @@ def test_corrected_rate_ci_covers_the_truth_about_95_percent() -> None:
     hits = 0
     reps = 400
     for _ in range(reps):
-        idx = np.concatenate([
-            rng.choice(np.flatnonzero(codes_pop == k), n, replace=False)
-            for k, n in enumerate(take)
-        ])
-        est = stats.stratified_review(human[idx], selfr[idx], codes_pop[idx], list(sizes),
-                                      logged_rate=logged)
+        idx = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(codes_pop == k), n, replace=False)
+                for k, n in enumerate(take)
+            ]
+        )
+        est = stats.stratified_review(
+            human[idx], selfr[idx], codes_pop[idx], list(sizes), logged_rate=logged
+        )
         assert est.corrected is not None
         hits += est.corrected.low <= truth <= est.corrected.high
     coverage = hits / reps
@@ -269,10 +285,12 @@ def test_a_stratum_with_two_sizes_is_located(tmp_path: Path) -> None:
 
 
 def test_rounds_are_ordered_by_sample_time_and_the_gap_trend_is_reported(tmp_path: Path) -> None:
-    early = rows_of("all", 1000, [(1, 1)] * 38 + [(1, 0)] * 2 + [(0, 0)] * 10,
-                    sampled_at="2026-10-01T00:00:00")
-    late = rows_of("all", 1000, [(1, 1)] * 25 + [(1, 0)] * 20 + [(0, 0)] * 5,
-                   sampled_at="2026-10-08T00:00:00")
+    early = rows_of(
+        "all", 1000, [(1, 1)] * 38 + [(1, 0)] * 2 + [(0, 0)] * 10, sampled_at="2026-10-01T00:00:00"
+    )
+    late = rows_of(
+        "all", 1000, [(1, 1)] * 25 + [(1, 0)] * 20 + [(0, 0)] * 5, sampled_at="2026-10-08T00:00:00"
+    )
     files = [write_review(tmp_path / "late.csv", late), write_review(tmp_path / "early.csv", early)]
     score = score_review(files)
     assert [s.round.path for s in score.rounds] == [str(files[1]), str(files[0])]
@@ -290,8 +308,9 @@ def test_rounds_are_ordered_by_sample_time_and_the_gap_trend_is_reported(tmp_pat
 def test_a_round_without_disagreement_gives_no_trend(tmp_path: Path) -> None:
     early = rows_of("all", 1000, [(1, 1)] * 40 + [(0, 0)] * 10, sampled_at="2026-10-01")
     late = rows_of("all", 1000, [(1, 1)] * 25 + [(1, 0)] * 25, sampled_at="2026-10-08")
-    score = score_review([write_review(tmp_path / "a.csv", early),
-                          write_review(tmp_path / "b.csv", late)])
+    score = score_review(
+        [write_review(tmp_path / "a.csv", early), write_review(tmp_path / "b.csv", late)]
+    )
     assert score.trend is None
     assert score.trend_verdict == (
         "no trend test: a round has no disagreement at all, so its gap has no standard error"
@@ -306,17 +325,37 @@ def test_a_round_without_disagreement_gives_no_trend(tmp_path: Path) -> None:
 def test_sample_is_deterministic_for_a_seed_and_proportional(logs: Path, tmp_path: Path) -> None:
     first, second, other = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
     for path, seed in ((first, "4"), (second, "4"), (other, "5")):
-        code, _, err = run("review", "sample", *data_args(logs), "--size", "60",
-                           "--stratify-by", "intent", "--seed", seed, "-o", str(path))
+        code, _, err = run(
+            "review",
+            "sample",
+            *data_args(logs),
+            "--size",
+            "60",
+            "--stratify-by",
+            "intent",
+            "--seed",
+            seed,
+            "-o",
+            str(path),
+        )
         assert code == 0, err
     assert first.read_bytes() == second.read_bytes()
     assert first.read_bytes() != other.read_bytes()
     assert err.endswith(f"kpictl: wrote 60 conversations to {other} (seed 5)\n")
     sample = pl.read_csv(first, infer_schema=False)
     assert sample.columns == [
-        "conversation_id", "sampled_at", "allocation", "stratum", "intent", "stratum_size",
-        "stratum_self_reported", "self_reported", "transcript", "human_success",
-        "hallucination", "notes",
+        "conversation_id",
+        "sampled_at",
+        "allocation",
+        "stratum",
+        "intent",
+        "stratum_size",
+        "stratum_self_reported",
+        "self_reported",
+        "transcript",
+        "human_success",
+        "hallucination",
+        "notes",
     ]
     assert sample["conversation_id"].n_unique() == 60
     assert sample["human_success"].null_count() == 60
@@ -333,13 +372,24 @@ def test_sample_is_deterministic_for_a_seed_and_proportional(logs: Path, tmp_pat
     for intent, value in sample.select("intent", "stratum_self_reported").unique().iter_rows():
         assert int(value) == completed[intent]
     ids = set(facts.filter(pl.col("completed"))["conversation_id"])
-    assert all((row[0] in ids) == (row[1] == "1")
-               for row in sample.select("conversation_id", "self_reported").iter_rows())
+    assert all(
+        (row[0] in ids) == (row[1] == "1")
+        for row in sample.select("conversation_id", "self_reported").iter_rows()
+    )
 
 
 def test_sample_refuses_more_than_the_population(logs: Path, tmp_path: Path) -> None:
-    code, _, err = run("review", "sample", *data_args(logs), "--size", "301", "--seed", "1",
-                       "-o", str(tmp_path / "r.csv"))
+    code, _, err = run(
+        "review",
+        "sample",
+        *data_args(logs),
+        "--size",
+        "301",
+        "--seed",
+        "1",
+        "-o",
+        str(tmp_path / "r.csv"),
+    )
     assert code == 2
     assert err == (
         "kpictl: error: --size 301: table 'conversations' holds 300 conversation(s) in the "
@@ -348,8 +398,17 @@ def test_sample_refuses_more_than_the_population(logs: Path, tmp_path: Path) -> 
 
 
 def test_sample_names_an_unknown_column(logs: Path, tmp_path: Path) -> None:
-    code, _, err = run("review", "sample", *data_args(logs), "--stratify-by", "intnet",
-                       "--size", "5", "-o", str(tmp_path / "r.csv"))
+    code, _, err = run(
+        "review",
+        "sample",
+        *data_args(logs),
+        "--stratify-by",
+        "intnet",
+        "--size",
+        "5",
+        "-o",
+        str(tmp_path / "r.csv"),
+    )
     assert code == 2
     assert err == (
         "kpictl: error: --stratify-by intnet: not a column of table 'conversations' "
@@ -359,18 +418,45 @@ def test_sample_names_an_unknown_column(logs: Path, tmp_path: Path) -> None:
 
 def test_transcripts_are_redacted(write_spec, write_jsonl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     spec = write_spec()
-    write_jsonl("logs/events/e.jsonl", [
-        {"conversation_id": "c1", "ts": "2026-10-01T10:00:00Z", "event": "message",
-         "role": "user", "text": "I am ann@example.com, call +44 20 7946 0958"},
-        {"conversation_id": "c1", "ts": "2026-10-01T10:01:00Z", "event": "message",
-         "role": "agent", "text": "Done."},
-        {"conversation_id": "c1", "ts": "2026-10-01T10:02:00Z", "event": "resolution"},
-    ])
-    write_jsonl("logs/tool_calls/t.jsonl", [
-        {"conversation_id": "c1", "ts": "2026-10-01T10:01:00Z", "tool": "x", "status": "ok"}])
+    write_jsonl(
+        "logs/events/e.jsonl",
+        [
+            {
+                "conversation_id": "c1",
+                "ts": "2026-10-01T10:00:00Z",
+                "event": "message",
+                "role": "user",
+                "text": "I am ann@example.com, call +44 20 7946 0958",
+            },
+            {
+                "conversation_id": "c1",
+                "ts": "2026-10-01T10:01:00Z",
+                "event": "message",
+                "role": "agent",
+                "text": "Done.",
+            },
+            {"conversation_id": "c1", "ts": "2026-10-01T10:02:00Z", "event": "resolution"},
+        ],
+    )
+    write_jsonl(
+        "logs/tool_calls/t.jsonl",
+        [{"conversation_id": "c1", "ts": "2026-10-01T10:01:00Z", "tool": "x", "status": "ok"}],
+    )
     out = tmp_path / "r.csv"
-    code, _, err = run("review", "sample", "-c", str(spec), "--size", "1", "--seed", "0",
-                       "--self-reported", "resolved", "-o", str(out))
+    code, _, err = run(
+        "review",
+        "sample",
+        "-c",
+        str(spec),
+        "--size",
+        "1",
+        "--seed",
+        "0",
+        "--self-reported",
+        "resolved",
+        "-o",
+        str(out),
+    )
     assert code == 0, err
     row = pl.read_csv(out, infer_schema=False).row(0, named=True)
     assert row["transcript"] == "user: I am [email], call [phone]\nagent: Done."
@@ -378,8 +464,12 @@ def test_transcripts_are_redacted(write_spec, write_jsonl, tmp_path: Path) -> No
 
 
 def test_score_json_matches_the_library(tmp_path: Path) -> None:
-    rows = rows_of("all", 400, [(1, 1)] * 30 + [(1, 0)] * 6 + [(0, 0)] * 10 + [(0, 1)] * 4,
-                   stratum_self_reported=300)
+    rows = rows_of(
+        "all",
+        400,
+        [(1, 1)] * 30 + [(1, 0)] * 6 + [(0, 0)] * 10 + [(0, 1)] * 4,
+        stratum_self_reported=300,
+    )
     path = write_review(tmp_path / "r.csv", rows)
     code, out, err = run("review", "score", str(path), "--format", "json")
     assert code == 0, err
@@ -388,7 +478,8 @@ def test_score_json_matches_the_library(tmp_path: Path) -> None:
     assert data["corrected"]["estimate"] == pytest.approx(latest.estimates.corrected.estimate)
     assert data["logged_rate"] == pytest.approx(0.75)
     assert data["kappa"]["estimate"] == pytest.approx(
-        cohens_kappa(np.array([[30, 4], [6, 10]])).kappa)
+        cohens_kappa(np.array([[30, 4], [6, 10]])).kappa
+    )
     code, out, _ = run("review", "score", str(path), "--format", "markdown")
     assert code == 0
     assert "| label-corrected completion rate (Rogan–Gladen) |" in out
@@ -400,12 +491,26 @@ def test_score_json_matches_the_library(tmp_path: Path) -> None:
 
 
 def test_report_shows_the_latest_review_round(logs: Path, tmp_path: Path) -> None:
-    early = write_review(tmp_path / "w1.csv", rows_of(
-        "all", 300, [(1, 1)] * 20 + [(1, 0)] * 2 + [(0, 0)] * 8, sampled_at="2026-10-01",
-        stratum_self_reported=200))
-    late = write_review(tmp_path / "w2.csv", rows_of(
-        "all", 300, [(1, 1)] * 15 + [(1, 0)] * 10 + [(0, 0)] * 5, sampled_at="2026-10-08",
-        stratum_self_reported=210))
+    early = write_review(
+        tmp_path / "w1.csv",
+        rows_of(
+            "all",
+            300,
+            [(1, 1)] * 20 + [(1, 0)] * 2 + [(0, 0)] * 8,
+            sampled_at="2026-10-01",
+            stratum_self_reported=200,
+        ),
+    )
+    late = write_review(
+        tmp_path / "w2.csv",
+        rows_of(
+            "all",
+            300,
+            [(1, 1)] * 15 + [(1, 0)] * 10 + [(0, 0)] * 5,
+            sampled_at="2026-10-08",
+            stratum_self_reported=210,
+        ),
+    )
     code, out, err = run("report", *data_args(logs), "--review", str(late), "--review", str(early))
     assert code == 0, err
     section = review_markdown(score_review([early, late]))
@@ -434,8 +539,7 @@ def test_report_without_review_has_no_review_section(logs: Path) -> None:
     assert "## Human review" not in out
 
 
-def test_report_with_a_bad_review_file_stops_with_its_location(logs: Path, tmp_path: Path
-                                                               ) -> None:
+def test_report_with_a_bad_review_file_stops_with_its_location(logs: Path, tmp_path: Path) -> None:
     rows = rows_of("all", 300, [(1, 1), (1, "perhaps")])
     path = write_review(tmp_path / "r.csv", rows)
     code, out, err = run("report", *data_args(logs), "--review", str(path))
@@ -456,8 +560,9 @@ def test_the_review_api_is_exported(logs: Path) -> None:
     import kpictl
 
     spec = kpictl.load_spec(SPEC)
-    sources = kpictl.load_sources(spec, {"events": [str(logs / "events")],
-                                         "tool_calls": [str(logs / "tool_calls")]})
+    sources = kpictl.load_sources(
+        spec, {"events": [str(logs / "events")], "tool_calls": [str(logs / "tool_calls")]}
+    )
     drawn = kpictl.draw_review_sample(spec, sources, kpictl.SampleOptions(size=10, seed=2))
     assert drawn.frame.height == 10
     assert drawn.notes[0] == (
@@ -480,8 +585,10 @@ def test_hallucination_rate_is_also_weighted_across_strata(tmp_path: Path) -> No
     assert hr is not None and hr.weighted is not None
     assert hr.rate == pytest.approx(6 / 20)
     assert hr.weighted.estimate == pytest.approx(0.8 * 0.1 + 0.2 * 0.5)
-    var = (0.8**2 * (1 - 10 / 800) * (0.1 * 0.9 * 10 / 9) / 10
-           + 0.2**2 * (1 - 10 / 200) * (0.5 * 0.5 * 10 / 9) / 10)
+    var = (
+        0.8**2 * (1 - 10 / 800) * (0.1 * 0.9 * 10 / 9) / 10
+        + 0.2**2 * (1 - 10 / 200) * (0.5 * 0.5 * 10 / 9) / 10
+    )
     assert hr.weighted.se == pytest.approx(math.sqrt(var))
     rows = dict((name, value) for name, value, _ in summary_rows(score))
     assert rows["hallucination rate (6 of 20 labelled, unweighted)"] == "30.0%"
@@ -490,8 +597,21 @@ def test_hallucination_rate_is_also_weighted_across_strata(tmp_path: Path) -> No
 
 def test_equal_allocation_from_the_cli(logs: Path, tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
-    code, _, err = run("review", "sample", *data_args(logs), "--size", "40", "--stratify-by",
-                       "channel", "--allocation", "equal", "--seed", "9", "-o", str(path))
+    code, _, err = run(
+        "review",
+        "sample",
+        *data_args(logs),
+        "--size",
+        "40",
+        "--stratify-by",
+        "channel",
+        "--allocation",
+        "equal",
+        "--seed",
+        "9",
+        "-o",
+        str(path),
+    )
     assert code == 0, err
     sample = pl.read_csv(path, infer_schema=False)
     drawn = sample.group_by("stratum").agg(pl.len(), pl.col("stratum_size").first().cast(int))

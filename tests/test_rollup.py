@@ -1,4 +1,4 @@
-"""kpictl.rollup's rewrites give what polars gives for the expression as written."""
+"""kpictl.engine.rollup's rewrites give what polars gives for the expression as written."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpictl.rollup import ShiftWindow, shifted_in_partition, split_shift_window
-from kpictl.sqlexpr import compile_sql
+from kpictl.engine.rollup import ShiftWindow, shifted_in_partition, split_shift_window
+from kpictl.sql.expr import compile_sql
 
 
 @pytest.mark.parametrize(
     ("sql", "expected"),
     [
-        ("LEAD(started_at) OVER (PARTITION BY user_id, intent ORDER BY started_at)",
-         ShiftWindow("started_at", 1, ("user_id", "intent"), "started_at")),
-        ("lag(COALESCE(a, b), 2) over (partition by u order by t asc nulls last)",
-         ShiftWindow("COALESCE(a, b)", -2, ("u",), "t")),
+        (
+            "LEAD(started_at) OVER (PARTITION BY user_id, intent ORDER BY started_at)",
+            ShiftWindow("started_at", 1, ("user_id", "intent"), "started_at"),
+        ),
+        (
+            "lag(COALESCE(a, b), 2) over (partition by u order by t asc nulls last)",
+            ShiftWindow("COALESCE(a, b)", -2, ("u",), "t"),
+        ),
         ("LEAD(f(a, 2)) OVER (PARTITION BY u ORDER BY t)", ShiftWindow("f(a, 2)", 1, ("u",), "t")),
         # left as written: a default value, DESC, NULLS FIRST, two ORDER BY columns, no
         # partition, an expression around the window
@@ -36,24 +40,31 @@ def test_split_shift_window(sql: str, expected: ShiftWindow | None) -> None:
 
 _frames = st.lists(
     st.tuples(
-        st.sampled_from(["x", "y", None]),         # partition a
-        st.one_of(st.none(), st.integers(0, 2)),    # partition b
-        st.one_of(st.none(), st.integers(0, 6)),    # order t (ties and nulls)
-        st.one_of(st.none(), st.integers(-5, 5)),   # value v
+        st.sampled_from(["x", "y", None]),  # partition a
+        st.one_of(st.none(), st.integers(0, 2)),  # partition b
+        st.one_of(st.none(), st.integers(0, 6)),  # order t (ties and nulls)
+        st.one_of(st.none(), st.integers(-5, 5)),  # value v
     ),
     max_size=40,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=_frames, function=st.sampled_from(["LEAD", "LAG"]), offset=st.integers(1, 3),
-       one_key=st.booleans(), exact=st.booleans())
-def test_shift_window_equals_polars_over(rows: list[tuple], function: str, offset: int,
-                                         one_key: bool, exact: bool) -> None:
+@given(
+    rows=_frames,
+    function=st.sampled_from(["LEAD", "LAG"]),
+    offset=st.integers(1, 3),
+    one_key=st.booleans(),
+    exact=st.booleans(),
+)
+def test_shift_window_equals_polars_over(
+    rows: list[tuple], function: str, offset: int, one_key: bool, exact: bool
+) -> None:
     """The sort-and-shift equals polars' own `shift().over(order_by=…)`, nulls in partitions,
     orders and values included, and ties in order values (both keep the rows' input order)."""
-    frame = pl.DataFrame(rows, schema={"a": pl.String, "b": pl.Int64, "t": pl.Int64,
-                                       "v": pl.Int64}, orient="row")
+    frame = pl.DataFrame(
+        rows, schema={"a": pl.String, "b": pl.Int64, "t": pl.Int64, "v": pl.Int64}, orient="row"
+    )
     partition = "a" if one_key else "a, b"
     sql = f"{function}(v * 10, {offset}) OVER (PARTITION BY {partition} ORDER BY t)"
     window = split_shift_window(sql)
@@ -64,11 +75,13 @@ def test_shift_window_equals_polars_over(rows: list[tuple], function: str, offse
 
 
 def test_shift_window_by_hand() -> None:
-    frame = pl.DataFrame({
-        "u": ["a", "b", "a", None, "a", None],
-        "t": [3, 1, 1, 5, 2, 4],
-        "v": [30, 10, 11, 50, 20, 40],
-    })
+    frame = pl.DataFrame(
+        {
+            "u": ["a", "b", "a", None, "a", None],
+            "t": [3, 1, 1, 5, 2, 4],
+            "v": [30, 10, 11, 50, 20, 40],
+        }
+    )
     lead = split_shift_window("LEAD(v) OVER (PARTITION BY u ORDER BY t)")
     lag = split_shift_window("LAG(v, 2) OVER (PARTITION BY u ORDER BY t)")
     assert lead is not None and lag is not None
@@ -80,13 +93,15 @@ def test_shift_window_by_hand() -> None:
 def test_shift_window_with_colliding_partition_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every partition hashing alike interleaves their rows; that is seen, and the rows are
     sorted by the partition columns instead: the same values as without collisions."""
-    from kpictl import rollup
+    from kpictl.engine import rollup as rollup
 
-    frame = pl.DataFrame({
-        "u": ["a", "b", "a", "b", "a", None, None],
-        "t": [1, 2, 3, 4, 5, 6, 7],
-        "v": [10, 20, 30, 40, 50, 60, 70],
-    })
+    frame = pl.DataFrame(
+        {
+            "u": ["a", "b", "a", "b", "a", None, None],
+            "t": [1, 2, 3, 4, 5, 6, 7],
+            "v": [10, 20, 30, 40, 50, 60, 70],
+        }
+    )
     window = split_shift_window("LEAD(v) OVER (PARTITION BY u ORDER BY t)")
     assert window is not None
     expected = [30, 40, 50, None, None, 70, None]

@@ -408,13 +408,17 @@ def test_large_samples_are_written_in_independent_parts(tmp_path: Path, monkeypa
     monkeypatch.setattr(sample_module, "MAX_PART", 400)
     paths = sample_module.write_sample(tmp_path, conversations=1000, seed=3, fmt="parquet")
     assert [p.name for p in paths] == [
-        f"{name}-part{i:02d}.parquet" for i in range(3)
+        f"{name}-part{i:02d}.parquet"
+        for i in range(3)
         for name in ("events", "tool_calls", "business_events")
     ]
     events = pl.read_parquet(tmp_path / "events")
     assert events["conversation_id"].n_unique() == 1000
     assert events["conversation_id"].str.slice(0, 4).unique().sort().to_list() == [
-        "p00-", "p01-", "p02-"]
+        "p00-",
+        "p01-",
+        "p02-",
+    ]
     calls = pl.read_parquet(tmp_path / "tool_calls")
     assert set(calls["conversation_id"]) <= set(events["conversation_id"])
 
@@ -428,17 +432,27 @@ def test_business_events_leave_the_logs_unchanged_and_are_realistic(
     again, _ = generate_sample(5000)
     assert again.equals(events)
     business = generate_business_events(events)
-    assert business.columns == ["business_event_id", "conversation_id", "user_id", "ts", "type",
-                                "value_usd"]
+    assert business.columns == [
+        "business_event_id",
+        "conversation_id",
+        "user_id",
+        "ts",
+        "type",
+        "value_usd",
+    ]
     assert business["business_event_id"].is_unique().all()
     assert business["ts"].is_sorted()
     conv = events.group_by("conversation_id").agg(
-        pl.col("arm").first(), pl.col("user_id").first(),
-        (pl.col("event") == "resolution").any().alias("resolved"), pl.col("ts").min())
+        pl.col("arm").first(),
+        pl.col("user_id").first(),
+        (pl.col("event") == "resolution").any().alias("resolved"),
+        pl.col("ts").min(),
+    )
     end = datetime.datetime(2026, 10, 31, tzinfo=datetime.UTC)
     assert business.select(pl.col("ts").max() < end).item()
     named = business.filter(pl.col("conversation_id").is_not_null()).join(
-        conv, on="conversation_id", suffix="_c")
+        conv, on="conversation_id", suffix="_c"
+    )
     assert (named["user_id"] == named["user_id_c"]).all()  # a named event carries its user
     assert (named["ts"] > named["ts_c"]).all()
     rate = named.group_by("arm").agg(pl.len()).sort("arm")  # holdout first

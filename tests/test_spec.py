@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import SpecWriter
 from kpictl.errors import SpecError, SpecProblem, UsageError
-from kpictl.spec import Spec, Threshold, load_spec, parse_duration, parse_threshold
+from kpictl.spec.model import Spec, Threshold, load_spec, parse_duration, parse_threshold
 
 QUOTING_HINT = "must be quoted"
 
@@ -420,8 +420,10 @@ CASES: list[tuple[str, list[tuple[str, str]], list[Want]]] = [
             Want(
                 "holdout:",
                 "baselines.holdout.design",
-                ("expected randomized or observational, got 'randomised' (did you mean "
-                 "'randomized'?)",),
+                (
+                    "expected randomized or observational, got 'randomised' (did you mean "
+                    "'randomized'?)",
+                ),
             )
         ],
     ),
@@ -432,8 +434,10 @@ CASES: list[tuple[str, list[tuple[str, str]], list[Want]]] = [
             Want(
                 "prior: {previous",
                 "baselines.prior.design",
-                ("only `control`/`treatment` arms can be randomized; a period or target "
-                 "comparison is observational",),
+                (
+                    "only `control`/`treatment` arms can be randomized; a period or target "
+                    "comparison is observational",
+                ),
             )
         ],
     ),
@@ -445,8 +449,10 @@ CASES: list[tuple[str, list[tuple[str, str]], list[Want]]] = [
             Want(
                 "holdout:",
                 "baselines.holdout.split",
-                ("`split` is the intended treatment share of a randomized assignment: declare "
-                 "`design: randomized` (or drop `split`)",),
+                (
+                    "`split` is the intended treatment share of a randomized assignment: declare "
+                    "`design: randomized` (or drop `split`)",
+                ),
             )
         ],
     ),
@@ -575,42 +581,62 @@ def test_shipped_spec_labels_every_kpi_in_plain_words(shipped_spec: Spec) -> Non
 
 
 def test_a_label_is_optional_and_its_own_through_extends(write_spec: SpecWriter) -> None:
-    spec = load_spec(write_spec(
-        ("    value: MEDIAN(ttr_s)\n",
-         "    value: MEDIAN(ttr_s)\n    label: Time to resolve, median\n"),
-        ("    value: QUANTILE_CONT(ttr_s, 0.95)\n",
-         "    value: QUANTILE_CONT(ttr_s, 0.95)\n    label: '  Time to resolve, slowest 5 %'\n"),
-    ))
+    spec = load_spec(
+        write_spec(
+            (
+                "    value: MEDIAN(ttr_s)\n",
+                "    value: MEDIAN(ttr_s)\n    label: Time to resolve, median\n",
+            ),
+            (
+                "    value: QUANTILE_CONT(ttr_s, 0.95)\n",
+                "    value: QUANTILE_CONT(ttr_s, 0.95)\n"
+                "    label: '  Time to resolve, slowest 5 %'\n",
+            ),
+        )
+    )
     assert spec.kpis["ttr_p50"].label == "Time to resolve, median"
     assert spec.kpis["ttr_p95"].label == "Time to resolve, slowest 5 %"  # stripped
     assert spec.kpis["ttr_p95"].where == "resolved"  # the rest still inherited
     assert (spec.kpis["resolution_rate"].label, spec.kpis["resolution_rate"].title) == (
-        None, "resolution_rate")
+        None,
+        "resolution_rate",
+    )
 
 
 def test_a_label_inherited_through_extends_is_a_duplicate(write_spec: SpecWriter) -> None:
     # ttr_p95 extends ttr_p50: the same words on two KPIs would read as one KPI twice
     check(
-        write_spec(("    value: MEDIAN(ttr_s)\n",
-                    "    value: MEDIAN(ttr_s)\n    label: Time to resolve\n")),
-        Want("label: Time to resolve", "kpis.ttr_p95.label",
-             ("'Time to resolve' is also the label of ttr_p50", "give each KPI its own label")),
+        write_spec(
+            ("    value: MEDIAN(ttr_s)\n", "    value: MEDIAN(ttr_s)\n    label: Time to resolve\n")
+        ),
+        Want(
+            "label: Time to resolve",
+            "kpis.ttr_p95.label",
+            ("'Time to resolve' is also the label of ttr_p50", "give each KPI its own label"),
+        ),
     )
 
 
-@pytest.mark.parametrize(("label", "says"), [
-    ("3", "expected plain words (text of at most 80 characters), got 3"),
-    ("[a, b]", "expected plain words (text of at most 80 characters), got ['a', 'b']"),
-    ("''", "expected plain words (text of at most 80 characters), got ''"),
-    ('"two\\nlines"', "expected one line of plain words, got a line break"),
-    ("x" * 81, "expected at most 80 characters, got 81; a longer explanation belongs in"),
-])
+@pytest.mark.parametrize(
+    ("label", "says"),
+    [
+        ("3", "expected plain words (text of at most 80 characters), got 3"),
+        ("[a, b]", "expected plain words (text of at most 80 characters), got ['a', 'b']"),
+        ("''", "expected plain words (text of at most 80 characters), got ''"),
+        ('"two\\nlines"', "expected one line of plain words, got a line break"),
+        ("x" * 81, "expected at most 80 characters, got 81; a longer explanation belongs in"),
+    ],
+)
 def test_a_bad_label_is_located_and_explained(
     write_spec: SpecWriter, label: str, says: str
 ) -> None:
     check(
-        write_spec(("    breakdown: escalation_reason\n",
-                    f"    breakdown: escalation_reason\n    label: {label}\n")),
+        write_spec(
+            (
+                "    breakdown: escalation_reason\n",
+                f"    breakdown: escalation_reason\n    label: {label}\n",
+            )
+        ),
         Want(f"label: {label}", "kpis.escalation_rate.label", (says,)),
     )
 
@@ -700,11 +726,23 @@ def test_a_list_or_mapping_where_a_name_belongs_is_a_problem_not_a_crash(
 def test_an_unknown_column_type_is_a_problem_not_a_crash(write_spec: SpecWriter) -> None:
     """`type: string` (not one of kpictl's names) was reported and then looked up anyway while
     typing the source's columns: KeyError, exit 70."""
-    path = write_spec(("      ts: {from: ts, type: timestamp}",
-                       "      ts: {from: ts, type: timestamp}\n      ver: {type: string}"))
-    check(path, Want("ver: {type: string}", "sources.events.columns.ver.type",
-                     ("expected one of timestamp, int, float, bool, str, got 'string' "
-                      "(did you mean 'str'?)",)))
+    path = write_spec(
+        (
+            "      ts: {from: ts, type: timestamp}",
+            "      ts: {from: ts, type: timestamp}\n      ver: {type: string}",
+        )
+    )
+    check(
+        path,
+        Want(
+            "ver: {type: string}",
+            "sources.events.columns.ver.type",
+            (
+                "expected one of timestamp, int, float, bool, str, got 'string' "
+                "(did you mean 'str'?)",
+            ),
+        ),
+    )
 
 
 def test_missing_spec_file_is_a_spec_error(tmp_path: Path) -> None:
@@ -839,7 +877,7 @@ def test_fast_and_pure_python_yaml_loaders_agree_on_values_and_lines(
     same key lines, so located errors do not depend on which one ran."""
     import yaml
 
-    from kpictl import yamlmarks
+    from kpictl.spec import yamlmarks as yamlmarks
 
     text = shipped_spec_path.read_text(encoding="utf-8")
     fast = yaml.load(text, Loader=yamlmarks._FastLoader)
@@ -890,21 +928,33 @@ def test_every_shipped_spec_validates_and_names_its_schema(path: Path) -> None:
     assert first == f"# yaml-language-server: $schema={schema_file}"
     load_spec(path)  # and kpictl accepts it
     jsonschema.Draft202012Validator(schema_of_the_command()).validate(
-        yaml.safe_load(path.read_text()))
+        yaml.safe_load(path.read_text())
+    )
 
 
 def test_the_schema_reports_a_typo_with_its_path(write_spec: SpecWriter) -> None:
     import jsonschema
 
-    document = yaml.safe_load(write_spec(("    numerator: COUNT(*) FILTER (WHERE resolved)",
-                                          "    numerater: COUNT(*) FILTER (WHERE resolved)"),
-                                         ("    format: percent\n", "    format: percnt\n"),
-                                         ).read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema_of_the_command()).iter_errors(document),
-                    key=lambda e: list(e.absolute_path))
+    document = yaml.safe_load(
+        write_spec(
+            (
+                "    numerator: COUNT(*) FILTER (WHERE resolved)",
+                "    numerater: COUNT(*) FILTER (WHERE resolved)",
+            ),
+            ("    format: percent\n", "    format: percnt\n"),
+        ).read_text()
+    )
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema_of_the_command()).iter_errors(document),
+        key=lambda e: list(e.absolute_path),
+    )
     assert [(list(e.absolute_path), e.message) for e in errors] == [
-        (["kpis", "resolution_rate"],
-         "Additional properties are not allowed ('numerater' was unexpected)"),
-        (["kpis", "resolution_rate", "format"],
-         "'percnt' is not one of ['percent', 'usd', 'duration', 'ms', 'number', 'count']"),
+        (
+            ["kpis", "resolution_rate"],
+            "Additional properties are not allowed ('numerater' was unexpected)",
+        ),
+        (
+            ["kpis", "resolution_rate", "format"],
+            "'percnt' is not one of ['percent', 'usd', 'duration', 'ms', 'number', 'count']",
+        ),
     ]

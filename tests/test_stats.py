@@ -287,11 +287,16 @@ def test_zero_in_both_arms_needs_no_test() -> None:
     took 8.5 s on this table). Fisher and Boschloo agree that p = 1; the CI is Newcombe's."""
     for x_a, n_a, x_b, n_b, shown in ((0, 1000, 0, 240, "0%"), (30, 30, 12, 12, "100%")):
         c = stats.compare_proportions(x_a, n_a, x_b, n_b)
-        assert (c.test, c.p_value, c.baseline, c.current) == ("identical_arms", 1.0, x_a / n_a,
-                                                              x_b / n_b)
+        assert (c.test, c.p_value, c.baseline, c.current) == (
+            "identical_arms",
+            1.0,
+            x_a / n_a,
+            x_b / n_b,
+        )
         assert c.warnings[0] == (
             f"both arms are {shown} ({x_a} of {n_a:,} and {x_b} of {n_b:,}): the difference is "
-            "exactly 0 with no variance, so p = 1 without a test")
+            "exactly 0 with no variance, so p = 1 without a test"
+        )
         fisher = scipy_stats.fisher_exact([[x_a, x_b], [n_a - x_a, n_b - x_b]]).pvalue
         assert fisher == pytest.approx(1.0)
         assert c.absolute is not None and c.absolute.estimate == 0.0
@@ -303,7 +308,8 @@ def test_zero_in_both_arms_needs_no_test() -> None:
     assert (same.test, same.p_value, same.absolute) == ("identical_arms", 1.0, None)
     assert same.warnings == (
         "both arms are 0 in every unit: the difference is exactly 0 with no variance, so "
-        "p = 1 without a test",)
+        "p = 1 without a test",
+    )
     # a different constant per arm is not "no difference": still no test can be run
     other = stats.compare_summaries(ArmSummary(0.0, 0.0, 500), ArmSummary(1.0, 0.0, 80))
     assert other.p_value is None and other.warnings == (stats.ZERO_VARIANCE,)
@@ -318,18 +324,22 @@ def test_the_exact_test_is_chosen_by_cost() -> None:
     small = stats.compare_proportions(2, 60, 7, 70)
     assert small.test == "boschloo_exact"
     assert small.p_value == pytest.approx(
-        scipy_stats.boschloo_exact([[2, 7], [58, 63]]).pvalue, rel=1e-12)
+        scipy_stats.boschloo_exact([[2, 7], [58, 63]]).pvalue, rel=1e-12
+    )
     assert small.warnings[0] == (
         "small cells (a cell < 10, an expected cell < 5 or n < 30): exact Boschloo test "
-        "p-value and Newcombe CI")
+        "p-value and Newcombe CI"
+    )
     large = stats.compare_proportions(3, 1000, 1, 240)
     assert large.test == "fisher_exact"
     assert large.p_value == pytest.approx(
-        scipy_stats.fisher_exact([[3, 1], [997, 239]]).pvalue, rel=1e-12)
+        scipy_stats.fisher_exact([[3, 1], [997, 239]]).pvalue, rel=1e-12
+    )
     assert large.warnings[0] == (
         "small cells (a cell < 10, an expected cell < 5 or n < 30): exact Fisher test "
         "p-value (Boschloo's would weigh 241,241 tables, over the 10,000 that run quickly) "
-        "and Newcombe CI")
+        "and Newcombe CI"
+    )
 
 
 def test_exact_path_with_a_zero_arm() -> None:

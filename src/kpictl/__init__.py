@@ -47,43 +47,43 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from kpictl.comparison import CompareOptions, CompareResult, compare, run_compare
-    from kpictl.engine import ComputeOptions, ComputeResult, compute, facts, run_compute
+    from kpictl.comparison.run import CompareOptions, CompareResult, compare, run_compare
+    from kpictl.engine.compute import ComputeOptions, ComputeResult, compute, facts, run_compute
+    from kpictl.engine.sources import load_sources
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
-    from kpictl.io import load_frames
+    from kpictl.io.read import load_frames
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
     from kpictl.review import SampleOptions, draw_review_sample, score_review
-    from kpictl.scorecard import ReportOptions, report, run_report
-    from kpictl.sources import load_sources
-    from kpictl.spec import load_spec
+    from kpictl.scorecard.report import ReportOptions, report, run_report
+    from kpictl.spec.model import load_spec
 
 _LAZY = {
     "ProjectionOptions": "kpictl.projection",
     "parse_volume": "kpictl.projection",
     "run_projection": "kpictl.projection",
-    "CompareOptions": "kpictl.comparison",
-    "CompareResult": "kpictl.comparison",
-    "compare": "kpictl.comparison",
-    "run_compare": "kpictl.comparison",
-    "ReportOptions": "kpictl.scorecard",
-    "report": "kpictl.scorecard",
-    "run_report": "kpictl.scorecard",
+    "CompareOptions": "kpictl.comparison.run",
+    "CompareResult": "kpictl.comparison.run",
+    "compare": "kpictl.comparison.run",
+    "run_compare": "kpictl.comparison.run",
+    "ReportOptions": "kpictl.scorecard.report",
+    "report": "kpictl.scorecard.report",
+    "run_report": "kpictl.scorecard.report",
     "SampleOptions": "kpictl.review",
     "draw_review_sample": "kpictl.review",
     "score_review": "kpictl.review",
-    "ComputeOptions": "kpictl.engine",
-    "ComputeResult": "kpictl.engine",
-    "compute": "kpictl.engine",
-    "facts": "kpictl.engine",
-    "run_compute": "kpictl.engine",
+    "ComputeOptions": "kpictl.engine.compute",
+    "ComputeResult": "kpictl.engine.compute",
+    "compute": "kpictl.engine.compute",
+    "facts": "kpictl.engine.compute",
+    "run_compute": "kpictl.engine.compute",
     "EmptyInputError": "kpictl.errors",
     "InputDataError": "kpictl.errors",
     "KpictlError": "kpictl.errors",
     "SpecError": "kpictl.errors",
     "UsageError": "kpictl.errors",
-    "load_frames": "kpictl.io",
-    "load_sources": "kpictl.sources",
-    "load_spec": "kpictl.spec",
+    "load_frames": "kpictl.io.read",
+    "load_sources": "kpictl.engine.sources",
+    "load_spec": "kpictl.spec.model",
 }
 
 

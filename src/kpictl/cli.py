@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kpictl.io import Sources
-    from kpictl.spec import Spec
+    from kpictl.io.read import Sources
+    from kpictl.spec.model import Spec
 
 INTERNAL_ERROR = 70
 DEFAULT_SPEC = Path("kpi_definitions.yaml")
@@ -93,7 +93,7 @@ class SampleFormat(StrEnum):
 def _stderr(message: str) -> None:
     """One message to stderr; control characters a data value may carry (ESC, BEL, CR) are
     shown as escapes, never sent to the terminal."""
-    from kpictl.render import visible_controls
+    from kpictl.render.output import visible_controls
 
     typer.echo(visible_controls(message, keep="\n"), err=True)
 
@@ -137,7 +137,9 @@ def _buffered_stdout() -> None:
     raw = getattr(stream, "buffer", None)
     if isinstance(stream, io.TextIOWrapper) and isinstance(raw, io.RawIOBase):
         sys.stdout = io.TextIOWrapper(
-            io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors,
+            io.BufferedWriter(raw),
+            encoding=stream.encoding,
+            errors=stream.errors,
             line_buffering=stream.line_buffering,
         )
 
@@ -181,8 +183,11 @@ class KpictlGroup(TyperGroup):
                 exc, KeyboardInterrupt | SystemExit | GeneratorExit
             ):
                 raise
-            what = "polars panicked" if type(exc).__name__ == "PanicException" else (
-                type(exc).__name__)
+            what = (
+                "polars panicked"
+                if type(exc).__name__ == "PanicException"
+                else (type(exc).__name__)
+            )
             first = str(exc).strip().split("\n", 1)[0] or "no message"
             _stderr(
                 f"kpictl: internal error: {what}: {first} (a bug: please report it with the "
@@ -336,7 +341,7 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
 def _timestamp(text: str | None, option: str) -> dt.datetime | None:
     if text is None:
         return None
-    from kpictl.spec import parse_timestamp
+    from kpictl.spec.model import parse_timestamp
 
     try:
         return parse_timestamp(text)
@@ -348,7 +353,7 @@ def _timestamp(text: str | None, option: str) -> dt.datetime | None:
 
 
 def _load(config: Path, params: list[str] | None) -> Spec:
-    from kpictl.spec import load_spec
+    from kpictl.spec.model import load_spec
 
     if not config.exists() and config == DEFAULT_SPEC:
         raise UsageError(f"no {DEFAULT_SPEC} in {Path.cwd()}: pass the spec with -c PATH")
@@ -364,7 +369,7 @@ def _sources(
     reprice: bool = False,
     max_line_bytes: str = "64MiB",
 ) -> Sources:
-    from kpictl.sources import load_sources
+    from kpictl.engine.sources import load_sources
 
     overrides: dict[str, list[str]] = {}
     for name, path in _pairs(source, "--source").items():
@@ -373,13 +378,28 @@ def _sources(
         overrides["events"] = list(paths)
     with progress("Reading logs…"):
         return load_sources(
-            spec, overrides, on_bad_rows=on_bad_rows.value, cache=cache, reprice=reprice,
+            spec,
+            overrides,
+            on_bad_rows=on_bad_rows.value,
+            cache=cache,
+            reprice=reprice,
             max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
         )
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1 << 10, "m": 1 << 20,
-               "mib": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "gb": 1 << 30}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "kb": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "mb": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 1 << 30,
+}
 
 
 def _byte_size(text: str, option: str) -> int:
@@ -409,7 +429,7 @@ def _emit(
     file; the inputs are refused as output)."""
     from rich.console import Console
 
-    from kpictl.render import write_atomically
+    from kpictl.render.output import write_atomically
 
     if output is None:
         # a terminal's width, or COLUMNS when set (rich reads it); a pipe gets 240 columns
@@ -432,8 +452,10 @@ def _inputs(config: Path, *sources: Sources | None) -> list[str | Path]:
 def _strict(strict: bool, notes: Sequence[str]) -> None:
     """`--strict`: the data check's notes (already printed) become exit 2."""
     if strict and notes:
-        _stderr(f"kpictl: error: --strict: the data does not fit the spec ({len(notes)} "
-                f"finding{'s' if len(notes) != 1 else ''}, see the notes above)")
+        _stderr(
+            f"kpictl: error: --strict: the data does not fit the spec ({len(notes)} "
+            f"finding{'s' if len(notes) != 1 else ''}, see the notes above)"
+        )
         raise typer.Exit(int(ExitCode.USAGE_ERROR))
 
 
@@ -516,8 +538,8 @@ def compute(
 
       kpictl compute --grain day --kpi task_completion_rate --format json
     """
-    from kpictl.engine import ComputeOptions, run_compute
-    from kpictl.render import render
+    from kpictl.engine.compute import ComputeOptions, run_compute
+    from kpictl.render.output import render
 
     spec = _load(config, param)
     options = ComputeOptions(
@@ -547,65 +569,125 @@ def compute(
 @app.command()
 def compare(
     paths: PathsArgument = None,
-    baseline: Annotated[str | None, typer.Option(
-        "--baseline", "-b", help="A baseline declared in the spec (holdout, prior_4w, …) or a "
-        "path to another dataset's events (then --baseline-source for its other sources). "
-        "Default: the spec's defaults.baseline.")] = None,
-    baseline_source: Annotated[list[str] | None, typer.Option(
-        "--baseline-source", help="NAME=PATH: a source of the baseline dataset. "
-        "Repeatable.")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            "-b",
+            help="A baseline declared in the spec (holdout, prior_4w, …) or a "
+            "path to another dataset's events (then --baseline-source for its other sources). "
+            "Default: the spec's defaults.baseline.",
+        ),
+    ] = None,
+    baseline_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline-source", help="NAME=PATH: a source of the baseline dataset. Repeatable."
+        ),
+    ] = None,
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
-    by: Annotated[list[str] | None, typer.Option(
-        "--by", help="Also compare within each value of this cohort column. Repeatable.")
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by", help="Also compare within each value of this cohort column. Repeatable."
+        ),
     ] = None,
     max_cohorts: MaxCohortsOption = 10_000,
-    kpi: Annotated[list[str] | None, typer.Option(
-        "--kpi", help="Compare only this KPI. Repeatable.")] = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Current window start (inclusive), ISO-8601.")] = None,
-    until: Annotated[str | None, typer.Option(
-        "--until", help="Current window end (exclusive), ISO-8601.")] = None,
-    as_of: AsOfOption = None,
-    where: Annotated[str | None, typer.Option(
-        "--where", help="A SQL filter on the KPI tables' rows of both arms.")] = None,
-    alpha: Annotated[float, typer.Option(
-        "--alpha", help="Significance level (two-sided).")] = 0.05,
-    correction: Annotated[Correction | None, typer.Option(
-        "--correction", help="Multiple-testing correction over all KPI × cohort tests "
-        "(default: the spec's, holm).")] = None,
-    unit: Annotated[str | None, typer.Option(
-        "--unit", help="The unit of assignment (default: the conversation); e.g. user_id when "
-        "users were randomized. Row-level KPIs become ratios over units.")] = None,
-    relative_ci: Annotated[RelativeCi, typer.Option(
-        "--relative-ci", help="delta (the platforms' default) or fieller (always agrees with "
-        "the p-value).")] = RelativeCi.delta,
-    paired: Annotated[bool | None, typer.Option(
-        "--paired/--unpaired", help="Pair units by id across a dataset baseline (an evaluation "
-        "suite run twice): McNemar exact, paired t, Wilcoxon. Default: paired when both runs "
-        "have the same --unit ids (other than the conversation id).", show_default=False)
+    kpi: Annotated[
+        list[str] | None, typer.Option("--kpi", help="Compare only this KPI. Repeatable.")
     ] = None,
-    cuped: Annotated[str | None, typer.Option(
-        "--cuped", help="A pre-period covariate column of the unit table (e.g. the user's "
-        "previous-period value): CUPED-adjusts per-unit means and proportions.")] = None,
-    heterogeneity: Annotated[bool, typer.Option(
-        "--heterogeneity", help="With --by: test whether the effect differs across the "
-        "groups (Cochran's Q; Holm over the groups) and flag groups where the agent is worse "
-        "while better overall.")] = False,
-    sequential: Annotated[bool, typer.Option(
-        "--sequential", help="Always-valid CIs and p-values (confidence sequences): valid "
-        "however often you look, e.g. every day, at the price of wider intervals.")] = False,
-    n_star: Annotated[float, typer.Option(
-        "--n-star", help="With --sequential: the planned number of units (both arms) at "
-        "which the interval is tightest.")] = 5000.0,
-    fail_on: Annotated[FailLevel | None, typer.Option(
-        "--fail-on", help="Exit 3 when any KPI is at or above this level (gate a deploy).")
+    since: Annotated[
+        str | None, typer.Option("--since", help="Current window start (inclusive), ISO-8601.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Current window end (exclusive), ISO-8601.")
+    ] = None,
+    as_of: AsOfOption = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help="A SQL filter on the KPI tables' rows of both arms."),
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level (two-sided).")] = 0.05,
+    correction: Annotated[
+        Correction | None,
+        typer.Option(
+            "--correction",
+            help="Multiple-testing correction over all KPI × cohort tests "
+            "(default: the spec's, holm).",
+        ),
+    ] = None,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit",
+            help="The unit of assignment (default: the conversation); e.g. user_id when "
+            "users were randomized. Row-level KPIs become ratios over units.",
+        ),
+    ] = None,
+    relative_ci: Annotated[
+        RelativeCi,
+        typer.Option(
+            "--relative-ci",
+            help="delta (the platforms' default) or fieller (always agrees with the p-value).",
+        ),
+    ] = RelativeCi.delta,
+    paired: Annotated[
+        bool | None,
+        typer.Option(
+            "--paired/--unpaired",
+            help="Pair units by id across a dataset baseline (an evaluation "
+            "suite run twice): McNemar exact, paired t, Wilcoxon. Default: paired when both runs "
+            "have the same --unit ids (other than the conversation id).",
+            show_default=False,
+        ),
+    ] = None,
+    cuped: Annotated[
+        str | None,
+        typer.Option(
+            "--cuped",
+            help="A pre-period covariate column of the unit table (e.g. the user's "
+            "previous-period value): CUPED-adjusts per-unit means and proportions.",
+        ),
+    ] = None,
+    heterogeneity: Annotated[
+        bool,
+        typer.Option(
+            "--heterogeneity",
+            help="With --by: test whether the effect differs across the "
+            "groups (Cochran's Q; Holm over the groups) and flag groups where the agent is worse "
+            "while better overall.",
+        ),
+    ] = False,
+    sequential: Annotated[
+        bool,
+        typer.Option(
+            "--sequential",
+            help="Always-valid CIs and p-values (confidence sequences): valid "
+            "however often you look, e.g. every day, at the price of wider intervals.",
+        ),
+    ] = False,
+    n_star: Annotated[
+        float,
+        typer.Option(
+            "--n-star",
+            help="With --sequential: the planned number of units (both arms) at "
+            "which the interval is tightest.",
+        ),
+    ] = 5000.0,
+    fail_on: Annotated[
+        FailLevel | None,
+        typer.Option(
+            "--fail-on", help="Exit 3 when any KPI is at or above this level (gate a deploy)."
+        ),
     ] = None,
     param: ParamOption = None,
-    output_format: Annotated[OutputFormat, typer.Option(
-        "--format", "-f", help="table (rich), json, csv or markdown.")] = OutputFormat.table,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table (rich), json, csv or markdown.")
+    ] = OutputFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
@@ -629,17 +711,26 @@ def compare(
 
       kpictl compare logs/this_week/ --baseline logs/last_week/ --format json
     """
-    from kpictl.comparison import CompareOptions, run_compare
-    from kpictl.render import render_compare
+    from kpictl.comparison.run import CompareOptions, run_compare
+    from kpictl.render.output import render_compare
 
     spec = _load(config, param)
     options = CompareOptions(
-        baseline=None, by=tuple(by or ()), max_cohorts=max_cohorts,
+        baseline=None,
+        by=tuple(by or ()),
+        max_cohorts=max_cohorts,
         since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), where=where,
-        kpis=tuple(kpi or ()), alpha=alpha,
-        correction=correction.value if correction else None, unit=unit,
-        relative_ci=relative_ci.value, paired=paired, sequential=sequential, cuped=cuped,
+        until=_timestamp(until, "--until"),
+        as_of=_timestamp(as_of, "--as-of"),
+        where=where,
+        kpis=tuple(kpi or ()),
+        alpha=alpha,
+        correction=correction.value if correction else None,
+        unit=unit,
+        relative_ci=relative_ci.value,
+        paired=paired,
+        sequential=sequential,
+        cuped=cuped,
         heterogeneity=heterogeneity,
         sequential_n_star=n_star,
     )
@@ -647,12 +738,13 @@ def compare(
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
-            from kpictl.sqlexpr import did_you_mean
+            from kpictl.sql.expr import did_you_mean
 
             raise UsageError(
                 f"--baseline {baseline}: neither a baseline of the spec"
                 f"{did_you_mean(baseline, spec.baselines)} (declared: "
-                f"{', '.join(spec.baselines) or 'none'}) nor an existing path")
+                f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
+            )
         baseline_sources = _sources(
             spec, [baseline], baseline_source, on_bad_rows, cache, reprice, max_line_bytes
         )
@@ -661,8 +753,9 @@ def compare(
         if baseline_source:
             raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
     with progress("Comparing KPIs…"):
-        result = run_compare(spec, sources, options, baseline_sources=baseline_sources,
-                             baseline_label=baseline)
+        result = run_compare(
+            spec, sources, options, baseline_sources=baseline_sources, baseline_label=baseline
+        )
     _report_inputs(sources)
     if baseline_sources is not None:
         _report_inputs(baseline_sources)
@@ -676,12 +769,11 @@ def compare(
     _strict(strict, result.check.notes())
     if fail_on is not None:
         levels = ["warning", "critical", "catastrophic"]
-        at_or_above = levels[levels.index(fail_on.value):]
+        at_or_above = levels[levels.index(fail_on.value) :]
         breached = result.table.filter(result.table["status"].is_in(at_or_above))
         if breached.height:
             names = ", ".join(sorted(set(breached["kpi"].to_list())))
-            _stderr(f"kpictl: {breached.height} KPI result(s) at or above {fail_on.value}: "
-                    f"{names}")
+            _stderr(f"kpictl: {breached.height} KPI result(s) at or above {fail_on.value}: {names}")
             raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
@@ -785,14 +877,14 @@ def report(
     """
     import shlex
 
-    from kpictl.scorecard import ReportOptions, run_report
+    from kpictl.scorecard.report import ReportOptions, run_report
 
     spec = _load(config, param)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
-            from kpictl.sqlexpr import did_you_mean
+            from kpictl.sql.expr import did_you_mean
 
             raise UsageError(
                 f"--baseline {baseline}: neither a baseline of the spec"
@@ -831,7 +923,7 @@ def report(
     if output is None:
         typer.echo(result.markdown, nl=False)
     else:
-        from kpictl.render import write_atomically
+        from kpictl.render.output import write_atomically
 
         write_atomically(
             output,
@@ -843,8 +935,10 @@ def report(
             f"kpictl: wrote {output}"
             + (f" and {len(result.charts)} chart(s) to {charts}" if result.charts else "")
         )
-    findings = [*result.trend.check.notes(),
-                *(result.compare.check.notes() if result.compare is not None else ())]
+    findings = [
+        *result.trend.check.notes(),
+        *(result.compare.check.notes() if result.compare is not None else ()),
+    ]
     _strict(strict, list(dict.fromkeys(findings)))
     if fail_on is not None:
         breached = result.at_or_above(fail_on.value)
@@ -866,25 +960,37 @@ class ProjectFormat(StrEnum):
 @app.command()
 def project(
     paths: PathsArgument = None,
-    volume: Annotated[str, typer.Option(
-        "--volume", help="The target volume: a multiple of the observed conversations per month "
-        "(10x) or conversations per period (50000/month; also /week, /day, /hour).")] = "10x",
+    volume: Annotated[
+        str,
+        typer.Option(
+            "--volume",
+            help="The target volume: a multiple of the observed conversations per month "
+            "(10x) or conversations per period (50000/month; also /week, /day, /hour).",
+        ),
+    ] = "10x",
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Observed period start (inclusive), ISO-8601.")] = None,
-    until: Annotated[str | None, typer.Option(
-        "--until", help="Observed period end (exclusive), ISO-8601.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Observed period start (inclusive), ISO-8601.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Observed period end (exclusive), ISO-8601.")
+    ] = None,
     as_of: AsOfOption = None,
-    draws: Annotated[int, typer.Option(
-        "--draws", help="Bootstrap resamples of the conversations (at least 100).")] = 2000,
-    seed: Annotated[int, typer.Option(
-        "--seed", help="Bootstrap seed (same seed, same interval).")] = 7,
+    draws: Annotated[
+        int,
+        typer.Option("--draws", help="Bootstrap resamples of the conversations (at least 100)."),
+    ] = 2000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Bootstrap seed (same seed, same interval).")
+    ] = 7,
     param: ParamOption = None,
-    output_format: Annotated[ProjectFormat, typer.Option(
-        "--format", "-f", help="table (rich), json or markdown.")] = ProjectFormat.table,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output_format: Annotated[
+        ProjectFormat, typer.Option("--format", "-f", help="table (rich), json or markdown.")
+    ] = ProjectFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
 ) -> None:
@@ -901,11 +1007,14 @@ def project(
       kpictl project --volume 50000/month --format markdown -o projection.md
     """
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
-    from kpictl.render import render_projection
+    from kpictl.render.output import render_projection
 
     options = ProjectionOptions(
-        parse_volume(volume), since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"), as_of=_timestamp(as_of, "--as-of"), draws=draws,
+        parse_volume(volume),
+        since=_timestamp(since, "--since"),
+        until=_timestamp(until, "--until"),
+        as_of=_timestamp(as_of, "--as-of"),
+        draws=draws,
         seed=seed,
     )
     spec = _load(config, param)
@@ -915,8 +1024,11 @@ def project(
     _report_inputs(sources)
     if result.status != "priced":
         _stderr(f"kpictl: note: cost projection {result.headline}")
-    _emit(output, lambda console: render_projection(result, output_format.value, console),
-          _inputs(config, sources))
+    _emit(
+        output,
+        lambda console: render_projection(result, output_format.value, console),
+        _inputs(config, sources),
+    )
 
 
 @app.command()
@@ -934,7 +1046,7 @@ def schema() -> None:
     """Print a JSON Schema (draft 2020-12) of the spec file, for editors (kpictl.schema.json)."""
     import json
 
-    from kpictl.spec import spec_json_schema
+    from kpictl.spec.model import spec_json_schema
 
     typer.echo(json.dumps(spec_json_schema(), indent=2, ensure_ascii=False))
 
@@ -968,8 +1080,8 @@ def check(
 
       kpictl check logs/events/ --source tool_calls=logs/tool_calls/ --format json
     """
-    from kpictl.datacheck import check_sources
-    from kpictl.render import check_to_json, check_to_text
+    from kpictl.engine.datacheck import check_sources
+    from kpictl.render.output import check_to_json, check_to_text
 
     spec = _load(config, param)
     sources = _sources(spec, paths, source, on_bad_rows, cache)
@@ -980,8 +1092,10 @@ def check(
     typer.echo(text, nl=False)
     flagged = report.flagged
     if flagged:
-        _stderr(f"kpictl: check: {len(flagged)} finding{'s' if len(flagged) != 1 else ''}: the "
-                "data does not fit the spec")
+        _stderr(
+            f"kpictl: check: {len(flagged)} finding{'s' if len(flagged) != 1 else ''}: the "
+            "data does not fit the spec"
+        )
         raise typer.Exit(int(ExitCode.USAGE_ERROR))
 
 
@@ -1007,7 +1121,7 @@ def facts(
     reprice: RepriceOption = False,
 ) -> None:
     """Export a facts table (one row per conversation with every rollup and derive column)."""
-    from kpictl.engine import facts as build_facts
+    from kpictl.engine.compute import facts as build_facts
 
     suffix = output.suffix.lower()
     if suffix not in (".parquet", ".csv"):
@@ -1016,7 +1130,7 @@ def facts(
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)
-    from kpictl.render import csv_safe, write_atomically
+    from kpictl.render.output import csv_safe, write_atomically
 
     write_atomically(
         output,
@@ -1074,29 +1188,41 @@ def _size(count: int) -> str:
 @cache_app.command("info")
 def cache_info() -> None:
     """Show where the cache is, whether it is on, its entries, total size and size limit."""
-    from kpictl.cache import cache_info as read_info
+    from kpictl.io.cache import cache_info as read_info
 
     info = read_info()
-    state = ("on" if info.enabled and info.limit_bytes else
-             "off (KPICTL_NO_CACHE is set)" if not info.enabled else
-             "off (KPICTL_CACHE_MAX_BYTES is 0)")
-    lines = [f"location: {info.directory}", f"state: {state}", f"entries: {info.entries}",
-             f"size: {_size(info.total_bytes)}",
-             f"limit: {_size(info.limit_bytes)}; set KPICTL_CACHE_MAX_BYTES to change it"]
+    state = (
+        "on"
+        if info.enabled and info.limit_bytes
+        else "off (KPICTL_NO_CACHE is set)"
+        if not info.enabled
+        else "off (KPICTL_CACHE_MAX_BYTES is 0)"
+    )
+    lines = [
+        f"location: {info.directory}",
+        f"state: {state}",
+        f"entries: {info.entries}",
+        f"size: {_size(info.total_bytes)}",
+        f"limit: {_size(info.limit_bytes)}; set KPICTL_CACHE_MAX_BYTES to change it",
+    ]
     if info.temporary_files:
-        lines.append(f"temporary files: {info.temporary_files} (writes under way, or left by "
-                     "runs that were killed; removed after an hour)")
+        lines.append(
+            f"temporary files: {info.temporary_files} (writes under way, or left by "
+            "runs that were killed; removed after an hour)"
+        )
     typer.echo("\n".join(lines))
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Remove every entry of the cache (the next run on each JSONL file parses it again)."""
-    from kpictl.cache import clear_cache
+    from kpictl.io.cache import clear_cache
 
     removed = clear_cache()
-    _stderr(f"kpictl: removed {removed.entries} entries ({_size(removed.total_bytes)}) "
-            f"from {removed.directory}")
+    _stderr(
+        f"kpictl: removed {removed.entries} entries ({_size(removed.total_bytes)}) "
+        f"from {removed.directory}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1152,8 +1278,11 @@ def review_sample(
     ] = Allocation.proportional,
     seed: Annotated[
         int | None,
-        typer.Option("--seed", help="Random seed (same seed and data, same sample). Default: a "
-                     "fresh seed, printed so the sample can be drawn again."),
+        typer.Option(
+            "--seed",
+            help="Random seed (same seed and data, same sample). Default: a "
+            "fresh seed, printed so the sample can be drawn again.",
+        ),
     ] = None,
     self_reported: Annotated[
         str,
@@ -1212,11 +1341,13 @@ def review_sample(
     )
     drawn = draw_review_sample(spec, sources, options)
     _report_inputs(sources)
-    from kpictl.render import csv_safe, write_atomically
+    from kpictl.render.output import csv_safe, write_atomically
 
     safe = replace(drawn, frame=csv_safe(drawn.frame))  # transcripts: no spreadsheet formula
     write_atomically(
-        output, lambda path: write_review_csv(safe, path), _inputs(config, sources),
+        output,
+        lambda path: write_review_csv(safe, path),
+        _inputs(config, sources),
         create_folder=True,
     )
     for note in drawn.notes:
@@ -1250,7 +1381,7 @@ def review_score(
 
       kpictl review score week1.csv week2.csv week3.csv --format markdown
     """
-    from kpictl.render import render_review
+    from kpictl.render.output import render_review
     from kpictl.review import score_review
 
     if not 0 < alpha < 0.5:

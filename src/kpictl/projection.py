@@ -1,6 +1,7 @@
 """Cost at scale (`kpictl project`): what the agent would cost per month at another volume.
 
-From the observed per-conversation costs (`kpictl.costs`, the numbers the scorecard's ROI uses):
+From the observed per-conversation costs (`kpictl.engine.costs`, the numbers the scorecard's
+ROI uses):
 
 - **monthly cost** at the target volume, split into LLM, tools and human minutes: the projected
   conversations per month × the mean cost per conversation of each component. Human minutes
@@ -29,8 +30,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kpictl import schema as canonical
-from kpictl.costs import (
+from kpictl.engine.compute import ComputeOptions, resolve_window
+from kpictl.engine.costs import (
     HUMAN_MINUTE_PARAM,
     Slice,
     conversation_costs,
@@ -40,11 +41,11 @@ from kpictl.costs import (
     unit_table,
     unpriced_rows,
 )
-from kpictl.engine import ComputeOptions, resolve_window
 from kpictl.errors import UsageError
-from kpictl.io import Sources
-from kpictl.pricing import PricingSpec, apply_prices, effective_dates, latest_prices
-from kpictl.spec import Spec
+from kpictl.io import schema as canonical
+from kpictl.io.pricing import PricingSpec, apply_prices, effective_dates, latest_prices
+from kpictl.io.read import Sources
+from kpictl.spec.model import Spec
 
 MONTH_HOURS = 365.25 * 24 / 12  # 730.5: an average month
 PERIOD_HOURS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": MONTH_HOURS}
@@ -142,7 +143,7 @@ class PeakExposure:
 
 @dataclass(frozen=True)
 class ProjectionResult:
-    """Everything `project` found; rendered by `kpictl.render` (table, JSON, Markdown)."""
+    """Everything `project` found; rendered by `kpictl.render.output` (table, JSON, Markdown)."""
 
     volume: Volume
     conversations: int  # observed, in the slice
@@ -264,14 +265,23 @@ def at_latest_prices(sources: Sources, pricing: PricingSpec) -> Sources:
                     tokens = tokens | pl.col(column).is_not_null()
             had_cost = pl.col("cost_usd").is_not_null() if "cost_usd" in schema else pl.lit(False)
             frame = frame.with_columns((had_cost & ~tokens).alias("__cost_without_tokens"))
-            frame = frame.drop([c for c in canonical.COST_COLUMNS if c in schema
-                                and c.startswith(("cost_source", "price_"))])
-            frame = apply_prices(frame, latest, reprice=True).with_columns(
-                pl.when(pl.col("__cost_without_tokens"))
-                .then(pl.lit("unpriced"))
-                .otherwise(pl.col("cost_source"))
-                .alias("cost_source")
-            ).drop("__cost_without_tokens")
+            frame = frame.drop(
+                [
+                    c
+                    for c in canonical.COST_COLUMNS
+                    if c in schema and c.startswith(("cost_source", "price_"))
+                ]
+            )
+            frame = (
+                apply_prices(frame, latest, reprice=True)
+                .with_columns(
+                    pl.when(pl.col("__cost_without_tokens"))
+                    .then(pl.lit("unpriced"))
+                    .otherwise(pl.col("cost_source"))
+                    .alias("cost_source")
+                )
+                .drop("__cost_without_tokens")
+            )
         loaded[name] = replace(item, frame=frame)
     return Sources(loaded)
 
@@ -333,9 +343,7 @@ def _observed_hours(
     return first, first + dt.timedelta(hours=hours), hours
 
 
-def hourly_spend(
-    starts: pl.Series, costs: pl.Series, first: dt.datetime, hours: int
-) -> np.ndarray:
+def hourly_spend(starts: pl.Series, costs: pl.Series, first: dt.datetime, hours: int) -> np.ndarray:
     """Σ cost per clock hour of `hours` hours from `first`, by start time (zeros where nothing
     started)."""
     frame = pl.DataFrame({"start": starts, "cost": costs}).drop_nulls()
@@ -372,26 +380,51 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
     rate = number_param(spec, HUMAN_MINUTE_PARAM)
     n = facts.height
     base: dict[str, Any] = dict(
-        volume=options.volume, conversations=n, priced=0, components=(), total=None,
-        escalation_rate=None, minutes_per_escalated=None, minutes_per_other=None,
-        human_rate=rate, peak=None, draws=options.draws, seed=options.seed,
+        volume=options.volume,
+        conversations=n,
+        priced=0,
+        components=(),
+        total=None,
+        escalation_rate=None,
+        minutes_per_escalated=None,
+        minutes_per_other=None,
+        human_rate=rate,
+        peak=None,
+        draws=options.draws,
+        seed=options.seed,
         confidence=options.confidence,
     )
     time = table.time
     if n == 0 or time is None:
-        reason = (f"no conversations in the window ({piece.label})" if n == 0 else
-                  f"table {table.name!r} has no time column: conversations per month cannot be "
-                  "observed")
+        reason = (
+            f"no conversations in the window ({piece.label})"
+            if n == 0
+            else f"table {table.name!r} has no time column: conversations per month cannot be "
+            "observed"
+        )
         return ProjectionResult(
-            **base, hours=0, period_start=None, period_end=None, observed_per_month=None,
-            projected_per_month=None, factor=None, status="unavailable", reason=reason,
+            **base,
+            hours=0,
+            period_start=None,
+            period_end=None,
+            observed_per_month=None,
+            projected_per_month=None,
+            factor=None,
+            status="unavailable",
+            reason=reason,
             assumptions=tuple(assumptions),
         )
     timed = facts.filter(pl.col(time).is_not_null())
     if timed.height == 0:
         return ProjectionResult(
-            **base, hours=0, period_start=None, period_end=None, observed_per_month=None,
-            projected_per_month=None, factor=None, status="unavailable",
+            **base,
+            hours=0,
+            period_start=None,
+            period_end=None,
+            observed_per_month=None,
+            projected_per_month=None,
+            factor=None,
+            status="unavailable",
             reason=f"no conversation has a {time}: conversations per month cannot be observed",
             assumptions=tuple(assumptions),
         )
@@ -429,8 +462,14 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
     priced = priced.join(facts.select(key, time), on=key, how="left").sort(key)
     k = priced.height
     common: dict[str, Any] = dict(
-        base, hours=hours, period_start=first, period_end=end, observed_per_month=observed,
-        projected_per_month=projected, factor=factor, priced=k,
+        base,
+        hours=hours,
+        period_start=first,
+        period_end=end,
+        observed_per_month=observed,
+        projected_per_month=projected,
+        factor=factor,
+        priced=k,
     )
     if k == 0:
         rows = int(unknown.get_column("unpriced_rows").sum())
@@ -451,15 +490,17 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
             "cost_usd); they are left out of the means and assumed to cost what priced ones "
             "cost on average"
         )
-    values = priced.select(
-        pl.col("llm_cost"), pl.col("tool_cost"), pl.col("human_minutes")
-    ).to_numpy().astype(float)
+    values = (
+        priced.select(pl.col("llm_cost"), pl.col("tool_cost"), pl.col("human_minutes"))
+        .to_numpy()
+        .astype(float)
+    )
     means = values.mean(axis=0)
     draws = bootstrap_means(values, options.draws, options.seed)
     low, high = _percentile_interval(draws, options.confidence)
-    has_tools = "tool_calls" in piece.sources and "cost_usd" in piece.sources[
-        "tool_calls"
-    ].collect_schema()
+    has_tools = (
+        "tool_calls" in piece.sources and "cost_usd" in piece.sources["tool_calls"].collect_schema()
+    )
     esc_rate = minutes_esc = minutes_other = None
     if escalated is not None:
         flags = priced.get_column(ESCALATED).to_numpy().astype(bool)
@@ -470,46 +511,85 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
         scaling = (
             f"escalation rate {esc_rate:.2%} × {minutes_esc:,.2f} min per escalated "
             "conversation"
-            + (f" + {1 - esc_rate:.2%} × {minutes_other:,.2f} min per other conversation"
-               if minutes_other else "")
+            + (
+                f" + {1 - esc_rate:.2%} × {minutes_other:,.2f} min per other conversation"
+                if minutes_other
+                else ""
+            )
         )
     else:
-        scaling = (f"mean human minutes per conversation (the unit table has no boolean "
-                   f"`{ESCALATED}` column to scale them with escalations)")
-    price = f" × ${rate:,.2f}/min (params.{HUMAN_MINUTE_PARAM}, a declared assumption)" if (
-        rate is not None) else ""
+        scaling = (
+            f"mean human minutes per conversation (the unit table has no boolean "
+            f"`{ESCALATED}` column to scale them with escalations)"
+        )
+    price = (
+        f" × ${rate:,.2f}/min (params.{HUMAN_MINUTE_PARAM}, a declared assumption)"
+        if (rate is not None)
+        else ""
+    )
     # no row holds human_minutes: their sum of 0 is "not logged", never "no human time"
     human_unknown = human_minutes_unknown(piece.sources)
     if human_unknown is None:
         assumptions.append(f"human minutes scale with escalations: {scaling}{price}")
     components = [
-        Component("llm", "LLM", float(means[0]), projected * float(means[0]),
-                  projected * float(low[0]), projected * float(high[0]),
-                  "conversations per month × mean Σ events.cost_usd per conversation"),
         Component(
-            "tools", "tools", float(means[1]), projected * float(means[1]),
-            projected * float(low[1]), projected * float(high[1]),
+            "llm",
+            "LLM",
+            float(means[0]),
+            projected * float(means[0]),
+            projected * float(low[0]),
+            projected * float(high[0]),
+            "conversations per month × mean Σ events.cost_usd per conversation",
+        ),
+        Component(
+            "tools",
+            "tools",
+            float(means[1]),
+            projected * float(means[1]),
+            projected * float(low[1]),
+            projected * float(high[1]),
             "conversations per month × mean Σ tool_calls.cost_usd per conversation",
             None if has_tools else "no tool_calls source with cost_usd: tool cost not projected",
         ),
     ]
     if human_unknown is not None:
-        components.append(Component(
-            "human", "human minutes", None, None, None, None, "Σ events.human_minutes",
-            f"unknown: {human_unknown}",
-        ))
+        components.append(
+            Component(
+                "human",
+                "human minutes",
+                None,
+                None,
+                None,
+                None,
+                "Σ events.human_minutes",
+                f"unknown: {human_unknown}",
+            )
+        )
     elif rate is not None:
-        components.append(Component(
-            "human", "human minutes", float(means[2]) * rate, projected * float(means[2]) * rate,
-            projected * float(low[2]) * rate, projected * float(high[2]) * rate,
-            f"conversations per month × ({scaling}) × ${rate:,.2f}/min",
-        ))
+        components.append(
+            Component(
+                "human",
+                "human minutes",
+                float(means[2]) * rate,
+                projected * float(means[2]) * rate,
+                projected * float(low[2]) * rate,
+                projected * float(high[2]) * rate,
+                f"conversations per month × ({scaling}) × ${rate:,.2f}/min",
+            )
+        )
     else:
-        components.append(Component(
-            "human", "human minutes", None, None, None, None,
-            f"{projected * float(means[2]):,.1f} min per month ({scaling})",
-            f"not priced: the spec declares no params.{HUMAN_MINUTE_PARAM}",
-        ))
+        components.append(
+            Component(
+                "human",
+                "human minutes",
+                None,
+                None,
+                None,
+                None,
+                f"{projected * float(means[2]):,.1f} min per month ({scaling})",
+                f"not priced: the spec declares no params.{HUMAN_MINUTE_PARAM}",
+            )
+        )
     human_weight = (rate or 0.0) if human_unknown is None else 0.0
     weights = np.array([1.0, 1.0 if has_tools else 0.0, human_weight])
     total_draws = draws @ weights
@@ -517,8 +597,13 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
     parts = [c.label for c in components if c.unavailable is None]
     total_mean = float(means @ weights)
     total = Component(
-        "total", "total", total_mean, projected * total_mean, projected * float(total_low),
-        projected * float(total_high), " + ".join(parts),
+        "total",
+        "total",
+        total_mean,
+        projected * total_mean,
+        projected * float(total_low),
+        projected * float(total_high),
+        " + ".join(parts),
     )
     tail = (1.0 - options.confidence) / 2.0
     assumptions.append(
@@ -536,21 +621,34 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
     spend = hourly_spend(priced.get_column(time), per_conversation, first, hours) * (n / k)
     peak_hour = int(np.argmax(spend))
     peak = PeakExposure(
-        hours, int((spend > 0).sum()), float(np.percentile(spend, PEAK_QUANTILE * 100)),
-        float(spend[peak_hour]), first + dt.timedelta(hours=peak_hour), factor,
+        hours,
+        int((spend > 0).sum()),
+        float(np.percentile(spend, PEAK_QUANTILE * 100)),
+        float(spend[peak_hour]),
+        first + dt.timedelta(hours=peak_hour),
+        factor,
     )
     assumptions.append(
         f"peak exposure: each conversation's whole cost ({total.basis}) counted at its start "
         f"hour; all {hours:,} clock hours, those without traffic as $0; p95 is the linear-"
         "interpolated 95th percentile of hourly spend"
-        + (f"; hourly spend × {n:,}/{k:,} for the conversations whose cost is unknown"
-           if k < n else "")
+        + (
+            f"; hourly spend × {n:,}/{k:,} for the conversations whose cost is unknown"
+            if k < n
+            else ""
+        )
         + f"; traffic scales evenly (every hour × {factor:,.4g}), so real spikes may be larger"
     )
     found: dict[str, Any] = dict(
-        status=status, reason=None, components=tuple(components), total=total,
-        escalation_rate=esc_rate, minutes_per_escalated=minutes_esc,
-        minutes_per_other=minutes_other, peak=peak, assumptions=tuple(assumptions),
+        status=status,
+        reason=None,
+        components=tuple(components),
+        total=total,
+        escalation_rate=esc_rate,
+        minutes_per_escalated=minutes_esc,
+        minutes_per_other=minutes_other,
+        peak=peak,
+        assumptions=tuple(assumptions),
     )
     return ProjectionResult(**{**common, **found})
 

@@ -53,8 +53,11 @@ def _token_or_keep(match: re.Match[str]) -> str:
     hex digests, UUIDs and words joined by dashes or underscores are kept."""
     text = match.group(0)
     classes = sum(
-        (any(c.islower() for c in text), any(c.isupper() for c in text),
-         any(c.isdigit() for c in text))
+        (
+            any(c.islower() for c in text),
+            any(c.isupper() for c in text),
+            any(c.isdigit() for c in text),
+        )
     )
     if classes == 3 and _entropy(text) >= 4.0:
         return "[secret]"
@@ -143,7 +146,7 @@ def _digits_between(low: int, high: int) -> Callable[[re.Match[str]], str]:
 
 
 def _ipv4_or_keep(match: re.Match[str]) -> str:
-    before = match.string[max(0, match.start() - 12):match.start()]
+    before = match.string[max(0, match.start() - 12) : match.start()]
     return match.group(0) if _VERSION_CUE.search(before) else "[ip]"
 
 
@@ -157,7 +160,9 @@ def _ipv6_or_keep(match: re.Match[str]) -> str:
 
 
 _PHONE_REPLACERS = (
-    _digits_between(7, 15), _digits_between(11, 17), _digits_between(10, 10),
+    _digits_between(7, 15),
+    _digits_between(11, 17),
+    _digits_between(10, 10),
     _digits_between(9, 13),
 )
 

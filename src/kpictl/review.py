@@ -12,7 +12,7 @@ Two steps, one file per review round:
   rates and their gap, sensitivity and specificity of the self-report, the label-corrected
   (Rogan–Gladen) completion rate, the hallucination rate (Wilson CI), and the trend of the gap
   over rounds. `review_json` / `summary_rows` / `trend_rows` give a score's numbers;
-  `kpictl.render.review_markdown` renders it (the scorecard shows the latest round).
+  `kpictl.render.output.review_markdown` renders it (the scorecard shows the latest round).
 
 The statistics live in `kpictl.stats` (`cohens_kappa`, `stratified_review`, `round_trend`,
 `wilson_interval`).
@@ -32,12 +32,12 @@ import numpy as np
 import polars as pl
 
 from kpictl import stats
-from kpictl.engine import ComputeOptions, build_facts, resolve_window
+from kpictl.engine.compute import ComputeOptions, build_facts, resolve_window
 from kpictl.errors import InputDataError, UsageError
-from kpictl.io import Sources
+from kpictl.io.read import Sources
 from kpictl.redact import redact_pii
-from kpictl.spec import Spec, TableSpec
-from kpictl.sqlexpr import did_you_mean
+from kpictl.spec.model import Spec, TableSpec
+from kpictl.sql.expr import did_you_mean
 
 ALLOCATIONS = ("proportional", "equal")
 # The columns of a review file, in order; the stratify-by columns go after `stratum`.
@@ -137,8 +137,7 @@ def _check_columns(options: SampleOptions, facts: pl.DataFrame, table: TableSpec
     ]:
         if name not in known:
             raise UsageError(
-                f"{option} {name}: not a column of table {table.name!r}"
-                f"{did_you_mean(name, known)}"
+                f"{option} {name}: not a column of table {table.name!r}{did_you_mean(name, known)}"
             )
     for name in options.stratify_by:
         if name in HEAD_COLUMNS or name in TAIL_COLUMNS:
@@ -152,8 +151,11 @@ def _check_columns(options: SampleOptions, facts: pl.DataFrame, table: TableSpec
             "have no value; name a column with a value for every conversation"
         )
     if column.dtype != pl.Boolean:
-        bad = column.filter(~column.cast(pl.Float64).is_in([0.0, 1.0])) if column.dtype.is_numeric(
-        ) else column
+        bad = (
+            column.filter(~column.cast(pl.Float64).is_in([0.0, 1.0]))
+            if column.dtype.is_numeric()
+            else column
+        )
         if bad.len():
             raise UsageError(
                 f"--self-reported {options.self_reported}: expected a true/false (or 1/0) "
@@ -197,8 +199,8 @@ def _transcripts(
         .collect()
     )
     return {
-        str(k): redact_pii(v) for k, v in zip(lines[key].to_list(), lines["line"].to_list(),
-                                              strict=True)
+        str(k): redact_pii(v)
+        for k, v in zip(lines[key].to_list(), lines["line"].to_list(), strict=True)
     }, None
 
 
@@ -215,8 +217,8 @@ def draw_review_sample(spec: Spec, sources: Sources, options: SampleOptions) -> 
     table = unit_table(spec)
     key = table.key or ID
     window = resolve_window(
-        spec, sources, ComputeOptions(since=options.since, until=options.until,
-                                      as_of=options.as_of))
+        spec, sources, ComputeOptions(since=options.since, until=options.until, as_of=options.as_of)
+    )
     facts = build_facts(spec, sources, window, [table.name])[table.name]
     if table.time is not None and window.since is not None:
         facts = facts.filter(pl.col(table.time) >= window.since)
@@ -257,8 +259,10 @@ def draw_review_sample(spec: Spec, sources: Sources, options: SampleOptions) -> 
         pl.lit(window.as_of.isoformat()).alias("sampled_at"),
         pl.lit(options.allocation).alias("allocation"),
         pl.Series("transcript", [texts.get(i, "") for i in ids], dtype=pl.String),
-        *[pl.lit(None, dtype=pl.String).alias(c) for c in ("human_success", "hallucination",
-                                                          "notes")],
+        *[
+            pl.lit(None, dtype=pl.String).alias(c)
+            for c in ("human_success", "hallucination", "notes")
+        ],
     ).select([*HEAD_COLUMNS, *options.stratify_by, *TAIL_COLUMNS])
     notes = [
         f"{options.allocation} allocation: {options.size} of {population} conversations in "
@@ -272,8 +276,9 @@ def draw_review_sample(spec: Spec, sources: Sources, options: SampleOptions) -> 
         )
     if note:
         notes.append(note)
-    return ReviewSample(sample, population, len(sizes), options.allocation, options.seed,
-                        tuple(notes))
+    return ReviewSample(
+        sample, population, len(sizes), options.allocation, options.seed, tuple(notes)
+    )
 
 
 def write_review_csv(sample: ReviewSample, path: Path) -> None:
@@ -606,8 +611,14 @@ def score_round(review: ReviewRound, alpha: float = 0.05) -> RoundScore:
                 review.hallucination, review.hallucination_strata, review.stratum_sizes, alpha
             )
         halluc = HallucinationRate(count, n, count / n, low, high, weighted)
-    return RoundScore(review, ((tp, fn), (fp, tn)), kappa, estimates, halluc,
-                      tuple(notes + list(estimates.warnings)))
+    return RoundScore(
+        review,
+        ((tp, fn), (fp, tn)),
+        kappa,
+        estimates,
+        halluc,
+        tuple(notes + list(estimates.warnings)),
+    )
 
 
 def score_review(paths: Sequence[str | Path], alpha: float = 0.05) -> ReviewScore:
@@ -633,7 +644,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime:
 
 
 # ----------------------------------------------------------------------------------------------
-# Rendering (pure: text and dicts; the rich table is kpictl.render's)
+# Rendering (pure: text and dicts; the rich table is kpictl.render.output's)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -662,37 +673,58 @@ def summary_rows(score: RoundScore) -> list[tuple[str, str, str]]:
     logged = "population" if e.logged_rate_known else "labelled rows, weighted"
     rows = [
         ("labelled conversations", f"{score.labelled} of {score.round.rows}", ""),
-        ("self-reported success (labelled rows)", _pct(e.self_reported.estimate),
-         _ci(e.self_reported)),
+        (
+            "self-reported success (labelled rows)",
+            _pct(e.self_reported.estimate),
+            _ci(e.self_reported),
+        ),
         ("human-labelled success", _pct(e.human.estimate), _ci(e.human)),
         ("gap (self-reported − human)", _pp(e.gap.estimate), _ci(e.gap, _pp)),
-        ("sensitivity of the self-report", _pct(_estimate(e.sensitivity)),
-         _ci(e.sensitivity)),
-        ("specificity of the self-report", _pct(_estimate(e.specificity)),
-         _ci(e.specificity)),
-        ("Cohen's kappa (human vs self-report)",
-         "—" if k.kappa is None else f"{k.kappa:.3f}",
-         "—" if k.low is None else f"{k.low:.3f} to {k.high:.3f}"),
+        ("sensitivity of the self-report", _pct(_estimate(e.sensitivity)), _ci(e.sensitivity)),
+        ("specificity of the self-report", _pct(_estimate(e.specificity)), _ci(e.specificity)),
+        (
+            "Cohen's kappa (human vs self-report)",
+            "—" if k.kappa is None else f"{k.kappa:.3f}",
+            "—" if k.low is None else f"{k.low:.3f} to {k.high:.3f}",
+        ),
         (f"logged completion rate ({logged})", _pct(e.logged_rate), ""),
-        ("label-corrected completion rate (Rogan–Gladen)",
-         _pct(_estimate(e.corrected)), _ci(e.corrected)),
+        (
+            "label-corrected completion rate (Rogan–Gladen)",
+            _pct(_estimate(e.corrected)),
+            _ci(e.corrected),
+        ),
     ]
     if score.hallucination is not None:
         hr = score.hallucination
-        rows.append((f"hallucination rate ({hr.count} of {hr.n} labelled, unweighted)",
-                     _pct(hr.rate), f"{_pct(hr.low)} to {_pct(hr.high)}"))
+        rows.append(
+            (
+                f"hallucination rate ({hr.count} of {hr.n} labelled, unweighted)",
+                _pct(hr.rate),
+                f"{_pct(hr.low)} to {_pct(hr.high)}",
+            )
+        )
         if hr.weighted is not None:
-            rows.append(("hallucination rate, stratum-weighted", _pct(hr.weighted.estimate),
-                         _ci(hr.weighted)))
+            rows.append(
+                (
+                    "hallucination rate, stratum-weighted",
+                    _pct(hr.weighted.estimate),
+                    _ci(hr.weighted),
+                )
+            )
     return rows
 
 
 def trend_rows(score: ReviewScore) -> list[tuple[str, str, str, str, str, str]]:
     """(round, labelled, self-reported, human, gap, gap CI) per round, oldest first."""
     return [
-        (s.round.label, str(s.labelled), _pct(s.estimates.self_reported.estimate),
-         _pct(s.estimates.human.estimate), _pp(s.estimates.gap.estimate),
-         _ci(s.estimates.gap, _pp))
+        (
+            s.round.label,
+            str(s.labelled),
+            _pct(s.estimates.self_reported.estimate),
+            _pct(s.estimates.human.estimate),
+            _pp(s.estimates.gap.estimate),
+            _ci(s.estimates.gap, _pp),
+        )
         for s in score.rounds
     ]
 
@@ -714,8 +746,12 @@ def method_note(score: ReviewScore) -> str:
 def _interval_json(interval: stats.Interval | None) -> dict[str, float] | None:
     if interval is None:
         return None
-    return {"estimate": interval.estimate, "se": interval.se, "low": interval.low,
-            "high": interval.high}
+    return {
+        "estimate": interval.estimate,
+        "se": interval.se,
+        "low": interval.low,
+        "high": interval.high,
+    }
 
 
 def review_json(score: ReviewScore) -> dict[str, Any]:
@@ -724,42 +760,63 @@ def review_json(score: ReviewScore) -> dict[str, Any]:
     for s in score.rounds:
         e = s.estimates
         (tp, fn), (fp, tn) = s.confusion
-        rounds.append({
-            "round": s.round.label,
-            "file": s.round.path,
-            "sampled_at": s.round.sampled_at.isoformat() if s.round.sampled_at else None,
-            "allocation": s.round.allocation,
-            "rows": s.round.rows,
-            "labelled": s.labelled,
-            "confusion": {"human_success_agent_success": tp, "human_success_agent_failure": fn,
-                          "human_failure_agent_success": fp, "human_failure_agent_failure": tn},
-            "kappa": {"estimate": s.kappa.kappa, "se": s.kappa.se, "low": s.kappa.low,
-                      "high": s.kappa.high, "observed_agreement": s.kappa.observed,
-                      "expected_agreement": s.kappa.expected},
-            "self_reported": _interval_json(e.self_reported),
-            "human": _interval_json(e.human),
-            "gap": _interval_json(e.gap),
-            "sensitivity": _interval_json(e.sensitivity),
-            "specificity": _interval_json(e.specificity),
-            "logged_rate": e.logged_rate,
-            "logged_rate_source": "population" if e.logged_rate_known else "sample",
-            "corrected": _interval_json(e.corrected),
-            "corrected_unclipped": e.corrected_unclipped,
-            "corrected_method": "rogan_gladen_delta",
-            "hallucination": None if s.hallucination is None else {
-                "count": s.hallucination.count, "n": s.hallucination.n,
-                "rate": s.hallucination.rate, "low": s.hallucination.low,
-                "high": s.hallucination.high, "method": "wilson",
-                "weighted": _interval_json(s.hallucination.weighted)},
-            "notes": list(s.notes),
-        })
+        rounds.append(
+            {
+                "round": s.round.label,
+                "file": s.round.path,
+                "sampled_at": s.round.sampled_at.isoformat() if s.round.sampled_at else None,
+                "allocation": s.round.allocation,
+                "rows": s.round.rows,
+                "labelled": s.labelled,
+                "confusion": {
+                    "human_success_agent_success": tp,
+                    "human_success_agent_failure": fn,
+                    "human_failure_agent_success": fp,
+                    "human_failure_agent_failure": tn,
+                },
+                "kappa": {
+                    "estimate": s.kappa.kappa,
+                    "se": s.kappa.se,
+                    "low": s.kappa.low,
+                    "high": s.kappa.high,
+                    "observed_agreement": s.kappa.observed,
+                    "expected_agreement": s.kappa.expected,
+                },
+                "self_reported": _interval_json(e.self_reported),
+                "human": _interval_json(e.human),
+                "gap": _interval_json(e.gap),
+                "sensitivity": _interval_json(e.sensitivity),
+                "specificity": _interval_json(e.specificity),
+                "logged_rate": e.logged_rate,
+                "logged_rate_source": "population" if e.logged_rate_known else "sample",
+                "corrected": _interval_json(e.corrected),
+                "corrected_unclipped": e.corrected_unclipped,
+                "corrected_method": "rogan_gladen_delta",
+                "hallucination": None
+                if s.hallucination is None
+                else {
+                    "count": s.hallucination.count,
+                    "n": s.hallucination.n,
+                    "rate": s.hallucination.rate,
+                    "low": s.hallucination.low,
+                    "high": s.hallucination.high,
+                    "method": "wilson",
+                    "weighted": _interval_json(s.hallucination.weighted),
+                },
+                "notes": list(s.notes),
+            }
+        )
     trend = score.trend
     return {
         "alpha": score.alpha,
         "rounds": rounds,
-        "trend": None if trend is None else {
-            "slope_per_round": _interval_json(trend.slope), "p_value": trend.p_value,
-            "rounds": trend.rounds},
+        "trend": None
+        if trend is None
+        else {
+            "slope_per_round": _interval_json(trend.slope),
+            "p_value": trend.p_value,
+            "rounds": trend.rounds,
+        },
         "trend_verdict": score.trend_verdict,
         "notes": list(score.notes),
     }

@@ -764,8 +764,12 @@ def generate_business_events(
     rng = np.random.default_rng([seed, _OUTCOME_STREAM])
     conv = (
         events.group_by("conversation_id")
-        .agg(pl.col("ts").min().alias("start"), pl.col("user_id").first(),
-             pl.col("arm").first(), (pl.col("event") == "resolution").any().alias("resolved"))
+        .agg(
+            pl.col("ts").min().alias("start"),
+            pl.col("user_id").first(),
+            pl.col("arm").first(),
+            (pl.col("event") == "resolution").any().alias("resolved"),
+        )
         .sort("conversation_id")
     )
     n = conv.height
@@ -773,8 +777,12 @@ def generate_business_events(
     p = np.where(conv["arm"].to_numpy() == "holdout", p * _HOLDOUT_FACTOR, p)
     has = rng.random(n) < p
     late = rng.random(n) < _LATE_P
-    delay_s = np.where(late, rng.uniform(7 * _DAY, 20 * _DAY, n),
-                       rng.exponential(1.5 * _DAY, n)).astype(np.int64) + 60
+    delay_s = (
+        np.where(late, rng.uniform(7 * _DAY, 20 * _DAY, n), rng.exponential(1.5 * _DAY, n)).astype(
+            np.int64
+        )
+        + 60
+    )
     refund = rng.random(n) < _REFUND_P
     value = np.round(_lognormal(rng, 120.0, 0.6, n), 2)
     value = np.where(refund, -np.round(value / 3, 2), value)
@@ -788,13 +796,15 @@ def generate_business_events(
     ).filter(pl.Series(has))
     n_orphan = int(rng.binomial(n, _ORPHAN_P * float(has.mean())))
     start_us = (start - _EPOCH) // datetime.timedelta(microseconds=1)
-    orphans = pl.DataFrame({
-        "conversation_id": pl.Series([None] * n_orphan, dtype=pl.String),
-        "user_id": pl.Series([None] * n_orphan, dtype=pl.String),
-        "ts": _timestamps(start_us, rng.integers(0, days * _DAY, n_orphan)),
-        "type": pl.Series(["booking"] * n_orphan, dtype=pl.String),
-        "value_usd": np.round(_lognormal(rng, 120.0, 0.6, n_orphan), 2),
-    })
+    orphans = pl.DataFrame(
+        {
+            "conversation_id": pl.Series([None] * n_orphan, dtype=pl.String),
+            "user_id": pl.Series([None] * n_orphan, dtype=pl.String),
+            "ts": _timestamps(start_us, rng.integers(0, days * _DAY, n_orphan)),
+            "type": pl.Series(["booking"] * n_orphan, dtype=pl.String),
+            "value_usd": np.round(_lognormal(rng, 120.0, 0.6, n_orphan), 2),
+        }
+    )
     until = start + datetime.timedelta(days=days)
     found = (
         pl.concat([caused, orphans])
@@ -802,9 +812,13 @@ def generate_business_events(
         .sort("ts", "conversation_id", "user_id", nulls_last=True, maintain_order=True)
     )
     ids = "b" + pl.Series(np.arange(1, found.height + 1)).cast(pl.String).str.zfill(
-        max(6, len(str(found.height))))
-    return found.with_columns(ids.alias("business_event_id")).select(
-        list(BUSINESS_EVENTS_SCHEMA)).cast(BUSINESS_EVENTS_SCHEMA)  # type: ignore[arg-type]
+        max(6, len(str(found.height)))
+    )
+    return (
+        found.with_columns(ids.alias("business_event_id"))
+        .select(list(BUSINESS_EVENTS_SCHEMA))
+        .cast(BUSINESS_EVENTS_SCHEMA)
+    )  # type: ignore[arg-type]
 
 
 def _conversation_ids(n: int) -> pl.Series:
@@ -911,10 +925,12 @@ def write_sample(
             (prefix + pl.col("user_id")).alias("user_id"),
         )
         tool_calls = tool_calls.with_columns(
-            (prefix + pl.col("conversation_id")).alias("conversation_id"))
+            (prefix + pl.col("conversation_id")).alias("conversation_id")
+        )
         business = generate_business_events(events, seed=seed + index, days=days)
         business = business.with_columns(
-            (prefix + pl.col("business_event_id")).alias("business_event_id"))
+            (prefix + pl.col("business_event_id")).alias("business_event_id")
+        )
         paths += _write_part(out_dir, (events, tool_calls, business), fmt, f"-part{index:02d}")
         del events, tool_calls, business
     return paths
@@ -923,8 +939,9 @@ def write_sample(
 MAX_PART = 1_000_000  # conversations generated in one piece (about 3.5 GB at its peak)
 
 
-def _write_part(out_dir: Path, frames: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame], fmt: str,
-                suffix: str) -> list[Path]:
+def _write_part(
+    out_dir: Path, frames: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame], fmt: str, suffix: str
+) -> list[Path]:
     paths: list[Path] = []
     for name, frame in zip(("events", "tool_calls", "business_events"), frames, strict=True):
         folder = Path(out_dir) / name

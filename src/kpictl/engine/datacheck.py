@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from kpictl import schema as canonical
 from kpictl.errors import UsageError
-from kpictl.io import Sources
-from kpictl.pricing import COST_SOURCES
-from kpictl.spec import KpiSpec, RollupEntry, Spec, TableSpec
-from kpictl.sqlexpr import (
+from kpictl.io import schema as canonical
+from kpictl.io.pricing import COST_SOURCES
+from kpictl.io.read import Sources
+from kpictl.spec.model import KpiSpec, RollupEntry, Spec, TableSpec
+from kpictl.sql.expr import (
     compared_literals,
     compile_sql,
     did_you_mean,
@@ -68,8 +68,10 @@ class LiteralMatch:
         values = ", ".join(f"{v!r} ({n:,})" for v, n in self.seen)
         hint = did_you_mean(use.literal, [v for v, _ in self.seen])
         where = use.location if use.location == use.path else f"{use.location}: {use.path}"
-        return (f"{where}: no row of source {use.source!r} has "
-                f"{use.source_column} = {use.literal!r}; most frequent values: {values}{hint}")
+        return (
+            f"{where}: no row of source {use.source!r} has "
+            f"{use.source_column} = {use.literal!r}; most frequent values: {values}{hint}"
+        )
 
 
 @dataclass(frozen=True)
@@ -108,15 +110,16 @@ class CostCoverage:
         if self.unpriced:
             parts.append(f"{self.unpriced} unpriced (tokens but no price)")
         if self.no_usage:
-            parts.append(f"{self.no_usage} agent message{'s' if self.no_usage != 1 else ''} "
-                         "without usage (no tokens, no cost)")
+            parts.append(
+                f"{self.no_usage} agent message{'s' if self.no_usage != 1 else ''} "
+                "without usage (no tokens, no cost)"
+            )
         return ", ".join(parts)
 
     @property
     def reason(self) -> str:
         """Why a cost KPI over this source is unavailable (no row has a cost)."""
-        return (f"cost unknown: no row of source {self.source!r} has a cost "
-                f"({self.unknown})")
+        return f"cost unknown: no row of source {self.source!r} has a cost ({self.unknown})"
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,13 @@ class DataCheck:
     def unmatched(self) -> tuple[LiteralMatch, ...]:
         """Literals that match no row of a column that does hold values (a value of a column
         kpictl writes, such as cost_source = 'unpriced', is never a typo)."""
-        return tuple(m for m in self.literals if m.rows == 0 and not m.column_empty
-                     and m.use.literal not in KNOWN_VALUES.get(m.use.source_column, ()))
+        return tuple(
+            m
+            for m in self.literals
+            if m.rows == 0
+            and not m.column_empty
+            and m.use.literal not in KNOWN_VALUES.get(m.use.source_column, ())
+        )
 
     @property
     def findings(self) -> int:
@@ -164,7 +172,8 @@ class DataCheck:
                 f"{column.reason}: unavailable (value null, not computed over nulls): "
                 f"{', '.join(kpis)}; map the column in the spec, e.g. sources.{column.source}"
                 f".columns.{column.column}: {{from: <field>}}, or {{default: 0}} when its "
-                "absence means zero")
+                "absence means zero"
+            )
         by_source: dict[CostCoverage, list[str]] = {}
         for kpi, covers in self.costs.items():
             for cover in covers:
@@ -177,13 +186,15 @@ class DataCheck:
                 notes.append(
                     f"cost: partially priced ({cover.priced:,} of {cover.rows:,} rows of "
                     f"source {cover.source!r}; {cover.unknown}): the unknown costs are left "
-                    f"out of {names}, a lower bound")
+                    f"out of {names}, a lower bound"
+                )
             if cover.computed and not cover.cache_reported:
                 notes.append(
                     f"cost: source {cover.source!r} reports no cached tokens "
                     f"(cache_read_tokens): its {cover.computed:,} computed costs are priced "
                     f"without the cache discount, an upper bound where the provider cached "
-                    f"input ({names})")
+                    f"input ({names})"
+                )
         return notes
 
 
@@ -236,8 +247,9 @@ def value_origin(spec: Spec, table: TableSpec, name: str) -> tuple[str, str] | N
     return table.from_source, name
 
 
-def column_origins(spec: Spec, table: TableSpec, names: Iterable[str],
-                   seen: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
+def column_origins(
+    spec: Spec, table: TableSpec, names: Iterable[str], seen: set[tuple[str, str]] | None = None
+) -> set[tuple[str, str]]:
     """Every (source, column) the columns `names` of `table` are computed from, through
     derive and rollup entries and lookups."""
     seen = set() if seen is None else seen
@@ -257,8 +269,11 @@ def column_origins(spec: Spec, table: TableSpec, names: Iterable[str],
                 reads = _names(entry.sql)  # earlier entries (depends_on) or source columns
                 earlier = [n for n in reads if n in entry.depends_on]
                 origins |= column_origins(spec, table, earlier, seen)
-                origins |= {(entry.source, n) for n in reads
-                            if n not in entry.depends_on and not _free(spec, n)}
+                origins |= {
+                    (entry.source, n)
+                    for n in reads
+                    if n not in entry.depends_on and not _free(spec, n)
+                }
             elif name != table.key and table.rollup_sources():
                 origins.add((table.rollup_sources()[0], name))
         else:
@@ -279,8 +294,16 @@ def _null_when_absent(spec: Spec, entry: RollupEntry) -> bool:
     if any(_free(spec, n) for n in reads):
         return False
     types = canonical.CANONICAL_TABLES.get(entry.source, {})
-    frame = pl.DataFrame({n: pl.Series(n, [None, None], dtype=types[n].dtype if n in types
-                                       else canonical.PASS_THROUGH_DTYPE) for n in reads})
+    frame = pl.DataFrame(
+        {
+            n: pl.Series(
+                n,
+                [None, None],
+                dtype=types[n].dtype if n in types else canonical.PASS_THROUGH_DTYPE,
+            )
+            for n in reads
+        }
+    )
     try:
         result = frame.select(compile_sql(entry.sql))
     except Exception:  # a type it cannot take: keep the dependency
@@ -294,8 +317,7 @@ def _names(sql: str | None) -> list[str]:
 
 def kpi_expressions(kpi: KpiSpec) -> list[tuple[str, str]]:
     """(key, SQL) of the expressions that decide a KPI's value (not its breakdown)."""
-    pairs = [(k, getattr(kpi, k)) for k in ("where", "mature", "value", "numerator",
-                                             "denominator")]
+    pairs = [(k, getattr(kpi, k)) for k in ("where", "mature", "value", "numerator", "denominator")]
     if kpi.pass_k is not None:
         pairs.append(("success", kpi.pass_k.success))
     return [(k, sql) for k, sql in pairs if isinstance(sql, str) and sql]
@@ -324,14 +346,16 @@ def _tables_of(spec: Spec, kpis: Sequence[KpiSpec]) -> list[TableSpec]:
     return [t for t in spec.tables.values() if t.name in wanted]
 
 
-def literal_uses(spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] = (),
-                 where: str | None = None) -> list[LiteralUse]:
+def literal_uses(
+    spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] = (), where: str | None = None
+) -> list[LiteralUse]:
     """Every string literal compared with a column in what a run evaluates: the tables its
     KPIs read (rollup, derive, `where`), the KPIs, the baselines named and --where."""
     uses: list[LiteralUse] = []
 
-    def add(location: str, path: str, sql: str | None, table: TableSpec,
-            source: str | None = None) -> None:
+    def add(
+        location: str, path: str, sql: str | None, table: TableSpec, source: str | None = None
+    ) -> None:
         if not sql:
             return
         earlier = next((e.depends_on for e in table.rollup if e.sql == sql), ())
@@ -346,8 +370,13 @@ def literal_uses(spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] =
     for table in _tables_of(spec, kpis):
         base = f"tables.{table.name}"
         for entry in table.rollup:
-            add(_location(spec, entry.line), f"{base}.rollup.{entry.source}.{entry.name}",
-                entry.sql, table, entry.source)
+            add(
+                _location(spec, entry.line),
+                f"{base}.rollup.{entry.source}.{entry.name}",
+                entry.sql,
+                table,
+                entry.source,
+            )
         for derive in table.derive:
             add(_location(spec, derive.line), f"{base}.derive.{derive.name}", derive.sql, table)
         add(_location(spec, table.where_line or table.line), f"{base}.where", table.where, table)
@@ -363,8 +392,12 @@ def literal_uses(spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] =
         if baseline is None or unit_table is None:
             continue
         for key in ("control", "treatment"):
-            add(_location(spec, baseline.line), f"baselines.{name}.{key}",
-                getattr(baseline, key), unit_table)
+            add(
+                _location(spec, baseline.line),
+                f"baselines.{name}.{key}",
+                getattr(baseline, key),
+                unit_table,
+            )
     if where and unit_table is not None:
         for table in _tables_of(spec, kpis):
             add("--where", "--where", where, table)
@@ -374,24 +407,35 @@ def literal_uses(spec: Spec, kpis: Sequence[KpiSpec], baselines: Sequence[str] =
     return list(unique.values())
 
 
-def top_values(sources: Sources, columns: Iterable[tuple[str, str]]
-               ) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
+def top_values(
+    sources: Sources, columns: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
     """Per (source, column): its most frequent values with their row counts (a group-by per
     column, run together; only for the columns a note needs)."""
-    wanted = [(s, c) for s, c in dict.fromkeys(columns)
-              if s in sources and c in sources[s].collect_schema()]
+    wanted = [
+        (s, c)
+        for s, c in dict.fromkeys(columns)
+        if s in sources and c in sources[s].collect_schema()
+    ]
     queries = [
-        sources[s].group_by(pl.col(c).cast(pl.String).alias("value")).agg(pl.len().alias("rows"))
-        .drop_nulls("value").sort(["rows", "value"], descending=[True, False]).head(SEEN_VALUES)
+        sources[s]
+        .group_by(pl.col(c).cast(pl.String).alias("value"))
+        .agg(pl.len().alias("rows"))
+        .drop_nulls("value")
+        .sort(["rows", "value"], descending=[True, False])
+        .head(SEEN_VALUES)
         for s, c in wanted
     ]
     frames = pl.collect_all(queries) if queries else []
-    return {key: tuple((str(v), int(n)) for v, n in frame.iter_rows())
-            for key, frame in zip(wanted, frames, strict=True)}
+    return {
+        key: tuple((str(v), int(n)) for v, n in frame.iter_rows())
+        for key, frame in zip(wanted, frames, strict=True)
+    }
 
 
-def _scan(sources: Sources, columns: set[tuple[str, str]], uses: Sequence[LiteralUse]
-          ) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[int, int]]:
+def _scan(
+    sources: Sources, columns: set[tuple[str, str]], uses: Sequence[LiteralUse]
+) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[int, int]]:
     """One pass per source: its rows, the null count of each column and the rows each literal
     matches. Returns (rows by source, nulls by column, matches by use index)."""
     plans: dict[str, list[pl.Expr]] = {}
@@ -418,8 +462,12 @@ def _scan(sources: Sources, columns: set[tuple[str, str]], uses: Sequence[Litera
     return rows, nulls, matches
 
 
-def _empty(sources: Sources, pair: tuple[str, str], rows: Mapping[str, int],
-           nulls: Mapping[tuple[str, str], int]) -> bool:
+def _empty(
+    sources: Sources,
+    pair: tuple[str, str],
+    rows: Mapping[str, int],
+    nulls: Mapping[tuple[str, str], int],
+) -> bool:
     """A column with no value in a source that has rows (absent: filled with nulls)."""
     source, column = pair
     if source not in sources:
@@ -429,18 +477,24 @@ def _empty(sources: Sources, pair: tuple[str, str], rows: Mapping[str, int],
     return bool(rows.get(source)) and nulls.get(pair) == rows[source]
 
 
-def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
-               baselines: Sequence[str] = (), where: str | None = None) -> DataCheck:
+def check_data(
+    spec: Spec,
+    sources: Sources,
+    kpis: Sequence[KpiSpec],
+    baselines: Sequence[str] = (),
+    where: str | None = None,
+) -> DataCheck:
     """The literals a run compares columns with, matched against the data, and the KPIs whose
     columns the data lacks: one pass over each source (null counts and literal matches), and
     a group-by only for a column whose literal matches nothing (the note lists its values)."""
     origins = {k.name: kpi_origins(spec, k) for k in kpis}
     priced = priced_sources(sources)
-    cost_sources = {name: sorted(s for s, c in pairs if c == "cost_usd" and s in priced)
-                    for name, pairs in origins.items()}
+    cost_sources = {
+        name: sorted(s for s, c in pairs if c == "cost_usd" and s in priced)
+        for name, pairs in origins.items()
+    }
     for name in list(origins):  # a priced source's cost: its coverage, below
-        origins[name] = {(s, c) for s, c in origins[name] if not (c == "cost_usd"
-                                                                   and s in priced)}
+        origins[name] = {(s, c) for s, c in origins[name] if not (c == "cost_usd" and s in priced)}
     uses = literal_uses(spec, kpis, baselines, where)
     columns = set().union(*origins.values()) if origins else set()
     columns |= {(u.source, u.source_column) for u in uses}
@@ -448,23 +502,40 @@ def check_data(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
     empty = {pair for pair in columns if _empty(sources, pair, rows, nulls)}
     missing = {
         name: tuple(MissingColumn(s, c) for s, c in sorted(pairs & empty))
-        for name, pairs in origins.items() if pairs & empty
+        for name, pairs in origins.items()
+        if pairs & empty
     }
     # a source without rows holds no values to match: its own note says it is empty
     no_rows = {s for s in sources.by_name if not rows.get(s)}
-    missed = [(u.source, u.source_column) for i, u in enumerate(uses)
-              if not matched.get(i) and (u.source, u.source_column) not in empty
-              and u.source not in no_rows]
+    missed = [
+        (u.source, u.source_column)
+        for i, u in enumerate(uses)
+        if not matched.get(i)
+        and (u.source, u.source_column) not in empty
+        and u.source not in no_rows
+    ]
     seen = top_values(sources, missed)
     matches = tuple(
-        LiteralMatch(use, matched.get(i, 0), seen.get((use.source, use.source_column), ()),
-                     (use.source, use.source_column) in empty or use.source not in sources
-                     or use.source in no_rows)
-        for i, use in enumerate(uses))
+        LiteralMatch(
+            use,
+            matched.get(i, 0),
+            seen.get((use.source, use.source_column), ()),
+            (use.source, use.source_column) in empty
+            or use.source not in sources
+            or use.source in no_rows,
+        )
+        for i, use in enumerate(uses)
+    )
     coverage = cost_coverage(sources, {s for names in cost_sources.values() for s in names})
-    costs = {name: tuple(coverage[s] for s in names if coverage[s].rows > coverage[s].priced
-                         or (coverage[s].computed and not coverage[s].cache_reported))
-             for name, names in cost_sources.items()}
+    costs = {
+        name: tuple(
+            coverage[s]
+            for s in names
+            if coverage[s].rows > coverage[s].priced
+            or (coverage[s].computed and not coverage[s].cache_reported)
+        )
+        for name, names in cost_sources.items()
+    }
     return DataCheck(matches, missing, {k: v for k, v in costs.items() if v})
 
 
@@ -475,8 +546,11 @@ def _cost_parts(schema: pl.Schema) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     for column in ("input_tokens", "output_tokens"):
         if column in schema:
             has_tokens = has_tokens | pl.col(column).is_not_null()
-    llm = ((pl.col("role") == "agent") & (pl.col("event") == "message")).fill_null(False) \
-        if "role" in schema and "event" in schema else pl.lit(False)
+    llm = (
+        ((pl.col("role") == "agent") & (pl.col("event") == "message")).fill_null(False)
+        if "role" in schema and "event" in schema
+        else pl.lit(False)
+    )
     return has_cost, has_tokens, llm
 
 
@@ -505,24 +579,31 @@ def cost_coverage(sources: Sources, names: Iterable[str]) -> dict[str, CostCover
         schema = sources[name].collect_schema()
         has_cost, has_tokens, llm = _cost_parts(schema)
         computed = pl.col("cost_source") == "computed"
-        cached = (pl.col("cache_read_tokens").is_not_null() if "cache_read_tokens" in schema
-                  else pl.lit(False))
-        queries.append(sources[name].select(
-            (has_cost | has_tokens | llm).sum().alias("rows"),
-            has_cost.sum().alias("priced"),
-            (pl.col("cost_source") == "unpriced").sum().alias("unpriced"),
-            (llm & ~has_cost & ~has_tokens).sum().alias("no_usage"),
-            computed.sum().alias("computed"),
-            (computed & cached).sum().alias("cache_reported"),
-        ))
+        cached = (
+            pl.col("cache_read_tokens").is_not_null()
+            if "cache_read_tokens" in schema
+            else pl.lit(False)
+        )
+        queries.append(
+            sources[name].select(
+                (has_cost | has_tokens | llm).sum().alias("rows"),
+                has_cost.sum().alias("priced"),
+                (pl.col("cost_source") == "unpriced").sum().alias("unpriced"),
+                (llm & ~has_cost & ~has_tokens).sum().alias("no_usage"),
+                computed.sum().alias("computed"),
+                (computed & cached).sum().alias("cache_reported"),
+            )
+        )
     frames = pl.collect_all(queries) if queries else []
-    return {name: CostCoverage(name, **{k: int(v or 0) for k, v in frame.row(0, named=True)
-                                        .items()})
-            for name, frame in zip(wanted, frames, strict=True)}
+    return {
+        name: CostCoverage(name, **{k: int(v or 0) for k, v in frame.row(0, named=True).items()})
+        for name, frame in zip(wanted, frames, strict=True)
+    }
 
 
-def require_columns(spec: Spec, sources: Sources, table: TableSpec, names: Iterable[str],
-                    what: str) -> None:
+def require_columns(
+    spec: Spec, sources: Sources, table: TableSpec, names: Iterable[str], what: str
+) -> None:
     """Raise a UsageError when a column `names` read (a baseline's condition, a --by cohort)
     holds no value in its source: every unit would land in no arm, or in one null cohort."""
     origins = column_origins(spec, table, names)
@@ -537,7 +618,8 @@ def require_columns(spec: Spec, sources: Sources, table: TableSpec, names: Itera
     present = [c for c in schema if counts.get_column(c).item()]
     raise UsageError(
         f"{what}: no `{column}` column in source {source!r} (no row has a value); "
-        f"columns with values there: {', '.join(present)}")
+        f"columns with values there: {', '.join(present)}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -575,11 +657,15 @@ class CheckReport:
         lines = self.check.notes()  # what --strict counts, and
         for source in self.sources:
             if source.duplicates:
-                lines.append(f"source {source.name!r}: {source.duplicates:,} rows repeat "
-                             f"another row's ({self.key}, ts, event)")
+                lines.append(
+                    f"source {source.name!r}: {source.duplicates:,} rows repeat "
+                    f"another row's ({self.key}, ts, event)"
+                )
             if source.orphans:
-                lines.append(f"source {source.name!r}: {source.orphans:,} rows whose {self.key} "
-                             "is not in the primary source")
+                lines.append(
+                    f"source {source.name!r}: {source.orphans:,} rows whose {self.key} "
+                    "is not in the primary source"
+                )
         return lines
 
 
@@ -621,15 +707,21 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
     for name, loaded in sources.by_name.items():
         frame = loaded.frame
         schema = frame.collect_schema()
-        aggs = [pl.len().alias("__rows"),
-                *[pl.col(c).is_not_null().any().alias(c) for c in schema.names()]]
+        aggs = [
+            pl.len().alias("__rows"),
+            *[pl.col(c).is_not_null().any().alias(c) for c in schema.names()],
+        ]
         if "ts" in schema:
             aggs += [pl.col("ts").min().alias("__first"), pl.col("ts").max().alias("__last")]
         stats = frame.select(aggs).collect().row(0, named=True)
         declared = spec.sources.get(name)
         mapped = tuple(m.name for m in declared.columns) if declared is not None else ()
-        known = {*canonical.CANONICAL_TABLES.get(name, {}), *canonical.COST_COLUMNS, *mapped,
-                 *reads}
+        known = {
+            *canonical.CANONICAL_TABLES.get(name, {}),
+            *canonical.COST_COLUMNS,
+            *mapped,
+            *reads,
+        }
         triple = [c for c in (key, "ts", "event") if c is not None and c in schema]
         duplicates = None
         if key is not None and key in schema and len(triple) == 3:
@@ -638,11 +730,20 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
         orphans = None
         if keys is not None and name != primary and key in schema:
             orphans = int(frame.join(keys, on=key, how="anti").select(pl.len()).collect().item())
-        reports.append(SourceReport(
-            name, int(stats["__rows"]), stats.get("__first"), stats.get("__last"), mapped,
-            tuple(c for c in schema.names() if c not in known),
-            (*(c for c in schema.names() if not stats[c]),  # and what the spec reads, absent
-             *sorted(c for s, c in needed if s == name and c not in schema)),
-            duplicates, orphans,
-        ))
+        reports.append(
+            SourceReport(
+                name,
+                int(stats["__rows"]),
+                stats.get("__first"),
+                stats.get("__last"),
+                mapped,
+                tuple(c for c in schema.names() if c not in known),
+                (
+                    *(c for c in schema.names() if not stats[c]),  # and what the spec reads, absent
+                    *sorted(c for s, c in needed if s == name and c not in schema),
+                ),
+                duplicates,
+                orphans,
+            )
+        )
     return CheckReport(tuple(reports), check, tuple(spec.kpis), key)

@@ -106,7 +106,7 @@ def blank_lines(data: bytes, lines: list[LongLine]) -> bytes:
     parts: list[bytes] = []
     at = 0
     for line in lines:
-        parts.append(data[at:line.start])
+        parts.append(data[at : line.start])
         at = line.end
     parts.append(data[at:])
     return b"".join(parts)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 
 import polars as pl
 
-from kpictl import schema as canonical
 from kpictl.errors import InputDataError
+from kpictl.io import schema as canonical
 
 COST_SOURCES = ("reported", "computed", "unpriced")
 PRICE_MATCHES = ("exact", "alias", "snapshot", "genai_prices")

@@ -20,18 +20,18 @@ from typing import Any, Literal
 import polars as pl
 
 from kpictl import __version__ as kpictl_version
-from kpictl import schema as canonical
-from kpictl.cache import CACHE_FORMAT, JsonlCache, digest_file
-from kpictl.cache import jsonl_cache_dir as jsonl_cache_dir
 from kpictl.errors import EmptyInputError, InputDataError
-from kpictl.formats import (
+from kpictl.io import schema as canonical
+from kpictl.io.cache import CACHE_FORMAT, JsonlCache, digest_file
+from kpictl.io.cache import jsonl_cache_dir as jsonl_cache_dir
+from kpictl.io.formats import (
     FORMAT_NAMES,
     FORMAT_SUFFIXES,
     LOCATION,
     link_conversations,
     read_format,
 )
-from kpictl.inputbytes import (
+from kpictl.io.inputbytes import (
     MAX_JSON_DEPTH,
     MAX_LINE_BYTES,
     blank_lines,
@@ -40,7 +40,7 @@ from kpictl.inputbytes import (
     read_input_bytes,
     too_deep,
 )
-from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
+from kpictl.sql.expr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
 OnBadRows = Literal["error", "skip"]
 
@@ -146,9 +146,9 @@ class SourceRequest:
     # does not fit its type sends the file down the inferring path, which locates the problem.
     fields: Mapping[str, pl.DataType] | None = None
     # where each JSONL file's canonical frame is kept between runs (None: no cache); see
-    # `kpictl.cache`
+    # `kpictl.io.cache`
     cache_dir: Path | None = None
-    # `format: chat | otlp_json`: the reader's options (kpictl.formats.ChatOptions, OtlpOptions)
+    # `format: chat | otlp_json`: the reader's options (kpictl.io.formats.ChatOptions, OtlpOptions)
     options: Any = None
     # a source made by another source's format (e.g. tool_calls from a chat source): its name
     derived_from: str | None = None
@@ -215,9 +215,7 @@ def find_files(
     if not found:
         extra = f" (ignored: {', '.join(ignored[:5])})" if ignored else ""
         suffixes = FORMAT_SUFFIXES if forced in FORMAT_NAMES else SUPPORTED_SUFFIXES
-        raise InputDataError(
-            f"{target}: no log files found; expected {', '.join(suffixes)}{extra}"
-        )
+        raise InputDataError(f"{target}: no log files found; expected {', '.join(suffixes)}{extra}")
     return found, ignored
 
 
@@ -296,12 +294,15 @@ def _conflicts(first: str, later: str) -> bool:
     booleans as text; every other mix fails, or turns objects into text)."""
     if first == later:
         return False
-    return not ({first, later} <= {"text", "a number", "a boolean"}
-                and {first, later} != {"a number", "a boolean"})
+    return not (
+        {first, later} <= {"text", "a number", "a boolean"}
+        and {first, later} != {"a number", "a boolean"}
+    )
 
 
 def _bad_json_lines(
-    data: bytes | Mapping[int, bytes], expected: Mapping[str, pl.DataType] | None = None,
+    data: bytes | Mapping[int, bytes],
+    expected: Mapping[str, pl.DataType] | None = None,
 ) -> dict[int, str]:
     """Lines that are not one JSON object each, or whose values cannot be read as their
     column: {line number: reason}. The located re-parse (Python's json; error path only):
@@ -312,8 +313,7 @@ def _bad_json_lines(
     expected = expected or {}
     bad: dict[int, str] = {}
     first_kind: dict[str, tuple[str, int]] = {}
-    numbered = (data.items() if isinstance(data, Mapping)
-                else enumerate(data.split(b"\n"), start=1))
+    numbered = data.items() if isinstance(data, Mapping) else enumerate(data.split(b"\n"), start=1)
     for number, line in numbered:
         if not line.strip():
             continue
@@ -322,8 +322,12 @@ def _bad_json_lines(
             bad[number] = f"JSON nested {depth:,} levels deep, more than {MAX_JSON_DEPTH}"
             continue
         try:
-            value = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float,
-                               object_pairs_hook=_unique_keys)
+            value = json.loads(
+                line,
+                parse_constant=_reject_constant,
+                parse_float=_finite_float,
+                object_pairs_hook=_unique_keys,
+            )
         except _DuplicateKeyError as exc:
             bad[number] = str(exc)
             continue
@@ -342,13 +346,16 @@ def _bad_json_lines(
                 (kind in ("an object", "a list") and not isinstance(want, pl.Struct | pl.List))
                 or (kind == "a boolean" and want.is_numeric())
             ):
-                bad[number] = (f"field {key!r}: expected {describe_dtype(want)}, got {kind} "
-                               f"({_short(item)})")
+                bad[number] = (
+                    f"field {key!r}: expected {describe_dtype(want)}, got {kind} ({_short(item)})"
+                )
                 break
             seen, at = first_kind.setdefault(key, (kind, number))
             if _conflicts(seen, kind):
-                bad[number] = (f"field {key!r}: {kind} ({_short(item)}) where line {at} has "
-                               f"{seen}: one field holds one kind of value")
+                bad[number] = (
+                    f"field {key!r}: {kind} ({_short(item)}) where line {at} has "
+                    f"{seen}: one field holds one kind of value"
+                )
                 break
     return bad
 
@@ -362,14 +369,16 @@ def _objects_as_text(frame: pl.DataFrame, data: bytes) -> dict[int, str]:
     if not text_columns or frame.height == 0:
         return {}
     looks = pl.any_horizontal(  # polars writes them with no leading space
-        pl.col(c).str.starts_with("{") | pl.col(c).str.starts_with("[") for c in text_columns)
+        pl.col(c).str.starts_with("{") | pl.col(c).str.starts_with("[") for c in text_columns
+    )
     rows = set(frame.select(pl.arg_where(looks.fill_null(False))).to_series().to_list())
     if not rows:
         return {}
     # a field that holds JSON written as text ("{\"a\": 1}") looks the same once parsed: the
     # raw line tells them apart cheaply (`"name": {` or `[`), so only those lines are parsed
     raw_object = re.compile(
-        rb'"(?:' + b"|".join(re.escape(c.encode()) for c in text_columns) + rb')"\s*:\s*[\[{]')
+        rb'"(?:' + b"|".join(re.escape(c.encode()) for c in text_columns) + rb')"\s*:\s*[\[{]'
+    )
     candidates: dict[int, bytes] = {}
     row = 0
     for number, line in enumerate(data.split(b"\n"), start=1):
@@ -410,8 +419,11 @@ def _blank(data: bytes) -> bool:
 
 
 def _read_jsonl(
-    path: Path, on_bad_rows: OnBadRows, fields: Mapping[str, pl.DataType] | None = None,
-    required: Sequence[str] = (), expected: Mapping[str, pl.DataType] | None = None,
+    path: Path,
+    on_bad_rows: OnBadRows,
+    fields: Mapping[str, pl.DataType] | None = None,
+    required: Sequence[str] = (),
+    expected: Mapping[str, pl.DataType] | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[pl.DataFrame, dict[int, str], bytes]:
     """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes).
@@ -426,8 +438,12 @@ def _read_jsonl(
 
 
 def _parse_jsonl(
-    path: Path, data: bytes, on_bad_rows: OnBadRows, fields: Mapping[str, pl.DataType] | None,
-    required: Sequence[str], expected: Mapping[str, pl.DataType] | None,
+    path: Path,
+    data: bytes,
+    on_bad_rows: OnBadRows,
+    fields: Mapping[str, pl.DataType] | None,
+    required: Sequence[str],
+    expected: Mapping[str, pl.DataType] | None,
 ) -> tuple[pl.DataFrame, dict[int, str]]:
     """`_read_jsonl` on bytes: the frame and the skipped lines {line: reason}."""
     if _blank(data):
@@ -440,7 +456,8 @@ def _parse_jsonl(
             frame = None
         if frame is not None and any(
             frame.get_column(name).null_count() == frame.height
-            for name in required if name in frame.columns
+            for name in required
+            if name in frame.columns
         ):
             frame = None
     error: Exception | None = None
@@ -449,12 +466,12 @@ def _parse_jsonl(
             frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
         except Exception as exc:  # polars: ComputeError / SchemaError / panics on bad JSON
             error = exc
-    if frame is not None and max(
-        (dtype_depth(d) for d in frame.schema.values()), default=0
-    ) >= MAX_JSON_DEPTH:  # nested deeper than MAX_JSON_DEPTH (the row itself is one level)
+    if (
+        frame is not None
+        and max((dtype_depth(d) for d in frame.schema.values()), default=0) >= MAX_JSON_DEPTH
+    ):  # nested deeper than MAX_JSON_DEPTH (the row itself is one level)
         frame = None
-    bad = (_objects_as_text(frame, data) if frame is not None
-           else _bad_json_lines(data, expected))
+    bad = _objects_as_text(frame, data) if frame is not None else _bad_json_lines(data, expected)
     if frame is not None and not bad:
         return frame, {}
     if not bad:
@@ -485,10 +502,12 @@ def _expected_fields(request: SourceRequest) -> dict[str, pl.DataType]:
     spec's typed columns), by field name."""
     expected: dict[str, pl.DataType] = {
         name: column.dtype
-        for name, column in canonical.CANONICAL_TABLES.get(request.name, {}).items()}
+        for name, column in canonical.CANONICAL_TABLES.get(request.name, {}).items()
+    }
     for rule in request.columns:
-        target = _target_dtype(rule, canonical.CANONICAL_TABLES.get(request.name, {}).get(
-            rule.name))
+        target = _target_dtype(
+            rule, canonical.CANONICAL_TABLES.get(request.name, {}).get(rule.name)
+        )
         field_name = rule.source_field or rule.name
         if rule.sql is None and target is not None and "." not in field_name:
             expected.pop(rule.name, None)
@@ -510,9 +529,13 @@ def _widen(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
 # The JSONL cache: each file's canonical frame (what `_load_file` returns) kept as Parquet
 # ----------------------------------------------------------------------------------------------
 
+
 def _cache_key(
-    path: Path, request: SourceRequest, fields: Mapping[str, pl.DataType] | None,
-    on_bad_rows: str, partitions: Mapping[str, str],
+    path: Path,
+    request: SourceRequest,
+    fields: Mapping[str, pl.DataType] | None,
+    on_bad_rows: str,
+    partitions: Mapping[str, str],
 ) -> str | None:
     """Everything a file's canonical frame depends on: the file (path and a hash of its
     bytes, so an edit that keeps size and modification time is seen), how it is read (fields,
@@ -526,12 +549,21 @@ def _cache_key(
         [r.name, r.source_field, r.sql, r.type, r.unit, type(r.default).__name__, repr(r.default)]
         for r in request.columns
     ]
-    identity = json.dumps([
-        CACHE_FORMAT, kpictl_version, pl.__version__, str(path.resolve()), digest, on_bad_rows,
-        request.max_line_bytes,
-        None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
-        request.name, rules, sorted(partitions.items()),
-    ])
+    identity = json.dumps(
+        [
+            CACHE_FORMAT,
+            kpictl_version,
+            pl.__version__,
+            str(path.resolve()),
+            digest,
+            on_bad_rows,
+            request.max_line_bytes,
+            None if fields is None else sorted((k, str(v)) for k, v in fields.items()),
+            request.name,
+            rules,
+            sorted(partitions.items()),
+        ]
+    )
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -546,26 +578,53 @@ def _cache_get(
     assert key is not None
     frame, meta = found
     rows, skipped, reasons, written = (
-        meta.get("rows"), meta.get("skipped"), meta.get("reasons"), meta.get("path"))
-    if not (isinstance(rows, int) and isinstance(skipped, int) and isinstance(reasons, list)
-            and all(isinstance(r, str) for r in reasons) and isinstance(written, str)):
+        meta.get("rows"),
+        meta.get("skipped"),
+        meta.get("reasons"),
+        meta.get("path"),
+    )
+    if not (
+        isinstance(rows, int)
+        and isinstance(skipped, int)
+        and isinstance(reasons, list)
+        and all(isinstance(r, str) for r in reasons)
+        and isinstance(written, str)
+    ):
         cache.reject(key, str(path), "its report is not well-formed")
         return None
     # reasons name the file as this run spells it (a cached run may spell it differently)
-    reasons = [str(path) + r[len(written):] if r.startswith((f"{written}:", f"{written} ("))
-               else r for r in reasons]
+    reasons = [
+        str(path) + r[len(written) :] if r.startswith((f"{written}:", f"{written} (")) else r
+        for r in reasons
+    ]
     return frame, rows, skipped, tuple(reasons)
 
 
-def _cache_put(cache: JsonlCache, key: str | None, path: Path, frame: pl.DataFrame | None,
-               report: FileReport, request: SourceRequest, fields: Mapping[str, pl.DataType]
-               | None, on_bad_rows: str, partitions: Mapping[str, str]) -> None:
+def _cache_put(
+    cache: JsonlCache,
+    key: str | None,
+    path: Path,
+    frame: pl.DataFrame | None,
+    report: FileReport,
+    request: SourceRequest,
+    fields: Mapping[str, pl.DataType] | None,
+    on_bad_rows: str,
+    partitions: Mapping[str, str],
+) -> None:
     """Keep a file's canonical frame and report, unless the file changed while it was read."""
     if key is None or _cache_key(path, request, fields, on_bad_rows, partitions) != key:
         return
-    cache.put(key, str(path), frame, {"path": str(path), "rows": report.rows,
-                                      "skipped": report.skipped,
-                                      "reasons": list(report.skipped_reasons)})
+    cache.put(
+        key,
+        str(path),
+        frame,
+        {
+            "path": str(path),
+            "rows": report.rows,
+            "skipped": report.skipped,
+            "reasons": list(report.skipped_reasons),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -714,7 +773,8 @@ def _convert(
     # and are reported, never wrapped or silently dropped
     narrowing = target.is_integer() and not isinstance(source, (pl.Int64, *_NARROW_INTS))
     return expr.cast(target, strict=False), narrowing or not (
-        source.is_numeric() and target.is_numeric())
+        source.is_numeric() and target.is_numeric()
+    )
 
 
 def describe_dtype(dtype: pl.DataType) -> str:
@@ -817,8 +877,11 @@ def _canonical_frame(
                 )
             checks.append((name, expr.is_not_null() & converted.is_null(), expected))
     # optional canonical columns the source lacks are there, empty, with their type
-    mapped += [pl.lit(None, dtype=col.dtype).alias(name) for name, col in columns.items()
-               if name not in present]
+    mapped += [
+        pl.lit(None, dtype=col.dtype).alias(name)
+        for name, col in columns.items()
+        if name not in present
+    ]
     if with_flags:
         mapped += [bad.alias(f"bad_{i}") for i, (_, bad, _) in enumerate(checks)]
     result = frame.with_columns(mapped) if mapped else frame
@@ -835,7 +898,11 @@ def _locate(path: Path, fmt: str, row: int, data: bytes | None, dropped: Mapping
 
 
 def _load_file(
-    path: Path, root: Path, fmt: str, request: SourceRequest, on_bad_rows: OnBadRows,
+    path: Path,
+    root: Path,
+    fmt: str,
+    request: SourceRequest,
+    on_bad_rows: OnBadRows,
     cache: JsonlCache,
 ) -> tuple[pl.LazyFrame | None, FileReport]:
     size = path.stat().st_size
@@ -847,10 +914,12 @@ def _load_file(
         except Exception as exc:
             raise InputDataError(f"{path}: cannot read as Parquet: {first_line(exc)}") from exc
         return _checked_frame(path, fmt, request, on_bad_rows, frame, rows, size, partitions)
-    fields = None if request.fields is None else {
-        k: v for k, v in request.fields.items() if k not in partitions}
-    key = None if not cache.enabled else _cache_key(
-        path, request, fields, on_bad_rows, partitions)
+    fields = (
+        None
+        if request.fields is None
+        else {k: v for k, v in request.fields.items() if k not in partitions}
+    )
+    key = None if not cache.enabled else _cache_key(path, request, fields, on_bad_rows, partitions)
     cached = _cache_get(cache, key, path)
     if cached is not None:  # scanned like a Parquet input, already checked and converted
         stored, rows, skipped, reasons = cached
@@ -858,10 +927,24 @@ def _load_file(
     required_fields = [
         c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
     ]
-    eager, dropped, data = _read_jsonl(path, on_bad_rows, fields, required_fields,
-                                       _expected_fields(request), request.max_line_bytes)
+    eager, dropped, data = _read_jsonl(
+        path,
+        on_bad_rows,
+        fields,
+        required_fields,
+        _expected_fields(request),
+        request.max_line_bytes,
+    )
     checked, report = _checked_frame(
-        path, fmt, request, on_bad_rows, eager.lazy(), eager.height, size, partitions, data,
+        path,
+        fmt,
+        request,
+        on_bad_rows,
+        eager.lazy(),
+        eager.height,
+        size,
+        partitions,
+        data,
         dropped,
     )
     kept = None if checked is None else checked.collect()  # in memory already: no new work
@@ -869,8 +952,9 @@ def _load_file(
     return (None if kept is None else kept.lazy()), report
 
 
-def _any_bad_row(frame: pl.LazyFrame, request: SourceRequest, where: str,
-                 required: Sequence[str]) -> bool:
+def _any_bad_row(
+    frame: pl.LazyFrame, request: SourceRequest, where: str, required: Sequence[str]
+) -> bool:
     """Whether a scanned file has a row that fails a check. Without a row index the filter
     reaches the Parquet reader, which skips row groups whose statistics rule it out (no nulls
     in a required column): a clean file is not decoded just to find nothing. One query per
@@ -879,7 +963,8 @@ def _any_bad_row(frame: pl.LazyFrame, request: SourceRequest, where: str,
     converted, checks = _canonical_frame(frame, request, where, with_flags=True)
     columns = canonical.CANONICAL_TABLES.get(request.name, {})
     bad = [pl.col(f"bad_{i}") for i in range(len(checks))] + [
-        _required_missing(n, columns[n].dtype) for n in required]
+        _required_missing(n, columns[n].dtype) for n in required
+    ]
     if not bad:
         return False
     # one after the other: collect_all merges the scans, and the merged scan decodes all
@@ -995,35 +1080,47 @@ _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns":
 _YEAR_2000, _YEAR_2100 = 946_684_800, 4_102_444_800  # epoch seconds
 
 
-def _check_epoch_units(path: Path, request: SourceRequest, raw: pl.Schema,
-                       frame: pl.LazyFrame) -> None:
+def _check_epoch_units(
+    path: Path, request: SourceRequest, raw: pl.Schema, frame: pl.LazyFrame
+) -> None:
     """Epoch numbers whose declared unit puts every row before 2000 or after 2100 are almost
     surely in another unit (milliseconds declared as seconds land in the year 55,000): an
     error that names the unit the values look like. One min/max per such column."""
     columns = [
-        rule for rule in request.columns
-        if rule.unit in _PER_SECOND and rule.sql is None
+        rule
+        for rule in request.columns
+        if rule.unit in _PER_SECOND
+        and rule.sql is None
         and (found := _field_expr(rule.source_field or rule.name, raw)) is not None
         and pl.LazyFrame(schema=raw).select(found).collect_schema().dtypes()[0].is_numeric()
     ]
     if not columns:
         return
-    seconds = frame.select(
-        *[pl.col(r.name).dt.epoch("s").min().alias(f"{r.name}_min") for r in columns],
-        *[pl.col(r.name).dt.epoch("s").max().alias(f"{r.name}_max") for r in columns],
-    ).collect().row(0, named=True)
+    seconds = (
+        frame.select(
+            *[pl.col(r.name).dt.epoch("s").min().alias(f"{r.name}_min") for r in columns],
+            *[pl.col(r.name).dt.epoch("s").max().alias(f"{r.name}_max") for r in columns],
+        )
+        .collect()
+        .row(0, named=True)
+    )
     for rule in columns:
         low, high = seconds[f"{rule.name}_min"], seconds[f"{rule.name}_max"]
         if low is None or high is None or (high >= _YEAR_2000 and low <= _YEAR_2100):
             continue
         assert rule.unit is not None
-        side = f"before 2000 (the latest is {high} s after 1970)" if high < _YEAR_2000 else (
-            f"after 2100 (the earliest is {low} s after 1970)")
+        side = (
+            f"before 2000 (the latest is {high} s after 1970)"
+            if high < _YEAR_2000
+            else (f"after 2100 (the earliest is {low} s after 1970)")
+        )
         raw_high = high * _PER_SECOND[rule.unit]
-        fits = [u for u, per in _PER_SECOND.items()
-                if _YEAR_2000 <= raw_high / per <= _YEAR_2100]
-        hint = (f"the values look like {_UNIT_NAMES[fits[0]]}: declare unit: {fits[0]}" if fits
-                else "check the unit and the values")
+        fits = [u for u, per in _PER_SECOND.items() if _YEAR_2000 <= raw_high / per <= _YEAR_2100]
+        hint = (
+            f"the values look like {_UNIT_NAMES[fits[0]]}: declare unit: {fits[0]}"
+            if fits
+            else "check the unit and the values"
+        )
         raise InputDataError(
             f"{path}: column {rule.name!r}: declared unit {rule.unit} ({_UNIT_NAMES[rule.unit]}) "
             f"puts every row {side}; {hint} (sources.{request.name}.columns.{rule.name})"
@@ -1057,16 +1154,22 @@ def load_source(request: SourceRequest, on_bad_rows: OnBadRows = "error") -> Loa
         if skipped:  # rows were there, every one bad: a mapping to fix, not an empty day
             names = ", ".join(r.path for r in reports) or ", ".join(request.paths)
             raise EmptyInputError(
-                f"source {request.name!r}: no rows in {names} ({skipped} bad rows skipped)")
+                f"source {request.name!r}: no rows in {names} ({skipped} bad rows skipped)"
+            )
         # files without rows (an empty JSONL file, a typed empty Parquet file): a valid
         # input of zero rows, typed like any other
-        return LoadedSource(request.name, empty_source_frame(request), tuple(reports),
-                            tuple(ignored), tuple(notes))
+        return LoadedSource(
+            request.name, empty_source_frame(request), tuple(reports), tuple(ignored), tuple(notes)
+        )
     _check_sums(request.name, frames, request.summed)
-    combined = (frames[0][0] if len(frames) == 1
-                else pl.concat([f for f, _ in frames], how="diagonal_relaxed"))
-    return LoadedSource(request.name, combined, tuple(reports), tuple(ignored), tuple(notes),
-                        tuple(cache.notes))
+    combined = (
+        frames[0][0]
+        if len(frames) == 1
+        else pl.concat([f for f, _ in frames], how="diagonal_relaxed")
+    )
+    return LoadedSource(
+        request.name, combined, tuple(reports), tuple(ignored), tuple(notes), tuple(cache.notes)
+    )
 
 
 def _source_files(request: SourceRequest) -> tuple[list[tuple[Path, Path]], list[str], list[str]]:
@@ -1104,8 +1207,12 @@ def _source_files(request: SourceRequest) -> tuple[list[tuple[Path, Path]], list
 
 # integer columns that KPIs add up (TOTAL(input_tokens) + TOTAL(output_tokens), …)
 _SUMMED_INTEGERS = (
-    *(n for table in canonical.CANONICAL_TABLES.values() for n, c in table.items()
-      if c.dtype.is_integer()),
+    *(
+        n
+        for table in canonical.CANONICAL_TABLES.values()
+        for n, c in table.items()
+        if c.dtype.is_integer()
+    ),
     *(n for n, dtype in canonical.COST_COLUMNS.items() if dtype.is_integer()),
     "reasoning_tokens",
 )
@@ -1113,8 +1220,11 @@ _INT64_MAX = 2**63 - 1
 
 
 def _summed_columns(schema: pl.Schema, summed: Sequence[str] = ()) -> list[str]:
-    return [c for c, dtype in schema.items()
-            if (c in _SUMMED_INTEGERS or c in summed) and dtype.is_integer()]
+    return [
+        c
+        for c, dtype in schema.items()
+        if (c in _SUMMED_INTEGERS or c in summed) and dtype.is_integer()
+    ]
 
 
 def _sum_overflow(
@@ -1138,8 +1248,10 @@ def _sum_overflow(
 
 
 def _abs_sums(columns: Sequence[str], schema: pl.Schema) -> list[pl.Expr]:
-    return [pl.col(c).cast(pl.Float64).abs().sum().alias(c) if c in schema
-            else pl.lit(0.0).alias(c) for c in columns]
+    return [
+        pl.col(c).cast(pl.Float64).abs().sum().alias(c) if c in schema else pl.lit(0.0).alias(c)
+        for c in columns
+    ]
 
 
 def _largest(column: str) -> pl.Expr:
@@ -1149,8 +1261,9 @@ def _largest(column: str) -> pl.Expr:
     return (size == size.max()).arg_true().first()
 
 
-def _check_sums(name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]],
-                summed: Sequence[str] = ()) -> None:
+def _check_sums(
+    name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]], summed: Sequence[str] = ()
+) -> None:
     """Refuse integer columns whose values add up past Int64: a SUM of them would wrap around
     to a negative number (two token counts of 5e18 give a negative tokens per task). The sum
     of every summed column together is checked, so adding two totals cannot overflow either.
@@ -1159,8 +1272,10 @@ def _check_sums(name: str, frames: Sequence[tuple[pl.LazyFrame, FileReport]],
     columns = sorted({c for schema in schemas for c in _summed_columns(schema, summed)})
     if not columns:
         return
-    queries = [frame.select(_abs_sums(columns, schema))
-               for (frame, _), schema in zip(frames, schemas, strict=True)]
+    queries = [
+        frame.select(_abs_sums(columns, schema))
+        for (frame, _), schema in zip(frames, schemas, strict=True)
+    ]
     found = _sum_overflow(name, columns, pl.concat(pl.collect_all(queries)))
     if found is None:
         return
@@ -1202,8 +1317,9 @@ def empty_source_frame(request: SourceRequest) -> pl.LazyFrame:
     schema: dict[str, pl.DataType] = {name: col.dtype for name, col in columns.items()}
     renamed = set()
     for rule in request.columns:
-        schema[rule.name] = (_target_dtype(rule, columns.get(rule.name))
-                             or canonical.PASS_THROUGH_DTYPE)
+        schema[rule.name] = (
+            _target_dtype(rule, columns.get(rule.name)) or canonical.PASS_THROUGH_DTYPE
+        )
         if rule.source_field and rule.source_field != rule.name:
             renamed.add(rule.source_field)
     for name, dtype in (request.fields or {}).items():
@@ -1258,7 +1374,7 @@ def load_requests(requests: Sequence[SourceRequest], on_bad_rows: OnBadRows = "e
 
 
 # ----------------------------------------------------------------------------------------------
-# Format sources: chat transcripts and OTLP JSON (kpictl.formats), both tables from one read
+# Format sources: chat transcripts and OTLP JSON (kpictl.io.formats), both tables from one read
 # ----------------------------------------------------------------------------------------------
 
 
@@ -1281,8 +1397,7 @@ def load_format_source(
                 bucket.append(part.with_columns(new) if new else part)
         if frames.traces.height:
             traces.append(frames.traces)
-        sizes.append((path, path.stat().st_size, frames.events.height,
-                      frames.tool_calls.height))
+        sizes.append((path, path.stat().st_size, frames.events.height, frames.tool_calls.height))
     if traces and len(sizes) > 1:  # a trace split over files (exports, rotation): one conversation
         spans_by_trace = pl.concat(traces).unique(
             ["trace_id", "__trace_conversation"], keep="first", maintain_order=True
@@ -1304,11 +1419,21 @@ def load_format_source(
         )
         if skipped:
             last = reports[-1]
-            reports = (*reports[:-1], FileReport(
-                last.source, last.path, last.format, last.size_bytes,
-                last.rows - skipped, skipped, reasons))
-        result[target.name] = LoadedSource(target.name, frame, reports, tuple(ignored),
-                                           tuple(notes))
+            reports = (
+                *reports[:-1],
+                FileReport(
+                    last.source,
+                    last.path,
+                    last.format,
+                    last.size_bytes,
+                    last.rows - skipped,
+                    skipped,
+                    reasons,
+                ),
+            )
+        result[target.name] = LoadedSource(
+            target.name, frame, reports, tuple(ignored), tuple(notes)
+        )
     return result
 
 
@@ -1318,9 +1443,11 @@ def _refuse_shared_chat_ids(events: pl.DataFrame) -> None:
     if events.height == 0 or "conversation_id" not in events.columns:
         return
     record = pl.col(LOCATION).str.replace(r" messages\[\d+\].*$", "")
-    records = (events.filter(pl.col("event") == "message")
-               .select(pl.col("conversation_id"), record.alias("record"))
-               .unique(maintain_order=True))
+    records = (
+        events.filter(pl.col("event") == "message")
+        .select(pl.col("conversation_id"), record.alias("record"))
+        .unique(maintain_order=True)
+    )
     shared = records.filter(pl.col("conversation_id").is_duplicated())
     if shared.height == 0:
         return
@@ -1369,14 +1496,18 @@ def _canonical_format_frame(
     typed, checks = _canonical_frame(lazy, request, where, frame, with_flags=True)
     flags = [f"bad_{i}" for i in range(len(checks))] + [f"miss_{n}" for n in required]
     converted = typed.with_columns(
-        [_required_missing(n, columns[n].dtype).alias(f"miss_{n}") for n in required]).collect()
+        [_required_missing(n, columns[n].dtype).alias(f"miss_{n}") for n in required]
+    ).collect()
     any_bad = pl.any_horizontal([pl.col(n) for n in flags]) if flags else pl.lit(False)
     offenders = converted.filter(any_bad)
     keep = [c for c in converted.columns if c not in (_ROW, LOCATION, *flags)]
     summed = _summed_columns(converted.schema, request.summed)
     good = converted.filter(~any_bad)
-    if summed and (found := _sum_overflow(
-            request.name, summed, good.select(_abs_sums(summed, converted.schema)))):
+    if summed and (
+        found := _sum_overflow(
+            request.name, summed, good.select(_abs_sums(summed, converted.schema))
+        )
+    ):
         column, _, what = found
         at = good.select(pl.col(LOCATION), pl.col(column)).select(pl.all().get(_largest(column)))
         raise InputDataError(f"{at.item(0, 0)}: column {column!r}: {at.item(0, 1)}: {what}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kpictl.spec import AttributionSpec
+from kpictl.spec.model import AttributionSpec
 
 _EVENT = "__kpictl_business_event"
 
@@ -24,16 +24,26 @@ _EVENT = "__kpictl_business_event"
 def conversation_windows(events: pl.LazyFrame, attribution: AttributionSpec) -> pl.LazyFrame:
     """One row per conversation: its user, the window's opening (first event) and close."""
     schema = events.collect_schema()
-    user = (pl.col("user_id").drop_nulls().first() if "user_id" in schema
-            else pl.lit(None, dtype=pl.String))
+    user = (
+        pl.col("user_id").drop_nulls().first()
+        if "user_id" in schema
+        else pl.lit(None, dtype=pl.String)
+    )
     anchor = pl.col("__start") if attribution.after == "start" else pl.col("__end")
     return (
         events.filter(pl.col("ts").is_not_null())
         .group_by("conversation_id")
-        .agg(pl.col("ts").min().alias("__start"), pl.col("ts").max().alias("__end"),
-             user.alias("__user"))
-        .select("conversation_id", "__user", "__start",
-                (anchor + pl.lit(attribution.within)).alias("__close"))
+        .agg(
+            pl.col("ts").min().alias("__start"),
+            pl.col("ts").max().alias("__end"),
+            user.alias("__user"),
+        )
+        .select(
+            "conversation_id",
+            "__user",
+            "__start",
+            (anchor + pl.lit(attribution.within)).alias("__close"),
+        )
     )
 
 
@@ -50,41 +60,56 @@ def attribute_events(
     in_window = pl.col("ts").is_between(pl.col("__start"), pl.col("__close"), closed="both")
     direct = (
         rows.filter(pl.col("conversation_id").is_not_null())
-        .join(windows.select("conversation_id", "__start", "__close"), on="conversation_id",
-              how="inner")
+        .join(
+            windows.select("conversation_id", "__start", "__close"),
+            on="conversation_id",
+            how="inner",
+        )
         .filter(in_window)
         .with_columns(pl.lit(1.0).alias("share"), pl.lit("conversation_id").alias("attached_by"))
     )
     by_user = (
         rows.filter(pl.col("conversation_id").is_null() & pl.col("user_id").is_not_null())
         .drop("conversation_id")
-        .join(windows.filter(pl.col("__user").is_not_null()),
-              left_on="user_id", right_on="__user", how="inner")
+        .join(
+            windows.filter(pl.col("__user").is_not_null()),
+            left_on="user_id",
+            right_on="__user",
+            how="inner",
+        )
         .filter(in_window)
         .sort(_EVENT, "__start", "conversation_id")
     )
     if attribution.rule == "split":
-        by_user = by_user.with_columns(
-            (1.0 / pl.len().over(_EVENT)).alias("share"))
+        by_user = by_user.with_columns((1.0 / pl.len().over(_EVENT)).alias("share"))
     else:
-        by_user = by_user.unique(subset=_EVENT, keep="first" if attribution.rule == "first"
-                                 else "last", maintain_order=True).with_columns(
-            pl.lit(1.0).alias("share"))
+        by_user = by_user.unique(
+            subset=_EVENT,
+            keep="first" if attribution.rule == "first" else "last",
+            maintain_order=True,
+        ).with_columns(pl.lit(1.0).alias("share"))
     by_user = by_user.with_columns(pl.lit("user_id").alias("attached_by"))
     keep = [_EVENT, *columns, "share", "attached_by"]
     return (
         pl.concat([direct.select(keep), by_user.select(keep)])
         .sort(_EVENT, "conversation_id")
         .drop(_EVENT)
-        .with_columns(pl.col("value_usd").alias("event_value_usd"),
-                      (pl.col("value_usd") * pl.col("share")).alias("value_usd"))
+        .with_columns(
+            pl.col("value_usd").alias("event_value_usd"),
+            (pl.col("value_usd") * pl.col("share")).alias("value_usd"),
+        )
     )
 
 
-def unattributed_count(business: pl.LazyFrame, events: pl.LazyFrame,
-                       attribution: AttributionSpec) -> tuple[int, int]:
+def unattributed_count(
+    business: pl.LazyFrame, events: pl.LazyFrame, attribution: AttributionSpec
+) -> tuple[int, int]:
     """(events attributed to no conversation, all events)."""
     total = business.select(pl.len()).collect().item()
-    attributed = attribute_events(business, events, attribution).select(
-        pl.col("share").sum()).collect().item()
+    attributed = (
+        attribute_events(business, events, attribution)
+        .select(pl.col("share").sum())
+        .collect()
+        .item()
+    )
     return total - round(attributed or 0), total

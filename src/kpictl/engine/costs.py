@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from kpictl.engine import Window, build_facts, literal_columns, names_in
-from kpictl.engine import source_rows as engine_source_rows
+from kpictl.engine.compute import Window, build_facts, literal_columns, names_in
+from kpictl.engine.compute import source_rows as engine_source_rows
 from kpictl.errors import UsageError
-from kpictl.io import Sources
-from kpictl.spec import Spec, TableSpec
-from kpictl.sqlexpr import compile_sql
+from kpictl.io.read import Sources
+from kpictl.spec.model import Spec, TableSpec
+from kpictl.sql.expr import compile_sql
 
 HUMAN_MINUTE_PARAM = "human_cost_per_minute"
 AGENT_MESSAGE = (pl.col("event") == "message") & (pl.col("role") == "agent")
@@ -208,10 +208,4 @@ def unpriced_rows(piece: Slice, keys: pl.DataFrame) -> pl.DataFrame:
         )
     if not found:
         return keys.head(0).with_columns(pl.lit(0, dtype=pl.UInt32).alias("unpriced_rows"))
-    return (
-        pl.concat(found)
-        .group_by(key)
-        .agg(pl.col("unpriced_rows").sum())
-        .sort(key)
-        .collect()
-    )
+    return pl.concat(found).group_by(key).agg(pl.col("unpriced_rows").sum()).sort(key).collect()

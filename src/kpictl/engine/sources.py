@@ -9,10 +9,12 @@ from pathlib import Path
 
 import polars as pl
 
-from kpictl import schema as canonical
+from kpictl.engine.outcomes import attribute_events, unattributed_count
 from kpictl.errors import UsageError
-from kpictl.inputbytes import MAX_LINE_BYTES
-from kpictl.io import (
+from kpictl.io import schema as canonical
+from kpictl.io.inputbytes import MAX_LINE_BYTES
+from kpictl.io.pricing import apply_prices, mark_reported
+from kpictl.io.read import (
     ColumnRule,
     LoadedSource,
     OnBadRows,
@@ -21,10 +23,8 @@ from kpictl.io import (
     jsonl_cache_dir,
     load_requests,
 )
-from kpictl.outcomes import attribute_events, unattributed_count
-from kpictl.pricing import apply_prices, mark_reported
-from kpictl.spec import OUTCOME_SOURCE, SourceSpec, Spec
-from kpictl.sqlexpr import did_you_mean, summed_columns
+from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec, Spec
+from kpictl.sql.expr import did_you_mean, summed_columns
 
 
 def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None:
@@ -32,8 +32,10 @@ def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None
     spec maps a column with SQL or from a nested field (any raw field may then matter)."""
     fields: dict[str, pl.DataType] = {}
     rules = {m.name: m for m in source.columns}
-    if any(m.sql is not None or (m.source_field and "." in m.source_field)
-           or m.unit is not None for m in source.columns):
+    if any(
+        m.sql is not None or (m.source_field and "." in m.source_field) or m.unit is not None
+        for m in source.columns
+    ):
         return None
     attributes = {a for t in spec.tables.values() for a in t.attributes}
     targets = {*source.canonical_columns, *rules, *attributes}
@@ -57,8 +59,9 @@ def summed_names(spec: Spec) -> tuple[str, ...]:
     """Every column name the spec's expressions add up (rollup and derive entries, KPIs):
     the io layer refuses an integer column of these whose values would overflow a sum."""
     sqls = [e.sql for t in spec.tables.values() for e in (*t.rollup, *t.derive)]
-    sqls += [sql for k in spec.kpis.values() for sql in (k.value, k.numerator, k.denominator)
-             if sql]
+    sqls += [
+        sql for k in spec.kpis.values() for sql in (k.value, k.numerator, k.denominator) if sql
+    ]
     found: dict[str, None] = {}
     for sql in sqls:
         for name in summed_columns(sql):
@@ -67,7 +70,9 @@ def summed_names(spec: Spec) -> tuple[str, ...]:
 
 
 def source_request(
-    source: SourceSpec, paths: Sequence[str | Path] | None = None, spec: Spec | None = None,
+    source: SourceSpec,
+    paths: Sequence[str | Path] | None = None,
+    spec: Spec | None = None,
     cache: bool = True,
 ) -> SourceRequest:
     """The io request for one spec source; `paths` (relative to the CWD) replace the spec's."""
@@ -86,21 +91,38 @@ def source_request(
     summed = summed_names(spec) if spec is not None else ()
     cache_dir = jsonl_cache_dir() if cache else None
     if source.derived_from is not None:  # its rows come from the format source it names
-        return SourceRequest(source.name, (), source.base_dir, rules, format="auto",
-                             derived_from=source.derived_from)
+        return SourceRequest(
+            source.name, (), source.base_dir, rules, format="auto", derived_from=source.derived_from
+        )
     if paths:
-        return SourceRequest(source.name, tuple(str(p) for p in paths), Path.cwd(), rules,
-                             format=source.format, fields=fields, cache_dir=cache_dir,
-                             options=source.options, summed=summed)
+        return SourceRequest(
+            source.name,
+            tuple(str(p) for p in paths),
+            Path.cwd(),
+            rules,
+            format=source.format,
+            fields=fields,
+            cache_dir=cache_dir,
+            options=source.options,
+            summed=summed,
+        )
     if source.path is None:
         raise UsageError(
             f"source {source.name!r} has no path in the spec: give one with --source "
             f"{source.name}=PATH"
             + (" or as a positional argument" if source.name == "events" else "")
         )
-    return SourceRequest(source.name, (source.path,), source.base_dir, rules,
-                         format=source.format, fields=fields, cache_dir=cache_dir,
-                         options=source.options, summed=summed)
+    return SourceRequest(
+        source.name,
+        (source.path,),
+        source.base_dir,
+        rules,
+        format=source.format,
+        fields=fields,
+        cache_dir=cache_dir,
+        options=source.options,
+        summed=summed,
+    )
 
 
 def load_sources(
@@ -114,9 +136,9 @@ def load_sources(
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
 
-    Parsed JSONL is cached as Parquet (see `kpictl.cache`) unless `cache=False`.
+    Parsed JSONL is cached as Parquet (see `kpictl.io.cache`) unless `cache=False`.
     With a `pricing:` section (or a chat / otlp_json source) every row of the canonical tables
-    carries `cost_source` (reported | computed | unpriced, see `kpictl.pricing`); `reprice`
+    carries `cost_source` (reported | computed | unpriced, see `kpictl.io.pricing`); `reprice`
     recomputes every cost from the spec's prices, so periods compare at constant prices.
     A JSONL line longer than `max_line_bytes` is a bad row (see `on_bad_rows`).
     """
@@ -135,26 +157,33 @@ def load_sources(
                 f"--source {name}: the spec declares no source {name!r}"
                 f"{did_you_mean(name, spec.sources)}; sources: {', '.join(spec.sources)}"
             )
-    requests = [replace(source_request(src, overrides.get(name), spec, cache),
-                        max_line_bytes=max_line_bytes)
-                for name, src in spec.sources.items()]
+    requests = [
+        replace(
+            source_request(src, overrides.get(name), spec, cache), max_line_bytes=max_line_bytes
+        )
+        for name, src in spec.sources.items()
+    ]
     sources = attribute_outcomes(spec, load_requests(requests, on_bad_rows))
-    priced = spec.pricing.enabled or any(s.derived_from or s.format in ("chat", "otlp_json")
-                                         for s in spec.sources.values())
+    priced = spec.pricing.enabled or any(
+        s.derived_from or s.format in ("chat", "otlp_json") for s in spec.sources.values()
+    )
     if not priced:
         return sources
     loaded: dict[str, LoadedSource] = {}
     for name, item in sources.by_name.items():
         frame = item.frame
         if name in canonical.CANONICAL_TABLES:
-            frame = (apply_prices(frame, spec.pricing, reprice=reprice) if spec.pricing.enabled
-                     else mark_reported(frame))
+            frame = (
+                apply_prices(frame, spec.pricing, reprice=reprice)
+                if spec.pricing.enabled
+                else mark_reported(frame)
+            )
         loaded[name] = replace(item, frame=frame)
     return Sources(loaded)
 
 
 def attribute_outcomes(spec: Spec, sources: Sources) -> Sources:
-    """The business_events source as attributed rows (`kpictl.outcomes`): what a rollup over
+    """The business_events source as attributed rows (`kpictl.engine.outcomes`): what a rollup over
     conversations reads; events attributed to no conversation are counted in a note."""
     source = spec.sources.get(OUTCOME_SOURCE)
     if source is None or source.attribution is None or OUTCOME_SOURCE not in sources:
@@ -166,12 +195,15 @@ def attribute_outcomes(spec: Spec, sources: Sources) -> Sources:
     notes = loaded.notes
     if missing:
         within = _duration_text(rule.within)
-        notes = (*notes, (
-            f"{OUTCOME_SOURCE}: {missing:,} of {total:,} events ({missing / total:.1%}) are "
-            f"attributed to no conversation (none named, or none of the user's within {within} "
-            f"after its {rule.after}): outcome KPIs leave them out"))
-    attributed = replace(loaded, frame=attribute_events(loaded.frame, events, rule),
-                         notes=notes)
+        notes = (
+            *notes,
+            (
+                f"{OUTCOME_SOURCE}: {missing:,} of {total:,} events ({missing / total:.1%}) are "
+                f"attributed to no conversation (none named, or none of the user's within {within} "
+                f"after its {rule.after}): outcome KPIs leave them out"
+            ),
+        )
+    attributed = replace(loaded, frame=attribute_events(loaded.frame, events, rule), notes=notes)
     return Sources({**sources.by_name, OUTCOME_SOURCE: attributed})
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from kpictl.sqlexpr import compile_sql, referenced_names
+from kpictl.sql.expr import compile_sql, referenced_names
 
 _HEAD = re.compile(r"^\s*([A-Za-z_]+)\s*\(", re.DOTALL)
 _FILTER = re.compile(r"^\s*FILTER\s*\(", re.IGNORECASE)
@@ -81,8 +81,12 @@ def split_shift_window(sql: str) -> ShiftWindow | None:
     if _closing("(" + argument + ")", 0) != len(argument) + 1 or _has_top_level_comma(argument):
         return None  # cut at a parenthesis of its own, or a third argument (a default)
     steps = int(offset) if offset is not None else 1
-    return ShiftWindow(argument.strip(), steps if function.upper() == "LEAD" else -steps,
-                       tuple(p.strip() for p in partition.split(",")), order)
+    return ShiftWindow(
+        argument.strip(),
+        steps if function.upper() == "LEAD" else -steps,
+        tuple(p.strip() for p in partition.split(",")),
+        order,
+    )
 
 
 def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
@@ -121,8 +125,9 @@ def partition_hash(columns: Sequence[str]) -> pl.Expr:
     return pl.struct(list(columns)).hash()
 
 
-def shifted_in_partition(frame: pl.DataFrame, window: ShiftWindow, *, exact: bool = False
-                         ) -> pl.Series:
+def shifted_in_partition(
+    frame: pl.DataFrame, window: ShiftWindow, *, exact: bool = False
+) -> pl.Series:
     """The window's values for `frame`'s rows, in their order: the rows ordered by partition
     and order (stable), each row's value taken `offset` rows away when that row is in the
     same partition (null partition values form a partition of their own).
@@ -139,31 +144,35 @@ def shifted_in_partition(frame: pl.DataFrame, window: ShiftWindow, *, exact: boo
         .with_row_index(row)
     )
     if exact:
-        ordered = narrow.sort([*window.partition, window.order], nulls_last=True,
-                              maintain_order=True)
+        ordered = narrow.sort(
+            [*window.partition, window.order], nulls_last=True, maintain_order=True
+        )
     else:  # eager: a lazy plan fuses the two sorts back into one over both columns
         ordered = (
-            narrow.with_columns(partition_hash(window.partition).alias(group)).collect()
+            narrow.with_columns(partition_hash(window.partition).alias(group))
+            .collect()
             .sort(window.order, nulls_last=True, maintain_order=True)
             .sort(group, maintain_order=True)
             .lazy()
         )
-    same = pl.all_horizontal(
-        [pl.col(p).eq_missing(pl.col(p).shift(1)) for p in window.partition])
+    same = pl.all_horizontal([pl.col(p).eq_missing(pl.col(p).shift(1)) for p in window.partition])
     steps = -window.offset
     same_steps = pl.all_horizontal(
-        [pl.col(p).eq_missing(pl.col(p).shift(steps)) for p in window.partition])
+        [pl.col(p).eq_missing(pl.col(p).shift(steps)) for p in window.partition]
+    )
     shifted = ordered.select(
         row,
         pl.when(same_steps).then(pl.col(value).shift(steps)).alias(value),
-        (pl.lit(False) if exact
-         else ((pl.col(group) == pl.col(group).shift(1)) & ~same).any()).alias(clash),
+        (
+            pl.lit(False) if exact else ((pl.col(group) == pl.col(group).shift(1)) & ~same).any()
+        ).alias(clash),
     ).collect()
     if shifted.height and shifted.item(0, clash):
         return shifted_in_partition(frame, window, exact=True)
     empty = pl.Series(value, [], dtype=shifted.schema[value])
     return empty.extend_constant(None, frame.height).scatter(
-        shifted.get_column(row), shifted.get_column(value))
+        shifted.get_column(row), shifted.get_column(value)
+    )
 
 
 @dataclass(frozen=True)
@@ -200,7 +209,7 @@ def split_filtered_aggregate(sql: str) -> FilteredAggregate | None:
     close_at = _closing(sql, open_at)
     if close_at < 0:
         return None
-    rest = sql[close_at + 1:]
+    rest = sql[close_at + 1 :]
     found = _FILTER.match(rest)
     if not found:
         return None
@@ -208,12 +217,13 @@ def split_filtered_aggregate(sql: str) -> FilteredAggregate | None:
     filter_close = _closing(sql, filter_open)
     if filter_close < 0:
         return None
-    where = _WHERE.match(sql[filter_open + 1:filter_close])
-    tail = sql[filter_close + 1:].strip()
+    where = _WHERE.match(sql[filter_open + 1 : filter_close])
+    tail = sql[filter_close + 1 :].strip()
     if not where or (tail and not _TAIL.match(tail)):
         return None
-    return FilteredAggregate(head.group(1).upper(), sql[open_at + 1:close_at].strip(),
-                             where.group(1).strip(), tail)
+    return FilteredAggregate(
+        head.group(1).upper(), sql[open_at + 1 : close_at].strip(), where.group(1).strip(), tail
+    )
 
 
 def conjuncts(condition: str) -> list[str]:
@@ -225,7 +235,7 @@ def conjuncts(condition: str) -> list[str]:
     top = _top_level(condition)
     start, index = 0, 0
     while index < len(condition):
-        if top[index] and condition[index:index + 5].upper() == " AND ":
+        if top[index] and condition[index : index + 5].upper() == " AND ":
             terms.append(condition[start:index].strip())
             start = index + 5
             index += 4
@@ -234,8 +244,9 @@ def conjuncts(condition: str) -> list[str]:
     return [t for t in terms if t]
 
 
-def compile_entry(sql: str, *, dependent_names: Collection[str], time_column: str | None
-                  ) -> CompiledEntry:
+def compile_entry(
+    sql: str, *, dependent_names: Collection[str], time_column: str | None
+) -> CompiledEntry:
     """The fastest equivalent polars aggregate for one rollup entry."""
     parts = split_filtered_aggregate(sql)
     if parts is None or parts.argument.upper().startswith("DISTINCT"):
@@ -254,13 +265,20 @@ def compile_entry(sql: str, *, dependent_names: Collection[str], time_column: st
         condition = compile_sql(parts.condition).fill_null(False)
         argument = compile_sql(parts.argument)
         matching = argument.filter(condition).sort_by(
-            pl.col(time_column).filter(condition), maintain_order=True, nulls_last=True)
+            pl.col(time_column).filter(condition), maintain_order=True, nulls_last=True
+        )
         expr = matching.first() if parts.function == "FIRST" else matching.last()
         if not dependent_names:
             # a pass of its own over the matching rows only (the engine's `_separate_pass`):
             # no per-group filter or sort, no global sort
-            return CompiledEntry(expr, condition, False, separate=True, argument=argument,
-                                 latest=parts.function == "LAST")
+            return CompiledEntry(
+                expr,
+                condition,
+                False,
+                separate=True,
+                argument=argument,
+                latest=parts.function == "LAST",
+            )
         return CompiledEntry(expr, prefilter, False)
     return CompiledEntry(compile_sql(sql), prefilter, parts.function in _ORDERED)
 

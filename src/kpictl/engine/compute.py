@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import polars as pl
 
-from kpictl import schema as canonical
-from kpictl.datacheck import (
+from kpictl.engine.datacheck import (
     DataCheck,
     check_data,
     cost_flags,
@@ -22,16 +21,17 @@ from kpictl.datacheck import (
     priced_sources,
     require_columns,
 )
-from kpictl.errors import EmptyInputError, InputDataError, UsageError
-from kpictl.io import Sources, locate_row
-from kpictl.rollup import (
+from kpictl.engine.rollup import (
     CompiledEntry,
     compile_entry,
     shifted_in_partition,
     split_shift_window,
 )
-from kpictl.spec import GRAINS, OUTCOME_SOURCE, KpiSpec, RollupEntry, Spec, TableSpec
-from kpictl.sqlexpr import (
+from kpictl.errors import EmptyInputError, InputDataError, UsageError
+from kpictl.io import schema as canonical
+from kpictl.io.read import Sources, locate_row
+from kpictl.spec.model import GRAINS, OUTCOME_SOURCE, KpiSpec, RollupEntry, Spec, TableSpec
+from kpictl.sql.expr import (
     ExpressionProblem,
     ExpressionShape,
     check_expression,
@@ -139,7 +139,7 @@ def latest_timestamp(sources: Sources) -> dt.datetime:
     if not latest:
         rows = sum(s.frame.select(pl.len()).collect().item() for s in sources.by_name.values())
         if not rows or _untimed_rows(sources):  # no rows at all, or chat transcripts without
-            return UNTIMED_AS_OF                 # times: no as-of to take from the data
+            return UNTIMED_AS_OF  # times: no as-of to take from the data
         raise EmptyInputError("the inputs hold no timestamps: nothing to compute")
     return _utc(max(latest))
 
@@ -168,10 +168,15 @@ def as_of_outlier_note(sources: Sources, window: Window) -> str | None:
         if "ts" not in loaded.frame.collect_schema():
             continue
         ts = pl.col("ts")
-        high, below, low = loaded.frame.select(
-            ts.max().alias("high"), ts.filter(ts < latest).max().alias("below"),
-            ts.min().alias("low"),
-        ).collect().row(0)
+        high, below, low = (
+            loaded.frame.select(
+                ts.max().alias("high"),
+                ts.filter(ts < latest).max().alias("below"),
+                ts.min().alias("low"),
+            )
+            .collect()
+            .row(0)
+        )
         if high is not None:
             found.append((name, high, below, low))
     rest = [f[2] for f in found if f[2] is not None]
@@ -182,8 +187,12 @@ def as_of_outlier_note(sources: Sources, window: Window) -> str | None:
     if gap <= max(_OUTLIER_GAP, following - earliest):
         return None
     name = next(f[0] for f in found if f[1] == latest)
-    row = sources.by_name[name].frame.select(
-        (pl.col("ts") == latest).arg_true().first()).collect().item()
+    row = (
+        sources.by_name[name]
+        .frame.select((pl.col("ts") == latest).arg_true().first())
+        .collect()
+        .item()
+    )
     where = locate_row(sources.by_name[name], row)
     return (
         f"as-of is {latest.isoformat()}, the time at {where}: {gap.days} days after the "
@@ -274,7 +283,7 @@ def _entry_levels(table: TableSpec, source: str) -> list[list[str]]:
 def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window) -> pl.DataFrame:
     """Aggregate every rollup entry per key, source by source; check attributes are constant.
 
-    Entries are compiled by `kpictl.rollup` (FILTER → CASE WHEN, FIRST/LAST by ts); an entry
+    Entries are compiled by `kpictl.engine.rollup` (FILTER → CASE WHEN, FIRST/LAST by ts); an entry
     that uses earlier entries runs in a later pass over only the rows its FILTER can match.
     """
     key = table.key
@@ -288,8 +297,9 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
         sqls = [entries[n].sql for n in names]
         time_column = "ts" if "ts" in row_schema else None
         compiled = {
-            n: compile_entry(entries[n].sql, dependent_names=entries[n].depends_on,
-                             time_column=time_column)
+            n: compile_entry(
+                entries[n].sql, dependent_names=entries[n].depends_on, time_column=time_column
+            )
             for n in names
         }
         if time_column and any(c.needs_sorted_rows for c in compiled.values()):
@@ -327,12 +337,18 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                     if all(p is not None for p in prefilters):
                         scope = scope.filter(pl.any_horizontal(prefilters))
                     scope = scope.join(known.select([key, *needed]), on=key, how="left")
-                    grouped = scope.group_by(key).agg(
-                        [compiled[n].expr.alias(n) for n in together])
+                    grouped = scope.group_by(key).agg([compiled[n].expr.alias(n) for n in together])
                     if source_result is None:  # every key, from the earlier source
-                        passes.append(_fill_empty(
-                            spec, window, rows, [entries[n] for n in together], known,
-                            keys_frame.join(grouped, on=key, how="left")))
+                        passes.append(
+                            _fill_empty(
+                                spec,
+                                window,
+                                rows,
+                                [entries[n] for n in together],
+                                known,
+                                keys_frame.join(grouped, on=key, how="left"),
+                            )
+                        )
                     else:  # the keys its rows have, joined once to this source's keys
                         passes.append(grouped)
                         fill_after += [entries[n] for n in together]
@@ -341,13 +357,19 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
                 fill_after.append(entries[name])
             for passed in passes:
                 source_result = (
-                    passed if source_result is None
+                    passed
+                    if source_result is None
                     else source_result.join(passed, on=key, how="left")
                 )
             if fill_after and source_result is not None:
-                source_result = _fill_empty(spec, window, rows, fill_after,
-                                            source_result if known is None else known,
-                                            source_result)
+                source_result = _fill_empty(
+                    spec,
+                    window,
+                    rows,
+                    fill_after,
+                    source_result if known is None else known,
+                    source_result,
+                )
         assert source_result is not None
         if result is None:
             result = source_result
@@ -368,15 +390,17 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
     return facts
 
 
-def _separate_pass(rows: pl.LazyFrame, key: str, time_column: str | None, name: str,
-                   entry: CompiledEntry) -> pl.LazyFrame:
+def _separate_pass(
+    rows: pl.LazyFrame, key: str, time_column: str | None, name: str, entry: CompiledEntry
+) -> pl.LazyFrame:
     """A FIRST/LAST entry over its matching rows only: those rows in time order (stable,
     nulls last), then each key's first (or last) row — no per-group sort."""
     # compile_entry makes an entry separate only for FIRST/LAST with a time column
     assert entry.prefilter is not None and entry.argument is not None
     assert time_column is not None
     return (
-        rows.filter(entry.prefilter).select(key, time_column, entry.argument.alias(name))
+        rows.filter(entry.prefilter)
+        .select(key, time_column, entry.argument.alias(name))
         .sort(time_column, nulls_last=True, maintain_order=True)
         .unique(subset=key, keep="last" if entry.latest else "first")
         .select(key, name)
@@ -398,8 +422,14 @@ def _attribute_aggs(attrs: Sequence[str]) -> list[pl.Expr]:
     ]
 
 
-def _fill_empty(spec: Spec, window: Window, rows: pl.LazyFrame, entries: Sequence,
-                known: pl.LazyFrame, frame: pl.LazyFrame) -> pl.LazyFrame:
+def _fill_empty(
+    spec: Spec,
+    window: Window,
+    rows: pl.LazyFrame,
+    entries: Sequence,
+    known: pl.LazyFrame,
+    frame: pl.LazyFrame,
+) -> pl.LazyFrame:
     """Keys without rows for these entries take each entry's value over zero rows."""
     empty = _empty_values(spec, window, rows, entries, known)
     fills = [pl.col(n).fill_null(v) for n, v in empty.items() if v is not None]
@@ -421,8 +451,7 @@ def _empty_values(
     return values
 
 
-def _check_attributes(table: TableSpec, facts: pl.DataFrame, rows: pl.LazyFrame
-                      ) -> pl.DataFrame:
+def _check_attributes(table: TableSpec, facts: pl.DataFrame, rows: pl.LazyFrame) -> pl.DataFrame:
     """An attribute must be constant per key (nulls aside). Keys whose row hashes differ are
     checked exactly on their rows; where only nulls differ, the non-null value is kept."""
     low, high = _ATTR_CHECK + "lo", _ATTR_CHECK + "hi"
@@ -434,10 +463,15 @@ def _check_attributes(table: TableSpec, facts: pl.DataFrame, rows: pl.LazyFrame
     if suspects.height == 0:
         return facts
     attrs = [a for a in table.attributes if a in facts.columns]
-    exact = (rows.join(suspects.lazy(), on=key, how="semi").group_by(key)
-             .agg([pl.col(a).drop_nulls().n_unique().alias(a) for a in attrs]
-                  + [pl.col(a).drop_nulls().first().alias(_ATTR_CHECK + a) for a in attrs])
-             .collect())
+    exact = (
+        rows.join(suspects.lazy(), on=key, how="semi")
+        .group_by(key)
+        .agg(
+            [pl.col(a).drop_nulls().n_unique().alias(a) for a in attrs]
+            + [pl.col(a).drop_nulls().first().alias(_ATTR_CHECK + a) for a in attrs]
+        )
+        .collect()
+    )
     for attr in attrs:
         varying = exact.filter(pl.col(attr) > 1)
         if varying.height:
@@ -463,7 +497,7 @@ def derive_columns(
         shift = split_shift_window(entry.sql)
         if shift is None:
             frame = frame.with_columns(compile_sql(entry.sql).alias(entry.name))
-        else:  # LEAD/LAG … OVER: a sort and a shift (kpictl.rollup)
+        else:  # LEAD/LAG … OVER: a sort and a shift (kpictl.engine.rollup)
             frame = frame.with_columns(shifted_in_partition(frame, shift).alias(entry.name))
     return frame.drop([e.meta.output_name() for e in literals])
 
@@ -498,8 +532,9 @@ def row_table(
         if read:
             rows = rows.join(looked_up.select([parent.key, *read]), on=parent.key, how="left")
         types = looked_up.collect_schema()
-        rows = rows.with_columns([pl.lit(None, dtype=types[c]).alias(c)
-                                  for c in carried if c not in read])
+        rows = rows.with_columns(
+            [pl.lit(None, dtype=types[c]).alias(c) for c in carried if c not in read]
+        )
     return rows
 
 
@@ -527,18 +562,25 @@ def build_facts(
         if name not in wanted:
             continue
         if table.is_rollup:
-            slim = table if reads is None else replace(
-                table, attributes=tuple(a for a in table.attributes if a in reads[name]))
+            slim = (
+                table
+                if reads is None
+                else replace(
+                    table, attributes=tuple(a for a in table.attributes if a in reads[name])
+                )
+            )
             facts = derive_columns(spec, table, rollup_table(spec, slim, sources, window), window)
             skipped = [a for a in table.attributes if a not in facts.columns]
             if skipped:
-                facts = facts.with_columns([pl.lit(None, dtype=pl.String).alias(a)
-                                            for a in skipped])
+                facts = facts.with_columns(
+                    [pl.lit(None, dtype=pl.String).alias(a) for a in skipped]
+                )
             built[name] = facts
             result[name] = facts.lazy()
         else:
-            result[name] = row_table(spec, table, sources, window, built,
-                                     None if reads is None else reads[name])
+            result[name] = row_table(
+                spec, table, sources, window, built, None if reads is None else reads[name]
+            )
     return result
 
 
@@ -560,9 +602,13 @@ def _cost_columns(source: str) -> tuple[str, str]:
     return f"__cost_rows:{source}", f"__cost_known:{source}"
 
 
-def with_cost_counts(spec: Spec, sources: Sources, window: Window,
-                     tables: Mapping[str, pl.LazyFrame], kpis: Sequence[KpiSpec]
-                     ) -> dict[str, pl.LazyFrame]:
+def with_cost_counts(
+    spec: Spec,
+    sources: Sources,
+    window: Window,
+    tables: Mapping[str, pl.LazyFrame],
+    kpis: Sequence[KpiSpec],
+) -> dict[str, pl.LazyFrame]:
     """The cost KPIs' tables with, per priced source they read `cost_usd` from, two counts per
     table row: its rows that should carry a cost and those with a known cost (per key of a
     rollup table; 0/1 per row of a row table over that source). Aggregated like the KPI, they
@@ -586,10 +632,14 @@ def with_cost_counts(spec: Spec, sources: Sources, window: Window,
             schema = sources[source].collect_schema()
             known, bearing = cost_flags(schema)
             if table.is_rollup and table.key in schema and table.key in present:
-                counts = source_rows(sources, source, window).group_by(table.key).agg(
-                    bearing.sum().alias(rows_col), known.sum().alias(known_col))
+                counts = (
+                    source_rows(sources, source, window)
+                    .group_by(table.key)
+                    .agg(bearing.sum().alias(rows_col), known.sum().alias(known_col))
+                )
                 frame = frame.join(counts, on=table.key, how="left").with_columns(
-                    pl.col(rows_col).fill_null(0), pl.col(known_col).fill_null(0))
+                    pl.col(rows_col).fill_null(0), pl.col(known_col).fill_null(0)
+                )
             elif table.from_source == source:
                 frame = frame.with_columns(bearing.alias(rows_col), known.alias(known_col))
         result[name] = frame
@@ -627,8 +677,15 @@ def filter_kpi_rows(
 ) -> pl.LazyFrame:
     """A KPI's rows with --where and the KPI's `where` applied, flagged `__mature` (the units
     whose outcome window has closed). Used by `compute` and by `compare` for each arm."""
-    sqls = [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator, where,
-            kpi.pass_k.success if kpi.pass_k else None]
+    sqls = [
+        kpi.where,
+        kpi.mature,
+        kpi.value,
+        kpi.numerator,
+        kpi.denominator,
+        where,
+        kpi.pass_k.success if kpi.pass_k else None,
+    ]
     literals = literal_columns(spec, window, names_in(sqls))
     if literals:
         frame = frame.with_columns(literals)
@@ -696,19 +753,24 @@ def _kpi_queries(
             query = _pass_k_query(keyed, keys, kpi)
         elif kpi.kind == "value":
             value = _float_expr(frame, kpi.value)
-            query = _join_on(sizes, _aggregate(settled, keys, [value.alias("value"),
-                                                               *cost_sums]), keys)
+            query = _join_on(
+                sizes, _aggregate(settled, keys, [value.alias("value"), *cost_sums]), keys
+            )
             # n = 0 is a null value, as for a cohort without rows: TOTAL or COUNT over no
             # units gave 0 ($0.00 on an empty source, under a note saying "null")
             query = query.with_columns(
-                pl.when(pl.col("n") > 0).then(pl.col("value")).alias("value"))
+                pl.when(pl.col("n") > 0).then(pl.col("value")).alias("value")
+            )
         else:
             num = _float_expr(frame, kpi.numerator)
             parts = _aggregate(
                 settled,
                 keys,
-                [num.alias("__num"), _float_expr(frame, kpi.denominator).alias("__den"),
-                 *cost_sums],
+                [
+                    num.alias("__num"),
+                    _float_expr(frame, kpi.denominator).alias("__den"),
+                    *cost_sums,
+                ],
             )
             query = _join_on(sizes, parts, keys).with_columns(
                 _ratio("__num", "__den").alias("value")
@@ -750,12 +812,18 @@ def _cost_unknown(query: pl.LazyFrame, costed: Sequence[str]) -> pl.LazyFrame:
     for source in reversed(costed):
         rows_col, known_col = _cost_columns(source)
         unknown = (pl.col(rows_col).fill_null(0) > 0) & (pl.col(known_col).fill_null(0) == 0)
-        text = pl.format(f"cost unknown: no row of source {source!r} here has a cost "
-                         f"(rows that should carry one: {{}})", pl.col(rows_col))
+        text = pl.format(
+            f"cost unknown: no row of source {source!r} here has a cost "
+            f"(rows that should carry one: {{}})",
+            pl.col(rows_col),
+        )
         reason = pl.when(unknown).then(text).otherwise(reason)
     drop = [c for s in costed for c in _cost_columns(s)]
-    return query.with_columns(reason.alias("reason")).with_columns(
-        pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value")).drop(drop)
+    return (
+        query.with_columns(reason.alias("reason"))
+        .with_columns(pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value"))
+        .drop(drop)
+    )
 
 
 def pass_k_probability(n: pl.Expr, c: pl.Expr, k: int, at_least_one: bool) -> pl.Expr:
@@ -789,13 +857,16 @@ def _pass_k_query(frame: pl.LazyFrame, keys: Sequence[str], kpi: KpiSpec) -> pl.
         enough.sum().cast(pl.Int64).alias("n"),
         (~enough).sum().cast(pl.Int64).alias("__short"),
     ]
-    immature = _aggregate(frame, keys, [(~pl.col("__mature")).sum().cast(pl.Int64)
-                                        .alias("__open")])
+    immature = _aggregate(frame, keys, [(~pl.col("__mature")).sum().cast(pl.Int64).alias("__open")])
     result = _aggregate(per_task, keys, aggs)
-    return _join_on(immature, result, keys).with_columns(
-        pl.col("n").fill_null(0),
-        (pl.col("__open") + pl.col("__short").fill_null(0)).alias("pending"),
-    ).select([*keys, "n", "pending", "value"])
+    return (
+        _join_on(immature, result, keys)
+        .with_columns(
+            pl.col("n").fill_null(0),
+            (pl.col("__open") + pl.col("__short").fill_null(0)).alias("pending"),
+        )
+        .select([*keys, "n", "pending", "value"])
+    )
 
 
 def _float_expr(frame: pl.LazyFrame, sql: str | None) -> pl.Expr:
@@ -856,8 +927,9 @@ def check_where(spec: Spec, where: str | None, tables: Collection[str]) -> None:
             raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
 
-def require_cohorts(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
-                    by: Sequence[str]) -> None:
+def require_cohorts(
+    spec: Spec, sources: Sources, kpis: Sequence[KpiSpec], by: Sequence[str]
+) -> None:
     """A --by column no row holds is an error: every unit would fall in one null cohort."""
     tables = [spec.tables[t] for t in dict.fromkeys(k.over for k in kpis if k.kind != "formula")]
     for dim in by:
@@ -868,16 +940,32 @@ def require_cohorts(spec: Spec, sources: Sources, kpis: Sequence[KpiSpec],
 
 def _kpi_reads(kpi: KpiSpec) -> set[str]:
     """The column names one KPI's expressions, breakdown and cluster read."""
-    names = set(names_in([kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator,
-                          kpi.pass_k.success if kpi.pass_k else None]))
+    names = set(
+        names_in(
+            [
+                kpi.where,
+                kpi.mature,
+                kpi.value,
+                kpi.numerator,
+                kpi.denominator,
+                kpi.pass_k.success if kpi.pass_k else None,
+            ]
+        )
+    )
     names |= {c for c in (kpi.breakdown, kpi.cluster) if c}
     if kpi.pass_k is not None:
         names.add(kpi.pass_k.task)
     return names
 
 
-def read_names(spec: Spec, kpis: Sequence[KpiSpec], options: ComputeOptions, *,
-               with_time: bool = False, extra: Collection[str] = ()) -> dict[str, set[str]]:
+def read_names(
+    spec: Spec,
+    kpis: Sequence[KpiSpec],
+    options: ComputeOptions,
+    *,
+    with_time: bool = False,
+    extra: Collection[str] = (),
+) -> dict[str, set[str]]:
     """Per table, every column name a run can read from it: its KPIs' expressions,
     breakdowns and clusters, --where, --by and `extra`, and (`with_time`: windows, buckets)
     the time. A rollup table also gets its derive and the names of every other table (what
@@ -889,8 +977,11 @@ def read_names(spec: Spec, kpis: Sequence[KpiSpec], options: ComputeOptions, *,
     for kpi in kpis:
         if kpi.kind != "formula":
             reads[kpi.over] |= _kpi_reads(kpi)
-    everything = set().union(*reads.values()) | set(names_in(
-        [sql for t in spec.tables.values() for sql in [t.where, *(d.sql for d in t.derive)]]))
+    everything = set().union(*reads.values()) | set(
+        names_in(
+            [sql for t in spec.tables.values() for sql in [t.where, *(d.sql for d in t.derive)]]
+        )
+    )
     for name, table in spec.tables.items():
         if table.is_rollup:
             reads[name] = everything
@@ -931,8 +1022,10 @@ def _formula_rows(
             wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
     raw = compile_sql(kpi.formula or "").cast(pl.Float64)
     # a division by zero gives ±inf or NaN: no number, so null (and a note), never inf
-    wide = wide.with_columns(pl.when(raw.is_finite()).then(raw).alias("value"),
-                             (raw.is_not_null() & ~raw.is_finite()).alias("__undefined"))
+    wide = wide.with_columns(
+        pl.when(raw.is_finite()).then(raw).alias("value"),
+        (raw.is_not_null() & ~raw.is_finite()).alias("__undefined"),
+    )
     undefined = int(wide.get_column("__undefined").sum())
     note = None
     if undefined:
@@ -960,20 +1053,28 @@ def run_compute(
     window = resolve_window(spec, sources, options)
     used_tables = sorted({k.over for k in kpis if k.kind != "formula"})
     bounded = window.since is not None or window.until is not None or options.grain is not None
-    tables = build_facts(spec, sources, window, used_tables,
-                         read_names(spec, kpis, options, with_time=bounded))
+    tables = build_facts(
+        spec, sources, window, used_tables, read_names(spec, kpis, options, with_time=bounded)
+    )
     if options.by:
         check_cohort_counts(tables, options.by, options.max_cohorts)
     # a cohort's cost can be unknown only where some row of the source lacks one
-    tables = with_cost_counts(spec, sources, window, tables,
-                              [k for k in kpis if k.name in check.costs])
+    tables = with_cost_counts(
+        spec, sources, window, tables, [k for k in kpis if k.name in check.costs]
+    )
     table, kpi_notes = evaluate_kpis(spec, kpis, output, tables, window, options)
     table = mark_unavailable(table, check)
-    notes = [*check.notes(), *input_notes(sources, window), *_data_notes(sources, kpis),
-             *empty_source_notes(sources), *kpi_notes,
-             *_zero_n_notes(spec, table, tables, window, options.where)]
-    return ComputeResult(table=table, window=window, dimensions=tuple(options.by),
-                         notes=tuple(notes), check=check)
+    notes = [
+        *check.notes(),
+        *input_notes(sources, window),
+        *_data_notes(sources, kpis),
+        *empty_source_notes(sources),
+        *kpi_notes,
+        *_zero_n_notes(spec, table, tables, window, options.where),
+    ]
+    return ComputeResult(
+        table=table, window=window, dimensions=tuple(options.by), notes=tuple(notes), check=check
+    )
 
 
 def evaluate_kpis(
@@ -1040,8 +1141,7 @@ def evaluate_kpis(
     computed = computed.with_columns(pl.col("value").fill_nan(None))
     for kpi in kpis:
         if kpi.kind == "formula":
-            rows, note = _formula_rows(kpi, computed,
-                                       [*dims, *([BUCKET] if options.grain else [])])
+            rows, note = _formula_rows(kpi, computed, [*dims, *([BUCKET] if options.grain else [])])
             if note is not None:
                 notes.append(note)
             rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
@@ -1066,7 +1166,8 @@ def mark_unavailable(table: pl.DataFrame, check: DataCheck) -> pl.DataFrame:
     if "reason" in table.columns:  # a cohort's own (its cost unknown: `evaluate_kpis`)
         reason = pl.coalesce(reason, pl.col("reason"))
     marked = table.with_columns(reason.alias("reason")).with_columns(
-        pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value"))
+        pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value")
+    )
     columns = [c for c in marked.columns if c != "reason"]
     position = columns.index("value") + 1
     return marked.select([*columns[:position], "reason", *columns[position:]])
@@ -1096,8 +1197,9 @@ def empty_source_notes(sources: Sources) -> list[str]:
     ]
 
 
-def units_in_window(spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Window,
-                    where: str | None = None) -> tuple[str, int] | None:
+def units_in_window(
+    spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Window, where: str | None = None
+) -> tuple[str, int] | None:
     """(unit table, its rows in the window meeting `where`), or None when no rollup table
     was built for the run."""
     table = next((t for t in spec.tables.values() if t.is_rollup and t.name in tables), None)
@@ -1115,8 +1217,13 @@ def units_in_window(spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Wind
     return table.name, frame.select(pl.len()).collect().item()
 
 
-def _zero_n_notes(spec: Spec, table: pl.DataFrame, tables: Mapping[str, pl.LazyFrame],
-                  window: Window, where: str | None) -> list[str]:
+def _zero_n_notes(
+    spec: Spec,
+    table: pl.DataFrame,
+    tables: Mapping[str, pl.LazyFrame],
+    window: Window,
+    where: str | None,
+) -> list[str]:
     """Why a KPI has no value: no units in the window at all (one note), else each KPI whose
     overall n is 0 (e.g. a tool-call KPI on a day without tool calls)."""
     units = units_in_window(spec, tables, window, where)
@@ -1127,8 +1234,12 @@ def _zero_n_notes(spec: Spec, table: pl.DataFrame, tables: Mapping[str, pl.LazyF
             place += f" meet --where {where}"
         return [f"no {units[0]} {place}: every KPI is n = 0 with a null value"]
     # n = 0 with units pending is shown by the pending count itself: no note
-    overall = table.filter((pl.col("grouping").list.len() == 0) & pl.col("breakdown").is_null()
-                           & (pl.col("n") == 0) & (pl.col("pending") == 0))
+    overall = table.filter(
+        (pl.col("grouping").list.len() == 0)
+        & pl.col("breakdown").is_null()
+        & (pl.col("n") == 0)
+        & (pl.col("pending") == 0)
+    )
     notes = []
     for row in overall.iter_rows(named=True):
         kpi = spec.kpis[row["kpi"]]
@@ -1137,8 +1248,11 @@ def _zero_n_notes(spec: Spec, table: pl.DataFrame, tables: Mapping[str, pl.LazyF
         over = kpi.over if kpi.kind != "formula" else "its inputs"
         # a KPI's own `where` may be what leaves nothing ("conversations has no rows" was
         # wrong for time_to_resolution_p50 when no conversation had a resolution)
-        why = (f"no row of {over} in the window meets its where: {kpi.where}" if kpi.where
-               else f"{over} has no rows to count in the window")
+        why = (
+            f"no row of {over} in the window meets its where: {kpi.where}"
+            if kpi.where
+            else f"{over} has no rows to count in the window"
+        )
         notes.append(f"{kpi.name}: n = 0 ({why}): the value is null")
     return notes
 
@@ -1153,12 +1267,19 @@ def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
             continue
         unpriced = loaded.frame.filter(pl.col("cost_source") == "unpriced")
         model = pl.col("model").drop_nulls().unique().sort() if "model" in schema else None
-        counts = unpriced.select(
-            pl.len().alias("rows"),
-            (pl.col("conversation_id").n_unique() if "conversation_id" in schema
-             else pl.lit(0)).alias("conversations"),
-            *([model.implode().alias("models")] if model is not None else []),
-        ).collect().row(0, named=True)
+        counts = (
+            unpriced.select(
+                pl.len().alias("rows"),
+                (
+                    pl.col("conversation_id").n_unique()
+                    if "conversation_id" in schema
+                    else pl.lit(0)
+                ).alias("conversations"),
+                *([model.implode().alias("models")] if model is not None else []),
+            )
+            .collect()
+            .row(0, named=True)
+        )
         if counts["rows"]:
             models = ", ".join(counts.get("models") or []) or "no model"
             notes.append(

@@ -140,8 +140,13 @@ class JsonlCache:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
-                why = ("not a folder" if self.directory.exists() else "a part of its path "
-                       "is a file" if isinstance(exc, NotADirectoryError) else _why(exc))
+                why = (
+                    "not a folder"
+                    if self.directory.exists()
+                    else "a part of its path is a file"
+                    if isinstance(exc, NotADirectoryError)
+                    else _why(exc)
+                )
                 self._off(f"{self.directory} cannot be used ({why})")
             else:
                 self._ready = True
@@ -175,8 +180,11 @@ class JsonlCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(meta_file)  # last use, for least-recently-used eviction
-        frame = (pl.scan_parquet(folder / f"{key}.parquet", glob=False, hive_partitioning=False)
-                 if has_frame else None)
+        frame = (
+            pl.scan_parquet(folder / f"{key}.parquet", glob=False, hive_partitioning=False)
+            if has_frame
+            else None
+        )
         return frame, data
 
     @staticmethod
@@ -185,14 +193,19 @@ class JsonlCache:
             entry = json.loads(text)
         except ValueError as exc:
             raise _Damaged("not JSON") from exc
-        if not (isinstance(entry, dict)
-                and set(entry) == {"format", "key", "data", "payload", "checksum"}):
+        if not (
+            isinstance(entry, dict)
+            and set(entry) == {"format", "key", "data", "payload", "checksum"}
+        ):
             raise _Damaged("not a cache entry")
         body = {k: v for k, v in entry.items() if k != "checksum"}
         if entry["checksum"] != _checksum(body):
             raise _Damaged("checksum mismatch")
-        if entry["format"] != CACHE_FORMAT or entry["key"] != key or not isinstance(
-                entry["data"], dict):
+        if (
+            entry["format"] != CACHE_FORMAT
+            or entry["key"] != key
+            or not isinstance(entry["data"], dict)
+        ):
             raise _Damaged("written for another entry")
         payload = entry["payload"]
         if payload is None:
@@ -217,8 +230,7 @@ class JsonlCache:
         if self.directory is not None:
             _unlink(self.directory / f"{key}.json", self.directory / f"{key}.parquet")
 
-    def put(self, key: str, label: str, frame: pl.DataFrame | None,
-            data: dict[str, Any]) -> None:
+    def put(self, key: str, label: str, frame: pl.DataFrame | None, data: dict[str, Any]) -> None:
         """Keep a frame (None: the file has no rows) and its data; then remove orphan
         temporary files and, past the limit, the least recently used entries."""
         folder = self._folder()
@@ -245,7 +257,8 @@ class JsonlCache:
             body = {"format": CACHE_FORMAT, "key": key, "data": data, "payload": payload}
             _create_private(tmp_meta)
             meta_size = tmp_meta.write_bytes(
-                json.dumps({**body, "checksum": _checksum(body)}).encode())
+                json.dumps({**body, "checksum": _checksum(body)}).encode()
+            )
             if frame is not None:
                 os.replace(tmp_frame, folder / f"{key}.parquet")
             os.replace(tmp_meta, folder / f"{key}.json")
@@ -314,8 +327,7 @@ def _entries(folder: Path, now: float, remove_orphans: bool) -> list[_Entry]:
             if remove_orphans and now - stats["parquet"].st_mtime > ORPHAN_AGE_S:
                 _unlink(folder / f"{key}.parquet")
             continue
-        entries.append(_Entry(key, sum(s.st_size for s in stats.values()),
-                              stats["json"].st_mtime))
+        entries.append(_Entry(key, sum(s.st_size for s in stats.values()), stats["json"].st_mtime))
     return entries
 
 
@@ -337,9 +349,14 @@ def cache_info(directory: Path | None = None) -> CacheInfo:
     files = list(_files(folder))
     temporary = [s for n, s in files if n.endswith(".tmp")]
     entries = _entries(folder, time.time(), remove_orphans=False)
-    return CacheInfo(folder, jsonl_cache_dir() is not None, len(entries),
-                     sum(e.size for e in entries) + sum(s.st_size for s in temporary),
-                     cache_limit(), len(temporary))
+    return CacheInfo(
+        folder,
+        jsonl_cache_dir() is not None,
+        len(entries),
+        sum(e.size for e in entries) + sum(s.st_size for s in temporary),
+        cache_limit(),
+        len(temporary),
+    )
 
 
 def clear_cache(directory: Path | None = None) -> CacheInfo:

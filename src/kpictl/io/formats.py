@@ -19,14 +19,14 @@ from typing import Any
 import polars as pl
 
 from kpictl.errors import InputDataError
-from kpictl.inputbytes import (
+from kpictl.io.inputbytes import (
     MAX_JSON_DEPTH,
     MAX_LINE_BYTES,
     long_lines,
     read_input_bytes,
     too_deep,
 )
-from kpictl.sqlexpr import ExpressionProblem, compile_sql, did_you_mean, first_line
+from kpictl.sql.expr import ExpressionProblem, compile_sql, did_you_mean, first_line
 
 LOCATION = "__kpictl_location"
 FORMAT_NAMES = ("chat", "otlp_json")
@@ -486,9 +486,9 @@ def _pair_reused_ids(
     n_calls = calls.height
     return (
         calls.with_columns(both.get_column("__pair").head(n_calls)),
-        results.with_columns(both.get_column("__pair").tail(results.height)).filter(
-            pl.col("__pair").is_not_null()
-        ).drop("turn"),
+        results.with_columns(both.get_column("__pair").tail(results.height))
+        .filter(pl.col("__pair").is_not_null())
+        .drop("turn"),
     )
 
 
@@ -826,9 +826,7 @@ def trace_conversations(spans: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def link_conversations(
-    frames: Sequence[pl.DataFrame], traces: pl.DataFrame
-) -> list[pl.DataFrame]:
+def link_conversations(frames: Sequence[pl.DataFrame], traces: pl.DataFrame) -> list[pl.DataFrame]:
     """Every span of a trace takes the conversation id found on any span of that trace
     (instrumentations put it on the root span only); frames without a trace_id, or whose trace
     carries no id, keep theirs. Spans of one trace carrying two ids are an error naming both."""
@@ -851,8 +849,9 @@ def link_conversations(
     by_trace = traces.select("trace_id", "__trace_conversation")
     return [
         frame.join(by_trace, on="trace_id", how="left", maintain_order="left")
-        .with_columns(pl.coalesce("__trace_conversation", "conversation_id").alias(
-            "conversation_id"))
+        .with_columns(
+            pl.coalesce("__trace_conversation", "conversation_id").alias("conversation_id")
+        )
         .drop("__trace_conversation")
         if frame.height and "trace_id" in frame.columns
         else frame

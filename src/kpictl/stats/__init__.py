@@ -392,8 +392,9 @@ def _identical_constant_arms(
     """The warning that replaces a test when both arms hold one and the same value in every
     unit (0 % in both arms, say): the difference is exactly 0 with no variance, p = 1."""
     if a.n > 0 and b.n > 0 and a.variance == 0 and b.variance == 0 and a.estimate == b.estimate:
-        return (f"{described}: the difference is exactly 0 with no variance, so p = 1 "
-                "without a test",)
+        return (
+            f"{described}: the difference is exactly 0 with no variance, so p = 1 without a test",
+        )
     return None
 
 
@@ -609,19 +610,31 @@ def compare_proportions(
     delta = b.estimate - a.estimate
     se = math.sqrt(a.variance / n_a + b.variance / n_b)
     identical = _identical_constant_arms(
-        a, b, f"both arms are {a.estimate:.0%} ({c_a} of {n_a:,} and {c_b} of {n_b:,})")
+        a, b, f"both arms are {a.estimate:.0%} ({c_a} of {n_a:,} and {c_b} of {n_b:,})"
+    )
     if identical is not None:
-        return Comparison(IDENTICAL_ARMS, a.estimate, b.estimate, Interval(delta, se, low, high),
-                          base.relative, 1.0, None, identical)
+        return Comparison(
+            IDENTICAL_ARMS,
+            a.estimate,
+            b.estimate,
+            Interval(delta, se, low, high),
+            base.relative,
+            1.0,
+            None,
+            identical,
+        )
     method = exact_test_for(n_a, n_b)
     try:
         p = proportions_exact_test(c_a, n_a, c_b, n_b, method=method)
     except (ValueError, FloatingPointError, ArithmeticError):
         method = "fisher"
         p = proportions_exact_test(c_a, n_a, c_b, n_b, method=method)
-    why = ("" if method == "boschloo" else
-           f" (Boschloo's would weigh {(n_a + 1) * (n_b + 1):,} tables, over the "
-           f"{BOSCHLOO_MAX_TABLES:,} that run quickly)")
+    why = (
+        ""
+        if method == "boschloo"
+        else f" (Boschloo's would weigh {(n_a + 1) * (n_b + 1):,} tables, over the "
+        f"{BOSCHLOO_MAX_TABLES:,} that run quickly)"
+    )
     label = "Boschloo" if method == "boschloo" else "Fisher"
     warnings = [
         f"small cells (a cell < 10, an expected cell < 5 or n < 30): exact {label} test "
@@ -1094,12 +1107,28 @@ def paired_bootstrap_comparison(
         return Comparison("paired_bootstrap", m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
     warnings: list[str] = []
     relative = _relative_percentile(m_a, m_b, draws, base_draws, alpha, resamples, warnings)
-    return Comparison("paired_bootstrap", m_a, m_b, absolute, relative, _bootstrap_p(draws),
-                      None, tuple(warnings), statistic=absolute.estimate / absolute.se)
+    return Comparison(
+        "paired_bootstrap",
+        m_a,
+        m_b,
+        absolute,
+        relative,
+        _bootstrap_p(draws),
+        None,
+        tuple(warnings),
+        statistic=absolute.estimate / absolute.se,
+    )
 
 
-def _relative_percentile(m_a: float, m_b: float, diffs: np.ndarray, base_draws: np.ndarray,
-                         alpha: float, resamples: int, warnings: list[str]) -> Interval | None:
+def _relative_percentile(
+    m_a: float,
+    m_b: float,
+    diffs: np.ndarray,
+    base_draws: np.ndarray,
+    alpha: float,
+    resamples: int,
+    warnings: list[str],
+) -> Interval | None:
     """Percentile CI of the resampled (b − a)/|a| (Δ* over each draw's own baseline); None,
     with a warning, when the baseline is 0."""
     if m_a == 0:
@@ -2424,7 +2453,12 @@ def cohens_kappa(table: Sequence[Sequence[float]], alpha: float = 0.05) -> Kappa
     expected = float(np.dot(rows, cols))
     if expected >= 1.0:
         return KappaEstimate(
-            None, None, None, None, observed, expected,
+            None,
+            None,
+            None,
+            None,
+            observed,
+            expected,
             "kappa undefined: both raters gave every item the same label",
         )
     kappa = (observed - expected) / (1.0 - expected)
@@ -2625,8 +2659,9 @@ class TrendEstimate:
     rounds: int
 
 
-def round_trend(values: Sequence[float], ses: Sequence[float], alpha: float = 0.05
-                ) -> TrendEstimate | None:
+def round_trend(
+    values: Sequence[float], ses: Sequence[float], alpha: float = 0.05
+) -> TrendEstimate | None:
     """Inverse-variance weighted least-squares slope of `values` over rounds 0, 1, …, with its
     SE 1/√(Σ w (t − t̄)²) and a two-sided normal p-value. With two rounds the slope is their
     difference and its SE √(se₁² + se₂²). None with fewer than two rounds or a zero SE."""
@@ -2643,6 +2678,7 @@ def round_trend(values: Sequence[float], ses: Sequence[float], alpha: float = 0.
     slope_se = 1.0 / math.sqrt(sxx)
     low, high = normal_interval(slope, slope_se, alpha)
     return TrendEstimate(
-        Interval(slope, slope_se, low, high), _p_value(slope / slope_se, None, "two-sided"),
+        Interval(slope, slope_se, low, high),
+        _p_value(slope / slope_se, None, "two-sided"),
         int(y.size),
     )

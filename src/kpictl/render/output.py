@@ -20,11 +20,11 @@ from rich.table import Table
 from rich.text import Text
 
 from kpictl import __version__
-from kpictl.datacheck import CheckReport, unavailable_label
-from kpictl.engine import BUCKET, UNTIMED_AS_OF, ComputeResult
+from kpictl.engine.compute import BUCKET, UNTIMED_AS_OF, ComputeResult
+from kpictl.engine.datacheck import CheckReport, unavailable_label
 from kpictl.errors import OutputError, UsageError
-from kpictl.io import FileReport
-from kpictl.spec import LAYERS
+from kpictl.io.read import FileReport
+from kpictl.spec.model import LAYERS
 
 if TYPE_CHECKING:  # their modules import scipy: loaded only by the functions that render them
     from kpictl.projection import ProjectionResult
@@ -197,8 +197,11 @@ def result_records(result: ComputeResult) -> list[dict[str, Any]]:
     """Result rows as plain JSON-ready objects, in the result's (stable) order."""
     records = []
     for row in result.table.iter_rows(named=True):
-        record: dict[str, Any] = {"kpi": row["kpi"], "label": row.get("label"),
-                                  "cohort": cohort_of(row)}
+        record: dict[str, Any] = {
+            "kpi": row["kpi"],
+            "label": row.get("label"),
+            "cohort": cohort_of(row),
+        }
         if row["breakdown"] is not None:
             record["breakdown"] = {row["breakdown"]: row["breakdown_value"]}
         value = row["value"]
@@ -414,8 +417,7 @@ def fit_widths(
     floor): first up to its longest word (so text wraps at spaces rather than folding a word),
     then up to its widest line, in column order."""
     natural = [
-        max([cell_len(h), *(_cell_width(row[i]) for row in cells)])
-        for i, h in enumerate(headers)
+        max([cell_len(h), *(_cell_width(row[i]) for row in cells)]) for i, h in enumerate(headers)
     ]
     budget = width - (3 * len(columns) + 1)  # a space either side of each cell, the rules
     least = [
@@ -459,8 +461,9 @@ def _fitted_table(
         if widths is not None or layout == layouts[-1]:
             if widths is None:  # nothing fits: the narrowest layout, text at its floors
                 widths = [
-                    max(cell_len(h), c.floor) if c.floor else
-                    max([cell_len(h), *(_cell_width(r[i]) for r in cells)])
+                    max(cell_len(h), c.floor)
+                    if c.floor
+                    else max([cell_len(h), *(_cell_width(r[i]) for r in cells)])
                     for i, (c, h) in enumerate(zip(kept, headers, strict=True))
                 ]
             chosen = (layout, kept, widths, rows)
@@ -483,9 +486,7 @@ def _fitted_table(
     return table, layout, sum(widths) + 3 * len(kept) + 1
 
 
-def _left_out_note(
-    columns: Sequence[TableColumn], layout: TableLayout, width: int
-) -> Text | None:
+def _left_out_note(columns: Sequence[TableColumn], layout: TableLayout, width: int) -> Text | None:
     """`Left out to fit 80 columns: owner, pending; --wide shows them.`, or None."""
     names = [c.header for c in columns if c.key in layout.dropped]
     if layout.intervals == "none":
@@ -536,14 +537,19 @@ def render_table(result: ComputeResult, console: Console, wide: bool = False) ->
     for layer, layer_rows in _by_layer(result.table):
         rows.append((True, {"kpi": Text(LAYER_TITLES.get(layer, layer), style="bold")}))
         for row in layer_rows:
-            rows.append((False, {
-                "kpi": _kpi_label(row, term_text),
-                "cohort": term_text(cohort_label(row)),
-                "value": shown_value(row),
-                "n": f"{row['n']:,}",
-                "pending": f"{row['pending']:,}" if row["pending"] else "",
-                "owner": term_text(row["owner"]),
-            }))
+            rows.append(
+                (
+                    False,
+                    {
+                        "kpi": _kpi_label(row, term_text),
+                        "cohort": term_text(cohort_label(row)),
+                        "value": shown_value(row),
+                        "n": f"{row['n']:,}",
+                        "pending": f"{row['pending']:,}" if row["pending"] else "",
+                        "owner": term_text(row["owner"]),
+                    },
+                )
+            )
     table, layout, table_width = _fitted_table(
         title, lambda _: (COMPUTE_COLUMNS, rows), COMPUTE_LAYOUTS, console.width, wide
     )
@@ -698,29 +704,52 @@ def compare_records(result: Any) -> list[dict[str, Any]]:
     records = []
     for row in result.table.iter_rows(named=True):
         cohort = {d: row[d] for d in row["grouping"]}
-        records.append({
-            "kpi": row["kpi"], "label": row.get("label"), "cohort": cohort,
-            "baseline": {"value": _float(row["baseline_value"]), "n": row["baseline_n"],
-                         "units": row["baseline_units"]},
-            "current": {"value": _float(row["current_value"]), "n": row["current_n"],
-                        "units": row["current_units"]},
-            "delta": _float(row["delta"]),
-            "delta_ci": None if row["delta_low"] is None else [row["delta_low"],
-                                                                 row["delta_high"]],
-            "relative_delta": _float(row["relative_delta"]),
-            "relative_ci": None if row["relative_low"] is None else [row["relative_low"],
-                                                                       row["relative_high"]],
-            "p_value": _float(row["p_value"]), "p_adjusted": _float(row["p_adjusted"]),
-            "test": row["test"], "significant": row["significant"], "mde": _float(row["mde"]),
-            "status": row["status"], "threshold": row["threshold"],
-            "pending": {"baseline": row["pending_baseline"], "current": row["pending_current"]},
-            "design_effect": _float(row["design_effect"]),
-            **({"cuped": {"theta": row["cuped_theta"],
-                          "variance_reduction": row["variance_reduction"]}}
-               if row.get("cuped_theta") is not None else {}),
-            "warnings": list(row["warnings"]),
-            **{k: row[k] for k in ("layer", "format", "direction", "owner")},
-        })
+        records.append(
+            {
+                "kpi": row["kpi"],
+                "label": row.get("label"),
+                "cohort": cohort,
+                "baseline": {
+                    "value": _float(row["baseline_value"]),
+                    "n": row["baseline_n"],
+                    "units": row["baseline_units"],
+                },
+                "current": {
+                    "value": _float(row["current_value"]),
+                    "n": row["current_n"],
+                    "units": row["current_units"],
+                },
+                "delta": _float(row["delta"]),
+                "delta_ci": None
+                if row["delta_low"] is None
+                else [row["delta_low"], row["delta_high"]],
+                "relative_delta": _float(row["relative_delta"]),
+                "relative_ci": None
+                if row["relative_low"] is None
+                else [row["relative_low"], row["relative_high"]],
+                "p_value": _float(row["p_value"]),
+                "p_adjusted": _float(row["p_adjusted"]),
+                "test": row["test"],
+                "significant": row["significant"],
+                "mde": _float(row["mde"]),
+                "status": row["status"],
+                "threshold": row["threshold"],
+                "pending": {"baseline": row["pending_baseline"], "current": row["pending_current"]},
+                "design_effect": _float(row["design_effect"]),
+                **(
+                    {
+                        "cuped": {
+                            "theta": row["cuped_theta"],
+                            "variance_reduction": row["variance_reduction"],
+                        }
+                    }
+                    if row.get("cuped_theta") is not None
+                    else {}
+                ),
+                "warnings": list(row["warnings"]),
+                **{k: row[k] for k in ("layer", "format", "direction", "owner")},
+            }
+        )
     return records
 
 
@@ -728,13 +757,26 @@ def heterogeneity_record(test: Any) -> dict[str, Any]:
     """One heterogeneity test (compare --heterogeneity) as a JSON-ready object."""
     q = test.test
     return {
-        "kpi": test.kpi, "dimension": test.dimension, "overall_delta": test.overall_delta,
-        "better_overall": test.better_overall, "test": "cochran_q",
-        "q": None if q is None else q.q, "df": None if q is None else q.df,
-        "p_value": None if q is None else q.p_value, "i2": None if q is None else q.i2,
-        "groups": [{"group": g.group, "delta": g.delta, "se": g.se, "p_value": g.p_value,
-                    "p_holm": g.p_holm, "worse_while_better_overall": g.worse}
-                   for g in test.groups],
+        "kpi": test.kpi,
+        "dimension": test.dimension,
+        "overall_delta": test.overall_delta,
+        "better_overall": test.better_overall,
+        "test": "cochran_q",
+        "q": None if q is None else q.q,
+        "df": None if q is None else q.df,
+        "p_value": None if q is None else q.p_value,
+        "i2": None if q is None else q.i2,
+        "groups": [
+            {
+                "group": g.group,
+                "delta": g.delta,
+                "se": g.se,
+                "p_value": g.p_value,
+                "p_holm": g.p_holm,
+                "worse_while_better_overall": g.worse,
+            }
+            for g in test.groups
+        ],
     }
 
 
@@ -743,12 +785,16 @@ def heterogeneity_lines(result: Any) -> list[str]:
     lines = []
     for test in result.heterogeneity:
         q = test.test
-        stat = ("fewer than two groups with a standard error" if q is None else
-                f"Cochran's Q = {q.q:.4g}, df = {q.df}, p = {format_p(q.p_value)}, "
-                f"I² = {100 * q.i2:.0f} %")
+        stat = (
+            "fewer than two groups with a standard error"
+            if q is None
+            else f"Cochran's Q = {q.q:.4g}, df = {q.df}, p = {format_p(q.p_value)}, "
+            f"I² = {100 * q.i2:.0f} %"
+        )
         worse = [str(g.group) for g in test.groups if g.worse]
-        flag = f"; worse than the baseline while better overall: {', '.join(worse)}" if worse \
-            else ""
+        flag = (
+            f"; worse than the baseline while better overall: {', '.join(worse)}" if worse else ""
+        )
         lines.append(f"{test.kpi} across {test.dimension}: {stat}{flag}")
     return lines
 
@@ -756,20 +802,26 @@ def heterogeneity_lines(result: Any) -> list[str]:
 def fairness_record(finding: Any) -> dict[str, Any]:
     """One `fairness:` check (compare) as a JSON-ready object."""
     return {
-        "kpi": finding.kpi, "column": finding.column, "gap": finding.gap,
-        "max_gap": finding.max_gap, "max_gap_text": finding.max_gap_text,
-        "breached": finding.breached, "baseline_gap": finding.baseline_gap,
-        "lowest": None if finding.low is None else {"group": finding.low[0],
-                                                    "value": finding.low[1]},
-        "highest": None if finding.high is None else {"group": finding.high[0],
-                                                      "value": finding.high[1]},
+        "kpi": finding.kpi,
+        "column": finding.column,
+        "gap": finding.gap,
+        "max_gap": finding.max_gap,
+        "max_gap_text": finding.max_gap_text,
+        "breached": finding.breached,
+        "baseline_gap": finding.baseline_gap,
+        "lowest": None
+        if finding.low is None
+        else {"group": finding.low[0], "value": finding.low[1]},
+        "highest": None
+        if finding.high is None
+        else {"group": finding.high[0], "value": finding.high[1]},
         "groups_excluded": finding.excluded,
     }
 
 
 def fairness_lines(result: Any) -> list[str]:
     """Every `fairness:` check of the run, breached or not."""
-    from kpictl.comparison import fairness_note
+    from kpictl.comparison.run import fairness_note
 
     return [fairness_note(f) for f in result.fairness]
 
@@ -785,11 +837,18 @@ def compare_to_json(result: Any) -> str:
     design = result.design
     document = {
         "kpictl_version": __version__,
-        "design": {"kind": design.kind, "label": design.label, "randomized": design.randomized,
-                   "paired": design.paired, "caveat": design.caveat or None},
+        "design": {
+            "kind": design.kind,
+            "label": design.label,
+            "randomized": design.randomized,
+            "paired": design.paired,
+            "caveat": design.caveat or None,
+        },
         "baseline": {"name": design.baseline, "window": _window_record(result.baseline_window)},
         "current": {"window": _window_record(result.current_window)},
-        "unit": result.unit, "alpha": result.alpha, "correction": result.correction,
+        "unit": result.unit,
+        "alpha": result.alpha,
+        "correction": result.correction,
         "srm": result.srm,
         "results": compare_records(result),
         "summary": status_counts(result.table),
@@ -830,7 +889,9 @@ def _compare_cells(row: dict[str, Any], escape: Callable[[object], Any]) -> list
         escape(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
         f"{format_value(row['baseline_value'], fmt)} (n={row['baseline_n']:,})",
         f"{format_value(row['current_value'], fmt)} (n={row['current_n']:,})",
-        f"{delta} {delta_ci}".strip(), f"{rel} {rel_ci}".strip(), format_p(row["p_adjusted"]),
+        f"{delta} {delta_ci}".strip(),
+        f"{rel} {rel_ci}".strip(),
+        format_p(row["p_adjusted"]),
         row["test"] or "—",
         row["status"] + (f" ({row['threshold']})" if row["threshold"] else ""),
     ]
@@ -847,31 +908,56 @@ def compare_to_markdown(result: Any) -> str:
     """GitHub-flavoured Markdown: design line, then one table per layer."""
     design = result.design
     counts = status_counts(result.table)
-    lines = [f"# Comparison: {design.label}", "",
-             f"Baseline: `{design.baseline}` · unit: `{result.unit}` · α = {result.alpha} · "
-             f"correction: {result.correction}", "",
-             "Verdict: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), ""]
+    lines = [
+        f"# Comparison: {design.label}",
+        "",
+        f"Baseline: `{design.baseline}` · unit: `{result.unit}` · α = {result.alpha} · "
+        f"correction: {result.correction}",
+        "",
+        "Verdict: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+        "",
+    ]
     if design.caveat:
         lines += [f"> {design.caveat}", ""]
     if result.srm and result.srm.get("checked"):
         flag = "**SRM detected**" if result.srm["mismatch"] else "no SRM"
-        lines += [f"Sample ratio: {result.srm['treatment']:,} treatment / "
-                  f"{result.srm['control']:,} control, p = {format_p(result.srm['p_value'])} "
-                  f"({flag})", ""]
-    header = ["KPI", "cohort", "baseline", "current", "Δ [CI]", "relative Δ [CI]", "p (adj.)",
-              "test", "status"]
+        lines += [
+            f"Sample ratio: {result.srm['treatment']:,} treatment / "
+            f"{result.srm['control']:,} control, p = {format_p(result.srm['p_value'])} "
+            f"({flag})",
+            "",
+        ]
+    header = [
+        "KPI",
+        "cohort",
+        "baseline",
+        "current",
+        "Δ [CI]",
+        "relative Δ [CI]",
+        "p (adj.)",
+        "test",
+        "status",
+    ]
     for layer, rows in _by_layer(result.table):
-        lines += [f"## {LAYER_TITLES.get(layer, layer)}", "", "| " + " | ".join(header) + " |",
-                  "| " + " | ".join(["---"] * len(header)) + " |"]
-        lines += ["| " + " | ".join(md_cell(c) for c in _compare_cells(r, md_text)) + " |"
-                  for r in rows]
+        lines += [
+            f"## {LAYER_TITLES.get(layer, layer)}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "| " + " | ".join(["---"] * len(header)) + " |",
+        ]
+        lines += [
+            "| " + " | ".join(md_cell(c) for c in _compare_cells(r, md_text)) + " |" for r in rows
+        ]
         lines.append("")
     if result.heterogeneity:
-        lines += ["## Heterogeneity across groups", "",
-                  *[f"- {md_text(line)}" for line in heterogeneity_lines(result)], ""]
+        lines += [
+            "## Heterogeneity across groups",
+            "",
+            *[f"- {md_text(line)}" for line in heterogeneity_lines(result)],
+            "",
+        ]
     if result.fairness:
-        lines += ["## Fairness", "", *[f"- {md_text(line)}" for line in fairness_lines(result)],
-                  ""]
+        lines += ["## Fairness", "", *[f"- {md_text(line)}" for line in fairness_lines(result)], ""]
     return "\n".join(lines)
 
 
@@ -922,19 +1008,33 @@ def _compare_row(row: dict[str, Any], layout: TableLayout) -> dict[str, str | Te
         "kpi": kpi_title(row, term_text),
         "cohort": term_text(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
         "baseline": f"{format_value(row['baseline_value'], fmt)}{joint}"
-                    f"{'(' if inline else ''}n={row['baseline_n']:,}{')' if inline else ''}",
+        f"{'(' if inline else ''}n={row['baseline_n']:,}{')' if inline else ''}",
         "current": f"{format_value(row['current_value'], fmt)}{joint}"
-                   f"{'(' if inline else ''}n={row['current_n']:,}{')' if inline else ''}",
-        "delta": Text(with_interval(format_change(row["delta"], fmt), row["delta_low"],
-                                    row["delta_high"], lambda v: format_change(v, fmt)),
-                      style=change_style),
-        "relative": Text(with_interval(format_relative(row["relative_delta"]),
-                                       row["relative_low"], row["relative_high"],
-                                       format_relative), style=change_style),
+        f"{'(' if inline else ''}n={row['current_n']:,}{')' if inline else ''}",
+        "delta": Text(
+            with_interval(
+                format_change(row["delta"], fmt),
+                row["delta_low"],
+                row["delta_high"],
+                lambda v: format_change(v, fmt),
+            ),
+            style=change_style,
+        ),
+        "relative": Text(
+            with_interval(
+                format_relative(row["relative_delta"]),
+                row["relative_low"],
+                row["relative_high"],
+                format_relative,
+            ),
+            style=change_style,
+        ),
         "p": format_p(row["p_adjusted"]),
         "test": row["test"] or "—",
-        "status": Text(row["status"] + (joint + threshold if threshold else ""),
-                       style=STATUS_STYLES.get(row["status"], "")),
+        "status": Text(
+            row["status"] + (joint + threshold if threshold else ""),
+            style=STATUS_STYLES.get(row["status"], ""),
+        ),
     }
 
 
@@ -944,8 +1044,10 @@ def render_compare_table(result: Any, console: Console, wide: bool = False) -> N
     left out."""
     design = result.design
     counts = status_counts(result.table)
-    title = (f"{design.label} · baseline {design.baseline} · unit {result.unit} · "
-             f"α {result.alpha} ({result.correction})")
+    title = (
+        f"{design.label} · baseline {design.baseline} · unit {result.unit} · "
+        f"α {result.alpha} ({result.correction})"
+    )
     groups = _by_layer(result.table)
 
     def build(layout: TableLayout) -> tuple[Sequence[TableColumn], list[TableRow]]:
@@ -972,9 +1074,11 @@ def render_compare_table(result: Any, console: Console, wide: bool = False) -> N
         console.print(term_text(line[0].upper() + line[1:]))
     if result.srm and result.srm.get("checked"):
         flag = "SRM DETECTED" if result.srm["mismatch"] else "no SRM"
-        console.print(f"Sample ratio: {result.srm['treatment']:,} treatment / "
-                      f"{result.srm['control']:,} control, p = {format_p(result.srm['p_value'])}"
-                      f" ({flag})")
+        console.print(
+            f"Sample ratio: {result.srm['treatment']:,} treatment / "
+            f"{result.srm['control']:,} control, p = {format_p(result.srm['p_value'])}"
+            f" ({flag})"
+        )
 
 
 def render_compare(result: Any, fmt: str, console: Console, wide: bool = False) -> None:
@@ -982,8 +1086,11 @@ def render_compare(result: Any, fmt: str, console: Console, wide: bool = False) 
     if fmt == "table":
         render_compare_table(result, console, wide)
         return
-    text = {"json": lambda: compare_to_json(result), "csv": lambda: compare_to_csv(result),
-            "markdown": lambda: compare_to_markdown(result)}[fmt]()
+    text = {
+        "json": lambda: compare_to_json(result),
+        "csv": lambda: compare_to_csv(result),
+        "markdown": lambda: compare_to_markdown(result),
+    }[fmt]()
     console.file.write(text)
 
 
@@ -1008,13 +1115,14 @@ def review_markdown(score: ReviewScore, heading: str = "##") -> list[str]:
     lines = [
         f"{heading} Human review",
         "",
-        f"Latest round: {md_text(latest.round.label)} ({md_text(latest.round.path)}"
-        f"{allocation}).",
+        f"Latest round: {md_text(latest.round.label)} ({md_text(latest.round.path)}{allocation}).",
         "",
         *_md_review_table(["measure", "value", "CI"], summary_rows(latest)),
         "",
-        *_md_review_table(["", "agent: success", "agent: failure"],
-                   [("human: success", str(tp), str(fn)), ("human: failure", str(fp), str(tn))]),
+        *_md_review_table(
+            ["", "agent: success", "agent: failure"],
+            [("human: success", str(tp), str(fn)), ("human: failure", str(fp), str(tn))],
+        ),
         "",
         f"Trend over {len(score.rounds)} round(s): {score.trend_verdict}.",
         "",
@@ -1073,21 +1181,39 @@ def check_records(report: CheckReport) -> dict[str, Any]:
     return {
         "kpictl_version": __version__,
         "sources": [
-            {"name": s.name, "rows": s.rows, "first": iso(s.first), "last": iso(s.last),
-             "columns": {"mapped": list(s.mapped), "unmapped": list(s.unmapped),
-                         "empty": list(s.empty)},
-             "duplicates": s.duplicates, "orphans": s.orphans}
+            {
+                "name": s.name,
+                "rows": s.rows,
+                "first": iso(s.first),
+                "last": iso(s.last),
+                "columns": {
+                    "mapped": list(s.mapped),
+                    "unmapped": list(s.unmapped),
+                    "empty": list(s.empty),
+                },
+                "duplicates": s.duplicates,
+                "orphans": s.orphans,
+            }
             for s in report.sources
         ],
         "literals": [
-            {"where": m.use.location, "path": m.use.path, "source": m.use.source,
-             "column": m.use.source_column, "literal": m.use.literal, "rows": m.rows,
-             **({"seen": dict(m.seen)} if m in report.check.unmatched else {})}
+            {
+                "where": m.use.location,
+                "path": m.use.path,
+                "source": m.use.source,
+                "column": m.use.source_column,
+                "literal": m.use.literal,
+                "rows": m.rows,
+                **({"seen": dict(m.seen)} if m in report.check.unmatched else {}),
+            }
             for m in report.check.literals
         ],
         "kpis": [
-            {"kpi": kpi, "computable": report.check.reason(kpi) is None,
-             "reason": report.check.reason(kpi)}
+            {
+                "kpi": kpi,
+                "computable": report.check.reason(kpi) is None,
+                "reason": report.check.reason(kpi),
+            }
             for kpi in report.kpis
         ],
         "findings": report.flagged,
@@ -1106,24 +1232,30 @@ def check_to_text(report: CheckReport) -> str:
         if s.duplicates is not None:
             lines.append(f"  rows repeating a ({report.key}, ts, event): {s.duplicates:,}")
         if s.orphans is not None:
-            lines.append(f"  rows whose {report.key} is not in the primary source: "
-                         f"{s.orphans:,}")
+            lines.append(f"  rows whose {report.key} is not in the primary source: {s.orphans:,}")
     lines += ["", "literals compared with a column:"]
     for m in report.check.literals:
         use = m.use
-        lines.append(f"  {use.location}: {use.path}: {use.source_column} = {use.literal!r}: "
-                     f"{m.rows:,} rows of {use.source}"
-                     + ("  <- matches nothing" if m in report.check.unmatched else ""))
+        lines.append(
+            f"  {use.location}: {use.path}: {use.source_column} = {use.literal!r}: "
+            f"{m.rows:,} rows of {use.source}"
+            + ("  <- matches nothing" if m in report.check.unmatched else "")
+        )
     if not report.check.literals:
         lines.append("  —")
     lines += ["", "KPIs:"]
     for kpi in report.kpis:
         reason = report.check.reason(kpi)
-        lines.append(f"  {kpi}: " + ("computable" if reason is None else
-                                     f"{unavailable_label(reason)}: {reason}"))
+        lines.append(
+            f"  {kpi}: "
+            + ("computable" if reason is None else f"{unavailable_label(reason)}: {reason}")
+        )
     flagged = report.flagged
-    lines += ["", f"{len(flagged)} finding{'s' if len(flagged) != 1 else ''}"
-              + (":" if flagged else ""), *[f"  - {f}" for f in flagged]]
+    lines += [
+        "",
+        f"{len(flagged)} finding{'s' if len(flagged) != 1 else ''}" + (":" if flagged else ""),
+        *[f"  - {f}" for f in flagged],
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -1151,12 +1283,14 @@ def _projection_rows(result: ProjectionResult) -> list[list[str]]:
         if c.unavailable is not None:
             rows.append([c.label, "—", "—", c.unavailable])
             continue
-        rows.append([
-            c.label,
-            _usd(c.per_conversation),
-            _usd(c.monthly),
-            f"[{_usd(c.low)}, {_usd(c.high)}] ({level} CI)",
-        ])
+        rows.append(
+            [
+                c.label,
+                _usd(c.per_conversation),
+                _usd(c.monthly),
+                f"[{_usd(c.low)}, {_usd(c.high)}] ({level} CI)",
+            ]
+        )
     return rows
 
 
@@ -1193,15 +1327,20 @@ def projection_markdown(result: ProjectionResult, level: int = 1) -> list[str]:
         lines += [md_cell(" ".join(lead)), ""]
     rows = _projection_rows(result)
     if rows:
-        lines += ["| component | per conversation | per month | interval |",
-                  "| --- | ---: | ---: | --- |"]
+        lines += [
+            "| component | per conversation | per month | interval |",
+            "| --- | ---: | ---: | --- |",
+        ]
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
         lines.append("")
     peak = _peak_rows(result)
     if peak:
-        lines += ["Peak exposure (spend per clock hour, by conversation start hour):", "",
-                  f"| hour | observed | at {md_text(result.volume.text)} |",
-                  "| --- | ---: | ---: |"]
+        lines += [
+            "Peak exposure (spend per clock hour, by conversation start hour):",
+            "",
+            f"| hour | observed | at {md_text(result.volume.text)} |",
+            "| --- | ---: | ---: |",
+        ]
         lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in peak]
         lines.append("")
     lines += ["Assumptions:", "", *[f"- {md_cell(a)}" for a in result.assumptions], ""]
@@ -1218,16 +1357,23 @@ def render_projection_table(result: ProjectionResult, console: Console) -> None:
     rows = _projection_rows(result)
     if rows:
         table = Table(header_style="bold")
-        for name, justify in (("component", "left"), ("per conversation", "right"),
-                              ("per month", "right"), ("interval", "left")):
+        for name, justify in (
+            ("component", "left"),
+            ("per conversation", "right"),
+            ("per month", "right"),
+            ("interval", "left"),
+        ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for row in rows:
             table.add_row(*(escape(c) for c in row))
         console.print(table)
     peak = _peak_rows(result)
     if peak:
-        console.print("Peak exposure (spend per clock hour, by conversation start hour):",
-                      markup=False, highlight=False)
+        console.print(
+            "Peak exposure (spend per clock hour, by conversation start hour):",
+            markup=False,
+            highlight=False,
+        )
         table = Table(header_style="bold")
         table.add_column("hour")
         table.add_column("observed", justify="right")

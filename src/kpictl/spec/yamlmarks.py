@@ -146,19 +146,32 @@ def _too_deep(text: str, file: str) -> SpecError | None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
-                    return SpecError([SpecProblem(
-                        file, event.start_mark.line + 1, "(yaml)",
-                        f"nested more than {MAX_YAML_DEPTH} levels deep (mappings and lists); "
-                        "a spec nests a few levels",
-                    )])
+                    return SpecError(
+                        [
+                            SpecProblem(
+                                file,
+                                event.start_mark.line + 1,
+                                "(yaml)",
+                                f"nested more than {MAX_YAML_DEPTH} levels deep "
+                                "(mappings and lists); "
+                                "a spec nests a few levels",
+                            )
+                        ]
+                    )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:  # libyaml stops at 1,000 levels, before the events
         mark = exc.problem_mark or exc.context_mark
-        return SpecError([SpecProblem(
-            file, mark.line + 1 if mark is not None else None, "(yaml)",
-            f"nested too deeply ({exc.problem}); a spec nests a few levels",
-        )])
+        return SpecError(
+            [
+                SpecProblem(
+                    file,
+                    mark.line + 1 if mark is not None else None,
+                    "(yaml)",
+                    f"nested too deeply ({exc.problem}); a spec nests a few levels",
+                )
+            ]
+        )
     return None
 
 

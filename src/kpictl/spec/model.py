@@ -20,9 +20,9 @@ from typing import Any
 
 import polars as pl
 
-from kpictl import schema as canonical
 from kpictl.errors import SpecError, SpecProblem, UsageError
-from kpictl.formats import (
+from kpictl.io import schema as canonical
+from kpictl.io.formats import (
     CHAT_OPTION_KEYS,
     FORMAT_COLUMNS,
     FORMAT_NAMES,
@@ -30,8 +30,15 @@ from kpictl.formats import (
     ChatOptions,
     OtlpOptions,
 )
-from kpictl.pricing import ModelPrice, PricingSpec
-from kpictl.sqlexpr import (
+from kpictl.io.pricing import ModelPrice, PricingSpec
+from kpictl.spec.yamlmarks import (
+    YAML_QUOTING_HINT,
+    MarkedDict,
+    decode_spec,
+    load_marked_yaml,
+    read_spec_bytes,
+)
+from kpictl.sql.expr import (
     CheckedExpression,
     ExpressionProblem,
     ExpressionShape,
@@ -39,13 +46,6 @@ from kpictl.sqlexpr import (
     compile_sql,
     did_you_mean,
     referenced_names,
-)
-from kpictl.yamlmarks import (
-    YAML_QUOTING_HINT,
-    MarkedDict,
-    decode_spec,
-    load_marked_yaml,
-    read_spec_bytes,
 )
 
 SPEC_VERSION = 1
@@ -66,8 +66,17 @@ TESTS = (
     "wilcoxon",
 )
 
-TOP_KEYS = ("version", "defaults", "params", "sources", "tables", "baselines", "kpis", "pricing",
-            "fairness")
+TOP_KEYS = (
+    "version",
+    "defaults",
+    "params",
+    "sources",
+    "tables",
+    "baselines",
+    "kpis",
+    "pricing",
+    "fairness",
+)
 FAIRNESS_KEYS = ("max_gap",)
 DEFAULT_KEYS = (
     "owner",
@@ -553,7 +562,8 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
     version = data.get("version")
     if type(version) is not int or version != SPEC_VERSION:
         problems.add(
-            data.line_of("version"), "version",
+            data.line_of("version"),
+            "version",
             f"expected version: {SPEC_VERSION}, got {_shown(version)}",
         )
     defaults = _build_defaults(problems, data)
@@ -616,8 +626,11 @@ def _build_fairness(
     for column, watched in node.items():
         path = f"fairness.{column}"
         if column not in columns:
-            problems.add(node.line_of(column), path, "not a column of the unit table"
-                         f"{did_you_mean(str(column), columns)}")
+            problems.add(
+                node.line_of(column),
+                path,
+                f"not a column of the unit table{did_you_mean(str(column), columns)}",
+            )
             continue
         if not isinstance(watched, MarkedDict):
             problems.add(node.line_of(column), path, "expected {kpi: {max_gap: 5pp}}")
@@ -639,8 +652,12 @@ def _build_fairness(
                 problems.add(gline, f"{kpath}.max_gap", f"{exc}; expected e.g. 5pp or 0.3")
                 continue
             if gap.kind not in ("pp", "absolute"):
-                problems.add(gline, f"{kpath}.max_gap", f"{body['max_gap']!r}: a gap is a "
-                             "difference between groups: write pp (5pp) or an absolute amount")
+                problems.add(
+                    gline,
+                    f"{kpath}.max_gap",
+                    f"{body['max_gap']!r}: a gap is a "
+                    "difference between groups: write pp (5pp) or an absolute amount",
+                )
                 continue
             found.append(FairnessSpec(str(column), name, gap.amount, str(body["max_gap"]), line))
     return tuple(found)
@@ -680,8 +697,11 @@ def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
                 elif value is not None and (
                     isinstance(value, bool) or not isinstance(value, int | float) or value < 0
                 ):
-                    problems.add(entry.line_of(key), f"{epath}.{key}",
-                                 f"expected a price ≥ 0 in USD per 1M tokens, got {_shown(value)}")
+                    problems.add(
+                        entry.line_of(key),
+                        f"{epath}.{key}",
+                        f"expected a price ≥ 0 in USD per 1M tokens, got {_shown(value)}",
+                    )
                     value = None
                 amounts[key] = None if value is None else float(value)
             since = None
@@ -689,17 +709,27 @@ def _build_pricing(problems: _Problems, data: MarkedDict) -> PricingSpec:
                 try:
                     since = parse_timestamp(entry["effective_from"])
                 except ValueError:
-                    problems.add(entry.line_of("effective_from"), f"{epath}.effective_from",
-                                 f"expected a date such as 2025-01-01, got "
-                                 f"{entry['effective_from']!r}")
+                    problems.add(
+                        entry.line_of("effective_from"),
+                        f"{epath}.effective_from",
+                        f"expected a date such as 2025-01-01, got {entry['effective_from']!r}",
+                    )
             if since in seen:
                 problems.add(eline, epath, f"two prices of {model!r} take effect at {since}")
             seen.add(since)
             if amounts["input"] is None or amounts["output"] is None:
                 continue
-            prices.append(ModelPrice(str(model), amounts["input"], amounts["output"],
-                                     amounts["cache_read"], amounts["cache_write"], since,
-                                     aliases.get(str(model), ())))
+            prices.append(
+                ModelPrice(
+                    str(model),
+                    amounts["input"],
+                    amounts["output"],
+                    amounts["cache_read"],
+                    amounts["cache_write"],
+                    since,
+                    aliases.get(str(model), ()),
+                )
+            )
     return PricingSpec(tuple(prices), genai)
 
 
@@ -715,23 +745,37 @@ def _price_aliases(problems: _Problems, models: MarkedDict | None) -> dict[str, 
         for position, entry in enumerate(entries):
             if not isinstance(entry, MarkedDict) or entry.get("aliases") is None:
                 continue
-            path = (f"pricing.models.{model}" if len(entries) == 1
-                    else f"pricing.models.{model}[{position}]") + ".aliases"
+            path = (
+                f"pricing.models.{model}"
+                if len(entries) == 1
+                else f"pricing.models.{model}[{position}]"
+            ) + ".aliases"
             line = entry.line_of("aliases")
             names = entry["aliases"]
             if not isinstance(names, list) or not all(
                 isinstance(n, str) and n.strip() for n in names
             ):
-                problems.add(line, path, "expected a list of model names such as "
-                             f"[{model}-latest], got {_shown(names)}")
+                problems.add(
+                    line,
+                    path,
+                    f"expected a list of model names such as [{model}-latest], got {_shown(names)}",
+                )
                 continue
             for name in names:
                 if name in listed:
-                    problems.add(line, path, f"{name!r} is a model of its own under "
-                                 "pricing.models; an alias names a model that is not listed")
+                    problems.add(
+                        line,
+                        path,
+                        f"{name!r} is a model of its own under "
+                        "pricing.models; an alias names a model that is not listed",
+                    )
                 elif owner.get(name, str(model)) != str(model):
-                    problems.add(line, path, f"{name!r} is already an alias of "
-                                 f"{owner[name]!r}; a model name has one price")
+                    problems.add(
+                        line,
+                        path,
+                        f"{name!r} is already an alias of "
+                        f"{owner[name]!r}; a model name has one price",
+                    )
                 else:
                     owner[name] = str(model)
                     if name not in found.get(str(model), ()):
@@ -843,8 +887,14 @@ def _build_sources(problems: _Problems, data: MarkedDict, base_dir: Path) -> dic
         columns = _build_columns(problems, body, path)
         attribution = _build_attribution(problems, node, name, body, path)
         sources[name] = SourceSpec(
-            name=name, path=source_path, base_dir=base_dir, columns=columns,
-            line=node.line_of(name), format=str(fmt), options=options, derived_from=derived,
+            name=name,
+            path=source_path,
+            base_dir=base_dir,
+            columns=columns,
+            line=node.line_of(name),
+            format=str(fmt),
+            options=options,
+            derived_from=derived,
             attribution=attribution,
         )
     return sources
@@ -857,13 +907,19 @@ def _build_attribution(
     example = "attribution: {within: 7d, after: start, rule: last}"
     if name != OUTCOME_SOURCE:
         if "attribution" in body:
-            problems.add(body.line_of("attribution"), f"{path}.attribution",
-                         f"attribution belongs to the {OUTCOME_SOURCE} source only")
+            problems.add(
+                body.line_of("attribution"),
+                f"{path}.attribution",
+                f"attribution belongs to the {OUTCOME_SOURCE} source only",
+            )
         return None
     if "attribution" not in body:
-        problems.add(node.line_of(name), path,
-                     f"a {OUTCOME_SOURCE} source needs `{example}` (rule: first | last | "
-                     "split; after: start | end of the conversation)")
+        problems.add(
+            node.line_of(name),
+            path,
+            f"a {OUTCOME_SOURCE} source needs `{example}` (rule: first | last | "
+            "split; after: start | end of the conversation)",
+        )
         return None
     spec = _mapping(problems, body, "attribution", f"{path}.attribution")
     if spec is None:
@@ -874,8 +930,11 @@ def _build_attribution(
     within = dt.timedelta(0)
     for key in ATTRIBUTION_KEYS:
         if key not in spec:
-            problems.add(spec.line or body.line_of("attribution"), apath,
-                         f"`{key}` is required, e.g. {example}")
+            problems.add(
+                spec.line or body.line_of("attribution"),
+                apath,
+                f"`{key}` is required, e.g. {example}",
+            )
             ok = False
     if "within" in spec:
         try:
@@ -885,19 +944,29 @@ def _build_attribution(
             ok = False
         else:
             if within <= dt.timedelta(0):
-                problems.add(spec.line_of("within"), f"{apath}.within",
-                             f"expected a duration above zero, got {spec['within']!r}")
+                problems.add(
+                    spec.line_of("within"),
+                    f"{apath}.within",
+                    f"expected a duration above zero, got {spec['within']!r}",
+                )
                 ok = False
     for key, allowed in (("after", ATTRIBUTION_ANCHORS), ("rule", ATTRIBUTION_RULES)):
         if key in spec and spec[key] not in allowed:
-            problems.add(spec.line_of(key), f"{apath}.{key}",
-                         f"expected {' or '.join(allowed)}, got {spec[key]!r}"
-                         + did_you_mean(str(spec[key]), allowed))
+            problems.add(
+                spec.line_of(key),
+                f"{apath}.{key}",
+                f"expected {' or '.join(allowed)}, got {spec[key]!r}"
+                + did_you_mean(str(spec[key]), allowed),
+            )
             ok = False
     if not ok:
         return None
-    return AttributionSpec(within=within, after=str(spec["after"]), rule=str(spec["rule"]),
-                           line=body.line_of("attribution"))
+    return AttributionSpec(
+        within=within,
+        after=str(spec["after"]),
+        rule=str(spec["rule"]),
+        line=body.line_of("attribution"),
+    )
 
 
 def _derived_from(
@@ -911,14 +980,16 @@ def _derived_from(
     formats = " or ".join(FORMAT_NAMES)
     if not isinstance(origin_body, MarkedDict) or origin == name:
         problems.add(
-            body.line_of("from"), f"{path}.from",
+            body.line_of("from"),
+            f"{path}.from",
             f"no source named {origin!r}{did_you_mean(str(origin), node)}; `from` names a "
             f"source with format {formats} whose tool calls this source is",
         )
         return None
     if origin_body.get("format") not in FORMAT_NAMES:
         problems.add(
-            body.line_of("from"), f"{path}.from",
+            body.line_of("from"),
+            f"{path}.from",
             f"source {origin!r} has format {origin_body.get('format', 'auto')!r}: only a "
             f"{formats} source makes tool calls another source can read `from`",
         )
@@ -926,7 +997,8 @@ def _derived_from(
     for key in ("path", "format", "options"):
         if key in body:
             problems.add(
-                body.line_of(key), f"{path}.{key}",
+                body.line_of(key),
+                f"{path}.{key}",
                 f"a source read `from: {origin}` takes its files and format from {origin!r}; "
                 f"remove `{key}`",
             )
@@ -940,15 +1012,22 @@ def _format_options(
     node = _mapping(problems, body, "options", f"{path}.options")
     if fmt not in FORMAT_NAMES:
         if node is not None:
-            problems.add(body.line_of("options"), f"{path}.options",
-                         f"options belong to format {' or '.join(FORMAT_NAMES)}")
+            problems.add(
+                body.line_of("options"),
+                f"{path}.options",
+                f"options belong to format {' or '.join(FORMAT_NAMES)}",
+            )
         return None
     if node is None:
         return ChatOptions() if fmt == "chat" else OtlpOptions()
     if fmt == "otlp_json":
         problems.unknown_keys(node, OTLP_OPTION_KEYS, f"{path}.options")
-        names = _names(problems, node.get("conversation_id"), node.line_of("conversation_id"),
-                       f"{path}.options.conversation_id")
+        names = _names(
+            problems,
+            node.get("conversation_id"),
+            node.line_of("conversation_id"),
+            f"{path}.options.conversation_id",
+        )
         return OtlpOptions(conversation_id=names)
     problems.unknown_keys(node, CHAT_OPTION_KEYS, f"{path}.options")
     values: dict[str, Any] = {}
@@ -971,12 +1050,20 @@ def _format_options(
             problems.add(line, opath, f"expected text, got {_shown(value)}")
             continue
         if key == "tool_error":
-            _check(problems, line, opath, value,
-                   {"result": pl.String(), "tool": pl.String(), "arguments": pl.String()},
-                   shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`tool_error`")
+            _check(
+                problems,
+                line,
+                opath,
+                value,
+                {"result": pl.String(), "tool": pl.String(), "arguments": pl.String()},
+                shape=ExpressionShape.ROW,
+                dtype=pl.Boolean,
+                what="`tool_error`",
+            )
         elif not _is_field_path(value):
             problems.add(
-                line, opath, f"expected a field name (a.b for nested), got {_shown(value)}")
+                line, opath, f"expected a field name (a.b for nested), got {_shown(value)}"
+            )
             continue
         values[key] = value
     return ChatOptions(**values)
@@ -1083,7 +1170,8 @@ def _build_tables(
         if isinstance(body, MarkedDict) and isinstance(body.get("attributes"), list):
             declared_attributes.update(a for a in body["attributes"] if isinstance(a, str))
     priced = "pricing" in data or any(
-        s.format in FORMAT_NAMES or s.derived_from for s in sources.values())
+        s.format in FORMAT_NAMES or s.derived_from for s in sources.values()
+    )
     cost_columns = canonical.COST_COLUMNS if priced else {}
     schemas = {
         name: {
@@ -1267,8 +1355,9 @@ def _build_rollup_table(
                 derives.append(DeriveEntry(entry_name, sql, line))
     time = body.get("time")
     if time is not None and not isinstance(time, str):
-        problems.add(body.line_of("time"), f"{path}.time",
-                     f"expected a column name, got {_shown(time)}")
+        problems.add(
+            body.line_of("time"), f"{path}.time", f"expected a column name, got {_shown(time)}"
+        )
         time = None
     if time is not None and time not in broken:
         if time not in columns:
@@ -1361,7 +1450,11 @@ def _build_row_table(
         what="`where`",
     )
     table = TableSpec(
-        name=name, from_source=str(source_name), where=where, lookup=lookup, line=body.line,
+        name=name,
+        from_source=str(source_name),
+        where=where,
+        lookup=lookup,
+        line=body.line,
         where_line=body.line_of("where"),
     )
     return table, columns
@@ -1454,7 +1547,8 @@ def _build_kpis(
             )
             continue
         kind = {"value": "value", "numerator": "ratio", "formula": "formula"}.get(
-            kinds[0], kinds[0])
+            kinds[0], kinds[0]
+        )
         if kind == "ratio" and "denominator" not in body:
             problems.add(at("numerator"), path, "`numerator` needs a `denominator`")
             continue
@@ -1479,7 +1573,8 @@ def _build_kpis(
         direction = body.get("direction", "higher")
         if direction not in DIRECTIONS:
             problems.add(
-                at("direction"), f"{path}.direction",
+                at("direction"),
+                f"{path}.direction",
                 f"expected higher or lower, got {_shown(direction)}",
             )
         layer = body.get("layer", defaults.layer)
@@ -1493,7 +1588,8 @@ def _build_kpis(
         test = body.get("test")
         if test is not None and test not in TESTS:
             problems.add(
-                at("test"), f"{path}.test",
+                at("test"),
+                f"{path}.test",
                 f"expected one of {', '.join(TESTS)}, got {_shown(test)}",
             )
         min_sample = body.get("min_sample", defaults.min_sample)
@@ -1507,9 +1603,12 @@ def _build_kpis(
         thresholds = _build_thresholds(problems, body, at("thresholds"), path, fmt, direction)
         label = _label(problems, body.get("label"), at("label"), f"{path}.label")
         if label is not None and label in labels:
-            problems.add(at("label"), f"{path}.label",
-                         f"{label!r} is also the label of {labels[label]} (a KPI that `extends` "
-                         "another inherits its label); give each KPI its own label")
+            problems.add(
+                at("label"),
+                f"{path}.label",
+                f"{label!r} is also the label of {labels[label]} (a KPI that `extends` "
+                "another inherits its label); give each KPI its own label",
+            )
         elif label is not None:
             labels[label] = name
         kpi = KpiSpec(
@@ -1567,8 +1666,9 @@ def _build_kpis(
             continue
         if kind in PASS_KINDS and over in tables:
             scope = {**column_types[str(over)], **extras}
-            pass_k = _build_pass_k(problems, body[kind], at(kind), f"{path}.{kind}", scope,
-                                   kind == "pass_at_k")
+            pass_k = _build_pass_k(
+                problems, body[kind], at(kind), f"{path}.{kind}", scope, kind == "pass_at_k"
+            )
             if pass_k is not None:
                 kpis[name] = replace(kpi, pass_k=pass_k)
             continue
@@ -1661,22 +1761,36 @@ def _build_pass_k(
     ok = True
     k = node.get("k")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        problems.add(node.line_of("k") or line, f"{path}.k",
-                     f"expected a whole number ≥ 1 (trials per draw), got {_shown(k)}")
+        problems.add(
+            node.line_of("k") or line,
+            f"{path}.k",
+            f"expected a whole number ≥ 1 (trials per draw), got {_shown(k)}",
+        )
         ok = False
     task = node.get("task")
     if not isinstance(task, str) or task not in scope:
-        problems.add(node.line_of("task") or line, f"{path}.task",
-                     f"expected the column naming the task, got {_shown(task)}"
-                     f"{did_you_mean(str(task), scope)}")
+        problems.add(
+            node.line_of("task") or line,
+            f"{path}.task",
+            f"expected the column naming the task, got {_shown(task)}"
+            f"{did_you_mean(str(task), scope)}",
+        )
         ok = False
     success = _sql_text(problems, node, "success", f"{path}.success")
     if success is None:
         if "success" not in node:
             problems.add(line, f"{path}.success", "missing: a SQL condition true for a success")
         return None
-    checked = _check(problems, node.line_of("success"), f"{path}.success", success, scope,
-                     shape=ExpressionShape.ROW, dtype=pl.Boolean, what="`success`")
+    checked = _check(
+        problems,
+        node.line_of("success"),
+        f"{path}.success",
+        success,
+        scope,
+        shape=ExpressionShape.ROW,
+        dtype=pl.Boolean,
+        what="`success`",
+    )
     if checked is None or not ok:
         return None
     assert isinstance(k, int) and isinstance(task, str)
@@ -1697,17 +1811,25 @@ def _label(problems: _Problems, raw: object, line: int | None, path: str) -> str
     if raw is None:
         return None
     if not isinstance(raw, str) or not raw.strip():
-        problems.add(line, path, f"expected plain words (text of at most {LABEL_MAX} "
-                     f"characters), got {_shown(raw)}")
+        problems.add(
+            line,
+            path,
+            f"expected plain words (text of at most {LABEL_MAX} characters), got {_shown(raw)}",
+        )
         return None
     text = raw.strip()
     if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text):
-        problems.add(line, path, "expected one line of plain words, got a line break or a "
-                     "control character")
+        problems.add(
+            line, path, "expected one line of plain words, got a line break or a control character"
+        )
         return None
     if len(text) > LABEL_MAX:
-        problems.add(line, path, f"expected at most {LABEL_MAX} characters, got {len(text)}; "
-                     "a longer explanation belongs in `description`")
+        problems.add(
+            line,
+            path,
+            f"expected at most {LABEL_MAX} characters, got {len(text)}; "
+            "a longer explanation belongs in `description`",
+        )
         return None
     return text
 
@@ -1772,8 +1894,10 @@ def _resolve_extends(
                 for key in ("value", "formula", *PASS_KINDS):
                     if key not in body:
                         merged.pop(key, None)
-                if ("numerator" not in body and "value" in body) or "formula" in body or any(
-                    k in body for k in PASS_KINDS
+                if (
+                    ("numerator" not in body and "value" in body)
+                    or "formula" in body
+                    or any(k in body for k in PASS_KINDS)
                 ):
                     merged.pop("numerator", None)
                     merged.pop("denominator", None)
@@ -2050,8 +2174,11 @@ def _baseline_design(
 
 
 def _object(keys: Sequence[str], **known: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False,
-            "properties": {k: known.get(k, {}) for k in keys}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {k: known.get(k, {}) for k in keys},
+    }
 
 
 def _named(body: dict[str, Any]) -> dict[str, Any]:
@@ -2069,19 +2196,29 @@ def spec_json_schema() -> dict[str, Any]:
         format={"enum": list(SOURCE_FORMATS)},
         columns=_named(column),
         options=_object(tuple(dict.fromkeys((*CHAT_OPTION_KEYS, *OTLP_OPTION_KEYS)))),
-        attribution=_object(ATTRIBUTION_KEYS, after={"enum": list(ATTRIBUTION_ANCHORS)},
-                            rule={"enum": list(ATTRIBUTION_RULES)}),
+        attribution=_object(
+            ATTRIBUTION_KEYS,
+            after={"enum": list(ATTRIBUTION_ANCHORS)},
+            rule={"enum": list(ATTRIBUTION_RULES)},
+        ),
     )
-    table = _object(tuple(dict.fromkeys((*ROLLUP_TABLE_KEYS, *ROW_TABLE_KEYS))),
-                    attributes=names, rollup=_named(_named(text)), derive=_named(text))
+    table = _object(
+        tuple(dict.fromkeys((*ROLLUP_TABLE_KEYS, *ROW_TABLE_KEYS))),
+        attributes=names,
+        rollup=_named(_named(text)),
+        derive=_named(text),
+    )
     price = _object(PRICE_KEYS, aliases=names)
     pass_k = _object(PASS_KEYS, k={"type": "integer", "minimum": 1}, task=text, success=text)
     kpi = _object(
         KPI_KEYS,
         label={"type": "string", "minLength": 1, "maxLength": LABEL_MAX},
-        layer={"enum": list(LAYERS)}, format={"enum": list(FORMATS)},
-        direction={"enum": list(DIRECTIONS)}, test={"enum": list(TESTS)},
-        thresholds=_object(LEVELS), cohorts=names,
+        layer={"enum": list(LAYERS)},
+        format={"enum": list(FORMATS)},
+        direction={"enum": list(DIRECTIONS)},
+        test={"enum": list(TESTS)},
+        thresholds=_object(LEVELS),
+        cohorts=names,
         min_sample={"type": "integer", "minimum": 0},
         **{kind: pass_k for kind in PASS_KINDS},
     )
@@ -2098,8 +2235,9 @@ def spec_json_schema() -> dict[str, Any]:
             tables=_named(table),
             baselines=_named(_object(BASELINE_KEYS, design={"enum": list(BASELINE_DESIGNS)})),
             kpis=_named(kpi),
-            pricing=_object(PRICING_KEYS, models=_named(
-                {"oneOf": [price, {"type": "array", "items": price}]})),
+            pricing=_object(
+                PRICING_KEYS, models=_named({"oneOf": [price, {"type": "array", "items": price}]})
+            ),
             fairness=_object(FAIRNESS_KEYS),
         ),
         "required": ["version", "sources", "tables", "kpis"],

@@ -36,28 +36,14 @@ from typing import Any, cast
 import polars as pl
 
 from kpictl import __version__, stats
-from kpictl.comparison import (
+from kpictl.comparison.run import (
     NOT_TESTABLE,
     UNAVAILABLE,
     CompareOptions,
     CompareResult,
     run_compare,
 )
-from kpictl.costs import (
-    HUMAN_MINUTE_PARAM,
-    CostTotals,
-    Slice,
-    conversation_costs,
-    cost_totals,
-    human_minutes_unknown,
-    slice_facts,
-    unit_table,
-)
-from kpictl.costs import number_param as _number_param
-from kpictl.costs import source_rows as _source_rows
-from kpictl.costs import with_literals as _with_literals
-from kpictl.datacheck import require_columns, unavailable_label
-from kpictl.engine import (
+from kpictl.engine.compute import (
     BUCKET,
     MAX_COHORTS,
     UNTIMED_AS_OF,
@@ -68,11 +54,26 @@ from kpictl.engine import (
     resolve_window,
     run_compute,
 )
+from kpictl.engine.costs import (
+    HUMAN_MINUTE_PARAM,
+    CostTotals,
+    Slice,
+    conversation_costs,
+    cost_totals,
+    human_minutes_unknown,
+    slice_facts,
+    unit_table,
+)
+from kpictl.engine.costs import number_param as _number_param
+from kpictl.engine.costs import source_rows as _source_rows
+from kpictl.engine.costs import with_literals as _with_literals
+from kpictl.engine.datacheck import require_columns, unavailable_label
 from kpictl.errors import UsageError
-from kpictl.io import FileReport, Sources
+from kpictl.io.read import FileReport, Sources
+from kpictl.io.schema import CANONICAL_TABLES
 from kpictl.projection import ProjectionOptions, ProjectionResult, parse_volume, project_costs
 from kpictl.redact import redact_value
-from kpictl.render import (
+from kpictl.render.output import (
     LAYER_TITLES,
     fairness_lines,
     format_change,
@@ -88,15 +89,22 @@ from kpictl.render import (
     shown_value,
 )
 from kpictl.review import ReviewScore, score_review
-from kpictl.schema import CANONICAL_TABLES
-from kpictl.spec import LAYERS, OUTCOME_SOURCE, BaselineSpec, KpiSpec, Spec, TableSpec
-from kpictl.sqlexpr import compile_sql, did_you_mean, strip_literals
+from kpictl.spec.model import LAYERS, OUTCOME_SOURCE, BaselineSpec, KpiSpec, Spec, TableSpec
+from kpictl.sql.expr import compile_sql, did_you_mean, strip_literals
 
 LEVELS = ("warning", "critical", "catastrophic")
 NOT_JUDGED = "not_judged"
 INSUFFICIENT = "insufficient_data"
-STATUS_ORDER = ("ok", "warning", "critical", "catastrophic", INSUFFICIENT, UNAVAILABLE,
-                NOT_TESTABLE, NOT_JUDGED)
+STATUS_ORDER = (
+    "ok",
+    "warning",
+    "critical",
+    "catastrophic",
+    INSUFFICIENT,
+    UNAVAILABLE,
+    NOT_TESTABLE,
+    NOT_JUDGED,
+)
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_GAP = "·"
 CAVEAT_MARK = "†"
@@ -212,8 +220,9 @@ class Tile:
     @property
     def shown(self) -> str:
         """The value as shown: formatted, or "unavailable (no `x` column)"."""
-        return unavailable_label(self.reason) if self.reason else format_value(self.value,
-                                                                                self.format)
+        return (
+            unavailable_label(self.reason) if self.reason else format_value(self.value, self.format)
+        )
 
 
 @dataclass(frozen=True)
@@ -334,8 +343,11 @@ def _money(value: float | None) -> str:
 
 
 def _status_text(status: str, threshold: str | None = None) -> str:
-    label = {INSUFFICIENT: "insufficient data", NOT_JUDGED: "not judged",
-             NOT_TESTABLE: "not testable"}.get(status, status)
+    label = {
+        INSUFFICIENT: "insufficient data",
+        NOT_JUDGED: "not judged",
+        NOT_TESTABLE: "not testable",
+    }.get(status, status)
     label += f" ({threshold})" if threshold else ""
     return label if status in ("ok", NOT_JUDGED) else f"**{label}**"
 
@@ -564,8 +576,10 @@ def data_quality(
 
 
 def _tool_call_timing(sources: Sources) -> list[Finding]:
-    starts = sources["events"].group_by("conversation_id").agg(
-        pl.col("ts").min().alias("__start"), pl.len().alias("__events")
+    starts = (
+        sources["events"]
+        .group_by("conversation_id")
+        .agg(pl.col("ts").min().alias("__start"), pl.len().alias("__events"))
     )
     calls = (
         sources["tool_calls"]
@@ -1085,8 +1099,9 @@ def run_report(
         check_cohort_counts({"facts": facts}, options.by, options.max_cohorts)
         cohorts, cohort_notes, tests = cohort_comparisons(spec, current, facts, options.by, options)
     # no drill-down of an unavailable KPI: its failures would be counted over nulls
-    groups, has_text = drilldown(spec, current, facts, costs_frame, options,
-                                 skip=trend.check.unavailable)
+    groups, has_text = drilldown(
+        spec, current, facts, costs_frame, options, skip=trend.check.unavailable
+    )
     time = table.time
     period_start = current.window.since
     if period_start is None and time is not None and facts.height:
@@ -1351,8 +1366,13 @@ def _section_header(data: ReportData) -> list[str]:
             "(conversations started in the period)"
         )
         as_of = iso(window.as_of) or ""
-    lines = [f"# {title}", "", f"- **Period:** {period}", f"- **As of:** {as_of}",
-             *_empty_lines(data)]
+    lines = [
+        f"# {title}",
+        "",
+        f"- **Period:** {period}",
+        f"- **As of:** {as_of}",
+        *_empty_lines(data),
+    ]
     if comparison is None:
         lines += [
             "- **Baseline:** none — the spec declares no default baseline and none was "
@@ -1392,25 +1412,35 @@ def _section_header(data: ReportData) -> list[str]:
 def _empty_lines(data: ReportData) -> list[str]:
     """The header's word on an empty period or arm: every KPI there is n = 0, so nothing in
     the scorecard is an estimate (a table of dashes alone does not say why)."""
-    empty = [f"`{name}`" for name, loaded in data.current.sources.by_name.items()
-             if loaded.rows == 0]
-    why = (f" (source {empty[0]} holds no rows)" if len(empty) == 1 else
-           f" (sources {', '.join(empty)} hold no rows)" if empty else "")
+    empty = [
+        f"`{name}`" for name, loaded in data.current.sources.by_name.items() if loaded.rows == 0
+    ]
+    why = (
+        f" (source {empty[0]} holds no rows)"
+        if len(empty) == 1
+        else f" (sources {', '.join(empty)} hold no rows)"
+        if empty
+        else ""
+    )
     units = unit_table(data.spec).name
     current_empty = data.costs is not None and data.costs.conversations == 0
     base = data.baseline
     base_empty = data.baseline_costs is not None and data.baseline_costs.conversations == 0
     if current_empty and (base is None or base_empty):
-        place = ("the window" if base is None or base.window == data.current.window
-                 else "either period")
-        return [f"- **No data:** no {units} in {place}{why}: every KPI is n = 0 with "
-                "a null value; nothing below is an estimate"]
+        place = (
+            "the window" if base is None or base.window == data.current.window else "either period"
+        )
+        return [
+            f"- **No data:** no {units} in {place}{why}: every KPI is n = 0 with "
+            "a null value; nothing below is an estimate"
+        ]
     if current_empty:
-        return [f"- **No data:** no {units} in the {data.current.label}{why}: every KPI "
-                "is n = 0 with a null value and every change is insufficient data"]
+        return [
+            f"- **No data:** no {units} in the {data.current.label}{why}: every KPI "
+            "is n = 0 with a null value and every change is insufficient data"
+        ]
     if base is not None and base_empty:
-        return [f"- **No data:** no {units} in the {base.label}: every change is "
-                "insufficient data"]
+        return [f"- **No data:** no {units} in the {base.label}: every change is insufficient data"]
     return []
 
 
@@ -1801,9 +1831,7 @@ def _section_roi(data: ReportData) -> list[str]:
             ["human cost", "—", "not priced: the human minutes are unknown"],
         ]
     else:
-        rows.append(
-            ["human minutes", f"{costs.human_minutes:,.1f} min", "Σ events.human_minutes"]
-        )
+        rows.append(["human minutes", f"{costs.human_minutes:,.1f} min", "Σ events.human_minutes"])
     if rate is not None and costs.human_unknown is None:
         rows.append(
             [
@@ -1932,11 +1960,15 @@ def _design_line(data: ReportData, what: str) -> str:
     """The comparison's design, said once the same way for every ROI estimate."""
     assert data.compare is not None
     if data.compare.design.randomized:
-        return ("- Design: randomized holdout, so the difference is a causal estimate for "
-                "this period's traffic.")
-    return ("- Design: observational — "
-            + (data.compare.design.caveat or "the arms differ in more than the agent")
-            + f"; this is not a causal {what}.")
+        return (
+            "- Design: randomized holdout, so the difference is a causal estimate for "
+            "this period's traffic."
+        )
+    return (
+        "- Design: observational — "
+        + (data.compare.design.caveat or "the arms differ in more than the agent")
+        + f"; this is not a causal {what}."
+    )
 
 
 def _roi_outcome_value(data: ReportData) -> list[str]:
@@ -1945,7 +1977,8 @@ def _roi_outcome_value(data: ReportData) -> list[str]:
     if data.compare is None:
         return []
     found = data.compare.table.filter(
-        (pl.col("kpi") == OUTCOME_VALUE_KPI) & (pl.col("grouping").list.len() == 0))
+        (pl.col("kpi") == OUTCOME_VALUE_KPI) & (pl.col("grouping").list.len() == 0)
+    )
     if found.height == 0:
         return []
     row = found.row(0, named=True)
@@ -1953,8 +1986,12 @@ def _roi_outcome_value(data: ReportData) -> list[str]:
     delta, low, high = row["delta"], row["delta_low"], row["delta_high"]
     n = row["current_n"] or 0
     if delta is None or low is None or high is None or not n:
-        return [*lines, f"Not estimated: `{OUTCOME_VALUE_KPI}` has no comparison "
-                f"({md_text(row['status'] or 'no value on a side')}).", ""]
+        return [
+            *lines,
+            f"Not estimated: `{OUTCOME_VALUE_KPI}` has no comparison "
+            f"({md_text(row['status'] or 'no value on a side')}).",
+            "",
+        ]
     level = round((1 - data.options.alpha) * 100)
     source = data.spec.sources.get(OUTCOME_SOURCE)
     rule = source.attribution if source is not None else None
@@ -1985,12 +2022,17 @@ def _roi_outcome_value(data: ReportData) -> list[str]:
             f"{_money(high * n)}]."
         )
         if not row["significant"]:
-            lines.append("- Not significant after the correction over the KPI tests: treat "
-                         "it as indicative, not established.")
+            lines.append(
+                "- Not significant after the correction over the KPI tests: treat "
+                "it as indicative, not established."
+            )
     lines.append(_design_line(data, "value"))
-    window = (f"credited by the spec's attribution (within {_days(rule.within)} after the "
-              f"conversation's {rule.after}, rule {rule.rule})" if rule is not None
-              else "credited as the spec's rollup defines it")
+    window = (
+        f"credited by the spec's attribution (within {_days(rule.within)} after the "
+        f"conversation's {rule.after}, rule {rule.rule})"
+        if rule is not None
+        else "credited as the spec's rollup defines it"
+    )
     pending = (row["pending_current"] or 0) + (row["pending_baseline"] or 0)
     lines += [
         f"- Assumptions: business events are {window}; events attributed to no conversation "
@@ -2402,8 +2444,10 @@ def _section_projection(data: ReportData) -> list[str]:
     if data.projection is None:
         return []
     heading, _, *rest = projection_markdown(data.projection, level=2)
-    scope = (f"Projected from the {data.current.label}: the conversations started in the "
-             "period and their costs up to as-of (`kpictl project` on the same data).")
+    scope = (
+        f"Projected from the {data.current.label}: the conversations started in the "
+        "period and their costs up to as-of (`kpictl project` on the same data)."
+    )
     return [heading, "", scope, "", *rest]
 
 

@@ -54,7 +54,7 @@ TOOL_CALLS = _columns(
 
 # A CRM or ticketing export of the business events an agent is meant to cause. Rows carry a
 # conversation_id (attached directly) or only a user_id (attached through that user's
-# conversations); `attribution:` on the source says how (kpictl.outcomes, README "Business
+# conversations); `attribution:` on the source says how (kpictl.engine.outcomes, README "Business
 # outcomes").
 BUSINESS_EVENTS = _columns(
     CanonicalColumn("business_event_id", pl.String(), False, "the event's own id"),
@@ -71,7 +71,7 @@ CANONICAL_TABLES: dict[str, dict[str, CanonicalColumn]] = {
     "business_events": BUSINESS_EVENTS,
 }
 
-# Columns the attribution adds to each attributed business event (kpictl.outcomes).
+# Columns the attribution adds to each attributed business event (kpictl.engine.outcomes).
 ATTRIBUTION_COLUMNS: dict[str, pl.DataType] = {
     "share": pl.Float64(),  # the event's share this conversation gets: 1, or 1/n under split
     "event_value_usd": pl.Float64(),  # the event's whole value; value_usd is the share of it
@@ -96,9 +96,9 @@ BUILTIN_COLUMNS: dict[str, pl.DataType] = {
 # Columns kpictl adds when it prices rows (a `pricing:` section, or a chat / OTLP source):
 # not canonical (a log need not have them), but typed for the spec's validation.
 COST_COLUMNS: dict[str, pl.DataType] = {
-    "cost_source": pl.String(),  # reported | computed | unpriced (kpictl.pricing)
+    "cost_source": pl.String(),  # reported | computed | unpriced (kpictl.io.pricing)
     "price_model": pl.String(),  # the price row that priced a computed cost
-    "price_match": pl.String(),  # exact | alias | snapshot | genai_prices (kpictl.pricing)
+    "price_match": pl.String(),  # exact | alias | snapshot | genai_prices (kpictl.io.pricing)
     "cache_read_tokens": pl.Int64(),
     "cache_write_tokens": pl.Int64(),
 }

@@ -34,8 +34,19 @@ _WALL_CLOCK_MESSAGE = (
     "column as_of (set with --as-of; default: the latest timestamp in the data)"
 )
 _CLOCK = frozenset(
-    {"now", "current_timestamp", "current_date", "current_time", "localtimestamp", "localtime",
-     "getdate", "sysdate", "systimestamp", "today", "unix_timestamp"}
+    {
+        "now",
+        "current_timestamp",
+        "current_date",
+        "current_time",
+        "localtimestamp",
+        "localtime",
+        "getdate",
+        "sysdate",
+        "systimestamp",
+        "today",
+        "unix_timestamp",
+    }
 )
 _RANDOM = frozenset(
     {"random", "rand", "uuid", "gen_random_uuid", "random_uuid", "shuffle", "sample"}
@@ -245,8 +256,10 @@ def _walk_literals(node: object, found: dict[tuple[str, str], None]) -> None:
     binary = node.get("BinaryExpr")
     if isinstance(binary, dict) and binary.get("op") in _EQUALITY_OPS:
         left, right = binary.get("left"), binary.get("right")
-        for column, literal in ((_column(left), _string_scalar(right)),
-                                (_column(right), _string_scalar(left))):
+        for column, literal in (
+            (_column(left), _string_scalar(right)),
+            (_column(right), _string_scalar(left)),
+        ):
             if column is not None and literal is not None:
                 found.setdefault((column, literal), None)
     function = node.get("Function")
@@ -313,8 +326,7 @@ def check_expression(
         raise ExpressionProblem("; ".join(parts) + f"; available: {', '.join(sorted(schema))}")
     # only the columns it reads (one, for COUNT(*)): a frame of every column per expression
     # made loading the default spec take 0.1 s
-    read = {n: schema[n] for n in names} or dict(list(schema.items())[:1]) or {
-        "__probe": pl.Null()}
+    read = {n: schema[n] for n in names} or dict(list(schema.items())[:1]) or {"__probe": pl.Null()}
     frame = pl.LazyFrame(schema=read)
     try:
         result_schema = frame.select(expr).collect_schema()

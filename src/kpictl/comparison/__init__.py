@@ -1,0 +1,1 @@
+"""kpictl compare: arms, per-KPI tests dispatched by the KPI's shape, verdicts."""

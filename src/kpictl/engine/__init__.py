@@ -1,0 +1,1 @@
+"""From loaded sources to facts and KPI values: rollups, attribution, data checks, costs."""

@@ -1,0 +1,1 @@
+"""Reading logs into canonical frames: formats, byte-level guards, the JSONL cache, prices."""

@@ -1,0 +1,1 @@
+"""Writers for every output format: terminal tables, JSON, CSV, Markdown."""

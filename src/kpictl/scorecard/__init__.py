@@ -1,0 +1,1 @@
+"""kpictl report: the scorecard (gathered facts, sections, Markdown, charts)."""

@@ -1,0 +1,1 @@
+"""The spec (kpi_definitions.yaml): its model, YAML loading with line marks, and validation."""

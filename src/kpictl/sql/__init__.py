@@ -1,0 +1,1 @@
+"""The spec's SQL expressions: parsing, what an expression reads and computes, compiling it."""
