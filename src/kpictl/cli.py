@@ -83,6 +83,14 @@ class RelativeCi(StrEnum):
     fieller = "fieller"
 
 
+class FactsFormat(StrEnum):
+    """`kpictl facts --format` choices."""
+
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
 class SampleFormat(StrEnum):
     """`kpictl sample --format` choices."""
 
@@ -144,7 +152,23 @@ def _buffered_stdout() -> None:
         )
 
 
-class KpictlGroup(TyperGroup):
+class _UncutGroup(TyperGroup):
+    """A command group whose help lists each command with its whole one-line summary (the
+    docstring's first sentence), wrapped to the terminal, never cut to "…" (click cuts a summary
+    to what fits beside the longest command name)."""
+
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class KpictlGroup(_UncutGroup):
     """The one error boundary: library errors become `kpictl: error: …` and an exit code."""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
@@ -204,7 +228,6 @@ app = typer.Typer(
     "Exit codes: 0 ok, 1 data or spec error, 2 usage error, 3 a KPI at or above --fail-on, "
     "141 stdout closed early (e.g. piped into head).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -481,7 +504,7 @@ def _report_inputs(sources: Sources) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Compute every KPI, overall, by cohort or by time bucket.")
 def compute(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
@@ -566,7 +589,7 @@ def compute(
     _strict(strict, result.check.notes())
 
 
-@app.command()
+@app.command(short_help="Compare every KPI against a baseline: tests, CIs, verdicts.")
 def compare(
     paths: PathsArgument = None,
     baseline: Annotated[
@@ -777,7 +800,7 @@ def compare(
             raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
-@app.command()
+@app.command(short_help="Write the scorecard: one document a reader takes in at once.")
 def report(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
@@ -957,7 +980,7 @@ class ProjectFormat(StrEnum):
     markdown = "markdown"
 
 
-@app.command()
+@app.command(short_help="Project the monthly cost and peak spend at another volume.")
 def project(
     paths: PathsArgument = None,
     volume: Annotated[
@@ -1031,17 +1054,71 @@ def project(
     )
 
 
-@app.command()
-def validate(config: SpecOption = DEFAULT_SPEC, param: ParamOption = None) -> None:
-    """Check the KPI spec without reading any data; report every problem at once (exit 1)."""
-    spec = _load(config, param)
+class CheckFormat(StrEnum):
+    """`kpictl check` and `kpictl validate --format` choices."""
+
+    table = "table"
+    json = "json"
+
+
+@app.command(short_help="Check the KPI spec without reading any data.")
+def validate(
+    config: SpecOption = DEFAULT_SPEC,
+    param: ParamOption = None,
+    output_format: Annotated[
+        CheckFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (one line, or the problems on stderr) or json (on stdout: valid, the "
+            "counts, and every problem with file, line, path and message).",
+        ),
+    ] = CheckFormat.table,
+) -> None:
+    """Check the KPI spec without reading any data; report every problem at once (exit 1).
+
+    Examples:
+
+      kpictl validate
+
+      kpictl validate -c my_spec.yaml --format json
+    """
+    import json
+
+    from kpictl.errors import SpecError
+
+    try:
+        spec = _load(config, param)
+    except SpecError as exc:
+        if output_format is not CheckFormat.json:
+            raise
+        problems = [
+            {"file": p.file, "line": p.line, "path": p.path, "message": p.message}
+            for p in exc.problems
+        ]
+        typer.echo(
+            json.dumps({"spec": str(config), "valid": False, "problems": problems}, indent=2)
+        )
+        count = len(problems)
+        _stderr(f"kpictl: error: {count} problem{'s' if count != 1 else ''} in the KPI spec")
+        raise typer.Exit(int(exc.exit_code)) from None
+    counts = {
+        "kpis": len(spec.kpis),
+        "tables": len(spec.tables),
+        "sources": len(spec.sources),
+        "baselines": len(spec.baselines),
+    }
+    if output_format is CheckFormat.json:
+        document = {"spec": str(config), "valid": True, **counts, "problems": []}
+        typer.echo(json.dumps(document, indent=2))
+        return
     typer.echo(
         f"{config}: ok — {len(spec.kpis)} KPIs, {len(spec.tables)} tables, "
         f"{len(spec.sources)} sources, {len(spec.baselines)} baselines"
     )
 
 
-@app.command()
+@app.command(short_help="Print a JSON Schema of the spec file, for editors.")
 def schema() -> None:
     """Print a JSON Schema (draft 2020-12) of the spec file, for editors (kpictl.schema.json)."""
     import json
@@ -1051,14 +1128,7 @@ def schema() -> None:
     typer.echo(json.dumps(spec_json_schema(), indent=2, ensure_ascii=False))
 
 
-class CheckFormat(StrEnum):
-    """`kpictl check --format` choices."""
-
-    table = "table"
-    json = "json"
-
-
-@app.command()
+@app.command(short_help="Check that the data fits the spec (exit 2 when it does not).")
 def check(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
@@ -1099,7 +1169,7 @@ def check(
         raise typer.Exit(int(ExitCode.USAGE_ERROR))
 
 
-@app.command()
+@app.command(short_help="Export a facts table: one row per conversation.")
 def facts(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
@@ -1113,38 +1183,100 @@ def facts(
     as_of: AsOfOption = None,
     param: ParamOption = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Write to F.parquet or F.csv.")
-    ] = Path("facts.parquet"),
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file (.parquet, .csv or .json; the suffix gives the format "
+            "unless --format does). Default: facts.parquet, or stdout when --format is given.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        FactsFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv, json (an array of row objects) or parquet; without -o to stdout "
+            "(Parquet only into a pipe or file, never a terminal).",
+        ),
+    ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
     reprice: RepriceOption = False,
 ) -> None:
-    """Export a facts table (one row per conversation with every rollup and derive column)."""
-    from kpictl.engine.compute import facts as build_facts
+    """Export a facts table (one row per conversation with every rollup and derive column).
 
-    suffix = output.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UsageError(f"--output {output}: expected a .parquet or .csv file name")
+    Examples:
+
+      kpictl facts -o facts.parquet
+
+      kpictl facts --format csv | head
+
+      kpictl facts --table tool_calls --format json -o tool_calls.json
+    """
+    from kpictl.engine.compute import facts as build_facts
+    from kpictl.render.output import csv_safe, write_atomically
+
+    if output is None and output_format is None:
+        output = Path("facts.parquet")
+    if output_format is not None:
+        fmt = output_format.value
+    else:
+        assert output is not None
+        fmt = output.suffix.lower().lstrip(".")
+        if fmt not in [f.value for f in FactsFormat]:
+            raise UsageError(
+                f"--output {output}: expected a .parquet, .csv or .json file name "
+                "(or name the format with --format)"
+            )
+    if output is None and fmt == "parquet" and sys.stdout.isatty():
+        raise UsageError(
+            "--format parquet: Parquet is binary, not for a terminal; pipe it or name a file "
+            "with -o F.parquet"
+        )
     spec = _load(config, param)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)
-    from kpictl.render.output import csv_safe, write_atomically
 
-    write_atomically(
-        output,
-        frame.write_parquet if suffix == ".parquet" else csv_safe(frame).write_csv,
-        _inputs(config, sources),
-    )
+    def write(target: Any) -> None:
+        if fmt == "parquet":
+            frame.write_parquet(target)
+        elif fmt == "csv":
+            csv_safe(frame).write_csv(target)
+        else:
+            frame.write_json(target)
+
+    if output is None:
+        if fmt == "parquet":
+            sys.stdout.flush()
+            write(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            buffer = io.StringIO()
+            write(buffer)
+            text = buffer.getvalue()
+            typer.echo(text if fmt == "csv" else text + "\n", nl=False)
+        return
+    write_atomically(output, write, _inputs(config, sources))
     _stderr(f"kpictl: wrote {frame.height:,} rows × {frame.width} columns to {output}")
 
 
-@app.command()
+@app.command(short_help="Write deterministic synthetic agent logs.")
 def sample(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder to write events/ and tool_calls/ into.  [default: sample_logs]",
+        ),
+    ] = None,
     out: Annotated[
-        Path, typer.Option("--out", help="Folder to write events/ and tool_calls/ into.")
-    ] = Path("sample_logs"),
+        Path | None, typer.Option("--out", hidden=True, help="The old spelling of --output.")
+    ] = None,
     conversations: Annotated[
         int, typer.Option("--conversations", "-n", min=1, help="How many conversations.")
     ] = 2000,
@@ -1157,9 +1289,12 @@ def sample(
     """Write deterministic synthetic agent logs in the canonical schema."""
     from kpictl.sample import write_sample
 
+    if output is not None and out is not None and output != out:
+        raise UsageError(f"--output {output} and --out {out}: give the folder once (--output)")
+    folder = output or out or Path("sample_logs")
     try:
         written = write_sample(
-            out, conversations=conversations, seed=seed, days=days, fmt=output_format.value
+            folder, conversations=conversations, seed=seed, days=days, fmt=output_format.value
         )
     except ValueError as exc:
         raise UsageError(f"kpictl sample: {exc}") from exc
@@ -1171,6 +1306,8 @@ cache_app = typer.Typer(
     help="Show or empty the JSONL cache: each parsed JSONL file kept as Parquet between runs "
     "($KPICTL_CACHE_DIR, else $XDG_CACHE_HOME/kpictl, else ~/.cache/kpictl; bounded by "
     "$KPICTL_CACHE_MAX_BYTES, default 2G).",
+    short_help="Show or empty the JSONL cache of parsed logs.",
+    cls=_UncutGroup,
     no_args_is_help=True,
 )
 app.add_typer(cache_app, name="cache")
@@ -1232,6 +1369,8 @@ def cache_clear() -> None:
 review_app = typer.Typer(
     help="The human review loop: sample conversations to label, then score the labels "
     "against the agent's self-reported success.",
+    short_help="The human review loop: sample conversations to label, then score.",
+    cls=_UncutGroup,
     no_args_is_help=True,
     rich_markup_mode=None,
 )

@@ -1018,6 +1018,13 @@ def run_report(
     table = unit_table(spec)
     for dim in options.by:
         known = spec.column_types[table.name]
+        if dim == table.key:
+            raise UsageError(
+                f"--by {dim}: the key of table {table.name!r} (one cohort per row): the "
+                "scorecard compares groups of rows with the rest; use a column that groups "
+                f"them (e.g. {', '.join(table.attributes[:3]) or 'an attribute'}), or see "
+                f"each row's values with kpictl compute --by {dim}"
+            )
         if dim not in known:
             raise UsageError(
                 f"--by {dim}: not a column of table {table.name!r}"
