@@ -19,28 +19,22 @@ Fields beyond the brief, on `Comparison`:
                        p-value kpictl reports, which is `p_value`).
 
 Other public names: `RatioSums` (per-arm sums of a ratio KPI, A4), `QuantileArm` (one arm of a
-percentile KPI, A5) with `quantile_arm_from_bounds`, `FiellerInterval`/`fieller_lift_interval`
-(A4), `newcombe_interval`/`wilson_interval`/`pooled_z_test`/`proportions_exact_test` (A2),
-`BootstrapInterval`/`bootstrap_comparison`/`weighted_quantile`/`bootstrap_quantile` (A5),
-`sample_size_proportions` (A12) and `mcnemar_comparison` (A13).
+percentile KPI, A5), `FiellerInterval`/`fieller_lift_interval` (A4),
+`newcombe_interval`/`wilson_interval`/`proportions_exact_test` (A2),
+`BootstrapInterval`/`bootstrap_comparison`/`paired_bootstrap_comparison` (A5, formula and
+pass^k KPIs), `mde_mean` (A12), `sample_ratio_mismatch` (A7), `adjust_p_values` (A8),
+`cochran_q` (heterogeneity), the paired tests `mcnemar_comparison`/`paired_t`/
+`wilcoxon_signed_rank` (A13), and the review loop's `cohens_kappa`, `stratified_proportion`,
+`stratified_review` and `round_trend`.
 
-Optional modes and companions, each on sufficient statistics or arrays:
+Optional modes, each on sufficient statistics:
     A9 sequential   `sequential_rho2`, `sequential_multiplier`, `sequential_halfwidth`,
                     `sequential_p_value`, `sequential_comparison` (a `Comparison` made
-                    always-valid), `running_min_p_values`;
+                    always-valid, two-sided);
     A10 CUPED       `CupedSums`, `cuped_theta`, `cuped_summary`, `compare_cuped` (means and
-                    proportions), `RatioCupedSums`, `ratio_cuped_sums`, `ratio_cuped_theta`,
-                    `compare_ratio_cuped`, and `relative_difference`;
-    A11 Bayesian    `Posterior`, `gaussian_risk`, `bayesian_posterior`, `bayesian_comparison`;
-    A12 power       `power_relative`, `mde_relative` (GrowthBook's relative-scale power, also
-                    for sequential mode);
-    A3 robustness   `mann_whitney`, `hodges_lehmann_shift`;
-    A8 CIs          `adjusted_ci_from_p` (GrowthBook's back-out), `bonferroni_interval`,
-                    `preferential_bonferroni_alphas` (Eppo);
-    A5 bootstrap    `bootstrap_one_sample`, `quantile_statistic`.
+                    proportions).
 
-`cluster_bootstrap` takes one vectorised statistic per arm (a closure over that arm's
-per-unit data, called with a (B, K) resampling-count matrix) and the two unit counts.
+Every test is two-sided: no command asks for a one-sided one.
 
 Conventions pinned here: sample moments use n−1 (ratio and mean KPIs), proportions use
 s² = p(1−p) (A2, for gbstats parity); percentile point estimates are the inverted-CDF order
@@ -62,7 +56,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-Alternative = Literal["two-sided", "greater", "less"]
 RelativeCI = Literal["delta", "fieller"]
 PAdjust = Literal["holm", "bh", "none"]
 FloatArray = npt.NDArray[np.float64]
@@ -219,28 +212,15 @@ def _cdf(x: float, df: float | None) -> float:
     return float(special.stdtr(df, x))
 
 
-def _p_value(statistic: float, df: float | None, alternative: Alternative) -> float:
-    """p-value of a t (or z when df is None) statistic (A1)."""
-    if alternative == "two-sided":
-        return 2.0 * _cdf(-abs(statistic), df)
-    if alternative == "greater":
-        return _cdf(-statistic, df)
-    if alternative == "less":
-        return _cdf(statistic, df)
-    raise ValueError(f"unknown alternative {alternative!r}")
+def _p_value(statistic: float, df: float | None) -> float:
+    """Two-sided p-value of a t (or z when df is None) statistic (A1)."""
+    return 2.0 * _cdf(-abs(statistic), df)
 
 
-def _bounds(
-    estimate: float, se: float, alpha: float, df: float | None, alternative: Alternative
-) -> tuple[float, float]:
-    """CI = Δ ± t_{1−α/2,ν}·SE; one-sided (Δ − t_{1−α}SE, ∞) or (−∞, Δ + t_{1−α}SE) (A1)."""
-    if alternative == "two-sided":
-        half = _crit(1.0 - alpha / 2.0, df) * se
-        return estimate - half, estimate + half
-    half = _crit(1.0 - alpha, df) * se
-    if alternative == "greater":
-        return estimate - half, math.inf
-    return -math.inf, estimate + half
+def _bounds(estimate: float, se: float, alpha: float, df: float | None) -> tuple[float, float]:
+    """Two-sided CI = Δ ± t_{1−α/2,ν}·SE (A1)."""
+    half = _crit(1.0 - alpha / 2.0, df) * se
+    return estimate - half, estimate + half
 
 
 def _estimate_or_none(summary: ArmSummary) -> float | None:
@@ -288,22 +268,20 @@ def ratio_summary(
     d_sum: float,
     d_sq: float,
     md_sum: float,
-    *,
-    ddof: int = 1,
 ) -> ArmSummary:
     """Ratio arm R = ΣM/ΣD with the delta-method per-unit variance (A4).
 
-    s²_R = [s²_M − 2R·s_MD + R²·s²_D]/D̄² with moments divided by n − ddof (kpictl: ddof = 1;
-    ddof = 0 gives the cluster-robust CR0 variance, A6). ΣD = 0 → estimate nan.
+    s²_R = [s²_M − 2R·s_MD + R²·s²_D]/D̄² with moments divided by n − 1 (with n it would be the
+    cluster-robust CR0 variance, A6). ΣD = 0 → estimate nan.
     """
     if n <= 0 or d_sum == 0:
         return ArmSummary(math.nan, 0.0, max(int(n), 0))
     ratio = m_sum / d_sum
-    if n - ddof <= 0:
+    if n <= 1:
         return ArmSummary(ratio, 0.0, int(n))
-    var_m = (m_sq - m_sum * m_sum / n) / (n - ddof)
-    var_d = (d_sq - d_sum * d_sum / n) / (n - ddof)
-    cov_md = (md_sum - m_sum * d_sum / n) / (n - ddof)
+    var_m = (m_sq - m_sum * m_sum / n) / (n - 1)
+    var_d = (d_sq - d_sum * d_sum / n) / (n - 1)
+    cov_md = (md_sum - m_sum * d_sum / n) / (n - 1)
     d_mean = d_sum / n
     variance = (var_m - 2.0 * ratio * cov_md + ratio * ratio * var_d) / (d_mean * d_mean)
     return ArmSummary(ratio, max(variance, 0.0), int(n))  # a rounding residue below 0 is 0
@@ -358,7 +336,6 @@ def _relative(
     df: float | None,
     *,
     alpha: float,
-    alternative: Alternative,
     relative_ci: RelativeCI,
 ) -> tuple[Interval | None, float | None, tuple[str, ...]]:
     """Delta-method relative effect (A1) with a delta or Fieller (A4) CI."""
@@ -368,22 +345,16 @@ def _relative(
     va, vb = baseline.variance / baseline.n, current.variance / current.n
     estimate = (m_b - m_a) / abs(m_a)
     se = math.sqrt(vb / m_a**2 + va * m_b**2 / m_a**4)
-    p = _p_value(estimate / se, df, alternative) if se > 0 else None
+    p = _p_value(estimate / se, df) if se > 0 else None
     if relative_ci == "delta":
-        return Interval(estimate, se, *_bounds(estimate, se, alpha, df, alternative)), p, ()
+        return Interval(estimate, se, *_bounds(estimate, se, alpha, df)), p, ()
     if relative_ci != "fieller":
         raise ValueError(f"unknown relative_ci {relative_ci!r}")
-    q = 1.0 - alpha / 2.0 if alternative == "two-sided" else 1.0 - alpha
-    fieller = fieller_lift_interval(m_a, va, m_b, vb, _crit(q, df))
-    low, high = fieller.low, fieller.high
-    if alternative == "greater":
-        high = math.inf
-    elif alternative == "less":
-        low = -math.inf
+    fieller = fieller_lift_interval(m_a, va, m_b, vb, _crit(1.0 - alpha / 2.0, df))
     warnings: tuple[str, ...] = ()
     if fieller.g >= 1.0:
         warnings = (f"Fieller interval unbounded (g = {fieller.g:.3g} ≥ 1): baseline too noisy",)
-    return Interval(estimate, se, low, high), p, warnings
+    return Interval(estimate, se, fieller.low, fieller.high), p, warnings
 
 
 def _identical_constant_arms(
@@ -405,7 +376,6 @@ def compare_summaries(
     alpha: float = 0.05,
     relative_ci: RelativeCI = "delta",
     test: str = "welch_t",
-    alternative: Alternative = "two-sided",
 ) -> Comparison:
     """Welch t on two arm summaries (A1).
 
@@ -431,9 +401,9 @@ def compare_summaries(
     df = welch_df(baseline.variance, baseline.n, current.variance, current.n)
     delta = m_b - m_a
     statistic = delta / se
-    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, alternative))
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df))
     relative, relative_p, warnings = _relative(
-        baseline, current, df, alpha=alpha, alternative=alternative, relative_ci=relative_ci
+        baseline, current, df, alpha=alpha, relative_ci=relative_ci
     )
     return Comparison(
         test=test,
@@ -441,7 +411,7 @@ def compare_summaries(
         current=m_b,
         absolute=absolute,
         relative=relative,
-        p_value=_p_value(statistic, df, alternative),
+        p_value=_p_value(statistic, df),
         df=df,
         warnings=warnings,
         statistic=statistic,
@@ -453,8 +423,6 @@ def one_sample(
     summary: ArmSummary,
     target: float,
     alpha: float = 0.05,
-    *,
-    alternative: Alternative = "two-sided",
 ) -> Comparison:
     """One-sample t of the current arm against a constant target (contract values).
 
@@ -471,8 +439,8 @@ def one_sample(
     df = float(summary.n - 1)
     delta = m - target
     statistic = delta / se
-    p = _p_value(statistic, df, alternative)
-    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, alternative))
+    p = _p_value(statistic, df)
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df))
     relative: Interval | None = None
     warnings: tuple[str, ...] = ()
     if target == 0:
@@ -497,16 +465,6 @@ def one_sample(
 # ----------------------------------------------------------------------------------------------
 # Proportions (A2)
 # ----------------------------------------------------------------------------------------------
-
-
-def pooled_z_test(x_a: float, n_a: int, x_b: float, n_b: int) -> tuple[float, float]:
-    """Pooled two-proportion z-test (A2): (z, two-sided p); = chi2_contingency without Yates."""
-    pooled = (x_a + x_b) / (n_a + n_b)
-    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b))
-    if not se > 0:
-        return math.nan, math.nan
-    z = (x_b / n_b - x_a / n_a) / se
-    return z, 2.0 * float(special.ndtr(-abs(z)))
 
 
 def wilson_interval(x: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -864,34 +822,6 @@ def _replace_arm(arm: QuantileArm, **changes: Any) -> QuantileArm:
     return replace(arm, **changes)
 
 
-def quantile_arm_from_bounds(
-    n: int,
-    estimate: float,
-    lower: float,
-    upper: float,
-    nu: float,
-    *,
-    alpha: float = 0.05,
-    n_star: int | None = None,
-    design_effect: float = 1.0,
-) -> QuantileArm:
-    """A percentile arm from (n, Q̂, X_(L), X_(U)) computed elsewhere (A5, gbstats
-    `QuantileStatistic`): SE_iid = √(n*/n)·(X_(U) − X_(L))/(2z), SE = SE_iid·√deff.
-    n* is the sample size the bounds came from (default n)."""
-    _check_alpha(alpha)
-    z = _z(1.0 - alpha / 2.0)
-    arm = QuantileArm(nu, n, n, estimate, math.nan, math.nan, math.nan, lower=lower, upper=upper)
-    guard = _quantile_guard(n, nu, z)
-    if guard is None and not upper > lower:
-        guard = _not_enough(nu, "ties at the quantile (X_(U) = X_(L))")
-    if guard is not None:
-        return _replace_arm(arm, warnings=(guard,))
-    se_iid = math.sqrt((n_star if n_star is not None else n) / n) * (upper - lower) / (2.0 * z)
-    return _replace_arm(
-        arm, se_iid=se_iid, se=se_iid * math.sqrt(design_effect), design_effect=design_effect
-    )
-
-
 def compare_quantiles(
     baseline: QuantileArm, current: QuantileArm, *, alpha: float = 0.05
 ) -> Comparison:
@@ -914,13 +844,12 @@ def compare_quantiles(
     naive = math.hypot(baseline.se_iid, current.se_iid)
     delta = m_b - m_a
     statistic = delta / se
-    absolute = Interval(delta, se, *_bounds(delta, se, alpha, None, "two-sided"))
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, None))
     relative, relative_p, warnings = _relative(
         ArmSummary(m_a, baseline.se**2, 1),
         ArmSummary(m_b, current.se**2, 1),
         None,
         alpha=alpha,
-        alternative="two-sided",
         relative_ci="delta",
     )
     return Comparison(
@@ -929,7 +858,7 @@ def compare_quantiles(
         current=m_b,
         absolute=absolute,
         relative=relative,
-        p_value=_p_value(statistic, None, "two-sided"),
+        p_value=_p_value(statistic, None),
         df=None,
         warnings=(*arm_warnings, *warnings),
         design_effect=(se / naive) ** 2,
@@ -986,33 +915,6 @@ def _percentile_interval(
     low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
     se = float(finite.std(ddof=1))
     return BootstrapInterval(estimate, se, float(low), float(high), resamples, dropped)
-
-
-def cluster_bootstrap(
-    stat_a: UnitStatistic,
-    stat_b: UnitStatistic,
-    n_units_a: int,
-    n_units_b: int,
-    *,
-    alpha: float = 0.05,
-    resamples: int = 2000,
-    seed: int = 0,
-    max_cells: int = 4_000_000,
-) -> BootstrapInterval:
-    """Cluster bootstrap of stat_b − stat_a, resampling units within each arm (A5).
-
-    `stat_g(W)` gets a (B, K_g) matrix of multinomial counts (how often each of the K_g units
-    of arm g is drawn in each of B resamples; a row of ones = the observed sample) and returns
-    the B statistics, vectorised: for additive per-unit sums `lambda W: (W @ m) / (W @ d)`, for
-    percentiles `bootstrap_quantile(values, units, nu)`. Percentile CI; SE = SD of the
-    resampled differences; non-finite draws are dropped and counted. Resamples are drawn in
-    batches of at most `max_cells` counts per arm from `np.random.default_rng(seed)`.
-    """
-    _check_alpha(alpha)
-    point_a, point_b, draws_a, draws_b = _bootstrap_draws(
-        stat_a, stat_b, n_units_a, n_units_b, resamples=resamples, seed=seed, max_cells=max_cells
-    )
-    return _percentile_interval(point_b - point_a, draws_b - draws_a, alpha, resamples)
 
 
 def _bootstrap_p(draws: FloatArray) -> float:
@@ -1139,41 +1041,6 @@ def _relative_percentile(
     return _percentile_interval((m_b - m_a) / abs(m_a), lifts, alpha, resamples)
 
 
-def weighted_quantile(
-    values: npt.ArrayLike, unit_index: npt.ArrayLike, counts: npt.ArrayLike, nu: float
-) -> FloatArray:
-    """Inverted-CDF quantile of `values` when unit u is counted counts[b, u] times (A5).
-
-    values (n,), unit_index (n,) in [0, K), counts (B, K) → (B,) quantiles X_(⌈νT_b⌉) with
-    T_b the weighted number of values in resample b. Vectorised over B.
-    """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    idx = np.asarray(unit_index).ravel()
-    w = np.atleast_2d(np.asarray(counts, dtype=np.float64))
-    order = np.argsort(x, kind="stable")
-    xs, units_sorted = x[order], idx[order]
-    cumulative = np.cumsum(w[:, units_sorted], axis=1)
-    total = cumulative[:, -1]
-    rank = np.maximum(np.ceil(total * nu), 1.0)
-    position = (cumulative < rank[:, None]).sum(axis=1)
-    return xs[np.minimum(position, x.size - 1)]
-
-
-def bootstrap_quantile(values: npt.ArrayLike, units: npt.ArrayLike, nu: float) -> UnitStatistic:
-    """A `cluster_bootstrap` statistic: the ν-quantile of one arm's values, resampling units.
-
-    `units` gives each value's unit id; W's columns follow the sorted unique ids
-    (`n_units` = number of distinct ids)."""
-    x = np.asarray(values, dtype=np.float64).ravel()
-    _, codes = np.unique(_unit_ids(units), return_inverse=True)
-    codes = codes.ravel()
-
-    def stat(weights: FloatArray) -> FloatArray:
-        return weighted_quantile(x, codes, weights, nu)
-
-    return stat
-
-
 # ----------------------------------------------------------------------------------------------
 # Multiple testing (A8), SRM (A7), power (A12)
 # ----------------------------------------------------------------------------------------------
@@ -1269,22 +1136,6 @@ def mde_mean(
     return multiplier * math.sqrt(variance_a / n_a + variance_b / n_b)
 
 
-def mde_proportion(p: float, n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Absolute MDE of a proportion near p (A12): (z_{1−α/2} + z_power)·√(p(1−p)(1/n_A + 1/n_B))."""
-    variance = p * (1.0 - p)
-    return mde_mean(variance, variance, n_a, n_b, alpha, power)
-
-
-def sample_size_proportions(
-    p_a: float, p_b: float, alpha: float = 0.05, power: float = 0.8
-) -> float:
-    """Units per arm to detect p_A → p_B (A12, unpooled):
-    (z_{1−α/2} + z_power)²·(p_A(1−p_A) + p_B(1−p_B))/(p_B − p_A)²."""
-    _check_alpha(alpha)
-    multiplier = _z(1.0 - alpha / 2.0) + _z(power)
-    return multiplier**2 * (p_a * (1 - p_a) + p_b * (1 - p_b)) / (p_b - p_a) ** 2
-
-
 # ----------------------------------------------------------------------------------------------
 # Paired designs (A13)
 # ----------------------------------------------------------------------------------------------
@@ -1346,7 +1197,7 @@ def paired_t(baseline: npt.ArrayLike, current: npt.ArrayLike, alpha: float = 0.0
     df = float(n - 1)
     delta = float(d.mean())
     statistic = delta / se
-    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, "two-sided"))
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df))
     relative: Interval | None = None
     relative_p: float | None = None
     warnings: tuple[str, ...] = ()
@@ -1359,15 +1210,15 @@ def paired_t(baseline: npt.ArrayLike, current: npt.ArrayLike, alpha: float = 0.0
         rel_se = math.sqrt(max(ratio.variance, 0.0) / n)
         rel = delta / abs(m_a)
         if rel_se > 0:
-            relative = Interval(rel, rel_se, *_bounds(rel, rel_se, alpha, df, "two-sided"))
-            relative_p = _p_value(rel / rel_se, df, "two-sided")
+            relative = Interval(rel, rel_se, *_bounds(rel, rel_se, alpha, df))
+            relative_p = _p_value(rel / rel_se, df)
     return Comparison(
         "paired_t",
         m_a,
         m_b,
         absolute,
         relative,
-        _p_value(statistic, df, "two-sided"),
+        _p_value(statistic, df),
         df,
         warnings,
         statistic=statistic,
@@ -1442,94 +1293,38 @@ def wilcoxon_signed_rank(
 # ----------------------------------------------------------------------------------------------
 
 SEQUENTIAL_N_STAR = 5000.0  # GrowthBook's default tuning parameter N* (Eppo: 10 000)
-SequentialPMethod = Literal["exact", "gbstats"]
-_GBSTATS_P_BRACKET = (1e-5, 0.4999)  # gbstats one-sided bisection: bracket (= clamps),
-_GBSTATS_P_TOL = 1e-6  # tolerance on the CI bound,
-_GBSTATS_P_ITERS = 100  # iterations
 
 
-def sequential_rho2(
-    alpha: float = 0.05, n_star: float = SEQUENTIAL_N_STAR, *, one_sided: bool = False
-) -> float:
-    """Mixing parameter ρ² = (−2 ln a + ln(1 − 2 ln a))/N*, a = α (two-sided) or 2α (one-sided)
-    (A9; gbstats `sequential_rho` squared, Waudby-Smith et al. eq. 161). N* is the planned total
-    number of units (both arms) at which the confidence sequence is tightest."""
+def sequential_rho2(alpha: float = 0.05, n_star: float = SEQUENTIAL_N_STAR) -> float:
+    """Mixing parameter ρ² = (−2 ln α + ln(1 − 2 ln α))/N* (A9; gbstats `sequential_rho`
+    squared, Waudby-Smith et al. eq. 161). N* is the planned total number of units (both arms)
+    at which the confidence sequence is tightest."""
     _check_alpha(alpha)
     if not n_star > 0:
         raise ValueError(f"the sequential tuning parameter N* must be positive, got {n_star}")
-    a = 2.0 * alpha if one_sided else alpha
-    if not a < 1.0:
-        raise ValueError(f"a one-sided sequential test needs alpha < 0.5, got {alpha}")
-    log_a = math.log(a)
+    log_a = math.log(alpha)
     return (-2.0 * log_a + math.log(1.0 - 2.0 * log_a)) / n_star
 
 
 def sequential_multiplier(
-    n: float,
-    *,
-    n_star: float = SEQUENTIAL_N_STAR,
-    alpha: float = 0.05,
-    one_sided: bool = False,
-    rho2: float | None = None,
+    n: float, *, n_star: float = SEQUENTIAL_N_STAR, alpha: float = 0.05
 ) -> float:
-    """Half-width of the confidence sequence in units of the SE after n units in total (A9).
-
-    Two-sided: √((nρ²+1)/(nρ²)·ln((nρ²+1)/α²)) (gbstats `sequential_interval_halfwidth`,
-    Waudby-Smith et al. eq. 9); one-sided: √(2(nρ²+1)/(nρ²)·ln(1 + √(nρ²+1)/(2α))) (eq. 134).
-    This is the fixed-horizon z it replaces (vector S1: 3.0385 at N* = 5000 vs 1.96). `rho2`
-    overrides ρ² (gbstats keeps ρ² of the design α while bisecting over α).
+    """Half-width of the confidence sequence in units of the SE after n units in total (A9):
+    √((nρ²+1)/(nρ²)·ln((nρ²+1)/α²)) (gbstats `sequential_interval_halfwidth`, Waudby-Smith et
+    al. eq. 9). This is the fixed-horizon z it replaces (vector S1: 3.0385 at N* = 5000 vs 1.96).
     """
     _check_alpha(alpha)
     if not n > 0:
         raise ValueError(f"the sequential multiplier needs n > 0 units, got {n}")
-    r2 = sequential_rho2(alpha, n_star, one_sided=one_sided) if rho2 is None else rho2
-    x = n * r2
-    if one_sided:
-        return math.sqrt(2.0 * (x + 1.0) / x * math.log1p(math.sqrt(x + 1.0) / (2.0 * alpha)))
+    x = n * sequential_rho2(alpha, n_star)
     return math.sqrt((x + 1.0) / x * (math.log1p(x) - 2.0 * math.log(alpha)))
 
 
 def sequential_halfwidth(
-    se: float,
-    n: float,
-    *,
-    n_star: float = SEQUENTIAL_N_STAR,
-    alpha: float = 0.05,
-    one_sided: bool = False,
+    se: float, n: float, *, n_star: float = SEQUENTIAL_N_STAR, alpha: float = 0.05
 ) -> float:
     """Half-width SE·`sequential_multiplier` of the always-valid CI after n units (A9)."""
-    return se * sequential_multiplier(n, n_star=n_star, alpha=alpha, one_sided=one_sided)
-
-
-def _gbstats_one_sided_p(
-    estimate: float, se: float, n: float, rho2: float, greater: bool
-) -> float | None:
-    """gbstats's one-sided sequential p-value: bisection over α on the CI bound (in the units
-    of the estimate), ρ² fixed, bracket [1e-5, 0.4999] (returned as clamps), stopping once the
-    bound is within 1e-6 of 0 and returning the next midpoint, at most 100 iterations; None when
-    it does not converge (`SequentialOneSidedTreatment*TTest.compute_p_value`)."""
-
-    def bound(a: float) -> float:  # the CI bound that decides, signed so that > 0 rejects
-        width = se * sequential_multiplier(n, alpha=a, one_sided=True, rho2=rho2)
-        return estimate - width if greater else -(estimate + width)
-
-    low, high = _GBSTATS_P_BRACKET
-    if bound(low) > 0:
-        return low
-    if bound(high) < 0:
-        return high
-    this = 0.5 * (low + high)
-    diff = 0.0
-    for _ in range(_GBSTATS_P_ITERS):
-        diff = bound(this)
-        if diff < 0:
-            low = this
-        else:
-            high = this
-        this = 0.5 * (low + high)
-        if abs(diff) < _GBSTATS_P_TOL:
-            return this
-    return None
+    return se * sequential_multiplier(n, n_star=n_star, alpha=alpha)
 
 
 def sequential_p_value(
@@ -1539,65 +1334,25 @@ def sequential_p_value(
     *,
     n_star: float = SEQUENTIAL_N_STAR,
     alpha: float = 0.05,
-    alternative: Alternative = "two-sided",
-    method: SequentialPMethod = "exact",
 ) -> float:
-    """Always-valid p-value of Δ̂ with standard error SE after n units in total (A9).
-
-    Two-sided: min(1, √(nρ²+1)·exp(−nρ²/(2(nρ²+1))·(Δ̂/SE)²)) = 1/e-value (gbstats
+    """Always-valid two-sided p-value of Δ̂ with standard error SE after n units in total (A9):
+    min(1, √(nρ²+1)·exp(−nρ²/(2(nρ²+1))·(Δ̂/SE)²)) = 1/e-value (gbstats
     `SequentialTwoSidedTTest.p_value`; the mSPRT of Johari et al.). It is < α exactly when the
-    two-sided confidence sequence excludes 0. One-sided (ρ² from 2α): "exact" inverts the
-    one-sided half-width in closed form, p = √(nρ²+1)/(2·(exp(z²nρ²/(2(nρ²+1))) − 1)) for z =
-    Δ̂/SE on the tested side (1 otherwise), capped at 1; "gbstats" reproduces gbstats's bisection
-    for parity (clamped to [1e-5, 0.4999]; it stops on a 1e-6 tolerance on the CI bound and
-    returns the next midpoint, so it is coarser: 0.46316 where the exact value is 0.46305, G4).
-    The p-value of one look; keep the running minimum over looks (`running_min_p_values`).
-    α only enters the one-sided ρ². nan when SE ≤ 0 (or when the bisection does not converge).
-    """
+    confidence sequence excludes 0. nan when SE ≤ 0."""
     _check_alpha(alpha)
     if not se > 0 or not math.isfinite(estimate):
         return math.nan
     z = estimate / se
-    if alternative == "two-sided":
-        x = n * sequential_rho2(alpha, n_star)
-        log_p = 0.5 * math.log1p(x) - x / (2.0 * (x + 1.0)) * z * z
-        return math.exp(min(0.0, log_p))
-    if alternative not in ("greater", "less"):
-        raise ValueError(f"unknown alternative {alternative!r}")
-    rho2 = sequential_rho2(alpha, n_star, one_sided=True)
-    greater = alternative == "greater"
-    if method == "gbstats":
-        p = _gbstats_one_sided_p(estimate, se, n, rho2, greater)
-        return math.nan if p is None else p
-    if method != "exact":
-        raise ValueError(f"unknown sequential p-value method {method!r}")
-    side = z if greater else -z
-    if side <= 0:
-        return 1.0
-    x = n * rho2
-    exponent = side * side * x / (2.0 * (x + 1.0))
-    if exponent > 700.0:  # expm1 would overflow: p = c·e^(−y)/2 underflows gracefully
-        return math.exp(0.5 * math.log1p(x) - math.log(2.0) - exponent)
-    excess = math.expm1(exponent)
-    return min(1.0, math.sqrt(x + 1.0) / (2.0 * excess)) if excess > 0 else 1.0
+    x = n * sequential_rho2(alpha, n_star)
+    log_p = 0.5 * math.log1p(x) - x / (2.0 * (x + 1.0)) * z * z
+    return math.exp(min(0.0, log_p))
 
 
-def _sequential_interval(
-    interval: Interval,
-    n: float,
-    *,
-    n_star: float,
-    alpha: float,
-    alternative: Alternative,
-) -> Interval:
-    one_sided = alternative != "two-sided"
-    half = sequential_halfwidth(interval.se, n, n_star=n_star, alpha=alpha, one_sided=one_sided)
-    low, high = interval.estimate - half, interval.estimate + half
-    if alternative == "greater":
-        high = math.inf
-    elif alternative == "less":
-        low = -math.inf
-    return Interval(interval.estimate, interval.se, low, high)
+def _sequential_interval(interval: Interval, n: float, *, n_star: float, alpha: float) -> Interval:
+    half = sequential_halfwidth(interval.se, n, n_star=n_star, alpha=alpha)
+    return Interval(
+        interval.estimate, interval.se, interval.estimate - half, interval.estimate + half
+    )
 
 
 def sequential_comparison(
@@ -1606,8 +1361,6 @@ def sequential_comparison(
     *,
     n_star: float = SEQUENTIAL_N_STAR,
     alpha: float = 0.05,
-    alternative: Alternative = "two-sided",
-    p_method: SequentialPMethod = "exact",
 ) -> Comparison:
     """Turn a fixed-horizon `Comparison` into an always-valid one (A9).
 
@@ -1615,30 +1368,21 @@ def sequential_comparison(
     SE·`sequential_multiplier` (the relative one around the delta-method estimate and SE, even
     when the fixed-horizon CI was Fieller's); `p_value` (absolute, kpictl rule) and
     `relative_p_value` become `sequential_p_value`s; df becomes None (normal theory), the test
-    name gets "+sequential". Pass the same `alternative` as the fixed-horizon comparison.
-    Comparisons without an absolute effect (degenerate input) come back unchanged.
+    name gets "+sequential". Comparisons without an absolute effect (degenerate input) come
+    back unchanged.
     """
     _check_alpha(alpha)
     if comparison.absolute is None or not comparison.absolute.se > 0:
         return comparison
 
     def p_of(interval: Interval) -> float:
-        return sequential_p_value(
-            interval.estimate,
-            interval.se,
-            n,
-            n_star=n_star,
-            alpha=alpha,
-            alternative=alternative,
-            method=p_method,
-        )
+        return sequential_p_value(interval.estimate, interval.se, n, n_star=n_star, alpha=alpha)
 
-    kwargs: dict[str, Any] = {"n_star": n_star, "alpha": alpha, "alternative": alternative}
-    absolute = _sequential_interval(comparison.absolute, n, **kwargs)
+    absolute = _sequential_interval(comparison.absolute, n, n_star=n_star, alpha=alpha)
     relative = comparison.relative
     relative_p: float | None = None
     if relative is not None and relative.se > 0:
-        relative = _sequential_interval(relative, n, **kwargs)
+        relative = _sequential_interval(relative, n, n_star=n_star, alpha=alpha)
         relative_p = p_of(relative)
     return replace(
         comparison,
@@ -1649,21 +1393,6 @@ def sequential_comparison(
         df=None,
         relative_p_value=relative_p,
     )
-
-
-def running_min_p_values(p_values: Sequence[float | None]) -> list[float | None]:
-    """Running minimum of the always-valid p-values of successive looks (A9; Johari et al.
-    define the always-valid p-value that way; gbstats recomputes per look). None (no test at
-    that look) stays None and does not reset the minimum."""
-    out: list[float | None] = []
-    best = math.inf
-    for p in p_values:
-        if p is None:
-            out.append(None)
-            continue
-        best = min(best, float(p))
-        out.append(best)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1726,7 +1455,6 @@ def _adjusted_comparison(
     relative_variance: Callable[[], float],
     *,
     alpha: float,
-    alternative: Alternative,
 ) -> Comparison:
     """A1 on adjusted arms; relative (m*_B − m*_A)/|unadjusted baseline| with its own variance."""
     (y_a, y_b), (a, b) = unadjusted, arms
@@ -1736,7 +1464,7 @@ def _adjusted_comparison(
     df = welch_df(a.variance, a.n, b.variance, b.n)
     delta = b.estimate - a.estimate
     statistic = delta / se
-    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df, alternative))
+    absolute = Interval(delta, se, *_bounds(delta, se, alpha, df))
     relative: Interval | None = None
     relative_p: float | None = None
     warnings: tuple[str, ...] = ()
@@ -1745,8 +1473,8 @@ def _adjusted_comparison(
         warnings = (BASELINE_ZERO,)
     elif variance > 0:
         rel, rel_se = delta / abs(y_a), math.sqrt(variance)
-        relative = Interval(rel, rel_se, *_bounds(rel, rel_se, alpha, df, alternative))
-        relative_p = _p_value(rel / rel_se, df, alternative)
+        relative = Interval(rel, rel_se, *_bounds(rel, rel_se, alpha, df))
+        relative_p = _p_value(rel / rel_se, df)
     else:
         warnings = (f"{ZERO_VARIANCE}: no relative CI",)
     return Comparison(
@@ -1755,7 +1483,7 @@ def _adjusted_comparison(
         y_b,
         absolute,
         relative,
-        _p_value(statistic, df, alternative),
+        _p_value(statistic, df),
         df,
         warnings,
         statistic=statistic,
@@ -1770,7 +1498,6 @@ def compare_cuped(
     binary: bool = False,
     theta: float | None = None,
     alpha: float = 0.05,
-    alternative: Alternative = "two-sided",
 ) -> Comparison:
     """CUPED-adjusted comparison of a mean (or, `binary`, a proportion) KPI (A10).
 
@@ -1793,626 +1520,7 @@ def compare_cuped(
         control = var_y * y_b**2 / y_a**2 - 2.0 * t * cov * y_b / y_a + t**2 * var_w
         return b.variance / (b.n * y_a**2) + control / (a.n * y_a**2)
 
-    return _adjusted_comparison(
-        "cuped", (y_a, y_b), (a, b), relative_variance, alpha=alpha, alternative=alternative
-    )
-
-
-class RatioCupedSums(NamedTuple):
-    """Per-arm sums of a ratio KPI M/D with its pre-period M′/D′ (A10, gbstats
-    `RegressionAdjustedRatioStatistic`): n; (Σ, Σ²) of m_post, d_post, m_pre, d_pre; then the
-    cross-products Σ m_post·m_pre, d_post·d_pre, m_pre·d_pre, m_post·d_post, m_post·d_pre,
-    m_pre·d_post."""
-
-    n: int
-    m_post_sum: float
-    m_post_sq: float
-    d_post_sum: float
-    d_post_sq: float
-    m_pre_sum: float
-    m_pre_sq: float
-    d_pre_sum: float
-    d_pre_sq: float
-    m_post_m_pre: float
-    d_post_d_pre: float
-    m_pre_d_pre: float
-    m_post_d_post: float
-    m_post_d_pre: float
-    m_pre_d_post: float
-
-
-def ratio_cuped_sums(
-    m_post: npt.ArrayLike, d_post: npt.ArrayLike, m_pre: npt.ArrayLike, d_pre: npt.ArrayLike
-) -> RatioCupedSums:
-    """`RatioCupedSums` of per-unit arrays (one entry per unit, same order in all four)."""
-    mp, dp, mq, dq = (
-        np.asarray(v, dtype=np.float64).ravel() for v in (m_post, d_post, m_pre, d_pre)
-    )
-    if not mp.size == dp.size == mq.size == dq.size:
-        raise ValueError("ratio CUPED arrays must have the same length")
-    return RatioCupedSums(
-        int(mp.size),
-        float(mp.sum()),
-        float(mp @ mp),
-        float(dp.sum()),
-        float(dp @ dp),
-        float(mq.sum()),
-        float(mq @ mq),
-        float(dq.sum()),
-        float(dq @ dq),
-        float(mp @ mq),
-        float(dp @ dq),
-        float(mq @ dq),
-        float(mp @ dp),
-        float(mp @ dq),
-        float(mq @ dp),
-    )
-
-
-def _ratio_cuped_moments(s: RatioCupedSums) -> tuple[FloatArray, FloatArray]:
-    """β = (M̄_post, D̄_post, M̄_pre, D̄_pre) and the 4×4 covariance Λ with n−1 moments (A10)."""
-    n = s.n
-    sums = np.array([s.m_post_sum, s.d_post_sum, s.m_pre_sum, s.d_pre_sum])
-    products = np.array(
-        [
-            [s.m_post_sq, s.m_post_d_post, s.m_post_m_pre, s.m_post_d_pre],
-            [s.m_post_d_post, s.d_post_sq, s.m_pre_d_post, s.d_post_d_pre],
-            [s.m_post_m_pre, s.m_pre_d_post, s.m_pre_sq, s.m_pre_d_pre],
-            [s.m_post_d_pre, s.d_post_d_pre, s.m_pre_d_pre, s.d_pre_sq],
-        ]
-    )
-    lam = (products - np.outer(sums, sums) / n) / (n - 1) if n > 1 else np.zeros((4, 4))
-    return sums / n, lam
-
-
-def _ratio_cuped_gradient(beta: FloatArray, theta: float) -> FloatArray:
-    """∇ of M̄_post/D̄_post − θ·M̄_pre/D̄_pre with respect to β (A10)."""
-    return np.array(
-        [
-            1.0 / beta[1],
-            -beta[0] / beta[1] ** 2,
-            -theta / beta[3],
-            theta * beta[2] / beta[3] ** 2,
-        ]
-    )
-
-
-def ratio_cuped_theta(baseline: RatioCupedSums, current: RatioCupedSums) -> float:
-    """θ minimising the pooled variance of the adjusted ratio (A10; gbstats
-    `compute_theta_regression_adjusted_ratio`): with ∇ at θ = 1, θ = −(c_A + c_B)/(v_A + v_B),
-    c_g = ∇_preᵀ Λ_{pre,post} ∇_post, v_g = ∇_preᵀ Λ_pre ∇_pre; 0 when v_A + v_B = 0 or a
-    denominator mean is 0."""
-    c_total = v_total = 0.0
-    for s in (baseline, current):
-        beta, lam = _ratio_cuped_moments(s)
-        if beta[1] == 0 or beta[3] == 0:
-            return 0.0
-        grad = _ratio_cuped_gradient(beta, 1.0)
-        c_total += float(grad[2:] @ lam[2:, :2] @ grad[:2])
-        v_total += float(grad[2:] @ lam[2:, 2:] @ grad[2:])
-    return 0.0 if v_total == 0 else -c_total / v_total
-
-
-def compare_ratio_cuped(
-    baseline: RatioCupedSums,
-    current: RatioCupedSums,
-    *,
-    theta: float | None = None,
-    alpha: float = 0.05,
-    alternative: Alternative = "two-sided",
-) -> Comparison:
-    """CUPED on a ratio KPI (A10): per arm R*_g = R_post − θ·R_pre with per-unit variance ∇ᵀΛ∇.
-
-    θ = `ratio_cuped_theta` unless given (|θ| < 1e-8 → 0, the plain ratio). Absolute Δ =
-    R*_B − R*_A, Welch df on ∇ᵀΛ∇; relative Δ/|R_{A,post}| with the delta-method gradient of
-    (R*_B − R*_A)/|R_{A,post}| (gbstats `frequentist_variance_relative_cuped_ratio`, here with
-    sign(R_{A,post}) so that negating M negates the lift and keeps the SE, vector G9).
-    `baseline`/`current` report the unadjusted R_post. Test name "cuped_ratio".
-    """
-    _check_alpha(alpha)
-    if baseline.n <= 0 or current.n <= 0:
-        return Comparison("cuped_ratio", None, None, None, None, None, None, (NO_UNITS,))
-    moments = [_ratio_cuped_moments(s) for s in (baseline, current)]
-    for arm, (beta, _) in zip(("baseline", "current"), moments, strict=True):
-        if beta[1] == 0 or beta[3] == 0:
-            return Comparison(
-                "cuped_ratio",
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                (f"denominator sum is 0 in the {arm}: ratio undefined",),
-            )
-    t = ratio_cuped_theta(baseline, current) if theta is None else theta
-    if abs(t) < 1e-8:
-        t = 0.0
-    (beta_a, lam_a), (beta_b, lam_b) = moments
-    grad_a, grad_b = _ratio_cuped_gradient(beta_a, t), _ratio_cuped_gradient(beta_b, t)
-    r_a, r_b = float(beta_a[0] / beta_a[1]), float(beta_b[0] / beta_b[1])
-    adjusted_a = r_a - t * float(beta_a[2] / beta_a[3])
-    adjusted_b = r_b - t * float(beta_b[2] / beta_b[3])
-    a = ArmSummary(adjusted_a, float(grad_a @ lam_a @ grad_a), int(baseline.n))
-    b = ArmSummary(adjusted_b, float(grad_b @ lam_b @ grad_b), int(current.n))
-
-    def relative_variance() -> float:
-        scale = abs(r_a)
-        factor = (scale + math.copysign(1.0, r_a) * (b.estimate - a.estimate)) / scale**2
-        nabla_a = np.array(
-            [
-                -factor / beta_a[1],
-                factor * beta_a[0] / beta_a[1] ** 2,
-                -grad_a[2] / scale,
-                -grad_a[3] / scale,
-            ]
-        )
-        nabla_b = grad_b / scale
-        return float(nabla_a @ lam_a @ nabla_a) / a.n + float(nabla_b @ lam_b @ nabla_b) / b.n
-
-    return _adjusted_comparison(
-        "cuped_ratio",
-        (r_a, r_b),
-        (a, b),
-        relative_variance,
-        alpha=alpha,
-        alternative=alternative,
-    )
-
-
-def relative_difference(baseline: float, current: float) -> float | None:
-    """(current − baseline)/|baseline| (A1; gbstats `frequentist_diff`): −10 → −5 is +0.5;
-    None when the baseline is 0."""
-    return None if baseline == 0 else (current - baseline) / abs(baseline)
-
-
-# ----------------------------------------------------------------------------------------------
-# Bayesian mode (A11)
-# ----------------------------------------------------------------------------------------------
-
-PriorScale = Literal["relative", "absolute"]
-
-
-@dataclass(frozen=True)
-class Posterior(Interval):
-    """Normal posterior of an effect (A11): `estimate`/`se` its mean and SD, `low`/`high` the
-    equal-tailed credible interval, `chance_to_win` = P(effect better than 0), and the expected
-    losses `risk_baseline` = E[max(Δ, 0)] (keeping the baseline) and `risk_current` =
-    E[max(−Δ, 0)] (shipping the current), swapped for lower-is-better KPIs. Degenerate input:
-    nan everywhere and `warnings` say why."""
-
-    chance_to_win: float = math.nan
-    risk_baseline: float = math.nan
-    risk_current: float = math.nan
-    relative: bool = False
-    warnings: tuple[str, ...] = ()
-
-
-def gaussian_risk(mu: float, sigma: float) -> tuple[float, float]:
-    """(E[max(X, 0)], E[max(−X, 0)]) for X ~ N(μ, σ²) (A11; gbstats `get_risk`):
-    μΦ(μ/σ) + σφ(μ/σ) and σφ(μ/σ) − μΦ(−μ/σ)."""
-    if not sigma > 0:
-        return max(mu, 0.0), max(-mu, 0.0)
-    z = mu / sigma
-    density = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    return (
-        mu * float(special.ndtr(z)) + sigma * density,
-        sigma * density - mu * float(special.ndtr(-z)),
-    )
-
-
-def bayesian_posterior(
-    estimate: float,
-    se: float,
-    *,
-    prior_mean: float = 0.0,
-    prior_variance: float | None = None,
-    alpha: float = 0.05,
-    inverse: bool = False,
-    relative: bool = False,
-) -> Posterior:
-    """Posterior of an effect from data N(Δ̂, SE²) and a Normal prior N(μ₀, σ₀²) (A11).
-
-    Precision-weighted: 1/σ² = 1/SE² + 1/σ₀², mean = σ²(Δ̂/SE² + μ₀/σ₀²); `prior_variance`
-    None is GrowthBook's default improper flat prior (posterior = data). Credible interval from
-    normal quantiles; chance to win P(Δ > 0) (P(Δ < 0) when `inverse`, lower is better).
-    """
-    _check_alpha(alpha)
-    if not se > 0 or not math.isfinite(estimate):
-        return Posterior(math.nan, math.nan, math.nan, math.nan, warnings=(ZERO_VARIANCE,))
-    if prior_variance is not None and not prior_variance > 0:
-        raise ValueError(f"prior variance must be positive, got {prior_variance}")
-    precision = 1.0 / se**2
-    mean = estimate
-    if prior_variance is not None:
-        mean = (estimate / se**2 + prior_mean / prior_variance) / (precision + 1 / prior_variance)
-        precision += 1.0 / prior_variance
-    sd = math.sqrt(1.0 / precision)
-    half = _z(1.0 - alpha / 2.0) * sd
-    win = float(special.ndtr(mean / sd))
-    risk_baseline, risk_current = gaussian_risk(mean, sd)
-    if inverse:
-        win, risk_baseline, risk_current = 1.0 - win, risk_current, risk_baseline
-    return Posterior(
-        mean,
-        sd,
-        mean - half,
-        mean + half,
-        chance_to_win=win,
-        risk_baseline=risk_baseline,
-        risk_current=risk_current,
-        relative=relative,
-    )
-
-
-def bayesian_comparison(
-    baseline: ArmSummary,
-    current: ArmSummary,
-    *,
-    relative: bool = True,
-    prior_mean: float = 0.0,
-    prior_variance: float | None = None,
-    prior_scale: PriorScale = "relative",
-    alpha: float = 0.05,
-    inverse: bool = False,
-) -> Posterior:
-    """Bayesian effect of two arm summaries (A11; gbstats `EffectBayesianABTest`).
-
-    Data: the A1 absolute difference or the relative (m_B − m_A)/|m_A| with its delta-method
-    variance. A prior stated on the other scale is rescaled by |m_A| (relative → absolute:
-    μ₀|m_A|, σ₀²m_A², as GrowthBook does; absolute → relative the inverse). Eppo's default is
-    `prior_variance=0.05**2` on the relative lift; GrowthBook's is the improper flat prior.
-    """
-    _check_alpha(alpha)
-    nan = math.nan
-
-    def failed(reason: str) -> Posterior:
-        return Posterior(nan, nan, nan, nan, relative=relative, warnings=(reason,))
-
-    if baseline.n <= 0 or current.n <= 0:
-        return failed(NO_UNITS)
-    m_a, m_b = baseline.estimate, current.estimate
-    if relative and m_a == 0:
-        return failed(BASELINE_ZERO)
-    if not baseline.variance > 0 or not current.variance > 0:
-        return failed(ZERO_VARIANCE)
-    va, vb = baseline.variance / baseline.n, current.variance / current.n
-    if relative:
-        estimate = (m_b - m_a) / abs(m_a)
-        variance = vb / m_a**2 + va * m_b**2 / m_a**4
-    else:
-        estimate, variance = m_b - m_a, va + vb
-    if prior_scale not in ("relative", "absolute"):
-        raise ValueError(f"unknown prior scale {prior_scale!r}")
-    mean, var = prior_mean, prior_variance
-    if var is not None and relative != (prior_scale == "relative"):
-        if m_a == 0:
-            return failed(BASELINE_ZERO)
-        scale = abs(m_a) if prior_scale == "relative" else 1.0 / abs(m_a)
-        mean, var = mean * scale, var * scale**2
-    return bayesian_posterior(
-        estimate,
-        math.sqrt(variance),
-        prior_mean=mean,
-        prior_variance=var,
-        alpha=alpha,
-        inverse=inverse,
-        relative=relative,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Power and MDE on the relative scale, GrowthBook-style (A12)
-# ----------------------------------------------------------------------------------------------
-
-
-def _relative_se(mean: float, variance: float, effect: float, n_per_arm: float) -> float:
-    """SE of the relative lift with the same σ² in both arms: σ²/(μ²n) + σ²μ_B²/(μ⁴n) (A12)."""
-    mean_b = mean * (1.0 + effect)
-    return math.sqrt(
-        variance / (mean**2 * n_per_arm) + variance * mean_b**2 / (mean**4 * n_per_arm)
-    )
-
-
-def power_relative(
-    mean: float,
-    variance: float,
-    effect: float,
-    n_total: float,
-    *,
-    n_variations: int = 2,
-    alpha: float = 0.05,
-    n_star: float | None = None,
-) -> float:
-    """Power of the two-sided test of a relative lift `effect` (A12; GrowthBook
-    `powerEstFrequentist`): n = n_total/k units per arm, SE from `_relative_se`, power =
-    1 − Φ(z − Δ/SE) + Φ(−z − Δ/SE). With `n_star` (sequential mode, A9) the SE is inflated by
-    the confidence-sequence multiplier at the pairwise n = 2·n_total/k over z."""
-    _check_alpha(alpha)
-    if mean == 0 or not variance > 0 or not n_total > 0 or n_variations < 2:
-        raise ValueError("power needs mean ≠ 0, variance > 0, n_total > 0 and ≥ 2 variations")
-    n_arm = n_total / n_variations
-    z = _z(1.0 - alpha / 2.0)
-    se = _relative_se(mean, variance, effect, n_arm)
-    if n_star is not None:
-        se *= sequential_multiplier(2.0 * n_arm, n_star=n_star, alpha=alpha) / z
-    shift = effect / se
-    return float(special.ndtr(shift - z) + special.ndtr(-z - shift))
-
-
-def mde_relative(
-    mean: float,
-    variance: float,
-    n_total: float,
-    *,
-    n_variations: int = 2,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    n_star: float | None = None,
-) -> float:
-    """Minimum detectable relative lift (A12; GrowthBook `findMdeFrequentist`): the μ_B solving
-    (μ_B − μ)² = c²σ²(1 + μ_B²/μ²)/n with c = z_{1−α/2} + z_power, n = n_total/k, i.e. Δ/SE = c
-    (the far tail ignored); closed form. Sequential (`n_star`): σ² inflated by (multiplier/z)².
-    nan when no positive solution exists (too few units)."""
-    _check_alpha(alpha)
-    if not alpha < power < 1.0:
-        raise ValueError(f"power must lie in (alpha, 1), got {power}")
-    if mean == 0 or not variance > 0 or not n_total > 0 or n_variations < 2:
-        raise ValueError("the MDE needs mean ≠ 0, variance > 0, n_total > 0 and ≥ 2 variations")
-    n_arm = n_total / n_variations
-    z = _z(1.0 - alpha / 2.0)
-    c = z + _z(power)
-    v = variance
-    if n_star is not None:
-        v *= (sequential_multiplier(2.0 * n_arm, n_star=n_star, alpha=alpha) / z) ** 2
-    sigma2 = v / n_arm
-    a = 1.0 - c**2 * sigma2 / mean**2
-    if not a > 0:
-        return math.nan
-    b, c0 = -2.0 * mean, mean**2 - c**2 * sigma2
-    root = (-b + math.sqrt(b * b - 4.0 * a * c0)) / (2.0 * a)
-    return (root - mean) / mean
-
-
-# ----------------------------------------------------------------------------------------------
-# Mann–Whitney U with the Hodges–Lehmann shift (A3)
-# ----------------------------------------------------------------------------------------------
-
-MannWhitneyMethod = Literal["auto", "exact", "asymptotic"]
-_EXACT_MANN_WHITNEY_MAX = 50  # per arm, without ties (A3)
-_HL_MAX_PAIRS = 4_000_000  # m·n pairwise differences in memory for the Hodges–Lehmann shift
-
-
-def _u_null_cdf(m: int, n: int) -> FloatArray:
-    """Exact null CDF of the Mann–Whitney U for sizes m, n without ties: P(U ≤ u), u = 0..mn.
-    The counts are the coefficients of the Gaussian binomial [m+n choose m]_q (exact integers)."""
-    counts = [1]
-    for i in range(1, m + 1):
-        step = n + i  # multiply by (1 − q^(n+i)) ...
-        grown = counts + [0] * step
-        for k in range(step, len(grown)):
-            grown[k] -= counts[k - step]
-        for k in range(i, len(grown)):  # ... and divide by (1 − q^i)
-            grown[k] += grown[k - i]
-        counts = grown[: i * n + 1]
-    total = sum(counts)
-    cumulative = 0
-    cdf = np.empty(len(counts))
-    for u, c in enumerate(counts):
-        cumulative += c
-        cdf[u] = cumulative / total
-    return cdf
-
-
-def hodges_lehmann_shift(
-    baseline: npt.ArrayLike, current: npt.ArrayLike, alpha: float = 0.05
-) -> tuple[float, float, float]:
-    """Hodges–Lehmann shift of current vs baseline, the median of all current_j − baseline_i,
-    with the Moses CI (D_(k), D_(mn+1−k)) (A3): k from the exact U null distribution when both
-    arms have ≤ 50 values and no ties, else k = ⌊mn/2 − z√(mn(m+n+1)/12)⌋. (shift, low, high);
-    low/high are nan when k < 1 (too few values for this α)."""
-    _check_alpha(alpha)
-    a = np.asarray(baseline, dtype=np.float64).ravel()
-    b = np.asarray(current, dtype=np.float64).ravel()
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    m, n = a.size, b.size
-    if m == 0 or n == 0:
-        return math.nan, math.nan, math.nan
-    if m * n > _HL_MAX_PAIRS:
-        raise ValueError(f"Hodges–Lehmann needs m·n ≤ {_HL_MAX_PAIRS} pairs, got {m * n}")
-    diffs = np.sort((b[None, :] - a[:, None]).ravel())
-    total = diffs.size
-    ties = np.unique(np.r_[a, b]).size < m + n
-    if max(m, n) <= _EXACT_MANN_WHITNEY_MAX and not ties:
-        k = int(np.searchsorted(_u_null_cdf(m, n), alpha / 2.0, side="right"))
-    else:
-        spread = math.sqrt(m * n * (m + n + 1) / 12.0)
-        k = math.floor(total / 2.0 - _z(1.0 - alpha / 2.0) * spread)
-    shift = float(np.median(diffs))
-    if k < 1:
-        return shift, math.nan, math.nan
-    return shift, float(diffs[k - 1]), float(diffs[total - k])
-
-
-def mann_whitney(
-    baseline: npt.ArrayLike,
-    current: npt.ArrayLike,
-    *,
-    alpha: float = 0.05,
-    alternative: Alternative = "two-sided",
-    method: MannWhitneyMethod = "auto",
-    use_continuity: bool = True,
-) -> Comparison:
-    """Mann–Whitney U test of current vs baseline with the Hodges–Lehmann shift (A3).
-
-    A robustness companion to the A1 test of the mean: it tests stochastic ordering, not means.
-    `statistic` = U of `current` (= `scipy.stats.mannwhitneyu(current, baseline).statistic`);
-    p-value from scipy: "auto" is exact for ≤ 50 values per arm without ties, else the normal
-    approximation with tie correction (and continuity correction unless `use_continuity` is
-    False). `absolute` is the Hodges–Lehmann shift with the Moses CI (`hodges_lehmann_shift`,
-    two-sided; its `se` = (high − low)/(2z), for display); baseline/current are the means.
-    """
-    _check_alpha(alpha)
-    from scipy import stats as scipy_stats
-
-    a = np.asarray(baseline, dtype=np.float64).ravel()
-    b = np.asarray(current, dtype=np.float64).ravel()
-    keep_a, keep_b = np.isfinite(a), np.isfinite(b)
-    warnings: list[str] = []
-    if not (keep_a.all() and keep_b.all()):
-        warnings.append(f"dropped {int((~keep_a).sum() + (~keep_b).sum())} non-finite values")
-        a, b = a[keep_a], b[keep_b]
-    if a.size == 0 or b.size == 0:
-        return Comparison("mann_whitney", None, None, None, None, None, None, (NO_UNITS,))
-    m_a, m_b = float(a.mean()), float(b.mean())
-    pooled = np.r_[a, b]
-    if np.all(pooled == pooled[0]):
-        return Comparison("mann_whitney", m_a, m_b, None, None, None, None, (ZERO_VARIANCE,))
-    ties = np.unique(pooled).size < pooled.size
-    if method == "auto":
-        small = max(a.size, b.size) <= _EXACT_MANN_WHITNEY_MAX
-        method = "exact" if small and not ties else "asymptotic"
-    elif method not in ("exact", "asymptotic"):
-        raise ValueError(f"unknown Mann–Whitney method {method!r}")
-    if method == "exact" and ties:
-        warnings.append("exact Mann–Whitney p-value ignores ties")
-    result = scipy_stats.mannwhitneyu(
-        b, a, alternative=alternative, method=method, use_continuity=use_continuity
-    )
-    absolute: Interval | None = None
-    if a.size * b.size > _HL_MAX_PAIRS:
-        warnings.append(f"Hodges–Lehmann shift skipped for more than {_HL_MAX_PAIRS} pairs")
-    else:
-        shift, low, high = hodges_lehmann_shift(a, b, alpha)
-        if math.isnan(low):
-            warnings.append("too few values for a Hodges–Lehmann CI at this α")
-        se = (high - low) / (2.0 * _z(1.0 - alpha / 2.0))
-        absolute = Interval(shift, se, low, high)
-    return Comparison(
-        f"mann_whitney_{method}",
-        m_a,
-        m_b,
-        absolute,
-        None,
-        float(result.pvalue),
-        None,
-        tuple(warnings),
-        statistic=float(result.statistic),
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Multiplicity-adjusted confidence intervals (A8)
-# ----------------------------------------------------------------------------------------------
-
-
-def adjusted_ci_from_p(
-    estimate: float, adjusted_p: float, alpha: float = 0.05
-) -> tuple[float, float]:
-    """GrowthBook's ad hoc adjusted CI (A8, `adjustedCI` in packages/shared): back out SE' =
-    |Δ|/Φ⁻¹(1 − p_adj/2) from the adjusted p-value, CI = Δ ± z_{1−α/2}·SE'. (0, 0) for Δ = 0
-    (GrowthBook's convention), (−∞, ∞) for p_adj ≥ 1. Prefer `bonferroni_interval`."""
-    _check_alpha(alpha)
-    if not estimate:
-        return 0.0, 0.0
-    if adjusted_p >= 1.0:
-        return -math.inf, math.inf
-    se = abs(estimate / _z(1.0 - adjusted_p / 2.0))
-    half = _z(1.0 - alpha / 2.0) * se
-    return estimate - half, estimate + half
-
-
-def bonferroni_interval(
-    interval: Interval, m: int, *, alpha: float = 0.05, df: float | None = None
-) -> Interval:
-    """Bonferroni-level two-sided CI Δ ± t_{1−α/(2m),ν}·SE for a family of m tests (A8: the
-    clean companion of Holm; z when df is None). The same as rerunning the comparison with
-    alpha = α/m (do that for Fieller relative CIs, which this does not rebuild)."""
-    _check_alpha(alpha)
-    if m < 1:
-        raise ValueError(f"the family needs m ≥ 1 tests, got {m}")
-    half = _crit(1.0 - alpha / (2.0 * m), df) * interval.se
-    return Interval(
-        interval.estimate, interval.se, interval.estimate - half, interval.estimate + half
-    )
-
-
-def preferential_bonferroni_alphas(
-    alpha: float, n_treatments: int, n_metrics: int, primary_share: float = 0.5
-) -> tuple[float, float]:
-    """Eppo's preferential Bonferroni (A8): (per-test α of the primary metric, per-test α of
-    every other metric) = (γα/k, (1−γ)α/(k(m−1))) for k treatment arms, m metrics, γ =
-    `primary_share`; with a single metric the primary gets α/k."""
-    _check_alpha(alpha)
-    if n_treatments < 1 or n_metrics < 1 or not 0.0 < primary_share <= 1.0:
-        raise ValueError("need ≥ 1 treatment, ≥ 1 metric and a primary share in (0, 1]")
-    if n_metrics == 1:
-        return alpha / n_treatments, math.nan
-    primary = primary_share * alpha / n_treatments
-    return primary, (1.0 - primary_share) * alpha / (n_treatments * (n_metrics - 1))
-
-
-# ----------------------------------------------------------------------------------------------
-# One-sample bootstrap (A5: the instability of a percentile at small n)
-# ----------------------------------------------------------------------------------------------
-
-BootstrapMethod = Literal["percentile", "BCa", "basic"]
-VectorStatistic = Callable[..., Any]
-
-
-def quantile_statistic(nu: float) -> VectorStatistic:
-    """A vectorised ν-quantile (inverted CDF, A5) for `bootstrap_one_sample`: f(x, axis=-1)."""
-    if not 0.0 < nu < 1.0:
-        raise ValueError(f"quantile level must be in (0, 1), got {nu}")
-
-    def statistic(x: FloatArray, axis: int = -1) -> FloatArray:
-        return np.quantile(x, nu, axis=axis, method="inverted_cdf")
-
-    return statistic
-
-
-def bootstrap_one_sample(
-    values: npt.ArrayLike,
-    statistic: VectorStatistic,
-    *,
-    alpha: float = 0.05,
-    resamples: int = 5000,
-    method: BootstrapMethod = "percentile",
-    seed: int = 0,
-) -> BootstrapInterval:
-    """Bootstrap CI of a statistic of one sample of independent values (A5): `scipy.stats.
-    bootstrap((values,), statistic, vectorized=True, method=…, rng=default_rng(seed))`.
-
-    `statistic(x, axis=-1)` reduces the last axis (e.g. `quantile_statistic(0.95)`). The
-    estimate is the statistic of the sample, `se` scipy's bootstrap standard error. For
-    clustered values resample units instead (`cluster_bootstrap`). Non-finite values are
-    dropped.
-    """
-    _check_alpha(alpha)
-    from scipy import stats as scipy_stats
-
-    x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[np.isfinite(x)]
-    if x.size < 2 or resamples < 2:
-        raise ValueError("the bootstrap needs at least two values and two resamples")
-    result = scipy_stats.bootstrap(
-        (x,),
-        statistic,
-        vectorized=True,
-        n_resamples=resamples,
-        confidence_level=1.0 - alpha,
-        method=method,
-        rng=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
-    return BootstrapInterval(
-        float(statistic(x, axis=-1)),
-        float(result.standard_error),
-        float(low),
-        float(high),
-        resamples,
-        0,
-    )
+    return _adjusted_comparison("cuped", (y_a, y_b), (a, b), relative_variance, alpha=alpha)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2679,6 +1787,6 @@ def round_trend(
     low, high = normal_interval(slope, slope_se, alpha)
     return TrendEstimate(
         Interval(slope, slope_se, low, high),
-        _p_value(slope / slope_se, None, "two-sided"),
+        _p_value(slope / slope_se, None),
         int(y.size),
     )
