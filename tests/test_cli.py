@@ -374,6 +374,7 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         "report",
         "project",
         "check",
+        "init",
         "validate",
         "facts",
         "sample",

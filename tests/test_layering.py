@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"io", "sample"},  # reading logs into canonical frames; the synthetic sample writer
     {"spec"},
     {"engine"},
+    {"init"},  # kpictl init: detect the kind of logs, propose a mapping, write a spec
     {"projection"},  # kpictl project: cost at a volume, peak exposure
     {"stats"},
     {"comparison", "review"},  # review: the human review loop (sample and score)
@@ -29,6 +30,7 @@ WITHIN: dict[str, list[str]] = {
     "io": ["schema", "inputbytes", "formats", "cache", "read", "pricing"],
     "spec": ["yamlmarks", "model"],
     "engine": ["rollup", "outcomes", "sources", "datacheck", "compute", "costs"],
+    "init": ["detect", "mapping", "write"],
 }
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ONLY_IN = {

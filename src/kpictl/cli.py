@@ -375,12 +375,35 @@ def _timestamp(text: str | None, option: str) -> dt.datetime | None:
         ) from exc
 
 
-def _load(config: Path, params: list[str] | None) -> Spec:
+def _load(config: Path, params: list[str] | None, paths: list[str] | None = None) -> Spec:
+    """The spec of `-c`; with log paths and no kpi_definitions.yaml here, the shipped
+    scorecard for chat transcripts or OTLP traces (told from the files' content)."""
     from kpictl.spec.model import load_spec
 
     if not config.exists() and config == DEFAULT_SPEC:
+        if paths:
+            from kpictl.init.write import shipped_scorecard, spec_from_text
+
+            shipped = shipped_scorecard(paths)
+            if shipped is not None:
+                _stderr(
+                    f"kpictl: note: no {DEFAULT_SPEC} here: {paths[0]} holds "
+                    f"{_KIND_WORDS[shipped.kind]}, computed with the shipped {shipped.kind} "
+                    f"scorecard (`kpictl init {paths[0]}` writes it out for editing)"
+                )
+                spec = spec_from_text(
+                    shipped.text, f"<shipped {shipped.kind} scorecard>", Path.cwd()
+                )
+                return spec.with_params(_pairs(params, "--param")) if params else spec
+            raise UsageError(
+                f"no {DEFAULT_SPEC} in {Path.cwd()}: pass the spec with -c PATH, or write one "
+                f"for these logs with `kpictl init {paths[0]}`"
+            )
         raise UsageError(f"no {DEFAULT_SPEC} in {Path.cwd()}: pass the spec with -c PATH")
     return load_spec(config, params=_pairs(params, "--param"))
+
+
+_KIND_WORDS = {"chat": "chat transcripts", "otlp": "OpenTelemetry traces", "events": "flat logs"}
 
 
 def _sources(
@@ -564,7 +587,7 @@ def compute(
     from kpictl.engine.compute import ComputeOptions, run_compute
     from kpictl.render.output import render
 
-    spec = _load(config, param)
+    spec = _load(config, param, paths)
     options = ComputeOptions(
         by=tuple(by or ()),
         max_cohorts=max_cohorts,
@@ -1153,7 +1176,7 @@ def check(
     from kpictl.engine.datacheck import check_sources
     from kpictl.render.output import check_to_json, check_to_text
 
-    spec = _load(config, param)
+    spec = _load(config, param, paths)
     sources = _sources(spec, paths, source, on_bad_rows, cache)
     with progress("Checking the data…"):
         report = check_sources(spec, sources)
@@ -1300,6 +1323,131 @@ def sample(
         raise UsageError(f"kpictl sample: {exc}") from exc
     for path in written:
         _stderr(f"kpictl: wrote {path}")
+
+
+class InitKind(StrEnum):
+    """`kpictl init --kind` choices."""
+
+    events = "events"
+    chat = "chat"
+    otlp = "otlp"
+
+
+@app.command()
+def init(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Log files, globs or folders to read a sample of (JSONL, JSON, Parquet; chat "
+            "transcripts and OTLP traces are told from their content). A second flat path "
+            "holding tool names and statuses becomes the tool_calls source.",
+            show_default=False,
+        ),
+    ] = None,
+    kind: Annotated[
+        InitKind | None,
+        typer.Option(
+            "--kind",
+            help="Read the logs as this kind; without paths, write the shipped chat or otlp "
+            "scorecard (every block on) for editing.",
+        ),
+    ] = None,
+    mapped: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="COLUMN=FIELD: take kpictl's COLUMN (ts, conversation_id, event, …) from "
+            "FIELD instead of guessing. Repeatable.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the spec (default: kpi_definitions.yaml next to the data).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec.")] = False,
+) -> None:
+    """Write a commented kpi_definitions.yaml for your own logs, then check it on them.
+
+    Reads a sample, proposes the column mapping (by name, type and values), keeps the
+    scorecard to the KPIs the logs can support, says what it could not decide, and ends with
+    `kpictl check` on what it wrote.
+
+    Examples:
+
+      kpictl init logs/events.jsonl
+
+      kpictl init logs/events/ logs/tool_calls/ --map ts=created_ms -o kpi.yaml
+
+      kpictl init traces.otlp.jsonl
+
+      kpictl init --kind chat -o chat.yaml
+    """
+    from kpictl.engine.datacheck import check_sources
+    from kpictl.init import default_spec_path, propose_format_spec, propose_spec, sample_logs
+    from kpictl.render.output import check_to_text, write_atomically
+    from kpictl.spec.model import load_spec
+
+    if not paths and (kind is None or kind is InitKind.events):
+        raise UsageError(
+            "kpictl init: give the log paths (kpictl init logs/), or --kind chat or --kind otlp "
+            "to write that shipped scorecard"
+        )
+    target = output or (default_spec_path(paths[0]) if paths else DEFAULT_SPEC)
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists: --force overwrites it, or write elsewhere with -o")
+    fixed = _pairs(mapped, "--map")
+    if not paths:
+        assert kind is not None
+        proposal = propose_format_spec(None, kind.value)
+        samples = []
+    else:
+        with progress("Reading a sample of the logs…"):
+            samples = [sample_logs(p, kind=kind.value if kind else None) for p in paths]
+            proposal = propose_spec(samples, target, fixed)
+    if fixed and proposal.kind != "events":
+        raise UsageError(f"--map: {_KIND_WORDS[proposal.kind]} need no column mapping")
+    roles = dict(proposal.roles)
+    for sample in samples:
+        files = len(sample.files)
+        what = f"source {roles[sample.path]}" if sample.path in roles else "source events"
+        unit = {"events": "rows", "chat": "records", "otlp": "spans"}[sample.kind]
+        typer.echo(
+            f"{sample.path}: {_KIND_WORDS[sample.kind]}{' (Parquet)' if sample.parquet else ''}"
+            f" → {what}; {files:,} file{'s' if files > 1 else ''}, "
+            f"{sample.frame.height:,} {unit} sampled"
+        )
+    sections = (
+        ("proposed:", proposal.chosen),
+        ("could not decide (look at these lines of the spec):", proposal.undecided),
+        ("left out (the logs lack what they need):", proposal.left_out),
+    )
+    for title, lines in sections:
+        if lines:
+            typer.echo(title)
+            typer.echo("".join(f"  - {line}\n" for line in lines), nl=False)
+    log_files = [f for s in samples for f in s.files]
+    write_atomically(target, lambda p: p.write_text(proposal.text, encoding="utf-8"), log_files)
+    spec = load_spec(target)
+    typer.echo(f"wrote {target} ({len(spec.kpis)} KPIs)")
+    if not paths:
+        typer.echo(f"next: set sources.events.path in {target}, then kpictl check -c {target}")
+        return
+    typer.echo(f"\nkpictl check -c {target}:")
+    sources = _sources(spec, None, None, BadRows.error)
+    report = check_sources(spec, sources)
+    typer.echo(check_to_text(report), nl=False)
+    flagged = report.flagged
+    if flagged:
+        _stderr(
+            f"kpictl: init: the check found {len(flagged)} finding"
+            f"{'s' if len(flagged) != 1 else ''}: edit {target}, then kpictl check -c {target}"
+        )
+    else:
+        typer.echo(f"next: kpictl compute -c {target}")
 
 
 cache_app = typer.Typer(

@@ -725,7 +725,10 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
         triple = [c for c in (key, "ts", "event") if c is not None and c in schema]
         duplicates = None
         if key is not None and key in schema and len(triple) == 3:
-            unique = frame.select(pl.struct(triple).n_unique()).collect().item()
+            # chat messages share their record's time: `turn` (a message's position) tells
+            # two messages of one conversation apart, so they are not repeats
+            position = ["turn"] if "turn" in schema else []
+            unique = frame.select(pl.struct(triple + position).n_unique()).collect().item()
             duplicates = int(stats["__rows"]) - int(unique)
         orphans = None
         if keys is not None and name != primary and key in schema:
