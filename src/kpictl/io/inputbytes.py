@@ -10,9 +10,11 @@ import gzip
 import io
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from kpictl.errors import InputDataError
@@ -31,6 +33,7 @@ MAX_JSON_DEPTH = 64
 """The deepest nesting of JSON objects and arrays in one line: a deeper line is a bad row."""
 
 _CHUNK = 16 << 20
+_SCAN_CHUNK = 64 << 20
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -139,3 +142,111 @@ def dtype_depth(dtype: pl.DataType) -> int:
         elif isinstance(current, pl.List | pl.Array):
             pending.append((current.inner, depth + 1))
     return deepest
+
+
+def repeated_key_lines(
+    data: bytes, names: Iterable[str], slice_bytes: int = _SCAN_CHUNK
+) -> list[int]:
+    """Lines (numbered from 1, as `data.split(b"\n")`) where one of `names` is written as a
+    key twice: the candidates for a duplicate JSON key, which polars reads first-wins.
+
+    A byte scan, no JSON parsing (the fast read path's check; the caller confirms each
+    candidate by parsing that line): a key is `"name"` followed by optional blanks and `:`.
+    Every such key is found; text inside a string value can only add false candidates, and
+    so can a name also used as a key in a nested object (the parse then finds no duplicate).
+    Works on slices of `slice_bytes` (64 MB) cut at line ends: bounded scratch memory."""
+    wanted = [name.encode() for name in dict.fromkeys(names) if name]
+    found: list[int] = []
+    line_base, start = 0, 0
+    while wanted and start < len(data):
+        end = min(len(data), start + slice_bytes)
+        if end < len(data):
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= start else (data.find(b"\n", end) + 1 or len(data))
+        found.extend(line_base + n for n in _repeated_in_block(data, start, end, wanted))
+        line_base += data.count(b"\n", start, end)
+        start = end
+    return found
+
+
+def _key_ends(data: bytes, start: int, end: int) -> np.ndarray:
+    """Positions (from `start`) of the closing quote of every `"…"` followed by blanks and a
+    colon in data[start:end], in order. Tight `":` pairs are found two bytes at a time."""
+    block = np.frombuffer(data, np.uint8, count=end - start, offset=start)
+    found = []
+    for phase in (0, 1):
+        pairs = np.frombuffer(data, "<u2", count=(end - start - phase) // 2, offset=start + phase)
+        found.append(np.flatnonzero(pairs == _TIGHT) * 2 + phase)
+        for blank in _SPACED:  # `"a" : 1`, `"a"\t:` — rare; walk over the blanks to a colon
+            spaced = np.flatnonzero(pairs == blank) * 2 + phase
+            if spaced.size:
+                found.append(_followed_by_colon(block, spaced))
+    return np.sort(np.concatenate(found), kind="stable")  # a merge of sorted runs
+
+
+_TIGHT = int.from_bytes(b'":', "little")
+_SPACED = [int.from_bytes(b'"' + blank, "little") for blank in (b" ", b"\t", b"\r")]
+_BLANK_BYTES = np.frombuffer(b" \t\r", np.uint8)
+_WINDOWS = 3  # names up to 23 bytes are compared 8 bytes at a time
+
+
+def _followed_by_colon(block: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """The quotes that blanks and then a colon follow."""
+    origin, at = quotes, quotes + 1
+    keys = []
+    while at.size:
+        inside = at < block.size
+        origin, at = origin[inside], at[inside]
+        byte = block[at]
+        keys.append(origin[byte == ord(":")])
+        blank = np.isin(byte, _BLANK_BYTES)
+        origin, at = origin[blank], at[blank] + 1
+    return np.concatenate(keys) if keys else quotes[:0]
+
+
+def _repeated_in_block(data: bytes, start: int, end: int, wanted: list[bytes]) -> list[int]:
+    """`repeated_key_lines` in data[start:end], whole lines: line numbers from 1 in the slice."""
+    if end - start < 8:  # too short for two keys
+        return []
+    ends = _key_ends(data, start, end)
+    if ends.size < 2:
+        return []
+    block = np.frombuffer(data, np.uint8, count=end - start, offset=start)
+    # the 24 bytes before each closing quote as three numbers (unaligned 8-byte windows): a
+    # comparison per 8 bytes of a name; a key close to the slice's start is compared bytewise
+    windows = np.ndarray((block.size - 7,), "<u8", buffer=data, offset=start, strides=(1,))
+    near = ends < 8 * _WINDOWS
+    tails = [windows[np.maximum(ends - 8 * k, 0)] for k in range(1, _WINDOWS + 1)]
+    newlines = np.flatnonzero(block == ord("\n"))
+    merged = np.argsort(np.concatenate([ends, newlines]), kind="stable")
+    line = np.cumsum(merged >= ends.size)[merged < ends.size]  # newlines before each key
+    lines: set[int] = set()
+    for raw in wanted:
+        key = b'"' + raw
+        chosen = ~near
+        for k, tail in enumerate(tails):
+            if len(key) <= 8 * k:
+                break
+            chosen &= _matches(tail, key[max(len(key) - 8 * (k + 1), 0) : len(key) - 8 * k])
+        pick = np.flatnonzero(chosen)
+        if len(key) > 8 * _WINDOWS:  # a longer name: the rest, on the picked keys only
+            pick = pick[[_is_key(block, int(ends[i]), raw) for i in pick]]
+        early = [i for i in np.flatnonzero(near) if _is_key(block, int(ends[i]), raw)]
+        if early:
+            pick = np.sort(np.concatenate([pick, np.array(early, dtype=pick.dtype)]))
+        at_line = line[pick]  # keys come in file order: one line's are adjacent
+        twice = np.flatnonzero(at_line[1:] == at_line[:-1])
+        lines.update((at_line[twice] + 1).tolist())
+    return sorted(lines)
+
+
+def _matches(window: np.ndarray, suffix: bytes) -> np.ndarray:
+    """Whether each 8-byte little-endian `window` ends with `suffix` (at most 8 bytes)."""
+    shift = 8 * (8 - len(suffix))
+    mask = np.uint64(((1 << (8 * len(suffix))) - 1) << shift)
+    return (window & mask) == np.uint64(int.from_bytes(suffix, "little") << shift)
+
+
+def _is_key(block: np.ndarray, closing: int, raw: bytes) -> bool:
+    opening = closing - len(raw) - 1
+    return opening >= 0 and bytes(block[opening : closing + 1]) == b'"' + raw + b'"'

@@ -38,6 +38,7 @@ from kpictl.io.inputbytes import (
     dtype_depth,
     long_lines,
     read_input_bytes,
+    repeated_key_lines,
     too_deep,
 )
 from kpictl.sql.expr import ExpressionProblem, compile_sql, did_you_mean, first_line
@@ -255,6 +256,9 @@ class _DuplicateKeyError(ValueError):
     pass
 
 
+_DUPLICATE = "duplicate key"
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object whose keys are all different: with a key twice, which value is meant cannot
     be known (polars keeps the first, Python's json the last)."""
@@ -264,7 +268,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         for key, value in pairs:
             if key in seen:
                 raise _DuplicateKeyError(
-                    f"duplicate key {key!r} in one object ({_short(seen[key])}, then "
+                    f"{_DUPLICATE} {key!r} in one object ({_short(seen[key])}, then "
                     f"{_short(value)}): which one is meant cannot be known"
                 )
             seen[key] = value
@@ -358,6 +362,33 @@ def _bad_json_lines(
                 )
                 break
     return bad
+
+
+def _duplicate_keys(
+    frame: pl.DataFrame, data: bytes, expected: Mapping[str, pl.DataType] | None
+) -> dict[int, str]:
+    """Lines where a key the frame reads (a column, or a field of a struct column) appears
+    twice in one object: {line: reason}. polars keeps the first value without a word; a byte
+    scan finds the candidate lines and only those are parsed again to confirm."""
+    names = [name for column, dtype in frame.schema.items() for name in _key_names(column, dtype)]
+    wanted = set(repeated_key_lines(data, names))
+    if not wanted:
+        return {}
+    numbered = enumerate(data.split(b"\n"), start=1)
+    found = _bad_json_lines({n: line for n, line in numbered if n in wanted}, expected)
+    # only the duplicates: the fast read accepted everything else in these lines
+    return {number: reason for number, reason in found.items() if reason.startswith(_DUPLICATE)}
+
+
+def _key_names(name: str, dtype: pl.DataType) -> list[str]:
+    """A column's JSON key and, for a struct (also inside lists), its fields' keys."""
+    while isinstance(dtype, pl.List | pl.Array):
+        dtype = dtype.inner
+    names = [name]
+    if isinstance(dtype, pl.Struct):
+        for field in dtype.fields:
+            names.extend(_key_names(field.name, field.dtype))
+    return names
 
 
 def _objects_as_text(frame: pl.DataFrame, data: bytes) -> dict[int, str]:
@@ -471,7 +502,11 @@ def _parse_jsonl(
         and max((dtype_depth(d) for d in frame.schema.values()), default=0) >= MAX_JSON_DEPTH
     ):  # nested deeper than MAX_JSON_DEPTH (the row itself is one level)
         frame = None
-    bad = _objects_as_text(frame, data) if frame is not None else _bad_json_lines(data, expected)
+    bad = (
+        {**_objects_as_text(frame, data), **_duplicate_keys(frame, data, expected)}
+        if frame is not None
+        else _bad_json_lines(data, expected)
+    )
     if frame is not None and not bad:
         return frame, {}
     if not bad:
