@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
 ]
 WITHIN: dict[str, list[str]] = {
+    "sql": ["tree", "expr"],
     "io": ["schema", "inputbytes", "formats", "cache", "read", "pricing"],
     "spec": ["yamlmarks", "model"],
     "engine": ["rollup", "outcomes", "sources", "datacheck", "compute", "costs"],
@@ -38,6 +39,7 @@ ONLY_IN = {
     "rich": {"render", "cli"},
     "scipy": {"stats"},
     "matplotlib": {"scorecard"},
+    "sqlglot": {"sql"},  # every question about an expression is asked of sql/tree.py
 }
 
 

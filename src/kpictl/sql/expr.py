@@ -17,94 +17,18 @@ from enum import Enum
 
 import polars as pl
 
+from kpictl.sql.tree import (
+    MAX_EXPRESSION_CHARS,
+    MAX_OPERATORS,
+    ExpressionProblem,
+    is_aggregate,
+    names,
+    parse,
+)
+
+__all__ = ["MAX_EXPRESSION_CHARS", "MAX_OPERATORS", "ExpressionProblem"]
+
 _STRING_OR_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_FORBIDDEN: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(r"\bSELECT\b", re.IGNORECASE),
-        "subqueries are not allowed: an expression sees one row (or one group) at a time",
-    ),
-    (
-        re.compile(r"\{\{|\{%"),
-        "templating is not supported: params are columns, write the param's name directly",
-    ),
-)
-
-_WALL_CLOCK_MESSAGE = (
-    "the wall clock is not allowed (results must be reproducible): use the built-in "
-    "column as_of (set with --as-of; default: the latest timestamp in the data)"
-)
-_CLOCK = frozenset(
-    {
-        "now",
-        "current_timestamp",
-        "current_date",
-        "current_time",
-        "localtimestamp",
-        "localtime",
-        "getdate",
-        "sysdate",
-        "systimestamp",
-        "today",
-        "unix_timestamp",
-    }
-)
-_RANDOM = frozenset(
-    {"random", "rand", "uuid", "gen_random_uuid", "random_uuid", "shuffle", "sample"}
-)
-# One token of SQL: a string literal or comment (skipped), a quoted or bare name, or any other
-# character. Names are compared case- and quote-insensitively, so `"now"()` is `NOW()`.
-_TOKEN_PARTS = (
-    r"--[^\n]*|/\*.*?\*/",
-    r"\"((?:[^\"]|\"\")*)\"|`([^`]*)`|\[([^\]]*)\]",
-    r"([A-Za-z_][A-Za-z0-9_$]*)|(\S)",
-)
-# polars reads backslash escapes in strings ('a\'b' is unterminated); tokenising both ways and
-# checking both keeps a backslash from hiding a call inside what one reading calls a string
-_TOKENISERS = tuple(
-    re.compile("|".join((string, *_TOKEN_PARTS)), re.DOTALL)
-    for string in (r"'(?:[^'\\]|\\.|'')*'", r"'(?:[^']|'')*'")
-)
-
-
-def _forbidden_call(sql: str) -> str | None:
-    """Why `sql` may not run (a wall-clock, random or file-reading function), or None.
-
-    Works on tokens, not text: comments and strings are skipped, a quoted name is the name.
-    """
-    for tokeniser in _TOKENISERS:
-        tokens: list[tuple[str, bool]] = []  # (lower-cased name or character, quoted)
-        for match in tokeniser.finditer(sql):
-            quoted = next((g for g in match.groups()[:3] if g is not None), None)
-            if quoted is not None:
-                tokens.append((quoted.replace('""', '"').strip().lower(), True))
-            elif match.group(4) is not None:
-                tokens.append((match.group(4).lower(), False))
-            elif match.group(5) is not None:
-                tokens.append((match.group(5), False))
-        for index, (name, quoted) in enumerate(tokens):
-            called = index + 1 < len(tokens) and tokens[index + 1] == ("(", False)
-            if (called or not quoted) and name in _CLOCK:
-                return _WALL_CLOCK_MESSAGE
-            if called and name in _RANDOM:
-                return "random functions are not allowed (results must be reproducible)"
-            if called and name.startswith(("read_", "scan_")):
-                return f"reading files is not allowed in an expression ({name}): declare a source"
-    return None
-
-
-MAX_EXPRESSION_CHARS = 10_000
-"""The longest expression accepted; the longest in the shipped spec has 122 characters."""
-
-MAX_OPERATORS = 128
-"""The most operators (AND, OR, comparisons, arithmetic, …) one expression may have. Polars
-builds a chain of operators as a tree as deep as the chain, and parsing, typing and running
-it take time quadratic in that depth (1,600 ANDs took 87 s; 20,000 `+` crash the process), so
-longer chains are refused before polars sees them. The shipped spec's busiest has 8."""
-
-_OPERATOR = re.compile(
-    r"\b(?:AND|OR|NOT|IS|LIKE|ILIKE|IN|BETWEEN|WHEN)\b|<=|>=|<>|!=|\|\||[-+*/%<>=]",
-    re.IGNORECASE,
-)
 
 
 class ExpressionShape(Enum):
@@ -124,40 +48,17 @@ class CheckedExpression:
     names: tuple[str, ...]
 
 
-class ExpressionProblem(Exception):
-    """An expression is invalid; the message is written for the user."""
-
-
 def strip_literals(sql: str) -> str:
     """The SQL text with string literals and quoted identifiers blanked out."""
     return _STRING_OR_QUOTED.sub("''", sql)
 
 
 def compile_sql(sql: str) -> pl.Expr:
-    """Compile one SQL expression to a polars expression, rejecting unsafe constructs."""
-    if len(sql) > MAX_EXPRESSION_CHARS:
-        raise ExpressionProblem(
-            f"is {len(sql):,} characters long, more than the {MAX_EXPRESSION_CHARS:,} an "
-            "expression may have; split it into named columns of a table"
-        )
-    bare = strip_literals(sql)
-    operators = len(_OPERATOR.findall(bare))
-    if operators > MAX_OPERATORS:
-        raise ExpressionProblem(
-            f"has {operators:,} operators, more than the {MAX_OPERATORS} an expression may "
-            "have (polars slows down with the square of a chain's length); split it into "
-            "named columns of a table"
-        )
-    for pattern, message in _FORBIDDEN:
-        if pattern.search(bare):
-            raise ExpressionProblem(message)
-    forbidden = _forbidden_call(sql)
-    if forbidden is not None:
-        raise ExpressionProblem(forbidden)
-    if ";" in bare:
-        raise ExpressionProblem("one expression only: remove the ';'")
+    """Compile one SQL expression to a polars expression: parsed once (`sql.tree.parse`, which
+    refuses unsafe constructs), then polars compiles the text generated from the tree."""
+    parsed = parse(sql)
     try:
-        return pl.sql_expr(sql)
+        return pl.sql_expr(parsed.polars_sql)
     except Exception as exc:  # polars raises several SQL error classes
         raise ExpressionProblem(f"not a valid SQL expression: {first_line(exc)}") from exc
 
@@ -319,14 +220,18 @@ def check_expression(
     if not isinstance(sql, str) or not sql.strip():
         raise ExpressionProblem(f"{what} must be a non-empty SQL expression (a string)")
     expr = compile_sql(sql)
-    names = referenced_names(expr)
-    unknown = [n for n in names if n not in schema]
+    read_names = names(sql)
+    unknown = [n for n in read_names if n not in schema]
     if unknown:
         parts = [f"unknown column {n!r}{did_you_mean(n, schema)}" for n in unknown]
         raise ExpressionProblem("; ".join(parts) + f"; available: {', '.join(sorted(schema))}")
     # only the columns it reads (one, for COUNT(*)): a frame of every column per expression
     # made loading the default spec take 0.1 s
-    read = {n: schema[n] for n in names} or dict(list(schema.items())[:1]) or {"__probe": pl.Null()}
+    read = (
+        {n: schema[n] for n in read_names}
+        or dict(list(schema.items())[:1])
+        or {"__probe": pl.Null()}
+    )
     frame = pl.LazyFrame(schema=read)
     try:
         result_schema = frame.select(expr).collect_schema()
@@ -340,7 +245,12 @@ def check_expression(
         height = probe.lazy().select(expr).collect().height
     except Exception as exc:
         raise ExpressionProblem(f"cannot be evaluated: {first_line(exc)}") from exc
-    found_shape = ExpressionShape.AGGREGATE if height == 1 else ExpressionShape.ROW
+    found_shape = ExpressionShape.AGGREGATE if is_aggregate(sql) else ExpressionShape.ROW
+    if found_shape is ExpressionShape.AGGREGATE and height != 1:
+        raise ExpressionProblem(
+            f"{what} mixes aggregates with row-level values: put every column it reads "
+            "inside an aggregate, e.g. SUM(x) - MAX(y), not SUM(x) - y"
+        )
     if shape is ExpressionShape.AGGREGATE and found_shape is not ExpressionShape.AGGREGATE:
         raise ExpressionProblem(
             f"{what} must be an aggregate (one value per group), e.g. COUNT(*), "
@@ -356,4 +266,4 @@ def check_expression(
             " or ".join(d.__name__ for d in dtype) if isinstance(dtype, tuple) else dtype.__name__
         )
         raise ExpressionProblem(f"{what} must give {wanted}, but gives {result_dtype}")
-    return CheckedExpression(sql=sql, dtype=result_dtype, shape=found_shape, names=names)
+    return CheckedExpression(sql=sql, dtype=result_dtype, shape=found_shape, names=read_names)
