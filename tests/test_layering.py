@@ -30,7 +30,7 @@ WITHIN: dict[str, list[str]] = {
     "sql": ["tree", "expr"],
     "io": ["schema", "inputbytes", "formats", "cache", "read", "pricing"],
     "spec": ["yamlmarks", "model"],
-    "engine": ["rollup", "outcomes", "sources", "datacheck", "compute", "costs"],
+    "engine": ["rollup", "outcomes", "sources", "datacheck", "interface", "compute", "costs"],
     "init": ["detect", "mapping", "write"],
 }
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -22,6 +22,7 @@ __all__ = [
     "ComputeOptions",
     "ComputeResult",
     "EmptyInputError",
+    "FactSet",
     "InputDataError",
     "KpictlError",
     "ProjectionOptions",
@@ -33,6 +34,7 @@ __all__ = [
     "compare",
     "compute",
     "draw_review_sample",
+    "fact_set",
     "facts",
     "load_frames",
     "load_sources",
@@ -48,7 +50,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from kpictl.comparison.run import CompareOptions, CompareResult, compare, run_compare
-    from kpictl.engine.compute import ComputeOptions, ComputeResult, compute, facts, run_compute
+    from kpictl.engine.compute import (
+        ComputeOptions,
+        ComputeResult,
+        compute,
+        fact_set,
+        facts,
+        run_compute,
+    )
+    from kpictl.engine.interface import FactSet
     from kpictl.engine.sources import load_sources
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
     from kpictl.io.read import load_frames
@@ -75,6 +85,8 @@ _LAZY = {
     "ComputeResult": "kpictl.engine.compute",
     "compute": "kpictl.engine.compute",
     "facts": "kpictl.engine.compute",
+    "fact_set": "kpictl.engine.compute",
+    "FactSet": "kpictl.engine.interface",
     "run_compute": "kpictl.engine.compute",
     "EmptyInputError": "kpictl.errors",
     "InputDataError": "kpictl.errors",

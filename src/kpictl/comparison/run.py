@@ -23,12 +23,11 @@ from kpictl import stats
 from kpictl.engine.compute import (
     MAX_COHORTS,
     ComputeOptions,
+    PolarsEngine,
     Window,
-    build_facts,
     check_cohort_counts,
     check_where,
     empty_source_notes,
-    evaluate_kpis,
     filter_kpi_rows,
     input_notes,
     literal_columns,
@@ -39,10 +38,12 @@ from kpictl.engine.compute import (
     require_cohorts,
     resolve_window,
     selected_kpis,
+    usable,
     window_text,
     with_cost_counts,
 )
 from kpictl.engine.datacheck import DataCheck, check_data, require_columns
+from kpictl.engine.interface import Engine, FactSet
 from kpictl.errors import UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
@@ -87,6 +88,7 @@ class Arm:
     label: str
     tables: Mapping[str, pl.LazyFrame]
     window: Window
+    engine: Engine = field(default_factory=PolarsEngine)  # the engine of its facts
 
 
 # The caveat of control/treatment arms that were not declared `design: randomized`.
@@ -260,42 +262,32 @@ def _read_columns(
     return reads
 
 
-def _row_tables_in_memory(
-    spec: Spec, tables: Mapping[str, pl.LazyFrame], reads: Mapping[str, set[str]] | None
-) -> dict[str, pl.LazyFrame]:
-    """Row tables (read from the logs at every collect) collected once, with the columns the
-    comparison reads: both arms and every KPI query then use the one copy."""
-    parent = _unit_table(spec)
-    result = dict(tables)
-    for name, frame in tables.items():
-        if spec.tables[name].is_rollup:
-            continue
-        available = frame.collect_schema().names()
-        wanted = None if reads is None else {*reads[name], parent.key}
-        result[name] = (
-            frame.select([c for c in available if wanted is None or c in wanted]).collect().lazy()
-        )
-    return result
-
-
 def build_arms(
     spec: Spec,
     sources: Sources,
     options: CompareOptions,
     baseline_sources: Sources | None = None,
     baseline_label: str | None = None,
+    *,
+    facts: FactSet | None = None,
 ) -> tuple[Arm, Arm | None, Design, BaselineSpec | None]:
-    """The current and baseline arms (baseline None for `values`), and the design."""
+    """The current and baseline arms (baseline None for `values`), and the design: both arms
+    restrict the same facts (`facts` when they serve this comparison, else built here), except
+    against another dataset, whose facts are its own."""
     window = resolve_window(
         spec, sources, ComputeOptions(since=options.since, until=options.until, as_of=options.as_of)
     )
     kpi_tables = sorted({k.over for k in spec.kpis.values() if k.kind != "formula"})
     base = None if baseline_sources is not None else _baseline_spec(spec, options.baseline)
     reads = _read_columns(spec, options, window, base)
-    tables = _row_tables_in_memory(
-        spec, build_facts(spec, sources, window, kpi_tables, reads), reads
-    )
-    tables = with_cost_counts(spec, sources, window, tables, list(spec.kpis.values()))
+    if facts is None or not usable(spec, facts, window, kpi_tables, reads):
+        facts = PolarsEngine().build_facts(spec, sources, window, kpi_tables, reads, in_memory=True)
+    engine = facts.engine
+    tables = with_cost_counts(spec, sources, window, facts.tables, list(spec.kpis.values()))
+
+    def arm(label: str, frames: Mapping[str, pl.LazyFrame], arm_window: Window) -> Arm:
+        return Arm(label, frames, arm_window, engine)
+
     if baseline_sources is not None:
         base_window = resolve_window(
             spec,
@@ -303,13 +295,11 @@ def build_arms(
             ComputeOptions(since=options.since, until=options.until, as_of=None),
         )
         base_reads = _read_columns(spec, options, base_window, None)
-        base_tables = _row_tables_in_memory(
-            spec,
-            build_facts(spec, baseline_sources, base_window, kpi_tables, base_reads),
-            base_reads,
+        base_facts = engine.build_facts(
+            spec, baseline_sources, base_window, kpi_tables, base_reads, in_memory=True
         )
         base_tables = with_cost_counts(
-            spec, baseline_sources, base_window, base_tables, list(spec.kpis.values())
+            spec, baseline_sources, base_window, base_facts.tables, list(spec.kpis.values())
         )
         design = Design(
             "dataset",
@@ -319,10 +309,10 @@ def build_arms(
             caveat="the datasets differ in time and traffic mix: differences are "
             "not causal effects",
         )
-        current = Arm(
+        current = arm(
             "current", _restrict(spec, tables, window, window.since, window.until, None), window
         )
-        baseline = Arm(
+        baseline = arm(
             "baseline",
             _restrict(spec, base_tables, base_window, base_window.since, base_window.until, None),
             base_window,
@@ -341,12 +331,12 @@ def build_arms(
                 caveat=OBSERVATIONAL_ARMS_CAVEAT,
             )
         )
-        current = Arm(
+        current = arm(
             "treatment",
             _restrict(spec, tables, window, window.since, window.until, base.treatment),
             window,
         )
-        baseline = Arm(
+        baseline = arm(
             "control",
             _restrict(spec, tables, window, window.since, window.until, base.control),
             window,
@@ -361,7 +351,7 @@ def build_arms(
             caveat="targets are constants: the test asks whether "
             "the current value differs from the target",
         )
-        current = Arm(
+        current = arm(
             "current", _restrict(spec, tables, window, window.since, window.until, None), window
         )
         return current, None, design, base
@@ -395,12 +385,12 @@ def build_arms(
             randomized=False,
             caveat=caveat,
         )
-    current = Arm(
+    current = arm(
         "current",
         _restrict(spec, tables, window, current_window.since, current_window.until, None),
         current_window,
     )
-    baseline = Arm(
+    baseline = arm(
         "baseline",
         _restrict(spec, tables, window, base_window.since, base_window.until, None),
         base_window,
@@ -1586,8 +1576,12 @@ def run_compare(
     *,
     baseline_sources: Sources | None = None,
     baseline_label: str | None = None,
+    facts: FactSet | None = None,
 ) -> CompareResult:
-    """Compare every (selected) KPI between the baseline and the current arm."""
+    """Compare every (selected) KPI between the baseline and the current arm.
+
+    `facts`: the run's FactSet (`fact_set`), when the caller built one to share (the report
+    does); both arms restrict it. Facts that do not serve this comparison are not used."""
     options = options or CompareOptions()
     if not 0 < options.alpha < 0.5:
         raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
@@ -1603,53 +1597,24 @@ def run_compare(
         if name not in spec.kpis:
             raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}")
     selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
-    evaluated, output = selected_kpis(spec, options.kpis)  # with formulas' components
+    evaluated, _ = selected_kpis(spec, options.kpis)  # with formulas' components
     check_where(spec, options.where, {k.over for k in evaluated if k.kind != "formula"})
     require_arm_columns(spec, sources, selected, options, baseline_sources)
     check = data_check(spec, sources, selected, options, baseline_sources)
     if options.heterogeneity and not options.by:
         raise UsageError("--heterogeneity needs --by COLUMN (the groups to compare)")
-    asked = options
-    fair = [f for f in spec.fairness if f.kpi in {k.name for k in selected}]
-    watched = [f.column for f in fair if f.column not in options.by]
-    if watched:  # the spec's fairness columns are compared by group too (not in the table)
-        options = replace(options, by=(*options.by, *dict.fromkeys(watched)))
     current, baseline, design, base = build_arms(
-        spec, sources, options, baseline_sources, baseline_label
+        spec,
+        sources,
+        _with_fairness_columns(spec, options),
+        baseline_sources,
+        baseline_label,
+        facts=facts,
     )
     unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
     assert unit is not None
-    current = _materialise(spec, current, evaluated, options, unit)
-    if baseline is not None:
-        baseline = _materialise(spec, baseline, evaluated, options, unit)
-    # each arm's values and n exactly as `compute` gives them on that slice (the same function)
-    values: dict[str, dict[tuple, tuple[float | None, int, int]]] = {}
-    unknown: dict[tuple, str] = {}  # a cohort's cost unknown in an arm: no test, null values
-    for label, arm in (("current", current), ("baseline", baseline)):
-        if arm is not None:
-            values[label], reasons = _arm_values(spec, arm, evaluated, output, options, check)
-            unknown.update(reasons)
     if options.paired and design.kind != "dataset":
         raise UsageError("--paired needs --baseline PATH (two runs of the same task suite)")
-    key = _unit_table(spec).key
-    paired = (
-        options.paired
-        if options.paired is not None
-        else (
-            unit != key
-            and baseline is not None
-            and design.kind == "dataset"
-            and _same_units(spec, current, baseline, unit)
-        )
-    )
-    if paired and baseline is not None:
-        design = replace(
-            design,
-            kind="paired",
-            label="paired design (same units in both arms)",
-            paired=True,
-            caveat="",
-        )
     for kpi in selected:
         if kpi.kind != "formula" and unit not in spec.column_types[kpi.over]:
             raise UsageError(
@@ -1669,6 +1634,90 @@ def run_compare(
                 c for k in selected if k.kind != "formula" for c in spec.column_types[k.over]
             }
             raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}")
+    result = compare_arms(spec, current, baseline, design, base, options, check)
+    notes = [
+        *check.notes(),
+        *input_notes(sources, current.window),
+        *(
+            input_notes(baseline_sources, baseline.window)
+            if baseline_sources is not None and baseline is not None
+            else []
+        ),
+        *([design.caveat] if design.caveat else []),
+    ]
+    notes += [
+        *empty_source_notes(sources),
+        *(f"baseline {n}" for n in empty_source_notes(baseline_sources or Sources())),
+    ]
+    return replace(result, notes=(*notes, *result.notes))
+
+
+def _with_fairness_columns(spec: Spec, options: CompareOptions) -> CompareOptions:
+    """`options` with the spec's fairness columns of the selected KPIs added to `by`: they are
+    compared by group too (kept out of the table and of the family)."""
+    names = set(options.kpis or spec.kpis)
+    watched = [f.column for f in spec.fairness if f.kpi in names and f.column not in options.by]
+    if not watched:
+        return options
+    return replace(options, by=(*options.by, *dict.fromkeys(watched)))
+
+
+def compare_arms(
+    spec: Spec,
+    current: Arm,
+    baseline: Arm | None,
+    design: Design,
+    base: BaselineSpec | None,
+    options: CompareOptions,
+    check: DataCheck,
+    *,
+    with_fairness: bool = True,
+) -> CompareResult:
+    """Compare two arms (or the current arm against `base`'s values): per KPI its test, the
+    correction over the run, verdicts, SRM, heterogeneity and fairness. The arms are
+    restrictions of facts already built (`build_arms`, or the report's cohort against the
+    rest); `with_fairness`: False leaves the spec's fairness groups out (only the table is read).
+    The notes are those of the arms (sources' notes are the caller's)."""
+    asked = options
+    correction = options.correction or spec.defaults.correction
+    selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
+    evaluated, output = selected_kpis(spec, options.kpis)  # with formulas' components
+    fair = [f for f in spec.fairness if f.kpi in {k.name for k in selected}]
+    fair = fair if with_fairness else []
+    if with_fairness:
+        options = _with_fairness_columns(spec, options)
+    watched = [d for d in options.by if d not in asked.by]
+    unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
+    assert unit is not None
+    current = _materialise(spec, current, evaluated, options, unit)
+    if baseline is not None:
+        baseline = _materialise(spec, baseline, evaluated, options, unit)
+    # each arm's values and n exactly as `compute` gives them on that slice (the same function)
+    values: dict[str, dict[tuple, tuple[float | None, int, int]]] = {}
+    unknown: dict[tuple, str] = {}  # a cohort's cost unknown in an arm: no test, null values
+    for label, arm in (("current", current), ("baseline", baseline)):
+        if arm is not None:
+            values[label], reasons = _arm_values(spec, arm, evaluated, output, options, check)
+            unknown.update(reasons)
+    key = _unit_table(spec).key
+    paired = (
+        options.paired
+        if options.paired is not None
+        else (
+            unit != key
+            and baseline is not None
+            and design.kind == "dataset"
+            and _same_units(spec, current, baseline, unit)
+        )
+    )
+    if paired and baseline is not None:
+        design = replace(
+            design,
+            kind="paired",
+            label="paired design (same units in both arms)",
+            paired=True,
+            caveat="",
+        )
     used = {
         c.over
         for k in selected
@@ -1740,24 +1789,11 @@ def run_compare(
         .otherwise(pl.col("status"))
         .alias("status")
     )
-    notes = [
-        *check.notes(),
-        *input_notes(sources, current.window),
-        *(
-            input_notes(baseline_sources, baseline.window)
-            if baseline_sources is not None and baseline is not None
-            else []
-        ),
-        *([design.caveat] if design.caveat else []),
-    ]
-    notes += [
-        *empty_source_notes(sources),
-        *(f"baseline {n}" for n in empty_source_notes(baseline_sources or Sources())),
-    ]
+    notes: list[str] = []
     notes += _empty_arm_notes(spec, design, base, current, baseline)
     for test in heterogeneity:
         notes += heterogeneity_notes(test, options.alpha)
-    fairness = fairness_findings(spec, every, selected)
+    fairness = fairness_findings(spec, every, selected) if with_fairness else []
     notes += [fairness_note(f) for f in fairness if f.breached]
     if options.cuped is not None:
         notes.append(
@@ -1927,7 +1963,7 @@ def _arm_values(
     """(kpi, grouping, cohort values) → (value, n, pending) of `compute` on this arm (an
     unavailable KPI's value is null, as there), and → reason for the cohorts whose own cost
     is unknown (`compute` shows them unavailable)."""
-    table, _ = evaluate_kpis(
+    table, _ = arm.engine.aggregate(
         spec,
         kpis,
         output,

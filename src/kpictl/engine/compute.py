@@ -21,6 +21,17 @@ from kpictl.engine.datacheck import (
     priced_sources,
     require_columns,
 )
+from kpictl.engine.interface import (
+    MAX_COHORTS as MAX_COHORTS,  # re-exported: compare's and report's options use it
+)
+from kpictl.engine.interface import (
+    ComputeOptions,
+    Engine,
+    FactBuild,
+    FactSet,
+    Window,
+    record_fact_build,
+)
 from kpictl.engine.rollup import (
     CompiledEntry,
     compile_entry,
@@ -49,23 +60,6 @@ _ATTR_CHECK = "__kpictl_distinct_"
 META_COLUMNS = ("layer", "format", "direction", "owner", "label")
 
 
-@dataclass(frozen=True)
-class Window:
-    """The evaluation window of a run: units whose table time falls in [since, until)."""
-
-    as_of: dt.datetime
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    # the latest timestamp in the data, when it was read (for the default as-of): no row is
-    # later than as-of then, and the rows need no filter
-    latest: dt.datetime | None = None
-
-
-MAX_COHORTS = 10_000
-"""The most values one `--by` column may have (`--max-cohorts`): a column such as a user id
-would make one result row per value and KPI, millions of rows, and exhaust memory."""
-
-
 def check_cohort_counts(
     tables: Mapping[str, pl.LazyFrame | pl.DataFrame], by: Sequence[str], limit: int
 ) -> None:
@@ -89,20 +83,6 @@ def check_cohort_counts(
                 f"--by {dim}: {count:,} values, more than --max-cohorts ({limit:,}); split by a "
                 "column with fewer values, or raise --max-cohorts"
             )
-
-
-@dataclass(frozen=True)
-class ComputeOptions:
-    """What `compute` is asked for."""
-
-    by: tuple[str, ...] = ()
-    max_cohorts: int = MAX_COHORTS
-    grain: str | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    as_of: dt.datetime | None = None
-    where: str | None = None
-    kpis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -543,13 +523,17 @@ def build_facts(
     sources: Sources,
     window: Window,
     tables: Sequence[str] | None = None,
-    reads: Mapping[str, Collection[str]] | None = None,
+    reads: Mapping[str, Collection[str] | None] | None = None,
+    *,
+    in_memory: bool = False,
 ) -> dict[str, pl.LazyFrame]:
     """Every table of the spec (or those named and what they look up): rollup + derive.
 
     `reads`: per table, the column names the run reads from it (None: all). Attributes no
     table reads are not rolled up (nor checked), and row tables look up only what they read;
-    the other columns are there, empty, so every table keeps its shape.
+    the other columns are there, empty, so every table keeps its shape. `in_memory`: row
+    tables are computed once too, with only the columns read (and the unit key), so a run
+    that queries them many times does not read the logs again each time.
     """
     wanted = set(tables or spec.tables)
     for name in list(wanted):
@@ -561,13 +545,12 @@ def build_facts(
     for name, table in spec.tables.items():
         if name not in wanted:
             continue
+        read = None if reads is None else reads.get(name)
         if table.is_rollup:
             slim = (
                 table
-                if reads is None
-                else replace(
-                    table, attributes=tuple(a for a in table.attributes if a in reads[name])
-                )
+                if read is None
+                else replace(table, attributes=tuple(a for a in table.attributes if a in read))
             )
             facts = derive_columns(spec, table, rollup_table(spec, slim, sources, window), window)
             skipped = [a for a in table.attributes if a not in facts.columns]
@@ -578,10 +561,116 @@ def build_facts(
             built[name] = facts
             result[name] = facts.lazy()
         else:
-            result[name] = row_table(
-                spec, table, sources, window, built, None if reads is None else reads[name]
-            )
+            rows = row_table(spec, table, sources, window, built, read)
+            if in_memory:
+                unit = next((t.key for t in spec.tables.values() if t.is_rollup), None)
+                keep = None if read is None else {*read, unit}
+                available = rows.collect_schema().names()
+                rows = rows.select([c for c in available if keep is None or c in keep])
+                rows = rows.collect().lazy()
+            result[name] = rows
+    record_fact_build(FactBuild(PolarsEngine.name, tuple(sorted(wanted)), window.as_of))
     return result
+
+
+class PolarsEngine:
+    """The polars engine (kpictl.engine.interface.Engine): facts by `build_facts`, KPIs by
+    `evaluate_kpis`, lazy plans collected in memory or by polars' streaming engine."""
+
+    name = "polars"
+
+    def build_facts(
+        self,
+        spec: Spec,
+        sources: Sources,
+        window: Window,
+        tables: Sequence[str] | None = None,
+        reads: Mapping[str, Collection[str] | None] | None = None,
+        *,
+        in_memory: bool = False,
+    ) -> FactSet:
+        """The FactSet of `tables` (see `build_facts`)."""
+        built = build_facts(spec, sources, window, tables, reads, in_memory=in_memory)
+        return FactSet(
+            sources=sources,
+            window=window,
+            tables=built,
+            reads={n: None if reads is None else reads.get(n) for n in built},
+            engine=self,
+        )
+
+    def aggregate(
+        self,
+        spec: Spec,
+        kpis: Sequence[KpiSpec],
+        output: Sequence[str],
+        tables: Mapping[str, pl.LazyFrame],
+        window: Window,
+        options: ComputeOptions,
+    ) -> tuple[pl.DataFrame, list[str]]:
+        """The KPI table over `tables` (see `evaluate_kpis`)."""
+        return evaluate_kpis(spec, kpis, output, tables, window, options)
+
+
+def default_engine() -> Engine:
+    """The engine a run uses when none is given: polars."""
+    return PolarsEngine()
+
+
+def reads_window(spec: Spec) -> bool:
+    """Whether the facts themselves depend on the window's since/until: a rollup, derive or
+    row table `where` of the spec reads `window_start` or `window_end`."""
+    sqls = [
+        sql
+        for table in spec.tables.values()
+        for sql in [
+            table.where,
+            *(d.sql for d in table.derive),
+            *(e.sql for e in table.rollup),
+        ]
+    ]
+    return bool({"window_start", "window_end"} & set(names_in(sqls)))
+
+
+def usable(
+    spec: Spec,
+    facts: FactSet,
+    window: Window,
+    tables: Collection[str],
+    reads: Mapping[str, Collection[str] | None] | None = None,
+) -> bool:
+    """Whether `facts` are the facts of `tables` in `window` with the columns of `reads`: the
+    same as-of, the tables built with those columns, and the same since/until unless no fact
+    reads them (they only select units then)."""
+    if facts.window.as_of != window.as_of or not set(tables) <= set(facts.tables):
+        return False
+    for name, needed in (reads or {}).items():
+        built = facts.reads.get(name, ())
+        if (
+            name in facts.tables
+            and built is not None
+            and (needed is None or set(needed) - set(built))
+        ):
+            return False
+    same = (facts.window.since, facts.window.until) == (window.since, window.until)
+    return same or not reads_window(spec)
+
+
+def fact_set(
+    spec: Spec,
+    sources: Sources,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    as_of: dt.datetime | None = None,
+    tables: Sequence[str] | None = None,
+    engine: Engine | None = None,
+) -> FactSet:
+    """The facts of every table (or those named) for one dataset, window and as-of, built once
+    to pass to `run_compute`, `run_compare` and `run_report` (`facts=`) — all of a table's
+    columns, row tables in memory."""
+    window = resolve_window(spec, sources, ComputeOptions(since=since, until=until, as_of=as_of))
+    return (engine or default_engine()).build_facts(spec, sources, window, tables, in_memory=True)
 
 
 def facts(
@@ -1042,9 +1131,16 @@ def _formula_rows(
 
 
 def run_compute(
-    spec: Spec, sources: Sources, options: ComputeOptions | None = None
+    spec: Spec,
+    sources: Sources,
+    options: ComputeOptions | None = None,
+    *,
+    facts: FactSet | None = None,
 ) -> ComputeResult:
-    """Compute KPIs: one row per KPI × cohort (× breakdown value), with n and pending."""
+    """Compute KPIs: one row per KPI × cohort (× breakdown value), with n and pending.
+
+    `facts`: the run's FactSet (`fact_set`), when the caller built one to share (the report
+    does); facts that do not serve this window or lack a column it reads are not used."""
     options = options or ComputeOptions()
     kpis, output = selected_kpis(spec, options.kpis)
     _check_options(spec, options, kpis)
@@ -1053,16 +1149,17 @@ def run_compute(
     window = resolve_window(spec, sources, options)
     used_tables = sorted({k.over for k in kpis if k.kind != "formula"})
     bounded = window.since is not None or window.until is not None or options.grain is not None
-    tables = build_facts(
-        spec, sources, window, used_tables, read_names(spec, kpis, options, with_time=bounded)
-    )
+    reads = read_names(spec, kpis, options, with_time=bounded)
+    if facts is None or not usable(spec, facts, window, used_tables, reads):
+        facts = default_engine().build_facts(spec, sources, window, used_tables, reads)
+    tables = dict(facts.tables)
     if options.by:
         check_cohort_counts(tables, options.by, options.max_cohorts)
     # a cohort's cost can be unknown only where some row of the source lacks one
     tables = with_cost_counts(
         spec, sources, window, tables, [k for k in kpis if k.name in check.costs]
     )
-    table, kpi_notes = evaluate_kpis(spec, kpis, output, tables, window, options)
+    table, kpi_notes = facts.engine.aggregate(spec, kpis, output, tables, window, options)
     table = mark_unavailable(table, check)
     notes = [
         *check.notes(),

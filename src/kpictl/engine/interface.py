@@ -1,0 +1,147 @@
+"""The engine seam: what an execution engine must do for kpictl, and the facts it hands back.
+
+An engine does two things (docs/architecture.md, "Where a new thing goes"):
+
+- `build_facts`: the facts of every table a run reads, for one dataset, window and as-of — a
+  `FactSet`. Built **once per run**: `compute`, `compare` (both arms), `report` (every section,
+  cohort against the rest included), `facts` and the review sample all read the same one.
+- `aggregate`: the KPI values of those facts per grouping set (overall, `--by`, `--grain`),
+  with `n` and `pending` — a small table, one row per KPI × cohort (× breakdown value).
+
+Compare then reduces each arm of the same facts to the per-unit sufficient statistics of each
+KPI's shape (`kpictl.comparison`); those queries are polars expressions over the FactSet's
+tables too.
+
+`watch_fact_builds` records every build while it is open: the tests count fact builds per
+command with it, the benchmarks may too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import polars as pl
+
+from kpictl.io.read import Sources
+from kpictl.spec.model import KpiSpec, Spec
+
+
+@dataclass(frozen=True)
+class Window:
+    """The evaluation window of a run: units whose table time falls in [since, until)."""
+
+    as_of: dt.datetime
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    # the latest timestamp in the data, when it was read (for the default as-of): no row is
+    # later than as-of then, and the rows need no filter
+    latest: dt.datetime | None = None
+
+
+MAX_COHORTS = 10_000
+"""The most values one `--by` column may have (`--max-cohorts`): a column such as a user id
+would make one result row per value and KPI, millions of rows, and exhaust memory."""
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """What `compute` is asked for."""
+
+    by: tuple[str, ...] = ()
+    max_cohorts: int = MAX_COHORTS
+    grain: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    as_of: dt.datetime | None = None
+    where: str | None = None
+    kpis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FactSet:
+    """The facts of a run: per table of the spec it reads, its frame (a rollup table one row
+    per key, in memory; a row table its source's rows with what they look up), for one dataset
+    (`sources`), `window` and as-of. `reads`: per table, the columns built (None: all); a
+    column not built is there, empty. `engine`: the engine that built them, which aggregates
+    them too."""
+
+    sources: Sources
+    window: Window
+    tables: Mapping[str, pl.LazyFrame]
+    reads: Mapping[str, Collection[str] | None]
+    engine: Engine
+
+    def table(self, name: str) -> pl.LazyFrame:
+        """One table's facts (a KeyError names a table the run did not build)."""
+        return self.tables[name]
+
+
+class Engine(Protocol):
+    """How a spec's facts and KPIs are computed. `PolarsEngine` (kpictl.engine.compute) is the
+    first implementation; another engine (DuckDB, Spark) implements these two methods and
+    hands back polars frames of the same shape: the facts may stay in the engine until
+    `aggregate` reads them, only the small results need to cross."""
+
+    name: str
+
+    def build_facts(
+        self,
+        spec: Spec,
+        sources: Sources,
+        window: Window,
+        tables: Sequence[str] | None = None,
+        reads: Mapping[str, Collection[str] | None] | None = None,
+        *,
+        in_memory: bool = False,
+    ) -> FactSet:
+        """The facts of `tables` (None: every table) and the tables they look up, with the
+        columns of `reads` (None: all). `in_memory`: row tables computed once too (a run that
+        reads them many times: compare's arms, the report's sections)."""
+        ...
+
+    def aggregate(
+        self,
+        spec: Spec,
+        kpis: Sequence[KpiSpec],
+        output: Sequence[str],
+        tables: Mapping[str, pl.LazyFrame],
+        window: Window,
+        options: ComputeOptions,
+    ) -> tuple[pl.DataFrame, list[str]]:
+        """The KPI table (one row per KPI × grouping set × cohort × breakdown value, with
+        `value`, `reason`, `n`, `pending` and the KPI's metadata) over facts tables — a
+        FactSet's, or an arm's restriction of them — and notes."""
+        ...
+
+
+@dataclass(frozen=True)
+class FactBuild:
+    """One build of facts: the engine, the tables built and the window's as-of."""
+
+    engine: str
+    tables: tuple[str, ...]
+    as_of: dt.datetime
+
+
+_WATCHERS: list[list[FactBuild]] = []
+
+
+@contextmanager
+def watch_fact_builds() -> Iterator[list[FactBuild]]:
+    """Every fact build while the block runs, in order (a list filled as builds happen)."""
+    builds: list[FactBuild] = []
+    _WATCHERS.append(builds)
+    try:
+        yield builds
+    finally:
+        _WATCHERS.remove(builds)
+
+
+def record_fact_build(build: FactBuild) -> None:
+    """Called by an engine for each `build_facts`: tells every open `watch_fact_builds`."""
+    for builds in _WATCHERS:
+        builds.append(build)
