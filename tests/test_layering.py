@@ -32,6 +32,17 @@ WITHIN: dict[str, list[str]] = {
     "spec": ["yamlmarks", "model"],
     "engine": ["rollup", "outcomes", "sources", "datacheck", "interface", "compute", "costs"],
     "init": ["detect", "mapping", "write"],
+    "scorecard": [
+        "model",  # options, gathered data, result; the status vocabulary
+        "markdown",  # tables, code spans, number formats, redaction of data values
+        "lineage",  # what a KPI reads (tables, columns, entries)
+        "quality",  # data-quality checks and the caveats they put on KPIs
+        "charts",  # matplotlib (lazily imported)
+        "gather",  # runs compute/compare/facts: everything the sections show
+        "roi",  # the ROI section
+        "sections",  # pure: gathered data → Markdown sections, in order
+        "report",  # the public entry: run_report, report
+    ],
 }
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ONLY_IN = {

@@ -1,7 +1,7 @@
 """The scorecard (`kpictl report`): golden file, Markdown structure, numbers, redaction, CLI.
 
 Golden files live in `tests/golden/`. They are compared after masking the run-specific rows of
-the provenance table (`kpictl.scorecard.report.VOLATILE_PROVENANCE`: generated at, command,
+the provenance table (`kpictl.scorecard.model.VOLATILE_PROVENANCE`: generated at, command,
 versions), and
 they are rewritten ONLY when the environment variable `KPICTL_UPDATE_GOLDEN=1` is set:
 
@@ -34,13 +34,10 @@ from typer.testing import CliRunner
 import kpictl
 from kpictl.cli import app
 from kpictl.redact import redact_pii
-from kpictl.scorecard.report import (
-    VOLATILE_PROVENANCE,
-    ReportOptions,
-    kpi_inputs,
-    run_report,
-    sparkline,
-)
+from kpictl.scorecard.lineage import kpi_inputs
+from kpictl.scorecard.markdown import sparkline
+from kpictl.scorecard.model import VOLATILE_PROVENANCE
+from kpictl.scorecard.report import ReportOptions, run_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -838,8 +835,8 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
     report used to drop them: LLM cost $0.00 while the facts held $0.00675, "tool calls of
     unknown conversations 4 of 4", "Period: start – None"."""
     from kpictl.engine.compute import ComputeOptions, facts, resolve_window
+    from kpictl.engine.costs import Slice, conversation_costs, cost_totals, slice_facts
     from kpictl.engine.sources import load_sources
-    from kpictl.scorecard.report import Slice, conversation_costs, cost_totals, slice_facts
     from kpictl.spec.model import load_spec
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"

@@ -1,0 +1,575 @@
+"""Gathering: `gather_report` runs compute (values and trends of the current arm) and compare
+(the baseline, when there is one), reads the facts and the inputs for ROI, data quality, cohorts
+and drill-down, and returns everything the sections need as one `ReportData`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import polars as pl
+
+from kpictl.comparison.run import (
+    UNAVAILABLE,
+    CompareOptions,
+    CompareResult,
+    run_compare,
+)
+from kpictl.engine.compute import (
+    ComputeOptions,
+    ComputeResult,
+    check_cohort_counts,
+    names_in,
+    resolve_window,
+    run_compute,
+)
+from kpictl.engine.costs import (
+    Slice,
+    conversation_costs,
+    cost_totals,
+    human_minutes_unknown,
+    slice_facts,
+    unit_table,
+)
+from kpictl.engine.costs import source_rows as _source_rows
+from kpictl.engine.costs import with_literals as _with_literals
+from kpictl.engine.datacheck import require_columns
+from kpictl.errors import UsageError
+from kpictl.io.read import Sources
+from kpictl.projection import ProjectionOptions, parse_volume, project_costs
+from kpictl.review import score_review
+from kpictl.scorecard.charts import require_matplotlib
+from kpictl.scorecard.lineage import (
+    kpi_inputs,
+    kpi_tables,
+    proportion_condition,
+    source_column_names,
+)
+from kpictl.scorecard.markdown import code_span, redactor
+from kpictl.scorecard.model import (
+    CONDITION_DESIGNS,
+    INSUFFICIENT,
+    LEVELS,
+    NOT_JUDGED,
+    ReportData,
+    ReportOptions,
+    Tile,
+    adjust_p_values,
+    overall_rows,
+)
+from kpictl.scorecard.quality import data_quality, kpi_caveats
+from kpictl.spec.model import BaselineSpec, KpiSpec, Spec
+from kpictl.sql.expr import compile_sql, did_you_mean
+
+MAX_COHORT_VALUES = 12
+
+
+_COHORT_BASELINE = "__kpictl_rest"
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _agent_alone(facts: pl.DataFrame) -> tuple[int, str] | None:
+    needed = ("completed", "contained")
+    if not all(c in facts.columns for c in needed):
+        return None
+    condition = pl.col("completed").fill_null(False) & pl.col("contained").fill_null(False)
+    how = "`completed AND contained`"
+    if "settled" in facts.columns:
+        condition = condition & pl.col("settled").fill_null(False)
+        how += " AND `settled`"
+    return int(facts.filter(condition).height), how
+
+
+def _bound_status(kpi: KpiSpec, value: float | None, n: int) -> tuple[str, str | None]:
+    """Without a baseline only absolute bounds ("> 1%") can be judged."""
+    if value is None:
+        return INSUFFICIENT, None
+    if n < kpi.min_sample:
+        return INSUFFICIENT, None
+    fired = None
+    for threshold in kpi.thresholds:
+        if threshold.kind != "bound":
+            continue
+        beyond = value > threshold.amount if threshold.operator == ">" else value < threshold.amount
+        if beyond and (fired is None or LEVELS.index(threshold.level) > LEVELS.index(fired.level)):
+            fired = threshold
+    if fired is not None:
+        return fired.level, fired.text
+    if kpi.thresholds and all(t.kind == "bound" for t in kpi.thresholds):
+        return "ok", None
+    return NOT_JUDGED, None
+
+
+def build_tiles(
+    spec: Spec,
+    trend: ComputeResult,
+    comparison: CompareResult | None,
+    caveats: Mapping[str, tuple[str, ...]],
+) -> tuple[Tile, ...]:
+    """One tile row per KPI: the compare row (overall) when there is a baseline, else the
+    compute value with only absolute bounds judged."""
+    tiles: list[Tile] = []
+    if comparison is not None:
+        rows = comparison.table.filter(pl.col("grouping").list.len() == 0)
+        for row in rows.iter_rows(named=True):
+            tiles.append(
+                Tile(
+                    row["kpi"],
+                    row["layer"],
+                    row["owner"],
+                    row["format"],
+                    row["current_value"],
+                    row["current_n"],
+                    row["delta"],
+                    row["relative_delta"],
+                    bool(row["significant"]),
+                    row["status"],
+                    row["threshold"],
+                    caveats.get(row["kpi"], ()),
+                    trend.check.reason(row["kpi"]),
+                    row["label"],
+                )
+            )
+        return tuple(tiles)
+    for row in overall_rows(trend.table).iter_rows(named=True):
+        kpi = spec.kpis[row["kpi"]]
+        status, fired = _bound_status(kpi, row["value"], row["n"])
+        reason = trend.check.reason(kpi.name)
+        if reason is not None:
+            status, fired = UNAVAILABLE, None
+        tiles.append(
+            Tile(
+                row["kpi"],
+                row["layer"],
+                row["owner"],
+                row["format"],
+                row["value"],
+                row["n"],
+                status=status,
+                threshold=fired,
+                caveats=caveats.get(row["kpi"], ()),
+                reason=reason,
+                label=kpi.label,
+            )
+        )
+    return tuple(tiles)
+
+
+def _slices(
+    spec: Spec,
+    sources: Sources,
+    options: ReportOptions,
+    comparison: CompareResult | None,
+    base: BaselineSpec | None,
+    baseline_sources: Sources | None,
+) -> tuple[Slice, Slice | None]:
+    if comparison is None:
+        window = resolve_window(
+            spec,
+            sources,
+            ComputeOptions(since=options.since, until=options.until, as_of=options.as_of),
+        )
+        return Slice("all conversations", sources, window), None
+    window = comparison.current_window
+    design = comparison.design
+    if design.kind in CONDITION_DESIGNS and base is not None:
+        return (
+            Slice("treatment arm", sources, window, base.treatment),
+            Slice("control arm", sources, window, base.control),
+        )
+    if comparison.baseline_window is None:
+        return Slice("current period", sources, window), None
+    if baseline_sources is not None:
+        return (
+            Slice("current dataset", sources, window),
+            Slice("baseline dataset", baseline_sources, comparison.baseline_window),
+        )
+    return (
+        Slice("current period", sources, window),
+        Slice("baseline period", sources, comparison.baseline_window),
+    )
+
+
+def _eligible(spec: Spec, where: str | None) -> tuple[list[str], list[str]]:
+    """KPIs whose tables can evaluate `where` (an arm condition), and the others."""
+    if not where:
+        return list(spec.kpis), []
+    names = set(names_in([where]))
+    ok: list[str] = []
+    not_ok: list[str] = []
+    for kpi in spec.kpis.values():
+        tables = kpi_tables(spec, kpi)
+        (ok if all(names <= set(spec.table_schema(t)) for t in tables) else not_ok).append(kpi.name)
+    return ok, not_ok
+
+
+def _compute_slice(
+    spec: Spec, piece: Slice, kpis: Sequence[str], grain: str | None
+) -> ComputeResult:
+    return run_compute(
+        spec,
+        piece.sources,
+        ComputeOptions(
+            grain=grain,
+            since=piece.window.since,
+            until=piece.window.until,
+            as_of=piece.window.as_of,
+            where=piece.where,
+            kpis=tuple(kpis),
+        ),
+    )
+
+
+def _quote_identifier(name: str) -> str:
+    return name if _IDENTIFIER.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def cohort_comparisons(
+    spec: Spec, piece: Slice, facts: pl.DataFrame, by: Sequence[str], options: ReportOptions
+) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Each cohort value against the rest of the current arm, for every KPI; p-values adjusted
+    (the spec's correction) over all these tests. Returns (significant rows, notes, tests)."""
+    cells: list[dict[str, Any]] = []
+    notes: list[str] = []
+    correction = spec.defaults.correction
+    for dim in by:
+        column = _quote_identifier(dim)
+        values = facts.get_column(dim).cast(pl.String).unique().to_list()
+        ordered = sorted(v for v in values if v is not None) + ([None] if None in values else [])
+        if len(ordered) > MAX_COHORT_VALUES:
+            notes.append(
+                f"--by {dim}: {len(ordered)} values; only the first "
+                f"{MAX_COHORT_VALUES} (in order) are compared with the rest"
+            )
+            ordered = ordered[:MAX_COHORT_VALUES]
+        for value in ordered:
+            if value is None:
+                inside, outside = f"{column} IS NULL", f"{column} IS NOT NULL"
+            else:
+                inside = f"CAST({column} AS VARCHAR) = {_quote_literal(value)}"
+                outside = f"COALESCE(CAST({column} AS VARCHAR) <> {_quote_literal(value)}, TRUE)"
+            if piece.where:
+                inside, outside = f"({piece.where}) AND {inside}", f"({piece.where}) AND {outside}"
+            rest = BaselineSpec(_COHORT_BASELINE, "holdout", control=outside, treatment=inside)
+            variant = replace(spec, baselines={**spec.baselines, _COHORT_BASELINE: rest})
+            result = run_compare(
+                variant,
+                piece.sources,
+                CompareOptions(
+                    baseline=_COHORT_BASELINE,
+                    since=piece.window.since,
+                    until=piece.window.until,
+                    as_of=piece.window.as_of,
+                    alpha=options.alpha,
+                    correction="none",
+                ),
+            )
+            for row in result.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
+                named=True
+            ):
+                if row["status"] == INSUFFICIENT or row["p_value"] is None:
+                    continue
+                shown = redactor(options.redact)(value)
+                cells.append({**row, "dimension": dim, "value": shown})
+    adjusted = adjust_p_values([c["p_value"] for c in cells], correction)
+    significant = []
+    for cell, p_adj in zip(cells, adjusted, strict=True):
+        if p_adj is not None and p_adj < options.alpha:
+            significant.append({**cell, "p_adjusted": p_adj})
+    order = {name: i for i, name in enumerate(spec.kpis)}
+    significant.sort(
+        key=lambda c: (order[c["kpi"]], c["dimension"], c["value"] is None, str(c["value"]))
+    )
+    return significant, notes, len(cells)
+
+
+def _failure_types(spec: Spec) -> list[tuple[KpiSpec, str, str]]:
+    """(KPI, failing-row condition, label) for every share-of-conversations KPI."""
+    types = []
+    for kpi in spec.kpis.values():
+        condition = proportion_condition(spec, kpi)
+        if condition is None:
+            continue
+        if kpi.direction == "higher":
+            types.append(
+                (kpi, f"NOT COALESCE(({condition}), FALSE)", f"not {code_span(condition)}")
+            )
+        else:
+            types.append((kpi, f"COALESCE(({condition}), FALSE)", code_span(condition)))
+    return types
+
+
+def drilldown(
+    spec: Spec,
+    piece: Slice,
+    facts: pl.DataFrame,
+    costs: pl.DataFrame | None,
+    options: ReportOptions,
+    skip: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], bool]:
+    """A few failing conversations per failure type (most recent first), with cohort values,
+    cost and the first user message. Unless options.redact is False, every value shown (ids,
+    cohort and breakdown values, the message) is redacted (kpictl.redact)."""
+    table = unit_table(spec)
+    key = table.key or "conversation_id"
+    cohort_dims = [
+        d for d in dict.fromkeys([*spec.defaults.cohorts, *options.by]) if d in facts.columns
+    ]
+    shown = redactor(options.redact)
+    groups: list[dict[str, Any]] = []
+    wanted: set[str] = set()
+    for kpi, condition, label in _failure_types(spec):
+        if kpi.name in skip:
+            continue
+        frame, names = _with_literals(
+            spec, facts.lazy(), piece.window, [kpi.where, kpi.mature, condition]
+        )
+        for sql in (kpi.where, kpi.mature):  # the rows the KPI counts
+            if sql:
+                frame = frame.filter(compile_sql(sql).fill_null(False))
+        counted = frame.collect()
+        failing = counted.filter(compile_sql(condition)).drop(names)
+        settled = counted.drop(names)
+        # (breakdown column, value), None for the whole failing set
+        parts: list[tuple[tuple[str, object] | None, pl.DataFrame]] = [(None, failing)]
+        if kpi.breakdown and kpi.breakdown in failing.columns:
+            values = failing.get_column(kpi.breakdown).cast(pl.String)
+            keys = sorted({v for v in values.to_list() if v is not None})
+            parts = [((kpi.breakdown, shown(v)), failing.filter(values == v)) for v in keys]
+            if values.null_count():
+                parts.append(((kpi.breakdown, None), failing.filter(values.is_null())))
+        for which, part in parts:
+            order = [c for c in (table.time, key) if c and c in part.columns]
+            fresh = part.filter(~pl.col(key).is_in(sorted(wanted)))  # each conversation once
+            chosen = fresh.sort(order, descending=[True, False][: len(order)]).head(
+                options.drilldown
+            )
+            wanted.update(chosen.get_column(key).to_list())
+            groups.append(
+                {
+                    "kpi": kpi.name,
+                    "label": label,
+                    "part": which,
+                    "count": part.height,
+                    "of": settled.height,
+                    "rows": chosen.select(
+                        [key, *([table.time] if table.time else []), *cohort_dims]
+                    ).to_dicts(),
+                }
+            )
+    texts, has_text = _first_user_messages(piece, key, sorted(wanted))
+    cost_of = {}
+    if costs is not None:
+        cost_of = dict(
+            zip(
+                costs.get_column(key).to_list(),
+                costs.get_column("total_cost").to_list(),
+                strict=True,
+            )
+        )
+    for group in groups:
+        for row in group["rows"]:
+            row["__cohort"] = " · ".join(f"{d}={shown(row[d])}" for d in cohort_dims)
+            row["__cost"] = cost_of.get(row[key])
+            row["__text"] = shown(texts.get(row[key]))
+            row[key] = shown(row[key])  # an id may be an e-mail address or a phone number
+    return groups, has_text
+
+
+def _first_user_messages(piece: Slice, key: str, ids: Sequence[str]) -> tuple[dict[str, str], bool]:
+    rows = _source_rows(piece, "events")
+    if rows is None:
+        return {}, False
+    schema = rows.collect_schema()
+    if "text" not in schema or key not in schema or "role" not in schema:
+        return {}, False
+    has_text = bool(rows.select(pl.col("text").is_not_null().any()).collect().item())
+    if not ids:
+        return {}, has_text
+    users = rows.filter((pl.col("role") == "user") & pl.col("text").is_not_null())
+    if "event" in schema:
+        users = users.filter(pl.col("event") == "message")
+    first = (
+        users.filter(pl.col(key).is_in(list(ids)))
+        .sort([key, "ts"])
+        .group_by(key, maintain_order=True)
+        .agg(pl.col("text").first())
+        .collect()
+    )
+    return dict(
+        zip(first.get_column(key).to_list(), first.get_column("text").to_list(), strict=True)
+    ), has_text
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "(not readable)"
+    return digest.hexdigest()
+
+
+def gather_report(
+    spec: Spec,
+    sources: Sources,
+    options: ReportOptions | None = None,
+    *,
+    baseline_sources: Sources | None = None,
+    baseline_label: str | None = None,
+) -> ReportData:
+    """Everything the scorecard shows: run compute and compare, check the data, read the facts
+    for ROI, cohorts and drill-down (`run_report` then draws the charts and renders)."""
+    options = options or ReportOptions()
+    if not 0 < options.alpha < 0.5:
+        raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
+    table = unit_table(spec)
+    for dim in options.by:
+        known = spec.column_types[table.name]
+        if dim == table.key:
+            raise UsageError(
+                f"--by {dim}: the key of table {table.name!r} (one cohort per row): the "
+                "scorecard compares groups of rows with the rest; use a column that groups "
+                f"them (e.g. {', '.join(table.attributes[:3]) or 'an attribute'}), or see "
+                f"each row's values with kpictl compute --by {dim}"
+            )
+        if dim not in known:
+            raise UsageError(
+                f"--by {dim}: not a column of table {table.name!r}"
+                f"{did_you_mean(dim, known)}; e.g. "
+                f"{', '.join(table.attributes) or ', '.join(sorted(known))}"
+            )
+        require_columns(spec, sources, table, [dim], f"--by {dim}")
+    if options.charts_dir is not None:
+        require_matplotlib()
+    review = score_review(options.review, options.alpha) if options.review else None
+    volume = parse_volume(options.project, "--project") if options.project else None
+    baseline_name = options.baseline or spec.defaults.baseline
+    comparison: CompareResult | None = None
+    base: BaselineSpec | None = None
+    if baseline_sources is not None or baseline_name is not None:
+        comparison = run_compare(
+            spec,
+            sources,
+            CompareOptions(
+                baseline=None if baseline_sources is not None else baseline_name,
+                since=options.since,
+                until=options.until,
+                as_of=options.as_of,
+                alpha=options.alpha,
+            ),
+            baseline_sources=baseline_sources,
+            baseline_label=baseline_label,
+        )
+        if baseline_sources is None and baseline_name is not None:
+            base = spec.baselines[baseline_name]
+    current, baseline = _slices(spec, sources, options, comparison, base, baseline_sources)
+    projection = project_costs(spec, current, ProjectionOptions(volume)) if volume else None
+    notes: list[str] = []
+    eligible, skipped = _eligible(spec, current.where)
+    if skipped:
+        notes.append(
+            f"no trend for {', '.join(skipped)}: their tables cannot evaluate the "
+            f"arm condition {current.where}"
+        )
+    grain = spec.defaults.grain
+    trend = _compute_slice(spec, current, eligible, grain)
+    notes += list(trend.notes)
+    breakdown_kpis = [k.name for k in spec.kpis.values() if k.breakdown and k.name in eligible]
+    baseline_compute = None
+    if baseline is not None and breakdown_kpis:
+        base_eligible, _ = _eligible(spec, baseline.where)
+        names = [k for k in breakdown_kpis if k in base_eligible]
+        if names:
+            baseline_compute = _compute_slice(spec, baseline, names, None)
+
+    facts = slice_facts(spec, current)
+    key = table.key or "conversation_id"
+    costs_frame = conversation_costs(spec, current, facts.select(key))
+    costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
+    baseline_costs = None
+    if baseline is not None:
+        base_facts = slice_facts(spec, baseline)
+        baseline_costs = cost_totals(
+            spec,
+            conversation_costs(spec, baseline, base_facts.select(key)),
+            human_minutes_unknown(baseline.sources),
+        )
+    as_of = current.window.as_of
+    findings, columns = data_quality(spec, sources, as_of)
+    files = list(sources.files)
+    if baseline_sources is not None:
+        more, more_columns = data_quality(
+            spec, baseline_sources, baseline.window.as_of if baseline else as_of
+        )
+        findings += [replace(f, source=f"baseline {f.source}") for f in more]
+        columns += [replace(c, source=f"baseline {c.source}") for c in more_columns]
+        files += list(baseline_sources.files)
+    caveats = {k.name: kpi_caveats(spec, k, sources, findings, columns) for k in spec.kpis.values()}
+    tiles = build_tiles(spec, trend, comparison, caveats)
+    cohorts: list[dict[str, Any]] = []
+    cohort_notes: list[str] = []
+    tests = 0
+    if options.by:
+        check_cohort_counts({"facts": facts}, options.by, options.max_cohorts)
+        cohorts, cohort_notes, tests = cohort_comparisons(spec, current, facts, options.by, options)
+    # no drill-down of an unavailable KPI: its failures would be counted over nulls
+    groups, has_text = drilldown(
+        spec, current, facts, costs_frame, options, skip=trend.check.unavailable
+    )
+    time = table.time
+    period_start = current.window.since
+    if period_start is None and time is not None and facts.height:
+        period_start = facts.get_column(time).min()  # type: ignore[assignment]
+    source_columns = source_column_names(sources)
+    used: dict[str, tuple[str, str, str]] = {}
+    for kpi in spec.kpis.values():
+        for entry in kpi_inputs(spec, kpi, source_columns)[1]:
+            used.setdefault(entry[0], entry)
+    return ReportData(
+        spec=spec,
+        options=options,
+        current=current,
+        baseline=baseline,
+        compare=comparison,
+        trend=trend,
+        baseline_compute=baseline_compute,
+        tiles=tiles,
+        period_start=period_start,
+        cohorts=tuple(cohorts),
+        cohort_notes=tuple(cohort_notes),
+        cohort_tests=tests,
+        costs=costs,
+        baseline_costs=baseline_costs,
+        agent_alone=_agent_alone(facts),
+        files=tuple(files),
+        file_hashes={f.path: _sha256(f.path) for f in files},
+        findings=tuple(findings),
+        columns=tuple(columns),
+        drilldown=tuple(groups),
+        has_text=has_text,
+        charts={},
+        notes=tuple(notes),
+        used_columns=tuple(sorted(used.values(), key=_entry_order(spec))),
+        review=review,
+        projection=projection,
+    )
+
+
+def _entry_order(spec: Spec) -> Any:
+    order: dict[str, int] = {}
+    for table in spec.tables.values():
+        for name in [*(e.name for e in table.rollup), *(e.name for e in table.derive)]:
+            order[f"{table.name}.{name}"] = len(order)
+    return lambda entry: order.get(entry[0], len(order))

@@ -1,0 +1,253 @@
+"""Data-quality checks over every row read (skipped rows, unpriced calls, negative or
+out-of-scale values, duplicates, missing values where a value is expected) and the caveats they
+put on the KPIs that read those inputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import polars as pl
+
+from kpictl.io.read import Sources
+from kpictl.io.schema import CANONICAL_TABLES
+from kpictl.scorecard.lineage import kpi_inputs, source_column_names, sql_words
+from kpictl.scorecard.markdown import format_int, format_share
+from kpictl.scorecard.model import ColumnQuality, Finding
+from kpictl.spec.model import KpiSpec, Spec
+from kpictl.sql.expr import compile_sql
+
+# Where a canonical column is expected to hold a value (SQL over the source's rows); a null
+# elsewhere is by design (tokens only on agent messages, csat only on feedback rows, …).
+EXPECTED_ON: dict[str, dict[str, str | None]] = {
+    "events": {
+        "conversation_id": None,
+        "ts": None,
+        "event": None,
+        "role": "event = 'message'",
+        "input_tokens": "event = 'message' AND role = 'agent'",
+        "output_tokens": "event = 'message' AND role = 'agent'",
+        "cost_usd": "event = 'message' AND role = 'agent'",
+        "latency_ms": "event = 'message' AND role = 'agent'",
+        "model": "event = 'message' AND role = 'agent'",
+        "escalation_reason": "event = 'escalation'",
+        "csat": "event = 'feedback'",
+        "human_minutes": "event = 'message' AND role = 'human'",
+        "policy_violation": "event = 'message' AND role = 'agent'",
+        "user_id": None,
+        "text": "event = 'message'",
+    },
+    "tool_calls": {
+        "conversation_id": None,
+        "ts": None,
+        "tool": None,
+        "status": None,
+        "error_type": "status = 'error'",
+        "retries": None,
+        "latency_ms": None,
+        "cost_usd": None,
+    },
+}
+
+
+_NON_NEGATIVE = (
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "human_minutes",
+    "retries",
+)
+
+
+def data_quality(
+    spec: Spec, sources: Sources, as_of: dt.datetime
+) -> tuple[list[Finding], list[ColumnQuality]]:
+    """Checks over every row read (not only the report's window)."""
+    findings: list[Finding] = []
+    columns: list[ColumnQuality] = []
+    for name, loaded in sources.by_name.items():
+        read = loaded.rows + loaded.skipped
+        findings.append(
+            Finding(
+                "bad rows skipped",
+                name,
+                None,
+                loaded.skipped,
+                read,
+                "malformed rows left out (--on-bad-rows skip)",
+            )
+        )
+        frame = loaded.frame.collect()
+        schema = frame.schema
+        canonical = [c for c in CANONICAL_TABLES.get(name, {}) if c in schema]
+        expected = EXPECTED_ON.get(name, {})
+        for column in canonical:
+            scope = expected.get(column)
+            nulls = frame.get_column(column).null_count()
+            scope_rows, scope_nulls = frame.height, nulls
+            if scope is not None and all(w in schema for w in sql_words(scope) - {"AND"}):
+                inside = frame.filter(compile_sql(scope).fill_null(False))
+                scope_rows, scope_nulls = inside.height, inside.get_column(column).null_count()
+            else:
+                scope = None
+            columns.append(
+                ColumnQuality(name, column, frame.height, nulls, scope, scope_rows, scope_nulls)
+            )
+        if name == "events" and {"cost_usd", "event", "role"} <= set(schema):
+            agent = frame.filter((pl.col("event") == "message") & (pl.col("role") == "agent"))
+            findings.append(
+                Finding(
+                    "unpriced agent messages",
+                    name,
+                    "cost_usd",
+                    agent.get_column("cost_usd").null_count(),
+                    agent.height,
+                    "agent messages with no cost_usd: counted as $0",
+                )
+            )
+        if name == "tool_calls" and "cost_usd" in schema:
+            findings.append(
+                Finding(
+                    "unpriced tool calls",
+                    name,
+                    "cost_usd",
+                    frame.get_column("cost_usd").null_count(),
+                    frame.height,
+                    "tool calls with no cost_usd: counted as $0",
+                )
+            )
+        for column in _NON_NEGATIVE:
+            if column in canonical and schema[column].is_numeric():
+                negative = int(frame.select((pl.col(column) < 0).sum()).item() or 0)
+                findings.append(
+                    Finding(
+                        f"negative {column}",
+                        name,
+                        column,
+                        negative,
+                        frame.height,
+                        "impossible values, summed as they are",
+                    )
+                )
+        if name == "events" and "csat" in schema and schema["csat"].is_numeric():
+            outside = int(
+                frame.select(((pl.col("csat") < 1) | (pl.col("csat") > 5)).sum()).item() or 0
+            )
+            findings.append(
+                Finding(
+                    "csat outside 1-5",
+                    name,
+                    "csat",
+                    outside,
+                    frame.height,
+                    "satisfaction scores outside the scale",
+                )
+            )
+        if "ts" in schema:
+            later = int(frame.select((pl.col("ts") > as_of).sum()).item() or 0)
+            findings.append(
+                Finding(
+                    "rows after as-of",
+                    name,
+                    None,
+                    later,
+                    frame.height,
+                    "ignored by every KPI of this report",
+                )
+            )
+        visible = [c for c in frame.columns if not c.startswith("__")]
+        duplicates = frame.height - frame.select(visible).unique().height
+        findings.append(
+            Finding(
+                "duplicate rows",
+                name,
+                None,
+                duplicates,
+                frame.height,
+                "identical rows: each is counted",
+            )
+        )
+    if "events" in sources and "tool_calls" in sources:
+        findings += _tool_call_timing(sources)
+    return findings, columns
+
+
+def _tool_call_timing(sources: Sources) -> list[Finding]:
+    starts = (
+        sources["events"]
+        .group_by("conversation_id")
+        .agg(pl.col("ts").min().alias("__start"), pl.len().alias("__events"))
+    )
+    calls = (
+        sources["tool_calls"]
+        .select("conversation_id", "ts")
+        .join(starts, on="conversation_id", how="left")
+        .collect()
+    )
+    before = int(calls.select((pl.col("ts") < pl.col("__start")).sum()).item() or 0)
+    # a conversation is known when it has events, timed or not (chat transcripts may have no
+    # times: their first event's time is null, the conversation still exists)
+    orphans = calls.get_column("__events").null_count()
+    return [
+        Finding(
+            "tool calls before their conversation started",
+            "tool_calls",
+            "ts",
+            before,
+            calls.height,
+            "a call earlier than the conversation's first event",
+        ),
+        Finding(
+            "tool calls of unknown conversations",
+            "tool_calls",
+            "conversation_id",
+            orphans,
+            calls.height,
+            "no event has this conversation_id",
+        ),
+    ]
+
+
+def kpi_caveats(
+    spec: Spec,
+    kpi: KpiSpec,
+    sources: Sources,
+    findings: Sequence[Finding],
+    columns: Sequence[ColumnQuality],
+) -> tuple[str, ...]:
+    """Data-quality findings on the inputs a KPI reads, as short sentences."""
+    source_columns = source_column_names(sources)
+    inputs, _ = kpi_inputs(spec, kpi, source_columns)
+    used_sources = {s for s, _ in inputs}
+    caveats: list[str] = []
+    for finding in findings:
+        if finding.count == 0 or finding.check == "rows after as-of":
+            continue
+        if (
+            (finding.column is None and finding.source in used_sources)
+            or ((finding.source, finding.column) in inputs)
+            or (
+                finding.source == "tool_calls"
+                and "tool_calls" in used_sources
+                and finding.check.startswith("tool calls")
+            )
+        ):
+            caveats.append(
+                f"{finding.source}: {finding.check}: {format_int(finding.count)} of "
+                f"{format_int(finding.of)} ({format_share(finding.count, finding.of)})"
+            )
+    reported = {(f.source, f.column) for f in findings if f.count}
+    for quality in columns:
+        if (
+            quality.expected_on
+            and quality.expected_nulls
+            and ((quality.source, quality.column) in inputs)
+            and ((quality.source, quality.column) not in reported)
+        ):
+            caveats.append(
+                f"{quality.source}.{quality.column} missing where expected: "
+                f"{format_int(quality.expected_nulls)} of {format_int(quality.expected_rows)} "
+                f"({format_share(quality.expected_nulls, quality.expected_rows)})"
+            )
+    return tuple(dict.fromkeys(caveats))

@@ -1,0 +1,892 @@
+"""The scorecard's sections: pure functions from `ReportData` to Markdown lines, and
+`render_report`, which puts them in order:
+
+1. title, period, as-of, baseline and design, verdict;
+2. four tiles, one per layer (current value, change vs baseline, status, owner);
+3. the KPI table (baseline, current, Δ and relative Δ with CIs, adjusted p, test, thresholds);
+4. trends: a Unicode sparkline per KPI over the grain buckets (PNG charts with `charts_dir`);
+5. breakdowns (e.g. escalation reasons) and cohorts that differ significantly from the rest;
+6. ROI (`roi.py`), cost at scale (`--project`) and the human review (`--review`);
+7. data quality (rows read and skipped, pending, missing values, unpriced or negative costs, …);
+8. drill-down: failing conversations per failure type, the first user message redacted;
+9. method and provenance (definitions, tests, caveats, input files with sha256, versions).
+
+The body is deterministic (stable order, fixed decimals); the only run-specific lines are those
+of the provenance table named in `VOLATILE_PROVENANCE`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from kpictl import __version__, stats
+from kpictl.engine.compute import (
+    UNTIMED_AS_OF,
+    ComputeResult,
+)
+from kpictl.engine.costs import (
+    unit_table,
+)
+from kpictl.render.output import (
+    LAYER_TITLES,
+    fairness_lines,
+    format_change,
+    format_p,
+    format_relative,
+    format_value,
+    heterogeneity_lines,
+    iso,
+    md_cell,
+    md_text,
+    projection_markdown,
+    review_markdown,
+    shown_value,
+)
+from kpictl.scorecard.lineage import proportion_condition
+from kpictl.scorecard.markdown import (
+    CAVEAT_MARK,
+    SPARK_GAP,
+    code_span,
+    format_day,
+    format_int,
+    format_interval,
+    format_share,
+    md_table,
+    redactor,
+    sparkline,
+    status_text,
+    truncate,
+)
+from kpictl.scorecard.model import (
+    CONDITION_DESIGNS,
+    LEVELS,
+    STATUS_ORDER,
+    ReportData,
+    Tile,
+    adjust_p_values,
+    overall_rows,
+    trend_series,
+)
+from kpictl.scorecard.roi import section_roi
+from kpictl.spec.model import LAYERS, KpiSpec
+
+
+def _kpi_name(tile: Tile) -> str:
+    """The KPI as a reader sees it: its label (escaped), else its name; † when caveated."""
+    shown = md_text(tile.label) if tile.label else tile.kpi
+    return shown + (f" {CAVEAT_MARK}" if tile.caveats else "")
+
+
+def _change(tile: Tile) -> str:
+    if tile.delta is None:
+        return "—"
+    text = format_change(tile.delta, tile.format)
+    if tile.relative is not None:
+        text += f" ({format_relative(tile.relative)})"
+    return text + ("" if tile.significant else ", n.s.")
+
+
+def _verdict(tiles: Sequence[Tile]) -> str:
+    counts: dict[str, int] = {}
+    for tile in tiles:
+        counts[tile.status] = counts.get(tile.status, 0) + 1
+    parts = [f"{counts[s]} {status_text(s).strip('*')}" for s in STATUS_ORDER if counts.get(s)]
+    worst = [t for t in tiles if t.status in LEVELS]
+    text = ", ".join(parts)
+    if worst:
+        worst.sort(key=lambda t: -LEVELS.index(t.status))
+        text += " — " + "; ".join(
+            f"{t.kpi} is {t.status}" + (f" ({t.threshold})" if t.threshold else "") for t in worst
+        )
+    return text
+
+
+def _section_header(data: ReportData) -> list[str]:
+    options, comparison = data.options, data.compare
+    window = data.current.window
+    title = options.title or "Agent scorecard"
+    end = window.until or window.as_of
+    if window.as_of == UNTIMED_AS_OF:  # the data hold no time at all (chat transcripts)
+        period = "no timestamps in the data (every conversation read is counted)"
+        as_of = "none (no timestamps in the data)"
+    else:
+        period = (
+            f"{iso(data.period_start) or 'start'} – {iso(end)} "
+            "(conversations started in the period)"
+        )
+        as_of = iso(window.as_of) or ""
+    lines = [
+        f"# {title}",
+        "",
+        f"- **Period:** {period}",
+        f"- **As of:** {as_of}",
+        *_empty_lines(data),
+    ]
+    if comparison is None:
+        lines += [
+            "- **Baseline:** none — the spec declares no default baseline and none was "
+            "given (`--baseline NAME|PATH`): values are descriptive; only absolute bounds "
+            "are judged"
+        ]
+    else:
+        design = comparison.design
+        lines.append(f"- **Baseline:** `{design.baseline}` — {design.label}")
+        if data.baseline is not None and design.kind in CONDITION_DESIGNS:
+            srm = comparison.srm or {}
+            lines.append(
+                f"- **Design:** current = {code_span(data.current.where or 'all')} "
+                f"({format_int(srm.get('treatment', 0))} conversations), baseline = "
+                f"{code_span(data.baseline.where or 'all')} "
+                f"({format_int(srm.get('control', 0))} conversations); "
+                + (_srm_text(srm) if design.randomized else design.caveat)
+            )
+        elif comparison.baseline_window is not None:
+            base = comparison.baseline_window
+            lines.append(
+                f"- **Design:** current {iso(window.since) or 'start'} – {iso(end)}, "
+                f"baseline {iso(base.since) or 'start'} – "
+                f"{iso(base.until or base.as_of)}; {design.caveat or ''}".rstrip("; ")
+            )
+        else:
+            lines.append(f"- **Design:** {design.caveat}")
+        lines.append(
+            f"- **Test settings:** unit `{comparison.unit}`, α = {comparison.alpha}, "
+            f"correction {comparison.correction}, "
+            f"{round((1 - comparison.alpha) * 100)} % confidence intervals"
+        )
+    lines += [f"- **Verdict:** {_verdict(data.tiles)}", ""]
+    return lines
+
+
+def _empty_lines(data: ReportData) -> list[str]:
+    """The header's word on an empty period or arm: every KPI there is n = 0, so nothing in
+    the scorecard is an estimate (a table of dashes alone does not say why)."""
+    empty = [
+        f"`{name}`" for name, loaded in data.current.sources.by_name.items() if loaded.rows == 0
+    ]
+    why = (
+        f" (source {empty[0]} holds no rows)"
+        if len(empty) == 1
+        else f" (sources {', '.join(empty)} hold no rows)"
+        if empty
+        else ""
+    )
+    units = unit_table(data.spec).name
+    current_empty = data.costs is not None and data.costs.conversations == 0
+    base = data.baseline
+    base_empty = data.baseline_costs is not None and data.baseline_costs.conversations == 0
+    if current_empty and (base is None or base_empty):
+        place = (
+            "the window" if base is None or base.window == data.current.window else "either period"
+        )
+        return [
+            f"- **No data:** no {units} in {place}{why}: every KPI is n = 0 with "
+            "a null value; nothing below is an estimate"
+        ]
+    if current_empty:
+        return [
+            f"- **No data:** no {units} in the {data.current.label}{why}: every KPI "
+            "is n = 0 with a null value and every change is insufficient data"
+        ]
+    if base is not None and base_empty:
+        return [f"- **No data:** no {units} in the {base.label}: every change is insufficient data"]
+    return []
+
+
+def _srm_text(srm: Mapping[str, Any]) -> str:
+    if not srm.get("checked"):
+        reason = str(srm.get("reason") or "")
+        if not reason or reason.startswith("no intended split"):
+            reason = "no intended split declared"
+        return f"sample ratio not checked ({reason})"
+    flag = "**sample ratio mismatch**" if srm.get("mismatch") else "no sample ratio mismatch"
+    return (
+        f"intended treatment share {srm['expected_treatment_share']}, "
+        f"p = {format_p(srm['p_value'])} ({flag})"
+    )
+
+
+def _section_tiles(data: ReportData) -> list[str]:
+    lines = ["## At a glance", ""]
+    by_layer: dict[str, list[Tile]] = {}
+    for tile in data.tiles:
+        by_layer.setdefault(tile.layer, []).append(tile)
+    header = ["KPI", "current", "change vs baseline", "status", "owner"]
+    for layer in [*LAYERS, *sorted(set(by_layer) - set(LAYERS))]:
+        tiles = by_layer.get(layer)
+        if not tiles:
+            continue
+        lines += [f"### {LAYER_TITLES.get(layer, layer)}", ""]
+        lines += md_table(
+            header,
+            [
+                [
+                    _kpi_name(t),
+                    t.shown,
+                    _change(t),
+                    status_text(t.status, t.threshold),
+                    t.owner,
+                ]
+                for t in tiles
+            ],
+            "lrrll",
+        )
+    if any(t.caveats for t in data.tiles):
+        lines += [
+            f"{CAVEAT_MARK} built on inputs with data-quality findings (see "
+            "[Data quality](#data-quality)).",
+            "",
+        ]
+    if data.compare is not None:
+        lines += [
+            "Change = current − baseline (relative change in brackets); n.s. = not "
+            f"significant at α = {data.compare.alpha} after correction.",
+            "",
+        ]
+    return lines
+
+
+def _thresholds_text(kpi: KpiSpec) -> str:
+    by_level = {t.level: t.text for t in kpi.thresholds}
+    if not by_level:
+        return "—"
+    return " / ".join(by_level.get(level, "—") for level in LEVELS)
+
+
+def _section_table(data: ReportData) -> list[str]:
+    lines = ["## KPIs", ""]
+    spec = data.spec
+    tiles = {t.kpi: t for t in data.tiles}
+    if data.compare is None:
+        header = [
+            "KPI",
+            "layer",
+            "current",
+            "n",
+            "pending",
+            "thresholds (w / c / x)",
+            "status",
+            "owner",
+        ]
+        rows = []
+        for row in overall_rows(data.trend.table).iter_rows(named=True):
+            tile = tiles[row["kpi"]]
+            rows.append(
+                [
+                    _kpi_name(tile),
+                    LAYER_TITLES.get(row["layer"], row["layer"]),
+                    shown_value(row),
+                    format_int(row["n"]),
+                    format_int(row["pending"]),
+                    _thresholds_text(spec.kpis[row["kpi"]]),
+                    status_text(tile.status, tile.threshold),
+                    row["owner"],
+                ]
+            )
+        lines += md_table(header, rows, "llrrrlll")
+    else:
+        header = [
+            "KPI",
+            "baseline",
+            "current",
+            "Δ [CI]",
+            "relative Δ [CI]",
+            "p adj.",
+            "test",
+            "thresholds (w / c / x)",
+            "status",
+            "owner",
+        ]
+        rows = []
+        for row in data.compare.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
+            named=True
+        ):
+            fmt = row["format"]
+            tile = tiles[row["kpi"]]
+            rows.append(
+                [
+                    _kpi_name(tile),
+                    f"{format_value(row['baseline_value'], fmt)}"
+                    f" (n={format_int(row['baseline_n'])})",
+                    f"{tile.shown if tile.reason else format_value(row['current_value'], fmt)}"
+                    f" (n={format_int(row['current_n'])})",
+                    format_change(row["delta"], fmt)
+                    + format_interval(
+                        row["delta_low"], row["delta_high"], lambda v, f=fmt: format_change(v, f)
+                    ),
+                    format_relative(row["relative_delta"])
+                    + format_interval(row["relative_low"], row["relative_high"], format_relative),
+                    format_p(row["p_adjusted"]),
+                    row["test"] or "—",
+                    _thresholds_text(spec.kpis[row["kpi"]]),
+                    status_text(row["status"], row["threshold"]),
+                    row["owner"],
+                ]
+            )
+        lines += md_table(header, rows, "lrrrrrllll")
+        warnings = [
+            (row["kpi"], w)
+            for row in data.compare.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
+                named=True
+            )
+            for w in row["warnings"]
+        ]
+        if warnings:
+            lines += ["Warnings of the tests:", ""]
+            lines += [f"- {kpi}: {md_text(w)}" for kpi, w in warnings]
+            lines.append("")
+    lines += [
+        "Thresholds: warning / critical / catastrophic. `pp`, `%` and plain numbers are "
+        "deteriorations against the baseline that must also be significant; a bound such "
+        "as `> 1%` fires whenever the value is beyond it.",
+        "",
+    ]
+    return lines
+
+
+def _section_trends(data: ReportData) -> list[str]:
+    grain = data.spec.defaults.grain
+    lines = ["## Trends", ""]
+    series = trend_series(data.trend)
+    if not series:
+        return [*lines, "No trend: no KPI could be split by time.", ""]
+    buckets = sorted({p[0] for points in series.values() for p in points})
+    lines += [
+        f"Per {grain} of the conversations' start, {data.current.label}, "
+        f"{format_day(buckets[0])} → {format_day(buckets[-1])} ({len(buckets)} buckets; "
+        f"{SPARK_GAP} = no settled units in the bucket). Each sparkline spans its own "
+        "min–max.",
+        "",
+    ]
+    header = ["KPI", "trend", "first", "last", "min", "max"]
+    with_charts = bool(data.charts)
+    if with_charts:
+        header.append("chart")
+    rows = []
+    for name in data.spec.kpis:
+        if name not in series:
+            continue
+        fmt = data.spec.kpis[name].format
+        by_bucket = {p[0]: p[1] for p in series[name]}
+        values = [by_bucket.get(b) for b in buckets]
+        present = [v for v in values if v is not None and not math.isnan(v)]
+        row = [
+            name,
+            sparkline(values),
+            format_value(present[0] if present else None, fmt),
+            format_value(present[-1] if present else None, fmt),
+            format_value(min(present) if present else None, fmt),
+            format_value(max(present) if present else None, fmt),
+        ]
+        if with_charts:
+            link = data.charts.get(name)
+            row.append(f"[{name}.png]({link})" if link else "—")
+        rows.append(row)
+    lines += md_table(header, rows, "llrrrrl")
+    return lines
+
+
+def _breakdown_rows(data: ReportData, kpi: KpiSpec) -> tuple[list[list[str]], str]:
+    def parts(
+        result: ComputeResult | None,
+    ) -> tuple[dict[str | None, tuple[float, int]], tuple[float, int] | None]:
+        if result is None:
+            return {}, None
+        table = result.table.filter(
+            (pl.col("kpi") == kpi.name) & (pl.col("grouping").list.len() == 0)
+        )
+        found: dict[str | None, tuple[float, int]] = {}
+        total = None
+        for row in table.iter_rows(named=True):
+            if row["breakdown"] is None:
+                total = (row["value"], row["n"])
+            else:
+                found[row["breakdown_value"]] = (row["value"], row["n"])
+        return found, total
+
+    current, total = parts(data.trend)
+    baseline, _ = parts(data.baseline_compute)
+    countable = proportion_condition(data.spec, kpi) is not None
+    fmt = kpi.format
+    keys = sorted(set(current) | set(baseline), key=lambda v: (v is None, str(v)))
+    comparisons: list[stats.Comparison | None] = []
+    for value in keys:
+        cur, base = current.get(value), baseline.get(value)
+        if countable and data.baseline_compute is not None:
+            cur_n = cur[1] if cur else (total[1] if total else 0)
+            base_n = base[1] if base else _base_n(data, kpi)
+            x_c = round((cur[0] or 0.0) * cur_n) if cur else 0
+            x_b = round((base[0] or 0.0) * base_n) if base else 0
+            comparisons.append(
+                stats.compare_proportions(x_b, base_n, x_c, cur_n, alpha=data.options.alpha)
+                if base_n and cur_n
+                else None
+            )
+        else:
+            comparisons.append(None)
+    adjusted = adjust_p_values(
+        [c.p_value if c else None for c in comparisons], data.spec.defaults.correction
+    )
+    all_count = round(total[0] * total[1]) if total and total[0] is not None else 0
+    rows = []
+    for value, comparison, p_adj in zip(keys, comparisons, adjusted, strict=True):
+        cur, base = current.get(value), baseline.get(value)
+        count = round(cur[0] * cur[1]) if cur and cur[0] is not None else 0
+        shown = redactor(data.options.redact)(value)
+        row = [md_text(shown) if shown is not None else "(none)"]
+        if countable:
+            row += [format_int(count), format_share(count, all_count)]
+        row.append(format_value(cur[0] if cur else 0.0, fmt))
+        if data.baseline_compute is not None:
+            row.append(format_value(base[0] if base else 0.0, fmt))
+            if comparison is not None and comparison.absolute is not None:
+                interval = comparison.absolute
+                row += [
+                    format_change(interval.estimate, fmt)
+                    + format_interval(interval.low, interval.high, lambda v: format_change(v, fmt)),
+                    format_p(p_adj),
+                ]
+            else:
+                delta = (cur[0] if cur else 0.0) - (base[0] if base else 0.0)
+                row += [format_change(delta, fmt) + " (not tested)", "—"]
+        rows.append(row)
+    return rows, "countable" if countable else ""
+
+
+def _base_n(data: ReportData, kpi: KpiSpec) -> int:
+    if data.baseline_compute is None:
+        return 0
+    table = data.baseline_compute.table.filter(
+        (pl.col("kpi") == kpi.name)
+        & (pl.col("grouping").list.len() == 0)
+        & pl.col("breakdown").is_null()
+    )
+    return int(table.get_column("n").item()) if table.height else 0
+
+
+def _section_breakdowns(data: ReportData) -> list[str]:
+    lines = ["## Breakdowns", ""]
+    for kpi in data.spec.kpis.values():
+        if not kpi.breakdown:
+            continue
+        rows, countable = _breakdown_rows(data, kpi)
+        lines += [f"### {md_text(kpi.title)} by {kpi.breakdown}", ""]
+        if not rows:
+            lines += ["No rows in the current arm.", ""]
+            continue
+        header = [kpi.breakdown]
+        if countable:
+            header += ["conversations", "share"]
+        header.append("rate")
+        if data.baseline_compute is not None:
+            header += ["baseline rate", "Δ rate [CI]", "p adj."]
+        lines += md_table(header, rows, "l" + "r" * (len(header) - 1))
+        if countable:
+            lines += [
+                f"Share = of the conversations counted in {kpi.name}'s numerator; the "
+                "rates add up to the KPI."
+                + (
+                    f" Δ: two-proportion test per value, {data.spec.defaults.correction}"
+                    "-adjusted over the values."
+                    if data.baseline_compute is not None
+                    else ""
+                ),
+                "",
+            ]
+    lines += ["### Cohorts that differ from the rest", ""]
+    if not data.options.by:
+        cohorts = ", ".join(data.spec.defaults.cohorts)
+        lines += [
+            "No cohort analysis: pass `--by DIM` (e.g. "
+            f"{cohorts or 'channel'}) to compare each cohort with the rest.",
+            "",
+        ]
+        return lines
+    lines += [
+        f"Each value of {', '.join(f'`{d}`' for d in data.options.by)} against the rest of "
+        f"{data.current.label}, every KPI: {data.cohort_tests} tests, "
+        f"{data.spec.defaults.correction}-adjusted together; "
+        f"{len(data.cohorts)} significant at α = {data.options.alpha}. Observational: "
+        "cohorts differ in more than this column.",
+        "",
+    ]
+    lines += [f"- {md_text(n)}" for n in data.cohort_notes]
+    if data.cohort_notes:
+        lines.append("")
+    if data.cohorts:
+        rows = []
+        for cell in data.cohorts:
+            fmt = cell["format"]
+            value = cell["value"]
+            cohort = md_text(f"{cell['dimension']}={value if value is not None else 'null'}")
+            rows.append(
+                [
+                    cell["kpi"],
+                    cohort,
+                    f"{format_value(cell['current_value'], fmt)}"
+                    f" (n={format_int(cell['current_n'])})",
+                    f"{format_value(cell['baseline_value'], fmt)}"
+                    f" (n={format_int(cell['baseline_n'])})",
+                    format_change(cell["delta"], fmt)
+                    + format_interval(
+                        cell["delta_low"], cell["delta_high"], lambda v, f=fmt: format_change(v, f)
+                    ),
+                    format_p(cell["p_adjusted"]),
+                    cell["test"] or "—",
+                ]
+            )
+        lines += md_table(
+            ["KPI", "cohort", "in cohort", "rest", "Δ [CI]", "p adj.", "test"], rows, "llrrrrl"
+        )
+    return lines
+
+
+def _section_fairness(data: ReportData) -> list[str]:
+    """The spec's `fairness:` checks and the interaction tests of their groups (compare)."""
+    comparison = data.compare
+    if comparison is None or not (comparison.fairness or comparison.heterogeneity):
+        return []
+    lines = ["## Fairness across groups", ""]
+    lines += [f"- {md_text(line)}" for line in fairness_lines(comparison)]
+    lines += [f"- {md_text(line)}" for line in heterogeneity_lines(comparison)]
+    worse = [note for note in comparison.notes if "while better overall" in note]
+    lines += [f"- **{md_text(note)}**" for note in worse]
+    return [*lines, ""]
+
+
+def _section_quality(data: ReportData) -> list[str]:
+    lines = ["## Data quality", "", "### Inputs", ""]
+    lines += md_table(
+        ["source", "file", "format", "rows", "skipped", "first skip reason"],
+        [
+            [
+                f.source,
+                md_text(f.path),
+                f.format,
+                format_int(f.rows),
+                format_int(f.skipped),
+                md_text(f.skipped_reasons[0]) if f.skipped_reasons else "—",
+            ]
+            for f in data.files
+        ],
+        "lllrrl",
+    )
+    lines += ["### Pending", ""]
+    pending = _pending_rows(data)
+    if pending:
+        header = ["KPI", "pending (current)"] + (
+            ["pending (baseline)"] if data.compare is not None else []
+        )
+        lines += [
+            "Conversations whose outcome window was still open at as-of: left out of the "
+            "KPI, not counted as failures.",
+            "",
+        ]
+        lines += md_table(header, pending, "lrr")
+    else:
+        lines += ["No KPI left out units whose outcome window is still open.", ""]
+    lines += ["### Checks", "", "Over every row read (all arms, all dates).", ""]
+    lines += md_table(
+        ["check", "source", "column", "found", "of", "share", "meaning"],
+        [
+            [
+                f.check,
+                f.source,
+                f.column or "—",
+                format_int(f.count),
+                format_int(f.of),
+                format_share(f.count, f.of),
+                f.meaning,
+            ]
+            for f in data.findings
+        ],
+        "lllrrrl",
+    )
+    lines += [
+        "### Missing values",
+        "",
+        "Null share of each canonical column, overall and where the column is expected to "
+        "hold a value (nulls elsewhere are by design).",
+        "",
+    ]
+    absent = [c for c in data.columns if c.expected_on is None and c.rows and c.nulls == c.rows]
+    lines += md_table(
+        ["source", "column", "null (all rows)", "expected on", "null there"],
+        [
+            [
+                c.source,
+                c.column,
+                format_share(c.nulls, c.rows),
+                code_span(c.expected_on) if c.expected_on else "all rows",
+                f"{format_int(c.expected_nulls)} of {format_int(c.expected_rows)} "
+                f"({format_share(c.expected_nulls, c.expected_rows)})",
+            ]
+            for c in data.columns
+            if c not in absent
+        ],
+        "llrll",
+    )
+    if absent:
+        by_source: dict[str, list[str]] = {}
+        for c in absent:
+            by_source.setdefault(c.source, []).append(f"`{c.column}`")
+        lines += [
+            "Optional columns absent from the inputs (null in every row): "
+            + "; ".join(f"{source}: {', '.join(cols)}" for source, cols in by_source.items())
+            + ".",
+            "",
+        ]
+    flagged = [t for t in data.tiles if t.caveats]
+    lines += ["### KPIs built on imperfect data", ""]
+    if flagged:
+        for tile in flagged:
+            lines.append(f"- **{tile.kpi}** {CAVEAT_MARK}: " + "; ".join(tile.caveats))
+        lines.append("")
+    else:
+        lines += ["None: no check found a problem in the inputs any KPI reads.", ""]
+    return lines
+
+
+def _pending_rows(data: ReportData) -> list[list[str]]:
+    rows = []
+    if data.compare is not None:
+        for row in data.compare.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
+            named=True
+        ):
+            if row["pending_current"] or row["pending_baseline"]:
+                rows.append(
+                    [
+                        row["kpi"],
+                        format_int(row["pending_current"]),
+                        format_int(row["pending_baseline"]),
+                    ]
+                )
+        return rows
+    for row in overall_rows(data.trend.table).iter_rows(named=True):
+        if row["pending"]:
+            rows.append([row["kpi"], format_int(row["pending"])])
+    return rows
+
+
+def _section_drilldown(data: ReportData) -> list[str]:
+    lines = ["## Drill-down", ""]
+    key = unit_table(data.spec).key or "conversation_id"
+    time = unit_table(data.spec).time
+    redaction = (
+        "e-mail addresses, phone numbers, card numbers, IBANs, US social security numbers, IP "
+        "addresses and secrets redacted in every value shown"
+        if data.options.redact
+        else "**not redacted** (--no-redact)"
+    )
+    lines += [
+        f"Up to {data.options.drilldown} failing conversations per failure type (most "
+        f"recent first; each conversation listed once), {data.current.label}, only "
+        "the conversations each KPI counts (settled, where it declares `mature`). Failure = the "
+        "row condition of a "
+        "share-of-conversations KPI"
+        + (
+            f"; first user message shown; {redaction}."
+            if data.has_text
+            else f"; no `text` column in the events, so no message is shown; {redaction}."
+        ),
+        "",
+    ]
+    if not data.drilldown:
+        return [*lines, "No share-of-conversations KPI in the spec.", ""]
+    for group in data.drilldown:
+        part = ""
+        if group["part"] is not None:
+            column, value = group["part"]
+            part = f", {column} = {md_text(value)}" if value is not None else f", {column} is null"
+        lines += [
+            f"### {group['kpi']}: {group['label']}{part}",
+            "",
+            f"{format_int(group['count'])} of the {format_int(group['of'])} conversations the "
+            "KPI counts.",
+            "",
+        ]
+        if not group["rows"]:
+            continue
+        header = [key, "started", "cohort", "cost"]
+        if data.has_text:
+            header.append("first user message")
+        rows = []
+        for row in group["rows"]:
+            cells = [
+                md_text(row[key]),
+                (iso(row.get(time)) if time else None) or "—",
+                md_text(row["__cohort"]) if row["__cohort"] else "—",
+                format_value(row["__cost"], "usd"),
+            ]
+            if data.has_text:
+                text = row["__text"]
+                cells.append(md_text(truncate(text)) if text else "—")
+            rows.append(cells)
+        lines += md_table(header, rows, "lllr" + ("l" if data.has_text else ""))
+    return lines
+
+
+def _definition(kpi: KpiSpec) -> list[str]:
+    parts = [f"over `{kpi.over}`"] if kpi.kind != "formula" else []
+    for label, sql in (
+        ("value", kpi.value),
+        ("numerator", kpi.numerator),
+        ("denominator", kpi.denominator),
+        ("formula", kpi.formula),
+        ("where", kpi.where),
+        ("mature", kpi.mature),
+        ("breakdown", kpi.breakdown),
+    ):
+        if sql:
+            parts.append(f"{label} {code_span(sql)}")
+    return parts
+
+
+def _section_method(data: ReportData) -> list[str]:
+    spec, comparison = data.spec, data.compare
+    lines = ["## Method and provenance", "", "### Definitions", ""]
+    tests = {}
+    if comparison is not None:
+        for row in comparison.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
+            named=True
+        ):
+            tests[row["kpi"]] = row["test"] or "no test"
+    for kpi in spec.kpis.values():
+        lines.append(
+            f"- **{kpi.name}** ({LAYER_TITLES.get(kpi.layer, kpi.layer)}; "
+            f"{kpi.direction} is better; owner {kpi.owner}) — "
+            f"{md_cell(kpi.description) or 'no description'}"
+        )
+        detail = _definition(kpi)
+        if kpi.thresholds:
+            detail.append("thresholds " + ", ".join(f"{t.level} {t.text}" for t in kpi.thresholds))
+        if kpi.name in tests:
+            detail.append(f"test {tests[kpi.name]}")
+        lines.append("  - " + "; ".join(detail))
+    lines.append("")
+    if data.used_columns:
+        lines += [
+            "### Columns the KPIs use",
+            "",
+            "Rollup entries aggregate a source per conversation; derive entries are "
+            "row-level over the rollup. Params: "
+            + (", ".join(f"`{k}` = {v}" for k, v in spec.params.items()) or "none")
+            + ".",
+            "",
+        ]
+        lines += md_table(
+            ["column", "definition", "from"],
+            [[name, code_span(sql), source] for name, sql, source in data.used_columns],
+            "lll",
+        )
+    lines += ["### Tests and caveats", ""]
+    caveats = []
+    if comparison is not None:
+        level = round((1 - comparison.alpha) * 100)
+        caveats += [
+            f"Every KPI is reduced to per-unit sufficient statistics (unit "
+            f"`{comparison.unit}`); {level} % confidence intervals; the p-value comes from the "
+            "absolute difference; "
+            f"{comparison.correction} correction over all KPI tests of the comparison.",
+            "Tests: proportions → two-proportion test (exact when cells are small); means → "
+            "Welch t; ratios → delta method; percentiles → cluster-adjusted outer CI; "
+            "formulas → cluster bootstrap.",
+        ]
+        if comparison.design.caveat:
+            caveats.append(f"Observational comparison: {comparison.design.caveat}.")
+        elif comparison.design.randomized:
+            caveats.append(
+                "Randomized holdout: differences are causal estimates for this "
+                "period's traffic; a sample-ratio check guards the randomization."
+            )
+    else:
+        caveats.append("No baseline: no change is tested; only absolute bounds are judged.")
+    caveats += [
+        "Percentiles (MEDIAN, QUANTILE_CONT) use linear interpolation.",
+        "Conversations whose outcome window is open at as-of are left out of the KPIs that "
+        "declare `mature` and counted as pending.",
+        f"A KPI needs at least `min_sample` = {spec.defaults.min_sample} units (default) in "
+        "each arm for a verdict.",
+        "Cohort-vs-rest comparisons and breakdown changes are observational and exploratory.",
+        "Trend buckets hold few conversations each: read the sparklines as shape, not as "
+        "tested changes.",
+    ]
+    lines += [f"- {c}" for c in caveats]
+    lines += [""]
+    lines += ["### Inputs", ""]
+    lines += md_table(
+        ["source", "file", "bytes", "rows", "sha256"],
+        [
+            [
+                f.source,
+                md_text(f.path),
+                format_int(f.size_bytes),
+                format_int(f.rows),
+                f"`{data.file_hashes.get(f.path, '')}`",
+            ]
+            for f in data.files
+        ],
+        "llrrl",
+    )
+    generated = data.options.generated_at or dt.datetime.now(dt.UTC)
+    lines += ["### Provenance", ""]
+    lines += md_table(
+        ["item", "value"],
+        [
+            ["spec", md_text(spec.path)],
+            ["spec sha256", f"`{spec.sha256}`"],
+            ["kpictl", __version__],
+            ["polars", pl.__version__],
+            ["python", platform.python_version()],
+            ["generated at", iso(generated.replace(microsecond=0)) or ""],
+            ["command", code_span(data.options.command_line) if data.options.command_line else "—"],
+        ],
+        "ll",
+    )
+    return lines
+
+
+def _section_review(data: ReportData) -> list[str]:
+    """The latest human review round (`--review`), with the trend over the rounds given."""
+    return review_markdown(data.review) if data.review is not None else []
+
+
+def _section_projection(data: ReportData) -> list[str]:
+    """Cost at scale (`--project`): the current arm's costs at the target volume."""
+    if data.projection is None:
+        return []
+    heading, _, *rest = projection_markdown(data.projection, level=2)
+    scope = (
+        f"Projected from the {data.current.label}: the conversations started in the "
+        "period and their costs up to as-of (`kpictl project` on the same data)."
+    )
+    return [heading, "", scope, "", *rest]
+
+
+def render_report(data: ReportData) -> str:
+    """The scorecard's Markdown: a pure function of `data`."""
+    sections = [
+        _section_header,
+        _section_tiles,
+        _section_table,
+        _section_trends,
+        _section_breakdowns,
+        _section_fairness,
+        section_roi,
+        _section_projection,
+        _section_review,
+        _section_quality,
+        _section_drilldown,
+        _section_method,
+    ]
+    lines: list[str] = []
+    for section in sections:
+        lines += section(data)
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text)
