@@ -26,7 +26,7 @@ from kpictl.errors import UsageError
 from kpictl.io import schema as canonical
 from kpictl.io.pricing import COST_SOURCES
 from kpictl.io.read import Sources
-from kpictl.spec.model import KpiSpec, RollupEntry, Spec, TableSpec
+from kpictl.spec.model import ColumnMapping, KpiSpec, RollupEntry, Spec, TableSpec
 from kpictl.sql.expr import (
     compared_literals,
     compile_sql,
@@ -687,6 +687,18 @@ def _spec_reads(spec: Spec) -> set[str]:
     return names
 
 
+def _mapped_fields(columns: Sequence[ColumnMapping]) -> set[str]:
+    """The raw fields a source's `columns:` read (`session` of `conversation_id: session`,
+    `kind` of a `CASE kind …`): mapped, so not "neither mapped nor read"."""
+    fields: set[str] = set()
+    for mapping in columns:
+        if mapping.source_field:
+            fields.add(mapping.source_field.split(".")[0])
+        elif mapping.sql:
+            fields.update(referenced_names(compile_sql(mapping.sql)))
+    return fields
+
+
 def check_sources(spec: Spec, sources: Sources) -> CheckReport:
     """Read with the spec, report what the data holds: per source its rows, time range,
     columns (mapped, unmapped, empty), duplicated (key, ts, event) rows and rows whose key the
@@ -721,6 +733,7 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
             *canonical.COST_COLUMNS,
             *mapped,
             *reads,
+            *_mapped_fields(declared.columns if declared is not None else ()),
         }
         triple = [c for c in (key, "ts", "event") if c is not None and c in schema]
         duplicates = None
