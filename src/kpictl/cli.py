@@ -784,7 +784,7 @@ def compare(
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
-            from kpictl.sql.expr import did_you_mean
+            from kpictl.errors import did_you_mean
 
             raise UsageError(
                 f"--baseline {baseline}: neither a baseline of the spec"
@@ -930,7 +930,7 @@ def report(
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
-            from kpictl.sql.expr import did_you_mean
+            from kpictl.errors import did_you_mean
 
             raise UsageError(
                 f"--baseline {baseline}: neither a baseline of the spec"

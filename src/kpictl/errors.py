@@ -6,6 +6,8 @@ The library never prints or exits; `kpictl.cli` maps these classes to exit codes
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -74,3 +76,15 @@ class UsageError(KpictlError):
     """The command line asks for something that cannot be done (unknown KPI, bad --param, …)."""
 
     exit_code = ExitCode.USAGE_ERROR
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A ' (did you mean …?)' suffix naming up to three candidates close to name, else ''.
+
+    The one place every "unknown name" message (spec keys, KPIs, columns, sources, baselines,
+    command-line options) gets its suggestion from, so they all suggest alike.
+    """
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"

@@ -33,11 +33,10 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.engine.compute import ComputeOptions, build_facts, resolve_window
-from kpictl.errors import InputDataError, UsageError
+from kpictl.errors import InputDataError, UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.redact import redact_pii
 from kpictl.spec.model import Spec, TableSpec
-from kpictl.sql.expr import did_you_mean
 
 ALLOCATIONS = ("proportional", "equal")
 # The columns of a review file, in order; the stratify-by columns go after `stratum`.

@@ -44,10 +44,10 @@ from kpictl.engine.compute import (
 )
 from kpictl.engine.datacheck import DataCheck, check_data, require_columns
 from kpictl.engine.interface import Engine, FactSet
-from kpictl.errors import UsageError
+from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
-from kpictl.sql.expr import compile_sql, did_you_mean
+from kpictl.sql.expr import compile_sql
 
 STATUSES = ("ok", "warning", "critical", "catastrophic")
 _ROW = "__kpictl_unit_row"

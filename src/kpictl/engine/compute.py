@@ -38,7 +38,7 @@ from kpictl.engine.rollup import (
     shifted_in_partition,
     split_shift_window,
 )
-from kpictl.errors import EmptyInputError, InputDataError, UsageError
+from kpictl.errors import EmptyInputError, InputDataError, UsageError, did_you_mean
 from kpictl.io import schema as canonical
 from kpictl.io.read import Sources, locate_row
 from kpictl.spec.model import GRAINS, OUTCOME_SOURCE, KpiSpec, RollupEntry, Spec, TableSpec
@@ -47,7 +47,6 @@ from kpictl.sql.expr import (
     ExpressionShape,
     check_expression,
     compile_sql,
-    did_you_mean,
     referenced_names,
 )
 

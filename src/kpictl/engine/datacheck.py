@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from kpictl.errors import UsageError
+from kpictl.errors import UsageError, did_you_mean
 from kpictl.io import schema as canonical
 from kpictl.io.pricing import COST_SOURCES
 from kpictl.io.read import Sources
@@ -30,7 +30,6 @@ from kpictl.spec.model import ColumnMapping, KpiSpec, RollupEntry, Spec, TableSp
 from kpictl.sql.expr import (
     compared_literals,
     compile_sql,
-    did_you_mean,
     picked_column,
     referenced_names,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from kpictl.engine.outcomes import attribute_events, unattributed_count
-from kpictl.errors import UsageError
+from kpictl.errors import UsageError, did_you_mean
 from kpictl.io import schema as canonical
 from kpictl.io.inputbytes import MAX_LINE_BYTES
 from kpictl.io.pricing import apply_prices, mark_reported
@@ -24,7 +24,7 @@ from kpictl.io.read import (
     load_requests,
 )
 from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec, Spec
-from kpictl.sql.expr import did_you_mean, summed_columns
+from kpictl.sql.expr import summed_columns
 
 
 def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from kpictl.errors import InputDataError
+from kpictl.errors import InputDataError, did_you_mean
 from kpictl.io.inputbytes import (
     MAX_JSON_DEPTH,
     MAX_LINE_BYTES,
@@ -26,7 +26,7 @@ from kpictl.io.inputbytes import (
     read_input_bytes,
     too_deep,
 )
-from kpictl.sql.expr import ExpressionProblem, compile_sql, did_you_mean, first_line
+from kpictl.sql.expr import ExpressionProblem, compile_sql, first_line
 
 LOCATION = "__kpictl_location"
 FORMAT_NAMES = ("chat", "otlp_json")

@@ -37,7 +37,7 @@ from kpictl.engine.costs import (
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
 from kpictl.engine.datacheck import require_columns
-from kpictl.errors import UsageError
+from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
 from kpictl.review import score_review
@@ -62,7 +62,7 @@ from kpictl.scorecard.model import (
 )
 from kpictl.scorecard.quality import data_quality, kpi_caveats
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec
-from kpictl.sql.expr import compile_sql, did_you_mean
+from kpictl.sql.expr import compile_sql
 
 MAX_COHORT_VALUES = 12
 

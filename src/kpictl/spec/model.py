@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from kpictl.errors import SpecError, SpecProblem, UsageError
+from kpictl.errors import SpecError, SpecProblem, UsageError, did_you_mean
 from kpictl.io import schema as canonical
 from kpictl.io.formats import (
     CHAT_OPTION_KEYS,
@@ -44,7 +44,6 @@ from kpictl.sql.expr import (
     ExpressionShape,
     check_expression,
     compile_sql,
-    did_you_mean,
     referenced_names,
 )
 

@@ -6,17 +6,17 @@ params and the built-ins (`as_of`, `window_start`, `window_end`) are columns.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 import polars as pl
 
+from kpictl.errors import did_you_mean
 from kpictl.sql.tree import (
     MAX_EXPRESSION_CHARS,
     MAX_OPERATORS,
@@ -194,14 +194,6 @@ def picked_column(sql: str) -> str | None:
     if isinstance(inner, dict) and isinstance(inner.get("Filter"), dict):
         inner = inner["Filter"].get("input")
     return _column(inner)
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """A ' (did you mean …?)' suffix when a candidate is close to name, else ''."""
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
-    if not matches:
-        return ""
-    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
 
 
 def check_expression(
