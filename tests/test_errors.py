@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-from kpictl.errors import did_you_mean
+import pytest
+
+from conftest import run
+from kpictl.errors import ExitCode, did_you_mean
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kpictl"
 
@@ -45,3 +49,49 @@ def test_did_you_mean_has_one_definition_in_errors() -> None:
         "errors.py: def did_you_mean",
         "errors.py: difflib.get_close_matches",
     ]
+
+
+def test_every_exit_code_is_in_the_readme_and_the_help() -> None:
+    """ExitCode is the one list of exit codes: the README's table and `kpictl --help` say the
+    same codes, no more, no fewer."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    documented = [int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)]
+    assert documented == [int(code) for code in ExitCode]
+    code, out, _ = run("--help")
+    assert code == 0
+    helped = re.findall(r"\b(\d+)\s+[a-z]", out.split("Exit codes:", 1)[1])
+    assert [int(m) for m in helped] == [int(code) for code in ExitCode]
+
+
+def test_the_cli_exits_with_exit_code_names_never_numbers() -> None:
+    """cli.py raises SystemExit / typer.Exit only with an ExitCode member (a literal 70 beside
+    the enum is how a second list of codes starts)."""
+    tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
+    literal = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in {"SystemExit", "typer.Exit"}:
+            for arg in node.args:
+                if any(isinstance(n, ast.Constant) for n in ast.walk(arg)):
+                    literal.append(f"line {node.lineno}: {ast.unparse(node)}")
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value in {int(code) for code in ExitCode if code > 3}
+        ):
+            literal.append(f"line {node.lineno}: {ast.unparse(node)}")
+    assert literal == []
+
+
+def test_an_internal_error_exits_70_and_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("kpictl.spec.model.load_spec", broken)
+    code, out, err = run("validate", "-c", "kpi_definitions.yaml")
+    assert (code, out) == (ExitCode.INTERNAL_ERROR, "") and code == 70
+    assert err == (
+        "kpictl: internal error: RuntimeError: boom (please report it; rerun with --traceback "
+        "for details)\n"
+    )
+    assert int(ExitCode.INTERRUPTED) == 130  # the interrupt itself: test_hostile_limits

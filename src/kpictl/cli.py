@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
 
-INTERNAL_ERROR = 70
 DEFAULT_SPEC = Path("kpi_definitions.yaml")
 
 
@@ -181,6 +180,10 @@ class KpictlGroup(_UncutGroup):
             raise SystemExit(int(exc.exit_code)) from None
         except BrokenPipeError:
             _closed_pipe()
+        except KeyboardInterrupt:
+            if ctx.meta.get("kpictl.traceback"):
+                raise
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
         except MemoryError:
             if ctx.meta.get("kpictl.traceback"):
                 raise
@@ -201,7 +204,7 @@ class KpictlGroup(_UncutGroup):
                 f"kpictl: internal error: {type(exc).__name__}: {exc} "
                 "(please report it; rerun with --traceback for details)"
             )
-            raise SystemExit(INTERNAL_ERROR) from None
+            raise SystemExit(int(ExitCode.INTERNAL_ERROR)) from None
         except BaseException as exc:  # pyo3's PanicException (polars panicked) is no Exception
             if ctx.meta.get("kpictl.traceback") or isinstance(
                 exc, KeyboardInterrupt | SystemExit | GeneratorExit
@@ -217,7 +220,7 @@ class KpictlGroup(_UncutGroup):
                 f"kpictl: internal error: {what}: {first} (a bug: please report it with the "
                 "command line; rerun with --traceback for details)"
             )
-            raise SystemExit(INTERNAL_ERROR) from None
+            raise SystemExit(int(ExitCode.INTERNAL_ERROR)) from None
 
 
 app = typer.Typer(
@@ -226,7 +229,8 @@ app = typer.Typer(
     help="Prove what your AI agent is worth: verified-outcome KPIs from agent logs.\n\n"
     "KPIs are declared in kpi_definitions.yaml (filters and formulas are SQL expressions). "
     "Exit codes: 0 ok, 1 data or spec error, 2 usage error, 3 a KPI at or above --fail-on, "
-    "141 stdout closed early (e.g. piped into head).",
+    "70 internal error (a bug), 130 interrupted (Ctrl-C), 141 stdout closed early (e.g. piped "
+    "into head).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

@@ -13,12 +13,15 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Documented process exit codes."""
+    """The process exit codes, all of them (README "Exit codes" lists the same table; the CLI
+    uses these names, never a number)."""
 
     OK = 0
     DATA_OR_SPEC_ERROR = 1
     USAGE_ERROR = 2
     THRESHOLD_BREACHED = 3  # `--fail-on LEVEL` and some KPI is at or above that level
+    INTERNAL_ERROR = 70  # a bug (sysexits' EX_SOFTWARE): please report it
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells expect
     CLOSED_PIPE = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE, as for other tools
 
 
