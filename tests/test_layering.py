@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kpictl"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"sql", "redact"},  # sql: the spec's expressions; redact: PII masking of free text
-    {"io", "sample"},  # reading logs into canonical frames; the synthetic sample writer
+    {"io"},  # reading logs into canonical frames
+    {"sample"},  # the synthetic sample writer (its frames in io.schema's canonical types)
     {"spec"},
     {"engine"},
     {"init"},  # kpictl init: detect the kind of logs, propose a mapping, write a spec

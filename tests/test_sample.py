@@ -25,7 +25,7 @@ EVENTS_COLUMNS: list[tuple[str, pl.DataType]] = [
     ("cost_usd", pl.Float64()),
     ("latency_ms", pl.Float64()),
     ("escalation_reason", pl.String()),
-    ("csat", pl.Int64()),
+    ("csat", pl.Float64()),
     ("human_minutes", pl.Float64()),
     ("policy_violation", pl.Boolean()),
     ("user_id", pl.String()),
@@ -464,3 +464,27 @@ def test_business_events_leave_the_logs_unchanged_and_are_realistic(
     assert 0.5 < share_named < 0.7 and no_ids > 0
     assert set(business["type"]) == {"booking", "refund"}
     assert (business.filter(pl.col("type") == "refund")["value_usd"] < 0).all()
+
+
+def test_frames_have_the_canonical_types_of_io_schema() -> None:
+    """One canonical schema: every canonical column of a generated frame has io.schema's type
+    (the sample once declared its own and drifted: csat Int64 where logs load as Float64)."""
+    from kpictl.io import schema as canonical
+
+    events, tool_calls = generate_sample(50, seed=1)
+    business = generate_business_events(events, seed=1)
+    for frame, table in (
+        (events, canonical.EVENTS),
+        (tool_calls, canonical.TOOL_CALLS),
+        (business, canonical.BUSINESS_EVENTS),
+    ):
+        assert {n: frame.schema[n] for n in table} == {n: c.dtype for n, c in table.items()}
+    assert events.schema["csat"] == pl.Float64()
+
+
+def test_the_shipped_sample_logs_are_write_sample_output(tmp_path: Path) -> None:
+    """sample_logs/ is `write_sample` of 2,000 conversations over 30 days, byte for byte (csat
+    written as whole numbers, as it always was)."""
+    shipped = Path(__file__).resolve().parents[1] / "sample_logs"
+    for path in write_sample(tmp_path, conversations=2000, days=30):
+        assert path.read_bytes() == (shipped / path.relative_to(tmp_path)).read_bytes(), path

@@ -32,57 +32,31 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from kpictl.io import schema as canonical
+
 __all__ = ["generate_business_events", "generate_sample", "write_sample"]
 
-_UTC_TS = pl.Datetime("us", "UTC")
+_UTC_TS = canonical.UTC_TIMESTAMP
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _DAY = 86_400
 _HOUR = 3_600
 
+# The frames are in io/schema's canonical types (one definition: a generated frame is typed as
+# a loaded log is), plus the sample's pass-through attributes of a conversation.
+ATTRIBUTE_COLUMNS = ("channel", "intent", "customer_tier", "region", "agent_version", "arm")
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
-    "conversation_id": pl.String(),
-    "ts": _UTC_TS,
-    "event": pl.String(),
-    "role": pl.String(),
-    "input_tokens": pl.Int64(),
-    "output_tokens": pl.Int64(),
-    "cost_usd": pl.Float64(),
-    "latency_ms": pl.Float64(),
-    "escalation_reason": pl.String(),
-    "csat": pl.Int64(),
-    "human_minutes": pl.Float64(),
-    "policy_violation": pl.Boolean(),
-    "user_id": pl.String(),
-    "model": pl.String(),
-    "text": pl.String(),
-    "channel": pl.String(),
-    "intent": pl.String(),
-    "customer_tier": pl.String(),
-    "region": pl.String(),
-    "agent_version": pl.String(),
-    "arm": pl.String(),
+    **{name: column.dtype for name, column in canonical.EVENTS.items()},
+    **{name: pl.String() for name in ATTRIBUTE_COLUMNS},
 }
 """Columns (in order) and dtypes of the `events` frame."""
 
 TOOL_CALLS_SCHEMA: dict[str, pl.DataType] = {
-    "conversation_id": pl.String(),
-    "ts": _UTC_TS,
-    "tool": pl.String(),
-    "status": pl.String(),
-    "error_type": pl.String(),
-    "retries": pl.Int64(),
-    "latency_ms": pl.Float64(),
-    "cost_usd": pl.Float64(),
+    name: column.dtype for name, column in canonical.TOOL_CALLS.items()
 }
 """Columns (in order) and dtypes of the `tool_calls` frame."""
 
 BUSINESS_EVENTS_SCHEMA: dict[str, pl.DataType] = {
-    "business_event_id": pl.String(),
-    "conversation_id": pl.String(),
-    "user_id": pl.String(),
-    "ts": _UTC_TS,
-    "type": pl.String(),
-    "value_usd": pl.Float64(),
+    name: column.dtype for name, column in canonical.BUSINESS_EVENTS.items()
 }
 """Columns (in order) and dtypes of the `business_events` frame (a CRM export)."""
 
@@ -950,6 +924,11 @@ def _write_part(
         if fmt == "parquet":
             frame.write_parquet(path)
         else:
-            frame.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_ndjson(path)
+            text = frame.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            if "csat" in text.columns:
+                # scores are drawn whole (1-5): written 4, not 4.0, as survey exports write
+                # them; csat is read back as the canonical float either way
+                text = text.with_columns(pl.col("csat").cast(pl.Int64))
+            text.write_ndjson(path)
         paths.append(path)
     return paths
