@@ -3,6 +3,7 @@ key it concerns, what was expected and, where a name is close, "did you mean".""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -958,3 +959,75 @@ def test_the_schema_reports_a_typo_with_its_path(write_spec: SpecWriter) -> None
             "'percnt' is not one of ['percent', 'usd', 'duration', 'ms', 'number', 'count']",
         ),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The primary table: one definition (Spec.primary_table), one error where a command needs it
+# ---------------------------------------------------------------------------------------------
+
+NO_ROLLUP_SPEC = """\
+version: 1
+defaults: {baseline: prior}
+sources:
+  events: {path: events.jsonl, columns: {ts: {from: ts, type: timestamp}}}
+tables:
+  messages: {from: events, where: "event = 'message'"}
+baselines:
+  prior: {previous: 7d}
+kpis:
+  message_count: {over: messages, value: "COUNT(*)", format: count, direction: higher}
+"""
+NO_PRIMARY_TABLE = (
+    "kpictl: error: the spec has no rollup table (one row per conversation, e.g. "
+    "`conversations:` with `key:` and `rollup:`), where compare, report, review, project and "
+    "facts count their units; tables: messages\n"
+)
+
+
+def test_the_primary_table_is_the_first_rollup_table(shipped_spec: Spec, tmp_path: Path) -> None:
+    assert shipped_spec.primary_table is shipped_spec.tables["conversations"]
+    assert shipped_spec.require_primary_table() is shipped_spec.tables["conversations"]
+    path = tmp_path / "kpis.yaml"
+    path.write_text(NO_ROLLUP_SPEC)
+    spec = load_spec(path)
+    assert spec.primary_table is None
+    with pytest.raises(UsageError) as caught:
+        spec.require_primary_table()
+    assert f"kpictl: error: {caught.value}\n" == NO_PRIMARY_TABLE
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["facts"], ["compare"], ["report"], ["project"], ["review", "sample", "--output", "out"]],
+)
+def test_a_command_needing_the_primary_table_says_the_spec_lacks_one(
+    tmp_path: Path, event_rows: list[dict[str, object]], command: list[str]
+) -> None:
+    """compare, facts and review stopped with 'internal error: StopIteration' (exit 70), report
+    and project said 'nothing to report on': three definitions of the first rollup table."""
+    from conftest import run
+
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in event_rows))
+    (tmp_path / "kpis.yaml").write_text(NO_ROLLUP_SPEC)
+    with contextlib.chdir(tmp_path):
+        code, out, err = run(*command, "-c", "kpis.yaml")
+        assert run("compute", "-c", "kpis.yaml")[0] == 0  # compute needs no primary table
+    assert (code, out, err) == (2, "", NO_PRIMARY_TABLE)
+
+
+def test_only_the_spec_says_which_table_is_the_primary_one() -> None:
+    """No module picks 'the first rollup table' itself (`next(t ... if t.is_rollup)`): each
+    copy had its own failure when there is none."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "src" / "kpictl"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) == "next"
+                and "is_rollup" in ast.unparse(node)
+            ):
+                found.append(str(path.relative_to(package)))
+    assert found == ["spec/model.py"]

@@ -38,7 +38,6 @@ from kpictl.engine.costs import (
     human_minutes_unknown,
     number_param,
     slice_facts,
-    unit_table,
     unpriced_rows,
 )
 from kpictl.errors import UsageError
@@ -374,7 +373,7 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
             "prices as logged (the spec has no `pricing:`): each row's cost_usd, at the prices "
             "of its time"
         )
-    table = unit_table(spec)
+    table = spec.require_primary_table()
     key = table.key or "conversation_id"
     facts = slice_facts(spec, piece)
     rate = number_param(spec, HUMAN_MINUTE_PARAM)

@@ -124,11 +124,6 @@ def allocate(sizes: Sequence[int], total: int, allocation: str) -> list[int]:
     return counts
 
 
-def unit_table(spec: Spec) -> TableSpec:
-    """The table of one row per conversation: the spec's first rollup table."""
-    return next(t for t in spec.tables.values() if t.is_rollup)
-
-
 def _check_columns(options: SampleOptions, facts: pl.DataFrame, table: TableSpec) -> None:
     known = facts.columns
     for option, name in [("--self-reported", options.self_reported)] + [
@@ -213,7 +208,7 @@ def draw_review_sample(spec: Spec, sources: Sources, options: SampleOptions) -> 
         raise UsageError(f"--size {options.size}: expected a positive number of conversations")
     if options.messages < 1:
         raise UsageError(f"--messages {options.messages}: expected a positive number")
-    table = unit_table(spec)
+    table = spec.require_primary_table()
     key = table.key or ID
     window = resolve_window(
         spec, sources, ComputeOptions(since=options.since, until=options.until, as_of=options.as_of)

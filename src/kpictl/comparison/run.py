@@ -179,10 +179,6 @@ class Heterogeneity:
 # ----------------------------------------------------------------------------------------------
 
 
-def _unit_table(spec: Spec) -> TableSpec:
-    return next(t for t in spec.tables.values() if t.is_rollup)
-
-
 def _time_column(spec: Spec, table: TableSpec) -> str | None:
     if table.is_rollup:
         return table.time
@@ -198,7 +194,7 @@ def _restrict(
     condition: str | None,
 ) -> dict[str, pl.LazyFrame]:
     """Tables limited to units whose time is in [since, until) and that meet `condition`."""
-    parent = _unit_table(spec)
+    parent = spec.require_primary_table()
     key = parent.key
     assert key is not None
     keys: pl.LazyFrame | None = None
@@ -1611,7 +1607,11 @@ def run_compare(
         baseline_label,
         facts=facts,
     )
-    unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
+    unit = (
+        options.unit
+        or (base.unit if base and base.unit else None)
+        or spec.require_primary_table().key
+    )
     assert unit is not None
     if options.paired and design.kind != "dataset":
         raise UsageError("--paired needs --baseline PATH (two runs of the same task suite)")
@@ -1621,11 +1621,11 @@ def run_compare(
                 f"--unit {unit}: not a column of table {kpi.over!r} (KPI "
                 f"{kpi.name}); use an attribute of the conversations"
             )
-    unit_columns = spec.column_types[_unit_table(spec).name]
+    unit_columns = spec.column_types[spec.require_primary_table().name]
     if options.cuped is not None and options.cuped not in unit_columns:
         raise UsageError(
             f"--cuped {options.cuped}: not a column of the unit table "
-            f"{_unit_table(spec).name!r}{did_you_mean(options.cuped, unit_columns)}"
+            f"{spec.require_primary_table().name!r}{did_you_mean(options.cuped, unit_columns)}"
             "; declare the pre-period value as an attribute (or derive) there"
         )
     for dim in options.by:
@@ -1687,7 +1687,8 @@ def compare_arms(
     if with_fairness:
         options = _with_fairness_columns(spec, options)
     watched = [d for d in options.by if d not in asked.by]
-    unit = options.unit or (base.unit if base and base.unit else None) or _unit_table(spec).key
+    primary = spec.require_primary_table()
+    unit = options.unit or (base.unit if base and base.unit else None) or primary.key
     assert unit is not None
     current = _materialise(spec, current, evaluated, options, unit)
     if baseline is not None:
@@ -1699,7 +1700,7 @@ def compare_arms(
         if arm is not None:
             values[label], reasons = _arm_values(spec, arm, evaluated, output, options, check)
             unknown.update(reasons)
-    key = _unit_table(spec).key
+    key = primary.key
     paired = (
         options.paired
         if options.paired is not None
@@ -1829,7 +1830,9 @@ def require_arm_columns(
     if base is not None and base.kind == "holdout":
         names = names_in([base.control, base.treatment])
         where = f"{spec.path}:{base.line}" if base.line is not None else str(spec.path)
-        require_columns(spec, sources, _unit_table(spec), names, f"{where}: baselines.{base.name}")
+        require_columns(
+            spec, sources, spec.require_primary_table(), names, f"{where}: baselines.{base.name}"
+        )
     for data in (sources, baseline_sources):
         if data is not None:
             require_cohorts(spec, data, kpis, options.by)
@@ -2206,7 +2209,7 @@ def _materialise(
 
 def _same_units(spec: Spec, current: Arm, baseline: Arm, unit: str) -> bool:
     """Both arms ran exactly the same units (e.g. task ids of an evaluation suite)."""
-    table = _unit_table(spec).name
+    table = spec.require_primary_table().name
     if unit not in current.tables[table].collect_schema():
         return False
     sets = [
@@ -2221,7 +2224,7 @@ def _empty_arm_notes(
 ) -> list[str]:
     """A note for each arm without units: its KPIs are n = 0, so every verdict is
     insufficient data (said, not left to be guessed from a table of dashes)."""
-    table = _unit_table(spec).name
+    table = spec.require_primary_table().name
     arms = [
         (current, base.treatment if base and design.kind in ("holdout", "conditions") else None)
     ]
@@ -2262,7 +2265,7 @@ def _srm(
 ) -> dict[str, Any] | None:
     if base is None or baseline is None or base.kind != "holdout":
         return None
-    table = _unit_table(spec).name
+    table = spec.require_primary_table().name
     counts = [
         int(arm.tables[table].select(pl.col(unit).n_unique()).collect().item())
         for arm in (current, baseline)

@@ -562,7 +562,7 @@ def build_facts(
         else:
             rows = row_table(spec, table, sources, window, built, read)
             if in_memory:
-                unit = next((t.key for t in spec.tables.values() if t.is_rollup), None)
+                unit = spec.primary_table.key if spec.primary_table else None
                 keep = None if read is None else {*read, unit}
                 available = rows.collect_schema().names()
                 rows = rows.select([c for c in available if keep is None or c in keep])
@@ -676,7 +676,7 @@ def facts(
     spec: Spec, sources: Sources, table: str | None = None, as_of: dt.datetime | None = None
 ) -> pl.DataFrame:
     """One table of facts (default: the first rollup table, e.g. one row per conversation)."""
-    name = table or next(n for n, t in spec.tables.items() if t.is_rollup)
+    name = table or spec.require_primary_table().name
     if name not in spec.tables:
         raise UsageError(
             f"no table named {name!r}{did_you_mean(name, spec.tables)}; "
@@ -1296,10 +1296,10 @@ def empty_source_notes(sources: Sources) -> list[str]:
 def units_in_window(
     spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Window, where: str | None = None
 ) -> tuple[str, int] | None:
-    """(unit table, its rows in the window meeting `where`), or None when no rollup table
-    was built for the run."""
-    table = next((t for t in spec.tables.values() if t.is_rollup and t.name in tables), None)
-    if table is None:
+    """(the primary table, its rows in the window meeting `where`), or None when the run did
+    not build it."""
+    table = spec.primary_table
+    if table is None or table.name not in tables:
         return None
     frame = tables[table.name]
     if table.time is not None:

@@ -14,7 +14,6 @@ import polars as pl
 
 from kpictl.engine.compute import Window, build_facts, literal_columns, names_in
 from kpictl.engine.compute import source_rows as engine_source_rows
-from kpictl.errors import UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import Spec, TableSpec
 from kpictl.sql.expr import compile_sql
@@ -63,11 +62,8 @@ class CostTotals:
 
 
 def unit_table(spec: Spec) -> TableSpec:
-    """The first rollup table (one row per conversation): the unit of the report."""
-    for table in spec.tables.values():
-        if table.is_rollup:
-            return table
-    raise UsageError("the spec has no rollup table (e.g. conversations): nothing to report on")
+    """The primary table (`Spec.require_primary_table`): the unit of the report and project."""
+    return spec.require_primary_table()
 
 
 def with_literals(
@@ -91,7 +87,7 @@ def number_param(spec: Spec, name: str) -> float | None:
 
 def slice_facts(spec: Spec, piece: Slice) -> pl.DataFrame:
     """The unit table's facts of one slice: its window and its condition applied."""
-    table = unit_table(spec)
+    table = spec.require_primary_table()
     frame = build_facts(spec, piece.sources, piece.window, [table.name])[table.name]
     time = table.time
     if time is not None and piece.window.since is not None:

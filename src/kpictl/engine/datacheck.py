@@ -385,7 +385,7 @@ def literal_uses(
         for key, sql in kpi_expressions(kpi):
             line = kpi.lines.get("pass_k" if key == "success" else key, kpi.line)
             add(_location(spec, line), f"kpis.{kpi.name}.{key}", sql, spec.tables[kpi.over])
-    unit_table = next((t for t in spec.tables.values() if t.is_rollup), None)
+    unit_table = spec.primary_table
     for name in baselines:
         baseline = spec.baselines.get(name)
         if baseline is None or unit_table is None:
@@ -703,7 +703,7 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
     columns (mapped, unmapped, empty), duplicated (key, ts, event) rows and rows whose key the
     primary source lacks; every compared literal with its matching rows; every KPI computable
     or why not."""
-    unit = next((t for t in spec.tables.values() if t.is_rollup), None)
+    unit = spec.primary_table
     key = unit.key if unit is not None else None
     primary = unit.rollup_sources()[0] if unit is not None and unit.rollup_sources() else None
     kpis = list(spec.kpis.values())

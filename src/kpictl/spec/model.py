@@ -365,6 +365,24 @@ class Spec:
         """Params and built-ins as typed columns."""
         return {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in self.params.items()}}
 
+    @property
+    def primary_table(self) -> TableSpec | None:
+        """The primary table: the first rollup table declared (one row per conversation, e.g.
+        `conversations`), the unit compare, report, review, project and facts count; None when
+        the spec declares none (compute needs none)."""
+        return primary_table(self.tables)
+
+    def require_primary_table(self) -> TableSpec:
+        """`primary_table`, or a UsageError saying the spec lacks one."""
+        table = self.primary_table
+        if table is None:
+            raise UsageError(
+                "the spec has no rollup table (one row per conversation, e.g. `conversations:` "
+                "with `key:` and `rollup:`), where compare, report, review, project and facts "
+                f"count their units; tables: {', '.join(self.tables) or '(none)'}"
+            )
+        return table
+
     def with_params(self, overrides: Mapping[str, str]) -> Spec:
         """A copy with params overridden from `--param k=v` text, coerced to the declared type."""
         params = dict(self.params)
@@ -376,6 +394,12 @@ class Spec:
                 )
             params[key] = _coerce_param(key, params[key], text)
         return replace(self, params=params)
+
+
+def primary_table(tables: Mapping[str, TableSpec]) -> TableSpec | None:
+    """The first rollup table of `tables` (the one definition of "the primary table"; see
+    `Spec.primary_table`), or None."""
+    return next((t for t in tables.values() if t.is_rollup), None)
 
 
 def _param_dtype(value: object) -> pl.DataType:
@@ -619,7 +643,7 @@ def _build_fairness(
     node = _mapping(problems, data, "fairness", "fairness")
     if node is None:
         return ()
-    unit_table = next((t for t in tables.values() if t.is_rollup), None)
+    unit_table = primary_table(tables)
     columns = column_types.get(unit_table.name, {}) if unit_table else {}
     found: list[FairnessSpec] = []
     for column, watched in node.items():
@@ -1518,7 +1542,7 @@ def _build_kpis(
     extras = {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in params.items()}}
     resolved = _resolve_extends(problems, node)
     declared_tables = set(data["tables"]) if isinstance(data.get("tables"), dict) else set()
-    default_table = next((t for t in tables.values() if t.is_rollup), None)
+    default_table = primary_table(tables)
     formula_lines: dict[str, int | None] = {}
     labels: dict[str, str] = {}  # label → the KPI that has it
     for name, (body, line, key_lines) in resolved.items():
@@ -2039,7 +2063,7 @@ def _build_baselines(
     if node is None:
         return baselines
     extras = {**canonical.BUILTIN_COLUMNS, **{k: _param_dtype(v) for k, v in params.items()}}
-    unit_table = next((t for t in tables.values() if t.is_rollup), None)
+    unit_table = primary_table(tables)
     for name, body in node.items():
         path = f"baselines.{name}"
         line = node.line_of(name)
