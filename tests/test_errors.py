@@ -60,7 +60,7 @@ def test_every_exit_code_is_in_the_readme_and_the_help() -> None:
     assert documented == [int(code) for code in ExitCode]
     code, out, _ = run("--help")
     assert code == 0
-    helped = re.findall(r"\b(\d+)\s+[a-z]", out.split("Exit codes:", 1)[1])
+    helped = re.findall(r"\b(\d+)\s+[a-z]", out.split("Exit codes:", 1)[1].split("\n\n", 1)[0])
     assert [int(m) for m in helped] == [int(code) for code in ExitCode]
 
 
