@@ -95,3 +95,15 @@ def test_an_internal_error_exits_70_and_ctrl_c_exits_130(monkeypatch: pytest.Mon
         "for details)\n"
     )
     assert int(ExitCode.INTERRUPTED) == 130  # the interrupt itself: test_hostile_limits
+
+
+def test_every_module_imports_did_you_mean_from_errors() -> None:
+    found = [
+        f"{name}: from {node.module}"
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and any(alias.name == "did_you_mean" for alias in node.names)
+        and node.module != "kpictl.errors"
+    ]
+    assert found == []

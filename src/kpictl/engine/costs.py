@@ -15,7 +15,7 @@ import polars as pl
 from kpictl.engine.compute import Window, build_facts, literal_columns, names_in
 from kpictl.engine.compute import source_rows as engine_source_rows
 from kpictl.io.read import Sources
-from kpictl.spec.model import Spec, TableSpec
+from kpictl.spec.model import Spec
 from kpictl.sql.expr import compile_sql
 
 HUMAN_MINUTE_PARAM = "human_cost_per_minute"
@@ -59,11 +59,6 @@ class CostTotals:
         if self.human_rate is None or self.human_unknown is not None:
             return None
         return self.human_minutes * self.human_rate
-
-
-def unit_table(spec: Spec) -> TableSpec:
-    """The primary table (`Spec.require_primary_table`): the unit of the report and project."""
-    return spec.require_primary_table()
 
 
 def with_literals(

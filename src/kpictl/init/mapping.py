@@ -15,8 +15,7 @@ from typing import cast
 
 import polars as pl
 
-from kpictl.errors import UsageError
-from kpictl.sql.expr import did_you_mean
+from kpictl.errors import UsageError, did_you_mean
 
 # Names a column goes by, per kpictl column (normalised: lower case, words joined by `_`).
 SYNONYMS: dict[str, tuple[str, ...]] = {

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import polars as pl
 
 from kpictl import __version__ as kpictl_version
-from kpictl.errors import EmptyInputError, InputDataError
+from kpictl.errors import EmptyInputError, InputDataError, did_you_mean
 from kpictl.io import schema as canonical
 from kpictl.io.cache import CACHE_FORMAT, JsonlCache, digest_file
 from kpictl.io.cache import jsonl_cache_dir as jsonl_cache_dir
@@ -41,7 +41,7 @@ from kpictl.io.inputbytes import (
     repeated_key_lines,
     too_deep,
 )
-from kpictl.sql.expr import ExpressionProblem, compile_sql, did_you_mean, first_line
+from kpictl.sql.expr import ExpressionProblem, compile_sql, first_line
 
 OnBadRows = Literal["error", "skip"]
 

@@ -32,7 +32,6 @@ from kpictl.engine.costs import (
     cost_totals,
     human_minutes_unknown,
     slice_facts,
-    unit_table,
 )
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
@@ -319,7 +318,7 @@ def drilldown(
     """A few failing conversations per failure type (most recent first), with cohort values,
     cost and the first user message. Unless options.redact is False, every value shown (ids,
     cohort and breakdown values, the message) is redacted (kpictl.redact)."""
-    table = unit_table(spec)
+    table = spec.require_primary_table()
     key = table.key or "conversation_id"
     cohort_dims = [
         d for d in dict.fromkeys([*spec.defaults.cohorts, *options.by]) if d in facts.columns
@@ -434,7 +433,7 @@ def gather_report(
     options = options or ReportOptions()
     if not 0 < options.alpha < 0.5:
         raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
-    table = unit_table(spec)
+    table = spec.require_primary_table()
     for dim in options.by:
         known = spec.column_types[table.name]
         if dim == table.key:

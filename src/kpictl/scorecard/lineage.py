@@ -6,9 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from kpictl.engine.costs import (
-    unit_table,
-)
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec, TableSpec
 from kpictl.sql.expr import strip_literals
@@ -93,7 +90,7 @@ def kpi_inputs(
 
 def proportion_condition(spec: Spec, kpi: KpiSpec) -> str | None:
     """`cond` of a `COUNT(*) FILTER (WHERE cond) / COUNT(*)` KPI over the unit table."""
-    if kpi.kind != "ratio" or kpi.over != unit_table(spec).name:
+    if kpi.kind != "ratio" or kpi.over != spec.require_primary_table().name:
         return None
     match = _COUNT_FILTER.match(kpi.numerator or "")
     if match is None or not _COUNT_ALL.match(kpi.denominator or ""):

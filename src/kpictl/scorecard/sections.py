@@ -30,9 +30,6 @@ from kpictl.engine.compute import (
     UNTIMED_AS_OF,
     ComputeResult,
 )
-from kpictl.engine.costs import (
-    unit_table,
-)
 from kpictl.render.output import (
     LAYER_TITLES,
     fairness_lines,
@@ -177,7 +174,7 @@ def _empty_lines(data: ReportData) -> list[str]:
         if empty
         else ""
     )
-    units = unit_table(data.spec).name
+    units = data.spec.require_primary_table().name
     current_empty = data.costs is not None and data.costs.conversations == 0
     base = data.baseline
     base_empty = data.baseline_costs is not None and data.baseline_costs.conversations == 0
@@ -676,8 +673,8 @@ def _pending_rows(data: ReportData) -> list[list[str]]:
 
 def _section_drilldown(data: ReportData) -> list[str]:
     lines = ["## Drill-down", ""]
-    key = unit_table(data.spec).key or "conversation_id"
-    time = unit_table(data.spec).time
+    key = data.spec.require_primary_table().key or "conversation_id"
+    time = data.spec.require_primary_table().time
     redaction = (
         "e-mail addresses, phone numbers, card numbers, IBANs, US social security numbers, IP "
         "addresses and secrets redacted in every value shown"
