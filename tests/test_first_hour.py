@@ -214,7 +214,10 @@ def test_the_first_hour_init_check_compute_compare_report(tmp_path: Path) -> Non
         expected = expected_kpis(events, calls)
         for kpi, value in expected.items():
             assert got[kpi] == pytest.approx(value, rel=1e-9), kpi
-        assert set(got) - set(expected) == {"repeat_contact_rate_7d"}  # 4 days: all pending
+        assert set(got) - set(expected) == {"repeat_contact_rate_7d", "messages_per_conversation"}
+        assert got["messages_per_conversation"] == pytest.approx(
+            sum(e["kind"] == "msg" for e in events) / 120
+        )
 
         # 4. compare the two arms the `variant` column holds (the spec's default baseline)
         code, out, err = run("compare", "-c", spec, "--format", "json")

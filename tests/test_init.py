@@ -4,6 +4,7 @@ shipped chat / OTLP scorecards `kpictl compute PATH` uses when there is no spec.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -539,3 +540,58 @@ def test_a_format_sample_without_rewards_leaves_those_kpis_out(tmp_path: Path) -
     )
     spec = spec_from_text(proposal.text, "k.yaml", tmp_path)
     assert "escalation_rate" in spec.kpis and "completion_rate" not in spec.kpis
+
+
+def test_otlp_runs_with_task_ids_and_rewards_get_completion_and_pass_k(tmp_path: Path) -> None:
+    """Evaluation runs exported as traces: task id and reward as resource attributes (text
+    until typed) give completion and pass^k, k = the usual number of runs per task."""
+    spans = otlp_spans()
+    resources = []
+    for t in range(3):  # trace t: task t % 2, reward 1 for task1 only
+        mine = [s for s in spans if s["traceId"] == f"{t + 1:032x}"]
+        attributes = [_attr("task_id", f"task{t % 2}"), _attr("reward", str(float(t % 2)))]
+        resources.append({"resource": {"attributes": attributes}, "scopeSpans": [{"spans": mine}]})
+    (tmp_path / "evals.jsonl").write_text(json.dumps({"resourceSpans": resources}) + "\n")
+    with contextlib.chdir(tmp_path):
+        code, out, err = run("compute", "evals.jsonl", "--format", "json")
+    assert code == 0, err
+    results = {r["kpi"]: r for r in json.loads(out)["results"] if not r["cohort"]}
+    assert results["completion_rate"]["value"] == pytest.approx(1 / 3)
+    # task0 has its 2 runs, both failed: pass^2 = 0; task1 has 1 run: pending
+    assert (results["pass_hat_k"]["value"], results["pass_hat_k"]["n"]) == (0.0, 1)
+    assert results["pass_hat_k"]["pending"] == 1
+    assert results["pass_hat_k"]["label"] == "Tasks solved in every one of 2 runs (pass^2)"
+
+
+def test_parquet_logs_without_an_event_column_are_all_messages(tmp_path: Path) -> None:
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    rows = [
+        {
+            "ConversationID": f"c{i}",
+            "EventTime": start + dt.timedelta(minutes=10 * i + j),
+            "Speaker": ["user", "assistant", "user"][j],
+        }
+        for i in range(5)
+        for j in range(3 - i % 2)
+    ]
+    pl.DataFrame(rows).write_parquet(tmp_path / "ev.parquet")
+    with contextlib.chdir(tmp_path):
+        code, out, err = run("init", "ev.parquet")
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[:7] == [
+            "ev.parquet: flat logs (Parquet) → source events; 1 file, 13 rows sampled",
+            "proposed:",
+            "  - events.conversation_id ← ConversationID: name 'ConversationID', 5 values, 2.6 "
+            "rows each",
+            "  - events.ts ← EventTime: name 'EventTime', times 2026-05-01 00:00:00+00:00 … "
+            "2026-05-01 00:42:00+00:00",
+            "  - events.event ← (constant): no field holds event kinds: every row a message",
+            "  - events.role ← Speaker: name 'Speaker', role values: user, assistant→agent",
+            "could not decide (look at these lines of the spec):",
+        ]
+        assert lines[7].startswith("  - events.event: no field holds event kinds")
+        code, out, err = run("compute", "--format", "json")
+    assert code == 0, err
+    values = _results(out)
+    assert (values["conversations"], values["messages_per_conversation"]) == (5, 13 / 5)

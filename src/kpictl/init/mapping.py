@@ -681,7 +681,10 @@ def record_field(frame: pl.DataFrame, target: str) -> str | None:
         if name not in names:
             continue
         if target == "reward" and not (dtype.is_numeric() or dtype == pl.Boolean):
-            continue
+            # OTLP attributes arrive as text until typed: numbers written as text count
+            values = frame.get_column(column).drop_nulls()
+            if dtype != pl.String or values.cast(pl.Float64, strict=False).is_null().any():
+                continue
         if target == "ts" and _time_check(column, frame.get_column(column)) is None:
             continue
         if target == "cost_usd" and not dtype.is_numeric():

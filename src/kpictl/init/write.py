@@ -245,6 +245,7 @@ def propose_events_spec(
     choices = list(proposal.choices)
     undecided = list(proposal.undecided)
     if proposal.column("event") is None:
+        undecided = [u for u in undecided if not u.startswith("events.event:")]
         choices.insert(
             2, Choice("event", "", "'message'", "no field holds event kinds: every row a message")
         )
@@ -308,7 +309,9 @@ def _task_runs(frame: pl.DataFrame, task: str) -> int:
     pending), 0 without a task column."""
     if task not in frame.columns or frame.is_empty():
         return 0
-    runs = frame.group_by(task).len().get_column("len").mode().max()
+    run = pl.col("conversation_id") if "conversation_id" in frame.columns else pl.len()
+    counts = frame.group_by(task).agg(run.n_unique() if "conversation_id" in frame else run)
+    runs = counts.get_column(counts.columns[-1]).mode().max()
     return int(runs) if isinstance(runs, int) else 0
 
 
