@@ -44,6 +44,24 @@ WITHIN: dict[str, list[str]] = {
         "sections",  # pure: gathered data → Markdown sections, in order
         "report",  # the public entry: run_report, report
     ],
+    "stats": [
+        "core",
+        "means",
+        "ratios",
+        "proportions",
+        "quantiles",
+        "paired",
+        "bootstrap",
+        "corrections",
+        "srm",
+        "heterogeneity",
+        "power",
+        "sequential",
+        "cuped",
+        "agreement",
+        "stratified",
+        "trend",
+    ],
 }
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ONLY_IN = {
