@@ -4,7 +4,7 @@ Every expected number here is computed in the test from per-unit arrays extracte
 polars (raw parquet/JSONL rows, or `kpictl.engine.compute.facts` for derived conversation columns
 such
 as `settled` and `completed`) and then numpy / scipy / statsmodels directly, following
-statistics.md (A1–A8, A12, A13). `kpictl.stats` itself is tested in tests/test_stats.py.
+docs/methods.md (A1–A8, A12, A13). `kpictl.stats` itself is tested in tests/test_stats.py.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Spec, Sources, pl.
 
 
 def mixture_multiplier(n: float, n_star: float = 5000.0, alpha: float = ALPHA) -> float:
-    """Half-width / SE of the normal-mixture confidence sequence (statistics.md A9), by hand."""
+    """Half-width / SE of the normal-mixture confidence sequence (docs/methods.md A9), by hand."""
     rho2 = (-2 * math.log(alpha) + math.log(1 - 2 * math.log(alpha))) / n_star
     x = n * rho2
     return math.sqrt((x + 1) / x * math.log((x + 1) / alpha**2))

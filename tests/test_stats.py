@@ -1,9 +1,9 @@
-"""kpictl.stats against the test vectors of statistics.md part (b), plus calibration.
+"""kpictl.stats against the test vectors of docs/methods.md ("Test vectors"), plus calibration.
 
-Tolerances (statistics.md (b)): a vector printed to 15+ significant digits is matched to rel 1e-9;
-a shorter one to half a unit of its last printed digit (gbstats's 5 d.p. → abs 5e-6); values
-marked "≈" or coming from a bootstrap only as a band. Cross-checks against statsmodels (a test
-extra) are independent implementations of the same quantity.
+Tolerances (docs/methods.md "Test vectors"): a vector printed to 15+ significant digits is
+matched to rel 1e-9; a shorter one to half a unit of its last printed digit (gbstats's 5 d.p. →
+abs 5e-6); values marked "≈" or coming from a bootstrap only as a band. Cross-checks against
+statsmodels (a test extra) are independent implementations of the same quantity.
 
 The optional modes come last: sequential (A9: G4's two-sided rows, S1) and CUPED (A10: G7).
 """
@@ -140,7 +140,7 @@ def test_g10_quantile_normal_approximation() -> None:
     assert near(c.relative.estimate, "0.07495297222736319")  # delta method = prior's mean to 1e-9
     assert abs(c.relative.low - 0.06341005842481906) < 5e-6
     assert abs(c.relative.high - 0.08649588602990732) < 5e-6
-    # ... and identical to all digits once the factor is applied (statistics.md G10)
+    # ... and identical to all digits once the factor is applied (gbstats's G10 value)
     gb = {k: replace(a, se=a.se * math.sqrt((a.n - 1) / a.n)) for k, a in arms.items()}
     g = stats.compare_quantiles(gb["A"], gb["B"])
     assert g.absolute is not None
@@ -399,7 +399,7 @@ def test_s7_wilcoxon() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# C — clustered AI-agent dataset (generator copied from statistics.md part C)
+# C — clustered AI-agent dataset (docs/methods.md "Test vectors"; the generator is below)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """`compare`: every KPI of the spec, baseline vs current, with the right test for each KPI.
 
-The stages (statistics.md A0): build the two arms (a concurrent holdout, an earlier period, a
+The stages (docs/methods.md, A0): build the two arms (a concurrent holdout, an earlier period, a
 pinned period, another dataset, or target values) → reduce every KPI to per-unit sufficient
 statistics (the unit is the unit of assignment: the conversation by default) → one test per
 KPI × cohort (kpictl.stats) → multiple-testing correction over the run → threshold verdicts.
@@ -75,7 +75,7 @@ class CompareOptions:
     paired: bool | None = None  # None: paired when both datasets ran the same --unit ids
     seed: int = 20261122
     max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
-    sequential: bool = False  # always-valid CIs and p-values (statistics.md A9)
+    sequential: bool = False  # always-valid CIs and p-values (docs/methods.md A9)
     cuped: str | None = None  # a pre-period covariate column of the unit table (A10)
     heterogeneity: bool = False  # per --by dimension: does the effect differ across groups?
     sequential_n_star: float = stats.SEQUENTIAL_N_STAR
@@ -1286,7 +1286,7 @@ def _quantile_arm(
     values, units = data
     arm = stats.quantile_arm(values, units, nu, alpha=alpha)
     # The point estimate is the KPI's own (linear interpolation, as `compute` reports it);
-    # the standard error is the outer-CI, cluster-adjusted one (statistics.md A5).
+    # the standard error is the outer-CI, cluster-adjusted one (docs/methods.md A5).
     linear = float(np.quantile(values, nu)) if len(values) else float("nan")
     return replace(arm, estimate=linear)
 
@@ -1991,7 +1991,7 @@ def _better(kpi: KpiSpec, delta: float) -> bool:
 
 
 def heterogeneity_tests(cells: Sequence[Cell], options: CompareOptions) -> list[Heterogeneity]:
-    """Per KPI × --by dimension: Cochran's Q over the groups' absolute effects (statistics.md
+    """Per KPI × --by dimension: Cochran's Q over the groups' absolute effects (docs/methods.md
     A1 SEs), the groups' p-values Holm-adjusted over the groups, and the groups where the
     agent is worse than the baseline (group Δ in the KPI's bad direction, significant or not:
     its Holm p says) while better overall (overall Δ in the good direction with p < α)."""
@@ -2155,7 +2155,7 @@ def sequential_label(options: CompareOptions) -> str:
 
 
 def sequential_cell(cell: Cell, options: CompareOptions) -> stats.Comparison:
-    """The cell's fixed-horizon comparison made always-valid (statistics.md A9): the CI becomes
+    """The cell's fixed-horizon comparison made always-valid (docs/methods.md A9): the CI becomes
     a confidence sequence Δ̂ ± SE·multiplier(n units of both arms), the p-value the mixture
     SPRT's; the test name gets "+sequential". n counts units (not turns), both arms (or the one
     arm of a `values` baseline)."""

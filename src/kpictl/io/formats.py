@@ -519,7 +519,7 @@ def _escalations(tool_calls: pl.DataFrame, options: ChatOptions) -> pl.DataFrame
 # OpenTelemetry GenAI spans (OTLP JSON)
 # ----------------------------------------------------------------------------------------------
 
-# canonical column ← span attribute names, most preferred first (log-formats.md §3.5)
+# canonical column ← span attribute names, most preferred first (docs/formats.md, OpenTelemetry)
 OTLP_ALIASES: dict[str, tuple[str, ...]] = {
     "operation": ("gen_ai.operation.name",),
     "span_kind": ("openinference.span.kind",),
