@@ -313,8 +313,8 @@ def test_report_on_empty_sources_says_so_in_the_header(empty_logs: tuple[Path, P
         "- **No data:** no conversations in the window (sources `events`, `tool_calls` hold no "
         "rows): every KPI is n = 0 with a null value; nothing below is an estimate\n"
     )
-    assert "sample ratio not checked (no units in either arm)" in header
-    assert "- **Verdict:** 16 insufficient data\n" in header
+    assert "sample ratio not checked (no units in either arm)" in out  # method appendix
+    assert "Against the baseline, 16 KPIs: 0 better, 0 worse, 0 unchanged, 16 not judged." in out
 
 
 def test_report_after_the_last_row_says_the_window_is_empty(logs: Path) -> None:

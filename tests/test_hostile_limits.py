@@ -695,7 +695,8 @@ def test_the_drilldown_redacts_every_value_it_shows(tmp_path: Path) -> None:
     drill = out[out.index("## Drill-down") : out.index("## Method")]
     assert "### escalation_rate: `escalated`, escalation_reason = call \\[phone\\]" in drill
     row = (
-        "| \\[email\\] | 2026-10-03T09:00:00Z | channel=\\[phone\\] · intent=\\[card\\] · "
+        "| \\[email\\] | 2026-10-03\u00a009:00\u00a0UTC | "
+        "channel=\\[phone\\] · intent=\\[card\\] · "
         "customer_tier=gold · region=eu · agent_version=v1.2.3.4 | $0.0000 | my key is "
         "\\[secret\\] |"
     )

@@ -510,7 +510,7 @@ def test_the_report_roi_credits_the_attributed_business_value(tmp_path: Path) ->
         f"- Attributed business value per conversation (KPI `value_per_conversation`): "
         f"baseline ${hold.mean():,.2f} (n={len(hold)}), current ${treat.mean():,.2f} "
         f"(n={len(treat):,}); Δ = +${delta:.4f} [-${-ci.low:.4f}, +${ci.high:.2f}] "
-        f"(welch_t, 95 % CI, p = {welch.pvalue:.4f}, p adj. = 1.0000 after holm correction "
+        f"(welch_t, 95 % CI, p = {welch.pvalue:.3f}, p adj. = 1.000 after holm correction "
         "over the KPI tests)."
     )
     n = len(treat)

@@ -15,6 +15,7 @@ formatters), the ROI's cost sums against DuckDB SQL over the raw JSONL.
 
 from __future__ import annotations
 
+import datetime as dt
 import html as htmllib
 import json
 import os
@@ -35,7 +36,13 @@ import kpictl
 from kpictl.cli import app
 from kpictl.redact import redact_pii
 from kpictl.scorecard.lineage import kpi_inputs
-from kpictl.scorecard.markdown import sparkline
+from kpictl.scorecard.markdown import (
+    NBSP,
+    format_p_text,
+    format_time,
+    nowrap,
+    sparkline,
+)
 from kpictl.scorecard.model import VOLATILE_PROVENANCE
 from kpictl.scorecard.report import ReportOptions, run_report
 
@@ -102,7 +109,9 @@ def tables(tokens: list[Token]) -> list[list[list[str]]]:
         elif token.type in ("th_open", "td_open"):
             inline = tokens[index + 1]
             assert row is not None
-            row.append(inline.content if inline.type == "inline" else "")
+            # numbers keep their units on one line with non-breaking spaces (test_formats_*)
+            text = inline.content if inline.type == "inline" else ""
+            row.append(text.replace(NBSP, " "))
         elif token.type == "tr_close":
             assert row is not None
             found[-1].append(row)
@@ -120,7 +129,7 @@ def tile_rows(markdown: str) -> dict[str, dict[str, str]]:
     rows: dict[str, dict[str, str]] = {}
     for table in tables(parse(section(markdown, "At a glance"))):
         header = table[0]
-        assert header == ["KPI", "current", "change vs baseline", "status", "owner"]
+        assert header == ["KPI", "current", "change vs baseline", "status"]
         for cells in table[1:]:
             record = dict(zip(header, cells, strict=True))
             rows[record["KPI"].replace("†", "").strip()] = record
@@ -249,6 +258,9 @@ def test_every_table_has_consistent_columns(holdout: tuple[int, str, str]) -> No
     assert_well_formed(out)
     headings = [line for line in out.splitlines() if line.startswith("## ")]
     assert headings == [
+        "## Is the agent worth it?",
+        "## What changed",
+        "## Needs action",
         "## At a glance",
         "## KPIs",
         "## Trends",
@@ -336,10 +348,9 @@ def test_tiles_equal_the_compare_json(
         assert status == record["status"]
         if record["threshold"]:
             assert f"({record['threshold']})" in cells["status"]
-        assert cells["owner"] == record["owner"]
 
 
-def test_kpi_table_and_verdict_match_the_compare_json(
+def test_kpi_table_matches_the_compare_json(
     holdout: tuple[int, str, str], compare_json: dict[str, Any]
 ) -> None:
     _, out, _ = holdout
@@ -356,14 +367,176 @@ def test_kpi_table_and_verdict_match_the_compare_json(
         low, high = re.findall(r"\[(.+), (.+)\]", row["Δ [CI]"])[0]
         assert_shows(low, record["delta_ci"][0], fmt)
         assert_shows(high, record["delta_ci"][1], fmt)
-        if row["p adj."].startswith("<"):
-            assert record["p_adjusted"] < 1e-4
+        if record["p_adjusted"] < 0.001:
+            assert row["p adj."] == "< 0.001"
         else:
+            assert re.fullmatch(r"\d\.\d{3}", row["p adj."]), row["p adj."]
             assert_shows(row["p adj."], record["p_adjusted"], "number")
         assert row["test"] == record["test"]
-    summary = compare_json["summary"]
-    verdict = next(line for line in out.splitlines() if line.startswith("- **Verdict:**"))
-    assert f"{summary['ok']} ok" in verdict and f"{summary['catastrophic']} catastrophic" in verdict
+        assert row["owner"] == record["owner"]  # owners live in the KPI table, not the tiles
+
+
+# ----------------------------------------------------------------------------------------------
+# The top of the scorecard: the money, what changed, what needs action (issue 14, CFO first)
+# ----------------------------------------------------------------------------------------------
+
+
+def change_groups(document: dict[str, Any]) -> dict[str, list[str]]:
+    """better / worse / unchanged / not judged from compare's JSON alone: a change counts when
+    it is significant after the correction, better or worse by the KPI's direction."""
+    groups: dict[str, list[str]] = {"better": [], "worse": [], "unchanged": [], "not judged": []}
+    for kpi, record in results_by_kpi(document).items():
+        untested = record["status"] in ("insufficient_data", "unavailable", "not_testable")
+        if untested or record["delta"] is None:
+            kind = "not judged"
+        elif not record["significant"]:
+            kind = "unchanged"
+        elif (record["delta"] > 0) == (record["direction"] == "higher"):
+            kind = "better"
+        else:
+            kind = "worse"
+        groups[kind].append(record["label"] or kpi)
+    return groups
+
+
+def test_the_top_answers_the_money_then_changes_then_actions(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    top = out[: out.index("\n## At a glance\n")]
+    assert [line for line in top.splitlines() if line.startswith("## ")] == [
+        "## Is the agent worth it?",
+        "## What changed",
+        "## Needs action",
+    ]
+    assert "owner" not in top.split("## Needs action")[0]  # owners: Needs action and KPI table
+    worth = section(out, "Is the agent worth it?").replace(NBSP, " ").splitlines()
+    assert [line.split(":**")[0] for line in worth if line.startswith("- **")] == [
+        "- **Saving",
+        "- **Cost per completed task",
+        "- **Design",
+    ]
+    # the saving is the ROI section's estimate, with its interval
+    estimated = re.search(
+        r"- Estimated saving = .* = \*\*(\$[\d,.]+)\*\* \[(\$[\d,.]+), (\$[\d,.]+)\]",
+        section(out, "ROI"),
+    )
+    assert estimated is not None
+    saving = next(line for line in worth if line.startswith("- **Saving:**"))
+    low_high = f"[{estimated.group(2)}, {estimated.group(3)}] (95 % CI)"
+    assert f"- **Saving:** **{estimated.group(1)}** {low_high}" in saving
+    # as the KPI cost_per_task the same difference is not significant (p adj. 0.056): said so
+    assert "Indicative, not established: as the KPI `cost_per_task`" in saving
+    record = results_by_kpi(compare_json)["cost_per_successful_task"]
+    success = next(line for line in worth if line.startswith("- **Cost per completed task:**"))
+    current, rest = success.removeprefix("- **Cost per completed task:** ").split(" against ")
+    assert_shows(current, record["current"]["value"], "usd")
+    assert_shows(rest, record["baseline"]["value"], "usd")
+    assert record["significant"] and ", significant after the correction (p adj. = " in success
+    assert (
+        "- **Design:** randomized holdout, so the difference is a causal estimate for this "
+        "period's traffic."
+    ) in worth
+
+
+def test_what_changed_counts_each_kind_as_the_compare_json_does(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    groups = change_groups(compare_json)
+    # by hand on the bundled sample: 6 significant improvements, none worse, csat too small
+    assert [len(groups[kind]) for kind in groups] == [6, 0, 9, 1]
+    text = section(out, "What changed").replace(NBSP, " ")
+    assert (
+        f"Against the baseline, 16 KPIs: {len(groups['better'])} better, "
+        f"{len(groups['worse'])} worse, {len(groups['unchanged'])} unchanged, "
+        f"{len(groups['not judged'])} not judged. A change counts when it is significant at "
+        "α = 0.05 after holm correction over the KPI tests."
+    ) in text
+    for kind, names in groups.items():
+        prefix = f"- **{kind.capitalize()} ({len(names)}):** "
+        line = next(line for line in text.splitlines() if line.startswith(prefix))
+        items = line.removeprefix(prefix).removesuffix(".").removeprefix("insufficient data: ")
+        shown = [item.replace(" †", "") for item in items.split("; ")] if names else []
+        if kind == "better":  # each with its change, as in the tiles
+            shown = [re.sub(r" [+-][$\d].*$", "", item) for item in shown]
+        assert shown == names, (kind, shown)
+
+
+def test_needs_action_lists_breached_thresholds_worst_first_with_owners(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    table = tables(parse(section(out, "Needs action")))[0]
+    assert table[0] == ["KPI", "current", "threshold breached", "owner"]
+    levels = ["warning", "critical", "catastrophic"]
+    breached = sorted(
+        (r for r in results_by_kpi(compare_json).values() if r["status"] in levels),
+        key=lambda r: -levels.index(r["status"]),
+    )
+    assert [(row[0], row[3]) for row in table[1:]] == [
+        (r["label"] or r["kpi"], r["owner"]) for r in breached
+    ]
+    assert table[1] == [
+        "Conversations with a policy violation",
+        "1.39 %",
+        "**catastrophic (> 1%)**",
+        "trust-safety@acme.example",
+    ]
+
+
+def test_numbers_never_wrap_times_read_utc_and_p_values_read_p_lt(
+    holdout: tuple[int, str, str], compare_json: dict[str, Any]
+) -> None:
+    _, out, _ = holdout
+    lines = out.splitlines()
+    checked = 0
+    for index, line in enumerate(lines):
+        if not re.match(r"^\| (---:?|:?---)", line):
+            continue
+        right = [mark.strip() == "---:" for mark in line.strip("|").split("|")]
+        for row in lines[index + 1 :]:
+            if not row.startswith("|"):
+                break
+            for cell, is_number in zip(re.split(r"(?<!\\)\|", row)[1:-1], right, strict=True):
+                if is_number:
+                    assert " " not in cell.strip(), cell  # NBSP only: one line per number
+                    checked += 1
+    assert checked > 200
+    assert "| +9.63\u00a0pp\u00a0[+3.86\u00a0pp,\u00a0+15.41\u00a0pp] |" in out
+    as_of = dt.datetime.fromisoformat(compare_json["current"]["window"]["as_of"])
+    assert f"- **As of:** {as_of:%Y-%m-%d %H:%M} UTC\n" in out
+    assert "- **As of:** 2026-10-30 23:56 UTC\n" in out
+    before_provenance = out[: out.index("### Provenance")]
+    assert not re.search(r"\d\d:\d\d:\d\dZ", before_provenance)  # no ISO time left
+    # containment_with_quality: p adj. 0.0001 in the JSON; the saving's Welch p 0.0056
+    assert compare_json["results"][2]["p_adjusted"] < 0.001
+    assert "| <\u00a00.001 |" in out
+    assert "; p = 0.006." in section(out, "Is the agent worth it?")
+
+
+def test_time_and_p_value_formats() -> None:
+    assert format_time(dt.datetime(2026, 3, 1, 0, 17, 59, tzinfo=dt.UTC)) == "2026-03-01 00:17 UTC"
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert format_time(dt.datetime(2026, 3, 1, 1, 17, tzinfo=paris)) == "2026-03-01 00:17 UTC"
+    assert format_time(None) is None
+    assert format_p_text(0.0004) == "p < 0.001"
+    assert format_p_text(0.001) == "p = 0.001"
+    assert format_p_text(0.01467, "p adj.") == "p adj. = 0.015"
+    assert nowrap("1,037.1 s (-20.4 %)") == "1,037.1\u00a0s\u00a0(-20.4\u00a0%)"
+
+
+def test_descriptive_top_says_nothing_is_compared(descriptive: dict[str, Any]) -> None:
+    out = descriptive["out"]
+    worth = section(out, "Is the agent worth it?").replace(NBSP, " ")
+    assert "- **Not answered:** there is no baseline to compare with" in worth
+    assert "- **Run cost of the period:** $" in worth
+    changes = section(out, "What changed")
+    kpis = len(results_by_kpi(descriptive["compute"]))
+    assert f"Nothing is compared: there is no baseline. Of the {kpis} KPIs, " in changes
+    assert ", 1 beyond a bound (see Needs action)" in changes  # policy_violation_rate > 1%
+    table = tables(parse(section(out, "Needs action")))[0]
+    assert [row[0] for row in table[1:]] == ["Conversations with a policy violation"]
 
 
 def test_descriptive_tiles_equal_the_compute_json(descriptive: dict[str, Any]) -> None:
@@ -567,9 +740,17 @@ def test_arms_not_declared_randomized_are_observational_in_header_and_roi(tmp_pa
     assert (
         "- **Baseline:** `v2_vs_v1` — observational comparison of two concurrent conditions "
         "(not randomized)\n"
-        f"- **Design:** current = `agent_version = 'v2'` ({arms['v2']:,} conversations), "
-        f"baseline = `agent_version = 'v1'` ({arms['v1']:,} conversations); {caveat}\n"
+        f"- **Compared:** current = `agent_version = 'v2'` ({arms['v2']:,} conversations), "
+        f"baseline = `agent_version = 'v1'` ({arms['v1']:,} conversations)\n"
     ) in header
+    # the design's caveat: in the money answer at the top and in the method appendix
+    worth = section(out, "Is the agent worth it?")
+    assert f"- **Design:** observational — {caveat}; this is not a causal saving.\n" in worth
+    assert (
+        "- Design: `v2_vs_v1`, observational comparison of two concurrent conditions (not "
+        f"randomized); current = `agent_version = 'v2'` ({arms['v2']:,} conversations), "
+        f"baseline = `agent_version = 'v1'` ({arms['v1']:,} conversations); {caveat}.\n"
+    ) in section(out, "Method and provenance")
     assert "randomized holdout" not in out and "sample ratio" not in out
     assert "causal estimate" not in out
     (llm,) = con.execute(
@@ -864,7 +1045,7 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
 
     code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
     assert code == 0, err
-    lines = out.splitlines()
+    lines = out.replace(NBSP, " ").splitlines()  # numbers: NBSP
     assert "- **Period:** no timestamps in the data (every conversation read is counted)" in lines
     assert "- **As of:** none (no timestamps in the data)" in lines
     assert "| LLM cost | $0.01 | Σ events.cost_usd |" in lines  # $0.00675, to the cent
@@ -891,7 +1072,7 @@ def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
     (tmp_path / "runs.jsonl").write_bytes((fixtures / "runs.jsonl").read_bytes())
     code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
     assert code == 0, err
-    lines = out.splitlines()
+    lines = out.replace(NBSP, " ").splitlines()  # numbers: NBSP
     assert (
         "| human minutes | unknown | no \\`human_minutes\\` column in source 'events' (no row "
         "has a value) |" in lines
@@ -915,6 +1096,6 @@ def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
     )
     code, out, err = run("report", "-c", str(tmp_path / "spec.yaml"), "--no-cache")
     assert code == 0, err
-    lines = out.splitlines()
+    lines = out.replace(NBSP, " ").splitlines()  # numbers: NBSP
     assert "| human minutes | 0.0 min | Σ events.human_minutes |" in lines
     assert "| total cost | $0.01 | agent run cost + human cost |" in lines

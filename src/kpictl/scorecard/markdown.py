@@ -12,6 +12,7 @@ from typing import Any
 from kpictl.comparison.run import (
     NOT_TESTABLE,
 )
+from kpictl.engine.compute import UNTIMED_AS_OF
 from kpictl.redact import redact_value
 from kpictl.render.output import (
     iso,
@@ -20,26 +21,56 @@ from kpictl.render.output import (
 from kpictl.scorecard.model import INSUFFICIENT, NOT_JUDGED
 
 SPARK = "▁▂▃▄▅▆▇█"
-
-
 SPARK_GAP = "·"
-
-
 CAVEAT_MARK = "†"
+# A space that never breaks: a number, its unit and its interval stay on one line of a cell.
+NBSP = "\u00a0"
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
     """A GitHub-flavoured table; `align` has one letter per column (l or r). Cells are kpictl's
-    Markdown: every value from the data in them has been through `md_text` already."""
-    marks = ["---:" if (align[i : i + 1] == "r") else "---" for i in range(len(header))]
+    Markdown: every value from the data in them has been through `md_text` already. The
+    right-aligned columns hold numbers: their spaces are non-breaking (`nowrap`), so a narrow
+    column never wraps `+9.63 pp [+3.86 pp, +15.41 pp]` into five lines."""
+    right = [align[i : i + 1] == "r" for i in range(len(header))]
+    marks = ["---:" if r else "---" for r in right]
     lines = [
         "| " + " | ".join(md_cell(str(h)) for h in header) + " |",
         "| " + " | ".join(marks) + " |",
     ]
     for row in rows:
         assert len(row) == len(header), (header, row)
-        lines.append("| " + " | ".join(md_cell(str(c)) for c in row) + " |")
+        cells = (nowrap(str(c)) if r else str(c) for c, r in zip(row, right, strict=True))
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return [*lines, ""]
+
+
+def nowrap(text: str) -> str:
+    """`text` with every space non-breaking: a number with its unit (`1.39 %`, `$0.84`), a
+    change with its interval, a time. Apply it after `md_text` (whose whitespace folding would
+    undo it)."""
+    return text.replace(" ", NBSP)
+
+
+def format_time(value: dt.datetime | None) -> str | None:
+    """A point in time as the scorecard shows it, `2026-03-01 00:17 UTC` (to the minute), or
+    None (also for the as-of of data without timestamps)."""
+    if value is None or value == UNTIMED_AS_OF:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_p_cell(value: float | None) -> str:
+    """A p-value in a table column headed `p` or `p adj.`: `0.015`, `< 0.001`, `—`."""
+    if value is None or math.isnan(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def format_p_text(value: float | None, name: str = "p") -> str:
+    """A p-value in a sentence: `p = 0.015`, `p < 0.001`, `p adj. = 1.000` (with `name`)."""
+    cell = format_p_cell(value)
+    return f"{name} {cell}" if cell.startswith("<") else f"{name} = {cell}"
 
 
 def code_span(text: str) -> str:

@@ -14,8 +14,6 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.comparison.run import (
-    NOT_TESTABLE,
-    UNAVAILABLE,
     CompareResult,
 )
 from kpictl.engine.compute import (
@@ -44,18 +42,6 @@ NOT_JUDGED = "not_judged"
 
 
 INSUFFICIENT = "insufficient_data"
-
-
-STATUS_ORDER = (
-    "ok",
-    "warning",
-    "critical",
-    "catastrophic",
-    INSUFFICIENT,
-    UNAVAILABLE,
-    NOT_TESTABLE,
-    NOT_JUDGED,
-)
 
 
 # Rows of the provenance table that change from run to run (golden tests mask them).

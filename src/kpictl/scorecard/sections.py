@@ -1,15 +1,23 @@
 """The scorecard's sections: pure functions from `ReportData` to Markdown lines, and
 `render_report`, which puts them in order:
 
-1. title, period, as-of, baseline and design, verdict;
-2. four tiles, one per layer (current value, change vs baseline, status, owner);
-3. the KPI table (baseline, current, Δ and relative Δ with CIs, adjusted p, test, thresholds);
-4. trends: a Unicode sparkline per KPI over the grain buckets (PNG charts with `charts_dir`);
-5. breakdowns (e.g. escalation reasons) and cohorts that differ significantly from the rest;
-6. ROI (`roi.py`), cost at scale (`--project`) and the human review (`--review`);
-7. data quality (rows read and skipped, pending, missing values, unpriced or negative costs, …);
-8. drill-down: failing conversations per failure type, the first user message redacted;
-9. method and provenance (definitions, tests, caveats, input files with sha256, versions).
+1. title, period, as-of, baseline and what is compared;
+2. is the agent worth it: the money against the baseline, with the design (`roi.py`);
+3. what changed: better, worse, unchanged, not judged — each counted and named;
+4. needs action: the KPIs beyond a threshold, with their owners;
+5. four tiles, one per layer (current value, change vs baseline, status);
+6. the KPI table (baseline, current, Δ and relative Δ with CIs, adjusted p, test, thresholds,
+   status, owner);
+7. trends: a Unicode sparkline per KPI over the grain buckets (PNG charts with `charts_dir`);
+8. breakdowns (e.g. escalation reasons) and cohorts that differ significantly from the rest;
+9. ROI (`roi.py`), cost at scale (`--project`) and the human review (`--review`);
+10. data quality (rows read and skipped, pending, missing values, unpriced or negative costs, …);
+11. drill-down: failing conversations per failure type, the first user message redacted;
+12. method and provenance (design and test settings, definitions, tests, caveats, input files
+    with sha256, versions).
+
+Numbers with units never wrap inside a table cell (non-breaking spaces, `markdown.nowrap`),
+times read `2026-03-01 00:17 UTC`, p-values `p = 0.015` or `p < 0.001`.
 
 The body is deterministic (stable order, fixed decimals); the only run-specific lines are those
 of the provenance table named in `VOLATILE_PROVENANCE`."""
@@ -20,12 +28,13 @@ import datetime as dt
 import math
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
 from kpictl import __version__, stats
+from kpictl.comparison.run import NOT_TESTABLE, UNAVAILABLE
 from kpictl.engine.compute import (
     UNTIMED_AS_OF,
     ComputeResult,
@@ -34,7 +43,6 @@ from kpictl.render.output import (
     LAYER_TITLES,
     fairness_lines,
     format_change,
-    format_p,
     format_relative,
     format_value,
     heterogeneity_lines,
@@ -53,8 +61,12 @@ from kpictl.scorecard.markdown import (
     format_day,
     format_int,
     format_interval,
+    format_p_cell,
+    format_p_text,
     format_share,
+    format_time,
     md_table,
+    nowrap,
     redactor,
     sparkline,
     status_text,
@@ -62,15 +74,16 @@ from kpictl.scorecard.markdown import (
 )
 from kpictl.scorecard.model import (
     CONDITION_DESIGNS,
+    INSUFFICIENT,
     LEVELS,
-    STATUS_ORDER,
+    NOT_JUDGED,
     ReportData,
     Tile,
     adjust_p_values,
     overall_rows,
     trend_series,
 )
-from kpictl.scorecard.roi import section_roi
+from kpictl.scorecard.roi import section_roi, section_worth_it
 from kpictl.spec.model import LAYERS, KpiSpec
 
 
@@ -89,22 +102,9 @@ def _change(tile: Tile) -> str:
     return text + ("" if tile.significant else ", n.s.")
 
 
-def _verdict(tiles: Sequence[Tile]) -> str:
-    counts: dict[str, int] = {}
-    for tile in tiles:
-        counts[tile.status] = counts.get(tile.status, 0) + 1
-    parts = [f"{counts[s]} {status_text(s).strip('*')}" for s in STATUS_ORDER if counts.get(s)]
-    worst = [t for t in tiles if t.status in LEVELS]
-    text = ", ".join(parts)
-    if worst:
-        worst.sort(key=lambda t: -LEVELS.index(t.status))
-        text += " — " + "; ".join(
-            f"{t.kpi} is {t.status}" + (f" ({t.threshold})" if t.threshold else "") for t in worst
-        )
-    return text
-
-
 def _section_header(data: ReportData) -> list[str]:
+    """Title, period, as-of, what is compared with what. The design's statistical detail (the
+    sample-ratio check, the test settings) is in the method appendix."""
     options, comparison = data.options, data.compare
     window = data.current.window
     title = options.title or "Agent scorecard"
@@ -114,10 +114,10 @@ def _section_header(data: ReportData) -> list[str]:
         as_of = "none (no timestamps in the data)"
     else:
         period = (
-            f"{iso(data.period_start) or 'start'} – {iso(end)} "
+            f"{format_time(data.period_start) or 'start'} – {format_time(end)} "
             "(conversations started in the period)"
         )
-        as_of = iso(window.as_of) or ""
+        as_of = format_time(window.as_of) or ""
     lines = [
         f"# {title}",
         "",
@@ -134,30 +134,139 @@ def _section_header(data: ReportData) -> list[str]:
     else:
         design = comparison.design
         lines.append(f"- **Baseline:** `{design.baseline}` — {design.label}")
-        if data.baseline is not None and design.kind in CONDITION_DESIGNS:
-            srm = comparison.srm or {}
-            lines.append(
-                f"- **Design:** current = {code_span(data.current.where or 'all')} "
-                f"({format_int(srm.get('treatment', 0))} conversations), baseline = "
-                f"{code_span(data.baseline.where or 'all')} "
-                f"({format_int(srm.get('control', 0))} conversations); "
-                + (_srm_text(srm) if design.randomized else design.caveat)
-            )
-        elif comparison.baseline_window is not None:
-            base = comparison.baseline_window
-            lines.append(
-                f"- **Design:** current {iso(window.since) or 'start'} – {iso(end)}, "
-                f"baseline {iso(base.since) or 'start'} – "
-                f"{iso(base.until or base.as_of)}; {design.caveat or ''}".rstrip("; ")
-            )
-        else:
-            lines.append(f"- **Design:** {design.caveat}")
-        lines.append(
-            f"- **Test settings:** unit `{comparison.unit}`, α = {comparison.alpha}, "
-            f"correction {comparison.correction}, "
-            f"{round((1 - comparison.alpha) * 100)} % confidence intervals"
+        arms = _arms_text(data)
+        if arms:
+            lines.append(f"- **Compared:** {arms}")
+    return [*lines, ""]
+
+
+def _arms_text(data: ReportData) -> str | None:
+    """What is compared with what: the two conditions with their conversations, or the two
+    periods; None for another dataset (the baseline line names it)."""
+    comparison = data.compare
+    if comparison is None:
+        return None
+    window = data.current.window
+    if data.baseline is not None and comparison.design.kind in CONDITION_DESIGNS:
+        srm = comparison.srm or {}
+        return (
+            f"current = {code_span(data.current.where or 'all')} "
+            f"({format_int(srm.get('treatment', 0))} conversations), baseline = "
+            f"{code_span(data.baseline.where or 'all')} "
+            f"({format_int(srm.get('control', 0))} conversations)"
         )
-    lines += [f"- **Verdict:** {_verdict(data.tiles)}", ""]
+    if comparison.baseline_window is not None:
+        base = comparison.baseline_window
+        return (
+            f"current {format_time(window.since) or 'start'} – "
+            f"{format_time(window.until or window.as_of)}, baseline "
+            f"{format_time(base.since) or 'start'} – {format_time(base.until or base.as_of)}"
+        )
+    return None
+
+
+def _design_details(data: ReportData) -> list[str]:
+    """The method appendix's design and test settings (the header says only what is compared)."""
+    comparison = data.compare
+    if comparison is None:
+        return []
+    design = comparison.design
+    arms = _arms_text(data)
+    if data.baseline is not None and design.kind in CONDITION_DESIGNS and design.randomized:
+        detail = _srm_text(comparison.srm or {})
+    else:
+        detail = design.caveat or ""
+    parts = (f"`{design.baseline}`, {design.label}", arms, detail)
+    text = "; ".join(part for part in parts if part)
+    return [
+        "### Design and test settings",
+        "",
+        f"- Design: {text}.",
+        f"- Test settings: unit `{comparison.unit}`, α = {comparison.alpha}, correction "
+        f"{comparison.correction}, {round((1 - comparison.alpha) * 100)} % confidence "
+        "intervals.",
+        "",
+    ]
+
+
+# How a KPI moved against the baseline, in the order "What changed" lists them.
+CHANGE_KINDS = ("better", "worse", "unchanged", "not judged")
+
+
+def change_kind(tile: Tile, direction: str) -> str:
+    """better / worse: a change significant after the correction, for the better or the worse
+    by the KPI's direction; unchanged: tested, not significant; not judged: too little data,
+    a missing column or no test."""
+    if tile.status in (INSUFFICIENT, UNAVAILABLE, NOT_TESTABLE, NOT_JUDGED) or tile.delta is None:
+        return "not judged"
+    if not tile.significant:
+        return "unchanged"
+    return "better" if (tile.delta > 0) == (direction == "higher") else "worse"
+
+
+def _section_changes(data: ReportData) -> list[str]:
+    """What got better, what got worse, what is unchanged: each counted and named."""
+    lines = ["## What changed", ""]
+    tiles = data.tiles
+    if data.compare is None:
+        beyond = sum(t.status in LEVELS for t in tiles)
+        within = sum(t.status == "ok" for t in tiles)
+        return [
+            *lines,
+            f"Nothing is compared: there is no baseline. Of the {len(tiles)} KPIs, {within} "
+            f"are within their bounds, {beyond} beyond a bound (see Needs action) and "
+            f"{len(tiles) - within - beyond} not judged (no bound, too little data or "
+            "unavailable).",
+            "",
+        ]
+    groups: dict[str, list[Tile]] = {kind: [] for kind in CHANGE_KINDS}
+    for tile in tiles:
+        groups[change_kind(tile, data.spec.kpis[tile.kpi].direction)].append(tile)
+    lines += [
+        f"Against the baseline, {len(tiles)} KPIs: "
+        + ", ".join(f"{len(groups[kind])} {kind}" for kind in CHANGE_KINDS)
+        + f". A change counts when it is significant at α = {data.compare.alpha} after "
+        f"{data.compare.correction} correction over the KPI tests.",
+        "",
+    ]
+    for kind in CHANGE_KINDS:
+        found = groups[kind]
+        if kind in ("better", "worse"):
+            items = [f"{_kpi_name(t)} {nowrap(_change(t))}" for t in found]
+        elif kind == "unchanged":
+            items = [_kpi_name(t) for t in found]
+        else:  # grouped by why: "insufficient data: A; B. unavailable (no `x` column): C"
+            why: dict[str, list[str]] = {}
+            for t in found:
+                reason = t.shown if t.reason else status_text(t.status).strip("*")
+                why.setdefault(reason, []).append(_kpi_name(t))
+            items = [". ".join(f"{reason}: {'; '.join(names)}" for reason, names in why.items())]
+        lines.append(f"- **{kind.capitalize()} ({len(found)}):** {'; '.join(items) or 'none'}.")
+    return [*lines, ""]
+
+
+def _section_action(data: ReportData) -> list[str]:
+    """What needs action: the KPIs beyond a threshold, worst first, with their owners; a sample
+    ratio mismatch, which puts every change of a randomized comparison in doubt."""
+    lines = ["## Needs action", ""]
+    breached = sorted(
+        (t for t in data.tiles if t.status in LEVELS), key=lambda t: -LEVELS.index(t.status)
+    )
+    srm = data.compare.srm if data.compare is not None else None
+    if srm and srm.get("checked") and srm.get("mismatch"):
+        lines += [
+            "- **Sample ratio mismatch:** the arms are not split as intended "
+            f"({_srm_text(srm)}): the randomization may be broken, so every change above "
+            "is in doubt.",
+            "",
+        ]
+    if not breached:
+        return [*lines, "No KPI is beyond a threshold.", ""]
+    lines += md_table(
+        ["KPI", "current", "threshold breached", "owner"],
+        [[_kpi_name(t), t.shown, status_text(t.status, t.threshold), t.owner] for t in breached],
+        "lrll",
+    )
     return lines
 
 
@@ -205,7 +314,7 @@ def _srm_text(srm: Mapping[str, Any]) -> str:
     flag = "**sample ratio mismatch**" if srm.get("mismatch") else "no sample ratio mismatch"
     return (
         f"intended treatment share {srm['expected_treatment_share']}, "
-        f"p = {format_p(srm['p_value'])} ({flag})"
+        f"{format_p_text(srm['p_value'])} ({flag})"
     )
 
 
@@ -214,7 +323,7 @@ def _section_tiles(data: ReportData) -> list[str]:
     by_layer: dict[str, list[Tile]] = {}
     for tile in data.tiles:
         by_layer.setdefault(tile.layer, []).append(tile)
-    header = ["KPI", "current", "change vs baseline", "status", "owner"]
+    header = ["KPI", "current", "change vs baseline", "status"]
     for layer in [*LAYERS, *sorted(set(by_layer) - set(LAYERS))]:
         tiles = by_layer.get(layer)
         if not tiles:
@@ -228,11 +337,10 @@ def _section_tiles(data: ReportData) -> list[str]:
                     t.shown,
                     _change(t),
                     status_text(t.status, t.threshold),
-                    t.owner,
                 ]
                 for t in tiles
             ],
-            "lrrll",
+            "lrrl",
         )
     if any(t.caveats for t in data.tiles):
         lines += [
@@ -319,7 +427,7 @@ def _section_table(data: ReportData) -> list[str]:
                     ),
                     format_relative(row["relative_delta"])
                     + format_interval(row["relative_low"], row["relative_high"], format_relative),
-                    format_p(row["p_adjusted"]),
+                    format_p_cell(row["p_adjusted"]),
                     row["test"] or "—",
                     _thresholds_text(spec.kpis[row["kpi"]]),
                     status_text(row["status"], row["threshold"]),
@@ -447,7 +555,7 @@ def _breakdown_rows(data: ReportData, kpi: KpiSpec) -> tuple[list[list[str]], st
                 row += [
                     format_change(interval.estimate, fmt)
                     + format_interval(interval.low, interval.high, lambda v: format_change(v, fmt)),
-                    format_p(p_adj),
+                    format_p_cell(p_adj),
                 ]
             else:
                 delta = (cur[0] if cur else 0.0) - (base[0] if base else 0.0)
@@ -534,7 +642,7 @@ def _section_breakdowns(data: ReportData) -> list[str]:
                     + format_interval(
                         cell["delta_low"], cell["delta_high"], lambda v, f=fmt: format_change(v, f)
                     ),
-                    format_p(cell["p_adjusted"]),
+                    format_p_cell(cell["p_adjusted"]),
                     cell["test"] or "—",
                 ]
             )
@@ -717,7 +825,7 @@ def _section_drilldown(data: ReportData) -> list[str]:
         for row in group["rows"]:
             cells = [
                 md_text(row[key]),
-                (iso(row.get(time)) if time else None) or "—",
+                nowrap((format_time(row.get(time)) if time else None) or "—"),
                 md_text(row["__cohort"]) if row["__cohort"] else "—",
                 format_value(row["__cost"], "usd"),
             ]
@@ -747,7 +855,7 @@ def _definition(kpi: KpiSpec) -> list[str]:
 
 def _section_method(data: ReportData) -> list[str]:
     spec, comparison = data.spec, data.compare
-    lines = ["## Method and provenance", "", "### Definitions", ""]
+    lines = ["## Method and provenance", "", *_design_details(data), "### Definitions", ""]
     tests = {}
     if comparison is not None:
         for row in comparison.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
@@ -870,6 +978,9 @@ def render_report(data: ReportData) -> str:
     """The scorecard's Markdown: a pure function of `data`."""
     sections = [
         _section_header,
+        section_worth_it,
+        _section_changes,
+        _section_action,
         _section_tiles,
         _section_table,
         _section_trends,
