@@ -1063,17 +1063,24 @@ def test_formula_kpi_is_cluster_bootstrapped(sample: Sample, tmp_path: Path) -> 
     ids=["holdout", "by-channel", "previous-period", "unit-user", "where"],
 )
 def test_reading_only_used_columns_changes_no_comparison(
-    sample: Sample, options: CompareOptions, monkeypatch: pytest.MonkeyPatch
+    sample: Sample, options: CompareOptions
 ) -> None:
-    """compare rolls up and looks up only the columns it reads; with every column rolled up
-    and looked up (`reads` None) the table is the same."""
+    """compare rolls up and looks up only the columns it reads; over facts with every column
+    rolled up and looked up (`fact_set`, used as they are: no build of its own) the table is
+    the same."""
     from polars.testing import assert_frame_equal
 
-    from kpictl.comparison import run as comparison
+    from kpictl.engine.compute import fact_set
+    from kpictl.engine.interface import watch_fact_builds
 
     pruned = run_compare(sample.spec, sample.sources, options).table
-    monkeypatch.setattr(comparison, "_read_columns", lambda *args, **kwargs: None)
-    everything = run_compare(sample.spec, sample.sources, options).table
+    facts = fact_set(
+        sample.spec, sample.sources, since=options.since, until=options.until, as_of=options.as_of
+    )
+    assert all(columns is None for columns in facts.reads.values())
+    with watch_fact_builds() as builds:
+        everything = run_compare(sample.spec, sample.sources, options, facts=facts).table
+    assert builds == []
     assert pruned.height > 0
     assert_frame_equal(pruned, everything, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
 

@@ -20,6 +20,7 @@ from conftest import run
 from kpictl.engine.compute import PolarsEngine, fact_set, run_compute
 from kpictl.engine.interface import ComputeOptions, Engine, FactBuild, watch_fact_builds
 from kpictl.engine.sources import load_sources
+from kpictl.scorecard.report import ReportOptions, run_report
 from kpictl.spec.model import Spec
 
 
@@ -38,6 +39,9 @@ def builds_of(*args: str) -> list[FactBuild]:
         ("compute", "--by", "channel", "--by", "intent", "--grain", "week", "--format", "json"),
         ("compare", "--format", "json"),
         ("compare", "--baseline", "prior_4w", "--by", "channel", "--format", "json"),
+        ("report",),
+        ("report", "--by", "channel", "--by", "intent"),
+        ("report", "--baseline", "prior_4w", "--by", "channel", "--project", "10x"),
     ],
     ids=" ".join,
 )
@@ -142,3 +146,41 @@ def test_facts_of_another_as_of_are_not_used(shipped_spec: Spec) -> None:
     alone = run_compute(shipped_spec, sources, ComputeOptions(as_of=earlier))
     assert_frame_equal(table.table, alone.table, rel_tol=1e-12, abs_tol=1e-15)
     assert table.table.filter(pl.col("kpi") == "task_completion_rate").height > 0
+
+
+def test_a_report_on_another_dataset_builds_each_datasets_facts_once(logs: Path) -> None:
+    builds = builds_of(
+        "report",
+        "--baseline",
+        str(logs / "events"),
+        "--baseline-source",
+        f"tool_calls={logs / 'tool_calls'}",
+    )
+    assert len({b.as_of for b in builds}) == len(builds) == 2
+
+
+def test_report_tiles_are_the_compare_json(shipped_spec: Spec) -> None:
+    """Every tile of `run_report` is `kpictl compare --format json`'s record of that KPI (a
+    separate run, its own facts): current value and n, Δ, relative Δ, significance, status."""
+    sources = load_sources(shipped_spec)
+    tiles = run_report(shipped_spec, sources, ReportOptions(by=("channel",))).tiles
+    code, out, err = run("compare", "--format", "json")
+    assert code == 0, err
+    records = {
+        r["kpi"]: r for r in json.loads(out)["results"] if not r["cohort"] and "breakdown" not in r
+    }
+    assert [t.kpi for t in tiles] == list(records)
+    for tile in tiles:
+        record = records[tile.kpi]
+        assert tile.n == record["current"]["n"], tile.kpi
+        for shown, expected in (
+            (tile.value, record["current"]["value"]),
+            (tile.delta, record["delta"]),
+            (tile.relative, record["relative_delta"]),
+        ):
+            if expected is None:
+                assert shown is None, tile.kpi
+            else:
+                assert shown is not None and math.isclose(shown, expected, rel_tol=1e-12), tile.kpi
+        assert tile.significant == record["significant"], tile.kpi
+        assert tile.status == record["status"], tile.kpi

@@ -217,6 +217,32 @@ def _restrict(
     return restricted
 
 
+def condition_arms(
+    spec: Spec,
+    tables: Mapping[str, pl.LazyFrame],
+    window: Window,
+    engine: Engine,
+    treatment: str,
+    control: str,
+) -> tuple[Arm, Arm]:
+    """Two arms of facts already built: the units in `window` meeting `treatment`, and those
+    meeting `control` (a holdout's conditions; the report's cohort and the rest)."""
+    return (
+        Arm(
+            "treatment",
+            _restrict(spec, tables, window, window.since, window.until, treatment),
+            window,
+            engine,
+        ),
+        Arm(
+            "control",
+            _restrict(spec, tables, window, window.since, window.until, control),
+            window,
+            engine,
+        ),
+    )
+
+
 def _baseline_spec(spec: Spec, name: str | None) -> BaselineSpec:
     chosen = name or spec.defaults.baseline
     if chosen is None:
@@ -233,7 +259,7 @@ def _baseline_spec(spec: Spec, name: str | None) -> BaselineSpec:
     return spec.baselines[chosen]
 
 
-def _read_columns(
+def read_columns(
     spec: Spec, options: CompareOptions, window: Window, base: BaselineSpec | None
 ) -> dict[str, set[str]]:
     """Per table, the columns this comparison reads (see engine.read_names): its KPIs and
@@ -266,6 +292,7 @@ def build_arms(
     baseline_label: str | None = None,
     *,
     facts: FactSet | None = None,
+    baseline_facts: FactSet | None = None,
 ) -> tuple[Arm, Arm | None, Design, BaselineSpec | None]:
     """The current and baseline arms (baseline None for `values`), and the design: both arms
     restrict the same facts (`facts` when they serve this comparison, else built here), except
@@ -275,7 +302,7 @@ def build_arms(
     )
     kpi_tables = sorted({k.over for k in spec.kpis.values() if k.kind != "formula"})
     base = None if baseline_sources is not None else _baseline_spec(spec, options.baseline)
-    reads = _read_columns(spec, options, window, base)
+    reads = read_columns(spec, options, window, base)
     if facts is None or not usable(spec, facts, window, kpi_tables, reads):
         facts = PolarsEngine().build_facts(spec, sources, window, kpi_tables, reads, in_memory=True)
     engine = facts.engine
@@ -290,10 +317,12 @@ def build_arms(
             baseline_sources,
             ComputeOptions(since=options.since, until=options.until, as_of=None),
         )
-        base_reads = _read_columns(spec, options, base_window, None)
-        base_facts = engine.build_facts(
-            spec, baseline_sources, base_window, kpi_tables, base_reads, in_memory=True
-        )
+        base_reads = read_columns(spec, options, base_window, None)
+        base_facts = baseline_facts
+        if base_facts is None or not usable(spec, base_facts, base_window, kpi_tables, base_reads):
+            base_facts = engine.build_facts(
+                spec, baseline_sources, base_window, kpi_tables, base_reads, in_memory=True
+            )
         base_tables = with_cost_counts(
             spec, baseline_sources, base_window, base_facts.tables, list(spec.kpis.values())
         )
@@ -327,15 +356,9 @@ def build_arms(
                 caveat=OBSERVATIONAL_ARMS_CAVEAT,
             )
         )
-        current = arm(
-            "treatment",
-            _restrict(spec, tables, window, window.since, window.until, base.treatment),
-            window,
-        )
-        baseline = arm(
-            "control",
-            _restrict(spec, tables, window, window.since, window.until, base.control),
-            window,
+        assert base.treatment is not None and base.control is not None
+        current, baseline = condition_arms(
+            spec, tables, window, engine, base.treatment, base.control
         )
         return current, baseline, design, base
     if base.kind == "values":
@@ -1573,11 +1596,13 @@ def run_compare(
     baseline_sources: Sources | None = None,
     baseline_label: str | None = None,
     facts: FactSet | None = None,
+    baseline_facts: FactSet | None = None,
 ) -> CompareResult:
     """Compare every (selected) KPI between the baseline and the current arm.
 
     `facts`: the run's FactSet (`fact_set`), when the caller built one to share (the report
-    does); both arms restrict it. Facts that do not serve this comparison are not used."""
+    does); both arms restrict it. `baseline_facts`: the baseline dataset's, likewise. Facts
+    that do not serve this comparison are not used."""
     options = options or CompareOptions()
     if not 0 < options.alpha < 0.5:
         raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
@@ -1606,6 +1631,7 @@ def run_compare(
         baseline_sources,
         baseline_label,
         facts=facts,
+        baseline_facts=baseline_facts,
     )
     unit = (
         options.unit

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from kpictl.engine.compute import Window, build_facts, literal_columns, names_in
+from kpictl.engine.compute import Window, default_engine, literal_columns, names_in, usable
 from kpictl.engine.compute import source_rows as engine_source_rows
+from kpictl.engine.interface import FactSet
 from kpictl.io.read import Sources
 from kpictl.spec.model import Spec
 from kpictl.sql.expr import compile_sql
@@ -30,6 +31,7 @@ class Slice:
     sources: Sources
     window: Window
     where: str | None = None  # a condition on the conversations (the holdout's arms)
+    facts: FactSet | None = None  # the run's facts, when built once for every section
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,10 @@ def number_param(spec: Spec, name: str) -> float | None:
 def slice_facts(spec: Spec, piece: Slice) -> pl.DataFrame:
     """The unit table's facts of one slice: its window and its condition applied."""
     table = spec.require_primary_table()
-    frame = build_facts(spec, piece.sources, piece.window, [table.name])[table.name]
+    facts = piece.facts
+    if facts is None or not usable(spec, facts, piece.window, [table.name], {table.name: None}):
+        facts = default_engine().build_facts(spec, piece.sources, piece.window, [table.name])
+    frame = facts.tables[table.name]
     time = table.time
     if time is not None and piece.window.since is not None:
         frame = frame.filter(pl.col(time) >= piece.window.since)

@@ -13,18 +13,26 @@ from typing import Any
 import polars as pl
 
 from kpictl.comparison.run import (
+    OBSERVATIONAL_ARMS_CAVEAT,
     UNAVAILABLE,
     CompareOptions,
     CompareResult,
+    Design,
+    compare_arms,
+    condition_arms,
+    read_columns,
     run_compare,
 )
 from kpictl.engine.compute import (
     ComputeOptions,
     ComputeResult,
     check_cohort_counts,
+    default_engine,
     names_in,
+    read_names,
     resolve_window,
     run_compute,
+    with_cost_counts,
 )
 from kpictl.engine.costs import (
     Slice,
@@ -35,7 +43,8 @@ from kpictl.engine.costs import (
 )
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
-from kpictl.engine.datacheck import require_columns
+from kpictl.engine.datacheck import check_data, require_columns
+from kpictl.engine.interface import FactSet
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
@@ -221,6 +230,7 @@ def _compute_slice(
             where=piece.where,
             kpis=tuple(kpis),
         ),
+        facts=piece.facts,
     )
 
 
@@ -236,10 +246,33 @@ def cohort_comparisons(
     spec: Spec, piece: Slice, facts: pl.DataFrame, by: Sequence[str], options: ReportOptions
 ) -> tuple[list[dict[str, Any]], list[str], int]:
     """Each cohort value against the rest of the current arm, for every KPI; p-values adjusted
-    (the spec's correction) over all these tests. Returns (significant rows, notes, tests)."""
+    (the spec's correction) over all these tests. Returns (significant rows, notes, tests).
+
+    The cohort and the rest are two arms of the slice's facts (`Slice.facts`, built once for
+    the report), compared as a holdout's conditions are (`compare_arms`)."""
     cells: list[dict[str, Any]] = []
     notes: list[str] = []
     correction = spec.defaults.correction
+    built = piece.facts or default_engine().build_facts(
+        spec, piece.sources, piece.window, in_memory=True
+    )
+    kpis = list(spec.kpis.values())
+    tables = with_cost_counts(spec, piece.sources, piece.window, built.tables, kpis)
+    check = check_data(spec, piece.sources, kpis)
+    arm_options = CompareOptions(
+        since=piece.window.since,
+        until=piece.window.until,
+        as_of=piece.window.as_of,
+        alpha=options.alpha,
+        correction="none",
+    )
+    design = Design(
+        "conditions",
+        "observational comparison of two concurrent conditions (not randomized)",
+        _COHORT_BASELINE,
+        randomized=False,
+        caveat=OBSERVATIONAL_ARMS_CAVEAT,
+    )
     for dim in by:
         column = _quote_identifier(dim)
         values = facts.get_column(dim).cast(pl.String).unique().to_list()
@@ -259,18 +292,11 @@ def cohort_comparisons(
             if piece.where:
                 inside, outside = f"({piece.where}) AND {inside}", f"({piece.where}) AND {outside}"
             rest = BaselineSpec(_COHORT_BASELINE, "holdout", control=outside, treatment=inside)
-            variant = replace(spec, baselines={**spec.baselines, _COHORT_BASELINE: rest})
-            result = run_compare(
-                variant,
-                piece.sources,
-                CompareOptions(
-                    baseline=_COHORT_BASELINE,
-                    since=piece.window.since,
-                    until=piece.window.until,
-                    as_of=piece.window.as_of,
-                    alpha=options.alpha,
-                    correction="none",
-                ),
+            cohort, others = condition_arms(
+                spec, tables, piece.window, built.engine, inside, outside
+            )
+            result = compare_arms(
+                spec, cohort, others, design, rest, arm_options, check, with_fairness=False
             )
             for row in result.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
                 named=True
@@ -420,6 +446,42 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _report_facts(
+    spec: Spec,
+    sources: Sources,
+    options: ReportOptions,
+    baseline_name: str | None,
+    baseline_sources: Sources | None,
+) -> FactSet | None:
+    """The facts every section of the report reads, built once: the unit table with all its
+    columns (ROI, drill-down, cohorts), the KPIs' tables with what compare and compute read
+    (times, --by and the spec's fairness columns, the baseline's conditions). None when the
+    baseline named is not declared (compare says so)."""
+    base = None
+    if baseline_sources is None and baseline_name is not None:
+        base = spec.baselines.get(baseline_name)
+        if base is None:
+            return None
+    window = resolve_window(
+        spec, sources, ComputeOptions(since=options.since, until=options.until, as_of=options.as_of)
+    )
+    by = tuple(dict.fromkeys([*options.by, *(f.column for f in spec.fairness)]))
+    conditions = names_in([base.control, base.treatment] if base else [])
+    kpis = list(spec.kpis.values())
+    reads: dict[str, set[str] | None] = {
+        name: set(columns)
+        for name, columns in read_names(
+            spec, kpis, ComputeOptions(by=by), with_time=True, extra=conditions
+        ).items()
+    }
+    for name, columns in read_columns(spec, CompareOptions(by=by), window, base).items():
+        reads[name] = (reads.get(name) or set()) | columns
+    unit = spec.require_primary_table()
+    reads[unit.name] = None
+    tables = sorted({k.over for k in kpis if k.kind != "formula"} | {unit.name})
+    return default_engine().build_facts(spec, sources, window, tables, reads, in_memory=True)
+
+
 def gather_report(
     spec: Spec,
     sources: Sources,
@@ -457,6 +519,12 @@ def gather_report(
     baseline_name = options.baseline or spec.defaults.baseline
     comparison: CompareResult | None = None
     base: BaselineSpec | None = None
+    shared = _report_facts(spec, sources, options, baseline_name, baseline_sources)
+    base_shared = None
+    if baseline_sources is not None:  # its own as-of, as compare takes it
+        base_shared = _report_facts(
+            spec, baseline_sources, replace(options, as_of=None), None, baseline_sources
+        )
     if baseline_sources is not None or baseline_name is not None:
         comparison = run_compare(
             spec,
@@ -470,10 +538,16 @@ def gather_report(
             ),
             baseline_sources=baseline_sources,
             baseline_label=baseline_label,
+            facts=shared,
+            baseline_facts=base_shared,
         )
         if baseline_sources is None and baseline_name is not None:
             base = spec.baselines[baseline_name]
     current, baseline = _slices(spec, sources, options, comparison, base, baseline_sources)
+    # every section of the current data reads the one FactSet (another dataset: its own)
+    current = replace(current, facts=shared)
+    if baseline is not None:
+        baseline = replace(baseline, facts=shared if baseline_sources is None else base_shared)
     projection = project_costs(spec, current, ProjectionOptions(volume)) if volume else None
     notes: list[str] = []
     eligible, skipped = _eligible(spec, current.where)
