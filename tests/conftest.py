@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from kpictl.cli import app
 from kpictl.sample import write_sample
-from kpictl.spec.model import Spec, load_spec
+from kpictl.spec import load_spec
+from kpictl.spec.model import Spec
 
 SHIPPED_SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"
 

@@ -21,7 +21,7 @@ from kpictl import __version__
 from kpictl.engine.compute import compute
 from kpictl.engine.sources import load_sources
 from kpictl.render.output import md_text
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"

@@ -32,7 +32,8 @@ from kpictl.engine.compute import ComputeOptions, facts, run_compute
 from kpictl.engine.sources import load_sources
 from kpictl.io.read import Sources
 from kpictl.sample import write_sample
-from kpictl.spec.model import KpiSpec, Spec, load_spec
+from kpictl.spec import load_spec
+from kpictl.spec.model import KpiSpec, Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import run
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 from kpictl.sql.expr import compared_literals, picked_column
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,7 +396,7 @@ def armless_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _with_values(path: Path) -> str:
     """The columns of the loaded events that hold a value, in the source's order."""
     from kpictl.engine.sources import load_sources
-    from kpictl.spec.model import load_spec
+    from kpictl.spec import load_spec
 
     frame = load_sources(load_spec(SPEC), {"events": [path]}, cache=False)["events"].collect()
     return ", ".join(c for c in frame.columns if frame.get_column(c).null_count() < frame.height)

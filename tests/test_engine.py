@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from kpictl.engine.compute import ComputeOptions, compute, facts, run_compute
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import load_frames
-from kpictl.spec.model import Spec, load_spec
+from kpictl.spec import load_spec
+from kpictl.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)

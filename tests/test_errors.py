@@ -87,7 +87,7 @@ def test_an_internal_error_exits_70_and_ctrl_c_exits_130(monkeypatch: pytest.Mon
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("kpictl.spec.model.load_spec", broken)
+    monkeypatch.setattr("kpictl.spec.load_spec", broken)
     code, out, err = run("validate", "-c", "kpi_definitions.yaml")
     assert (code, out) == (ExitCode.INTERNAL_ERROR, "") and code == 70
     assert err == (

@@ -15,7 +15,7 @@ import pytest
 from kpictl.engine.compute import run_compute
 from kpictl.engine.sources import load_sources
 from kpictl.errors import InputDataError, SpecError
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHAT_SPEC = FIXTURES / "chat" / "spec.yaml"

@@ -21,7 +21,7 @@ from kpictl.errors import InputDataError, SpecError
 from kpictl.io.inputbytes import long_lines
 from kpictl.io.read import SourceRequest, _blank, load_source
 from kpictl.redact import redact_pii
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 from kpictl.sql.expr import ExpressionProblem, compile_sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -545,7 +545,7 @@ def test_a_polars_panic_is_a_one_line_internal_error(monkeypatch: pytest.MonkeyP
         raise pl.exceptions.PanicException("index out of bounds: the len is 0 but the index is 0")
 
     assert not issubclass(pl.exceptions.PanicException, Exception)
-    monkeypatch.setattr("kpictl.spec.model.load_spec", panic)
+    monkeypatch.setattr("kpictl.spec.load_spec", panic)
     code, out, err = run("validate", "-c", str(SPEC))
     assert (code, out, err) == (
         70,
@@ -560,7 +560,7 @@ def test_memory_error_is_a_one_line_error_with_a_hint(monkeypatch: pytest.Monkey
     def exhausted(*_: object, **__: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr("kpictl.spec.model.load_spec", exhausted)
+    monkeypatch.setattr("kpictl.spec.load_spec", exhausted)
     code, out, err = run("validate", "-c", str(SPEC))
     assert (code, out, err) == (
         1,
@@ -575,7 +575,7 @@ def test_keyboard_interrupt_still_interrupts(monkeypatch: pytest.MonkeyPatch) ->
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kpictl.spec.model.load_spec", interrupted)
+    monkeypatch.setattr("kpictl.spec.load_spec", interrupted)
     code, out, err = run("validate", "-c", str(SPEC))
     # 130 (128 + SIGINT) as shells expect, quietly: not an internal error
     assert (code, out, err) == (130, "", "")

@@ -23,7 +23,7 @@ from kpictl.init.write import (
     spec_from_text,
     template_text,
 )
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 
 # ----------------------------------------------------------------------------------------------
 # Logs written by the tests
@@ -268,7 +268,7 @@ def test_the_shipped_scorecards_validate_against_the_json_schema(kind: str) -> N
     import jsonschema
     import yaml
 
-    from kpictl.spec.model import spec_json_schema
+    from kpictl.spec import spec_json_schema
 
     document = yaml.safe_load(propose_format_spec(None, kind).text)
     jsonschema.Draft202012Validator(spec_json_schema()).validate(document)

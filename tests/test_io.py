@@ -25,7 +25,8 @@ from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import schema as canonical
 from kpictl.io import schema as schema
 from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, find_files, load_source
-from kpictl.spec.model import Spec, load_spec
+from kpictl.spec import load_spec
+from kpictl.spec.model import Spec
 
 UTC = dt.UTC
 TS_RULE = ColumnRule("ts", "ts", type="timestamp")  # as the shipped spec declares it

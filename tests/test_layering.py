@@ -30,7 +30,21 @@ LAYERS: list[set[str]] = [
 WITHIN: dict[str, list[str]] = {
     "sql": ["tree", "expr"],
     "io": ["schema", "inputbytes", "formats", "cache", "read", "pricing"],
-    "spec": ["yamlmarks", "model"],
+    # the model, the shared problems collector, one module of rules per section, loading
+    "spec": [
+        "yamlmarks",
+        "model",
+        "problems",
+        "defaults",
+        "sources",
+        "pricing",
+        "tables",
+        "kpis",
+        "baselines",
+        "fairness",
+        "load",
+        "jsonschema",
+    ],
     "engine": ["rollup", "outcomes", "sources", "datacheck", "interface", "compute", "costs"],
     "init": ["detect", "mapping", "write"],
     "scorecard": [

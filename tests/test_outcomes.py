@@ -18,7 +18,8 @@ from kpictl.engine.compute import compute, facts
 from kpictl.engine.outcomes import attribute_events
 from kpictl.engine.sources import load_sources
 from kpictl.errors import SpecError
-from kpictl.spec.model import AttributionSpec, load_spec
+from kpictl.spec import load_spec
+from kpictl.spec.model import AttributionSpec
 
 runner = CliRunner()
 T0 = dt.datetime(2026, 10, 1, 10, 0, tzinfo=dt.UTC)

@@ -29,7 +29,8 @@ from kpictl.projection import (
     parse_volume,
     run_projection,
 )
-from kpictl.spec.model import Spec, load_spec
+from kpictl.spec import load_spec
+from kpictl.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = (

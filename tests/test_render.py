@@ -27,7 +27,7 @@ from kpictl.render.output import (
     to_json,
     to_markdown,
 )
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"

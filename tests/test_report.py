@@ -1018,7 +1018,7 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
     from kpictl.engine.compute import ComputeOptions, facts, resolve_window
     from kpictl.engine.costs import Slice, conversation_costs, cost_totals, slice_facts
     from kpictl.engine.sources import load_sources
-    from kpictl.spec.model import load_spec
+    from kpictl.spec import load_spec
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"
     (tmp_path / "spec.yaml").write_bytes((fixtures / "spec.yaml").read_bytes())

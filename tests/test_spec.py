@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from conftest import SpecWriter
 from kpictl.errors import SpecError, SpecProblem, UsageError
-from kpictl.spec.model import Spec, Threshold, load_spec, parse_duration, parse_threshold
+from kpictl.spec import load_spec
+from kpictl.spec.model import Spec, Threshold, parse_duration, parse_threshold
 
 QUOTING_HINT = "must be quoted"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from kpictl.spec.model import load_spec
+from kpictl.spec import load_spec
 from kpictl.sql.tree import (
     Aggregate,
     AggregateKind,

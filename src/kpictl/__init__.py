@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
     from kpictl.review import SampleOptions, draw_review_sample, score_review
     from kpictl.scorecard.report import ReportOptions, report, run_report
-    from kpictl.spec.model import load_spec
+    from kpictl.spec import load_spec
 
 _LAZY = {
     "ProjectionOptions": "kpictl.projection",
@@ -95,7 +95,7 @@ _LAZY = {
     "UsageError": "kpictl.errors",
     "load_frames": "kpictl.io.read",
     "load_sources": "kpictl.engine.sources",
-    "load_spec": "kpictl.spec.model",
+    "load_spec": "kpictl.spec",
 }
 
 

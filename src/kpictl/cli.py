@@ -382,7 +382,7 @@ def _timestamp(text: str | None, option: str) -> dt.datetime | None:
 def _load(config: Path, params: list[str] | None, paths: list[str] | None = None) -> Spec:
     """The spec of `-c`; with log paths and no kpi_definitions.yaml here, the shipped
     scorecard for chat transcripts or OTLP traces (told from the files' content)."""
-    from kpictl.spec.model import load_spec
+    from kpictl.spec import load_spec
 
     if not config.exists() and config == DEFAULT_SPEC:
         if paths:
@@ -1150,7 +1150,7 @@ def schema() -> None:
     """Print a JSON Schema (draft 2020-12) of the spec file, for editors (kpictl.schema.json)."""
     import json
 
-    from kpictl.spec.model import spec_json_schema
+    from kpictl.spec import spec_json_schema
 
     typer.echo(json.dumps(spec_json_schema(), indent=2, ensure_ascii=False))
 
@@ -1393,7 +1393,7 @@ def init(
     from kpictl.engine.datacheck import check_sources
     from kpictl.init import default_spec_path, propose_format_spec, propose_spec, sample_logs
     from kpictl.render.output import check_to_text, write_atomically
-    from kpictl.spec.model import load_spec
+    from kpictl.spec import load_spec
 
     if not paths and (kind is None or kind is InitKind.events):
         raise UsageError(

@@ -31,7 +31,8 @@ from kpictl.init.mapping import (
     record_field,
 )
 from kpictl.io.formats import ChatOptions
-from kpictl.spec.model import Spec, build_spec
+from kpictl.spec import build_spec
+from kpictl.spec.model import Spec
 from kpictl.spec.yamlmarks import load_marked_yaml
 
 TEMPLATE_KINDS = ("events", "chat", "otlp")
