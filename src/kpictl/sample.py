@@ -791,8 +791,8 @@ def generate_business_events(
     return (
         found.with_columns(ids.alias("business_event_id"))
         .select(list(BUSINESS_EVENTS_SCHEMA))
-        .cast(BUSINESS_EVENTS_SCHEMA)
-    )  # type: ignore[arg-type]
+        .cast(pl.Schema(BUSINESS_EVENTS_SCHEMA))
+    )
 
 
 def _conversation_ids(n: int) -> pl.Series:

@@ -1436,7 +1436,7 @@ def _pass_k_cells(
 
 
 def _formula_cells(
-    spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm | None, options: CompareOptions, unit: str
+    spec: Spec, kpi: KpiSpec, current: Arm, baseline: Arm, options: CompareOptions, unit: str
 ) -> list[Cell]:
     """Cluster bootstrap of a formula over additive component KPIs (overall and cohorts)."""
     components = [spec.kpis[name] for name in kpi.formula_kpis]
@@ -1778,6 +1778,7 @@ def compare_arms(
         elif shape.kind == "pass_k":
             kpi_cells = _pass_k_cells(spec, kpi, current, baseline, options)
         else:
+            assert baseline is not None  # _untestable: a formula needs a baseline arm
             kpi_cells = _formula_cells(spec, kpi, current, baseline, options, unit)
         kpi_cells = kpi_cells + _cells_left_out(kpi, kpi_cells, values, design.paired)
         for cell in kpi_cells:  # as `compute` shows it: null, "unavailable (cost unknown)"

@@ -712,7 +712,7 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
     needed = set().union(*(kpi_origins(spec, k) for k in kpis)) if kpis else set()
     needed |= {(m.use.source, m.use.source_column) for m in check.literals}
     keys = None
-    if key is not None and primary in sources:
+    if key is not None and primary is not None and primary in sources:
         keys = sources[primary].select(pl.col(key).unique())
     reports = []
     for name, loaded in sources.by_name.items():

@@ -58,7 +58,8 @@ def json_fields(spec: Spec, source: SourceSpec) -> dict[str, pl.DataType] | None
 def summed_names(spec: Spec) -> tuple[str, ...]:
     """Every column name the spec's expressions add up (rollup and derive entries, KPIs):
     the io layer refuses an integer column of these whose values would overflow a sum."""
-    sqls = [e.sql for t in spec.tables.values() for e in (*t.rollup, *t.derive)]
+    sqls = [e.sql for t in spec.tables.values() for e in t.rollup]
+    sqls += [e.sql for t in spec.tables.values() for e in t.derive]
     sqls += [
         sql for k in spec.kpis.values() for sql in (k.value, k.numerator, k.denominator) if sql
     ]

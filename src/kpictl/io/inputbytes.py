@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from kpictl.errors import InputDataError
 
@@ -133,7 +134,9 @@ def too_deep(line: bytes) -> int | None:
 def dtype_depth(dtype: pl.DataType) -> int:
     """How deeply a polars type nests structs and lists (a scalar is 0)."""
     deepest = 0
-    pending: list[tuple[pl.DataType, int]] = [(dtype, 0)]
+    # a struct field's dtype may be a class (pl.Int64) rather than an instance: a class nests
+    # nothing, so the isinstance checks below pass it by
+    pending: list[tuple[pl.DataType | DataTypeClass, int]] = [(dtype, 0)]
     while pending:
         current, depth = pending.pop()
         deepest = max(deepest, depth)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from kpictl import __version__ as kpictl_version
 from kpictl.errors import EmptyInputError, InputDataError, did_you_mean
@@ -380,7 +381,7 @@ def _duplicate_keys(
     return {number: reason for number, reason in found.items() if reason.startswith(_DUPLICATE)}
 
 
-def _key_names(name: str, dtype: pl.DataType) -> list[str]:
+def _key_names(name: str, dtype: pl.DataType | DataTypeClass) -> list[str]:
     """A column's JSON key and, for a struct (also inside lists), its fields' keys."""
     while isinstance(dtype, pl.List | pl.Array):
         dtype = dtype.inner
