@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -145,3 +146,110 @@ def test_report_by_the_key_is_a_clear_error(logs: Path) -> None:
         "them (e.g. channel, intent, customer_tier), or see each row's values with kpictl "
         "compute --by conversation_id\n"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# --since 7d, --since 2w, --until yesterday: counted back from as-of
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_of_and_starts(logs: Path) -> tuple[dt.datetime, list[dt.datetime]]:
+    """The default as-of (the latest ts of events and tool calls) and each conversation's
+    start, by DuckDB."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    as_of = con.sql(
+        f"SELECT MAX(ts) FROM (SELECT ts FROM '{logs}/events/*.parquet' "
+        f"UNION ALL SELECT ts FROM '{logs}/tool_calls/*.parquet')"
+    ).fetchall()[0][0]
+    starts = con.sql(
+        f"SELECT MIN(ts) FROM '{logs}/events/*.parquet' GROUP BY conversation_id"
+    ).fetchall()
+    return as_of.astimezone(dt.UTC), [s[0].astimezone(dt.UTC) for s in starts]
+
+
+def _window_and_n(logs: Path, *options: str) -> tuple[dict[str, str], int]:
+    code, out, err = run(
+        "compute", *data_args(logs), "--kpi", "escalation_rate", "-f", "json", *options
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    overall = next(r for r in document["results"] if not r["cohort"] and "breakdown" not in r)
+    return document["window"], overall["n"]
+
+
+def _z(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def test_relative_since_and_until_count_back_from_the_data_as_of(logs: Path) -> None:
+    as_of, starts = _as_of_and_starts(logs)
+    midnight = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    cases = {
+        ("--since", "7d"): (as_of - dt.timedelta(days=7), None),
+        ("--since", "2w"): (as_of - dt.timedelta(days=14), None),
+        ("--since", "36h"): (as_of - dt.timedelta(hours=36), None),
+        ("--since", "3d", "--until", "yesterday"): (
+            as_of - dt.timedelta(days=3),
+            midnight - dt.timedelta(days=1),
+        ),
+        ("--since", "yesterday", "--until", "today"): (midnight - dt.timedelta(days=1), midnight),
+    }
+    for options, (since, until) in cases.items():
+        window, n = _window_and_n(logs, *options)
+        assert window == {"since": _z(since), "until": None if until is None else _z(until)}
+        inside = [s for s in starts if s >= since and (until is None or s < until)]
+        assert n == len(inside) > 0, options
+
+
+def test_a_relative_window_equals_the_same_window_given_as_times(logs: Path) -> None:
+    as_of, _ = _as_of_and_starts(logs)
+    midnight = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    relative = run("compute", *data_args(logs), "-f", "csv", "--since", "5d", "--until", "today")
+    absolute = run(
+        "compute",
+        *data_args(logs),
+        "-f",
+        "csv",
+        "--since",
+        _z(as_of - dt.timedelta(days=5)),
+        "--until",
+        _z(midnight),
+    )
+    assert relative[0] == absolute[0] == 0 and relative[2] == absolute[2]
+    left, right = pl.read_csv(io.StringIO(relative[1])), pl.read_csv(io.StringIO(absolute[1]))
+    assert left.drop("value").equals(right.drop("value"))  # n and pending: the same units
+    for a, b in zip(left["value"], right["value"], strict=True):  # sums in another order
+        assert (a is None and b is None) or abs(a - b) <= 1e-12 * max(1.0, abs(b))
+
+
+def test_relative_times_follow_as_of(logs: Path) -> None:
+    window, _ = _window_and_n(
+        logs, "--as-of", "2026-10-05T12:30:00Z", "--since", "1d", "--until", "today"
+    )
+    assert window == {"since": "2026-10-04T12:30:00Z", "until": "2026-10-05T00:00:00Z"}
+
+
+def test_relative_times_work_on_report_and_compare(logs: Path) -> None:
+    as_of, _ = _as_of_and_starts(logs)
+    code, out, _ = run("report", *data_args(logs), "--since", "7d")
+    assert code == 0
+    assert f"- **Period:** {_z(as_of - dt.timedelta(days=7))} – {_z(as_of)}" in out
+    code, out, _ = run("compare", *data_args(logs), "-b", "holdout", "--since", "7d", "-f", "json")
+    assert code == 0
+    assert json.loads(out)["current"]["window"] == {
+        "since": _z(as_of - dt.timedelta(days=7)),
+        "until": None,
+        "as_of": _z(as_of),
+    }
+
+
+def test_a_time_that_is_neither_iso_nor_relative_is_a_usage_error(logs: Path) -> None:
+    code, out, err = run("compute", *data_args(logs), "--since", "7x")
+    assert (code, out) == (2, "")
+    assert err == (
+        "kpictl: error: --since '7x': expected an ISO-8601 date or time such as 2026-10-01 or "
+        "2026-10-01T12:00:00Z, or a time back from as-of: 7d, 2w, 12h, today, yesterday\n"
+    )
+    code, _, err = run("compute", *data_args(logs), "--since", "today", "--until", "2d")
+    assert code == 2 and err.startswith("kpictl: error: --until ") and "is not after --since" in err

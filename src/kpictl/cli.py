@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from kpictl.engine.interface import TimeBound
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
 
@@ -280,6 +281,25 @@ ParamOption = Annotated[
     list[str] | None,
     typer.Option("--param", help="K=V: override a param of the spec. Repeatable."),
 ]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Window start (inclusive): an ISO-8601 date or time, or counted back from as-of: "
+        "7d, 2w, 12h, or today / yesterday (00:00 UTC of that day). Relative to as-of, not "
+        "the clock: the same data gives the same window whenever it runs.",
+        show_default=False,
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="Window end (exclusive), as --since: ISO-8601, 7d / 2w / 12h before as-of, or "
+        "today / yesterday (00:00 UTC; --until today leaves out as-of's unfinished day).",
+        show_default=False,
+    ),
+]
 AsOfOption = Annotated[
     str | None,
     typer.Option(
@@ -376,6 +396,25 @@ def _timestamp(text: str | None, option: str) -> dt.datetime | None:
         raise UsageError(
             f"{option} {text!r}: expected an ISO-8601 date or time such as "
             "2026-10-01 or 2026-10-01T12:00:00Z"
+        ) from exc
+
+
+def _bound(text: str | None, option: str) -> TimeBound | None:
+    """A window end: an ISO-8601 time, or one counted back from as-of (`7d`, `yesterday`)."""
+    if text is None:
+        return None
+    from kpictl.engine.interface import parse_relative_time
+    from kpictl.spec.model import parse_timestamp
+
+    relative = parse_relative_time(text)
+    if relative is not None:
+        return relative
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"{option} {text!r}: expected an ISO-8601 date or time such as 2026-10-01 or "
+            "2026-10-01T12:00:00Z, or a time back from as-of: 7d, 2w, 12h, today, yesterday"
         ) from exc
 
 
@@ -548,12 +587,8 @@ def compute(
         Grain | None,
         typer.Option("--grain", help="Add one row per time bucket of the table's time column."),
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Window start (inclusive), ISO-8601.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Window end (exclusive), ISO-8601.")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_of: AsOfOption = None,
     where: Annotated[
         str | None,
@@ -596,8 +631,8 @@ def compute(
         by=tuple(by or ()),
         max_cohorts=max_cohorts,
         grain=grain.value if grain else None,
-        since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"),
+        since=_bound(since, "--since"),
+        until=_bound(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
         where=where,
         kpis=tuple(kpi or ()),
@@ -647,12 +682,8 @@ def compare(
     kpi: Annotated[
         list[str] | None, typer.Option("--kpi", help="Compare only this KPI. Repeatable.")
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Current window start (inclusive), ISO-8601.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Current window end (exclusive), ISO-8601.")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_of: AsOfOption = None,
     where: Annotated[
         str | None,
@@ -769,8 +800,8 @@ def compare(
         baseline=None,
         by=tuple(by or ()),
         max_cohorts=max_cohorts,
-        since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"),
+        since=_bound(since, "--since"),
+        until=_bound(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
         where=where,
         kpis=tuple(kpi or ()),
@@ -847,12 +878,8 @@ def report(
             "--baseline-source", help="NAME=PATH: a source of the baseline dataset. Repeatable."
         ),
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Period start (inclusive), ISO-8601.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Period end (exclusive), ISO-8601.")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_of: AsOfOption = None,
     by: Annotated[
         list[str] | None,
@@ -950,8 +977,8 @@ def report(
         baseline=baseline if baseline_sources is None else None,
         by=tuple(by or ()),
         max_cohorts=max_cohorts,
-        since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"),
+        since=_bound(since, "--since"),
+        until=_bound(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
         title=title,
         charts_dir=charts,
@@ -1020,12 +1047,8 @@ def project(
     ] = "10x",
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Observed period start (inclusive), ISO-8601.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Observed period end (exclusive), ISO-8601.")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_of: AsOfOption = None,
     draws: Annotated[
         int,
@@ -1061,8 +1084,8 @@ def project(
 
     options = ProjectionOptions(
         parse_volume(volume),
-        since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"),
+        since=_bound(since, "--since"),
+        until=_bound(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
         draws=draws,
         seed=seed,
@@ -1586,12 +1609,8 @@ def review_sample(
     messages: Annotated[
         int, typer.Option("--messages", help="Messages of each transcript to include.")
     ] = 6,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Sample conversations from (ISO-8601).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Sample conversations before (ISO-8601).")
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     as_of: AsOfOption = None,
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
@@ -1626,8 +1645,8 @@ def review_sample(
         seed=seed,
         self_reported=self_reported,
         messages=messages,
-        since=_timestamp(since, "--since"),
-        until=_timestamp(until, "--until"),
+        since=_bound(since, "--since"),
+        until=_bound(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
     )
     drawn = draw_review_sample(spec, sources, options)

@@ -40,6 +40,7 @@ from kpictl.engine.costs import (
     slice_facts,
     unpriced_rows,
 )
+from kpictl.engine.interface import TimeBound
 from kpictl.errors import UsageError
 from kpictl.io import schema as canonical
 from kpictl.io.pricing import PricingSpec, apply_prices, effective_dates, latest_prices
@@ -98,8 +99,8 @@ class ProjectionOptions:
     """What `project` is asked for."""
 
     volume: Volume
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    since: TimeBound | None = None
+    until: TimeBound | None = None
     as_of: dt.datetime | None = None
     draws: int = BOOTSTRAP_DRAWS
     seed: int = BOOTSTRAP_SEED

@@ -33,6 +33,7 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.engine.compute import ComputeOptions, build_facts, resolve_window
+from kpictl.engine.interface import TimeBound
 from kpictl.errors import InputDataError, UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.redact import redact_pii
@@ -73,8 +74,8 @@ class SampleOptions:
     seed: int = 0
     self_reported: str = "completed"
     messages: int = 6
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    since: TimeBound | None = None
+    until: TimeBound | None = None
     as_of: dt.datetime | None = None
 
 

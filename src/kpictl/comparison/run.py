@@ -43,7 +43,7 @@ from kpictl.engine.compute import (
     with_cost_counts,
 )
 from kpictl.engine.datacheck import DataCheck, check_data, require_columns
-from kpictl.engine.interface import Engine, FactSet
+from kpictl.engine.interface import Engine, FactSet, TimeBound
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
@@ -63,8 +63,8 @@ class CompareOptions:
 
     baseline: str | None = None  # a baseline name of the spec (default: defaults.baseline)
     by: tuple[str, ...] = ()
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    since: TimeBound | None = None
+    until: TimeBound | None = None
     as_of: dt.datetime | None = None
     where: str | None = None
     kpis: tuple[str, ...] = ()

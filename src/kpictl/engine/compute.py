@@ -29,6 +29,8 @@ from kpictl.engine.interface import (
     Engine,
     FactBuild,
     FactSet,
+    RelativeTime,
+    TimeBound,
     Window,
     record_fact_build,
 )
@@ -189,13 +191,20 @@ def input_notes(sources: Sources, window: Window) -> list[str]:
     return notes
 
 
+def _bound(value: TimeBound | None, as_of: dt.datetime) -> dt.datetime | None:
+    """A window end as a time: one counted back from as-of (`7d`) placed at as-of."""
+    if value is None:
+        return None
+    return value.at(as_of) if isinstance(value, RelativeTime) else _utc(value)
+
+
 def resolve_window(spec: Spec, sources: Sources, options: ComputeOptions) -> Window:
     """as_of (default: the latest timestamp in the data) and the window it ends."""
     latest = None if options.as_of else latest_timestamp(sources)
     as_of = _utc(options.as_of) if options.as_of else latest
     assert as_of is not None
-    since = _utc(options.since) if options.since else None
-    until = _utc(options.until) if options.until else None
+    since = _bound(options.since, as_of)
+    until = _bound(options.until, as_of)
     if since is None and until is None and spec.defaults.window is not None:
         since = as_of - spec.defaults.window
     if since is not None and until is not None and until <= since:

@@ -42,6 +42,51 @@ class Window:
     latest: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class RelativeTime:
+    """A window end counted back from the run's as-of (`--since 7d`, `--until yesterday`), so
+    the same data and as-of give the same window whenever it runs: `back` before as-of, or
+    (`days` set) 00:00 UTC of the day `days` before as-of's day (0 today, 1 yesterday)."""
+
+    text: str
+    back: dt.timedelta | None = None
+    days: int | None = None
+
+    def at(self, as_of: dt.datetime) -> dt.datetime:
+        """The instant this stands for, given the run's as-of."""
+        if self.back is not None:
+            return as_of - self.back
+        midnight = as_of.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight - dt.timedelta(days=self.days or 0)
+
+
+TimeBound = dt.datetime | RelativeTime
+"""A window end: a time, or one counted back from as-of."""
+
+_RELATIVE_UNITS = {
+    "h": dt.timedelta(hours=1),
+    "d": dt.timedelta(days=1),
+    "w": dt.timedelta(weeks=1),
+}
+_DAY_WORDS = {"today": 0, "yesterday": 1}
+
+
+def parse_relative_time(text: str) -> RelativeTime | None:
+    """`7d`, `2w`, `12h`, `today`, `yesterday` as a `RelativeTime`; None for other text.
+
+    >>> parse_relative_time("2w").at(dt.datetime(2026, 10, 30, 15, 0, tzinfo=dt.UTC))
+    datetime.datetime(2026, 10, 16, 15, 0, tzinfo=datetime.timezone.utc)
+    >>> parse_relative_time("yesterday").at(dt.datetime(2026, 10, 30, 15, 0, tzinfo=dt.UTC))
+    datetime.datetime(2026, 10, 29, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    word = text.strip().lower()
+    if word in _DAY_WORDS:
+        return RelativeTime(text, days=_DAY_WORDS[word])
+    if len(word) > 1 and word[:-1].isdigit() and word[-1] in _RELATIVE_UNITS:
+        return RelativeTime(text, back=int(word[:-1]) * _RELATIVE_UNITS[word[-1]])
+    return None
+
+
 MAX_COHORTS = 10_000
 """The most values one `--by` column may have (`--max-cohorts`): a column such as a user id
 would make one result row per value and KPI, millions of rows, and exhaust memory."""
@@ -54,8 +99,8 @@ class ComputeOptions:
     by: tuple[str, ...] = ()
     max_cohorts: int = MAX_COHORTS
     grain: str | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    since: TimeBound | None = None
+    until: TimeBound | None = None
     as_of: dt.datetime | None = None
     where: str | None = None
     kpis: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ from kpictl.engine.costs import (
     Slice,
 )
 from kpictl.engine.datacheck import unavailable_label
+from kpictl.engine.interface import TimeBound
 from kpictl.errors import UsageError
 from kpictl.io.read import FileReport
 from kpictl.projection import ProjectionResult
@@ -58,8 +59,8 @@ class ReportOptions:
 
     baseline: str | None = None  # a baseline of the spec; default: the spec's defaults.baseline
     by: tuple[str, ...] = ()  # cohort columns: cohorts that differ from the rest are listed
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    since: TimeBound | None = None
+    until: TimeBound | None = None
     as_of: dt.datetime | None = None
     title: str | None = None
     charts_dir: Path | None = None  # write one PNG per KPI here (needs matplotlib)
