@@ -54,7 +54,8 @@ WITHIN: dict[str, list[str]] = {
         "quality",  # data-quality checks and the caveats they put on KPIs
         "charts",  # matplotlib (lazily imported)
         "gather",  # runs compute/compare/facts: everything the sections show
-        "roi",  # the ROI section
+        "roi",  # the money: "is the agent worth it?" and the ROI section
+        "appendix",  # data quality, drill-down, method and provenance
         "sections",  # pure: gathered data → Markdown sections, in order
         "report",  # the public entry: run_report, report
     ],
