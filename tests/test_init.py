@@ -595,3 +595,36 @@ def test_parquet_logs_without_an_event_column_are_all_messages(tmp_path: Path) -
     assert code == 0, err
     values = _results(out)
     assert (values["conversations"], values["messages_per_conversation"]) == (5, 13 / 5)
+
+
+def test_init_on_canonical_logs_gives_the_shipped_scorecards_numbers(
+    logs: Path, tmp_path: Path
+) -> None:
+    """On logs already in kpictl's names (the sample, Parquet), init maps every column onto
+    itself, with no doubt, and its KPIs equal the shipped spec's (the same definitions; the
+    repeat-contact rate differs by design: init's counts by user, the shipped one by user and
+    intent)."""
+    target = tmp_path / "init.yaml"
+    code, out, err = run("init", str(logs / "events"), str(logs / "tool_calls"), "-o", str(target))
+    assert code == 0, err
+    assert "could not decide" not in out
+    assert out.splitlines()[-1] == f"next: kpictl compute -c {target}"
+    values = []
+    for spec in (str(target), str(Path(__file__).resolve().parents[1] / "kpi_definitions.yaml")):
+        code, out, err = run(
+            "compute",
+            str(logs / "events"),
+            "--source",
+            f"tool_calls={logs / 'tool_calls'}",
+            "-c",
+            spec,
+            "--format",
+            "json",
+        )
+        assert code == 0, err
+        values.append(_results(out))
+    mine, shipped = values
+    common = set(mine) & set(shipped) - {"repeat_contact_rate_7d"}
+    assert len(common) == 13
+    for kpi in common:
+        assert mine[kpi] == pytest.approx(shipped[kpi], rel=1e-12), kpi

@@ -554,7 +554,11 @@ def propose_columns(
                 undecided.append(f"{source}.{target}: no column looks like it")
             continue
         score, name, rule, why = options[0]
-        runner = options[1][1] if len(options) > 1 and options[1][0] >= score - 0.25 else None
+        # a close second is worth a word, unless the first has the very name and it has not
+        close = len(options) > 1 and options[1][0] >= score - 0.25
+        if close and name_score(name, target) >= 0.99 > name_score(options[1][1], target):
+            close = False
+        runner = options[1][1] if close else None
         taken.add(name)
         choices.append(Choice(target, name, rule, why, runner))
         if runner is not None:
