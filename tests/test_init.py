@@ -237,7 +237,9 @@ def test_every_shipped_template_is_package_data_that_validates_with_every_block(
             f"  events: {{path: logs/, format: {fmt}, columns: {{reward: {{type: float}}, "
             "task_id: task_id}}\n  tool_calls: {from: events}\n"
         )
-    for on in (features, set()):
+    # every block on, none, and each feature alone or missing (a block split around a line)
+    combinations = [features, set(), *({f} for f in features), *(features - {f} for f in features)]
+    for on in combinations:
         body, _left_out = render_template(text, on)
         spec = spec_from_text(header + body, "t.yaml", Path.cwd())
         assert spec.kpis, kind
@@ -628,3 +630,24 @@ def test_init_on_canonical_logs_gives_the_shipped_scorecards_numbers(
     assert len(common) == 13
     for kpi in common:
         assert mine[kpi] == pytest.approx(shipped[kpi], rel=1e-12), kpi
+
+
+def test_report_compare_and_facts_take_the_shipped_scorecard_too(tmp_path: Path) -> None:
+    write_chat(tmp_path / "runs.jsonl")
+    with contextlib.chdir(tmp_path):
+        code, out, err = run("report", "runs.jsonl")
+        assert code == 0, err
+        # no default baseline: the whole period, described (not cut to a prior_7d window)
+        assert out.splitlines()[2] == (
+            "- **Period:** 2026-04-01T10:00:00Z – 2026-04-02T15:00:00Z (conversations started "
+            "in the period)"
+        )
+        code, _, err = run("compare", "runs.jsonl")
+        assert code == 2
+        assert err.splitlines()[-1] == (
+            "kpictl: error: no baseline: pass --baseline NAME|PATH or set defaults.baseline "
+            "(declared: prior_7d)"
+        )
+        code, _, err = run("facts", "runs.jsonl", "-o", "facts.csv")
+        assert code == 0, err
+    assert pl.read_csv(tmp_path / "facts.csv").height == 6

@@ -795,7 +795,7 @@ def compare(
     from kpictl.comparison.run import CompareOptions, run_compare
     from kpictl.render.output import render_compare
 
-    spec = _load(config, param)
+    spec = _load(config, param, paths)
     options = CompareOptions(
         baseline=None,
         by=tuple(by or ()),
@@ -956,7 +956,7 @@ def report(
 
     from kpictl.scorecard.report import ReportOptions, run_report
 
-    spec = _load(config, param)
+    spec = _load(config, param, paths)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
@@ -1286,7 +1286,7 @@ def facts(
             "--format parquet: Parquet is binary, not for a terminal; pipe it or name a file "
             "with -o F.parquet"
         )
-    spec = _load(config, param)
+    spec = _load(config, param, paths)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
     _report_inputs(sources)

@@ -266,9 +266,12 @@ def propose_events_spec(
     lines += params if len(params) > 1 else []
     cohorts = list(proposal.cohorts)
     baselines, default_baseline = _baselines(proposal.arms)
-    lines += ["defaults:", f"  baseline: {default_baseline}"]
+    # the arms are the natural comparison; without them report describes the whole period
+    # (a default prior_7d would cut it to the last 7 days) and compare asks for --baseline
+    defaults = [f"  baseline: {default_baseline}"] if proposal.arms else []
     if cohorts:
-        lines.append(f"  cohorts: [{', '.join(cohorts)}]")
+        defaults.append(f"  cohorts: [{', '.join(cohorts)}]")
+    lines += ["defaults:", *defaults] if defaults else []
     lines.append("sources:")
     lines += _source_lines("events", _relative(events_sample.path, spec_dir), choices)
     if calls is not None:
@@ -413,8 +416,6 @@ def propose_format_spec(
     lines += [
         "params:",
         f"  escalation_tool: {yaml_value(tool)}   # the tool that hands a conversation to a person",
-        "defaults:",
-        "  baseline: prior_7d",
         "sources:",
         "  events:",
         f"    path: {yaml_value(path)}",
