@@ -188,6 +188,8 @@ def compute(logs: Path, *extra: str) -> tuple[int, str, str]:
             str(logs / "events"),
             "--source",
             f"tool_calls={logs / 'tool_calls'}",
+            "--source",
+            f"business_events={logs / 'business_events'}",
             "-c",
             str(SPEC),
             "-f",
@@ -265,6 +267,8 @@ def test_a_cache_that_cannot_be_written_is_turned_off_with_a_note(
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "-f",
@@ -412,11 +416,11 @@ def test_cache_info_and_clear(tmp_path: Path, logs: Path, monkeypatch: pytest.Mo
     (cache / "0123456789abcdef0123456789abcdef.json.1-0badf00d.tmp").write_bytes(b"x" * 10)
     (cache / "notes.txt").write_text("not the cache's")
     size = sum(p.stat().st_size for p in cache.iterdir() if p.name != "notes.txt")
-    assert len(list(cache.glob("*.json"))) == 2  # events and tool calls
+    assert len(list(cache.glob("*.json"))) == 3  # events, tool calls, business events
     result = runner.invoke(app, ["cache", "info"])
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == (
-        f"location: {cache}\nstate: on\nentries: 2\n"
+        f"location: {cache}\nstate: on\nentries: 3\n"
         f"size: {size:,} bytes ({size / 1024:.1f} KiB)\n"
         "limit: 524,288,000 bytes (500.0 MiB); set KPICTL_CACHE_MAX_BYTES to change it\n"
         "temporary files: 1 (writes under way, or left by runs that were killed; removed after "
@@ -425,7 +429,7 @@ def test_cache_info_and_clear(tmp_path: Path, logs: Path, monkeypatch: pytest.Mo
     result = runner.invoke(app, ["cache", "clear"])
     assert (result.exit_code, result.stdout) == (0, "")
     assert result.stderr == (
-        f"kpictl: removed 2 entries ({size:,} bytes ({size / 1024:.1f} KiB)) from {cache}\n"
+        f"kpictl: removed 3 entries ({size:,} bytes ({size / 1024:.1f} KiB)) from {cache}\n"
     )
     assert [p.name for p in cache.iterdir()] == ["notes.txt"]
     monkeypatch.setenv("KPICTL_NO_CACHE", "1")

@@ -29,7 +29,20 @@ runner = CliRunner()
 
 
 def data_args(logs: Path) -> list[str]:
-    return [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    return [
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
+        "-c",
+        str(SPEC),
+    ]
+
+
+def data_paths(logs: Path) -> dict[str, list[Path]]:
+    """The sources of `data_args` for the Python API."""
+    return {name: [logs / name] for name in ("events", "tool_calls", "business_events")}
 
 
 def test_version() -> None:
@@ -44,7 +57,7 @@ def test_compute_json_matches_the_library(logs: Path) -> None:
     assert set(document) == {"kpictl_version", "as_of", "window", "results", "inputs", "notes"}
     assert document["window"] == {"since": None, "until": None}
     spec = load_spec(SPEC)
-    sources = load_sources(spec, {"events": [logs / "events"], "tool_calls": [logs / "tool_calls"]})
+    sources = load_sources(spec, data_paths(logs))
     table = compute(spec, sources, by=["arm"])
     assert len(document["results"]) == table.height
     for record, row in zip(document["results"], table.iter_rows(named=True), strict=True):
@@ -56,7 +69,7 @@ def test_compute_json_matches_the_library(logs: Path) -> None:
         assert record["cohort"] == expected_cohort
         if row["breakdown"]:
             assert record["breakdown"] == {row["breakdown"]: row["breakdown_value"]}
-    assert [i["source"] for i in document["inputs"]] == ["events", "tool_calls"]
+    assert [i["source"] for i in document["inputs"]] == ["events", "tool_calls", "business_events"]
     assert all(i["skipped"] == 0 for i in document["inputs"])
 
 
@@ -101,7 +114,7 @@ def test_compute_csv_and_markdown_and_table(logs: Path, tmp_path: Path) -> None:
 
 def test_validate_ok_and_errors(tmp_path: Path) -> None:
     code, out, _ = run("validate", "-c", str(SPEC))
-    assert code == 0 and "ok — 16 KPIs" in out
+    assert code == 0 and "ok — 19 KPIs" in out
     broken = tmp_path / "broken.yaml"
     broken.write_text(SPEC.read_text().replace("WHERE completed)", "WHERE complted)", 1))
     code, out, err = run("validate", "-c", str(broken))
@@ -138,6 +151,7 @@ def test_bad_json_line_is_located_and_skippable(tmp_path: Path, logs: Path) -> N
     events.write_text("\n".join(lines) + "\n")
     before = events.read_bytes()
     args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    args[3:3] = ["--source", f"business_events={logs / 'business_events'}"]
     code, out, err = run("compute", *args)
     assert code == 1 and out == ""
     assert err.startswith(f"kpictl: error: {events}:3: malformed JSON")
@@ -157,15 +171,22 @@ def test_bad_json_line_is_located_and_skippable(tmp_path: Path, logs: Path) -> N
 
 @pytest.fixture()
 def empty_logs(tmp_path: Path) -> tuple[Path, Path]:
-    """An empty events file and an empty tool_calls file."""
+    """An empty events file and an empty tool_calls file (and an empty business_events file
+    beside them, `empty_business`)."""
     events, calls = tmp_path / "events.jsonl", tmp_path / "tool_calls.jsonl"
     events.write_text("")
     calls.write_text("")
+    empty_business(events).write_text("")
     return events, calls
 
 
+def empty_business(events: Path) -> Path:
+    return events.parent / "business_events.jsonl"
+
+
 def empty_args(events: Path, calls: Path) -> list[str]:
-    return [str(events), "--source", f"tool_calls={calls}", "-c", str(SPEC)]
+    business = f"business_events={empty_business(events)}"
+    return [str(events), "--source", f"tool_calls={calls}", "--source", business, "-c", str(SPEC)]
 
 
 def test_empty_sources_compute_n_0_with_notes_in_every_format(
@@ -175,6 +196,7 @@ def test_empty_sources_compute_n_0_with_notes_in_every_format(
     notes = [
         f"source 'events' has no rows (in {events})",
         f"source 'tool_calls' has no rows (in {calls})",
+        f"source 'business_events' has no rows (in {empty_business(events)})",
         "no conversations in the data: every KPI is n = 0 with a null value",
     ]
     code, out, err = run("compute", *empty_args(events, calls), "--format", "json")
@@ -187,7 +209,7 @@ def test_empty_sources_compute_n_0_with_notes_in_every_format(
     code, out, err = run("compute", *empty_args(events, calls), "--format", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 16 and {(r["value"], r["n"]) for r in rows} == {("", "0")}
+    assert len(rows) == 19 and {(r["value"], r["n"]) for r in rows} == {("", "0")}
     code, out, err = run("compute", *empty_args(events, calls), "--format", "markdown")
     assert code == 0, err
     assert out.startswith("# KPIs as of — (no timestamps in the data)\n")
@@ -202,6 +224,7 @@ def test_a_day_without_tool_calls(logs: Path, tmp_path: Path) -> None:
     calls = tmp_path / "tool_calls.jsonl"
     calls.write_text("")
     args = [str(logs / "events"), "--source", f"tool_calls={calls}", "-c", str(SPEC)]
+    args[3:3] = ["--source", f"business_events={logs / 'business_events'}"]
     code, out, err = run("compute", *args, "--format", "json")
     assert code == 0, err
     document = json.loads(out)
@@ -264,6 +287,7 @@ def test_compare_with_both_arms_empty_is_insufficient_data_with_notes(
     assert document["notes"] == [
         f"source 'events' has no rows (in {events})",
         f"source 'tool_calls' has no rows (in {calls})",
+        f"source 'business_events' has no rows (in {empty_business(events)})",
         *arm_notes,
     ]
     assert err.endswith("".join(f"kpictl: note: {n}\n" for n in arm_notes))
@@ -310,11 +334,12 @@ def test_report_on_empty_sources_says_so_in_the_header(empty_logs: tuple[Path, P
         "# Agent scorecard\n\n"
         "- **Period:** no timestamps in the data (every conversation read is counted)\n"
         "- **As of:** none (no timestamps in the data)\n"
-        "- **No data:** no conversations in the window (sources `events`, `tool_calls` hold no "
-        "rows): every KPI is n = 0 with a null value; nothing below is an estimate\n"
+        "- **No data:** no conversations in the window (sources `events`, `tool_calls`, "
+        "`business_events` hold no rows): every KPI is n = 0 with a null value; nothing below "
+        "is an estimate\n"
     )
     assert "sample ratio not checked (no units in either arm)" in out  # method appendix
-    assert "Against the baseline, 16 KPIs: 0 better, 0 worse, 0 unchanged, 16 not judged." in out
+    assert "Against the baseline, 19 KPIs: 0 better, 0 worse, 0 unchanged, 19 not judged." in out
 
 
 def test_report_after_the_last_row_says_the_window_is_empty(logs: Path) -> None:
@@ -331,10 +356,11 @@ def test_python_api_on_empty_sources(empty_logs: tuple[Path, Path]) -> None:
 
     events, calls = empty_logs
     spec = kpictl.load_spec(SPEC)
-    sources = kpictl.load_sources(spec, {"events": [events], "tool_calls": [calls]})
+    paths = {"events": [events], "tool_calls": [calls], "business_events": [empty_business(events)]}
+    sources = kpictl.load_sources(spec, paths)
     table = kpictl.compute(spec, sources)
-    assert table.height == 16 and table.get_column("n").to_list() == [0] * 16
-    assert table.get_column("value").null_count() == 16
+    assert table.height == 19 and table.get_column("n").to_list() == [0] * 19
+    assert table.get_column("value").null_count() == 19
     assert kpictl.facts(spec, sources).height == 0
     changes = kpictl.compare(spec, sources, baseline="holdout")
     assert set(changes.get_column("status")) == {"insufficient_data"}
@@ -401,6 +427,8 @@ def test_minimal_events_without_optional_columns(tmp_path: Path, logs: Path) -> 
         str(events),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--format",
@@ -533,6 +561,8 @@ def test_a_total_over_no_conversations_is_null_not_zero(
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(spec),
         "--kpi",
@@ -556,6 +586,8 @@ def test_a_kpi_whose_own_where_leaves_nothing_says_so(logs: Path, tmp_path: Path
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(spec),
         "--kpi",

@@ -120,9 +120,9 @@ def test_validate_as_json(write_spec: SpecWriter) -> None:
     assert document == {
         "spec": str(SPEC),
         "valid": True,
-        "kpis": 16,
+        "kpis": 19,
         "tables": 3,
-        "sources": 2,
+        "sources": 3,
         "baselines": 2,
         "problems": [],
     }

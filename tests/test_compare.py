@@ -142,7 +142,8 @@ def arm_of(frame: pl.DataFrame, arm: str) -> pl.DataFrame:
 
 
 def sample_paths(folder: Path) -> dict[str, list[Path]]:
-    return {"events": [folder / "events"], "tool_calls": [folder / "tool_calls"]}
+    names = ("events", "tool_calls", "business_events")
+    return {name: [folder / name] for name in names if (folder / name).exists()}
 
 
 @pytest.fixture(scope="module")

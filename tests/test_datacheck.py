@@ -32,9 +32,9 @@ def kind_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     events.with_columns(pl.col("event").replace(RENAMED)).rename({"event": "kind"}).write_parquet(
         out / "events.parquet"
     )
-    text = SPEC.read_text().replace(
-        "      ts: {from: ts, type: timestamp}\n  tool_calls:",
-        "      ts: {from: ts, type: timestamp}\n      event: {from: kind}\n  tool_calls:",
+    text = SPEC.read_text().replace(  # the first `ts:` mapping is the events source's
+        "      ts: {from: ts, type: timestamp}\n",
+        "      ts: {from: ts, type: timestamp}\n      event: {from: kind}\n",
         1,
     )
     assert "event: {from: kind}" in text
@@ -95,6 +95,8 @@ def test_another_event_vocabulary_is_named_with_the_values_seen(
         str(kind_logs / "events.parquet"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(spec),
         "--format",
@@ -136,6 +138,8 @@ def test_matched_literals_give_no_note(logs: Path) -> None:
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--format",
@@ -152,6 +156,8 @@ def test_a_typo_in_where_is_named(logs: Path) -> None:
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--kpi",
@@ -200,6 +206,8 @@ def sparse_args(sparse_logs: Path, logs: Path) -> list[str]:
         str(sparse_logs / "events.parquet"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
     ]
@@ -211,6 +219,7 @@ HUMAN = [
     "cost_per_successful_task",
     "cost_per_task",
     "human_minutes_per_task",
+    "cost_per_outcome",
 ]
 
 
@@ -243,6 +252,8 @@ def test_kpis_on_a_missing_column_are_unavailable(sparse_logs: Path, logs: Path)
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--format",
@@ -343,6 +354,8 @@ def test_strict_turns_the_notes_into_exit_2_after_the_output(kind_logs: Path, lo
         str(kind_logs / "events.parquet"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(kind_logs / "spec.yaml"),
         "--kpi",
@@ -363,6 +376,8 @@ def test_strict_on_data_that_fits_exits_0(logs: Path) -> None:
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--strict",
@@ -405,6 +420,7 @@ def _with_values(path: Path) -> str:
 def test_a_baseline_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs: Path) -> None:
     events = armless_logs / "events.parquet"
     args = [str(events), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    args[3:3] = ["--source", f"business_events={logs / 'business_events'}"]
     expected = (
         f"kpictl: error: {SPEC}:{_line(SPEC, 'holdout:  {')}: baselines.holdout: no "
         f"`arm` column in source 'events' (no row has a value); columns with values "
@@ -421,6 +437,8 @@ def test_a_cohort_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs:
         str(events),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--by",
@@ -473,6 +491,8 @@ def test_check_on_data_that_fits(logs: Path) -> None:
         str(logs / "events"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
         "--format",
@@ -504,7 +524,8 @@ def test_check_on_data_that_fits(logs: Path) -> None:
     for found, expected in ((source["first"], first), (source["last"], last)):
         expected = expected.replace(tzinfo=dt.UTC) if expected.tzinfo is None else expected
         assert found == expected.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    assert source["columns"] == {"mapped": ["ts"], "unmapped": [], "empty": []}
+    # pre_tokens: the sample's pre-period covariate, which the shipped spec does not read
+    assert source["columns"] == {"mapped": ["ts"], "unmapped": ["pre_tokens"], "empty": []}
     tools = document["sources"][1]
     assert (tools["name"], tools["rows"], tools["orphans"]) == ("tool_calls", calls.height, orphans)
     status_ok = calls.filter(pl.col("status") == "ok").height
@@ -537,6 +558,8 @@ def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
         str(tmp_path / "events.parquet"),
         "--source",
         f"tool_calls={tmp_path / 'calls.parquet'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(SPEC),
     )
@@ -557,7 +580,7 @@ def test_check_flags_vocabulary_duplicates_orphans_and_missing_columns(
     ) in lines
     assert lines[1:5] == [
         "  columns mapped by the spec: ts",
-        "  columns neither mapped nor read: extra_field",
+        "  columns neither mapped nor read: pre_tokens, extra_field",
         "  columns with no value: region, intent",
         f"  rows repeating a (conversation_id, ts, event): {2:,}",
     ]
@@ -570,6 +593,8 @@ def test_check_names_literals_that_match_nothing(kind_logs: Path, logs: Path) ->
         str(kind_logs / "events.parquet"),
         "--source",
         f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
         "-c",
         str(kind_logs / "spec.yaml"),
         "--format",

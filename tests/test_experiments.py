@@ -251,8 +251,8 @@ CUPED_ATTRIBUTE = (
 
 @pytest.fixture(scope="module")
 def cuped_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Spec, Sources, pl.DataFrame]:
-    """The sample plus `pre_tokens` per conversation (generated here, not by `kpictl sample`):
-    0.7 × its tokens + noise, missing for every 10th conversation."""
+    """The sample with its `pre_tokens` replaced by one generated here (not `kpictl sample`'s):
+    0.7 × its tokens + noise, missing for every 10th conversation, declared an attribute."""
     folder = tmp_path_factory.mktemp("cuped")
     write_sample(folder, conversations=1500, seed=7, fmt="parquet")
     events = pl.read_parquet(folder / "events" / "events.parquet")
@@ -270,7 +270,7 @@ def cuped_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Spec, Source
     pre = 0.7 * per_conv["tokens"].to_numpy() + rng.normal(0, 300, per_conv.height)
     pre[::10] = np.nan
     per_conv = per_conv.with_columns(pl.Series("pre_tokens", pre).fill_nan(None))
-    events.join(
+    events.drop("pre_tokens").join(
         per_conv.select("conversation_id", "pre_tokens"), on="conversation_id", how="left"
     ).write_parquet(folder / "events" / "events.parquet")
     text = SPEC.read_text().replace(CUPED_ATTRIBUTE, CUPED_ATTRIBUTE[:-1] + ", pre_tokens]")

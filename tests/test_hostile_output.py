@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import shutil
 from collections import Counter
 from contextlib import chdir
 from pathlib import Path
@@ -102,6 +103,9 @@ def write_logs(folder: Path, values: list[str], conversations: int = 400) -> Pat
             rows.append(rewrite(row, {**fields, "text": "prefix"} if user else fields))
         (folder / name).mkdir(parents=True)
         (folder / name / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # the sample's CRM export as it is: some of it is credited to the kept conversations
+    (folder / "business_events").mkdir()
+    shutil.copy(SAMPLE / "business_events" / "business_events.jsonl", folder / "business_events")
     return folder
 
 
@@ -126,6 +130,8 @@ def run(logs: Path, *args: str) -> tuple[int, str, str]:
                 "events",
                 "--source",
                 "tool_calls=tool_calls",
+                "--source",
+                "business_events=business_events",
                 "-c",
                 str(SPEC),
                 "--no-cache",
@@ -413,7 +419,7 @@ def test_compute_csv_neutralises_formulas_and_quotes_cr(hostile_logs: Path) -> N
         for name, cell in row.items():
             if name not in ("value", "n", "pending"):
                 assert not cell.startswith(FORMULA_START), (name, cell)
-        float(row["value"]), int(row["n"]), int(row["pending"])
+        _ = float(row["value"] or "nan"), int(row["n"]), int(row["pending"])  # '' is null
 
 
 def test_compare_csv_keeps_negative_numbers_as_numbers(hostile_logs: Path) -> None:
@@ -428,6 +434,14 @@ def test_compare_csv_keeps_negative_numbers_as_numbers(hostile_logs: Path) -> No
         assert not row["kpi"].startswith("'") and not row["channel"].startswith(FORMULA_START)
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def test_facts_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> None:
     target = tmp_path / "facts.csv"
     code, _, err = run(hostile_logs, "facts", "-o", str(target))
@@ -439,8 +453,10 @@ def test_facts_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Path) -> N
     ids = {r["conversation_id"] for r in rows}
     formula_id = next(n for n in range(5, 400, 5) if HOSTILE[n % len(HOSTILE)] == "=1+2")
     assert f"'=1+2c{formula_id:06d}" in ids and "c000001" in ids
-    for row in rows:
-        assert not any(cell.startswith(FORMULA_START) for cell in row.values()), row
+    for row in rows:  # a number (a refund's -45.0) stays a number
+        assert not any(
+            cell.startswith(FORMULA_START) and not _is_number(cell) for cell in row.values()
+        ), row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,7 +531,18 @@ def huge_costs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "status": "ok",
         "cost_usd": 0.0,
     }
-    for name, rows in (("events", events), ("tool_calls", [call])):
+    booking = {
+        "business_event_id": "b1",
+        "conversation_id": "c1",
+        "ts": "2026-10-02T01:00:00Z",
+        "type": "booking",
+        "value_usd": 10.0,
+    }
+    for name, rows in (
+        ("events", events),
+        ("tool_calls", [call]),
+        ("business_events", [booking]),
+    ):
         (folder / name).mkdir()
         (folder / name / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
@@ -672,6 +699,8 @@ def test_output_naming_an_input_is_refused(
                 "events",
                 "--source",
                 "tool_calls=tool_calls",
+                "--source",
+                "business_events=business_events",
                 "-c",
                 str(spec_copy),
                 "--no-cache",
@@ -697,6 +726,8 @@ def test_review_sample_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Pa
                 "events",
                 "--source",
                 "tool_calls=tool_calls",
+                "--source",
+                "business_events=business_events",
                 "-c",
                 str(SPEC),
                 "--no-cache",

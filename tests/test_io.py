@@ -670,7 +670,9 @@ def test_load_sources_with_the_shipped_spec(
     events_file = write_jsonl("in/events.jsonl", event_rows)
     calls_file = write_jsonl("in/calls.jsonl", tool_call_rows)
     sources = load_sources(shipped_spec, {"events": [events_file], "tool_calls": [calls_file]})
-    assert sorted(sources.by_name) == ["events", "tool_calls"]
+    # business events given nowhere beside these events: not read, their KPIs unavailable
+    assert sorted(sources.by_name) == ["business_events", "events", "tool_calls"]
+    assert sources.by_name["business_events"].unusable is not None
     assert [f.path for f in sources.files] == [str(events_file), str(calls_file)]
     for name, rows in (("events", event_rows), ("tool_calls", tool_call_rows)):
         frame = sources[name].collect()
@@ -688,7 +690,7 @@ def test_load_sources_rejects_an_unknown_source(shipped_spec: Spec) -> None:
         load_sources(shipped_spec, {"event": ["x.jsonl"]})
     assert str(caught.value) == (
         "--source event: the spec declares no source 'event' (did you mean 'events'?); "
-        "sources: events, tool_calls"
+        "sources: events, tool_calls, business_events"
     )
 
 

@@ -74,7 +74,14 @@ def _kpictl_rows(
     mask = pl.Series([frozenset(g) == grouping for g in result["grouping"].to_list()])
     rows = result.filter(mask)
     assert rows.height > 0, f"kpictl returned no rows with grouping {grouping}"
-    return _index(rows, cohort_cols)
+    # the business-outcome KPIs need business_events, not given here: unavailable, never 0
+    # (test_outcome_kpis_on_the_sample_match_duckdb checks them with the CRM export)
+    outcome = rows.filter(pl.col("kpi").is_in(OUTCOME_KPIS))
+    assert outcome.height > 0 and outcome["value"].null_count() == outcome.height
+    return _index(rows.filter(~pl.col("kpi").is_in(OUTCOME_KPIS)), cohort_cols)
+
+
+OUTCOME_KPIS = ("business_outcome_rate", "value_per_conversation", "cost_per_outcome")
 
 
 def _compare(expected: dict[Key, Row], got: dict[Key, Row], label: str) -> None:
@@ -493,3 +500,87 @@ def test_sample_reference_is_not_degenerate(sample_files) -> None:
     assert pending["task_completion_rate"] > 0
     assert pending["repeat_contact_rate_7d"] > 0
     assert ref.filter(pl.col("breakdown").is_not_null()).height >= 2
+
+
+def test_outcome_kpis_on_the_sample_match_duckdb(tmp_path: Path) -> None:
+    """business_outcome_rate, value_per_conversation and cost_per_outcome of the shipped spec
+    on a generated sample with its CRM export, against DuckDB SQL written from the README's
+    attribution rule: an event naming a conversation counts for it when it falls in [start,
+    start + 7 d]; one naming only a user goes to that user's conversation with the latest start
+    whose window holds it (ties: the larger conversation_id); events after as-of (the logs'
+    latest time) are left out; conversations that started within 7 d of as-of are pending."""
+    import duckdb
+
+    import kpictl
+    from kpictl.sample import write_sample
+
+    write_sample(tmp_path, conversations=1500, seed=5, days=20, fmt="parquet")
+    spec = kpictl.load_spec(SPEC_PATH)
+    paths = {n: [tmp_path / n] for n in ("events", "tool_calls", "business_events")}
+    result = kpictl.compute(spec, kpictl.load_sources(spec, paths), kpis=list(OUTCOME_KPIS))
+    got = {r["kpi"]: (r["value"], r["n"], r["pending"]) for r in result.iter_rows(named=True)}
+
+    con = duckdb.connect()
+    for name in paths:
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{tmp_path / name}/*.parquet')"
+        )
+    params = spec.params
+    row = con.execute(
+        f"""
+        WITH as_of AS (
+          SELECT GREATEST((SELECT MAX(ts) FROM events), (SELECT MAX(ts) FROM tool_calls)) AS t
+        ),
+        conv AS (
+          SELECT conversation_id, ANY_VALUE(user_id) FILTER (WHERE user_id IS NOT NULL) AS user_id,
+                 MIN(ts) AS started_at,
+                 COALESCE(SUM(cost_usd), 0) AS llm_cost,
+                 COALESCE(SUM(human_minutes), 0) AS human_minutes
+          FROM events GROUP BY conversation_id
+        ),
+        tools AS (
+          SELECT conversation_id, COALESCE(SUM(cost_usd), 0) AS tool_cost
+          FROM tool_calls GROUP BY conversation_id
+        ),
+        biz AS (SELECT * FROM business_events WHERE ts <= (SELECT t FROM as_of)),
+        direct AS (
+          SELECT b.business_event_id, c.conversation_id, b.type, b.value_usd
+          FROM biz b JOIN conv c ON b.conversation_id = c.conversation_id
+          WHERE b.ts BETWEEN c.started_at AND c.started_at + INTERVAL 7 DAY
+        ),
+        by_user AS (
+          SELECT business_event_id, conversation_id, type, value_usd FROM (
+            SELECT b.business_event_id, c.conversation_id, b.type, b.value_usd,
+                   ROW_NUMBER() OVER (PARTITION BY b.business_event_id
+                                      ORDER BY c.started_at DESC, c.conversation_id DESC) AS k
+            FROM biz b JOIN conv c ON b.user_id = c.user_id
+            WHERE b.conversation_id IS NULL
+              AND b.ts BETWEEN c.started_at AND c.started_at + INTERVAL 7 DAY
+          ) WHERE k = 1
+        ),
+        credited AS (SELECT * FROM direct UNION ALL SELECT * FROM by_user),
+        per_conv AS (
+          SELECT c.conversation_id,
+                 c.started_at <= (SELECT t FROM as_of) - INTERVAL 7 DAY AS settled,
+                 COUNT(cr.business_event_id) FILTER (WHERE cr.type = 'booking') AS outcomes,
+                 COALESCE(SUM(cr.value_usd), 0) AS outcome_value,
+                 c.llm_cost + COALESCE(t.tool_cost, 0)
+                   + c.human_minutes * {params["human_cost_per_minute"]} AS cost
+          FROM conv c LEFT JOIN credited cr USING (conversation_id)
+          LEFT JOIN tools t USING (conversation_id)
+          GROUP BY c.conversation_id, c.started_at, c.llm_cost, c.human_minutes, t.tool_cost
+        )
+        SELECT AVG(CASE WHEN outcomes > 0 THEN 1.0 ELSE 0.0 END) FILTER (WHERE settled),
+               AVG(outcome_value) FILTER (WHERE settled),
+               SUM(cost) FILTER (WHERE settled) / SUM(outcomes) FILTER (WHERE settled),
+               COUNT(*) FILTER (WHERE settled), COUNT(*) FILTER (WHERE NOT settled)
+        FROM per_conv
+        """
+    ).fetchone()
+    assert row is not None
+    rate, value, cost, n, pending = row
+    assert got["business_outcome_rate"][1:] == (n, pending)
+    assert got["business_outcome_rate"][0] == pytest.approx(rate, rel=1e-12)
+    assert got["value_per_conversation"][0] == pytest.approx(value, rel=1e-12)
+    assert got["cost_per_outcome"][0] == pytest.approx(cost, rel=1e-12)
+    assert 0 < rate < 1 and value != 0 and cost > 0  # the sample exercises all three

@@ -54,6 +54,8 @@ SAMPLE_DATA = (
     str(ROOT / "sample_logs" / "events"),
     "--source",
     f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}",
+    "--source",
+    f"business_events={ROOT / 'sample_logs' / 'business_events'}",
 )
 runner = CliRunner()
 
@@ -196,6 +198,8 @@ def descriptive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         str(ROOT / "sample_logs" / "events"),
         "--source",
         f"tool_calls={ROOT / 'sample_logs' / 'tool_calls'}",
+        "--source",
+        f"business_events={ROOT / 'sample_logs' / 'business_events'}",
         "-c",
         str(spec),
     ]
@@ -445,10 +449,11 @@ def test_what_changed_counts_each_kind_as_the_compare_json_does(
     _, out, _ = holdout
     groups = change_groups(compare_json)
     # by hand on the bundled sample: 6 significant improvements, none worse, csat too small
-    assert [len(groups[kind]) for kind in groups] == [6, 0, 9, 1]
+    # (the three business-outcome KPIs are among the unchanged: not significant after Holm)
+    assert [len(groups[kind]) for kind in groups] == [6, 0, 12, 1]
     text = section(out, "What changed").replace(NBSP, " ")
     assert (
-        f"Against the baseline, 16 KPIs: {len(groups['better'])} better, "
+        f"Against the baseline, 19 KPIs: {len(groups['better'])} better, "
         f"{len(groups['worse'])} worse, {len(groups['unchanged'])} unchanged, "
         f"{len(groups['not judged'])} not judged. A change counts when it is significant at "
         "α = 0.05 after holm correction over the KPI tests."

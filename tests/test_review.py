@@ -26,7 +26,15 @@ Z = 1.959963984540054
 
 
 def data_args(logs: Path) -> list[str]:
-    return [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    return [
+        str(logs / "events"),
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
+        "-c",
+        str(SPEC),
+    ]
 
 
 def write_review(path: Path, rows: list[dict[str, object]]) -> Path:

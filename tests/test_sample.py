@@ -37,6 +37,7 @@ EVENTS_COLUMNS: list[tuple[str, pl.DataType]] = [
     ("region", pl.String()),
     ("agent_version", pl.String()),
     ("arm", pl.String()),
+    ("pre_tokens", pl.Int64()),
 ]
 TOOL_CALLS_COLUMNS: list[tuple[str, pl.DataType]] = [
     ("conversation_id", pl.String()),

@@ -554,7 +554,7 @@ CASES: list[tuple[str, list[tuple[str, str]], list[Want]]] = [
 
 
 def test_shipped_spec_loads(shipped_spec: Spec) -> None:
-    assert len(shipped_spec.kpis) == 16
+    assert len(shipped_spec.kpis) == 19
     assert shipped_spec.kpis["time_to_resolution_p95"].where == "resolved_at IS NOT NULL"
     assert shipped_spec.kpis["containment_with_quality"].denominator == "COUNT(*)"
     assert shipped_spec.params == {"human_cost_per_minute": 0.75, "good_csat": 4}
@@ -576,7 +576,7 @@ def test_minimal_spec_loads(write_spec: SpecWriter) -> None:
 
 def test_shipped_spec_labels_every_kpi_in_plain_words(shipped_spec: Spec) -> None:
     labels = [k.label for k in shipped_spec.kpis.values()]
-    assert all(labels) and len(set(labels)) == 16
+    assert all(labels) and len(set(labels)) == 19
     assert all(len(label) <= 80 and "_" not in label for label in labels if label)
     kpi = shipped_spec.kpis["task_completion_rate"]
     assert (kpi.label, kpi.title) == ("Task completion (not reopened in 24 h)",) * 2

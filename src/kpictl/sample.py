@@ -47,8 +47,11 @@ ATTRIBUTE_COLUMNS = ("channel", "intent", "customer_tier", "region", "agent_vers
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
     **{name: column.dtype for name, column in canonical.EVENTS.items()},
     **{name: pl.String() for name in ATTRIBUTE_COLUMNS},
+    "pre_tokens": pl.Int64(),
 }
-"""Columns (in order) and dtypes of the `events` frame."""
+"""Columns (in order) and dtypes of the `events` frame. `pre_tokens` is a pre-period covariate
+(for `compare --cuped`): the customer's tokens per conversation in the 4 weeks before, the same
+on every row of a conversation, null for the 12 % who are new (`_pre_period_tokens`)."""
 
 TOOL_CALLS_SCHEMA: dict[str, pl.DataType] = {
     name: column.dtype for name, column in canonical.TOOL_CALLS.items()
@@ -392,7 +395,26 @@ def generate_sample(
     rng = np.random.default_rng(seed)
     c = _Conversations(rng, conversations, days, start_us // 1_000_000)
     rows = _Rows(rng, c)
-    return rows.events(start_us, days * _DAY), rows.tool_calls(start_us, days * _DAY)
+    pre = _pre_period_tokens(seed, rows)
+    return rows.events(start_us, days * _DAY, pre), rows.tool_calls(start_us, days * _DAY)
+
+
+_PRE_STREAM = 16  # the pre-period covariate's own random stream: no other value moves
+_PRE_NEW_P = 0.12  # customers without a pre-period (new): pre_tokens is null
+
+
+def _pre_period_tokens(seed: int, rows: _Rows) -> pl.Series:
+    """Per conversation, its customer's tokens per conversation in the 4 weeks before: drawn to
+    correlate with the conversation's own tokens (0.8 times them, times a log-normal factor
+    with sigma 0.35), as a customer's habits carry over; null for new customers. From a random
+    stream of its own (seed, 16), so adding it moves no other value of the sample."""
+    rng = np.random.default_rng([seed, _PRE_STREAM])
+    n = rows.c.n
+    tokens = np.bincount(
+        rows.m_conv, weights=np.where(rows.m_agent, rows.m_in + rows.m_out, 0), minlength=n
+    )
+    pre = np.round(0.8 * tokens * np.exp(0.35 * rng.standard_normal(n))).astype(np.int64)
+    return _masked(pre, rng.random(n) >= _PRE_NEW_P)
 
 
 class _Rows:
@@ -453,6 +475,7 @@ class _Rows:
 
         # ---- segment 0: bot-phase messages user, agent, user, ... ----
         m_conv, m_pos = _expand(n_msg)
+        self.m_conv = m_conv
         n_m = m_conv.size
         self.m_agent = m_agent = (m_pos % 2) == 1
         m_model = (rng.random(n_m) >= np.where(v2[m_conv], 0.45, 0.75)).astype(np.int64)
@@ -614,8 +637,9 @@ class _Rows:
         keep &= (self.order >= self.n_events) if tools else (self.order < self.n_events)
         return self.order[keep], self.secs[keep]
 
-    def events(self, start_us: int, cutoff: int) -> pl.DataFrame:
-        """The `events` frame: rows before the cutoff, sorted by (conversation, ts)."""
+    def events(self, start_us: int, cutoff: int, pre_tokens: pl.Series) -> pl.DataFrame:
+        """The `events` frame: rows before the cutoff, sorted by (conversation, ts);
+        `pre_tokens`: one value per conversation."""
         idx, secs = self._window(cutoff, tools=False)
         b = self.bounds
         c = self.c
@@ -681,6 +705,7 @@ class _Rows:
         }
         for name, (values, codes) in attrs.items():
             columns[name] = _decode(_pool(values), codes).gather(conv)
+        columns["pre_tokens"] = pre_tokens.gather(conv)
         return pl.DataFrame(columns, schema=EVENTS_SCHEMA)
 
     def tool_calls(self, start_us: int, cutoff: int) -> pl.DataFrame:

@@ -245,7 +245,11 @@ def source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
     """A source's rows as every command reads them: those up to as-of, and the rows without a
     time (chat transcripts without timestamps, say), which are kept.
     When as-of is at or after the latest timestamp in the data no row is dropped, and the
-    filter is left out: one that keeps every row still cost 10 % of a run at 10M events."""
+    filter is left out: one that keeps every row still cost 10 % of a run at 10M events.
+    Business events not given (`load_frames` without them) are no rows: the KPIs reading them
+    are unavailable (`datacheck.check_data`), never 0."""
+    if name == OUTCOME_SOURCE and name not in sources:
+        return pl.DataFrame(schema=canonical.OUTCOME_COLUMNS).lazy()
     frame = sources[name]
     if window.latest is not None and window.as_of >= window.latest and name != OUTCOME_SOURCE:
         return frame
@@ -1298,7 +1302,8 @@ def empty_source_notes(sources: Sources) -> list[str]:
     return [
         f"source {name!r} has no rows (in {', '.join(f.path for f in loaded.files)})"
         for name, loaded in sources.by_name.items()
-        if loaded.frame.select(pl.len()).collect().item() == 0
+        if loaded.unusable is None  # its own note says why (e.g. nothing attributed)
+        and loaded.frame.select(pl.len()).collect().item() == 0
     ]
 
 

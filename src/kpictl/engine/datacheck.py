@@ -26,7 +26,7 @@ from kpictl.errors import UsageError, did_you_mean
 from kpictl.io import schema as canonical
 from kpictl.io.pricing import COST_SOURCES
 from kpictl.io.read import Sources
-from kpictl.spec.model import ColumnMapping, KpiSpec, RollupEntry, Spec, TableSpec
+from kpictl.spec.model import OUTCOME_SOURCE, ColumnMapping, KpiSpec, RollupEntry, Spec, TableSpec
 from kpictl.sql.expr import (
     compared_literals,
     compile_sql,
@@ -128,12 +128,14 @@ class DataCheck:
     literals: tuple[LiteralMatch, ...] = ()
     missing: Mapping[str, tuple[MissingColumn, ...]] = field(default_factory=dict)  # by KPI
     costs: Mapping[str, tuple[CostCoverage, ...]] = field(default_factory=dict)  # by cost KPI
+    # by KPI: why a source it reads cannot support a number (LoadedSource.unusable)
+    unusable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def unavailable(self) -> tuple[str, ...]:
         """The KPIs that cannot be computed: a column missing, or no row with a known cost."""
         unknown = [k for k, covers in self.costs.items() if any(not c.priced for c in covers)]
-        return tuple(dict.fromkeys([*self.missing, *unknown]))
+        return tuple(dict.fromkeys([*self.missing, *unknown, *self.unusable]))
 
     @property
     def unmatched(self) -> tuple[LiteralMatch, ...]:
@@ -157,6 +159,7 @@ class DataCheck:
         """Why a KPI is unavailable, or None when it can be computed."""
         reasons = [m.reason for m in self.missing.get(kpi, ())]
         reasons += [c.reason for c in self.costs.get(kpi, ()) if not c.priced]
+        reasons += self.unusable.get(kpi, ())
         return "; ".join(reasons) if reasons else None
 
     def notes(self) -> list[str]:
@@ -173,6 +176,12 @@ class DataCheck:
                 f".columns.{column.column}: {{from: <field>}}, or {{default: 0}} when its "
                 "absence means zero"
             )
+        by_reason: dict[str, list[str]] = {}
+        for kpi, reasons in self.unusable.items():
+            for reason in reasons:
+                by_reason.setdefault(reason, []).append(kpi)
+        for reason, kpis in by_reason.items():
+            notes.append(f"{reason}: unavailable (value null, not 0): {', '.join(kpis)}")
         by_source: dict[CostCoverage, list[str]] = {}
         for kpi, covers in self.costs.items():
             for cover in covers:
@@ -207,6 +216,11 @@ def unavailable_label(reason: str) -> str:
         shown.append(f"no {names} column{'s' if len(columns) > 1 else ''}")
     if any(p.startswith("cost unknown") for p in parts):
         shown.append("cost unknown")
+    if any(OUTCOME_SOURCE in p and ("not read" in p or "not given" in p) for p in parts):
+        shown.append(f"no {OUTCOME_SOURCE} given")
+    elif any(OUTCOME_SOURCE in p and "attributed" in p for p in parts):
+        shown.append("no business event matched")
+
     return f"unavailable ({', '.join(shown)})" if shown else "unavailable"
 
 
@@ -487,6 +501,20 @@ def check_data(
     columns the data lacks: one pass over each source (null counts and literal matches), and
     a group-by only for a column whose literal matches nothing (the note lists its values)."""
     origins = {k.name: kpi_origins(spec, k) for k in kpis}
+    absent = (  # declared, but the caller gave no such frame (load_frames without it)
+        f"source {OUTCOME_SOURCE!r} not given: no business outcome can be credited"
+    )
+    unusable = {
+        name: tuple(
+            dict.fromkeys(
+                str(sources.by_name[s].unusable) if s in sources else absent
+                for s, _ in sorted(pairs)
+                if (s in sources and sources.by_name[s].unusable)
+                or (s == OUTCOME_SOURCE and s not in sources)
+            )
+        )
+        for name, pairs in origins.items()
+    }
     priced = priced_sources(sources)
     cost_sources = {
         name: sorted(s for s, c in pairs if c == "cost_usd" and s in priced)
@@ -535,7 +563,12 @@ def check_data(
         )
         for name, names in cost_sources.items()
     }
-    return DataCheck(matches, missing, {k: v for k, v in costs.items() if v})
+    return DataCheck(
+        matches,
+        missing,
+        {k: v for k, v in costs.items() if v},
+        {k: v for k, v in unusable.items() if v},
+    )
 
 
 def _cost_parts(schema: pl.Schema) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
@@ -639,6 +672,7 @@ class SourceReport:
     empty: tuple[str, ...]  # columns with no value in any row (or that the spec reads, absent)
     duplicates: int | None  # rows repeating another's (key, ts, event); None: not checked
     orphans: int | None  # rows whose key is not in the primary source; None: primary
+    info: tuple[str, ...] = ()  # what the rows are (LoadedSource.info)
 
 
 @dataclass(frozen=True)
@@ -759,6 +793,7 @@ def check_sources(spec: Spec, sources: Sources) -> CheckReport:
                 ),
                 duplicates,
                 orphans,
+                sources.by_name[name].info,
             )
         )
     return CheckReport(tuple(reports), check, tuple(spec.kpis), key)

@@ -158,13 +158,22 @@ def load_sources(
                 f"--source {name}: the spec declares no source {name!r}"
                 f"{did_you_mean(name, spec.sources)}; sources: {', '.join(spec.sources)}"
             )
+    # business events are credited to the events' conversations: events given elsewhere than
+    # the spec says, without business events for them, leave the spec's export unread
+    detached = (
+        "events" in overrides and OUTCOME_SOURCE in spec.sources and OUTCOME_SOURCE not in overrides
+    )
     requests = [
         replace(
             source_request(src, overrides.get(name), spec, cache), max_line_bytes=max_line_bytes
         )
         for name, src in spec.sources.items()
+        if not (detached and name == OUTCOME_SOURCE)
     ]
-    sources = attribute_outcomes(spec, load_requests(requests, on_bad_rows))
+    loaded_sources = load_requests(requests, on_bad_rows)
+    if detached:
+        loaded_sources = Sources({**loaded_sources.by_name, OUTCOME_SOURCE: _detached_outcomes()})
+    sources = attribute_outcomes(spec, loaded_sources)
     priced = spec.pricing.enabled or any(
         s.derived_from or s.format in ("chat", "otlp_json") for s in spec.sources.values()
     )
@@ -183,9 +192,23 @@ def load_sources(
     return Sources(loaded)
 
 
+def _detached_outcomes() -> LoadedSource:
+    """The business_events source left unread (see `load_sources`): no rows, and why."""
+    empty = pl.DataFrame(
+        schema={name: column.dtype for name, column in canonical.BUSINESS_EVENTS.items()}
+    ).lazy()
+    reason = (
+        f"source {OUTCOME_SOURCE!r} not read: source 'events' was given (--source events=…) "
+        f"without it; give --source {OUTCOME_SOURCE}=PATH for the same conversations"
+    )
+    return LoadedSource(OUTCOME_SOURCE, empty, (), unusable=reason)
+
+
 def attribute_outcomes(spec: Spec, sources: Sources) -> Sources:
     """The business_events source as attributed rows (`kpictl.engine.outcomes`): what a rollup over
-    conversations reads; events attributed to no conversation are counted in a note."""
+    conversations reads. Events attributed to no conversation (walk-in customers, events past
+    the window: expected in any CRM export) are counted in the source's `info`, which `kpictl
+    check` shows; none attributed at all makes the outcome KPIs unavailable (`unusable`)."""
     source = spec.sources.get(OUTCOME_SOURCE)
     if source is None or source.attribution is None or OUTCOME_SOURCE not in sources:
         return sources
@@ -194,17 +217,31 @@ def attribute_outcomes(spec: Spec, sources: Sources) -> Sources:
     events = sources["events"]
     missing, total = unattributed_count(loaded.frame, events, rule)
     notes = loaded.notes
-    if missing:
+    unusable = loaded.unusable
+    if unusable is None and total and missing == total:  # (none at all: "has no rows", below)
+        unusable = (
+            f"none of the {total:,} rows of source {OUTCOME_SOURCE!r} is attributed to a "
+            "conversation of this data (do they describe the same conversations as source "
+            "'events'?)"
+        )
+    info = loaded.info
+    if missing and unusable is None:
         within = _duration_text(rule.within)
-        notes = (
-            *notes,
+        info = (
+            *info,
             (
                 f"{OUTCOME_SOURCE}: {missing:,} of {total:,} events ({missing / total:.1%}) are "
                 f"attributed to no conversation (none named, or none of the user's within {within} "
                 f"after its {rule.after}): outcome KPIs leave them out"
             ),
         )
-    attributed = replace(loaded, frame=attribute_events(loaded.frame, events, rule), notes=notes)
+    attributed = replace(
+        loaded,
+        frame=attribute_events(loaded.frame, events, rule),
+        notes=notes,
+        info=info,
+        unusable=unusable,
+    )
     return Sources({**sources.by_name, OUTCOME_SOURCE: attributed})
 
 

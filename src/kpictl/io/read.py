@@ -87,6 +87,12 @@ class LoadedSource:
     notes: tuple[str, ...] = ()
     # what happened to the JSONL cache (an entry damaged, the folder unusable): said on stderr
     cache_notes: tuple[str, ...] = ()
+    # what the rows are, not a caveat on a number (how many business events no conversation
+    # caused): shown by `kpictl check`, not on every run's stderr
+    info: tuple[str, ...] = ()
+    # why these rows cannot support a number (business events that match no conversation of
+    # the data): every KPI reading the source is unavailable with this reason
+    unusable: str | None = None
 
     @property
     def rows(self) -> int:
@@ -917,6 +923,12 @@ def _canonical_frame(
         pl.lit(None, dtype=col.dtype).alias(name)
         for name, col in columns.items()
         if name not in present
+    ]
+    # so are the spec's own typed columns no file holds (the spec's checks report them)
+    mapped += [
+        pl.lit(None, dtype=_target_dtype(rule, None) or pl.String()).alias(rule.name)
+        for rule in request.columns
+        if rule.name not in present and rule.name not in columns
     ]
     if with_flags:
         mapped += [bad.alias(f"bad_{i}") for i, (_, bad, _) in enumerate(checks)]

@@ -78,6 +78,12 @@ ATTRIBUTION_COLUMNS: dict[str, pl.DataType] = {
     "attached_by": pl.String(),  # conversation_id | user_id
 }
 
+# Business events as the attribution writes them: the columns a rollup over them reads.
+OUTCOME_COLUMNS: dict[str, pl.DataType] = {
+    **{name: column.dtype for name, column in BUSINESS_EVENTS.items()},
+    **ATTRIBUTION_COLUMNS,
+}
+
 TYPE_NAMES: dict[str, pl.DataType] = {
     "timestamp": UTC_TIMESTAMP,
     "int": pl.Int64(),

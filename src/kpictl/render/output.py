@@ -1193,6 +1193,7 @@ def check_records(report: CheckReport) -> dict[str, Any]:
                 },
                 "duplicates": s.duplicates,
                 "orphans": s.orphans,
+                "info": list(s.info),
             }
             for s in report.sources
         ],
@@ -1233,6 +1234,7 @@ def check_to_text(report: CheckReport) -> str:
             lines.append(f"  rows repeating a ({report.key}, ts, event): {s.duplicates:,}")
         if s.orphans is not None:
             lines.append(f"  rows whose {report.key} is not in the primary source: {s.orphans:,}")
+        lines += [f"  {line}" for line in s.info]
     lines += ["", "literals compared with a column:"]
     for m in report.check.literals:
         use = m.use
