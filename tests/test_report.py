@@ -1104,3 +1104,79 @@ def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
     lines = out.replace(NBSP, " ").splitlines()  # numbers: NBSP
     assert "| human minutes | 0.0 min | Σ events.human_minutes |" in lines
     assert "| total cost | $0.01 | agent run cost + human cost |" in lines
+
+
+def test_data_quality_counts_equal_sql_over_the_rows(tmp_path: Path) -> None:
+    """The data-quality counts (one lazy pass per source; duplicates found among rows whose
+    hashes repeat, then compared exactly) equal DuckDB SQL over the same rows: duplicates with
+    nulls in them, negative and out-of-scale values, rows after as-of, nulls where a value is
+    expected."""
+    from kpictl.scorecard.quality import data_quality
+    from kpictl.spec.model import load_spec
+
+    t0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+
+    def event(i: int, kind: str, role: str | None, **extra: object) -> dict[str, object]:
+        return {
+            "conversation_id": f"c{i % 3}",
+            "ts": t0 + dt.timedelta(minutes=i),
+            "event": kind,
+            "role": role,
+            **extra,
+        }
+
+    rows = [
+        event(0, "message", "agent", cost_usd=0.5, latency_ms=-3.0),
+        event(0, "message", "agent", cost_usd=0.5, latency_ms=-3.0),  # duplicate
+        event(0, "message", "agent", cost_usd=0.5, latency_ms=-3.0),  # duplicate
+        event(1, "message", "agent", cost_usd=None, latency_ms=10.0),
+        event(1, "message", "agent", cost_usd=None, latency_ms=10.0),  # duplicate, nulls
+        event(2, "message", "user"),
+        event(3, "feedback", None, csat=7.0),
+        event(4, "feedback", None, csat=None),
+        event(900, "resolution", None),  # after as-of
+    ]
+    events = pl.DataFrame(
+        rows,
+        schema={
+            "conversation_id": pl.String,
+            "ts": pl.Datetime("us", "UTC"),
+            "event": pl.String,
+            "role": pl.String,
+            "cost_usd": pl.Float64,
+            "latency_ms": pl.Float64,
+            "csat": pl.Float64,
+        },
+    )
+    sources = kpictl.load_frames({"events": events})
+    as_of = t0 + dt.timedelta(minutes=100)
+    findings, columns = data_quality(load_spec(SPEC), sources, as_of)
+    found = {(f.check, f.column): (f.count, f.of) for f in findings if f.source == "events"}
+    parquet = tmp_path / "events.parquet"
+    sources["events"].collect().select(events.columns).write_parquet(parquet)
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW logged AS SELECT * FROM read_parquet('{parquet}')")
+
+    def sql(query: str) -> Any:
+        return con.execute(query)
+
+    total = len(rows)
+    distinct = sql("SELECT COUNT(*) FROM (SELECT DISTINCT * FROM logged)").fetchone()[0]
+    assert found[("duplicate rows", None)] == (total - distinct, total) == (3, 9)
+    negative = sql("SELECT COUNT(*) FROM logged WHERE latency_ms < 0").fetchone()[0]
+    assert found[("negative latency_ms", "latency_ms")] == (negative, total)
+    outside = sql("SELECT COUNT(*) FROM logged WHERE csat < 1 OR csat > 5").fetchone()[0]
+    assert found[("csat outside 1-5", "csat")] == (outside, total) == (1, 9)
+    later = sql(f"SELECT COUNT(*) FROM logged WHERE ts > TIMESTAMPTZ '{as_of}'").fetchone()[0]
+    assert found[("rows after as-of", None)] == (later, total) == (1, 9)
+    agent, unpriced = sql(
+        "SELECT COUNT(*), COUNT(*) - COUNT(cost_usd) FROM logged "
+        "WHERE event = 'message' AND role = 'agent'"
+    ).fetchone()
+    assert found[("unpriced agent messages", "cost_usd")] == (unpriced, agent) == (2, 5)
+    csat = next(c for c in columns if c.source == "events" and c.column == "csat")
+    scoped = sql(
+        "SELECT COUNT(*), COUNT(*) - COUNT(csat) FROM logged WHERE event = 'feedback'"
+    ).fetchone()
+    assert (csat.expected_rows, csat.expected_nulls) == scoped == (2, 1)
+    assert (csat.rows, csat.nulls) == (total, total - 1)

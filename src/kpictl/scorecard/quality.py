@@ -63,7 +63,9 @@ _NON_NEGATIVE = (
 def data_quality(
     spec: Spec, sources: Sources, as_of: dt.datetime
 ) -> tuple[list[Finding], list[ColumnQuality]]:
-    """Checks over every row read (not only the report's window)."""
+    """Checks over every row read (not only the report's window): per source one pass of
+    counts over its rows (never the whole source in memory: it held 10M events, all columns,
+    and their distinct rows), and exact duplicates among the rows whose hashes repeat."""
     findings: list[Finding] = []
     columns: list[ColumnQuality] = []
     for name, loaded in sources.by_name.items():
@@ -78,31 +80,64 @@ def data_quality(
                 "malformed rows left out (--on-bad-rows skip)",
             )
         )
-        frame = loaded.frame.collect()
-        schema = frame.schema
+        frame = loaded.frame
+        schema = frame.collect_schema()
         canonical = [c for c in CANONICAL_TABLES.get(name, {}) if c in schema]
         expected = EXPECTED_ON.get(name, {})
+        counts: list[pl.Expr] = [pl.len().alias("rows")]
+        scopes: dict[str, str | None] = {}
         for column in canonical:
             scope = expected.get(column)
-            nulls = frame.get_column(column).null_count()
-            scope_rows, scope_nulls = frame.height, nulls
+            counts.append(pl.col(column).null_count().alias(f"nulls:{column}"))
             if scope is not None and all(w in schema for w in sql_words(scope) - {"AND"}):
-                inside = frame.filter(compile_sql(scope).fill_null(False))
-                scope_rows, scope_nulls = inside.height, inside.get_column(column).null_count()
+                inside = compile_sql(scope).fill_null(False)
+                counts += [
+                    inside.sum().alias(f"scope:{column}"),
+                    pl.col(column).filter(inside).null_count().alias(f"scope_nulls:{column}"),
+                ]
             else:
                 scope = None
+            scopes[column] = scope
+        agent = (pl.col("event") == "message") & (pl.col("role") == "agent")
+        agent_costs = name == "events" and {"cost_usd", "event", "role"} <= set(schema)
+        if agent_costs:
+            counts += [
+                agent.sum().alias("agent"),
+                pl.col("cost_usd").filter(agent).null_count().alias("agent_nulls"),
+            ]
+        negatives = [c for c in _NON_NEGATIVE if c in canonical and schema[c].is_numeric()]
+        counts += [(pl.col(c) < 0).sum().alias(f"negative:{c}") for c in negatives]
+        csat = name == "events" and "csat" in schema and schema["csat"].is_numeric()
+        if csat:
+            counts.append(((pl.col("csat") < 1) | (pl.col("csat") > 5)).sum().alias("csat"))
+        if "ts" in schema:
+            counts.append((pl.col("ts") > as_of).sum().alias("later"))
+        visible = [c for c in schema.names() if not c.startswith("__")]
+        # equal rows have equal hashes: only the rows whose hash repeats can be duplicates
+        repeated = (
+            frame.select(visible).filter(pl.struct(visible).hash().is_duplicated()).select(visible)
+        )
+        counted, candidates = pl.collect_all([frame.select(counts), repeated])
+        row = counted.row(0, named=True)
+        height = int(row["rows"])
+        for column in canonical:
+            nulls = int(row[f"nulls:{column}"])
+            scope = scopes[column]
+            scope_rows, scope_nulls = height, nulls
+            if scope is not None:
+                scope_rows = int(row[f"scope:{column}"] or 0)
+                scope_nulls = int(row[f"scope_nulls:{column}"])
             columns.append(
-                ColumnQuality(name, column, frame.height, nulls, scope, scope_rows, scope_nulls)
+                ColumnQuality(name, column, height, nulls, scope, scope_rows, scope_nulls)
             )
-        if name == "events" and {"cost_usd", "event", "role"} <= set(schema):
-            agent = frame.filter((pl.col("event") == "message") & (pl.col("role") == "agent"))
+        if agent_costs:
             findings.append(
                 Finding(
                     "unpriced agent messages",
                     name,
                     "cost_usd",
-                    agent.get_column("cost_usd").null_count(),
-                    agent.height,
+                    int(row["agent_nulls"]),
+                    int(row["agent"] or 0),
                     "agent messages with no cost_usd: counted as $0",
                 )
             )
@@ -112,59 +147,54 @@ def data_quality(
                     "unpriced tool calls",
                     name,
                     "cost_usd",
-                    frame.get_column("cost_usd").null_count(),
-                    frame.height,
+                    int(row["nulls:cost_usd"])
+                    if "cost_usd" in canonical
+                    else frame.select(pl.col("cost_usd").null_count()).collect().item(),
+                    height,
                     "tool calls with no cost_usd: counted as $0",
                 )
             )
-        for column in _NON_NEGATIVE:
-            if column in canonical and schema[column].is_numeric():
-                negative = int(frame.select((pl.col(column) < 0).sum()).item() or 0)
-                findings.append(
-                    Finding(
-                        f"negative {column}",
-                        name,
-                        column,
-                        negative,
-                        frame.height,
-                        "impossible values, summed as they are",
-                    )
+        for column in negatives:
+            findings.append(
+                Finding(
+                    f"negative {column}",
+                    name,
+                    column,
+                    int(row[f"negative:{column}"] or 0),
+                    height,
+                    "impossible values, summed as they are",
                 )
-        if name == "events" and "csat" in schema and schema["csat"].is_numeric():
-            outside = int(
-                frame.select(((pl.col("csat") < 1) | (pl.col("csat") > 5)).sum()).item() or 0
             )
+        if csat:
             findings.append(
                 Finding(
                     "csat outside 1-5",
                     name,
                     "csat",
-                    outside,
-                    frame.height,
+                    int(row["csat"] or 0),
+                    height,
                     "satisfaction scores outside the scale",
                 )
             )
         if "ts" in schema:
-            later = int(frame.select((pl.col("ts") > as_of).sum()).item() or 0)
             findings.append(
                 Finding(
                     "rows after as-of",
                     name,
                     None,
-                    later,
-                    frame.height,
+                    int(row["later"] or 0),
+                    height,
                     "ignored by every KPI of this report",
                 )
             )
-        visible = [c for c in frame.columns if not c.startswith("__")]
-        duplicates = frame.height - frame.select(visible).unique().height
+        duplicates = candidates.height - candidates.unique().height
         findings.append(
             Finding(
                 "duplicate rows",
                 name,
                 None,
                 duplicates,
-                frame.height,
+                height,
                 "identical rows: each is counted",
             )
         )
