@@ -9,6 +9,8 @@ disagreements are listed and make the exit status 1.
 Besides compute vs the reference it measures, per the performance issue:
 
 * `kpictl compare --baseline holdout` against `kpictl compute` on the same data;
+* `kpictl report` (the scorecard, baseline holdout) and `kpictl report --by channel --by intent`
+  against compare and report, with their peak RSS;
 * JSONL with kpictl's Parquet cache: the first run with an empty (private) cache directory, the
   cached runs, and the Parquet run of the same size (cached JSONL / Parquet); the main table's
   kpictl JSONL figure is the parse-every-time one (`KPICTL_NO_CACHE=1`);
@@ -56,7 +58,11 @@ TARGET_RATIO_10M_PARQUET = 1.3  # kpictl compute / reference, 10M Parquet
 TARGET_RSS_10M_PARQUET_GB = 1.5
 TARGET_STARTUP_S = 0.3  # kpictl --version
 TARGET_CACHED_JSONL_RATIO = 1.5  # cached JSONL / Parquet, same size
-TARGET_COMPARE_RATIO = 2.0  # compare / compute, 10M
+TARGET_COMPARE_RATIO = 1.5  # compare / compute, 10M (issue 11; the issue before: 2x)
+TARGET_REPORT_RATIO = 1.5  # report / compare, 10M
+TARGET_REPORT_RSS_GB = 2.0  # report's peak RSS, 10M
+TARGET_REPORT_BY_RATIO = 2.0  # report --by channel --by intent / report, 10M
+REPORT_BY = ("--by", "channel", "--by", "intent")
 STARTUP_RUNS = 7
 
 
@@ -249,6 +255,8 @@ class Case:
     kpictl: list[Run] = field(default_factory=list)
     reference: list[Run] = field(default_factory=list)
     compare: list[Run] = field(default_factory=list)  # `kpictl compare --baseline holdout`
+    report: list[Run] = field(default_factory=list)  # `kpictl report` (baseline holdout)
+    report_by: list[Run] = field(default_factory=list)  # `… report --by channel --by intent`
     problems: list[str] = field(default_factory=list)
     single: bool = False  # a large case: one run of each command, no warm-up
     reference_note: str = ""  # why the reference has no runs
@@ -326,6 +334,25 @@ def compare_cmd(args: argparse.Namespace, folder: Path) -> list[str]:
     ]
 
 
+def report_cmd(args: argparse.Namespace, folder: Path, *extra: str) -> list[str]:
+    events_path, tools_path = str(folder / "events"), str(folder / "tool_calls")
+    return [
+        args.kpictl,
+        "report",
+        events_path,
+        "--source",
+        f"tool_calls={tools_path}",
+        "--baseline",
+        BASELINE,
+        *extra,
+    ]
+
+
+def _check_report(run: Run) -> None:
+    if not run.stdout.startswith("#"):
+        raise SystemExit("kpictl report printed no scorecard")
+
+
 def reference_cmd(args: argparse.Namespace, folder: Path) -> list[str]:
     return [args.python, str(REFERENCE), str(folder / "events"), str(folder / "tool_calls")]
 
@@ -348,6 +375,9 @@ def bench_case(folder: Path, label: str, fmt: str, args: argparse.Namespace, env
     }
     if not args.no_compare:
         commands["compare"] = (compare_cmd(args, folder), envs.no_cache)
+    if not args.no_report:
+        commands["report"] = (report_cmd(args, folder), envs.no_cache)
+        commands["report_by"] = (report_cmd(args, folder, *REPORT_BY), envs.no_cache)
     log(f"[{label} {fmt}] warm-up …")
     warm = {
         name: checked(run_measured(cmd, ROOT, args.timeout, env), name)
@@ -357,6 +387,9 @@ def bench_case(folder: Path, label: str, fmt: str, args: argparse.Namespace, env
     reference_doc = json.loads(warm["reference"].stdout)
     if "compare" in warm:
         _check_compare(warm["compare"])
+    for name in ("report", "report_by"):
+        if name in warm:
+            _check_report(warm[name])
     case = Case(label, fmt, _events_of(kpictl_doc), problems=compare(kpictl_doc, reference_doc))
     for problem in case.problems:
         log(f"  DISAGREEMENT {problem}")
@@ -587,6 +620,45 @@ def compare_table(cases: list[Case]) -> Table | None:
     return Table(headers, rows, set(headers[2:5]) | set(headers[6:]))
 
 
+def report_table(cases: list[Case]) -> Table | None:
+    cases = [c for c in cases if c.report and c.compare]
+    if not cases:
+        return None
+    headers = [
+        "size",
+        "format",
+        "compare median s",
+        "report median s",
+        "report / compare",
+        f"≤ {TARGET_REPORT_RATIO:g}x",
+        "report peak RSS GB",
+        "by channel, intent median s",
+        "by / report",
+        f"≤ {TARGET_REPORT_BY_RATIO:g}x",
+        "by peak RSS GB",
+    ]
+    rows = []
+    for c in cases:
+        ratio = Case.median_wall(c.report) / Case.median_wall(c.compare)
+        by_ratio = Case.median_wall(c.report_by) / Case.median_wall(c.report)
+        rows.append(
+            [
+                c.label,
+                c.fmt,
+                _fmt_s(c.compare),
+                _fmt_s(c.report),
+                f"{ratio:.2f}x",
+                "yes" if ratio <= TARGET_REPORT_RATIO else "no",
+                _fmt_gb(c.report),
+                _fmt_s(c.report_by),
+                f"{by_ratio:.2f}x",
+                "yes" if by_ratio <= TARGET_REPORT_BY_RATIO else "no",
+                _fmt_gb(c.report_by),
+            ]
+        )
+    return Table(headers, rows, set(headers[2:5]) | {headers[6], *headers[7:9], headers[10]})
+
+
 def growth_lines(cases: list[Case]) -> list[str]:
     """Per format and command with ≥ 2 sizes: the time and time per event at each size; per
     step, the growth exponent (log time ratio / log events ratio) and the marginal time per
@@ -677,6 +749,22 @@ def target_lines(cases: list[Case], start: dict[str, float]) -> list[str]:
         lines.append(
             f"10M Parquet, compare ≤ {TARGET_COMPARE_RATIO:g}x compute: {ratio:.2f}x "
             f"— {verdict(ratio <= TARGET_COMPARE_RATIO)}"
+        )
+    if ten and ten.report and ten.compare:
+        ratio = Case.median_wall(ten.report) / Case.median_wall(ten.compare)
+        lines.append(
+            f"10M Parquet, report ≤ {TARGET_REPORT_RATIO:g}x compare: {ratio:.2f}x "
+            f"— {verdict(ratio <= TARGET_REPORT_RATIO)}"
+        )
+        rss = Case.peak_gb(ten.report)
+        lines.append(
+            f"10M Parquet, report peak RSS ≤ {TARGET_REPORT_RSS_GB:g} GB: {rss:.2f} GB "
+            f"— {verdict(rss <= TARGET_REPORT_RSS_GB)}"
+        )
+        by_ratio = Case.median_wall(ten.report_by) / Case.median_wall(ten.report)
+        lines.append(
+            f"10M Parquet, report --by channel --by intent ≤ {TARGET_REPORT_BY_RATIO:g}x "
+            f"report: {by_ratio:.2f}x — {verdict(by_ratio <= TARGET_REPORT_BY_RATIO)}"
         )
     for c in cases:
         if c.single:
@@ -783,6 +871,12 @@ def report(cases: list[Case], start: dict[str, float], args: argparse.Namespace)
             "\n" + title(f"compare --baseline {BASELINE} vs compute"),
             render(cmp_table),
         ]
+    rep_table = report_table(cases)
+    if rep_table:
+        out += [
+            "\n" + title(f"report (--baseline {BASELINE}) vs compare"),
+            render(rep_table),
+        ]
     starts = ", ".join(f"{code(k)} {v * 1000:.0f} ms" for k, v in start.items())
     out += ["\n" + title("start-up"), f"median of {STARTUP_RUNS}, alternating: {starts}."]
     growth = growth_lines(cases)
@@ -856,6 +950,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compare",
         action="store_true",
         help=f"do not time `kpictl compare --baseline {BASELINE}`",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not time `kpictl report` and `kpictl report --by channel --by intent`",
     )
     parser.add_argument(
         "--no-jsonl-cache",
