@@ -1112,7 +1112,6 @@ def test_data_quality_counts_equal_sql_over_the_rows(tmp_path: Path) -> None:
     nulls in them, negative and out-of-scale values, rows after as-of, nulls where a value is
     expected."""
     from kpictl.scorecard.quality import data_quality
-    from kpictl.spec.model import load_spec
 
     t0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 
@@ -1150,7 +1149,7 @@ def test_data_quality_counts_equal_sql_over_the_rows(tmp_path: Path) -> None:
     )
     sources = kpictl.load_frames({"events": events})
     as_of = t0 + dt.timedelta(minutes=100)
-    findings, columns = data_quality(load_spec(SPEC), sources, as_of)
+    findings, columns = data_quality(kpictl.load_spec(SPEC), sources, as_of)
     found = {(f.check, f.column): (f.count, f.of) for f in findings if f.source == "events"}
     parquet = tmp_path / "events.parquet"
     sources["events"].collect().select(events.columns).write_parquet(parquet)

@@ -113,11 +113,24 @@ def data_quality(
         if "ts" in schema:
             counts.append((pl.col("ts") > as_of).sum().alias("later"))
         visible = [c for c in schema.names() if not c.startswith("__")]
-        # equal rows have equal hashes: only the rows whose hash repeats can be duplicates
+        # equal rows have equal hashes: only the rows whose hash repeats can be duplicates,
+        # found in a second pass over the source (streamed: the rows never all in memory)
+        row_hash = pl.struct(visible).hash()
         repeated = (
-            frame.select(visible).filter(pl.struct(visible).hash().is_duplicated()).select(visible)
+            frame.select(row_hash.alias("hash"))
+            .group_by("hash")
+            .agg(pl.len().alias("rows"))
+            .filter(pl.col("rows") > 1)
+            .select("hash")
         )
-        counted, candidates = pl.collect_all([frame.select(counts), repeated])
+        counted, hashes = pl.collect_all([frame.select(counts), repeated], engine="streaming")
+        candidates = frame.head(0).select(visible).collect()
+        if hashes.height:
+            candidates = (
+                frame.filter(row_hash.is_in(hashes.get_column("hash").implode()))
+                .select(visible)
+                .collect(engine="streaming")
+            )
         row = counted.row(0, named=True)
         height = int(row["rows"])
         for column in canonical:
