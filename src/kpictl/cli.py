@@ -324,6 +324,14 @@ MaxLineBytesOption = Annotated[
         "--on-bad-rows skip). Bytes, or with KiB, MiB or GiB.",
     ),
 ]
+CrossOption = Annotated[
+    bool,
+    typer.Option(
+        "--cross",
+        help="Cross the --by columns into one table (each combination of their values), as "
+        "--by a,b does, instead of one table per column.",
+    ),
+]
 MaxCohortsOption = Annotated[
     int,
     typer.Option(
@@ -457,6 +465,7 @@ def _sources(
     cache: bool = True,
     reprice: bool = False,
     max_line_bytes: str = "64MiB",
+    columns: Sequence[str] = (),
 ) -> Sources:
     from kpictl.engine.sources import load_sources
 
@@ -473,7 +482,32 @@ def _sources(
             cache=cache,
             reprice=reprice,
             max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
+            columns=columns,
         )
+
+
+def _cohorts(by: list[str] | None, cross: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`--by` values as (columns, the crossed ones): `--by a,b` (or `--by a --by b --cross`)
+    is the cross-tab of a and b, one grouping set; `--by a --by b` two one-way tables."""
+    columns: list[str] = []
+    crossed: list[tuple[str, ...]] = []
+    for item in by or []:
+        names = tuple(n.strip() for n in item.split(","))
+        if not all(names):
+            raise UsageError(f"--by {item!r}: expected a column, or columns joined by commas")
+        if len(names) > 1:
+            crossed.append(names)
+        columns += names
+    columns = list(dict.fromkeys(columns))
+    if len(crossed) > 1:
+        raise UsageError(
+            f"--by {','.join(crossed[0])} --by {','.join(crossed[1])}: one cross-tab per run; "
+            "join all its columns in one --by (or use --cross)"
+        )
+    if cross and len(columns) < 2:
+        raise UsageError("--cross needs two or more --by columns to cross")
+    together = tuple(columns) if cross else tuple(dict.fromkeys(crossed[0])) if crossed else ()
+    return tuple(columns), together
 
 
 _SIZE_UNITS = {
@@ -579,9 +613,12 @@ def compute(
         list[str] | None,
         typer.Option(
             "--by",
-            help="Add one row per value of this cohort column (e.g. channel, arm). Repeatable.",
+            help="Add one row per value of this column (e.g. channel, arm; any column of the "
+            "data: one constant within each conversation is rolled up). Repeatable; "
+            "--by a,b gives the cross-tab of a and b.",
         ),
     ] = None,
+    cross: CrossOption = False,
     max_cohorts: MaxCohortsOption = 10_000,
     grain: Annotated[
         Grain | None,
@@ -626,9 +663,11 @@ def compute(
     from kpictl.engine.compute import ComputeOptions, run_compute
     from kpictl.render.output import render
 
+    cohorts = _cohorts(by, cross)
     spec = _load(config, param, paths)
     options = ComputeOptions(
-        by=tuple(by or ()),
+        by=cohorts[0],
+        cross=cohorts[1],
         max_cohorts=max_cohorts,
         grain=grain.value if grain else None,
         since=_bound(since, "--since"),
@@ -637,7 +676,7 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     with progress("Computing KPIs…"):
         result = run_compute(spec, sources, options)
     _report_inputs(sources)
@@ -675,9 +714,12 @@ def compare(
     by: Annotated[
         list[str] | None,
         typer.Option(
-            "--by", help="Also compare within each value of this cohort column. Repeatable."
+            "--by",
+            help="Also compare within each value of this column (any column of the data). "
+            "Repeatable; --by a,b compares within each combination (the cross-tab).",
         ),
     ] = None,
+    cross: CrossOption = False,
     max_cohorts: MaxCohortsOption = 10_000,
     kpi: Annotated[
         list[str] | None, typer.Option("--kpi", help="Compare only this KPI. Repeatable.")
@@ -795,10 +837,12 @@ def compare(
     from kpictl.comparison.run import CompareOptions, run_compare
     from kpictl.render.output import render_compare
 
+    cohorts = _cohorts(by, cross)
     spec = _load(config, param, paths)
     options = CompareOptions(
         baseline=None,
-        by=tuple(by or ()),
+        by=cohorts[0],
+        cross=cohorts[1],
         max_cohorts=max_cohorts,
         since=_bound(since, "--since"),
         until=_bound(until, "--until"),
@@ -815,7 +859,7 @@ def compare(
         heterogeneity=heterogeneity,
         sequential_n_star=n_star,
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -827,7 +871,14 @@ def compare(
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
             )
         baseline_sources = _sources(
-            spec, [baseline], baseline_source, on_bad_rows, cache, reprice, max_line_bytes
+            spec,
+            [baseline],
+            baseline_source,
+            on_bad_rows,
+            cache,
+            reprice,
+            max_line_bytes,
+            cohorts[0],
         )
     else:
         options = CompareOptions(**{**options.__dict__, "baseline": baseline})
@@ -886,9 +937,10 @@ def report(
         typer.Option(
             "--by",
             help="List the cohorts of this column whose KPIs differ significantly from "
-            "the rest. Repeatable.",
+            "the rest. Repeatable; --by a,b takes each combination of a and b.",
         ),
     ] = None,
+    cross: CrossOption = False,
     max_cohorts: MaxCohortsOption = 10_000,
     title: Annotated[str | None, typer.Option("--title", help="The scorecard's title.")] = None,
     charts: Annotated[
@@ -956,8 +1008,9 @@ def report(
 
     from kpictl.scorecard.report import ReportOptions, run_report
 
+    cohorts = _cohorts(by, cross)
     spec = _load(config, param, paths)
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -969,13 +1022,21 @@ def report(
                 f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
             )
         baseline_sources = _sources(
-            spec, [baseline], baseline_source, on_bad_rows, cache, reprice, max_line_bytes
+            spec,
+            [baseline],
+            baseline_source,
+            on_bad_rows,
+            cache,
+            reprice,
+            max_line_bytes,
+            cohorts[0],
         )
     elif baseline_source:
         raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
     options = ReportOptions(
         baseline=baseline if baseline_sources is None else None,
-        by=tuple(by or ()),
+        by=cohorts[0],
+        cross=cohorts[1],
         max_cohorts=max_cohorts,
         since=_bound(since, "--since"),
         until=_bound(until, "--until"),

@@ -40,10 +40,11 @@ from kpictl.engine.compute import (
     selected_kpis,
     usable,
     window_text,
+    with_cohort_columns,
     with_cost_counts,
 )
 from kpictl.engine.datacheck import DataCheck, check_data, require_columns
-from kpictl.engine.interface import Engine, FactSet, TimeBound
+from kpictl.engine.interface import Engine, FactSet, TimeBound, cohort_sets
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
@@ -63,6 +64,7 @@ class CompareOptions:
 
     baseline: str | None = None  # a baseline name of the spec (default: defaults.baseline)
     by: tuple[str, ...] = ()
+    cross: tuple[str, ...] = ()  # `by` columns crossed into one grouping set (--by a,b)
     since: TimeBound | None = None
     until: TimeBound | None = None
     as_of: dt.datetime | None = None
@@ -273,7 +275,7 @@ def read_columns(
     reads = read_names(
         spec,
         kpis,
-        ComputeOptions(by=options.by, where=options.where),
+        ComputeOptions(by=options.by, where=options.where, cross=options.cross),
         with_time=bounded,
         extra=[c for c in (unit, options.cuped) if c is not None],
     )
@@ -849,8 +851,8 @@ class Cell:
     units_current: int | None = None
 
 
-def _cohort_sets(by: Sequence[str]) -> list[tuple[str, ...]]:
-    return [(), *((d,) for d in by)]
+def _cohort_sets(by: Sequence[str], cross: Sequence[str] = ()) -> list[tuple[str, ...]]:
+    return cohort_sets(by, cross)
 
 
 def _collect_by_cohort(frame: pl.LazyFrame, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
@@ -879,7 +881,7 @@ def _additive_cells(
     unit: str,
 ) -> list[Cell]:
     cells: list[Cell] = []
-    for keys in _cohort_sets(options.by):
+    for keys in _cohort_sets(options.by, options.cross):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
         cur_units, cur_pending = unit_sums(
@@ -1052,7 +1054,7 @@ def _paired_cells(
     """Paired designs (A13): both arms ran the same units (task ids); trials are aggregated to
     the unit first, then McNemar exact (one binary outcome per unit) or paired t / Wilcoxon."""
     cells: list[Cell] = []
-    for keys in _cohort_sets(options.by):
+    for keys in _cohort_sets(options.by, options.cross):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
         cur_units, cur_pending = unit_sums(spec, kpi, shape, current, unit, keys, options.where)
@@ -1222,7 +1224,7 @@ def _quantile_cells(
         if table.is_rollup and table.key == unit
         else pl.col(unit).rank("dense")
     )
-    for keys in _cohort_sets(options.by):
+    for keys in _cohort_sets(options.by, options.cross):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
         arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray]]] = {}
@@ -1379,7 +1381,7 @@ def _pass_k_cells(
             )
         ]
     cells: list[Cell] = []
-    for keys in _cohort_sets(options.by):
+    for keys in _cohort_sets(options.by, options.cross):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
         cur = _pass_k_tasks(spec, kpi, current, keys, options.where)
@@ -1442,7 +1444,7 @@ def _formula_cells(
     components = [spec.kpis[name] for name in kpi.formula_kpis]
     shapes = [kpi_shape(c) for c in components]
     cells: list[Cell] = []
-    for keys in _cohort_sets(options.by):
+    for keys in _cohort_sets(options.by, options.cross):
         frames = {}
         for label, arm in (("baseline", baseline), ("current", current)):
             joined: pl.LazyFrame | None = None
@@ -1619,11 +1621,19 @@ def run_compare(
             raise UsageError(f"--kpi {name}: no such KPI{did_you_mean(name, spec.kpis)}")
     selected = [spec.kpis[n] for n in (options.kpis or spec.kpis)]
     evaluated, _ = selected_kpis(spec, options.kpis)  # with formulas' components
+    spec = with_cohort_columns(
+        spec, sources, options.by, {k.over for k in evaluated if k.kind != "formula"}
+    )
     check_where(spec, options.where, {k.over for k in evaluated if k.kind != "formula"})
     require_arm_columns(spec, sources, selected, options, baseline_sources)
     check = data_check(spec, sources, selected, options, baseline_sources)
     if options.heterogeneity and not options.by:
         raise UsageError("--heterogeneity needs --by COLUMN (the groups to compare)")
+    if options.heterogeneity and options.cross:
+        raise UsageError(
+            f"--heterogeneity tests the groups of one --by column at a time, not the cross-tab "
+            f"of {', '.join(options.cross)}: give the columns as separate --by"
+        )
     current, baseline, design, base = build_arms(
         spec,
         sources,
@@ -1999,7 +2009,7 @@ def _arm_values(
         output,
         arm.tables,
         arm.window,
-        ComputeOptions(by=options.by, where=options.where),
+        ComputeOptions(by=options.by, where=options.where, cross=options.cross),
     )
     table = mark_unavailable(table, check)
     result = {}

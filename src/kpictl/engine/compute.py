@@ -32,6 +32,7 @@ from kpictl.engine.interface import (
     RelativeTime,
     TimeBound,
     Window,
+    cohort_sets,
     record_fact_build,
 )
 from kpictl.engine.rollup import (
@@ -758,13 +759,13 @@ def _as_float(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr.cast(pl.Float64)
 
 
-def _grouping_sets(by: Sequence[str], grain: str | None) -> list[tuple[str, ...]]:
-    sets: list[tuple[str, ...]] = [()]
-    sets += [(d,) for d in by]
-    if grain:
-        sets.append((BUCKET,))
-        sets += [(BUCKET, d) for d in by]
-    return sets
+def _grouping_sets(
+    by: Sequence[str], grain: str | None, cross: Sequence[str] = ()
+) -> list[tuple[str, ...]]:
+    cohorts = cohort_sets(by, cross)
+    if not grain:
+        return cohorts
+    return [*cohorts, (BUCKET,), *((BUCKET, *s) for s in cohorts[1:])]
 
 
 def _aggregate(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]) -> pl.LazyFrame:
@@ -1028,6 +1029,71 @@ def check_where(spec: Spec, where: str | None, tables: Collection[str]) -> None:
             raise UsageError(f"--where (on table {table!r}): {exc}") from exc
 
 
+def with_cohort_columns(
+    spec: Spec, sources: Sources, by: Sequence[str], tables: Collection[str]
+) -> Spec:
+    """The spec with each `--by` column it does not declare but the data holds (README,
+    "--by any column"), for the KPI tables `tables`: a column of a row table's source is a
+    column of that table; a column of a rollup table's first source that is constant within
+    each key is rolled up as an attribute (and looked up by the row tables under it). One that
+    varies within a key is a UsageError naming a key and two of its values."""
+    specs = dict(spec.tables)
+    types = {name: dict(columns) for name, columns in spec.column_types.items()}
+    for dim in dict.fromkeys(d for d in by if d != BUCKET):
+        for name, table in spec.tables.items():
+            if name not in tables or dim in types.get(name, {}):
+                continue
+            origin = table.from_source
+            if table.is_rollup:
+                origin = (table.rollup_sources() or (None,))[0]
+            if origin is None or origin not in sources:
+                continue
+            schema = sources[origin].collect_schema()
+            if dim not in schema:
+                continue
+            types.setdefault(name, {})[dim] = schema[dim]
+            if table.is_rollup and table.key is not None:
+                row_tables = [
+                    n for n, t in spec.tables.items() if t.from_source == origin and dim in schema
+                ]
+                _require_constant(sources[origin], table.key, dim, name, row_tables)
+                specs[name] = replace(specs[name], attributes=(*specs[name].attributes, dim))
+                for child, child_table in spec.tables.items():
+                    if child_table.lookup == name:
+                        types.setdefault(child, {}).setdefault(dim, schema[dim])
+    if specs == dict(spec.tables) and types == spec.column_types:
+        return spec
+    return replace(spec, tables=specs, column_types=types)
+
+
+def _require_constant(
+    rows: pl.LazyFrame, key: str, dim: str, table: str, row_tables: Sequence[str]
+) -> None:
+    """`--by dim` rolled up per `key`: every key has at most one value (nulls aside)."""
+    varying = (
+        rows.filter(pl.col(dim).is_not_null())
+        .group_by(key)
+        .agg(pl.col(dim).cast(pl.String).unique().sort().alias("__values"))
+        .filter(pl.col("__values").list.len() > 1)
+        .sort(key)
+        .collect()
+    )
+    if varying.height:
+        example, values = varying.row(0)
+        raise UsageError(
+            f"--by {dim}: varies within a {key} ({varying.height:,} of them; e.g. {key} "
+            f"{example!r} has {values[0]!r} and {values[1]!r}): it cannot split the KPIs of "
+            f"table {table!r}, one row per {key}; "
+            + (
+                f"KPIs of {' or '.join(repr(t) for t in row_tables)} (--kpi) split their rows by "
+                "it, or "
+                if row_tables
+                else ""
+            )
+            + f"roll it up in the spec (e.g. FIRST({dim}) in tables.{table}.rollup)"
+        )
+
+
 def require_cohorts(
     spec: Spec, sources: Sources, kpis: Sequence[KpiSpec], by: Sequence[str]
 ) -> None:
@@ -1155,6 +1221,7 @@ def run_compute(
     does); facts that do not serve this window or lack a column it reads are not used."""
     options = options or ComputeOptions()
     kpis, output = selected_kpis(spec, options.kpis)
+    spec = with_cohort_columns(spec, sources, options.by, {k.over for k in kpis})
     _check_options(spec, options, kpis)
     require_cohorts(spec, sources, kpis, options.by)
     check = check_data(spec, sources, kpis, where=options.where)
@@ -1198,7 +1265,7 @@ def evaluate_kpis(
     pending) over facts tables already built: `compute` calls it on the run's facts, `compare`
     on each arm's, so both report the same value and n for the same slice."""
     dims = list(options.by)
-    sets = _grouping_sets(options.by, options.grain)
+    sets = _grouping_sets(options.by, options.grain, options.cross)
     queries: list[pl.LazyFrame] = []
     notes: list[str] = []
     for kpi in kpis:

@@ -104,6 +104,25 @@ class ComputeOptions:
     as_of: dt.datetime | None = None
     where: str | None = None
     kpis: tuple[str, ...] = ()
+    cross: tuple[str, ...] = ()  # `by` columns crossed into one grouping set (--by a,b)
+
+
+def cohort_sets(by: Sequence[str], cross: Sequence[str] = ()) -> list[tuple[str, ...]]:
+    """The grouping sets of `--by`: overall, then one per column, except the `cross` columns,
+    which make one set together (the cross-tab, where `--by a,b` first names them).
+
+    >>> cohort_sets(["channel", "intent"])
+    [(), ('channel',), ('intent',)]
+    >>> cohort_sets(["region", "channel", "intent"], cross=["channel", "intent"])
+    [(), ('region',), ('channel', 'intent')]
+    """
+    sets: list[tuple[str, ...]] = [()]
+    for dim in by:
+        if dim not in cross:
+            sets.append((dim,))
+        elif (crossed := tuple(d for d in by if d in cross)) not in sets:
+            sets.append(crossed)
+    return sets
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,12 @@ def load_sources(
     cache: bool = True,
     reprice: bool = False,
     max_line_bytes: int = MAX_LINE_BYTES,
+    columns: Sequence[str] = (),
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
+
+    `columns`: columns a run reads beyond the spec's (a `--by` column it does not declare): a
+    JSONL source then parses every field, not only those the spec names.
 
     Parsed JSONL is cached as Parquet (see `kpictl.io.cache`) unless `cache=False`.
     With a `pricing:` section (or a chat / otlp_json source) every row of the canonical tables
@@ -170,6 +174,14 @@ def load_sources(
         for name, src in spec.sources.items()
         if not (detached and name == OUTCOME_SOURCE)
     ]
+    undeclared = [c for c in columns if not any(c in t for t in spec.column_types.values())]
+    if undeclared:
+        requests = [
+            replace(r, fields=None)
+            if r.fields is not None and any(c not in r.fields for c in undeclared)
+            else r
+            for r in requests
+        ]
     loaded_sources = load_requests(requests, on_bad_rows)
     if detached:
         loaded_sources = Sources({**loaded_sources.by_name, OUTCOME_SOURCE: _detached_outcomes()})

@@ -32,6 +32,7 @@ from kpictl.engine.compute import (
     read_names,
     resolve_window,
     run_compute,
+    with_cohort_columns,
     with_cost_counts,
 )
 from kpictl.engine.costs import (
@@ -44,7 +45,7 @@ from kpictl.engine.costs import (
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
 from kpictl.engine.datacheck import check_data, require_columns
-from kpictl.engine.interface import FactSet
+from kpictl.engine.interface import FactSet, cohort_sets
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
@@ -242,6 +243,27 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _cohort_conditions(group: Sequence[str], values: Sequence[str | None]) -> tuple[str, str]:
+    """SQL conditions for the rows of one cohort (a value per column of `group`; null is a
+    value) and for the rest."""
+    if len(group) == 1:
+        column, value = _quote_identifier(group[0]), values[0]
+        if value is None:
+            return f"{column} IS NULL", f"{column} IS NOT NULL"
+        return (
+            f"CAST({column} AS VARCHAR) = {_quote_literal(value)}",
+            f"COALESCE(CAST({column} AS VARCHAR) <> {_quote_literal(value)}, TRUE)",
+        )
+    parts = [
+        f"{_quote_identifier(d)} IS NULL"
+        if v is None
+        else f"COALESCE(CAST({_quote_identifier(d)} AS VARCHAR) = {_quote_literal(v)}, FALSE)"
+        for d, v in zip(group, values, strict=True)
+    ]
+    inside = " AND ".join(parts)
+    return inside, f"NOT ({inside})"
+
+
 def cohort_comparisons(
     spec: Spec, piece: Slice, facts: pl.DataFrame, by: Sequence[str], options: ReportOptions
 ) -> tuple[list[dict[str, Any]], list[str], int]:
@@ -273,22 +295,19 @@ def cohort_comparisons(
         randomized=False,
         caveat=OBSERVATIONAL_ARMS_CAVEAT,
     )
-    for dim in by:
-        column = _quote_identifier(dim)
-        values = facts.get_column(dim).cast(pl.String).unique().to_list()
-        ordered = sorted(v for v in values if v is not None) + ([None] if None in values else [])
+    for group in cohort_sets(by, options.cross)[1:]:
+        dim = " × ".join(group)  # a cross-tab (--by a,b): each combination against the rest
+        combos = facts.select(pl.col(d).cast(pl.String) for d in group).unique().rows()
+        ordered = sorted(combos, key=lambda r: tuple((v is None, v or "") for v in r))
         if len(ordered) > MAX_COHORT_VALUES:
             notes.append(
-                f"--by {dim}: {len(ordered)} values; only the first "
+                f"--by {','.join(group)}: {len(ordered)} values; only the first "
                 f"{MAX_COHORT_VALUES} (in order) are compared with the rest"
             )
             ordered = ordered[:MAX_COHORT_VALUES]
-        for value in ordered:
-            if value is None:
-                inside, outside = f"{column} IS NULL", f"{column} IS NOT NULL"
-            else:
-                inside = f"CAST({column} AS VARCHAR) = {_quote_literal(value)}"
-                outside = f"COALESCE(CAST({column} AS VARCHAR) <> {_quote_literal(value)}, TRUE)"
+        for combo in ordered:
+            inside, outside = _cohort_conditions(group, combo)
+            value = combo[0] if len(group) == 1 else " × ".join(str(v) for v in combo)
             if piece.where:
                 inside, outside = f"({piece.where}) AND {inside}", f"({piece.where}) AND {outside}"
             rest = BaselineSpec(_COHORT_BASELINE, "holdout", control=outside, treatment=inside)
@@ -496,6 +515,7 @@ def gather_report(
     if not 0 < options.alpha < 0.5:
         raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
     table = spec.require_primary_table()
+    spec = with_cohort_columns(spec, sources, options.by, {table.name})
     for dim in options.by:
         known = spec.column_types[table.name]
         if dim == table.key:

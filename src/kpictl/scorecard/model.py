@@ -59,6 +59,7 @@ class ReportOptions:
 
     baseline: str | None = None  # a baseline of the spec; default: the spec's defaults.baseline
     by: tuple[str, ...] = ()  # cohort columns: cohorts that differ from the rest are listed
+    cross: tuple[str, ...] = ()  # `by` columns taken together: each combination of values
     since: TimeBound | None = None
     until: TimeBound | None = None
     as_of: dt.datetime | None = None

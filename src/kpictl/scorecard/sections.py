@@ -36,6 +36,7 @@ from kpictl.engine.compute import (
     UNTIMED_AS_OF,
     ComputeResult,
 )
+from kpictl.engine.interface import cohort_sets
 from kpictl.render.output import (
     LAYER_TITLES,
     fairness_lines,
@@ -550,7 +551,7 @@ def _section_breakdowns(data: ReportData) -> list[str]:
         ]
         return lines
     lines += [
-        f"Each value of {', '.join(f'`{d}`' for d in data.options.by)} against the rest of "
+        f"Each value of {', '.join(f'`{g}`' for g in _cohort_groups(data))} against the rest of "
         f"{data.current.label}, every KPI: {data.cohort_tests} tests, "
         f"{data.spec.defaults.correction}-adjusted together; "
         f"{len(data.cohorts)} significant at α = {data.options.alpha}. Observational: "
@@ -642,3 +643,8 @@ def render_report(data: ReportData) -> str:
         lines += section(data)
     text = "\n".join(lines).rstrip("\n") + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def _cohort_groups(data: ReportData) -> list[str]:
+    """The --by columns as the cohort section names them: a cross-tab as `a × b`."""
+    return [" × ".join(g) for g in cohort_sets(data.options.by, data.options.cross)[1:]]
