@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from conftest import SpecWriter, run
@@ -254,3 +255,89 @@ def test_a_time_that_is_neither_iso_nor_relative_is_a_usage_error(logs: Path) ->
     )
     code, _, err = run("compute", *data_args(logs), "--since", "today", "--until", "2d")
     assert code == 2 and err.startswith("kpictl: error: --until ") and "is not after --since" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# `-`: JSONL from standard input; --where on the tables that have its columns
+# ----------------------------------------------------------------------------------------------
+
+
+def test_dash_reads_jsonl_from_standard_input(logs: Path) -> None:
+    events = pl.read_parquet(logs / "events")
+    text = events.write_ndjson()
+    tools = ["--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)]
+    piped = CliRunner().invoke(
+        app, ["compute", "-", *tools, "--kpi", "escalation_rate", "-f", "json"], input=text
+    )
+    assert piped.exit_code == 0, piped.stderr
+    from_file = run(
+        "compute", str(logs / "events"), *tools, "--kpi", "escalation_rate", "-f", "json"
+    )
+    document, expected = json.loads(piped.stdout), json.loads(from_file[1])
+    assert document["results"] == expected["results"]
+    assert document["inputs"][0] == {
+        "source": "events",
+        "path": "<stdin>",
+        "format": "jsonl",
+        "rows": events.height,
+        "skipped": 0,
+    }
+
+
+def test_a_bad_line_on_standard_input_is_located_there(logs: Path) -> None:
+    lines = pl.read_parquet(logs / "events").head(3).write_ndjson().splitlines()
+    lines.insert(1, '{"conversation_id": "x", "ts": ')
+    result = CliRunner().invoke(
+        app,
+        ["compute", "-", "--source", f"tool_calls={logs / 'tool_calls'}", "-c", str(SPEC)],
+        input="\n".join(lines) + "\n",
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("kpictl: error: <stdin>:2: malformed JSON")
+
+
+def test_dash_twice_is_a_usage_error(logs: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["compute", "-", "--source", "tool_calls=-", "-c", str(SPEC)], input="{}\n"
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "kpictl: error: `-` (standard input) may be given once: it can be read only once\n"
+    )
+
+
+def test_where_filters_the_tables_with_its_columns_and_says_so(logs: Path) -> None:
+    where = "tool = 'search_kb'"
+    code, out, err = run(
+        "compute",
+        *data_args(logs),
+        "--where",
+        where,
+        "--kpi",
+        "tool_call_success_rate",
+        "--kpi",
+        "escalation_rate",
+        "-f",
+        "json",
+    )
+    assert code == 0
+    assert (
+        f"kpictl: note: --where {where}: filters the KPIs of 'tool_calls'; not those of "
+        "'conversations' (no 'tool'), which are over all their rows\n" in err
+    )
+    results = {
+        r["kpi"]: r for r in json.loads(out)["results"] if not r["cohort"] and "breakdown" not in r
+    }
+    calls = duckdb.sql(
+        f"SELECT COUNT(*), AVG(CAST(status = 'ok' AS DOUBLE)) FROM '{logs}/tool_calls/*.parquet' "
+        "WHERE tool = 'search_kb'"
+    ).fetchall()[0]
+    conversations = duckdb.sql(
+        f"SELECT COUNT(DISTINCT conversation_id) FROM '{logs}/events/*.parquet'"
+    ).fetchall()[0][0]
+    assert results["tool_call_success_rate"]["n"] == calls[0]
+    assert results["tool_call_success_rate"]["value"] == pytest.approx(calls[1], rel=1e-12)
+    assert results["escalation_rate"]["n"] == conversations  # not filtered: every conversation
+    # a column no KPI table has is still an error
+    code, _, err = run("compute", *data_args(logs), "--where", "nope = 1")
+    assert code == 2 and err.startswith("kpictl: error: --where (on table ")

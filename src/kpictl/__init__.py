@@ -59,9 +59,8 @@ if TYPE_CHECKING:
         run_compute,
     )
     from kpictl.engine.interface import FactSet
-    from kpictl.engine.sources import load_sources
+    from kpictl.engine.sources import load_frames, load_sources
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
-    from kpictl.io.read import load_frames
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
     from kpictl.review import SampleOptions, draw_review_sample, score_review
     from kpictl.scorecard.report import ReportOptions, report, run_report
@@ -93,10 +92,15 @@ _LAZY = {
     "KpictlError": "kpictl.errors",
     "SpecError": "kpictl.errors",
     "UsageError": "kpictl.errors",
-    "load_frames": "kpictl.io.read",
+    "load_frames": "kpictl.engine.sources",
     "load_sources": "kpictl.engine.sources",
     "load_spec": "kpictl.spec",
 }
+
+
+def __dir__() -> list[str]:
+    """`dir(kpictl)` lists the public API (imported lazily, so not yet in the module)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

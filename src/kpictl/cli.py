@@ -377,7 +377,9 @@ PathsArgument = Annotated[
     list[str] | None,
     typer.Argument(
         help="Event log files, globs or folders (.jsonl, .ndjson, .jsonl.gz, "
-        ".parquet); replace the `events` source's path. Default: the spec's paths.",
+        ".parquet); replace the `events` source's path; - reads JSONL from standard input as "
+        "the `events` source (or --source NAME=- for another source). Default: the spec's "
+        "paths.",
         show_default=False,
     ),
 ]
@@ -474,16 +476,70 @@ def _sources(
         overrides.setdefault(name, []).append(path)
     if paths:
         overrides["events"] = list(paths)
-    with progress("Reading logs…"):
-        return load_sources(
-            spec,
-            overrides,
-            on_bad_rows=on_bad_rows.value,
-            cache=cache,
-            reprice=reprice,
-            max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
-            columns=columns,
+    piped = _stdin_file(overrides)
+    try:
+        with progress("Reading logs…"):
+            loaded = load_sources(
+                spec,
+                overrides,
+                on_bad_rows=on_bad_rows.value,
+                cache=cache and piped is None,  # a pipe is read once: nothing to keep
+                reprice=reprice,
+                max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
+                columns=columns,
+            )
+    except KpictlError as exc:
+        if piped is not None:
+            exc.message = exc.message.replace(str(piped), STDIN_NAME)
+        raise
+    return loaded if piped is None else _named_stdin(loaded, piped)
+
+
+STDIN_NAME = "<stdin>"
+
+
+def _stdin_file(overrides: dict[str, list[str]]) -> Path | None:
+    """`-` as a path: standard input, read once as JSONL into a temporary file (removed at
+    exit) that takes its place; None when no path is `-`. One source may read it."""
+    named = [name for name, paths in overrides.items() if "-" in paths]
+    if not named:
+        return None
+    if len(named) > 1 or overrides[named[0]].count("-") > 1:
+        raise UsageError("`-` (standard input) may be given once: it can be read only once")
+    import atexit
+    import shutil
+    import tempfile
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(
+            "`-` reads JSONL from standard input, but it is a terminal: pipe the logs in "
+            "(cat events.jsonl | kpictl compute -)"
         )
+    folder = Path(tempfile.mkdtemp(prefix="kpictl-stdin-"))
+    atexit.register(shutil.rmtree, folder, True)
+    target = folder / "stdin.jsonl"
+    with target.open("wb") as handle:
+        shutil.copyfileobj(getattr(sys.stdin, "buffer", sys.stdin), handle)
+    overrides[named[0]] = [str(target) if p == "-" else p for p in overrides[named[0]]]
+    return target
+
+
+def _named_stdin(sources: Sources, piped: Path) -> Sources:
+    """The sources with the temporary file of standard input shown as `<stdin>`."""
+    from kpictl.io.read import Sources as SourcesType
+
+    by_name = {}
+    for name, loaded in sources.by_name.items():
+        files = tuple(
+            replace(
+                f,
+                path=f.path.replace(str(piped), STDIN_NAME),
+                skipped_reasons=tuple(r.replace(str(piped), STDIN_NAME) for r in f.skipped_reasons),
+            )
+            for f in loaded.files
+        )
+        by_name[name] = replace(loaded, files=files)
+    return SourcesType(by_name)
 
 
 def _cohorts(by: list[str] | None, cross: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -39,6 +39,7 @@ from kpictl.engine.compute import (
     resolve_window,
     selected_kpis,
     usable,
+    where_note,
     window_text,
     with_cohort_columns,
     with_cost_counts,
@@ -1671,7 +1672,9 @@ def run_compare(
             }
             raise UsageError(f"--by {dim}: no such column{did_you_mean(dim, columns)}")
     result = compare_arms(spec, current, baseline, design, base, options, check)
+    where = where_note(spec, options.where, {k.over for k in evaluated if k.kind != "formula"})
     notes = [
+        *([where] if where is not None else []),
         *check.notes(),
         *input_notes(sources, current.window),
         *(
@@ -2461,7 +2464,15 @@ def compare(
     unit: str | None = None,
     relative_ci: Literal["delta", "fieller"] = "delta",
 ) -> pl.DataFrame:
-    """Compare KPIs against a baseline; one row per KPI × cohort (see CompareResult)."""
+    """Compare KPIs against a baseline; one row per KPI × cohort (see CompareResult).
+
+    >>> import kpictl, polars as pl
+    >>> spec = kpictl.load_spec("kpi_definitions.yaml")
+    >>> table = kpictl.compare(spec, kpictl.load_sources(spec), baseline="holdout",
+    ...                        kpis=["task_completion_rate"])
+    >>> table.select(pl.col("baseline_value", "current_value").round(4), "test", "status").rows()
+    [(0.5988, 0.6951, 'proportion_t', 'ok')]
+    """
     options = CompareOptions(
         baseline=baseline,
         by=tuple(by or ()),

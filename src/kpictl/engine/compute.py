@@ -689,7 +689,14 @@ def fact_set(
 def facts(
     spec: Spec, sources: Sources, table: str | None = None, as_of: dt.datetime | None = None
 ) -> pl.DataFrame:
-    """One table of facts (default: the first rollup table, e.g. one row per conversation)."""
+    """One table of facts (default: the first rollup table, e.g. one row per conversation).
+
+    >>> import kpictl
+    >>> spec = kpictl.load_spec("kpi_definitions.yaml")
+    >>> conversations = kpictl.facts(spec, kpictl.load_sources(spec))
+    >>> conversations.height, conversations.columns[:3]
+    (2000, ['conversation_id', 'started_at', 'resolved_at'])
+    """
     name = table or spec.require_primary_table().name
     if name not in spec.tables:
         raise UsageError(
@@ -791,8 +798,8 @@ def filter_kpi_rows(
     literals = literal_columns(spec, window, names_in(sqls))
     if literals:
         frame = frame.with_columns(literals)
-    if where:
-        frame = frame.filter(compile_sql(where))
+    if where and set(names_in([where])) <= set(frame.collect_schema().names()):
+        frame = frame.filter(compile_sql(where))  # a table without its columns: all rows
     if kpi.where:
         frame = frame.filter(compile_sql(kpi.where))
     mature = compile_sql(kpi.mature).fill_null(False) if kpi.mature else pl.lit(True)
@@ -1010,13 +1017,43 @@ def _check_options(spec: Spec, options: ComputeOptions, kpis: Sequence[KpiSpec])
     check_where(spec, options.where, tables)
 
 
+def where_tables(spec: Spec, where: str | None, tables: Collection[str]) -> list[str]:
+    """The tables of `tables` --where filters: those with every column it names (README,
+    "--where"); the others' KPIs are over all their rows, and `where_note` says so."""
+    if not where:
+        return sorted(tables)
+    try:
+        names = set(names_in([where]))
+    except ExpressionProblem:
+        return sorted(tables)  # check_where reports the problem
+    return sorted(t for t in tables if names <= set(spec.table_schema(t)))
+
+
+def where_note(spec: Spec, where: str | None, tables: Collection[str]) -> str | None:
+    """A note naming the tables --where does not filter (they lack a column it names)."""
+    applies = where_tables(spec, where, tables)
+    skipped = sorted(set(tables) - set(applies))
+    if not where or not skipped or not applies:
+        return None
+    names = names_in([where])
+    lacking = [
+        f"{t!r} (no {', '.join(repr(n) for n in names if n not in spec.table_schema(t))})"
+        for t in skipped
+    ]
+    return (
+        f"--where {where}: filters the KPIs of {', '.join(repr(t) for t in applies)}; not "
+        f"those of {', '.join(lacking)}, which are over all their rows"
+    )
+
+
 def check_where(spec: Spec, where: str | None, tables: Collection[str]) -> None:
-    """--where is a true/false row expression of every table it filters, checked before any
-    data is read: a syntax error, an unknown column, the wall clock or a file reader is a usage
-    error naming the table (compute and compare alike)."""
+    """--where is a true/false row expression of the tables it filters (those with its
+    columns; all of them when none has them, so the unknown column is named), checked before
+    any data is read: a syntax error, an unknown column, the wall clock or a file reader is a
+    usage error naming the table (compute and compare alike)."""
     if not where:
         return
-    for table in sorted(tables):
+    for table in where_tables(spec, where, tables) or sorted(tables):
         try:
             check_expression(
                 where,
@@ -1248,6 +1285,9 @@ def run_compute(
         *kpi_notes,
         *_zero_n_notes(spec, table, tables, window, options.where),
     ]
+    note = where_note(spec, options.where, used_tables)
+    if note is not None:
+        notes.insert(0, note)
     return ComputeResult(
         table=table, window=window, dimensions=tuple(options.by), notes=tuple(notes), check=check
     )
@@ -1516,18 +1556,31 @@ def compute(
     *,
     by: Sequence[str] | None = (),
     grain: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: TimeBound | None = None,
+    until: TimeBound | None = None,
     as_of: dt.datetime | None = None,
     where: str | None = None,
     kpis: Sequence[str] | None = (),
+    cross: Sequence[str] = (),
 ) -> pl.DataFrame:
     """KPI values as a polars DataFrame: one row per KPI × cohort (× breakdown value).
 
     Columns: kpi, grouping (the cohort's dimensions; [] for overall), one column per `by`
     dimension, bucket (with `grain`), breakdown, breakdown_value, value, n (units counted),
     pending (units left out because their outcome window is still open), layer, format,
-    direction, owner.
+    direction, owner. `cross`: the `by` columns taken together (the cross-tab).
+
+    >>> import kpictl, polars as pl
+    >>> spec = kpictl.load_spec("kpi_definitions.yaml")
+    >>> sources = kpictl.load_sources(spec)
+    >>> table = kpictl.compute(spec, sources, kpis=["task_completion_rate"], by=["channel"])
+    >>> table.select("channel", pl.col("value").round(4), "n").rows()
+    [(None, 0.6785, 1910), ('chat', 0.6997, 626), ('email', 0.6767, 331),
+     ('voice', 0.6944, 252), ('web', 0.6548, 701)]
+    >>> cross = kpictl.compute(spec, sources, kpis=["task_completion_rate"],
+    ...                        by=["channel", "intent"], cross=["channel", "intent"])
+    >>> sorted({tuple(g) for g in cross["grouping"]})
+    [(), ('channel', 'intent')]
     """
     options = ComputeOptions(
         by=tuple(by or ()),
@@ -1537,5 +1590,6 @@ def compute(
         as_of=as_of,
         where=where,
         kpis=tuple(kpis or ()),
+        cross=tuple(cross),
     )
     return run_compute(spec, sources, options).table

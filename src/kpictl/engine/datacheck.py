@@ -412,8 +412,10 @@ def literal_uses(
                 unit_table,
             )
     if where and unit_table is not None:
+        names = set(referenced_names(compile_sql(where)))
         for table in _tables_of(spec, kpis):
-            add("--where", "--where", where, table)
+            if names <= set(spec.table_schema(table.name)):  # --where filters this table
+                add("--where", "--where", where, table)
     unique: dict[tuple[str, str, str, str], LiteralUse] = {}
     for use in uses:
         unique.setdefault((use.path, use.literal, use.source, use.source_column), use)

@@ -23,6 +23,7 @@ from kpictl.io.read import (
     jsonl_cache_dir,
     load_requests,
 )
+from kpictl.io.read import load_frames as load_frames_as_read
 from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec, Spec
 from kpictl.sql.expr import summed_columns
 
@@ -146,6 +147,14 @@ def load_sources(
     carries `cost_source` (reported | computed | unpriced, see `kpictl.io.pricing`); `reprice`
     recomputes every cost from the spec's prices, so periods compare at constant prices.
     A JSONL line longer than `max_line_bytes` is a bad row (see `on_bad_rows`).
+
+    >>> import kpictl, polars as pl
+    >>> spec = kpictl.load_spec("kpi_definitions.yaml")
+    >>> sources = kpictl.load_sources(spec, {"events": ["sample_logs/events/"]})
+    >>> sources["events"].select(pl.len()).collect().item()
+    14648
+    >>> [f.rows for f in sources.files]  # events/ given, tool_calls from the spec's path
+    [14648, 3949]
     """
     overrides = dict(paths or {})
     if reprice and not spec.pricing.enabled:
@@ -214,6 +223,37 @@ def _detached_outcomes() -> LoadedSource:
         f"without it; give --source {OUTCOME_SOURCE}=PATH for the same conversations"
     )
     return LoadedSource(OUTCOME_SOURCE, empty, (), unusable=reason)
+
+
+def load_frames(
+    frames: Mapping[str, pl.DataFrame | pl.LazyFrame], spec: Spec | None = None
+) -> Sources:
+    """Sources from in-memory frames (notebooks, tests), read as files are. With `spec`, a
+    frame named like one of its sources gets that source's column mapping (`columns:`:
+    renamed fields, types, SQL, defaults), as `load_sources` gives files; without, the frames
+    must already use the canonical column names.
+
+    >>> import kpictl, polars as pl
+    >>> spec = kpictl.load_spec("kpi_definitions.yaml")
+    >>> events = pl.read_ndjson("sample_logs/events/events.jsonl")
+    >>> events.schema["ts"]  # text in the file: the spec's `ts: {type: timestamp}` types it
+    String
+    >>> calls = pl.read_ndjson("sample_logs/tool_calls/tool_calls.jsonl")
+    >>> sources = kpictl.load_frames({"events": events, "tool_calls": calls}, spec)
+    >>> sources["events"].collect_schema()["ts"]
+    Datetime(time_unit='us', time_zone='UTC')
+    >>> table = kpictl.compute(spec, sources, kpis=["escalation_rate"])
+    >>> round(table.filter(pl.col("breakdown").is_null())["value"].item(), 4)
+    0.18
+    """
+    requests = None
+    if spec is not None:
+        requests = {
+            name: source_request(spec.sources[name], [f"<frame {name}>"], spec, cache=False)
+            for name in frames
+            if name in spec.sources
+        }
+    return load_frames_as_read(frames, requests)
 
 
 def attribute_outcomes(spec: Spec, sources: Sources) -> Sources:
