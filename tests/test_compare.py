@@ -14,7 +14,7 @@ import datetime as dt
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -1368,3 +1368,28 @@ def test_kpi_shape_reads_the_parsed_expression(
 """
     shape = kpi_shape(bundled_spec(tmp_path, extra).kpis["probe"])
     assert (shape.kind, shape.reason) == (kind, reason)
+
+
+def test_defaults_confidence_sets_the_ci_level(sample: Sample) -> None:
+    """`defaults.confidence: 0.90` (no --alpha) gives 90 % intervals and α = 0.10: tokens per
+    task's Welch CI equals scipy's at 0.90; an explicit alpha still wins."""
+    spec = replace(sample.spec, defaults=replace(sample.spec.defaults, confidence=0.90))
+    assert spec.defaults.alpha == 0.1
+    result = run_compare(spec, sample.sources, CompareOptions(baseline="holdout"))
+    assert result.alpha == 0.1
+    per_conv = sample.events.group_by("conversation_id").agg(
+        (pl.col("input_tokens").fill_null(0).sum() + pl.col("output_tokens").fill_null(0).sum())
+        .cast(pl.Float64)
+        .alias("tokens"),
+        pl.col("arm").drop_nulls().first(),
+    )
+    base = arm_of(per_conv, "holdout")["tokens"].to_numpy()
+    cur = arm_of(per_conv, "treatment")["tokens"].to_numpy()
+    ci = sps.ttest_ind(cur, base, equal_var=False).confidence_interval(0.90)
+    r = row(result.table, "tokens_per_task")
+    assert (r["delta_low"], r["delta_high"]) == (approx(ci.low, 1e-8), approx(ci.high, 1e-8))
+    given = run_compare(spec, sample.sources, CompareOptions(baseline="holdout", alpha=0.05))
+    ci95 = sps.ttest_ind(cur, base, equal_var=False).confidence_interval(0.95)
+    r = row(given.table, "tokens_per_task")
+    assert given.alpha == 0.05
+    assert (r["delta_low"], r["delta_high"]) == (approx(ci95.low, 1e-8), approx(ci95.high, 1e-8))

@@ -1032,3 +1032,41 @@ def test_only_the_spec_says_which_table_is_the_primary_one() -> None:
             ):
                 found.append(str(path.relative_to(package)))
     assert found == ["spec/model.py"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("test", "welch", "compare picks each KPI's test from its shape (README, compare)"),
+        (
+            "cohorts",
+            "[channel]",
+            "cohorts are chosen per run (--by COLUMN; the report's in defaults.cohorts)",
+        ),
+        (
+            "baseline",
+            "holdout",
+            "one baseline serves every KPI of a run (defaults.baseline or --baseline)",
+        ),
+    ],
+)
+def test_a_retired_kpi_key_is_a_spec_error_saying_why(
+    write_spec: SpecWriter, key: str, value: str, why: str
+) -> None:
+    """test, cohorts and baseline on a KPI were validated and never read: an old spec that has
+    one is told so, at its line (they are no longer in `kpictl schema` either)."""
+    path = write_spec(
+        ("    over: conversations\n", f"    over: conversations\n    {key}: {value}\n")
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    [problem] = caught.value.problems
+    line = path.read_text().splitlines().index(f"    {key}: {value}") + 1
+    assert str(problem).endswith(
+        f":{line}: " + problem.path + f": no longer a spec key: {why}: remove the key"
+    )
+    assert problem.path.endswith(f".{key}")
+    from kpictl.spec import spec_json_schema
+
+    kpi_keys = spec_json_schema()["properties"]["kpis"]["additionalProperties"]["properties"]
+    assert key not in kpi_keys and "label" in kpi_keys

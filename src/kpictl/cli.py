@@ -787,7 +787,14 @@ def compare(
         str | None,
         typer.Option("--where", help="A SQL filter on the KPI tables' rows of both arms."),
     ] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="Significance level (two-sided).")] = 0.05,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha",
+            help="Significance level (two-sided). Default: 1 − the spec's defaults.confidence "
+            "(0.05).",
+        ),
+    ] = None,
     correction: Annotated[
         Correction | None,
         typer.Option(

@@ -71,7 +71,7 @@ class CompareOptions:
     as_of: dt.datetime | None = None
     where: str | None = None
     kpis: tuple[str, ...] = ()
-    alpha: float = 0.05
+    alpha: float | None = None  # None: 1 − the spec's defaults.confidence
     correction: str | None = None  # holm | bh | none (default: the spec's)
     unit: str | None = None
     relative_ci: Literal["delta", "fieller"] = "delta"
@@ -82,6 +82,13 @@ class CompareOptions:
     cuped: str | None = None  # a pre-period covariate column of the unit table (A10)
     heterogeneity: bool = False  # per --by dimension: does the effect differ across groups?
     sequential_n_star: float = stats.SEQUENTIAL_N_STAR
+
+    @property
+    def significance(self) -> float:
+        """alpha once resolved (None: 1 − the spec's defaults.confidence, filled in first)."""
+        if self.alpha is None:
+            raise ValueError("alpha is resolved from the spec before it is read")
+        return self.alpha
 
 
 @dataclass(frozen=True)
@@ -925,7 +932,7 @@ def _additive_cells(
             elif target is not None:
                 cell.target = target
                 cell.comparison = stats.one_sample(
-                    _summary(c_row, kind), target, alpha=options.alpha
+                    _summary(c_row, kind), target, alpha=options.significance
                 )
             else:
                 assert b_row is not None
@@ -1017,7 +1024,7 @@ def _apply_cuped(
         return
     binary = kind == "proportion"
     theta = stats.cuped_theta(b, c, binary=binary)
-    adjusted = stats.compare_cuped(b, c, binary=binary, theta=theta, alpha=options.alpha)
+    adjusted = stats.compare_cuped(b, c, binary=binary, theta=theta, alpha=options.significance)
     if adjusted.absolute is None:
         cell.warnings.append(f"CUPED on {options.cuped}: no adjusted test (zero variance)")
         return
@@ -1107,11 +1114,15 @@ def _paired_cells(
             )
             if binary and shape.kind == "ratio":
                 cell.comparison = stats.mcnemar_comparison(
-                    base_values, cur_values, alpha=options.alpha
+                    base_values, cur_values, alpha=options.significance
                 )
             else:
-                cell.comparison = stats.paired_t(base_values, cur_values, alpha=options.alpha)
-                wilcoxon = stats.wilcoxon_signed_rank(base_values, cur_values, alpha=options.alpha)
+                cell.comparison = stats.paired_t(
+                    base_values, cur_values, alpha=options.significance
+                )
+                wilcoxon = stats.wilcoxon_signed_rank(
+                    base_values, cur_values, alpha=options.significance
+                )
                 if wilcoxon.p_value is not None:
                     cell.warnings.append(f"Wilcoxon signed-rank p = {wilcoxon.p_value:.4g}")
             cells.append(cell)
@@ -1144,20 +1155,20 @@ def _two_arm_test(
             b["n"],
             c["m_sum"],
             c["n"],
-            alpha=options.alpha,
+            alpha=options.significance,
             relative_ci=options.relative_ci,
         )
     if kind == "mean":
         return stats.compare_summaries(
             _summary(b, kind),
             _summary(c, kind),
-            alpha=options.alpha,
+            alpha=options.significance,
             relative_ci=options.relative_ci,
         )
     return stats.compare_ratio(
         (b["n"], b["m_sum"], b["m_sq"], b["d_sum"], b["d_sq"], b["md_sum"]),
         (c["n"], c["m_sum"], c["m_sq"], c["d_sum"], c["d_sq"], c["md_sum"]),
-        alpha=options.alpha,
+        alpha=options.significance,
         relative_ci=options.relative_ci,
     )
 
@@ -1171,7 +1182,7 @@ def _mde(
         return None
     if sb.n < 2 or sc.n < 2:
         return None
-    return stats.mde_mean(sb.variance, sc.variance, sb.n, sc.n, alpha=options.alpha)
+    return stats.mde_mean(sb.variance, sc.variance, sb.n, sc.n, alpha=options.significance)
 
 
 def _design_effect(
@@ -1284,21 +1295,23 @@ def _quantile_cells(
                 cells.append(cell)
                 continue
             try:
-                c_arm = _quantile_arm(c, nu, options.alpha)
+                c_arm = _quantile_arm(c, nu, options.significance)
                 if target is not None:
                     cell.target = target
                     cell.comparison = stats.one_sample(
                         stats.ArmSummary(c_arm.estimate, c_arm.se**2 * len(c[0]), len(c[0])),
                         target,
-                        alpha=options.alpha,
+                        alpha=options.significance,
                     )
                 else:
                     assert b is not None
-                    b_arm = _quantile_arm(b, nu, options.alpha)
-                    cell.comparison = stats.compare_quantiles(b_arm, c_arm, alpha=options.alpha)
+                    b_arm = _quantile_arm(b, nu, options.significance)
+                    cell.comparison = stats.compare_quantiles(
+                        b_arm, c_arm, alpha=options.significance
+                    )
                     if np.isfinite(b_arm.se) and np.isfinite(c_arm.se):
                         cell.mde = stats.mde_mean(
-                            b_arm.se**2, c_arm.se**2, 1, 1, alpha=options.alpha
+                            b_arm.se**2, c_arm.se**2, 1, 1, alpha=options.significance
                         )
             except (ValueError, ZeroDivisionError) as exc:
                 cell.warnings.append(str(exc))
@@ -1410,7 +1423,7 @@ def _pass_k_cells(
                 comparison = stats.paired_bootstrap_comparison(
                     b[1],
                     c[1],
-                    alpha=options.alpha,
+                    alpha=options.significance,
                     resamples=_BOOTSTRAP_RESAMPLES,
                     seed=options.seed,
                 )
@@ -1430,7 +1443,7 @@ def _pass_k_cells(
                 len(p_c),
                 float(p_b.mean()),
                 float(p_c.mean()),
-                alpha=options.alpha,
+                alpha=options.significance,
                 resamples=_BOOTSTRAP_RESAMPLES,
                 seed=options.seed,
             )
@@ -1533,7 +1546,7 @@ def _bootstrap_formula(
         c.height,
         point_b,
         point_c,
-        alpha=options.alpha,
+        alpha=options.significance,
         resamples=_BOOTSTRAP_RESAMPLES,
         seed=options.seed,
     )
@@ -1607,8 +1620,10 @@ def run_compare(
     does); both arms restrict it. `baseline_facts`: the baseline dataset's, likewise. Facts
     that do not serve this comparison are not used."""
     options = options or CompareOptions()
-    if not 0 < options.alpha < 0.5:
-        raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
+    if options.alpha is None:
+        options = replace(options, alpha=spec.defaults.alpha)
+    if not 0 < options.significance < 0.5:
+        raise UsageError(f"--alpha {options.significance}: expected a level such as 0.05")
     if options.sequential and not options.sequential_n_star > 0:
         raise UsageError(
             f"--n-star {options.sequential_n_star:g}: expected the planned number "
@@ -1833,7 +1848,7 @@ def compare_arms(
     notes: list[str] = []
     notes += _empty_arm_notes(spec, design, base, current, baseline)
     for test in heterogeneity:
-        notes += heterogeneity_notes(test, options.alpha)
+        notes += heterogeneity_notes(test, options.significance)
     fairness = fairness_findings(spec, every, selected) if with_fairness else []
     notes += [fairness_note(f) for f in fairness if f.breached]
     if options.cuped is not None:
@@ -1847,7 +1862,7 @@ def compare_arms(
         baseline_window=baseline.window if baseline else None,
         current_window=current.window,
         srm=srm,
-        alpha=options.alpha,
+        alpha=options.significance,
         correction=correction,
         unit=unit,
         notes=tuple(notes),
@@ -2056,7 +2071,7 @@ def heterogeneity_tests(cells: Sequence[Cell], options: CompareOptions) -> list[
                 total is not None
                 and _better(kpi, total.estimate)
                 and p_total is not None
-                and p_total < options.alpha
+                and p_total < options.significance
             )
             effects = [c.comparison.absolute for c in groups if c.comparison]
             holm = stats.adjust_p_values(
@@ -2206,7 +2221,7 @@ def sequential_cell(cell: Cell, options: CompareOptions) -> stats.Comparison:
     if n <= 0:
         return cell.comparison
     return stats.sequential_comparison(
-        cell.comparison, n, n_star=options.sequential_n_star, alpha=options.alpha
+        cell.comparison, n, n_star=options.sequential_n_star, alpha=options.significance
     )
 
 
@@ -2357,7 +2372,7 @@ def _result_table(
         units_c = cell.n_current if cell.units_current is None else cell.units_current
         baseline_n = units_b if cell.target is None else cell.kpi.min_sample
         insufficient = min(baseline_n, units_c) < cell.kpi.min_sample
-        significant = p_adj is not None and p_adj < options.alpha
+        significant = p_adj is not None and p_adj < options.significance
         status, fired = verdict(cell.kpi, comp, significant, insufficient)
         if untestable and status in ("ok", INSUFFICIENT):  # only a bound ("> 1%") can fire
             status, fired = NOT_TESTABLE, None

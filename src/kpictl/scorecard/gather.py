@@ -285,7 +285,7 @@ def cohort_comparisons(
         since=piece.window.since,
         until=piece.window.until,
         as_of=piece.window.as_of,
-        alpha=options.alpha,
+        alpha=options.significance,
         correction="none",
     )
     design = Design(
@@ -327,7 +327,7 @@ def cohort_comparisons(
     adjusted = adjust_p_values([c["p_value"] for c in cells], correction)
     significant = []
     for cell, p_adj in zip(cells, adjusted, strict=True):
-        if p_adj is not None and p_adj < options.alpha:
+        if p_adj is not None and p_adj < options.significance:
             significant.append({**cell, "p_adjusted": p_adj})
     order = {name: i for i, name in enumerate(spec.kpis)}
     significant.sort(
@@ -512,8 +512,10 @@ def gather_report(
     """Everything the scorecard shows: run compute and compare, check the data, read the facts
     for ROI, cohorts and drill-down (`run_report` then draws the charts and renders)."""
     options = options or ReportOptions()
-    if not 0 < options.alpha < 0.5:
-        raise UsageError(f"--alpha {options.alpha}: expected a level such as 0.05")
+    if options.alpha is None:
+        options = replace(options, alpha=spec.defaults.alpha)
+    if not 0 < options.significance < 0.5:
+        raise UsageError(f"--alpha {options.significance}: expected a level such as 0.05")
     table = spec.require_primary_table()
     spec = with_cohort_columns(spec, sources, options.by, {table.name})
     for dim in options.by:
@@ -534,7 +536,7 @@ def gather_report(
         require_columns(spec, sources, table, [dim], f"--by {dim}")
     if options.charts_dir is not None:
         require_matplotlib()
-    review = score_review(options.review, options.alpha) if options.review else None
+    review = score_review(options.review, options.significance) if options.review else None
     volume = parse_volume(options.project, "--project") if options.project else None
     baseline_name = options.baseline or spec.defaults.baseline
     comparison: CompareResult | None = None
@@ -554,7 +556,7 @@ def gather_report(
                 since=options.since,
                 until=options.until,
                 as_of=options.as_of,
-                alpha=options.alpha,
+                alpha=options.significance,
             ),
             baseline_sources=baseline_sources,
             baseline_label=baseline_label,

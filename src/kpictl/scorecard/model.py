@@ -69,11 +69,18 @@ class ReportOptions:
     redact: bool = True  # redact personal data and secrets in every data value shown
     drilldown: int = 3  # conversations shown per failure type
     max_cohorts: int = MAX_COHORTS  # the most values one --by column may have
-    alpha: float = 0.05
+    alpha: float | None = None  # None: 1 − the spec's defaults.confidence
     command_line: str = ""  # for the provenance appendix
     generated_at: dt.datetime | None = None  # provenance only; default: now (UTC)
     review: tuple[Path, ...] = ()  # labelled review files, one per round (`kpictl review`)
     project: str | None = None  # a target volume (10x, 50000/month): the Cost at scale section
+
+    @property
+    def significance(self) -> float:
+        """alpha once resolved (None: 1 − the spec's defaults.confidence, filled in first)."""
+        if self.alpha is None:
+            raise ValueError("alpha is resolved from the spec before it is read")
+        return self.alpha
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def baseline_saving(data: ReportData) -> BaselineSaving | str:
     comparison = stats.compare_summaries(
         stats.mean_summary(base.conversations, base.total_sum, base.total_sq),
         stats.mean_summary(costs.conversations, costs.total_sum, costs.total_sq),
-        alpha=data.options.alpha,
+        alpha=data.options.significance,
     )
     if comparison.absolute is None or comparison.current is None or comparison.baseline is None:
         return "; ".join(comparison.warnings)
@@ -135,7 +135,7 @@ def section_worth_it(data: ReportData) -> list[str]:
 
 def _saving_headline(data: ReportData, estimate: BaselineSaving) -> str:
     comparison, delta = estimate.comparison, estimate.delta
-    level = round((1 - data.options.alpha) * 100)
+    level = round((1 - data.options.significance) * 100)
     current = data.current.label
     baseline = data.baseline.label if data.baseline is not None else "baseline"
     per = (
@@ -288,7 +288,7 @@ def _roi_against_baseline(data: ReportData) -> list[str]:
     assert costs is not None
     comparison, delta, n = estimate.comparison, estimate.delta, estimate.conversations
     saving, low, high = estimate.saving, estimate.low, estimate.high
-    level = round((1 - data.options.alpha) * 100)
+    level = round((1 - data.options.significance) * 100)
     priced, human_unknown = estimate.priced, estimate.human_unknown
     lines += [
         f"- Cost per conversation ({priced}): baseline "
@@ -369,7 +369,7 @@ def _roi_outcome_value(data: ReportData) -> list[str]:
             f"({md_text(row['status'] or 'no value on a side')}).",
             "",
         ]
-    level = round((1 - data.options.alpha) * 100)
+    level = round((1 - data.options.significance) * 100)
     source = data.spec.sources.get(OUTCOME_SOURCE)
     rule = source.attribution if source is not None else None
     lines.append(

@@ -466,7 +466,7 @@ def _breakdown_rows(data: ReportData, kpi: KpiSpec) -> tuple[list[list[str]], st
             x_c = round((cur[0] or 0.0) * cur_n) if cur else 0
             x_b = round((base[0] or 0.0) * base_n) if base else 0
             comparisons.append(
-                stats.compare_proportions(x_b, base_n, x_c, cur_n, alpha=data.options.alpha)
+                stats.compare_proportions(x_b, base_n, x_c, cur_n, alpha=data.options.significance)
                 if base_n and cur_n
                 else None
             )
@@ -554,7 +554,7 @@ def _section_breakdowns(data: ReportData) -> list[str]:
         f"Each value of {', '.join(f'`{g}`' for g in _cohort_groups(data))} against the rest of "
         f"{data.current.label}, every KPI: {data.cohort_tests} tests, "
         f"{data.spec.defaults.correction}-adjusted together; "
-        f"{len(data.cohorts)} significant at α = {data.options.alpha}. Observational: "
+        f"{len(data.cohorts)} significant at α = {data.options.significance}. Observational: "
         "cohorts differ in more than this column.",
         "",
     ]

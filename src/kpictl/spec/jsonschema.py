@@ -34,7 +34,6 @@ from kpictl.spec.model import (
     ROW_TABLE_KEYS,
     SOURCE_FORMATS,
     SOURCE_KEYS,
-    TESTS,
     TOP_KEYS,
     UNITS,
 )
@@ -88,9 +87,7 @@ def spec_json_schema() -> dict[str, Any]:
         layer={"enum": list(LAYERS)},
         format={"enum": list(FORMATS)},
         direction={"enum": list(DIRECTIONS)},
-        test={"enum": list(TESTS)},
         thresholds=_object(LEVELS),
-        cohorts=names,
         min_sample={"type": "integer", "minimum": 0},
         **{kind: pass_k for kind in PASS_KINDS},
     )

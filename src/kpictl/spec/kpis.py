@@ -22,7 +22,7 @@ from kpictl.spec.model import (
     NAME_PATTERN,
     PASS_KEYS,
     PASS_KINDS,
-    TESTS,
+    RETIRED_KPI_KEYS,
     Defaults,
     KpiSpec,
     PassKSpec,
@@ -33,7 +33,7 @@ from kpictl.spec.model import (
     primary_table,
     shown,
 )
-from kpictl.spec.problems import Problems, check_sql, column_names, section_mapping, sql_text
+from kpictl.spec.problems import Problems, check_sql, section_mapping, sql_text
 from kpictl.spec.yamlmarks import (
     YAML_QUOTING_HINT,
     MarkedDict,
@@ -92,7 +92,7 @@ def build_kpis(
             problems.add(at("numerator"), path, "`numerator` needs a `denominator`")
             continue
         names_ok = True
-        for key in ("over", "breakdown", "cluster", "baseline"):
+        for key in ("over", "breakdown", "cluster"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 problems.add(at(key), f"{path}.{key}", f"expected a name, got {body[key]!r}")
                 names_ok = names_ok and key != "over"
@@ -123,13 +123,6 @@ def build_kpis(
                 f"{path}.layer",
                 f"expected one of {', '.join(LAYERS)}, got "
                 f"{layer!r}{did_you_mean(str(layer), LAYERS)}",
-            )
-        test = body.get("test")
-        if test is not None and test not in TESTS:
-            problems.add(
-                at("test"),
-                f"{path}.test",
-                f"expected one of {', '.join(TESTS)}, got {shown(test)}",
             )
         min_sample = body.get("min_sample", defaults.min_sample)
         if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
@@ -167,17 +160,9 @@ def build_kpis(
             where=body.get("where"),
             mature=body.get("mature"),
             breakdown=body.get("breakdown"),
-            cohorts=column_names(
-                problems,
-                body.get("cohorts", list(defaults.cohorts)),
-                at("cohorts"),
-                f"{path}.cohorts",
-            ),
             cluster=body.get("cluster"),
             thresholds=thresholds,
             min_sample=min_sample,
-            test=test,
-            baseline=body.get("baseline"),
             line=line,
             lines=dict(key_lines),
         )
@@ -396,7 +381,7 @@ def _resolve_extends(
             return None
         if name not in keys_checked:
             keys_checked.add(name)
-            problems.unknown_keys(body, KPI_KEYS, f"kpis.{name}")
+            problems.unknown_keys(body, KPI_KEYS, f"kpis.{name}", RETIRED_KPI_KEYS)
         parent_name = body.get("extends")
         if parent_name is not None and not isinstance(parent_name, str):
             problems.add(

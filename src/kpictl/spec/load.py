@@ -69,13 +69,6 @@ def build_spec(data: object, spec_path: Path, *, sha256: str = "") -> Spec:
             "defaults.baseline",
             f"no baseline named {defaults.baseline!r}{did_you_mean(defaults.baseline, baselines)}",
         )
-    for kpi in kpis.values():
-        if kpi.baseline is not None and kpi.baseline not in declared:
-            problems.add(
-                kpi.line,
-                f"kpis.{kpi.name}.baseline",
-                f"no baseline named {kpi.baseline!r}{did_you_mean(kpi.baseline, baselines)}",
-            )
     if problems.items:
         raise SpecError(problems.items)
     return Spec(

@@ -47,9 +47,19 @@ class Problems:
     def add(self, line: int | None, path: str, message: str) -> None:
         self.items.append(SpecProblem(self.file, line, path, message))
 
-    def unknown_keys(self, node: MarkedDict, allowed: tuple[str, ...], path: str) -> None:
+    def unknown_keys(
+        self,
+        node: MarkedDict,
+        allowed: tuple[str, ...],
+        path: str,
+        retired: Mapping[str, str] | None = None,
+    ) -> None:
+        """Each key of node not in allowed; a retired key (no longer read) says why instead."""
         for key in node:
-            if key not in allowed:
+            if retired and key in retired:
+                where = f"{path}.{key}" if path else key
+                self.add(node.line_of(key), where, f"no longer a spec key: {retired[key]}")
+            elif key not in allowed:
                 self.add(
                     node.line_of(key),
                     f"{path}.{key}" if path else key,
