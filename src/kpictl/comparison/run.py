@@ -48,7 +48,7 @@ from kpictl.engine.datacheck import DataCheck, check_data, require_columns
 from kpictl.engine.interface import Engine, FactSet, TimeBound, cohort_sets
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
-from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec, Threshold
+from kpictl.spec.model import BaselineSpec, Defaults, KpiSpec, Spec, TableSpec, Threshold
 from kpictl.sql.expr import compile_sql
 
 STATUSES = ("ok", "warning", "critical", "catastrophic")
@@ -85,10 +85,8 @@ class CompareOptions:
 
     @property
     def significance(self) -> float:
-        """alpha once resolved (None: 1 − the spec's defaults.confidence, filled in first)."""
-        if self.alpha is None:
-            raise ValueError("alpha is resolved from the spec before it is read")
-        return self.alpha
+        """alpha; None (not filled in from a spec's defaults.confidence): the default level."""
+        return self.alpha if self.alpha is not None else Defaults().alpha
 
 
 @dataclass(frozen=True)

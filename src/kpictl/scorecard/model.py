@@ -34,7 +34,7 @@ from kpictl.render.output import (
     format_value,
 )
 from kpictl.review import ReviewScore
-from kpictl.spec.model import Spec
+from kpictl.spec.model import Defaults, Spec
 
 LEVELS = ("warning", "critical", "catastrophic")
 
@@ -77,10 +77,8 @@ class ReportOptions:
 
     @property
     def significance(self) -> float:
-        """alpha once resolved (None: 1 − the spec's defaults.confidence, filled in first)."""
-        if self.alpha is None:
-            raise ValueError("alpha is resolved from the spec before it is read")
-        return self.alpha
+        """alpha; None (not filled in from a spec's defaults.confidence): the default level."""
+        return self.alpha if self.alpha is not None else Defaults().alpha
 
 
 @dataclass(frozen=True)
