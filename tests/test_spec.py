@@ -1070,3 +1070,56 @@ def test_a_retired_kpi_key_is_a_spec_error_saying_why(
 
     kpi_keys = spec_json_schema()["properties"]["kpis"]["additionalProperties"]["properties"]
     assert key not in kpi_keys and "label" in kpi_keys
+
+
+# ---------------------------------------------------------------------------------------------
+# Threshold levels: one definition (spec.model.LEVELS, Threshold.beyond, most_severe)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_threshold_levels_are_defined_once() -> None:
+    """compare's statuses, --fail-on's choices and the renderers' styles follow LEVELS; no
+    module but the spec's model spells the list out (it was written out five times)."""
+    import ast
+
+    from kpictl.cli import FailLevel
+    from kpictl.comparison.run import STATUSES
+    from kpictl.render.output import STATUS_STYLES
+    from kpictl.spec.model import LEVELS
+
+    assert LEVELS == ("warning", "critical", "catastrophic")
+    assert [level.value for level in FailLevel] == list(LEVELS)
+    assert ("ok", *LEVELS) == STATUSES
+    assert set(LEVELS) <= set(STATUS_STYLES)
+    package = Path(__file__).resolve().parents[1] / "src" / "kpictl"
+    spelled = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Tuple | ast.List):
+                values = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+                if {"warning", "catastrophic"} <= values:
+                    spelled.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert spelled == [f"spec/model.py:{_line_of('LEVELS = (')}"]
+
+
+def _line_of(text: str) -> int:
+    source = Path(__file__).resolve().parents[1] / "src" / "kpictl" / "spec" / "model.py"
+    return next(i for i, line in enumerate(source.read_text().splitlines(), 1) if text in line)
+
+
+def test_the_most_severe_threshold_that_fires_wins() -> None:
+    from kpictl.spec.model import levels_at_or_above, most_severe
+
+    warn = parse_threshold("warning", "> 1%", "percent")
+    crit = parse_threshold("critical", "> 5%", "percent")
+    floor = parse_threshold("warning", "< 90%", "percent")
+    assert (warn.beyond(0.011), warn.beyond(0.01), floor.beyond(0.899), floor.beyond(0.9)) == (
+        True,
+        False,
+        True,
+        False,
+    )
+    assert most_severe([warn, crit]) is crit and most_severe([crit, warn]) is crit
+    assert most_severe(t for t in (warn, crit) if t.beyond(0.02)) is warn
+    assert most_severe([]) is None
+    assert levels_at_or_above("critical") == ("critical", "catastrophic")

@@ -61,7 +61,7 @@ class BadRows(StrEnum):
 
 
 class FailLevel(StrEnum):
-    """`--fail-on` choices."""
+    """`--fail-on` choices: spec.model.LEVELS (a test checks they are the same)."""
 
     warning = "warning"
     critical = "critical"
@@ -963,9 +963,10 @@ def compare(
     )
     _strict(strict, result.check.notes())
     if fail_on is not None:
-        levels = ["warning", "critical", "catastrophic"]
-        at_or_above = levels[levels.index(fail_on.value) :]
-        breached = result.table.filter(result.table["status"].is_in(at_or_above))
+        from kpictl.spec.model import levels_at_or_above
+
+        wanted = levels_at_or_above(fail_on.value)
+        breached = result.table.filter(result.table["status"].is_in(wanted))
         if breached.height:
             names = ", ".join(sorted(set(breached["kpi"].to_list())))
             _stderr(f"kpictl: {breached.height} KPI result(s) at or above {fail_on.value}: {names}")

@@ -48,10 +48,19 @@ from kpictl.engine.datacheck import DataCheck, check_data, require_columns
 from kpictl.engine.interface import Engine, FactSet, TimeBound, cohort_sets
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
-from kpictl.spec.model import BaselineSpec, Defaults, KpiSpec, Spec, TableSpec, Threshold
+from kpictl.spec.model import (
+    LEVELS,
+    BaselineSpec,
+    Defaults,
+    KpiSpec,
+    Spec,
+    TableSpec,
+    Threshold,
+    most_severe,
+)
 from kpictl.sql.expr import compile_sql
 
-STATUSES = ("ok", "warning", "critical", "catastrophic")
+STATUSES = ("ok", *LEVELS)
 _ROW = "__kpictl_unit_row"
 INSUFFICIENT = "insufficient_data"
 UNAVAILABLE = "unavailable"  # a column a KPI depends on is missing from the data (datacheck)
@@ -1565,11 +1574,7 @@ def verdict(
     """(status, the threshold that fired) for one cell."""
     if insufficient or comparison is None or comparison.current is None:
         return INSUFFICIENT, None
-    fired: Threshold | None = None
-    for threshold in kpi.thresholds:
-        higher = fired is None or STATUSES.index(threshold.level) > STATUSES.index(fired.level)
-        if higher and _fires(kpi, threshold, comparison, significant):
-            fired = threshold
+    fired = most_severe(t for t in kpi.thresholds if _fires(kpi, t, comparison, significant))
     if fired is None:
         return "ok", None
     return fired.level, fired.text
@@ -1581,11 +1586,7 @@ def _fires(
     current = comparison.current
     if threshold.kind == "bound":
         assert current is not None
-        return (
-            current > threshold.amount
-            if threshold.operator == ">"
-            else (current < threshold.amount)
-        )
+        return threshold.beyond(current)
     if not significant:
         return False
     if threshold.kind == "relative":

@@ -61,7 +61,6 @@ from kpictl.scorecard.markdown import code_span, redactor
 from kpictl.scorecard.model import (
     CONDITION_DESIGNS,
     INSUFFICIENT,
-    LEVELS,
     NOT_JUDGED,
     ReportData,
     ReportOptions,
@@ -70,7 +69,7 @@ from kpictl.scorecard.model import (
     overall_rows,
 )
 from kpictl.scorecard.quality import data_quality, kpi_caveats
-from kpictl.spec.model import BaselineSpec, KpiSpec, Spec
+from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, most_severe
 from kpictl.sql.expr import compile_sql
 
 MAX_COHORT_VALUES = 12
@@ -100,13 +99,7 @@ def _bound_status(kpi: KpiSpec, value: float | None, n: int) -> tuple[str, str |
         return INSUFFICIENT, None
     if n < kpi.min_sample:
         return INSUFFICIENT, None
-    fired = None
-    for threshold in kpi.thresholds:
-        if threshold.kind != "bound":
-            continue
-        beyond = value > threshold.amount if threshold.operator == ">" else value < threshold.amount
-        if beyond and (fired is None or LEVELS.index(threshold.level) > LEVELS.index(fired.level)):
-            fired = threshold
+    fired = most_severe(t for t in kpi.thresholds if t.kind == "bound" and t.beyond(value))
     if fired is not None:
         return fired.level, fired.text
     if kpi.thresholds and all(t.kind == "bound" for t in kpi.thresholds):

@@ -34,10 +34,7 @@ from kpictl.render.output import (
     format_value,
 )
 from kpictl.review import ReviewScore
-from kpictl.spec.model import Defaults, Spec
-
-LEVELS = ("warning", "critical", "catastrophic")
-
+from kpictl.spec.model import LEVELS, Defaults, Spec, levels_at_or_above
 
 NOT_JUDGED = "not_judged"
 
@@ -180,7 +177,7 @@ class ReportResult:
         """KPIs whose tile status is at or above `level` (warning, critical, catastrophic)."""
         if level not in LEVELS:
             raise UsageError(f"--fail-on {level}: expected one of {', '.join(LEVELS)}")
-        wanted = LEVELS[LEVELS.index(level) :]
+        wanted = levels_at_or_above(level)
         return [t.kpi for t in self.tiles if t.status in wanted]
 
 

@@ -74,7 +74,6 @@ from kpictl.scorecard.markdown import (
 )
 from kpictl.scorecard.model import (
     INSUFFICIENT,
-    LEVELS,
     NOT_JUDGED,
     ReportData,
     Tile,
@@ -83,7 +82,7 @@ from kpictl.scorecard.model import (
     trend_series,
 )
 from kpictl.scorecard.roi import section_roi, section_worth_it
-from kpictl.spec.model import LAYERS, KpiSpec
+from kpictl.spec.model import LAYERS, LEVELS, KpiSpec
 
 
 def _kpi_name(tile: Tile) -> str:

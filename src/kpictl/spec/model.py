@@ -9,7 +9,7 @@ import datetime as dt
 import math
 import re
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ FORMATS = ("percent", "usd", "duration", "ms", "number", "count")
 DIRECTIONS = ("higher", "lower")
 GRAINS = ("hour", "day", "week", "month")
 CORRECTIONS = ("holm", "bh", "none")
-LEVELS = ("warning", "critical", "catastrophic")
+LEVELS = ("warning", "critical", "catastrophic")  # threshold levels, least to most severe
 
 TOP_KEYS = (
     "version",
@@ -221,6 +221,25 @@ class Threshold:
     amount: float  # in the KPI's unit (pp → proportion units; relative → fraction)
     operator: str | None = None  # ">" or "<" for bounds
     text: str = ""
+
+    @property
+    def severity(self) -> int:
+        """The level's rank in LEVELS (0: warning)."""
+        return LEVELS.index(self.level)
+
+    def beyond(self, value: float) -> bool:
+        """A bound's test: the value is beyond it (`> 1%`: above 0.01; `< 90%`: below 0.9)."""
+        return value > self.amount if self.operator == ">" else value < self.amount
+
+
+def levels_at_or_above(level: str) -> tuple[str, ...]:
+    """The threshold levels from `level` up: what `--fail-on LEVEL` fails on."""
+    return LEVELS[LEVELS.index(level) :]
+
+
+def most_severe(thresholds: Iterable[Threshold]) -> Threshold | None:
+    """The most severe of `thresholds` (the first of equals), or None: the one that fires."""
+    return max(thresholds, key=lambda t: t.severity, default=None)
 
 
 @dataclass(frozen=True)
