@@ -593,3 +593,42 @@ def test_report_project_bad_volume_is_a_usage_error() -> None:
         "or conversations per period such as 50000/month (per hour, day, week or month), "
         "above 0\n"
     )
+
+
+def test_a_sources_rows_are_read_alike_by_compute_and_costs(shipped_spec: Spec) -> None:
+    """One definition of a source's rows (engine.compute.source_rows: the rows up to as-of and
+    those without a time): at an as-of inside the data, the costs of each conversation that
+    project and report sum equal compute's rollup (llm_cost, tool_cost, human_minutes) and
+    DuckDB's sums over the rows with ts <= as-of."""
+    from kpictl.engine.compute import facts
+    from kpictl.engine.costs import conversation_costs
+
+    sources = load_sources(shipped_spec)
+    as_of = dt.datetime(2026, 10, 15, 12, tzinfo=dt.UTC)
+    window = resolve_window(shipped_spec, sources, ComputeOptions(as_of=as_of))
+    rollup = facts(shipped_spec, sources, as_of=as_of).sort("conversation_id")
+    keys = rollup.select("conversation_id")
+    costs = conversation_costs(shipped_spec, Slice("all", sources, window), keys)
+    costs = costs.sort("conversation_id")
+    for column in ("llm_cost", "tool_cost", "human_minutes"):
+        np.testing.assert_allclose(costs[column], rollup[column].cast(pl.Float64), rtol=1e-12)
+    con = duckdb.connect()
+    for name in ("events", "tool_calls"):
+        con.register(name, ArrowStream(sources[name].collect()))
+    rows = con.execute(
+        """
+        SELECT conversation_id,
+               COALESCE((SELECT SUM(cost_usd) FROM events e WHERE e.conversation_id = k.id
+                         AND (e.ts IS NULL OR e.ts <= $as_of)), 0) AS llm_cost,
+               COALESCE((SELECT SUM(cost_usd) FROM tool_calls t WHERE t.conversation_id = k.id
+                         AND (t.ts IS NULL OR t.ts <= $as_of)), 0) AS tool_cost
+        FROM (SELECT DISTINCT conversation_id, conversation_id AS id FROM events
+              WHERE ts <= $as_of) k ORDER BY conversation_id
+        """,
+        {"as_of": as_of},
+    ).fetchall()
+    assert [r[0] for r in rows] == costs["conversation_id"].to_list()
+    np.testing.assert_allclose(costs["llm_cost"], [float(r[1]) for r in rows], rtol=1e-9)
+    np.testing.assert_allclose(costs["tool_cost"], [float(r[2]) for r in rows], rtol=1e-9)
+    later = pl.col("ts") > as_of
+    assert sources["events"].filter(later).select(pl.len()).collect().item() > 0
