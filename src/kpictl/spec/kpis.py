@@ -5,7 +5,7 @@ pass^k / pass@k, and formulas over other KPIs.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -100,38 +100,7 @@ def build_kpis(
         if not names_ok:
             continue
         over = body.get("over", default_table.name if default_table else None)
-        fmt = body.get("format", "number")
-        if fmt not in FORMATS:
-            problems.add(
-                at("format"),
-                f"{path}.format",
-                f"expected one of {', '.join(FORMATS)}, got "
-                f"{fmt!r}{did_you_mean(str(fmt), FORMATS)}",
-            )
-            fmt = "number"
-        direction = body.get("direction", "higher")
-        if direction not in DIRECTIONS:
-            problems.add(
-                at("direction"),
-                f"{path}.direction",
-                f"expected higher or lower, got {shown(direction)}",
-            )
-        layer = body.get("layer", defaults.layer)
-        if layer not in LAYERS:
-            problems.add(
-                at("layer"),
-                f"{path}.layer",
-                f"expected one of {', '.join(LAYERS)}, got "
-                f"{layer!r}{did_you_mean(str(layer), LAYERS)}",
-            )
-        min_sample = body.get("min_sample", defaults.min_sample)
-        if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
-            problems.add(
-                at("min_sample"),
-                f"{path}.min_sample",
-                f"expected a whole number ≥ 0, got {shown(min_sample)}",
-            )
-            min_sample = defaults.min_sample
+        fmt, direction, layer, min_sample = _presentation(problems, body, defaults, at, path)
         thresholds = _build_thresholds(problems, body, at("thresholds"), path, fmt, direction)
         label = _label(problems, body.get("label"), at("label"), f"{path}.label")
         if label is not None and label in labels:
@@ -166,24 +135,7 @@ def build_kpis(
             line=line,
             lines=dict(key_lines),
         )
-        for key in ("value", "numerator", "denominator", "formula", "where", "mature"):
-            value = body.get(key)
-            if key in body and (value is None or (isinstance(value, str) and not value.strip())):
-                problems.add(
-                    at(key), f"{path}.{key}", "is empty: write one SQL expression or remove the key"
-                )
-                kpi = _with_expression(kpi, key, None)
-            elif value is not None and (
-                isinstance(value, bool) or not isinstance(value, str | int | float)
-            ):
-                problems.add(
-                    at(key),
-                    f"{path}.{key}",
-                    f"expected one SQL expression (text), got {shown(value)}; {YAML_QUOTING_HINT}",
-                )
-                kpi = _with_expression(kpi, key, None)
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                kpi = _with_expression(kpi, key, str(value))
+        kpi = _expressions_as_text(problems, kpi, body, at, path)
         if kind == "formula":
             formula_lines[name] = at("formula")
             kpis[name] = kpi
@@ -206,67 +158,154 @@ def build_kpis(
                 f"{did_you_mean(str(over), tables)}; tables: {', '.join(tables)}",
             )
             continue
-        over = str(over)  # a table name (checked above)
-        scope = {**column_types[over], **extras}
-        agg = ExpressionShape.AGGREGATE
-        for key in ("value", "numerator", "denominator"):
-            sql = getattr(kpi, key)
-            if problems.uses_broken(sql, over):
-                continue
-            check_sql(
-                problems,
-                at(key),
-                f"{path}.{key}",
-                sql,
-                scope,
-                shape=agg,
-                dtype=(
-                    pl.Float64,
-                    pl.Float32,
-                    pl.Int64,
-                    pl.Int32,
-                    pl.UInt32,
-                    pl.UInt64,
-                    pl.Boolean,
-                    pl.Duration,
-                ),
-                what=f"`{key}`",
-            )
-        for key in ("where", "mature"):
-            if problems.uses_broken(getattr(kpi, key), over):
-                continue
-            check_sql(
-                problems,
-                at(key),
-                f"{path}.{key}",
-                getattr(kpi, key),
-                scope,
-                shape=ExpressionShape.ROW,
-                dtype=pl.Boolean,
-                what=f"`{key}`",
-            )
-        for key in ("breakdown", "cluster"):
-            column = getattr(kpi, key)
-            if (
-                column is not None
-                and column not in column_types[over]
-                and column not in (problems.broken.get(over, set()))
-            ):
-                problems.add(
-                    at(key),
-                    f"{path}.{key}",
-                    f"no column {column!r} in table {over!r}"
-                    f"{did_you_mean(str(column), column_types[over])}",
-                )
-        if kpi.breakdown is not None and kind != "ratio":
-            problems.add(
-                at("breakdown"),
-                f"{path}.breakdown",
-                "a breakdown splits a numerator: it needs `numerator` + `denominator`",
-            )
+        _check_against_table(problems, kpi, str(over), column_types, extras, at, path)
         kpis[name] = kpi
     _check_formulas(problems, kpis, formula_lines, declared=set(node))
     return kpis
+
+
+def _presentation(
+    problems: Problems,
+    body: Mapping[str, Any],
+    defaults: Defaults,
+    at: Callable[[str], int | None],
+    path: str,
+) -> tuple[str, str, str, int]:
+    """A KPI's format, direction, layer and min_sample, each checked (a bad one: reported,
+    then the default)."""
+    fmt = body.get("format", "number")
+    if fmt not in FORMATS:
+        problems.add(
+            at("format"),
+            f"{path}.format",
+            f"expected one of {', '.join(FORMATS)}, got {fmt!r}{did_you_mean(str(fmt), FORMATS)}",
+        )
+        fmt = "number"
+    direction = body.get("direction", "higher")
+    if direction not in DIRECTIONS:
+        problems.add(
+            at("direction"),
+            f"{path}.direction",
+            f"expected higher or lower, got {shown(direction)}",
+        )
+    layer = body.get("layer", defaults.layer)
+    if layer not in LAYERS:
+        problems.add(
+            at("layer"),
+            f"{path}.layer",
+            f"expected one of {', '.join(LAYERS)}, got {layer!r}{did_you_mean(str(layer), LAYERS)}",
+        )
+    min_sample = body.get("min_sample", defaults.min_sample)
+    if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 0:
+        problems.add(
+            at("min_sample"),
+            f"{path}.min_sample",
+            f"expected a whole number ≥ 0, got {shown(min_sample)}",
+        )
+        min_sample = defaults.min_sample
+    return str(fmt), str(direction), str(layer), min_sample
+
+
+def _expressions_as_text(
+    problems: Problems,
+    kpi: KpiSpec,
+    body: Mapping[str, Any],
+    at: Callable[[str], int | None],
+    path: str,
+) -> KpiSpec:
+    """The KPI with each SQL key as text: an empty or non-text one reported (and dropped), a
+    bare number written as text."""
+    for key in ("value", "numerator", "denominator", "formula", "where", "mature"):
+        value = body.get(key)
+        if key in body and (value is None or (isinstance(value, str) and not value.strip())):
+            problems.add(
+                at(key), f"{path}.{key}", "is empty: write one SQL expression or remove the key"
+            )
+            kpi = _with_expression(kpi, key, None)
+        elif value is not None and (
+            isinstance(value, bool) or not isinstance(value, str | int | float)
+        ):
+            problems.add(
+                at(key),
+                f"{path}.{key}",
+                f"expected one SQL expression (text), got {shown(value)}; {YAML_QUOTING_HINT}",
+            )
+            kpi = _with_expression(kpi, key, None)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            kpi = _with_expression(kpi, key, str(value))
+    return kpi
+
+
+def _check_against_table(
+    problems: Problems,
+    kpi: KpiSpec,
+    over: str,
+    column_types: Mapping[str, dict[str, pl.DataType]],
+    extras: Mapping[str, pl.DataType],
+    at: Callable[[str], int | None],
+    path: str,
+) -> None:
+    """A KPI's expressions and columns checked against its table: aggregates for value,
+    numerator and denominator, row conditions for where and mature, columns for breakdown
+    and cluster; a breakdown needs a ratio."""
+    kind = kpi.kind
+    scope = {**column_types[over], **extras}
+    agg = ExpressionShape.AGGREGATE
+    for key in ("value", "numerator", "denominator"):
+        sql = getattr(kpi, key)
+        if problems.uses_broken(sql, over):
+            continue
+        check_sql(
+            problems,
+            at(key),
+            f"{path}.{key}",
+            sql,
+            scope,
+            shape=agg,
+            dtype=(
+                pl.Float64,
+                pl.Float32,
+                pl.Int64,
+                pl.Int32,
+                pl.UInt32,
+                pl.UInt64,
+                pl.Boolean,
+                pl.Duration,
+            ),
+            what=f"`{key}`",
+        )
+    for key in ("where", "mature"):
+        if problems.uses_broken(getattr(kpi, key), over):
+            continue
+        check_sql(
+            problems,
+            at(key),
+            f"{path}.{key}",
+            getattr(kpi, key),
+            scope,
+            shape=ExpressionShape.ROW,
+            dtype=pl.Boolean,
+            what=f"`{key}`",
+        )
+    for key in ("breakdown", "cluster"):
+        column = getattr(kpi, key)
+        if (
+            column is not None
+            and column not in column_types[over]
+            and column not in (problems.broken.get(over, set()))
+        ):
+            problems.add(
+                at(key),
+                f"{path}.{key}",
+                f"no column {column!r} in table {over!r}"
+                f"{did_you_mean(str(column), column_types[over])}",
+            )
+    if kpi.breakdown is not None and kind != "ratio":
+        problems.add(
+            at("breakdown"),
+            f"{path}.breakdown",
+            "a breakdown splits a numerator: it needs `numerator` + `denominator`",
+        )
 
 
 def _build_pass_k(
