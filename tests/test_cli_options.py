@@ -341,3 +341,40 @@ def test_where_filters_the_tables_with_its_columns_and_says_so(logs: Path) -> No
     # a column no KPI table has is still an error
     code, _, err = run("compute", *data_args(logs), "--where", "nope = 1")
     assert code == 2 and err.startswith("kpictl: error: --where (on table ")
+
+
+def test_report_takes_kpi_like_compute_and_compare(logs: Path) -> None:
+    code, out, err = run("report", *data_args(logs), "--kpi", "escalation_rate")
+    assert code == 0, err
+    rate = duckdb.sql(
+        f"""
+        SELECT AVG(CAST(e AS DOUBLE)) FROM (
+            SELECT conversation_id, ANY_VALUE(arm) AS arm,
+                   COUNT(*) FILTER (WHERE event = 'escalation') > 0 AS e
+            FROM '{logs}/events/*.parquet' GROUP BY 1)
+        WHERE arm = 'treatment'
+        """
+    ).fetchall()[0][0]
+    assert f"| Handed to a human | {rate * 100:.2f}\u00a0% |" in out  # a non-breaking space
+    assert "Task completion" not in out and "Tool calls that worked" not in out
+    code, out, err = run("report", *data_args(logs), "--kpi", "escalaton_rate")
+    assert (code, out) == (2, "")
+    assert err.startswith("kpictl: error: --kpi escalaton_rate: no such KPI (did you mean ")
+
+
+def test_check_validate_and_schema_take_output(tmp_path: Path, logs: Path) -> None:
+    code, out, _ = run("schema", "-o", str(tmp_path / "schema.json"))
+    assert (code, out) == (0, "")
+    assert (tmp_path / "schema.json").read_text() == (ROOT / "kpictl.schema.json").read_text()
+    code, out, _ = run("validate", "-c", str(SPEC), "-f", "json", "-o", str(tmp_path / "v.json"))
+    assert (code, out) == (0, "") and json.loads((tmp_path / "v.json").read_text())["valid"]
+    code, shown, _ = run("check", *data_args(logs), "-f", "json")
+    code_file, out, _ = run("check", *data_args(logs), "-f", "json", "-o", str(tmp_path / "c.json"))
+    assert (code_file, out) == (code, "")
+    assert (tmp_path / "c.json").read_text() == shown
+    code, _, err = run("validate", "-c", str(SPEC), "-o", str(SPEC))
+    assert (
+        code == 2
+        and err
+        == f"kpictl: error: --output {SPEC}: is an input of this run; write somewhere else\n"
+    )

@@ -428,6 +428,21 @@ def _bound(text: str | None, option: str) -> TimeBound | None:
         ) from exc
 
 
+def _only_kpis(spec: Spec, names: list[str] | None) -> Spec:
+    """The spec with only the KPIs of `--kpi` (and the KPIs their formulas use)."""
+    if not names:
+        return spec
+    from kpictl.engine.compute import selected_kpis
+
+    kept, _ = selected_kpis(spec, names)
+    wanted = {k.name for k in kept}
+    return replace(
+        spec,
+        kpis={n: k for n, k in spec.kpis.items() if n in wanted},
+        fairness=tuple(f for f in spec.fairness if f.kpi in wanted),
+    )
+
+
 def _load(config: Path, params: list[str] | None, paths: list[str] | None = None) -> Spec:
     """The spec of `-c`; with log paths and no kpi_definitions.yaml here, the shipped
     scorecard for chat transcripts or OTLP traces (told from the files' content)."""
@@ -621,6 +636,22 @@ def _emit(
             render(Console(file=handle, width=240, no_color=True, force_terminal=False))
 
     write_atomically(output, write, inputs)
+
+
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+]
+
+
+def _write_text(output: Path | None, text: str, inputs: Sequence[str | Path] = ()) -> None:
+    """`text` to stdout, or to `output` through `write_atomically` (an input refused)."""
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from kpictl.render.output import write_atomically
+
+    write_atomically(output, lambda path: path.write_text(text, encoding="utf-8"), inputs)
 
 
 def _inputs(config: Path, *sources: Sources | None) -> list[str | Path]:
@@ -1046,6 +1077,12 @@ def report(
             help="Exit 3 when any KPI is at or above this level (the report is written first).",
         ),
     ] = None,
+    kpi: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kpi", help="Only this KPI (and a formula's inputs) in the scorecard. Repeatable."
+        ),
+    ] = None,
     param: ParamOption = None,
     output: Annotated[
         Path | None,
@@ -1073,7 +1110,7 @@ def report(
     from kpictl.scorecard.report import ReportOptions, run_report
 
     cohorts = _cohorts(by, cross)
-    spec = _load(config, param, paths)
+    spec = _only_kpis(_load(config, param, paths), kpi)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
@@ -1249,6 +1286,7 @@ def validate(
             "counts, and every problem with file, line, path and message).",
         ),
     ] = CheckFormat.table,
+    output: OutputOption = None,
 ) -> None:
     """Check the KPI spec without reading any data; report every problem at once (exit 1).
 
@@ -1271,9 +1309,8 @@ def validate(
             {"file": p.file, "line": p.line, "path": p.path, "message": p.message}
             for p in exc.problems
         ]
-        typer.echo(
-            json.dumps({"spec": str(config), "valid": False, "problems": problems}, indent=2)
-        )
+        document = {"spec": str(config), "valid": False, "problems": problems}
+        _write_text(output, json.dumps(document, indent=2) + "\n", [config])
         count = len(problems)
         _stderr(f"kpictl: error: {count} problem{'s' if count != 1 else ''} in the KPI spec")
         raise typer.Exit(int(exc.exit_code)) from None
@@ -1285,22 +1322,24 @@ def validate(
     }
     if output_format is CheckFormat.json:
         document = {"spec": str(config), "valid": True, **counts, "problems": []}
-        typer.echo(json.dumps(document, indent=2))
+        _write_text(output, json.dumps(document, indent=2) + "\n", [config])
         return
-    typer.echo(
+    _write_text(
+        output,
         f"{config}: ok — {len(spec.kpis)} KPIs, {len(spec.tables)} tables, "
-        f"{len(spec.sources)} sources, {len(spec.baselines)} baselines"
+        f"{len(spec.sources)} sources, {len(spec.baselines)} baselines\n",
+        [config],
     )
 
 
 @app.command(short_help="Print a JSON Schema of the spec file, for editors.")
-def schema() -> None:
+def schema(output: OutputOption = None) -> None:
     """Print a JSON Schema (draft 2020-12) of the spec file, for editors (kpictl.schema.json)."""
     import json
 
     from kpictl.spec import spec_json_schema
 
-    typer.echo(json.dumps(spec_json_schema(), indent=2, ensure_ascii=False))
+    _write_text(output, json.dumps(spec_json_schema(), indent=2, ensure_ascii=False) + "\n")
 
 
 @app.command(short_help="Check that the data fits the spec (exit 2 when it does not).")
@@ -1312,6 +1351,7 @@ def check(
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="table (text) or json.")
     ] = CheckFormat.table,
+    output: OutputOption = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
 ) -> None:
@@ -1334,7 +1374,7 @@ def check(
         report = check_sources(spec, sources)
     _report_inputs(sources)
     text = check_to_json(report) if output_format is CheckFormat.json else check_to_text(report)
-    typer.echo(text, nl=False)
+    _write_text(output, text, _inputs(config, sources))
     flagged = report.flagged
     if flagged:
         _stderr(
