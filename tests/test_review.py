@@ -628,3 +628,38 @@ def test_equal_allocation_from_the_cli(logs: Path, tmp_path: Path) -> None:
     assert drawn["len"].to_list() == expected
     assert set(sample["allocation"]) == {"equal"}
     assert "kpictl: note: equal allocation: 40 of 300 conversations in " in err
+
+
+def test_transcripts_hold_only_messages_up_to_as_of(logs: Path) -> None:
+    """The transcript is read from the events as compute reads them (engine source_rows): at
+    an as-of inside the data, each drawn conversation shows its first messages up to as-of,
+    never a later one (counted by hand from the Parquet rows)."""
+    import kpictl
+
+    spec = kpictl.load_spec(SPEC)
+    sources = kpictl.load_sources(
+        spec, {"events": [str(logs / "events")], "tool_calls": [str(logs / "tool_calls")]}
+    )
+    events = pl.read_parquet(logs / "events" / "*.parquet")
+    as_of = events["ts"].sort()[events.height // 2]
+    options = kpictl.SampleOptions(size=40, seed=5, messages=50, as_of=as_of)
+    drawn = kpictl.draw_review_sample(spec, sources, options).frame
+    counts = dict(
+        events.filter(
+            (pl.col("event") == "message") & pl.col("text").is_not_null() & (pl.col("ts") <= as_of)
+        )
+        .group_by("conversation_id")
+        .len()
+        .iter_rows()
+    )
+    later = dict(
+        events.filter((pl.col("event") == "message") & (pl.col("ts") > as_of))
+        .group_by("conversation_id")
+        .len()
+        .iter_rows()
+    )
+    shown = {r["conversation_id"]: r["transcript"] for r in drawn.iter_rows(named=True)}
+    assert any(later.get(c, 0) for c in shown)  # some drawn conversation goes on after as-of
+    for conversation, transcript in shown.items():
+        lines = transcript.splitlines() if transcript else []
+        assert len(lines) == counts.get(conversation, 0), conversation

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from kpictl import stats
-from kpictl.engine.compute import ComputeOptions, build_facts, resolve_window
+from kpictl.engine.compute import ComputeOptions, Window, build_facts, resolve_window, source_rows
 from kpictl.engine.interface import TimeBound
 from kpictl.errors import InputDataError, UsageError, did_you_mean
 from kpictl.io.read import Sources
@@ -168,11 +168,11 @@ def _stratum_labels(facts: pl.DataFrame, by: Sequence[str]) -> pl.Expr:
 
 
 def _transcripts(
-    sources: Sources, key: str, ids: Sequence[str], messages: int, as_of: dt.datetime
+    sources: Sources, key: str, ids: Sequence[str], messages: int, window: Window
 ) -> tuple[dict[str, str], str | None]:
     if "events" not in sources:
         return {}, "no `events` source: transcripts are empty"
-    rows = sources["events"]
+    rows = source_rows(sources, "events", window)  # up to as-of, as compute reads them
     schema = rows.collect_schema()
     if "text" not in schema or key not in schema:
         return {}, f"the events have no `text` (or `{key}`) column: transcripts are empty"
@@ -181,7 +181,6 @@ def _transcripts(
         rows = rows.filter(pl.col("event") == "message")
     order = [key]
     if "ts" in schema:
-        rows = rows.filter(pl.col("ts").is_null() | (pl.col("ts") <= as_of))
         order.append("ts")
     role = pl.col("role").cast(pl.String).fill_null("?") if "role" in schema else pl.lit("?")
     lines = (
@@ -249,7 +248,7 @@ def draw_review_sample(spec: Spec, sources: Sources, options: SampleOptions) -> 
         start += size
     sample = frame[chosen].join(strata, on="stratum", how="left", maintain_order="left")
     ids = sample.get_column(ID).to_list()
-    texts, note = _transcripts(sources, key, ids, options.messages, window.as_of)
+    texts, note = _transcripts(sources, key, ids, options.messages, window)
     sample = sample.with_columns(
         pl.lit(window.as_of.isoformat()).alias("sampled_at"),
         pl.lit(options.allocation).alias("allocation"),
