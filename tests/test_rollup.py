@@ -7,7 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpictl.engine.rollup import ShiftWindow, shifted_in_partition, split_shift_window
+from kpictl.engine.rollup import (
+    ShiftWindow,
+    compile_entry,
+    shifted_in_partition,
+    split_shift_window,
+)
 from kpictl.sql.expr import compile_sql
 
 
@@ -22,7 +27,13 @@ from kpictl.sql.expr import compile_sql
             "lag(COALESCE(a, b), 2) over (partition by u order by t asc nulls last)",
             ShiftWindow("COALESCE(a, b)", -2, ("u",), "t"),
         ),
-        ("LEAD(f(a, 2)) OVER (PARTITION BY u ORDER BY t)", ShiftWindow("f(a, 2)", 1, ("u",), "t")),
+        # the argument is polars SQL generated from the tree (function names upper-cased)
+        ("LEAD(f(a, 2)) OVER (PARTITION BY u ORDER BY t)", ShiftWindow("F(a, 2)", 1, ("u",), "t")),
+        # split from the tree, not the text: line breaks and a parenthesised argument
+        (
+            "LAG(\n  (v * 10),\n  2\n) OVER (\n  PARTITION BY a,\n b\n  ORDER BY t\n)",
+            ShiftWindow("(v * 10)", -2, ("a", "b"), "t"),
+        ),
         # left as written: a default value, DESC, NULLS FIRST, two ORDER BY columns, no
         # partition, an expression around the window
         ("LEAD(x, 1, 0) OVER (PARTITION BY u ORDER BY t)", None),
@@ -32,6 +43,7 @@ from kpictl.sql.expr import compile_sql
         ("LEAD(x) OVER (ORDER BY t)", None),
         ("LEAD(a) + LEAD(b) OVER (PARTITION BY u ORDER BY t)", None),
         ("LEAD(x) OVER (PARTITION BY u ORDER BY t) + 1", None),
+        ("LEAD(x) OVER (PARTITION BY LOWER(u) ORDER BY t)", None),  # a partition not a column
     ],
 )
 def test_split_shift_window(sql: str, expected: ShiftWindow | None) -> None:
@@ -117,3 +129,45 @@ def test_shift_window_with_colliding_partition_hashes(monkeypatch: pytest.Monkey
     monkeypatch.setattr(rollup, "shifted_in_partition", spy)
     assert rollup.shifted_in_partition(frame, window).to_list() == expected
     assert calls == [False, True]  # the collision was seen and the exact sort ran
+
+
+def test_a_multi_line_condition_is_split_into_its_and_terms_for_the_prefilter() -> None:
+    """The text scanner split a condition only at ' AND ' with spaces: a line break before AND
+    left one term reading the earlier entry resolved_at, so no row prefilter. The tree splits
+    it like the one-line form."""
+    one_line = "COUNT(*) FILTER (WHERE event = 'reopen' AND ts > resolved_at)"
+    multi_line = "COUNT(*) FILTER (WHERE event = 'reopen'\n  AND ts > resolved_at)"
+    entries = [
+        compile_entry(sql, dependent_names={"resolved_at"}, time_column="ts")
+        for sql in (one_line, multi_line)
+    ]
+    assert entries[1].prefilter is not None
+    assert entries[0].prefilter is not None
+    assert entries[1].prefilter.meta.eq(entries[0].prefilter)
+    assert entries[1].expr.meta.eq(entries[0].expr)
+    # the prefilter keeps exactly the reopen rows, and the entry counts what FILTER counts
+    frame = pl.DataFrame(
+        {
+            "g": [1, 1, 1, 2, 2],
+            "event": ["reopen", "message", "reopen", "reopen", "message"],
+            "ts": [5, 6, 1, 9, 9],
+            "resolved_at": [2, 2, 2, 3, 3],
+        }
+    )
+    kept = frame.filter(entries[1].prefilter)
+    assert kept.get_column("event").to_list() == ["reopen"] * 3
+    counted = kept.group_by("g").agg(entries[1].expr.alias("n")).sort("g")
+    assert counted.get_column("n").to_list() == [1, 1]  # g1: ts 5 > 2 (not 1); g2: 9 > 3
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COUNT(DISTINCT ticket) FILTER (WHERE ok)",
+        "MEDIAN(x) FILTER (WHERE ok)",
+        "SUM(x) FILTER (WHERE ok) > y",
+    ],
+)
+def test_entries_left_as_written(sql: str) -> None:
+    entry = compile_entry(sql, dependent_names=(), time_column="ts")
+    assert entry.expr.meta.eq(compile_sql(sql))

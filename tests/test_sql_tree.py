@@ -16,14 +16,22 @@ from kpictl.sql.tree import (
     AggregateKind,
     ExpressionProblem,
     Window,
+    WindowOrder,
+    additive_reason,
     aggregate,
     aggregate_kind,
     compared_aggregate,
+    compared_literals,
     conjuncts,
+    counts_rows,
     filter_condition,
     is_aggregate,
+    is_row_level,
     names,
     parse,
+    picked_column,
+    ratio_parts,
+    summed_columns,
     uses_row_order,
     window,
 )
@@ -281,18 +289,39 @@ def test_conjuncts(sql: str, expected: tuple[str, ...]) -> None:
                 1,
                 False,
                 ("user_id", "intent"),
-                (("started_at", False, False),),
+                ("user_id", "intent"),
+                (WindowOrder("started_at", "started_at", False, False),),
             ),
         ),
         (
             "lag(COALESCE(a, b), 2) over (partition by u order by t asc nulls last)",
-            Window("LAG", "COALESCE(a, b)", 2, False, ("u",), (("t", False, False),)),
+            Window(
+                "LAG",
+                "COALESCE(a, b)",
+                2,
+                False,
+                ("u",),
+                ("u",),
+                (WindowOrder("t", "t", False, False),),
+            ),
         ),
         (
             "LEAD(x, 1, 0) OVER (PARTITION BY u ORDER BY t DESC NULLS FIRST)",
-            Window("LEAD", "x", 1, True, ("u",), (("t", True, True),)),
+            Window("LEAD", "x", 1, True, ("u",), ("u",), (WindowOrder("t", "t", True, True),)),
         ),
-        ("MAX(x) OVER (PARTITION BY u)", Window("MAX", "x", None, False, ("u",), ())),
+        (
+            "LEAD(x) OVER (PARTITION BY LOWER(u) ORDER BY t + 1)",
+            Window(
+                "LEAD",
+                "x",
+                1,
+                False,
+                ("LOWER(u)",),
+                None,
+                (WindowOrder("t + 1", None, False, False),),
+            ),
+        ),
+        ("MAX(x) OVER (PARTITION BY u)", Window("MAX", "x", None, False, ("u",), ("u",), ())),
         ("LEAD(x) OVER (PARTITION BY u ORDER BY t) + 1", None),
         ("x", None),
     ],
@@ -336,3 +365,121 @@ def test_forbidden_constructs(sql: str, message: str) -> None:
 @pytest.mark.parametrize("sql", ["x = 'a;b'", "x = 'now()'", "x = '{{ y }}'", "now_ok = 1"])
 def test_the_same_text_in_a_string_or_a_longer_name_is_allowed(sql: str) -> None:
     assert parse(sql).polars_sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("COUNT(*)", None),
+        ("COUNT(*) FILTER (WHERE escalated)", None),
+        ("TOTAL(cost_usd) FILTER (WHERE completed)", None),
+        ("2 * SUM(tokens) - COUNT(tokens)", None),
+        ("-TOTAL(cost_usd) / 2", None),
+        ("CAST(COUNT(*) AS INTEGER)", None),  # a count stays a whole number
+        ("SUM(x)::DOUBLE", None),
+        # the bug class the text scanners had: DISTINCT is not a per-unit sum however written
+        ("COUNT(DISTINCT ticket)", "COUNT(DISTINCT …) is not a per-unit sum"),
+        ("count(distinct ticket) filter (where ok)", "COUNT(DISTINCT …) is not a per-unit sum"),
+        ("CAST(COUNT(DISTINCT ticket) AS DOUBLE)", "COUNT(DISTINCT …) is not a per-unit sum"),
+        ("COUNT(*) + COUNT(DISTINCT t)", "COUNT(DISTINCT …) is not a per-unit sum"),
+        ("SUM(DISTINCT x)", "… DISTINCT … inside SUM/COUNT is not a per-unit sum"),
+        ("SUM(x - AVG(x))", "AVG(…) inside SUM/COUNT is not a per-unit sum"),
+        ("SUM(x) + 1", "a constant is not a per-unit sum"),
+        ("CAST(SUM(x) AS INTEGER)", "a cast of a sum to an integer is not a per-unit sum"),
+        ("MAX(x)", "MAX(…) is not a per-unit sum"),
+        ("SUM(x) - MAX(y)", "MAX(…) is not a per-unit sum"),
+        ("SUM(x) / COUNT(*)", "the aggregate SUM(…) is not a per-unit sum"),
+        ("x + 1", "this expression is not a per-unit sum"),
+    ],
+)
+def test_additive_reason(sql: str, reason: str | None) -> None:
+    assert additive_reason(sql) == reason
+
+
+def test_a_per_unit_sum_adds_up_and_count_distinct_does_not() -> None:
+    """What additive means, by hand: summing the per-unit values over units gives the whole."""
+    frame = pl.DataFrame(
+        {"u": [1, 1, 2, 2, 2], "t": ["a", "b", "a", "a", "c"], "x": [1, 2, 3, 4, 5]}
+    )
+    for sql in ("COUNT(*)", "2 * SUM(x) - COUNT(x)", "COUNT(DISTINCT t)"):
+        units = frame.group_by("u").agg(pl.sql_expr(sql).alias("v")).get_column("v").sum()
+        whole = frame.select(pl.sql_expr(sql)).item()
+        assert (units == whole) is (additive_reason(sql) is None), sql
+    # COUNT(DISTINCT t): units 2 + 2 = 4 distinct values, the whole has 3
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("COUNT(*)", True),
+        ("COUNT(*) FILTER (WHERE ok)", True),
+        ("CAST(COUNT(*) AS DOUBLE)", True),
+        ("COUNT(x)", False),
+        ("SUM(x)", False),
+        ("COUNT(DISTINCT x)", False),
+    ],
+)
+def test_counts_rows(sql: str, expected: bool) -> None:
+    assert counts_rows(sql) is expected
+
+
+def test_ratio_parts_and_row_level() -> None:
+    assert ratio_parts("SUM(cost_usd) / COUNT(*) FILTER (WHERE completed)") == (
+        "SUM(cost_usd)",
+        "COUNT(*) FILTER(WHERE completed)",
+    )
+    assert ratio_parts("(a + b) / 2") == ("(a + b)", "2")
+    assert ratio_parts("a / b + 1") is None
+    assert is_row_level("CASE WHEN ok THEN x END")
+    assert not is_row_level("x - AVG(x)")
+    assert not is_row_level("LEAD(x) OVER (PARTITION BY u ORDER BY t)")
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("event = 'message' AND role = 'agent'", (("event", "message"), ("role", "agent"))),
+        ("'resolution' = event", (("event", "resolution"),)),
+        ("status <> 'ok' OR status = 'ok'", (("status", "ok"),)),
+        ("role IN ('agent', 'bot')", (("role", "agent"), ("role", "bot"))),
+        ("role NOT IN ('agent')", (("role", "agent"),)),
+        ("x = 'it''s'", (("x", "it's"),)),
+        ("COUNT(*) FILTER (WHERE event = 'reopen'\n AND x > 1)", (("event", "reopen"),)),
+        ("LOWER(event) = 'x'", ()),  # not a bare column
+        ("event = other_column", ()),
+        ("a ((", ()),  # does not parse: nothing compared
+    ],
+)
+def test_compared_literals(sql: str, expected: tuple[tuple[str, str], ...]) -> None:
+    assert compared_literals(sql) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("TOTAL(input_tokens) + TOTAL(output_tokens)", ("input_tokens", "output_tokens")),
+        ("SUM(units) FILTER (WHERE big > 0)", ("units",)),  # the FILTER is a condition
+        ("AVG(CASE WHEN flag THEN cost ELSE 0 END)", ("cost",)),  # so is a CASE's WHEN
+        ("COUNT(DISTINCT ticket)", ()),
+        ("MAX(x) + MIN(y)", ()),
+        ("a ((", ()),
+    ],
+)
+def test_summed_columns(sql: str, expected: tuple[str, ...]) -> None:
+    assert summed_columns(sql) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("FIRST(escalation_reason) FILTER (WHERE event = 'escalation')", "escalation_reason"),
+        ("LAST(channel)", "channel"),
+        ("MIN(ts)", "ts"),
+        ("MAX(x) FILTER (WHERE a)", "x"),
+        ("MIN(a + b)", None),
+        ("COUNT(*)", None),
+        ("SUM(x)", None),
+    ],
+)
+def test_picked_column(sql: str, expected: str | None) -> None:
+    assert picked_column(sql) == expected

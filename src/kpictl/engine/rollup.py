@@ -21,34 +21,38 @@ written.
 A derive entry `LEAD|LAG(arg[, n]) OVER (PARTITION BY a, b ORDER BY t [ASC])` is split into its
 parts (`split_shift_window`) so the engine can run it as one sort and a shift compared with
 the neighbouring row's partition (3x faster than polars' `shift().over(order_by=…)`).
+
+Every part (function, argument, FILTER condition, comparison, AND terms, window) is read from
+the expression's parsed tree (`kpictl.sql.tree`), and each rewrite is polars SQL generated from
+that tree: no SQL text is scanned here.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from kpictl.sql.expr import compile_sql, referenced_names
+from kpictl.sql.expr import compile_sql
+from kpictl.sql.tree import (
+    AggregateKind,
+    compared_aggregate,
+    conjuncts,
+    names,
+    uses_row_order,
+    window,
+)
 
-_HEAD = re.compile(r"^\s*([A-Za-z_]+)\s*\(", re.DOTALL)
-_FILTER = re.compile(r"^\s*FILTER\s*\(", re.IGNORECASE)
-_WHERE = re.compile(r"^\s*WHERE\s+(.*)$", re.IGNORECASE | re.DOTALL)
-_TAIL = re.compile(r"^(>=|<=|<>|!=|>|<|=)\s*(-?[0-9.]+|'[^']*'|TRUE|FALSE)$", re.IGNORECASE)
-_CASE_AGGREGATES = ("MIN", "MAX", "SUM", "TOTAL", "AVG", "COUNT")
-_ORDERED = ("FIRST", "LAST")
-
-
-@dataclass(frozen=True)
-class FilteredAggregate:
-    """`FN(arg) FILTER (WHERE cond) tail`, split into its parts."""
-
-    function: str
-    argument: str
-    condition: str
-    tail: str
+_CASE_AGGREGATES = (
+    AggregateKind.MIN,
+    AggregateKind.MAX,
+    AggregateKind.SUM,
+    AggregateKind.TOTAL,
+    AggregateKind.AVG,
+    AggregateKind.COUNT,
+    AggregateKind.COUNT_FILTER,
+)
 
 
 @dataclass(frozen=True)
@@ -63,62 +67,26 @@ class ShiftWindow:
     order: str
 
 
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_SHIFT_WINDOW = re.compile(
-    rf"^\s*(LEAD|LAG)\s*\((.+?)(?:,\s*([0-9]+)\s*)?\)\s*OVER\s*\(\s*PARTITION\s+BY\s+"
-    rf"({_IDENTIFIER}(?:\s*,\s*{_IDENTIFIER})*)\s+ORDER\s+BY\s+({_IDENTIFIER})(?:\s+ASC)?"
-    rf"(?:\s+NULLS\s+LAST)?\s*\)\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
 def split_shift_window(sql: str) -> ShiftWindow | None:
     """The parts of `LEAD|LAG(arg[, n]) OVER (PARTITION BY cols ORDER BY col [ASC])`; None for
     any other expression (a default value, DESC, NULLS FIRST, several ORDER BY columns…)."""
-    found = _SHIFT_WINDOW.match(sql)
-    if not found:
+    found = window(sql)
+    if (
+        found is None
+        or found.function not in ("LEAD", "LAG")
+        or found.argument is None
+        or found.offset is None
+        or found.has_default
+        or found.partition_columns is None
+        or not found.partition_columns
+        or len(found.order) != 1
+    ):
         return None
-    function, argument, offset, partition, order = found.groups()
-    if _closing("(" + argument + ")", 0) != len(argument) + 1 or _has_top_level_comma(argument):
-        return None  # cut at a parenthesis of its own, or a third argument (a default)
-    steps = int(offset) if offset is not None else 1
-    return ShiftWindow(
-        argument.strip(),
-        steps if function.upper() == "LEAD" else -steps,
-        tuple(p.strip() for p in partition.split(",")),
-        order,
-    )
-
-
-def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
-    """(index, character, parenthesis depth after it) of each character from `start` that
-    stands outside quoted text (quotes themselves left out)."""
-    depth, quote = 0, None
-    for index in range(start, len(text)):
-        char = text[index]
-        if quote:
-            quote = None if char == quote else quote
-            continue
-        if char in "'\"":
-            quote = char
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        yield index, char, depth
-
-
-def _top_level(text: str) -> list[bool]:
-    """For each character of `text`, whether it stands outside quotes and parentheses."""
-    flags = [False] * len(text)
-    for index, char, depth in _unquoted(text):
-        flags[index] = depth == 0 and char not in "()"
-    return flags
-
-
-def _has_top_level_comma(text: str) -> bool:
-    return any(top and char == "," for char, top in zip(text, _top_level(text), strict=True))
+    order = found.order[0]
+    if order.column is None or order.descending or order.nulls_first:
+        return None
+    steps = found.offset if found.function == "LEAD" else -found.offset
+    return ShiftWindow(found.argument, steps, found.partition_columns, order.column)
 
 
 def partition_hash(columns: Sequence[str]) -> pl.Expr:
@@ -193,76 +161,24 @@ class CompiledEntry:
     latest: bool = False
 
 
-def _closing(text: str, start: int) -> int:
-    """Index of the parenthesis closing the one at `start`, skipping quoted text."""
-    for index, char, depth in _unquoted(text, start):
-        if char == ")" and depth == 0:
-            return index
-    return -1
-
-
-def split_filtered_aggregate(sql: str) -> FilteredAggregate | None:
-    """Parse `FN(arg) FILTER (WHERE cond) [op literal]`; None for any other shape."""
-    head = _HEAD.match(sql)
-    if not head:
-        return None
-    open_at = head.end() - 1
-    close_at = _closing(sql, open_at)
-    if close_at < 0:
-        return None
-    rest = sql[close_at + 1 :]
-    found = _FILTER.match(rest)
-    if not found:
-        return None
-    filter_open = close_at + found.end()
-    filter_close = _closing(sql, filter_open)
-    if filter_close < 0:
-        return None
-    where = _WHERE.match(sql[filter_open + 1 : filter_close])
-    tail = sql[filter_close + 1 :].strip()
-    if not where or (tail and not _TAIL.match(tail)):
-        return None
-    return FilteredAggregate(
-        head.group(1).upper(), sql[open_at + 1 : close_at].strip(), where.group(1).strip(), tail
-    )
-
-
-def conjuncts(condition: str) -> list[str]:
-    """Top-level `AND` terms of a condition (the whole condition when it has no top-level AND,
-    or uses BETWEEN, whose AND is not a conjunction)."""
-    if re.search(r"\bBETWEEN\b", condition, re.IGNORECASE):
-        return [condition]
-    terms: list[str] = []
-    top = _top_level(condition)
-    start, index = 0, 0
-    while index < len(condition):
-        if top[index] and condition[index : index + 5].upper() == " AND ":
-            terms.append(condition[start:index].strip())
-            start = index + 5
-            index += 4
-        index += 1
-    terms.append(condition[start:].strip())
-    return [t for t in terms if t]
-
-
 def compile_entry(
     sql: str, *, dependent_names: Collection[str], time_column: str | None
 ) -> CompiledEntry:
     """The fastest equivalent polars aggregate for one rollup entry."""
-    parts = split_filtered_aggregate(sql)
-    if parts is None or parts.argument.upper().startswith("DISTINCT"):
-        uses_order = bool(re.search(r"\b(FIRST|LAST)\s*\(", sql, re.IGNORECASE))
-        return CompiledEntry(compile_sql(sql), None, uses_order)
+    found = compared_aggregate(sql)
+    parts = found.aggregate if found is not None else None
+    if (
+        found is None
+        or parts is None
+        or parts.condition is None
+        or parts.kind is AggregateKind.COUNT_DISTINCT
+    ):
+        return CompiledEntry(compile_sql(sql), None, uses_row_order(sql))
     prefilter = _prefilter(parts.condition, dependent_names)
-    if parts.function in _CASE_AGGREGATES:
-        value = "1" if parts.argument == "*" else parts.argument
-        if parts.argument == "*" and parts.function != "COUNT":
-            return CompiledEntry(compile_sql(sql), prefilter, False)
-        rewritten = f"{parts.function}(CASE WHEN ({parts.condition}) THEN ({value}) END)"
-        if parts.tail:
-            rewritten += f" {parts.tail}"
-        return CompiledEntry(compile_sql(rewritten), prefilter, False)
-    if parts.function in _ORDERED and not parts.tail and time_column is not None:
+    if parts.kind in _CASE_AGGREGATES:
+        return CompiledEntry(compile_sql(parts.unfiltered() + found.comparison), prefilter, False)
+    ordered = parts.kind is AggregateKind.FIRST_LAST
+    if ordered and not found.comparison and time_column is not None and parts.argument:
         condition = compile_sql(parts.condition).fill_null(False)
         argument = compile_sql(parts.argument)
         matching = argument.filter(condition).sort_by(
@@ -281,16 +197,15 @@ def compile_entry(
                 latest=parts.function == "LAST",
             )
         return CompiledEntry(expr, prefilter, False)
-    return CompiledEntry(compile_sql(sql), prefilter, parts.function in _ORDERED)
+    return CompiledEntry(compile_sql(sql), prefilter, ordered)
 
 
 def _prefilter(condition: str, dependent_names: Collection[str]) -> pl.Expr | None:
     """The conjuncts that read no earlier entry, AND-ed; None when there are none."""
     kept = []
     for term in conjuncts(condition):
-        expr = compile_sql(term)
-        if not set(referenced_names(expr)) & set(dependent_names):
-            kept.append(expr.fill_null(False))
+        if not set(names(term)) & set(dependent_names):
+            kept.append(compile_sql(term).fill_null(False))
     if not kept:
         return None
     combined = kept[0]

@@ -435,6 +435,16 @@ def conjuncts(sql: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class WindowOrder:
+    """One ORDER BY term of a window."""
+
+    term: str  # polars SQL
+    column: str | None  # the column's name when the term is a plain column
+    descending: bool
+    nulls_first: bool
+
+
+@dataclass(frozen=True)
 class Window:
     """`FUNCTION(argument[, offset[, default]]) OVER (PARTITION BY … ORDER BY …)`."""
 
@@ -443,7 +453,13 @@ class Window:
     offset: int | None  # LEAD/LAG's literal offset (1 when not written); else None
     has_default: bool  # LEAD/LAG with a third argument
     partition: tuple[str, ...]  # polars SQL of each PARTITION BY term
-    order: tuple[tuple[str, bool, bool], ...]  # (term, descending, nulls first)
+    partition_columns: tuple[str, ...] | None  # their names when every term is a column
+    order: tuple[WindowOrder, ...]
+
+
+def _column_name(node: exp.Expr) -> str | None:
+    node = _unwrap(node)
+    return node.name if isinstance(node, exp.Column) and not node.table else None
 
 
 def window(sql: str) -> Window | None:
@@ -462,19 +478,267 @@ def window(sql: str) -> Window | None:
         argument: str | None = generate(function.this)
         has_default = function.args.get("default") is not None
     else:
-        name = _function_name(function) or type(function).__name__
-        name = name.upper()
+        name = (_function_name(function) or type(function).__name__).upper()
         argument = generate(function.this) if isinstance(function.this, exp.Expr) else None
         offset, has_default = None, False
-    partition = tuple(generate(p) for p in tree.args.get("partition_by") or ())
+    terms = list(tree.args.get("partition_by") or ())
+    columns = [_column_name(t) for t in terms]
     order_node = tree.args.get("order")
     order = tuple(
-        (generate(o.this), bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
+        WindowOrder(
+            generate(o.this),
+            _column_name(o.this),
+            bool(o.args.get("desc")),
+            bool(o.args.get("nulls_first")),
+        )
         for o in (order_node.expressions if order_node is not None else ())
     )
-    return Window(name, argument, offset, has_default, partition, order)
+    return Window(
+        name,
+        argument,
+        offset,
+        has_default,
+        tuple(generate(t) for t in terms),
+        None if None in columns else tuple(c for c in columns if c is not None),
+        order,
+    )
 
 
 def uses_row_order(sql: str) -> bool:
     """Whether the expression's value depends on the order of rows (FIRST or LAST)."""
     return parse(sql).tree.find(exp.First, exp.Last) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Per-unit sums (compare's shapes)
+# --------------------------------------------------------------------------------------------
+
+# Aggregates a user recognises by name in "not testable: …"; others are "the aggregate X(…)".
+_NAMED_AGGREGATES = frozenset(
+    {"MAX", "MIN", "AVG", "MEDIAN", "FIRST", "LAST", "STDDEV", "VARIANCE", "ARRAY_AGG"}
+)
+_ADDITIVE_KINDS = (
+    AggregateKind.COUNT,
+    AggregateKind.COUNT_FILTER,
+    AggregateKind.SUM,
+    AggregateKind.TOTAL,
+)
+
+
+def _split_aggregate(node: exp.Expr) -> tuple[exp.Expr, exp.Expr | None] | None:
+    """(aggregate call, FILTER condition or None) of `AGG(…) [FILTER (WHERE …)]`, else None."""
+    node = _unwrap(node)
+    condition = None
+    if isinstance(node, exp.Filter):
+        where = node.expression
+        condition = where.this if isinstance(where, exp.Where) else where
+        node = _unwrap(node.this)
+    return (node, condition) if _is_aggregate_node(node) else None
+
+
+def _label(node: exp.Expr) -> str:
+    """How a user names an aggregate or window: `MAX(…)`, `COUNT(DISTINCT …)`, …"""
+    if isinstance(node, exp.Window):
+        return "a window function (… OVER …)"
+    if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
+        return "COUNT(DISTINCT …)"
+    if isinstance(node, exp.PercentileCont | exp.Quantile):
+        return "QUANTILE_CONT(…)"
+    name = (_function_name(node) or type(node).__name__).upper()
+    return f"{name}(…)" if name in _NAMED_AGGREGATES else f"the aggregate {name}(…)"
+
+
+def _first_label(node: exp.Expr) -> str:
+    """The label of the first aggregate or window in `node` (written order), else ''."""
+    for inner in node.walk(bfs=False):
+        if isinstance(inner, exp.Window) or _is_aggregate_node(inner):
+            return _label(inner)
+    return ""
+
+
+def _row_level(node: exp.Expr) -> bool:
+    return not any(
+        isinstance(n, exp.Window | exp.Distinct) or _is_aggregate_node(n) for n in node.walk()
+    )
+
+
+def is_row_level(sql: str) -> bool:
+    """One value per row: no aggregate, window or DISTINCT anywhere inside."""
+    return _row_level(parse(sql).tree)
+
+
+def _number(node: exp.Expr) -> float | None:
+    node = _unwrap(node)
+    if isinstance(node, exp.Neg):
+        inner = _number(node.this)
+        return -inner if inner is not None else None
+    if isinstance(node, exp.Literal) and node.is_number:
+        return float(node.this)
+    return None
+
+
+def _counts(node: exp.Expr) -> bool:
+    """COUNT(*), COUNT(x) or either with FILTER: integer-valued and additive."""
+    split = _split_aggregate(node)
+    return (
+        split is not None
+        and isinstance(split[0], exp.Count)
+        and not isinstance(split[0].this, exp.Distinct)
+        and _additive(node) is None
+    )
+
+
+def _additive(node: exp.Expr) -> str | None:
+    node = _unwrap(node)
+    split = _split_aggregate(node)
+    if split is not None:
+        call, condition = split
+        found = _aggregate_of(node)
+        kind = found.kind if found is not None else AggregateKind.OTHER
+        function = (_function_name(call) or "").upper()
+        reads = (
+            list(call.expressions)
+            if isinstance(call, exp.Anonymous)
+            else [a for a in call.args.values() if isinstance(a, exp.Expr)]
+        )
+        if kind in _ADDITIVE_KINDS or function in ("SUM", "TOTAL"):
+            inner = [*reads, *([condition] if condition is not None else [])]
+            if kind in _ADDITIVE_KINDS and all(_row_level(r) for r in inner):
+                return None
+            if any(isinstance(r, exp.Distinct) for r in reads):
+                return "… DISTINCT … inside SUM/COUNT is not a per-unit sum"
+            label = next((_first_label(r) for r in inner if _first_label(r)), "")
+            return f"{label or 'a window or DISTINCT'} inside SUM/COUNT is not a per-unit sum"
+        return f"{_label(call)} is not a per-unit sum"
+    if isinstance(node, exp.Cast):
+        inner_reason = _additive(node.this)
+        to = node.to
+        floating = isinstance(to, exp.DataType) and to.is_type(*exp.DataType.FLOAT_TYPES)
+        if inner_reason is not None or floating or _counts(node.this):
+            return inner_reason
+        return "a cast of a sum to an integer is not a per-unit sum"
+    if isinstance(node, exp.Neg):
+        return _additive(node.this)
+    if isinstance(node, exp.Add | exp.Sub):
+        return _additive(node.this) or _additive(node.expression)
+    if isinstance(node, exp.Mul | exp.Div) and _number(node.expression) not in (None, 0):
+        return _additive(node.this)
+    if isinstance(node, exp.Mul) and _number(node.this) is not None:
+        return _additive(node.expression)
+    if _number(node) is not None:
+        return "a constant is not a per-unit sum"
+    return f"{_first_label(node) or 'this expression'} is not a per-unit sum"
+
+
+def additive_reason(sql: str) -> str | None:
+    """None when the expression is a per-unit sum — COUNT, SUM or TOTAL of a row-level value
+    (each optionally with FILTER), and sums, differences and constant multiples of them — so
+    that summing it per unit over the units gives the whole; else why not
+    (`COUNT(DISTINCT …) is not a per-unit sum`: two units' distinct values do not add up)."""
+    return _additive(parse(sql).tree)
+
+
+def counts_rows(sql: str) -> bool:
+    """COUNT(*) or COUNT(*) FILTER (WHERE p), possibly cast: each row counts 0 or 1."""
+    node = _unwrap(parse(sql).tree)
+    if isinstance(node, exp.Cast):
+        node = _unwrap(node.this)
+    found = _aggregate_of(node)
+    return (
+        found is not None
+        and found.kind in (AggregateKind.COUNT, AggregateKind.COUNT_FILTER)
+        and found.argument is None
+        and (found.condition is None or is_row_level(found.condition))
+    )
+
+
+def ratio_parts(sql: str) -> tuple[str, str] | None:
+    """(numerator, denominator) as polars SQL when the whole expression is `a / b`."""
+    node = _unwrap(parse(sql).tree)
+    if isinstance(node, exp.Div):
+        return generate(node.this), generate(node.expression)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Columns in particular roles (data checks)
+# --------------------------------------------------------------------------------------------
+
+_EQUALITIES = (exp.EQ, exp.NEQ, exp.NullSafeEQ, exp.NullSafeNEQ)
+
+
+def _string(node: exp.Expr) -> str | None:
+    node = _unwrap(node)
+    return node.this if isinstance(node, exp.Literal) and node.is_string else None
+
+
+def _plain_column(node: exp.Expr) -> str | None:
+    node = _unwrap(node)
+    return node.name if isinstance(node, exp.Column) else None
+
+
+def compared_literals(sql: str) -> tuple[tuple[str, str], ...]:
+    """(column, text) for every string literal the expression compares a bare column with
+    (`col = 'x'`, `'x' = col`, `col <> 'x'`, `col IN ('x', 'y')`), in the order written."""
+    found: dict[tuple[str, str], None] = {}
+    try:
+        tree = parse(sql).tree
+    except ExpressionProblem:
+        return ()
+    for node in tree.walk(bfs=False):
+        if isinstance(node, _EQUALITIES):
+            for column, text in (
+                (_plain_column(node.this), _string(node.expression)),
+                (_plain_column(node.expression), _string(node.this)),
+            ):
+                if column is not None and text is not None:
+                    found.setdefault((column, text), None)
+        elif isinstance(node, exp.In) and _plain_column(node.this) is not None:
+            column = str(_plain_column(node.this))
+            for item in node.expressions:
+                text = _string(item)
+                if text is not None:
+                    found.setdefault((column, text), None)
+    return tuple(found)
+
+
+_SUMMING = ("SUM", "TOTAL", "AVG")
+
+
+@functools.lru_cache(maxsize=1024)
+def summed_columns(sql: str) -> tuple[str, ...]:
+    """Columns whose values the expression adds up: read under SUM, TOTAL or AVG (conditions
+    — CASE WHEN predicates, FILTER clauses — excluded), in the order written."""
+    found: dict[str, None] = {}
+    try:
+        tree = parse(sql).tree
+    except ExpressionProblem:
+        return ()  # an expression that does not parse sums nothing
+    for node in tree.walk(bfs=False):
+        if not _is_aggregate_node(node) or (_function_name(node) or "").upper() not in _SUMMING:
+            continue
+        for name in _names_outside_conditions(node):
+            found.setdefault(name, None)
+    return tuple(found)
+
+
+def _names_outside_conditions(node: exp.Expr) -> list[str]:
+    """Columns read in `node` except in a CASE WHEN's condition."""
+    conditions = {id(i.this) for i in node.find_all(exp.If)}
+    return [
+        inner.name
+        for inner in node.walk(bfs=False, prune=lambda n: id(n) in conditions)
+        if isinstance(inner, exp.Column) and id(inner) not in conditions
+    ]
+
+
+def picked_column(sql: str) -> str | None:
+    """The column whose values an aggregate passes through unchanged — `FIRST(c)`, `LAST(c)`,
+    `MIN(c)`, `MAX(c)`, with or without FILTER — else None (COUNT, SUM, arithmetic, …)."""
+    try:
+        split = _split_aggregate(parse(sql).tree)
+    except ExpressionProblem:
+        return None
+    if split is None or not isinstance(split[0], exp.First | exp.Last | exp.Min | exp.Max):
+        return None
+    return _plain_column(split[0].this)
