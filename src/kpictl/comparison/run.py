@@ -9,8 +9,6 @@ KPI × cohort (kpictl.stats) → multiple-testing correction over the run → th
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -59,6 +57,14 @@ from kpictl.spec.model import (
     most_severe,
 )
 from kpictl.sql.expr import compile_sql
+from kpictl.sql.tree import (
+    AggregateKind,
+    additive_reason,
+    aggregate,
+    counts_rows,
+    is_row_level,
+    ratio_parts,
+)
 
 STATUSES = ("ok", *LEVELS)
 _ROW = "__kpictl_unit_row"
@@ -443,8 +449,8 @@ def build_arms(
 class KpiShape:
     """How a KPI reduces to units: additive ratio, mean, quantile, formula, or not testable.
 
-    The expressions are read from polars' own parse of the KPI's SQL — the expression `compute`
-    evaluates — never from its text."""
+    Read from the KPI's parsed SQL tree (`kpictl.sql.tree`); the expressions are polars
+    compilations of text generated from that tree, as `compute` evaluates them."""
 
     kind: str  # ratio | avg | quantile | formula | other
     numerator: pl.Expr | None = None  # ratio: per-unit additive aggregates
@@ -455,258 +461,10 @@ class KpiShape:
     reason: str | None = None  # other: why no test applies
 
 
-# Aggregates as polars parses them, named as a user writes them (for "not testable: …").
-_AGGREGATE_NAMES = {
-    "NUnique": "COUNT(DISTINCT …)",
-    "Max": "MAX(…)",
-    "Min": "MIN(…)",
-    "Mean": "AVG(…)",
-    "Median": "MEDIAN(…)",
-    "First": "FIRST(…)",
-    "Last": "LAST(…)",
-    "Std": "STDDEV(…)",
-    "Var": "VARIANCE(…)",
-    "Implode": "ARRAY_AGG(…)",
-    "Quantile": "QUANTILE_CONT(…)",
-    "Unique": "… DISTINCT …",
-}
-# Nodes that are not one value per row: an aggregate, a window, a set operation.
-_NOT_ROW_LEVEL = {
-    "Agg",
-    "Len",
-    "Over",
-    "Window",
-    "Rolling",
-    "Slice",
-    "Gather",
-    "Explode",
-    "Sort",
-    "SortBy",
-    "Filter",
-    "Eval",
-}
-_NOT_ROW_FUNCTIONS = {
-    "Unique",
-    "DropNulls",
-    "DropNans",
-    "Quantile",
-    "Shift",
-    "Reverse",
-    "Rank",
-    "CumSum",
-    "CumCount",
-    "CumProd",
-    "CumMin",
-    "CumMax",
-    "Mode",
-    "Diff",
-    "NullCount",
-    "ArgUnique",
-    "UniqueCounts",
-    "ValueCounts",
-    "Implode",
-    "Repeat",
-    "Range",
-    "Unique_stable",
-    "NUnique",
-}
-
-
-def _tree(sql: str) -> Any:
-    """The polars expression tree of one SQL expression, as plain JSON data."""
-    return json.loads(compile_sql(sql).meta.serialize(format="json"))
-
-
-def _expr(node: Any) -> pl.Expr:
-    """A polars expression from a node of `_tree`."""
-    return pl.Expr.deserialize(io.StringIO(json.dumps(node)), format="json")
-
-
-def _only(node: Any, key: str) -> Any:
-    """node[key] when node is {key: …}, else None."""
-    return node.get(key) if isinstance(node, dict) and len(node) == 1 else None
-
-
-def _number(node: Any) -> float | None:
-    """The number of a numeric literal node, else None."""
-    literal = _only(node, "Literal")
-    if not isinstance(literal, dict):
-        return None
-    for kind in literal.values():  # {"Dyn": {"Float": 0.95}} or {"Scalar": {"Float64": …}}
-        if isinstance(kind, dict) and len(kind) == 1:
-            value = next(iter(kind.values()))
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-    return None
-
-
-def _first_aggregate(node: Any) -> str:
-    """How a user would name the first aggregate, window or constant found in `node`."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Agg" and isinstance(value, dict):
-                kind = next(iter(value))
-                return _AGGREGATE_NAMES.get(kind, f"the aggregate {kind.upper()}(…)")
-            if key == "Over":
-                return "a window function (… OVER …)"
-            if key == "function" and isinstance(value, dict | str):
-                name = value if isinstance(value, str) else next(iter(value))
-                if name in _AGGREGATE_NAMES:
-                    return _AGGREGATE_NAMES[name]
-            found = _first_aggregate(value)
-            if found:
-                return found
-    elif isinstance(node, list):
-        for item in node:
-            found = _first_aggregate(item)
-            if found:
-                return found
-    return ""
-
-
-def _row_level(node: Any) -> bool:
-    """One value per row: no aggregate, window or row-set operation anywhere inside."""
-    if isinstance(node, str):
-        return node not in _NOT_ROW_LEVEL
-    if isinstance(node, list):
-        return all(_row_level(item) for item in node)
-    if not isinstance(node, dict):
-        return True
-    for key, value in node.items():
-        if key in _NOT_ROW_LEVEL:
-            return False
-        if key == "function":
-            name = value if isinstance(value, str) else next(iter(value), "")
-            if name in _NOT_ROW_FUNCTIONS:
-                return False
-        if not _row_level(value):
-            return False
-    return True
-
-
-def _filtered(node: Any) -> Any | None:
-    """The row expression an aggregate reads, with `FILTER (WHERE p)` turned into
-    `CASE WHEN p THEN x END` (rows outside the filter become null); None if not row-level."""
-    inner = _only(node, "Filter")
-    if isinstance(inner, dict):
-        if _row_level(inner["input"]) and _row_level(inner["by"]):
-            return {
-                "Ternary": {
-                    "predicate": inner["by"],
-                    "truthy": inner["input"],
-                    "falsy": {"Literal": {"Scalar": {"Null": "Null"}}},
-                }
-            }
-        return None
-    return node if _row_level(node) else None
-
-
-def _boolean_literal(node: Any) -> bool:
-    literal = _only(node, "Literal")
-    return isinstance(literal, dict) and "Boolean" in (literal.get("Scalar") or {})
-
-
-def _counts(node: Any) -> bool:
-    """COUNT(*), COUNT(x) or COUNT(*) FILTER (WHERE p): integer-valued and additive."""
-    if node == "Len":
-        return True
-    agg = _only(node, "Agg")
-    if not isinstance(agg, dict):
-        return False
-    if "Count" in agg:
-        return _filtered(agg["Count"]["input"]) is not None
-    ternary = _only(agg.get("Sum"), "Ternary")  # COUNT(*) FILTER (WHERE p) = SUM(p ? 1 : 0)
-    return (
-        isinstance(ternary, dict)
-        and _boolean_literal(ternary["truthy"])
-        and _boolean_literal(ternary["falsy"])
-        and _row_level(ternary["predicate"])
-    )
-
-
-def _counts_rows(node: Any) -> bool:
-    """COUNT(*) or COUNT(*) FILTER (WHERE p): each row counts 0 or 1."""
-    cast = _only(node, "Cast")
-    inner = cast["expr"] if isinstance(cast, dict) else node
-    return inner == "Len" or (_counts(inner) and "Count" not in (_only(inner, "Agg") or {}))
-
-
-def additive_reason(node: Any) -> str | None:
-    """None when `node` is a per-unit additive aggregate — a sum over rows (COUNT, SUM, TOTAL,
-    each optionally with FILTER, and sums, differences and constant multiples of them): then
-    summing it per unit over the units gives the whole. Else why not."""
-    if node == "Len":
-        return None
-    cast = _only(node, "Cast")
-    if isinstance(cast, dict):
-        inner = additive_reason(cast["expr"])
-        if inner is not None or "Float" in json.dumps(cast.get("dtype")) or _counts(cast["expr"]):
-            return inner
-        return "a cast of a sum to an integer is not a per-unit sum"
-    agg = _only(node, "Agg")
-    if isinstance(agg, dict) and ("Sum" in agg or "Count" in agg):
-        read = agg["Sum"] if "Sum" in agg else agg["Count"]["input"]
-        if _filtered(read) is not None:
-            return None
-        inner = _first_aggregate(read) or "a window or DISTINCT"
-        return f"{inner} inside SUM/COUNT is not a per-unit sum"
-    ternary = _only(node, "Ternary")  # SQL's SUM(x): NULL when no row has a value
-    if isinstance(ternary, dict):
-        guard = _only(ternary["predicate"], "BinaryExpr") or {}
-        count = _only(guard.get("left"), "Agg") or {}
-        summed = _only(ternary["truthy"], "Agg") or {}
-        if (
-            guard.get("op") == "Gt"
-            and _number(guard.get("right")) == 0
-            and "Count" in count
-            and "Sum" in summed
-            and count["Count"]["input"] == summed["Sum"]
-            and _only(ternary["falsy"], "Literal") is not None
-        ):
-            return additive_reason(ternary["truthy"])
-    binary = _only(node, "BinaryExpr")
-    if isinstance(binary, dict):
-        left, op, right = binary["left"], binary["op"], binary["right"]
-        if op in ("Plus", "Minus"):
-            if op == "Minus" and _number(left) == 0:  # -SUM(x)
-                return additive_reason(right)
-            return additive_reason(left) or additive_reason(right)
-        if op in ("Multiply", "TrueDivide", "Divide") and _number(right) not in (None, 0):
-            return additive_reason(left)
-        if op == "Multiply" and _number(left) is not None:
-            return additive_reason(right)
-    function = _only(node, "Function")
-    if isinstance(function, dict) and isinstance(function.get("function"), dict):
-        operator = (function["function"].get("Sql") or {}).get("Binary")
-        inputs = function.get("input") or []
-        if operator in ("Mul", "Div") and len(inputs) == 2:
-            if _number(inputs[1]) not in (None, 0):
-                return additive_reason(inputs[0])
-            if operator == "Mul" and _number(inputs[0]) is not None:
-                return additive_reason(inputs[1])
-    if _number(node) is not None:
-        return "a constant is not a per-unit sum"
-    found = _first_aggregate(node)
-    return f"{found or 'this expression'} is not a per-unit sum"
-
-
-def _ratio_parts(node: Any) -> tuple[Any, Any] | None:
-    """(numerator, denominator) of `a / b` as polars parses SQL division."""
-    function = _only(node, "Function")
-    if isinstance(function, dict) and isinstance(function.get("function"), dict):
-        inputs = function.get("input") or []
-        if (function["function"].get("Sql") or {}).get("Binary") == "Div" and len(inputs) == 2:
-            return inputs[0], inputs[1]
-    binary = _only(node, "BinaryExpr")
-    if isinstance(binary, dict) and binary["op"] == "TrueDivide":
-        return binary["left"], binary["right"]
-    return None
-
-
-def _ratio_shape(num: Any, den: Any) -> KpiShape:
-    reason = additive_reason(num)
+def _ratio_shape(numerator: str, denominator: str) -> KpiShape:
+    reason = additive_reason(numerator)
     if reason is None:
-        reason = additive_reason(den)
+        reason = additive_reason(denominator)
         where = "denominator"
     else:
         where = "numerator"
@@ -714,14 +472,14 @@ def _ratio_shape(num: Any, den: Any) -> KpiShape:
         return KpiShape("other", reason=f"{where}: {reason}")
     return KpiShape(
         "ratio",
-        numerator=_expr(num),
-        denominator=_expr(den),
-        counts_rows=_counts_rows(num) and _counts_rows(den),
+        numerator=compile_sql(numerator),
+        denominator=compile_sql(denominator),
+        counts_rows=counts_rows(numerator) and counts_rows(denominator),
     )
 
 
 def kpi_shape(kpi: KpiSpec) -> KpiShape:
-    """Classify a KPI by polars' parse of its SQL (see the README's compare section).
+    """Classify a KPI by its parsed SQL (see the README's compare section).
 
     Only shapes that are exactly per-unit sums get the additive tests: a ratio of additive
     aggregates (`ratio`), `AVG(x)` (`avg`), `MEDIAN(x)`/`QUANTILE_CONT(x, ν)` (`quantile`),
@@ -732,35 +490,26 @@ def kpi_shape(kpi: KpiSpec) -> KpiShape:
     if kpi.pass_k is not None:
         return KpiShape("pass_k")
     if kpi.kind == "ratio":
-        return _ratio_shape(_tree(kpi.numerator or ""), _tree(kpi.denominator or ""))
-    tree = _tree(kpi.value or "")
-    agg = _only(tree, "Agg")
-    if isinstance(agg, dict) and "Mean" in agg:
-        values = _filtered(agg["Mean"])
-        if values is not None:
-            return KpiShape("avg", values=_expr(values))
-    if isinstance(agg, dict) and "Median" in agg:
-        values = _filtered(agg["Median"])
-        if values is not None:
-            return KpiShape("quantile", values=_expr(values), nu=0.5)
-    function = _only(tree, "Function")
-    if isinstance(function, dict) and isinstance(function.get("function"), dict):
-        method = (function["function"].get("Quantile") or {}).get("method")
-        inputs = function.get("input") or []
-        if method == "Linear" and len(inputs) == 2 and _number(inputs[1]) is not None:
-            values = _filtered(inputs[0])
-            if values is not None:
-                return KpiShape("quantile", values=_expr(values), nu=_number(inputs[1]))
-    parts = _ratio_parts(tree)
+        return _ratio_shape(kpi.numerator or "", kpi.denominator or "")
+    sql = kpi.value or ""
+    found = aggregate(sql)
+    values = found.values() if found is not None else None
+    if found is not None and values is not None and is_row_level(values):
+        if found.kind is AggregateKind.AVG:
+            return KpiShape("avg", values=compile_sql(values))
+        if found.kind is AggregateKind.QUANTILE and found.quantile is not None:
+            return KpiShape("quantile", values=compile_sql(values), nu=found.quantile)
+    parts = ratio_parts(sql)
     if parts is not None:
         return _ratio_shape(*parts)
-    if additive_reason(tree) is None:
+    reason = additive_reason(sql)
+    if reason is None:
         return KpiShape(
             "other",
             reason="a total grows with the size of the arm: compare it "
             "as a ratio (over COUNT(*), say)",
         )
-    return KpiShape("other", reason=additive_reason(tree))
+    return KpiShape("other", reason=reason)
 
 
 def _kpi_rows(spec: Spec, kpi: KpiSpec, arm: Arm, where: str | None) -> pl.LazyFrame:

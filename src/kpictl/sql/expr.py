@@ -1,14 +1,13 @@
-"""SQL expressions: compiled with polars (`pl.sql_expr`), checked without data.
+"""SQL expressions: compiled with polars (`pl.sql_expr`), checked against a schema without data.
 
 Every filter and formula in a spec is one SQL expression. There is no templating and no eval:
-params and the built-ins (`as_of`, `window_start`, `window_end`) are columns.
+params and the built-ins (`as_of`, `window_start`, `window_end`) are columns. Each expression
+is parsed once by `kpictl.sql.tree`, which answers every question about it; polars compiles
+the text generated from that tree.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,12 +20,22 @@ from kpictl.sql.tree import (
     MAX_EXPRESSION_CHARS,
     MAX_OPERATORS,
     ExpressionProblem,
+    compared_literals,
     is_aggregate,
     names,
     parse,
+    picked_column,
+    summed_columns,
 )
 
-__all__ = ["MAX_EXPRESSION_CHARS", "MAX_OPERATORS", "ExpressionProblem"]
+__all__ = [
+    "MAX_EXPRESSION_CHARS",
+    "MAX_OPERATORS",
+    "ExpressionProblem",
+    "compared_literals",
+    "picked_column",
+    "summed_columns",
+]
 
 _STRING_OR_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
@@ -75,125 +84,6 @@ def referenced_names(expr: pl.Expr) -> tuple[str, ...]:
     for name in expr.meta.root_names():
         seen.setdefault(name, None)
     return tuple(seen)
-
-
-_EQUALITY_OPS = ("Eq", "NotEq", "EqValidity", "NotEqValidity")
-
-
-def compared_literals(sql: str) -> tuple[tuple[str, str], ...]:
-    """(column, text) for every string literal the expression compares a bare column with
-    (`col = 'x'`, `'x' = col`, `col <> 'x'`, `col IN ('x', 'y')`), in first-seen order.
-
-    Read from polars' parsed tree (its JSON form), not from the SQL text: quotes, doubled
-    quotes, newlines and FILTER clauses are the parser's business."""
-    try:
-        tree = json.loads(compile_sql(sql).meta.serialize(format="json"))
-    except (ExpressionProblem, ValueError):
-        return ()
-    found: dict[tuple[str, str], None] = {}
-    _walk_literals(tree, found)
-    return tuple(found)
-
-
-@functools.lru_cache(maxsize=1024)
-def summed_columns(sql: str) -> tuple[str, ...]:
-    """Columns whose values the expression adds up: read under SUM, TOTAL or AVG (conditions
-    — CASE WHEN predicates, FILTER clauses — excluded), in first-seen order. Read from polars'
-    parsed tree; an expression that does not compile sums nothing."""
-    try:
-        tree = json.loads(compile_sql(sql).meta.serialize(format="json"))
-    except (ExpressionProblem, ValueError):
-        return ()
-    found: dict[str, None] = {}
-    _walk_sums(tree, False, found)
-    return tuple(found)
-
-
-def _walk_sums(node: object, inside: bool, found: dict[str, None]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _walk_sums(item, inside, found)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Column" and inside and isinstance(value, str):
-                found.setdefault(value, None)
-            elif key in ("predicate", "by"):  # a condition decides which rows, adds nothing
-                _walk_sums(value, False, found)
-            else:
-                _walk_sums(value, inside or key in ("Sum", "Mean"), found)
-
-
-def _string_scalar(node: object) -> str | None:
-    scalar = node.get("Literal", {}).get("Scalar") if isinstance(node, dict) else None
-    text = scalar.get("String") if isinstance(scalar, dict) else None
-    return text if isinstance(text, str) else None
-
-
-def _column(node: object) -> str | None:
-    name = node.get("Column") if isinstance(node, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def _series_strings(node: object) -> list[str]:
-    """The strings of a literal list (`IN (…)`), which polars stores as Arrow IPC bytes."""
-    data = node.get("Literal", {}).get("Series") if isinstance(node, dict) else None
-    if not isinstance(data, list):
-        return []
-    try:
-        frame = pl.read_ipc_stream(io.BytesIO(bytes(data)))
-    except Exception:  # another encoding of the list: nothing to check, never an error
-        return []
-    values = frame.to_series(0).explode() if frame.width else pl.Series([])
-    return [v for v in values.to_list() if isinstance(v, str)]
-
-
-def _walk_literals(node: object, found: dict[tuple[str, str], None]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _walk_literals(item, found)
-        return
-    if not isinstance(node, dict):
-        return
-    binary = node.get("BinaryExpr")
-    if isinstance(binary, dict) and binary.get("op") in _EQUALITY_OPS:
-        left, right = binary.get("left"), binary.get("right")
-        for column, literal in (
-            (_column(left), _string_scalar(right)),
-            (_column(right), _string_scalar(left)),
-        ):
-            if column is not None and literal is not None:
-                found.setdefault((column, literal), None)
-    function = node.get("Function")
-    if isinstance(function, dict) and "IsIn" in json.dumps(function.get("function")):
-        inputs = function.get("input") or []
-        if len(inputs) == 2 and _column(inputs[0]) is not None:
-            for literal in _series_strings(inputs[1]):
-                found.setdefault((str(_column(inputs[0])), literal), None)
-    for value in node.values():
-        _walk_literals(value, found)
-
-
-_PICKS = ("First", "Last", "Min", "Max")
-
-
-def picked_column(sql: str) -> str | None:
-    """The column whose values an aggregate passes through unchanged — `FIRST(c)`, `LAST(c)`,
-    `MIN(c)`, `MAX(c)`, with or without FILTER — else None (COUNT, SUM, arithmetic, …)."""
-    try:
-        tree = json.loads(compile_sql(sql).meta.serialize(format="json"))
-    except (ExpressionProblem, ValueError):
-        return None
-    agg = tree.get("Agg") if isinstance(tree, dict) else None
-    if not isinstance(agg, dict) or len(agg) != 1:
-        return None
-    kind, inner = next(iter(agg.items()))
-    if kind not in _PICKS:
-        return None
-    if isinstance(inner, dict) and "input" in inner and "Column" not in inner:
-        inner = inner["input"]  # Min / Max carry options beside their input
-    if isinstance(inner, dict) and isinstance(inner.get("Filter"), dict):
-        inner = inner["Filter"].get("input")
-    return _column(inner)
 
 
 def check_expression(
