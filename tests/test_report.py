@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 import kpictl
 from kpictl.cli import app
 from kpictl.redact import redact_pii
-from kpictl.scorecard.lineage import kpi_inputs
+from kpictl.scorecard.lineage import kpi_inputs, proportion_condition
 from kpictl.scorecard.markdown import (
     NBSP,
     format_p_text,
@@ -607,6 +607,41 @@ def test_kpi_inputs_trace_through_derive_and_rollup_entries() -> None:
     )
     inputs, _ = kpi_inputs(spec, spec.kpis["tool_call_success_rate"], columns)
     assert inputs == {("tool_calls", "status")}
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator", "condition"),
+    [
+        ("COUNT(*) FILTER (WHERE escalated)", "COUNT(*)", "escalated"),
+        # a multi-line condition is the condition's tree as one line of polars SQL
+        (
+            "count(*) filter (where channel = 'web'\n  AND completed)",
+            "count(*)",
+            "channel = 'web' AND completed",
+        ),
+        ("COUNT(*) FILTER (WHERE completed)", "COUNT(*) -- every one", "completed"),
+        # the text scanner took "escalated) + COUNT(*) FILTER (WHERE completed" as the
+        # condition of this sum of two counts: it is not a share of conversations
+        (
+            "COUNT(*) FILTER (WHERE escalated) + COUNT(*) FILTER (WHERE completed)",
+            "COUNT(*)",
+            None,
+        ),
+        ("COUNT(user_id) FILTER (WHERE escalated)", "COUNT(*)", None),  # nulls not counted
+        ("COUNT(*) FILTER (WHERE escalated)", "COUNT(DISTINCT user_id)", None),
+    ],
+)
+def test_the_share_condition_is_read_from_the_tree(
+    tmp_path: Path, numerator: str, denominator: str, condition: str | None
+) -> None:
+    text = SPEC.read_text(encoding="utf-8").rstrip("\n") + (
+        f"\n  probe:\n    over: conversations\n    numerator: {json.dumps(numerator)}"
+        f"\n    denominator: {json.dumps(denominator)}\n"
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    spec = kpictl.load_spec(path)
+    assert proportion_condition(spec, spec.kpis["probe"]) == condition
 
 
 def test_sparkline() -> None:

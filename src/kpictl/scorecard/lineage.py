@@ -3,23 +3,11 @@ the condition of a share-of-conversations KPI (`COUNT(*) FILTER (WHERE cond) / C
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec, TableSpec
-from kpictl.sql.expr import strip_literals
-
-_COUNT_FILTER = re.compile(
-    r"^\s*COUNT\s*\(\s*\*\s*\)\s*FILTER\s*\(\s*WHERE\s+(?P<cond>.+)\)\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-_COUNT_ALL = re.compile(r"^\s*COUNT\s*\(\s*\*\s*\)\s*$", re.IGNORECASE)
-
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+from kpictl.sql.tree import AggregateKind, aggregate, names
 
 
 def kpi_tables(spec: Spec, kpi: KpiSpec) -> set[str]:
@@ -34,8 +22,9 @@ def kpi_sqls(spec: Spec, kpi: KpiSpec) -> list[str | None]:
     return [kpi.where, kpi.mature, kpi.value, kpi.numerator, kpi.denominator]
 
 
-def sql_words(sql: str) -> set[str]:
-    return set(_WORD.findall(strip_literals(sql)))
+def sql_names(sql: str) -> set[str]:
+    """The column names an expression reads (from its parsed tree)."""
+    return set(names(sql))
 
 
 def kpi_inputs(
@@ -56,11 +45,11 @@ def kpi_inputs(
             rollup = next((r for r in table.rollup if r.name == name), None)
             if derive is not None:
                 entries.append((f"{table.name}.{name}", derive.sql, "derive"))
-                visit(table, sql_words(derive.sql))
+                visit(table, sql_names(derive.sql))
             elif rollup is not None:
                 entries.append((f"{table.name}.{name}", rollup.sql, rollup.source))
                 columns = source_columns.get(rollup.source, set())
-                words = sql_words(rollup.sql)
+                words = sql_names(rollup.sql)
                 inputs.update((rollup.source, w) for w in words if w in columns)
                 visit(table, [w for w in words if w not in columns])
             elif table.is_rollup and name in table.attributes and table.rollup_sources():
@@ -83,7 +72,7 @@ def kpi_inputs(
         words: set[str] = set()
         for sql in [*kpi_sqls(spec, kpi), table.where]:
             if sql:
-                words |= sql_words(sql)
+                words |= sql_names(sql)
         visit(table, sorted(words))
     return inputs, entries
 
@@ -92,10 +81,18 @@ def proportion_condition(spec: Spec, kpi: KpiSpec) -> str | None:
     """`cond` of a `COUNT(*) FILTER (WHERE cond) / COUNT(*)` KPI over the unit table."""
     if kpi.kind != "ratio" or kpi.over != spec.require_primary_table().name:
         return None
-    match = _COUNT_FILTER.match(kpi.numerator or "")
-    if match is None or not _COUNT_ALL.match(kpi.denominator or ""):
+    numerator = aggregate(kpi.numerator or "")
+    denominator = aggregate(kpi.denominator or "")
+    if (
+        numerator is None
+        or denominator is None
+        or numerator.kind is not AggregateKind.COUNT_FILTER
+        or numerator.argument is not None  # COUNT(x) FILTER: rows with x null do not count
+        or denominator.kind is not AggregateKind.COUNT
+        or denominator.argument is not None
+    ):
         return None
-    return match.group("cond").strip()
+    return numerator.condition
 
 
 def source_column_names(sources: Sources) -> dict[str, set[str]]:

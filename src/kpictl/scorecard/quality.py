@@ -11,7 +11,7 @@ import polars as pl
 
 from kpictl.io.read import Sources
 from kpictl.io.schema import CANONICAL_TABLES
-from kpictl.scorecard.lineage import kpi_inputs, source_column_names, sql_words
+from kpictl.scorecard.lineage import kpi_inputs, source_column_names, sql_names
 from kpictl.scorecard.markdown import format_int, format_share
 from kpictl.scorecard.model import ColumnQuality, Finding
 from kpictl.spec.model import KpiSpec, Spec
@@ -89,7 +89,7 @@ def data_quality(
         for column in canonical:
             scope = expected.get(column)
             counts.append(pl.col(column).null_count().alias(f"nulls:{column}"))
-            if scope is not None and all(w in schema for w in sql_words(scope) - {"AND"}):
+            if scope is not None and all(n in schema for n in sql_names(scope)):
                 inside = compile_sql(scope).fill_null(False)
                 counts += [
                     inside.sum().alias(f"scope:{column}"),

@@ -8,7 +8,6 @@ the text generated from that tree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -37,8 +36,6 @@ __all__ = [
     "summed_columns",
 ]
 
-_STRING_OR_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
 
 class ExpressionShape(Enum):
     """Whether an expression yields one value per group or one value per row."""
@@ -55,11 +52,6 @@ class CheckedExpression:
     dtype: pl.DataType
     shape: ExpressionShape
     names: tuple[str, ...]
-
-
-def strip_literals(sql: str) -> str:
-    """The SQL text with string literals and quoted identifiers blanked out."""
-    return _STRING_OR_QUOTED.sub("''", sql)
 
 
 def compile_sql(sql: str) -> pl.Expr:
