@@ -76,6 +76,7 @@ ACCEPTED = [
     "COUNT(DISTINCT ticket)",
     "SUM(cost_usd)::DOUBLE / COUNT(*)",
     "x -- a comment\n",
+    "payload.status = 'ok' AND x > 0",  # a struct field: polars reads the column payload
 ]
 
 
@@ -105,6 +106,7 @@ def test_the_names_read_are_the_columns_polars_reads(sql: str) -> None:
         ("x = 'y AND z'", ("x",)),  # a string is not a name
         ('"a b" > `c`', ("a b", "c")),  # quoted names are names
         ("EXTRACT(EPOCH FROM ts)", ("ts",)),
+        ("s.field = 'x' OR t > 0", ("s", "t")),  # a struct's field reads the struct
         ("COUNT(*)", ()),
         ("started_at <= as_of - INTERVAL '7 days'", ("started_at", "as_of")),
     ],

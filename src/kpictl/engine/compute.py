@@ -50,8 +50,8 @@ from kpictl.sql.expr import (
     ExpressionShape,
     check_expression,
     compile_sql,
-    referenced_names,
 )
+from kpictl.sql.tree import names as sql_names
 
 BUCKET = "bucket"
 # as-of of data without any timestamp (chat transcripts may have none): a fixed instant, so
@@ -233,7 +233,7 @@ def names_in(sqls: Sequence[str | None]) -> list[str]:
     names: list[str] = []
     for sql in sqls:
         if sql:
-            names += referenced_names(compile_sql(sql))
+            names += sql_names(sql)
     return names
 
 

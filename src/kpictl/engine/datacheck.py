@@ -31,8 +31,8 @@ from kpictl.sql.expr import (
     compared_literals,
     compile_sql,
     picked_column,
-    referenced_names,
 )
+from kpictl.sql.tree import names as sql_names
 
 SEEN_VALUES = 10  # the most frequent values a note lists
 # columns kpictl itself writes: a literal of their vocabulary matching no row is a count of 0
@@ -325,7 +325,7 @@ def _null_when_absent(spec: Spec, entry: RollupEntry) -> bool:
 
 
 def _names(sql: str | None) -> list[str]:
-    return list(referenced_names(compile_sql(sql))) if sql else []
+    return list(sql_names(sql)) if sql else []
 
 
 def kpi_expressions(kpi: KpiSpec) -> list[tuple[str, str]]:
@@ -730,7 +730,7 @@ def _mapped_fields(columns: Sequence[ColumnMapping]) -> set[str]:
         if mapping.source_field:
             fields.add(mapping.source_field.split(".")[0])
         elif mapping.sql:
-            fields.update(referenced_names(compile_sql(mapping.sql)))
+            fields.update(sql_names(mapping.sql))
     return fields
 
 

@@ -19,9 +19,8 @@ from kpictl.sql.expr import (
     CheckedExpression,
     ExpressionProblem,
     check_expression,
-    compile_sql,
-    referenced_names,
 )
+from kpictl.sql.tree import names as sql_names
 
 
 class Problems:
@@ -40,7 +39,7 @@ class Problems:
         if not broken or not isinstance(sql, str):
             return False
         try:
-            return any(n in broken for n in referenced_names(compile_sql(sql)))
+            return any(n in broken for n in sql_names(sql))
         except ExpressionProblem:
             return False
 

@@ -32,9 +32,8 @@ from kpictl.spec.yamlmarks import (
 from kpictl.sql.expr import (
     ExpressionProblem,
     ExpressionShape,
-    compile_sql,
-    referenced_names,
 )
+from kpictl.sql.tree import names as sql_names
 
 
 def build_tables(
@@ -251,7 +250,7 @@ def _later_names(sql: str, block: MarkedDict, entry_name: str) -> list[str]:
     names = list(block)
     later = names[names.index(entry_name) + 1 :]
     try:
-        used = referenced_names(compile_sql(sql))
+        used = sql_names(sql)
     except ExpressionProblem:
         return []
     return [n for n in used if n in later]

@@ -70,14 +70,6 @@ def first_line(exc: BaseException) -> str:
     return text.split("\n", 1)[0].strip() if text else type(exc).__name__
 
 
-def referenced_names(expr: pl.Expr) -> tuple[str, ...]:
-    """Column names an expression reads, deduplicated, in first-seen order."""
-    seen: dict[str, None] = {}
-    for name in expr.meta.root_names():
-        seen.setdefault(name, None)
-    return tuple(seen)
-
-
 def check_expression(
     sql: str,
     schema: Mapping[str, pl.DataType],

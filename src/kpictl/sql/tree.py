@@ -225,7 +225,12 @@ def names(sql: str) -> tuple[str, ...]:
 
 def _names(tree: exp.Expr) -> tuple[str, ...]:
     columns = sorted(_columns(tree), key=_position)
-    return tuple(dict.fromkeys(c.name for c in columns))
+    return tuple(dict.fromkeys(_root_name(c) for c in columns))
+
+
+def _root_name(column: exp.Column) -> str:
+    """The column a name reads: `a` of a struct field `a.b` (as polars reads it)."""
+    return column.parts[0].name
 
 
 def _columns(tree: exp.Expr) -> Iterator[exp.Column]:
@@ -234,9 +239,8 @@ def _columns(tree: exp.Expr) -> Iterator[exp.Column]:
             yield node
 
 
-def _position(node: exp.Expr) -> int:
-    meta = node.this.meta if isinstance(node.this, exp.Expr) else node.meta
-    return int(meta.get("start", 0))
+def _position(node: exp.Column) -> int:
+    return int(node.parts[0].meta.get("start", 0))
 
 
 _TOTAL = "total"
@@ -674,7 +678,7 @@ def _string(node: exp.Expr) -> str | None:
 
 def _plain_column(node: exp.Expr) -> str | None:
     node = _unwrap(node)
-    return node.name if isinstance(node, exp.Column) else None
+    return node.name if isinstance(node, exp.Column) and not node.table else None
 
 
 def compared_literals(sql: str) -> tuple[tuple[str, str], ...]:
@@ -726,7 +730,7 @@ def _names_outside_conditions(node: exp.Expr) -> list[str]:
     """Columns read in `node` except in a CASE WHEN's condition."""
     conditions = {id(i.this) for i in node.find_all(exp.If)}
     return [
-        inner.name
+        _root_name(inner)
         for inner in node.walk(bfs=False, prune=lambda n: id(n) in conditions)
         if isinstance(inner, exp.Column) and id(inner) not in conditions
     ]
