@@ -412,7 +412,7 @@ def literal_uses(
                 unit_table,
             )
     if where and unit_table is not None:
-        names = set(referenced_names(compile_sql(where)))
+        names = set(sql_names(where))
         for table in _tables_of(spec, kpis):
             if names <= set(spec.table_schema(table.name)):  # --where filters this table
                 add("--where", "--where", where, table)
