@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
 ]
 WITHIN: dict[str, list[str]] = {
-    "sql": ["tree", "expr"],
+    "sql": ["tree", "expr", "dialect"],
     "io": ["schema", "inputbytes", "formats", "cache", "read", "pricing"],
     # the model, the shared problems collector, one module of rules per section, loading
     "spec": [
@@ -45,7 +45,16 @@ WITHIN: dict[str, list[str]] = {
         "load",
         "jsonschema",
     ],
-    "engine": ["rollup", "outcomes", "sources", "datacheck", "interface", "compute", "costs"],
+    "engine": [
+        "rollup",
+        "outcomes",
+        "sources",
+        "datacheck",
+        "interface",
+        "compute",
+        "costs",
+        "duck",
+    ],
     "init": ["detect", "mapping", "write"],
     "scorecard": [
         "model",  # options, gathered data, result; the status vocabulary

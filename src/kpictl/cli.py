@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kpictl.engine.interface import TimeBound
+    from kpictl.engine.interface import ComputeOptions, Engine, TimeBound
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
 
@@ -42,6 +42,23 @@ class OutputFormat(StrEnum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+
+
+class EngineName(StrEnum):
+    """`--engine` choices."""
+
+    polars = "polars"
+    duckdb = "duckdb"
+
+
+EngineOption = Annotated[
+    EngineName,
+    typer.Option(
+        "--engine",
+        help="polars (default) or duckdb: the spec compiled to DuckDB SQL "
+        "(pip install 'kpictl[duckdb]'); it refuses, with the spec line, what it does not cover.",
+    ),
+]
 
 
 class Grain(StrEnum):
@@ -736,6 +753,7 @@ def compute(
     reprice: RepriceOption = False,
     strict: StrictOption = False,
     wide: WideOption = False,
+    engine: EngineOption = EngineName.polars,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -746,6 +764,8 @@ def compute(
       kpictl compute logs/events/ --source tool_calls=logs/tool_calls/ --by channel
 
       kpictl compute --grain day --kpi task_completion_rate --format json
+
+      kpictl compute --engine duckdb --kpi task_completion_rate
     """
     from kpictl.engine.compute import ComputeOptions, run_compute
     from kpictl.render.output import render
@@ -763,9 +783,10 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
+    chosen = _engine(spec, engine, options)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     with progress("Computing KPIs…"):
-        result = run_compute(spec, sources, options)
+        result = run_compute(spec, sources, options, engine=chosen)
     _report_inputs(sources)
     for note in result.notes:
         _stderr(f"kpictl: note: {note}")
@@ -775,6 +796,89 @@ def compute(
         _inputs(config, sources),
     )
     _strict(strict, result.check.notes())
+
+
+def _compute_options(
+    by: list[str] | None,
+    max_cohorts: int,
+    grain: Grain | None,
+    since: str | None,
+    until: str | None,
+    as_of: str | None,
+    where: str | None,
+    kpi: list[str] | None,
+) -> ComputeOptions:
+    from kpictl.engine.compute import ComputeOptions
+
+    columns, crossed = _cohorts(by, False)
+    return ComputeOptions(
+        by=columns,
+        cross=crossed,
+        max_cohorts=max_cohorts,
+        grain=grain.value if grain else None,
+        since=_bound(since, "--since"),
+        until=_bound(until, "--until"),
+        as_of=_timestamp(as_of, "--as-of"),
+        where=where,
+        kpis=tuple(kpi or ()),
+    )
+
+
+def _engine(spec: Spec, name: EngineName, options: ComputeOptions) -> Engine | None:
+    """The engine of `--engine` (None: the default, polars); duckdb refuses up front, with
+    the spec lines, every selected KPI it does not cover."""
+    if name is EngineName.polars:
+        return None
+    from kpictl.engine.compute import selected_kpis
+    from kpictl.engine.duck import DuckDBEngine, require_covered
+
+    require_covered(spec, selected_kpis(spec, options.kpis)[0], options)
+    return DuckDBEngine()
+
+
+@app.command("compile", short_help="Print the SQL an engine runs for the spec.")
+def compile_command(
+    paths: PathsArgument = None,
+    config: SpecOption = DEFAULT_SPEC,
+    source: SourceOption = None,
+    engine: EngineOption = EngineName.duckdb,
+    by: Annotated[
+        list[str] | None,
+        typer.Option("--by", help="Add the GROUPING SET of this cohort column. Repeatable."),
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    as_of: AsOfOption = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="A SQL filter on the KPI tables' rows.")
+    ] = None,
+    kpi: Annotated[
+        list[str] | None, typer.Option("--kpi", help="Only this KPI. Repeatable.")
+    ] = None,
+    param: ParamOption = None,
+) -> None:
+    """Print the SQL `kpictl compute --engine duckdb` runs with the same options, for review:
+    the facts of each table (rollup passes and derive entries as CTEs), then each KPI's
+    aggregates per grouping set. Params and as-of appear as literals (as-of is resolved from
+    the data, as compute does).
+
+    Examples:
+
+      kpictl compile --engine duckdb
+
+      kpictl compile --engine duckdb --kpi task_completion_rate --by channel
+    """
+    from kpictl.engine.compute import resolve_window, selected_kpis
+    from kpictl.engine.duck import compile_text
+
+    if engine is EngineName.polars:
+        raise UsageError("compile --engine polars: the polars engine runs no SQL; use duckdb")
+    spec = _load(config, param, paths)
+    options = _compute_options(by, 10_000, None, since, until, as_of, where, kpi)
+    sources = _sources(spec, paths, source, BadRows.error, True, False, "64MiB")
+    kpis = selected_kpis(spec, options.kpis)[0]
+    window = resolve_window(spec, sources, options)
+    typer.echo(compile_text(spec, sources, window, options, kpis), nl=False)
 
 
 @app.command(short_help="Compare every KPI against a baseline: tests, CIs, verdicts.")

@@ -259,7 +259,7 @@ def source_rows(sources: Sources, name: str, window: Window) -> pl.LazyFrame:
     return frame
 
 
-def _entry_levels(table: TableSpec, source: str) -> list[list[str]]:
+def entry_levels(table: TableSpec, source: str) -> list[list[str]]:
     """A source's rollup entries in passes: an entry runs after the entries it uses."""
     level: dict[str, int] = {}
     entries = [e for e in table.rollup if e.source == source]
@@ -302,7 +302,7 @@ def rollup_table(spec: Spec, table: TableSpec, sources: Sources, window: Window)
             rows = rows.with_columns(literals)
         attrs = [a for a in table.attributes if a in row_schema] if position == 0 else []
         source_result: pl.LazyFrame | None = None
-        for pass_names in _entry_levels(table, source):
+        for pass_names in entry_levels(table, source):
             needed = sorted({d for n in pass_names for d in entries[n].depends_on})
             separate = [n for n in pass_names if compiled[n].separate]
             together = [n for n in pass_names if not compiled[n].separate]
@@ -1251,11 +1251,13 @@ def run_compute(
     options: ComputeOptions | None = None,
     *,
     facts: FactSet | None = None,
+    engine: Engine | None = None,
 ) -> ComputeResult:
     """Compute KPIs: one row per KPI × cohort (× breakdown value), with n and pending.
 
     `facts`: the run's FactSet (`fact_set`), when the caller built one to share (the report
-    does); facts that do not serve this window or lack a column it reads are not used."""
+    does); facts that do not serve this window or lack a column it reads are not used.
+    `engine`: the engine that builds the facts and aggregates them (default: polars)."""
     options = options or ComputeOptions()
     kpis, output = selected_kpis(spec, options.kpis)
     spec = with_cohort_columns(spec, sources, options.by, {k.over for k in kpis})
@@ -1267,7 +1269,7 @@ def run_compute(
     bounded = window.since is not None or window.until is not None or options.grain is not None
     reads = read_names(spec, kpis, options, with_time=bounded)
     if facts is None or not usable(spec, facts, window, used_tables, reads):
-        facts = default_engine().build_facts(spec, sources, window, used_tables, reads)
+        facts = (engine or default_engine()).build_facts(spec, sources, window, used_tables, reads)
     tables = dict(facts.tables)
     if options.by:
         check_cohort_counts(tables, options.by, options.max_cohorts)
@@ -1362,7 +1364,7 @@ def evaluate_kpis(
                 notes.append(note)
             rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
             computed = pl.concat([computed, rows.select(columns).cast(schema)])  # type: ignore[arg-type]
-    table = _finish(
+    table = finish_table(
         spec,
         computed.filter(pl.col("kpi").is_in(output)),
         output,
@@ -1513,7 +1515,7 @@ def _data_notes(sources: Sources, kpis: Sequence[KpiSpec]) -> list[str]:
     return notes
 
 
-def _finish(
+def finish_table(
     spec: Spec,
     computed: pl.DataFrame,
     output: Sequence[str],
