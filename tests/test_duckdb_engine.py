@@ -203,3 +203,24 @@ def test_grain_is_refused(logs: Path) -> None:
         2,
         "kpictl: error: --engine duckdb: --grain is not covered yet; run it with --engine polars\n",
     )
+
+
+def test_a_cross_tab_is_refused(logs: Path) -> None:
+    args = [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}"]
+    code, _, err = run(
+        "compute",
+        *args,
+        "-c",
+        str(SHIPPED_SPEC),
+        "--engine",
+        "duckdb",
+        "--by",
+        "channel,intent",
+        "--kpi",
+        "cost_per_task",
+    )
+    assert (code, err) == (
+        2,
+        "kpictl: error: --engine duckdb: a cross-tab (--by a,b or --cross) is not covered "
+        "yet; run it with --engine polars\n",
+    )
