@@ -21,6 +21,7 @@ import os
 import shutil
 from collections import Counter
 from contextlib import chdir
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -747,3 +748,40 @@ def test_review_sample_csv_neutralises_formulas(hostile_logs: Path, tmp_path: Pa
     cells = [cell for row in rows for cell in row.values()]
     assert not [c for c in cells if c.startswith(FORMULA_START)]
     assert any(c.startswith("'=1+2") for c in cells)
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML (`report --format html`)
+# ----------------------------------------------------------------------------------------------
+
+
+class _Elements(HTMLParser):
+    """Every element of a page with its attributes, chart images' data left out."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        kept = tuple(
+            (k, "data:" if k == "src" else "" if k in ("alt", "id") else v or "") for k, v in attrs
+        )
+        self.found.append((tag, kept))
+
+
+def test_scorecard_html_is_inert(hostile_logs: Path, benign_logs: Path) -> None:
+    pytest.importorskip("matplotlib")
+    pages = []
+    for logs in (hostile_logs, benign_logs):
+        code, _, err = run(logs, "report", "--no-redact", "--format", "html", "-o", "s.html")
+        assert code == 0, err
+        pages.append((logs / "s.html").read_text(encoding="utf-8"))
+    hostile, benign = pages
+    # the same elements with the same attributes: no value made a tag, a link or an image
+    assert Counter(_Elements(hostile).found) == Counter(_Elements(benign).found)
+    assert "<script" not in hostile and "onerror=" not in hostile.replace(
+        "onerror=alert(1)&gt;", ""
+    )
+    assert "&lt;img src=x onerror=alert(1)&gt;" in hostile  # shown as text
+    assert 'href="http' not in hostile and 'src="http' not in hostile

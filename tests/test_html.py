@@ -20,14 +20,22 @@ import struct
 import subprocess
 import zlib
 from collections import Counter
+from contextlib import chdir
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
+from typer.testing import CliRunner
 
+from kpictl import load_spec
+from kpictl.cli import app
+from kpictl.engine.sources import load_sources
 from kpictl.render.html import heading_slug, image_data_uri, markdown_to_html
 from kpictl.render.output import md_cell, md_text
+from kpictl.scorecard.charts import MIN_BUCKET_UNITS, ChartData, chart_data
+from kpictl.scorecard.gather import gather_report
+from kpictl.scorecard.model import VOLATILE_PROVENANCE, ReportOptions
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -325,4 +333,180 @@ def test_a_page_with_a_wide_table_and_an_image_in_chromium(tmp_path: Path) -> No
         checked = found[str(width)]
         assert checked["images"] == [{"alt": "A chart", "complete": True, "width": 1}]
         # the table scrolls inside its box; the page never scrolls sideways
+        assert checked["scrollWidth"] == checked["innerWidth"] == window
+
+
+# ----------------------------------------------------------------------------------------------
+# kpictl report --format html on the bundled sample
+# ----------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "kpi_definitions.yaml"
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    with chdir(ROOT):
+        result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def scorecards(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(Markdown on stdout, the HTML page written with -o) of `report --by channel`."""
+    pytest.importorskip("matplotlib")
+    page = tmp_path_factory.mktemp("html") / "out" / "scorecard.html"
+    code, markdown, err = run("report", "--by", "channel")
+    assert code == 0, err
+    code, out, err = run("report", "--by", "channel", "--format", "html", "-o", str(page))
+    assert code == 0, err
+    assert out == "" and err.splitlines()[-1] == f"kpictl: wrote {page}"
+    return markdown, page.read_text(encoding="utf-8")
+
+
+def volatile(cells: list[str]) -> set[int]:
+    """Indexes of the provenance rows that change from run to run (label and value)."""
+    return {i + 1 for i, cell in enumerate(cells) if cell in VOLATILE_PROVENANCE} | {
+        i for i, cell in enumerate(cells) if cell in VOLATILE_PROVENANCE
+    }
+
+
+def test_the_page_holds_every_cell_of_the_markdown(scorecards: tuple[str, str]) -> None:
+    markdown, html = scorecards
+    page = Page(html)
+    assert page.open == []
+    expected, shown = markdown_cells(markdown), page.cells
+    assert len(shown) == len(expected) > 300
+    skip = volatile(expected)
+    assert [c for i, c in enumerate(shown) if i not in skip] == [
+        c for i, c in enumerate(expected) if i not in skip
+    ]
+    # KPI values as the Markdown prints them (a no-break space before the unit)
+    assert "69.51\u00a0%" in shown and "$0.8398" in shown
+    assert page.elements[0] == ("html", {"lang": "en"})
+    assert "<title>Agent scorecard</title>" in html
+
+
+def test_the_page_is_self_contained(scorecards: tuple[str, str]) -> None:
+    markdown, html = scorecards
+    page = Page(html)
+    assert page.tags()["script"] == 0 and page.tags()["link"] == 0
+    for tag, attributes in page.elements:
+        if "href" in attributes:
+            assert attributes["href"].startswith("#"), (tag, attributes)
+        if "src" in attributes:
+            assert attributes["src"].startswith("data:image/png;base64,"), tag
+    images = [a for tag, a in page.elements if tag == "img"]
+    spec = load_spec(SPEC)
+    assert len(images) == len(spec.kpis)  # every KPI has a daily trend on the sample
+    for image in images:
+        width, height = png_size(decode_data_uri(image["src"]))
+        assert (width, height) == (1152, 720)  # 8 × 5 in at 144 dpi
+    assert images[0]["alt"] == (
+        "Task completion (not reopened in 24 h): treatment arm (arm = 'treatment'), per day"
+    )
+    # the Markdown printed to stdout has no images: charts come with --charts or --format html
+    assert "![" not in markdown
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The PNG's tEXt entries (keyword → text)."""
+    entries, offset = {}, 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            entries[key.decode("latin-1")] = value.decode("latin-1")
+        offset += 12 + length
+    return entries
+
+
+@pytest.fixture(scope="module")
+def treatment_by_day() -> dict[str, dict[str, int]]:
+    """`kpictl compute --grain day --where "arm = 'treatment'"`: n per KPI and day."""
+    code, out, err = run("compute", "--grain", "day", "--where", "arm = 'treatment'", "-f", "json")
+    assert code == 0, err
+    n: dict[str, dict[str, int]] = {}
+    for row in json.loads(out)["results"]:
+        if "bucket" in row["cohort"]:
+            n.setdefault(row["kpi"], {})[row["cohort"]["bucket"]] = row["n"]
+    return n
+
+
+def test_each_chart_shows_the_n_per_day_compute_counts(
+    scorecards: tuple[str, str], treatment_by_day: dict[str, dict[str, int]]
+) -> None:
+    _, html = scorecards
+    images = [a for tag, a in Page(html).elements if tag == "img"]
+    drawn = {}
+    for image in images:
+        described = json.loads(png_text(decode_data_uri(image["src"]))["Description"])
+        drawn[described["kpi"]] = {
+            bucket.replace("+00:00", "Z"): n for bucket, n in described["n"].items()
+        }
+    assert drawn == treatment_by_day
+    kpis = load_spec(SPEC).kpis
+    assert len(drawn) == len(kpis) and all(len(days) == 30 for days in drawn.values())
+
+
+@pytest.fixture(scope="module")
+def charts() -> dict[str, ChartData]:
+    """What each chart of the sample's scorecard shows (the holdout design)."""
+    spec = load_spec(SPEC)
+    with chdir(ROOT):
+        data = gather_report(spec, load_sources(spec, cache=False), ReportOptions())
+    return {chart.kpi: chart for chart in chart_data(data)}
+
+
+def test_a_share_has_a_wilson_band_and_thin_days_are_not_read(
+    charts: dict[str, ChartData], treatment_by_day: dict[str, dict[str, int]]
+) -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    chart = charts["task_completion_rate"]
+    assert chart.title == "Task completion (not reopened in 24 h)"
+    assert chart.arm == "treatment arm (arm = 'treatment')"
+    assert chart.baseline_label == "baseline holdout, control arm (arm = 'holdout')"
+    assert chart.band == "95 % Wilson interval" and chart.min_units == MIN_BUCKET_UNITS == 30
+    for point in chart.points:
+        if point.n < 30 or point.value is None:
+            assert point.low is None and point.high is None
+            continue
+        low, high = proportion_confint(round(point.value * point.n), point.n, method="wilson")
+        assert (point.low, point.high) == (pytest.approx(low), pytest.approx(high))
+    # too few units: exactly the days compute counts under 30 (csat: few rated conversations)
+    for name in ("task_completion_rate", "csat_mean", "time_to_resolution_p50"):
+        thin = {p.bucket.strftime("%Y-%m-%dT%H:%M:%SZ") for p in charts[name].sparse}
+        assert thin == {day for day, n in treatment_by_day[name].items() if n < 30}, name
+    assert len(charts["csat_mean"].sparse) == 26
+    # a mean or a percentile has no per-day interval from (value, n): no band, said so
+    assert charts["csat_mean"].band is None and charts["agent_latency_p95"].band is None
+
+
+def test_a_far_threshold_does_not_stretch_the_axis(charts: dict[str, ChartData]) -> None:
+    chart = charts["agent_latency_p95"]
+    values = [p.value for p in chart.points if p.value is not None]
+    assert chart.off_chart == (("catastrophic (> 10000)", 10000.0, "above"),)
+    assert chart.y_range[1] < 6000 < 10000  # data up to ~4,600 ms; the bound is 10,000 ms
+    assert chart.y_range[0] <= min(values) and max(values) <= chart.y_range[1]
+    # thresholds near the data are drawn: policy violations' levels lie inside 0–6 %
+    assert [label for label, _ in charts["policy_violation_rate"].thresholds] == [
+        "warning (0.2pp)",
+        "critical (0.5pp)",
+        "catastrophic (> 1%)",
+    ]
+    assert charts["policy_violation_rate"].off_chart == ()
+
+
+@pytest.mark.browser
+def test_the_scorecard_page_in_chromium(scorecards: tuple[str, str], tmp_path: Path) -> None:
+    _, html = scorecards
+    found = check_in_chromium(html, tmp_path, "scorecard")
+    for width, window in ((1280, 1280), (PHONE, NARROWEST_WINDOW)):
+        checked = found[str(width)]
+        images = checked["images"]
+        assert isinstance(images, list) and len(images) == len(load_spec(SPEC).kpis)
+        # every chart decoded at its full size
+        assert all(i["complete"] and i["width"] == 1152 for i in images), images
         assert checked["scrollWidth"] == checked["innerWidth"] == window

@@ -296,15 +296,21 @@ def test_charts_are_written_and_linked_relative_to_the_output(tmp_path: Path) ->
     markdown = output.read_text(encoding="utf-8")
     assert markdown.startswith("# Weekly agent review\n")
     tokens = assert_well_formed(markdown)
-    links = [
-        child.attrGet("href")
+    images = [
+        child
         for token in tokens
         if token.type == "inline"
         for child in token.children or []
-        if child.type == "link_open"
+        if child.type == "image"
     ]
-    charts = [str(link) for link in links if str(link).endswith(".png")]
-    assert len(charts) == len(kpictl.load_spec(SPEC).kpis)
+    charts = [str(image.attrGet("src")) for image in images]
+    spec = kpictl.load_spec(SPEC)
+    assert len(charts) == len(spec.kpis)
+    # shown in the document (not linked), titled in plain words, under the Trends section
+    assert images[0].content == (
+        f"{spec.kpis['task_completion_rate'].label}: treatment arm (arm = 'treatment'), per day"
+    )
+    assert markdown.index("![") > markdown.index("\n## Trends\n")
     for link in charts:
         assert not Path(link).is_absolute() and link.startswith("../charts/")
         target = output.parent / link

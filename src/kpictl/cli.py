@@ -100,6 +100,13 @@ class RelativeCi(StrEnum):
     fieller = "fieller"
 
 
+class ReportFormat(StrEnum):
+    """`kpictl report --format` choices."""
+
+    markdown = "markdown"
+    html = "html"
+
+
 class FactsFormat(StrEnum):
     """`kpictl facts --format` choices."""
 
@@ -1146,10 +1153,19 @@ def report(
         Path | None,
         typer.Option(
             "--charts",
-            help="Write one PNG per KPI into this folder and link them (needs "
-            "pip install 'kpictl[charts]').",
+            help="Write one PNG per KPI into this folder and show them under Trends, with "
+            "paths relative to the output (needs pip install 'kpictl[charts]').",
         ),
     ] = None,
+    output_format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="markdown, or html: one self-contained page (charts inline, readable on a "
+            "phone, printable to PDF; needs pip install 'kpictl[charts]').",
+        ),
+    ] = ReportFormat.markdown,
     redact: Annotated[
         bool,
         typer.Option(
@@ -1190,7 +1206,7 @@ def report(
     param: ParamOption = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the Markdown to this file instead of stdout."),
+        typer.Option("--output", "-o", help="Write the scorecard to this file instead of stdout."),
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     max_line_bytes: MaxLineBytesOption = "64MiB",
@@ -1198,14 +1214,16 @@ def report(
     reprice: RepriceOption = False,
     strict: StrictOption = False,
 ) -> None:
-    """Write the scorecard: one Markdown document with tiles, KPIs, trends, ROI, data quality,
-    drill-down and provenance. Only the Markdown goes to stdout.
+    """Write the scorecard: one Markdown document (or HTML page) with tiles, KPIs, trends, ROI,
+    data quality, drill-down and provenance. Only the scorecard goes to stdout.
 
     Examples:
 
       kpictl report > scorecard.md
 
       kpictl report --by channel --charts charts/ --output scorecard.md
+
+      kpictl report --format html --output scorecard.html
 
       kpictl report --baseline prior_4w --fail-on critical
     """
@@ -1253,6 +1271,7 @@ def report(
         command_line=shlex.join(["kpictl", *sys.argv[1:]]),
         review=tuple(review or ()),
         project=project,
+        format=output_format.value,
     )
     with progress("Building the scorecard…"):
         result = run_report(
@@ -1263,14 +1282,15 @@ def report(
         _report_inputs(baseline_sources)
     for note in result.notes:
         _stderr(f"kpictl: note: {note}")
+    text = result.html if result.html is not None else result.markdown
     if output is None:
-        typer.echo(result.markdown, nl=False)
+        typer.echo(text, nl=False)
     else:
         from kpictl.render.output import write_atomically
 
         write_atomically(
             output,
-            lambda path: path.write_text(result.markdown, encoding="utf-8"),
+            lambda path: path.write_text(text, encoding="utf-8"),
             [*_inputs(config, sources, baseline_sources), *(review or ())],
             create_folder=True,
         )

@@ -122,25 +122,30 @@ def _parser() -> MarkdownIt:
 
 def _plain(children: Sequence[Token] | None) -> str:
     return "".join(
-        child.content for child in children or () if child.type in ("text", "code_inline")
+        child.content
+        for child in children or ()
+        if child.type in ("text", "text_special", "code_inline")
     )
 
 
 def markdown_to_html(
-    markdown: str, *, title: str, images: Mapping[str, bytes] | None = None
+    markdown: str, *, title: str | None = None, images: Mapping[str, bytes] | None = None
 ) -> str:
     """One self-contained HTML page from a Markdown document.
 
     `images` maps each image target written in the Markdown (a chart's relative path) to its
     bytes, inlined as a `data:` URI; an image the mapping lacks is a ValueError (the page
-    would not be self-contained). `title` is the page's `<title>` (escaped)."""
+    would not be self-contained). `title` is the page's `<title>` (escaped); by default the
+    text of the first heading."""
     images = images or {}
     parser = _parser()
     tokens = parser.parse(markdown)
     seen: dict[str, int] = {}
     for index, token in enumerate(tokens):
         if token.type == "heading_open":
-            token.attrSet("id", heading_slug(_plain(tokens[index + 1].children), seen))
+            text = _plain(tokens[index + 1].children)
+            token.attrSet("id", heading_slug(text, seen))
+            title = text if title is None else title
         for child in token.children or ():
             if child.type != "image":
                 continue
@@ -157,7 +162,7 @@ def markdown_to_html(
             f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">\n',
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
             f'<meta name="generator" content="kpictl {_escape(__version__)}">\n',
-            f"<title>{_escape(title)}</title>\n",
+            f"<title>{_escape(title or 'kpictl')}</title>\n",
             f"<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
             body,
             "</main>\n</body>\n</html>\n",

@@ -50,7 +50,7 @@ from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
 from kpictl.review import score_review
-from kpictl.scorecard.charts import require_matplotlib
+from kpictl.scorecard.charts import REPORT_FORMATS, require_matplotlib
 from kpictl.scorecard.lineage import (
     kpi_inputs,
     kpi_tables,
@@ -527,8 +527,12 @@ def gather_report(
                 f"{', '.join(table.attributes) or ', '.join(sorted(known))}"
             )
         require_columns(spec, sources, table, [dim], f"--by {dim}")
+    if options.format not in REPORT_FORMATS:
+        raise UsageError(f"--format {options.format}: expected one of {', '.join(REPORT_FORMATS)}")
     if options.charts_dir is not None:
         require_matplotlib()
+    if options.format == "html":
+        require_matplotlib("--format html (its charts)")
     review = score_review(options.review, options.significance) if options.review else None
     volume = parse_volume(options.project, "--project") if options.project else None
     baseline_name = options.baseline or spec.defaults.baseline

@@ -62,6 +62,7 @@ class ReportOptions:
     as_of: dt.datetime | None = None
     title: str | None = None
     charts_dir: Path | None = None  # write one PNG per KPI here (needs matplotlib)
+    format: str = "markdown"  # or "html": one self-contained page, charts inline
     link_base: Path | None = None  # the folder the Markdown is written to (chart links)
     redact: bool = True  # redact personal data and secrets in every data value shown
     drilldown: int = 3  # conversations shown per failure type
@@ -172,6 +173,7 @@ class ReportResult:
     compare: CompareResult | None
     charts: tuple[Path, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    html: str | None = None  # the page (`format="html"`): the Markdown rendered, charts inline
 
     def at_or_above(self, level: str) -> list[str]:
         """KPIs whose tile status is at or above `level` (warning, critical, catastrophic)."""

@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from kpictl.io.read import Sources
-from kpictl.scorecard.charts import write_charts
+from kpictl.render.html import markdown_to_html
+from kpictl.scorecard.charts import chart_link, draw_charts, write_charts
 from kpictl.scorecard.gather import gather_report
 from kpictl.scorecard.model import ReportOptions, ReportResult
 from kpictl.scorecard.sections import render_report
@@ -35,11 +36,21 @@ def run_report(
     )
     options = data.options
     written: list[Path] = []
-    if options.charts_dir is not None:
-        links, written = write_charts(data, options.charts_dir, options.link_base or Path.cwd())
+    images: dict[str, bytes] = {}  # link in the Markdown → PNG, inlined by the HTML page
+    if options.charts_dir is not None or options.format == "html":
+        drawn = draw_charts(data)
+        if options.charts_dir is not None:
+            links, written = write_charts(
+                drawn, options.charts_dir, options.link_base or Path.cwd()
+            )
+        else:  # only inlined: the targets name the images, no file is written
+            links = {name: chart_link(f"charts/{name}.png") for name in drawn}
         data = replace(data, charts=links)
+        images = {links[name]: image for name, image in drawn.items()}
+    markdown = render_report(data)
+    html = markdown_to_html(markdown, images=images) if options.format == "html" else None
     return ReportResult(
-        render_report(data), data.tiles, data.trend, data.compare, tuple(written), data.notes
+        markdown, data.tiles, data.trend, data.compare, tuple(written), data.notes, html
     )
 
 
@@ -56,8 +67,10 @@ def report(
     title: str | None = None,
     charts_dir: str | Path | None = None,
     redact: bool = True,
+    format: str = "markdown",
 ) -> str:
-    """The scorecard as Markdown text (see `run_report` for the results behind it)."""
+    """The scorecard as Markdown text, or with `format="html"` as one self-contained HTML page
+    (see `run_report` for the results behind it)."""
     options = ReportOptions(
         baseline=baseline,
         by=tuple(by or ()),
@@ -67,5 +80,7 @@ def report(
         title=title,
         charts_dir=Path(charts_dir) if charts_dir is not None else None,
         redact=redact,
+        format=format,
     )
-    return run_report(spec, sources, options, baseline_sources=baseline_sources).markdown
+    result = run_report(spec, sources, options, baseline_sources=baseline_sources)
+    return result.html if result.html is not None else result.markdown

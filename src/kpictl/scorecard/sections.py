@@ -56,6 +56,7 @@ from kpictl.scorecard.appendix import (
     section_quality,
     srm_text,
 )
+from kpictl.scorecard.charts import chart_lines
 from kpictl.scorecard.lineage import proportion_condition
 from kpictl.scorecard.markdown import (
     CAVEAT_MARK,
@@ -406,9 +407,6 @@ def _section_trends(data: ReportData) -> list[str]:
         "",
     ]
     header = ["KPI", "trend", "first", "last", "min", "max"]
-    with_charts = bool(data.charts)
-    if with_charts:
-        header.append("chart")
     rows = []
     for name in data.spec.kpis:
         if name not in series:
@@ -417,20 +415,19 @@ def _section_trends(data: ReportData) -> list[str]:
         by_bucket = {p[0]: p[1] for p in series[name]}
         values = [by_bucket.get(b) for b in buckets]
         present = [v for v in values if v is not None and not math.isnan(v)]
-        row = [
-            name,
-            sparkline(values),
-            format_value(present[0] if present else None, fmt),
-            format_value(present[-1] if present else None, fmt),
-            format_value(min(present) if present else None, fmt),
-            format_value(max(present) if present else None, fmt),
-        ]
-        if with_charts:
-            link = data.charts.get(name)
-            row.append(f"[{name}.png]({link})" if link else "—")
-        rows.append(row)
-    lines += md_table(header, rows, "llrrrrl")
-    return lines
+        rows.append(
+            [
+                name,
+                sparkline(values),
+                format_value(present[0] if present else None, fmt),
+                format_value(present[-1] if present else None, fmt),
+                format_value(min(present) if present else None, fmt),
+                format_value(max(present) if present else None, fmt),
+            ]
+        )
+    lines += md_table(header, rows, "llrrrr")
+    # with --charts (or --format html): each KPI's chart under its layer's heading
+    return [*lines, "", *chart_lines(data)]
 
 
 def _breakdown_rows(data: ReportData, kpi: KpiSpec) -> tuple[list[list[str]], str]:
