@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import polars as pl
 import pytest
 import sqlglot
 
@@ -224,3 +225,31 @@ def test_a_cross_tab_is_refused(logs: Path) -> None:
         "kpictl: error: --engine duckdb: a cross-tab (--by a,b or --cross) is not covered "
         "yet; run it with --engine polars\n",
     )
+
+
+def test_cost_kpis_over_partly_unpriced_data_are_refused(logs: Path, tmp_path: Path) -> None:
+    """With a price table that prices one of the sample's two models, polars makes a cohort
+    without a known cost null ('cost unknown'); the DuckDB engine does not have that rule yet,
+    so it refuses instead of printing a number for it."""
+    events = pl.read_parquet(logs / "events")
+    models = sorted(m for m in events["model"].unique().to_list() if m is not None)
+    assert len(models) >= 2
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SHIPPED_SPEC.read_text().replace(
+            "\nsources:\n",
+            f"\npricing:\n  models:\n    {models[0]}: {{input: 1.0, output: 2.0}}\n\nsources:\n",
+            1,
+        )
+    )
+    args = [str(logs / "events"), "--source", f"tool_calls={logs / 'tool_calls'}"]
+    args += ["--source", f"business_events={logs / 'business_events'}", "-c", str(spec)]
+    code, out, err = run("compute", *args, "--kpi", "cost_per_task", "--engine", "duckdb")
+    assert (code, out) == (2, "")
+    assert err == (
+        "kpictl: error: --engine duckdb: the cost of part of the data is unknown, and a cohort "
+        "without a known cost is computed by --engine polars only (it is null there, 'cost "
+        "unknown'); run cost_per_task with --engine polars\n"
+    )
+    code, _, err = run("compute", *args, "--kpi", "cost_per_task")  # polars computes it
+    assert code == 0, err
