@@ -1197,6 +1197,14 @@ def report(
             help="Exit 3 when any KPI is at or above this level (the report is written first).",
         ),
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="A SQL filter on the KPI tables' rows (of both arms), as compare's: the "
+            "tiles equal kpictl compare --where.",
+        ),
+    ] = None,
     kpi: Annotated[
         list[str] | None,
         typer.Option(
@@ -1264,6 +1272,7 @@ def report(
         since=_bound(since, "--since"),
         until=_bound(until, "--until"),
         as_of=_timestamp(as_of, "--as-of"),
+        where=where,
         title=title,
         charts_dir=charts,
         link_base=output.parent if output is not None else Path.cwd(),

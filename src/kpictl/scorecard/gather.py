@@ -32,6 +32,7 @@ from kpictl.engine.compute import (
     read_names,
     resolve_window,
     run_compute,
+    where_note,
     with_cohort_columns,
     with_cost_counts,
 )
@@ -210,8 +211,15 @@ def _eligible(spec: Spec, where: str | None) -> tuple[list[str], list[str]]:
     return ok, not_ok
 
 
+def _slice_where(piece: Slice, where: str | None) -> str | None:
+    """The arm's condition and --where together (either alone when the other is absent)."""
+    if piece.where and where:
+        return f"({piece.where}) AND ({where})"
+    return piece.where or where
+
+
 def _compute_slice(
-    spec: Spec, piece: Slice, kpis: Sequence[str], grain: str | None
+    spec: Spec, piece: Slice, kpis: Sequence[str], grain: str | None, where: str | None
 ) -> ComputeResult:
     return run_compute(
         spec,
@@ -221,7 +229,7 @@ def _compute_slice(
             since=piece.window.since,
             until=piece.window.until,
             as_of=piece.window.as_of,
-            where=piece.where,
+            where=_slice_where(piece, where),
             kpis=tuple(kpis),
         ),
         facts=piece.facts,
@@ -486,7 +494,9 @@ def _report_facts(
             spec, kpis, ComputeOptions(by=by), with_time=True, extra=conditions
         ).items()
     }
-    for name, columns in read_columns(spec, CompareOptions(by=by), window, base).items():
+    for name, columns in read_columns(
+        spec, CompareOptions(by=by, where=options.where), window, base
+    ).items():
         reads[name] = (reads.get(name) or set()) | columns
     unit = spec.require_primary_table()
     reads[unit.name] = None
@@ -553,6 +563,7 @@ def gather_report(
                 since=options.since,
                 until=options.until,
                 as_of=options.as_of,
+                where=options.where,
                 alpha=options.significance,
             ),
             baseline_sources=baseline_sources,
@@ -569,22 +580,33 @@ def gather_report(
         baseline = replace(baseline, facts=shared if baseline_sources is None else base_shared)
     projection = project_costs(spec, current, ProjectionOptions(volume)) if volume else None
     notes: list[str] = []
-    eligible, skipped = _eligible(spec, current.where)
+    # with an arm condition, --where joins it: KPIs whose tables lack either's columns get no
+    # trend (their tiles are compare's, which filters each table it can)
+    eligible, skipped = _eligible(
+        spec, _slice_where(current, options.where if current.where else None)
+    )
     if skipped:
         notes.append(
             f"no trend for {', '.join(skipped)}: their tables cannot evaluate the "
-            f"arm condition {current.where}"
+            f"arm condition {_slice_where(current, options.where)}"
         )
     grain = spec.defaults.grain
-    trend = _compute_slice(spec, current, eligible, grain)
-    notes += list(trend.notes)
+    trend = _compute_slice(spec, current, eligible, grain, options.where)
+    if options.where:  # the tables --where does not filter, as compute and compare say
+        tables = {spec.kpis[k].over for k in spec.kpis if spec.kpis[k].kind != "formula"}
+        said = where_note(spec, options.where, tables)
+        if said is not None:
+            notes.append(said)
+    notes += [n for n in trend.notes if n not in notes]
     breakdown_kpis = [k.name for k in spec.kpis.values() if k.breakdown and k.name in eligible]
     baseline_compute = None
     if baseline is not None and breakdown_kpis:
-        base_eligible, _ = _eligible(spec, baseline.where)
+        base_eligible, _ = _eligible(
+            spec, _slice_where(baseline, options.where if baseline.where else None)
+        )
         names = [k for k in breakdown_kpis if k in base_eligible]
         if names:
-            baseline_compute = _compute_slice(spec, baseline, names, None)
+            baseline_compute = _compute_slice(spec, baseline, names, None, options.where)
 
     facts = slice_facts(spec, current)
     key = table.key or "conversation_id"

@@ -60,6 +60,7 @@ class ReportOptions:
     since: TimeBound | None = None
     until: TimeBound | None = None
     as_of: dt.datetime | None = None
+    where: str | None = None  # --where: a SQL filter on the KPI tables' rows (as compare's)
     title: str | None = None
     charts_dir: Path | None = None  # write one PNG per KPI here (needs matplotlib)
     format: str = "markdown"  # or "html": one self-contained page, charts inline

@@ -61,6 +61,7 @@ from kpictl.scorecard.lineage import proportion_condition
 from kpictl.scorecard.markdown import (
     CAVEAT_MARK,
     SPARK_GAP,
+    code_span,
     format_day,
     format_int,
     format_interval,
@@ -124,6 +125,12 @@ def _section_header(data: ReportData) -> list[str]:
         f"- **As of:** {as_of}",
         *_empty_lines(data),
     ]
+    if options.where:
+        lines.append(
+            f"- **Filter:** {code_span(options.where)} (`--where`): the KPIs' values are over "
+            "the rows it keeps of the tables that have its columns; costs, drill-down and "
+            "cohorts are over every conversation"
+        )
     if comparison is None:
         lines += [
             "- **Baseline:** none — the spec declares no default baseline and none was "
