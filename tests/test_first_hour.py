@@ -238,7 +238,13 @@ def test_the_first_hour_init_check_compute_compare_report(tmp_path: Path) -> Non
                 "kpi"
             ]
 
-        # 5. the report. TODO(html): `report --format html` once the html helper's option lands
+        # 5. the report, as Markdown and as the self-contained HTML page a CFO opens
+        code, out, err = run("report", "-c", spec, "--format", "html", "-o", "scorecard.html")
+        assert code == 0, err
+        page = (tmp_path / "scorecard.html").read_text()
+        assert page.startswith("<!DOCTYPE html>") or page.lower().startswith("<!doctype html>")
+        assert f"{treatment['task_completion_rate'] * 100:.2f}" in page
+        assert f"{control['task_completion_rate'] * 100:.2f}" in page
         code, out, err = run("report", "-c", spec, "-o", "scorecard.md")
         assert code == 0, err
         scorecard = (tmp_path / "scorecard.md").read_text()
