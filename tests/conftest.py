@@ -198,6 +198,17 @@ def write_jsonl(tmp_path: Path) -> JsonlWriter:
     return write
 
 
+def sample_sources(logs: Path) -> list[str]:
+    """`--source` options for the tool calls and business events of a `write_sample` folder
+    (its events are the command's path)."""
+    return [
+        "--source",
+        f"tool_calls={logs / 'tool_calls'}",
+        "--source",
+        f"business_events={logs / 'business_events'}",
+    ]
+
+
 def run(*args: str) -> tuple[int, str, str]:
     """`kpictl ARGS` through typer's runner: (exit code, stdout, stderr)."""
     result = CliRunner().invoke(app, list(args))

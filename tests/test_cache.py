@@ -16,7 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from conftest import JsonlWriter
+from conftest import JsonlWriter, sample_sources
 from kpictl.cli import app
 from kpictl.io.cache import ORPHAN_AGE_S
 from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, load_source
@@ -186,10 +186,7 @@ def compute(logs: Path, *extra: str) -> tuple[int, str, str]:
         [
             "compute",
             str(logs / "events"),
-            "--source",
-            f"tool_calls={logs / 'tool_calls'}",
-            "--source",
-            f"business_events={logs / 'business_events'}",
+            *sample_sources(logs),
             "-c",
             str(SPEC),
             "-f",
@@ -265,10 +262,7 @@ def test_a_cache_that_cannot_be_written_is_turned_off_with_a_note(
         SMALL_FILES_ONLY,
         "compute",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "-f",

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import JsonlWriter, SpecWriter, run
+from conftest import JsonlWriter, SpecWriter, run, sample_sources
 from kpictl import __version__
 from kpictl.engine.compute import compute
 from kpictl.engine.sources import load_sources
@@ -31,10 +31,7 @@ runner = CliRunner()
 def data_args(logs: Path) -> list[str]:
     return [
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
     ]
@@ -425,10 +422,7 @@ def test_minimal_events_without_optional_columns(tmp_path: Path, logs: Path) -> 
     code, out, err = run(
         "compute",
         str(events),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--format",
@@ -559,10 +553,7 @@ def test_a_total_over_no_conversations_is_null_not_zero(
     code, out, err = run(
         "compute",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(spec),
         "--kpi",
@@ -584,10 +575,7 @@ def test_a_kpi_whose_own_where_leaves_nothing_says_so(logs: Path, tmp_path: Path
     code, out, err = run(
         "compute",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(spec),
         "--kpi",

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run
+from conftest import run, sample_sources
 from kpictl.spec import load_spec
 from kpictl.sql.expr import compared_literals, picked_column
 
@@ -93,10 +93,7 @@ def test_another_event_vocabulary_is_named_with_the_values_seen(
     code, out, err = run(
         "compute",
         str(kind_logs / "events.parquet"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(spec),
         "--format",
@@ -136,10 +133,7 @@ def test_matched_literals_give_no_note(logs: Path) -> None:
     code, out, err = run(
         "compute",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--format",
@@ -154,10 +148,7 @@ def test_a_typo_in_where_is_named(logs: Path) -> None:
     code, _, err = run(
         "compute",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--kpi",
@@ -204,10 +195,7 @@ def sparse_logs(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sparse_args(sparse_logs: Path, logs: Path) -> list[str]:
     return [
         str(sparse_logs / "events.parquet"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
     ]
@@ -250,10 +238,7 @@ def test_kpis_on_a_missing_column_are_unavailable(sparse_logs: Path, logs: Path)
     code, full, _ = run(
         "compute",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--format",
@@ -352,10 +337,7 @@ STRICT = "kpictl: error: --strict: the data does not fit the spec ({}, see the n
 def test_strict_turns_the_notes_into_exit_2_after_the_output(kind_logs: Path, logs: Path) -> None:
     args = [
         str(kind_logs / "events.parquet"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(kind_logs / "spec.yaml"),
         "--kpi",
@@ -374,10 +356,7 @@ def test_strict_turns_the_notes_into_exit_2_after_the_output(kind_logs: Path, lo
 def test_strict_on_data_that_fits_exits_0(logs: Path) -> None:
     args = [
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--strict",
@@ -435,10 +414,7 @@ def test_a_cohort_on_a_missing_column_is_a_usage_error(armless_logs: Path, logs:
     events = armless_logs / "events.parquet"
     args = [
         str(events),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--by",
@@ -489,10 +465,7 @@ def test_check_on_data_that_fits(logs: Path) -> None:
     code, out, err = run(
         "check",
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
         "--format",
@@ -591,10 +564,7 @@ def test_check_names_literals_that_match_nothing(kind_logs: Path, logs: Path) ->
     code, out, err = run(
         "check",
         str(kind_logs / "events.parquet"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(kind_logs / "spec.yaml"),
         "--format",

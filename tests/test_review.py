@@ -15,7 +15,7 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 from typer.testing import CliRunner
 
-from conftest import run
+from conftest import run, sample_sources
 from kpictl import stats
 from kpictl.render.output import review_markdown
 from kpictl.review import allocate, read_review, score_review, summary_rows
@@ -28,10 +28,7 @@ Z = 1.959963984540054
 def data_args(logs: Path) -> list[str]:
     return [
         str(logs / "events"),
-        "--source",
-        f"tool_calls={logs / 'tool_calls'}",
-        "--source",
-        f"business_events={logs / 'business_events'}",
+        *sample_sources(logs),
         "-c",
         str(SPEC),
     ]
