@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from kpictl.cli import app
+from kpictl.io.read import FileRead, watch_file_reads
 from kpictl.sample import write_sample
 from kpictl.spec import load_spec
 from kpictl.spec.model import Spec
@@ -196,6 +198,22 @@ def write_jsonl(tmp_path: Path) -> JsonlWriter:
         return path
 
     return write
+
+
+FileReads = Callable[[], list[FileRead]]
+
+
+@pytest.fixture
+def file_reads() -> Iterator[FileReads]:
+    """`file_reads()` starts counting: the parses and row checks of files from then on, through
+    `kpictl.io.read.watch_file_reads` (left open until the test ends)."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(watch_file_reads())
+
+
+def parsed(reads: list[FileRead]) -> list[Path]:
+    """The JSONL files parsed, in order (a cache hit parses nothing)."""
+    return [r.path for r in reads if r.step == "parse"]
 
 
 def sample_sources(logs: Path) -> list[str]:

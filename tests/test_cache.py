@@ -16,7 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from conftest import JsonlWriter, sample_sources
+from conftest import FileReads, JsonlWriter, parsed, sample_sources
 from kpictl.cli import app
 from kpictl.io.cache import ORPHAN_AGE_S
 from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, load_source
@@ -33,16 +33,6 @@ def cached_load(path: Path, cache: Path | None) -> LoadedSource:
     return load_source(
         SourceRequest("events", (str(path),), path.parent, (TS_RULE,), cache_dir=cache)
     )
-
-
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The files parsed from now on (a hit parses nothing)."""
-    from kpictl.io import read as kio
-
-    seen: list[Path] = []
-    real = kio._read_jsonl
-    monkeypatch.setattr(kio, "_read_jsonl", lambda p, *a: seen.append(p) or real(p, *a))
-    return seen
 
 
 def entry_of(cache: Path, path: Path) -> tuple[Path, Path]:
@@ -70,7 +60,7 @@ def off(why: str) -> str:
 
 
 def test_an_edit_that_keeps_size_and_modification_time_is_read(
-    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, file_reads: FileReads
 ) -> None:
     path = write_jsonl("e.jsonl", event_rows)
     cache = tmp_path / "cache"
@@ -81,13 +71,13 @@ def test_an_edit_that_keeps_size_and_modification_time_is_read(
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = os.stat(path)
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    seen = parses(monkeypatch)
+    reads = file_reads()
     assert cached_load(path, cache).frame.collect()["input_tokens"].to_list() == [999, None, 40]
-    assert seen == [path]
+    assert parsed(reads) == [path]
     # unchanged bytes hit the cache even when the file is touched
     os.utime(path)
     assert cached_load(path, cache).frame.collect()["input_tokens"].to_list() == [999, None, 40]
-    assert seen == [path]
+    assert parsed(reads) == [path]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +305,11 @@ def test_entries_are_private_and_orphan_temporary_files_are_removed(
 
 
 def test_past_its_limit_the_least_recently_used_entries_are_removed(
-    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    write_jsonl: JsonlWriter,
+    event_rows: Rows,
+    monkeypatch: pytest.MonkeyPatch,
+    file_reads: FileReads,
 ) -> None:
     cache = tmp_path / "cache"
     files = {name: write_jsonl(f"{name}.jsonl", event_rows * 20) for name in "abc"}
@@ -325,9 +319,9 @@ def test_past_its_limit_the_least_recently_used_entries_are_removed(
         meta, _ = entry_of(cache, files[name])
         os.utime(meta, (time.time() - hours * 3600,) * 2)
     total = sum(p.stat().st_size for p in cache.iterdir())
-    seen = parses(monkeypatch)
+    reads = file_reads()
     cached_load(files["a"], cache)  # a hit: a is now the most recently used
-    assert seen == []
+    assert parsed(reads) == []
     monkeypatch.setenv("KPICTL_CACHE_MAX_BYTES", str(total - 1))
     cached_load(files["d"], cache)  # a new entry: over the limit, b (least recently used) goes
     kept = sorted(json.loads(p.read_text())["data"]["path"] for p in cache.glob("*.json"))

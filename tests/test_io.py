@@ -19,12 +19,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from conftest import JsonlWriter, SpecWriter
+from conftest import FileReads, JsonlWriter, SpecWriter, parsed
 from kpictl.engine.sources import load_sources
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import schema as canonical
 from kpictl.io import schema as schema
-from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, find_files, load_source
+from kpictl.io.read import (
+    ColumnRule,
+    FileRead,
+    LoadedSource,
+    SourceRequest,
+    find_files,
+    load_source,
+)
 from kpictl.spec import load_spec
 from kpictl.spec.model import Spec
 
@@ -740,10 +747,9 @@ def test_iso_text_with_any_offset_parses_to_the_same_utc_instant(
 
 
 def test_jsonl_cache_is_used_for_unchanged_files_and_refreshed_on_change(
-    tmp_path: Path, shipped_spec, write_jsonl, event_rows, tool_call_rows, monkeypatch
+    tmp_path: Path, shipped_spec, write_jsonl, event_rows, tool_call_rows, monkeypatch, file_reads
 ) -> None:
     from kpictl.engine.sources import load_sources
-    from kpictl.io import read as kio
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("KPICTL_CACHE_DIR", str(cache))
@@ -753,20 +759,18 @@ def test_jsonl_cache_is_used_for_unchanged_files_and_refreshed_on_change(
     first = load_sources(shipped_spec, paths)["events"].collect()
     entries = sorted(p.suffix for p in cache.iterdir())
     assert entries == [".json", ".json", ".parquet", ".parquet"]  # two files, no temp files
-    calls_seen: list[Path] = []
-    real = kio._read_jsonl
-    monkeypatch.setattr(kio, "_read_jsonl", lambda p, *a: calls_seen.append(p) or real(p, *a))
+    reads = file_reads()
     again = load_sources(shipped_spec, paths)["events"].collect()
-    assert calls_seen == []  # both files came from the cache
+    assert parsed(reads) == []  # both files came from the cache
     assert again.equals(first)
     # a changed file (size and mtime) is parsed again
     write_jsonl("in/events.jsonl", event_rows[:2])
     changed = load_sources(shipped_spec, paths)["events"].collect()
-    assert calls_seen == [events] and changed.height == 2
+    assert parsed(reads) == [events] and changed.height == 2
     # --no-cache
-    calls_seen.clear()
+    reads.clear()
     load_sources(shipped_spec, paths, cache=False)
-    assert calls_seen == [events, calls]
+    assert parsed(reads) == [events, calls]
 
 
 def test_a_half_written_cache_entry_is_ignored(
@@ -843,16 +847,6 @@ def cached_load(
     return load_source(request, "skip" if skip else "error")
 
 
-def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The files `_read_jsonl` parses from now on."""
-    from kpictl.io import read as kio
-
-    seen: list[Path] = []
-    real = kio._read_jsonl
-    monkeypatch.setattr(kio, "_read_jsonl", lambda p, *a: seen.append(p) or real(p, *a))
-    return seen
-
-
 def assert_same_load(got: LoadedSource, expected: LoadedSource) -> None:
     assert_frame_equal(got.frame.collect(), expected.frame.collect())
     assert got.files == expected.files
@@ -874,7 +868,7 @@ def assert_same_load(got: LoadedSource, expected: LoadedSource) -> None:
 def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions(
     tmp_path: Path,
     write_jsonl: JsonlWriter,
-    monkeypatch: pytest.MonkeyPatch,
+    file_reads: FileReads,
     fields: dict[str, pl.DataType] | None,
 ) -> None:
     write_jsonl("logs/date=2026-10-01/part-0.jsonl", MIXED_TS_ROWS)
@@ -883,9 +877,9 @@ def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions
     columns = (TS_RULE, ColumnRule("day", "date", type="timestamp"))
     uncached = cached_load("logs", base=tmp_path, cache=None, columns=columns, fields=fields)
     first = cached_load("logs", base=tmp_path, cache=cache, columns=columns, fields=fields)
-    parses = count_parses(monkeypatch)
+    reads = file_reads()
     again = cached_load("logs", base=tmp_path, cache=cache, columns=columns, fields=fields)
-    assert parses == []
+    assert parsed(reads) == []
     assert_same_load(first, uncached)
     assert_same_load(again, uncached)
     frame = again.frame.collect()
@@ -907,11 +901,11 @@ def test_cached_run_equals_the_parsing_run_with_iso_formats_nulls_and_partitions
         "logs/date=2026-10-01/part-0.jsonl", base=tmp_path, cache=cache, fields=fields
     )
     assert "date" not in direct.frame.collect_schema()
-    assert parses == [tmp_path / "logs/date=2026-10-01/part-0.jsonl"]
+    assert parsed(reads) == [tmp_path / "logs/date=2026-10-01/part-0.jsonl"]
 
 
 def test_cached_run_with_skip_reports_the_same_skipped_rows_and_reasons(
-    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, file_reads: FileReads
 ) -> None:
     write_jsonl(
         "logs/a.jsonl",
@@ -941,9 +935,9 @@ def test_cached_run_with_skip_reports_the_same_skipped_rows_and_reasons(
         "or a date), got 'yesterday' and 1 more",
     )
     first = cached_load("logs", base=tmp_path, cache=cache, skip=True)
-    parses = count_parses(monkeypatch)
+    reads = file_reads()
     again = cached_load("logs", base=tmp_path, cache=cache, skip=True)
-    assert parses == []
+    assert parsed(reads) == []
     assert_same_load(first, uncached)
     assert_same_load(again, uncached)
     # the entry of a.jsonl holds the two kept rows; b.jsonl's has no frame at all
@@ -951,7 +945,7 @@ def test_cached_run_with_skip_reports_the_same_skipped_rows_and_reasons(
     assert len(list(cache.glob("*.json"))) == 3
     # a cached run names the file as it is spelled this time
     respelled = cached_load("logs/../logs", base=tmp_path, cache=cache, skip=True)
-    assert parses == []
+    assert parsed(reads) == []
     assert (
         respelled.files[0]
         .skipped_reasons[2]
@@ -981,21 +975,17 @@ def test_a_bad_row_is_an_error_on_every_run_and_nothing_is_cached(
 
 
 def test_cached_run_scans_parquet_and_neither_parses_nor_checks_rows(
-    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, write_jsonl: JsonlWriter, event_rows: Rows, file_reads: FileReads
 ) -> None:
-    from kpictl.io import read as kio
-
     path = write_jsonl("e.jsonl", event_rows)
     cache = tmp_path / "cache"
+    reads = file_reads()
     first = cached_load(path, base=tmp_path, cache=cache)
     assert "Parquet SCAN" not in first.frame.explain()  # the parsing run keeps its frame
-
-    def fail(*args: object) -> None:
-        raise AssertionError("a cached run parsed or checked the file again")
-
-    monkeypatch.setattr(kio, "_read_jsonl", fail)
-    monkeypatch.setattr(kio, "_checked_frame", fail)
+    assert reads == [FileRead(path, "parse"), FileRead(path, "check")]
+    reads.clear()
     again = cached_load(path, base=tmp_path, cache=cache)
+    assert reads == []  # a cached run neither parses nor checks the file again
     plan = again.frame.explain()
     assert plan.startswith("Parquet SCAN") and "DF [" not in plan
     (entry,) = cache.glob("*.parquet")
@@ -1023,7 +1013,7 @@ def test_a_change_of_how_the_file_is_read_misses_the_cache(
     tmp_path: Path,
     write_jsonl: JsonlWriter,
     event_rows: Rows,
-    monkeypatch: pytest.MonkeyPatch,
+    file_reads: FileReads,
     columns: tuple[ColumnRule, ...],
     fields: dict[str, pl.DataType] | None,
     skip: bool,
@@ -1032,11 +1022,11 @@ def test_a_change_of_how_the_file_is_read_misses_the_cache(
     path = write_jsonl("e.jsonl", rows)
     cache = tmp_path / "cache"
     cached_load(path, base=tmp_path, cache=cache)
-    parses = count_parses(monkeypatch)
+    reads = file_reads()
     changed = cached_load(
         path, base=tmp_path, cache=cache, columns=columns, fields=fields, skip=skip
     )
-    assert parses == [path]
+    assert parsed(reads) == [path]
     expected = cached_load(
         path, base=tmp_path, cache=None, columns=columns, fields=fields, skip=skip
     )
@@ -1091,7 +1081,7 @@ def test_a_damaged_cache_entry_is_ignored_and_the_file_parsed_again(
     tmp_path: Path,
     write_jsonl: JsonlWriter,
     event_rows: Rows,
-    monkeypatch: pytest.MonkeyPatch,
+    file_reads: FileReads,
     damage: object,
 ) -> None:
     path = write_jsonl("e.jsonl", event_rows)
@@ -1100,10 +1090,10 @@ def test_a_damaged_cache_entry_is_ignored_and_the_file_parsed_again(
     (entry,) = cache.glob("*.parquet")
     assert callable(damage)
     damage(entry)
-    parses = count_parses(monkeypatch)
+    reads = file_reads()
     again = cached_load(path, base=tmp_path, cache=cache)
-    assert parses == [path]
+    assert parsed(reads) == [path]
     assert_same_load(again, expected)
     # parsed again, the entry is whole again
     assert_same_load(cached_load(path, base=tmp_path, cache=cache), expected)
-    assert parses == [path]
+    assert parsed(reads) == [path]

@@ -188,3 +188,50 @@ def test_compute_and_its_renderers_do_not_import_scipy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _patched_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of what each `monkeypatch.setattr` / `setattr` / `patch(…)` call replaces:
+    the attribute named by its second argument, or the last part of a dotted target text."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if called not in {"setattr", "patch", "object"} or not node.args:
+            continue
+        texts = [a.value for a in node.args[:2] if isinstance(a, ast.Constant)]
+        names = [t.rsplit(".", 1)[-1] for t in texts if isinstance(t, str)]
+        found += [(node.lineno, n) for n in names]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
+def test_no_test_monkeypatches_a_private_name(path: Path) -> None:
+    """A test replaces only public names (STYLE.md; issue 11's guard rails): what it needs to
+    watch is a public seam (`io.read.watch_file_reads`, `engine.interface.watch_fact_builds`)."""
+    private = [
+        f"{path.name}:{line}: {name}"
+        for line, name in _patched_names(ast.parse(path.read_text()))
+        if name.startswith("_") and not name.startswith("__")
+    ]
+    assert private == []
+
+
+def test_the_private_patch_finder_finds_one() -> None:
+    source = (
+        'monkeypatch.setattr(kio, "_read_jsonl", f)\n'
+        'monkeypatch.setattr("kpictl.io.read._checked_frame", f)\n'
+        'mock.patch("kpictl.cli._run")\n'
+        'monkeypatch.setattr(rollup, "partition_hash", f)\n'
+    )
+    assert _patched_names(ast.parse(source)) == [
+        (1, "_read_jsonl"),
+        (2, "_checked_frame"),
+        (3, "_run"),
+        (4, "partition_hash"),
+    ]

@@ -3,6 +3,9 @@
 A source path is a file, a glob or a folder (searched recursively; `key=value` folders become
 columns, hive-style). JSONL is parsed once per run. Every problem names the file, the line (or
 row), the column, what was expected and what was found. Inputs are never modified.
+
+`watch_file_reads` records every JSONL parse and every row check while it is open: the tests
+count them with it (a cached file is neither parsed nor checked again).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +64,35 @@ _TIMESTAMP_FORMATS = (
 _EPOCH_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
 _NARROW_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32)
 _ROW = "__kpictl_row"
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """One step of reading a file: `parse` (a JSONL file's bytes into a frame) or `check`
+    (a file's rows converted to the canonical schema and checked)."""
+
+    path: Path
+    step: Literal["parse", "check"]
+
+
+_READ_WATCHERS: list[list[FileRead]] = []
+
+
+@contextmanager
+def watch_file_reads() -> Iterator[list[FileRead]]:
+    """Every parse and check of a file while the block runs, in order (a list filled as they
+    happen)."""
+    reads: list[FileRead] = []
+    _READ_WATCHERS.append(reads)
+    try:
+        yield reads
+    finally:
+        _READ_WATCHERS.remove(reads)
+
+
+def _record_read(path: Path, step: Literal["parse", "check"]) -> None:
+    for reads in _READ_WATCHERS:
+        reads.append(FileRead(path, step))
 
 
 @dataclass(frozen=True)
@@ -467,6 +500,7 @@ def _read_jsonl(
     """Parse a JSONL file once; returns (frame, skipped {line: reason}, decoded bytes).
     `expected`: the type each field is read as (for the located re-parse's messages); a line
     longer than `max_line_bytes` is a bad row."""
+    _record_read(path, "parse")
     data = read_input_bytes(path)
     if _blank(data):  # an empty file holds no rows (reported as such by load_source)
         return pl.DataFrame(), {}, data
@@ -1033,6 +1067,7 @@ def _checked_frame(
 ) -> tuple[pl.LazyFrame | None, FileReport]:
     """One file's rows (`rows` of them, read as `frame`) in the canonical schema, partition
     columns added, every row checked; with --on-bad-rows skip, the bad rows left out."""
+    _record_read(path, "check")
     dropped = dropped or {}
     schema = frame.collect_schema() if rows or fmt == "parquet" else pl.Schema()
     extra = [pl.lit(v).alias(k) for k, v in partitions.items() if k not in schema]
