@@ -13,7 +13,15 @@ PYTHON_FILES = sorted(
     p for folder in ("src", "tests", "benchmarks") for p in (ROOT / folder).rglob("*.py")
 )
 SOURCES = [*(p for p in PYTHON_FILES if p.resolve() != HERE), ROOT / "README.md"]
-OUTSIDE = ("statistics.md", "performance-notes", "log-formats")  # the design notes kept elsewhere
+# the design notes and house rules kept outside the repo (a reader of the repo cannot open them)
+OUTSIDE = (
+    "statistics.md",
+    "performance-notes",
+    "log-formats",
+    "kpi-spec.md",
+    "STYLE.md",
+    "../shared",
+)
 
 
 def anchors(markdown: str) -> set[str]:

@@ -312,7 +312,8 @@ def test_narrow_parquet_numbers_are_widened(tmp_path: Path) -> None:
         "attempt": pl.Int64(),
         "bytes": pl.Int64(),
     }
-    # Int64 sums do not overflow where Int32 sums would (see kpi-spec.md, TL;DR 5).
+    # Int64 sums do not overflow where Int32 sums would (docs/formats.md, "The canonical tables":
+    # integers are widened to Int64 on load).
     assert frame["input_tokens"].sum() == 2_000_000_007
     assert frame["latency_ms"].to_list() == [0.5, 1.25]
 

@@ -1,4 +1,5 @@
-"""The layers import one way only (STYLE.md): each module may use those to its left."""
+"""The layers import one way only (docs/architecture.md, "The layers"): each module may use those
+to its left."""
 
 from __future__ import annotations
 
@@ -212,8 +213,9 @@ def _patched_names(tree: ast.AST) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
 def test_no_test_monkeypatches_a_private_name(path: Path) -> None:
-    """A test replaces only public names (STYLE.md; issue 11's guard rails): what it needs to
-    watch is a public seam (`io.read.watch_file_reads`, `engine.interface.watch_fact_builds`)."""
+    """A test replaces only public names (docs/architecture.md, "Invariants the tests hold"): what
+    it needs to watch goes through a public seam (`io.read.watch_file_reads`,
+    `engine.interface.watch_fact_builds`)."""
     private = [
         f"{path.name}:{line}: {name}"
         for line, name in _patched_names(ast.parse(path.read_text()))
