@@ -54,6 +54,7 @@ WITHIN: dict[str, list[str]] = {
         "interface",
         "compute",
         "costs",
+        "sqlplan",
         "duck",
     ],
     "init": ["detect", "mapping", "write"],

@@ -1,20 +1,74 @@
 """kpictl's own rules from a spec expression to another engine's SQL text (docs/architecture.md,
-"Engines"): sqlglot parses and prints, the rules here choose the meaning. DuckDB so far.
+"Engines"): sqlglot parses and prints, the rules here choose the meaning. One rule set per
+target dialect: DuckDB and Spark SQL.
 
-A construct no rule covers raises `Uncovered` naming it; the engine then refuses the run
-with the spec line, never a different number.
+| spec construct | DuckDB | Spark |
+| --- | --- | --- |
+| a time literal (as_of, …) | `TIMESTAMPTZ` in UTC | `TIMESTAMP` in UTC (the session runs in UTC) |
+| `TOTAL(x)` | `CAST(COALESCE(SUM(x), 0) AS DOUBLE)` | the same |
+| `EXTRACT(EPOCH FROM t)` | `epoch_us(t) / 1e6` | `UNIX_MICROS(t) / 1e6` |
+| `MEDIAN(x)`, `QUANTILE_CONT(x, q)` | `quantile_cont(x', q)` | `percentile(x', q)` (exact) |
+| `FIRST/LAST(x)` in a rollup | `arg_min_null/arg_max_null(x, (ts, row))` | `MIN_BY/MAX_BY(x, …)` |
+| `a / b` | `a / b` | `try_divide(a, b)` (ANSI mode raises on 0) |
+| other functions | COALESCE, CAST, CASE, IF, ABS, LOWER, UPPER | the same |
+| `… OVER (ORDER BY …)` | `NULLS LAST`, the key appended | the same |
+
+(x' is `CAST(x AS DOUBLE)`; Spark's order is `STRUCT(ts AS t, row AS r)`.)
+
+Both keep a null value of FIRST/LAST's argument (DuckDB's plain `arg_min` skips it; Spark's
+`min_by` keeps it), as the polars engine does. Known difference: `x / 0` is ±inf or NaN on
+polars and DuckDB, NULL on Spark (`try_divide`). A construct no rule covers raises `Uncovered`
+naming it; the engine then refuses the run with the spec line, never a different number.
+
+Whole statements (CTEs, GROUPING SETS, FILTER, casts) are written by `SqlBuilder` as text in
+kpictl's own structural SQL (DuckDB syntax, names quoted with `"…"`), with a hole for each
+translated expression and literal; the text is parsed once, the holes filled with their trees,
+and the tree printed by sqlglot in the target dialect (`VARCHAR` → `STRING`, `"x"` → `` `x` ``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import sqlglot
 from sqlglot import exp
 
-_AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.First, exp.Last)
+from kpictl.sql.tree import parse
+
+Dialect = Literal["duckdb", "spark"]
+DIALECTS: tuple[Dialect, ...] = get_args(Dialect)
+
+_AGGREGATES = (
+    exp.Count,
+    exp.Sum,
+    exp.Avg,
+    exp.Min,
+    exp.Max,
+    exp.First,
+    exp.Last,
+    exp.Median,
+    exp.PercentileCont,
+)
 _WINDOWED = (exp.Lead, exp.Lag, exp.Max, exp.Min)
+# functions (sqlglot's Func nodes) whose meaning is the same in polars, DuckDB and Spark, or
+# that a rule below rewrites; any other is Uncovered (ROUND, GREATEST, DATE_TRUNC, … differ)
+_COVERED_FUNCTIONS = (
+    *_AGGREGATES,
+    *_WINDOWED,
+    exp.Anonymous,
+    exp.Connector,
+    exp.Coalesce,
+    exp.Cast,
+    exp.Case,
+    exp.If,
+    exp.Abs,
+    exp.Lower,
+    exp.Upper,
+    exp.Extract,
+)
+_HOLE = "__kpictl_hole_"
 
 
 class Uncovered(Exception):
@@ -25,97 +79,217 @@ class Uncovered(Exception):
         self.construct = construct
 
 
-def literal(value: object) -> str:
-    """A Python value as a DuckDB literal (a time as a UTC TIMESTAMPTZ)."""
+def _literal(value: object, dialect: Dialect) -> exp.Expr:
+    """A Python value as a literal tree (a time as a UTC timestamp)."""
     if value is None:
-        return "NULL"
+        return exp.null()
     if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
+        return exp.true() if value else exp.false()
     if isinstance(value, int | float):
-        return repr(value)
+        number = exp.Literal.number(repr(value))
+        return exp.Neg(this=exp.Literal.number(repr(-value))) if value < 0 else number
     if isinstance(value, dt.datetime):
-        return f"TIMESTAMPTZ '{value.astimezone(dt.UTC).isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
+        text = value.astimezone(dt.UTC).isoformat()
+        kind = "TIMESTAMPTZ" if dialect == "duckdb" else "TIMESTAMP"
+        return exp.cast(exp.Literal.string(text), kind)
+    return exp.Literal.string(str(value))
 
 
-def _parse(sql: str) -> exp.Expr:
-    return sqlglot.parse_one(sql, dialect="duckdb")
+def _call(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this=name, expressions=list(args))
 
 
-def to_duckdb(
+def _double(node: exp.Expr) -> exp.Expr:
+    return exp.cast(node, "DOUBLE")
+
+
+def _total(argument: exp.Expr, where: exp.Expr | None = None) -> exp.Expr:
+    """TOTAL(x) [FILTER (WHERE c)] → CAST(COALESCE(SUM(x) [FILTER (WHERE c)], 0) AS DOUBLE)."""
+    summed: exp.Expr = exp.Sum(this=argument)
+    if where is not None:
+        summed = exp.Filter(this=summed, expression=where)
+    return _double(exp.Coalesce(this=summed, expressions=[exp.Literal.number(0)]))
+
+
+def _is_total(node: exp.Expr) -> bool:
+    return (
+        isinstance(node, exp.Anonymous)
+        and node.name.upper() == "TOTAL"
+        and len(node.expressions) == 1
+    )
+
+
+def _row_order(dialect: Dialect, time: str, row: str) -> exp.Expr:
+    """The total order of a source's rows: (time, then the row's position)."""
+    t, r = exp.column(time), exp.column(row)
+    if dialect == "duckdb":
+        return exp.Struct(
+            expressions=[
+                exp.PropertyEQ(this=exp.to_identifier("t"), expression=t),
+                exp.PropertyEQ(this=exp.to_identifier("r"), expression=r),
+            ]
+        )
+    return _call("STRUCT", exp.alias_(t, "t"), exp.alias_(r, "r"))
+
+
+def _rule(
+    node: exp.Expr,
+    values: Mapping[str, object],
+    dialect: Dialect,
+    order: tuple[str, str] | None,
+) -> exp.Expr:
+    """One node rewritten for `dialect`; its children are rewritten already."""
+    if isinstance(node, exp.Column) and not node.table and node.name in values:
+        return _literal(values[node.name], dialect)
+    if isinstance(node, exp.Filter) and _is_total(node.this):
+        return _total(node.this.expressions[0], node.expression)
+    if isinstance(node, exp.Anonymous):
+        name = node.name.upper()
+        if name == "TOTAL" and len(node.expressions) == 1:
+            if isinstance(node.parent, exp.Filter):
+                return node  # the FILTER node rewrites it, the filter inside the SUM
+            return _total(node.expressions[0])
+        raise Uncovered(f"the function {name}()")
+    if isinstance(node, exp.Extract):
+        if node.this.name.upper() != "EPOCH":
+            raise Uncovered(f"EXTRACT({node.this.name})")
+        micros = _call("epoch_us" if dialect == "duckdb" else "UNIX_MICROS", node.expression)
+        return exp.paren(exp.Div(this=micros, expression=exp.Literal.number("1e6")))
+    if isinstance(node, exp.Median | exp.PercentileCont):
+        q = exp.Literal.number("0.5") if isinstance(node, exp.Median) else node.expression
+        name = "quantile_cont" if dialect == "duckdb" else "percentile"
+        return _call(name, _double(node.this), q)
+    if isinstance(node, exp.First | exp.Last):
+        if order is None:
+            raise Uncovered("FIRST/LAST outside a rollup")
+        first = isinstance(node, exp.First)
+        if dialect == "duckdb":
+            name = "arg_min_null" if first else "arg_max_null"
+        else:
+            name = "MIN_BY" if first else "MAX_BY"
+        return _call(name, node.this, _row_order(dialect, *order))
+    if isinstance(node, exp.Window) and not isinstance(node.this, _WINDOWED):
+        raise Uncovered(f"the window function {node.this.key.upper()}")
+    if isinstance(node, exp.Func) and not isinstance(node, _COVERED_FUNCTIONS):
+        raise Uncovered(f"the function {node.sql_name()}()")
+    if isinstance(node, exp.Div) and dialect == "spark":
+        return _call("try_divide", node.this, node.expression)
+    return node
+
+
+def translate(
     sql: str,
     values: Mapping[str, object],
+    dialect: Dialect,
     *,
     mature: str | None = None,
-    order: str | None = None,
-) -> str:
-    """`sql` as DuckDB SQL: the names in `values` (params, as_of, …) as literals; TOTAL(x) →
-    CAST(COALESCE(SUM(x), 0) AS DOUBLE); EXTRACT(EPOCH FROM t) → epoch_us(t) / 1e6;
-    MEDIAN / QUANTILE_CONT → exact quantile_cont over DOUBLE; FIRST/LAST(x) → arg_min_null /
-    arg_max_null(x, `order`) (null values kept, as the polars engine keeps them; `order` None:
-    FIRST/LAST are not allowed here); `mature`: AND-ed into every aggregate's FILTER."""
-
-    def rule(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Column) and not node.table and node.name in values:
-            return _parse(literal(values[node.name]))
-        if isinstance(node, exp.Anonymous):
-            name = node.name.upper()
-            if name == "TOTAL" and len(node.expressions) == 1:
-                inner = node.expressions[0].sql("duckdb")
-                return _parse(f"CAST(COALESCE(SUM({inner}), 0) AS DOUBLE)")
-            raise Uncovered(f"the function {name}()")
-        if isinstance(node, exp.Extract):
-            if node.this.name.upper() != "EPOCH":
-                raise Uncovered(f"EXTRACT({node.this.name})")
-            return _parse(f"(epoch_us({node.expression.sql('duckdb')}) / 1e6)")
-        if isinstance(node, exp.Median):
-            return _parse(f"quantile_cont(CAST({node.this.sql('duckdb')} AS DOUBLE), 0.5)")
-        if isinstance(node, exp.PercentileCont):
-            q = node.expression.sql("duckdb")
-            return _parse(f"quantile_cont(CAST({node.this.sql('duckdb')} AS DOUBLE), {q})")
-        if isinstance(node, exp.First | exp.Last):
-            if order is None:
-                raise Uncovered("FIRST/LAST outside a rollup")
-            func = "arg_min_null" if isinstance(node, exp.First) else "arg_max_null"
-            return _parse(f"{func}({node.this.sql('duckdb')}, {order})")
-        if isinstance(node, exp.Window) and not isinstance(node.this, _WINDOWED):
-            raise Uncovered(f"the window function {node.this.key.upper()}")
-        return node
-
-    tree = _parse(sql).transform(rule)
+    order: tuple[str, str] | None = None,
+    window_key: str | None = None,
+) -> exp.Expr:
+    """The tree of `sql` (a spec expression) for `dialect`: the names in `values` (params,
+    as_of, …) as literals, each construct by the rules of the table above. `mature`: a column
+    AND-ed into every aggregate's FILTER (a KPI's settled units); `order`: the (time, row
+    position) columns FIRST/LAST order by (None: FIRST/LAST are not allowed here);
+    `window_key`: a column appended to every window's ORDER BY, all with NULLS LAST (ties in
+    one order on every engine and partitioning)."""
+    tree = parse(sql).tree.copy()
     if mature is not None:
-        tree = _filter_aggregates(tree, mature)
-    return tree.sql(dialect="duckdb")
+        tree = _filter_aggregates(tree, exp.column(mature))
+    if window_key is not None:
+        _total_order(tree, window_key)
+    # children before parents: a rule sees its arguments rewritten
+    for node in reversed(list(tree.walk(bfs=False))):
+        new = _rule(node, values, dialect, order)
+        if new is node:
+            continue
+        if node is tree:
+            tree = new
+        else:
+            node.replace(new)
+    return tree
 
 
-def _filter_aggregates(tree: exp.Expr, condition: str) -> exp.Expr:
-    """AND `condition` into every aggregate's FILTER (a KPI's settled units)."""
-    cond = _parse(condition)
-
-    def rule(node: exp.Expr) -> exp.Expr:
+def _filter_aggregates(tree: exp.Expr, condition: exp.Expr) -> exp.Expr:
+    """AND `condition` into every aggregate's FILTER."""
+    for node in list(tree.walk(bfs=False)):
         if isinstance(node, exp.Filter):
             where = node.expression.this
-            node.set("expression", exp.Where(this=exp.and_(exp.paren(where), cond.copy())))
-            return node
-        is_agg = isinstance(node, _AGGREGATES) or (
-            isinstance(node, exp.Anonymous) and node.name.lower() == "quantile_cont"
-        )
+            node.set("expression", exp.Where(this=exp.and_(exp.paren(where), condition.copy())))
+            continue
+        is_agg = isinstance(node, _AGGREGATES) or _is_total(node)
         if is_agg and not isinstance(node.parent, exp.Filter | exp.Window):
-            return exp.Filter(this=node.copy(), expression=exp.Where(this=cond.copy()))
-        return node
+            wrapped = exp.Filter(this=node.copy(), expression=exp.Where(this=condition.copy()))
+            if node is tree:
+                return wrapped
+            node.replace(wrapped)
+    return tree
 
-    return tree.transform(rule, copy=True)
 
-
-def with_total_order(sql: str, key: str) -> str:
-    """Every window's ORDER BY with NULLS LAST and `key` (a quoted column) last: ties in one
-    order on every engine and partitioning."""
-    tree = _parse(sql)
+def _total_order(tree: exp.Expr, key: str) -> None:
     for window in tree.find_all(exp.Window):
         order = window.args.get("order")
         if order is None:
             continue
         for ordered in order.expressions:
             ordered.set("nulls_first", False)
-        order.append("expressions", exp.Ordered(this=_parse(key), nulls_first=False))
-    return tree.sql(dialect="duckdb")
+        order.append(
+            "expressions", exp.Ordered(this=exp.column(key, quoted=True), nulls_first=False)
+        )
+
+
+class SqlBuilder:
+    """Statements in one dialect: written as structural SQL text (DuckDB syntax, names quoted
+    with `"…"`) with holes (`hole`, `expression`, `literal` return a hole's name to put in
+    the text), printed by `render` as one tree in the target dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown SQL dialect {dialect!r}; one of {', '.join(DIALECTS)}")
+        self.dialect: Dialect = dialect
+        self._holes: dict[str, exp.Expr] = {}
+
+    def _hole(self, tree: exp.Expr) -> str:
+        name = f"{_HOLE}{len(self._holes)}"
+        self._holes[name] = tree
+        return name
+
+    def expression(
+        self,
+        sql: str,
+        values: Mapping[str, object],
+        *,
+        mature: str | None = None,
+        order: tuple[str, str] | None = None,
+        window_key: str | None = None,
+    ) -> str:
+        """A hole holding `translate(sql, …)` (raises Uncovered)."""
+        return self._hole(
+            translate(sql, values, self.dialect, mature=mature, order=order, window_key=window_key)
+        )
+
+    def literal(self, value: object) -> str:
+        """A hole holding `value` as a literal (a time as a UTC timestamp)."""
+        return self._hole(_literal(value, self.dialect))
+
+    def render(self, text: str) -> str:
+        """`text` (structural SQL with holes) printed in the target dialect: a statement with
+        CTEs as one CTE a line, then its final query."""
+        tree = sqlglot.parse_one(text, dialect="duckdb")
+
+        def fill(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Column) and not node.table and node.name in self._holes:
+                return self._holes[node.name].copy()
+            return node
+
+        tree = tree.transform(fill)
+        with_ = tree.args.get("with_")
+        if not isinstance(with_, exp.With):
+            return tree.sql(dialect=self.dialect)
+        ctes = [cte.sql(dialect=self.dialect) for cte in with_.expressions]
+        tree.set("with_", None)
+        return "WITH " + ",\n  ".join(ctes) + "\n" + tree.sql(dialect=self.dialect)
+
+
+def quote(name: str) -> str:
+    """A name quoted for structural SQL text."""
+    return '"' + name.replace('"', '""') + '"'
