@@ -101,15 +101,9 @@ def attribute_events(
     )
 
 
-def unattributed_count(
-    business: pl.LazyFrame, events: pl.LazyFrame, attribution: AttributionSpec
-) -> tuple[int, int]:
-    """(events attributed to no conversation, all events)."""
+def unattributed_count(business: pl.LazyFrame, attributed: pl.DataFrame) -> tuple[int, int]:
+    """(events attributed to no conversation, all events), from the business events and their
+    attributed rows (`attribute_events`, collected)."""
     total = business.select(pl.len()).collect().item()
-    attributed = (
-        attribute_events(business, events, attribution)
-        .select(pl.col("share").sum())
-        .collect()
-        .item()
-    )
-    return total - round(attributed or 0), total
+    shares = attributed.get_column("share").sum() if attributed.height else 0
+    return total - round(shares or 0), total
