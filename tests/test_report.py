@@ -693,6 +693,45 @@ def test_roi_cost_sums_match_sql_over_the_raw_logs(
     )
 
 
+def test_arm_costs_share_one_pass_per_source_and_equal_sql_per_conversation() -> None:
+    """The report's arms read one pass of per-conversation cost sums per source (`cost_sums`:
+    2 group-bys for both arms, was 3 semi-joined group-bys per arm); each arm's costs per
+    conversation equal those computed alone and DuckDB SQL over the raw logs."""
+    from kpictl.engine.compute import ComputeOptions, resolve_window
+    from kpictl.engine.costs import Slice, conversation_costs, cost_sums, slice_facts
+
+    with chdir(ROOT):
+        spec = kpictl.load_spec(SPEC)
+        sources = kpictl.load_sources(spec, cache=False)
+    window = resolve_window(spec, sources, ComputeOptions())
+    sums = cost_sums(Slice("all", sources, window), "conversation_id")
+    assert sorted(sums) == ["events", "tool_calls"]  # one frame per source read
+    events = str(ROOT / "sample_logs" / "events" / "events.jsonl")
+    calls = str(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
+    con = duckdb.connect()
+    for arm in ("treatment", "holdout"):
+        piece = Slice(arm, sources, window, f"arm = '{arm}'")
+        keys = slice_facts(spec, piece).select("conversation_id")
+        shared = conversation_costs(spec, piece, keys, sums).sort("conversation_id")
+        assert shared.equals(conversation_costs(spec, piece, keys).sort("conversation_id"))
+        want = con.execute(
+            f"""
+            WITH e AS (SELECT conversation_id, SUM(cost_usd) AS llm, SUM(human_minutes) AS h,
+                              MIN(arm) AS arm
+                       FROM read_json_auto('{events}') GROUP BY 1),
+                 t AS (SELECT conversation_id, SUM(cost_usd) AS tool
+                       FROM read_json_auto('{calls}') GROUP BY 1)
+            SELECT e.conversation_id, COALESCE(llm, 0), COALESCE(tool, 0), COALESCE(h, 0),
+                   COALESCE(llm, 0) + COALESCE(tool, 0) + COALESCE(h, 0) * 0.75
+            FROM e LEFT JOIN t USING (conversation_id) WHERE e.arm = '{arm}' ORDER BY 1
+            """
+        ).fetchall()
+        assert len(want) == shared.height > 100
+        for got, row in zip(shared.iter_rows(), want, strict=True):
+            assert got[0] == row[0]
+            assert got[1:] == pytest.approx(row[1:], rel=1e-12, abs=1e-12)
+
+
 def test_roi_against_humans_uses_only_the_declared_param(descriptive: dict[str, Any]) -> None:
     out = descriptive["out"]
     roi = section(out, "ROI")
@@ -1145,6 +1184,48 @@ def test_human_minutes_absent_from_the_data_are_unknown_in_the_roi_not_zero(
     lines = out.replace(NBSP, " ").splitlines()  # numbers: NBSP
     assert "| human minutes | 0.0 min | Σ events.human_minutes |" in lines
     assert "| total cost | $0.01 | agent run cost + human cost |" in lines
+
+
+def test_duplicate_rows_are_counted_exactly_among_rows_sharing_their_first_columns(
+    tmp_path: Path,
+) -> None:
+    """Duplicates are looked for among rows whose (conversation_id, ts, event) repeat, then
+    compared whole: rows agreeing on those three but differing elsewhere (a cost, a null
+    against a value, another role) are not duplicates; exact copies among them are. Checked
+    against DuckDB's DISTINCT over the same rows."""
+    from kpictl.scorecard.quality import data_quality
+
+    t0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    base = {"conversation_id": "c1", "ts": t0, "event": "message", "role": "agent"}
+    rows = [
+        {**base, "cost_usd": 0.5},
+        {**base, "cost_usd": 0.5},  # duplicate
+        {**base, "cost_usd": 0.6},  # same first columns, another cost
+        {**base, "cost_usd": None},  # a null where the others have a value
+        {**base, "cost_usd": None},  # duplicate (nulls equal)
+        {**base, "role": "user", "cost_usd": 0.5},  # another role
+        {**base, "conversation_id": "c2", "cost_usd": 0.5},  # another conversation
+        {**base, "ts": t0 + dt.timedelta(seconds=1), "cost_usd": 0.5},
+    ]
+    schema = {
+        "conversation_id": pl.String,
+        "ts": pl.Datetime("us", "UTC"),
+        "event": pl.String,
+        "role": pl.String,
+        "cost_usd": pl.Float64,
+    }
+    events = pl.DataFrame(rows, schema=schema)
+    sources = kpictl.load_frames({"events": events})
+    findings, _ = data_quality(kpictl.load_spec(SPEC), sources, t0)
+    found = {(f.check, f.source): (f.count, f.of) for f in findings}
+    parquet = tmp_path / "events.parquet"
+    sources["events"].collect().select(events.columns).write_parquet(parquet)
+    distinct = (
+        duckdb.connect()
+        .execute(f"SELECT COUNT(*) FROM (SELECT DISTINCT * FROM read_parquet('{parquet}'))")
+        .fetchone()
+    )
+    assert found[("duplicate rows", "events")] == (len(rows) - distinct[0], 8) == (2, 8)
 
 
 def test_data_quality_counts_equal_sql_over_the_rows(tmp_path: Path) -> None:

@@ -108,27 +108,57 @@ def source_rows(piece: Slice, name: str) -> pl.LazyFrame | None:
     return engine_source_rows(piece.sources, name, piece.window)
 
 
-def conversation_costs(spec: Spec, piece: Slice, keys: pl.DataFrame) -> pl.DataFrame:
+# (source, column, the per-conversation sum's name): what a conversation cost
+_COST_SUMS = (
+    ("events", "cost_usd", "llm_cost"),
+    ("tool_calls", "cost_usd", "tool_cost"),
+    ("events", "human_minutes", "human_minutes"),
+)
+
+
+def cost_sums(piece: Slice, key: str) -> dict[str, pl.DataFrame]:
+    """Per source, per conversation with rows in the slice's sources (up to as-of, every
+    conversation: the slice's condition and window are not applied), the sums of
+    `conversation_costs`: one group-by per source, for every slice of the same sources and
+    as-of (the report's arms share them)."""
+    sums: dict[str, pl.DataFrame] = {}
+    for source in dict.fromkeys(s for s, _, _ in _COST_SUMS):
+        rows = source_rows(piece, source)
+        if rows is None:
+            continue
+        schema = rows.collect_schema()
+        aggs = [
+            pl.col(column).cast(pl.Float64).sum().alias(alias)
+            for name, column, alias in _COST_SUMS
+            if name == source and column in schema
+        ]
+        if aggs and key in schema:
+            sums[source] = rows.group_by(key).agg(aggs).collect()
+    return sums
+
+
+def conversation_costs(
+    spec: Spec,
+    piece: Slice,
+    keys: pl.DataFrame,
+    sums: dict[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
     """Per conversation of `keys`: llm_cost (Σ events.cost_usd), tool_cost (Σ
     tool_calls.cost_usd), human_minutes (Σ events.human_minutes) and total_cost (human minutes
-    priced at params.human_cost_per_minute when declared)."""
+    priced at params.human_cost_per_minute when declared). `sums`: `cost_sums` of the slice's
+    sources and as-of, when the caller shares them between slices."""
     key = keys.columns[0]
+    if sums is None:
+        sums = cost_sums(piece, key)
     result = keys.lazy()
-    for source, column, alias in (
-        ("events", "cost_usd", "llm_cost"),
-        ("tool_calls", "cost_usd", "tool_cost"),
-        ("events", "human_minutes", "human_minutes"),
-    ):
-        rows = source_rows(piece, source)
-        if rows is None or column not in rows.collect_schema() or key not in rows.collect_schema():
+    for source, _, alias in _COST_SUMS:
+        frame = sums.get(source)
+        if frame is None or alias not in frame.columns:
             result = result.with_columns(pl.lit(0.0).alias(alias))
             continue
-        sums = (
-            rows.join(keys.lazy(), on=key, how="semi")
-            .group_by(key)
-            .agg(pl.col(column).cast(pl.Float64).sum().alias(alias))
+        result = result.join(frame.lazy().select(key, alias), on=key, how="left").with_columns(
+            pl.col(alias).fill_null(0.0)
         )
-        result = result.join(sums, on=key, how="left").with_columns(pl.col(alias).fill_null(0.0))
     rate = number_param(spec, HUMAN_MINUTE_PARAM)
     human = pl.col("human_minutes") * rate if rate is not None else pl.lit(0.0)
     return result.with_columns(

@@ -4,6 +4,7 @@ and drill-down, and returns everything the sections need as one `ReportData`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from kpictl.engine.compute import (
 from kpictl.engine.costs import (
     Slice,
     conversation_costs,
+    cost_sums,
     cost_totals,
     human_minutes_unknown,
     slice_facts,
@@ -375,9 +377,12 @@ def drilldown(
     for kpi, condition, label in _failure_types(spec):
         if kpi.name in skip:
             continue
-        frame, names = _with_literals(
-            spec, facts.lazy(), piece.window, [kpi.where, kpi.mature, condition]
-        )
+        # only the columns read here: the conditions, what a row shows, the breakdown
+        sqls = [kpi.where, kpi.mature, condition]
+        read = {key, *([table.time] if table.time else []), *cohort_dims, *names_in(sqls)}
+        read |= {kpi.breakdown} if kpi.breakdown else set()
+        narrow = facts.select(c for c in facts.columns if c in read)
+        frame, names = _with_literals(spec, narrow.lazy(), piece.window, sqls)
         for sql in (kpi.where, kpi.mature):  # the rows the KPI counts
             if sql:
                 frame = frame.filter(compile_sql(sql).fill_null(False))
@@ -504,6 +509,11 @@ def _report_facts(
     return default_engine().build_facts(spec, sources, window, tables, reads, in_memory=True)
 
 
+def _as_of(spec: Spec, sources: Sources, options: ReportOptions) -> dt.datetime:
+    """The run's as-of (compute's and compare's: `--as-of`, else the latest time)."""
+    return resolve_window(spec, sources, ComputeOptions(as_of=options.as_of)).as_of
+
+
 def gather_report(
     spec: Spec,
     sources: Sources,
@@ -548,6 +558,17 @@ def gather_report(
     baseline_name = options.baseline or spec.defaults.baseline
     comparison: CompareResult | None = None
     base: BaselineSpec | None = None
+    # the data-quality checks read the sources, not the facts: run before the facts are in
+    # memory, their passes over every row add to a smaller peak
+    findings, columns = data_quality(spec, sources, _as_of(spec, sources, options))
+    files = list(sources.files)
+    if baseline_sources is not None:  # its own as-of, as compare takes it
+        more, more_columns = data_quality(
+            spec, baseline_sources, _as_of(spec, baseline_sources, replace(options, as_of=None))
+        )
+        findings += [replace(f, source=f"baseline {f.source}") for f in more]
+        columns += [replace(c, source=f"baseline {c.source}") for c in more_columns]
+        files += list(baseline_sources.files)
     shared = _report_facts(spec, sources, options, baseline_name, baseline_sources)
     base_shared = None
     if baseline_sources is not None:  # its own as-of, as compare takes it
@@ -610,26 +631,22 @@ def gather_report(
 
     facts = slice_facts(spec, current)
     key = table.key or "conversation_id"
-    costs_frame = conversation_costs(spec, current, facts.select(key))
+    sums = cost_sums(current, key)
+    costs_frame = conversation_costs(spec, current, facts.select(key), sums)
     costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
     baseline_costs = None
     if baseline is not None:
         base_facts = slice_facts(spec, baseline)
+        same_rows = baseline.sources is current.sources and (
+            (baseline.window.as_of, baseline.window.latest)
+            == (current.window.as_of, current.window.latest)
+        )  # the arms of one dataset: the same rows of the sources, other conversations
         baseline_costs = cost_totals(
             spec,
-            conversation_costs(spec, baseline, base_facts.select(key)),
+            conversation_costs(spec, baseline, base_facts.select(key), sums if same_rows else None),
             human_minutes_unknown(baseline.sources),
         )
-    as_of = current.window.as_of
-    findings, columns = data_quality(spec, sources, as_of)
-    files = list(sources.files)
-    if baseline_sources is not None:
-        more, more_columns = data_quality(
-            spec, baseline_sources, baseline.window.as_of if baseline else as_of
-        )
-        findings += [replace(f, source=f"baseline {f.source}") for f in more]
-        columns += [replace(c, source=f"baseline {c.source}") for c in more_columns]
-        files += list(baseline_sources.files)
+        del base_facts
     caveats = {k.name: kpi_caveats(spec, k, sources, findings, columns) for k in spec.kpis.values()}
     tiles = build_tiles(spec, trend, comparison, caveats)
     cohorts: list[dict[str, Any]] = []

@@ -113,24 +113,7 @@ def data_quality(
         if "ts" in schema:
             counts.append((pl.col("ts") > as_of).sum().alias("later"))
         visible = [c for c in schema.names() if not c.startswith("__")]
-        # equal rows have equal hashes: only the rows whose hash repeats can be duplicates,
-        # found in a second pass over the source (streamed: the rows never all in memory)
-        row_hash = pl.struct(visible).hash()
-        repeated = (
-            frame.select(row_hash.alias("hash"))
-            .group_by("hash")
-            .agg(pl.len().alias("rows"))
-            .filter(pl.col("rows") > 1)
-            .select("hash")
-        )
-        counted, hashes = pl.collect_all([frame.select(counts), repeated], engine="streaming")
-        candidates = frame.head(0).select(visible).collect()
-        if hashes.height:
-            candidates = (
-                frame.filter(row_hash.is_in(hashes.get_column("hash").implode()))
-                .select(visible)
-                .collect(engine="streaming")
-            )
+        counted, candidates = _duplicate_candidates(frame, visible, frame.select(counts))
         row = counted.row(0, named=True)
         height = int(row["rows"])
         for column in canonical:
@@ -214,6 +197,50 @@ def data_quality(
     if "events" in sources and "tool_calls" in sources:
         findings += _tool_call_timing(sources)
     return findings, columns
+
+
+# equal rows agree on these columns: hashing them first (cheap: no message text, 3 columns
+# instead of 20) narrows the rows whose whole-row hash is worth taking
+_NARROW = ("conversation_id", "ts", "event")
+
+
+def _repeated(frame: pl.LazyFrame, row_hash: pl.Expr) -> pl.LazyFrame:
+    """The hashes that more than one row of `frame` has."""
+    return (
+        frame.select(row_hash.alias("hash"))
+        .group_by("hash")
+        .agg(pl.len().alias("rows"))
+        .filter(pl.col("rows") > 1)
+        .select("hash")
+    )
+
+
+def _duplicate_candidates(
+    frame: pl.LazyFrame, visible: Sequence[str], counts: pl.LazyFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`counts` collected, the rows that may be exact duplicates: every copy of every row that
+    occurs more than once, and maybe a few others). Equal rows have equal hashes, of the whole
+    row and of any of its columns: only rows whose hash of a few columns repeats are hashed
+    whole, and only those whose whole-row hash repeats are kept, so their `height - unique()`
+    counts the duplicates exactly. Streamed: the rows are never all in memory."""
+    narrow = [c for c in _NARROW if c in visible] or list(visible)
+    narrow_hash = pl.struct(narrow).hash()
+    counted, hashes = pl.collect_all([counts, _repeated(frame, narrow_hash)], engine="streaming")
+    empty = frame.head(0).select(visible).collect()
+    if not hashes.height:
+        return counted, empty
+    suspects = frame.filter(narrow_hash.is_in(hashes.get_column("hash").implode()))
+    row_hash = pl.struct(list(visible)).hash()
+    if len(narrow) < len(visible):
+        hashes = _repeated(suspects, row_hash).collect(engine="streaming")
+        if not hashes.height:
+            return counted, empty
+    candidates = (
+        suspects.filter(row_hash.is_in(hashes.get_column("hash").implode()))
+        .select(visible)
+        .collect(engine="streaming")
+    )
+    return counted, candidates
 
 
 def _tool_call_timing(sources: Sources) -> list[Finding]:
