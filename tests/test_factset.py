@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 
 from conftest import run
 from kpictl.engine.compute import PolarsEngine, fact_set, run_compute
+from kpictl.engine.datacheck import check_data, shared_scans
 from kpictl.engine.interface import ComputeOptions, Engine, FactBuild, watch_fact_builds
 from kpictl.engine.sources import load_sources
 from kpictl.scorecard.report import ReportOptions, run_report
@@ -49,6 +50,45 @@ def test_each_command_builds_the_facts_once(args: tuple[str, ...]) -> None:
     builds = builds_of(*args)
     assert len(builds) == 1, builds
     assert builds[0].engine == "polars"
+
+
+@pytest.mark.parametrize(
+    ("args", "one_column", "before"),
+    [(("report",), 1, 9), (("report", "--by", "channel", "--by", "intent"), 3, 14)],
+    ids=["report", "report --by channel --by intent"],
+)
+def test_the_report_passes_over_each_source_once_for_its_data_checks(
+    args: tuple[str, ...], one_column: int, before: int
+) -> None:
+    """The report's compare, trend, baseline breakdowns and cohorts each check the data (null
+    counts, literal matches) over the same sources: one pass per source, plus the one-column
+    checks of the arm's and each --by column that come first (`before`: the passes each check
+    made on its own, counted on the tree before `shared_scans`: 9 and 14)."""
+    with shared_scans() as shared:
+        code, _, err = run(*args)
+    assert code == 0, err
+    assert sorted(shared.passes) == sorted(
+        ["business_events", "events", "tool_calls", *["events"] * one_column]
+    )
+    assert len(shared.passes) < before
+
+
+def test_shared_scans_check_the_data_as_a_check_alone_does(shipped_spec: Spec) -> None:
+    """Counts taken by an earlier check are reused, not changed: the same DataCheck as alone,
+    and a check asking nothing new makes no pass."""
+    sources = load_sources(shipped_spec)
+    kpis = list(shipped_spec.kpis.values())
+    alone = check_data(shipped_spec, sources, kpis, ["holdout"], "channel = 'web'")
+    assert alone.literals and any(m.rows for m in alone.literals)
+    with shared_scans() as shared:
+        assert check_data(shipped_spec, sources, kpis[:3]) == check_data(
+            shipped_spec, sources, kpis[:3]
+        )
+        again = check_data(shipped_spec, sources, kpis, ["holdout"], "channel = 'web'")
+        passes = list(shared.passes)
+        assert check_data(shipped_spec, sources, kpis, ["holdout"], "channel = 'web'") == alone
+        assert shared.passes == passes  # nothing new to count
+    assert again == alone
 
 
 def test_facts_builds_the_facts_once(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ See the README's "When the data does not fit the spec" section.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -448,32 +449,89 @@ def top_values(
     }
 
 
+@dataclass
+class SharedScans:
+    """The counts `check_data` took over each source while `shared_scans` is open: one run that
+    checks the same sources several times (the report: its compare, its trend, its cohorts)
+    counts each thing once. `passes`: the source of each pass made over a source's rows."""
+
+    counts: dict[tuple[int, str], int] = field(default_factory=dict)
+    frames: list[pl.LazyFrame] = field(default_factory=list)  # alive while their ids are keys
+    passes: list[str] = field(default_factory=list)
+
+
+_SHARED: list[SharedScans] = []
+
+
+@contextmanager
+def shared_scans() -> Iterator[SharedScans]:
+    """While the block runs, `check_data` counts each column's nulls and each literal's matches
+    once per source frame, and reuses them (an enclosing block's counts, when one is open).
+    Outside such a block every call counts afresh."""
+    if _SHARED:
+        yield _SHARED[-1]
+        return
+    shared = SharedScans()
+    _SHARED.append(shared)
+    try:
+        yield shared
+    finally:
+        _SHARED.remove(shared)
+
+
 def _scan(
     sources: Sources, columns: set[tuple[str, str]], uses: Sequence[LiteralUse]
 ) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[int, int]]:
     """One pass per source: its rows, the null count of each column and the rows each literal
-    matches. Returns (rows by source, nulls by column, matches by use index)."""
-    plans: dict[str, list[pl.Expr]] = {}
+    matches (counts already taken inside `shared_scans` are not taken again). Returns (rows by
+    source, nulls by column, matches by use index)."""
+    plans: dict[str, dict[str, pl.Expr]] = {}
     for source, column in sorted(columns):
         if source in sources and column in sources[source].collect_schema():
-            plans.setdefault(source, []).append(pl.col(column).null_count().alias(f"n:{column}"))
+            plan = plans.setdefault(source, {})
+            plan[f"n:{column}"] = pl.col(column).null_count()
+    aliases: dict[int, str] = {}
     for index, use in enumerate(uses):
         if use.source in sources and use.source_column in sources[use.source].collect_schema():
             match = pl.col(use.source_column).cast(pl.String) == pl.lit(use.literal)
-            plans.setdefault(use.source, []).append(match.sum().alias(f"m:{index}"))
+            aliases[index] = f"m:{use.source_column}\x00{use.literal}"
+            plans.setdefault(use.source, {})[aliases[index]] = match.sum()
     names = [s for s in sources.by_name if s in plans]
-    queries = [sources[s].select(pl.len().alias("rows"), *plans[s]) for s in names]
-    rows: dict[str, int] = {}
-    nulls: dict[tuple[str, str], int] = {}
-    matches: dict[int, int] = {}
-    for source, frame in zip(names, pl.collect_all(queries) if queries else [], strict=True):
-        for key, value in frame.row(0, named=True).items():
-            if key == "rows":
-                rows[source] = int(value)
-            elif key.startswith("n:"):
-                nulls[(source, key[2:])] = int(value)
-            else:
-                matches[int(key[2:])] = int(value or 0)
+    shared = _SHARED[-1] if _SHARED else None
+    counted: dict[str, dict[str, int]] = {}
+    queries: list[pl.LazyFrame] = []
+    asked: list[str] = []
+    for source in names:
+        frame = sources[source]
+        known = {}
+        if shared is not None:
+            known = {
+                alias: shared.counts[(id(frame), alias)]
+                for alias in ["rows", *plans[source]]
+                if (id(frame), alias) in shared.counts
+            }
+        counted[source] = known
+        todo = {a: e for a, e in plans[source].items() if a not in known}
+        if todo or "rows" not in known:
+            queries.append(
+                frame.select(pl.len().alias("rows"), *(e.alias(a) for a, e in todo.items()))
+            )
+            asked.append(source)
+    for source, frame in zip(asked, pl.collect_all(queries) if queries else [], strict=True):
+        values = {key: int(value or 0) for key, value in frame.row(0, named=True).items()}
+        counted[source].update(values)
+        if shared is not None:
+            shared.frames.append(sources[source])
+            shared.counts.update({(id(sources[source]), a): v for a, v in values.items()})
+            shared.passes.append(source)
+    rows = {source: counted[source]["rows"] for source in names}
+    nulls = {
+        (source, alias[2:]): value
+        for source in names
+        for alias, value in counted[source].items()
+        if alias.startswith("n:") and alias in plans[source]
+    }
+    matches = {index: counted[uses[index].source][alias] for index, alias in aliases.items()}
     return rows, nulls, matches
 
 

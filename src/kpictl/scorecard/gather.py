@@ -47,7 +47,7 @@ from kpictl.engine.costs import (
 )
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
-from kpictl.engine.datacheck import check_data, require_columns
+from kpictl.engine.datacheck import check_data, require_columns, shared_scans
 from kpictl.engine.interface import FactSet, cohort_sets
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
@@ -393,16 +393,14 @@ def drilldown(
         parts: list[tuple[tuple[str, object] | None, pl.DataFrame]] = [(None, failing)]
         if kpi.breakdown and kpi.breakdown in failing.columns:
             values = failing.get_column(kpi.breakdown).cast(pl.String)
-            keys = sorted({v for v in values.to_list() if v is not None})
+            keys = sorted(values.drop_nulls().unique().to_list())
             parts = [((kpi.breakdown, shown(v)), failing.filter(values == v)) for v in keys]
             if values.null_count():
                 parts.append(((kpi.breakdown, None), failing.filter(values.is_null())))
         for which, part in parts:
             order = [c for c in (table.time, key) if c and c in part.columns]
             fresh = part.filter(~pl.col(key).is_in(sorted(wanted)))  # each conversation once
-            chosen = fresh.sort(order, descending=[True, False][: len(order)]).head(
-                options.drilldown
-            )
+            chosen = _latest(fresh, order, options.drilldown)
             wanted.update(chosen.get_column(key).to_list())
             groups.append(
                 {
@@ -433,6 +431,17 @@ def drilldown(
             row["__text"] = shown(texts.get(row[key]))
             row[key] = shown(row[key])  # an id may be an e-mail address or a phone number
     return groups, has_text
+
+
+def _latest(frame: pl.DataFrame, order: Sequence[str], n: int) -> pl.DataFrame:
+    """The first `n` rows of `frame` sorted by `order` (time descending, then the unit key
+    ascending). The key is unique in the unit table, so without nulls in those columns the
+    order is total and the `n` rows are those of `top_k` (no sort of every row), sorted."""
+    descending = [True, False][: len(order)]
+    if len(order) == 2 and n > 0 and not any(frame.get_column(c).has_nulls() for c in order):
+        top = frame.top_k(n, by=list(order), reverse=[False, True])
+        return top.sort(list(order), descending=descending)
+    return frame.sort(list(order), descending=descending).head(n)
 
 
 def _first_user_messages(piece: Slice, key: str, ids: Sequence[str]) -> tuple[dict[str, str], bool]:
@@ -523,7 +532,20 @@ def gather_report(
     baseline_label: str | None = None,
 ) -> ReportData:
     """Everything the scorecard shows: run compute and compare, check the data, read the facts
-    for ROI, cohorts and drill-down (`run_report` then draws the charts and renders)."""
+    for ROI, cohorts and drill-down (`run_report` then draws the charts and renders). The data
+    checks of its compare, trend and cohorts count each thing over the sources once
+    (`datacheck.shared_scans`)."""
+    with shared_scans():
+        return _gather(spec, sources, options, baseline_sources, baseline_label)
+
+
+def _gather(
+    spec: Spec,
+    sources: Sources,
+    options: ReportOptions | None,
+    baseline_sources: Sources | None,
+    baseline_label: str | None,
+) -> ReportData:
     options = options or ReportOptions()
     if options.alpha is None:
         options = replace(options, alpha=spec.defaults.alpha)
