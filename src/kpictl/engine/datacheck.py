@@ -517,8 +517,8 @@ def _scan(
                 frame.select(pl.len().alias("rows"), *(e.alias(a) for a, e in todo.items()))
             )
             asked.append(source)
-    for source, frame in zip(asked, pl.collect_all(queries) if queries else [], strict=True):
-        values = {key: int(value or 0) for key, value in frame.row(0, named=True).items()}
+    for source, result in zip(asked, pl.collect_all(queries) if queries else [], strict=True):
+        values = {key: int(value or 0) for key, value in result.row(0, named=True).items()}
         counted[source].update(values)
         if shared is not None:
             shared.frames.append(sources[source])
