@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -39,6 +39,7 @@ from kpictl.engine.sqlplan import (
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec
+from kpictl.sql.dialect import Dialect
 from kpictl.sql.dialect import quote as _q
 
 __all__ = [
@@ -50,6 +51,17 @@ __all__ = [
     "require_covered",
     "uncovered",
 ]
+
+
+class SqlSession(Protocol):
+    """What a SQL engine's run needs of its database: frames in as named views, SQL results
+    back as polars frames."""
+
+    def register(self, name: str, frame: pl.LazyFrame) -> None: ...
+
+    def query(self, sql: str) -> pl.DataFrame: ...
+
+    def close(self) -> None: ...
 
 
 class _Session:
@@ -94,9 +106,14 @@ def _connect() -> Any:
 
 class DuckDBEngine:
     """The DuckDB engine (kpictl.engine.interface.Engine): rollup facts built by DuckDB SQL,
-    KPI aggregates by DuckDB SQL over them."""
+    KPI aggregates by DuckDB SQL over them. The run of every SQL engine: a subclass names
+    its dialect and opens its own session (engine/spark.py)."""
 
     name = "duckdb"
+    dialect: Dialect = "duckdb"
+
+    def _session(self) -> SqlSession:
+        return _Session()
 
     def build_facts(
         self,
@@ -110,8 +127,8 @@ class DuckDBEngine:
     ) -> FactSet:
         """The facts of `tables`, each rollup table computed by its compiled SQL."""
         names = list(tables or spec.tables)
-        rewriter = Rewriter(spec, window, "duckdb")
-        session = _Session()
+        rewriter = Rewriter(spec, window, self.dialect)
+        session = self._session()
         built: dict[str, pl.LazyFrame] = {}
         for name in names:
             table = spec.tables[name]
@@ -151,8 +168,8 @@ class DuckDBEngine:
         options: ComputeOptions,
     ) -> tuple[pl.DataFrame, list[str]]:
         """The KPI table: each KPI's compiled aggregates run on DuckDB over `tables`."""
-        rewriter = Rewriter(spec, window, "duckdb")
-        require_covered(spec, kpis, options)
+        rewriter = Rewriter(spec, window, self.dialect)
+        require_covered(spec, kpis, options, self.dialect)
         # a cost KPI over partly unpriced data: polars makes a cohort without a known cost
         # null ("cost unknown") from per-row cost counts; that rule is not in SQL yet
         partly = [
@@ -162,11 +179,11 @@ class DuckDBEngine:
         ]
         if partly:
             raise NotCovered(
-                "--engine duckdb: the cost of part of the data is unknown, and a cohort "
+                f"--engine {self.name}: the cost of part of the data is unknown, and a cohort "
                 "without a known cost is computed by --engine polars only (it is null there, "
                 f"'cost unknown'); run {', '.join(partly)} with --engine polars"
             )
-        session = _Session()
+        session = self._session()
         for name in {k.over for k in kpis}:
             session.register(f"facts_{name}", tables[name])
         dims = list(options.by)
