@@ -40,7 +40,7 @@ CASES = [
     (
         "FIRST(x) FILTER (WHERE ok)",
         "ARG_MIN_NULL(x, {'t': ts, 'r': row_pos}) FILTER(WHERE ok)",
-        "MIN_BY(x, STRUCT(ts AS t, row_pos AS r)) FILTER(WHERE ok)",
+        "MIN_BY(x, STRUCT(ts IS NULL AS n, ts AS t, row_pos AS r)) FILTER(WHERE ok)",
     ),
     ("a / b * rate", "a / b * 0.75", "TRY_DIVIDE(a, b) * 0.75"),
     ("x >= floor", "x >= -2", "x >= -2"),

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from kpictl.engine.interface import ComputeOptions, Engine, TimeBound
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
+    from kpictl.sql.dialect import Dialect
 
 DEFAULT_SPEC = Path("kpi_definitions.yaml")
 
@@ -49,14 +50,25 @@ class EngineName(StrEnum):
 
     polars = "polars"
     duckdb = "duckdb"
+    spark = "spark"
 
 
 EngineOption = Annotated[
     EngineName,
     typer.Option(
         "--engine",
-        help="polars (default) or duckdb: the spec compiled to DuckDB SQL "
-        "(pip install 'kpictl[duckdb]'); it refuses, with the spec line, what it does not cover.",
+        help="polars (default), duckdb or spark: the spec compiled to DuckDB or Spark SQL "
+        "(pip install 'kpictl[duckdb]' or 'kpictl[spark]'); it refuses, with the spec line, "
+        "what it does not cover.",
+    ),
+]
+SparkMasterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="With --engine spark: local[*] (the default), local[N], a cluster master "
+        "(spark://host:7077, yarn) or a Spark Connect URL (sc://host:15002; default: the "
+        "SPARK_REMOTE environment variable).",
     ),
 ]
 
@@ -761,6 +773,7 @@ def compute(
     strict: StrictOption = False,
     wide: WideOption = False,
     engine: EngineOption = EngineName.polars,
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -773,6 +786,8 @@ def compute(
       kpictl compute --grain day --kpi task_completion_rate --format json
 
       kpictl compute --engine duckdb --kpi task_completion_rate
+
+      kpictl compute --engine spark --spark-master local[2] --by channel
     """
     from kpictl.engine.compute import ComputeOptions, run_compute
     from kpictl.render.output import render
@@ -790,7 +805,7 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
-    chosen = _engine(spec, engine, options)
+    chosen = _engine(spec, engine, options, spark_master)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     with progress("Computing KPIs…"):
         result = run_compute(spec, sources, options, engine=chosen)
@@ -831,16 +846,29 @@ def _compute_options(
     )
 
 
-def _engine(spec: Spec, name: EngineName, options: ComputeOptions) -> Engine | None:
-    """The engine of `--engine` (None: the default, polars); duckdb refuses up front, with
-    the spec lines, every selected KPI it does not cover."""
+def _engine(
+    spec: Spec, name: EngineName, options: ComputeOptions, spark_master: str | None = None
+) -> Engine | None:
+    """The engine of `--engine` (None: the default, polars); a SQL engine refuses up front,
+    with the spec lines, every selected KPI it does not cover."""
     if name is EngineName.polars:
         return None
     from kpictl.engine.compute import selected_kpis
-    from kpictl.engine.duck import DuckDBEngine, require_covered
+    from kpictl.engine.sqlplan import require_covered
 
-    require_covered(spec, selected_kpis(spec, options.kpis)[0], options)
+    require_covered(spec, selected_kpis(spec, options.kpis)[0], options, _dialect(name))
+    if name is EngineName.spark:
+        from kpictl.engine.spark import SparkEngine
+
+        return SparkEngine(spark_master)
+    from kpictl.engine.duck import DuckDBEngine
+
     return DuckDBEngine()
+
+
+def _dialect(name: EngineName) -> Dialect:
+    """The SQL dialect of a SQL engine."""
+    return "spark" if name is EngineName.spark else "duckdb"
 
 
 @app.command("compile", short_help="Print the SQL an engine runs for the spec.")
@@ -864,28 +892,32 @@ def compile_command(
     ] = None,
     param: ParamOption = None,
 ) -> None:
-    """Print the SQL `kpictl compute --engine duckdb` runs with the same options, for review:
-    the facts of each table (rollup passes and derive entries as CTEs), then each KPI's
-    aggregates per grouping set. Params and as-of appear as literals (as-of is resolved from
-    the data, as compute does).
+    """Print the SQL `kpictl compute --engine duckdb` (or spark) runs with the same options,
+    for review: the facts of each table (rollup passes and derive entries as CTEs), then each
+    KPI's aggregates per grouping set, in the engine's dialect. Params and as-of appear as
+    literals (as-of is resolved from the data, as compute does). A construct the engine does
+    not cover is refused with its spec line (exit 2).
 
     Examples:
 
       kpictl compile --engine duckdb
 
-      kpictl compile --engine duckdb --kpi task_completion_rate --by channel
+      kpictl compile --engine spark --kpi task_completion_rate --by channel
     """
     from kpictl.engine.compute import resolve_window, selected_kpis
-    from kpictl.engine.duck import compile_text
+    from kpictl.engine.sqlplan import compile_text
 
     if engine is EngineName.polars:
-        raise UsageError("compile --engine polars: the polars engine runs no SQL; use duckdb")
+        raise UsageError(
+            "compile --engine polars: the polars engine runs no SQL; use duckdb or spark"
+        )
     spec = _load(config, param, paths)
     options = _compute_options(by, 10_000, None, since, until, as_of, where, kpi)
     sources = _sources(spec, paths, source, BadRows.error, True, False, "64MiB")
     kpis = selected_kpis(spec, options.kpis)[0]
     window = resolve_window(spec, sources, options)
-    typer.echo(compile_text(spec, sources, window, options, kpis), nl=False)
+    text = compile_text(spec, sources, window, options, kpis, _dialect(engine))
+    typer.echo(text, nl=False)
 
 
 @app.command(short_help="Compare every KPI against a baseline: tests, CIs, verdicts.")

@@ -58,11 +58,17 @@ def spark_session(master: str) -> Any:
     if _is_remote(master):
         builder = builder.remote(master)
     else:
-        builder = builder.master(master).config("spark.ui.enabled", "false")
+        builder = (
+            builder.master(master)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+        )
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # the JVM did not start, or the server did not answer
         raise UsageError(f"--engine spark: no Spark session at {master}: {exc}") from exc
+    if not _is_remote(master):
+        session.sparkContext.setLogLevel("ERROR")
     session.conf.set("spark.sql.session.timeZone", "UTC")
     # Parquet timestamps as instants both ways: read as TIMESTAMP (not _NTZ), written as
     # microseconds polars reads as Datetime("us", "UTC")
@@ -92,8 +98,9 @@ class _SparkSession:
     """Frames to Spark temporary views and SQL results back, through a scratch folder on a
     local master and as rows on a remote one."""
 
-    def __init__(self, master: str) -> None:
+    def __init__(self, master: str, rows_per_file: int) -> None:
         self.spark = spark_session(master)
+        self.rows_per_file = rows_per_file
         self.remote = _is_remote(master)
         self.folder = tempfile.TemporaryDirectory(prefix="kpictl-spark-")
         self.count = 0
@@ -112,8 +119,8 @@ class _SparkSession:
         else:
             path = self._path()
             os.makedirs(path)
-            # a file per ~1M rows: Spark reads them in parallel
-            chunk = 1_000_000
+            # a file per `rows_per_file` rows: Spark reads them in parallel
+            chunk = self.rows_per_file
             for i, start in enumerate(range(0, max(rows.height, 1), chunk)):
                 rows.slice(start, chunk).write_parquet(Path(path, f"part-{i:05d}.parquet"))
             df = self.spark.read.parquet(path)
@@ -196,8 +203,11 @@ class SparkEngine(DuckDBEngine):
     name = "spark"
     dialect: Dialect = "spark"
 
-    def __init__(self, master: str | None = None) -> None:
+    def __init__(self, master: str | None = None, *, rows_per_file: int = 1_000_000) -> None:
+        """`master`: see `resolve_master`; `rows_per_file`: on a local master, the rows handed
+        over per Parquet file (each file one or more of Spark's input partitions)."""
         self.master = resolve_master(master)
+        self.rows_per_file = rows_per_file
 
     def _session(self) -> _SparkSession:
-        return _SparkSession(self.master)
+        return _SparkSession(self.master, self.rows_per_file)

@@ -13,7 +13,7 @@ target dialect: DuckDB and Spark SQL.
 | other functions | COALESCE, CAST, CASE, IF, ABS, LOWER, UPPER | the same |
 | `… OVER (ORDER BY …)` | `NULLS LAST`, the key appended | the same |
 
-(x' is `CAST(x AS DOUBLE)`; Spark's order is `STRUCT(ts AS t, row AS r)`.)
+(x' is `CAST(x AS DOUBLE)`; Spark's order is `STRUCT(ts IS NULL, ts, row)`: a null ts last.)
 
 Both keep a null value of FIRST/LAST's argument (DuckDB's plain `arg_min` skips it; Spark's
 `min_by` keeps it), as the polars engine does. Known difference: `x / 0` is ±inf or NaN on
@@ -129,7 +129,9 @@ def _row_order(dialect: Dialect, time: str, row: str) -> exp.Expr:
                 exp.PropertyEQ(this=exp.to_identifier("r"), expression=r),
             ]
         )
-    return _call("STRUCT", exp.alias_(t, "t"), exp.alias_(r, "r"))
+    # Spark orders a null field first, DuckDB (and polars' nulls_last sort) last
+    is_null = exp.Is(this=t.copy(), expression=exp.null())
+    return _call("STRUCT", exp.alias_(is_null, "n"), exp.alias_(t, "t"), exp.alias_(r, "r"))
 
 
 def _rule(
