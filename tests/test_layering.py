@@ -56,6 +56,7 @@ WITHIN: dict[str, list[str]] = {
         "costs",
         "sqlplan",
         "duck",
+        "spark",
     ],
     "init": ["detect", "mapping", "write"],
     "scorecard": [

@@ -104,14 +104,15 @@ def test_the_result_does_not_depend_on_partitioning(
             for i in range(64):
                 pl.DataFrame({"x": [i]}).write_parquet(Path(folder, f"{i}.parquet"))
             assert spark.read.parquet(folder).rdd.getNumPartitions() >= 64
-        compared = _parity(sources, engine)
+        options = ComputeOptions(by=BY, kpis=_covered(ComputeOptions(by=BY)))
+        split = run_compute(SPEC, sources, options, engine=engine).table
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
         spark.conf.unset("spark.sql.files.openCostInBytes")
-    options = ComputeOptions(by=BY, kpis=_covered(ComputeOptions(by=BY)))
-    original = run_compute(SPEC, _load(logs), options)
-    split = run_compute(SPEC, sources, options, engine=SparkEngine(MASTER))
-    assert assert_same_numbers(original.table, split.table, BY) == compared
+    polars_split = run_compute(SPEC, sources, options).table
+    polars_original = run_compute(SPEC, _load(logs), options).table
+    assert assert_same_numbers(polars_split, split, BY) >= 5 * 16
+    assert assert_same_numbers(polars_original, split, BY) >= 5 * 16
 
 
 def _run_logs(logs: Logs) -> int:

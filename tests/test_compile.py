@@ -1,0 +1,98 @@
+"""`kpictl compile --engine duckdb|spark`: the SQL of the shipped spec in each dialect, kept as
+golden files (tests/golden/sql/) and re-parsed in that dialect; what a dialect refuses; what
+`--engine spark` says when pyspark or Java is missing. No Spark session here: the Spark group is
+tests/test_spark_engine.py (`pytest -m spark`).
+
+A change of the SQL on purpose (a new rule, more coverage) regenerates the files ONLY with
+`KPICTL_UPDATE_GOLDEN=1` — review the diff before committing:
+
+    KPICTL_UPDATE_GOLDEN=1 pytest tests/test_compile.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlglot
+
+from conftest import SHIPPED_SPEC, run
+from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.spark import INSTALL, spark_session
+from kpictl.engine.sqlplan import uncovered
+from kpictl.errors import UsageError
+from kpictl.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden" / "sql"
+UPDATE = os.environ.get("KPICTL_UPDATE_GOLDEN") == "1"
+AS_OF = "2026-10-10T00:00:00Z"
+
+
+def _compile(dialect: str, *args: str) -> tuple[int, str, str]:
+    previous = Path.cwd()
+    os.chdir(ROOT)  # the shipped sample's paths, relative, in the header
+    try:
+        return run("compile", "--engine", dialect, "--as-of", AS_OF, *args)
+    finally:
+        os.chdir(previous)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_the_shipped_spec_compiles_as_its_golden_file(dialect: str) -> None:
+    spec = load_spec(SHIPPED_SPEC)
+    options = ComputeOptions(by=("channel",))
+    kpis = [k.name for k in spec.kpis.values() if not uncovered(spec, [k], options, dialect)]  # type: ignore[arg-type]
+    assert len(kpis) >= 16
+    code, out, err = _compile(dialect, "--by", "channel", *(a for k in kpis for a in ("--kpi", k)))
+    assert code == 0, err
+    golden = GOLDEN / f"shipped_spec.{dialect}.sql"
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(out)
+    assert golden.exists(), "no golden file: run with KPICTL_UPDATE_GOLDEN=1 and review it"
+    assert out == golden.read_text()
+    # every statement parses in its dialect and prints back as written
+    statements = [s for s in sqlglot.parse(out, read=dialect) if s is not None]
+    assert len(statements) == 1 + len(kpis)  # the conversations' facts, one query per KPI
+    for statement in statements:
+        assert sqlglot.parse_one(statement.sql(dialect), read=dialect) == statement
+
+
+def test_compile_spark_refuses_what_it_does_not_cover() -> None:
+    code, out, err = _compile("spark", "--kpi", "escalation_rate")
+    line = load_spec(SHIPPED_SPEC).kpis["escalation_rate"].lines["breakdown"]
+    assert (code, out) == (2, "")
+    assert err == (
+        "kpictl: error: --engine spark does not cover these yet (run them with --engine polars, "
+        "the default, or leave them out with --kpi):\n"
+        f"  kpi_definitions.yaml line {line}: KPI 'escalation_rate' uses breakdown\n"
+    )
+
+
+def test_spark_without_java_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No java on PATH and no JAVA_HOME (or no pyspark): a UsageError naming the extra and the
+    runtime, before any session starts; the CLI exits 2 with it."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(UsageError) as caught:
+        spark_session("local[1]")
+    assert str(caught.value).startswith("--engine spark needs ")
+    assert str(caught.value).endswith(INSTALL)
+    code, out, err = _compile("spark", "--kpi", "task_completion_rate")
+    assert code == 0, err  # compile needs no session
+    code, out, err = run(
+        "compute",
+        "-c",
+        str(SHIPPED_SPEC),
+        "--engine",
+        "spark",
+        "--kpi",
+        "task_completion_rate",
+        str(ROOT / "sample_logs" / "events"),
+    )
+    assert (code, out) == (2, "")
+    assert err == f"kpictl: error: {caught.value}\n"
