@@ -224,8 +224,12 @@ def compare(kpictl_doc: dict[str, Any], reference_doc: dict[str, Any]) -> list[s
         problems.append(
             f"as_of: kpictl {kpictl_doc.get('as_of')} vs reference {reference_doc.get('as_of')}"
         )
-    mine = {_key(r): r for r in kpictl_doc["results"] if r.get("cohort") == {}}
     theirs = {_key(r): r for r in reference_doc["results"]}
+    # the KPIs the reference computes (it has no business outcomes: no CRM export is read)
+    computed = {r["kpi"] for r in reference_doc["results"]}
+    mine = {
+        _key(r): r for r in kpictl_doc["results"] if r.get("cohort") == {} and r["kpi"] in computed
+    }
     for key in sorted(set(mine) | set(theirs)):
         label = key[0] + ("" if key[1] == "null" else f" {key[1]}")
         a, b = mine.get(key), theirs.get(key)

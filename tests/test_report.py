@@ -695,8 +695,9 @@ def test_roi_cost_sums_match_sql_over_the_raw_logs(
 
 def test_arm_costs_share_one_pass_per_source_and_equal_sql_per_conversation() -> None:
     """The report's arms read one pass of per-conversation cost sums per source (`cost_sums`:
-    2 group-bys for both arms, was 3 semi-joined group-bys per arm); each arm's costs per
-    conversation equal those computed alone and DuckDB SQL over the raw logs."""
+    2 group-bys joined once for both arms, was 3 semi-joined group-bys and 3 joins per arm);
+    each arm's costs per conversation equal those computed alone and DuckDB SQL over the raw
+    logs."""
     from kpictl.engine.compute import ComputeOptions, resolve_window
     from kpictl.engine.costs import Slice, conversation_costs, cost_sums, slice_facts
 
@@ -705,7 +706,9 @@ def test_arm_costs_share_one_pass_per_source_and_equal_sql_per_conversation() ->
         sources = kpictl.load_sources(spec, cache=False)
     window = resolve_window(spec, sources, ComputeOptions())
     sums = cost_sums(Slice("all", sources, window), "conversation_id")
-    assert sorted(sums) == ["events", "tool_calls"]  # one frame per source read
+    # one group-by per source read (events: two sums), joined once
+    assert sums is not None
+    assert sums.columns == ["conversation_id", "llm_cost", "human_minutes", "tool_cost"]
     events = str(ROOT / "sample_logs" / "events" / "events.jsonl")
     calls = str(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
     con = duckdb.connect()
@@ -1226,6 +1229,65 @@ def test_duplicate_rows_are_counted_exactly_among_rows_sharing_their_first_colum
         .fetchone()
     )
     assert found[("duplicate rows", "events")] == (len(rows) - distinct[0], 8) == (2, 8)
+
+
+def test_tool_call_timing_from_the_shared_cost_group_by_equals_sql(tmp_path: Path) -> None:
+    """The report groups the events by conversation once (`cost_sums` with `STARTS`: costs,
+    first time, rows) and the data check of the tool calls' timing reads it: the same findings
+    as the check's own group-by, and DuckDB SQL's counts (a call before its conversation's
+    first event, calls of a conversation without events, one whose events have no time)."""
+    from kpictl.engine.compute import ComputeOptions, resolve_window
+    from kpictl.engine.costs import Slice, cost_sums
+    from kpictl.scorecard.quality import STARTS, data_quality
+
+    t0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    minute = dt.timedelta(minutes=1)
+    events = pl.DataFrame(
+        {
+            "conversation_id": ["c1", "c1", "c2", "c3"],
+            "ts": [t0 + minute, t0 + 2 * minute, t0, None],
+            "event": ["message", "resolution", "message", "message"],
+            "cost_usd": [0.5, None, 0.25, 1.0],
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )
+    calls = pl.DataFrame(
+        {
+            "conversation_id": ["c1", "c1", "c2", "c3", "c9", None],
+            "ts": [t0, t0 + 3 * minute, t0, t0, t0, t0],  # c1's first: before its start
+            "tool": ["search"] * 6,
+            "status": ["ok"] * 6,
+            "cost_usd": [0.1] * 6,
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )
+    spec = kpictl.load_spec(SPEC)
+    sources = kpictl.load_frames({"events": events, "tool_calls": calls})
+    window = resolve_window(spec, sources, ComputeOptions())
+    sums = cost_sums(Slice("all", sources, window), "conversation_id", STARTS)
+    shared, _ = data_quality(spec, sources, window.as_of, starts=sums)
+    alone, _ = data_quality(spec, sources, window.as_of)
+    assert shared == alone
+    found = {f.check: (f.count, f.of) for f in shared if f.check.startswith("tool calls")}
+    paths = {}
+    for name, frame in (("ev", events), ("tc", calls)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        frame.write_parquet(paths[name])
+    con = duckdb.connect()
+    before, orphans, total = con.execute(
+        f"""
+        WITH s AS (SELECT conversation_id, MIN(ts) AS start FROM read_parquet('{paths["ev"]}')
+                   GROUP BY 1)
+        SELECT COUNT(*) FILTER (WHERE t.ts < s.start),
+               COUNT(*) FILTER (WHERE s.conversation_id IS NULL), COUNT(*)
+        FROM read_parquet('{paths["tc"]}') t LEFT JOIN s USING (conversation_id)
+        """
+    ).fetchone()
+    assert found == {
+        "tool calls before their conversation started": (before, total),
+        "tool calls of unknown conversations": (orphans, total),
+    }
+    assert (before, orphans, total) == (1, 2, 6)
 
 
 def test_data_quality_counts_equal_sql_over_the_rows(tmp_path: Path) -> None:

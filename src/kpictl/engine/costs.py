@@ -116,12 +116,15 @@ _COST_SUMS = (
 )
 
 
-def cost_sums(piece: Slice, key: str) -> dict[str, pl.DataFrame]:
-    """Per source, per conversation with rows in the slice's sources (up to as-of, every
-    conversation: the slice's condition and window are not applied), the sums of
-    `conversation_costs`: one group-by per source, for every slice of the same sources and
-    as-of (the report's arms share them)."""
-    sums: dict[str, pl.DataFrame] = {}
+def cost_sums(piece: Slice, key: str, events_extra: Sequence[pl.Expr] = ()) -> pl.DataFrame | None:
+    """Per conversation with rows in the slice's sources (up to as-of, every conversation: the
+    slice's condition and window are not applied) the sums `conversation_costs` reads
+    (llm_cost, tool_cost, human_minutes; null where a conversation has no rows of that
+    source; a column absent when its source or column is), or None when no source has one:
+    one group-by per source, joined once, for every slice of the same sources and as-of (the
+    report's arms share them). `events_extra`: more aggregates of the events per conversation,
+    taken in the same group-by (the report's data checks read the first time and the rows)."""
+    sums: pl.LazyFrame | None = None
     for source in dict.fromkeys(s for s, _, _ in _COST_SUMS):
         rows = source_rows(piece, source)
         if rows is None:
@@ -132,16 +135,21 @@ def cost_sums(piece: Slice, key: str) -> dict[str, pl.DataFrame]:
             for name, column, alias in _COST_SUMS
             if name == source and column in schema
         ]
+        if source == "events":
+            aggs += events_extra
         if aggs and key in schema:
-            sums[source] = rows.group_by(key).agg(aggs).collect()
-    return sums
+            grouped = rows.group_by(key).agg(aggs)
+            sums = (
+                grouped if sums is None else sums.join(grouped, on=key, how="full", coalesce=True)
+            )
+    return None if sums is None else sums.collect()
 
 
 def conversation_costs(
     spec: Spec,
     piece: Slice,
     keys: pl.DataFrame,
-    sums: dict[str, pl.DataFrame] | None = None,
+    sums: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per conversation of `keys`: llm_cost (Σ events.cost_usd), tool_cost (Σ
     tool_calls.cost_usd), human_minutes (Σ events.human_minutes) and total_cost (human minutes
@@ -150,20 +158,18 @@ def conversation_costs(
     key = keys.columns[0]
     if sums is None:
         sums = cost_sums(piece, key)
+    aliases = [alias for _, _, alias in _COST_SUMS]
+    present = [a for a in aliases if sums is not None and a in sums.columns]
     result = keys.lazy()
-    for source, _, alias in _COST_SUMS:
-        frame = sums.get(source)
-        if frame is None or alias not in frame.columns:
-            result = result.with_columns(pl.lit(0.0).alias(alias))
-            continue
-        result = result.join(frame.lazy().select(key, alias), on=key, how="left").with_columns(
-            pl.col(alias).fill_null(0.0)
-        )
+    if sums is not None and present:
+        result = result.join(sums.lazy().select(key, *present), on=key, how="left")
+    result = result.with_columns(
+        pl.col(a).fill_null(0.0) if a in present else pl.lit(0.0).alias(a) for a in aliases
+    )
     rate = number_param(spec, HUMAN_MINUTE_PARAM)
     human = pl.col("human_minutes") * rate if rate is not None else pl.lit(0.0)
-    return result.with_columns(
-        (pl.col("llm_cost") + pl.col("tool_cost") + human).alias("total_cost")
-    ).collect()
+    total = (pl.col("llm_cost") + pl.col("tool_cost") + human).alias("total_cost")
+    return result.select(key, *aliases, total).collect()
 
 
 def human_minutes_unknown(sources: Sources) -> str | None:

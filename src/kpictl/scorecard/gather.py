@@ -71,7 +71,7 @@ from kpictl.scorecard.model import (
     adjust_p_values,
     overall_rows,
 )
-from kpictl.scorecard.quality import data_quality, kpi_caveats
+from kpictl.scorecard.quality import STARTS, data_quality, kpi_caveats
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, most_severe
 from kpictl.sql.expr import compile_sql
 
@@ -581,8 +581,22 @@ def _gather(
     comparison: CompareResult | None = None
     base: BaselineSpec | None = None
     # the data-quality checks read the sources, not the facts: run before the facts are in
-    # memory, their passes over every row add to a smaller peak
-    findings, columns = data_quality(spec, sources, _as_of(spec, sources, options))
+    # memory, their passes over every row add to a smaller peak. The per-conversation cost sums
+    # (ROI, drill-down) group the events by conversation: the same group-by gives the data
+    # check its conversation starts when both read every row (as-of at the latest time)
+    key = table.key or "conversation_id"
+    window = resolve_window(spec, sources, ComputeOptions(as_of=options.as_of))
+    every_row = (
+        key == "conversation_id"
+        and window.latest is not None
+        and window.as_of >= window.latest
+        and "events" in sources
+        and "ts" in sources["events"].collect_schema()
+    )
+    sums = cost_sums(Slice("all", sources, window), key, STARTS if every_row else ())
+    findings, columns = data_quality(
+        spec, sources, window.as_of, starts=sums if every_row else None
+    )
     files = list(sources.files)
     if baseline_sources is not None:  # its own as-of, as compare takes it
         more, more_columns = data_quality(
@@ -652,20 +666,23 @@ def _gather(
             baseline_compute = _compute_slice(spec, baseline, names, None, options.where)
 
     facts = slice_facts(spec, current)
-    key = table.key or "conversation_id"
-    sums = cost_sums(current, key)
-    costs_frame = conversation_costs(spec, current, facts.select(key), sums)
+
+    def shared_sums(piece: Slice) -> pl.DataFrame | None:
+        """The sums above when `piece` reads the same rows (an arm of this dataset)."""
+        same = piece.sources is sources and (piece.window.as_of, piece.window.latest) == (
+            window.as_of,
+            window.latest,
+        )
+        return sums if same else None
+
+    costs_frame = conversation_costs(spec, current, facts.select(key), shared_sums(current))
     costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
     baseline_costs = None
     if baseline is not None:
         base_facts = slice_facts(spec, baseline)
-        same_rows = baseline.sources is current.sources and (
-            (baseline.window.as_of, baseline.window.latest)
-            == (current.window.as_of, current.window.latest)
-        )  # the arms of one dataset: the same rows of the sources, other conversations
         baseline_costs = cost_totals(
             spec,
-            conversation_costs(spec, baseline, base_facts.select(key), sums if same_rows else None),
+            conversation_costs(spec, baseline, base_facts.select(key), shared_sums(baseline)),
             human_minutes_unknown(baseline.sources),
         )
         del base_facts

@@ -61,11 +61,13 @@ _NON_NEGATIVE = (
 
 
 def data_quality(
-    spec: Spec, sources: Sources, as_of: dt.datetime
+    spec: Spec, sources: Sources, as_of: dt.datetime, starts: pl.DataFrame | None = None
 ) -> tuple[list[Finding], list[ColumnQuality]]:
     """Checks over every row read (not only the report's window): per source one pass of
     counts over its rows (never the whole source in memory: it held 10M events, all columns,
-    and their distinct rows), and exact duplicates among the rows whose hashes repeat."""
+    and their distinct rows), and exact duplicates among the rows whose hashes repeat.
+    `starts`: `conversation_id`, `__start` and `__events` (`STARTS` per conversation over
+    every row of the events), when the caller has them."""
     findings: list[Finding] = []
     columns: list[ColumnQuality] = []
     for name, loaded in sources.by_name.items():
@@ -113,7 +115,7 @@ def data_quality(
         if "ts" in schema:
             counts.append((pl.col("ts") > as_of).sum().alias("later"))
         visible = [c for c in schema.names() if not c.startswith("__")]
-        counted, candidates = _duplicate_candidates(frame, visible, frame.select(counts))
+        counted, candidates = _duplicate_candidates(frame, visible, counts)
         row = counted.row(0, named=True)
         height = int(row["rows"])
         for column in canonical:
@@ -195,7 +197,7 @@ def data_quality(
             )
         )
     if "events" in sources and "tool_calls" in sources:
-        findings += _tool_call_timing(sources)
+        findings += _tool_call_timing(sources, starts)
     return findings, columns
 
 
@@ -216,17 +218,26 @@ def _repeated(frame: pl.LazyFrame, row_hash: pl.Expr) -> pl.LazyFrame:
 
 
 def _duplicate_candidates(
-    frame: pl.LazyFrame, visible: Sequence[str], counts: pl.LazyFrame
+    frame: pl.LazyFrame, visible: Sequence[str], counts: Sequence[pl.Expr]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(`counts` collected, the rows that may be exact duplicates: every copy of every row that
-    occurs more than once, and maybe a few others). Equal rows have equal hashes, of the whole
-    row and of any of its columns: only rows whose hash of a few columns repeats are hashed
-    whole, and only those whose whole-row hash repeats are kept, so their `height - unique()`
-    counts the duplicates exactly. Streamed: the rows are never all in memory."""
+    """(`counts` over `frame`, the rows that may be exact duplicates: every copy of every row
+    that occurs more than once, and maybe a few others). Equal rows have equal hashes, of the
+    whole row and of any of its columns: when the hashes of a few columns are all distinct
+    (counted with `counts`, one pass) no row repeats; else only rows whose hash of those
+    columns repeats are hashed whole, and only those whose whole-row hash repeats are kept, so
+    their `height - unique()` counts the duplicates exactly. Streamed: the rows are never all
+    in memory."""
     narrow = [c for c in _NARROW if c in visible] or list(visible)
     narrow_hash = pl.struct(narrow).hash()
-    counted, hashes = pl.collect_all([counts, _repeated(frame, narrow_hash)], engine="streaming")
+    distinct = "__kpictl_distinct"
+    counted = frame.select(*counts, narrow_hash.n_unique().alias(distinct)).collect(
+        engine="streaming"
+    )
     empty = frame.head(0).select(visible).collect()
+    if counted.item(0, distinct) == counted.item(0, "rows"):
+        return counted.drop(distinct), empty
+    counted = counted.drop(distinct)
+    hashes = _repeated(frame, narrow_hash).collect(engine="streaming")
     if not hashes.height:
         return counted, empty
     suspects = frame.filter(narrow_hash.is_in(hashes.get_column("hash").implode()))
@@ -243,16 +254,21 @@ def _duplicate_candidates(
     return counted, candidates
 
 
-def _tool_call_timing(sources: Sources) -> list[Finding]:
-    starts = (
-        sources["events"]
-        .group_by("conversation_id")
-        .agg(pl.col("ts").min().alias("__start"), pl.len().alias("__events"))
+STARTS = (pl.col("ts").min().alias("__start"), pl.len().alias("__events"))
+"""Per conversation of the events: its first time and its rows (what the tool calls' timing
+check reads)."""
+
+
+def _tool_call_timing(sources: Sources, starts: pl.DataFrame | None = None) -> list[Finding]:
+    first = (
+        sources["events"].group_by("conversation_id").agg(STARTS)
+        if starts is None
+        else starts.lazy().select("conversation_id", "__start", "__events")
     )
     calls = (
         sources["tool_calls"]
         .select("conversation_id", "ts")
-        .join(starts, on="conversation_id", how="left")
+        .join(first, on="conversation_id", how="left")
         .collect()
     )
     before = int(calls.select((pl.col("ts") < pl.col("__start")).sum()).item() or 0)
