@@ -33,7 +33,8 @@ from markdown_it.token import Token
 from typer.testing import CliRunner
 
 from kpictl.cli import app
-from kpictl.render.output import md_cell, md_text, visible_controls
+from kpictl.render.controls import visible_controls
+from kpictl.render.output import md_cell, md_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"

@@ -59,6 +59,7 @@ WITHIN: dict[str, list[str]] = {
         "spark",
     ],
     "init": ["detect", "mapping", "write"],
+    "render": ["controls", "output", "html"],  # controls: the stderr messages' escaping
     "scorecard": [
         "model",  # options, gathered data, result; the status vocabulary
         "markdown",  # tables, code spans, number formats, redaction of data values
@@ -213,6 +214,25 @@ def test_help_loads_neither_polars_nor_sqlglot(command: list[str]) -> None:
     )
     assert (done.returncode, done.stderr) == (0, "[]\n")
     assert done.stdout.strip()  # the help (or version) was printed
+
+
+def test_the_clis_messages_load_no_renderer(tmp_path: Path) -> None:
+    """`kpictl sample`'s `kpictl: wrote …` lines (and every `kpictl: error: …`) are escaped by
+    `render/controls.py` alone: the renderers, the spec and sqlglot stay unloaded (they cost
+    `kpictl sample` ~0.35 s of imports when the message escaping lived in render/output.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kpictl.cli import main\n"
+        f"sys.argv = ['kpictl', 'sample', '-n', '5', '-o', {str(tmp_path / 'logs')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code or 0\n"
+        "heavy = [m for m in ('sqlglot', 'rich', 'kpictl.spec', 'kpictl.render.output') "
+        "if m in sys.modules]\nprint(heavy); sys.exit(1 if heavy else code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+    assert done.stderr.count("kpictl: wrote ") == 3
 
 
 TESTS = Path(__file__).resolve().parent

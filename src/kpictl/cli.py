@@ -137,7 +137,7 @@ class SampleFormat(StrEnum):
 def _stderr(message: str) -> None:
     """One message to stderr; control characters a data value may carry (ESC, BEL, CR) are
     shown as escapes, never sent to the terminal."""
-    from kpictl.render.output import visible_controls
+    from kpictl.render.controls import visible_controls
 
     typer.echo(visible_controls(message, keep="\n"), err=True)
 

@@ -24,6 +24,7 @@ from kpictl.engine.compute import BUCKET, UNTIMED_AS_OF, ComputeResult
 from kpictl.engine.datacheck import CheckReport, unavailable_label
 from kpictl.errors import OutputError, UsageError
 from kpictl.io.read import FileReport
+from kpictl.render.controls import visible_controls
 from kpictl.spec.model import LAYERS
 
 if TYPE_CHECKING:  # their modules import scipy: loaded only by the functions that render them
@@ -41,12 +42,10 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 # ----------------------------------------------------------------------------------------------
 # Escaping: every value from the data (log text is attacker-controlled) passes the function of
-# the place it lands in, defined once here. README "Bad input and output safety" lists them.
+# the place it lands in, defined once here (control characters: `render/controls.py`, which the
+# CLI's stderr messages use too). README "Bad input and output safety" lists them.
 # ----------------------------------------------------------------------------------------------
 
-# C0 and C1 controls (ESC starts ANSI CSI and OSC 8 hyperlinks; BEL ends OSC; CR overwrites the
-# line), DEL and the bidirectional overrides that reorder what a reader sees.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Characters that start Markdown or GFM syntax anywhere in a line: escapes, code, emphasis,
 # links and images, raw HTML and autolinks, tables, strikethrough, entities, headings and issue
 # references, math, mentions. A `_` inside a word (customer_tier) never delimits emphasis.
@@ -58,16 +57,6 @@ _MD_PIPE = re.compile(r"(?<!\\)((?:\\\\)*)\|")
 # A spreadsheet evaluates a text cell starting with = + - @ tab or CR as a formula (OWASP
 # "CSV injection"); such a cell gets a leading single quote.
 _CSV_FORMULA = "^[=+@\t\r-]"
-
-
-def _visible(char: str) -> str:
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible_controls(text: str, keep: str = "") -> str:
-    """Control characters (except those in `keep`) as visible escapes: ESC → `\\x1b`."""
-    return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _visible(m.group()), text)
 
 
 def term_text(value: object) -> Text:
