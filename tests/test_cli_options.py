@@ -44,7 +44,11 @@ def test_the_help_lists_every_command_with_its_whole_summary_at_80_columns() -> 
     assert "  sample    Write deterministic synthetic agent logs.\n" in listing
 
 
-def test_show_completion_prints_a_bash_script() -> None:
+def test_show_completion_prints_a_bash_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    # typer's own switch for tests: --show-completion takes the shell as its value instead of
+    # detecting it from the parent processes (with no shell among them, as under a lander run
+    # from a daemon, detection finds none: 'Shell  not supported.', exit 1)
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     code, out, _ = run("--show-completion", "bash")
     assert code == 0
     assert "complete -o default -F" in out and "COMP_WORDS" in out
