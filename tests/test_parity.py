@@ -1,6 +1,8 @@
 """Parity harness (issue 13): the polars engine and the DuckDB engine give the same numbers for
-the shipped spec on hypothesis-generated small event logs — every (kpi, cohort, breakdown) row
-present in both, n and pending exactly equal, values to 1e-9 relative.
+every KPI of the shipped spec (and of a pass^k spec) on hypothesis-generated small event logs —
+every (kpi, cohort, bucket, breakdown) row present in both, n and pending exactly equal, values
+to 1e-9 relative, reasons and notes equal — overall, by cohort, as a cross-tab, at each grain,
+with a --where, a window, and a price table that leaves one model's cost unknown.
 
 The logs are drawn to hit the edges where two engines can part: nulls in FIRST's argument,
 equal timestamps within a conversation (FIRST/LAST ties: the row's position in the source),
@@ -8,22 +10,21 @@ null cohort and partition keys (channel, user_id, intent), attributes null on so
 conversation's rows, cohorts left empty by a KPI's `where`, a reopen exactly 24 h (and 24 h +
 1 µs) after the resolution, a repeat contact exactly 7 d (and 7 d + 1 µs) after a start,
 business events exactly 7 d after a start, as-of exactly on a `settled` boundary, and
-sub-second times. The KPIs compared are every KPI of the shipped spec the DuckDB engine
-accepts (`kpictl.engine.duck.uncovered`): as its coverage grows, so does this test.
+sub-second times.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from hypothesis import HealthCheck, example, given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SHIPPED_SPEC
@@ -32,7 +33,7 @@ from kpictl.engine.duck import DuckDBEngine, uncovered
 from kpictl.engine.sources import load_sources
 from kpictl.io import schema as canonical
 from kpictl.spec import load_spec
-from kpictl.spec.model import Spec
+from parity import assert_same_numbers
 
 T0 = dt.datetime(2026, 10, 1, 9, 0, tzinfo=dt.UTC)
 US = dt.timedelta(microseconds=1)
@@ -78,6 +79,7 @@ def event_logs(draw: st.DrawFn) -> Logs:
             "agent_version": draw(_maybe(["v1"])),
             "arm": draw(_maybe(["treatment", "holdout"])),
             "user_id": draw(_maybe(["u1", "u2"])),
+            "model": draw(_maybe(["m1", "m2"])),  # m1 priced, m2 not (PRICED)
         }
         for _ in range(draw(st.integers(1, 5))):
             event = draw(st.sampled_from(EVENT_TYPES))
@@ -91,13 +93,15 @@ def event_logs(draw: st.DrawFn) -> Logs:
                     "role": draw(_maybe(["agent", "user"])),
                     "input_tokens": draw(_maybe([0, 7, 120])),
                     "output_tokens": draw(_maybe([0, 30])),
-                    "cost_usd": draw(_maybe([0.0, 0.001, 0.25])),
+                    # m2 reports no cost (unpriced under PRICED: its cost unknown)
+                    "cost_usd": None
+                    if attrs["model"] == "m2"
+                    else draw(_maybe([0.0, 0.001, 0.25])),
                     "latency_ms": draw(_maybe([12.5, 900.0])),
                     "escalation_reason": draw(_maybe(["policy", "user_request"])),
                     "csat": draw(_maybe([1.0, 3.0, 4.0, 5.0])) if event == "feedback" else None,
                     "human_minutes": draw(_maybe([0.0, 2.5])),
                     "policy_violation": draw(_maybe([False, True])),
-                    "model": draw(_maybe(["m1"])),
                     **{k: None if k in blank else v for k, v in attrs.items()},
                 }
             )
@@ -253,63 +257,70 @@ def _write(folder: Path, logs: Logs) -> dict[str, list[Path]]:
     return paths
 
 
-def _covered(spec: Spec, options: ComputeOptions) -> tuple[str, ...]:
-    """The shipped spec's KPIs the DuckDB engine runs with these options."""
-    return tuple(k.name for k in spec.kpis.values() if not uncovered(spec, [k], options))
-
-
-def _rows(table: pl.DataFrame, by: Sequence[str]) -> dict[tuple[object, ...], dict[str, Any]]:
-    rows: dict[tuple[object, ...], dict[str, Any]] = {}
-    for row in table.iter_rows(named=True):
-        key = (row["kpi"], tuple(row["grouping"]), *(row[d] for d in by), row["breakdown_value"])
-        assert key not in rows, key
-        rows[key] = row
-    return rows
-
-
-def assert_same_numbers(expected: pl.DataFrame, got: pl.DataFrame, by: Sequence[str]) -> int:
-    """Every (kpi, cohort, breakdown) row in both tables, n and pending equal, values to 1e-9
-    relative (a null only where the other is null), reasons equal. Returns the rows compared."""
-    want, have = _rows(expected, by), _rows(got, by)
-    assert set(have) == set(want)
-    for key, row in want.items():
-        other = have[key]
-        assert (other["n"], other["pending"]) == (row["n"], row["pending"]), key
-        assert other["reason"] == row["reason"], key
-        if row["value"] is None:
-            assert other["value"] is None, (key, other["value"])
-        else:
-            assert other["value"] is not None, key
-            assert math.isclose(other["value"], row["value"], rel_tol=1e-9, abs_tol=0), (
-                key,
-                row["value"],
-                other["value"],
-            )
-    return len(want)
-
-
 SPEC = load_spec(SHIPPED_SPEC)
+
+
+def test_the_duckdb_engine_covers_the_whole_shipped_spec() -> None:
+    for run in RUNS:
+        assert uncovered(SPEC, list(SPEC.kpis.values()), run) == []
+
+
 BY = ("channel",)  # the --by channel run holds the overall rows too
 
 
+# the runs compared: overall and by channel; a cross-tab; each grain; a --where that only the
+# tool-call table (or only the row tables) has the column of, the others over all their rows;
+# a window; a cohort of an unpriced model
+RUNS = (
+    ComputeOptions(by=BY),
+    ComputeOptions(by=("channel", "intent"), cross=("channel", "intent"), grain="hour"),
+    ComputeOptions(by=("channel", "region"), grain="week"),
+    ComputeOptions(grain="day", where="channel = 'chat'"),
+    ComputeOptions(by=("intent",), grain="month", where="status = 'ok'"),
+    ComputeOptions(by=("model",), where="model = 'm2'", since=T0 + US, until=T0 + 7 * DAY),
+)
+# the shipped spec with a price for m1 only: rows of m2 with tokens and no reported cost are
+# unpriced, and a cohort with none of a known cost is null, 'cost unknown'
+PRICED = SHIPPED_SPEC.read_text().replace(
+    "\nsources:\n", "\npricing:\n  models:\n    m1: {input: 1.0, output: 2.0}\n\nsources:\n", 1
+)
+
+
+def assert_engines_agree(logs: Logs, run: ComputeOptions, priced: bool) -> None:
+    """Both engines over `logs` with `run` (as-of the logs'), the shipped spec or PRICED: the
+    same rows and numbers (`assert_same_numbers`) and the same notes."""
+    options = replace(run, as_of=logs.as_of)  # every KPI
+    with tempfile.TemporaryDirectory(prefix="kpictl-parity-") as folder:
+        spec = SPEC
+        if priced:
+            (Path(folder) / "kpi_definitions.yaml").write_text(PRICED)
+            spec = load_spec(Path(folder) / "kpi_definitions.yaml")
+        sources = load_sources(spec, _write(Path(folder), logs), cache=False)
+        polars = run_compute(spec, sources, options)
+        duck = run_compute(spec, sources, options, engine=DuckDBEngine())
+    compared = assert_same_numbers(polars.table, duck.table, options.by)
+    assert compared >= len(spec.kpis)
+    assert duck.notes == polars.notes
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[f"run{i}" for i in range(len(RUNS))])
 @settings(
-    max_examples=25,
+    max_examples=3,  # per run; the first is the smallest log
     deadline=None,
     derandomize=True,  # the same cases on every run: CI is reproducible
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@example(EDGES)
-@given(event_logs())
-def test_polars_and_duckdb_give_the_same_numbers(logs: Logs) -> None:
-    options = ComputeOptions(by=BY, as_of=logs.as_of, kpis=_covered(SPEC, ComputeOptions(by=BY)))
-    assert len(options.kpis) >= 16
-    with tempfile.TemporaryDirectory(prefix="kpictl-parity-") as folder:
-        sources = load_sources(SPEC, _write(Path(folder), logs), cache=False)
-        polars = run_compute(SPEC, sources, options)
-        duck = run_compute(SPEC, sources, options, engine=DuckDBEngine())
-    compared = assert_same_numbers(polars.table, duck.table, BY)
-    assert compared >= 2 * len(options.kpis)  # overall and the anchor's channel, at least
+@given(logs=event_logs(), priced=st.booleans())
+def test_polars_and_duckdb_give_the_same_numbers(
+    run: ComputeOptions, logs: Logs, priced: bool
+) -> None:
+    assert_engines_agree(logs, run, priced)
+
+
+@pytest.mark.parametrize(("run", "priced"), [(RUNS[0], False), (RUNS[2], True)])
+def test_the_named_edges_on_both_engines(run: ComputeOptions, priced: bool) -> None:
+    assert_engines_agree(EDGES, run, priced)
 
 
 def test_the_edges_case_meets_its_edges() -> None:
@@ -334,3 +345,101 @@ def test_the_edges_case_meets_its_edges() -> None:
         assert got["c1"]["escalation_reason"] is None
         assert got["c1"]["channel"] == "chat"  # null on its first row only
         assert got["c2"]["ttr_s"] == 1.25
+
+
+# ----------------------------------------------------------------------------------------------
+# pass^k / pass@k: trials of tasks, some still open
+# ----------------------------------------------------------------------------------------------
+
+PASS_SPEC = """\
+version: 1
+sources:
+  events:
+    path: events/
+    columns:
+      ts: {from: ts, type: timestamp}
+      task_id: {from: task_id, type: str}
+      reward: {from: reward, type: float}
+      channel: {from: channel, type: str}
+tables:
+  trials:
+    key: conversation_id
+    time: started_at
+    attributes: [task_id, channel]
+    rollup:
+      events:
+        started_at: MIN(ts)
+        final_reward: LAST(reward)
+    derive:
+      solved: final_reward >= 1
+kpis:
+  pass_hat_1:
+    over: trials
+    pass_k: {k: 1, task: task_id, success: solved}
+  pass_hat_2:
+    over: trials
+    pass_k: {k: 2, task: task_id, success: solved}
+    mature: started_at <= as_of - INTERVAL '1 hours'
+  pass_at_3:
+    over: trials
+    pass_at_k: {k: 3, task: task_id, success: solved}
+    mature: started_at <= as_of - INTERVAL '1 hours'
+"""
+
+
+@st.composite
+def trials(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Conversations of a few tasks (a null task too), each a trial: its last reward (null,
+    0 or 1) says whether it succeeded; some start within the last hour (not settled)."""
+    # an anchor with every column set (a column no row has a value in is refused by --by)
+    rows: list[dict[str, Any]] = [
+        {
+            "conversation_id": "c_anchor",
+            "ts": T0,
+            "event": "message",
+            "task_id": "t1",
+            "channel": "chat",
+            "reward": 1.0,
+        }
+    ]
+    for i in range(draw(st.integers(0, 14))):
+        task = draw(_maybe(["t1", "t2", "t3"]))
+        channel = draw(_maybe(["chat", "web"]))
+        start = T0 + draw(st.sampled_from([dt.timedelta(0), HOUR, 2 * HOUR, DAY, DAY + HOUR]))
+        for offset in draw(st.lists(st.sampled_from([dt.timedelta(0), US]), min_size=1)):
+            rows.append(
+                {
+                    "conversation_id": f"c{i}",
+                    "ts": start + offset,
+                    "event": "message",
+                    "task_id": task,
+                    "channel": channel,
+                    "reward": draw(_maybe([0.0, 1.0])),
+                }
+            )
+    return rows
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None)
+@given(trials(), st.sampled_from([ComputeOptions(by=BY), ComputeOptions(by=BY, grain="day")]))
+def test_pass_k_on_duckdb_is_the_polars_pass_k(
+    rows: list[dict[str, Any]], run: ComputeOptions
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="kpictl-parity-") as folder:
+        (Path(folder) / "spec.yaml").write_text(PASS_SPEC)
+        spec = load_spec(Path(folder) / "spec.yaml")
+        (Path(folder) / "events").mkdir()
+        schema = {
+            "conversation_id": pl.String(),
+            "ts": canonical.UTC_TIMESTAMP,
+            "event": pl.String(),
+            "task_id": pl.String(),
+            "channel": pl.String(),
+            "reward": pl.Float64(),
+        }
+        pl.DataFrame(rows, schema=schema).write_parquet(Path(folder) / "events" / "e.parquet")
+        sources = load_sources(spec, {"events": [Path(folder) / "events"]}, cache=False)
+        options = replace(run, as_of=T0 + DAY + HOUR)
+        polars = run_compute(spec, sources, options)
+        duck = run_compute(spec, sources, options, engine=DuckDBEngine())
+    assert assert_same_numbers(polars.table, duck.table, options.by) >= 3

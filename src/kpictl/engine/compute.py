@@ -707,7 +707,9 @@ def facts(
     return build_facts(spec, sources, window, [name])[name].collect()
 
 
-def _cost_columns(source: str) -> tuple[str, str]:
+def cost_columns(source: str) -> tuple[str, str]:
+    """The two per-row counts `with_cost_counts` adds for a priced source: its rows that should
+    carry a cost, and those with a known cost."""
     return f"__cost_rows:{source}", f"__cost_known:{source}"
 
 
@@ -737,7 +739,7 @@ def with_cost_counts(
         frame = result[name]
         present = frame.collect_schema().names()
         for source in sorted(names):
-            rows_col, known_col = _cost_columns(source)
+            rows_col, known_col = cost_columns(source)
             schema = sources[source].collect_schema()
             known, bearing = cost_flags(schema)
             if table.is_rollup and table.key in schema and table.key in present:
@@ -766,9 +768,11 @@ def _as_float(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr.cast(pl.Float64)
 
 
-def _grouping_sets(
+def grouping_sets(
     by: Sequence[str], grain: str | None, cross: Sequence[str] = ()
 ) -> list[tuple[str, ...]]:
+    """The grouping sets of a run: the cohorts (`cohort_sets`), then with a grain the bucket
+    alone and the bucket with each cohort set."""
     cohorts = cohort_sets(by, cross)
     if not grain:
         return cohorts
@@ -844,8 +848,8 @@ def _kpi_queries(
     """One lazy query per grouping set (and breakdown) giving the KPI's long-format rows."""
     frame = _kpi_frame(spec, kpi, tables, window, options)
     present = frame.collect_schema().names()
-    costed = [s for s in kpi_cost_sources(spec, kpi) if _cost_columns(s)[0] in present]
-    cost_sums = [pl.col(c).sum().alias(c) for s in costed for c in _cost_columns(s)]
+    costed = [s for s in kpi_cost_sources(spec, kpi) if cost_columns(s)[0] in present]
+    cost_sums = [pl.col(c).sum().alias(c) for s in costed for c in cost_columns(s)]
     queries = []
     for keys in sets:
         keyed = frame.with_columns([pl.col(k).cast(pl.String) for k in keys if k != BUCKET])
@@ -899,7 +903,7 @@ def _kpi_queries(
                 queries.append(_tag(split, kpi, keys))
             query = query.drop("__num", "__den")
         if kpi.pass_k is None:
-            query = _cost_unknown(query, costed)
+            query = cost_unknown(query, costed)
         queries.append(
             _tag(
                 query.with_columns(
@@ -913,13 +917,13 @@ def _kpi_queries(
     return queries
 
 
-def _cost_unknown(query: pl.LazyFrame, costed: Sequence[str]) -> pl.LazyFrame:
+def cost_unknown(query: pl.LazyFrame, costed: Sequence[str]) -> pl.LazyFrame:
     """A cost KPI's row whose population has rows that should carry a cost and none with a
     known one (a cohort of an unpriced model, say): value null, `reason` "cost unknown: …",
     never $0. Partly priced rows keep their value (the source-level note says so)."""
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for source in reversed(costed):
-        rows_col, known_col = _cost_columns(source)
+        rows_col, known_col = cost_columns(source)
         unknown = (pl.col(rows_col).fill_null(0) > 0) & (pl.col(known_col).fill_null(0) == 0)
         text = pl.format(
             f"cost unknown: no row of source {source!r} here has a cost "
@@ -927,7 +931,7 @@ def _cost_unknown(query: pl.LazyFrame, costed: Sequence[str]) -> pl.LazyFrame:
             pl.col(rows_col),
         )
         reason = pl.when(unknown).then(text).otherwise(reason)
-    drop = [c for s in costed for c in _cost_columns(s)]
+    drop = [c for s in costed for c in cost_columns(s)]
     return (
         query.with_columns(reason.alias("reason"))
         .with_columns(pl.when(pl.col("reason").is_null()).then(pl.col("value")).alias("value"))
@@ -1306,36 +1310,40 @@ def evaluate_kpis(
     """The KPI table of `compute` (one row per KPI × cohort × breakdown value, with n and
     pending) over facts tables already built: `compute` calls it on the run's facts, `compare`
     on each arm's, so both report the same value and n for the same slice."""
-    dims = list(options.by)
-    sets = _grouping_sets(options.by, options.grain, options.cross)
+    sets = grouping_sets(options.by, options.grain, options.cross)
     queries: list[pl.LazyFrame] = []
     notes: list[str] = []
     for kpi in kpis:
         if kpi.kind == "formula":
             continue
-        columns = tables[kpi.over].collect_schema().names()
-        usable = [s for s in sets if all(k == BUCKET or k in columns for k in s)]
-        if len(usable) < len(sets):
-            skipped = sorted({k for s in sets for k in s if k != BUCKET and k not in columns})
-            notes.append(
-                f"{kpi.name}: not split by {', '.join(skipped)} (not a column of "
-                f"table {kpi.over!r})"
-            )
+        usable, note = usable_sets(kpi, tables[kpi.over].collect_schema().names(), sets)
+        if note is not None:
+            notes.append(note)
         queries += _kpi_queries(spec, kpi, tables, window, options, usable)
     frames = pl.collect_all(queries) if queries else []
-    columns = [
-        "kpi",
-        "grouping",
-        *dims,
-        *([BUCKET] if options.grain else []),
-        "breakdown",
-        "breakdown_value",
-        "value",
-        "reason",
-        "n",
-        "pending",
-    ]
-    schema: dict[str, pl.DataType] = {
+    table, formula_notes = finish_kpis(spec, kpis, output, frames, options, sets)
+    return table, notes + formula_notes
+
+
+def usable_sets(
+    kpi: KpiSpec, columns: Collection[str], sets: Sequence[tuple[str, ...]]
+) -> tuple[list[tuple[str, ...]], str | None]:
+    """The grouping sets a KPI is split by: those whose columns its table has (the bucket
+    always), and a note naming the columns it is not split by."""
+    usable = [s for s in sets if all(k == BUCKET or k in columns for k in s)]
+    if len(usable) == len(sets):
+        return usable, None
+    skipped = sorted({k for s in sets for k in s if k != BUCKET and k not in columns})
+    return usable, (
+        f"{kpi.name}: not split by {', '.join(skipped)} (not a column of table {kpi.over!r})"
+    )
+
+
+def kpi_schema(options: ComputeOptions) -> dict[str, pl.DataType]:
+    """The columns of a KPI table before its metadata, in order, with their types: what an
+    engine's per-KPI frames are aligned to (`finish_kpis`)."""
+    dims = list(options.by)
+    return {
         "kpi": pl.String(),
         "grouping": pl.List(pl.String()),
         **{d: pl.String() for d in dims},
@@ -1347,6 +1355,23 @@ def evaluate_kpis(
         "n": pl.Int64(),
         "pending": pl.Int64(),
     }
+
+
+def finish_kpis(
+    spec: Spec,
+    kpis: Sequence[KpiSpec],
+    output: Sequence[str],
+    frames: Sequence[pl.DataFrame],
+    options: ComputeOptions,
+    sets: Sequence[tuple[str, ...]],
+) -> tuple[pl.DataFrame, list[str]]:
+    """The KPI table from each engine's rows of the KPIs it aggregated (one frame per query,
+    columns of `kpi_schema`, missing ones null): NaN values as null, the formula KPIs computed
+    from their inputs' rows, the output KPIs in a stable order with their metadata; and the
+    formulas' notes. Every engine ends here, so formulas and order are one code."""
+    dims = list(options.by)
+    schema = kpi_schema(options)
+    columns = list(schema)
     aligned = [
         f.with_columns(
             [pl.lit(None, dtype=schema[c]).alias(c) for c in columns if c not in f.columns]
@@ -1357,6 +1382,7 @@ def evaluate_kpis(
     ]
     computed = pl.concat(aligned) if aligned else pl.DataFrame(schema=schema)
     computed = computed.with_columns(pl.col("value").fill_nan(None))
+    notes: list[str] = []
     for kpi in kpis:
         if kpi.kind == "formula":
             rows, note = _formula_rows(kpi, computed, [*dims, *([BUCKET] if options.grain else [])])

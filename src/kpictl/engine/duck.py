@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from kpictl.engine.compute import finish_table, source_rows
+from kpictl.engine.compute import source_rows
 from kpictl.engine.interface import (
     ComputeOptions,
     FactBuild,
@@ -29,11 +29,13 @@ from kpictl.engine.sqlplan import (
     VARIES,
     NotCovered,
     Rewriter,
+    aggregate_sql,
     compile_spec,
     compile_text,
+    fact_tables,
     facts_sql,
-    kpi_sql,
     require_covered,
+    source_columns,
     uncovered,
 )
 from kpictl.errors import InputDataError, UsageError
@@ -105,9 +107,10 @@ def _connect() -> Any:
 
 
 class DuckDBEngine:
-    """The DuckDB engine (kpictl.engine.interface.Engine): rollup facts built by DuckDB SQL,
-    KPI aggregates by DuckDB SQL over them. The run of every SQL engine: a subclass names
-    its dialect and opens its own session (engine/spark.py)."""
+    """The DuckDB engine (kpictl.engine.interface.Engine): facts built by DuckDB SQL (rollup
+    tables, then the row tables that look them up), KPI aggregates by DuckDB SQL over them.
+    The run of every SQL engine: a subclass names its dialect and opens its own session
+    (engine/spark.py)."""
 
     name = "duckdb"
     dialect: Dialect = "duckdb"
@@ -125,29 +128,23 @@ class DuckDBEngine:
         *,
         in_memory: bool = False,
     ) -> FactSet:
-        """The facts of `tables`, each rollup table computed by its compiled SQL."""
-        names = list(tables or spec.tables)
+        """The facts of `tables` (and the tables they look up), each by its compiled SQL."""
+        names = fact_tables(spec, tables or list(spec.tables))
         rewriter = Rewriter(spec, window, self.dialect)
         session = self._session()
         built: dict[str, pl.LazyFrame] = {}
+        columns = source_columns(spec, sources, window, names)
+        for source in columns:
+            rows = source_rows(sources, source, window).with_row_index(ROW_POSITION)
+            session.register(f"source_{source}", rows)
         for name in names:
             table = spec.tables[name]
-            sql = facts_sql(spec, name, window, rewriter)
-            for source in table.rollup_sources():
-                rows = source_rows(sources, source, window).with_row_index(ROW_POSITION)
-                session.register(f"source_{source}", rows)
-            frame = session.query(sql)
-            key = table.key or ""
-            for attr in table.attributes:
-                varying = frame.filter(pl.col(VARIES + attr))
-                if varying.height:  # the polars engine's message (engine.compute)
-                    example = varying.get_column(key).sort().to_list()[0]
-                    raise InputDataError(
-                        f"tables.{name}.attributes: {attr!r} varies within a "
-                        f"{key} ({varying.height} keys; e.g. {example!r}); an attribute must be "
-                        "constant per key — aggregate it in `rollup` instead"
-                    )
-            built[name] = frame.drop([VARIES + a for a in table.attributes]).lazy()
+            frame = session.query(facts_sql(spec, name, window, rewriter, columns))
+            if table.is_rollup:
+                _check_attributes(name, table.key or "", table.attributes, frame)
+                frame = frame.drop([VARIES + a for a in table.attributes])
+            session.register(f"facts_{name}", frame.lazy())
+            built[name] = frame.lazy()
         session.close()
         record_fact_build(FactBuild(self.name, tuple(sorted(built)), window.as_of))
         return FactSet(
@@ -167,56 +164,27 @@ class DuckDBEngine:
         window: Window,
         options: ComputeOptions,
     ) -> tuple[pl.DataFrame, list[str]]:
-        """The KPI table: each KPI's compiled aggregates run on DuckDB over `tables`."""
-        rewriter = Rewriter(spec, window, self.dialect)
-        require_covered(spec, kpis, options, self.dialect)
-        # a cost KPI over partly unpriced data: polars makes a cohort without a known cost
-        # null ("cost unknown") from per-row cost counts; that rule is not in SQL yet
-        partly = [
-            k.name
-            for k in kpis
-            if any(c.startswith("__cost_rows:") for c in tables[k.over].collect_schema().names())
-        ]
-        if partly:
-            raise NotCovered(
-                f"--engine {self.name}: the cost of part of the data is unknown, and a cohort "
-                "without a known cost is computed by --engine polars only (it is null there, "
-                f"'cost unknown'); run {', '.join(partly)} with --engine polars"
-            )
+        """The KPI table: each KPI's compiled aggregates run on DuckDB over `tables`
+        (`kpictl.engine.sqlplan.aggregate_sql`)."""
         session = self._session()
-        for name in {k.over for k in kpis}:
-            session.register(f"facts_{name}", tables[name])
-        dims = list(options.by)
-        frames = []
-        for kpi in kpis:
-            got = session.query(kpi_sql(spec, kpi, window, options, rewriter))
-            grouping = [
-                [d for d in dims if row[f"__g_{d}"] == 0] for row in got.iter_rows(named=True)
-            ]
-            got = got.with_columns(
-                pl.Series("grouping", grouping, dtype=pl.List(pl.String)),
-                pl.lit(None, dtype=pl.String).alias("breakdown"),
-                pl.lit(None, dtype=pl.String).alias("breakdown_value"),
-                pl.lit(None, dtype=pl.String).alias("reason"),
+        try:
+            for name in {k.over for k in kpis if k.kind != "formula"}:
+                session.register(f"facts_{name}", tables[name])
+            return aggregate_sql(
+                spec, kpis, output, tables, window, options, self.dialect, session.query
             )
-            frames.append(
-                got.select(
-                    "kpi",
-                    "grouping",
-                    *dims,
-                    "breakdown",
-                    "breakdown_value",
-                    "value",
-                    "reason",
-                    "n",
-                    "pending",
-                ).cast({"n": pl.Int64, "pending": pl.Int64, "value": pl.Float64})
+        finally:
+            session.close()
+
+
+def _check_attributes(name: str, key: str, attributes: Sequence[str], frame: pl.DataFrame) -> None:
+    """An attribute varying within a key: the polars engine's message (engine.compute)."""
+    for attr in attributes:
+        varying = frame.filter(pl.col(VARIES + attr))
+        if varying.height:
+            example = varying.get_column(key).sort().to_list()[0]
+            raise InputDataError(
+                f"tables.{name}.attributes: {attr!r} varies within a "
+                f"{key} ({varying.height} keys; e.g. {example!r}); an attribute must be "
+                "constant per key — aggregate it in `rollup` instead"
             )
-        session.close()
-        computed = pl.concat(frames) if frames else pl.DataFrame()
-        computed = computed.with_columns(pl.col("value").fill_nan(None))
-        sets = [(), *((d,) for d in dims)]
-        table = finish_table(
-            spec, computed.filter(pl.col("kpi").is_in(output)), output, sets, dims, False
-        )
-        return table, []

@@ -10,6 +10,7 @@ target dialect: DuckDB and Spark SQL.
 | `MEDIAN(x)`, `QUANTILE_CONT(x, q)` | `quantile_cont(x', q)` | `percentile(x', q)` (exact) |
 | `FIRST/LAST(x)` in a rollup | `arg_min_null/arg_max_null(x, (ts, row))` | `MIN_BY/MAX_BY(x, …)` |
 | `a / b` | `a / b` | `try_divide(a, b)` (ANSI mode raises on 0) |
+| `--grain` week of t (Monday) | `date_trunc('week', t)` | `date_trunc('WEEK', t)` |
 | other functions | COALESCE, CAST, CASE, IF, ABS, LOWER, UPPER | the same |
 | `… OVER (ORDER BY …)` | `NULLS LAST`, the key appended | the same |
 
@@ -93,6 +94,21 @@ def _literal(value: object, dialect: Dialect) -> exp.Expr:
         kind = "TIMESTAMPTZ" if dialect == "duckdb" else "TIMESTAMP"
         return exp.cast(exp.Literal.string(text), kind)
     return exp.Literal.string(str(value))
+
+
+GRAIN_UNITS = {"hour": "HOUR", "day": "DAY", "week": "WEEK", "month": "MONTH"}
+
+
+def truncate(grain: str, column: str, dialect: Dialect) -> exp.Expr:
+    """The time `column` truncated to the start of its `grain` bucket in UTC (the session's
+    zone on both engines), as polars' `dt.truncate` gives it: weeks start on Monday
+    (DuckDB's `date_trunc('week', …)` and Spark's `date_trunc('WEEK', …)` are ISO weeks),
+    months on the 1st. A null time is a null bucket."""
+    if grain not in GRAIN_UNITS:
+        raise Uncovered(f"the grain {grain!r}")
+    unit = GRAIN_UNITS[grain]
+    text = unit.lower() if dialect == "duckdb" else unit
+    return _call("date_trunc", exp.Literal.string(text), exp.column(column, quoted=True))
 
 
 def _call(name: str, *args: exp.Expr) -> exp.Expr:
@@ -272,6 +288,10 @@ class SqlBuilder:
     def literal(self, value: object) -> str:
         """A hole holding `value` as a literal (a time as a UTC timestamp)."""
         return self._hole(_literal(value, self.dialect))
+
+    def truncate(self, grain: str, column: str) -> str:
+        """A hole holding the time `column` truncated to its `grain` bucket (`truncate`)."""
+        return self._hole(truncate(grain, column, self.dialect))
 
     def render(self, text: str) -> str:
         """`text` (structural SQL with holes) printed in the target dialect: a statement with
