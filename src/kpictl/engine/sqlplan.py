@@ -504,6 +504,17 @@ def kpi_rows(
     frame = got.with_columns(code.alias("__set")).join(codes, on="__set", how="left")
     parts = [] if kpi.breakdown is None else [_flag(_BREAKDOWN)]
     main = frame.filter(pl.col(parts[0]) == 1) if parts else frame
+    overall = "1" * len(keyed)
+    if () in sets and overall not in main.get_column("__set").to_list():
+        # the grand total over no rows: Spark gives no row for GROUPING SETS (()) on empty
+        # input, DuckDB and the polars engine one (n 0, no value)
+        empty_row = main.clear(1).with_columns(
+            pl.lit(overall).alias("__set"),
+            pl.lit([], dtype=pl.List(pl.String)).alias("grouping"),
+            pl.lit(0, dtype=main.schema["n"]).alias("n"),
+            pl.lit(0, dtype=main.schema["pending"]).alias("pending"),
+        )
+        main = pl.concat([main, empty_row])
     cost = [c for s in costed for c in cost_columns(s)]
     # a cohort (not the overall row) without a settled unit: no value, as a left join leaves it
     empty = (pl.col("n") == 0) & (pl.col("grouping").list.len() > 0)
