@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from conftest import run
 from kpictl.engine.compute import PolarsEngine, fact_set, run_compute
-from kpictl.engine.datacheck import check_data, shared_scans
+from kpictl.engine.datacheck import check_data, shared_row, shared_scans
 from kpictl.engine.interface import ComputeOptions, Engine, FactBuild, watch_fact_builds
 from kpictl.engine.sources import load_sources
 from kpictl.scorecard.report import ReportOptions, run_report
@@ -71,6 +71,9 @@ def test_the_report_passes_over_each_source_once_for_its_data_checks(
         ["business_events", "events", "tool_calls", *["events"] * one_column]
     )
     assert len(shared.passes) < before
+    # every window the report resolves (its own, compare's, the trend's, the baseline
+    # breakdowns') reads the latest time of each log source once: 2 sources, one row each
+    assert sorted(name for _, name in shared.rows if name == "latest") == ["latest"] * 2
 
 
 def test_shared_scans_check_the_data_as_a_check_alone_does(shipped_spec: Spec) -> None:
@@ -89,6 +92,17 @@ def test_shared_scans_check_the_data_as_a_check_alone_does(shipped_spec: Spec) -
         assert check_data(shipped_spec, sources, kpis, ["holdout"], "channel = 'web'") == alone
         assert shared.passes == passes  # nothing new to count
     assert again == alone
+
+
+def test_a_shared_row_is_taken_once_and_equals_the_row_alone(shipped_spec: Spec) -> None:
+    events = load_sources(shipped_spec)["events"]
+    alone = events.select(pl.col("ts").max(), pl.len()).collect().row(0)
+    with shared_scans() as shared:
+        first = shared_row(events, "probe", pl.col("ts").max(), pl.len())
+        again = shared_row(events, "probe", pl.col("ts").min())  # the name decides: reused
+    assert first == again == alone
+    assert list(shared.rows) == [(id(events), "probe")]
+    assert shared_row(events, "probe", pl.col("ts").min()) != alone  # outside: taken afresh
 
 
 def test_facts_builds_the_facts_once(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from kpictl.engine.datacheck import (
     kpi_cost_sources,
     priced_sources,
     require_columns,
+    shared_row,
 )
 from kpictl.engine.interface import (
     MAX_COHORTS as MAX_COHORTS,  # re-exported: compare's and report's options use it
@@ -115,7 +116,7 @@ def latest_timestamp(sources: Sources) -> dt.datetime:
         if name == OUTCOME_SOURCE:
             continue
         if "ts" in loaded.frame.collect_schema():
-            value = loaded.frame.select(pl.col("ts").max()).collect().item()
+            (value,) = shared_row(loaded.frame, "latest", pl.col("ts").max())
             if value is not None:
                 latest.append(value)
     if not latest:
@@ -131,7 +132,7 @@ def _untimed_rows(sources: Sources) -> int:
     total = 0
     for loaded in sources.by_name.values():
         if "ts" in loaded.frame.collect_schema():
-            total += loaded.frame.select(pl.col("ts").null_count()).collect().item()
+            total += shared_row(loaded.frame, "untimed", pl.col("ts").null_count())[0]
     return total
 
 
@@ -150,14 +151,12 @@ def as_of_outlier_note(sources: Sources, window: Window) -> str | None:
         if "ts" not in loaded.frame.collect_schema():
             continue
         ts = pl.col("ts")
-        high, below, low = (
-            loaded.frame.select(
-                ts.max().alias("high"),
-                ts.filter(ts < latest).max().alias("below"),
-                ts.min().alias("low"),
-            )
-            .collect()
-            .row(0)
+        high, below, low = shared_row(
+            loaded.frame,
+            f"span below {latest.isoformat()}",
+            ts.max().alias("high"),
+            ts.filter(ts < latest).max().alias("below"),
+            ts.min().alias("low"),
         )
         if high is not None:
             found.append((name, high, below, low))

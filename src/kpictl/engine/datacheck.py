@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -458,6 +459,7 @@ class SharedScans:
     counts: dict[tuple[int, str], int] = field(default_factory=dict)
     frames: list[pl.LazyFrame] = field(default_factory=list)  # alive while their ids are keys
     passes: list[str] = field(default_factory=list)
+    rows: dict[tuple[int, str], tuple[Any, ...]] = field(default_factory=dict)  # shared_row's
 
 
 _SHARED: list[SharedScans] = []
@@ -477,6 +479,20 @@ def shared_scans() -> Iterator[SharedScans]:
         yield shared
     finally:
         _SHARED.remove(shared)
+
+
+def shared_row(frame: pl.LazyFrame, name: str, *exprs: pl.Expr) -> tuple[Any, ...]:
+    """The one row of `exprs` over `frame` (aggregates); while `shared_scans` is open, taken
+    once per frame and `name` (the latest time of a source, asked by every window a report
+    resolves)."""
+    shared = _SHARED[-1] if _SHARED else None
+    if shared is not None and (id(frame), name) in shared.rows:
+        return shared.rows[(id(frame), name)]
+    row = frame.select(*exprs).collect().row(0)
+    if shared is not None:
+        shared.frames.append(frame)
+        shared.rows[(id(frame), name)] = row
+    return row
 
 
 def _scan(
