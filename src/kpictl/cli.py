@@ -1452,6 +1452,14 @@ def validate(
         ),
     ] = CheckFormat.table,
     output: OutputOption = None,
+    engine: Annotated[
+        EngineName,
+        typer.Option(
+            "--engine",
+            help="Also check that a SQL engine (duckdb, spark) compiles every KPI: exit 2 "
+            "naming each one it does not cover, with its spec line.",
+        ),
+    ] = EngineName.polars,
 ) -> None:
     """Check the KPI spec without reading any data; report every problem at once (exit 1).
 
@@ -1460,6 +1468,8 @@ def validate(
       kpictl validate
 
       kpictl validate -c my_spec.yaml --format json
+
+      kpictl validate --engine spark
     """
     import json
 
@@ -1479,6 +1489,11 @@ def validate(
         count = len(problems)
         _stderr(f"kpictl: error: {count} problem{'s' if count != 1 else ''} in the KPI spec")
         raise typer.Exit(int(exc.exit_code)) from None
+    if engine is not EngineName.polars:
+        from kpictl.engine.interface import ComputeOptions
+        from kpictl.engine.sqlplan import require_covered
+
+        require_covered(spec, list(spec.kpis.values()), ComputeOptions(), _dialect(engine))
     counts = {
         "kpis": len(spec.kpis),
         "tables": len(spec.tables),
