@@ -139,6 +139,14 @@ def test_spark_gives_the_polars_numbers_on_drawn_logs(logs: Logs) -> None:
     assert _run_logs(logs) >= 2 * 16
 
 
+def test_rows_handed_over_as_to_a_remote_session() -> None:
+    """The hand-over a Spark Connect session gets (rows in, rows back: timestamps as
+    microseconds), on the local session: the EDGES numbers of polars."""
+    with tempfile.TemporaryDirectory(prefix="kpictl-spark-parity-") as folder:
+        sources = load_sources(SPEC, _write(Path(folder), EDGES), cache=False)
+        assert _parity(sources, SparkEngine(MASTER, as_rows=True), EDGES.as_of) >= 2 * 16
+
+
 def test_first_and_last_order_nulls_and_ties_as_polars() -> None:
     """The EDGES facts by hand: c1's first escalation reason is null (two escalations at one
     instant, the null one first in the file: the row position breaks the tie, and Spark's

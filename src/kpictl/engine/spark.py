@@ -96,12 +96,12 @@ _SPARK_TYPES: dict[type[pl.DataType], str] = {
 
 class _SparkSession:
     """Frames to Spark temporary views and SQL results back, through a scratch folder on a
-    local master and as rows on a remote one."""
+    local master and as rows on a remote one (`as_rows`)."""
 
-    def __init__(self, master: str, rows_per_file: int) -> None:
+    def __init__(self, master: str, rows_per_file: int, as_rows: bool) -> None:
         self.spark = spark_session(master)
         self.rows_per_file = rows_per_file
-        self.remote = _is_remote(master)
+        self.remote = as_rows
         self.folder = tempfile.TemporaryDirectory(prefix="kpictl-spark-")
         self.count = 0
         self.views: list[str] = []
@@ -203,11 +203,19 @@ class SparkEngine(DuckDBEngine):
     name = "spark"
     dialect: Dialect = "spark"
 
-    def __init__(self, master: str | None = None, *, rows_per_file: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        master: str | None = None,
+        *,
+        rows_per_file: int = 1_000_000,
+        as_rows: bool | None = None,
+    ) -> None:
         """`master`: see `resolve_master`; `rows_per_file`: on a local master, the rows handed
-        over per Parquet file (each file one or more of Spark's input partitions)."""
+        over per Parquet file (each file one or more of Spark's input partitions); `as_rows`:
+        hand frames over and back as rows, as to a remote session (None: only to one)."""
         self.master = resolve_master(master)
         self.rows_per_file = rows_per_file
+        self.as_rows = _is_remote(self.master) if as_rows is None else as_rows
 
     def _session(self) -> _SparkSession:
-        return _SparkSession(self.master, self.rows_per_file)
+        return _SparkSession(self.master, self.rows_per_file, self.as_rows)
