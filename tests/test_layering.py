@@ -51,6 +51,7 @@ WITHIN: dict[str, list[str]] = {
         "outcomes",
         "sources",
         "datacheck",
+        "shapes",
         "interface",
         "compute",
         "costs",

@@ -54,12 +54,13 @@ class EngineName(StrEnum):
 
 
 EngineOption = Annotated[
-    EngineName,
+    EngineName | None,
     typer.Option(
         "--engine",
-        help="polars (default), duckdb or spark: the spec compiled to DuckDB or Spark SQL "
-        "(pip install 'kpictl[duckdb]' or 'kpictl[spark]'); it refuses, with the spec line, "
-        "what it does not cover.",
+        help="polars, duckdb or spark: the spec compiled to DuckDB or Spark SQL (pip install "
+        "'kpictl[duckdb]' or 'kpictl[spark]'); it refuses, with the spec line, what it does "
+        "not cover. Default: the spec's defaults.engine (polars).",
+        show_default=False,
     ),
 ]
 SparkMasterOption = Annotated[
@@ -772,7 +773,7 @@ def compute(
     reprice: RepriceOption = False,
     strict: StrictOption = False,
     wide: WideOption = False,
-    engine: EngineOption = EngineName.polars,
+    engine: EngineOption = None,
     spark_master: SparkMasterOption = None,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
@@ -805,7 +806,7 @@ def compute(
         where=where,
         kpis=tuple(kpi or ()),
     )
-    chosen = _engine(spec, engine, options, spark_master)
+    chosen = _engine(spec, engine, options, spark_master=spark_master)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     with progress("Computing KPIs…"):
         result = run_compute(spec, sources, options, engine=chosen)
@@ -847,17 +848,29 @@ def _compute_options(
 
 
 def _engine(
-    spec: Spec, name: EngineName, options: ComputeOptions, spark_master: str | None = None
+    spec: Spec,
+    name: EngineName | None,
+    options: ComputeOptions | None,
+    tables: Sequence[str] = (),
+    spark_master: str | None = None,
 ) -> Engine | None:
-    """The engine of `--engine` (None: the default, polars); a SQL engine refuses up front,
-    with the spec lines, every selected KPI it does not cover."""
-    if name is EngineName.polars:
+    """The engine of `--engine`, else of the spec's `defaults.engine` (None: polars); a SQL
+    engine refuses up front, with the spec lines, every KPI of `options` it does not cover
+    (compare: with its formulas' components; report: every KPI of the scorecard; facts: None)
+    and each of `tables` whose facts it cannot build (facts: the table exported; report: the
+    unit table)."""
+    chosen = name or EngineName(spec.defaults.engine)
+    if chosen is EngineName.polars:
         return None
     from kpictl.engine.compute import selected_kpis
+    from kpictl.engine.duck import require_table
     from kpictl.engine.sqlplan import require_covered
 
-    require_covered(spec, selected_kpis(spec, options.kpis)[0], options, _dialect(name))
-    if name is EngineName.spark:
+    for table in tables:
+        require_table(spec, table, _dialect(chosen))
+    if options is not None:
+        require_covered(spec, selected_kpis(spec, options.kpis)[0], options, _dialect(chosen))
+    if chosen is EngineName.spark:
         from kpictl.engine.spark import SparkEngine
 
         return SparkEngine(spark_master)
@@ -876,7 +889,10 @@ def compile_command(
     paths: PathsArgument = None,
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
-    engine: EngineOption = EngineName.duckdb,
+    engine: Annotated[
+        EngineName,
+        typer.Option("--engine", help="duckdb: the engine whose SQL to print."),
+    ] = EngineName.duckdb,
     by: Annotated[
         list[str] | None,
         typer.Option("--by", help="Add the GROUPING SET of this cohort column. Repeatable."),
@@ -1054,6 +1070,8 @@ def compare(
     reprice: RepriceOption = False,
     strict: StrictOption = False,
     wide: WideOption = False,
+    engine: EngineOption = None,
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Compare every KPI against a baseline with the right test, CIs and corrections.
 
@@ -1070,8 +1088,11 @@ def compare(
       kpictl compare --baseline prior_4w --by channel --fail-on critical
 
       kpictl compare logs/this_week/ --baseline logs/last_week/ --format json
+
+      kpictl compare --baseline holdout --engine duckdb --kpi task_completion_rate
     """
     from kpictl.comparison.run import CompareOptions, run_compare
+    from kpictl.engine.interface import ComputeOptions
     from kpictl.render.output import render_compare
 
     cohorts = _cohorts(by, cross)
@@ -1095,6 +1116,12 @@ def compare(
         cuped=cuped,
         heterogeneity=heterogeneity,
         sequential_n_star=n_star,
+    )
+    chosen = _engine(
+        spec,
+        engine,
+        ComputeOptions(by=options.by, cross=options.cross, where=where, kpis=options.kpis),
+        spark_master=spark_master,
     )
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     baseline_sources = None
@@ -1123,7 +1150,12 @@ def compare(
             raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
     with progress("Comparing KPIs…"):
         result = run_compare(
-            spec, sources, options, baseline_sources=baseline_sources, baseline_label=baseline
+            spec,
+            sources,
+            options,
+            baseline_sources=baseline_sources,
+            baseline_label=baseline,
+            engine=chosen,
         )
     _report_inputs(sources)
     if baseline_sources is not None:
@@ -1253,6 +1285,8 @@ def report(
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
+    engine: EngineOption = None,
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Write the scorecard: one Markdown document (or HTML page) with tiles, KPIs, trends, ROI,
     data quality, drill-down and provenance. Only the scorecard goes to stdout.
@@ -1266,13 +1300,24 @@ def report(
       kpictl report --format html --output scorecard.html
 
       kpictl report --baseline prior_4w --fail-on critical
+
+      kpictl report --engine duckdb --kpi task_completion_rate --kpi csat_mean
     """
     import shlex
 
+    from kpictl.engine.interface import ComputeOptions
     from kpictl.scorecard.report import ReportOptions, run_report
 
     cohorts = _cohorts(by, cross)
     spec = _only_kpis(_load(config, param, paths), kpi)
+    # the scorecard's KPIs (their tables' facts, compare's arms, the trend's overall values)
+    chosen = _engine(
+        spec,
+        engine,
+        ComputeOptions(where=where),
+        [spec.require_primary_table().name],
+        spark_master,
+    )
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
@@ -1316,7 +1361,12 @@ def report(
     )
     with progress("Building the scorecard…"):
         result = run_report(
-            spec, sources, options, baseline_sources=baseline_sources, baseline_label=baseline
+            spec,
+            sources,
+            options,
+            baseline_sources=baseline_sources,
+            baseline_label=baseline,
+            engine=chosen,
         )
     _report_inputs(sources)
     if baseline_sources is not None:
@@ -1600,6 +1650,8 @@ def facts(
     max_line_bytes: MaxLineBytesOption = "64MiB",
     cache: CacheOption = True,
     reprice: RepriceOption = False,
+    engine: EngineOption = None,
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Export a facts table (one row per conversation with every rollup and derive column).
 
@@ -1610,6 +1662,8 @@ def facts(
       kpictl facts --format csv | head
 
       kpictl facts --table tool_calls --format json -o tool_calls.json
+
+      kpictl facts --engine duckdb -o facts.parquet
     """
     from kpictl.engine.compute import facts as build_facts
     from kpictl.render.output import csv_safe, write_atomically
@@ -1632,8 +1686,10 @@ def facts(
             "with -o F.parquet"
         )
     spec = _load(config, param, paths)
+    name = table or spec.require_primary_table().name  # an unknown one: facts() says so
+    chosen = _engine(spec, engine, None, [name] if name in spec.tables else [], spark_master)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
-    frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"))
+    frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"), engine=chosen)
     _report_inputs(sources)
 
     def write(target: Any) -> None:

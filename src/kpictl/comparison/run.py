@@ -36,6 +36,7 @@ from kpictl.engine.compute import (
     require_cohorts,
     resolve_window,
     selected_kpis,
+    unit_sums,
     usable,
     where_note,
     window_text,
@@ -44,6 +45,7 @@ from kpictl.engine.compute import (
 )
 from kpictl.engine.datacheck import DataCheck, check_data, require_columns
 from kpictl.engine.interface import Engine, FactSet, TimeBound, cohort_sets
+from kpictl.engine.shapes import KpiShape, kpi_shape
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import (
@@ -57,17 +59,8 @@ from kpictl.spec.model import (
     most_severe,
 )
 from kpictl.sql.expr import compile_sql
-from kpictl.sql.tree import (
-    AggregateKind,
-    additive_reason,
-    aggregate,
-    counts_rows,
-    is_row_level,
-    ratio_parts,
-)
 
 STATUSES = ("ok", *LEVELS)
-_ROW = "__kpictl_unit_row"
 INSUFFICIENT = "insufficient_data"
 UNAVAILABLE = "unavailable"  # a column a KPI depends on is missing from the data (datacheck)
 NOT_TESTABLE = "not_testable"
@@ -316,18 +309,26 @@ def build_arms(
     *,
     facts: FactSet | None = None,
     baseline_facts: FactSet | None = None,
+    engine: Engine | None = None,
 ) -> tuple[Arm, Arm | None, Design, BaselineSpec | None]:
     """The current and baseline arms (baseline None for `values`), and the design: both arms
-    restrict the same facts (`facts` when they serve this comparison, else built here), except
-    against another dataset, whose facts are its own."""
+    restrict the same facts (`facts` when they serve this comparison, else built here by
+    `engine`, polars by default), except against another dataset, whose facts are its own
+    (built by the same engine)."""
     window = resolve_window(
         spec, sources, ComputeOptions(since=options.since, until=options.until, as_of=options.as_of)
     )
-    kpi_tables = sorted({k.over for k in spec.kpis.values() if k.kind != "formula"})
+    # the tables of the compared KPIs (formulas' components too) and the unit table
+    kpi_tables = sorted(
+        {k.over for k in selected_kpis(spec, options.kpis)[0] if k.kind != "formula"}
+        | {spec.require_primary_table().name}
+    )
     base = None if baseline_sources is not None else _baseline_spec(spec, options.baseline)
     reads = read_columns(spec, options, window, base)
     if facts is None or not usable(spec, facts, window, kpi_tables, reads):
-        facts = PolarsEngine().build_facts(spec, sources, window, kpi_tables, reads, in_memory=True)
+        facts = (engine or PolarsEngine()).build_facts(
+            spec, sources, window, kpi_tables, reads, in_memory=True
+        )
     engine = facts.engine
     tables = with_cost_counts(spec, sources, window, facts.tables, list(spec.kpis.values()))
 
@@ -445,73 +446,6 @@ def build_arms(
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KpiShape:
-    """How a KPI reduces to units: additive ratio, mean, quantile, formula, or not testable.
-
-    Read from the KPI's parsed SQL tree (`kpictl.sql.tree`); the expressions are polars
-    compilations of text generated from that tree, as `compute` evaluates them."""
-
-    kind: str  # ratio | avg | quantile | formula | other
-    numerator: pl.Expr | None = None  # ratio: per-unit additive aggregates
-    denominator: pl.Expr | None = None
-    values: pl.Expr | None = None  # the row expression of AVG / quantile (FILTER → null)
-    nu: float | None = None
-    counts_rows: bool = False  # COUNT(*) [FILTER (WHERE p)] / COUNT(*): each row 0 or 1
-    reason: str | None = None  # other: why no test applies
-
-
-def _ratio_shape(numerator: str, denominator: str) -> KpiShape:
-    reason = additive_reason(numerator)
-    if reason is None:
-        reason = additive_reason(denominator)
-        where = "denominator"
-    else:
-        where = "numerator"
-    if reason is not None:
-        return KpiShape("other", reason=f"{where}: {reason}")
-    return KpiShape(
-        "ratio",
-        numerator=compile_sql(numerator),
-        denominator=compile_sql(denominator),
-        counts_rows=counts_rows(numerator) and counts_rows(denominator),
-    )
-
-
-def kpi_shape(kpi: KpiSpec) -> KpiShape:
-    """Classify a KPI by its parsed SQL (see the README's compare section).
-
-    Only shapes that are exactly per-unit sums get the additive tests: a ratio of additive
-    aggregates (`ratio`), `AVG(x)` (`avg`), `MEDIAN(x)`/`QUANTILE_CONT(x, ν)` (`quantile`),
-    each with an optional FILTER. Anything else (COUNT(DISTINCT …), MAX, SUM(a) − MAX(b), …)
-    is `other`, with the reason, and is reported as not testable."""
-    if kpi.kind == "formula":
-        return KpiShape("formula")
-    if kpi.pass_k is not None:
-        return KpiShape("pass_k")
-    if kpi.kind == "ratio":
-        return _ratio_shape(kpi.numerator or "", kpi.denominator or "")
-    sql = kpi.value or ""
-    found = aggregate(sql)
-    values = found.values() if found is not None else None
-    if found is not None and values is not None and is_row_level(values):
-        if found.kind is AggregateKind.AVG:
-            return KpiShape("avg", values=compile_sql(values))
-        if found.kind is AggregateKind.QUANTILE and found.quantile is not None:
-            return KpiShape("quantile", values=compile_sql(values), nu=found.quantile)
-    parts = ratio_parts(sql)
-    if parts is not None:
-        return _ratio_shape(*parts)
-    reason = additive_reason(sql)
-    if reason is None:
-        return KpiShape(
-            "other",
-            reason="a total grows with the size of the arm: compare it "
-            "as a ratio (over COUNT(*), say)",
-        )
-    return KpiShape("other", reason=reason)
-
-
 def _kpi_rows(spec: Spec, kpi: KpiSpec, arm: Arm, where: str | None) -> pl.LazyFrame:
     """The KPI's table in this arm, filtered and flagged as `compute` does."""
     return filter_kpi_rows(spec, kpi, arm.tables[kpi.over], arm.window, where)
@@ -521,71 +455,10 @@ def _as_float(expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.Float64).fill_null(0.0)
 
 
-def unit_sums(
-    spec: Spec,
-    kpi: KpiSpec,
-    shape: KpiShape,
-    arm: Arm,
-    unit: str,
-    keys: Sequence[str],
-    where: str | None,
-    *,
-    with_unit: bool = True,
-) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """(per-unit M and D by cohort keys; pending rows by cohort keys) for additive shapes.
-
-    Without `with_unit` (the unit's value is not needed), a table with one row per unit
-    (its key is the unit) is grouped by row number instead: the same groups, 12x faster
-    than hashing 1.37M text keys."""
-    rows = _kpi_rows(spec, kpi, arm, where)
-    keyed = rows.with_columns([pl.col(k).cast(pl.String) for k in keys])
-    pending = _group(
-        keyed.filter(~pl.col("__mature")), keys, [pl.len().cast(pl.Int64).alias("pending")]
-    )
-    settled = keyed.filter(pl.col("__mature"))
-    if shape.kind == "ratio":
-        assert shape.numerator is not None and shape.denominator is not None
-        aggs = [_as_float(shape.numerator).alias("m"), _as_float(shape.denominator).alias("d")]
-    else:  # avg: sum and count of non-null values
-        assert shape.values is not None
-        values = shape.values
-        aggs = [
-            values.cast(pl.Float64).sum().alias("m"),
-            values.count().cast(pl.Float64).alias("d"),
-            (values.cast(pl.Float64) ** 2).sum().alias("m2_rows"),
-        ]
-    table = spec.tables[kpi.over]
-    if not with_unit and table.is_rollup and table.key == unit:
-        per_unit = settled.with_row_index(_ROW).group_by([*keys, _ROW]).agg(aggs).drop(_ROW)
-    else:
-        per_unit = settled.group_by([*keys, unit]).agg(aggs)
-    if shape.kind == "avg":
-        per_unit = per_unit.filter(pl.col("d") > 0)
-    return per_unit, pending
-
-
 def _group(frame: pl.LazyFrame, keys: Sequence[str], aggs: Sequence[pl.Expr]) -> pl.LazyFrame:
     if keys:
         return frame.group_by(list(keys)).agg(aggs)
     return frame.select(aggs)
-
-
-def _sufficient(per_unit: pl.LazyFrame, keys: Sequence[str], avg: bool) -> pl.LazyFrame:
-    m, d = pl.col("m"), pl.col("d")
-    aggs = [
-        pl.len().cast(pl.Int64).alias("n"),
-        m.sum().alias("m_sum"),
-        (m * m).sum().alias("m_sq"),
-        d.sum().alias("d_sum"),
-        (d * d).sum().alias("d_sq"),
-        (m * d).sum().alias("md_sum"),
-        (d == 1).all().alias("unit_rows"),
-        ((m == 0) | (m == 1)).all().alias("binary"),
-        (m <= d).all().alias("bounded"),
-    ]
-    if avg:
-        aggs.append(pl.col("m2_rows").sum().alias("row_sq"))
-    return _group(per_unit, keys, aggs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -619,9 +492,40 @@ def _cohort_sets(by: Sequence[str], cross: Sequence[str] = ()) -> list[tuple[str
     return cohort_sets(by, cross)
 
 
-def _collect_by_cohort(frame: pl.LazyFrame, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
-    collected = frame.collect()
+def _collect_by_cohort(
+    frame: pl.LazyFrame | pl.DataFrame, keys: Sequence[str]
+) -> dict[tuple, dict[str, Any]]:
+    collected = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     return {tuple(row[k] for k in keys): row for row in collected.iter_rows(named=True)}
+
+
+def _unit_stats(
+    spec: Spec,
+    kpi: KpiSpec,
+    shape: KpiShape,
+    arm: Arm,
+    unit: str,
+    keys: Sequence[str],
+    where: str | None,
+) -> tuple[dict[tuple, dict[str, Any]], dict[tuple, dict[str, Any]]]:
+    """The arm's per-unit sufficient statistics and pending rows by cohort, from the engine of
+    its facts (`Engine.unit_stats`)."""
+    got = arm.engine.unit_stats(spec, kpi, shape, arm.tables, arm.window, unit, keys, where)
+    return _collect_by_cohort(got.sums, keys), _collect_by_cohort(got.pending, keys)
+
+
+def _arm_unit_sums(
+    spec: Spec,
+    kpi: KpiSpec,
+    shape: KpiShape,
+    arm: Arm,
+    unit: str,
+    keys: Sequence[str],
+    options: CompareOptions,
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Each unit's m and d (a paired design and a formula's bootstrap join them by unit):
+    polars over the arm's facts."""
+    return unit_sums(spec, kpi, shape, arm.tables, arm.window, unit, keys, options.where)
 
 
 def _summary(row: Mapping[str, Any], kind: str) -> stats.ArmSummary:
@@ -648,17 +552,9 @@ def _additive_cells(
     for keys in _cohort_sets(options.by, options.cross):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
-        cur_units, cur_pending = unit_sums(
-            spec, kpi, shape, current, unit, keys, options.where, with_unit=False
-        )
-        cur = _collect_by_cohort(_sufficient(cur_units, keys, shape.kind == "avg"), keys)
-        cur_p = _collect_by_cohort(cur_pending, keys)
+        cur, cur_p = _unit_stats(spec, kpi, shape, current, unit, keys, options.where)
         if baseline is not None:
-            base_units, base_pending = unit_sums(
-                spec, kpi, shape, baseline, unit, keys, options.where, with_unit=False
-            )
-            base = _collect_by_cohort(_sufficient(base_units, keys, shape.kind == "avg"), keys)
-            base_p = _collect_by_cohort(base_pending, keys)
+            base, base_p = _unit_stats(spec, kpi, shape, baseline, unit, keys, options.where)
         else:
             base, base_p = {}, {}
         cuped = None
@@ -821,8 +717,8 @@ def _paired_cells(
     for keys in _cohort_sets(options.by, options.cross):
         if any(k not in current.tables[kpi.over].collect_schema() for k in keys):
             continue
-        cur_units, cur_pending = unit_sums(spec, kpi, shape, current, unit, keys, options.where)
-        base_units, base_pending = unit_sums(spec, kpi, shape, baseline, unit, keys, options.where)
+        cur_units, cur_pending = _arm_unit_sums(spec, kpi, shape, current, unit, keys, options)
+        base_units, base_pending = _arm_unit_sums(spec, kpi, shape, baseline, unit, keys, options)
         joined = (
             base_units.select([*keys, unit, "m", "d"])
             .join(
@@ -1221,7 +1117,7 @@ def _formula_cells(
             for index, (component, shape) in enumerate(zip(components, shapes, strict=True)):
                 if any(k not in arm.tables[component.over].collect_schema() for k in keys):
                     break
-                per_unit, _ = unit_sums(spec, component, shape, arm, unit, keys, options.where)
+                per_unit, _ = _arm_unit_sums(spec, component, shape, arm, unit, keys, options)
                 part = per_unit.select(
                     [*keys, unit, pl.col("m").alias(f"m{index}"), pl.col("d").alias(f"d{index}")]
                 )
@@ -1361,12 +1257,15 @@ def run_compare(
     baseline_label: str | None = None,
     facts: FactSet | None = None,
     baseline_facts: FactSet | None = None,
+    engine: Engine | None = None,
 ) -> CompareResult:
     """Compare every (selected) KPI between the baseline and the current arm.
 
     `facts`: the run's FactSet (`fact_set`), when the caller built one to share (the report
     does); both arms restrict it. `baseline_facts`: the baseline dataset's, likewise. Facts
-    that do not serve this comparison are not used."""
+    that do not serve this comparison are not used. `engine`: the engine that builds the
+    facts when none are given (default: polars); the facts' engine aggregates each arm and
+    gives its per-unit sufficient statistics (`Engine.unit_stats`)."""
     options = options or CompareOptions()
     if options.alpha is None:
         options = replace(options, alpha=spec.defaults.alpha)
@@ -1406,6 +1305,7 @@ def run_compare(
         baseline_label,
         facts=facts,
         baseline_facts=baseline_facts,
+        engine=engine,
     )
     unit = (
         options.unit
@@ -2226,8 +2126,10 @@ def compare(
     correction: str | None = None,
     unit: str | None = None,
     relative_ci: Literal["delta", "fieller"] = "delta",
+    engine: Engine | None = None,
 ) -> pl.DataFrame:
-    """Compare KPIs against a baseline; one row per KPI × cohort (see CompareResult).
+    """Compare KPIs against a baseline; one row per KPI × cohort (see CompareResult);
+    `engine` builds the facts (default: polars; e.g. kpictl.engine.duck.DuckDBEngine()).
 
     >>> import kpictl, polars as pl
     >>> spec = kpictl.load_spec("kpi_definitions.yaml")
@@ -2249,4 +2151,6 @@ def compare(
         unit=unit,
         relative_ci=relative_ci,
     )
-    return run_compare(spec, sources, options, baseline_sources=baseline_sources).table
+    return run_compare(
+        spec, sources, options, baseline_sources=baseline_sources, engine=engine
+    ).table

@@ -9,6 +9,7 @@ position in the source (`ROW_POSITION`); results come back the same way.
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -16,14 +17,16 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from kpictl.engine.compute import source_rows
+from kpictl.engine.compute import names_in, polars_unit_stats, source_rows
 from kpictl.engine.interface import (
     ComputeOptions,
     FactBuild,
     FactSet,
+    UnitStats,
     Window,
     record_fact_build,
 )
+from kpictl.engine.shapes import KpiShape
 from kpictl.engine.sqlplan import (
     ROW_POSITION,
     VARIES,
@@ -37,12 +40,15 @@ from kpictl.engine.sqlplan import (
     require_covered,
     source_columns,
     uncovered,
+    unit_stats_sql,
 )
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec
 from kpictl.sql.dialect import Dialect
 from kpictl.sql.dialect import quote as _q
+
+_ARM_VIEWS = 8  # arms' facts tables kept registered for unit_stats
 
 __all__ = [
     "ROW_POSITION",
@@ -51,6 +57,7 @@ __all__ = [
     "compile_spec",
     "compile_text",
     "require_covered",
+    "require_table",
     "uncovered",
 ]
 
@@ -64,6 +71,18 @@ class SqlSession(Protocol):
     def query(self, sql: str) -> pl.DataFrame: ...
 
     def close(self) -> None: ...
+
+
+def require_table(spec: Spec, name: str, dialect: Dialect = "duckdb") -> None:
+    """Refuse, before reading anything, a table whose facts a SQL engine cannot build (a row
+    table: the table it looks up; its own statement needs its source's columns)."""
+    window = Window(as_of=dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    table = spec.tables[name]
+    if not table.is_rollup:
+        if table.lookup is None:
+            return
+        name = table.lookup
+    facts_sql(spec, name, window, Rewriter(spec, window, dialect))
 
 
 class _Session:
@@ -114,6 +133,11 @@ class DuckDBEngine:
 
     name = "duckdb"
     dialect: Dialect = "duckdb"
+    # compare's unit_stats: a session and the arms' views registered in it, set per instance
+    # on first use (subclasses need no __init__ of ours)
+    _stats: SqlSession | None = None
+    _views: Sequence[tuple[pl.LazyFrame, str]] = ()
+    _dropped = 0
 
     def _session(self) -> SqlSession:
         return _Session()
@@ -176,6 +200,59 @@ class DuckDBEngine:
         finally:
             session.close()
 
+    def unit_stats(
+        self,
+        spec: Spec,
+        kpi: KpiSpec,
+        shape: KpiShape,
+        tables: Mapping[str, pl.LazyFrame],
+        window: Window,
+        unit: str,
+        keys: Sequence[str],
+        where: str | None,
+    ) -> UnitStats:
+        """compare's per-unit sufficient statistics by DuckDB SQL over the arm's facts
+        (`sqlplan.unit_stats_sql`: one query for the sums, one for the pending rows); a KPI
+        whose per-unit sums are not numbers (a SUM of durations) by polars over the same
+        facts."""
+        frame = tables[kpi.over]
+        if not _numeric_sums(frame, shape):
+            return polars_unit_stats(spec, kpi, shape, tables, window, unit, keys, where)
+        if where and not set(names_in([where])) <= set(frame.collect_schema().names()):
+            where = None  # a table without its columns: all rows, as polars filter_kpi_rows
+        view = self._arm_view(frame)
+        rewriter = Rewriter(spec, window, self.dialect)
+        sums, pending = unit_stats_sql(spec, kpi, shape, unit, keys, where, rewriter, view)
+        session = self._stats_session()
+        got, waiting = session.query(sums), session.query(pending)
+        flags = ["unit_rows", "binary", "bounded"]
+        return UnitStats(
+            got.with_columns(
+                pl.col(keys).cast(pl.String), pl.col("n").cast(pl.Int64), pl.col(flags)
+            ),
+            waiting.with_columns(pl.col(keys).cast(pl.String), pl.col("pending").cast(pl.Int64)),
+        )
+
+    def _stats_session(self) -> SqlSession:
+        """compare's unit_stats: one session per engine, opened at the first call."""
+        if self._stats is None:
+            self._stats = self._session()
+        return self._stats
+
+    def _arm_view(self, frame: pl.LazyFrame) -> str:
+        """The view of an arm's facts table in this engine's session, registered once: compare
+        asks for each KPI and grouping set of the same arms (the last few frames are held; the
+        views end with the session)."""
+        for held, view in self._views:
+            if held is frame:
+                return view
+        view = f"kpictl_arm_{id(self)}_{len(self._views) + self._dropped}"
+        self._stats_session().register(view, frame)
+        self._views = [*self._views, (frame, view)]  # per instance (the class's is empty)
+        if len(self._views) > _ARM_VIEWS:
+            self._views, self._dropped = self._views[1:], self._dropped + 1
+        return view
+
 
 def _check_attributes(name: str, key: str, attributes: Sequence[str], frame: pl.DataFrame) -> None:
     """An attribute varying within a key: the polars engine's message (engine.compute)."""
@@ -188,3 +265,11 @@ def _check_attributes(name: str, key: str, attributes: Sequence[str], frame: pl.
                 f"{key} ({varying.height} keys; e.g. {example!r}); an attribute must be "
                 "constant per key — aggregate it in `rollup` instead"
             )
+
+
+def _numeric_sums(frame: pl.LazyFrame, shape: KpiShape) -> bool:
+    """Whether the shape's per-unit aggregates (or a mean's values) are numbers or truth values
+    in these facts (the polars compilation's type; a duration is not)."""
+    exprs = [e for e in (shape.numerator, shape.denominator, shape.values) if e is not None]
+    schema = frame.select([e.alias(f"__e{i}") for i, e in enumerate(exprs)]).collect_schema()
+    return all(t.is_numeric() or t == pl.Boolean for t in schema.dtypes())

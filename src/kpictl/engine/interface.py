@@ -1,16 +1,18 @@
 """The engine seam: what an execution engine must do for kpictl, and the facts it hands back.
 
-An engine does two things (docs/architecture.md, "Where a new thing goes"):
+An engine does three things (docs/architecture.md, "Where a new thing goes"):
 
 - `build_facts`: the facts of every table a run reads, for one dataset, window and as-of — a
   `FactSet`. Built **once per run**: `compute`, `compare` (both arms), `report` (every section,
   cohort against the rest included), `facts` and the review sample all read the same one.
 - `aggregate`: the KPI values of those facts per grouping set (overall, `--by`, `--grain`),
   with `n` and `pending` — a small table, one row per KPI × cohort (× breakdown value).
+- `unit_stats`: for compare, one arm's per-unit sufficient statistics of an additive KPI (a
+  ratio of per-unit sums, or a mean) per cohort — n, Σm, Σm², Σd, Σd², Σmd over the units —
+  and the pending rows per cohort: small frames, whatever the number of units.
 
-Compare then reduces each arm of the same facts to the per-unit sufficient statistics of each
-KPI's shape (`kpictl.comparison`); those queries are polars expressions over the FactSet's
-tables too.
+Compare's other cells (percentiles, pass^k, formulas' bootstrap, paired designs, CUPED) read
+the FactSet's tables with polars, whichever engine built them (kpictl.comparison).
 
 `watch_fact_builds` records every build while it is open: the tests count fact builds per
 command with it, the benchmarks may too.
@@ -26,6 +28,7 @@ from typing import Protocol
 
 import polars as pl
 
+from kpictl.engine.shapes import KpiShape
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec
 
@@ -144,11 +147,28 @@ class FactSet:
         return self.tables[name]
 
 
+@dataclass(frozen=True)
+class UnitStats:
+    """One arm's per-unit sufficient statistics of an additive KPI, per cohort of `keys` (the
+    cohort columns as text, null a value).
+
+    `sums`: one row per cohort with units: `n` (units with a settled row; for a mean, units with
+    a value), `m_sum`, `m_sq`, `d_sum`, `d_sq`, `md_sum` (Σ over units of the unit's numerator
+    m and denominator d — for a mean, the sum and count of its values — their squares and
+    products), `unit_rows` (every d is 1), `binary` (every m is 0 or 1), `bounded` (every
+    m ≤ d), and for a mean `row_sq` (Σ of the squared row values). Without cohort keys, one
+    row even with no unit (n = 0, sums 0, the flags true). `pending`: per cohort, its rows
+    whose outcome window is still open (one row without keys)."""
+
+    sums: pl.DataFrame
+    pending: pl.DataFrame
+
+
 class Engine(Protocol):
     """How a spec's facts and KPIs are computed. `PolarsEngine` (kpictl.engine.compute) is the
-    first implementation; another engine (DuckDB, Spark) implements these two methods and
+    first implementation; another engine (DuckDB, Spark) implements these three methods and
     hands back polars frames of the same shape: the facts may stay in the engine until
-    `aggregate` reads them, only the small results need to cross."""
+    `aggregate` or `unit_stats` reads them, only the small results need to cross."""
 
     name: str
 
@@ -179,6 +199,23 @@ class Engine(Protocol):
         """The KPI table (one row per KPI × grouping set × cohort × breakdown value, with
         `value`, `reason`, `n`, `pending` and the KPI's metadata) over facts tables — a
         FactSet's, or an arm's restriction of them — and notes."""
+        ...
+
+    def unit_stats(
+        self,
+        spec: Spec,
+        kpi: KpiSpec,
+        shape: KpiShape,
+        tables: Mapping[str, pl.LazyFrame],
+        window: Window,
+        unit: str,
+        keys: Sequence[str],
+        where: str | None,
+    ) -> UnitStats:
+        """One arm's per-unit sufficient statistics of `kpi` (shape `ratio` or `avg`) per
+        cohort of `keys`, over `tables` (the arm's restriction of a FactSet): its rows filtered
+        by `where` (when the table has its columns) and the KPI's `where`, the settled ones
+        (`mature`) summed per `unit` (see `UnitStats`)."""
         ...
 
 

@@ -39,6 +39,7 @@ from kpictl.engine.compute import (
 )
 from kpictl.engine.datacheck import kpi_cost_sources
 from kpictl.engine.interface import ComputeOptions, Window
+from kpictl.engine.shapes import KpiShape
 from kpictl.errors import UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec, TableSpec
@@ -230,6 +231,67 @@ def row_table_sql(
         f"SELECT {', '.join([*kept, *looked])} FROM ({rows}) AS r "
         f"LEFT JOIN {_q('facts_' + parent.name)} AS p ON r.{_q(key)} = p.{_q(key)}"
     )
+
+
+def unit_stats_sql(
+    spec: Spec,
+    kpi: KpiSpec,
+    shape: KpiShape,
+    unit: str,
+    keys: Sequence[str],
+    where: str | None,
+    rewriter: Rewriter,
+    view: str,
+) -> tuple[str, str]:
+    """(sums, pending): compare's per-unit sufficient statistics of an additive KPI (shape
+    `ratio` or `avg`) over `view`, one arm's facts of the KPI's table (`Engine.unit_stats`,
+    interface.UnitStats): the rows `where` and the KPI's `where` keep, flagged mature; per
+    cohort of `keys` (as text) and unit the numerator m and denominator d (a mean: the sum and
+    count of its values, and the sum of their squares); then per cohort n and the sums of m,
+    m², d, d², m·d and the flags (over no unit: 0 and true, as polars' aggregates give)."""
+    what = f"KPI {kpi.name!r}"
+
+    def sql(text: str | None) -> str:
+        return rewriter.rewrite(text or "", line=kpi.line, what=what)
+
+    conds = [f"({sql(c)})" for c in (where, kpi.where) if c]
+    filtered = " WHERE " + " AND ".join(conds) if conds else ""
+    mature = f"COALESCE(({sql(kpi.mature)}), FALSE)" if kpi.mature else "TRUE"
+    group = [_q("__k_" + k) for k in keys]
+    cohort = "".join(f"CAST({_q(k)} AS VARCHAR) AS {g}, " for k, g in zip(keys, group, strict=True))
+    rows = f"SELECT {cohort}{_q(unit)} AS __unit, *, {mature} AS __mature FROM {_q(view)}{filtered}"
+    if shape.kind == "ratio":
+        per_unit = (
+            f"COALESCE(CAST(({sql(shape.numerator_sql)}) AS DOUBLE), 0) AS m, "
+            f"COALESCE(CAST(({sql(shape.denominator_sql)}) AS DOUBLE), 0) AS d"
+        )
+        having = ""
+    else:
+        value = f"CAST(({sql(shape.values_sql)}) AS DOUBLE)"
+        per_unit = (
+            f"COALESCE(SUM({value}), 0) AS m, CAST(COUNT({value}) AS DOUBLE) AS d, "
+            f"COALESCE(SUM({value} * {value}), 0) AS m2_rows"
+        )
+        having = f" HAVING COUNT({value}) > 0"
+    keys_out = "".join(f"{g} AS {_q(k)}, " for g, k in zip(group, keys, strict=True))
+    grouped = f" GROUP BY {', '.join(group)}" if keys else ""
+    row_sq = ", COALESCE(SUM(m2_rows), 0) AS row_sq" if shape.kind == "avg" else ""
+    sums = rewriter.render(
+        f"WITH kept AS ({rows}), "
+        f"units AS (SELECT {''.join(g + ', ' for g in group)}{per_unit} FROM kept "
+        f"WHERE __mature GROUP BY {', '.join([*group, '__unit'])}{having}) "
+        f"SELECT {keys_out}COUNT(*) AS n, COALESCE(SUM(m), 0) AS m_sum, "
+        "COALESCE(SUM(m * m), 0) AS m_sq, COALESCE(SUM(d), 0) AS d_sum, "
+        "COALESCE(SUM(d * d), 0) AS d_sq, COALESCE(SUM(m * d), 0) AS md_sum, "
+        "COALESCE(BOOL_AND(d = 1), TRUE) AS unit_rows, "
+        "COALESCE(BOOL_AND(m = 0 OR m = 1), TRUE) AS binary, "
+        f"COALESCE(BOOL_AND(m <= d), TRUE) AS bounded{row_sq} FROM units{grouped}"
+    )
+    pending = rewriter.render(
+        f"WITH kept AS ({rows}) "
+        f"SELECT {keys_out}COUNT(*) AS pending FROM kept WHERE NOT __mature{grouped}"
+    )
+    return sums, pending
 
 
 def facts_sql(

@@ -48,7 +48,7 @@ from kpictl.engine.costs import (
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
 from kpictl.engine.datacheck import check_data, require_columns, shared_scans
-from kpictl.engine.interface import FactSet, cohort_sets
+from kpictl.engine.interface import Engine, FactSet, cohort_sets
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
@@ -223,19 +223,16 @@ def _slice_where(piece: Slice, where: str | None) -> str | None:
 def _compute_slice(
     spec: Spec, piece: Slice, kpis: Sequence[str], grain: str | None, where: str | None
 ) -> ComputeResult:
-    return run_compute(
-        spec,
-        piece.sources,
-        ComputeOptions(
-            grain=grain,
-            since=piece.window.since,
-            until=piece.window.until,
-            as_of=piece.window.as_of,
-            where=_slice_where(piece, where),
-            kpis=tuple(kpis),
-        ),
-        facts=piece.facts,
+    options = ComputeOptions(
+        grain=grain,
+        since=piece.window.since,
+        until=piece.window.until,
+        as_of=piece.window.as_of,
+        where=_slice_where(piece, where),
+        kpis=tuple(kpis),
     )
+    engine = piece.facts.engine if piece.facts is not None else None
+    return run_compute(spec, piece.sources, options, facts=piece.facts, engine=engine)
 
 
 def _quote_identifier(name: str) -> str:
@@ -486,6 +483,7 @@ def _report_facts(
     options: ReportOptions,
     baseline_name: str | None,
     baseline_sources: Sources | None,
+    engine: Engine,
 ) -> FactSet | None:
     """The facts every section of the report reads, built once: the unit table with all its
     columns (ROI, drill-down, cohorts), the KPIs' tables with what compare and compute read
@@ -515,7 +513,7 @@ def _report_facts(
     unit = spec.require_primary_table()
     reads[unit.name] = None
     tables = sorted({k.over for k in kpis if k.kind != "formula"} | {unit.name})
-    return default_engine().build_facts(spec, sources, window, tables, reads, in_memory=True)
+    return engine.build_facts(spec, sources, window, tables, reads, in_memory=True)
 
 
 def _as_of(spec: Spec, sources: Sources, options: ReportOptions) -> dt.datetime:
@@ -530,13 +528,17 @@ def gather_report(
     *,
     baseline_sources: Sources | None = None,
     baseline_label: str | None = None,
+    engine: Engine | None = None,
 ) -> ReportData:
     """Everything the scorecard shows: run compute and compare, check the data, read the facts
     for ROI, cohorts and drill-down (`run_report` then draws the charts and renders). The data
     checks of its compare, trend and cohorts count each thing over the sources once
-    (`datacheck.shared_scans`)."""
+    (`datacheck.shared_scans`). `engine` builds the run's facts (default: polars); compute,
+    compare and the cohorts aggregate them with it."""
     with shared_scans():
-        return _gather(spec, sources, options, baseline_sources, baseline_label)
+        return _gather(
+            spec, sources, options, baseline_sources, baseline_label, engine or default_engine()
+        )
 
 
 def _gather(
@@ -545,6 +547,7 @@ def _gather(
     options: ReportOptions | None,
     baseline_sources: Sources | None,
     baseline_label: str | None,
+    engine: Engine,
 ) -> ReportData:
     options = options or ReportOptions()
     if options.alpha is None:
@@ -605,11 +608,11 @@ def _gather(
         findings += [replace(f, source=f"baseline {f.source}") for f in more]
         columns += [replace(c, source=f"baseline {c.source}") for c in more_columns]
         files += list(baseline_sources.files)
-    shared = _report_facts(spec, sources, options, baseline_name, baseline_sources)
+    shared = _report_facts(spec, sources, options, baseline_name, baseline_sources, engine)
     base_shared = None
     if baseline_sources is not None:  # its own as-of, as compare takes it
         base_shared = _report_facts(
-            spec, baseline_sources, replace(options, as_of=None), None, baseline_sources
+            spec, baseline_sources, replace(options, as_of=None), None, baseline_sources, engine
         )
     if baseline_sources is not None or baseline_name is not None:
         comparison = run_compare(
@@ -627,6 +630,7 @@ def _gather(
             baseline_label=baseline_label,
             facts=shared,
             baseline_facts=base_shared,
+            engine=engine,
         )
         if baseline_sources is None and baseline_name is not None:
             base = spec.baselines[baseline_name]

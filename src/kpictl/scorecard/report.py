@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from kpictl.engine.interface import Engine
 from kpictl.io.read import Sources
 from kpictl.render.html import markdown_to_html
 from kpictl.scorecard.charts import chart_link, draw_charts, write_charts
@@ -29,10 +30,17 @@ def run_report(
     *,
     baseline_sources: Sources | None = None,
     baseline_label: str | None = None,
+    engine: Engine | None = None,
 ) -> ReportResult:
-    """Build the scorecard: run compute and compare, check the data, render Markdown."""
+    """Build the scorecard: run compute and compare, check the data, render Markdown.
+    `engine` builds the run's facts and aggregates them (default: polars)."""
     data = gather_report(
-        spec, sources, options, baseline_sources=baseline_sources, baseline_label=baseline_label
+        spec,
+        sources,
+        options,
+        baseline_sources=baseline_sources,
+        baseline_label=baseline_label,
+        engine=engine,
     )
     options = data.options
     written: list[Path] = []
@@ -68,9 +76,11 @@ def report(
     charts_dir: str | Path | None = None,
     redact: bool = True,
     format: str = "markdown",
+    engine: Engine | None = None,
 ) -> str:
     """The scorecard as Markdown text, or with `format="html"` as one self-contained HTML page
-    (see `run_report` for the results behind it)."""
+    (see `run_report` for the results behind it); `engine` builds and aggregates the facts
+    (default: polars; e.g. kpictl.engine.duck.DuckDBEngine())."""
     options = ReportOptions(
         baseline=baseline,
         by=tuple(by or ()),
@@ -82,5 +92,5 @@ def report(
         redact=redact,
         format=format,
     )
-    result = run_report(spec, sources, options, baseline_sources=baseline_sources)
+    result = run_report(spec, sources, options, baseline_sources=baseline_sources, engine=engine)
     return result.html if result.html is not None else result.markdown

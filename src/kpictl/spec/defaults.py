@@ -10,6 +10,7 @@ from kpictl.io import schema as canonical
 from kpictl.spec.model import (
     CORRECTIONS,
     DEFAULT_KEYS,
+    ENGINES,
     GRAINS,
     LAYERS,
     NAME_PATTERN,
@@ -37,7 +38,12 @@ def build_defaults(problems: Problems, data: MarkedDict) -> Defaults:
             changes["window"] = parse_duration(node["window"])
         except ValueError as exc:
             problems.add(node.line_of("window"), "defaults.window", f"{exc} (or 'all')")
-    for key, allowed in (("grain", GRAINS), ("correction", CORRECTIONS), ("layer", LAYERS)):
+    for key, allowed in (
+        ("grain", GRAINS),
+        ("correction", CORRECTIONS),
+        ("layer", LAYERS),
+        ("engine", ENGINES),
+    ):
         if key in node:
             if node[key] in allowed:
                 changes[key] = node[key]

@@ -21,6 +21,7 @@ from kpictl.spec.model import (
     COLUMN_KEYS,
     DEFAULT_KEYS,
     DIRECTIONS,
+    ENGINES,
     FAIRNESS_KEYS,
     FORMATS,
     KPI_KEYS,
@@ -98,7 +99,12 @@ def spec_json_schema() -> dict[str, Any]:
         **_object(
             TOP_KEYS,
             version={"enum": [1]},
-            defaults=_object(DEFAULT_KEYS, layer={"enum": list(LAYERS)}, cohorts=names),
+            defaults=_object(
+                DEFAULT_KEYS,
+                layer={"enum": list(LAYERS)},
+                cohorts=names,
+                engine={"enum": list(ENGINES)},
+            ),
             params=_named({"type": ["number", "string", "boolean"]}),
             sources=_named(source),
             tables=_named(table),

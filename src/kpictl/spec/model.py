@@ -34,6 +34,7 @@ FORMATS = ("percent", "usd", "duration", "ms", "number", "count")
 DIRECTIONS = ("higher", "lower")
 GRAINS = ("hour", "day", "week", "month")
 CORRECTIONS = ("holm", "bh", "none")
+ENGINES = ("polars", "duckdb", "spark")  # defaults.engine and --engine (the CLI's EngineName)
 LEVELS = ("warning", "critical", "catastrophic")  # threshold levels, least to most severe
 
 TOP_KEYS = (
@@ -58,6 +59,7 @@ DEFAULT_KEYS = (
     "confidence",
     "correction",
     "layer",
+    "engine",
 )
 SOURCE_KEYS = ("path", "columns", "format", "options", "from", "attribution")
 ATTRIBUTION_KEYS = ("within", "after", "rule")
@@ -331,6 +333,7 @@ class Defaults:
     confidence: float = 0.95
     correction: str = "holm"
     layer: str = "business_outcomes"
+    engine: str = "polars"  # the engine of compute, compare, report and facts (--engine wins)
 
     @property
     def alpha(self) -> float:
