@@ -15,6 +15,7 @@ from kpictl.engine.compute import ComputeOptions, run_compute
 from kpictl.engine.duck import DuckDBEngine, NotCovered, uncovered
 from kpictl.engine.sources import load_sources
 from kpictl.io.read import Sources
+from kpictl.sample import write_sample
 from kpictl.spec import load_spec
 from parity import assert_same_numbers
 
@@ -278,3 +279,27 @@ def test_the_chat_fixture_on_duckdb(options: ComputeOptions) -> None:
     )
     assert passk.height >= 3
     assert duck.notes == polars.notes
+
+
+def test_logs_without_some_attribute_columns(tmp_path: Path) -> None:
+    """Events with no region, agent_version, arm or customer_tier column at all: those
+    attributes are null on both engines (DuckDB raised a binder error, a traceback, before the
+    plan made a missing attribute NULL); the other numbers equal polars'."""
+    logs = tmp_path / "logs"
+    write_sample(logs, conversations=60, seed=11, days=10, fmt="parquet")
+    events = pl.read_parquet(logs / "events")
+    dropped = ["region", "agent_version", "arm", "customer_tier"]
+    assert set(dropped) <= set(events.columns)
+    (logs / "events" / "events.parquet").unlink()
+    events.drop(dropped).write_parquet(logs / "events" / "events.parquet")
+    spec = load_spec(SHIPPED_SPEC)
+    sources = _sources(logs)
+    options = ComputeOptions(by=("channel",), grain="week")
+    polars = run_compute(spec, sources, options)
+    duck = run_compute(spec, sources, options, engine=DuckDBEngine())
+    assert assert_same_numbers(polars.table, duck.table, options.by) == polars.table.height
+    window = polars.window
+    facts = DuckDBEngine().build_facts(spec, sources, window, ["conversations"])
+    conversations = facts.tables["conversations"].collect()
+    assert conversations.height == 60
+    assert conversations.select(pl.col(dropped).null_count()).row(0) == (60, 60, 60, 60)
