@@ -263,12 +263,15 @@ CHAT = Path(__file__).resolve().parent / "fixtures" / "chat"
 
 
 @pytest.mark.parametrize(
-    "options", [ComputeOptions(), ComputeOptions(grain="day")], ids=["overall", "by day"]
+    "options",
+    [ComputeOptions(), ComputeOptions(grain="day"), ComputeOptions(by=("task_id",))],
+    ids=["overall", "by day", "by the task column"],
 )
 def test_the_chat_fixture_on_duckdb(options: ComputeOptions) -> None:
     """tau-bench-style chat logs (tests/fixtures/chat): pass^1, pass^2, pass@2 over tasks, a
     breakdown, a row table over a source derived from the chats (tool calls), a priced cost
-    KPI: the same rows and numbers on both engines."""
+    KPI: the same rows and numbers on both engines. `--by task_id`, the pass^k task column
+    itself: polars grouped by it twice and failed ("duplicate output name") before."""
     spec = load_spec(CHAT / "spec.yaml")
     sources = load_sources(spec, cache=False)
     polars = run_compute(spec, sources, options)

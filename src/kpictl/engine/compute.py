@@ -1078,7 +1078,8 @@ def _pass_k_query(frame: pl.LazyFrame, keys: Sequence[str], kpi: KpiSpec) -> pl.
     success = compile_sql(spec.success).fill_null(False)
     per_task = (
         frame.filter(pl.col("__mature"))
-        .group_by([*keys, spec.task])
+        # `--by` the task column itself: each cohort is one task (polars refuses a key twice)
+        .group_by(list(dict.fromkeys([*keys, spec.task])))
         .agg(pl.len().alias("__n"), success.sum().alias("__c"))
         .with_columns(pl.col("__n").cast(pl.Int64), pl.col("__c").cast(pl.Int64))
     )
