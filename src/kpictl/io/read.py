@@ -106,6 +106,8 @@ class FileReport:
     rows: int
     skipped: int = 0
     skipped_reasons: tuple[str, ...] = ()
+    # hive partition values (`key=value` folders under the source's root), as the rows get them
+    partitions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -763,7 +765,8 @@ def _required_missing(name: str, dtype: pl.DataType | None) -> pl.Expr:
     return missing
 
 
-def _missing_message(column: str, value: object) -> str:
+def missing_message(column: str, value: object) -> str:
+    """What a required column empty on a row says (the reader's and a SQL engine's check)."""
     if value is None:
         return f"column {column!r} is empty (null): it is required"
     return f"column {column!r} is empty text ({value!r}): it is required"
@@ -1118,7 +1121,7 @@ def _checked_frame(
             what = f"column {column!r}: expected {expected}, got {value!r}"
         else:
             column = flag[5:]
-            what = _missing_message(column, first[column])
+            what = missing_message(column, first[column])
         where = _locate(path, fmt, first[_ROW], data, dropped)
         if on_bad_rows == "error":
             more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
@@ -1154,6 +1157,7 @@ def _checked_frame(
         rows - skipped_rows,
         len(dropped) + skipped_rows,
         tuple(reasons),
+        tuple(partitions.items()),
     )
     return canonical_frame, report
 
@@ -1391,6 +1395,41 @@ def _locate_kept(report: FileReport, row: int) -> str:
     return f"{path} (row {row + 1}{kept})"
 
 
+@dataclass(frozen=True)
+class ParquetFile:
+    """One Parquet file of a source as kpictl reads it: its path, its schema as polars reads
+    it and its hive partition values (folders `k=v` under the source's root)."""
+
+    path: str
+    schema: Mapping[str, pl.DataType]
+    partitions: Mapping[str, str] = field(default_factory=dict)
+
+
+def parquet_files(loaded: LoadedSource) -> list[ParquetFile] | str:
+    """The Parquet files of a loaded source that hold its rows, in the order kpictl stacks
+    them, each with its schema (read from the file's footer); or why the rows are not simply
+    those files' rows (JSONL, in-memory frames, rows skipped). For an engine that reads the
+    files itself (kpictl.engine.sqlsource)."""
+    if not loaded.files:
+        return "no files (rows given in memory)"
+    found: list[ParquetFile] = []
+    for report in loaded.files:
+        if report.format != "parquet":
+            return f"{report.path} is {report.format}, read by kpictl's own reader"
+        if report.skipped:
+            return f"{report.path}: {report.skipped} bad rows skipped (--on-bad-rows skip)"
+        if report.rows == 0:
+            continue
+        try:
+            schema = pl.scan_parquet(report.path, glob=False).collect_schema()
+        except Exception as exc:
+            raise InputDataError(
+                f"{report.path}: cannot read as Parquet: {first_line(exc)}"
+            ) from exc
+        found.append(ParquetFile(report.path, dict(schema), dict(report.partitions)))
+    return found
+
+
 def empty_source_frame(request: SourceRequest) -> pl.LazyFrame:
     """Zero rows of a source, typed as its rows would be: the canonical columns with their
     canonical types, each mapped column with its declared type (text when it declares none),
@@ -1603,7 +1642,7 @@ def _canonical_format_frame(
         raw = frame.get_column(column)[first[_ROW]] if column in frame.columns else None
         what = f"column {column!r}: expected {expected}, got {raw!r}"
     else:
-        what = _missing_message(flag[5:], first[flag[5:]])
+        what = missing_message(flag[5:], first[flag[5:]])
     place = f"{first[LOCATION]}: {what}"
     if on_bad_rows == "error":
         more = f" ({offenders.height - 1} more bad rows)" if offenders.height > 1 else ""
