@@ -29,7 +29,7 @@ What it writes, per dialect (`duckdb`, `spark`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -419,7 +419,7 @@ def _missing(value: str, dtype: pl.DataType, dialect: Dialect) -> str:
 class _Group:
     """Files with one schema (and partition values): the columns made from them."""
 
-    columns: Mapping[str, tuple[str, pl.DataType]]  # name -> (SQL, the polars dtype it has)
+    columns: dict[str, tuple[str, pl.DataType]]  # name -> (SQL, the polars dtype it has)
     checks: tuple[tuple[str, RowCheck], ...]
     paths: tuple[str, ...] = ()
     ordinals: tuple[int, ...] = ()
@@ -477,7 +477,7 @@ def _plan_group(
     (the partition values as text where the file lacks the column), converted where the spec
     or the canonical schema types it, plus the mapped and missing canonical columns."""
     present: dict[str, tuple[str, pl.DataType]] = {
-        n: (quote(n, dialect), d) for n, d in file.schema.items()
+        n: _widened_raw(quote(n, dialect), d) for n, d in file.schema.items()
     }
     for key, value in file.partitions.items():
         present.setdefault(key, (text_literal(value, dialect), pl.String()))
@@ -515,6 +515,15 @@ def _plan_group(
     return _Group(out, tuple(checks))
 
 
+def _widened_raw(raw: str, dtype: pl.DataType) -> tuple[str, pl.DataType]:
+    """io.read._widen: narrow integers read as BIGINT, FLOAT as DOUBLE (both exact)."""
+    if isinstance(dtype, _NARROW_INTS) and not isinstance(dtype, pl.Int64):
+        return f"CAST({raw} AS BIGINT)", pl.Int64()
+    if isinstance(dtype, pl.Float32):
+        return f"CAST({raw} AS DOUBLE)", pl.Float64()
+    return raw, dtype
+
+
 _NULL_TYPES: dict[type[pl.DataType], tuple[str, str]] = {  # (DuckDB, Spark)
     pl.String: ("VARCHAR", "STRING"),
     pl.Int8: ("TINYINT", "TINYINT"),
@@ -526,6 +535,26 @@ _NULL_TYPES: dict[type[pl.DataType], tuple[str, str]] = {  # (DuckDB, Spark)
     pl.Boolean: ("BOOLEAN", "BOOLEAN"),
     pl.Date: ("DATE", "DATE"),
 }
+
+
+def _supertype(a: pl.DataType, b: pl.DataType) -> pl.DataType:
+    """The type polars' diagonal_relaxed concat gives a column of types `a` and `b`."""
+    if a == b:
+        return a
+    frames = [pl.LazyFrame(schema={"x": a}), pl.LazyFrame(schema={"x": b})]
+    return pl.concat(frames, how="diagonal_relaxed").collect_schema()["x"]
+
+
+def _widened(sql: str, dtype: pl.DataType, target: pl.DataType, dialect: Dialect) -> str | None:
+    """`sql` (of `dtype`) cast to the wider `target` where the cast is the same on every
+    engine (integers to wider integers, to DOUBLE or to text; booleans to text); None else."""
+    null = _null_of(target, dialect)
+    if null is None or not (dtype.is_integer() or isinstance(dtype, pl.Boolean | pl.Null)):
+        return None
+    spelled = null.removeprefix("CAST(NULL AS ").removesuffix(")")
+    if isinstance(target, pl.String) or (target.is_numeric() and not isinstance(dtype, pl.Boolean)):
+        return f"CAST({sql} AS {spelled})"
+    return None
 
 
 def _null_of(dtype: pl.DataType, dialect: Dialect) -> str | None:
@@ -544,10 +573,17 @@ def _assemble(
     dtypes: dict[str, pl.DataType] = {}
     for group in groups:
         for col, (_, dtype) in group.columns.items():
-            if dtypes.setdefault(col, dtype) != dtype:
+            dtypes[col] = _supertype(dtypes.get(col, dtype), dtype)
+    for group in groups:  # a column of other types in other files: widened as polars does
+        for col, (sql, dtype) in list(group.columns.items()):
+            if dtype == dtypes[col]:
+                continue
+            widened = _widened(sql, dtype, dtypes[col], dialect)
+            if widened is None:
                 return HandOver(
-                    name, f"column {col!r} is {dtypes[col]} in one file and {dtype} in another"
+                    name, f"column {col!r} is {dtype} in one file and {dtypes[col]} in another"
                 )
+            group.columns[col] = (widened, dtypes[col])
     names = sorted(dtypes)
     fills: dict[str, str] = {}
     for col in names:
@@ -594,14 +630,25 @@ Fetch = Callable[[str], list[dict[str, Any]]]
 
 def verify_read(plan: DirectRead, rows: int, fetch: Fetch) -> str | None:
     """Check `plan`'s rows on the engine before they are used (one counting query): a value
-    that does not convert raises InputDataError naming the first such row (file, row,
-    column, what was expected, the value), as kpictl's reader does; a value outside what the
-    SQL reads as polars does, or a row count other than kpictl's (`rows`), gives the reason
-    to hand kpictl's rows over instead. None: the engine's rows are kpictl's rows."""
+    outside what the SQL reads as polars does gives the reason to hand kpictl's rows over
+    instead (kpictl's reader then decides, and reports a bad one); a value that does not
+    convert raises InputDataError naming the first such row (file, row, column, what was
+    expected, the value), as kpictl's reader does; a row count other than kpictl's (`rows`)
+    is a reason to hand over too. None: the engine's rows are kpictl's rows."""
     counts = fetch(plan.count_sql())[0]
     flagged = {kind: 0 for kind in ("bad", "missing", "unproven")}
     for i, check in enumerate(plan.checks):
         flagged[check.kind] += int(counts[f"check_{i}"] or 0)
+    if flagged["unproven"]:
+        column = next(
+            c.column
+            for i, c in enumerate(plan.checks)
+            if c.kind == "unproven" and counts[f"check_{i}"]
+        )
+        return (
+            f"{flagged['unproven']:,} values of column {column!r} are outside what the SQL "
+            "reads exactly as kpictl does"
+        )
     if flagged["bad"] or flagged["missing"]:
         first = fetch(plan.first_bad_sql())[0]
         i = next(
@@ -622,16 +669,6 @@ def verify_read(plan: DirectRead, rows: int, fetch: Fetch) -> str | None:
         raise InputDataError(
             f"{plan.files[file]} (row {row + 1}): {what}{extra}; fix the data, map the column "
             "in the spec, or pass --on-bad-rows skip"
-        )
-    if flagged["unproven"]:
-        column = next(
-            c.column
-            for i, c in enumerate(plan.checks)
-            if c.kind == "unproven" and counts[f"check_{i}"]
-        )
-        return (
-            f"{flagged['unproven']:,} values of column {column!r} are outside what the SQL "
-            "reads exactly as kpictl does"
         )
     if int(counts["rows"]) != rows:
         return f"the files hold {int(counts['rows']):,} rows where kpictl read {rows:,}"
