@@ -56,6 +56,7 @@ WITHIN: dict[str, list[str]] = {
         "compute",
         "costs",
         "sqlplan",
+        "sqlsource",
         "duck",
         "spark",
     ],
