@@ -1008,7 +1008,10 @@ def _load_file(
     cached = _cache_get(cache, key, path)
     if cached is not None:  # scanned like a Parquet input, already checked and converted
         stored, rows, skipped, reasons = cached
-        return stored, FileReport(request.name, str(path), fmt, size, rows, skipped, reasons)
+        report = FileReport(
+            request.name, str(path), fmt, size, rows, skipped, reasons, tuple(partitions.items())
+        )
+        return stored, report
     required_fields = [
         c.name for c in canonical.CANONICAL_TABLES.get(request.name, {}).values() if c.required
     ]
