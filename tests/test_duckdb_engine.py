@@ -144,7 +144,10 @@ def test_compile_prints_the_sql_that_runs(logs: Path) -> None:
     assert code == 0, err
     assert out.startswith("-- kpictl compile --engine duckdb\n")
     statements = [s for s in sqlglot.parse(out, read="duckdb") if s is not None]
-    assert len(statements) == 5  # the two tables' facts, then one query per KPI
+    # DuckDB reads the Parquet events and tool calls itself (a view each), then the two
+    # tables' facts, then one query per KPI
+    assert len(statements) == 7
+    assert 'CREATE OR REPLACE VIEW "source_events" AS\nSELECT ' in out
     assert "-- facts_conversations: one row per conversation_id\nWITH " in out
     assert (
         "-- facts_tool_calls: the rows of source 'tool_calls' with what they look up in "

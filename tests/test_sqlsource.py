@@ -6,17 +6,21 @@ convert is the reader's located error."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 import pytest
+import sqlglot
 
-from conftest import SHIPPED_SPEC
+from conftest import SHIPPED_SPEC, run
+from kpictl.engine.compute import ComputeOptions, resolve_window, run_compute
+from kpictl.engine.duck import DuckDBEngine, uncovered
 from kpictl.engine.sources import load_sources
 from kpictl.engine.sqlsource import (
-    ROW_KEY,
+    ROW_POSITION,
     DirectRead,
     HandOver,
     plan_source,
@@ -61,13 +65,15 @@ def assert_same_rows(spec: Spec, sources: Sources, name: str, tmp: Path) -> Dire
     assert isinstance(plan, DirectRead), plan
     con = _connect()
     assert verify_read(plan, sources.by_name[name].rows, _fetch(con)) is None
-    got = _frame(con, f"SELECT * FROM ({plan.relation}) ORDER BY {ROW_KEY}", tmp / f"{name}.pq")
+    got = _frame(
+        con, f"SELECT * FROM ({plan.relation}) ORDER BY {ROW_POSITION}", tmp / f"{name}.pq"
+    )
     expected = sources[name].collect()
-    assert sorted(got.columns) == sorted([*expected.columns, ROW_KEY])
+    assert sorted(got.columns) == sorted([*expected.columns, ROW_POSITION])
     # the row key is strictly increasing in kpictl's order: (file ordinal, row in the file)
-    keys = got.get_column(ROW_KEY)
+    keys = got.get_column(ROW_POSITION)
     assert keys.is_sorted() and keys.n_unique() == got.height
-    got = got.drop(ROW_KEY).select(expected.columns)
+    got = got.drop(ROW_POSITION).select(expected.columns)
     assert got.schema == expected.schema
     assert got.equals(expected, null_equal=True)
     return plan
@@ -99,7 +105,13 @@ def lake(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         .then(pl.format("reason-{}", pl.int_range(pl.len()) % 5))
         .otherwise(pl.col("escalation_reason"))
         .alias("escalation_reason"),
-    ).with_row_index("i")
+    )
+    # each escalation twice, the copy with another reason: a tie on ts in every escalated
+    # conversation, the copy later in kpictl's order (its row is later, often in the other file)
+    copies = events.filter(pl.col("event") == "escalation").with_columns(
+        pl.format("copy-{}", pl.col("escalation_reason")).alias("escalation_reason")
+    )
+    events = pl.concat([events, copies]).with_row_index("i")
     for (channel,), part in events.group_by("channel"):
         folder = out / "events" / f"channel={channel}"
         folder.mkdir(parents=True)
@@ -392,3 +404,139 @@ def test_what_the_sql_cannot_prove_equal_is_refused_with_the_reason(
     )
     assert isinstance(plan, HandOver)
     assert reason in plan.reason
+
+
+# ----------------------------------------------------------------------------------------------
+# The DuckDB engine reading the files: the polars engine's numbers
+# ----------------------------------------------------------------------------------------------
+
+
+def _rows(table: pl.DataFrame, by: tuple[str, ...]) -> dict[tuple[object, ...], dict[str, Any]]:
+    rows = {}
+    for row in table.iter_rows(named=True):
+        key = (row["kpi"], tuple(row["grouping"]), *(row[d] for d in by), row["breakdown_value"])
+        assert key not in rows
+        rows[key] = row
+    return rows
+
+
+def assert_same_numbers(spec: Spec, sources: Sources, by: tuple[str, ...]) -> DuckDBEngine:
+    """Every (kpi, cohort) row of the DuckDB engine equals the polars engine's: n and pending
+    exactly, values to 1e-9 relative."""
+    options = ComputeOptions(by=by)
+    kpis = tuple(k.name for k in spec.kpis.values() if not uncovered(spec, [k], options))
+    assert len(kpis) >= 16
+    engine = DuckDBEngine()
+    duck = run_compute(spec, sources, ComputeOptions(by=by, kpis=kpis), engine=engine).table
+    polars = run_compute(spec, sources, ComputeOptions(by=by, kpis=kpis)).table
+    expected, got = _rows(polars, by), _rows(duck, by)
+    assert set(got) == set(expected)
+    for key, row in expected.items():
+        other = got[key]
+        assert (other["n"], other["pending"]) == (row["n"], row["pending"]), key
+        if row["value"] is None:
+            assert other["value"] is None, key
+        else:
+            assert math.isclose(other["value"], row["value"], rel_tol=1e-9, abs_tol=0), key
+    return engine
+
+
+@pytest.mark.parametrize("by", [(), ("channel",)])
+def test_duckdb_reading_the_lake_gives_the_polars_numbers(lake: Path, by: tuple[str, ...]) -> None:
+    spec = load_spec(SHIPPED_SPEC)
+    engine = assert_same_numbers(spec, _lake_sources(spec, lake), by)
+    assert engine.source_reads["events"] is None and engine.source_reads["tool_calls"] is None
+    assert "attributed to conversations by kpictl" in str(engine.source_reads["business_events"])
+
+
+def test_duckdb_reading_a_mapped_source_gives_the_polars_numbers(
+    mapped: Path, tmp_path: Path
+) -> None:
+    spec = _mapped_spec(tmp_path)
+    sources = load_sources(
+        spec, {"events": [mapped / "events"], "tool_calls": [mapped / "tool_calls.parquet"]}
+    )
+    engine = assert_same_numbers(spec, sources, ("channel",))
+    assert engine.source_reads["events"] is None
+
+
+def test_ties_are_broken_by_file_then_row(lake: Path) -> None:
+    """The first escalation reason of a conversation whose escalations share one time is the
+    one of the first row in kpictl's order (files sorted by path, rows in file order), on the
+    DuckDB engine reading the files as on polars."""
+    spec = load_spec(SHIPPED_SPEC)
+    sources = _lake_sources(spec, lake)
+    engine = DuckDBEngine()
+    window = resolve_window(spec, sources, ComputeOptions())
+    facts = engine.build_facts(spec, sources, window, ["conversations"]).table("conversations")
+    assert engine.source_reads["events"] is None
+    escalations = (
+        sources["events"]
+        .with_row_index("position")
+        .filter(pl.col("event") == "escalation")
+        .sort("ts", "position")
+        .group_by("conversation_id", maintain_order=True)
+        .agg(pl.col("escalation_reason").first(), pl.len().alias("rows"))
+        .collect()
+    )
+    assert escalations.filter(pl.col("rows") > 1).height > 30  # ties, across the two files
+    got = dict(facts.select("conversation_id", "escalation_reason").collect().iter_rows())
+    for conversation, reason, _ in escalations.iter_rows():
+        assert got[conversation] == reason
+
+
+def test_text_outside_the_subset_hands_kpictls_rows_over(
+    shipped_spec: Spec, tmp_path: Path
+) -> None:
+    times = [
+        "2026-10-01T09:00:00Z",
+        " 2026-10-01T09:01:00Z",
+        "2026-10-01",
+        "2026-10-01 09:03:00.5",
+        "2026-10-01T09:04:00+02:00",
+    ]
+    attributes = {a: ["x"] * 5 for a in shipped_spec.tables["conversations"].attributes}
+    path = _bad_file(tmp_path, ts=times, **attributes)
+    calls = tmp_path / "calls.parquet"
+    pl.DataFrame(
+        {"conversation_id": ["c1"], "ts": [times[0]], "tool": ["x"], "status": ["ok"]}
+    ).write_parquet(calls)
+    sources = load_sources(shipped_spec, {"events": [path], "tool_calls": [calls]})
+    engine = assert_same_numbers(shipped_spec, sources, ())
+    assert engine.source_reads["events"] == (
+        "1 values of column 'ts' are outside what the SQL reads exactly as kpictl does"
+    )
+    assert engine.source_reads["tool_calls"] is None  # the same text, all in the subset
+
+
+def test_compile_shows_the_read_and_says_what_is_handed_over(lake: Path) -> None:
+    code, out, err = run(
+        "compile",
+        "--engine",
+        "duckdb",
+        "-c",
+        str(SHIPPED_SPEC),
+        "--kpi",
+        "business_outcome_rate",
+        "--source",
+        f"events={lake / 'events'}",
+        "--source",
+        f"tool_calls={lake / 'tool_calls' / 'calls-*.parquet'}",
+        "--source",
+        f"business_events={lake / 'business_events.parquet'}",
+    )
+    assert code == 0, err
+    assert 'CREATE OR REPLACE VIEW "source_events" AS\nSELECT ' in out
+    assert 'CREATE OR REPLACE VIEW "source_tool_calls" AS\nSELECT ' in out
+    assert f"read_parquet(['{lake / 'events' / 'channel=chat' / 'part-0.parquet'}', " in out
+    assert "-- source_events: read by duckdb from 8 Parquet file(s) as kpictl reads them" in out
+    assert (
+        f"-- source_business_events: the rows of source 'business_events' as kpictl reads "
+        f"them ({lake / 'business_events.parquet'}), with __kpictl_row their position, handed "
+        "over (not read by the engine itself: business events are attributed to "
+        "conversations by kpictl (engine/outcomes.py))"
+    ) in out
+    assert 'source_business_events" AS' not in out
+    # the view statements parse as DuckDB SQL
+    views = [s for s in sqlglot.parse(out, read="duckdb") if isinstance(s, sqlglot.exp.Create)]
+    assert len(views) == 2

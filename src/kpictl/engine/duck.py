@@ -3,8 +3,10 @@
 
 What the plan covers and refuses is in `engine/sqlplan.py` and docs/architecture.md
 ("Engines"). The source rows are the rows kpictl's readers load (the same files, mappings and
-types the polars engine reads), handed to DuckDB as Parquet in a temporary folder with their
-position in the source (`ROW_POSITION`); results come back the same way.
+types the polars engine reads): DuckDB reads a Parquet source's files itself where
+`kpictl.engine.sqlsource` proves the SQL gives exactly those rows (`read_parquet([...])`, with
+`ROW_POSITION` from the file ordinal and row number), else they are handed to it as Parquet in
+a temporary folder with their position in the source; results come back that way too.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from kpictl.engine.sqlplan import (
     source_columns,
     uncovered,
     unit_stats_sql,
+    view_sql,
 )
+from kpictl.engine.sqlsource import DirectRead, HandOver, source_read, verify_read
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec
@@ -66,7 +70,18 @@ class SqlSession(Protocol):
     """What a SQL engine's run needs of its database: frames in as named views, SQL results
     back as polars frames."""
 
+    # whether the database can read the files kpictl found (kpictl.engine.sqlsource)
+    reads_files: bool
+
     def register(self, name: str, frame: pl.LazyFrame) -> None: ...
+
+    def create_view(self, name: str, sql: str) -> None:
+        """Run `sql`, the statement creating view `name` (dropped on close)."""
+        ...
+
+    def fetch(self, sql: str) -> list[dict[str, Any]]:
+        """A small query's rows (checks, counts)."""
+        ...
 
     def query(self, sql: str) -> pl.DataFrame: ...
 
@@ -89,6 +104,8 @@ class _Session:
     """An embedded DuckDB connection and a scratch folder: frames cross as Parquet files
     (no Arrow dependency), results come back the same way."""
 
+    reads_files = True
+
     def __init__(self) -> None:
         self.con = _connect()
         self.folder = tempfile.TemporaryDirectory(prefix="kpictl-duckdb-")
@@ -108,6 +125,14 @@ class _Session:
         self.con.execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
         return pl.read_parquet(path)
 
+    def create_view(self, name: str, sql: str) -> None:
+        self.con.execute(sql)
+
+    def fetch(self, sql: str) -> list[dict[str, Any]]:
+        cursor = self.con.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def close(self) -> None:
         self.con.close()
         self.folder.cleanup()
@@ -125,6 +150,34 @@ def _connect() -> Any:
     return con
 
 
+def register_source(
+    session: SqlSession,
+    spec: Spec,
+    sources: Sources,
+    name: str,
+    window: Window,
+    dialect: Dialect,
+) -> str | None:
+    """Make the view `source_<name>`: the engine reads the source's files itself where it
+    gives exactly kpictl's rows (kpictl.engine.sqlsource: planned, then checked on the data:
+    a value that does not convert is the reader's located error); else kpictl's rows are
+    handed over. Returns why they were handed over (None: read by the engine)."""
+    read: DirectRead | HandOver = HandOver(name, "the engine does not read kpictl's files")
+    if session.reads_files:
+        read = source_read(spec, sources, name, dialect)
+    reason = (
+        read.reason
+        if isinstance(read, HandOver)
+        else verify_read(read, sources.by_name[name].rows, session.fetch)
+    )
+    if isinstance(read, DirectRead) and reason is None:
+        session.create_view(f"source_{name}", view_sql(read))
+        return None
+    rows = source_rows(sources, name, window).with_row_index(ROW_POSITION)
+    session.register(f"source_{name}", rows)
+    return reason
+
+
 class DuckDBEngine:
     """The DuckDB engine (kpictl.engine.interface.Engine): facts built by DuckDB SQL (rollup
     tables, then the row tables that look them up), KPI aggregates by DuckDB SQL over them.
@@ -138,6 +191,9 @@ class DuckDBEngine:
     _stats: SqlSession | None = None
     _views: Sequence[tuple[pl.LazyFrame, str]] = ()
     _dropped = 0
+    # per source of the last build_facts: None where the engine read its files itself, else
+    # why kpictl's rows were handed over
+    source_reads: dict[str, str | None]
 
     def _session(self) -> SqlSession:
         return _Session()
@@ -159,8 +215,9 @@ class DuckDBEngine:
         built: dict[str, pl.LazyFrame] = {}
         columns = source_columns(spec, sources, window, names)
         for source in columns:
-            rows = source_rows(sources, source, window).with_row_index(ROW_POSITION)
-            session.register(f"source_{source}", rows)
+            self.source_reads[source] = register_source(
+                session, spec, sources, source, window, self.dialect
+            )
         for name in names:
             table = spec.tables[name]
             frame = session.query(facts_sql(spec, name, window, rewriter, columns))

@@ -195,10 +195,7 @@ def load_sources(
     if detached:
         loaded_sources = Sources({**loaded_sources.by_name, OUTCOME_SOURCE: _detached_outcomes()})
     sources = attribute_outcomes(spec, loaded_sources)
-    priced = spec.pricing.enabled or any(
-        s.derived_from or s.format in ("chat", "otlp_json") for s in spec.sources.values()
-    )
-    if not priced:
+    if not priced(spec):
         return sources
     loaded: dict[str, LoadedSource] = {}
     for name, item in sources.by_name.items():
@@ -211,6 +208,15 @@ def load_sources(
             )
         loaded[name] = replace(item, frame=frame)
     return Sources(loaded)
+
+
+def priced(spec: Spec) -> bool:
+    """Whether kpictl prices the canonical tables' rows (`cost_source`, kpictl.io.pricing): a
+    `pricing:` section, or a chat / OTLP source."""
+    return spec.pricing.enabled or any(
+        s.derived_from is not None or s.format in ("chat", "otlp_json")
+        for s in spec.sources.values()
+    )
 
 
 def _detached_outcomes() -> LoadedSource:

@@ -127,6 +127,13 @@ class _SparkSession:
         df.createOrReplaceTempView(name)
         self.views.append(name)
 
+    def create_view(self, name: str, sql: str) -> None:
+        self.spark.sql(sql)
+        self.views.append(name)
+
+    def fetch(self, sql: str) -> list[dict[str, Any]]:
+        return [row.asDict() for row in self.spark.sql(sql).collect()]
+
     def query(self, sql: str) -> pl.DataFrame:
         df = self.spark.sql(sql)
         if not self.remote:

@@ -40,15 +40,13 @@ from kpictl.engine.compute import (
 from kpictl.engine.datacheck import kpi_cost_sources
 from kpictl.engine.interface import ComputeOptions, Window
 from kpictl.engine.shapes import KpiShape
+from kpictl.engine.sqlsource import ROW_POSITION, DirectRead, quote, read_comment, source_read
 from kpictl.errors import UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec, TableSpec
 from kpictl.sql.dialect import Dialect, SqlBuilder, Uncovered
 from kpictl.sql.dialect import quote as _q
 
-ROW_POSITION = "__kpictl_row"
-"""The column holding a source row's position in its source as kpictl reads it (files in
-sorted path order, rows in file order): the tie-break after ts for FIRST/LAST and windows."""
 VARIES = "__kpictl_varies_"
 """The prefix of the facts' columns saying an attribute varies within a key."""
 
@@ -691,6 +689,13 @@ def source_columns(
     return {s: source_rows(sources, s, window).collect_schema().names() for s in sorted(names)}
 
 
+def view_sql(read: DirectRead) -> str:
+    """The statement making a source's view from the engine's own read of its files."""
+    temporary = " TEMPORARY" if read.dialect == "spark" else ""
+    name = quote("source_" + read.source, read.dialect)
+    return f"CREATE OR REPLACE{temporary} VIEW {name} AS\n{read.relation}"
+
+
 def compile_text(
     spec: Spec,
     sources: Sources,
@@ -708,12 +713,14 @@ def compile_text(
         f"-- kpictl compile --engine {dialect}",
         f"-- as_of {window.as_of.isoformat()}; params and as_of are literals below",
     ]
+    views = []
     for source in columns:
         files = [f.path for f in sources.by_name[source].files] if source in sources else []
-        lines.append(
-            f"-- source_{source}: the rows of source {source!r} as kpictl reads them "
-            f"({', '.join(files) or 'no files'}), with {ROW_POSITION} their position"
-        )
+        read = source_read(spec, sources, source, dialect)
+        lines.append(read_comment(read, files))
+        if isinstance(read, DirectRead):
+            views += ["", f"{read_comment(read, files)}", f"{view_sql(read)};"]
+    lines += views
     for table, sql in facts.items():
         shape = spec.tables[table]
         what = (

@@ -35,20 +35,38 @@ from typing import Any, Literal
 
 import polars as pl
 
+from kpictl.engine.sources import priced
 from kpictl.errors import InputDataError
 from kpictl.io import schema as canonical
-from kpictl.io.read import ColumnRule, ParquetFile, describe_dtype, missing_message
-from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec
+from kpictl.io.read import (
+    ColumnRule,
+    LoadedSource,
+    ParquetFile,
+    Sources,
+    describe_dtype,
+    missing_message,
+    parquet_files,
+)
+from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec, Spec
+from kpictl.sql.dialect import Dialect
 
-Dialect = Literal["duckdb", "spark"]
-
-ROW_KEY = "__kpictl_row"
-"""The row's position in its source: file ordinal · 2^40 + row index in the file."""
+ROW_POSITION = "__kpictl_row"
+"""The column holding a source row's position in its source as kpictl reads it (files in
+sorted path order, rows in file order): the tie-break after ts for FIRST/LAST and windows.
+Read by the engine itself: file ordinal · 2^40 + row index in the file."""
 FILE_SHIFT = 2**40  # rows per file the key leaves room for (a Parquet file holds far fewer)
 
 _FILE = "__kpictl_file"  # the file's ordinal in kpictl's order
 _FILE_ROW = "__kpictl_file_row"  # the row's index within its file (0-based)
-_RESERVED = {_FILE, _FILE_ROW, ROW_KEY, "filename", "file_row_number", "file_index", "_metadata"}
+_RESERVED = {
+    _FILE,
+    _FILE_ROW,
+    ROW_POSITION,
+    "filename",
+    "file_row_number",
+    "file_index",
+    "_metadata",
+}
 
 _EPOCH_FACTORS = {"s": 1_000_000, "ms": 1_000, "us": 1}  # to microseconds; "ns": divided
 _INT64_MAX = 2**63 - 1
@@ -88,7 +106,7 @@ class RowCheck:
 @dataclass(frozen=True)
 class DirectRead:
     """A source read by the engine itself: `relation` is a SELECT of the canonical rows (with
-    `ROW_KEY`), `flags` a SELECT of (`__kpictl_file`, `__kpictl_file_row`, one Boolean column
+    `ROW_POSITION`), `flags` a SELECT of (`__kpictl_file`, `__kpictl_file_row`, one Boolean column
     `check_<i>` per entry of `checks`) over the same rows."""
 
     source: str
@@ -425,6 +443,17 @@ class _Group:
     ordinals: tuple[int, ...] = ()
 
 
+def _refused_source(source: SourceSpec) -> HandOver | None:
+    """A source whose rows kpictl makes beyond reading columns (a chat or OTLP format,
+    attributed business events)."""
+    if source.derived_from is not None or source.format in ("chat", "otlp_json"):
+        return HandOver(source.name, f"format {source.format} is read by kpictl's own reader")
+    if source.name == OUTCOME_SOURCE and source.attribution is not None:
+        reason = "business events are attributed to conversations by kpictl (engine/outcomes.py)"
+        return HandOver(source.name, reason)
+    return None
+
+
 def plan_source(
     source: SourceSpec,
     files: Sequence[ParquetFile],
@@ -436,12 +465,9 @@ def plan_source(
     def refuse(reason: str) -> HandOver:
         return HandOver(source.name, reason)
 
-    if source.derived_from is not None or source.format in ("chat", "otlp_json"):
-        return refuse(f"format {source.format} is read by kpictl's own reader")
-    if source.name == OUTCOME_SOURCE and source.attribution is not None:
-        return refuse(
-            "business events are attributed to conversations by kpictl (engine/outcomes.py)"
-        )
+    refused = _refused_source(source)
+    if refused is not None:
+        return refused
     if not files:
         return refuse("no Parquet file with rows")
     for m in source.columns:
@@ -605,7 +631,7 @@ def _assemble(
             f"{group.columns[c][0] if c in group.columns else fills[c]} AS {quote(c, dialect)}"
             for c in names
         )
-        selects.append(f"SELECT {cols}, {key} AS {ROW_KEY}\nFROM ({scan}) AS raw")
+        selects.append(f"SELECT {cols}, {key} AS {ROW_POSITION}\nFROM ({scan}) AS raw")
         preds = {c: p for p, c in group.checks}
         flags = "".join(f", {preds.get(c, 'FALSE')} AS check_{i}" for i, c in enumerate(ordered))
         flag_selects.append(f"SELECT {_FILE}, {_FILE_ROW}{flags} FROM ({scan}) AS raw")
@@ -673,3 +699,46 @@ def verify_read(plan: DirectRead, rows: int, fetch: Fetch) -> str | None:
     if int(counts["rows"]) != rows:
         return f"the files hold {int(counts['rows']):,} rows where kpictl read {rows:,}"
     return None
+
+
+# ----------------------------------------------------------------------------------------------
+# A run's source
+# ----------------------------------------------------------------------------------------------
+
+
+def source_read(spec: Spec, sources: Sources, name: str, dialect: Dialect) -> DirectRead | HandOver:
+    """How source `name` of a run reaches a `dialect` engine: its files read by the engine
+    (`DirectRead`, to check with `verify_read` before use) or kpictl's rows handed over
+    (`HandOver`, with the reason). Reads each Parquet file's footer (its schema), no rows."""
+    source = spec.sources.get(name)
+    loaded: LoadedSource | None = sources.by_name.get(name)
+    if source is None or loaded is None:
+        return HandOver(name, "not read from files in this run")
+    refused = _refused_source(source)
+    if refused is not None:
+        return refused
+    if loaded.unusable is not None:
+        return HandOver(name, loaded.unusable)
+    if priced(spec) and name in canonical.CANONICAL_TABLES:
+        return HandOver(name, "its rows are priced by kpictl (pricing:, or a chat/OTLP source)")
+    files = parquet_files(loaded)
+    if isinstance(files, str):
+        return HandOver(name, files)
+    return plan_source(source, files, dialect)
+
+
+def read_comment(read: DirectRead | HandOver, files: Sequence[str]) -> str:
+    """What `kpictl compile` says of a source's rows, as a SQL comment."""
+    view = f"source_{read.source}"
+    if isinstance(read, DirectRead):
+        return (
+            f"-- {view}: read by {read.dialect} from {len(read.files)} Parquet file(s) as kpictl "
+            f"reads them (checked first: a value that does not convert is an error, one outside "
+            f"what this SQL reads exactly hands kpictl's rows over), with {ROW_POSITION} their "
+            "position (file ordinal * 2^40 + row in file)"
+        )
+    return (
+        f"-- {view}: the rows of source {read.source!r} as kpictl reads them "
+        f"({', '.join(files) or 'no files'}), with {ROW_POSITION} their position, handed over "
+        f"(not read by the engine itself: {read.reason})"
+    )

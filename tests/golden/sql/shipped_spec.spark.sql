@@ -1,8 +1,8 @@
 -- kpictl compile --engine spark
 -- as_of 2026-10-10T00:00:00+00:00; params and as_of are literals below
--- source_business_events: the rows of source 'business_events' as kpictl reads them (sample_logs/business_events/business_events.jsonl), with __kpictl_row their position
--- source_events: the rows of source 'events' as kpictl reads them (sample_logs/events/events.jsonl), with __kpictl_row their position
--- source_tool_calls: the rows of source 'tool_calls' as kpictl reads them (sample_logs/tool_calls/tool_calls.jsonl), with __kpictl_row their position
+-- source_business_events: the rows of source 'business_events' as kpictl reads them (sample_logs/business_events/business_events.jsonl), with __kpictl_row their position, handed over (not read by the engine itself: business events are attributed to conversations by kpictl (engine/outcomes.py))
+-- source_events: the rows of source 'events' as kpictl reads them (sample_logs/events/events.jsonl), with __kpictl_row their position, handed over (not read by the engine itself: sample_logs/events/events.jsonl is jsonl, read by kpictl's own reader)
+-- source_tool_calls: the rows of source 'tool_calls' as kpictl reads them (sample_logs/tool_calls/tool_calls.jsonl), with __kpictl_row their position, handed over (not read by the engine itself: sample_logs/tool_calls/tool_calls.jsonl is jsonl, read by kpictl's own reader)
 
 -- facts_conversations: one row per conversation_id
 WITH `rows_events` AS (SELECT * FROM `source_events` WHERE ts IS NULL OR ts <= CAST('2026-10-10T00:00:00+00:00' AS TIMESTAMP)),
