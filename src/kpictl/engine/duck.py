@@ -70,8 +70,10 @@ class SqlSession(Protocol):
     """What a SQL engine's run needs of its database: frames in as named views, SQL results
     back as polars frames."""
 
-    # whether the database can read the files kpictl found (kpictl.engine.sqlsource)
-    reads_files: bool
+    @property
+    def reads_files(self) -> bool:
+        """Whether the database can read the files kpictl found (kpictl.engine.sqlsource)."""
+        ...
 
     def register(self, name: str, frame: pl.LazyFrame) -> None: ...
 
@@ -214,6 +216,7 @@ class DuckDBEngine:
         session = self._session()
         built: dict[str, pl.LazyFrame] = {}
         columns = source_columns(spec, sources, window, names)
+        self.source_reads = {}
         for source in columns:
             self.source_reads[source] = register_source(
                 session, spec, sources, source, window, self.dialect

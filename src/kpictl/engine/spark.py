@@ -127,6 +127,11 @@ class _SparkSession:
         df.createOrReplaceTempView(name)
         self.views.append(name)
 
+    @property
+    def reads_files(self) -> bool:
+        """A remote cluster cannot read the files kpictl found on this machine."""
+        return not self.remote
+
     def create_view(self, name: str, sql: str) -> None:
         self.spark.sql(sql)
         self.views.append(name)
