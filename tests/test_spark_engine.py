@@ -24,7 +24,8 @@ from kpictl.engine.spark import SparkEngine, spark_session
 from kpictl.engine.sqlplan import uncovered
 from kpictl.io.read import Sources
 from kpictl.spec import load_spec
-from test_parity import EDGES, Logs, _write, assert_same_numbers, event_logs
+from parity import assert_same_numbers
+from test_parity import EDGES, Logs, _write, event_logs
 
 pytestmark = pytest.mark.spark
 
@@ -51,8 +52,14 @@ def _load(folder: Path) -> Sources:
     return load_sources(SPEC, {n: [folder / n] for n in SOURCES if (folder / n).exists()})
 
 
-def _parity(sources: Sources, engine: SparkEngine, as_of: dt.datetime | None = None) -> int:
-    options = ComputeOptions(by=BY, as_of=as_of, kpis=_covered(ComputeOptions(by=BY)))
+def _parity(
+    sources: Sources,
+    engine: SparkEngine,
+    as_of: dt.datetime | None = None,
+    where: str | None = None,
+) -> int:
+    kpis = _covered(ComputeOptions(by=BY))
+    options = ComputeOptions(by=BY, as_of=as_of, kpis=kpis, where=where)
     assert len(options.kpis) >= 16
     polars = run_compute(SPEC, sources, options)
     spark = run_compute(SPEC, sources, options, engine=engine)
@@ -145,6 +152,15 @@ def test_rows_handed_over_as_to_a_remote_session() -> None:
     with tempfile.TemporaryDirectory(prefix="kpictl-spark-parity-") as folder:
         sources = load_sources(SPEC, _write(Path(folder), EDGES), cache=False)
         assert _parity(sources, SparkEngine(MASTER, as_rows=True), EDGES.as_of) >= 2 * 16
+
+
+def test_no_rows_left_gives_the_overall_row_as_polars() -> None:
+    """A --where no row meets: Spark's GROUPING SETS give no row over no rows, the plan's
+    Spark form gives the overall row (n = 0) the polars engine gives, and no cohort rows."""
+    with tempfile.TemporaryDirectory(prefix="kpictl-spark-parity-") as folder:
+        sources = load_sources(SPEC, _write(Path(folder), EDGES), cache=False)
+        engine = SparkEngine(MASTER)
+        assert _parity(sources, engine, EDGES.as_of, where="channel = 'none of them'") >= 16
 
 
 def test_first_and_last_order_nulls_and_ties_as_polars() -> None:
