@@ -1114,8 +1114,14 @@ def _join_on(left: pl.LazyFrame, right: pl.LazyFrame, keys: Sequence[str]) -> pl
     return left.join(right, how="cross")
 
 
+def ratio_or_null(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    """num / den, null where den is 0 (a ratio KPI over no denominator has no value); the one
+    definition both the polars engine and the SQL engines' finishing step use."""
+    return pl.when(den != 0).then(num / den).otherwise(None)
+
+
 def _ratio(num: str, den: str) -> pl.Expr:
-    return pl.when(pl.col(den) != 0).then(pl.col(num) / pl.col(den)).otherwise(None)
+    return ratio_or_null(pl.col(num), pl.col(den))
 
 
 def _tag(query: pl.LazyFrame, kpi: KpiSpec, keys: Sequence[str]) -> pl.LazyFrame:

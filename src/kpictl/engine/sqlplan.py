@@ -34,6 +34,7 @@ from kpictl.engine.compute import (
     finish_kpis,
     grouping_sets,
     names_in,
+    ratio_or_null,
     source_rows,
     usable_sets,
 )
@@ -583,7 +584,7 @@ def kpi_rows(
     numbers = ["value"] if kpi.kind == "value" or kpi.pass_k else ["__num", "__den"]
     main = main.with_columns([pl.when(~empty).then(pl.col(c)).alias(c) for c in [*numbers, *cost]])
     if kpi.kind != "value" and kpi.pass_k is None:
-        main = main.with_columns(_ratio(pl.col("__num"), pl.col("__den")).alias("value"))
+        main = main.with_columns(ratio_or_null(pl.col("__num"), pl.col("__den")).alias("value"))
     rows = [cost_unknown(main.lazy(), costed).collect()]
     if kpi.breakdown is not None:
         on = ["__set", *keyed]
@@ -593,7 +594,7 @@ def kpi_rows(
             .join(main.select(*on, "n", "pending", "__den"), on=on, nulls_equal=True)
             .filter((pl.col("__own_n") > 0) & (pl.col("__num") != 0))
             .with_columns(
-                _ratio(pl.col("__num"), pl.col("__den")).alias("value"),
+                ratio_or_null(pl.col("__num"), pl.col("__den")).alias("value"),
                 pl.lit(kpi.breakdown).alias("breakdown"),
                 pl.col(_BREAKDOWN).alias("breakdown_value"),
             )
@@ -609,10 +610,6 @@ def kpi_rows(
         )
         out.append(part.select(*columns, "n", "pending"))
     return pl.concat(out, how="vertical_relaxed")
-
-
-def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
-    return pl.when(den != 0).then(num / den).otherwise(None)
 
 
 def aggregate_sql(
