@@ -24,8 +24,10 @@ from kpictl.engine.spark import SparkEngine, spark_session
 from kpictl.engine.sqlplan import uncovered
 from kpictl.io.read import Sources
 from kpictl.spec import load_spec
+from kpictl.sql.dialect import translate
 from parity import assert_same_numbers
 from test_parity import EDGES, Logs, _write, event_logs
+from test_sql_dialect import DIVISION_EXPRS, DIVISIONS, division_rows, same_floats
 
 pytestmark = pytest.mark.spark
 
@@ -204,3 +206,26 @@ def test_compute_engine_spark_prints_the_polars_json(logs: Path) -> None:
     ]
     for s, p in zip(spark_rows, polars_rows, strict=True):
         assert s["value"] == pytest.approx(p["value"], rel=1e-9)
+
+
+def test_division_by_zero_is_the_polars_value(spark: Any) -> None:
+    """Spark's rule for `a / b` (sql/dialect.py) gives polars' IEEE values: ±inf by the signs
+    of a and of b's zero (-0.0 too), NaN for 0 / 0, null over null, try_divide otherwise —
+    on the rows tests/test_sql_dialect.py checks DuckDB with."""
+    from pyspark.sql.types import DoubleType, LongType, StructField, StructType
+
+    schema = StructType(
+        [
+            StructField("i", LongType()),
+            *(StructField(c, DoubleType()) for c in ("a", "b")),
+            *(StructField(c, LongType()) for c in ("ai", "bi")),
+        ]
+    )
+    rows = [(i, *row) for i, row in enumerate(DIVISIONS)]
+    spark.createDataFrame(rows, schema).createOrReplaceTempView("divisions")
+    frame = division_rows()
+    for text in DIVISION_EXPRS:
+        want = frame.select(pl.sql_expr(text).cast(pl.Float64)).to_series().to_list()
+        sql = translate(text, {}, "spark").sql("spark")
+        got = spark.sql(f"SELECT CAST({sql} AS DOUBLE) AS v FROM divisions ORDER BY i").collect()
+        assert same_floats([r["v"] for r in got], want), text

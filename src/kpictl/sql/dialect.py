@@ -9,7 +9,7 @@ target dialect: DuckDB and Spark SQL.
 | `EXTRACT(EPOCH FROM t)` | `epoch_us(t) / 1e6` | `UNIX_MICROS(t) / 1e6` |
 | `MEDIAN(x)`, `QUANTILE_CONT(x, q)` | `quantile_cont(x', q)` | `percentile(x', q)` (exact) |
 | `FIRST/LAST(x)` in a rollup | `arg_min_null/arg_max_null(x, (ts, row))` | `MIN_BY/MAX_BY(x, …)` |
-| `a / b` | `a / b` | `try_divide(a, b)` (ANSI mode raises on 0) |
+| `a / b` | `a / b` | `CASE WHEN b = 0 THEN a * POWER(b, -1) ELSE try_divide(a, b) END` |
 | `--grain` week of t (Monday) | `date_trunc('week', t)` | `date_trunc('WEEK', t)` |
 | other functions | COALESCE, CAST, CASE, IF, ABS, LOWER, UPPER | the same |
 | `… OVER (ORDER BY …)` | `NULLS LAST`, the key appended | the same |
@@ -17,9 +17,16 @@ target dialect: DuckDB and Spark SQL.
 (x' is `CAST(x AS DOUBLE)`; Spark's order is `STRUCT(ts IS NULL, ts, row)`: a null ts last.)
 
 Both keep a null value of FIRST/LAST's argument (DuckDB's plain `arg_min` skips it; Spark's
-`min_by` keeps it), as the polars engine does. Known difference: `x / 0` is ±inf or NaN on
-polars and DuckDB, NULL on Spark (`try_divide`). A construct no rule covers raises `Uncovered`
-naming it; the engine then refuses the run with the spec line, never a different number.
+`min_by` keeps it), as the polars engine does. `a / b` is IEEE division on all three: polars
+and DuckDB give ±inf for a non-zero a over a zero b (the sign of a times the sign of b's zero:
+`1 / -0.0` is -inf), NaN for 0 / 0, null where either side is null. Spark's division gives NULL
+for any zero divisor (and raises in ANSI mode), so Spark's rule spells the zero case out:
+`POWER(b, -1)` of a zero b is +inf, or -inf for -0.0 (Java's `StrictMath.pow`; Spark's `ATAN2`
+and `SIGNUM` lose the sign of zero), times a that is ±inf, NaN for a = 0 (0 · inf) or a NaN,
+NULL for a null a; any other b is `try_divide(a, b)` (NULL for a null b, no error in ANSI
+mode). A construct no rule covers raises
+`Uncovered` naming it; the engine then refuses the run with the spec line, never a different
+number.
 
 Whole statements (CTEs, GROUPING SETS, FILTER, casts) are written by `SqlBuilder` as text in
 kpictl's own structural SQL (DuckDB syntax, names quoted with `"…"`), with a hole for each
@@ -191,8 +198,18 @@ def _rule(
     if isinstance(node, exp.Func) and not isinstance(node, _COVERED_FUNCTIONS):
         raise Uncovered(f"the function {node.sql_name()}()")
     if isinstance(node, exp.Div) and dialect == "spark":
-        return _call("try_divide", node.this, node.expression)
+        return _spark_divide(node.this, node.expression)
     return node
+
+
+def _spark_divide(a: exp.Expr, b: exp.Expr) -> exp.Expr:
+    """`a / b` in Spark with polars' IEEE meaning (the module's docstring): a zero b gives
+    a · POWER(b, -1) (±inf by the signs of a and of b's zero, NaN for a = 0), any other b
+    `try_divide(a, b)`."""
+    reciprocal = _call("POWER", b.copy(), exp.Neg(this=exp.Literal.number(1)))
+    zero = exp.EQ(this=exp.paren(b.copy()), expression=exp.Literal.number(0))
+    spelled = exp.Mul(this=exp.paren(a.copy()), expression=reciprocal)
+    return exp.Case(ifs=[exp.If(this=zero, true=spelled)], default=_call("try_divide", a, b))
 
 
 def translate(
