@@ -520,7 +520,9 @@ def _sources(
     reprice: bool = False,
     max_line_bytes: str = "64MiB",
     columns: Sequence[str] = (),
+    engine: Engine | None = None,
 ) -> Sources:
+    """The run's sources; `engine` reads a remote one (`table:`, `s3a://…`) itself."""
     from kpictl.engine.sources import load_sources
 
     overrides: dict[str, list[str]] = {}
@@ -539,6 +541,7 @@ def _sources(
                 reprice=reprice,
                 max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
                 columns=columns,
+                engine=engine,
             )
     except KpictlError as exc:
         if piped is not None:
@@ -807,7 +810,9 @@ def compute(
         kpis=tuple(kpi or ()),
     )
     chosen = _engine(spec, engine, options, spark_master=spark_master)
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
+    sources = _sources(
+        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
+    )
     with progress("Computing KPIs…"):
         result = run_compute(spec, sources, options, engine=chosen)
     _report_inputs(sources)
@@ -929,7 +934,8 @@ def compile_command(
         )
     spec = _load(config, param, paths)
     options = _compute_options(by, 10_000, None, since, until, as_of, where, kpi)
-    sources = _sources(spec, paths, source, BadRows.error, True, False, "64MiB")
+    reader = _engine(spec, engine, None)  # reads a remote source's schema (spark)
+    sources = _sources(spec, paths, source, BadRows.error, True, False, "64MiB", (), reader)
     kpis = selected_kpis(spec, options.kpis)[0]
     window = resolve_window(spec, sources, options)
     text = compile_text(spec, sources, window, options, kpis, _dialect(engine))
@@ -1123,7 +1129,9 @@ def compare(
         ComputeOptions(by=options.by, cross=options.cross, where=where, kpis=options.kpis),
         spark_master=spark_master,
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
+    sources = _sources(
+        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
+    )
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -1143,6 +1151,7 @@ def compare(
             reprice,
             max_line_bytes,
             cohorts[0],
+            chosen,
         )
     else:
         options = CompareOptions(**{**options.__dict__, "baseline": baseline})
@@ -1318,7 +1327,9 @@ def report(
         [spec.require_primary_table().name],
         spark_master,
     )
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0])
+    sources = _sources(
+        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
+    )
     baseline_sources = None
     if baseline is not None and baseline not in spec.baselines:
         if not Path(baseline).exists():
@@ -1338,6 +1349,7 @@ def report(
             reprice,
             max_line_bytes,
             cohorts[0],
+            chosen,
         )
     elif baseline_source:
         raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
@@ -1688,7 +1700,7 @@ def facts(
     spec = _load(config, param, paths)
     name = table or spec.require_primary_table().name  # an unknown one: facts() says so
     chosen = _engine(spec, engine, None, [name] if name in spec.tables else [], spark_master)
-    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes)
+    sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, (), chosen)
     frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"), engine=chosen)
     _report_inputs(sources)
 

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
@@ -24,7 +25,7 @@ from kpictl.io.read import (
     load_requests,
 )
 from kpictl.io.read import load_frames as load_frames_as_read
-from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec, Spec
+from kpictl.spec.model import OUTCOME_SOURCE, SourceSpec, Spec, is_remote_path
 from kpictl.sql.expr import summed_columns
 
 
@@ -136,8 +137,14 @@ def load_sources(
     reprice: bool = False,
     max_line_bytes: int = MAX_LINE_BYTES,
     columns: Sequence[str] = (),
+    engine: object | None = None,
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
+
+    A remote source (`table:`, or a path with a scheme such as `s3a://`) is never listed or
+    opened by kpictl: `engine` reads it (a `RemoteReader`: the Spark engine); with any other
+    engine (None: polars) it is a UsageError naming the source, its spec line and
+    `--engine spark`.
 
     `columns`: columns a run reads beyond the spec's (a `--by` column it does not declare): a
     JSONL source then parses every field, not only those the spec names.
@@ -171,6 +178,10 @@ def load_sources(
                 f"--source {name}: the spec declares no source {name!r}"
                 f"{did_you_mean(name, spec.sources)}; sources: {', '.join(spec.sources)}"
             )
+    remote = remote_sources(spec, overrides)
+    if remote:
+        refuse_remote(spec, remote, engine)
+        overrides = {n: p for n, p in overrides.items() if n not in remote}
     # business events are credited to the events' conversations: events given elsewhere than
     # the spec says, without business events for them, leave the spec's export unread
     detached = (
@@ -181,7 +192,7 @@ def load_sources(
             source_request(src, overrides.get(name), spec, cache), max_line_bytes=max_line_bytes
         )
         for name, src in spec.sources.items()
-        if not (detached and name == OUTCOME_SOURCE)
+        if not (detached and name == OUTCOME_SOURCE) and name not in remote
     ]
     undeclared = [c for c in columns if not any(c in t for t in spec.column_types.values())]
     if undeclared:
@@ -192,6 +203,16 @@ def load_sources(
             for r in requests
         ]
     loaded_sources = load_requests(requests, on_bad_rows)
+    if remote:
+        assert isinstance(engine, RemoteReader)
+        read = {name: engine.read_remote(spec, source) for name, source in remote.items()}
+        loaded_sources = Sources(
+            {
+                n: read[n] if n in read else loaded_sources.by_name[n]
+                for n in spec.sources
+                if n in read or n in loaded_sources
+            }
+        )
     if detached:
         loaded_sources = Sources({**loaded_sources.by_name, OUTCOME_SOURCE: _detached_outcomes()})
     sources = attribute_outcomes(spec, loaded_sources)
@@ -208,6 +229,66 @@ def load_sources(
             )
         loaded[name] = replace(item, frame=frame)
     return Sources(loaded)
+
+
+@runtime_checkable
+class RemoteReader(Protocol):
+    """An engine that reads a remote source itself (engine/spark.py): the source's rows stay
+    where they live; kpictl gets their schema and what its checks need (kpictl.io.remote)."""
+
+    name: str
+
+    def read_remote(self, spec: Spec, source: SourceSpec) -> LoadedSource:
+        """The source as a LoadedSource whose `remote` says how the engine reads it."""
+        ...
+
+
+def remote_sources(
+    spec: Spec, overrides: Mapping[str, Sequence[str | Path]]
+) -> dict[str, SourceSpec]:
+    """The sources of a run that live where only a SQL engine reads them (a `table:`, a path
+    with a scheme in the spec or on the command line), with that path in place."""
+    found: dict[str, SourceSpec] = {}
+    for name, source in spec.sources.items():
+        given = [str(p) for p in overrides.get(name, ())]
+        uris = [p for p in given if is_remote_path(p)]
+        if uris:
+            if len(given) > 1:
+                raise UsageError(
+                    f"--source {name}: {uris[0]} is read by Spark as one path: give it alone"
+                )
+            found[name] = replace(source, path=uris[0], table=None, format="parquet")
+        elif not given and source.remote is not None:
+            found[name] = source
+    return found
+
+
+def refuse_remote(spec: Spec, remote: Mapping[str, SourceSpec], engine: object | None) -> None:
+    """A UsageError unless `engine` reads remote sources itself; also for what kpictl must do
+    to a source's rows itself (pricing, attributing business events to remote events)."""
+    name, source = next(iter(remote.items()))
+    where = f"{spec.path.name} line {source.line}" if source.line else spec.path.name
+    what = f"source {name!r} ({where}) is {source.remote}"
+    if not isinstance(engine, RemoteReader):
+        engine_name = getattr(engine, "name", "polars")
+        raise UsageError(
+            f"{what}, which kpictl does not list or open itself: only the Spark engine reads "
+            f"it — run with --engine spark (the {engine_name} engine reads local files)"
+        )
+    if priced(spec):
+        raise UsageError(
+            f"{what}: kpictl prices each row itself (pricing:, a chat or OTLP source), which it "
+            "cannot do to rows it does not read; use local files or drop `pricing:`"
+        )
+    outcome = spec.sources.get(OUTCOME_SOURCE)
+    attributed = {"events", OUTCOME_SOURCE} & set(remote)
+    if outcome is not None and outcome.attribution is not None and attributed:
+        name = sorted(attributed)[0]
+        raise UsageError(
+            f"source {name!r} is {remote[name].remote}: kpictl attributes {OUTCOME_SOURCE} to "
+            f"conversations itself (attribution:), which needs the rows of 'events' and "
+            f"{OUTCOME_SOURCE!r}; use local files for both"
+        )
 
 
 def priced(spec: Spec) -> bool:

@@ -65,6 +65,7 @@ def spec_json_schema() -> dict[str, Any]:
     source = _object(
         SOURCE_KEYS,
         path={"oneOf": [text, names]},
+        table=text,
         format={"enum": list(SOURCE_FORMATS)},
         columns=_named(column),
         options=_object(tuple(dict.fromkeys((*CHAT_OPTION_KEYS, *OTLP_OPTION_KEYS)))),

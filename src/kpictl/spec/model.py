@@ -61,7 +61,7 @@ DEFAULT_KEYS = (
     "layer",
     "engine",
 )
-SOURCE_KEYS = ("path", "columns", "format", "options", "from", "attribution")
+SOURCE_KEYS = ("path", "table", "columns", "format", "options", "from", "attribution")
 ATTRIBUTION_KEYS = ("within", "after", "rule")
 ATTRIBUTION_ANCHORS = ("start", "end")  # the window closes `within` after the start or the end
 ATTRIBUTION_RULES = ("first", "last", "split")
@@ -145,6 +145,20 @@ class AttributionSpec:
     line: int | None = None
 
 
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
+
+
+def is_remote_path(path: str) -> bool:
+    """A path with a scheme (`s3a://`, `hdfs://`, `abfss://`, `gs://`, `file://`, …): read by
+    the Spark engine itself, never by kpictl.
+
+    >>> is_remote_path("s3a://bucket/events/"), is_remote_path("logs/events/")
+    (True, False)
+    """
+    return _URI.match(path) is not None
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """One raw log source: where it is and how its fields map onto canonical columns."""
@@ -158,6 +172,15 @@ class SourceSpec:
     options: ChatOptions | OtlpOptions | None = None  # the format's options
     derived_from: str | None = None  # `from: <source>`: the tool calls of a format source
     attribution: AttributionSpec | None = None  # business_events: how events attach
+    table: str | None = None  # `table: catalog.schema.events`: a catalog table (Spark reads it)
+
+    @property
+    def remote(self) -> str | None:
+        """Where the source lives when only a SQL engine reads it (a catalog table, or a path
+        with a scheme such as `s3a://`): kpictl never lists or opens it. None: local files."""
+        if self.table is not None:
+            return f"table {self.table}"
+        return self.path if self.path is not None and is_remote_path(self.path) else None
 
     @property
     def canonical_columns(self) -> Mapping[str, canonical.CanonicalColumn]:

@@ -29,10 +29,12 @@ from kpictl.spec.model import (
     OUTCOME_SOURCE,
     SOURCE_FORMATS,
     SOURCE_KEYS,
+    TABLE_NAME,
     UNITS,
     AttributionSpec,
     ColumnMapping,
     SourceSpec,
+    is_remote_path,
     parse_duration,
     shown,
 )
@@ -73,6 +75,14 @@ def build_sources(problems: Problems, data: MarkedDict, base_dir: Path) -> dict[
         if source_path is not None and not isinstance(source_path, str):
             problems.add(body.line_of("path"), f"{path}.path", "expected a file, glob or folder")
             source_path = None
+        table = _table(problems, body, path, str(fmt))
+        if source_path is not None and is_remote_path(source_path) and fmt not in REMOTE_FORMATS:
+            problems.add(
+                body.line_of("format"),
+                f"{path}.format",
+                f"{source_path} is read by Spark as Parquet: format must be parquet or auto, "
+                f"got {shown(fmt)}",
+            )
         derived = _derived_from(problems, node, name, body, path)
         options = _format_options(problems, body, path, str(fmt))
         columns = _build_columns(problems, body, path)
@@ -87,8 +97,38 @@ def build_sources(problems: Problems, data: MarkedDict, base_dir: Path) -> dict[
             options=options,
             derived_from=derived,
             attribution=attribution,
+            table=table,
         )
     return sources
+
+
+REMOTE_FORMATS = ("auto", "parquet")  # what Spark reads of a remote path or a catalog table
+
+
+def _table(problems: Problems, body: MarkedDict, path: str, fmt: str) -> str | None:
+    """`table: catalog.schema.events`: a catalog table Spark reads, instead of `path:`."""
+    if "table" not in body:
+        return None
+    value, line = body.get("table"), body.line_of("table")
+    if not isinstance(value, str) or not TABLE_NAME.fullmatch(value):
+        problems.add(
+            line, f"{path}.table", f"expected a table name such as db.events, got {shown(value)}"
+        )
+        return None
+    if "path" in body:
+        problems.add(
+            line,
+            f"{path}.table",
+            "give `path:` (files) or `table:` (a catalog table Spark reads), not both",
+        )
+        return None
+    if fmt not in REMOTE_FORMATS:
+        problems.add(
+            body.line_of("format"),
+            f"{path}.format",
+            f"a catalog table is read by Spark: format must be parquet or auto, got {shown(fmt)}",
+        )
+    return value
 
 
 def _build_attribution(
@@ -185,7 +225,7 @@ def _derived_from(
             f"{formats} source makes tool calls another source can read `from`",
         )
         return None
-    for key in ("path", "format", "options"):
+    for key in ("path", "table", "format", "options"):
         if key in body:
             problems.add(
                 body.line_of(key),
