@@ -53,7 +53,15 @@ WITHIN: dict[str, list[str]] = {
         "datacheck",
         "shapes",
         "interface",
-        "compute",
+        "window",  # as-of, the window, a source's rows up to as-of
+        "notes",  # the notes under a KPI table
+        "selection",  # --kpi, --by, --where checked; the columns a run reads
+        "facts",  # rollup → derive → row tables (polars)
+        "finish",  # formulas, order and metadata of every engine's KPI table
+        "kpis",  # KPI values per grouping set (polars)
+        "unitstats",  # compare's per-unit sufficient statistics (polars)
+        "polarsengine",  # PolarsEngine
+        "compute",  # run_compute: the orchestration
         "costs",
         "sqlsource",
         "sqlplan",

@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 
-from kpictl.engine.compute import pass_k_probability
+from kpictl.engine.kpis import pass_k_probability
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from conftest import SpecWriter
 from kpictl.cli import app
-from kpictl.engine.compute import ComputeOptions, resolve_window
 from kpictl.engine.costs import Slice
+from kpictl.engine.interface import ComputeOptions
 from kpictl.engine.sources import load_sources
+from kpictl.engine.window import resolve_window
 from kpictl.io.pricing import ModelPrice, PricingSpec, latest_prices
 from kpictl.io.read import Sources, load_frames
 from kpictl.projection import (

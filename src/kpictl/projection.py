@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kpictl.engine.compute import ComputeOptions, resolve_window
 from kpictl.engine.costs import (
     HUMAN_MINUTE_PARAM,
     Slice,
@@ -40,7 +39,8 @@ from kpictl.engine.costs import (
     slice_facts,
     unpriced_rows,
 )
-from kpictl.engine.interface import TimeBound
+from kpictl.engine.interface import ComputeOptions, TimeBound
+from kpictl.engine.window import resolve_window
 from kpictl.errors import UsageError
 from kpictl.io import schema as canonical
 from kpictl.io.pricing import PricingSpec, apply_prices, effective_dates, latest_prices

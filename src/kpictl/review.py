@@ -32,8 +32,9 @@ import numpy as np
 import polars as pl
 
 from kpictl import stats
-from kpictl.engine.compute import ComputeOptions, Window, build_facts, resolve_window, source_rows
-from kpictl.engine.interface import TimeBound
+from kpictl.engine.facts import build_facts
+from kpictl.engine.interface import ComputeOptions, TimeBound, Window
+from kpictl.engine.window import resolve_window, source_rows
 from kpictl.errors import InputDataError, UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.redact import redact_pii

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from kpictl.engine.compute import Window, default_engine, literal_columns, names_in, usable
-from kpictl.engine.compute import source_rows as engine_source_rows
-from kpictl.engine.interface import FactSet
+from kpictl.engine.facts import usable
+from kpictl.engine.interface import FactSet, Window
+from kpictl.engine.polarsengine import default_engine
+from kpictl.engine.window import literal_columns, names_in
+from kpictl.engine.window import source_rows as engine_source_rows
 from kpictl.io.read import Sources
 from kpictl.spec.model import Spec
 from kpictl.sql.expr import compile_sql

@@ -165,7 +165,7 @@ class UnitStats:
 
 
 class Engine(Protocol):
-    """How a spec's facts and KPIs are computed. `PolarsEngine` (kpictl.engine.compute) is the
+    """How a spec's facts and KPIs are computed. `PolarsEngine` (kpictl.engine.polarsengine) is the
     first implementation; another engine (DuckDB, Spark) implements these three methods and
     hands back polars frames of the same shape: the facts may stay in the engine until
     `aggregate` or `unit_stats` reads them, only the small results need to cross."""
