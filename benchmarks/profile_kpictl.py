@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from kpictl.engine import sources as sources
     from kpictl.engine import window as window
     from kpictl.io import read as io
-    from kpictl.render import output as render
+    from kpictl.render import json as render
     from kpictl.spec import model as spec
 
     t_import = time.perf_counter() - start

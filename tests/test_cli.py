@@ -20,7 +20,7 @@ from conftest import JsonlWriter, SpecWriter, run, sample_sources
 from kpictl import __version__
 from kpictl.engine.compute import compute
 from kpictl.engine.sources import load_sources
-from kpictl.render.output import md_text
+from kpictl.render.text import md_text
 from kpictl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

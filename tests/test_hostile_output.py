@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from kpictl.cli import app
 from kpictl.render.controls import visible_controls
-from kpictl.render.output import md_cell, md_text
+from kpictl.render.text import md_cell, md_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "kpi_definitions.yaml"
@@ -346,7 +346,7 @@ def test_stderr_shows_control_characters_as_escapes(tmp_path: Path) -> None:
 def test_term_text_is_never_markup() -> None:
     from rich.console import Console
 
-    from kpictl.render.output import term_text
+    from kpictl.render.text import term_text
 
     console = Console(width=80, force_terminal=True, color_system=None, emoji=True)
     with console.capture() as capture:
@@ -385,7 +385,7 @@ def read_csv(text: str) -> list[dict[str, str]]:
 def test_csv_safe_round_trips_through_a_csv_reader(texts: list[str], numbers: list[float]) -> None:
     import polars as pl
 
-    from kpictl.render.output import csv_safe
+    from kpictl.render.text import csv_safe
 
     size = min(len(texts), len(numbers))
     frame = pl.DataFrame(
@@ -402,7 +402,7 @@ def test_csv_safe_round_trips_through_a_csv_reader(texts: list[str], numbers: li
 @settings(max_examples=200, deadline=None)
 @given(st.text(st.sampled_from(list("\x1b\x07\r\n\t\x9b\u202e[]/=:")) | st.characters()))
 def test_terminal_text_never_carries_a_control_character(value: str) -> None:
-    from kpictl.render.output import term_text
+    from kpictl.render.text import term_text
 
     shown = term_text(value).plain
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
@@ -476,7 +476,7 @@ def strict_json(text: str) -> Any:
 
 
 def test_json_text_writes_non_finite_values_as_null_with_a_note() -> None:
-    from kpictl.render.output import json_text
+    from kpictl.render.text import json_text
 
     document = {
         "results": [{"value": float("inf")}, {"ci": [float("-inf"), 1.5]}],
@@ -579,7 +579,7 @@ def small_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_failing_render_leaves_the_existing_file_as_it_was(
     small_logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kpictl.render.output
+    import kpictl.render.writers
 
     def half_then_fail(
         result: object, fmt: str, console: Any, files: object = (), wide: bool = False
@@ -587,7 +587,7 @@ def test_a_failing_render_leaves_the_existing_file_as_it_was(
         console.file.write('{"partial": ')
         raise RuntimeError("renderer broke")
 
-    monkeypatch.setattr(kpictl.render.output, "render", half_then_fail)
+    monkeypatch.setattr(kpictl.render.writers, "render", half_then_fail)
     target = tmp_path / "kpis.json"
     target.write_text("yesterday's numbers\n")
     code, _, err = run(small_logs, "compute", "-f", "json", "-o", str(target))
@@ -600,7 +600,7 @@ def test_write_atomically_keeps_the_old_file_on_a_disk_error(tmp_path: Path) -> 
     import errno
 
     from kpictl.errors import OutputError
-    from kpictl.render.output import write_atomically
+    from kpictl.render.files import write_atomically
 
     target = tmp_path / "out.csv"
     target.write_text("old\n")

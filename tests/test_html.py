@@ -32,7 +32,7 @@ from kpictl import load_spec
 from kpictl.cli import app
 from kpictl.engine.sources import load_sources
 from kpictl.render.html import heading_slug, image_data_uri, markdown_to_html
-from kpictl.render.output import md_cell, md_text
+from kpictl.render.text import md_cell, md_text
 from kpictl.scorecard.charts import MIN_BUCKET_UNITS, ChartData, chart_data
 from kpictl.scorecard.gather import gather_report
 from kpictl.scorecard.model import VOLATILE_PROVENANCE, ReportOptions

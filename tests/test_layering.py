@@ -69,7 +69,9 @@ WITHIN: dict[str, list[str]] = {
         "spark",
     ],
     "init": ["detect", "mapping", "write"],
-    "render": ["controls", "output", "html"],  # controls: the stderr messages' escaping
+    # controls: the stderr messages' escaping; text: what every writer shares; one module per
+    # output format; writers: the registry of formats and the one dispatch, render()
+    "render": ["controls", "text", "files", "table", "json", "csv", "markdown", "writers", "html"],
     "scorecard": [
         "model",  # options, gathered data, result; the status vocabulary
         "markdown",  # tables, code spans, number formats, redaction of data values
@@ -195,7 +197,7 @@ def test_compute_and_its_renderers_do_not_import_scipy() -> None:
     import sys
 
     code = (
-        "import sys, kpictl.cli, kpictl.render.output, kpictl.engine.compute, "
+        "import sys, kpictl.cli, kpictl.render.writers, kpictl.engine.compute, "
         "kpictl.engine.sources; heavy = [m for m in ('scipy', 'kpictl.stats', "
         "'kpictl.comparison.run', 'kpictl.review', "
         "'kpictl.projection') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
@@ -229,7 +231,7 @@ def test_help_loads_neither_polars_nor_sqlglot(command: list[str]) -> None:
 def test_the_clis_messages_load_no_renderer(tmp_path: Path) -> None:
     """`kpictl sample`'s `kpictl: wrote …` lines (and every `kpictl: error: …`) are escaped by
     `render/controls.py` alone: the renderers, the spec and sqlglot stay unloaded (they cost
-    `kpictl sample` ~0.35 s of imports when the message escaping lived in render/output.py)."""
+    `kpictl sample` ~0.35 s of imports when the message escaping lived in the renderers' module)."""
     import subprocess
     import sys
 
@@ -237,7 +239,7 @@ def test_the_clis_messages_load_no_renderer(tmp_path: Path) -> None:
         "import sys; from kpictl.cli import main\n"
         f"sys.argv = ['kpictl', 'sample', '-n', '5', '-o', {str(tmp_path / 'logs')!r}]\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code or 0\n"
-        "heavy = [m for m in ('sqlglot', 'rich', 'kpictl.spec', 'kpictl.render.output') "
+        "heavy = [m for m in ('sqlglot', 'rich', 'kpictl.spec', 'kpictl.render.text') "
         "if m in sys.modules]\nprint(heavy); sys.exit(1 if heavy else code)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

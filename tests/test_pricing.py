@@ -12,7 +12,7 @@ from kpictl.engine.compute import run_compute
 from kpictl.engine.sources import load_sources
 from kpictl.errors import SpecError, UsageError
 from kpictl.io.pricing import ModelPrice, PricingSpec, apply_prices
-from kpictl.render.output import shown_value
+from kpictl.render.text import shown_value
 from kpictl.spec import load_spec
 from test_formats import CHAT_COST_NOTES
 

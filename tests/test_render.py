@@ -19,14 +19,9 @@ from kpictl.cli import app
 from kpictl.comparison.run import CompareOptions, CompareResult, run_compare
 from kpictl.engine.compute import ComputeResult, run_compute
 from kpictl.engine.sources import load_sources
-from kpictl.render.output import (
-    compare_to_json,
-    compare_to_markdown,
-    render_compare_table,
-    render_table,
-    to_json,
-    to_markdown,
-)
+from kpictl.render.json import compare_to_json, to_json
+from kpictl.render.markdown import compare_to_markdown, to_markdown
+from kpictl.render.table import render_compare_table, render_table
 from kpictl.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,3 +208,48 @@ def test_a_label_is_escaped_where_it_lands(bundled: tuple[ComputeResult, Compare
     assert "| \\[red\\]Cost\\[/red\\] \\| \\*per\\* task \\\\x1b\\[2J | all |" in markdown
     text = printed(render_table, marked, 200)
     assert "[red]Cost[/red] | *per* task \\x1b[2J" in text and "\x1b" not in text
+
+
+# ----------------------------------------------------------------------------------------------
+# One dispatch: render(result, fmt) finds the writer of the result's kind in the format's module
+# ----------------------------------------------------------------------------------------------
+
+
+def test_every_output_format_is_a_registered_writer_and_a_cli_choice() -> None:
+    from kpictl.cli import OutputFormat
+    from kpictl.render.writers import FORMATS
+
+    assert list(FORMATS) == [f.value for f in OutputFormat]
+    assert all({"compute", "compare"} <= set(writers) for writers in FORMATS.values())
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+def test_render_dispatches_to_the_formats_writer(
+    bundled: tuple[ComputeResult, CompareResult], fmt: str
+) -> None:
+    from kpictl.render import csv, json, markdown
+    from kpictl.render.writers import render_text
+
+    compute, compare = bundled
+    direct = {
+        "table": (
+            printed(render_table, compute, 240),
+            printed(render_compare_table, compare, 240),
+        ),
+        "json": (json.to_json(compute), json.compare_to_json(compare)),
+        "csv": (csv.to_csv(compute), csv.compare_to_csv(compare)),
+        "markdown": (markdown.to_markdown(compute), markdown.compare_to_markdown(compare)),
+    }[fmt]
+    assert (render_text(compute, fmt), render_text(compare, fmt)) == direct
+
+
+def test_a_format_without_a_writer_for_the_result_is_a_usage_error(
+    bundled: tuple[ComputeResult, CompareResult],
+) -> None:
+    from kpictl.errors import UsageError
+    from kpictl.render.writers import render_text
+
+    with pytest.raises(UsageError, match=r"--format yaml: expected one of table, json, csv"):
+        render_text(bundled[0], "yaml")
+    with pytest.raises(TypeError, match="no writer renders a str"):
+        render_text("text", "json")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import run, sample_sources
 from kpictl import stats
-from kpictl.render.output import review_markdown
+from kpictl.render.markdown import review_markdown
 from kpictl.review import allocate, read_review, score_review, summary_rows
 
 SPEC = Path(__file__).resolve().parents[1] / "kpi_definitions.yaml"

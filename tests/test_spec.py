@@ -1084,7 +1084,7 @@ def test_threshold_levels_are_defined_once() -> None:
 
     from kpictl.cli import FailLevel
     from kpictl.comparison.run import STATUSES
-    from kpictl.render.output import STATUS_STYLES
+    from kpictl.render.text import STATUS_STYLES
     from kpictl.spec.model import LEVELS
 
     assert LEVELS == ("warning", "critical", "catastrophic")

@@ -663,7 +663,7 @@ def _emit(
     file; the inputs are refused as output)."""
     from rich.console import Console
 
-    from kpictl.render.output import write_atomically
+    from kpictl.render.files import write_atomically
 
     if output is None:
         # a terminal's width, or COLUMNS when set (rich reads it); a pipe gets 240 columns
@@ -689,7 +689,7 @@ def _write_text(output: Path | None, text: str, inputs: Sequence[str | Path] = (
     if output is None:
         typer.echo(text, nl=False)
         return
-    from kpictl.render.output import write_atomically
+    from kpictl.render.files import write_atomically
 
     write_atomically(output, lambda path: path.write_text(text, encoding="utf-8"), inputs)
 
@@ -794,7 +794,7 @@ def compute(
       kpictl compute --engine spark --spark-master local[2] --by channel
     """
     from kpictl.engine.compute import ComputeOptions, run_compute
-    from kpictl.render.output import render
+    from kpictl.render.writers import render
 
     cohorts = _cohorts(by, cross)
     spec = _load(config, param, paths)
@@ -1099,7 +1099,7 @@ def compare(
     """
     from kpictl.comparison.run import CompareOptions, run_compare
     from kpictl.engine.interface import ComputeOptions
-    from kpictl.render.output import render_compare
+    from kpictl.render.writers import render
 
     cohorts = _cohorts(by, cross)
     spec = _load(config, param, paths)
@@ -1173,7 +1173,7 @@ def compare(
         _stderr(f"kpictl: note: {note}")
     _emit(
         output,
-        lambda console: render_compare(result, output_format.value, console, wide),
+        lambda console: render(result, output_format.value, console, wide=wide),
         _inputs(config, sources, baseline_sources),
     )
     _strict(strict, result.check.notes())
@@ -1389,7 +1389,7 @@ def report(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        from kpictl.render.output import write_atomically
+        from kpictl.render.files import write_atomically
 
         write_atomically(
             output,
@@ -1469,7 +1469,7 @@ def project(
       kpictl project --volume 50000/month --format markdown -o projection.md
     """
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
-    from kpictl.render.output import render_projection
+    from kpictl.render.writers import render
 
     options = ProjectionOptions(
         parse_volume(volume),
@@ -1488,7 +1488,7 @@ def project(
         _stderr(f"kpictl: note: cost projection {result.headline}")
     _emit(
         output,
-        lambda console: render_projection(result, output_format.value, console),
+        lambda console: render(result, output_format.value, console),
         _inputs(config, sources),
     )
 
@@ -1608,15 +1608,14 @@ def check(
       kpictl check logs/events/ --source tool_calls=logs/tool_calls/ --format json
     """
     from kpictl.engine.datacheck import check_sources
-    from kpictl.render.output import check_to_json, check_to_text
+    from kpictl.render.writers import render_text
 
     spec = _load(config, param, paths)
     sources = _sources(spec, paths, source, on_bad_rows, cache)
     with progress("Checking the data…"):
         report = check_sources(spec, sources)
     _report_inputs(sources)
-    text = check_to_json(report) if output_format is CheckFormat.json else check_to_text(report)
-    _write_text(output, text, _inputs(config, sources))
+    _write_text(output, render_text(report, output_format.value), _inputs(config, sources))
     flagged = report.flagged
     if flagged:
         _stderr(
@@ -1678,7 +1677,8 @@ def facts(
       kpictl facts --engine duckdb -o facts.parquet
     """
     from kpictl.engine.compute import facts as build_facts
-    from kpictl.render.output import csv_safe, write_atomically
+    from kpictl.render.files import write_atomically
+    from kpictl.render.text import csv_safe
 
     if output is None and output_format is None:
         output = Path("facts.parquet")
@@ -1828,7 +1828,8 @@ def init(
     """
     from kpictl.engine.datacheck import check_sources
     from kpictl.init import default_spec_path, propose_format_spec, propose_spec, sample_logs
-    from kpictl.render.output import check_to_text, write_atomically
+    from kpictl.render.files import write_atomically
+    from kpictl.render.writers import render_text
     from kpictl.spec import load_spec
 
     if not paths and (kind is None or kind is InitKind.events):
@@ -1879,7 +1880,7 @@ def init(
     typer.echo(f"\nkpictl check -c {target}:")
     sources = _sources(spec, None, None, BadRows.error)
     report = check_sources(spec, sources)
-    typer.echo(check_to_text(report), nl=False)
+    typer.echo(render_text(report, "table"), nl=False)
     flagged = report.flagged
     if flagged:
         _stderr(
@@ -2064,7 +2065,8 @@ def review_sample(
     )
     drawn = draw_review_sample(spec, sources, options)
     _report_inputs(sources)
-    from kpictl.render.output import csv_safe, write_atomically
+    from kpictl.render.files import write_atomically
+    from kpictl.render.text import csv_safe
 
     safe = replace(drawn, frame=csv_safe(drawn.frame))  # transcripts: no spreadsheet formula
     write_atomically(
@@ -2104,7 +2106,7 @@ def review_score(
 
       kpictl review score week1.csv week2.csv week3.csv --format markdown
     """
-    from kpictl.render.output import render_review
+    from kpictl.render.writers import render
     from kpictl.review import score_review
 
     if not 0 < alpha < 0.5:
@@ -2112,7 +2114,7 @@ def review_score(
     score = score_review([str(f) for f in files], alpha)
     for note in score.notes:
         _stderr(f"kpictl: note: {note}")
-    _emit(output, lambda console: render_review(score, output_format.value, console), files)
+    _emit(output, lambda console: render(score, output_format.value, console), files)
 
 
 def main() -> None:

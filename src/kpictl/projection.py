@@ -143,7 +143,7 @@ class PeakExposure:
 
 @dataclass(frozen=True)
 class ProjectionResult:
-    """Everything `project` found; rendered by `kpictl.render.output` (table, JSON, Markdown)."""
+    """Everything `project` found; rendered by `kpictl.render.writers` (table, JSON, Markdown)."""
 
     volume: Volume
     conversations: int  # observed, in the slice

@@ -12,7 +12,7 @@ Two steps, one file per review round:
   rates and their gap, sensitivity and specificity of the self-report, the label-corrected
   (Rogan–Gladen) completion rate, the hallucination rate (Wilson CI), and the trend of the gap
   over rounds. `review_json` / `summary_rows` / `trend_rows` give a score's numbers;
-  `kpictl.render.output.review_markdown` renders it (the scorecard shows the latest round).
+  `kpictl.render.markdown.review_markdown` renders it (the scorecard shows the latest round).
 
 The statistics live in `kpictl.stats` (`cohens_kappa`, `stratified_review`, `round_trend`,
 `wilson_interval`).
@@ -639,7 +639,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime:
 
 
 # ----------------------------------------------------------------------------------------------
-# Rendering (pure: text and dicts; the rich table is kpictl.render.output's)
+# Rendering (pure: text and dicts; the rich table is kpictl.render.table's)
 # ----------------------------------------------------------------------------------------------
 
 

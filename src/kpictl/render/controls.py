@@ -2,7 +2,7 @@
 
 Its own module, importing only `re`, so the CLI's messages on stderr (`kpictl: error: …`,
 `kpictl: wrote …`) are escaped without loading the renderers (polars, rich, the engine): a
-command such as `kpictl sample` pays nothing for them. `render/output.py` builds the other
+command such as `kpictl sample` pays nothing for them. `render/text.py` builds the other
 escapes (terminal cells, Markdown, CSV) on it.
 """
 

@@ -5,7 +5,7 @@ by construction. It is self-contained: the style sheet is inline and every image
 URI, so the file can be mailed, opened offline or printed to PDF from a browser.
 
 No value from the data becomes HTML. The Markdown already escapes every data value
-(`render.output.md_text`); the parser here additionally runs with raw HTML off, so even an
+(`render.text.md_text`); the parser here additionally runs with raw HTML off, so even an
 unescaped `<script>` would be shown as text, and links are limited to markdown-it's safe
 schemes. A Content-Security-Policy forbids scripts, fetches and external images outright.
 

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from kpictl import __version__
-from kpictl.render.output import (
+from kpictl.render.text import (
     LAYER_TITLES,
     format_value,
     iso,

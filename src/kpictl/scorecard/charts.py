@@ -28,7 +28,7 @@ import polars as pl
 from kpictl import stats
 from kpictl.comparison.run import kpi_shape
 from kpictl.errors import UsageError
-from kpictl.render.output import LAYER_TITLES, format_value, md_text
+from kpictl.render.text import LAYER_TITLES, format_value, md_text
 from kpictl.scorecard.model import ReportData, trend_series
 from kpictl.spec.model import KpiSpec
 

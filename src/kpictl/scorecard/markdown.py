@@ -1,6 +1,6 @@
 """Markdown writing for the scorecard: tables, code spans, number formats, sparklines, and the
 redaction of data values (`redactor`). Every value from the data is escaped (`md_text`,
-`md_cell` of `kpictl.render.output`) and, unless `--no-redact`, redacted before it lands."""
+`md_cell` of `kpictl.render.text`) and, unless `--no-redact`, redacted before it lands."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from kpictl.comparison.run import (
 )
 from kpictl.engine.compute import UNTIMED_AS_OF
 from kpictl.redact import redact_value
-from kpictl.render.output import (
+from kpictl.render.text import (
     iso,
     md_cell,
 )

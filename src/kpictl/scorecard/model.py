@@ -30,7 +30,7 @@ from kpictl.engine.interface import TimeBound
 from kpictl.errors import UsageError
 from kpictl.io.read import FileReport
 from kpictl.projection import ProjectionResult
-from kpictl.render.output import (
+from kpictl.render.text import (
     format_value,
 )
 from kpictl.review import ReviewScore

@@ -16,7 +16,7 @@ from kpictl import stats
 from kpictl.comparison.run import NOT_TESTABLE, UNAVAILABLE
 from kpictl.engine.costs import HUMAN_MINUTE_PARAM
 from kpictl.engine.costs import number_param as _number_param
-from kpictl.render.output import (
+from kpictl.render.text import (
     format_change,
     format_relative,
     format_value,

@@ -37,7 +37,8 @@ from kpictl.engine.compute import (
     ComputeResult,
 )
 from kpictl.engine.interface import cohort_sets
-from kpictl.render.output import (
+from kpictl.render.markdown import projection_markdown, review_markdown
+from kpictl.render.text import (
     LAYER_TITLES,
     fairness_lines,
     format_change,
@@ -45,8 +46,6 @@ from kpictl.render.output import (
     format_value,
     heterogeneity_lines,
     md_text,
-    projection_markdown,
-    review_markdown,
     shown_value,
 )
 from kpictl.scorecard.appendix import (
