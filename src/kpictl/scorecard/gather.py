@@ -413,11 +413,12 @@ def drilldown(
             )
     texts, has_text = _first_user_messages(piece, key, sorted(wanted))
     cost_of = {}
-    if costs is not None:
+    if costs is not None and wanted:  # only the conversations shown, not every one
+        shown_costs = costs.filter(pl.col(key).is_in(sorted(wanted)))
         cost_of = dict(
             zip(
-                costs.get_column(key).to_list(),
-                costs.get_column("total_cost").to_list(),
+                shown_costs.get_column(key).to_list(),
+                shown_costs.get_column("total_cost").to_list(),
                 strict=True,
             )
         )
