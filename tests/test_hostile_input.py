@@ -596,7 +596,7 @@ def otlp_export(attributes: list[tuple[str, dict[str, object]]]) -> dict[str, ob
 
 
 def test_an_otlp_attribute_given_twice_with_different_values_is_located(tmp_path: Path) -> None:
-    from kpictl.io.formats import OtlpOptions, read_otlp
+    from kpictl.io.formats.otlp import OtlpOptions, read_otlp
 
     attrs = [
         ("gen_ai.operation.name", {"stringValue": "chat"}),

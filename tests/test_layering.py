@@ -103,6 +103,12 @@ WITHIN: dict[str, list[str]] = {
         "trend",
     ],
 }
+# Subpackages of a package (dotted below kpictl): their modules keep this order, and none
+# imports the subpackage's __init__ (the registry that imports them all).
+WITHIN_SUBPACKAGE: dict[str, list[str]] = {
+    # what every format shares, then one module per input format
+    "io.formats": ["records", "chat", "otlp"],
+}
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ONLY_IN = {
     "typer": {"cli"},
@@ -122,6 +128,20 @@ def unit_of(dotted: str) -> tuple[str, int, int]:
     if inner != "__init__" and order:
         assert inner in order, f"give kpictl.{top}.{inner} a place in WITHIN[{top!r}]"
     return top, RANK[top], order.index(inner) if inner in order else -1
+
+
+def subpackage_rank(dotted: str) -> tuple[str, int] | None:
+    """(subpackage, rank inside it) of `kpictl.a.b.c` in a subpackage of WITHIN_SUBPACKAGE;
+    the subpackage itself (its __init__) ranks after all its modules."""
+    parts = dotted.split(".")[1:]
+    sub = ".".join(parts[:2])
+    if sub not in WITHIN_SUBPACKAGE:
+        return None
+    order = WITHIN_SUBPACKAGE[sub]
+    if len(parts) == 2:
+        return sub, len(order)
+    assert parts[2] in order, f"give {dotted} a place in WITHIN_SUBPACKAGE[{sub!r}]"
+    return sub, order.index(parts[2])
 
 
 def imports_of(path: Path) -> set[str]:
@@ -169,6 +189,13 @@ def test_imports_point_left(path: Path) -> None:
             if target_top == top:
                 if path.name == "__init__.py":
                     continue  # a package's __init__ may re-export its own modules
+                here, there = subpackage_rank(module), subpackage_rank(name)
+                if here is not None and there is not None and here[0] == there[0]:
+                    assert there[1] < here[1], (
+                        f"{module} must not import {name} "
+                        f"(order inside {here[0]}: {WITHIN_SUBPACKAGE[here[0]]})"
+                    )
+                    continue
                 assert target_inner < inner, (
                     f"{module} must not import {name} (order inside {top}: {WITHIN.get(top)})"
                 )
