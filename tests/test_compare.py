@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.comparison.run import CompareOptions, CompareResult, run_compare, verdict
+from kpictl.comparison import CompareOptions, CompareResult, run_compare, verdict
 from kpictl.engine.compute import ComputeOptions, facts, run_compute
 from kpictl.engine.sources import load_sources
 from kpictl.io.read import Sources
@@ -1358,7 +1358,7 @@ def test_compare_agrees_with_compute_on_adversarial_kpi_shapes(
 def test_kpi_shape_reads_the_parsed_expression(
     tmp_path: Path, numerator: str, kind: str, reason: str | None
 ) -> None:
-    from kpictl.comparison.run import kpi_shape
+    from kpictl.engine.shapes import kpi_shape
 
     extra = f"""
   probe:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from kpictl import stats
 from kpictl.cli import app
-from kpictl.comparison.run import (
+from kpictl.comparison import (
     Cell,
     CompareOptions,
     heterogeneity_notes,

@@ -555,7 +555,7 @@ def test_the_report_roi_credits_the_attributed_business_value(tmp_path: Path) ->
 def test_compare_tests_the_outcome_kpis_by_their_shape(tmp_path: Path) -> None:
     """A rate gets the proportion test, a mean Welch's t, a ratio of sums the delta method; the
     differences are those of the settled conversations' facts by arm."""
-    from kpictl.comparison.run import compare
+    from kpictl.comparison import compare
 
     path = tmp_path / "kpi_definitions.yaml"
     path.write_text(outcome_spec_text())

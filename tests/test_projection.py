@@ -560,7 +560,7 @@ def test_cli_project_unavailable_says_why(tmp_path: Path, shipped_spec_path: Pat
 
 
 def test_report_project_section_is_the_projection_of_the_current_arm(shipped_spec: Spec) -> None:
-    from kpictl.comparison.run import CompareOptions, run_compare
+    from kpictl.comparison import CompareOptions, run_compare
     from kpictl.projection import project_costs
     from kpictl.render.markdown import projection_markdown
     from kpictl.scorecard.report import ReportOptions, run_report

@@ -1083,7 +1083,7 @@ def test_threshold_levels_are_defined_once() -> None:
     import ast
 
     from kpictl.cli import FailLevel
-    from kpictl.comparison.run import STATUSES
+    from kpictl.comparison.model import STATUSES
     from kpictl.render.text import STATUS_STYLES
     from kpictl.spec.model import LEVELS
 

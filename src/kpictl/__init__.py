@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from kpictl.comparison.run import CompareOptions, CompareResult, compare, run_compare
+    from kpictl.comparison.model import CompareOptions, CompareResult
+    from kpictl.comparison.run import compare, run_compare
     from kpictl.engine.compute import (
         ComputeOptions,
         ComputeResult,
@@ -70,8 +71,8 @@ _LAZY = {
     "ProjectionOptions": "kpictl.projection",
     "parse_volume": "kpictl.projection",
     "run_projection": "kpictl.projection",
-    "CompareOptions": "kpictl.comparison.run",
-    "CompareResult": "kpictl.comparison.run",
+    "CompareOptions": "kpictl.comparison.model",
+    "CompareResult": "kpictl.comparison.model",
     "compare": "kpictl.comparison.run",
     "run_compare": "kpictl.comparison.run",
     "ReportOptions": "kpictl.scorecard.report",

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import polars as pl
 
 from kpictl import stats
-from kpictl.comparison.run import kpi_shape
+from kpictl.engine.shapes import kpi_shape
 from kpictl.errors import UsageError
 from kpictl.render.text import LAYER_TITLES, format_value, md_text
 from kpictl.scorecard.model import ReportData, trend_series

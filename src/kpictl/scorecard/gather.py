@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from kpictl.comparison.run import (
+from kpictl.comparison import (
     OBSERVATIONAL_ARMS_CAVEAT,
     UNAVAILABLE,
     CompareOptions,

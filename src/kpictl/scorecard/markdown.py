@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from kpictl.comparison.run import (
+from kpictl.comparison.model import (
     NOT_TESTABLE,
 )
 from kpictl.engine.compute import UNTIMED_AS_OF

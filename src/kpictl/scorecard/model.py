@@ -13,7 +13,7 @@ from typing import Any, cast
 import polars as pl
 
 from kpictl import stats
-from kpictl.comparison.run import (
+from kpictl.comparison.model import (
     CompareResult,
 )
 from kpictl.engine.compute import (

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from kpictl import stats
-from kpictl.comparison.run import NOT_TESTABLE, UNAVAILABLE
+from kpictl.comparison.model import NOT_TESTABLE, UNAVAILABLE
 from kpictl.engine.costs import HUMAN_MINUTE_PARAM
 from kpictl.engine.costs import number_param as _number_param
 from kpictl.render.text import (

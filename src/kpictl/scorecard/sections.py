@@ -31,7 +31,7 @@ import re
 import polars as pl
 
 from kpictl import stats
-from kpictl.comparison.run import NOT_TESTABLE, UNAVAILABLE
+from kpictl.comparison.model import NOT_TESTABLE, UNAVAILABLE
 from kpictl.engine.compute import (
     UNTIMED_AS_OF,
     ComputeResult,

@@ -1,0 +1,137 @@
+"""Percentile KPIs (docs/methods.md A5): the KPI's own quantile, its cluster-adjusted outer-CI
+standard error per arm, and the difference."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kpictl import stats
+from kpictl.comparison.cells.common import (
+    by_cohort,
+    cohort_order,
+    group_by_keys,
+    groupings,
+    kpi_rows,
+    pending_of,
+)
+from kpictl.comparison.model import Arm, Cell, CompareOptions
+from kpictl.engine.shapes import KpiShape
+from kpictl.spec.model import KpiSpec, Spec
+
+
+def quantile_cells(
+    spec: Spec,
+    kpi: KpiSpec,
+    shape: KpiShape,
+    current: Arm,
+    baseline: Arm | None,
+    target: float | None,
+    options: CompareOptions,
+    unit: str,
+) -> list[Cell]:
+    cells: list[Cell] = []
+    assert shape.values is not None
+    values_expr = shape.values.cast(pl.Float64).alias("__v")
+    nu = shape.nu or 0.5
+    table = spec.tables[kpi.over]
+    # units as integer codes (the cluster adjustment groups by them): the row number where
+    # each row is its own unit (one row per key), else dense ranks of the unit's values
+    codes = (
+        pl.int_range(pl.len())
+        if table.is_rollup and table.key == unit
+        else pl.col(unit).rank("dense")
+    )
+    for keys in groupings(kpi, current, options):
+        arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray]]] = {}
+        pendings: dict[str, dict[tuple, dict[str, Any]]] = {}
+        unit_counts: dict[str, dict[tuple, int]] = {"current": {}, "baseline": {}}
+        for label, arm in (("current", current), ("baseline", baseline)):
+            if arm is None:
+                continue
+            rows = kpi_rows(spec, kpi, arm, options.where).with_columns(
+                [pl.col(k).cast(pl.String) for k in keys]
+            )
+            pendings[label] = by_cohort(
+                group_by_keys(
+                    rows.filter(~pl.col("__mature")),
+                    keys,
+                    [pl.len().cast(pl.Int64).alias("pending")],
+                ),
+                keys,
+            )
+            data = (
+                rows.filter(pl.col("__mature"))
+                .with_columns(values_expr)
+                .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
+                .select([*keys, codes.alias("__unit"), "__v"])
+                .collect()
+            )
+            grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+            parts = (
+                data.partition_by(list(keys), as_dict=True, include_key=False)
+                if keys
+                else {(): data}
+            )
+            for cohort_key, part in parts.items():
+                key = tuple(cohort_key) if keys else ()
+                grouped[key] = (part["__v"].to_numpy(), part["__unit"].to_numpy())
+                unit_counts[label][key] = part["__unit"].n_unique()
+            arms[label] = grouped
+        cur_groups = arms["current"]
+        base_groups = arms.get("baseline", {})
+        for cohort_key in sorted(set(cur_groups) | set(base_groups), key=cohort_order):
+            c, b = cur_groups.get(cohort_key), base_groups.get(cohort_key)
+            cell = Cell(
+                kpi,
+                dict(zip(keys, cohort_key, strict=True)),
+                tuple(keys),
+                None,
+                len(b[0]) if b else 0,
+                len(c[0]) if c else 0,
+                pending_of(pendings.get("baseline", {}), cohort_key),
+                pending_of(pendings["current"], cohort_key),
+                units_baseline=unit_counts["baseline"].get(cohort_key, 0),
+                units_current=unit_counts["current"].get(cohort_key, 0),
+            )
+            if c is None or (baseline is not None and b is None):
+                cell.warnings.append("no rows in one of the arms")
+                cells.append(cell)
+                continue
+            try:
+                c_arm = _quantile_arm(c, nu, options.significance)
+                if target is not None:
+                    cell.target = target
+                    cell.comparison = stats.one_sample(
+                        stats.ArmSummary(c_arm.estimate, c_arm.se**2 * len(c[0]), len(c[0])),
+                        target,
+                        alpha=options.significance,
+                    )
+                else:
+                    assert b is not None
+                    b_arm = _quantile_arm(b, nu, options.significance)
+                    cell.comparison = stats.compare_quantiles(
+                        b_arm, c_arm, alpha=options.significance
+                    )
+                    if np.isfinite(b_arm.se) and np.isfinite(c_arm.se):
+                        cell.mde = stats.mde_mean(
+                            b_arm.se**2, c_arm.se**2, 1, 1, alpha=options.significance
+                        )
+            except (ValueError, ZeroDivisionError) as exc:
+                cell.warnings.append(str(exc))
+            cells.append(cell)
+    return cells
+
+
+def _quantile_arm(
+    data: tuple[np.ndarray, np.ndarray], nu: float, alpha: float
+) -> stats.QuantileArm:
+    values, units = data
+    arm = stats.quantile_arm(values, units, nu, alpha=alpha)
+    # The point estimate is the KPI's own (linear interpolation, as `compute` reports it);
+    # the standard error is the outer-CI, cluster-adjusted one (docs/methods.md A5).
+    linear = float(np.quantile(values, nu)) if len(values) else float("nan")
+    return replace(arm, estimate=linear)
