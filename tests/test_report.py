@@ -693,30 +693,48 @@ def test_roi_cost_sums_match_sql_over_the_raw_logs(
     )
 
 
-def test_arm_costs_share_one_pass_per_source_and_equal_sql_per_conversation() -> None:
-    """The report's arms read one pass of per-conversation cost sums per source (`cost_sums`:
-    2 group-bys joined once for both arms, was 3 semi-joined group-bys and 3 joins per arm);
-    each arm's costs per conversation equal those computed alone and DuckDB SQL over the raw
-    logs."""
-    from kpictl.engine.compute import ComputeOptions, resolve_window
-    from kpictl.engine.costs import Slice, conversation_costs, cost_sums, slice_facts
+def test_arm_costs_come_from_the_facts_group_by_and_equal_sql_per_conversation() -> None:
+    """The report's per-conversation costs are hidden rollup entries of the unit table
+    (`cost_entries`: the facts' own group-by of each source takes them, no group-by of their
+    own): each arm's costs per conversation equal those computed from the sources alone
+    (`conversation_costs`) and DuckDB SQL over the raw logs."""
+    from kpictl.engine.compute import ComputeOptions, PolarsEngine, resolve_window
+    from kpictl.engine.costs import (
+        Slice,
+        conversation_costs,
+        cost_entries,
+        facts_costs,
+        slice_facts,
+        with_rollup_entries,
+    )
 
     with chdir(ROOT):
         spec = kpictl.load_spec(SPEC)
         sources = kpictl.load_sources(spec, cache=False)
     window = resolve_window(spec, sources, ComputeOptions())
-    sums = cost_sums(Slice("all", sources, window), "conversation_id")
-    # one group-by per source read (events: two sums), joined once
-    assert sums is not None
-    assert sums.columns == ["conversation_id", "llm_cost", "human_minutes", "tool_cost"]
+    entries = cost_entries(spec, sources)
+    assert [(e.source, e.sql) for e in entries] == [
+        ("events", "TOTAL(cost_usd)"),
+        ("tool_calls", "TOTAL(cost_usd)"),
+        ("events", "TOTAL(human_minutes)"),
+    ]
+    wider = with_rollup_entries(spec, [(e, pl.Float64()) for e in entries])
+    built = PolarsEngine().build_facts(wider, sources, window, ["conversations"])
     events = str(ROOT / "sample_logs" / "events" / "events.jsonl")
     calls = str(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
     con = duckdb.connect()
     for arm in ("treatment", "holdout"):
-        piece = Slice(arm, sources, window, f"arm = '{arm}'")
-        keys = slice_facts(spec, piece).select("conversation_id")
-        shared = conversation_costs(spec, piece, keys, sums).sort("conversation_id")
-        assert shared.equals(conversation_costs(spec, piece, keys).sort("conversation_id"))
+        piece = Slice(arm, sources, window, f"arm = '{arm}'", facts=built)
+        frame = slice_facts(spec, piece)
+        shared = facts_costs(spec, frame, entries)
+        assert shared is not None
+        shared = shared.sort("conversation_id")
+        alone = conversation_costs(spec, piece, frame.select("conversation_id"))
+        assert shared.columns == alone.columns
+        alone = alone.sort("conversation_id")
+        assert shared["conversation_id"].equals(alone["conversation_id"])
+        for column in shared.columns[1:]:
+            assert shared[column].to_list() == pytest.approx(alone[column].to_list(), rel=1e-12)
         want = con.execute(
             f"""
             WITH e AS (SELECT conversation_id, SUM(cost_usd) AS llm, SUM(human_minutes) AS h,
@@ -733,6 +751,9 @@ def test_arm_costs_share_one_pass_per_source_and_equal_sql_per_conversation() ->
         for got, row in zip(shared.iter_rows(), want, strict=True):
             assert got[0] == row[0]
             assert got[1:] == pytest.approx(row[1:], rel=1e-12, abs=1e-12)
+    # facts built without the entries: None (the report then reads the sources)
+    plain = slice_facts(spec, Slice("all", sources, window))
+    assert facts_costs(spec, plain, entries) is None
 
 
 def test_roi_against_humans_uses_only_the_declared_param(descriptive: dict[str, Any]) -> None:
@@ -1231,13 +1252,15 @@ def test_duplicate_rows_are_counted_exactly_among_rows_sharing_their_first_colum
     assert found[("duplicate rows", "events")] == (len(rows) - distinct[0], 8) == (2, 8)
 
 
-def test_tool_call_timing_from_the_shared_cost_group_by_equals_sql(tmp_path: Path) -> None:
-    """The report groups the events by conversation once (`cost_sums` with `STARTS`: costs,
-    first time, rows) and the data check of the tool calls' timing reads it: the same findings
-    as the check's own group-by, and DuckDB SQL's counts (a call before its conversation's
+def test_tool_call_timing_from_the_facts_group_by_equals_sql(tmp_path: Path) -> None:
+    """The report takes each conversation's first time and rows in the facts' group-by of the
+    events (`STARTS_ENTRIES`, hidden entries of the unit table) and the data check of the tool
+    calls' timing reads them: the same findings as the check's own group-by and as a shared
+    `cost_sums` with `STARTS`, and DuckDB SQL's counts (a call before its conversation's
     first event, calls of a conversation without events, one whose events have no time)."""
     from kpictl.engine.compute import ComputeOptions, resolve_window
     from kpictl.engine.costs import Slice, cost_sums
+    from kpictl.scorecard.gather import gather_report
     from kpictl.scorecard.quality import STARTS, data_quality
 
     t0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
@@ -1248,6 +1271,7 @@ def test_tool_call_timing_from_the_shared_cost_group_by_equals_sql(tmp_path: Pat
             "ts": [t0 + minute, t0 + 2 * minute, t0, None],
             "event": ["message", "resolution", "message", "message"],
             "cost_usd": [0.5, None, 0.25, 1.0],
+            "arm": ["treatment", "treatment", "holdout", "holdout"],
         },
         schema_overrides={"ts": pl.Datetime("us", "UTC")},
     )
@@ -1268,6 +1292,8 @@ def test_tool_call_timing_from_the_shared_cost_group_by_equals_sql(tmp_path: Pat
     shared, _ = data_quality(spec, sources, window.as_of, starts=sums)
     alone, _ = data_quality(spec, sources, window.as_of)
     assert shared == alone
+    reported = gather_report(spec, sources).findings
+    assert list(reported) == alone  # the timing findings last, as data_quality puts them
     found = {f.check: (f.count, f.of) for f in shared if f.check.startswith("tool calls")}
     paths = {}
     for name, frame in (("ev", events), ("tc", calls)):

@@ -8,7 +8,7 @@ human minutes (Σ events.human_minutes, priced at `params.human_cost_per_minute`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -18,7 +18,7 @@ from kpictl.engine.polarsengine import default_engine
 from kpictl.engine.window import literal_columns, names_in
 from kpictl.engine.window import source_rows as engine_source_rows
 from kpictl.io.read import Sources
-from kpictl.spec.model import Spec
+from kpictl.spec.model import RollupEntry, Spec
 from kpictl.sql.expr import compile_sql
 
 HUMAN_MINUTE_PARAM = "human_cost_per_minute"
@@ -165,13 +165,72 @@ def conversation_costs(
     result = keys.lazy()
     if sums is not None and present:
         result = result.join(sums.lazy().select(key, *present), on=key, how="left")
-    result = result.with_columns(
+    return _priced(spec, result, key, present)
+
+
+def _priced(spec: Spec, sums: pl.LazyFrame, key: str, present: Sequence[str]) -> pl.DataFrame:
+    """`sums` (the key and the `_COST_SUMS` aliases in `present`, null where a conversation has
+    no rows) with every alias (0 where absent or null) and total_cost."""
+    aliases = [alias for _, _, alias in _COST_SUMS]
+    result = sums.with_columns(
         pl.col(a).fill_null(0.0) if a in present else pl.lit(0.0).alias(a) for a in aliases
     )
     rate = number_param(spec, HUMAN_MINUTE_PARAM)
     human = pl.col("human_minutes") * rate if rate is not None else pl.lit(0.0)
     total = (pl.col("llm_cost") + pl.col("tool_cost") + human).alias("total_cost")
     return result.select(key, *aliases, total).collect()
+
+
+COST_ENTRY_PREFIX = "__kpictl_cost_"
+
+
+def cost_entries(spec: Spec, sources: Sources) -> tuple[RollupEntry, ...]:
+    """`cost_sums` as rollup entries of the unit table (`TOTAL(column)` per source of
+    `_COST_SUMS` that has the column and the key; `COST_ENTRY_PREFIX` + the alias), so the
+    facts' own group-by of each source takes them: the same rows (those up to as-of, every
+    unit), the same sums (0 where a unit has none, as `conversation_costs` fills them).
+    `with_rollup_entries` adds them; `facts_costs` reads them back."""
+    key = spec.require_primary_table().key
+    entries = []
+    for source, column, alias in _COST_SUMS:
+        if source not in sources:
+            continue
+        schema = sources[source].collect_schema()
+        if column in schema and key in schema:
+            entries.append(RollupEntry(COST_ENTRY_PREFIX + alias, source, f"TOTAL({column})", ()))
+    return tuple(entries)
+
+
+def with_rollup_entries(spec: Spec, entries: Sequence[tuple[RollupEntry, pl.DataType]]) -> Spec:
+    """`spec` with `entries` (each with its column's type) appended to its unit table's
+    rollup: columns for the caller only, which no KPI reads."""
+    if not entries:
+        return spec
+    table = spec.require_primary_table()
+    types = {**spec.column_types.get(table.name, {}), **{e.name: t for e, t in entries}}
+    wider = replace(table, rollup=(*table.rollup, *(e for e, _ in entries)))
+    return replace(
+        spec,
+        tables={**spec.tables, table.name: wider},
+        column_types={**spec.column_types, table.name: types},
+    )
+
+
+def facts_costs(
+    spec: Spec, facts: pl.DataFrame, entries: Sequence[RollupEntry]
+) -> pl.DataFrame | None:
+    """`conversation_costs` of the units of `facts` (a unit table built with `cost_entries`'
+    `entries`) from the sums it carries: no group-by of the sources, no join. None when the
+    facts do not carry them (built without the entries)."""
+    key = spec.require_primary_table().key
+    assert key is not None
+    if not all(e.name in facts.columns for e in entries):
+        return None
+    present = [e.name.removeprefix(COST_ENTRY_PREFIX) for e in entries]
+    sums = facts.lazy().select(
+        key, *[pl.col(e.name).alias(e.name.removeprefix(COST_ENTRY_PREFIX)) for e in entries]
+    )
+    return _priced(spec, sums, key, present)
 
 
 def human_minutes_unknown(sources: Sources) -> str | None:

@@ -40,10 +40,12 @@ from kpictl.engine.compute import (
 from kpictl.engine.costs import (
     Slice,
     conversation_costs,
-    cost_sums,
+    cost_entries,
     cost_totals,
+    facts_costs,
     human_minutes_unknown,
     slice_facts,
+    with_rollup_entries,
 )
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
@@ -65,14 +67,20 @@ from kpictl.scorecard.model import (
     CONDITION_DESIGNS,
     INSUFFICIENT,
     NOT_JUDGED,
+    Finding,
     ReportData,
     ReportOptions,
     Tile,
     adjust_p_values,
     overall_rows,
 )
-from kpictl.scorecard.quality import STARTS, data_quality, kpi_caveats
-from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, most_severe
+from kpictl.scorecard.quality import (
+    STARTS_ENTRIES,
+    data_quality,
+    kpi_caveats,
+    tool_call_timing,
+)
+from kpictl.spec.model import BaselineSpec, KpiSpec, RollupEntry, Spec, most_severe
 from kpictl.sql.expr import compile_sql
 
 MAX_COHORT_VALUES = 12
@@ -478,6 +486,36 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _report_entries(
+    spec: Spec, sources: Sources, starts: bool
+) -> list[tuple[RollupEntry, pl.DataType]]:
+    """The unit table's hidden rollup entries of the report, taken in the facts' own group-by
+    of each source instead of a group-by of their own: each conversation's costs (ROI,
+    drill-down: `costs.cost_entries`) and, with `starts`, the events' first time and rows (the
+    tool calls' timing check: `quality.STARTS_ENTRIES`)."""
+    entries: list[tuple[RollupEntry, pl.DataType]] = [
+        (e, pl.Float64()) for e in cost_entries(spec, sources)
+    ]
+    if starts:
+        ts = sources["events"].collect_schema()["ts"]
+        entries += [(STARTS_ENTRIES[0], ts), (STARTS_ENTRIES[1], pl.UInt32())]
+    return entries
+
+
+def _timing_starts(spec: Spec, facts: FactSet) -> pl.DataFrame:
+    """`quality.STARTS` per conversation, from the unit table's `STARTS_ENTRIES`."""
+    table = spec.require_primary_table()
+    return (
+        facts.tables[table.name]
+        .select(
+            pl.col(table.key or "conversation_id").alias("conversation_id"),
+            pl.col(STARTS_ENTRIES[0].name).alias("__start"),
+            pl.col(STARTS_ENTRIES[1].name).alias("__events"),
+        )
+        .collect()
+    )
+
+
 def _report_facts(
     spec: Spec,
     sources: Sources,
@@ -485,11 +523,13 @@ def _report_facts(
     baseline_name: str | None,
     baseline_sources: Sources | None,
     engine: Engine,
+    entries: Sequence[tuple[RollupEntry, pl.DataType]] = (),
 ) -> FactSet | None:
     """The facts every section of the report reads, built once: the unit table with all its
-    columns (ROI, drill-down, cohorts), the KPIs' tables with what compare and compute read
-    (times, --by and the spec's fairness columns, the baseline's conditions). None when the
-    baseline named is not declared (compare says so)."""
+    columns (ROI, drill-down, cohorts) and the hidden `entries` (`_report_entries`), the KPIs'
+    tables with what compare and compute read (times, --by and the spec's fairness columns,
+    the baseline's conditions). None when the baseline named is not declared (compare says
+    so)."""
     base = None
     if baseline_sources is None and baseline_name is not None:
         base = spec.baselines.get(baseline_name)
@@ -514,7 +554,8 @@ def _report_facts(
     unit = spec.require_primary_table()
     reads[unit.name] = None
     tables = sorted({k.over for k in kpis if k.kind != "formula"} | {unit.name})
-    return engine.build_facts(spec, sources, window, tables, reads, in_memory=True)
+    wider = with_rollup_entries(spec, entries)
+    return engine.build_facts(wider, sources, window, tables, reads, in_memory=True)
 
 
 def _as_of(spec: Spec, sources: Sources, options: ReportOptions) -> dt.datetime:
@@ -585,35 +626,48 @@ def _gather(
     comparison: CompareResult | None = None
     base: BaselineSpec | None = None
     # the data-quality checks read the sources, not the facts: run before the facts are in
-    # memory, their passes over every row add to a smaller peak. The per-conversation cost sums
-    # (ROI, drill-down) group the events by conversation: the same group-by gives the data
-    # check its conversation starts when both read every row (as-of at the latest time)
+    # memory, their passes over every row add to a smaller peak. The per-conversation costs
+    # (ROI, drill-down) and, when the facts' rollup of the events reads every row (as-of at
+    # the latest time), the conversation starts of the tool calls' timing check are hidden
+    # entries of the unit table: the facts' own group-by of each source takes them
     key = table.key or "conversation_id"
     window = resolve_window(spec, sources, ComputeOptions(as_of=options.as_of))
     every_row = (
         key == "conversation_id"
+        and table.rollup_sources()[:1] == ("events",)
         and window.latest is not None
         and window.as_of >= window.latest
         and "events" in sources
         and "ts" in sources["events"].collect_schema()
     )
-    sums = cost_sums(Slice("all", sources, window), key, STARTS if every_row else ())
-    findings, columns = data_quality(
-        spec, sources, window.as_of, starts=sums if every_row else None
-    )
+    findings, columns = data_quality(spec, sources, window.as_of, timing=not every_row)
     files = list(sources.files)
+    more: list[Finding] = []
     if baseline_sources is not None:  # its own as-of, as compare takes it
-        more, more_columns = data_quality(
+        found, more_columns = data_quality(
             spec, baseline_sources, _as_of(spec, baseline_sources, replace(options, as_of=None))
         )
-        findings += [replace(f, source=f"baseline {f.source}") for f in more]
+        more = [replace(f, source=f"baseline {f.source}") for f in found]
         columns += [replace(c, source=f"baseline {c.source}") for c in more_columns]
         files += list(baseline_sources.files)
-    shared = _report_facts(spec, sources, options, baseline_name, baseline_sources, engine)
+    entries = _report_entries(spec, sources, every_row)
+    shared = _report_facts(spec, sources, options, baseline_name, baseline_sources, engine, entries)
+    if every_row:  # the timing check's findings come last, as data_quality puts them
+        findings += tool_call_timing(
+            sources, _timing_starts(spec, shared) if shared is not None else None
+        )
+    findings += more
     base_shared = None
+    base_entries = _report_entries(spec, baseline_sources, False) if baseline_sources else []
     if baseline_sources is not None:  # its own as-of, as compare takes it
         base_shared = _report_facts(
-            spec, baseline_sources, replace(options, as_of=None), None, baseline_sources, engine
+            spec,
+            baseline_sources,
+            replace(options, as_of=None),
+            None,
+            baseline_sources,
+            engine,
+            base_entries,
         )
     if baseline_sources is not None or baseline_name is not None:
         comparison = run_compare(
@@ -672,22 +726,24 @@ def _gather(
 
     facts = slice_facts(spec, current)
 
-    def shared_sums(piece: Slice) -> pl.DataFrame | None:
-        """The sums above when `piece` reads the same rows (an arm of this dataset)."""
-        same = piece.sources is sources and (piece.window.as_of, piece.window.latest) == (
-            window.as_of,
-            window.latest,
-        )
-        return sums if same else None
+    def slice_costs(
+        piece: Slice, frame: pl.DataFrame, built: Sequence[tuple[RollupEntry, pl.DataType]]
+    ) -> pl.DataFrame:
+        """The slice's per-conversation costs: from the hidden entries its facts carry, else
+        (facts built without them) from the sources."""
+        found = facts_costs(spec, frame, [e for e, _ in built if e not in STARTS_ENTRIES])
+        return conversation_costs(spec, piece, frame.select(key)) if found is None else found
 
-    costs_frame = conversation_costs(spec, current, facts.select(key), shared_sums(current))
+    costs_frame = slice_costs(current, facts, entries)
     costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
     baseline_costs = None
     if baseline is not None:
         base_facts = slice_facts(spec, baseline)
         baseline_costs = cost_totals(
             spec,
-            conversation_costs(spec, baseline, base_facts.select(key), shared_sums(baseline)),
+            slice_costs(
+                baseline, base_facts, entries if baseline_sources is None else base_entries
+            ),
             human_minutes_unknown(baseline.sources),
         )
         del base_facts

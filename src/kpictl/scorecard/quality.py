@@ -14,7 +14,7 @@ from kpictl.io.schema import CANONICAL_TABLES
 from kpictl.scorecard.lineage import kpi_inputs, source_column_names, sql_names
 from kpictl.scorecard.markdown import format_int, format_share
 from kpictl.scorecard.model import ColumnQuality, Finding
-from kpictl.spec.model import KpiSpec, Spec
+from kpictl.spec.model import KpiSpec, RollupEntry, Spec
 from kpictl.sql.expr import compile_sql
 
 # Where a canonical column is expected to hold a value (SQL over the source's rows); a null
@@ -61,13 +61,20 @@ _NON_NEGATIVE = (
 
 
 def data_quality(
-    spec: Spec, sources: Sources, as_of: dt.datetime, starts: pl.DataFrame | None = None
+    spec: Spec,
+    sources: Sources,
+    as_of: dt.datetime,
+    starts: pl.DataFrame | None = None,
+    *,
+    timing: bool = True,
 ) -> tuple[list[Finding], list[ColumnQuality]]:
     """Checks over every row read (not only the report's window): per source one pass of
     counts over its rows (never the whole source in memory: it held 10M events, all columns,
     and their distinct rows), and exact duplicates among the rows whose hashes repeat.
     `starts`: `conversation_id`, `__start` and `__events` (`STARTS` per conversation over
-    every row of the events), when the caller has them."""
+    every row of the events), when the caller has them. `timing=False`: without the tool
+    calls' timing check, which the caller runs (`tool_call_timing`) once it has the starts;
+    its findings come last."""
     findings: list[Finding] = []
     columns: list[ColumnQuality] = []
     for name, loaded in sources.by_name.items():
@@ -196,8 +203,8 @@ def data_quality(
                 "identical rows: each is counted",
             )
         )
-    if "events" in sources and "tool_calls" in sources:
-        findings += _tool_call_timing(sources, starts)
+    if timing:
+        findings += tool_call_timing(sources, starts)
     return findings, columns
 
 
@@ -261,8 +268,19 @@ STARTS = (pl.col("ts").min().alias("__start"), pl.len().alias("__events"))
 """Per conversation of the events: its first time and its rows (what the tool calls' timing
 check reads)."""
 
+STARTS_ENTRIES = (
+    RollupEntry("__kpictl_start", "events", "MIN(ts)", ()),
+    RollupEntry("__kpictl_events", "events", "COUNT(*)", ()),
+)
+"""`STARTS` as rollup entries of the unit table: the report takes them in the facts' own
+group-by of the events when that reads every row."""
 
-def _tool_call_timing(sources: Sources, starts: pl.DataFrame | None = None) -> list[Finding]:
+
+def tool_call_timing(sources: Sources, starts: pl.DataFrame | None = None) -> list[Finding]:
+    """Tool calls before their conversation's first event, and of conversations without
+    events (none without both sources). `starts`: as `data_quality`'s."""
+    if "events" not in sources or "tool_calls" not in sources:
+        return []
     first = (
         sources["events"].group_by("conversation_id").agg(STARTS)
         if starts is None
