@@ -376,7 +376,9 @@ def project_costs(spec: Spec, piece: Slice, options: ProjectionOptions) -> Proje
         )
     table = spec.require_primary_table()
     key = table.key or "conversation_id"
-    facts = slice_facts(spec, piece)
+    columns = spec.column_types[table.name]
+    reads = [c for c in (key, table.time, ESCALATED) if c is not None and c in columns]
+    facts = slice_facts(spec, piece, reads)
     rate = number_param(spec, HUMAN_MINUTE_PARAM)
     n = facts.height
     base: dict[str, Any] = dict(

@@ -7,7 +7,7 @@ human minutes (Σ events.human_minutes, priced at `params.human_cost_per_minute`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -84,11 +84,13 @@ def number_param(spec: Spec, name: str) -> float | None:
     return float(value)
 
 
-def slice_facts(spec: Spec, piece: Slice) -> pl.DataFrame:
-    """The unit table's facts of one slice: its window and its condition applied."""
+def slice_facts(spec: Spec, piece: Slice, columns: Collection[str] | None = None) -> pl.DataFrame:
+    """The unit table's facts of one slice: its window and its condition applied. `columns`:
+    those the caller reads (None: every column), which the slice's facts must have been built
+    with, else they are built here."""
     table = spec.require_primary_table()
     facts = piece.facts
-    if facts is None or not usable(spec, facts, piece.window, [table.name], {table.name: None}):
+    if facts is None or not usable(spec, facts, piece.window, [table.name], {table.name: columns}):
         facts = default_engine().build_facts(spec, piece.sources, piece.window, [table.name])
     frame = facts.tables[table.name]
     time = table.time

@@ -51,7 +51,7 @@ from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
 from kpictl.engine.datacheck import check_data, require_columns, shared_scans
 from kpictl.engine.interface import Engine, FactSet, cohort_sets
-from kpictl.errors import UsageError, did_you_mean
+from kpictl.errors import InputDataError, UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
 from kpictl.review import score_review
@@ -376,6 +376,11 @@ def drilldown(
     cohort_dims = [
         d for d in dict.fromkeys([*spec.defaults.cohorts, *options.by]) if d in facts.columns
     ]
+    # attributes not in the facts (no KPI reads them): looked up for the rows shown only
+    built = _built_columns(spec, piece)
+    later = [
+        d for d in cohort_dims if d in table.attributes and built is not None and d not in built
+    ]
     shown = redactor(options.redact)
     groups: list[dict[str, Any]] = []
     wanted: set[str] = set()
@@ -415,11 +420,13 @@ def drilldown(
                     "count": part.height,
                     "of": settled.height,
                     "rows": chosen.select(
-                        [key, *([table.time] if table.time else []), *cohort_dims]
+                        [key, *([table.time] if table.time else [])]
+                        + [d for d in cohort_dims if d not in later]
                     ).to_dicts(),
                 }
             )
     texts, has_text = _first_user_messages(piece, key, sorted(wanted))
+    attributes = _shown_attributes(spec, piece, sorted(wanted), later)
     cost_of = {}
     if costs is not None and wanted:  # only the conversations shown, not every one
         shown_costs = costs.filter(pl.col(key).is_in(sorted(wanted)))
@@ -432,11 +439,57 @@ def drilldown(
         )
     for group in groups:
         for row in group["rows"]:
+            row.update(attributes.get(row[key], dict.fromkeys(later)))
             row["__cohort"] = " · ".join(f"{d}={shown(row[d])}" for d in cohort_dims)
             row["__cost"] = cost_of.get(row[key])
             row["__text"] = shown(texts.get(row[key]))
             row[key] = shown(row[key])  # an id may be an e-mail address or a phone number
     return groups, has_text
+
+
+def _built_columns(spec: Spec, piece: Slice) -> set[str] | None:
+    """The unit table's columns the slice's facts were built with (None: every column)."""
+    if piece.facts is None:
+        return None
+    read = piece.facts.reads.get(spec.require_primary_table().name)
+    return None if read is None else set(read)
+
+
+def _shown_attributes(
+    spec: Spec, piece: Slice, ids: Sequence[Any], names: Sequence[str]
+) -> dict[Any, dict[str, Any]]:
+    """Per unit of `ids`, its value of each attribute of `names`, as the facts would hold it:
+    the non-null value of its rows in the first rollup source (null when none), one per unit
+    (else the facts' error: an attribute varies within a key)."""
+    table = spec.require_primary_table()
+    key = table.key or "conversation_id"
+    if not ids or not names:
+        return {}
+    rows = _source_rows(piece, table.rollup_sources()[0])
+    if rows is None:
+        return {}
+    schema = rows.collect_schema()
+    present = [n for n in names if n in schema]
+    found = (
+        rows.filter(pl.col(key).is_in(list(ids)))
+        .group_by(key)
+        .agg(
+            *[pl.col(n).drop_nulls().first() for n in present],
+            *[pl.col(n).drop_nulls().n_unique().alias(f"__kpictl_n_{n}") for n in present],
+        )
+        .sort(key)
+        .collect()
+    )
+    for name in present:
+        varying = found.filter(pl.col(f"__kpictl_n_{name}") > 1)
+        if varying.height:
+            raise InputDataError(
+                f"tables.{table.name}.attributes: {name!r} varies within a {key} (e.g. "
+                f"{varying.item(0, key)!r}); an attribute must be constant per key — "
+                "aggregate it in `rollup` instead"
+            )
+    values = {row[key]: row for row in found.select(key, *present).iter_rows(named=True)}
+    return {unit: {n: values.get(unit, {}).get(n) for n in names} for unit in ids}
 
 
 def _latest(frame: pl.DataFrame, order: Sequence[str], n: int) -> pl.DataFrame:
@@ -525,11 +578,11 @@ def _report_facts(
     engine: Engine,
     entries: Sequence[tuple[RollupEntry, pl.DataType]] = (),
 ) -> FactSet | None:
-    """The facts every section of the report reads, built once: the unit table with all its
-    columns (ROI, drill-down, cohorts) and the hidden `entries` (`_report_entries`), the KPIs'
-    tables with what compare and compute read (times, --by and the spec's fairness columns,
-    the baseline's conditions). None when the baseline named is not declared (compare says
-    so)."""
+    """The facts every section of the report reads, built once: the unit table with its
+    rollup and derive columns, the attributes the KPIs and --by read, and the hidden `entries`
+    (`_report_entries`), the KPIs' tables with what compare and compute read (times, --by and
+    the spec's fairness columns, the baseline's conditions). None when the baseline named is
+    not declared (compare says so)."""
     base = None
     if baseline_sources is None and baseline_name is not None:
         base = spec.baselines.get(baseline_name)
@@ -551,8 +604,14 @@ def _report_facts(
         spec, CompareOptions(by=by, where=options.where), window, base
     ).items():
         reads[name] = (reads.get(name) or set()) | columns
+    # the unit table: every rollup and derive column (ROI and drill-down read them), and of
+    # its attributes those compare, compute and --by read: the drill-down looks the others up
+    # for the few conversations it shows (`_shown_attributes`), not for every one
     unit = spec.require_primary_table()
-    reads[unit.name] = None
+    others = {c for c in spec.column_types[unit.name] if c not in unit.attributes}
+    if unit.key:
+        others.add(unit.key)
+    reads[unit.name] = (reads.get(unit.name) or set()) | others
     tables = sorted({k.over for k in kpis if k.kind != "formula"} | {unit.name})
     wider = with_rollup_entries(spec, entries)
     return engine.build_facts(wider, sources, window, tables, reads, in_memory=True)
@@ -724,7 +783,7 @@ def _gather(
         if names:
             baseline_compute = _compute_slice(spec, baseline, names, None, options.where)
 
-    facts = slice_facts(spec, current)
+    facts = slice_facts(spec, current, _built_columns(spec, current))
 
     def slice_costs(
         piece: Slice, frame: pl.DataFrame, built: Sequence[tuple[RollupEntry, pl.DataType]]
@@ -738,7 +797,7 @@ def _gather(
     costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
     baseline_costs = None
     if baseline is not None:
-        base_facts = slice_facts(spec, baseline)
+        base_facts = slice_facts(spec, baseline, _built_columns(spec, baseline))
         baseline_costs = cost_totals(
             spec,
             slice_costs(
