@@ -1051,6 +1051,48 @@ def test_drilldown_redacts_the_first_user_message(pii_logs: Path) -> None:
     assert_well_formed(result.markdown)
 
 
+def test_drilldown_cohorts_no_kpi_reads_are_the_facts_values_of_the_rows_shown() -> None:
+    """The report's unit table holds only the attributes its KPIs and --by read; the
+    drill-down looks the others up for the conversations it shows: every cohort value shown
+    is the value `kpictl.facts` (every attribute, rolled up and checked) has for that row."""
+    from kpictl.scorecard.gather import gather_report
+
+    with chdir(ROOT):
+        spec = kpictl.load_spec(SPEC)
+        sources = kpictl.load_sources(spec, cache=False)
+    data = gather_report(spec, sources, ReportOptions(by=("channel",), drilldown=5))
+    assert data.current.facts is not None
+    built = data.current.facts.reads["conversations"]
+    assert built is not None and "channel" in built and "region" not in built
+    every = kpictl.facts(spec, sources)
+    by_id = {row["conversation_id"]: row for row in every.iter_rows(named=True)}
+    shown = 0
+    for group in data.drilldown:
+        for row in group["rows"]:
+            for column in spec.defaults.cohorts:
+                assert row[column] == by_id[row["conversation_id"]][column], column
+            shown += 1
+    assert shown > 20
+
+
+def test_drilldown_refuses_an_attribute_that_varies_in_a_row_it_shows(tmp_path: Path) -> None:
+    """An attribute no KPI reads is not rolled up, but one the drill-down shows is checked on
+    the rows it shows: varying within a conversation is the facts' error, never a value
+    picked at random."""
+    events = pl.read_ndjson(ROOT / "sample_logs" / "events" / "events.jsonl")
+    events = events.with_columns(
+        pl.when(pl.col("event") == "message")
+        .then(pl.lit("mars"))
+        .otherwise("region")
+        .alias("region")
+    )
+    spec = kpictl.load_spec(SPEC)
+    calls = pl.read_ndjson(ROOT / "sample_logs" / "tool_calls" / "tool_calls.jsonl")
+    sources = kpictl.load_frames({"events": events, "tool_calls": calls})
+    with pytest.raises(kpictl.InputDataError, match=r"'region' varies within a conversation_id"):
+        run_report(spec, sources, ReportOptions(drilldown=3))
+
+
 def test_no_redact_shows_the_message_as_written(pii_logs: Path) -> None:
     code, out, err = run(
         "report",
