@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"comparison", "review"},  # review: the human review loop (sample and score)
     {"render"},
     {"scorecard"},  # the report (named so the package does not shadow kpictl.report)
+    {"commands"},  # between the options and the library call: option values, spec, sources
     {"cli"},
 ]
 WITHIN: dict[str, list[str]] = {

@@ -20,20 +20,17 @@ import typer
 from typer.core import TyperGroup
 
 from kpictl import __version__
+from kpictl.commands import DEFAULT_SPEC
 from kpictl.errors import ExitCode, KpictlError, UsageError
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Callable, Sequence
 
     from rich.console import Console
 
-    from kpictl.engine.interface import ComputeOptions, Engine, TimeBound
+    from kpictl.engine.interface import Engine
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
-    from kpictl.sql.dialect import Dialect
-
-DEFAULT_SPEC = Path("kpi_definitions.yaml")
 
 
 class OutputFormat(StrEnum):
@@ -422,93 +419,14 @@ PathsArgument = Annotated[
 ]
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{option} {item!r}: expected NAME=VALUE")
-        pairs[key.strip()] = value
-    return pairs
-
-
-def _timestamp(text: str | None, option: str) -> dt.datetime | None:
-    if text is None:
-        return None
-    from kpictl.spec.model import parse_timestamp
-
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise UsageError(
-            f"{option} {text!r}: expected an ISO-8601 date or time such as "
-            "2026-10-01 or 2026-10-01T12:00:00Z"
-        ) from exc
-
-
-def _bound(text: str | None, option: str) -> TimeBound | None:
-    """A window end: an ISO-8601 time, or one counted back from as-of (`7d`, `yesterday`)."""
-    if text is None:
-        return None
-    from kpictl.engine.interface import parse_relative_time
-    from kpictl.spec.model import parse_timestamp
-
-    relative = parse_relative_time(text)
-    if relative is not None:
-        return relative
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise UsageError(
-            f"{option} {text!r}: expected an ISO-8601 date or time such as 2026-10-01 or "
-            "2026-10-01T12:00:00Z, or a time back from as-of: 7d, 2w, 12h, today, yesterday"
-        ) from exc
-
-
-def _only_kpis(spec: Spec, names: list[str] | None) -> Spec:
-    """The spec with only the KPIs of `--kpi` (and the KPIs their formulas use)."""
-    if not names:
-        return spec
-    from kpictl.engine.compute import selected_kpis
-
-    kept, _ = selected_kpis(spec, names)
-    wanted = {k.name for k in kept}
-    return replace(
-        spec,
-        kpis={n: k for n, k in spec.kpis.items() if n in wanted},
-        fairness=tuple(f for f in spec.fairness if f.kpi in wanted),
-    )
-
-
 def _load(config: Path, params: list[str] | None, paths: list[str] | None = None) -> Spec:
-    """The spec of `-c`; with log paths and no kpi_definitions.yaml here, the shipped
-    scorecard for chat transcripts or OTLP traces (told from the files' content)."""
-    from kpictl.spec import load_spec
+    """The spec of `-c` (or the shipped scorecard the logs call for, with a note)."""
+    from kpictl.commands import load_command_spec
 
-    if not config.exists() and config == DEFAULT_SPEC:
-        if paths:
-            from kpictl.init.write import shipped_scorecard, spec_from_text
-
-            shipped = shipped_scorecard(paths)
-            if shipped is not None:
-                _stderr(
-                    f"kpictl: note: no {DEFAULT_SPEC} here: {paths[0]} holds "
-                    f"{_KIND_WORDS[shipped.kind]}, computed with the shipped {shipped.kind} "
-                    f"scorecard (`kpictl init {paths[0]}` writes it out for editing)"
-                )
-                spec = spec_from_text(
-                    shipped.text, f"<shipped {shipped.kind} scorecard>", Path.cwd()
-                )
-                return spec.with_params(_pairs(params, "--param")) if params else spec
-            raise UsageError(
-                f"no {DEFAULT_SPEC} in {Path.cwd()}: pass the spec with -c PATH, or write one "
-                f"for these logs with `kpictl init {paths[0]}`"
-            )
-        raise UsageError(f"no {DEFAULT_SPEC} in {Path.cwd()}: pass the spec with -c PATH")
-    return load_spec(config, params=_pairs(params, "--param"))
-
-
-_KIND_WORDS = {"chat": "chat transcripts", "otlp": "OpenTelemetry traces", "events": "flat logs"}
+    spec, note = load_command_spec(config, params, paths)
+    if note is not None:
+        _stderr(f"kpictl: note: {note}")
+    return spec
 
 
 def _sources(
@@ -522,129 +440,13 @@ def _sources(
     columns: Sequence[str] = (),
     engine: Engine | None = None,
 ) -> Sources:
-    """The run's sources; `engine` reads a remote one (`table:`, `s3a://…`) itself."""
-    from kpictl.engine.sources import load_sources
+    """The run's sources (`commands.open_sources`) under a spinner."""
+    from kpictl.commands import open_sources
 
-    overrides: dict[str, list[str]] = {}
-    for name, path in _pairs(source, "--source").items():
-        overrides.setdefault(name, []).append(path)
-    if paths:
-        overrides["events"] = list(paths)
-    piped = _stdin_file(overrides)
-    try:
-        with progress("Reading logs…"):
-            loaded = load_sources(
-                spec,
-                overrides,
-                on_bad_rows=on_bad_rows.value,
-                cache=cache and piped is None,  # a pipe is read once: nothing to keep
-                reprice=reprice,
-                max_line_bytes=_byte_size(max_line_bytes, "--max-line-bytes"),
-                columns=columns,
-                engine=engine,
-            )
-    except KpictlError as exc:
-        if piped is not None:
-            exc.message = exc.message.replace(str(piped), STDIN_NAME)
-        raise
-    return loaded if piped is None else _named_stdin(loaded, piped)
-
-
-STDIN_NAME = "<stdin>"
-
-
-def _stdin_file(overrides: dict[str, list[str]]) -> Path | None:
-    """`-` as a path: standard input, read once as JSONL into a temporary file (removed at
-    exit) that takes its place; None when no path is `-`. One source may read it."""
-    named = [name for name, paths in overrides.items() if "-" in paths]
-    if not named:
-        return None
-    if len(named) > 1 or overrides[named[0]].count("-") > 1:
-        raise UsageError("`-` (standard input) may be given once: it can be read only once")
-    import atexit
-    import shutil
-    import tempfile
-
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError(
-            "`-` reads JSONL from standard input, but it is a terminal: pipe the logs in "
-            "(cat events.jsonl | kpictl compute -)"
+    with progress("Reading logs…"):
+        return open_sources(
+            spec, paths, source, on_bad_rows.value, cache, reprice, max_line_bytes, columns, engine
         )
-    folder = Path(tempfile.mkdtemp(prefix="kpictl-stdin-"))
-    atexit.register(shutil.rmtree, folder, True)
-    target = folder / "stdin.jsonl"
-    with target.open("wb") as handle:
-        shutil.copyfileobj(getattr(sys.stdin, "buffer", sys.stdin), handle)
-    overrides[named[0]] = [str(target) if p == "-" else p for p in overrides[named[0]]]
-    return target
-
-
-def _named_stdin(sources: Sources, piped: Path) -> Sources:
-    """The sources with the temporary file of standard input shown as `<stdin>`."""
-    from kpictl.io.read import Sources as SourcesType
-
-    by_name = {}
-    for name, loaded in sources.by_name.items():
-        files = tuple(
-            replace(
-                f,
-                path=f.path.replace(str(piped), STDIN_NAME),
-                skipped_reasons=tuple(r.replace(str(piped), STDIN_NAME) for r in f.skipped_reasons),
-            )
-            for f in loaded.files
-        )
-        by_name[name] = replace(loaded, files=files)
-    return SourcesType(by_name)
-
-
-def _cohorts(by: list[str] | None, cross: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """`--by` values as (columns, the crossed ones): `--by a,b` (or `--by a --by b --cross`)
-    is the cross-tab of a and b, one grouping set; `--by a --by b` two one-way tables."""
-    columns: list[str] = []
-    crossed: list[tuple[str, ...]] = []
-    for item in by or []:
-        names = tuple(n.strip() for n in item.split(","))
-        if not all(names):
-            raise UsageError(f"--by {item!r}: expected a column, or columns joined by commas")
-        if len(names) > 1:
-            crossed.append(names)
-        columns += names
-    columns = list(dict.fromkeys(columns))
-    if len(crossed) > 1:
-        raise UsageError(
-            f"--by {','.join(crossed[0])} --by {','.join(crossed[1])}: one cross-tab per run; "
-            "join all its columns in one --by (or use --cross)"
-        )
-    if cross and len(columns) < 2:
-        raise UsageError("--cross needs two or more --by columns to cross")
-    together = tuple(columns) if cross else tuple(dict.fromkeys(crossed[0])) if crossed else ()
-    return tuple(columns), together
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kib": 1 << 10,
-    "kb": 1 << 10,
-    "m": 1 << 20,
-    "mib": 1 << 20,
-    "mb": 1 << 20,
-    "g": 1 << 30,
-    "gib": 1 << 30,
-    "gb": 1 << 30,
-}
-
-
-def _byte_size(text: str, option: str) -> int:
-    """`64MiB`, `512KiB`, `1048576` → bytes (K, M and G are powers of 1,024)."""
-    import re
-
-    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _SIZE_UNITS or int(match.group(1)) < 1:
-        raise UsageError(f"{option} {text!r}: expected a size such as 64MiB, 512KiB or 1048576")
-    return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
 def progress(message: str) -> AbstractContextManager[Any]:
@@ -684,19 +486,17 @@ OutputOption = Annotated[
 ]
 
 
-def _write_text(output: Path | None, text: str, inputs: Sequence[str | Path] = ()) -> None:
+def _write_text(
+    output: Path | None, text: str, inputs: Sequence[str | Path] = (), create_folder: bool = False
+) -> None:
     """`text` to stdout, or to `output` through `write_atomically` (an input refused)."""
     if output is None:
         typer.echo(text, nl=False)
         return
     from kpictl.render.files import write_atomically
 
-    write_atomically(output, lambda path: path.write_text(text, encoding="utf-8"), inputs)
-
-
-def _inputs(config: Path, *sources: Sources | None) -> list[str | Path]:
-    """The files a run reads: `-o` must not name one of them."""
-    return [config, *(f.path for s in sources if s is not None for f in s.files)]
+    write = lambda path: path.write_text(text, encoding="utf-8")  # noqa: E731
+    write_atomically(output, write, inputs, create_folder)
 
 
 def _strict(strict: bool, notes: Sequence[str]) -> None:
@@ -710,20 +510,10 @@ def _strict(strict: bool, notes: Sequence[str]) -> None:
 
 
 def _report_inputs(sources: Sources) -> None:
-    for loaded in sources.by_name.values():
-        for report in loaded.files:
-            if report.skipped:
-                _stderr(
-                    f"kpictl: warning: {report.path}: skipped {report.skipped} bad row(s); "
-                    f"first: {report.skipped_reasons[0] if report.skipped_reasons else '?'}"
-                )
-        if loaded.ignored:
-            _stderr(
-                f"kpictl: note: source {loaded.name!r}: ignored {len(loaded.ignored)} "
-                f"file(s) that are not logs, e.g. {loaded.ignored[0]}"
-            )
-    for note in sources.cache_notes:
-        _stderr(f"kpictl: note: {note}")
+    from kpictl.commands import input_messages
+
+    for message in input_messages(sources):
+        _stderr(f"kpictl: {message}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -793,23 +583,15 @@ def compute(
 
       kpictl compute --engine spark --spark-master local[2] --by channel
     """
-    from kpictl.engine.compute import ComputeOptions, run_compute
+    from kpictl.commands import choose_engine, compute_options, parse_cohorts, run_inputs
+    from kpictl.engine.compute import run_compute
     from kpictl.render.writers import render
 
-    cohorts = _cohorts(by, cross)
+    cohorts = parse_cohorts(by, cross)
     spec = _load(config, param, paths)
-    options = ComputeOptions(
-        by=cohorts[0],
-        cross=cohorts[1],
-        max_cohorts=max_cohorts,
-        grain=grain.value if grain else None,
-        since=_bound(since, "--since"),
-        until=_bound(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"),
-        where=where,
-        kpis=tuple(kpi or ()),
-    )
-    chosen = _engine(spec, engine, options, spark_master=spark_master)
+    grain_name = grain.value if grain else None
+    options = compute_options(cohorts, max_cohorts, grain_name, since, until, as_of, where, kpi)
+    chosen = choose_engine(spec, engine, options, spark_master=spark_master)
     sources = _sources(
         spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
     )
@@ -821,72 +603,9 @@ def compute(
     _emit(
         output,
         lambda console: render(result, output_format.value, console, sources.files, wide),
-        _inputs(config, sources),
+        run_inputs(config, sources),
     )
     _strict(strict, result.check.notes())
-
-
-def _compute_options(
-    by: list[str] | None,
-    max_cohorts: int,
-    grain: Grain | None,
-    since: str | None,
-    until: str | None,
-    as_of: str | None,
-    where: str | None,
-    kpi: list[str] | None,
-) -> ComputeOptions:
-    from kpictl.engine.compute import ComputeOptions
-
-    columns, crossed = _cohorts(by, False)
-    return ComputeOptions(
-        by=columns,
-        cross=crossed,
-        max_cohorts=max_cohorts,
-        grain=grain.value if grain else None,
-        since=_bound(since, "--since"),
-        until=_bound(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"),
-        where=where,
-        kpis=tuple(kpi or ()),
-    )
-
-
-def _engine(
-    spec: Spec,
-    name: EngineName | None,
-    options: ComputeOptions | None,
-    tables: Sequence[str] = (),
-    spark_master: str | None = None,
-) -> Engine | None:
-    """The engine of `--engine`, else of the spec's `defaults.engine` (None: polars); a SQL
-    engine refuses up front, with the spec lines, every KPI of `options` it does not cover
-    (compare: with its formulas' components; report: every KPI of the scorecard; facts: None)
-    and each of `tables` whose facts it cannot build (facts: the table exported; report: the
-    unit table)."""
-    chosen = name or EngineName(spec.defaults.engine)
-    if chosen is EngineName.polars:
-        return None
-    from kpictl.engine.compute import selected_kpis
-    from kpictl.engine.duck import require_table
-    from kpictl.engine.sqlplan import require_covered
-
-    for table in tables:
-        require_table(spec, table, _dialect(chosen))
-    if options is not None:
-        require_covered(spec, selected_kpis(spec, options.kpis)[0], options, _dialect(chosen))
-    if chosen is EngineName.spark:
-        from kpictl.engine.spark import SparkEngine
-
-        return SparkEngine(spark_master)
-    from kpictl.engine.duck import DuckDBEngine
-
-    return DuckDBEngine()
-
-
-def _dialect(name: EngineName) -> Dialect:
-    """The SQL dialect of a SQL engine."""
-    return "spark" if name is EngineName.spark else "duckdb"
 
 
 @app.command("compile", short_help="Print the SQL an engine runs for the spec.")
@@ -925,21 +644,19 @@ def compile_command(
 
       kpictl compile --engine spark --kpi task_completion_rate --by channel
     """
-    from kpictl.engine.compute import resolve_window, selected_kpis
-    from kpictl.engine.sqlplan import compile_text
+    from kpictl.commands import choose_engine, compile_sql, compute_options, parse_cohorts
 
     if engine is EngineName.polars:
         raise UsageError(
             "compile --engine polars: the polars engine runs no SQL; use duckdb or spark"
         )
     spec = _load(config, param, paths)
-    options = _compute_options(by, 10_000, None, since, until, as_of, where, kpi)
-    reader = _engine(spec, engine, None)  # reads a remote source's schema (spark)
+    options = compute_options(
+        parse_cohorts(by, False), 10_000, None, since, until, as_of, where, kpi
+    )
+    reader = choose_engine(spec, engine, None)  # reads a remote source's schema (spark)
     sources = _sources(spec, paths, source, BadRows.error, True, False, "64MiB", (), reader)
-    kpis = selected_kpis(spec, options.kpis)[0]
-    window = resolve_window(spec, sources, options)
-    text = compile_text(spec, sources, window, options, kpis, _dialect(engine))
-    typer.echo(text, nl=False)
+    typer.echo(compile_sql(spec, sources, options, engine), nl=False)
 
 
 @app.command(short_help="Compare every KPI against a baseline: tests, CIs, verdicts.")
@@ -1097,20 +814,29 @@ def compare(
 
       kpictl compare --baseline holdout --engine duckdb --kpi task_completion_rate
     """
+    from kpictl.commands import (
+        choose_engine,
+        compare_breaches,
+        is_dataset_baseline,
+        parse_bound,
+        parse_cohorts,
+        parse_time,
+        run_inputs,
+    )
     from kpictl.comparison.run import CompareOptions, run_compare
     from kpictl.engine.interface import ComputeOptions
     from kpictl.render.writers import render
 
-    cohorts = _cohorts(by, cross)
+    cohorts = parse_cohorts(by, cross)
     spec = _load(config, param, paths)
     options = CompareOptions(
         baseline=None,
         by=cohorts[0],
         cross=cohorts[1],
         max_cohorts=max_cohorts,
-        since=_bound(since, "--since"),
-        until=_bound(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"),
+        since=parse_bound(since, "--since"),
+        until=parse_bound(until, "--until"),
+        as_of=parse_time(as_of, "--as-of"),
         where=where,
         kpis=tuple(kpi or ()),
         alpha=alpha,
@@ -1123,7 +849,7 @@ def compare(
         heterogeneity=heterogeneity,
         sequential_n_star=n_star,
     )
-    chosen = _engine(
+    chosen = choose_engine(
         spec,
         engine,
         ComputeOptions(by=options.by, cross=options.cross, where=where, kpis=options.kpis),
@@ -1133,15 +859,8 @@ def compare(
         spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
     )
     baseline_sources = None
-    if baseline is not None and baseline not in spec.baselines:
-        if not Path(baseline).exists():
-            from kpictl.errors import did_you_mean
-
-            raise UsageError(
-                f"--baseline {baseline}: neither a baseline of the spec"
-                f"{did_you_mean(baseline, spec.baselines)} (declared: "
-                f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
-            )
+    if is_dataset_baseline(spec, baseline, baseline_source):
+        assert baseline is not None
         baseline_sources = _sources(
             spec,
             [baseline],
@@ -1154,9 +873,7 @@ def compare(
             chosen,
         )
     else:
-        options = CompareOptions(**{**options.__dict__, "baseline": baseline})
-        if baseline_source:
-            raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
+        options = replace(options, baseline=baseline)
     with progress("Comparing KPIs…"):
         result = run_compare(
             spec,
@@ -1174,17 +891,15 @@ def compare(
     _emit(
         output,
         lambda console: render(result, output_format.value, console, wide=wide),
-        _inputs(config, sources, baseline_sources),
+        run_inputs(config, sources, baseline_sources),
     )
     _strict(strict, result.check.notes())
     if fail_on is not None:
-        from kpictl.spec.model import levels_at_or_above
-
-        wanted = levels_at_or_above(fail_on.value)
-        breached = result.table.filter(result.table["status"].is_in(wanted))
-        if breached.height:
-            names = ", ".join(sorted(set(breached["kpi"].to_list())))
-            _stderr(f"kpictl: {breached.height} KPI result(s) at or above {fail_on.value}: {names}")
+        count, names = compare_breaches(result, fail_on.value)
+        if count:
+            _stderr(
+                f"kpictl: {count} KPI result(s) at or above {fail_on.value}: {', '.join(names)}"
+            )
             raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
@@ -1314,13 +1029,23 @@ def report(
     """
     import shlex
 
+    from kpictl.commands import (
+        choose_engine,
+        is_dataset_baseline,
+        only_kpis,
+        parse_bound,
+        parse_cohorts,
+        parse_time,
+        report_findings,
+        run_inputs,
+    )
     from kpictl.engine.interface import ComputeOptions
     from kpictl.scorecard.report import ReportOptions, run_report
 
-    cohorts = _cohorts(by, cross)
-    spec = _only_kpis(_load(config, param, paths), kpi)
+    cohorts = parse_cohorts(by, cross)
+    spec = only_kpis(_load(config, param, paths), kpi)
     # the scorecard's KPIs (their tables' facts, compare's arms, the trend's overall values)
-    chosen = _engine(
+    chosen = choose_engine(
         spec,
         engine,
         ComputeOptions(where=where),
@@ -1331,15 +1056,8 @@ def report(
         spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
     )
     baseline_sources = None
-    if baseline is not None and baseline not in spec.baselines:
-        if not Path(baseline).exists():
-            from kpictl.errors import did_you_mean
-
-            raise UsageError(
-                f"--baseline {baseline}: neither a baseline of the spec"
-                f"{did_you_mean(baseline, spec.baselines)} (declared: "
-                f"{', '.join(spec.baselines) or 'none'}) nor an existing path"
-            )
+    if is_dataset_baseline(spec, baseline, baseline_source):
+        assert baseline is not None
         baseline_sources = _sources(
             spec,
             [baseline],
@@ -1351,16 +1069,14 @@ def report(
             cohorts[0],
             chosen,
         )
-    elif baseline_source:
-        raise UsageError("--baseline-source needs --baseline PATH (a dataset)")
     options = ReportOptions(
         baseline=baseline if baseline_sources is None else None,
         by=cohorts[0],
         cross=cohorts[1],
         max_cohorts=max_cohorts,
-        since=_bound(since, "--since"),
-        until=_bound(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"),
+        since=parse_bound(since, "--since"),
+        until=parse_bound(until, "--until"),
+        as_of=parse_time(as_of, "--as-of"),
         where=where,
         title=title,
         charts_dir=charts,
@@ -1386,26 +1102,14 @@ def report(
     for note in result.notes:
         _stderr(f"kpictl: note: {note}")
     text = result.html if result.html is not None else result.markdown
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        from kpictl.render.files import write_atomically
-
-        write_atomically(
-            output,
-            lambda path: path.write_text(text, encoding="utf-8"),
-            [*_inputs(config, sources, baseline_sources), *(review or ())],
-            create_folder=True,
-        )
+    inputs = [*run_inputs(config, sources, baseline_sources), *(review or ())]
+    _write_text(output, text, inputs, create_folder=True)
+    if output is not None:
         _stderr(
             f"kpictl: wrote {output}"
             + (f" and {len(result.charts)} chart(s) to {charts}" if result.charts else "")
         )
-    findings = [
-        *result.trend.check.notes(),
-        *(result.compare.check.notes() if result.compare is not None else ()),
-    ]
-    _strict(strict, list(dict.fromkeys(findings)))
+    _strict(strict, report_findings(result))
     if fail_on is not None:
         breached = result.at_or_above(fail_on.value)
         if breached:
@@ -1468,14 +1172,15 @@ def project(
 
       kpictl project --volume 50000/month --format markdown -o projection.md
     """
+    from kpictl.commands import parse_bound, parse_time, run_inputs
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
     from kpictl.render.writers import render
 
     options = ProjectionOptions(
         parse_volume(volume),
-        since=_bound(since, "--since"),
-        until=_bound(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"),
+        since=parse_bound(since, "--since"),
+        until=parse_bound(until, "--until"),
+        as_of=parse_time(as_of, "--as-of"),
         draws=draws,
         seed=seed,
     )
@@ -1489,7 +1194,7 @@ def project(
     _emit(
         output,
         lambda console: render(result, output_format.value, console),
-        _inputs(config, sources),
+        run_inputs(config, sources),
     )
 
 
@@ -1533,45 +1238,23 @@ def validate(
 
       kpictl validate --engine spark
     """
-    import json
-
+    from kpictl.commands import require_engine_covers, validate_json, validate_text
     from kpictl.errors import SpecError
 
+    as_json = output_format is CheckFormat.json
     try:
         spec = _load(config, param)
     except SpecError as exc:
-        if output_format is not CheckFormat.json:
+        if not as_json:
             raise
-        problems = [
-            {"file": p.file, "line": p.line, "path": p.path, "message": p.message}
-            for p in exc.problems
-        ]
-        document = {"spec": str(config), "valid": False, "problems": problems}
-        _write_text(output, json.dumps(document, indent=2) + "\n", [config])
-        count = len(problems)
+        _write_text(output, validate_json(config, None, exc.problems), [config])
+        count = len(exc.problems)
         _stderr(f"kpictl: error: {count} problem{'s' if count != 1 else ''} in the KPI spec")
         raise typer.Exit(int(exc.exit_code)) from None
     if engine is not EngineName.polars:
-        from kpictl.engine.interface import ComputeOptions
-        from kpictl.engine.sqlplan import require_covered
-
-        require_covered(spec, list(spec.kpis.values()), ComputeOptions(), _dialect(engine))
-    counts = {
-        "kpis": len(spec.kpis),
-        "tables": len(spec.tables),
-        "sources": len(spec.sources),
-        "baselines": len(spec.baselines),
-    }
-    if output_format is CheckFormat.json:
-        document = {"spec": str(config), "valid": True, **counts, "problems": []}
-        _write_text(output, json.dumps(document, indent=2) + "\n", [config])
-        return
-    _write_text(
-        output,
-        f"{config}: ok — {len(spec.kpis)} KPIs, {len(spec.tables)} tables, "
-        f"{len(spec.sources)} sources, {len(spec.baselines)} baselines\n",
-        [config],
-    )
+        require_engine_covers(spec, engine)
+    text = validate_json(config, spec) if as_json else validate_text(config, spec)
+    _write_text(output, text, [config])
 
 
 @app.command(short_help="Print a JSON Schema of the spec file, for editors.")
@@ -1607,6 +1290,7 @@ def check(
 
       kpictl check logs/events/ --source tool_calls=logs/tool_calls/ --format json
     """
+    from kpictl.commands import findings, run_inputs
     from kpictl.engine.datacheck import check_sources
     from kpictl.render.writers import render_text
 
@@ -1615,13 +1299,9 @@ def check(
     with progress("Checking the data…"):
         report = check_sources(spec, sources)
     _report_inputs(sources)
-    _write_text(output, render_text(report, output_format.value), _inputs(config, sources))
-    flagged = report.flagged
-    if flagged:
-        _stderr(
-            f"kpictl: check: {len(flagged)} finding{'s' if len(flagged) != 1 else ''}: the "
-            "data does not fit the spec"
-        )
+    _write_text(output, render_text(report, output_format.value), run_inputs(config, sources))
+    if report.flagged:
+        _stderr(f"kpictl: check: {findings(len(report.flagged))}: the data does not fit the spec")
         raise typer.Exit(int(ExitCode.USAGE_ERROR))
 
 
@@ -1676,42 +1356,19 @@ def facts(
 
       kpictl facts --engine duckdb -o facts.parquet
     """
+    from kpictl.commands import choose_engine, facts_format, facts_writer, parse_time, run_inputs
     from kpictl.engine.compute import facts as build_facts
     from kpictl.render.files import write_atomically
-    from kpictl.render.text import csv_safe
 
-    if output is None and output_format is None:
-        output = Path("facts.parquet")
-    if output_format is not None:
-        fmt = output_format.value
-    else:
-        assert output is not None
-        fmt = output.suffix.lower().lstrip(".")
-        if fmt not in [f.value for f in FactsFormat]:
-            raise UsageError(
-                f"--output {output}: expected a .parquet, .csv or .json file name "
-                "(or name the format with --format)"
-            )
-    if output is None and fmt == "parquet" and sys.stdout.isatty():
-        raise UsageError(
-            "--format parquet: Parquet is binary, not for a terminal; pipe it or name a file "
-            "with -o F.parquet"
-        )
+    fmt_name = output_format.value if output_format else None
+    output, fmt = facts_format(output, fmt_name, sys.stdout.isatty())
     spec = _load(config, param, paths)
     name = table or spec.require_primary_table().name  # an unknown one: facts() says so
-    chosen = _engine(spec, engine, None, [name] if name in spec.tables else [], spark_master)
+    chosen = choose_engine(spec, engine, None, [name] if name in spec.tables else [], spark_master)
     sources = _sources(spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, (), chosen)
-    frame = build_facts(spec, sources, table, _timestamp(as_of, "--as-of"), engine=chosen)
+    frame = build_facts(spec, sources, table, parse_time(as_of, "--as-of"), engine=chosen)
     _report_inputs(sources)
-
-    def write(target: Any) -> None:
-        if fmt == "parquet":
-            frame.write_parquet(target)
-        elif fmt == "csv":
-            csv_safe(frame).write_csv(target)
-        else:
-            frame.write_json(target)
-
+    write = facts_writer(frame, fmt)
     if output is None:
         if fmt == "parquet":
             sys.stdout.flush()
@@ -1723,7 +1380,7 @@ def facts(
             text = buffer.getvalue()
             typer.echo(text if fmt == "csv" else text + "\n", nl=False)
         return
-    write_atomically(output, write, _inputs(config, sources))
+    write_atomically(output, write, run_inputs(config, sources))
     _stderr(f"kpictl: wrote {frame.height:,} rows × {frame.width} columns to {output}")
 
 
@@ -1826,8 +1483,9 @@ def init(
 
       kpictl init --kind chat -o chat.yaml
     """
+    from kpictl.commands import KIND_WORDS, findings, init_summary, parse_pairs, propose_init
     from kpictl.engine.datacheck import check_sources
-    from kpictl.init import default_spec_path, propose_format_spec, propose_spec, sample_logs
+    from kpictl.init import default_spec_path
     from kpictl.render.files import write_atomically
     from kpictl.render.writers import render_text
     from kpictl.spec import load_spec
@@ -1840,36 +1498,14 @@ def init(
     target = output or (default_spec_path(paths[0]) if paths else DEFAULT_SPEC)
     if target.exists() and not force:
         raise UsageError(f"{target} exists: --force overwrites it, or write elsewhere with -o")
-    fixed = _pairs(mapped, "--map")
-    if not paths:
-        assert kind is not None
-        proposal = propose_format_spec(None, kind.value)
-        samples = []
-    else:
-        with progress("Reading a sample of the logs…"):
-            samples = [sample_logs(p, kind=kind.value if kind else None) for p in paths]
-            proposal = propose_spec(samples, target, fixed)
+    fixed = parse_pairs(mapped, "--map")
+    with progress("Reading a sample of the logs…"):
+        samples, proposal = propose_init(paths, kind.value if kind else None, target, fixed)
     if fixed and proposal.kind != "events":
-        raise UsageError(f"--map: {_KIND_WORDS[proposal.kind]} need no column mapping")
-    roles = dict(proposal.roles)
-    for sample in samples:
-        files = len(sample.files)
-        what = f"source {roles[sample.path]}" if sample.path in roles else "source events"
-        unit = {"events": "rows", "chat": "records", "otlp": "spans"}[sample.kind]
-        typer.echo(
-            f"{sample.path}: {_KIND_WORDS[sample.kind]}{' (Parquet)' if sample.parquet else ''}"
-            f" → {what}; {files:,} file{'s' if files > 1 else ''}, "
-            f"{sample.frame.height:,} {unit} sampled"
-        )
-    sections = (
-        ("proposed:", proposal.chosen),
-        ("could not decide (look at these lines of the spec):", proposal.undecided),
-        ("left out (the logs lack what they need):", proposal.left_out),
-    )
-    for title, lines in sections:
-        if lines:
-            typer.echo(title)
-            typer.echo("".join(f"  - {line}\n" for line in lines), nl=False)
+        raise UsageError(f"--map: {KIND_WORDS[proposal.kind]} need no column mapping")
+    summary = init_summary(samples, proposal)
+    if summary:
+        typer.echo("\n".join(summary))
     log_files = [f for s in samples for f in s.files]
     write_atomically(target, lambda p: p.write_text(proposal.text, encoding="utf-8"), log_files)
     spec = load_spec(target)
@@ -1881,11 +1517,10 @@ def init(
     sources = _sources(spec, None, None, BadRows.error)
     report = check_sources(spec, sources)
     typer.echo(render_text(report, "table"), nl=False)
-    flagged = report.flagged
-    if flagged:
+    if report.flagged:
         _stderr(
-            f"kpictl: init: the check found {len(flagged)} finding"
-            f"{'s' if len(flagged) != 1 else ''}: edit {target}, then kpictl check -c {target}"
+            f"kpictl: init: the check found {findings(len(report.flagged))}: edit {target}, "
+            f"then kpictl check -c {target}"
         )
     else:
         typer.echo(f"next: kpictl compute -c {target}")
@@ -1902,51 +1537,24 @@ cache_app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 
-def _size(count: int) -> str:
-    value, unit = float(count), "bytes"
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{count:,} bytes" if unit == "bytes" else f"{count:,} bytes ({value:.1f} {unit})"
-
-
 @cache_app.command("info")
 def cache_info() -> None:
     """Show where the cache is, whether it is on, its entries, total size and size limit."""
+    from kpictl.commands import cache_info_lines
     from kpictl.io.cache import cache_info as read_info
 
-    info = read_info()
-    state = (
-        "on"
-        if info.enabled and info.limit_bytes
-        else "off (KPICTL_NO_CACHE is set)"
-        if not info.enabled
-        else "off (KPICTL_CACHE_MAX_BYTES is 0)"
-    )
-    lines = [
-        f"location: {info.directory}",
-        f"state: {state}",
-        f"entries: {info.entries}",
-        f"size: {_size(info.total_bytes)}",
-        f"limit: {_size(info.limit_bytes)}; set KPICTL_CACHE_MAX_BYTES to change it",
-    ]
-    if info.temporary_files:
-        lines.append(
-            f"temporary files: {info.temporary_files} (writes under way, or left by "
-            "runs that were killed; removed after an hour)"
-        )
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(cache_info_lines(read_info())))
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Remove every entry of the cache (the next run on each JSONL file parses it again)."""
+    from kpictl.commands import size_text
     from kpictl.io.cache import clear_cache
 
     removed = clear_cache()
     _stderr(
-        f"kpictl: removed {removed.entries} entries ({_size(removed.total_bytes)}) "
+        f"kpictl: removed {removed.entries} entries ({size_text(removed.total_bytes)}) "
         f"from {removed.directory}"
     )
 
@@ -2045,11 +1653,18 @@ def review_sample(
     """
     import secrets
 
-    from kpictl.review import SampleOptions, draw_review_sample, write_review_csv
+    from kpictl.commands import (
+        parse_bound,
+        parse_names,
+        parse_time,
+        run_inputs,
+        write_review_sample,
+    )
+    from kpictl.review import SampleOptions, draw_review_sample
 
     if seed is None:
         seed = secrets.randbelow(2**31)
-    columns = tuple(c.strip() for c in (stratify_by or "").split(",") if c.strip())
+    columns = parse_names(stratify_by)
     spec = _load(config, param)
     sources = _sources(spec, paths, source, on_bad_rows, cache, max_line_bytes=max_line_bytes)
     options = SampleOptions(
@@ -2059,22 +1674,13 @@ def review_sample(
         seed=seed,
         self_reported=self_reported,
         messages=messages,
-        since=_bound(since, "--since"),
-        until=_bound(until, "--until"),
-        as_of=_timestamp(as_of, "--as-of"),
+        since=parse_bound(since, "--since"),
+        until=parse_bound(until, "--until"),
+        as_of=parse_time(as_of, "--as-of"),
     )
     drawn = draw_review_sample(spec, sources, options)
     _report_inputs(sources)
-    from kpictl.render.files import write_atomically
-    from kpictl.render.text import csv_safe
-
-    safe = replace(drawn, frame=csv_safe(drawn.frame))  # transcripts: no spreadsheet formula
-    write_atomically(
-        output,
-        lambda path: write_review_csv(safe, path),
-        _inputs(config, sources),
-        create_folder=True,
-    )
+    write_review_sample(drawn, output, run_inputs(config, sources))
     for note in drawn.notes:
         _stderr(f"kpictl: note: {note}")
     _stderr(f"kpictl: wrote {drawn.frame.height} conversations to {output} (seed {seed})")
