@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kpictl.cli import app
-from kpictl.io.read import FileRead, watch_file_reads
+from kpictl.io.request import FileRead, watch_file_reads
 from kpictl.sample import write_sample
 from kpictl.spec import load_spec
 from kpictl.spec.model import Spec
@@ -206,7 +206,7 @@ FileReads = Callable[[], list[FileRead]]
 @pytest.fixture
 def file_reads() -> Iterator[FileReads]:
     """`file_reads()` starts counting: the parses and row checks of files from then on, through
-    `kpictl.io.read.watch_file_reads` (left open until the test ends)."""
+    `kpictl.io.request.watch_file_reads` (left open until the test ends)."""
     with ExitStack() as stack:
         yield lambda: stack.enter_context(watch_file_reads())
 

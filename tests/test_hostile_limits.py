@@ -19,7 +19,8 @@ from conftest import JsonlWriter, SpecWriter, run
 from kpictl.cli import app
 from kpictl.errors import InputDataError, SpecError
 from kpictl.io.inputbytes import long_lines
-from kpictl.io.read import SourceRequest, _blank, load_source
+from kpictl.io.jsonl import is_blank
+from kpictl.io.read import SourceRequest, load_source
 from kpictl.redact import redact_pii
 from kpictl.spec import load_spec
 from kpictl.sql.expr import ExpressionProblem, compile_sql
@@ -392,7 +393,7 @@ def test_max_line_bytes_must_be_a_size(write_jsonl: JsonlWriter, event_rows: Row
 def test_a_blank_file_is_told_without_copying_it(data: bytes) -> None:
     """The JSONL path asks whether a whole file is blank; `not data.strip()` copied the file
     (0.33 s per call on a 440 MB file, four calls per run of two files)."""
-    assert _blank(data) == (not data.strip())
+    assert is_blank(data) == (not data.strip())
 
 
 @settings(max_examples=200, deadline=None)

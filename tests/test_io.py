@@ -24,14 +24,9 @@ from kpictl.engine.sources import load_sources
 from kpictl.errors import EmptyInputError, InputDataError, UsageError
 from kpictl.io import schema as canonical
 from kpictl.io import schema as schema
-from kpictl.io.read import (
-    ColumnRule,
-    FileRead,
-    LoadedSource,
-    SourceRequest,
-    find_files,
-    load_source,
-)
+from kpictl.io.files import find_files
+from kpictl.io.read import ColumnRule, LoadedSource, SourceRequest, load_source
+from kpictl.io.request import FileRead
 from kpictl.spec import load_spec
 from kpictl.spec.model import Spec
 

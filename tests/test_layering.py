@@ -31,7 +31,19 @@ LAYERS: list[set[str]] = [
 ]
 WITHIN: dict[str, list[str]] = {
     "sql": ["tree", "expr", "dialect"],
-    "io": ["schema", "inputbytes", "formats", "cache", "read", "pricing"],
+    "io": [
+        "schema",
+        "inputbytes",
+        "formats",
+        "cache",
+        "request",  # what to read for a source, what a file gave, the read log
+        "files",  # paths, globs, folders, hive partitions
+        "columns",  # column mapping and canonical typing
+        "jsonl",  # JSONL parsed once, errors located
+        "rowchecks",  # every row checked, located; epoch units; Int64 sums
+        "read",  # load_source / load_frames / load_requests, Sources
+        "pricing",
+    ],
     # the model, the shared problems collector, one module of rules per section, loading
     "spec": [
         "yamlmarks",

@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from kpictl.errors import InputDataError, UsageError
+from kpictl.io.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, find_files
 from kpictl.io.formats import (
     FORMAT_SUFFIXES,
     ChatOptions,
@@ -26,7 +27,6 @@ from kpictl.io.formats import (
     read_records,
 )
 from kpictl.io.inputbytes import read_input_bytes, too_deep
-from kpictl.io.read import JSONL_SUFFIXES, PARQUET_SUFFIXES, find_files
 from kpictl.sql.expr import first_line
 
 KINDS = ("events", "chat", "otlp")
