@@ -118,13 +118,19 @@ WITHIN: dict[str, list[str]] = {
     "comparison": [
         "model",  # options, arms, design, cells, result, statuses
         "arms",  # the two arms: restrictions of facts, their checks, SRM
-        "cells",  # one KPI × cohort tested by its shape (a package: WITHIN["comparison.cells"])
+        "cells",  # one KPI × cohort tested by its shape (WITHIN_SUBPACKAGE["comparison.cells"])
         "verdicts",  # thresholds, the sequential form, the result table
         "heterogeneity",
         "fairness",
         "run",  # run_compare, compare_arms, compare
     ],
-    # one module per KPI shape, then the one dispatch by shape
+}
+# Subpackages of a package (dotted below kpictl): their modules keep this order, and none
+# imports the subpackage's __init__ (the registry that imports them all).
+WITHIN_SUBPACKAGE: dict[str, list[str]] = {
+    # what every format shares, then one module per input format
+    "io.formats": ["records", "chat", "otlp"],
+    # what every shape shares, one module per KPI shape, then the one dispatch by shape
     "comparison.cells": [
         "common",
         "cuped",
@@ -137,12 +143,6 @@ WITHIN: dict[str, list[str]] = {
         "dispatch",
     ],
 }
-# Subpackages of a package (dotted below kpictl): their modules keep this order, and none
-# imports the subpackage's __init__ (the registry that imports them all).
-WITHIN_SUBPACKAGE: dict[str, list[str]] = {
-    # what every format shares, then one module per input format
-    "io.formats": ["records", "chat", "otlp"],
-}
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ONLY_IN = {
     "typer": {"cli"},
@@ -153,21 +153,15 @@ ONLY_IN = {
 }
 
 
-def unit_of(dotted: str) -> tuple[str, int, tuple[int, ...]]:
-    """(package or top module, its layer, its rank inside the package) of `kpictl.a.b`; inside
-    a subpackage listed in WITHIN (`kpictl.a.b.c`, WITHIN["a.b"]) the rank is (b's, c's)."""
+def unit_of(dotted: str) -> tuple[str, int, int]:
+    """(package or top module, its layer, its rank inside the package) of `kpictl.a.b`."""
     parts = dotted.split(".")[1:]
     top = parts[0]
     inner = parts[1] if len(parts) > 1 else "__init__"
     order = WITHIN.get(top, [])
     if inner != "__init__" and order:
         assert inner in order, f"give kpictl.{top}.{inner} a place in WITHIN[{top!r}]"
-    rank = (order.index(inner) if inner in order else -1,)
-    sub = WITHIN.get(f"{top}.{inner}", [])
-    if sub and len(parts) > 2:
-        assert parts[2] in sub, f"give {dotted} a place in WITHIN[{top}.{inner!r}]"
-        rank += (sub.index(parts[2]),)
-    return top, RANK[top], rank
+    return top, RANK[top], order.index(inner) if inner in order else -1
 
 
 def subpackage_rank(dotted: str) -> tuple[str, int] | None:
