@@ -1095,3 +1095,46 @@ def test_equal_values_have_zero_variance_not_a_negative_rounding_residue() -> No
     ratio = stats.ratio_summary(200, total, total_sq, 200.0, 200.0, total)
     assert ratio.estimate == pytest.approx(0.02, rel=1e-12) and ratio.variance >= 0.0
     assert stats.mde_mean(0.0, 0.0, 200, 200) == 0.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, -0.0, 1.0, 2.0]),
+        min_size=1,
+        max_size=400,
+    ),
+    data=st.data(),
+)
+def test_quantile_arm_order_statistics_and_unit_sums_by_hand(
+    values: list[float], data: st.DataObject
+) -> None:
+    """The percentile arm's order statistics are those of the sorted values and its indicator
+    sums are counted by hand per unit, whatever the units are: dense integer codes (counted),
+    sparse integers or text (sorted) — the partition and the counted codes change no number."""
+    unit = data.draw(
+        st.sampled_from([st.integers(0, 40), st.integers(0, 10**9), st.text("abc", max_size=3)])
+    )
+    units = data.draw(st.lists(unit, min_size=len(values), max_size=len(values)))
+    nu = data.draw(st.sampled_from([0.5, 0.9, 0.95]))
+    arm = stats.quantile_arm(values, units, nu)
+    ordered, n = sorted(values), len(values)
+    assert arm.estimate == ordered[max(1, math.ceil(n * nu)) - 1]
+    if arm.lower_rank is not None and arm.upper_rank is not None:
+        assert (arm.lower, arm.upper) == (ordered[arm.lower_rank - 1], ordered[arm.upper_rank - 1])
+    assert arm.n_units == len(set(units))
+    if arm.indicator is not None:
+        below = {u: 0 for u in units}
+        rows = {u: 0 for u in units}
+        for v, u in zip(values, units, strict=True):
+            below[u] += v <= arm.estimate
+            rows[u] += 1
+        s, m = list(below.values()), list(rows.values())
+        assert tuple(arm.indicator)[:6] == (
+            len(rows),
+            sum(s),
+            sum(x * x for x in s),
+            sum(m),
+            sum(x * x for x in m),
+            sum(a * b for a, b in zip(s, m, strict=True)),
+        )

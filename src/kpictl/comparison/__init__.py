@@ -10,7 +10,14 @@
 Named `comparison`, not `compare`: a subpackage would shadow the API function `kpictl.compare`.
 """
 
-from kpictl.comparison.arms import build_arms, condition_arms, data_check, read_columns
+from kpictl.comparison.arms import (
+    ConditionSplit,
+    build_arms,
+    condition_arms,
+    condition_split,
+    data_check,
+    read_columns,
+)
 from kpictl.comparison.fairness import fairness_findings, fairness_note
 from kpictl.comparison.heterogeneity import heterogeneity_notes, heterogeneity_tests
 from kpictl.comparison.model import (
@@ -41,6 +48,7 @@ __all__ = [
     "Cell",
     "CompareOptions",
     "CompareResult",
+    "ConditionSplit",
     "Design",
     "FairnessFinding",
     "GroupEffect",
@@ -49,6 +57,7 @@ __all__ = [
     "compare",
     "compare_arms",
     "condition_arms",
+    "condition_split",
     "data_check",
     "fairness_findings",
     "fairness_note",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -42,6 +42,19 @@ def _time_column(spec: Spec, table: TableSpec) -> str | None:
     return spec.tables[table.lookup].time if table.lookup else None
 
 
+def _in_window(
+    spec: Spec, table: TableSpec, since: dt.datetime | None, until: dt.datetime | None
+) -> list[pl.Expr]:
+    """The bounds of a table's rows in [since, until), on its time (a row table: its unit's)."""
+    time_col = _time_column(spec, table)
+    if time_col is None:
+        return []
+    return [
+        *([pl.col(time_col) >= since] if since is not None else []),
+        *([pl.col(time_col) < until] if until is not None else []),
+    ]
+
+
 def _restrict(
     spec: Spec,
     tables: Mapping[str, pl.LazyFrame],
@@ -61,13 +74,8 @@ def _restrict(
         keys = facts.filter(compile_sql(condition)).select(key)
     restricted: dict[str, pl.LazyFrame] = {}
     for name, frame in tables.items():
-        table = spec.tables[name]
-        time_col = _time_column(spec, table)
-        if time_col is not None:
-            if since is not None:
-                frame = frame.filter(pl.col(time_col) >= since)
-            if until is not None:
-                frame = frame.filter(pl.col(time_col) < until)
+        for bound in _in_window(spec, spec.tables[name], since, until):
+            frame = frame.filter(bound)
         if keys is not None and key in frame.collect_schema():
             frame = frame.join(keys, on=key, how="semi")
         restricted[name] = frame
@@ -98,6 +106,79 @@ def condition_arms(
             engine,
         ),
     )
+
+
+@dataclass(frozen=True)
+class ConditionSplit:
+    """Facts collected once, to be split into two arms by many pairs of conditions (the
+    report's every cohort against the rest). An arm's rows are a mask over the same frames: the
+    unit table's rows meeting the condition, another table's rows whose unit does (through the
+    row of the unit table each row belongs to, found once by a join) — the rows `_restrict`'s
+    semi-joins keep, in the same order, without two joins per arm. Built by `condition_split`."""
+
+    spec: Spec
+    tables: Mapping[str, pl.DataFrame]
+    window: Window
+    engine: Engine
+    # per table holding the unit key (but the unit table): each row's row in the unit table
+    # (null: no unit); None when the unit table's keys are not unique (then semi-joins)
+    positions: Mapping[str, pl.Series] | None
+
+    def arms(self, treatment: str, control: str) -> tuple[Arm, Arm]:
+        """The arms of `condition_arms(…, treatment, control)` over these facts."""
+        if self.positions is None:
+            lazy = {name: frame.lazy() for name, frame in self.tables.items()}
+            return condition_arms(self.spec, lazy, self.window, self.engine, treatment, control)
+        return (
+            Arm("treatment", self._masked(treatment), self.window, self.engine),
+            Arm("control", self._masked(control), self.window, self.engine),
+        )
+
+    def _masked(self, condition: str) -> dict[str, pl.LazyFrame]:
+        spec, window = self.spec, self.window
+        assert self.positions is not None
+        parent = spec.require_primary_table()
+        key = parent.key
+        assert key is not None
+        literals = literal_columns(spec, window, names_in([condition]))
+        units = self.tables[parent.name].lazy()
+        meets = (
+            (units.with_columns(literals) if literals else units)
+            .select((compile_sql(condition) & pl.col(key).is_not_null()).fill_null(False))
+            .collect()
+            .to_series()
+        )
+        restricted: dict[str, pl.LazyFrame] = {}
+        for name, frame in self.tables.items():
+            keep = [*_in_window(spec, spec.tables[name], window.since, window.until)]
+            if name == parent.name:
+                keep.append(pl.lit(meets))
+            elif name in self.positions:
+                keep.append(pl.lit(meets.gather(self.positions[name]).fill_null(False)))
+            restricted[name] = frame.lazy().filter(*keep) if keep else frame.lazy()
+        return restricted
+
+
+def condition_split(
+    spec: Spec, tables: Mapping[str, pl.LazyFrame], window: Window, engine: Engine
+) -> ConditionSplit:
+    """`tables` collected once, with each row's unit found once, for `ConditionSplit.arms`."""
+    frames = {name: frame.collect() for name, frame in tables.items()}
+    parent = spec.require_primary_table()
+    key = parent.key
+    assert key is not None
+    units = frames[parent.name]
+    positions: dict[str, pl.Series] | None = None
+    if units.select(pl.col(key).n_unique()).item() == units.height:
+        rows = units.select(key).with_row_index("__unit_row")
+        positions = {
+            name: frame.select(key)
+            .join(rows, on=key, how="left", maintain_order="left")
+            .get_column("__unit_row")
+            for name, frame in frames.items()
+            if name != parent.name and key in frame.columns
+        }
+    return ConditionSplit(spec, frames, window, engine, positions)
 
 
 def _baseline_spec(spec: Spec, name: str | None) -> BaselineSpec:
@@ -422,10 +503,11 @@ def srm_check(
 ) -> dict[str, Any] | None:
     if base is None or baseline is None or base.kind != "holdout":
         return None
-    table = spec.require_primary_table().name
+    primary = spec.require_primary_table()
+    # a rollup table has one row per key: counting its rows counts the units (no hashing)
+    count = pl.len() if unit == primary.key else pl.col(unit).n_unique()
     counts = [
-        int(arm.tables[table].select(pl.col(unit).n_unique()).collect().item())
-        for arm in (current, baseline)
+        int(arm.tables[primary.name].select(count).collect().item()) for arm in (current, baseline)
     ]
     if not design.randomized:
         return {

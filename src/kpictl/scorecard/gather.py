@@ -20,7 +20,7 @@ from kpictl.comparison import (
     CompareResult,
     Design,
     compare_arms,
-    condition_arms,
+    condition_split,
     read_columns,
     run_compare,
 )
@@ -303,6 +303,7 @@ def cohort_comparisons(
         randomized=False,
         caveat=OBSERVATIONAL_ARMS_CAVEAT,
     )
+    split = condition_split(spec, tables, piece.window, built.engine)  # facts collected once
     for group in cohort_sets(by, options.cross)[1:]:
         dim = " × ".join(group)  # a cross-tab (--by a,b): each combination against the rest
         combos = facts.select(pl.col(d).cast(pl.String) for d in group).unique().rows()
@@ -319,9 +320,7 @@ def cohort_comparisons(
             if piece.where:
                 inside, outside = f"({piece.where}) AND {inside}", f"({piece.where}) AND {outside}"
             rest = BaselineSpec(_COHORT_BASELINE, "holdout", control=outside, treatment=inside)
-            cohort, others = condition_arms(
-                spec, tables, piece.window, built.engine, inside, outside
-            )
+            cohort, others = split.arms(inside, outside)
             result = compare_arms(
                 spec, cohort, others, design, rest, arm_options, check, with_fairness=False
             )

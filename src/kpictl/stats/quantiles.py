@@ -91,18 +91,17 @@ def quantile_arm(
         return QuantileArm(
             nu, 0, 0, nan, nan, nan, nan, warnings=(*warnings, _not_enough(nu, "no values"))
         )
-    xs = np.sort(x, kind="stable")
-    estimate = float(xs[max(1, math.ceil(n * nu)) - 1])
+    z = _z(1.0 - alpha / 2.0)
+    centre, spread = n * nu, z * math.sqrt(n * nu * (1.0 - nu))
+    lower_rank, upper_rank = math.floor(centre - spread), math.ceil(centre + spread)
+    rank = max(1, math.ceil(n * nu))
+    xs = _order_statistics(x, [r for r in (rank, lower_rank, upper_rank) if 1 <= r <= n])
+    estimate = float(xs[rank - 1])
     if unit_ids is None:
         codes = np.arange(n)
         k_units = n
     else:
-        _, codes = np.unique(unit_ids, return_inverse=True)
-        codes = codes.ravel()
-        k_units = int(codes.max()) + 1
-    z = _z(1.0 - alpha / 2.0)
-    centre, spread = n * nu, z * math.sqrt(n * nu * (1.0 - nu))
-    lower_rank, upper_rank = math.floor(centre - spread), math.ceil(centre + spread)
+        codes, k_units = _unit_codes(unit_ids)
     base = QuantileArm(nu, n, k_units, estimate, nan, nan, nan)
     guard = _quantile_guard(n, nu, z)
     if guard is None and (lower_rank < 1 or upper_rank > n):
@@ -147,6 +146,33 @@ def quantile_arm(
     return _replace_arm(
         base, se=se_iid * math.sqrt(deff), design_effect=deff, warnings=tuple(warnings)
     )
+
+
+def _order_statistics(x: npt.NDArray[np.float64], ranks: list[int]) -> npt.NDArray[np.float64]:
+    """`x` with the values of the given 1-based ranks in their sorted places (the others in no
+    particular order): a partition, O(n), where a sort is O(n log n). A signed zero sorts equal
+    to 0.0 and which one lands at a rank is the sort's to say, so with one the sort is kept."""
+    zeros = x == 0.0
+    if zeros.any() and np.signbit(x[zeros]).any():
+        return np.sort(x, kind="stable")
+    return np.partition(x, [r - 1 for r in ranks]) if ranks else x
+
+
+def _unit_codes(unit_ids: npt.NDArray[Any]) -> tuple[npt.NDArray[np.intp], int]:
+    """Each value's unit as 0..K−1 in the order of the sorted unit ids (`np.unique`'s inverse),
+    and K. Integer ids in a range not much wider than their count (compare's dense ranks) are
+    coded by counting, O(n), instead of by sorting."""
+    if unit_ids.dtype.kind in "iu" and unit_ids.size:
+        low, high = int(unit_ids.min()), int(unit_ids.max())
+        if high - low < 4 * unit_ids.size:
+            offsets = unit_ids.astype(np.int64) - low
+            present = np.zeros(high - low + 1, dtype=bool)
+            present[offsets] = True
+            order = np.cumsum(present) - 1
+            return order[offsets].astype(np.intp), int(order[-1]) + 1
+    _, codes = np.unique(unit_ids, return_inverse=True)
+    codes = codes.ravel()
+    return codes, int(codes.max()) + 1
 
 
 def _unit_ids(units: npt.ArrayLike) -> npt.NDArray[Any]:

@@ -38,13 +38,16 @@ def quantile_cells(
     values_expr = shape.values.cast(pl.Float64).alias("__v")
     nu = shape.nu or 0.5
     table = spec.tables[kpi.over]
-    # units as integer codes (the cluster adjustment groups by them): the row number where
-    # each row is its own unit (one row per key), else dense ranks of the unit's values
-    codes = (
-        pl.int_range(pl.len())
-        if table.is_rollup and table.key == unit
-        else pl.col(unit).rank("dense")
-    )
+    # units as integer codes (the cluster adjustment groups by them; its sums count values, so
+    # any one-to-one coding gives the same numbers): the row number where each row is its own
+    # unit (one row per key), a text's categorical code (hashed: a sort of millions of strings
+    # per arm costs 5x more), else dense ranks of the unit's values
+    if table.is_rollup and table.key == unit:
+        codes = pl.int_range(pl.len())
+    elif current.tables[kpi.over].collect_schema()[unit] == pl.String:
+        codes = pl.col(unit).cast(pl.Categorical).to_physical()
+    else:
+        codes = pl.col(unit).rank("dense")
     for keys in groupings(kpi, current, options):
         arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray]]] = {}
         pendings: dict[str, dict[tuple, dict[str, Any]]] = {}
