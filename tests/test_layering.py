@@ -82,6 +82,16 @@ WITHIN: dict[str, list[str]] = {
         "spark",
     ],
     "init": ["detect", "mapping", "write"],
+    # the scenario's constants, draws, conversations, their timelines, the three generators
+    "sample": [
+        "scenario",
+        "draws",
+        "conversations",
+        "timeline",
+        "generate",
+        "business",
+        "write",
+    ],
     # controls: the stderr messages' escaping; text: what every writer shares; one module per
     # output format; writers: the registry of formats and the one dispatch, render()
     "render": ["controls", "text", "files", "table", "json", "csv", "markdown", "writers", "html"],

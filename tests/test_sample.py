@@ -404,7 +404,7 @@ def test_other_days_and_start() -> None:
 
 
 def test_large_samples_are_written_in_independent_parts(tmp_path: Path, monkeypatch) -> None:
-    import kpictl.sample as sample_module
+    import kpictl.sample.write as sample_module
 
     monkeypatch.setattr(sample_module, "MAX_PART", 400)
     paths = sample_module.write_sample(tmp_path, conversations=1000, seed=3, fmt="parquet")
