@@ -42,7 +42,8 @@ def quantile_cells(
     # any one-to-one coding gives the same numbers): the row number where each row is its own
     # unit (one row per key), a text's categorical code (hashed: a sort of millions of strings
     # per arm costs 5x more), else dense ranks of the unit's values
-    if table.is_rollup and table.key == unit:
+    one_row_units = table.is_rollup and table.key == unit
+    if one_row_units:
         codes = pl.int_range(pl.len())
     elif current.tables[kpi.over].collect_schema()[unit] == pl.String:
         codes = pl.col(unit).cast(pl.Categorical).to_physical()
@@ -58,21 +59,17 @@ def quantile_cells(
             rows = kpi_rows(spec, kpi, arm, options.where).with_columns(
                 [pl.col(k).cast(pl.String) for k in keys]
             )
-            pendings[label] = by_cohort(
-                group_by_keys(
-                    rows.filter(~pl.col("__mature")),
-                    keys,
-                    [pl.len().cast(pl.Int64).alias("pending")],
-                ),
-                keys,
+            waiting = group_by_keys(
+                rows.filter(~pl.col("__mature")), keys, [pl.len().cast(pl.Int64).alias("pending")]
             )
-            data = (
+            settled = (
                 rows.filter(pl.col("__mature"))
                 .with_columns(values_expr)
                 .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
                 .select([*keys, codes.alias("__unit"), "__v"])
-                .collect()
             )
+            waiting_rows, data = pl.collect_all([waiting, settled])  # the KPI's rows read once
+            pendings[label] = by_cohort(waiting_rows, keys)
             grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
             parts = (
                 data.partition_by(list(keys), as_dict=True, include_key=False)
@@ -82,7 +79,9 @@ def quantile_cells(
             for cohort_key, part in parts.items():
                 key = tuple(cohort_key) if keys else ()
                 grouped[key] = (part["__v"].to_numpy(), part["__unit"].to_numpy())
-                unit_counts[label][key] = part["__unit"].n_unique()
+                # a row per unit: its units are its rows (no hashing of the codes)
+                units = part.height if one_row_units else part["__unit"].n_unique()
+                unit_counts[label][key] = units
             arms[label] = grouped
         cur_groups = arms["current"]
         base_groups = arms.get("baseline", {})
