@@ -164,6 +164,10 @@ def register_source(
     gives exactly kpictl's rows (kpictl.engine.sqlsource: planned, then checked on the data:
     a value that does not convert is the reader's located error); else kpictl's rows are
     handed over. Returns why they were handed over (None: read by the engine)."""
+    remote = sources.by_name[name].remote if name in sources else None
+    if remote is not None:  # read by the engine where it lives (checked then)
+        session.create_view(f"source_{name}", view_sql(remote.plan))
+        return None
     read: DirectRead | HandOver = HandOver(name, "the engine does not read kpictl's files")
     if session.reads_files:
         read = source_read(spec, sources, name, dialect)

@@ -14,6 +14,7 @@ session, whose executors cannot read the client's folder, they cross as rows. KP
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import shutil
@@ -25,8 +26,13 @@ import polars as pl
 
 from kpictl.engine.duck import DuckDBEngine
 from kpictl.engine.sqlplan import ROW_POSITION
-from kpictl.errors import UsageError
+from kpictl.engine.sqlsource import HandOver, RemoteScan, plan_remote, quote, verify_read
+from kpictl.errors import InputDataError, UsageError
+from kpictl.io.read import FileReport, LoadedSource
+from kpictl.io.remote import RemoteRows, remote_frame
+from kpictl.spec.model import SourceSpec, Spec
 from kpictl.sql.dialect import Dialect
+from kpictl.sql.expr import first_line
 
 INSTALL = "pip install 'kpictl[spark]'; needs a Java 17 runtime"
 DEFAULT_MASTER = "local[*]"
@@ -74,6 +80,8 @@ def spark_session(master: str) -> Any:
     # microseconds polars reads as Datetime("us", "UTC")
     session.conf.set("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
     session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    # hive partition values of a remote source as text, as kpictl reads local folders
+    session.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     return session
 
 
@@ -231,3 +239,106 @@ class SparkEngine(DuckDBEngine):
 
     def _session(self) -> _SparkSession:
         return _SparkSession(self.master, self.rows_per_file, self.as_rows)
+
+    def read_remote(self, spec: Spec, source: SourceSpec) -> LoadedSource:
+        """A source kpictl never opens (`s3a://…`, a catalog table), read by Spark where it
+        lives (kpictl.engine.sources.RemoteReader): its schema from Spark, planned as kpictl's
+        reader makes its columns (kpictl.engine.sqlsource.plan_remote), every conversion
+        checked on the data (a bad value: a located InputDataError), then counted (rows, nulls
+        per column, the time span). Raises UsageError where Spark cannot give exactly the rows
+        kpictl's reader would (kpictl cannot hand over rows it does not read)."""
+        return read_remote(spark_session(self.master), spec, source)
+
+
+def _spark_dtype(field: Any) -> pl.DataType:
+    """A Spark column type as the polars dtype kpictl's reader would see in the file."""
+    kind = field.dataType.typeName()
+    if kind == "decimal":
+        return pl.Decimal(field.dataType.precision, field.dataType.scale)
+    simple: dict[str, pl.DataType] = {
+        "string": pl.String(),
+        "char": pl.String(),
+        "varchar": pl.String(),
+        "long": pl.Int64(),
+        "integer": pl.Int32(),
+        "short": pl.Int16(),
+        "byte": pl.Int8(),
+        "double": pl.Float64(),
+        "float": pl.Float32(),
+        "boolean": pl.Boolean(),
+        "timestamp": pl.Datetime("us", "UTC"),
+        "timestamp_ntz": pl.Datetime("us"),
+        "date": pl.Date(),
+        "void": pl.Null(),
+    }
+    return simple.get(kind, pl.Binary())  # nested and other types: passed through, unread
+
+
+def remote_scan(spark: Any, source: SourceSpec) -> tuple[RemoteScan, dict[str, pl.DataType]]:
+    """The scan of a remote source and its columns' types, as Spark reports them (no row is
+    read: Spark lists the files and reads their footers, or asks its catalog)."""
+    if source.table is not None:
+        relation = ".".join(quote(part, "spark") for part in source.table.split("."))
+    else:
+        relation = f"parquet.{quote(source.path or '', 'spark')}"
+    location = source.remote or relation
+    try:
+        fields = spark.sql(f"SELECT * FROM {relation}").schema.fields
+    except Exception as exc:  # no such path or table, no access: Spark's own words
+        raise InputDataError(
+            f"source {source.name!r}: Spark cannot read {location}: {first_line(exc)}"
+        ) from exc
+    try:
+        metadata = f"SELECT _metadata.file_path, _metadata.row_index FROM {relation}"
+        located = bool(spark.sql(metadata).schema.fields)
+    except Exception:  # a table without file metadata (a view, some table formats)
+        located = False
+    schema = {f.name: _spark_dtype(f) for f in fields}
+    return RemoteScan(relation, location, located), schema
+
+
+def read_remote(spark: Any, spec: Spec, source: SourceSpec) -> LoadedSource:
+    """SparkEngine.read_remote on a session."""
+    scan, schema = remote_scan(spark, source)
+    where = f"{spec.path.name} line {source.line}" if source.line else spec.path.name
+
+    def fetch(sql: str) -> list[dict[str, Any]]:
+        return [row.asDict() for row in spark.sql(sql).collect()]
+
+    plan = plan_remote(source, scan, schema)
+    reason = plan.reason if isinstance(plan, HandOver) else verify_read(plan, None, fetch)
+    if reason is not None or isinstance(plan, HandOver):
+        raise UsageError(
+            f"source {source.name!r} ({where}) at {scan.location}: Spark cannot read it exactly "
+            f"as kpictl's reader would ({reason}), and kpictl does not read it itself to hand "
+            "its rows over; convert it (e.g. a Parquet timestamp for ts) or read a local copy"
+        )
+    dtypes = dict(plan.dtypes)
+    columns = list(dtypes)
+    counts = [f"COUNT({quote(c, 'spark')}) AS n_{i}" for i, c in enumerate(columns)]
+    if "ts" in dtypes:
+        counts += ["unix_micros(MAX(ts)) AS latest", "unix_micros(MIN(ts)) AS earliest"]
+    row = fetch(f"SELECT COUNT(*) AS rows, {', '.join(counts)} FROM ({plan.relation}) AS r")[0]
+    rows = int(row["rows"])
+    nulls = {c: rows - int(row[f"n_{i}"]) for i, c in enumerate(columns)}
+
+    def stamp(name: str) -> dt.datetime | None:
+        micros = row.get(name)
+        return None if micros is None else EPOCH + dt.timedelta(microseconds=int(micros))
+
+    remote = RemoteRows(
+        location=scan.location,
+        rows=rows,
+        nulls=nulls,
+        latest=stamp("latest"),
+        earliest=stamp("earliest"),
+        untimed=nulls.get("ts", 0),
+        plan=plan,
+        order=scan.order,
+    )
+    report = FileReport(source.name, scan.location, "parquet", 0, rows)
+    frame = remote_frame(source.name, scan.location, dtypes)
+    return LoadedSource(source.name, frame, (report,), remote=remote)
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -29,7 +29,7 @@ What it writes, per dialect (`duckdb`, `spark`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -56,11 +56,13 @@ sorted path order, rows in file order): the tie-break after ts for FIRST/LAST an
 Read by the engine itself: file ordinal · 2^40 + row index in the file."""
 FILE_SHIFT = 2**40  # rows per file the key leaves room for (a Parquet file holds far fewer)
 
-_FILE = "__kpictl_file"  # the file's ordinal in kpictl's order
+_FILE = "__kpictl_file"  # the file's ordinal in kpictl's order (a remote read: its path)
 _FILE_ROW = "__kpictl_file_row"  # the row's index within its file (0-based)
+_CONTENT = "__kpictl_content"  # a remote row without a file: its content as JSON
 _RESERVED = {
     _FILE,
     _FILE_ROW,
+    _CONTENT,
     ROW_POSITION,
     "filename",
     "file_row_number",
@@ -104,6 +106,27 @@ class RowCheck:
 
 
 @dataclass(frozen=True)
+class RemoteScan:
+    """A source kpictl never opens, in Spark SQL: `relation` (parquet.`s3a://…` or a catalog
+    table's name), `location` for messages, and whether its rows have `_metadata` (the file
+    path and row index: the order of a source's rows; without it, their content)."""
+
+    relation: str
+    location: str
+    located: bool = True
+
+    @property
+    def order(self) -> str:
+        """How rows with the same ts are ordered (docs/architecture.md, "Engines")."""
+        if self.located:
+            return "by file path, then row in file (_metadata.file_path, _metadata.row_index)"
+        return (
+            "by their content (xxhash64 of the row as JSON, then that JSON): the table has no "
+            "_metadata file path and row index"
+        )
+
+
+@dataclass(frozen=True)
 class DirectRead:
     """A source read by the engine itself: `relation` is a SELECT of the canonical rows (with
     `ROW_POSITION`), `flags` a SELECT of (`__kpictl_file`, `__kpictl_file_row`, one Boolean column
@@ -116,6 +139,10 @@ class DirectRead:
     relation: str
     flags: str
     checks: tuple[RowCheck, ...]
+    # the canonical columns' polars dtypes (as kpictl's reader would make them)
+    dtypes: tuple[tuple[str, pl.DataType], ...] = ()
+    # a source kpictl never opens: the engine scans it (its files are the engine's to list)
+    remote: RemoteScan | None = None
 
     def count_sql(self) -> str:
         """One row: the rows read (`rows`), then per check the rows it flags (`check_<i>`)."""
@@ -454,6 +481,47 @@ def _refused_source(source: SourceSpec) -> HandOver | None:
     return None
 
 
+def _refused_mapping(source: SourceSpec) -> HandOver | None:
+    """A column mapping the SQL does not reproduce (SQL, a default, a nested field)."""
+    for m in source.columns:
+        if m.sql is not None:
+            reason = f"column {m.name!r} is made by SQL (sources.{source.name}.columns)"
+        elif m.default is not None:
+            reason = f"column {m.name!r} has a default (sources.{source.name}.columns)"
+        elif m.source_field and "." in m.source_field:
+            reason = f"column {m.name!r} is read from a nested field ({m.source_field})"
+        else:
+            continue
+        return HandOver(source.name, reason)
+    return None
+
+
+def _rules(source: SourceSpec) -> tuple[ColumnRule, ...]:
+    return tuple(ColumnRule(m.name, m.source_field, m.sql, m.type, m.unit) for m in source.columns)
+
+
+def plan_remote(
+    source: SourceSpec, scan: RemoteScan, schema: Mapping[str, pl.DataType]
+) -> DirectRead | HandOver:
+    """The Spark SQL relation of a remote `source` (kpictl never opens it) from `scan`, whose
+    columns have `schema` (Spark's, as polars dtypes): every column as kpictl's reader makes
+    it, with `ROW_POSITION` the row's file path and row index (or its content), or why the SQL
+    cannot give exactly kpictl's rows (`HandOver`: then nothing can, kpictl cannot read it)."""
+    refused = _refused_source(source) or _refused_mapping(source)
+    if refused is not None:
+        return refused
+    file = ParquetFile(scan.location, dict(schema))
+    clash = sorted(_RESERVED & set(schema))
+    if clash:
+        return HandOver(source.name, f"{scan.location} has a column named {clash[0]!r}")
+    try:
+        group = _plan_group(source.name, _rules(source), file, "spark")
+    except _Refused as exc:
+        return HandOver(source.name, str(exc))
+    group = replace(group, paths=(scan.location,), ordinals=(0,))
+    return _assemble(source.name, "spark", [file], [group], scan)
+
+
 def plan_source(
     source: SourceSpec,
     files: Sequence[ParquetFile],
@@ -465,19 +533,12 @@ def plan_source(
     def refuse(reason: str) -> HandOver:
         return HandOver(source.name, reason)
 
-    refused = _refused_source(source)
+    refused = _refused_source(source) or _refused_mapping(source)
     if refused is not None:
         return refused
     if not files:
         return refuse("no Parquet file with rows")
-    for m in source.columns:
-        if m.sql is not None:
-            return refuse(f"column {m.name!r} is made by SQL (sources.{source.name}.columns)")
-        if m.default is not None:
-            return refuse(f"column {m.name!r} has a default (sources.{source.name}.columns)")
-        if m.source_field and "." in m.source_field:
-            return refuse(f"column {m.name!r} is read from a nested field ({m.source_field})")
-    rules = tuple(ColumnRule(m.name, m.source_field, m.sql, m.type, m.unit) for m in source.columns)
+    rules = _rules(source)
     groups: dict[tuple[object, ...], _Group] = {}
     for ordinal, file in enumerate(files):
         clash = sorted(_RESERVED & {*file.schema, *file.partitions})
@@ -591,8 +652,25 @@ def _null_of(dtype: pl.DataType, dialect: Dialect) -> str | None:
     return None if types is None else f"CAST(NULL AS {types[dialect == 'spark']})"
 
 
+def _remote_scan(scan: RemoteScan) -> str:
+    """A remote source's raw rows with their file path and row index (or none: its content)."""
+    if scan.located:
+        return (
+            f"SELECT *, _metadata.file_path AS {_FILE}, _metadata.row_index AS {_FILE_ROW} "
+            f"FROM {scan.relation}"
+        )
+    return (
+        f"SELECT *, CAST(NULL AS STRING) AS {_FILE}, CAST(NULL AS BIGINT) AS {_FILE_ROW}, "
+        f"to_json(struct(*)) AS {_CONTENT} FROM {scan.relation}"
+    )
+
+
 def _assemble(
-    name: str, dialect: Dialect, files: Sequence[ParquetFile], groups: list[_Group]
+    name: str,
+    dialect: Dialect,
+    files: Sequence[ParquetFile],
+    groups: list[_Group],
+    remote: RemoteScan | None = None,
 ) -> DirectRead | HandOver:
     """One relation over every group: the same columns, in one order, in each (polars'
     diagonal concat: a column a file lacks is null there)."""
@@ -624,9 +702,17 @@ def _assemble(
         found = [c for g in groups for _, c in g.checks if c.kind in kinds and c not in ordered]
         ordered += sorted(dict.fromkeys(found), key=lambda c: (c.column, c.kind))
     key = f"{_FILE} * {FILE_SHIFT} + {_FILE_ROW}"
+    if remote is not None:  # the row's file path and index, or its content
+        key = (
+            f"named_struct('file', {_FILE}, 'row', {_FILE_ROW})"
+            if remote.located
+            else f"named_struct('hash', xxhash64({_CONTENT}), 'content', {_CONTENT})"
+        )
     selects, flag_selects = [], []
     for group in groups:
-        scan = _scan(group.paths, group.ordinals, dialect)
+        scan = (
+            _scan(group.paths, group.ordinals, dialect) if remote is None else _remote_scan(remote)
+        )
         cols = ", ".join(
             f"{group.columns[c][0] if c in group.columns else fills[c]} AS {quote(c, dialect)}"
             for c in names
@@ -634,6 +720,10 @@ def _assemble(
         selects.append(f"SELECT {cols}, {key} AS {ROW_POSITION}\nFROM ({scan}) AS raw")
         preds = {c: p for p, c in group.checks}
         flags = "".join(f", {preds.get(c, 'FALSE')} AS check_{i}" for i, c in enumerate(ordered))
+        if remote is not None:  # the raw values, for the message (no file to look them up in)
+            flags += "".join(
+                f", CAST({c.raw or 'NULL'} AS STRING) AS raw_{i}" for i, c in enumerate(ordered)
+            )
         flag_selects.append(f"SELECT {_FILE}, {_FILE_ROW}{flags} FROM ({scan}) AS raw")
     return DirectRead(
         source=name,
@@ -643,6 +733,8 @@ def _assemble(
         relation="\nUNION ALL\n".join(selects),
         flags="\nUNION ALL\n".join(flag_selects),
         checks=tuple(ordered),
+        dtypes=tuple((c, dtypes[c]) for c in names),
+        remote=remote,
     )
 
 
@@ -654,13 +746,14 @@ Fetch = Callable[[str], list[dict[str, Any]]]
 """Runs one query on the engine and returns its rows (the engine's side of `verify_read`)."""
 
 
-def verify_read(plan: DirectRead, rows: int, fetch: Fetch) -> str | None:
+def verify_read(plan: DirectRead, rows: int | None, fetch: Fetch) -> str | None:
     """Check `plan`'s rows on the engine before they are used (one counting query): a value
     outside what the SQL reads as polars does gives the reason to hand kpictl's rows over
     instead (kpictl's reader then decides, and reports a bad one); a value that does not
     convert raises InputDataError naming the first such row (file, row, column, what was
     expected, the value), as kpictl's reader does; a row count other than kpictl's (`rows`)
-    is a reason to hand over too. None: the engine's rows are kpictl's rows."""
+    is a reason to hand over too (None: a remote source, whose rows kpictl never counts).
+    None: the engine's rows are kpictl's rows."""
     counts = fetch(plan.count_sql())[0]
     flagged = {kind: 0 for kind in ("bad", "missing", "unproven")}
     for i, check in enumerate(plan.checks):
@@ -683,20 +776,28 @@ def verify_read(plan: DirectRead, rows: int, fetch: Fetch) -> str | None:
             if c.kind in ("bad", "missing") and first[f"check_{i}"]
         )
         check = plan.checks[i]
-        file, row = int(first[_FILE]), int(first[_FILE_ROW])
-        value = fetch(plan.raw_value_sql(i, file, row))[0]
-        got = next(iter(value.values()))
+        if plan.remote is not None:
+            path, row = first[_FILE], first[_FILE_ROW]
+            got = first[f"raw_{i}"]
+            at = plan.remote.location if path is None else f"{path} (row {int(row) + 1})"
+        else:
+            file, row = int(first[_FILE]), int(first[_FILE_ROW])
+            value = fetch(plan.raw_value_sql(i, file, row))[0]
+            got = next(iter(value.values()))
+            at = f"{plan.files[file]} (row {row + 1})"
         if check.kind == "missing":
             what = missing_message(check.column, got)
         else:
             what = f"column {check.column!r}: expected {check.expected}, got {got!r}"
         more = int(first["in_file"]) - 1
         extra = f" ({more} more bad rows)" if more else ""
-        raise InputDataError(
-            f"{plan.files[file]} (row {row + 1}): {what}{extra}; fix the data, map the column "
-            "in the spec, or pass --on-bad-rows skip"
+        fix = (  # kpictl cannot skip rows it does not read
+            "fix the data or map the column in the spec"
+            if plan.remote is not None
+            else "fix the data, map the column in the spec, or pass --on-bad-rows skip"
         )
-    if int(counts["rows"]) != rows:
+        raise InputDataError(f"{at}: {what}{extra}; {fix}")
+    if rows is not None and int(counts["rows"]) != rows:
         return f"the files hold {int(counts['rows']):,} rows where kpictl read {rows:,}"
     return None
 
@@ -714,6 +815,9 @@ def source_read(spec: Spec, sources: Sources, name: str, dialect: Dialect) -> Di
     loaded: LoadedSource | None = sources.by_name.get(name)
     if source is None or loaded is None:
         return HandOver(name, "not read from files in this run")
+    if loaded.remote is not None:  # planned and checked when the engine read it
+        plan: DirectRead = loaded.remote.plan
+        return plan
     refused = _refused_source(source)
     if refused is not None:
         return refused
@@ -730,6 +834,13 @@ def source_read(spec: Spec, sources: Sources, name: str, dialect: Dialect) -> Di
 def read_comment(read: DirectRead | HandOver, files: Sequence[str]) -> str:
     """What `kpictl compile` says of a source's rows, as a SQL comment."""
     view = f"source_{read.source}"
+    if isinstance(read, DirectRead) and read.remote is not None:
+        return (
+            f"-- {view}: read by spark itself from {read.remote.location} (kpictl never lists "
+            "or opens it), every column made as kpictl's reader makes it and checked first (a "
+            f"value that does not convert is an error); {ROW_POSITION} orders rows with the "
+            f"same ts {read.remote.order}"
+        )
     if isinstance(read, DirectRead):
         return (
             f"-- {view}: read by {read.dialect} from {len(read.files)} Parquet file(s) as kpictl "

@@ -46,6 +46,7 @@ from kpictl.io.rowchecks import (
     sum_overflow,
     summed_columns,
 )
+from kpictl.io.remote import RemoteRows
 from kpictl.sql.expr import first_line
 
 # read.py's own names, then those defined by the modules it reads with that other packages
@@ -89,6 +90,9 @@ class LoadedSource:
     # why these rows cannot support a number (business events that match no conversation of
     # the data): every KPI reading the source is unavailable with this reason
     unusable: str | None = None
+    # a source kpictl does not read (s3a://…, a catalog table): what the engine told of it;
+    # `frame` then has its columns and refuses to be read (kpictl.io.remote)
+    remote: RemoteRows | None = None
 
     @property
     def rows(self) -> int:
