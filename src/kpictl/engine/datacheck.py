@@ -518,6 +518,11 @@ def _scan(
     queries: list[pl.LazyFrame] = []
     asked: list[str] = []
     for source in names:
+        remote = sources.by_name[source].remote
+        if remote is not None:  # as the engine counted it (literals: not checked, see uses)
+            counted[source] = {"rows": remote.rows}
+            counted[source].update({a: remote.nulls[a[2:]] for a in plans[source] if a[:2] == "n:"})
+            continue
         frame = sources[source]
         known = {}
         if shared is not None:
@@ -598,7 +603,12 @@ def check_data(
     }
     for name in list(origins):  # a priced source's cost: its coverage, below
         origins[name] = {(s, c) for s, c in origins[name] if not (c == "cost_usd" and s in priced)}
-    uses = literal_uses(spec, kpis, baselines, where)
+    # a remote source's values are not scanned here (notes.remote_notes says so)
+    uses = [
+        u
+        for u in literal_uses(spec, kpis, baselines, where)
+        if u.source not in sources or sources.by_name[u.source].remote is None
+    ]
     columns = set().union(*origins.values()) if origins else set()
     columns |= {(u.source, u.source_column) for u in uses}
     rows, nulls, matched = _scan(sources, columns, uses)

@@ -15,6 +15,7 @@ from kpictl.engine.window import (
     UNTIMED_AS_OF,
     literal_columns,
     names_in,
+    source_row_count,
     untimed_rows,
     window_text,
 )
@@ -34,6 +35,8 @@ def as_of_outlier_note(sources: Sources, window: Window) -> str | None:
     latest = window.latest
     found: list[tuple[str, dt.datetime, dt.datetime | None, dt.datetime]] = []
     for name, loaded in sources.by_name.items():
+        if loaded.remote is not None:  # only its span is known: see remote_notes
+            continue
         if "ts" not in loaded.frame.collect_schema():
             continue
         ts = pl.col("ts")
@@ -74,7 +77,21 @@ def input_notes(sources: Sources, window: Window) -> list[str]:
     notes = list(dict.fromkeys(n for loaded in sources.by_name.values() for n in loaded.notes))
     if (outlier := as_of_outlier_note(sources, window)) is not None:
         notes.append(outlier)
-    return notes
+    return notes + remote_notes(sources)
+
+
+def remote_notes(sources: Sources) -> list[str]:
+    """What kpictl did not check of a source it never read (read by the engine where it
+    lives): the literals the spec compares its columns with, a far-off latest time; and how its
+    rows with the same ts are ordered."""
+    return [
+        f"source {name!r} was read by the engine at {loaded.remote.location} "
+        f"({loaded.remote.rows:,} rows; kpictl never opened it): the literals the spec compares "
+        "its columns with were not checked against its values, nor a far-off latest time "
+        f"flagged; rows with the same ts are ordered {loaded.remote.order}"
+        for name, loaded in sources.by_name.items()
+        if loaded.remote is not None
+    ]
 
 
 def empty_source_notes(sources: Sources) -> list[str]:
@@ -84,7 +101,7 @@ def empty_source_notes(sources: Sources) -> list[str]:
         f"source {name!r} has no rows (in {', '.join(f.path for f in loaded.files)})"
         for name, loaded in sources.by_name.items()
         if loaded.unusable is None  # its own note says why (e.g. nothing attributed)
-        and loaded.frame.select(pl.len()).collect().item() == 0
+        and source_row_count(loaded) == 0
     ]
 
 

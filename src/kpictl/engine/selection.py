@@ -135,7 +135,8 @@ def with_cohort_columns(
                 row_tables = [
                     n for n, t in spec.tables.items() if t.from_source == origin and dim in schema
                 ]
-                _require_constant(sources[origin], table.key, dim, name, row_tables)
+                if sources.by_name[origin].remote is None:  # else the engine's own check
+                    _require_constant(sources[origin], table.key, dim, name, row_tables)
                 specs[name] = replace(specs[name], attributes=(*specs[name].attributes, dim))
                 for child, child_table in spec.tables.items():
                     if child_table.lookup == name:

@@ -13,7 +13,7 @@ from kpictl.engine.datacheck import shared_row
 from kpictl.engine.interface import ComputeOptions, RelativeTime, TimeBound, Window
 from kpictl.errors import EmptyInputError, UsageError
 from kpictl.io import schema as canonical
-from kpictl.io.read import Sources
+from kpictl.io.read import LoadedSource, Sources
 from kpictl.spec.model import OUTCOME_SOURCE, Spec
 from kpictl.sql.tree import names as sql_names
 
@@ -35,12 +35,15 @@ def latest_timestamp(sources: Sources) -> dt.datetime:
     for name, loaded in sources.by_name.items():
         if name == OUTCOME_SOURCE:
             continue
-        if "ts" in loaded.frame.collect_schema():
+        if loaded.remote is not None:  # as the engine read it
+            if loaded.remote.latest is not None:
+                latest.append(loaded.remote.latest)
+        elif "ts" in loaded.frame.collect_schema():
             (value,) = shared_row(loaded.frame, "latest", pl.col("ts").max())
             if value is not None:
                 latest.append(value)
     if not latest:
-        rows = sum(s.frame.select(pl.len()).collect().item() for s in sources.by_name.values())
+        rows = sum(source_row_count(s) for s in sources.by_name.values())
         if not rows or untimed_rows(sources):  # no rows at all, or chat transcripts without
             return UNTIMED_AS_OF  # times: no as-of to take from the data
         raise EmptyInputError("the inputs hold no timestamps: nothing to compute")
@@ -51,9 +54,19 @@ def untimed_rows(sources: Sources) -> int:
     """Rows without a time (allowed for chat transcripts): their time-based values are null."""
     total = 0
     for loaded in sources.by_name.values():
-        if "ts" in loaded.frame.collect_schema():
+        if loaded.remote is not None:
+            total += loaded.remote.untimed
+        elif "ts" in loaded.frame.collect_schema():
             total += shared_row(loaded.frame, "untimed", pl.col("ts").null_count())[0]
     return total
+
+
+def source_row_count(loaded: LoadedSource) -> int:
+    """A source's rows (a remote one: as its engine counted them)."""
+    if loaded.remote is not None:
+        return loaded.remote.rows
+    count: int = loaded.frame.select(pl.len()).collect().item()
+    return count
 
 
 def _bound(value: TimeBound | None, as_of: dt.datetime) -> dt.datetime | None:
