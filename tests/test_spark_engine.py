@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,9 @@ from kpictl.engine.compute import ComputeOptions, PolarsEngine, resolve_window, 
 from kpictl.engine.sources import load_sources
 from kpictl.engine.spark import SparkEngine, spark_session
 from kpictl.engine.sqlplan import uncovered
+from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
+from kpictl.io.remote import RemoteRowsError
 from kpictl.spec import load_spec
 from kpictl.sql.dialect import translate
 from parity import assert_same_numbers
@@ -229,3 +232,127 @@ def test_division_by_zero_is_the_polars_value(spark: Any) -> None:
         sql = translate(text, {}, "spark").sql("spark")
         got = spark.sql(f"SELECT CAST({sql} AS DOUBLE) AS v FROM divisions ORDER BY i").collect()
         assert same_floats([r["v"] for r in got], want), text
+
+
+# ----------------------------------------------------------------------------------------------
+# Remote sources (issue 13): a `path:` URI or a `table:` is read by Spark where it lives;
+# kpictl never lists or opens it
+# ----------------------------------------------------------------------------------------------
+
+# the shipped spec with business_events read as a plain source `crm` (kpictl attributes
+# business events to conversations itself, which needs rows it does not read)
+_CRM = """path: sample_logs/business_events/
+    columns:
+      ts: {from: ts, type: timestamp}
+      conversation_id: conversation_id
+      type: type
+      value_usd: {from: value_usd, type: float}"""
+
+
+def _lake_spec(folder: Path, out: Path, where: dict[str, str]) -> Path:
+    """The shipped spec over `folder`, each source of `where` at that location instead (a
+    `path:` URI, or `table: NAME` given as "table: NAME")."""
+    text = re.sub(r"    # credited to.*\n.*\n    attribution: .*\n", "", SHIPPED_SPEC.read_text())
+    text = text.replace("  business_events:", "  crm:")
+    text = text.replace(
+        _CRM.split("\n")[0] + "\n    columns:\n      ts: {from: ts, type: timestamp}", _CRM
+    )
+    for name in ("events", "tool_calls", "business_events"):
+        line = where.get(name, f"path: {folder / name}/")
+        text = text.replace(f"path: sample_logs/{name}/", line)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _same_as_polars(folder: Path, tmp_path: Path, where: dict[str, str]) -> Sources:
+    """compute --by channel over the remote sources on Spark equals polars over the files."""
+    local = load_spec(_lake_spec(folder, tmp_path / "local.yaml", {}))
+    remote = load_spec(_lake_spec(folder, tmp_path / "remote.yaml", where))
+    engine = SparkEngine(MASTER)
+    sources = load_sources(remote, engine=engine)
+    options = ComputeOptions(by=BY, kpis=_covered(ComputeOptions(by=BY)))
+    polars = run_compute(local, load_sources(local), options).table
+    spark = run_compute(remote, sources, options, engine=engine)
+    assert assert_same_numbers(polars, spark.table, BY) >= 5 * 16
+    assert all(engine.source_reads[name] is None for name in where)  # read by Spark itself
+    assert any("kpictl never opened it" in note for note in spark.notes)
+    return sources
+
+
+def test_spark_reads_uri_sources_as_polars_reads_their_files(
+    split_logs: Path, tmp_path: Path
+) -> None:
+    """events and tool_calls as file:// URIs of 64 shuffled files each (ties across files:
+    Spark orders them by file path, then row, as kpictl reads the files); crm stays local."""
+    where = {n: f"path: file://{split_logs / n}/" for n in ("events", "tool_calls")}
+    sources = _same_as_polars(split_logs, tmp_path, where)
+    events = pl.read_parquet(sorted((split_logs / "events").glob("*.parquet")))
+    remote = sources.by_name["events"].remote
+    assert remote is not None
+    assert (remote.rows, remote.latest) == (events.height, events.get_column("ts").max())
+    assert remote.nulls["csat"] == events.get_column("csat").null_count()
+    with pytest.raises(RemoteRowsError, match="source 'events' stays at file://"):
+        sources["events"].select(pl.len()).collect()  # kpictl never reads its rows
+
+
+def test_spark_reads_a_catalog_table_as_polars_reads_its_files(
+    logs: Path, tmp_path: Path, spark: Any
+) -> None:
+    """`table: kpictl_lake_events` (CREATE TABLE … USING parquet LOCATION the sample's
+    events); tool_calls and crm stay local paths."""
+    spark.sql(f"CREATE TABLE kpictl_lake_events USING parquet LOCATION '{logs / 'events'}'")
+    try:
+        _same_as_polars(logs, tmp_path, {"events": "table: kpictl_lake_events"})
+    finally:
+        spark.sql("DROP TABLE IF EXISTS kpictl_lake_events")
+
+
+def test_a_bad_value_in_a_remote_source_is_located_by_its_file_and_row(
+    logs: Path, tmp_path: Path
+) -> None:
+    """A value that does not convert: the reader's error, at the file Spark read and the row;
+    text Spark cannot read exactly as kpictl: a UsageError (kpictl cannot hand it over)."""
+    rows = {
+        "conversation_id": ["c1", "c1", "c2"],
+        "ts": ["2026-10-01T10:00:00Z", "2026-10-01T10:01:00Z", "2026-10-01T11:00:00Z"],
+        "event": ["message", "feedback", "feedback"],
+        "csat": [None, float("nan"), 4.0],
+    }
+    for folder, csat, last in (
+        ("bad", [None, float("nan"), 4.0], rows["ts"][2]),
+        ("odd", [None, 5.0, 4.0], "2026-10-01 11:00:00.1234567"),
+    ):
+        (tmp_path / folder).mkdir()
+        frame = pl.DataFrame({**rows, "csat": csat, "ts": [*rows["ts"][:2], last]})
+        frame.write_parquet(tmp_path / folder / "part-0.parquet")
+    bad, odd = (
+        load_spec(
+            _lake_spec(
+                logs, tmp_path / f"{name}.yaml", {"events": f"path: file://{tmp_path / name}/"}
+            )
+        )
+        for name in ("bad", "odd")
+    )
+    with pytest.raises(InputDataError) as caught:
+        load_sources(bad, engine=SparkEngine(MASTER))
+    message = str(caught.value)
+    assert message.startswith("file:")
+    assert message.endswith(
+        "bad/part-0.parquet (row 2): column 'csat': expected a number (Float64), got 'NaN'; "
+        "fix the data or map the column in the spec"
+    )
+    # 7 fraction digits: outside the ISO subset proven to read alike
+    with pytest.raises(UsageError, match=r"values of column 'ts' are outside what the SQL"):
+        load_sources(odd, engine=SparkEngine(MASTER))
+
+
+def test_compile_engine_spark_shows_the_scan_of_a_remote_source(logs: Path, tmp_path: Path) -> None:
+    uri = f"file://{logs / 'tool_calls'}/"
+    spec = _lake_spec(logs, tmp_path / "spec.yaml", {"tool_calls": f"path: {uri}"})
+    code, out, err = run(
+        "compile", "--engine", "spark", "-c", str(spec), "--kpi", "tool_call_success_rate"
+    )
+    assert code == 0, err
+    assert f"-- source_tool_calls: read by spark itself from {uri} (kpictl never lists" in out
+    assert f"FROM parquet.`{uri}`" in out
+    assert "_metadata.row_index" in out

@@ -288,13 +288,21 @@ def remote_scan(spark: Any, source: SourceSpec) -> tuple[RemoteScan, dict[str, p
         raise InputDataError(
             f"source {source.name!r}: Spark cannot read {location}: {first_line(exc)}"
         ) from exc
-    try:
-        metadata = f"SELECT _metadata.file_path, _metadata.row_index FROM {relation}"
-        located = bool(spark.sql(metadata).schema.fields)
-    except Exception:  # a table without file metadata (a view, some table formats)
-        located = False
+    located = source.table is None or _has_file_metadata(spark, source.table, relation)
     schema = {f.name: _spark_dtype(f) for f in fields}
     return RemoteScan(relation, location, located), schema
+
+
+def _has_file_metadata(spark: Any, table: str, relation: str) -> bool:
+    """Whether a catalog table's rows carry `_metadata` (file path, row index): a table over
+    files does, a view does not (asked of the catalog first: the probe of a view fails)."""
+    try:
+        if spark.catalog.getTable(table).tableType in ("VIEW", "TEMPORARY"):
+            return False
+        metadata = f"SELECT _metadata.file_path, _metadata.row_index FROM {relation}"
+        return bool(spark.sql(metadata).schema.fields)
+    except Exception:  # a table format without file metadata
+        return False
 
 
 def read_remote(spark: Any, spec: Spec, source: SourceSpec) -> LoadedSource:
