@@ -118,3 +118,18 @@ def test_a_uri_given_on_the_command_line_is_a_remote_source() -> None:
     assert "is s3a://bucket/tool_calls/" in err and "--engine spark" in err
     with pytest.raises(UsageError, match="s3a://bucket/a/ is read by Spark as one path"):
         load_sources(load_spec(SHIPPED_SPEC), {"tool_calls": ["s3a://bucket/a/", "logs/b/"]})
+
+
+def test_report_refuses_a_remote_source_before_reading_anything(write_spec: SpecWriter) -> None:
+    """The report's data checks, costs and drill-down read every source's rows: refused up
+    front (no Spark session is opened), whichever engine."""
+    path = write_spec(EVENTS_PATH)
+    for extra in ((), ("--engine", "spark")):
+        code, out, err = run("report", "-c", str(path), *extra)
+        assert (code, out) == (2, ""), err
+        assert err == (
+            "kpictl: error: kpictl report reads the rows of every source itself (its "
+            "data-quality checks, per-conversation costs and drill-down), and source 'events' "
+            "stays at s3a://bucket/events/ (read by the Spark engine only, never by kpictl): "
+            "run it over local files, or use compute or compare --engine spark\n"
+        )

@@ -439,13 +439,23 @@ def _sources(
     max_line_bytes: str = "64MiB",
     columns: Sequence[str] = (),
     engine: Engine | None = None,
+    reads_rows: str | None = None,
 ) -> Sources:
     """The run's sources (`commands.open_sources`) under a spinner."""
     from kpictl.commands import open_sources
 
     with progress("Reading logs…"):
         return open_sources(
-            spec, paths, source, on_bad_rows.value, cache, reprice, max_line_bytes, columns, engine
+            spec,
+            paths,
+            source,
+            on_bad_rows.value,
+            cache,
+            reprice,
+            max_line_bytes,
+            columns,
+            engine,
+            reads_rows,
         )
 
 
@@ -903,6 +913,12 @@ def compare(
             raise typer.Exit(int(ExitCode.THRESHOLD_BREACHED))
 
 
+REPORT_READS_ROWS = (
+    "kpictl report reads the rows of every source itself (its data-quality checks, "
+    "per-conversation costs and drill-down)"
+)
+
+
 @app.command(short_help="Write the scorecard: one document a reader takes in at once.")
 def report(
     paths: PathsArgument = None,
@@ -1052,8 +1068,10 @@ def report(
         [spec.require_primary_table().name],
         spark_master,
     )
+    # the report's data checks, costs and drill-down read every row: no remote source
+    reads = REPORT_READS_ROWS
     sources = _sources(
-        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
+        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen, reads
     )
     baseline_sources = None
     if is_dataset_baseline(spec, baseline, baseline_source):
@@ -1068,6 +1086,7 @@ def report(
             max_line_bytes,
             cohorts[0],
             chosen,
+            reads,
         )
     options = ReportOptions(
         baseline=baseline if baseline_sources is None else None,

@@ -267,10 +267,12 @@ def open_sources(
     max_line_bytes: str = "64MiB",
     columns: Sequence[str] = (),
     engine: Engine | None = None,
+    reads_rows: str | None = None,
 ) -> Sources:
     """The run's sources: the spec's paths, `paths` for the `events` source, `--source
     NAME=PATH` for others, `-` for standard input (read once; shown as `<stdin>`); `engine`
-    reads a remote one (`table:`, `s3a://…`) itself."""
+    reads a remote one (`table:`, `s3a://…`) itself, unless `reads_rows` says what of the
+    command reads every source's rows (then it is refused)."""
     from kpictl.engine.sources import load_sources
 
     overrides: dict[str, list[str]] = {}
@@ -289,6 +291,7 @@ def open_sources(
             max_line_bytes=parse_byte_size(max_line_bytes, "--max-line-bytes"),
             columns=columns,
             engine=engine,
+            reads_rows=reads_rows,
         )
     except KpictlError as exc:
         if piped is not None:

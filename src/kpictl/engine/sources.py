@@ -138,13 +138,15 @@ def load_sources(
     max_line_bytes: int = MAX_LINE_BYTES,
     columns: Sequence[str] = (),
     engine: object | None = None,
+    reads_rows: str | None = None,
 ) -> Sources:
     """Read every source the spec declares (paths override the spec's), in canonical form.
 
     A remote source (`table:`, or a path with a scheme such as `s3a://`) is never listed or
     opened by kpictl: `engine` reads it (a `RemoteReader`: the Spark engine); with any other
     engine (None: polars) it is a UsageError naming the source, its spec line and
-    `--engine spark`.
+    `--engine spark`. `reads_rows`: what of the run reads every source's rows itself (the
+    report's data checks, costs and drill-down), which refuses a remote source up front.
 
     `columns`: columns a run reads beyond the spec's (a `--by` column it does not declare): a
     JSONL source then parses every field, not only those the spec names.
@@ -180,6 +182,13 @@ def load_sources(
             )
     remote = remote_sources(spec, overrides)
     if remote:
+        if reads_rows is not None:
+            name, source = next(iter(remote.items()))
+            raise UsageError(
+                f"{reads_rows}, and source {name!r} stays at {source.remote} (read by the "
+                "Spark engine only, never by kpictl): run it over local files, or use compute "
+                "or compare --engine spark"
+            )
         refuse_remote(spec, remote, engine)
         overrides = {n: p for n, p in overrides.items() if n not in remote}
     # business events are credited to the events' conversations: events given elsewhere than
