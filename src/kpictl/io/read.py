@@ -36,6 +36,7 @@ from kpictl.io.columns import (
 from kpictl.io.files import partition_values, source_files, suffix_format
 from kpictl.io.formats import FORMAT_NAMES, LOCATION, link_conversations, read_format
 from kpictl.io.jsonl import read_jsonl
+from kpictl.io.remote import RemoteRows
 from kpictl.io.request import ColumnRule, FileReport, OnBadRows, SourceRequest
 from kpictl.io.rowchecks import (
     abs_sums,
@@ -46,7 +47,6 @@ from kpictl.io.rowchecks import (
     sum_overflow,
     summed_columns,
 )
-from kpictl.io.remote import RemoteRows
 from kpictl.sql.expr import first_line
 
 # read.py's own names, then those defined by the modules it reads with that other packages
