@@ -36,6 +36,7 @@ WITHIN: dict[str, list[str]] = {
         "inputbytes",
         "formats",
         "cache",
+        "remote",  # a source kpictl never reads (s3a://…, a table): what its engine told
         "request",  # what to read for a source, what a file gave, the read log
         "files",  # paths, globs, folders, hive partitions
         "columns",  # column mapping and canonical typing
