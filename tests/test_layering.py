@@ -135,6 +135,8 @@ WITHIN: dict[str, list[str]] = {
         "fairness",
         "run",  # run_compare, compare_arms, compare
     ],
+    # the review file's columns, drawing a sample, reading labels, scoring, a score's numbers
+    "review": ["columns", "sampling", "labels", "scores", "summary"],
 }
 # Subpackages of a package (dotted below kpictl): their modules keep this order, and none
 # imports the subpackage's __init__ (the registry that imports them all).
