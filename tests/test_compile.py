@@ -12,17 +12,23 @@ A change of the SQL on purpose (a new rule, more coverage) regenerates the files
 from __future__ import annotations
 
 import os
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlglot
 
 from conftest import SHIPPED_SPEC, run
+from kpictl.engine.compute import resolve_window, run_compute, selected_kpis
+from kpictl.engine.duck import DuckDBEngine
 from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.sources import load_sources
 from kpictl.engine.spark import INSTALL, spark_session
-from kpictl.engine.sqlplan import uncovered
+from kpictl.engine.sqlplan import compile_text, uncovered, watch_statements
 from kpictl.errors import UsageError
 from kpictl.spec import load_spec
+from test_parity import EDGES, HOUR, PRICED, T0, _write
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "sql"
@@ -123,3 +129,72 @@ def test_validate_engine_names_each_kpi_it_does_not_compile(dialect: str, tmp_pa
     assert (code, out) == (2, "")
     assert err.startswith(f"kpictl: error: --engine {dialect} does not cover these yet")
     assert expected in err
+
+
+# EDGES and a conversation of model m2 (no price under PRICED) whose tokens have no cost
+COSTLY = replace(
+    EDGES,
+    events=[
+        *EDGES.events,
+        *(
+            {
+                "conversation_id": "c9",
+                "ts": T0 + HOUR,
+                "event": "message",
+                "role": role,
+                "model": "m2",
+                "channel": "web",
+                "input_tokens": 120,
+                "output_tokens": 30,
+            }
+            for role in ("user", "agent")
+        ),
+    ],
+)
+
+
+@pytest.mark.parametrize(
+    "run_options",
+    [
+        ComputeOptions(by=("channel", "region"), grain="week"),
+        ComputeOptions(by=("channel", "intent"), cross=("channel", "intent"), grain="hour"),
+        ComputeOptions(by=("model",), grain="day", where="model = 'm2'"),
+    ],
+    ids=["by-week", "crosstab-hour", "model-day-where"],
+)
+def test_compile_prints_the_statements_the_engine_runs(run_options: ComputeOptions) -> None:
+    """`compile` with a run's options (--by, cross-tab, --grain, --where) prints every facts
+    and KPI statement the DuckDB engine runs for them, as it runs them — the time buckets'
+    GROUPING SETS and, with a price table leaving a model's cost unknown, the cost counts."""
+    with tempfile.TemporaryDirectory(prefix="kpictl-compile-") as folder:
+        (Path(folder) / "kpi_definitions.yaml").write_text(PRICED)
+        spec = load_spec(Path(folder) / "kpi_definitions.yaml")
+        sources = load_sources(spec, _write(Path(folder), COSTLY), cache=False)
+        options = replace(run_options, as_of=COSTLY.as_of)
+        with watch_statements() as ran:
+            run_compute(spec, sources, options, engine=DuckDBEngine())
+        kpis = selected_kpis(spec, options.kpis)[0]
+        window = resolve_window(spec, sources, options)
+        printed = compile_text(spec, sources, window, options, kpis, "duckdb")
+    statements = {  # each statement without its heading comment
+        "\n".join(x for x in s.splitlines() if x and not x.startswith("-- "))
+        for s in printed.split(";\n")
+    }
+    assert len(ran) >= 3 + 16
+    assert [s for s in ran if s not in statements] == []
+    assert any("DATE_TRUNC(" in s and "GROUPING SETS" in s for s in ran)
+    # the cost KPIs' counts of rows with a known cost (the price table leaves m2 unknown)
+    assert any('SUM("__cost_known:' in s for s in ran)
+
+
+def test_compile_cli_takes_grain_and_cross_tabs() -> None:
+    code, out, err = _compile(
+        "duckdb", "--kpi", "task_completion_rate", "--grain", "week", "--by", "channel,intent"
+    )
+    assert code == 0, err
+    (kpi,) = [s for s in out.split(";\n") if "-- KPI task_completion_rate" in s]
+    assert "DATE_TRUNC('week', \"started_at\")" in kpi
+    assert (
+        'GROUPING SETS ((), ("__by_channel", "__by_intent"), ("__by_bucket"), '
+        '("__by_bucket", "__by_channel", "__by_intent"))'
+    ) in kpi

@@ -60,6 +60,15 @@ EngineOption = Annotated[
         show_default=False,
     ),
 ]
+ApproxOption = Annotated[
+    bool,
+    typer.Option(
+        "--approx-percentiles",
+        help="With --engine duckdb or spark: percentile KPIs (MEDIAN, QUANTILE_CONT) by the "
+        "engine's approximate aggregate (DuckDB approx_quantile, Spark percentile_approx), "
+        "labelled approximate in every output. The polars engine is exact only.",
+    ),
+]
 SparkMasterOption = Annotated[
     str | None,
     typer.Option(
@@ -578,6 +587,7 @@ def compute(
     wide: WideOption = False,
     engine: EngineOption = None,
     spark_master: SparkMasterOption = None,
+    approx_percentiles: ApproxOption = False,
 ) -> None:
     """Compute every KPI of the spec, overall and by cohort or time bucket.
 
@@ -592,6 +602,8 @@ def compute(
       kpictl compute --engine duckdb --kpi task_completion_rate
 
       kpictl compute --engine spark --spark-master local[2] --by channel
+
+      kpictl compute --engine duckdb --approx-percentiles
     """
     from kpictl.commands import choose_engine, compute_options, parse_cohorts, run_inputs
     from kpictl.engine.compute import run_compute
@@ -601,7 +613,9 @@ def compute(
     spec = _load(config, param, paths)
     grain_name = grain.value if grain else None
     options = compute_options(cohorts, max_cohorts, grain_name, since, until, as_of, where, kpi)
-    chosen = choose_engine(spec, engine, options, spark_master=spark_master)
+    chosen = choose_engine(
+        spec, engine, options, spark_master=spark_master, approx=approx_percentiles
+    )
     sources = _sources(
         spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
     )
@@ -629,7 +643,14 @@ def compile_command(
     ] = EngineName.duckdb,
     by: Annotated[
         list[str] | None,
-        typer.Option("--by", help="Add the GROUPING SET of this cohort column. Repeatable."),
+        typer.Option(
+            "--by",
+            help="Add the GROUPING SET of this cohort column. Repeatable; --by a,b: the cross-tab.",
+        ),
+    ] = None,
+    grain: Annotated[
+        Grain | None,
+        typer.Option("--grain", help="Add the GROUPING SETS of each time bucket, as compute's."),
     ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
@@ -641,6 +662,7 @@ def compile_command(
         list[str] | None, typer.Option("--kpi", help="Only this KPI. Repeatable.")
     ] = None,
     param: ParamOption = None,
+    approx_percentiles: ApproxOption = False,
 ) -> None:
     """Print the SQL `kpictl compute --engine duckdb` (or spark) runs with the same options,
     for review: the facts of each table (rollup passes and derive entries as CTEs), then each
@@ -653,6 +675,10 @@ def compile_command(
       kpictl compile --engine duckdb
 
       kpictl compile --engine spark --kpi task_completion_rate --by channel
+
+      kpictl compile --engine duckdb --grain week --by channel,intent
+
+      kpictl compile --engine spark --approx-percentiles --kpi agent_latency_p95
     """
     from kpictl.commands import choose_engine, compile_sql, compute_options, parse_cohorts
 
@@ -661,12 +687,13 @@ def compile_command(
             "compile --engine polars: the polars engine runs no SQL; use duckdb or spark"
         )
     spec = _load(config, param, paths)
+    grain_name = grain.value if grain else None
     options = compute_options(
-        parse_cohorts(by, False), 10_000, None, since, until, as_of, where, kpi
+        parse_cohorts(by, False), 10_000, grain_name, since, until, as_of, where, kpi
     )
     reader = choose_engine(spec, engine, None)  # reads a remote source's schema (spark)
     sources = _sources(spec, paths, source, BadRows.error, True, False, "64MiB", (), reader)
-    typer.echo(compile_sql(spec, sources, options, engine), nl=False)
+    typer.echo(compile_sql(spec, sources, options, engine, approx_percentiles), nl=False)
 
 
 @app.command(short_help="Compare every KPI against a baseline: tests, CIs, verdicts.")
@@ -805,6 +832,7 @@ def compare(
     wide: WideOption = False,
     engine: EngineOption = None,
     spark_master: SparkMasterOption = None,
+    approx_percentiles: ApproxOption = False,
 ) -> None:
     """Compare every KPI against a baseline with the right test, CIs and corrections.
 
@@ -864,6 +892,7 @@ def compare(
         engine,
         ComputeOptions(by=options.by, cross=options.cross, where=where, kpis=options.kpis),
         spark_master=spark_master,
+        approx=approx_percentiles,
     )
     sources = _sources(
         spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
@@ -1027,6 +1056,7 @@ def report(
     strict: StrictOption = False,
     engine: EngineOption = None,
     spark_master: SparkMasterOption = None,
+    approx_percentiles: ApproxOption = False,
 ) -> None:
     """Write the scorecard: one Markdown document (or HTML page) with tiles, KPIs, trends, ROI,
     data quality, drill-down and provenance. Only the scorecard goes to stdout.
@@ -1067,6 +1097,7 @@ def report(
         ComputeOptions(where=where),
         [spec.require_primary_table().name],
         spark_master,
+        approx_percentiles,
     )
     # the report's data checks, costs and drill-down read every row: no remote source
     reads = REPORT_READS_ROWS

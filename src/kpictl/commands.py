@@ -231,14 +231,21 @@ def choose_engine(
     options: ComputeOptions | None,
     tables: Sequence[str] = (),
     spark_master: str | None = None,
+    approx: bool = False,
 ) -> Engine | None:
     """The engine of `--engine`, else of the spec's `defaults.engine` (None: polars); a SQL
     engine refuses up front, with the spec lines, every KPI of `options` it does not cover
     (compare: with its formulas' components; report: every KPI of the scorecard; facts: None)
     and each of `tables` whose facts it cannot build (facts: the table exported; report: the
-    unit table)."""
+    unit table). `approx`: --approx-percentiles (a SQL engine's; refused on polars)."""
     chosen = name or spec.defaults.engine
     if chosen == "polars":
+        if approx:
+            raise UsageError(
+                "--approx-percentiles: the polars engine computes percentiles exactly only; "
+                "add --engine duckdb or --engine spark for approximate percentiles, or leave "
+                "the option out"
+            )
         return None
     from kpictl.engine.compute import selected_kpis
     from kpictl.engine.duck import require_table
@@ -248,13 +255,15 @@ def choose_engine(
         require_table(spec, table, sql_dialect(chosen))
     if options is not None:
         require_covered(spec, selected_kpis(spec, options.kpis)[0], options, sql_dialect(chosen))
+    from kpictl.engine.duck import DuckDBEngine
+
+    engine = DuckDBEngine()
     if chosen == "spark":
         from kpictl.engine.spark import SparkEngine
 
-        return SparkEngine(spark_master)
-    from kpictl.engine.duck import DuckDBEngine
-
-    return DuckDBEngine()
+        engine = SparkEngine(spark_master)
+    engine.approx_percentiles = approx
+    return engine
 
 
 def open_sources(
@@ -367,14 +376,22 @@ def run_inputs(config: Path, *sources: Sources | None) -> list[str | Path]:
     return [config, *(f.path for s in sources if s is not None for f in s.files)]
 
 
-def compile_sql(spec: Spec, sources: Sources, options: ComputeOptions, engine: str) -> str:
-    """`kpictl compile`: the SQL the engine runs for `options` (as-of resolved from the data)."""
+def compile_sql(
+    spec: Spec,
+    sources: Sources,
+    options: ComputeOptions,
+    engine: str,
+    approx_percentiles: bool = False,
+) -> str:
+    """`kpictl compile`: the SQL the engine runs for `options` (as-of resolved from the data;
+    `approx_percentiles`: as `--approx-percentiles` runs it)."""
     from kpictl.engine.compute import resolve_window, selected_kpis
     from kpictl.engine.sqlplan import compile_text
 
     kpis = selected_kpis(spec, options.kpis)[0]
     window = resolve_window(spec, sources, options)
-    return compile_text(spec, sources, window, options, kpis, sql_dialect(engine))
+    dialect = sql_dialect(engine)
+    return compile_text(spec, sources, window, options, kpis, dialect, approx_percentiles)
 
 
 # ----------------------------------------------------------------------------------------------

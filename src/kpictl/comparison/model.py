@@ -13,7 +13,7 @@ import polars as pl
 from kpictl import stats
 from kpictl.engine.compute import MAX_COHORTS, PolarsEngine, Window
 from kpictl.engine.datacheck import DataCheck
-from kpictl.engine.interface import Engine, TimeBound
+from kpictl.engine.interface import Approximation, Engine, TimeBound
 from kpictl.spec.model import LEVELS, Defaults, KpiSpec
 
 STATUSES = ("ok", *LEVELS)
@@ -101,6 +101,8 @@ class CompareResult:
     check: DataCheck = field(default_factory=DataCheck)  # literals matched, KPIs unavailable
     heterogeneity: tuple[Heterogeneity, ...] = ()
     fairness: tuple[FairnessFinding, ...] = ()
+    # --approx-percentiles: the KPIs whose baseline and current values are approximate
+    approximation: Approximation | None = None
 
 
 @dataclass(frozen=True)

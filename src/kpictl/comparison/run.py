@@ -51,7 +51,7 @@ from kpictl.engine.compute import (
     with_cohort_columns,
 )
 from kpictl.engine.datacheck import DataCheck
-from kpictl.engine.interface import Engine, FactSet
+from kpictl.engine.interface import Approximation, Engine, FactSet
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec
@@ -270,7 +270,9 @@ def compare_arms(
         heterogeneity = [
             h for h in heterogeneity_tests(every, options) if (h.kpi, h.dimension) in pairs
         ]
-    table = result_table(cells, adjusted, asked, spec, values).with_columns(
+    approximation = current.engine.approximation(spec, selected)
+    approximate = approximation.kpis if approximation else ()
+    table = result_table(cells, adjusted, asked, spec, values, approximate).with_columns(
         pl.when(
             pl.col("kpi").is_in(list(check.unavailable))
             | pl.col("warnings").list.eval(pl.element().str.starts_with("cost unknown")).list.any()
@@ -280,6 +282,9 @@ def compare_arms(
         .alias("status")
     )
     notes: list[str] = []
+    if approximation is not None:
+        table = table.with_columns(pl.col("kpi").is_in(list(approximate)).alias("approximate"))
+        notes.append(approximation_note(approximation))
     notes += empty_arm_notes(spec, design, base, current, baseline)
     for test in heterogeneity:
         notes += heterogeneity_notes(test, options.significance)
@@ -303,6 +308,20 @@ def compare_arms(
         check=check,
         heterogeneity=tuple(heterogeneity),
         fairness=tuple(fairness),
+        approximation=approximation,
+    )
+
+
+def approximation_note(approximation: Approximation) -> str:
+    """compare's note on `--approx-percentiles`: which numbers are approximate."""
+    if not approximation.kpis:
+        return approximation.note()
+    return (
+        f"approximate percentiles (--approx-percentiles, {approximation.method}): "
+        f"{', '.join(approximation.kpis)}: their baseline and current values are the engine's "
+        "approximate ones, as compute gives them (marked ≈; JSON and CSV: approximate); Δ, its "
+        "CI and the p-value are computed exactly from the facts (polars), so Δ may differ from "
+        "current − baseline by the approximation's error"
     )
 
 

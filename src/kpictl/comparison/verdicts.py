@@ -4,7 +4,7 @@ result table, one row per cell with its status."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import polars as pl
 
@@ -77,9 +77,11 @@ def result_table(
     options: CompareOptions,
     spec: Spec,
     values: ArmValues,
+    approximate: Collection[str] = (),
 ) -> pl.DataFrame:
     """One row per cell. n is `compute`'s n on the arm (rows counted, e.g. tool calls); units
-    is what the test counted (units of analysis, e.g. conversations)."""
+    is what the test counted (units of analysis, e.g. conversations). The KPIs `approximate`
+    names show the engine's (approximate) values, as compute does; their test is exact."""
     records = []
     dims = list(options.by)
     for cell, p_adj in zip(cells, adjusted, strict=True):
@@ -105,6 +107,11 @@ def result_table(
         engine_b = values.get("baseline", {}).get(key)
         engine_c = values["current"].get(key)
         baseline_value = comp.baseline if comp else (engine_b[0] if engine_b else None)
+        current_value = comp.current if comp else (engine_c[0] if engine_c else None)
+        if cell.kpi.name in approximate:  # the value compute shows, not the test's exact one
+            current_value = engine_c[0] if engine_c else None
+            if cell.target is None:
+                baseline_value = engine_b[0] if engine_b else None
         records.append(
             {
                 "kpi": cell.kpi.name,
@@ -113,7 +120,7 @@ def result_table(
                 "baseline_value": baseline_value,
                 "baseline_n": engine_b[1] if engine_b else cell.n_baseline,
                 "baseline_units": None if untestable or cell.target is not None else units_b,
-                "current_value": comp.current if comp else (engine_c[0] if engine_c else None),
+                "current_value": current_value,
                 "current_n": engine_c[1] if engine_c else cell.n_current,
                 "current_units": None if untestable else units_c,
                 "delta": absolute.estimate if absolute else None,

@@ -20,7 +20,15 @@ import polars as pl
 from kpictl.engine.datacheck import DataCheck, check_data
 from kpictl.engine.facts import cost_columns, entry_levels, usable, with_cost_counts
 from kpictl.engine.finish import finish_kpis, mark_unavailable
-from kpictl.engine.interface import MAX_COHORTS, ComputeOptions, Engine, FactSet, TimeBound, Window
+from kpictl.engine.interface import (
+    MAX_COHORTS,
+    Approximation,
+    ComputeOptions,
+    Engine,
+    FactSet,
+    TimeBound,
+    Window,
+)
 from kpictl.engine.kpis import (
     cost_unknown,
     filter_kpi_rows,
@@ -112,6 +120,7 @@ class ComputeResult:
     dimensions: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     check: DataCheck = field(default_factory=DataCheck)  # literals matched, KPIs unavailable
+    approximation: Approximation | None = None  # --approx-percentiles: the KPIs it made ≈
 
 
 def fact_set(
@@ -193,7 +202,9 @@ def run_compute(
     )
     table, kpi_notes = facts.engine.aggregate(spec, kpis, output, tables, window, options)
     table = mark_unavailable(table, check)
+    approximation = facts.engine.approximation(spec, [k for k in kpis if k.name in output])
     notes = [
+        *([approximation.note()] if approximation else []),
         *check.notes(),
         *input_notes(sources, window),
         *data_notes(sources, kpis),
@@ -205,7 +216,12 @@ def run_compute(
     if note is not None:
         notes.insert(0, note)
     return ComputeResult(
-        table=table, window=window, dimensions=tuple(options.by), notes=tuple(notes), check=check
+        table=table,
+        window=window,
+        dimensions=tuple(options.by),
+        notes=tuple(notes),
+        check=check,
+        approximation=approximation,
     )
 
 

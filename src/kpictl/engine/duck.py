@@ -21,6 +21,7 @@ import polars as pl
 
 from kpictl.engine.compute import names_in, polars_unit_stats, source_rows
 from kpictl.engine.interface import (
+    Approximation,
     ComputeOptions,
     FactBuild,
     FactSet,
@@ -35,10 +36,12 @@ from kpictl.engine.sqlplan import (
     NotCovered,
     Rewriter,
     aggregate_sql,
+    approximate_kpis,
     compile_spec,
     compile_text,
     fact_tables,
     facts_sql,
+    record_statement,
     require_covered,
     source_columns,
     uncovered,
@@ -49,7 +52,7 @@ from kpictl.engine.sqlsource import DirectRead, HandOver, source_read, verify_re
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec
-from kpictl.sql.dialect import Dialect
+from kpictl.sql.dialect import APPROX_FUNCTIONS, Dialect
 from kpictl.sql.dialect import quote as _q
 
 _ARM_VIEWS = 8  # arms' facts tables kept registered for unit_stats
@@ -192,6 +195,9 @@ class DuckDBEngine:
 
     name = "duckdb"
     dialect: Dialect = "duckdb"
+    # --approx-percentiles: a KPI's MEDIAN / QUANTILE_CONT by the dialect's approximate
+    # aggregate (sql/dialect.py); set on an instance (`engine.approx_percentiles = True`)
+    approx_percentiles = False
     # compare's unit_stats: a session and the arms' views registered in it, set per instance
     # on first use (subclasses need no __init__ of ours)
     _stats: SqlSession | None = None
@@ -227,7 +233,9 @@ class DuckDBEngine:
             )
         for name in names:
             table = spec.tables[name]
-            frame = session.query(facts_sql(spec, name, window, rewriter, columns))
+            frame = session.query(
+                record_statement(facts_sql(spec, name, window, rewriter, columns))
+            )
             if table.is_rollup:
                 _check_attributes(name, table.key or "", table.attributes, frame)
                 frame = frame.drop([VARIES + a for a in table.attributes])
@@ -259,7 +267,15 @@ class DuckDBEngine:
             for name in {k.over for k in kpis if k.kind != "formula"}:
                 session.register(f"facts_{name}", tables[name])
             return aggregate_sql(
-                spec, kpis, output, tables, window, options, self.dialect, session.query
+                spec,
+                kpis,
+                output,
+                tables,
+                window,
+                options,
+                self.dialect,
+                session.query,
+                self.approx_percentiles,
             )
         finally:
             session.close()
@@ -296,6 +312,13 @@ class DuckDBEngine:
             ),
             waiting.with_columns(pl.col(keys).cast(pl.String), pl.col("pending").cast(pl.Int64)),
         )
+
+    def approximation(self, spec: Spec, kpis: Sequence[KpiSpec]) -> Approximation | None:
+        """With `approx_percentiles`: the percentile KPIs (and formulas over them), by the
+        dialect's approximate aggregate."""
+        if not self.approx_percentiles:
+            return None
+        return Approximation(approximate_kpis(spec, kpis), APPROX_FUNCTIONS[self.dialect])
 
     def _stats_session(self) -> SqlSession:
         """compare's unit_stats: one session per engine, opened at the first call."""

@@ -10,6 +10,8 @@ An engine does three things (docs/architecture.md, "Where a new thing goes"):
 - `unit_stats`: for compare, one arm's per-unit sufficient statistics of an additive KPI (a
   ratio of per-unit sums, or a mean) per cohort — n, Σm, Σm², Σd, Σd², Σmd over the units —
   and the pending rows per cohort: small frames, whatever the number of units.
+- `approximation`: which KPIs `aggregate` gives approximately (`--approx-percentiles` on a SQL
+  engine), so that every output labels them; None where every value is exact.
 
 Compare's other cells (percentiles, pass^k, formulas' bootstrap, paired designs, CUPED) read
 the FactSet's tables with polars, whichever engine built them (kpictl.comparison).
@@ -164,6 +166,24 @@ class UnitStats:
     pending: pl.DataFrame
 
 
+@dataclass(frozen=True)
+class Approximation:
+    """The KPIs of a run whose values are approximate (`--approx-percentiles`: their percentile
+    aggregates computed by `method` on the engine), for every output to label."""
+
+    kpis: tuple[str, ...]
+    method: str  # the engine's function and its error bound, as docs/architecture.md states
+
+    def note(self) -> str:
+        """The run's note saying which values are approximate and how."""
+        if not self.kpis:
+            return "--approx-percentiles: no percentile KPI in this run; every value is exact"
+        return (
+            f"approximate percentiles (--approx-percentiles, {self.method}): "
+            f'{", ".join(self.kpis)}; their values are marked ≈ (JSON: "approximate": true)'
+        )
+
+
 class Engine(Protocol):
     """How a spec's facts and KPIs are computed. `PolarsEngine` (kpictl.engine.polarsengine) is the
     first implementation; another engine (DuckDB, Spark) implements these three methods and
@@ -216,6 +236,10 @@ class Engine(Protocol):
         cohort of `keys`, over `tables` (the arm's restriction of a FactSet): its rows filtered
         by `where` (when the table has its columns) and the KPI's `where`, the settled ones
         (`mature`) summed per `unit` (see `UnitStats`)."""
+        ...
+
+    def approximation(self, spec: Spec, kpis: Sequence[KpiSpec]) -> Approximation | None:
+        """Which of `kpis` `aggregate` gives approximately (None: every value exact)."""
         ...
 
 

@@ -9,7 +9,14 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from kpictl.engine.facts import POLARS_ENGINE, build_facts
-from kpictl.engine.interface import ComputeOptions, Engine, FactSet, UnitStats, Window
+from kpictl.engine.interface import (
+    Approximation,
+    ComputeOptions,
+    Engine,
+    FactSet,
+    UnitStats,
+    Window,
+)
 from kpictl.engine.kpis import evaluate_kpis
 from kpictl.engine.shapes import KpiShape
 from kpictl.engine.unitstats import polars_unit_stats
@@ -22,6 +29,10 @@ class PolarsEngine:
     `evaluate_kpis`, lazy plans collected in memory or by polars' streaming engine."""
 
     name = POLARS_ENGINE
+
+    def approximation(self, spec: Spec, kpis: Sequence[KpiSpec]) -> Approximation | None:
+        """None: every percentile is exact (`--approx-percentiles` is for the SQL engines)."""
+        return None
 
     def build_facts(
         self,

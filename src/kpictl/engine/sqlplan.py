@@ -22,7 +22,8 @@ kpictl reads them, with `ROW_POSITION` their position in it) for the facts, and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import polars as pl
 
@@ -38,18 +39,43 @@ from kpictl.engine.compute import (
     source_rows,
     usable_sets,
 )
-from kpictl.engine.datacheck import kpi_cost_sources
+from kpictl.engine.datacheck import check_data, kpi_cost_sources
+from kpictl.engine.facts import with_cost_counts
 from kpictl.engine.interface import ComputeOptions, Window
+from kpictl.engine.selection import with_cohort_columns
 from kpictl.engine.shapes import KpiShape
 from kpictl.engine.sqlsource import ROW_POSITION, DirectRead, quote, read_comment, source_read
 from kpictl.errors import UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec, TableSpec
-from kpictl.sql.dialect import Dialect, SqlBuilder, Uncovered
+from kpictl.sql.dialect import APPROX_FUNCTIONS, Dialect, SqlBuilder, Uncovered
 from kpictl.sql.dialect import quote as _q
+from kpictl.sql.tree import uses_quantile
 
 VARIES = "__kpictl_varies_"
 """The prefix of the facts' columns saying an attribute varies within a key."""
+
+
+_WATCHERS: list[list[str]] = []
+
+
+@contextmanager
+def watch_statements() -> Iterator[list[str]]:
+    """Every facts and KPI statement an SQL engine runs while open, in order, as the engine
+    runs it (the tests check that `kpictl compile` prints them)."""
+    seen: list[str] = []
+    _WATCHERS.append(seen)
+    try:
+        yield seen
+    finally:
+        _WATCHERS.remove(seen)
+
+
+def record_statement(sql: str) -> str:
+    """`sql`, recorded by every open `watch_statements` (an engine calls it as it runs one)."""
+    for seen in _WATCHERS:
+        seen.append(sql)
+    return sql
 
 
 class NotCovered(UsageError):
@@ -66,9 +92,12 @@ def _refuse(spec: Spec, line: int | None, what: str, construct: str) -> NotCover
 
 class Rewriter:
     """Spec expressions as holes of a `SqlBuilder` in one dialect, refused with their spec
-    line; params, as_of, window_start and window_end as literals."""
+    line; params, as_of, window_start and window_end as literals. `approx_percentiles`: a
+    KPI's aggregate takes MEDIAN / QUANTILE_CONT approximately (`kpi_sql`; facts stay exact)."""
 
-    def __init__(self, spec: Spec, window: Window, dialect: Dialect) -> None:
+    def __init__(
+        self, spec: Spec, window: Window, dialect: Dialect, approx_percentiles: bool = False
+    ) -> None:
         self.values: dict[str, object] = {
             **dict(spec.params),
             "as_of": window.as_of,
@@ -78,6 +107,7 @@ class Rewriter:
         self.spec = spec
         self.window = window
         self.dialect: Dialect = dialect
+        self.approx_percentiles = approx_percentiles
         self.builder = SqlBuilder(dialect)
 
     def rewrite(
@@ -89,12 +119,14 @@ class Rewriter:
         mature: str | None = None,
         rows_ordered: bool = False,
         window_key: str | None = None,
+        approx: bool = False,
     ) -> str:
-        """A hole for `sql` translated (FIRST/LAST by (ts, row position) when `rows_ordered`)."""
+        """A hole for `sql` translated (FIRST/LAST by (ts, row position) when `rows_ordered`;
+        percentiles approximate when `approx`)."""
         order = ("ts", ROW_POSITION) if rows_ordered else None
         try:
             return self.builder.expression(
-                sql, self.values, mature=mature, order=order, window_key=window_key
+                sql, self.values, mature=mature, order=order, window_key=window_key, approx=approx
             )
         except Uncovered as exc:
             raise _refuse(self.spec, line, what, exc.construct) from None
@@ -449,7 +481,8 @@ def kpi_sql(
     scope = f"(SELECT *, {', '.join(scoped)} FROM {_q('facts_' + table.name)}{where}) AS scope"
 
     def agg(sql: str | None) -> str:
-        return rewriter.rewrite(sql or "", line=line, what=what, mature="__mature")
+        approx = rewriter.approx_percentiles
+        return rewriter.rewrite(sql or "", line=line, what=what, mature="__mature", approx=approx)
 
     if kpi.pass_k is not None:
         return rewriter.render(_pass_k_sql(kpi, keyed, group_sets, scope, rewriter))
@@ -621,11 +654,13 @@ def aggregate_sql(
     options: ComputeOptions,
     dialect: Dialect,
     run: Callable[[str], pl.DataFrame],
+    approx_percentiles: bool = False,
 ) -> tuple[pl.DataFrame, list[str]]:
     """The KPI table over `tables` (registered as `facts_<table>` where `run` executes a
     statement): each KPI's `kpi_sql` run, its rows made by `kpi_rows`, the formula KPIs and
-    the order by `finish_kpis` — the same code as the polars engine's from there on."""
-    rewriter = Rewriter(spec, window, dialect)
+    the order by `finish_kpis` — the same code as the polars engine's from there on.
+    `approx_percentiles`: percentile KPIs approximately (`approximate_kpis` names them)."""
+    rewriter = Rewriter(spec, window, dialect, approx_percentiles)
     sets = grouping_sets(options.by, options.grain, options.cross)
     statements: list[tuple[KpiSpec, str, list[tuple[str, ...]], list[str]]] = []
     notes: list[str] = []
@@ -646,7 +681,10 @@ def aggregate_sql(
         statements.append((kpi, sql, usable, costed))
     if problems:  # before anything runs
         raise _refusal(problems, dialect)
-    frames = [kpi_rows(kpi, run(sql), usable, costed) for kpi, sql, usable, costed in statements]
+    frames = [
+        kpi_rows(kpi, run(record_statement(sql)), usable, costed)
+        for kpi, sql, usable, costed in statements
+    ]
     table, formula_notes = finish_kpis(spec, kpis, output, frames, options, sets)
     return table, notes + formula_notes
 
@@ -658,16 +696,39 @@ def compile_spec(
     kpis: Sequence[KpiSpec],
     dialect: Dialect = "duckdb",
     columns: Mapping[str, Collection[str]] | None = None,
+    approx_percentiles: bool = False,
+    fact_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The SQL of a run in `dialect`: per table its facts, per KPI its aggregates (formula
     KPIs have none: they are computed from their inputs' rows). `columns`: per source, its
-    columns. Raises NotCovered naming every construct not covered."""
-    rewriter = Rewriter(spec, window, dialect)
+    columns; `fact_columns`: per table, the columns its facts have when the KPIs run (the
+    cost counts `with_cost_counts` adds included; None: the spec's). Raises NotCovered
+    naming every construct not covered."""
+    rewriter = Rewriter(spec, window, dialect, approx_percentiles)
     require_covered(spec, kpis, options, dialect)
     used = [k for k in kpis if k.kind != "formula"]
     tables = fact_tables(spec, {k.over for k in used})
     facts = {t: facts_sql(spec, t, window, rewriter, columns) for t in tables}
-    return facts, {k.name: kpi_sql(spec, k, window, options, rewriter) for k in used}
+    queries = {}
+    for kpi in used:
+        present = fact_columns.get(kpi.over) if fact_columns else None
+        costed = costed_sources(spec, kpi, present) if present is not None else []
+        queries[kpi.name] = kpi_sql(spec, kpi, window, options, rewriter, present, costed)
+    return facts, queries
+
+
+def approximate_kpis(spec: Spec, kpis: Sequence[KpiSpec]) -> tuple[str, ...]:
+    """The KPIs of `kpis` an SQL engine with `approx_percentiles` gives approximately: those
+    whose aggregate takes a percentile (MEDIAN, QUANTILE_CONT), and the formulas that read one
+    of them (through other formulas too). Their facts' own percentiles stay exact."""
+
+    def approx(kpi: KpiSpec) -> bool:
+        if kpi.kind == "formula":
+            return any(approx(spec.kpis[n]) for n in kpi.formula_kpis)
+        exprs = (kpi.value, kpi.numerator, kpi.denominator)
+        return any(e is not None and uses_quantile(e) for e in exprs)
+
+    return tuple(k.name for k in kpis if approx(k))
 
 
 def source_columns(
@@ -700,16 +761,36 @@ def compile_text(
     options: ComputeOptions,
     kpis: Sequence[KpiSpec],
     dialect: Dialect = "duckdb",
+    approx_percentiles: bool = False,
 ) -> str:
     """What `kpictl compile --engine <dialect>` prints: the SQL a run executes, one statement
-    per table's facts and per KPI, each headed by a comment saying what it is."""
+    per table's facts and per KPI, each headed by a comment saying what it is
+    (`approx_percentiles`: as `--approx-percentiles` runs it)."""
+    # as run_compute prepares a run: --by columns of the data, the cost counts of the KPIs
+    # whose cost may be unknown (check_data), so the statements are those that run
+    spec = with_cohort_columns(spec, sources, options.by, {k.over for k in kpis})
+    check = check_data(spec, sources, kpis, where=options.where)
     used = fact_tables(spec, {k.over for k in kpis if k.kind != "formula"})
     columns = source_columns(spec, sources, window, used)
-    facts, queries = compile_spec(spec, window, options, kpis, dialect, columns)
+    schemas = {t: pl.LazyFrame(schema=spec.column_types[t]) for t in used}
+    costly = [k for k in kpis if k.name in check.costs]
+    fact_columns = {
+        t: frame.collect_schema().names()
+        for t, frame in with_cost_counts(spec, sources, window, schemas, costly).items()
+    }
+    facts, queries = compile_spec(
+        spec, window, options, kpis, dialect, columns, approx_percentiles, fact_columns
+    )
     lines = [
-        f"-- kpictl compile --engine {dialect}",
+        f"-- kpictl compile --engine {dialect}"
+        + (" --approx-percentiles" if approx_percentiles else ""),
         f"-- as_of {window.as_of.isoformat()}; params and as_of are literals below",
     ]
+    approximate = approximate_kpis(spec, kpis) if approx_percentiles else ()
+    if approximate:
+        lines.append(
+            f"-- approximate percentiles ({APPROX_FUNCTIONS[dialect]}): {', '.join(approximate)}"
+        )
     views = []
     for source in columns:
         files = [f.path for f in sources.by_name[source].files] if source in sources else []
@@ -728,7 +809,8 @@ def compile_text(
         )
         lines += ["", f"-- facts_{table}: {what}", f"{sql};"]
     for name, sql in queries.items():
-        lines += ["", f"-- KPI {name}", f"{sql};"]
+        mark = " (approximate)" if name in approximate else ""
+        lines += ["", f"-- KPI {name}{mark}", f"{sql};"]
     formulas = [k.name for k in kpis if k.kind == "formula"]
     if formulas:
         lines += ["", f"-- formula KPIs, computed from their inputs' rows: {', '.join(formulas)}"]

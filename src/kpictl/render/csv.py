@@ -14,6 +14,7 @@ from kpictl.render.text import Write, cohort_label, csv_safe, iso, text_writer
 
 def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
     dims = [*result.dimensions, *([BUCKET] if BUCKET in result.table.columns else [])]
+    approx = result.approximation  # --approx-percentiles: a column saying which
     header = [
         "kpi",
         "cohort",
@@ -21,6 +22,7 @@ def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
         "breakdown",
         "breakdown_value",
         "value",
+        *(["approximate"] if approx is not None else []),
         "reason",
         "n",
         "pending",
@@ -41,6 +43,7 @@ def _flat_rows(result: ComputeResult) -> tuple[list[str], list[list[Any]]]:
                 row["breakdown"],
                 row["breakdown_value"],
                 None if value is None or math.isnan(value) else repr(value),
+                *([str(row["kpi"] in approx.kpis).lower()] if approx is not None else []),
                 row.get("reason"),
                 row["n"],
                 row["pending"],

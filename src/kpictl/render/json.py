@@ -41,6 +41,8 @@ def result_records(result: ComputeResult) -> list[dict[str, Any]]:
             record["breakdown"] = {row["breakdown"]: row["breakdown_value"]}
         value = row["value"]
         record["value"] = None if value is None or math.isnan(value) else value
+        if result.approximation is not None:  # --approx-percentiles: each row says
+            record["approximate"] = row["kpi"] in result.approximation.kpis
         record["reason"] = row.get("reason")  # why value is null (a missing column), else null
         record["n"] = row["n"]
         record["pending"] = row["pending"]
@@ -103,6 +105,8 @@ def compare_records(result: Any) -> list[dict[str, Any]]:
                     "n": row["current_n"],
                     "units": row["current_units"],
                 },
+                # --approx-percentiles: both values approximate (Δ, CI and p exact)
+                **({"approximate": row["approximate"]} if "approximate" in row else {}),
                 "delta": _float(row["delta"]),
                 "delta_ci": None
                 if row["delta_low"] is None

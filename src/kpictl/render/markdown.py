@@ -11,14 +11,16 @@ from kpictl.engine.compute import ComputeResult
 from kpictl.render.text import (
     LAYER_TITLES,
     Write,
+    approximate_kpis,
     as_of_text,
     by_layer,
     cohort_label,
+    compare_legend,
+    compared_value,
     fairness_lines,
     format_change,
     format_p,
     format_relative,
-    format_value,
     heterogeneity_lines,
     interval_text,
     iso,
@@ -43,6 +45,7 @@ def to_markdown(result: ComputeResult) -> str:
     """The `--format markdown` document: one GitHub-flavoured table per layer."""
     window = result.window
     lines = [f"# KPIs as of {as_of_text(window.as_of)}", ""]
+    approximate = approximate_kpis(result)
     if window.since or window.until:
         lines += [f"Window: {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}", ""]
     for layer, rows in by_layer(result.table):
@@ -60,7 +63,7 @@ def to_markdown(result: ComputeResult) -> str:
                     for c in (
                         kpi_label(row, md_text),
                         md_text(cohort_label(row)),
-                        shown_value(row),
+                        shown_value(row, approximate),
                         str(row["n"]),
                         str(row["pending"]),
                         row["owner"],
@@ -85,8 +88,8 @@ def _compare_cells(row: dict[str, Any], escape: Callable[[object], Any]) -> list
     return [
         kpi_title(row, escape),
         escape(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
-        f"{format_value(row['baseline_value'], fmt)} (n={row['baseline_n']:,})",
-        f"{format_value(row['current_value'], fmt)} (n={row['current_n']:,})",
+        f"{compared_value(row, 'baseline')} (n={row['baseline_n']:,})",
+        f"{compared_value(row, 'current')} (n={row['current_n']:,})",
         f"{delta} {delta_ci}".strip(),
         f"{rel} {rel_ci}".strip(),
         format_p(row["p_adjusted"]),
@@ -149,6 +152,8 @@ def compare_to_markdown(result: Any) -> str:
         ]
     if result.fairness:
         lines += ["## Fairness", "", *[f"- {md_text(line)}" for line in fairness_lines(result)], ""]
+    if result.approximation is not None:
+        lines += [md_text(compare_legend(result)), ""]
     return "\n".join(lines)
 
 

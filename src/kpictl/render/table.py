@@ -24,14 +24,17 @@ from kpictl.render.text import (
     STATUS_STYLES,
     RenderOptions,
     Write,
+    approximate_kpis,
+    approximate_legend,
     as_of_text,
     by_layer,
     cohort_label,
+    compare_legend,
+    compared_value,
     fairness_lines,
     format_change,
     format_p,
     format_relative,
-    format_value,
     heterogeneity_lines,
     interval_text,
     iso,
@@ -214,6 +217,7 @@ def render_table(result: ComputeResult, console: Console, wide: bool = False) ->
     if window.since or window.until:
         title += f" · window {iso(window.since) or 'start'} – {iso(window.until) or 'as-of'}"
     rows: list[TableRow] = []
+    approximate = approximate_kpis(result)
     for layer, layer_rows in by_layer(result.table):
         rows.append((True, {"kpi": Text(LAYER_TITLES.get(layer, layer), style="bold")}))
         for row in layer_rows:
@@ -223,7 +227,7 @@ def render_table(result: ComputeResult, console: Console, wide: bool = False) ->
                     {
                         "kpi": kpi_label(row, term_text),
                         "cohort": term_text(cohort_label(row)),
-                        "value": shown_value(row),
+                        "value": shown_value(row, approximate),
                         "n": f"{row['n']:,}",
                         "pending": f"{row['pending']:,}" if row["pending"] else "",
                         "owner": term_text(row["owner"]),
@@ -237,6 +241,8 @@ def render_table(result: ComputeResult, console: Console, wide: bool = False) ->
     note = _left_out_note(COMPUTE_COLUMNS, layout, console.width)
     if note is not None:
         console.print(note)
+    if approximate:
+        console.print(term_text(approximate_legend(result)))
 
 
 def _compare_columns(layout: TableLayout) -> tuple[TableColumn, ...]:
@@ -292,9 +298,9 @@ def _compare_row(row: dict[str, Any], layout: TableLayout) -> dict[str, str | Te
     return {
         "kpi": kpi_title(row, term_text),
         "cohort": term_text(", ".join(f"{d}={row[d]}" for d in row["grouping"]) or "all"),
-        "baseline": f"{format_value(row['baseline_value'], fmt)}{joint}"
+        "baseline": f"{compared_value(row, 'baseline')}{joint}"
         f"{'(' if inline else ''}n={row['baseline_n']:,}{')' if inline else ''}",
-        "current": f"{format_value(row['current_value'], fmt)}{joint}"
+        "current": f"{compared_value(row, 'current')}{joint}"
         f"{'(' if inline else ''}n={row['current_n']:,}{')' if inline else ''}",
         "delta": Text(
             with_interval(
@@ -349,6 +355,8 @@ def render_compare_table(result: Any, console: Console, wide: bool = False) -> N
     note = _left_out_note(_compare_columns(layout), layout, console.width)
     if note is not None:
         console.print(note)
+    if result.approximation is not None:
+        console.print(term_text(compare_legend(result)))
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     console.print(f"Verdict: {summary}")
     if design.caveat:

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -216,10 +216,44 @@ def format_p(value: float | None) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
-def shown_value(row: dict[str, Any]) -> str:
-    """A result row's value as shown: formatted, or "unavailable (no `x` column)"."""
+def shown_value(row: dict[str, Any], approximate: Collection[str] = ()) -> str:
+    """A result row's value as shown: formatted (≈ before an approximate one: its KPI is in
+    `approximate`), or "unavailable (no `x` column)"."""
     reason = row.get("reason")
-    return unavailable_label(reason) if reason else format_value(row["value"], row["format"])
+    if reason:
+        return unavailable_label(reason)
+    shown = format_value(row["value"], row["format"])
+    return f"{APPROXIMATE} {shown}" if row["kpi"] in approximate and shown != "—" else shown
+
+
+APPROXIMATE = "≈"
+"""The mark of an approximate value (`--approx-percentiles`) in tables and Markdown."""
+
+
+def approximate_kpis(result: Any) -> frozenset[str]:
+    """The KPIs whose values a compute or compare result holds approximately (none: exact)."""
+    approximation = getattr(result, "approximation", None)
+    return frozenset(approximation.kpis) if approximation is not None else frozenset()
+
+
+def approximate_legend(result: Any) -> str:
+    """The line under a compute table saying what ≈ marks (a result with an `approximation`)."""
+    approximation = result.approximation
+    return f"{APPROXIMATE} approximate percentile (--approx-percentiles: {approximation.method})"
+
+
+def compared_value(row: dict[str, Any], arm: str) -> str:
+    """An arm's value in a compare row, ≈ before an approximate one (`--approx-percentiles`)."""
+    shown = format_value(row[f"{arm}_value"], row["format"])
+    return f"{APPROXIMATE} {shown}" if row.get("approximate") and shown != "—" else shown
+
+
+def compare_legend(result: Any) -> str:
+    """What ≈ marks in a compare table (a result with an `approximation`)."""
+    return (
+        f"{APPROXIMATE} approximate percentile (--approx-percentiles: "
+        f"{result.approximation.method}); Δ, its CI and p are exact"
+    )
 
 
 def cohort_of(row: dict[str, Any]) -> dict[str, str | None]:

@@ -125,8 +125,14 @@ def build_tiles(
     caveats: Mapping[str, tuple[str, ...]],
 ) -> tuple[Tile, ...]:
     """One tile row per KPI: the compare row (overall) when there is a baseline, else the
-    compute value with only absolute bounds judged."""
+    compute value with only absolute bounds judged. An approximate percentile
+    (`--approx-percentiles`) is marked, its method a caveat."""
     tiles: list[Tile] = []
+    approximation = trend.approximation
+    approximate = set(approximation.kpis) if approximation else set()
+    if approximation is not None and approximate:
+        caveat = f"approximate percentile (--approx-percentiles: {approximation.method})"
+        caveats = {**caveats, **{k: (*caveats.get(k, ()), caveat) for k in approximate}}
     if comparison is not None:
         rows = comparison.table.filter(pl.col("grouping").list.len() == 0)
         for row in rows.iter_rows(named=True):
@@ -146,6 +152,7 @@ def build_tiles(
                     caveats.get(row["kpi"], ()),
                     trend.check.reason(row["kpi"]),
                     row["label"],
+                    row["kpi"] in approximate,
                 )
             )
         return tuple(tiles)
@@ -168,6 +175,7 @@ def build_tiles(
                 caveats=caveats.get(row["kpi"], ()),
                 reason=reason,
                 label=kpi.label,
+                approximate=row["kpi"] in approximate,
             )
         )
     return tuple(tiles)

@@ -31,6 +31,7 @@ from kpictl.errors import UsageError
 from kpictl.io.read import FileReport
 from kpictl.projection import ProjectionResult
 from kpictl.render.text import (
+    APPROXIMATE,
     format_value,
 )
 from kpictl.review import ReviewScore
@@ -98,13 +99,16 @@ class Tile:
     caveats: tuple[str, ...] = ()
     reason: str | None = None  # why the KPI is unavailable (a column missing from the data)
     label: str | None = None  # the spec's `label:` (plain words), shown instead of the name
+    approximate: bool = False  # --approx-percentiles: the value is an approximate percentile
 
     @property
     def shown(self) -> str:
-        """The value as shown: formatted, or "unavailable (no `x` column)"."""
-        return (
-            unavailable_label(self.reason) if self.reason else format_value(self.value, self.format)
-        )
+        """The value as shown: formatted (≈ before an approximate one), or "unavailable (no
+        `x` column)"."""
+        if self.reason:
+            return unavailable_label(self.reason)
+        shown = format_value(self.value, self.format)
+        return f"{APPROXIMATE} {shown}" if self.approximate and shown != "—" else shown
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,10 @@ from kpictl.engine.compute import (
 from kpictl.engine.interface import cohort_sets
 from kpictl.render.markdown import projection_markdown, review_markdown
 from kpictl.render.text import (
+    APPROXIMATE,
     LAYER_TITLES,
+    approximate_kpis,
+    compared_value,
     fairness_lines,
     format_change,
     format_relative,
@@ -329,7 +332,7 @@ def _section_table(data: ReportData) -> list[str]:
                 [
                     _kpi_name(tile),
                     LAYER_TITLES.get(row["layer"], row["layer"]),
-                    shown_value(row),
+                    shown_value(row, approximate_kpis(data.trend)),
                     format_int(row["n"]),
                     format_int(row["pending"]),
                     _thresholds_text(spec.kpis[row["kpi"]]),
@@ -360,9 +363,8 @@ def _section_table(data: ReportData) -> list[str]:
             rows.append(
                 [
                     _kpi_name(tile),
-                    f"{format_value(row['baseline_value'], fmt)}"
-                    f" (n={format_int(row['baseline_n'])})",
-                    f"{tile.shown if tile.reason else format_value(row['current_value'], fmt)}"
+                    f"{compared_value(row, 'baseline')} (n={format_int(row['baseline_n'])})",
+                    f"{tile.shown if tile.reason else compared_value(row, 'current')}"
                     f" (n={format_int(row['current_n'])})",
                     format_change(row["delta"], fmt)
                     + format_interval(
@@ -413,6 +415,7 @@ def _section_trends(data: ReportData) -> list[str]:
         "",
     ]
     header = ["KPI", "trend", "first", "last", "min", "max"]
+    approximate = approximate_kpis(data.trend)
     rows = []
     for name in data.spec.kpis:
         if name not in series:
@@ -421,14 +424,20 @@ def _section_trends(data: ReportData) -> list[str]:
         by_bucket = {p[0]: p[1] for p in series[name]}
         values = [by_bucket.get(b) for b in buckets]
         present = [v for v in values if v is not None and not math.isnan(v)]
+        mark = f"{APPROXIMATE} " if name in approximate else ""  # --approx-percentiles
         rows.append(
             [
                 name,
                 sparkline(values),
-                format_value(present[0] if present else None, fmt),
-                format_value(present[-1] if present else None, fmt),
-                format_value(min(present) if present else None, fmt),
-                format_value(max(present) if present else None, fmt),
+                *(
+                    mark + format_value(v, fmt) if v is not None else format_value(None, fmt)
+                    for v in (
+                        present[0] if present else None,
+                        present[-1] if present else None,
+                        min(present) if present else None,
+                        max(present) if present else None,
+                    )
+                ),
             ]
         )
     lines += md_table(header, rows, "llrrrr")
@@ -573,10 +582,8 @@ def _section_breakdowns(data: ReportData) -> list[str]:
                 [
                     cell["kpi"],
                     cohort,
-                    f"{format_value(cell['current_value'], fmt)}"
-                    f" (n={format_int(cell['current_n'])})",
-                    f"{format_value(cell['baseline_value'], fmt)}"
-                    f" (n={format_int(cell['baseline_n'])})",
+                    f"{compared_value(cell, 'current')} (n={format_int(cell['current_n'])})",
+                    f"{compared_value(cell, 'baseline')} (n={format_int(cell['baseline_n'])})",
                     format_change(cell["delta"], fmt)
                     + format_interval(
                         cell["delta_low"], cell["delta_high"], lambda v, f=fmt: format_change(v, f)

@@ -265,6 +265,13 @@ def is_aggregate(sql: str) -> bool:
     return next(_aggregates_outside_windows(parse(sql).tree), None) is not None
 
 
+def uses_quantile(sql: str) -> bool:
+    """Whether an expression takes a percentile (MEDIAN, QUANTILE_CONT) as an aggregate
+    (outside any window): the KPIs `--approx-percentiles` makes approximate."""
+    quantiles = exp.Median | exp.PercentileCont | exp.Quantile
+    return any(isinstance(n, quantiles) for n in _aggregates_outside_windows(parse(sql).tree))
+
+
 class AggregateKind(Enum):
     """Which aggregate an expression is (see `aggregate_kind`)."""
 
