@@ -84,10 +84,16 @@ def number_param(spec: Spec, name: str) -> float | None:
     return float(value)
 
 
-def slice_facts(spec: Spec, piece: Slice, columns: Collection[str] | None = None) -> pl.DataFrame:
+def slice_facts(
+    spec: Spec,
+    piece: Slice,
+    columns: Collection[str] | None = None,
+    keep: Collection[str] | None = None,
+) -> pl.DataFrame:
     """The unit table's facts of one slice: its window and its condition applied. `columns`:
     those the caller reads (None: every column), which the slice's facts must have been built
-    with, else they are built here."""
+    with, else they are built here. `keep`: only these of its columns are collected (None:
+    every one)."""
     table = spec.require_primary_table()
     facts = piece.facts
     if facts is None or not usable(spec, facts, piece.window, [table.name], {table.name: columns}):
@@ -101,6 +107,8 @@ def slice_facts(spec: Spec, piece: Slice, columns: Collection[str] | None = None
     if piece.where:
         frame, names = with_literals(spec, frame, piece.window, [piece.where])
         frame = frame.filter(compile_sql(piece.where).fill_null(False)).drop(names)
+    if keep is not None:
+        frame = frame.select(c for c in frame.collect_schema().names() if c in keep)
     return frame.collect()
 
 

@@ -92,8 +92,11 @@ _COHORT_BASELINE = "__kpictl_rest"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+_AGENT_ALONE = ("completed", "contained", "settled")
+
+
 def _agent_alone(facts: pl.DataFrame) -> tuple[int, str] | None:
-    needed = ("completed", "contained")
+    needed = _AGENT_ALONE[:2]
     if not all(c in facts.columns for c in needed):
         return None
     condition = pl.col("completed").fill_null(False) & pl.col("contained").fill_null(False)
@@ -454,6 +457,26 @@ def drilldown(
     return groups, has_text
 
 
+def _report_columns(
+    spec: Spec, options: ReportOptions, entries: Sequence[tuple[RollupEntry, pl.DataType]]
+) -> set[str]:
+    """The unit table's columns the report reads from an arm's facts: the key and time, the
+    costs (`entries`), `_agent_alone`'s, the cohorts (`--by`, the spec's cohorts) and what the
+    drill-down tests and shows."""
+    table = spec.require_primary_table()
+    read = {
+        *(c for c in (table.key, table.time) if c),
+        *(e.name for e, _ in entries),
+        *_AGENT_ALONE,
+        *options.by,
+        *spec.defaults.cohorts,
+    }
+    for kpi, condition, _ in _failure_types(spec):
+        read |= set(names_in([kpi.where, kpi.mature, condition]))
+        read |= {kpi.breakdown} if kpi.breakdown else set()
+    return read
+
+
 def _built_columns(spec: Spec, piece: Slice) -> set[str] | None:
     """The unit table's columns the slice's facts were built with (None: every column)."""
     if piece.facts is None:
@@ -790,7 +813,9 @@ def _gather(
         if names:
             baseline_compute = _compute_slice(spec, baseline, names, None, options.where)
 
-    facts = slice_facts(spec, current, _built_columns(spec, current))
+    # the current arm's unit table, with only the columns the sections below read
+    shown = _report_columns(spec, options, [*entries, *base_entries])
+    facts = slice_facts(spec, current, _built_columns(spec, current), shown)
 
     def slice_costs(
         piece: Slice, frame: pl.DataFrame, built: Sequence[tuple[RollupEntry, pl.DataType]]
@@ -804,7 +829,7 @@ def _gather(
     costs = cost_totals(spec, costs_frame, human_minutes_unknown(current.sources))
     baseline_costs = None
     if baseline is not None:
-        base_facts = slice_facts(spec, baseline, _built_columns(spec, baseline))
+        base_facts = slice_facts(spec, baseline, _built_columns(spec, baseline), shown)
         baseline_costs = cost_totals(
             spec,
             slice_costs(
