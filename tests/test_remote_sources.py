@@ -133,3 +133,12 @@ def test_report_refuses_a_remote_source_before_reading_anything(write_spec: Spec
             "stays at s3a://bucket/events/ (read by the Spark engine only, never by kpictl): "
             "run it over local files, or use compute or compare --engine spark\n"
         )
+
+
+def test_a_command_without_engine_says_which_commands_read_a_remote_source(
+    write_spec: SpecWriter,
+) -> None:
+    code, out, err = run("check", "-c", str(write_spec(EVENTS_TABLE)))
+    assert (code, out) == (2, ""), err
+    assert "is table lake.agents.events, which kpictl does not list or open itself" in err
+    assert "run compute, compare, facts or compile with --engine spark (the polars" in err

@@ -356,3 +356,26 @@ def test_compile_engine_spark_shows_the_scan_of_a_remote_source(logs: Path, tmp_
     assert f"-- source_tool_calls: read by spark itself from {uri} (kpictl never lists" in out
     assert f"FROM parquet.`{uri}`" in out
     assert "_metadata.row_index" in out
+
+
+def test_a_table_without_file_metadata_orders_ties_by_content(
+    logs: Path, tmp_path: Path, spark: Any
+) -> None:
+    """A view has no `_metadata`: rows with the same ts are ordered by their content (said in
+    the run's note); on the sample, whose ties do not change a value, polars' numbers."""
+    events = logs / "events"
+    spark.sql(f"CREATE OR REPLACE TEMP VIEW kpictl_lake_view AS SELECT * FROM parquet.`{events}`")
+    try:
+        local = load_spec(_lake_spec(logs, tmp_path / "local.yaml", {}))
+        remote = load_spec(
+            _lake_spec(logs, tmp_path / "remote.yaml", {"events": "table: kpictl_lake_view"})
+        )
+        engine = SparkEngine(MASTER)
+        sources = load_sources(remote, engine=engine)
+        options = ComputeOptions(by=BY, kpis=("escalation_rate", "csat_mean"))
+        polars = run_compute(local, load_sources(local), options).table
+        spark_run = run_compute(remote, sources, options, engine=engine)
+    finally:
+        spark.catalog.dropTempView("kpictl_lake_view")
+    assert assert_same_numbers(polars, spark_run.table, BY) >= 2 * 5
+    assert any("ordered by their content (xxhash64" in note for note in spark_run.notes)

@@ -282,7 +282,8 @@ def refuse_remote(spec: Spec, remote: Mapping[str, SourceSpec], engine: object |
         engine_name = getattr(engine, "name", "polars")
         raise UsageError(
             f"{what}, which kpictl does not list or open itself: only the Spark engine reads "
-            f"it — run with --engine spark (the {engine_name} engine reads local files)"
+            "it — run compute, compare, facts or compile with --engine spark (the "
+            f"{engine_name} engine reads local files)"
         )
     if priced(spec):
         raise UsageError(
