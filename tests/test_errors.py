@@ -65,11 +65,11 @@ def test_every_exit_code_is_in_the_readme_and_the_help() -> None:
 
 
 def test_the_cli_exits_with_exit_code_names_never_numbers() -> None:
-    """cli.py raises SystemExit / typer.Exit only with an ExitCode member (a literal 70 beside
+    """The CLI raises SystemExit / typer.Exit only with an ExitCode member (a literal 70 beside
     the enum is how a second list of codes starts)."""
-    tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
+    trees = [ast.parse(p.read_text(encoding="utf-8")) for p in (PACKAGE / "cli").glob("*.py")]
     literal = []
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.Call) and ast.unparse(node.func) in {"SystemExit", "typer.Exit"}:
             for arg in node.args:
                 if any(isinstance(n, ast.Constant) for n in ast.walk(arg)):

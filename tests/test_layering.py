@@ -83,6 +83,9 @@ WITHIN: dict[str, list[str]] = {
         "spark",
     ],
     "init": ["detect", "mapping", "write"],
+    # the choices and shared options; the app and its error boundary; the commands, registered
+    # in the order of `kpictl --help` (cli/__init__.py imports them)
+    "cli": ["options", "app", "compute", "compare", "checks", "cache", "review", "__main__"],
     # the scenario's constants, draws, conversations, their timelines, the three generators
     "sample": [
         "scenario",
@@ -252,7 +255,9 @@ def test_imports_point_left(path: Path) -> None:
             assert top in ONLY_IN[first], f"only {ONLY_IN[first]} may import {first}"
 
 
-@pytest.mark.parametrize("path", [p for p in FILES if p.stem != "cli"], ids=dotted_name)
+@pytest.mark.parametrize(
+    "path", [p for p in FILES if dotted_name(p).split(".")[1] != "cli"], ids=dotted_name
+)
 def test_library_never_prints_or_exits(path: Path) -> None:
     module = dotted_name(path)
     tree = ast.parse(path.read_text())

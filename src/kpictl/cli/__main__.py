@@ -1,0 +1,5 @@
+"""`python -m kpictl.cli`."""
+
+from kpictl.cli import main
+
+main()
