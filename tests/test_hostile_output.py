@@ -25,6 +25,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -786,3 +787,19 @@ def test_scorecard_html_is_inert(hostile_logs: Path, benign_logs: Path) -> None:
     )
     assert "&lt;img src=x onerror=alert(1)&gt;" in hostile  # shown as text
     assert 'href="http' not in hostile and 'src="http' not in hostile
+
+
+def test_check_text_shows_a_control_character_in_a_column_name_as_an_escape(
+    tmp_path: Path,
+) -> None:
+    logs = write_logs(tmp_path, BENIGN, conversations=20)
+    events = logs / "events" / "events.jsonl"  # as Parquet: a column no reader drops
+    frame = pl.read_ndjson(events, infer_schema_length=None)
+    frame.with_columns(pl.lit("x").alias("note\x1b[31m\r")).write_parquet(
+        events.with_suffix(".parquet")
+    )
+    events.unlink()
+    code, out, err = run(logs, "check")
+    assert code == 0, err
+    assert_no_control(out)
+    assert "note\\x1b[31m\\x0d" in out

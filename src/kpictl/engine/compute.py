@@ -61,7 +61,7 @@ from kpictl.engine.window import (
 )
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
-from kpictl.spec.model import Spec
+from kpictl.spec.model import Spec, TableSpec
 
 # compute's own names, then the names other packages import from here (cli, comparison,
 # scorecard, render, sqlplan, duck) that now live in the modules of their stage: new code
@@ -165,7 +165,24 @@ def facts(
         )
     window = resolve_window(spec, sources, ComputeOptions(as_of=as_of))
     built = (engine or default_engine()).build_facts(spec, sources, window, [name])
-    return built.table(name).collect()
+    return in_stable_order(built.table(name).collect(), spec.tables[name])
+
+
+def in_stable_order(frame: pl.DataFrame, table: TableSpec) -> pl.DataFrame:
+    """A facts table's rows in an order that does not depend on threads or the engine: a
+    rollup by its key (one row each), a row table by its time, then every other column
+    that sorts (nulls last), so two runs over the same data write the same file."""
+    if table.is_rollup and table.key in frame.columns:
+        return frame.sort(table.key, nulls_last=True)
+    sortable = [
+        c
+        for c, dtype in frame.schema.items()
+        if not isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object)
+    ]
+    if table.time in sortable:
+        sortable.remove(table.time)
+        sortable.insert(0, table.time)
+    return frame.sort(sortable, nulls_last=True) if sortable else frame
 
 
 def run_compute(

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from kpictl.engine.compute import ComputeResult
 from kpictl.engine.datacheck import CheckReport, unavailable_label
+from kpictl.render.controls import visible_controls
 from kpictl.render.text import (
     LAYER_TITLES,
     STATUS_STYLES,
@@ -444,7 +445,8 @@ def check_to_text(report: CheckReport) -> str:
         f"{len(flagged)} finding{'s' if len(flagged) != 1 else ''}" + (":" if flagged else ""),
         *[f"  - {f}" for f in flagged],
     ]
-    return "\n".join(lines) + "\n"
+    # names and values come from the data: no control character of theirs reaches the screen
+    return "\n".join(visible_controls(line) for line in lines) + "\n"
 
 
 def render_projection_table(result: ProjectionResult, console: Console) -> None:
