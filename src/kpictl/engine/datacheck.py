@@ -338,8 +338,28 @@ def kpi_expressions(kpi: KpiSpec) -> list[tuple[str, str]]:
     return [(k, sql) for k, sql in pairs if isinstance(sql, str) and sql]
 
 
+# kpi_origins per (spec, KPI) object: a report with `--by` asks for every KPI once per arm and
+# cohort (~400 times at 9 cohorts), and each answer compiles its rollup entries' SQL. Keyed on
+# the objects' identity (hashing a whole frozen spec would cost as much); the entry holds both
+# objects, so an id is not reused while its entry lives. Bounded: oldest entries dropped.
+_ORIGINS: dict[tuple[int, int], tuple[Spec, KpiSpec, frozenset[tuple[str, str]]]] = {}
+_ORIGINS_MAX = 512
+
+
 def kpi_origins(spec: Spec, kpi: KpiSpec) -> set[tuple[str, str]]:
     """The (source, column) pairs a KPI's value depends on (formulas: their components')."""
+    key = (id(spec), id(kpi))
+    hit = _ORIGINS.get(key)
+    if hit is not None and hit[0] is spec and hit[1] is kpi:
+        return set(hit[2])
+    origins = _kpi_origins(spec, kpi)
+    if len(_ORIGINS) >= _ORIGINS_MAX:
+        del _ORIGINS[next(iter(_ORIGINS))]
+    _ORIGINS[key] = (spec, kpi, frozenset(origins))
+    return origins
+
+
+def _kpi_origins(spec: Spec, kpi: KpiSpec) -> set[tuple[str, str]]:
     if kpi.kind == "formula":
         return set().union(*(kpi_origins(spec, spec.kpis[k]) for k in kpi.formula_kpis))
     names = [n for _, sql in kpi_expressions(kpi) for n in _names(sql)]
