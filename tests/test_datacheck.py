@@ -754,3 +754,30 @@ def test_compare_shows_the_cohort_cost_unknown_as_compute(two_models: Path) -> N
             cell["status"],
             cell["warnings"],
         ) == (None, None, "unavailable", [UNKNOWN])
+
+
+def test_kpi_origins_are_remembered_per_spec_object(tmp_path: Path) -> None:
+    """kpi_origins is memoised on the (spec, KPI) objects: asked again it gives the same pairs
+    (a caller changing its copy changes nothing), and another spec with a KPI of the same name
+    gets its own answer. Expected pairs read off the shipped spec's rollup and derive by hand:
+    cost_usd = llm_cost (events.cost_usd) + tool_cost (tool_calls.cost_usd) + human_minutes
+    (events.human_minutes) × a param."""
+    from kpictl.engine.datacheck import kpi_cost_sources, kpi_origins
+
+    spec = load_spec(SPEC)
+    kpi = spec.kpis["cost_per_task"]
+    expected = {("events", "cost_usd"), ("events", "human_minutes"), ("tool_calls", "cost_usd")}
+    first = kpi_origins(spec, kpi)
+    assert first == expected
+    first.clear()
+    assert kpi_origins(spec, kpi) == expected
+    assert kpi_cost_sources(spec, kpi) == ["events", "tool_calls"]
+
+    text = SPEC.read_text()
+    assert text.count("value: AVG(cost_usd)") == 1
+    other = tmp_path / "kpi_definitions.yaml"
+    other.write_text(text.replace("value: AVG(cost_usd)", "value: AVG(llm_cost)"))
+    changed = load_spec(other)
+    assert kpi_origins(changed, changed.kpis["cost_per_task"]) == {("events", "cost_usd")}
+    assert kpi_cost_sources(changed, changed.kpis["cost_per_task"]) == ["events"]
+    assert kpi_origins(spec, kpi) == expected
