@@ -1138,3 +1138,27 @@ def test_quantile_arm_order_statistics_and_unit_sums_by_hand(
             sum(x * x for x in m),
             sum(a * b for a, b in zip(s, m, strict=True)),
         )
+
+
+def test_quantile_arm_linear_estimate_is_numpys_to_the_bit() -> None:
+    """`linear=True` takes the interpolated quantile's neighbours in the arm's own partition:
+    its estimate must be `np.quantile(values, ν)` bit for bit (ties, n = 1 and 2, extreme ν,
+    values with inf or a signed zero), and every other field the inverted-CDF arm's."""
+    rng = np.random.default_rng(11)
+    cases: list[np.ndarray] = [np.array([3.5]), np.array([2.0, -1.0]), np.array([-0.0, 0.0, 1.0])]
+    cases += [np.array([1.0, np.inf, 2.0, 3.0]), np.array([np.nan, np.inf])]
+    for n in (3, 7, 50, 101, 1000, 4099):
+        cases.append(rng.lognormal(3.0, 1.2, n))
+        cases.append(rng.integers(0, 5, n).astype(np.float64))  # heavy ties
+        cases.append(rng.normal(0.0, 1e6, n) * 1e-3)
+    for values in cases:
+        units = np.arange(len(values)) // 3
+        for nu in (1e-9, 0.1, 0.5, 0.9, 0.95, 0.975, 0.999, 1 - 1e-12):
+            arm = stats.quantile_arm(values, units, nu, linear=True)
+            plain = stats.quantile_arm(values, units, nu)
+            with np.errstate(invalid="ignore"):  # inf − inf in numpy's own interpolation
+                expected = np.float64(np.quantile(values, nu))
+            assert np.array_equal(
+                np.float64(arm.estimate).view(np.int64), expected.view(np.int64)
+            ) or (np.isnan(arm.estimate) and np.isnan(expected)), (values[:5], nu)
+            assert replace(arm, estimate=plain.estimate) == plain

@@ -63,8 +63,15 @@ def quantile_arm(
     units: npt.ArrayLike | None,
     nu: float,
     alpha: float = 0.05,
+    *,
+    linear: bool = False,
 ) -> QuantileArm:
     """One percentile arm: inverted-CDF estimate, outer CI, cluster-adjusted SE (A5).
+
+    `linear`: `estimate` is instead the linearly interpolated quantile, `np.quantile(values,
+    nu)` to the bit (compare's point estimate, as `compute` reports it), its two order
+    statistics taken in the partition that finds the others; the CI, SE and indicator still
+    use the inverted-CDF Q̂.
 
     Q̂ = X_(⌈nν⌉); ranks L = ⌊nν − z√(nν(1−ν))⌋, U = ⌈nν + z√(nν(1−ν))⌉; SE_iid =
     (X_(U) − X_(L))/(2z). With `units` (one unit id per value) the Yao–Li–Lu adjustment
@@ -81,6 +88,7 @@ def quantile_arm(
         raise ValueError("values and units must have the same length")
     warnings: list[str] = []
     keep = np.isfinite(x)
+    kept = x  # the values as given, for np.quantile when some are dropped
     if not keep.all():
         warnings.append(f"dropped {int((~keep).sum())} missing or non-finite values")
         x = x[keep]
@@ -88,21 +96,33 @@ def quantile_arm(
     n = int(x.size)
     nan = math.nan
     if n == 0:
+        point = float(np.quantile(kept, nu)) if linear and len(kept) else nan
         return QuantileArm(
-            nu, 0, 0, nan, nan, nan, nan, warnings=(*warnings, _not_enough(nu, "no values"))
+            nu, 0, 0, point, nan, nan, nan, warnings=(*warnings, _not_enough(nu, "no values"))
         )
     z = _z(1.0 - alpha / 2.0)
     centre, spread = n * nu, z * math.sqrt(n * nu * (1.0 - nu))
     lower_rank, upper_rank = math.floor(centre - spread), math.ceil(centre + spread)
     rank = max(1, math.ceil(n * nu))
-    xs = _order_statistics(x, [r for r in (rank, lower_rank, upper_rank) if 1 <= r <= n])
+    ranks = [r for r in (rank, lower_rank, upper_rank) if 1 <= r <= n]
+    exact = linear and kept is x and not _signed_zero(x)
+    if exact:  # the linear quantile's two neighbours (1-based), as np.quantile finds them
+        virtual, below_linear, above_linear = _linear_ranks(n, nu)
+        ranks += [below_linear, above_linear]
+    xs = _order_statistics(x, ranks)
     estimate = float(xs[rank - 1])
+    if not linear:
+        point = estimate
+    elif exact:
+        point = _lerp(float(xs[below_linear - 1]), float(xs[above_linear - 1]), virtual)
+    else:  # non-finite values or a signed zero: numpy's own result
+        point = float(np.quantile(kept, nu))
     if unit_ids is None:
         codes = np.arange(n)
         k_units = n
     else:
         codes, k_units = _unit_codes(unit_ids)
-    base = QuantileArm(nu, n, k_units, estimate, nan, nan, nan)
+    base = QuantileArm(nu, n, k_units, point, nan, nan, nan)
     guard = _quantile_guard(n, nu, z)
     if guard is None and (lower_rank < 1 or upper_rank > n):
         guard = _not_enough(nu, "outer CI ranks outside the data")
@@ -148,14 +168,36 @@ def quantile_arm(
     )
 
 
+def _linear_ranks(n: int, nu: float) -> tuple[float, int, int]:
+    """numpy's linear method (Hyndman–Fan 7): the virtual index (n − 1)ν and the 1-based ranks
+    of its two neighbours, both the largest value when the index reaches n − 1."""
+    virtual = (n - 1) * nu
+    if virtual >= n - 1:
+        return virtual, n, n
+    below = math.floor(virtual)
+    return virtual, below + 1, below + 2
+
+
+def _lerp(a: float, b: float, virtual: float) -> float:
+    """numpy's `_lerp` for one value: a + (b − a)·γ, from b's side when γ ≥ 0.5, with γ the
+    virtual index's fraction (a = b at the top, where γ does not matter)."""
+    gamma = virtual - math.floor(virtual)
+    diff = b - a
+    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
+def _signed_zero(x: npt.NDArray[np.float64]) -> bool:
+    zeros = x == 0.0
+    return bool(zeros.any() and np.signbit(x[zeros]).any())
+
+
 def _order_statistics(x: npt.NDArray[np.float64], ranks: list[int]) -> npt.NDArray[np.float64]:
     """`x` with the values of the given 1-based ranks in their sorted places (the others in no
     particular order): a partition, O(n), where a sort is O(n log n). A signed zero sorts equal
     to 0.0 and which one lands at a rank is the sort's to say, so with one the sort is kept."""
-    zeros = x == 0.0
-    if zeros.any() and np.signbit(x[zeros]).any():
+    if _signed_zero(x):
         return np.sort(x, kind="stable")
-    return np.partition(x, [r - 1 for r in ranks]) if ranks else x
+    return np.partition(x, sorted({r - 1 for r in ranks})) if ranks else x
 
 
 def _unit_codes(unit_ids: npt.NDArray[Any]) -> tuple[npt.NDArray[np.intp], int]:

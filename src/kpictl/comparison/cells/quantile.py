@@ -3,7 +3,6 @@ standard error per arm, and the difference."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -132,8 +131,7 @@ def _quantile_arm(
     data: tuple[np.ndarray, np.ndarray], nu: float, alpha: float
 ) -> stats.QuantileArm:
     values, units = data
-    arm = stats.quantile_arm(values, units, nu, alpha=alpha)
-    # The point estimate is the KPI's own (linear interpolation, as `compute` reports it);
-    # the standard error is the outer-CI, cluster-adjusted one (docs/methods.md A5).
-    linear = float(np.quantile(values, nu)) if len(values) else float("nan")
-    return replace(arm, estimate=linear)
+    # The point estimate is the KPI's own (linear interpolation, as `compute` reports it:
+    # np.quantile's, from the same partition as the order statistics); the standard error is
+    # the outer-CI, cluster-adjusted one (docs/methods.md A5).
+    return stats.quantile_arm(values, units, nu, alpha=alpha, linear=True)
