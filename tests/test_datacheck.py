@@ -762,7 +762,8 @@ def test_kpi_origins_are_remembered_per_spec_object(tmp_path: Path) -> None:
     gets its own answer. Expected pairs read off the shipped spec's rollup and derive by hand:
     cost_usd = llm_cost (events.cost_usd) + tool_cost (tool_calls.cost_usd) + human_minutes
     (events.human_minutes) × a param."""
-    from kpictl.engine.datacheck import kpi_cost_sources, kpi_origins
+    from kpictl.engine.costcoverage import kpi_cost_sources
+    from kpictl.engine.origins import kpi_origins
 
     spec = load_spec(SPEC)
     kpi = spec.kpis["cost_per_task"]

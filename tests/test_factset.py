@@ -18,9 +18,10 @@ from polars.testing import assert_frame_equal
 
 from conftest import run
 from kpictl.engine.compute import fact_set, run_compute
-from kpictl.engine.datacheck import check_data, shared_row, shared_scans
+from kpictl.engine.datacheck import check_data
 from kpictl.engine.interface import ComputeOptions, Engine, FactBuild, watch_fact_builds
 from kpictl.engine.polarsengine import PolarsEngine
+from kpictl.engine.scans import shared_row, shared_scans
 from kpictl.engine.sources import load_sources
 from kpictl.scorecard.report import ReportOptions, run_report
 from kpictl.spec.model import Spec

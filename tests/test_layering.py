@@ -64,7 +64,13 @@ WITHIN: dict[str, list[str]] = {
         "rollup",
         "outcomes",
         "sources",
-        "datacheck",
+        "findings",  # what a data check finds: literal matches, missing columns, cost coverage
+        "origins",  # the (source, column) pairs a column or a KPI's value comes from
+        "literals",  # the literals compared with columns, a column's most frequent values
+        "scans",  # the data checks' passes over the sources (shared_scans, shared_row)
+        "costcoverage",  # priced sources' cost-bearing and known-cost rows
+        "datacheck",  # check_data, require_columns
+        "checksources",  # kpictl check: the whole picture, per source
         "shapes",
         "interface",
         "window",  # as-of, the window, a source's rows up to as-of

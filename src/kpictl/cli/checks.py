@@ -131,7 +131,7 @@ def check(
       kpictl check logs/events/ --source tool_calls=logs/tool_calls/ --format json
     """
     from kpictl.commands import findings, run_inputs
-    from kpictl.engine.datacheck import check_sources
+    from kpictl.engine.checksources import check_sources
     from kpictl.render.writers import render_text
 
     spec = load_spec_of(config, param, paths)
@@ -320,7 +320,7 @@ def init(
       kpictl init --kind chat -o chat.yaml
     """
     from kpictl.commands import KIND_WORDS, findings, init_summary, parse_pairs, propose_init
-    from kpictl.engine.datacheck import check_sources
+    from kpictl.engine.checksources import check_sources
     from kpictl.init import default_spec_path
     from kpictl.render.files import write_atomically
     from kpictl.render.writers import render_text

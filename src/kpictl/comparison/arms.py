@@ -28,7 +28,8 @@ from kpictl.engine.compute import (
     window_text,
     with_cost_counts,
 )
-from kpictl.engine.datacheck import DataCheck, check_data, require_columns
+from kpictl.engine.datacheck import check_data, require_columns
+from kpictl.engine.findings import DataCheck
 from kpictl.engine.interface import Engine, FactSet
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources

@@ -12,7 +12,7 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.engine.compute import MAX_COHORTS, PolarsEngine, Window
-from kpictl.engine.datacheck import DataCheck
+from kpictl.engine.findings import DataCheck
 from kpictl.engine.interface import Approximation, Engine, TimeBound
 from kpictl.spec.model import LEVELS, Defaults, KpiSpec
 

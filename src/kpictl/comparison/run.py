@@ -50,7 +50,7 @@ from kpictl.engine.compute import (
     where_note,
     with_cohort_columns,
 )
-from kpictl.engine.datacheck import DataCheck
+from kpictl.engine.findings import DataCheck
 from kpictl.engine.interface import Approximation, Engine, FactSet
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from kpictl.engine.datacheck import DataCheck, check_data
+from kpictl.engine.datacheck import check_data
 from kpictl.engine.facts import cost_columns, entry_levels, usable, with_cost_counts
+from kpictl.engine.findings import DataCheck
 from kpictl.engine.finish import finish_kpis, mark_unavailable
 from kpictl.engine.interface import (
     MAX_COHORTS,

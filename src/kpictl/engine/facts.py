@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import polars as pl
 
-from kpictl.engine.datacheck import cost_flags, kpi_cost_sources, priced_sources
+from kpictl.engine.costcoverage import cost_flags, kpi_cost_sources, priced_sources
 from kpictl.engine.interface import FactBuild, FactSet, Window, record_fact_build
 from kpictl.engine.rollup import (
     CompiledEntry,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from kpictl.engine.datacheck import DataCheck
+from kpictl.engine.findings import DataCheck
 from kpictl.engine.interface import ComputeOptions
 from kpictl.engine.window import BUCKET
 from kpictl.io import schema as canonical

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import polars as pl
 
-from kpictl.engine.datacheck import kpi_cost_sources
+from kpictl.engine.costcoverage import kpi_cost_sources
 from kpictl.engine.facts import cost_columns
 from kpictl.engine.finish import finish_kpis
 from kpictl.engine.interface import ComputeOptions, Window, cohort_sets

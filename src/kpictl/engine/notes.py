@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from kpictl.engine.datacheck import shared_row
 from kpictl.engine.interface import Window
+from kpictl.engine.scans import shared_row
 from kpictl.engine.window import (
     BUCKET,
     UNTIMED_AS_OF,

@@ -39,7 +39,8 @@ from kpictl.engine.compute import (
     source_rows,
     usable_sets,
 )
-from kpictl.engine.datacheck import check_data, kpi_cost_sources
+from kpictl.engine.costcoverage import kpi_cost_sources
+from kpictl.engine.datacheck import check_data
 from kpictl.engine.facts import with_cost_counts
 from kpictl.engine.interface import ComputeOptions, Window
 from kpictl.engine.selection import with_cohort_columns

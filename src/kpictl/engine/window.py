@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from kpictl.engine.datacheck import shared_row
 from kpictl.engine.interface import ComputeOptions, RelativeTime, TimeBound, Window
+from kpictl.engine.scans import shared_row
 from kpictl.errors import EmptyInputError, UsageError
 from kpictl.io import schema as canonical
 from kpictl.io.read import LoadedSource, Sources

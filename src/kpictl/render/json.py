@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kpictl import __version__
+from kpictl.engine.checksources import CheckReport
 from kpictl.engine.compute import ComputeResult
-from kpictl.engine.datacheck import CheckReport
 from kpictl.io.read import FileReport
 from kpictl.render.text import (
     RenderOptions,

@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kpictl.engine.checksources import CheckReport
 from kpictl.engine.compute import ComputeResult
-from kpictl.engine.datacheck import CheckReport, unavailable_label
+from kpictl.engine.findings import unavailable_label
 from kpictl.render.controls import visible_controls
 from kpictl.render.text import (
     LAYER_TITLES,

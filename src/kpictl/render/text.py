@@ -21,7 +21,7 @@ import polars as pl
 from rich.text import Text
 
 from kpictl.engine.compute import BUCKET, UNTIMED_AS_OF
-from kpictl.engine.datacheck import unavailable_label
+from kpictl.engine.findings import unavailable_label
 from kpictl.io.read import FileReport
 from kpictl.render.controls import visible_controls
 from kpictl.spec.model import LAYERS

@@ -49,8 +49,9 @@ from kpictl.engine.costs import (
 )
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
-from kpictl.engine.datacheck import check_data, require_columns, shared_scans
+from kpictl.engine.datacheck import check_data, require_columns
 from kpictl.engine.interface import Engine, FactSet, cohort_sets
+from kpictl.engine.scans import shared_scans
 from kpictl.errors import InputDataError, UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs
@@ -664,7 +665,7 @@ def gather_report(
     """Everything the scorecard shows: run compute and compare, check the data, read the facts
     for ROI, cohorts and drill-down (`run_report` then draws the charts and renders). The data
     checks of its compare, trend and cohorts count each thing over the sources once
-    (`datacheck.shared_scans`). `engine` builds the run's facts (default: polars); compute,
+    (`scans.shared_scans`). `engine` builds the run's facts (default: polars); compute,
     compare and the cohorts aggregate them with it."""
     with shared_scans():
         return _gather(

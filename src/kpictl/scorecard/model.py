@@ -25,7 +25,7 @@ from kpictl.engine.costs import (
     CostTotals,
     Slice,
 )
-from kpictl.engine.datacheck import unavailable_label
+from kpictl.engine.findings import unavailable_label
 from kpictl.engine.interface import TimeBound
 from kpictl.errors import UsageError
 from kpictl.io.read import FileReport
