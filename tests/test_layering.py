@@ -111,6 +111,10 @@ WITHIN: dict[str, list[str]] = {
         "lineage",  # what a KPI reads (tables, columns, entries)
         "quality",  # data-quality checks and the caveats they put on KPIs
         "charts",  # matplotlib (lazily imported)
+        "tiles",  # the KPI tiles: value, bounds' status, comparison; what the agent settles alone
+        "slices",  # the current and baseline arms or periods; compute over one slice
+        "cohorts",  # each --by value against the rest
+        "drilldown",  # each failure type's latest conversations, and the columns it reads
         "gather",  # runs compute/compare/facts: everything the sections show
         "roi",  # the money: "is the agent worth it?" and the ROI section
         "appendix",  # data quality, drill-down, method and provenance
