@@ -17,10 +17,13 @@ import pytest
 import sqlglot
 
 from conftest import SHIPPED_SPEC, run, sample_sources
-from kpictl.engine.compute import ComputeOptions, PolarsEngine, resolve_window, run_compute
+from kpictl.engine.compute import run_compute
 from kpictl.engine.duck import DuckDBEngine
+from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.engine.sources import load_sources
 from kpictl.engine.sqlplan import approximate_kpis
+from kpictl.engine.window import resolve_window
 from kpictl.spec import load_spec
 from kpictl.sql.dialect import APPROX_ACCURACY, Dialect, translate
 

@@ -12,10 +12,11 @@ import pytest
 
 from conftest import SHIPPED_SPEC
 from kpictl.comparison import Arm, condition_arms, condition_split
-from kpictl.engine.compute import ComputeOptions, resolve_window, with_cost_counts
-from kpictl.engine.interface import Window
+from kpictl.engine.facts import with_cost_counts
+from kpictl.engine.interface import ComputeOptions, Window
 from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.engine.sources import load_sources
+from kpictl.engine.window import resolve_window
 from kpictl.spec import load_spec
 from kpictl.spec.model import Spec
 

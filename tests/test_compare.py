@@ -28,7 +28,8 @@ from typer.testing import CliRunner
 from kpictl import stats
 from kpictl.cli import app
 from kpictl.comparison import CompareOptions, CompareResult, run_compare, verdict
-from kpictl.engine.compute import ComputeOptions, facts, run_compute
+from kpictl.engine.compute import facts, run_compute
+from kpictl.engine.interface import ComputeOptions
 from kpictl.engine.sources import load_sources
 from kpictl.io.read import Sources
 from kpictl.sample import write_sample

@@ -20,12 +20,14 @@ import pytest
 import sqlglot
 
 from conftest import SHIPPED_SPEC, run
-from kpictl.engine.compute import resolve_window, run_compute, selected_kpis
+from kpictl.engine.compute import run_compute
 from kpictl.engine.duck import DuckDBEngine
 from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.selection import selected_kpis
 from kpictl.engine.sources import load_sources
 from kpictl.engine.spark import INSTALL, spark_session
 from kpictl.engine.sqlplan import compile_text, uncovered, watch_statements
+from kpictl.engine.window import resolve_window
 from kpictl.errors import UsageError
 from kpictl.spec import load_spec
 from test_parity import EDGES, HOUR, PRICED, T0, _write

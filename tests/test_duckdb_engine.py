@@ -11,8 +11,9 @@ import pytest
 import sqlglot
 
 from conftest import SHIPPED_SPEC, run, sample_sources
-from kpictl.engine.compute import ComputeOptions, run_compute
+from kpictl.engine.compute import run_compute
 from kpictl.engine.duck import DuckDBEngine, NotCovered, uncovered
+from kpictl.engine.interface import ComputeOptions
 from kpictl.engine.sources import load_sources
 from kpictl.io.read import Sources
 from kpictl.sample import write_sample

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpictl.engine.compute import ComputeOptions, compute, facts, run_compute
+from kpictl.engine.compute import compute, facts, run_compute
+from kpictl.engine.interface import ComputeOptions
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import load_frames
 from kpictl.spec import load_spec

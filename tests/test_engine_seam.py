@@ -17,9 +17,9 @@ import pytest
 
 from conftest import SHIPPED_SPEC, run
 from kpictl.comparison.run import CompareOptions, run_compare
-from kpictl.engine.compute import ComputeOptions, facts
+from kpictl.engine.compute import facts
 from kpictl.engine.duck import DuckDBEngine, uncovered
-from kpictl.engine.interface import FactBuild, watch_fact_builds
+from kpictl.engine.interface import ComputeOptions, FactBuild, watch_fact_builds
 from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.engine.sources import load_sources
 from kpictl.io.read import Sources

@@ -28,9 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SHIPPED_SPEC
-from kpictl.engine.compute import ComputeOptions, PolarsEngine, resolve_window, run_compute
+from kpictl.engine.compute import run_compute
 from kpictl.engine.duck import DuckDBEngine, uncovered
+from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.engine.sources import load_sources
+from kpictl.engine.window import resolve_window
 from kpictl.io import schema as canonical
 from kpictl.spec import load_spec
 from parity import assert_same_numbers

@@ -698,7 +698,6 @@ def test_arm_costs_come_from_the_facts_group_by_and_equal_sql_per_conversation()
     (`cost_entries`: the facts' own group-by of each source takes them, no group-by of their
     own): each arm's costs per conversation equal those computed from the sources alone
     (`conversation_costs`) and DuckDB SQL over the raw logs."""
-    from kpictl.engine.compute import ComputeOptions, PolarsEngine, resolve_window
     from kpictl.engine.costs import (
         Slice,
         conversation_costs,
@@ -707,6 +706,9 @@ def test_arm_costs_come_from_the_facts_group_by_and_equal_sql_per_conversation()
         slice_facts,
         with_rollup_entries,
     )
+    from kpictl.engine.interface import ComputeOptions
+    from kpictl.engine.polarsengine import PolarsEngine
+    from kpictl.engine.window import resolve_window
 
     with chdir(ROOT):
         spec = kpictl.load_spec(SPEC)
@@ -1166,9 +1168,11 @@ def test_chat_transcripts_without_timestamps_keep_their_rows_in_the_report(
     """Rows without a time are kept by every command (one definition: engine.source_rows). The
     report used to drop them: LLM cost $0.00 while the facts held $0.00675, "tool calls of
     unknown conversations 4 of 4", "Period: start – None"."""
-    from kpictl.engine.compute import ComputeOptions, facts, resolve_window
+    from kpictl.engine.compute import facts
     from kpictl.engine.costs import Slice, conversation_costs, cost_totals, slice_facts
+    from kpictl.engine.interface import ComputeOptions
     from kpictl.engine.sources import load_sources
+    from kpictl.engine.window import resolve_window
     from kpictl.spec import load_spec
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "chat"
@@ -1300,8 +1304,9 @@ def test_tool_call_timing_from_the_facts_group_by_equals_sql(tmp_path: Path) -> 
     calls' timing reads them: the same findings as the check's own group-by and as a shared
     `cost_sums` with `STARTS`, and DuckDB SQL's counts (a call before its conversation's
     first event, calls of a conversation without events, one whose events have no time)."""
-    from kpictl.engine.compute import ComputeOptions, resolve_window
     from kpictl.engine.costs import Slice, cost_sums
+    from kpictl.engine.interface import ComputeOptions
+    from kpictl.engine.window import resolve_window
     from kpictl.scorecard.gather import gather_report
     from kpictl.scorecard.quality import STARTS, data_quality
 

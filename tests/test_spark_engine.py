@@ -19,10 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from conftest import SHIPPED_SPEC, run, sample_sources
-from kpictl.engine.compute import ComputeOptions, PolarsEngine, resolve_window, run_compute
+from kpictl.engine.compute import run_compute
+from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.engine.sources import load_sources
 from kpictl.engine.spark import SparkEngine, spark_session
 from kpictl.engine.sqlplan import uncovered
+from kpictl.engine.window import resolve_window
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
 from kpictl.io.remote import RemoteRowsError

@@ -16,8 +16,9 @@ import pytest
 import sqlglot
 
 from conftest import SHIPPED_SPEC, run
-from kpictl.engine.compute import ComputeOptions, resolve_window, run_compute
+from kpictl.engine.compute import run_compute
 from kpictl.engine.duck import DuckDBEngine, uncovered
+from kpictl.engine.interface import ComputeOptions
 from kpictl.engine.sources import load_sources
 from kpictl.engine.sqlsource import (
     ROW_POSITION,
@@ -26,6 +27,7 @@ from kpictl.engine.sqlsource import (
     plan_source,
     verify_read,
 )
+from kpictl.engine.window import resolve_window
 from kpictl.errors import InputDataError
 from kpictl.io.read import ParquetFile, Sources, parquet_files
 from kpictl.spec import load_spec

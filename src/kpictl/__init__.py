@@ -51,15 +51,8 @@ __all__ = [
 if TYPE_CHECKING:
     from kpictl.comparison.model import CompareOptions, CompareResult
     from kpictl.comparison.run import compare, run_compare
-    from kpictl.engine.compute import (
-        ComputeOptions,
-        ComputeResult,
-        compute,
-        fact_set,
-        facts,
-        run_compute,
-    )
-    from kpictl.engine.interface import FactSet
+    from kpictl.engine.compute import ComputeResult, compute, fact_set, facts, run_compute
+    from kpictl.engine.interface import ComputeOptions, FactSet
     from kpictl.engine.sources import load_frames, load_sources
     from kpictl.errors import EmptyInputError, InputDataError, KpictlError, SpecError, UsageError
     from kpictl.projection import ProjectionOptions, parse_volume, run_projection
@@ -81,7 +74,7 @@ _LAZY = {
     "SampleOptions": "kpictl.review",
     "draw_review_sample": "kpictl.review",
     "score_review": "kpictl.review",
-    "ComputeOptions": "kpictl.engine.compute",
+    "ComputeOptions": "kpictl.engine.interface",
     "ComputeResult": "kpictl.engine.compute",
     "compute": "kpictl.engine.compute",
     "facts": "kpictl.engine.compute",

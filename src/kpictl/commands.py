@@ -209,7 +209,7 @@ def only_kpis(spec: Spec, names: Sequence[str] | None) -> Spec:
     """The spec with only the KPIs of `--kpi` (and the KPIs their formulas use)."""
     if not names:
         return spec
-    from kpictl.engine.compute import selected_kpis
+    from kpictl.engine.selection import selected_kpis
 
     kept, _ = selected_kpis(spec, list(names))
     wanted = {k.name for k in kept}
@@ -247,8 +247,8 @@ def choose_engine(
                 "the option out"
             )
         return None
-    from kpictl.engine.compute import selected_kpis
     from kpictl.engine.duck import require_table
+    from kpictl.engine.selection import selected_kpis
     from kpictl.engine.sqlplan import require_covered
 
     for table in tables:
@@ -385,8 +385,9 @@ def compile_sql(
 ) -> str:
     """`kpictl compile`: the SQL the engine runs for `options` (as-of resolved from the data;
     `approx_percentiles`: as `--approx-percentiles` runs it)."""
-    from kpictl.engine.compute import resolve_window, selected_kpis
+    from kpictl.engine.selection import selected_kpis
     from kpictl.engine.sqlplan import compile_text
+    from kpictl.engine.window import resolve_window
 
     kpis = selected_kpis(spec, options.kpis)[0]
     window = resolve_window(spec, sources, options)

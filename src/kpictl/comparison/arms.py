@@ -14,23 +14,13 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.comparison.model import OBSERVATIONAL_ARMS_CAVEAT, Arm, CompareOptions, Design
-from kpictl.engine.compute import (
-    ComputeOptions,
-    PolarsEngine,
-    Window,
-    literal_columns,
-    names_in,
-    read_names,
-    require_cohorts,
-    resolve_window,
-    selected_kpis,
-    usable,
-    window_text,
-    with_cost_counts,
-)
 from kpictl.engine.datacheck import check_data, require_columns
+from kpictl.engine.facts import usable, with_cost_counts
 from kpictl.engine.findings import DataCheck
-from kpictl.engine.interface import Engine, FactSet
+from kpictl.engine.interface import ComputeOptions, Engine, FactSet, Window
+from kpictl.engine.polarsengine import PolarsEngine
+from kpictl.engine.selection import read_names, require_cohorts, selected_kpis
+from kpictl.engine.window import literal_columns, names_in, resolve_window, window_text
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec

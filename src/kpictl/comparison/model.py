@@ -11,9 +11,9 @@ from typing import Any, Literal
 import polars as pl
 
 from kpictl import stats
-from kpictl.engine.compute import MAX_COHORTS, PolarsEngine, Window
 from kpictl.engine.findings import DataCheck
-from kpictl.engine.interface import Approximation, Engine, TimeBound
+from kpictl.engine.interface import MAX_COHORTS, Approximation, Engine, TimeBound, Window
+from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.spec.model import LEVELS, Defaults, KpiSpec
 
 STATUSES = ("ok", *LEVELS)

@@ -39,19 +39,17 @@ from kpictl.comparison.model import (
     Heterogeneity,
 )
 from kpictl.comparison.verdicts import result_table, sequential_cell, sequential_label
-from kpictl.engine.compute import (
-    ComputeOptions,
+from kpictl.engine.findings import DataCheck
+from kpictl.engine.finish import mark_unavailable
+from kpictl.engine.interface import Approximation, ComputeOptions, Engine, FactSet
+from kpictl.engine.notes import empty_source_notes, input_notes
+from kpictl.engine.selection import (
     check_cohort_counts,
     check_where,
-    empty_source_notes,
-    input_notes,
-    mark_unavailable,
     selected_kpis,
     where_note,
     with_cohort_columns,
 )
-from kpictl.engine.findings import DataCheck
-from kpictl.engine.interface import Approximation, Engine, FactSet
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kpictl.engine.datacheck import check_data
-from kpictl.engine.facts import cost_columns, entry_levels, usable, with_cost_counts
+from kpictl.engine.facts import usable, with_cost_counts
 from kpictl.engine.findings import DataCheck
-from kpictl.engine.finish import finish_kpis, mark_unavailable
+from kpictl.engine.finish import mark_unavailable
 from kpictl.engine.interface import (
-    MAX_COHORTS,
     Approximation,
     ComputeOptions,
     Engine,
@@ -30,86 +29,21 @@ from kpictl.engine.interface import (
     TimeBound,
     Window,
 )
-from kpictl.engine.kpis import (
-    cost_unknown,
-    filter_kpi_rows,
-    grouping_sets,
-    pass_k_probability,
-    ratio_or_null,
-    usable_sets,
-)
 from kpictl.engine.notes import data_notes, empty_source_notes, input_notes, zero_n_notes
-from kpictl.engine.polarsengine import PolarsEngine, default_engine
+from kpictl.engine.polarsengine import default_engine
 from kpictl.engine.selection import (
     check_cohort_counts,
     check_options,
-    check_where,
     read_names,
     require_cohorts,
     selected_kpis,
     where_note,
     with_cohort_columns,
 )
-from kpictl.engine.unitstats import polars_unit_stats, unit_sums
-from kpictl.engine.window import (
-    BUCKET,
-    UNTIMED_AS_OF,
-    literal_columns,
-    names_in,
-    resolve_window,
-    source_rows,
-    window_text,
-)
+from kpictl.engine.window import resolve_window
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.spec.model import Spec, TableSpec
-
-# compute's own names, then the names other packages import from here (cli, comparison,
-# scorecard, render, sqlplan, duck) that now live in the modules of their stage: new code
-# imports them from there (window, selection, facts, kpis, unitstats, finish, notes,
-# polarsengine)
-__all__ = [
-    "BUCKET",
-    "MAX_COHORTS",
-    "UNTIMED_AS_OF",
-    "ComputeOptions",
-    "ComputeResult",
-    "PolarsEngine",
-    "Window",
-    "check_cohort_counts",
-    "check_where",
-    "compute",
-    "cost_columns",
-    "cost_unknown",
-    "default_engine",
-    "empty_source_notes",
-    "entry_levels",
-    "fact_set",
-    "facts",
-    "filter_kpi_rows",
-    "finish_kpis",
-    "grouping_sets",
-    "input_notes",
-    "literal_columns",
-    "mark_unavailable",
-    "names_in",
-    "pass_k_probability",
-    "polars_unit_stats",
-    "ratio_or_null",
-    "read_names",
-    "require_cohorts",
-    "resolve_window",
-    "run_compute",
-    "selected_kpis",
-    "source_rows",
-    "unit_sums",
-    "usable",
-    "usable_sets",
-    "where_note",
-    "window_text",
-    "with_cohort_columns",
-    "with_cost_counts",
-]
 
 
 @dataclass(frozen=True)

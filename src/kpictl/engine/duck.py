@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from kpictl.engine.compute import names_in, polars_unit_stats, source_rows
 from kpictl.engine.interface import (
     Approximation,
     ComputeOptions,
@@ -49,6 +48,8 @@ from kpictl.engine.sqlplan import (
     view_sql,
 )
 from kpictl.engine.sqlsource import DirectRead, HandOver, source_read, verify_read
+from kpictl.engine.unitstats import polars_unit_stats
+from kpictl.engine.window import names_in, source_rows
 from kpictl.errors import InputDataError, UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec
@@ -342,7 +343,7 @@ class DuckDBEngine:
 
 
 def _check_attributes(name: str, key: str, attributes: Sequence[str], frame: pl.DataFrame) -> None:
-    """An attribute varying within a key: the polars engine's message (engine.compute)."""
+    """An attribute varying within a key: the polars engine's message (engine.facts)."""
     for attr in attributes:
         varying = frame.filter(pl.col(VARIES + attr))
         if varying.height:

@@ -12,7 +12,7 @@ breakdown, pass^k / pass@k; formulas from their inputs' rows) per grouping set (
 `--by`, cross-tabs, `--grain` buckets: GROUPING SETS), with `--where`, `--since/--until`,
 `mature` and the cost-unknown rule. Anything else is refused with its spec line
 (`NotCovered`): never a different number. The rows a statement returns become the KPI table
-by the polars engine's own code (`kpi_rows`, then `engine.compute.finish_kpis`).
+by the polars engine's own code (`kpi_rows`, then `engine.finish.finish_kpis`).
 
 The engine registers, before it runs a statement, `source_<name>` (the rows of a source as
 kpictl reads them, with `ROW_POSITION` their position in it) for the facts, and
@@ -27,25 +27,16 @@ from contextlib import contextmanager
 
 import polars as pl
 
-from kpictl.engine.compute import (
-    BUCKET,
-    cost_columns,
-    cost_unknown,
-    entry_levels,
-    finish_kpis,
-    grouping_sets,
-    names_in,
-    ratio_or_null,
-    source_rows,
-    usable_sets,
-)
 from kpictl.engine.costcoverage import kpi_cost_sources
 from kpictl.engine.datacheck import check_data
-from kpictl.engine.facts import with_cost_counts
+from kpictl.engine.facts import cost_columns, entry_levels, with_cost_counts
+from kpictl.engine.finish import finish_kpis
 from kpictl.engine.interface import ComputeOptions, Window
+from kpictl.engine.kpis import cost_unknown, grouping_sets, ratio_or_null, usable_sets
 from kpictl.engine.selection import with_cohort_columns
 from kpictl.engine.shapes import KpiShape
 from kpictl.engine.sqlsource import ROW_POSITION, DirectRead, quote, read_comment, source_read
+from kpictl.engine.window import BUCKET, names_in, source_rows
 from kpictl.errors import UsageError
 from kpictl.io.read import Sources
 from kpictl.spec.model import KpiSpec, Spec, TableSpec
@@ -237,7 +228,7 @@ def rollup_sql(
 def row_table_sql(
     spec: Spec, table: TableSpec, window: Window, rewriter: Rewriter, columns: Collection[str]
 ) -> str:
-    """A row table's facts as one statement, as `engine.compute.row_table` makes them: its
+    """A row table's facts as one statement, as `engine.facts.row_table` makes them: its
     source's rows up to as-of (and those without a time) that meet its `where`, the columns
     its lookup carries (the parent's attributes and time) taken from `facts_<parent>` by the
     parent's key (left join). `columns`: the source's columns."""

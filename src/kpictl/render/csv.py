@@ -8,7 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from kpictl.engine.compute import BUCKET, ComputeResult
+from kpictl.engine.compute import ComputeResult
+from kpictl.engine.window import BUCKET
 from kpictl.render.text import Write, cohort_label, csv_safe, iso, text_writer
 
 

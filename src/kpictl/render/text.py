@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import polars as pl
 from rich.text import Text
 
-from kpictl.engine.compute import BUCKET, UNTIMED_AS_OF
 from kpictl.engine.findings import unavailable_label
+from kpictl.engine.window import BUCKET, UNTIMED_AS_OF
 from kpictl.io.read import FileReport
 from kpictl.render.controls import visible_controls
 from kpictl.spec.model import LAYERS

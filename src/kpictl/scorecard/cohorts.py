@@ -16,15 +16,13 @@ from kpictl.comparison import (
     compare_arms,
     condition_split,
 )
-from kpictl.engine.compute import (
-    default_engine,
-    with_cost_counts,
-)
 from kpictl.engine.costs import (
     Slice,
 )
 from kpictl.engine.datacheck import check_data
+from kpictl.engine.facts import with_cost_counts
 from kpictl.engine.interface import cohort_sets
+from kpictl.engine.polarsengine import default_engine
 from kpictl.scorecard.markdown import redactor
 from kpictl.scorecard.model import (
     INSUFFICIENT,

@@ -8,14 +8,12 @@ from typing import Any
 
 import polars as pl
 
-from kpictl.engine.compute import (
-    names_in,
-)
 from kpictl.engine.costs import (
     Slice,
 )
 from kpictl.engine.costs import source_rows as _source_rows
 from kpictl.engine.costs import with_literals as _with_literals
+from kpictl.engine.window import names_in
 from kpictl.errors import InputDataError
 from kpictl.scorecard.lineage import (
     proportion_condition,

@@ -18,16 +18,6 @@ from kpictl.comparison import (
     read_columns,
     run_compare,
 )
-from kpictl.engine.compute import (
-    ComputeOptions,
-    check_cohort_counts,
-    default_engine,
-    names_in,
-    read_names,
-    resolve_window,
-    where_note,
-    with_cohort_columns,
-)
 from kpictl.engine.costs import (
     Slice,
     conversation_costs,
@@ -39,8 +29,11 @@ from kpictl.engine.costs import (
     with_rollup_entries,
 )
 from kpictl.engine.datacheck import require_columns
-from kpictl.engine.interface import Engine, FactSet
+from kpictl.engine.interface import ComputeOptions, Engine, FactSet
+from kpictl.engine.polarsengine import default_engine
 from kpictl.engine.scans import shared_scans
+from kpictl.engine.selection import check_cohort_counts, read_names, where_note, with_cohort_columns
+from kpictl.engine.window import names_in, resolve_window
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
 from kpictl.projection import ProjectionOptions, parse_volume, project_costs

@@ -12,7 +12,7 @@ from typing import Any
 from kpictl.comparison.model import (
     NOT_TESTABLE,
 )
-from kpictl.engine.compute import UNTIMED_AS_OF
+from kpictl.engine.window import UNTIMED_AS_OF
 from kpictl.redact import redact_value
 from kpictl.render.text import (
     iso,

@@ -16,17 +16,14 @@ from kpictl import stats
 from kpictl.comparison.model import (
     CompareResult,
 )
-from kpictl.engine.compute import (
-    BUCKET,
-    MAX_COHORTS,
-    ComputeResult,
-)
+from kpictl.engine.compute import ComputeResult
 from kpictl.engine.costs import (
     CostTotals,
     Slice,
 )
 from kpictl.engine.findings import unavailable_label
-from kpictl.engine.interface import TimeBound
+from kpictl.engine.interface import MAX_COHORTS, TimeBound
+from kpictl.engine.window import BUCKET
 from kpictl.errors import UsageError
 from kpictl.io.read import FileReport
 from kpictl.projection import ProjectionResult

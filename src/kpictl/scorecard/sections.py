@@ -32,11 +32,9 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.comparison.model import NOT_TESTABLE, UNAVAILABLE
-from kpictl.engine.compute import (
-    UNTIMED_AS_OF,
-    ComputeResult,
-)
+from kpictl.engine.compute import ComputeResult
 from kpictl.engine.interface import cohort_sets
+from kpictl.engine.window import UNTIMED_AS_OF
 from kpictl.render.markdown import projection_markdown, review_markdown
 from kpictl.render.text import (
     APPROXIMATE,

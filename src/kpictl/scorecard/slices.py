@@ -8,16 +8,12 @@ from collections.abc import Sequence
 from kpictl.comparison import (
     CompareResult,
 )
-from kpictl.engine.compute import (
-    ComputeOptions,
-    ComputeResult,
-    names_in,
-    resolve_window,
-    run_compute,
-)
+from kpictl.engine.compute import ComputeResult, run_compute
 from kpictl.engine.costs import (
     Slice,
 )
+from kpictl.engine.interface import ComputeOptions
+from kpictl.engine.window import names_in, resolve_window
 from kpictl.io.read import Sources
 from kpictl.scorecard.lineage import (
     kpi_tables,

@@ -11,9 +11,7 @@ from kpictl.comparison import (
     UNAVAILABLE,
     CompareResult,
 )
-from kpictl.engine.compute import (
-    ComputeResult,
-)
+from kpictl.engine.compute import ComputeResult
 from kpictl.scorecard.model import (
     INSUFFICIENT,
     NOT_JUDGED,

@@ -9,9 +9,10 @@ from typing import Any
 import polars as pl
 
 from kpictl.comparison.model import Arm, CompareOptions
-from kpictl.engine.compute import filter_kpi_rows, unit_sums
 from kpictl.engine.interface import cohort_sets
+from kpictl.engine.kpis import filter_kpi_rows
 from kpictl.engine.shapes import KpiShape
+from kpictl.engine.unitstats import unit_sums
 from kpictl.spec.model import KpiSpec, Spec
 
 BOOTSTRAP_RESAMPLES = 1000

@@ -12,7 +12,7 @@ import polars as pl
 from kpictl import stats
 from kpictl.comparison.cells.common import BOOTSTRAP_RESAMPLES, cohort_order, groupings, kpi_rows
 from kpictl.comparison.model import Arm, Cell, CompareOptions
-from kpictl.engine.compute import pass_k_probability
+from kpictl.engine.kpis import pass_k_probability
 from kpictl.engine.shapes import KpiShape
 from kpictl.spec.model import KpiSpec, Spec
 from kpictl.sql.expr import compile_sql
