@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from conftest import SHIPPED_SPEC, run
-from kpictl.comparison.run import CompareOptions, run_compare
+from kpictl.comparison.model import CompareOptions
+from kpictl.comparison.run import run_compare
 from kpictl.engine.compute import facts
 from kpictl.engine.duck import DuckDBEngine, uncovered
 from kpictl.engine.interface import ComputeOptions, FactBuild, watch_fact_builds
@@ -134,7 +135,7 @@ def test_unit_stats_on_duckdb_are_the_polars_ones_and_the_hand_counts(
     """`Engine.unit_stats` of the treatment arm by channel: the DuckDB engine's frame is the
     polars engine's, and task completion's sums are the counts of completed conversations
     per channel (by hand from the facts)."""
-    from kpictl.comparison.run import build_arms
+    from kpictl.comparison.arms import build_arms
     from kpictl.engine.shapes import kpi_shape
 
     options = CompareOptions(
@@ -189,7 +190,7 @@ def test_unit_stats_of_an_empty_slice_agree(
 ) -> None:
     """A `where` no row meets: overall one row with n = 0, sums 0 and the flags true (as
     polars' aggregate of nothing gives), by channel no row; no pending row either way."""
-    from kpictl.comparison.run import build_arms
+    from kpictl.comparison.arms import build_arms
     from kpictl.engine.shapes import kpi_shape
 
     options = CompareOptions(baseline="holdout", by=("channel",), kpis=("csat_mean",))

@@ -16,7 +16,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from kpictl.cli import app
-from kpictl.comparison.run import CompareOptions, CompareResult, run_compare
+from kpictl.comparison.model import CompareOptions, CompareResult
+from kpictl.comparison.run import run_compare
 from kpictl.engine.compute import ComputeResult, run_compute
 from kpictl.engine.sources import load_sources
 from kpictl.render.json import compare_to_json, to_json

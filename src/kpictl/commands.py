@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import polars as pl
 
-    from kpictl.comparison.run import CompareResult
+    from kpictl.comparison.model import CompareResult
     from kpictl.engine.interface import ComputeOptions, Engine, TimeBound
     from kpictl.init.detect import LogSample
     from kpictl.init.write import InitProposal

@@ -219,7 +219,8 @@ def compare(
         parse_time,
         run_inputs,
     )
-    from kpictl.comparison.run import CompareOptions, run_compare
+    from kpictl.comparison.model import CompareOptions
+    from kpictl.comparison.run import run_compare
     from kpictl.engine.interface import ComputeOptions
     from kpictl.render.writers import render
 

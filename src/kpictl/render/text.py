@@ -333,7 +333,7 @@ def heterogeneity_lines(result: Any) -> list[str]:
 
 def fairness_lines(result: Any) -> list[str]:
     """Every `fairness:` check of the run, breached or not."""
-    from kpictl.comparison.run import fairness_note
+    from kpictl.comparison.fairness import fairness_note
 
     return [fairness_note(f) for f in result.fairness]
 
