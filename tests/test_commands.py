@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kpictl.commands import (
+    DEFAULT_MAX_LINE_BYTES,
     facts_format,
     findings,
     parse_bound,
@@ -20,6 +21,7 @@ from kpictl.commands import (
     size_text,
 )
 from kpictl.errors import UsageError
+from kpictl.io.inputbytes import MAX_LINE_BYTES
 
 
 @pytest.mark.parametrize(
@@ -34,6 +36,10 @@ from kpictl.errors import UsageError
 )
 def test_byte_sizes_are_powers_of_1024(text: str, expected: int) -> None:
     assert parse_byte_size(text, "--max-line-bytes") == expected
+
+
+def test_the_max_line_bytes_option_default_is_the_readers_default() -> None:
+    assert parse_byte_size(DEFAULT_MAX_LINE_BYTES, "--max-line-bytes") == MAX_LINE_BYTES
 
 
 @pytest.mark.parametrize("text", ["0", "64 MB/s", "-1", "1.5MiB", "lots"])

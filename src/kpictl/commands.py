@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from kpictl.sql.dialect import Dialect
 
 DEFAULT_SPEC = Path("kpi_definitions.yaml")
+# --max-line-bytes' default as option text: io.inputbytes.MAX_LINE_BYTES (a test checks they agree)
+DEFAULT_MAX_LINE_BYTES = "64MiB"
 STDIN_NAME = "<stdin>"
 KIND_WORDS = {"chat": "chat transcripts", "otlp": "OpenTelemetry traces", "events": "flat logs"}
 
@@ -273,7 +275,7 @@ def open_sources(
     on_bad_rows: OnBadRows,
     cache: bool = True,
     reprice: bool = False,
-    max_line_bytes: str = "64MiB",
+    max_line_bytes: str = DEFAULT_MAX_LINE_BYTES,
     columns: Sequence[str] = (),
     engine: Engine | None = None,
     reads_rows: str | None = None,

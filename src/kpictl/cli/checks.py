@@ -38,7 +38,7 @@ from kpictl.cli.options import (
     SparkMasterOption,
     SpecOption,
 )
-from kpictl.commands import DEFAULT_SPEC
+from kpictl.commands import DEFAULT_MAX_LINE_BYTES, DEFAULT_SPEC
 from kpictl.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def facts(
         ),
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
-    max_line_bytes: MaxLineBytesOption = "64MiB",
+    max_line_bytes: MaxLineBytesOption = DEFAULT_MAX_LINE_BYTES,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     engine: EngineOption = None,

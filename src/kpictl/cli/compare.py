@@ -25,6 +25,7 @@ from kpictl.cli.options import (
     AsOfOption,
     BadRows,
     BadRowsOption,
+    BaselineSourceOption,
     CacheOption,
     Correction,
     CrossOption,
@@ -33,9 +34,10 @@ from kpictl.cli.options import (
     MaxCohortsOption,
     MaxLineBytesOption,
     OutputFormat,
+    OutputFormatOption,
+    OutputOption,
     ParamOption,
     PathsArgument,
-    ProjectFormat,
     RelativeCi,
     ReportFormat,
     RepriceOption,
@@ -44,10 +46,12 @@ from kpictl.cli.options import (
     SparkMasterOption,
     SpecOption,
     StrictOption,
+    SummaryFormat,
+    SummaryFormatOption,
     UntilOption,
     WideOption,
 )
-from kpictl.commands import DEFAULT_SPEC
+from kpictl.commands import DEFAULT_MAX_LINE_BYTES, DEFAULT_SPEC
 from kpictl.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -67,12 +71,7 @@ def compare(
             "Default: the spec's defaults.baseline.",
         ),
     ] = None,
-    baseline_source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--baseline-source", help="NAME=PATH: a source of the baseline dataset. Repeatable."
-        ),
-    ] = None,
+    baseline_source: BaselineSourceOption = None,
     config: SpecOption = DEFAULT_SPEC,
     source: SourceOption = None,
     by: Annotated[
@@ -176,14 +175,10 @@ def compare(
         ),
     ] = None,
     param: ParamOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table (rich), json, csv or markdown.")
-    ] = OutputFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-    ] = None,
+    output_format: OutputFormatOption = OutputFormat.table,
+    output: OutputOption = None,
     on_bad_rows: BadRowsOption = BadRows.error,
-    max_line_bytes: MaxLineBytesOption = "64MiB",
+    max_line_bytes: MaxLineBytesOption = DEFAULT_MAX_LINE_BYTES,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
@@ -321,12 +316,7 @@ def report(
             "dataset's events. Default: the spec's defaults.baseline; none: descriptive only.",
         ),
     ] = None,
-    baseline_source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--baseline-source", help="NAME=PATH: a source of the baseline dataset. Repeatable."
-        ),
-    ] = None,
+    baseline_source: BaselineSourceOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     as_of: AsOfOption = None,
@@ -409,7 +399,7 @@ def report(
         typer.Option("--output", "-o", help="Write the scorecard to this file instead of stdout."),
     ] = None,
     on_bad_rows: BadRowsOption = BadRows.error,
-    max_line_bytes: MaxLineBytesOption = "64MiB",
+    max_line_bytes: MaxLineBytesOption = DEFAULT_MAX_LINE_BYTES,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
@@ -552,12 +542,8 @@ def project(
         int, typer.Option("--seed", help="Bootstrap seed (same seed, same interval).")
     ] = 7,
     param: ParamOption = None,
-    output_format: Annotated[
-        ProjectFormat, typer.Option("--format", "-f", help="table (rich), json or markdown.")
-    ] = ProjectFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-    ] = None,
+    output_format: SummaryFormatOption = SummaryFormat.table,
+    output: OutputOption = None,
     on_bad_rows: BadRowsOption = BadRows.error,
     cache: CacheOption = True,
 ) -> None:

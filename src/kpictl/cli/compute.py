@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,6 +29,8 @@ from kpictl.cli.options import (
     MaxCohortsOption,
     MaxLineBytesOption,
     OutputFormat,
+    OutputFormatOption,
+    OutputOption,
     ParamOption,
     PathsArgument,
     RepriceOption,
@@ -41,7 +42,7 @@ from kpictl.cli.options import (
     UntilOption,
     WideOption,
 )
-from kpictl.commands import DEFAULT_SPEC
+from kpictl.commands import DEFAULT_MAX_LINE_BYTES, DEFAULT_SPEC
 from kpictl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,14 +82,10 @@ def compute(
         list[str] | None, typer.Option("--kpi", help="Compute only this KPI. Repeatable.")
     ] = None,
     param: ParamOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table (rich), json, csv or markdown.")
-    ] = OutputFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-    ] = None,
+    output_format: OutputFormatOption = OutputFormat.table,
+    output: OutputOption = None,
     on_bad_rows: BadRowsOption = BadRows.error,
-    max_line_bytes: MaxLineBytesOption = "64MiB",
+    max_line_bytes: MaxLineBytesOption = DEFAULT_MAX_LINE_BYTES,
     cache: CacheOption = True,
     reprice: RepriceOption = False,
     strict: StrictOption = False,
@@ -200,5 +197,5 @@ def compile_command(
         parse_cohorts(by, False), 10_000, grain_name, since, until, as_of, where, kpi
     )
     reader = choose_engine(spec, engine, None)  # reads a remote source's schema (spark)
-    sources = read_sources(spec, paths, source, BadRows.error, True, False, "64MiB", (), reader)
+    sources = read_sources(spec, paths, source, BadRows.error, engine=reader)
     typer.echo(compile_sql(spec, sources, options, engine, approx_percentiles), nl=False)

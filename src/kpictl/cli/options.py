@@ -21,6 +21,14 @@ class OutputFormat(StrEnum):
     markdown = "markdown"
 
 
+class SummaryFormat(StrEnum):
+    """`kpictl project` and `kpictl review score --format` choices."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
 class EngineName(StrEnum):
     """`--engine` choices."""
 
@@ -278,12 +286,22 @@ OutputOption = Annotated[
 ]
 
 
-class ProjectFormat(StrEnum):
-    """`kpictl project --format` choices."""
+OutputFormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="table (rich), json, csv or markdown.")
+]
 
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+
+SummaryFormatOption = Annotated[
+    SummaryFormat, typer.Option("--format", "-f", help="table (rich), json or markdown.")
+]
+
+
+BaselineSourceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--baseline-source", help="NAME=PATH: a source of the baseline dataset. Repeatable."
+    ),
+]
 
 
 class CheckFormat(StrEnum):
@@ -306,11 +324,3 @@ class Allocation(StrEnum):
 
     proportional = "proportional"
     equal = "equal"
-
-
-class ReviewFormat(StrEnum):
-    """`kpictl review score --format` choices."""
-
-    table = "table"
-    json = "json"
-    markdown = "markdown"

@@ -23,15 +23,17 @@ from kpictl.cli.options import (
     BadRowsOption,
     CacheOption,
     MaxLineBytesOption,
+    OutputOption,
     ParamOption,
     PathsArgument,
-    ReviewFormat,
     SinceOption,
     SourceOption,
     SpecOption,
+    SummaryFormat,
+    SummaryFormatOption,
     UntilOption,
 )
-from kpictl.commands import DEFAULT_SPEC
+from kpictl.commands import DEFAULT_MAX_LINE_BYTES, DEFAULT_SPEC
 from kpictl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -100,7 +102,7 @@ def review_sample(
     source: SourceOption = None,
     param: ParamOption = None,
     on_bad_rows: BadRowsOption = BadRows.error,
-    max_line_bytes: MaxLineBytesOption = "64MiB",
+    max_line_bytes: MaxLineBytesOption = DEFAULT_MAX_LINE_BYTES,
     cache: CacheOption = True,
 ) -> None:
     """Draw a stratified random sample of conversations into a CSV to label by hand.
@@ -154,15 +156,11 @@ def review_score(
         list[Path],
         typer.Argument(help="Labelled review files, one per review round.", show_default=False),
     ],
-    output_format: Annotated[
-        ReviewFormat, typer.Option("--format", "-f", help="table (rich), json or markdown.")
-    ] = ReviewFormat.table,
+    output_format: SummaryFormatOption = SummaryFormat.table,
     alpha: Annotated[
         float, typer.Option("--alpha", help="1 − confidence level of the intervals.")
     ] = 0.05,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-    ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Score labelled review files: agreement of human labels with the agent's self-reports
     (confusion matrix, Cohen's kappa), the label-corrected completion rate, the hallucination
