@@ -13,12 +13,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 from polars.datatypes import DataTypeClass
 
 from kpictl.errors import InputDataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_LINE_BYTES = 64 << 20
 """The longest JSONL line read (`--max-line-bytes`): a longer one is a bad row."""
@@ -175,6 +178,8 @@ def repeated_key_lines(
 def _key_ends(data: bytes, start: int, end: int) -> np.ndarray:
     """Positions (from `start`) of the closing quote of every `"…"` followed by blanks and a
     colon in data[start:end], in order. Tight `":` pairs are found two bytes at a time."""
+    import numpy as np  # imported by the scan, not the module: spec-only commands never load it
+
     block = np.frombuffer(data, np.uint8, count=end - start, offset=start)
     found = []
     for phase in (0, 1):
@@ -189,12 +194,15 @@ def _key_ends(data: bytes, start: int, end: int) -> np.ndarray:
 
 _TIGHT = int.from_bytes(b'":', "little")
 _SPACED = [int.from_bytes(b'"' + blank, "little") for blank in (b" ", b"\t", b"\r")]
-_BLANK_BYTES = np.frombuffer(b" \t\r", np.uint8)
+_BLANKS = b" \t\r"
 _WINDOWS = 3  # names up to 23 bytes are compared 8 bytes at a time
 
 
 def _followed_by_colon(block: np.ndarray, quotes: np.ndarray) -> np.ndarray:
     """The quotes that blanks and then a colon follow."""
+    import numpy as np
+
+    blanks = np.frombuffer(_BLANKS, np.uint8)
     origin, at = quotes, quotes + 1
     keys = []
     while at.size:
@@ -202,7 +210,7 @@ def _followed_by_colon(block: np.ndarray, quotes: np.ndarray) -> np.ndarray:
         origin, at = origin[inside], at[inside]
         byte = block[at]
         keys.append(origin[byte == ord(":")])
-        blank = np.isin(byte, _BLANK_BYTES)
+        blank = np.isin(byte, blanks)
         origin, at = origin[blank], at[blank] + 1
     return np.concatenate(keys) if keys else quotes[:0]
 
@@ -211,6 +219,8 @@ def _repeated_in_block(data: bytes, start: int, end: int, wanted: list[bytes]) -
     """`repeated_key_lines` in data[start:end], whole lines: line numbers from 1 in the slice."""
     if end - start < 8:  # too short for two keys
         return []
+    import numpy as np
+
     ends = _key_ends(data, start, end)
     if ends.size < 2:
         return []
@@ -245,6 +255,8 @@ def _repeated_in_block(data: bytes, start: int, end: int, wanted: list[bytes]) -
 
 def _matches(window: np.ndarray, suffix: bytes) -> np.ndarray:
     """Whether each 8-byte little-endian `window` ends with `suffix` (at most 8 bytes)."""
+    import numpy as np
+
     shift = 8 * (8 - len(suffix))
     mask = np.uint64(((1 << (8 * len(suffix))) - 1) << shift)
     return (window & mask) == np.uint64(int.from_bytes(suffix, "little") << shift)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from kpictl.engine.interface import Engine
 from kpictl.io.read import Sources
-from kpictl.render.html import markdown_to_html
 from kpictl.scorecard.charts import chart_link, draw_charts, write_charts
 from kpictl.scorecard.gather import gather_report
 from kpictl.scorecard.model import ReportOptions, ReportResult
@@ -56,7 +55,11 @@ def run_report(
         data = replace(data, charts=links)
         images = {links[name]: image for name, image in drawn.items()}
     markdown = render_report(data)
-    html = markdown_to_html(markdown, images=images) if options.format == "html" else None
+    html: str | None = None
+    if options.format == "html":
+        from kpictl.render.html import markdown_to_html  # markdown-it: the HTML page's alone
+
+        html = markdown_to_html(markdown, images=images)
     return ReportResult(
         markdown, data.tiles, data.trend, data.compare, tuple(written), data.notes, html
     )

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 
 @dataclass(frozen=True)
@@ -36,4 +35,6 @@ def cochran_q(estimates: Sequence[float], ses: Sequence[float]) -> CochranQ | No
     q = float(weights @ (est[usable] - pooled) ** 2)
     df = int(usable.sum()) - 1
     i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
+    from scipy import special  # in the call: see stats/core.py
+
     return CochranQ(q, df, float(special.chdtrc(df, q)), pooled, i2)
