@@ -1,6 +1,7 @@
 """comparison/arms.py: a `ConditionSplit` (the report's cohorts against the rest) gives the arms
 `condition_arms` gives — the same rows of every table, in the same order — by masks over facts
-collected once instead of two semi-joins per arm."""
+collected once instead of two semi-joins per arm; its `partition` (every value of a column at
+once, comparison/partition.py) gives those rows too, and compare's every number on them."""
 
 from __future__ import annotations
 
@@ -11,14 +12,24 @@ import polars as pl
 import pytest
 
 from conftest import SHIPPED_SPEC
-from kpictl.comparison import Arm, condition_arms, condition_split
+from kpictl.comparison import (
+    OBSERVATIONAL_ARMS_CAVEAT,
+    Arm,
+    CompareOptions,
+    Design,
+    compare_arms,
+    condition_arms,
+    condition_split,
+)
+from kpictl.engine.datacheck import check_data
+from kpictl.engine.duck import DuckDBEngine
 from kpictl.engine.facts import with_cost_counts
 from kpictl.engine.interface import ComputeOptions, Window
 from kpictl.engine.polarsengine import PolarsEngine
 from kpictl.engine.sources import load_sources
 from kpictl.engine.window import resolve_window
 from kpictl.spec import load_spec
-from kpictl.spec.model import Spec
+from kpictl.spec.model import BaselineSpec, Spec
 
 # the report's conditions (scorecard/gather.py): a value, null, the rest, a cross-tab combination
 CONDITIONS = [
@@ -42,7 +53,15 @@ def facts() -> tuple[Spec, dict[str, pl.LazyFrame], Window]:
     window = resolve_window(spec, sources, ComputeOptions())
     built = PolarsEngine().build_facts(spec, sources, window, in_memory=True)
     kpis = list(spec.kpis.values())
-    return spec, with_cost_counts(spec, sources, window, built.tables, kpis), window
+    return spec, _null_intents(with_cost_counts(spec, sources, window, built.tables, kpis)), window
+
+
+def _null_intents(tables: dict[str, pl.LazyFrame]) -> dict[str, pl.LazyFrame]:
+    """Every 7th conversation without an intent (the shipped sample has none): null is a
+    cohort value of its own."""
+    gone = pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("intent"))
+    units = tables["conversations"].with_columns(gone.alias("intent")).collect()
+    return {**tables, "conversations": units.lazy()}
 
 
 def _same(a: Arm, b: Arm) -> None:
@@ -89,3 +108,102 @@ def test_a_unit_table_with_repeated_keys_falls_back_to_semi_joins(
         strict=True,
     ):
         _same(a, b)
+
+
+# groups of the report's --by columns: (columns, a group's values, --where or None)
+GROUPS = [
+    (("channel",), ("chat",), None),
+    (("channel",), ("web",), "customer_tier = 'enterprise'"),
+    (("intent",), (None,), None),
+    (("channel", "intent"), ("web", None), None),
+    (("channel", "intent"), ("email", "billing"), "channel <> 'voice'"),
+]
+
+
+def _conditions(columns: tuple[str, ...], values: tuple[str | None, ...]) -> tuple[str, str]:
+    parts = [
+        f"{c} IS NULL" if v is None else f"COALESCE(CAST({c} AS VARCHAR) = '{v}', FALSE)"
+        for c, v in zip(columns, values, strict=True)
+    ]
+    return " AND ".join(parts), f"NOT ({' AND '.join(parts)})"
+
+
+@pytest.mark.parametrize(("columns", "values", "where"), GROUPS)
+def test_a_partition_gives_each_group_and_the_rest_as_conditions_do(
+    facts: tuple[Spec, dict[str, pl.LazyFrame], Window],
+    columns: tuple[str, ...],
+    values: tuple[str | None, ...],
+    where: str | None,
+) -> None:
+    spec, tables, window = facts
+    since = dt.datetime(2026, 10, 10, tzinfo=dt.UTC)
+    for bounds in (window, replace(window, since=since)):
+        split = condition_split(spec, tables, bounds, PolarsEngine())
+        partition = split.partition(columns, where)
+        assert partition is not None
+        inside, outside = _conditions(columns, values)
+        if where is not None:
+            inside, outside = f"({where}) AND {inside}", f"({where}) AND {outside}"
+        for a, b in zip(
+            partition.arms(values),
+            condition_arms(spec, tables, bounds, PolarsEngine(), inside, outside),
+            strict=True,
+        ):
+            _same(a, b)
+
+
+def _numbers(table: pl.DataFrame) -> list[dict]:
+    return table.sort("kpi").to_dicts()
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b)) or (a != a and b != b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+@pytest.mark.parametrize(("columns", "values", "where"), GROUPS[::2])
+def test_compare_on_a_partition_s_arms_gives_the_numbers_of_condition_arms(
+    columns: tuple[str, ...], values: tuple[str | None, ...], where: str | None, engine: str
+) -> None:
+    """Every KPI (ratios, means, percentiles, pass^k, formulas): the whole table of
+    `compare_arms` — values, n, Δ, CI, p, pending — is that of the arms by conditions, whose
+    statistics are read per arm (1e-12: sums add up over groups in another order)."""
+    spec = load_spec(SHIPPED_SPEC)
+    sources = load_sources(spec)
+    window = resolve_window(spec, sources, ComputeOptions())
+    built = (PolarsEngine() if engine == "polars" else DuckDBEngine()).build_facts(
+        spec, sources, window, in_memory=True
+    )
+    kpis = list(spec.kpis.values())
+    tables = _null_intents(with_cost_counts(spec, sources, window, built.tables, kpis))
+    check = check_data(spec, sources, kpis)
+    options = CompareOptions(alpha=0.05, correction="none")
+    design = Design(
+        "conditions", "observational", "rest", randomized=False, caveat=OBSERVATIONAL_ARMS_CAVEAT
+    )
+    inside, outside = _conditions(columns, values)
+    if where is not None:
+        inside, outside = f"({where}) AND {inside}", f"({where}) AND {outside}"
+    base = BaselineSpec("rest", "holdout", control=outside, treatment=inside)
+    split = condition_split(spec, tables, window, built.engine)
+    partition = split.partition(columns, where)
+    assert partition is not None
+    expected = compare_arms(
+        spec, *split.arms(inside, outside), design, base, options, check, with_fairness=False
+    )
+    got = compare_arms(
+        spec, *partition.arms(values), design, base, options, check, with_fairness=False
+    )
+    assert got.table.columns == expected.table.columns
+    left, right = _numbers(got.table), _numbers(expected.table)
+    assert len(left) == len(right) > 0
+    assert any(r["p_value"] is not None for r in right)
+    for a, b in zip(left, right, strict=True):
+        assert _close(a, b), (a, b)
+    assert got.notes == expected.notes and got.srm == expected.srm

@@ -141,6 +141,7 @@ WITHIN: dict[str, list[str]] = {
     ],
     "comparison": [
         "model",  # options, arms, design, cells, result, statuses
+        "partition",  # an arm split once into groups; a part's statistics from the whole
         "arms",  # the two arms: restrictions of facts, their checks, SRM
         "cells",  # one KPI × cohort tested by its shape (WITHIN_SUBPACKAGE["comparison.cells"])
         "verdicts",  # thresholds, the sequential form, the result table

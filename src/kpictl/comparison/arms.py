@@ -14,6 +14,7 @@ import polars as pl
 
 from kpictl import stats
 from kpictl.comparison.model import OBSERVATIONAL_ARMS_CAVEAT, Arm, CompareOptions, Design
+from kpictl.comparison.partition import PART, Partition
 from kpictl.engine.datacheck import check_data, require_columns
 from kpictl.engine.facts import usable, with_cost_counts
 from kpictl.engine.findings import DataCheck
@@ -148,6 +149,55 @@ class ConditionSplit:
                 keep.append(pl.lit(meets.gather(self.positions[name]).fill_null(False)))
             restricted[name] = frame.lazy().filter(*keep) if keep else frame.lazy()
         return restricted
+
+    def partition(self, columns: Sequence[str], where: str | None) -> Partition | None:
+        """The units meeting `where` grouped by their values of `columns` (as text; null a
+        value), for the arms of each group against the rest (`Partition.arms`: the arms of
+        `arms(group's condition, its negation)`, their statistics read once for all groups).
+        None when the unit table's keys are not unique (then `arms`)."""
+        if self.positions is None:
+            return None
+        spec, window = self.spec, self.window
+        parent = spec.require_primary_table()
+        key = parent.key
+        assert key is not None
+        meets = pl.col(key).is_not_null()
+        if where is not None:
+            meets = meets & compile_sql(where).fill_null(False)
+        literals = literal_columns(spec, window, names_in([where] if where else []))
+        units = self.tables[parent.name]
+        labels = (units.with_columns(literals) if literals else units).select(
+            meets.alias("__meets"), *[pl.col(c).cast(pl.String) for c in columns]
+        )
+        groups = (
+            labels.filter("__meets")
+            .select(columns)
+            .unique(maintain_order=True)
+            .with_row_index("__group")
+        )
+        code = (
+            labels.join(
+                groups, on=list(columns), how="left", nulls_equal=True, maintain_order="left"
+            )
+            .select(pl.when("__meets").then(pl.col("__group").cast(pl.Int64)))
+            .to_series()
+            .alias(PART)
+        )
+        whole: dict[str, pl.LazyFrame] = {}
+        for name, frame in self.tables.items():
+            keep = [*_in_window(spec, spec.tables[name], window.since, window.until)]
+            lazy = frame.lazy()
+            if name == parent.name:
+                lazy = lazy.with_columns(code)
+            elif name in self.positions:
+                lazy = lazy.with_columns(code.gather(self.positions[name]))
+            if name == parent.name or name in self.positions:
+                keep.append(pl.col(PART).is_not_null())
+            whole[name] = lazy.filter(*keep) if keep else lazy
+        by_values = {
+            tuple(row[:-1]): row[-1] for row in groups.select([*columns, "__group"]).rows()
+        }
+        return Partition(whole, by_values, window, self.engine)
 
 
 def condition_split(

@@ -56,6 +56,20 @@ class CompareOptions:
         return self.alpha if self.alpha is not None else Defaults().alpha
 
 
+@dataclass(frozen=True, eq=False)
+class Part:
+    """Where an arm is some groups of a partitioned arm (the report's cohort, or the rest): the
+    whole's tables, each row of a table holding the unit key with its unit's group code (the
+    column `comparison.partition.PART`), and this arm's codes. compare's cells ask the whole
+    once for every group (`comparison/partition.py`) and keep this arm's groups; `memo` holds
+    those answers, shared by every part of one partition."""
+
+    whole: Mapping[str, pl.LazyFrame]
+    codes: frozenset[int]
+    memo: dict[tuple[Any, ...], Any]
+    grouped: frozenset[str]  # the tables of `whole` with group codes (holding the unit key)
+
+
 @dataclass(frozen=True)
 class Arm:
     """One side of a comparison: facts tables restricted to the arm's units and window."""
@@ -64,6 +78,7 @@ class Arm:
     tables: Mapping[str, pl.LazyFrame]
     window: Window
     engine: Engine = field(default_factory=PolarsEngine)  # the engine of its facts
+    part: Part | None = None  # some groups of a partitioned arm (its tables are their rows)
 
 
 # The caveat of control/treatment arms that were not declared `design: randomized`.

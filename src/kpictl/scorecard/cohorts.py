@@ -111,13 +111,16 @@ def cohort_comparisons(
                 f"{MAX_COHORT_VALUES} (in order) are compared with the rest"
             )
             ordered = ordered[:MAX_COHORT_VALUES]
+        groups = split.partition(group, piece.where)  # each arm's statistics read once
         for combo in ordered:
             inside, outside = _cohort_conditions(group, combo)
             value = combo[0] if len(group) == 1 else " × ".join(str(v) for v in combo)
             if piece.where:
                 inside, outside = f"({piece.where}) AND {inside}", f"({piece.where}) AND {outside}"
             rest = BaselineSpec(_COHORT_BASELINE, "holdout", control=outside, treatment=inside)
-            cohort, others = split.arms(inside, outside)
+            cohort, others = (
+                groups.arms(combo) if groups is not None else split.arms(inside, outside)
+            )
             result = compare_arms(
                 spec, cohort, others, design, rest, arm_options, check, with_fairness=False
             )

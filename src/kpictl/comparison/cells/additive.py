@@ -14,6 +14,7 @@ from kpictl import stats
 from kpictl.comparison.cells.common import by_cohort, cohort_order, groupings, pending_of
 from kpictl.comparison.cells.cuped import apply_cuped, cuped_sums
 from kpictl.comparison.model import Arm, Cell, CompareOptions
+from kpictl.comparison.partition import part_unit_stats
 from kpictl.engine.shapes import KpiShape
 from kpictl.spec.model import KpiSpec, Spec
 
@@ -28,8 +29,8 @@ def _unit_stats(
     where: str | None,
 ) -> tuple[dict[tuple, dict[str, Any]], dict[tuple, dict[str, Any]]]:
     """The arm's per-unit sufficient statistics and pending rows by cohort, from the engine of
-    its facts (`Engine.unit_stats`)."""
-    got = arm.engine.unit_stats(spec, kpi, shape, arm.tables, arm.window, unit, keys, where)
+    its facts (`Engine.unit_stats`; a part of a partitioned arm: the whole's, once)."""
+    got = part_unit_stats(spec, kpi, shape, arm, unit, keys, where)
     return by_cohort(got.sums, keys), by_cohort(got.pending, keys)
 
 

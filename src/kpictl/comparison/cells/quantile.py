@@ -3,6 +3,7 @@ standard error per arm, and the difference."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,12 @@ from kpictl.comparison.cells.common import (
     cohort_order,
     group_by_keys,
     groupings,
-    kpi_rows,
     pending_of,
 )
 from kpictl.comparison.model import Arm, Cell, CompareOptions
+from kpictl.comparison.partition import PART, own_groups, partitioned, remembered
+from kpictl.engine.interface import Window
+from kpictl.engine.kpis import filter_kpi_rows
 from kpictl.engine.shapes import KpiShape
 from kpictl.spec.model import KpiSpec, Spec
 
@@ -55,19 +58,7 @@ def quantile_cells(
         for label, arm in (("current", current), ("baseline", baseline)):
             if arm is None:
                 continue
-            rows = kpi_rows(spec, kpi, arm, options.where).with_columns(
-                [pl.col(k).cast(pl.String) for k in keys]
-            )
-            waiting = group_by_keys(
-                rows.filter(~pl.col("__mature")), keys, [pl.len().cast(pl.Int64).alias("pending")]
-            )
-            settled = (
-                rows.filter(pl.col("__mature"))
-                .with_columns(values_expr)
-                .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
-                .select([*keys, codes.alias("__unit"), "__v"])
-            )
-            waiting_rows, data = pl.collect_all([waiting, settled])  # the KPI's rows read once
+            waiting_rows, data = _arm_rows(spec, kpi, arm, keys, options.where, values_expr, codes)
             pendings[label] = by_cohort(waiting_rows, keys)
             grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
             parts = (
@@ -125,6 +116,61 @@ def quantile_cells(
                 cell.warnings.append(str(exc))
             cells.append(cell)
     return cells
+
+
+def _rows(
+    spec: Spec,
+    kpi: KpiSpec,
+    tables: Mapping[str, pl.LazyFrame],
+    window: Window,
+    keys: Sequence[str],
+    where: str | None,
+    values_expr: pl.Expr,
+    codes: pl.Expr,
+    extra: Sequence[str] = (),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(pending rows by cohort; each settled row's cohort, unit code and value): the KPI's
+    rows read once. `extra`: columns kept as they are (a partition's group code)."""
+    rows = filter_kpi_rows(spec, kpi, tables[kpi.over], window, where).with_columns(
+        [pl.col(k).cast(pl.String) for k in keys]
+    )
+    waiting = group_by_keys(
+        rows.filter(~pl.col("__mature")),
+        [*keys, *extra],
+        [pl.len().cast(pl.Int64).alias("pending")],
+    )
+    settled = (
+        rows.filter(pl.col("__mature"))
+        .with_columns(values_expr)
+        .filter(pl.col("__v").is_not_null() & pl.col("__v").is_not_nan())
+        .select([*keys, *extra, codes.alias("__unit"), "__v"])
+    )
+    waiting_rows, data = pl.collect_all([waiting, settled])
+    return waiting_rows, data
+
+
+def _arm_rows(
+    spec: Spec,
+    kpi: KpiSpec,
+    arm: Arm,
+    keys: Sequence[str],
+    where: str | None,
+    values_expr: pl.Expr,
+    codes: pl.Expr,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_rows` of the arm; of a part of a partitioned arm, the whole's rows read once for every
+    part, then this part's groups: its pending rows added up, its rows in their order."""
+    part = arm.part
+    if part is None or not partitioned(part, kpi.over):
+        return _rows(spec, kpi, arm.tables, arm.window, keys, where, values_expr, codes)
+    whole = part.whole
+    waiting, settled = remembered(
+        part,
+        ("quantile_rows", kpi.name, tuple(keys), where, str(codes)),
+        lambda: _rows(spec, kpi, whole, arm.window, keys, where, values_expr, codes, [PART]),
+    )
+    mine = settled.filter(pl.col(PART).is_in(sorted(part.codes))).drop(PART)
+    return own_groups(waiting, keys, part.codes), mine
 
 
 def _quantile_arm(
