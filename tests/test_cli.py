@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import inspect
 import io
 import json
 import os
@@ -18,6 +19,8 @@ from typer.testing import CliRunner
 
 from conftest import JsonlWriter, SpecWriter, run, sample_sources
 from kpictl import __version__
+from kpictl.cli.app import read_sources
+from kpictl.commands import open_sources
 from kpictl.engine.compute import compute
 from kpictl.engine.sources import load_sources
 from kpictl.render.text import md_text
@@ -588,3 +591,9 @@ def test_a_kpi_whose_own_where_leaves_nothing_says_so(logs: Path, tmp_path: Path
         "time_to_resolution_p50: n = 0 (no row of conversations in the window meets its "
         "where: resolved_at IS NOT NULL): the value is null"
     ) in json.loads(out)["notes"]
+
+
+def test_the_cli_reads_sources_with_open_sources_own_signature() -> None:
+    """cli.app.read_sources is open_sources under a spinner, not a restated copy of it."""
+    assert inspect.signature(read_sources) == inspect.signature(open_sources)
+    assert read_sources.__wrapped__ is open_sources  # type: ignore[attr-defined]

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from kpictl.cli.options import BadRows
 from kpictl.commands import (
     DEFAULT_MAX_LINE_BYTES,
     facts_format,
     findings,
+    parse_bad_rows,
     parse_bound,
     parse_byte_size,
     parse_cohorts,
@@ -36,6 +38,19 @@ from kpictl.io.inputbytes import MAX_LINE_BYTES
 )
 def test_byte_sizes_are_powers_of_1024(text: str, expected: int) -> None:
     assert parse_byte_size(text, "--max-line-bytes") == expected
+
+
+@pytest.mark.parametrize("choice", list(BadRows))
+def test_every_on_bad_rows_choice_is_a_reader_mode(choice: BadRows) -> None:
+    mode = parse_bad_rows(choice)
+    assert mode == choice.value
+    assert type(mode) is str  # the plain literal the readers take, not the CLI's enum
+
+
+def test_an_unknown_on_bad_rows_mode_names_the_option() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_bad_rows("ignore")
+    assert caught.value.message == "--on-bad-rows 'ignore': expected error or skip"
 
 
 def test_the_max_line_bytes_option_default_is_the_readers_default() -> None:

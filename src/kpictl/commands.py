@@ -144,6 +144,15 @@ def parse_byte_size(text: str, option: str) -> int:
     return int(match.group(1)) * SIZE_UNITS[unit]
 
 
+def parse_bad_rows(text: str) -> OnBadRows:
+    """`--on-bad-rows`: error or skip (a `cli.options.BadRows` choice is such a text)."""
+    if text == "error":
+        return "error"
+    if text == "skip":
+        return "skip"
+    raise UsageError(f"--on-bad-rows {text!r}: expected error or skip")
+
+
 def compute_options(
     cohorts: tuple[tuple[str, ...], tuple[str, ...]],
     max_cohorts: int,
@@ -272,7 +281,7 @@ def open_sources(
     spec: Spec,
     paths: Sequence[str] | None,
     source: Sequence[str] | None,
-    on_bad_rows: OnBadRows,
+    on_bad_rows: str,
     cache: bool = True,
     reprice: bool = False,
     max_line_bytes: str = DEFAULT_MAX_LINE_BYTES,
@@ -296,7 +305,7 @@ def open_sources(
         loaded = load_sources(
             spec,
             overrides,
-            on_bad_rows=on_bad_rows,
+            on_bad_rows=parse_bad_rows(on_bad_rows),
             cache=cache and piped is None,  # a pipe is read once: nothing to keep
             reprice=reprice,
             max_line_bytes=parse_byte_size(max_line_bytes, "--max-line-bytes"),

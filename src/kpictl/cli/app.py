@@ -4,20 +4,19 @@ around its library call (the spec, the sources, the input messages, `--strict`).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
 from kpictl import __version__
-from kpictl.cli.options import (
-    BadRows,
-)
+from kpictl.commands import open_sources
 from kpictl.errors import ExitCode, KpictlError
 
 if TYPE_CHECKING:
@@ -25,9 +24,11 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kpictl.engine.interface import Engine
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def stderr_line(message: str) -> None:
@@ -203,36 +204,6 @@ def load_spec_of(config: Path, params: list[str] | None, paths: list[str] | None
     return spec
 
 
-def read_sources(
-    spec: Spec,
-    paths: list[str] | None,
-    source: list[str] | None,
-    on_bad_rows: BadRows,
-    cache: bool = True,
-    reprice: bool = False,
-    max_line_bytes: str = "64MiB",
-    columns: Sequence[str] = (),
-    engine: Engine | None = None,
-    reads_rows: str | None = None,
-) -> Sources:
-    """The run's sources (`commands.open_sources`) under a spinner."""
-    from kpictl.commands import open_sources
-
-    with progress("Reading logs…"):
-        return open_sources(
-            spec,
-            paths,
-            source,
-            on_bad_rows.value,
-            cache,
-            reprice,
-            max_line_bytes,
-            columns,
-            engine,
-            reads_rows,
-        )
-
-
 def progress(message: str) -> AbstractContextManager[Any]:
     """A spinner on stderr while a long step runs; nothing when stderr is not a terminal."""
     if not sys.stderr.isatty() or os.environ.get("CI"):
@@ -240,6 +211,21 @@ def progress(message: str) -> AbstractContextManager[Any]:
     from rich.console import Console
 
     return Console(stderr=True).status(message)
+
+
+def with_progress(message: str, function: Callable[P, R]) -> Callable[P, R]:
+    """`function` under `progress(message)`: the same arguments, the same result."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with progress(message):
+            return function(*args, **kwargs)
+
+    return run
+
+
+# The run's sources (`commands.open_sources`, its arguments and result) under a spinner.
+read_sources = with_progress("Reading logs…", open_sources)
 
 
 def emit(
