@@ -597,3 +597,18 @@ def test_the_cli_reads_sources_with_open_sources_own_signature() -> None:
     """cli.app.read_sources is open_sources under a spinner, not a restated copy of it."""
     assert inspect.signature(read_sources) == inspect.signature(open_sources)
     assert read_sources.__wrapped__ is open_sources  # type: ignore[attr-defined]
+
+
+def test_compare_without_baseline_compares_against_the_specs_defaults_baseline(
+    logs: Path,
+) -> None:
+    """What kpi_definitions.yaml's comment on defaults.baseline says: compare (and report) use
+    it when no --baseline is given."""
+    default = load_spec(SPEC).defaults.baseline
+    assert default == "holdout"
+    args = [*data_args(logs), "--kpi", "task_completion_rate", "--format", "json"]
+    code, implicit, _ = run("compare", *args)
+    explicit_code, explicit, _ = run("compare", *args, "--baseline", default)
+    assert code == explicit_code == 0
+    assert json.loads(implicit)["baseline"]["name"] == default
+    assert implicit == explicit
