@@ -14,7 +14,8 @@ import pytest
 
 from kpictl.engine.compute import run_compute
 from kpictl.engine.sources import load_sources
-from kpictl.errors import InputDataError, SpecError
+from kpictl.errors import InputDataError, SpecError, UsageError
+from kpictl.io.formats import FORMAT_NAMES, read_format
 from kpictl.spec import load_spec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -34,6 +35,24 @@ def chat_spec_with(
     spec = tmp_path / "spec.yaml"
     spec.write_text(text, encoding="utf-8")
     return spec
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("otlp", " (did you mean 'otlp_json'?)"), ("chats", " (did you mean 'chat'?)"), ("csv", "")],
+)
+def test_an_unknown_format_name_is_a_usage_error_with_the_formats(
+    tmp_path: Path, name: str, suggestion: str
+) -> None:
+    """A library caller naming a format that is not in the registry gets kpictl's typed error
+    (exit 2 at the CLI), not a bare KeyError; the file is not read."""
+    path = tmp_path / "runs.jsonl"
+    assert FORMAT_NAMES == ("chat", "otlp_json")
+    with pytest.raises(UsageError) as caught:
+        read_format(path, name, None)
+    assert caught.value.message == (
+        f"{path}: no log format named {name!r}{suggestion}; the formats are chat, otlp_json"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.formats.chat import CHAT, CHAT_OPTION_KEYS, ChatOptions, read_chat
 from kpictl.io.formats.otlp import (
     OTLP_JSON,
@@ -68,8 +69,13 @@ def read_format(
     path: Path, fmt: str, options: Any, max_line_bytes: int = MAX_LINE_BYTES
 ) -> FormatFrames:
     """Read one file of the format named `fmt` (its default options unless `options` are that
-    format's); a longer JSONL line is an error."""
-    found = FORMATS[fmt]
+    format's); a longer JSONL line is an error. A name not in `FORMATS` is a `UsageError`."""
+    found = FORMATS.get(fmt)
+    if found is None:
+        raise UsageError(
+            f"{path}: no log format named {fmt!r}{did_you_mean(fmt, FORMAT_NAMES)}; the formats "
+            f"are {', '.join(FORMAT_NAMES)}"
+        )
     return found.read(
         path, options if isinstance(options, found.options) else found.options(), max_line_bytes
     )
