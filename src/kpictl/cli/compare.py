@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -248,23 +249,21 @@ def compare(
         spark_master=spark_master,
         approx=approx_percentiles,
     )
-    sources = read_sources(
-        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen
+    read = functools.partial(
+        read_sources,
+        spec,
+        on_bad_rows=on_bad_rows,
+        cache=cache,
+        reprice=reprice,
+        max_line_bytes=max_line_bytes,
+        columns=cohorts[0],
+        engine=chosen,
     )
+    sources = read(paths, source)
     baseline_sources = None
     if is_dataset_baseline(spec, baseline, baseline_source):
         assert baseline is not None
-        baseline_sources = read_sources(
-            spec,
-            [baseline],
-            baseline_source,
-            on_bad_rows,
-            cache,
-            reprice,
-            max_line_bytes,
-            cohorts[0],
-            chosen,
-        )
+        baseline_sources = read([baseline], baseline_source)
     else:
         options = replace(options, baseline=baseline)
     with progress("Comparing KPIs…"):
@@ -449,25 +448,22 @@ def report(
         approx_percentiles,
     )
     # the report's data checks, costs and drill-down read every row: no remote source
-    reads = REPORT_READS_ROWS
-    sources = read_sources(
-        spec, paths, source, on_bad_rows, cache, reprice, max_line_bytes, cohorts[0], chosen, reads
+    read = functools.partial(
+        read_sources,
+        spec,
+        on_bad_rows=on_bad_rows,
+        cache=cache,
+        reprice=reprice,
+        max_line_bytes=max_line_bytes,
+        columns=cohorts[0],
+        engine=chosen,
+        reads_rows=REPORT_READS_ROWS,
     )
+    sources = read(paths, source)
     baseline_sources = None
     if is_dataset_baseline(spec, baseline, baseline_source):
         assert baseline is not None
-        baseline_sources = read_sources(
-            spec,
-            [baseline],
-            baseline_source,
-            on_bad_rows,
-            cache,
-            reprice,
-            max_line_bytes,
-            cohorts[0],
-            chosen,
-            reads,
-        )
+        baseline_sources = read([baseline], baseline_source)
     options = ReportOptions(
         baseline=baseline if baseline_sources is None else None,
         by=cohorts[0],
