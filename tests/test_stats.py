@@ -1162,3 +1162,41 @@ def test_quantile_arm_linear_estimate_is_numpys_to_the_bit() -> None:
                 np.float64(arm.estimate).view(np.int64), expected.view(np.int64)
             ) or (np.isnan(arm.estimate) and np.isnan(expected)), (values[:5], nu)
             assert replace(arm, estimate=plain.estimate) == plain
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.integers(-5, 40).map(float),  # ties
+            st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+            st.sampled_from([math.inf, -math.inf, 0.0, -0.0]),
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+    seed=st.integers(0, 2**16),
+    nu=st.sampled_from([0.5, 0.9, 0.95, 0.99, 0.1]),
+    groups=st.integers(1, 4),
+)
+def test_a_quantile_arm_of_sorted_values_and_coded_units_is_the_arm_itself(
+    values: list[float], seed: int, nu: float, groups: int
+) -> None:
+    """`presorted` + `coded_units` (compare's parts of one sample, comparison/partition.py):
+    the same QuantileArm, field for field, as the part's values in their own order with their
+    own unit ids — for every part (a group, the rest)."""
+    rng = np.random.default_rng(seed)
+    x = np.array(values)
+    unit_ids = rng.integers(0, max(1, len(x) // 3 + 1), len(x)) * 7 + 1000  # sparse ids
+    group = rng.integers(0, groups, len(x))
+    codes, k = stats.quantiles.unit_codes(unit_ids)
+    order = np.argsort(x, kind="stable")
+    for chosen in [{0}, set(range(1, groups))]:
+        mine = np.isin(group, sorted(chosen))
+        kept = mine[order]
+        with np.errstate(invalid="ignore"):  # np.quantile over infinities
+            expected = stats.quantile_arm(x[mine], unit_ids[mine], nu, linear=True)
+            got = stats.quantile_arm(
+                x[order][kept], codes[order][kept], nu, linear=True, presorted=True, coded_units=k
+            )
+        assert repr(got) == repr(expected)

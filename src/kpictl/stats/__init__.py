@@ -24,7 +24,7 @@ Modules, in import order:
     means          `compare_summaries` (Welch), relative change (delta, Fieller), `one_sample`
     ratios         `RatioSums`, `ratio_summary`, `compare_ratio` (delta method, A4, A6)
     proportions    `compare_proportions` with the small-sample exact tests (A2)
-    quantiles      `QuantileArm`, `quantile_arm`, `compare_quantiles` (A5)
+    quantiles      `QuantileArm`, `quantile_arm`, `compare_quantiles`, `unit_codes` (A5)
     paired         `mcnemar_comparison`, `paired_t`, `wilcoxon_signed_rank` (A13)
     bootstrap      `bootstrap_comparison`, `paired_bootstrap_comparison` (formula, pass^k)
     corrections    `adjust_p_values` (Holm, BH; A8)
@@ -91,7 +91,13 @@ from kpictl.stats.proportions import (
     proportions_exact_test,
     wilson_interval,
 )
-from kpictl.stats.quantiles import QuantileArm, compare_quantiles, quantile_arm, quantile_label
+from kpictl.stats.quantiles import (
+    QuantileArm,
+    compare_quantiles,
+    quantile_arm,
+    quantile_label,
+    unit_codes,
+)
 from kpictl.stats.ratios import (
     G_WARN,
     RatioSums,
@@ -173,6 +179,7 @@ __all__ = [
     "sequential_rho2",
     "stratified_proportion",
     "stratified_review",
+    "unit_codes",
     "welch_df",
     "wilcoxon_signed_rank",
     "wilson_interval",

@@ -65,6 +65,8 @@ def quantile_arm(
     alpha: float = 0.05,
     *,
     linear: bool = False,
+    presorted: bool = False,
+    coded_units: int | None = None,
 ) -> QuantileArm:
     """One percentile arm: inverted-CDF estimate, outer CI, cluster-adjusted SE (A5).
 
@@ -78,12 +80,19 @@ def quantile_arm(
     multiplies the variance by deff = σ²_I,c/σ²_I,iid, where σ²_I,c is the A4 delta variance of
     ΣS/ΣN over units divided by K and σ²_I,iid = ν(1−ν)/n (gbstats `QuantileClusteredStatistic`).
     Guards: n > z²ν/(1−ν) (and z²(1−ν)/ν), X_(U) > X_(L), K > 1. Non-finite values are dropped.
+
+    `presorted`: `values` are in ascending order (the order statistics are read, not found);
+    `coded_units`: `units` are codes in [0, coded_units) (`unit_codes` of a larger sample, of
+    which these values are a part). Both give the same numbers, for many arms of one sample.
     """
     _check_alpha(alpha)
     if not 0.0 < nu < 1.0:
         raise ValueError(f"quantile level must be in (0, 1), got {nu}")
     x = np.asarray(values, dtype=np.float64).ravel()
-    unit_ids = None if units is None else _unit_ids(units)
+    if coded_units is not None:
+        unit_ids = None if units is None else np.asarray(units, dtype=np.intp).ravel()
+    else:
+        unit_ids = None if units is None else _unit_ids(units)
     if unit_ids is not None and unit_ids.shape != x.shape:
         raise ValueError("values and units must have the same length")
     warnings: list[str] = []
@@ -109,7 +118,7 @@ def quantile_arm(
     if exact:  # the linear quantile's two neighbours (1-based), as np.quantile finds them
         virtual, below_linear, above_linear = _linear_ranks(n, nu)
         ranks += [below_linear, above_linear]
-    xs = _order_statistics(x, ranks)
+    xs = x if presorted and not _signed_zero(x) else _order_statistics(x, ranks)
     estimate = float(xs[rank - 1])
     if not linear:
         point = estimate
@@ -117,9 +126,14 @@ def quantile_arm(
         point = _lerp(float(xs[below_linear - 1]), float(xs[above_linear - 1]), virtual)
     else:  # non-finite values or a signed zero: numpy's own result
         point = float(np.quantile(kept, nu))
+    counts = None  # values per unit
     if unit_ids is None:
         codes = np.arange(n)
         k_units = n
+    elif coded_units is not None:
+        codes = unit_ids
+        counts = np.bincount(codes, minlength=coded_units)
+        k_units = int(np.count_nonzero(counts))
     else:
         codes, k_units = _unit_codes(unit_ids)
     base = QuantileArm(nu, n, k_units, point, nan, nan, nan)
@@ -141,9 +155,18 @@ def quantile_arm(
         return _replace_arm(
             base, se=se_iid, se_iid=se_iid, design_effect=1.0, warnings=tuple(warnings)
         )
-    below = (x <= estimate).astype(np.float64)
-    s = np.bincount(codes, weights=below, minlength=k_units)
-    m = np.bincount(codes, minlength=k_units).astype(np.float64)
+    if counts is None:
+        below = (x <= estimate).astype(np.float64)
+        s = np.bincount(codes, weights=below, minlength=k_units)
+        m = np.bincount(codes, minlength=k_units).astype(np.float64)
+    else:  # coded units (zero for a unit of the larger sample not here: the sums are the same)
+        assert coded_units is not None
+        if presorted:  # the values ≤ Q̂ are a prefix
+            r = int(np.searchsorted(x, estimate, side="right"))
+            s = np.bincount(codes[:r], minlength=coded_units).astype(np.float64)
+        else:
+            s = np.bincount(codes[x <= estimate], minlength=coded_units).astype(np.float64)
+        m = counts.astype(np.float64)
     indicator = RatioSums(
         k_units,
         float(s.sum()),
@@ -198,6 +221,12 @@ def _order_statistics(x: npt.NDArray[np.float64], ranks: list[int]) -> npt.NDArr
     if _signed_zero(x):
         return np.sort(x, kind="stable")
     return np.partition(x, sorted({r - 1 for r in ranks})) if ranks else x
+
+
+def unit_codes(units: npt.ArrayLike) -> tuple[npt.NDArray[np.intp], int]:
+    """Each value's unit as 0..K−1 (in the order of the sorted unit ids), and K: the codes
+    `quantile_arm(…, coded_units=K)` takes for any part of these values."""
+    return _unit_codes(_unit_ids(units))
 
 
 def _unit_codes(unit_ids: npt.NDArray[Any]) -> tuple[npt.NDArray[np.intp], int]:

@@ -52,15 +52,18 @@ def quantile_cells(
     else:
         codes = pl.col(unit).rank("dense")
     for keys in groupings(kpi, current, options):
-        arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray]]] = {}
+        # per arm and cohort: values, units, and K when sorted with units coded 0..K−1
+        arms: dict[str, dict[tuple, tuple[np.ndarray, np.ndarray, int | None]]] = {}
         pendings: dict[str, dict[tuple, dict[str, Any]]] = {}
         unit_counts: dict[str, dict[tuple, int]] = {"current": {}, "baseline": {}}
         for label, arm in (("current", current), ("baseline", baseline)):
             if arm is None:
                 continue
-            waiting_rows, data = _arm_rows(spec, kpi, arm, keys, options.where, values_expr, codes)
+            waiting_rows, data, coded = _arm_rows(
+                spec, kpi, arm, keys, options.where, values_expr, codes
+            )
             pendings[label] = by_cohort(waiting_rows, keys)
-            grouped: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+            grouped: dict[tuple, tuple[np.ndarray, np.ndarray, int | None]] = {}
             parts = (
                 data.partition_by(list(keys), as_dict=True, include_key=False)
                 if keys
@@ -68,7 +71,7 @@ def quantile_cells(
             )
             for cohort_key, part in parts.items():
                 key = tuple(cohort_key) if keys else ()
-                grouped[key] = (part["__v"].to_numpy(), part["__unit"].to_numpy())
+                grouped[key] = (part["__v"].to_numpy(), part["__unit"].to_numpy(), coded)
                 # a row per unit: its units are its rows (no hashing of the codes)
                 units = part.height if one_row_units else part["__unit"].n_unique()
                 unit_counts[label][key] = units
@@ -157,27 +160,39 @@ def _arm_rows(
     where: str | None,
     values_expr: pl.Expr,
     codes: pl.Expr,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`_rows` of the arm; of a part of a partitioned arm, the whole's rows read once for every
-    part, then this part's groups: its pending rows added up, its rows in their order."""
+) -> tuple[pl.DataFrame, pl.DataFrame, int | None]:
+    """`_rows` of the arm, and None. Of a part of a partitioned arm: the whole's rows read
+    once for every part, sorted by value (stable) with units coded 0..K−1 over the whole, then
+    this part's groups — its pending rows added up, its rows (still sorted) — and K."""
     part = arm.part
     if part is None or not partitioned(part, kpi.over):
-        return _rows(spec, kpi, arm.tables, arm.window, keys, where, values_expr, codes)
+        waiting, data = _rows(spec, kpi, arm.tables, arm.window, keys, where, values_expr, codes)
+        return waiting, data, None
     whole = part.whole
-    waiting, settled = remembered(
-        part,
-        ("quantile_rows", kpi.name, tuple(keys), where, str(codes)),
-        lambda: _rows(spec, kpi, whole, arm.window, keys, where, values_expr, codes, [PART]),
+
+    def read() -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        waiting, data = _rows(spec, kpi, whole, arm.window, keys, where, values_expr, codes, [PART])
+        data = data.sort("__v", maintain_order=True)
+        coded, count = stats.unit_codes(data["__unit"].to_numpy())
+        return waiting, data.with_columns(pl.Series("__unit", coded)), count
+
+    waiting, settled, count = remembered(
+        part, ("quantile_rows", kpi.name, tuple(keys), where, str(codes)), read
     )
     mine = settled.filter(pl.col(PART).is_in(sorted(part.codes))).drop(PART)
-    return own_groups(waiting, keys, part.codes), mine
+    return own_groups(waiting, keys, part.codes), mine, count
 
 
 def _quantile_arm(
-    data: tuple[np.ndarray, np.ndarray], nu: float, alpha: float
+    data: tuple[np.ndarray, np.ndarray, int | None], nu: float, alpha: float
 ) -> stats.QuantileArm:
-    values, units = data
+    values, units, coded = data
     # The point estimate is the KPI's own (linear interpolation, as `compute` reports it:
     # np.quantile's, from the same partition as the order statistics); the standard error is
-    # the outer-CI, cluster-adjusted one (docs/methods.md A5).
-    return stats.quantile_arm(values, units, nu, alpha=alpha, linear=True)
+    # the outer-CI, cluster-adjusted one (docs/methods.md A5). A part of a partitioned arm
+    # comes sorted, its units coded over the whole (`_arm_rows`): the same numbers.
+    if coded is None:
+        return stats.quantile_arm(values, units, nu, alpha=alpha, linear=True)
+    return stats.quantile_arm(
+        values, units, nu, alpha=alpha, linear=True, presorted=True, coded_units=coded
+    )
