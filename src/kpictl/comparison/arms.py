@@ -6,7 +6,7 @@ about them after (an empty arm, the sample-ratio mismatch of a randomized holdou
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +24,7 @@ from kpictl.engine.selection import read_names, require_cohorts, selected_kpis
 from kpictl.engine.window import literal_columns, names_in, resolve_window, window_text
 from kpictl.errors import UsageError, did_you_mean
 from kpictl.io.read import Sources
+from kpictl.io.schema import BUILTIN_COLUMNS
 from kpictl.spec.model import BaselineSpec, KpiSpec, Spec, TableSpec
 from kpictl.sql.expr import compile_sql
 
@@ -54,12 +55,18 @@ def _restrict(
     since: dt.datetime | None,
     until: dt.datetime | None,
     condition: str | None,
+    carriers: Collection[str] = (),
 ) -> dict[str, pl.LazyFrame]:
-    """Tables limited to units whose time is in [since, until) and that meet `condition`."""
+    """Tables limited to units whose time is in [since, until) and that meet `condition`.
+
+    `carriers` (`condition_carriers`): the tables whose own rows hold the unit's values of
+    every column the condition reads; the condition filters them directly, the same rows in
+    the same order as the semi-join on the unit key that restricts the others."""
     parent = spec.require_primary_table()
     key = parent.key
     assert key is not None
     keys: pl.LazyFrame | None = None
+    literals: list[pl.Expr] = []
     if condition is not None:
         literals = literal_columns(spec, window, names_in([condition]))
         facts = tables[parent.name].with_columns(literals) if literals else tables[parent.name]
@@ -68,10 +75,48 @@ def _restrict(
     for name, frame in tables.items():
         for bound in _in_window(spec, spec.tables[name], since, until):
             frame = frame.filter(bound)
-        if keys is not None and key in frame.collect_schema():
+        if condition is not None and name in carriers:
+            meets = compile_sql(condition) & pl.col(key).is_not_null()
+            frame = (
+                frame.with_columns(literals)
+                .filter(meets)
+                .drop([e.meta.output_name() for e in literals])
+                if literals
+                else frame.filter(meets)
+            )
+        elif keys is not None and key in frame.collect_schema():
             frame = frame.join(keys, on=key, how="semi")
         restricted[name] = frame
     return restricted
+
+
+def condition_carriers(spec: Spec, facts: FactSet, conditions: Sequence[str]) -> set[str]:
+    """The tables of `facts` whose rows hold every column `conditions` read with the unit's
+    value, so that a condition filters their rows as the semi-join on the unit key would: the
+    unit table (a rollup: one row per key), and each row table that looks it up with those
+    columns read (`read_columns`: not the empty placeholders of columns a run does not read).
+    A column named like a param or built-in the condition reads is not filtered there."""
+    parent = spec.require_primary_table()
+    names = set(names_in(list(conditions)))
+    literal = {n for n in names if n in spec.params or n in BUILTIN_COLUMNS}
+    columns = names - literal
+    carried = {*parent.attributes, *([parent.time] if parent.time else [])}
+    carriers: set[str] = set()
+    for name, frame in facts.tables.items():
+        table = spec.tables[name]
+        schema = frame.collect_schema()
+        if literal & set(schema) or not columns <= set(schema):
+            continue
+        read = facts.reads.get(name)
+        unit_table = name == parent.name and table.is_rollup
+        looked_up = (
+            table.lookup == parent.name
+            and columns <= carried
+            and (read is None or columns <= set(read))
+        )
+        if unit_table or looked_up:
+            carriers.add(name)
+    return carriers
 
 
 def condition_arms(
@@ -81,19 +126,21 @@ def condition_arms(
     engine: Engine,
     treatment: str,
     control: str,
+    carriers: Collection[str] = (),
 ) -> tuple[Arm, Arm]:
     """Two arms of facts already built: the units in `window` meeting `treatment`, and those
-    meeting `control` (a holdout's conditions; the report's cohort and the rest)."""
+    meeting `control` (a holdout's conditions; the report's cohort and the rest); `carriers`:
+    the tables the conditions filter directly (`condition_carriers`)."""
     return (
         Arm(
             "treatment",
-            _restrict(spec, tables, window, window.since, window.until, treatment),
+            _restrict(spec, tables, window, window.since, window.until, treatment, carriers),
             window,
             engine,
         ),
         Arm(
             "control",
-            _restrict(spec, tables, window, window.since, window.until, control),
+            _restrict(spec, tables, window, window.since, window.until, control, carriers),
             window,
             engine,
         ),
@@ -257,8 +304,13 @@ def read_columns(
         extra=[c for c in (unit, options.cuped) if c is not None],
     )
     conditions = names_in([base.control, base.treatment] if base else [])
+    primary = spec.require_primary_table()
+    carried = {*primary.attributes, *([primary.time] if primary.time else [])}
     for name, table in spec.tables.items():
-        if table.is_rollup:
+        # a row table that looks the unit table up anyway takes the conditions' columns with
+        # it, and each arm is a filter of its rows (`condition_carriers`); one that looks
+        # nothing up keeps its semi-joins (a lookup join costs what they cost)
+        if table.is_rollup or (table.lookup == primary.name and reads[name] & carried):
             reads[name] |= set(conditions)
     return reads
 
@@ -344,8 +396,9 @@ def build_arms(
             )
         )
         assert base.treatment is not None and base.control is not None
+        carriers = condition_carriers(spec, facts, [base.treatment, base.control])
         current, baseline = condition_arms(
-            spec, tables, window, engine, base.treatment, base.control
+            spec, tables, window, engine, base.treatment, base.control, carriers
         )
         return current, baseline, design, base
     if base.kind == "values":
