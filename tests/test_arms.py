@@ -139,17 +139,19 @@ def test_a_partition_gives_each_group_and_the_rest_as_conditions_do(
     since = dt.datetime(2026, 10, 10, tzinfo=dt.UTC)
     for bounds in (window, replace(window, since=since)):
         split = condition_split(spec, tables, bounds, PolarsEngine())
-        partition = split.partition(columns, where)
-        assert partition is not None
-        inside, outside = _conditions(columns, values)
-        if where is not None:
-            inside, outside = f"({where}) AND {inside}", f"({where}) AND {outside}"
-        for a, b in zip(
-            partition.arms(values),
-            condition_arms(spec, tables, bounds, PolarsEngine(), inside, outside),
-            strict=True,
-        ):
-            _same(a, b)
+        # by the cohort's own columns, and by more (one partition serving every --by column)
+        for by in (columns, ("region", *columns, "customer_tier")):
+            partition = split.partition(by, where)
+            assert partition is not None
+            inside, outside = _conditions(columns, values)
+            if where is not None:
+                inside, outside = f"({where}) AND {inside}", f"({where}) AND {outside}"
+            for a, b in zip(
+                partition.arms(columns, values),
+                condition_arms(spec, tables, bounds, PolarsEngine(), inside, outside),
+                strict=True,
+            ):
+                _same(a, b)
 
 
 def _numbers(table: pl.DataFrame) -> list[dict]:
@@ -192,13 +194,13 @@ def test_compare_on_a_partition_s_arms_gives_the_numbers_of_condition_arms(
         inside, outside = f"({where}) AND {inside}", f"({where}) AND {outside}"
     base = BaselineSpec("rest", "holdout", control=outside, treatment=inside)
     split = condition_split(spec, tables, window, built.engine)
-    partition = split.partition(columns, where)
+    partition = split.partition(("channel", "intent"), where)  # every --by column at once
     assert partition is not None
     expected = compare_arms(
         spec, *split.arms(inside, outside), design, base, options, check, with_fairness=False
     )
     got = compare_arms(
-        spec, *partition.arms(values), design, base, options, check, with_fairness=False
+        spec, *partition.arms(columns, values), design, base, options, check, with_fairness=False
     )
     assert got.table.columns == expected.table.columns
     left, right = _numbers(got.table), _numbers(expected.table)

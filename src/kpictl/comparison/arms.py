@@ -199,9 +199,10 @@ class ConditionSplit:
 
     def partition(self, columns: Sequence[str], where: str | None) -> Partition | None:
         """The units meeting `where` grouped by their values of `columns` (as text; null a
-        value), for the arms of each group against the rest (`Partition.arms`: the arms of
-        `arms(group's condition, its negation)`, their statistics read once for all groups).
-        None when the unit table's keys are not unique (then `arms`)."""
+        value), for the arms of each cohort of some of the columns against the rest
+        (`Partition.arms`: the arms of `arms(its condition, its negation)`, their statistics
+        read once for all cohorts). None when the unit table's keys are not unique (then
+        `arms`)."""
         if self.positions is None:
             return None
         spec, window = self.spec, self.window
@@ -244,7 +245,7 @@ class ConditionSplit:
         by_values = {
             tuple(row[:-1]): row[-1] for row in groups.select([*columns, "__group"]).rows()
         }
-        return Partition(whole, by_values, window, self.engine)
+        return Partition(whole, tuple(columns), by_values, window, self.engine)
 
 
 def condition_split(

@@ -25,18 +25,26 @@ T = TypeVar("T")
 @dataclass(frozen=True, eq=False)
 class Partition:
     """The whole arm's tables with each row's group code (`PART`; a table without the unit
-    key has none and is the same in every part), and each group's code by its values."""
+    key has none and is the same in every part), and each group's code by its values of
+    `columns` (as text, null a value). A cohort of some of the columns is the groups with its
+    values: one partition by every --by column serves each column's cohorts."""
 
     whole: Mapping[str, pl.LazyFrame]
+    columns: tuple[str, ...]
     codes: Mapping[tuple[str | None, ...], int]
     window: Window
     engine: Engine
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
-    def arms(self, group: tuple[str | None, ...]) -> tuple[Arm, Arm]:
-        """The units of `group` (treatment) and every other group's (control): the arms of
-        the conditions `group`'s values and their negation."""
-        inside = {self.codes[group]} if group in self.codes else set()
+    def arms(self, columns: Sequence[str], values: Sequence[str | None]) -> tuple[Arm, Arm]:
+        """The units whose `columns` hold `values` (treatment) and all others of the whole
+        (control): the arms of the conditions those values and their negation."""
+        at = [self.columns.index(c) for c in columns]
+        inside = {
+            code
+            for group, code in self.codes.items()
+            if all(group[i] == v for i, v in zip(at, values, strict=True))
+        }
         rest = set(self.codes.values()) - inside
         return self._arm("treatment", inside), self._arm("control", rest)
 

@@ -32,6 +32,7 @@ from kpictl.scorecard.model import (
 from kpictl.spec.model import BaselineSpec, Spec
 
 MAX_COHORT_VALUES = 12
+MAX_PARTITION_GROUPS = 2000  # combinations of all --by columns' values read as one partition
 
 
 _COHORT_BASELINE = "__kpictl_rest"
@@ -101,7 +102,14 @@ def cohort_comparisons(
         caveat=OBSERVATIONAL_ARMS_CAVEAT,
     )
     split = condition_split(spec, tables, piece.window, built.engine)  # facts collected once
-    for group in cohort_sets(by, options.cross)[1:]:
+    sets = cohort_sets(by, options.cross)[1:]
+    # every cohort's arms from one partition by all the columns (each arm's statistics read
+    # once for all), unless their combinations are too many to add up per arm
+    columns = list(dict.fromkeys(c for group in sets for c in group))
+    every = split.partition(columns, piece.where)
+    if every is not None and len(every.codes) > MAX_PARTITION_GROUPS:
+        every = None
+    for group in sets:
         dim = " × ".join(group)  # a cross-tab (--by a,b): each combination against the rest
         combos = facts.select(pl.col(d).cast(pl.String) for d in group).unique().rows()
         ordered = sorted(combos, key=lambda r: tuple((v is None, v or "") for v in r))
@@ -111,7 +119,7 @@ def cohort_comparisons(
                 f"{MAX_COHORT_VALUES} (in order) are compared with the rest"
             )
             ordered = ordered[:MAX_COHORT_VALUES]
-        groups = split.partition(group, piece.where)  # each arm's statistics read once
+        groups = every or split.partition(group, piece.where)
         for combo in ordered:
             inside, outside = _cohort_conditions(group, combo)
             value = combo[0] if len(group) == 1 else " × ".join(str(v) for v in combo)
@@ -119,7 +127,7 @@ def cohort_comparisons(
                 inside, outside = f"({piece.where}) AND {inside}", f"({piece.where}) AND {outside}"
             rest = BaselineSpec(_COHORT_BASELINE, "holdout", control=outside, treatment=inside)
             cohort, others = (
-                groups.arms(combo) if groups is not None else split.arms(inside, outside)
+                groups.arms(group, combo) if groups is not None else split.arms(inside, outside)
             )
             result = compare_arms(
                 spec, cohort, others, design, rest, arm_options, check, with_fairness=False

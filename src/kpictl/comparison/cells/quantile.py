@@ -71,9 +71,16 @@ def quantile_cells(
             )
             for cohort_key, part in parts.items():
                 key = tuple(cohort_key) if keys else ()
-                grouped[key] = (part["__v"].to_numpy(), part["__unit"].to_numpy(), coded)
-                # a row per unit: its units are its rows (no hashing of the codes)
-                units = part.height if one_row_units else part["__unit"].n_unique()
+                values, unit_codes = part["__v"].to_numpy(), part["__unit"].to_numpy()
+                grouped[key] = (values, unit_codes, coded)
+                # a row per unit: its units are its rows; units coded 0..K−1: counted (no
+                # hashing of the codes)
+                if one_row_units:
+                    units = part.height
+                elif coded is not None:
+                    units = int(np.count_nonzero(np.bincount(unit_codes, minlength=coded)))
+                else:
+                    units = part["__unit"].n_unique()
                 unit_counts[label][key] = units
             arms[label] = grouped
         cur_groups = arms["current"]
@@ -179,7 +186,10 @@ def _arm_rows(
     waiting, settled, count = remembered(
         part, ("quantile_rows", kpi.name, tuple(keys), where, str(codes)), read
     )
-    mine = settled.filter(pl.col(PART).is_in(sorted(part.codes))).drop(PART)
+    groups = settled.get_column(PART).to_numpy()
+    chosen = np.zeros(int(groups.max()) + 1 if len(groups) else 0, dtype=bool)
+    chosen[[c for c in part.codes if c < len(chosen)]] = True
+    mine = settled.filter(pl.Series(chosen[groups])).drop(PART)  # a table lookup per row
     return own_groups(waiting, keys, part.codes), mine, count
 
 
