@@ -227,7 +227,7 @@ class ConditionSplit:
             labels.join(
                 groups, on=list(columns), how="left", nulls_equal=True, maintain_order="left"
             )
-            .select(pl.when("__meets").then(pl.col("__group").cast(pl.Int64)))
+            .select(pl.when("__meets").then(pl.col("__group").cast(pl.UInt32)))
             .to_series()
             .alias(PART)
         )

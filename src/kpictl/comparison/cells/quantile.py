@@ -181,7 +181,13 @@ def _arm_rows(
         waiting, data = _rows(spec, kpi, whole, arm.window, keys, where, values_expr, codes, [PART])
         data = data.sort("__v", maintain_order=True)
         coded, count = stats.unit_codes(data["__unit"].to_numpy())
-        return waiting, data.with_columns(pl.Series("__unit", coded)), count
+        return (
+            waiting,
+            data.with_columns(
+                pl.Series("__unit", coded.astype(np.int32 if count < 2**31 else np.int64))
+            ),
+            count,
+        )
 
     waiting, settled, count = remembered(
         part, ("quantile_rows", kpi.name, tuple(keys), where, str(codes)), read
