@@ -612,3 +612,14 @@ def test_compare_without_baseline_compares_against_the_specs_defaults_baseline(
     assert code == explicit_code == 0
     assert json.loads(implicit)["baseline"]["name"] == default
     assert implicit == explicit
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_baseline_source_without_a_dataset_baseline_is_a_usage_error(
+    logs: Path, command: str
+) -> None:
+    code, out, err = run(
+        command, *data_args(logs), "--baseline", "holdout", "--baseline-source", "x=y"
+    )
+    assert (code, out) == (2, "")
+    assert err == "kpictl: error: --baseline-source needs --baseline PATH (a dataset)\n"

@@ -10,13 +10,22 @@ import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Concatenate,
+    NoReturn,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+)
 
 import typer
 from typer.core import TyperGroup
 
 from kpictl import __version__
-from kpictl.commands import open_sources
+from kpictl.commands import is_dataset_baseline, open_sources
 from kpictl.errors import ExitCode, KpictlError
 
 if TYPE_CHECKING:
@@ -26,6 +35,9 @@ if TYPE_CHECKING:
 
     from kpictl.io.read import Sources
     from kpictl.spec.model import Spec
+
+    Paths: TypeAlias = Sequence[str] | None  # `paths`, `--source`, `--baseline-source`
+    Datasets: TypeAlias = tuple[Sources, Sources | None]  # the current one, a dataset baseline
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -226,6 +238,35 @@ def with_progress(message: str, function: Callable[P, R]) -> Callable[P, R]:
 
 # The run's sources (`commands.open_sources`, its arguments and result) under a spinner.
 read_sources = with_progress("Reading logs…", open_sources)
+
+
+def with_dataset_baseline(
+    read: Callable[Concatenate[Spec, Paths, Paths, P], Sources],
+) -> Callable[Concatenate[Spec, Paths, Paths, str | None, Paths, P], Datasets]:
+    """`read` (spec, paths, `--source`, its other arguments) for the current dataset and, when
+    `--baseline` names another dataset (`commands.is_dataset_baseline`), for that one too, with
+    `--baseline-source` and the same other arguments: (current, baseline or None)."""
+
+    def read_both(
+        spec: Spec,
+        paths: Paths,
+        source: Paths,
+        baseline: str | None,
+        baseline_source: Paths,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Datasets:
+        sources = read(spec, paths, source, *args, **kwargs)
+        if not is_dataset_baseline(spec, baseline, baseline_source):
+            return sources, None
+        assert baseline is not None
+        return sources, read(spec, [baseline], baseline_source, *args, **kwargs)
+
+    return read_both
+
+
+# compare's and report's datasets: `read_sources` for the current one and a dataset baseline
+read_datasets = with_dataset_baseline(read_sources)
 
 
 def emit(

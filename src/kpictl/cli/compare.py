@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from kpictl.cli.app import (
     exit_if_strict,
     load_spec_of,
     progress,
+    read_datasets,
     read_sources,
     report_inputs,
     stderr_line,
@@ -209,7 +209,6 @@ def compare(
     from kpictl.commands import (
         choose_engine,
         compare_breaches,
-        is_dataset_baseline,
         parse_bound,
         parse_cohorts,
         parse_time,
@@ -249,22 +248,20 @@ def compare(
         spark_master=spark_master,
         approx=approx_percentiles,
     )
-    read = functools.partial(
-        read_sources,
+    sources, baseline_sources = read_datasets(
         spec,
-        on_bad_rows=on_bad_rows,
-        cache=cache,
-        reprice=reprice,
-        max_line_bytes=max_line_bytes,
-        columns=cohorts[0],
-        engine=chosen,
+        paths,
+        source,
+        baseline,
+        baseline_source,
+        on_bad_rows,
+        cache,
+        reprice,
+        max_line_bytes,
+        cohorts[0],
+        chosen,
     )
-    sources = read(paths, source)
-    baseline_sources = None
-    if is_dataset_baseline(spec, baseline, baseline_source):
-        assert baseline is not None
-        baseline_sources = read([baseline], baseline_source)
-    else:
+    if baseline_sources is None:
         options = replace(options, baseline=baseline)
     with progress("Comparing KPIs…"):
         result = run_compare(
@@ -425,7 +422,6 @@ def report(
 
     from kpictl.commands import (
         choose_engine,
-        is_dataset_baseline,
         only_kpis,
         parse_bound,
         parse_cohorts,
@@ -448,22 +444,20 @@ def report(
         approx_percentiles,
     )
     # the report's data checks, costs and drill-down read every row: no remote source
-    read = functools.partial(
-        read_sources,
+    sources, baseline_sources = read_datasets(
         spec,
-        on_bad_rows=on_bad_rows,
-        cache=cache,
-        reprice=reprice,
-        max_line_bytes=max_line_bytes,
-        columns=cohorts[0],
-        engine=chosen,
-        reads_rows=REPORT_READS_ROWS,
+        paths,
+        source,
+        baseline,
+        baseline_source,
+        on_bad_rows,
+        cache,
+        reprice,
+        max_line_bytes,
+        cohorts[0],
+        chosen,
+        REPORT_READS_ROWS,
     )
-    sources = read(paths, source)
-    baseline_sources = None
-    if is_dataset_baseline(spec, baseline, baseline_source):
-        assert baseline is not None
-        baseline_sources = read([baseline], baseline_source)
     options = ReportOptions(
         baseline=baseline if baseline_sources is None else None,
         by=cohorts[0],
