@@ -117,7 +117,7 @@ def test_a_partition_codes_the_units_of_its_whole(arms: tuple[Spec, Arm, Arm]) -
     assert partition is not None
     inside = "CAST(\"channel\" AS VARCHAR) = 'chat'"
     outside = "COALESCE(CAST(\"channel\" AS VARCHAR) <> 'chat', TRUE)"
-    by_parts = _cells(spec, *partition.arms(("chat",)), ())
+    by_parts = _cells(spec, *partition.arms(("channel",), ("chat",)), ())
     by_arms = _cells(spec, *split.arms(inside, outside), ())
     assert [c.comparison for c in by_parts] == [c.comparison for c in by_arms]
     assert by_parts[0].comparison is not None
