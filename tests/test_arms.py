@@ -6,6 +6,7 @@ once, comparison/partition.py) gives those rows too, and compare's every number 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import replace
 
 import polars as pl
@@ -168,10 +169,23 @@ def _close(a: object, b: object) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("engine", ["polars", "duckdb"])
-@pytest.mark.parametrize(("columns", "values", "where"), GROUPS[::2])
+@pytest.mark.parametrize(
+    ("engine", "columns", "values", "where", "unit"),
+    [
+        *(("polars", *group, None) for group in GROUPS[::2]),
+        *(("duckdb", *group, None) for group in GROUPS[::2]),
+        # a percentile KPI without a settled row in the whole (every conversation unresolved)
+        ("polars", ("channel",), ("chat",), "resolved_at IS NULL", None),
+        # another unit than the unit table's: a user may be in several groups
+        ("polars", ("channel",), ("web",), None, "user_id"),
+    ],
+)
 def test_compare_on_a_partition_s_arms_gives_the_numbers_of_condition_arms(
-    columns: tuple[str, ...], values: tuple[str | None, ...], where: str | None, engine: str
+    columns: tuple[str, ...],
+    values: tuple[str | None, ...],
+    where: str | None,
+    engine: str,
+    unit: str | None,
 ) -> None:
     """Every KPI (ratios, means, percentiles, pass^k, formulas): the whole table of
     `compare_arms` — values, n, Δ, CI, p, pending — is that of the arms by conditions, whose
@@ -185,7 +199,7 @@ def test_compare_on_a_partition_s_arms_gives_the_numbers_of_condition_arms(
     kpis = list(spec.kpis.values())
     tables = _null_intents(with_cost_counts(spec, sources, window, built.tables, kpis))
     check = check_data(spec, sources, kpis)
-    options = CompareOptions(alpha=0.05, correction="none")
+    options = CompareOptions(alpha=0.05, correction="none", unit=unit)
     design = Design(
         "conditions", "observational", "rest", randomized=False, caveat=OBSERVATIONAL_ARMS_CAVEAT
     )
@@ -209,3 +223,62 @@ def test_compare_on_a_partition_s_arms_gives_the_numbers_of_condition_arms(
     for a, b in zip(left, right, strict=True):
         assert _close(a, b), (a, b)
     assert got.notes == expected.notes and got.srm == expected.srm
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_signed_zeros_in_a_percentile_keep_the_sign_of_condition_arms(seed: int) -> None:
+    """Latencies of −0.0 and 0.0 (a clock that rounds): which zero a percentile lands on
+    depends on the rows' order, so a partition reads its parts' rows in their own order — the
+    sign of every value and Δ is the condition arms'."""
+    spec = load_spec(SHIPPED_SPEC)
+    sources = load_sources(spec)
+    window = resolve_window(spec, sources, ComputeOptions())
+    built = PolarsEngine().build_facts(spec, sources, window, in_memory=True)
+    kpis = list(spec.kpis.values())
+    tables = with_cost_counts(spec, sources, window, built.tables, kpis)
+    # the shipped spec's percentiles: MEDIAN / QUANTILE_CONT of ttr_s and latency_ms
+    for table, column in (("conversations", "ttr_s"), ("agent_turns", "latency_ms")):
+        frame = tables[table]  # most values a zero of either sign, interleaved
+        row = pl.int_range(pl.len())
+        zero = (
+            pl.when(row.hash(seed) % 3 == 0)
+            .then(-0.0)
+            .when(row.hash(seed + 1) % 5 < 3)
+            .then(0.0)
+            .otherwise(pl.col(column))
+        )
+        tables[table] = (
+            frame.with_columns(zero.cast(frame.collect_schema()[column]).alias(column))
+            .collect()
+            .lazy()
+        )
+    check = check_data(spec, sources, kpis)
+    options = CompareOptions(alpha=0.05, correction="none")
+    design = Design(
+        "conditions", "observational", "rest", randomized=False, caveat=OBSERVATIONAL_ARMS_CAVEAT
+    )
+    inside, outside = _conditions(("channel",), ("chat",))
+    base = BaselineSpec("rest", "holdout", control=outside, treatment=inside)
+    split = condition_split(spec, tables, window, built.engine)
+    partition = split.partition(("channel",), None)
+    assert partition is not None
+    expected = compare_arms(
+        spec, *split.arms(inside, outside), design, base, options, check, with_fairness=False
+    )
+    got = compare_arms(
+        spec,
+        *partition.arms(("channel",), ("chat",)),
+        design,
+        base,
+        options,
+        check,
+        with_fairness=False,
+    )
+    signs = 0
+    for a, b in zip(_numbers(got.table), _numbers(expected.table), strict=True):
+        assert _close(a, b), (a, b)
+        for field in ("baseline_value", "current_value", "delta"):
+            if isinstance(b[field], float) and b[field] == 0:
+                signs += 1
+                assert math.copysign(1, a[field]) == math.copysign(1, b[field]), (a["kpi"], field)
+    assert signs > 0

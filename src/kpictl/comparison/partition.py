@@ -117,9 +117,11 @@ def part_unit_stats(
     where: str | None,
 ) -> UnitStats:
     """`Engine.unit_stats` of an arm: of a part, the whole's by (keys, group) once, then this
-    part's groups added up (a unit is in one group: its sums are whole); else the arm's own."""
+    part's groups added up (a unit of the unit table is in one group: its sums are whole);
+    else, or for another unit (which may span groups), the arm's own."""
     part = arm.part
-    if part is None or not partitioned(part, kpi.over):
+    # the groups are of the unit table's units: another unit (user_id) may span groups
+    if part is None or not partitioned(part, kpi.over) or unit != spec.require_primary_table().key:
         return arm.engine.unit_stats(spec, kpi, shape, arm.tables, arm.window, unit, keys, where)
     whole = remembered(
         part,

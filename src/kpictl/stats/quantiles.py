@@ -81,9 +81,11 @@ def quantile_arm(
     ΣS/ΣN over units divided by K and σ²_I,iid = ν(1−ν)/n (gbstats `QuantileClusteredStatistic`).
     Guards: n > z²ν/(1−ν) (and z²(1−ν)/ν), X_(U) > X_(L), K > 1. Non-finite values are dropped.
 
-    `presorted`: `values` are in ascending order (the order statistics are read, not found);
-    `coded_units`: `units` are codes in [0, coded_units) (`unit_codes` of a larger sample, of
-    which these values are a part). Both give the same numbers, for many arms of one sample.
+    `presorted`: `values` are in ascending order (the order statistics are read, not found),
+    with no signed zero (−0.0: which zero lands at a rank depends on the values' own order,
+    which a sort has lost — ValueError); `coded_units`: `units` are codes in [0, coded_units)
+    (`unit_codes` of a larger sample, of which these values are a part). Both give the same
+    numbers, for many arms of one sample.
     """
     _check_alpha(alpha)
     if not 0.0 < nu < 1.0:
@@ -118,7 +120,9 @@ def quantile_arm(
     if exact:  # the linear quantile's two neighbours (1-based), as np.quantile finds them
         virtual, below_linear, above_linear = _linear_ranks(n, nu)
         ranks += [below_linear, above_linear]
-    xs = x if presorted and not _signed_zero(x) else _order_statistics(x, ranks)
+    if presorted and _signed_zero(x):
+        raise ValueError("presorted values hold a signed zero (-0.0): pass them in their order")
+    xs = x if presorted else _order_statistics(x, ranks)
     estimate = float(xs[rank - 1])
     if not linear:
         point = estimate
@@ -231,8 +235,10 @@ def unit_codes(units: npt.ArrayLike) -> tuple[npt.NDArray[np.intp], int]:
 
 def _unit_codes(unit_ids: npt.NDArray[Any]) -> tuple[npt.NDArray[np.intp], int]:
     """Each value's unit as 0..K−1 in the order of the sorted unit ids (`np.unique`'s inverse),
-    and K. Integer ids in a range not much wider than their count (compare's dense ranks) are
-    coded by counting, O(n), instead of by sorting."""
+    and K (0 without values). Integer ids in a range not much wider than their count
+    (compare's dense ranks) are coded by counting, O(n), instead of by sorting."""
+    if not unit_ids.size:
+        return np.zeros(0, dtype=np.intp), 0
     if unit_ids.dtype.kind in "iu" and unit_ids.size:
         low, high = int(unit_ids.min()), int(unit_ids.max())
         if high - low < 4 * unit_ids.size:

@@ -204,15 +204,19 @@ def _arm_rows(
 ) -> tuple[pl.DataFrame, pl.DataFrame, int | None]:
     """`_rows` of the arm, and None. Of a part of a partitioned arm: the whole's rows read
     once for every part, sorted by value (stable) with units coded 0..K−1 over the whole, then
-    this part's groups — its pending rows added up, its rows (still sorted) — and K."""
+    this part's groups — its pending rows added up, its rows (still sorted) — and K (None, and
+    the rows in their order, when a value is −0.0: see `stats.quantile_arm`)."""
     part = arm.part
     if part is None or not partitioned(part, kpi.over):
         waiting, data = _rows(spec, kpi, arm.tables, arm.window, keys, where, values_expr, codes)
         return waiting, data, None
     whole = part.whole
 
-    def read() -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    def read() -> tuple[pl.DataFrame, pl.DataFrame, int | None]:
         waiting, data = _rows(spec, kpi, whole, arm.window, keys, where, values_expr, codes, [PART])
+        values = data.get_column("__v").to_numpy()
+        if np.signbit(values[values == 0]).any():  # −0.0: the parts' rows in their own order
+            return waiting, data, None
         data = data.sort("__v", maintain_order=True)
         coded, count = stats.unit_codes(data["__unit"].to_numpy())
         return (
