@@ -1,6 +1,6 @@
 """`--approx-percentiles` on Spark (issue 13): the dialect's rule, percentile_approx with
 accuracy 10,000, within Spark's documented bound of the exact quantile. Marked `spark` (run with
-`pytest -m spark`, as tests/test_spark_engine.py); tests/test_approx.py holds the rest."""
+`pytest -m spark -n 0`, as tests/test_spark_engine.py); tests/test_approx.py holds the rest."""
 
 from __future__ import annotations
 

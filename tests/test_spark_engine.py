@@ -1,7 +1,7 @@
 """`--engine spark` (issue 13): the shipped spec compiled to Spark SQL gives the polars engine's
 numbers — every (kpi, cohort) row, n and pending exactly, values to 1e-9 relative — on one
-shared local[2] session. Marked `spark`: left out of the default run, `pytest -m spark` runs it
-(.ci/run does, after installing Java 17 and the `spark` extra)."""
+shared local[2] session. Marked `spark`: left out of the default run, `pytest -m spark -n 0`
+runs it in one process (.ci/run does, after installing Java 17 and the `spark` extra)."""
 
 from __future__ import annotations
 
