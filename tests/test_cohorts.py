@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
+import kpictl
 from conftest import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +140,15 @@ def test_report_compares_each_combination_with_the_rest(logs: Path) -> None:
         f"- --by channel,intent: {combinations} values; only the first 12 (in order) are "
         "compared with the rest" in out
     )
+    # every cohort × KPI pair is either a test or said not to be one (never a bare "0 tests")
+    kpis = len(kpictl.load_spec(SPEC).kpis)
+    tests = int(re.search(r"every KPI: (\d+) tests", out).group(1))  # type: ignore[union-attr]
+    said = re.search(
+        r"--by channel,intent: (\d+) of (\d+) cohort × KPI comparisons not tested", out
+    )
+    assert said is not None, out
+    assert int(said.group(2)) == min(combinations, 12) * kpis
+    assert int(said.group(1)) + tests == int(said.group(2))
 
 
 def _with_plan(tmp_path: Path, logs: Path) -> Path:

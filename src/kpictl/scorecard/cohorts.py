@@ -120,6 +120,8 @@ def cohort_comparisons(
             )
             ordered = ordered[:MAX_COHORT_VALUES]
         groups = every or split.partition(group, piece.where)
+        left_out = {"insufficient": 0, "untested": 0}  # cohort × KPI pairs without a test
+        pairs = 0
         for combo in ordered:
             inside, outside = _cohort_conditions(group, combo)
             value = combo[0] if len(group) == 1 else " × ".join(str(v) for v in combo)
@@ -135,10 +137,26 @@ def cohort_comparisons(
             for row in result.table.filter(pl.col("grouping").list.len() == 0).iter_rows(
                 named=True
             ):
+                pairs += 1
                 if row["status"] == INSUFFICIENT or row["p_value"] is None:
+                    left_out["insufficient" if row["status"] == INSUFFICIENT else "untested"] += 1
                     continue
                 shown = redactor(options.redact)(value)
                 cells.append({**row, "dimension": dim, "value": shown})
+        if any(left_out.values()):  # said, not left to be read from a small test count
+            said = [
+                f"{left_out['insufficient']} with insufficient data (fewer units than the "
+                "KPI's min_sample in the cohort or the rest, or no units)"
+                if left_out["insufficient"]
+                else "",
+                f"{left_out['untested']} without a test (a KPI compare cannot test, or unavailable)"
+                if left_out["untested"]
+                else "",
+            ]
+            notes.append(
+                f"--by {','.join(group)}: {sum(left_out.values())} of "
+                f"{pairs} cohort × KPI comparisons not tested: " + "; ".join(x for x in said if x)
+            )
     adjusted = adjust_p_values([c["p_value"] for c in cells], correction)
     significant = []
     for cell, p_adj in zip(cells, adjusted, strict=True):
