@@ -282,3 +282,17 @@ def test_signed_zeros_in_a_percentile_keep_the_sign_of_condition_arms(seed: int)
                 signs += 1
                 assert math.copysign(1, a[field]) == math.copysign(1, b[field]), (a["kpi"], field)
     assert signs > 0
+
+
+def test_a_partition_over_more_groups_than_allowed_is_not_built(
+    facts: tuple[Spec, dict[str, pl.LazyFrame], Window],
+) -> None:
+    """The report partitions by every --by column at once unless their combinations exceed
+    its limit (then one partition per column)."""
+    spec, tables, window = facts
+    split = condition_split(spec, tables, window, PolarsEngine())
+    combinations = tables["conversations"].select("channel", "intent").unique().collect().height
+    assert split.partition(("channel", "intent"), None, combinations - 1) is None
+    built = split.partition(("channel", "intent"), None, combinations)
+    assert built is not None and len(built.codes) == combinations
+    assert built.grouped == {"conversations", *split.positions}  # type: ignore[misc]

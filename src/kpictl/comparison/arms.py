@@ -197,12 +197,14 @@ class ConditionSplit:
             restricted[name] = frame.lazy().filter(*keep) if keep else frame.lazy()
         return restricted
 
-    def partition(self, columns: Sequence[str], where: str | None) -> Partition | None:
+    def partition(
+        self, columns: Sequence[str], where: str | None, max_groups: int | None = None
+    ) -> Partition | None:
         """The units meeting `where` grouped by their values of `columns` (as text; null a
         value), for the arms of each cohort of some of the columns against the rest
         (`Partition.arms`: the arms of `arms(its condition, its negation)`, their statistics
         read once for all cohorts). None when the unit table's keys are not unique (then
-        `arms`)."""
+        `arms`), or when the units hold more than `max_groups` combinations."""
         if self.positions is None:
             return None
         spec, window = self.spec, self.window
@@ -223,6 +225,8 @@ class ConditionSplit:
             .unique(maintain_order=True)
             .with_row_index("__group")
         )
+        if max_groups is not None and groups.height > max_groups:
+            return None
         code = (
             labels.join(
                 groups, on=list(columns), how="left", nulls_equal=True, maintain_order="left"
@@ -242,10 +246,11 @@ class ConditionSplit:
             if name == parent.name or name in self.positions:
                 keep.append(pl.col(PART).is_not_null())
             whole[name] = lazy.filter(*keep) if keep else lazy
+        grouped = frozenset([parent.name, *self.positions])
         by_values = {
             tuple(row[:-1]): row[-1] for row in groups.select([*columns, "__group"]).rows()
         }
-        return Partition(whole, tuple(columns), by_values, window, self.engine)
+        return Partition(whole, grouped, tuple(columns), by_values, window, self.engine)
 
 
 def condition_split(

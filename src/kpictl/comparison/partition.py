@@ -30,6 +30,7 @@ class Partition:
     values: one partition by every --by column serves each column's cohorts."""
 
     whole: Mapping[str, pl.LazyFrame]
+    grouped: frozenset[str]  # the tables of `whole` with group codes (holding the unit key)
     columns: tuple[str, ...]
     codes: Mapping[tuple[str | None, ...], int]
     window: Window
@@ -52,12 +53,11 @@ class Partition:
         kept = sorted(codes)
         tables = {
             name: frame.filter(pl.col(PART).is_in(kept)).drop(PART)
-            if PART in frame.collect_schema()
+            if name in self.grouped
             else frame
             for name, frame in self.whole.items()
         }
-        grouped = frozenset(n for n, f in self.whole.items() if PART in f.collect_schema())
-        part = Part(self.whole, frozenset(kept), self.memo, grouped)
+        part = Part(self.whole, frozenset(kept), self.memo, self.grouped)
         return Arm(label, tables, self.window, self.engine, part)
 
 

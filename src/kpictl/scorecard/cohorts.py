@@ -106,9 +106,7 @@ def cohort_comparisons(
     # every cohort's arms from one partition by all the columns (each arm's statistics read
     # once for all), unless their combinations are too many to add up per arm
     columns = list(dict.fromkeys(c for group in sets for c in group))
-    every = split.partition(columns, piece.where)
-    if every is not None and len(every.codes) > MAX_PARTITION_GROUPS:
-        every = None
+    every = split.partition(columns, piece.where, MAX_PARTITION_GROUPS)
     for group in sets:
         dim = " × ".join(group)  # a cross-tab (--by a,b): each combination against the rest
         combos = facts.select(pl.col(d).cast(pl.String) for d in group).unique().rows()
